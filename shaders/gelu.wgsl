@@ -1,0 +1,31 @@
+// GELU, tanh approximation (HF's `gelu_new`): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+
+struct Params {
+    n: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+
+const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+
+// tanh clamped to |u| <= 10, where it is ±1 in f32: some tanh implementations overflow to NaN.
+fn tanh_safe(u: f32) -> f32 {
+    return tanh(clamp(u, -10.0, 10.0));
+}
+
+// One invocation per element; a 2D grid of 64-wide workgroups.
+@compute @workgroup_size(64)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if i >= p.n {
+        return;
+    }
+    let x = inp[i];
+    out[i] = 0.5 * x * (1.0 + tanh_safe(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+}

@@ -1,0 +1,243 @@
+//! The native `wgpt` command line: `parity` and `forward` (training and sampling build on the
+//! same library).
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use clap::{Parser, Subcommand};
+    use wgpt::kernels::Kernels;
+    use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
+    use wgpt::parity::{check_forward, ParityFile};
+    use wgpt::{hf, read_file, Error, Gpu, Result};
+
+    #[derive(Parser)]
+    #[command(
+        name = "wgpt",
+        version,
+        about = "GPT-2 on WebGPU: our own WGSL kernels, equal to Hugging Face's GPT2LMHeadModel"
+    )]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Check our GPU forward pass against a parity file made by HF transformers
+        /// (tests/fixtures/make_parity.py); exits 1 when past tolerance.
+        Parity {
+            /// A parity .safetensors file (e.g. ../shared/data/parity/baby.safetensors).
+            file: PathBuf,
+        },
+        /// Run a model directory on a prompt and print the most likely next tokens.
+        Forward {
+            /// HF model directory: config.json, model.safetensors, tokenizer.json (for --text).
+            #[arg(long)]
+            model: PathBuf,
+            /// Prompt text, tokenized with the directory's tokenizer.json.
+            #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+            text: Option<String>,
+            /// Prompt as comma-separated token ids, e.g. 464,3290,318.
+            #[arg(long, value_delimiter = ',')]
+            ids: Option<Vec<u32>>,
+            /// How many of the most likely next tokens to print.
+            #[arg(long, default_value_t = 10)]
+            top: usize,
+            /// Write the logits of every position, [T, V] f32, to this safetensors file.
+            #[arg(long)]
+            out: Option<PathBuf>,
+        },
+        /// Time the forward pass of a preset with random weights (ms per forward, tokens/s).
+        Bench {
+            /// Model preset: gpt2, shakespeare-char or baby.
+            #[arg(long, default_value = "shakespeare-char")]
+            preset: String,
+            /// Batch size B.
+            #[arg(long, default_value_t = 8)]
+            batch_size: usize,
+            /// Sequence length T (at most the preset's block_size).
+            #[arg(long, default_value_t = 256)]
+            seq: usize,
+            /// Timed iterations (after 2 warm-up runs).
+            #[arg(long, default_value_t = 10)]
+            iters: usize,
+        },
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        let result = match cli.command {
+            Command::Parity { file } => parity(file),
+            Command::Forward {
+                model,
+                text,
+                ids,
+                top,
+                out,
+            } => forward(model, text, ids, top, out),
+            Command::Bench {
+                preset,
+                batch_size,
+                seq,
+                iters,
+            } => bench(&preset, batch_size, seq, iters),
+        };
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    fn kernels() -> Result<Arc<Kernels>> {
+        let gpu = pollster::block_on(Gpu::new())?;
+        eprintln!("adapter: {}", gpu.describe());
+        Ok(Arc::new(Kernels::new(&gpu)))
+    }
+
+    fn parity(file: PathBuf) -> Result<ExitCode> {
+        let bytes = read_file(&file)?;
+        let p = ParityFile::parse(&file.display().to_string(), &bytes)?;
+        let c = p.weights.config;
+        println!(
+            "{}: n_layer {} n_head {} n_embd {} block_size {} vocab_size {}, batch {}x{}",
+            file.display(),
+            c.n_layer,
+            c.n_head,
+            c.n_embd,
+            c.block_size,
+            c.vocab_size,
+            p.b,
+            p.t
+        );
+        let checks = pollster::block_on(check_forward(kernels()?, &p))?;
+        for check in &checks {
+            println!("{check}");
+        }
+        let failed = checks.iter().filter(|c| !c.passed()).count();
+        println!("{} passed, {failed} failed", checks.len() - failed);
+        Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    fn forward(
+        dir: PathBuf,
+        text: Option<String>,
+        ids: Option<Vec<u32>>,
+        top: usize,
+        out: Option<PathBuf>,
+    ) -> Result<ExitCode> {
+        let (weights, tokenizer) = hf::dir::load(&dir)?;
+        let ids = match (text, ids) {
+            (_, Some(ids)) => ids,
+            (Some(text), None) => {
+                let tok = tokenizer.as_ref().ok_or_else(|| {
+                    Error::Input(format!(
+                        "{} has no tokenizer.json; pass --ids instead of --text",
+                        dir.display()
+                    ))
+                })?;
+                tok.encode(&text)?
+            }
+            (None, None) => unreachable!("clap requires --text or --ids"),
+        };
+        if ids.is_empty() {
+            return Err(Error::Input(
+                "the prompt is empty; give at least one token".into(),
+            ));
+        }
+        let model = Gpt2::new(kernels()?, &weights)?;
+        let t = ids.len();
+        let f = model.forward_plan(1, t)?;
+        model.forward(&f, &ids, None)?;
+        let logits = pollster::block_on(model.kernels.gpu.read(&f.acts.logits))?;
+        let v = model.config.vocab_size;
+        let last = &logits[(t - 1) * v..t * v];
+        let max = last.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = last.iter().map(|&x| (x - max).exp()).sum();
+        let mut order: Vec<usize> = (0..v).collect();
+        order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
+        println!("prompt: {t} tokens {ids:?}");
+        println!("{:>5}  {:>8}  {:>10}  token", "rank", "id", "prob");
+        for (rank, &id) in order.iter().take(top).enumerate() {
+            let p = (last[id] - max).exp() / sum;
+            let shown = match &tokenizer {
+                Some(tok) => format!("{:?}", tok.decode(&[id as u32])?),
+                None => String::new(),
+            };
+            println!("{:>5}  {id:>8}  {p:>10.6}  {shown}", rank + 1);
+        }
+        if let Some(path) = out {
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                vec![t, v],
+                bytemuck::cast_slice(&logits),
+            )
+            .map_err(|e| Error::Format(format!("cannot serialize logits: {e}")))?;
+            let bytes = safetensors::serialize([("logits", view)], None)
+                .map_err(|e| Error::Format(format!("cannot serialize logits: {e}")))?;
+            std::fs::write(&path, bytes)
+                .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
+            println!("logits [{t}, {v}] written to {}", path.display());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn bench(preset: &str, b: usize, t: usize, iters: usize) -> Result<ExitCode> {
+        let config = Gpt2Config::preset(preset).ok_or_else(|| {
+            let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            Error::Input(format!(
+                "unknown preset {preset:?}; choose one of {}",
+                names.join(", ")
+            ))
+        })?;
+        let model = Gpt2::new(kernels()?, &Weights::random(config, 0))?;
+        let f = model.forward_plan(b, t)?;
+        let gpu = &model.kernels.gpu;
+        let ids: Vec<u32> = (0..b * t)
+            .map(|i| (i * 7 % config.vocab_size) as u32)
+            .collect();
+        let targets: Vec<u32> = (0..b * t)
+            .map(|i| (i * 13 % config.vocab_size) as u32)
+            .collect();
+        for _ in 0..2 {
+            model.forward(&f, &ids, Some(&targets))?;
+            pollster::block_on(gpu.read(&f.acts.loss))?;
+        }
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            model.forward(&f, &ids, Some(&targets))?;
+        }
+        pollster::block_on(gpu.read(&f.acts.loss))?;
+        let ms = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
+        println!(
+            "{:<24} {:<22} {:>10} {:>12}",
+            "workload", "shape", "ms", "tokens/s"
+        );
+        println!(
+            "{:<24} {:<22} {:>10.2} {:>12.0}",
+            format!("forward {preset}"),
+            format!("B={b} T={t}"),
+            ms,
+            (b * t) as f64 / ms * 1e3
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+/// In the browser the library is driven by the page; there is no command line.
+#[cfg(target_arch = "wasm32")]
+fn main() {}

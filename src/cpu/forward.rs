@@ -1,0 +1,152 @@
+//! Forward passes of every layer on the CPU.
+
+/// out (B,T,C) = wte[ids] + wpe[t].
+pub fn encoder_forward(
+    out: &mut [f32],
+    ids: &[u32],
+    wte: &[f32],
+    wpe: &[f32],
+    bt: usize,
+    t: usize,
+    c: usize,
+) {
+    for i in 0..bt {
+        let id = ids[i] as usize;
+        let pos = i % t;
+        for j in 0..c {
+            out[i * c + j] = wte[id * c + j] + wpe[pos * c + j];
+        }
+    }
+}
+
+/// out (N,C), mean (N), rstd (N) = layernorm(inp (N,C)) · weight + bias, eps 1e-5.
+pub fn layernorm_forward(
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    c: usize,
+) {
+    for r in 0..n {
+        let x = &inp[r * c..(r + 1) * c];
+        let m = x.iter().sum::<f32>() / c as f32;
+        let v = x.iter().map(|&xi| (xi - m) * (xi - m)).sum::<f32>() / c as f32;
+        let s = 1.0 / (v + crate::kernels::layernorm::EPS).sqrt();
+        for j in 0..c {
+            out[r * c + j] = (x[j] - m) * s * weight[j] + bias[j];
+        }
+        mean[r] = m;
+        rstd[r] = s;
+    }
+}
+
+/// out (M,N) = inp (M,K) · weight (K,N) + bias (N): HF Conv1D.
+pub fn matmul_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = bias.map_or(0.0, |b| b[j]);
+            for l in 0..k {
+                acc += inp[i * k + l] * weight[l * n + j];
+            }
+            out[i * n + j] = acc;
+        }
+    }
+}
+
+/// out (M,N) = inp (M,K) · weightᵀ where weight is (N,K): the tied lm_head.
+pub fn matmul_nt_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k).map(|l| inp[i * k + l] * weight[j * k + l]).sum();
+        }
+    }
+}
+
+/// out (B,T,C), att (B,NH,T,T) from qkv (B,T,3C): causal softmax attention for every head.
+pub fn attention_forward(
+    out: &mut [f32],
+    att: &mut [f32],
+    qkv: &[f32],
+    b: usize,
+    t: usize,
+    c: usize,
+    nh: usize,
+) {
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    for bi in 0..b {
+        for h in 0..nh {
+            for ti in 0..t {
+                let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
+                let row = &mut att[((bi * nh + h) * t + ti) * t..][..t];
+                let mut maxv = f32::NEG_INFINITY;
+                for t2 in 0..=ti {
+                    let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
+                    let s = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
+                    row[t2] = s;
+                    maxv = maxv.max(s);
+                }
+                let mut sum = 0.0;
+                for v in row.iter_mut().take(ti + 1) {
+                    *v = (*v - maxv).exp();
+                    sum += *v;
+                }
+                for (t2, v) in row.iter_mut().enumerate() {
+                    *v = if t2 <= ti { *v / sum } else { 0.0 };
+                }
+                let o = &mut out[(bi * t + ti) * c + h * hs..][..hs];
+                o.fill(0.0);
+                for (t2, &a) in row.iter().enumerate().take(ti + 1) {
+                    let v = &qkv[(bi * t + t2) * 3 * c + 2 * c + h * hs..][..hs];
+                    for i in 0..hs {
+                        o[i] += a * v[i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// out = gelu_new(inp).
+pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
+    let s = (2.0f32 / std::f32::consts::PI).sqrt();
+    for (o, &x) in out.iter_mut().zip(inp) {
+        *o = 0.5 * x * (1.0 + (s * (x + 0.044715 * x * x * x)).tanh());
+    }
+}
+
+/// out = a + b.
+pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = x + y;
+    }
+}
+
+/// losses (N) = logsumexp(logits (N,V)) − logits[targets]; returns their mean.
+pub fn crossentropy_forward(losses: &mut [f32], logits: &[f32], targets: &[u32], v: usize) -> f32 {
+    for (r, loss) in losses.iter_mut().enumerate() {
+        let row = &logits[r * v..(r + 1) * v];
+        let maxv = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|&x| (x - maxv).exp()).sum();
+        *loss = sum.ln() + maxv - row[targets[r] as usize];
+    }
+    losses.iter().sum::<f32>() / losses.len() as f32
+}

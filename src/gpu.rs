@@ -1,0 +1,262 @@
+//! The GPU context: adapter, device, queue and the limits we asked for, plus tensors (buffers
+//! with shapes), upload and readback. The one place where native and wasm differ (how to wait
+//! for a mapped buffer), as in the wgpu examples.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::{Error, Result};
+
+/// Device, queue and what the adapter is. Cheap to clone.
+#[derive(Clone)]
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    stats: Arc<BufferStats>,
+}
+
+/// How many buffers we have created and not yet dropped, and their bytes: a leak shows here.
+#[derive(Default)]
+pub struct BufferStats {
+    count: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Gpu {
+    /// Picks the high-performance adapter and requests a device with every limit the adapter
+    /// offers (GPT-2's wte alone is 154 MB, over WebGPU's default 128 MiB storage binding).
+    pub async fn new() -> Result<Gpu> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::Gpu(format!(
+                    "no GPU adapter found ({e}). Natively wgpt needs Vulkan, Metal or DX12 \
+                     (on Linux without a GPU: apt-get install mesa-vulkan-drivers); in a browser \
+                     it needs WebGPU (Chrome 113+ or Edge 113+)"
+                ))
+            })?;
+        let info = adapter.get_info();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpt"),
+                required_features: wgpu::Features::empty(),
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("the adapter {} refused a device: {e}", info.name)))?;
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            stats: Arc::new(BufferStats::default()),
+        })
+    }
+
+    /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// Checks that a buffer of `bytes` can be created and bound as storage; the error names the
+    /// limit, what is needed and what the device has.
+    pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
+        let l = self.limits();
+        let binding = l.max_storage_buffer_binding_size as u64;
+        if bytes > l.max_buffer_size {
+            return Err(Error::Limits(format!(
+                "{what} needs a buffer of {bytes} bytes but this GPU's max_buffer_size is {} \
+                 bytes; use a smaller model, batch or context",
+                l.max_buffer_size
+            )));
+        }
+        if bytes > binding {
+            return Err(Error::Limits(format!(
+                "{what} needs a storage binding of {bytes} bytes but this GPU's \
+                 max_storage_buffer_binding_size is {binding} bytes; use a smaller model, batch \
+                 or context"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Buffers alive and their total bytes (only buffers made through [`Gpu::buffer`]).
+    pub fn buffer_stats(&self) -> (u64, u64) {
+        (
+            self.stats.count.load(Ordering::Relaxed),
+            self.stats.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A storage buffer of `bytes` (rounded up to 4), zero-filled, counted in [`Gpu::buffer_stats`].
+    pub fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> Buffer {
+        let size = bytes.max(4).div_ceil(4) * 4;
+        let raw = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        });
+        self.stats.count.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(size, Ordering::Relaxed);
+        Buffer {
+            raw,
+            size,
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// A zero-filled f32 (or u32) tensor of `shape` usable as storage, copy source and destination.
+    pub fn tensor(&self, label: &str, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let buffer = self.buffer(label, 4 * n as u64, usage);
+        Tensor {
+            buffer: Arc::new(buffer),
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// A tensor holding `data` (f32 or u32 words).
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, shape: &[usize], data: &[T]) -> Tensor {
+        let t = self.tensor(label, shape);
+        assert_eq!(
+            t.numel() * 4,
+            std::mem::size_of_val(data),
+            "upload of {label}: shape and data disagree"
+        );
+        self.write(&t, data);
+        t
+    }
+
+    /// Overwrites a tensor's contents (ordered before any later submit).
+    pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) {
+        if !data.is_empty() {
+            self.queue
+                .write_buffer(&t.buffer.raw, 0, bytemuck::cast_slice(data));
+        }
+    }
+
+    /// A uniform buffer holding `params` (a `#[repr(C)]` struct that mirrors a WGSL struct).
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> Buffer {
+        let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+        let b = self.buffer(label, std::mem::size_of::<T>() as u64, usage);
+        self.queue
+            .write_buffer(&b.raw, 0, bytemuck::bytes_of(params));
+        b
+    }
+
+    /// Reads tensors back to the CPU as f32 words, with one copy per tensor into one staging
+    /// buffer, one submit and one map.
+    pub async fn read_many(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
+        let total: u64 = tensors.iter().map(|t| t.buffer.size).sum();
+        let staging = self.buffer(
+            "readback",
+            total,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        let mut offset = 0;
+        for t in tensors {
+            enc.copy_buffer_to_buffer(&t.buffer.raw, 0, &staging.raw, offset, t.buffer.size);
+            offset += t.buffer.size;
+        }
+        self.queue.submit([enc.finish()]);
+        let bytes = self.map_read(&staging).await?;
+        let mut out = Vec::with_capacity(tensors.len());
+        let mut offset = 0usize;
+        for t in tensors {
+            let words: &[f32] = bytemuck::cast_slice(&bytes[offset..offset + 4 * t.numel()]);
+            out.push(words.to_vec());
+            offset += t.buffer.size as usize;
+        }
+        Ok(out)
+    }
+
+    /// Reads one tensor back as f32.
+    pub async fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
+        Ok(self.read_many(&[t]).await?.pop().unwrap_or_default())
+    }
+
+    /// Maps a MAP_READ buffer and copies its bytes out. Natively we poll the device until the
+    /// map completes; in the browser the map callback fires on the event loop and we await it.
+    async fn map_read(&self, staging: &Buffer) -> Result<Vec<u8>> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.raw.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        rx.await
+            .map_err(|_| Error::Gpu("the GPU dropped a readback (device lost?)".into()))?
+            .map_err(|e| Error::Gpu(format!("reading back from the GPU failed: {e}")))?;
+        let bytes = staging
+            .raw
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("mapping a readback buffer failed: {e}")))?
+            .to_vec();
+        staging.raw.unmap();
+        Ok(bytes)
+    }
+
+    /// Runs `record` in one compute pass of one command buffer and submits it.
+    pub fn run(&self, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            record(&mut pass);
+        }
+        self.queue.submit([enc.finish()]);
+    }
+}
+
+/// A wgpu buffer that keeps [`BufferStats`] honest when dropped.
+pub struct Buffer {
+    pub raw: wgpu::Buffer,
+    pub size: u64,
+    stats: Arc<BufferStats>,
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        self.stats.count.fetch_sub(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_sub(self.size, Ordering::Relaxed);
+    }
+}
+
+/// A dense row-major f32 (or u32) array on the GPU. Clones share the buffer.
+#[derive(Clone)]
+pub struct Tensor {
+    pub buffer: Arc<Buffer>,
+    pub shape: Vec<usize>,
+}
+
+impl Tensor {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        self.buffer.raw.as_entire_binding()
+    }
+}

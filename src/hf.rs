@@ -1,0 +1,291 @@
+//! Hugging Face model directories: config.json and model.safetensors as `transformers` writes
+//! them (keys with or without `transformer.`, `attn.bias`/`attn.masked_bias` buffers, tied or
+//! present `lm_head.weight`, f32/f16/bf16), read into [`Weights`] and written back so that
+//! `GPT2LMHeadModel.from_pretrained` loads them as-is.
+
+use std::collections::HashMap;
+
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde_json::{json, Value};
+
+use crate::model::{Gpt2Config, Weights};
+use crate::{Error, Result};
+
+/// Parses an HF GPT-2 config.json; unsupported settings are errors naming the field.
+pub fn parse_config(text: &str) -> Result<Gpt2Config> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| Error::Format(format!("config.json is not valid JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| Error::Format("config.json must be a JSON object".into()))?;
+    let field = |names: &[&str]| -> Result<usize> {
+        for name in names {
+            if let Some(x) = obj.get(*name) {
+                return x.as_u64().map(|n| n as usize).ok_or_else(|| {
+                    Error::Format(format!(
+                        "config.json: field \"{name}\" must be a positive integer, found {x}"
+                    ))
+                });
+            }
+        }
+        Err(Error::Format(format!(
+            "config.json: missing field \"{}\"",
+            names[0]
+        )))
+    };
+    let config = Gpt2Config {
+        n_layer: field(&["n_layer"])?,
+        n_head: field(&["n_head"])?,
+        n_embd: field(&["n_embd"])?,
+        block_size: field(&["n_positions", "n_ctx"])?,
+        vocab_size: field(&["vocab_size"])?,
+    };
+    if let Some(t) = obj.get("model_type").and_then(Value::as_str) {
+        if t != "gpt2" {
+            return Err(Error::Format(format!(
+                "config.json: model_type is \"{t}\"; wgpt runs GPT-2 (\"gpt2\") models only"
+            )));
+        }
+    }
+    let expect_str = |name: &str, want: &str| -> Result<()> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::String(s)) if s == want => Ok(()),
+            Some(x) => Err(Error::Format(format!(
+                "config.json: \"{name}\" is {x}; wgpt supports \"{want}\" only"
+            ))),
+        }
+    };
+    expect_str("activation_function", "gelu_new")?;
+    if let Some(eps) = obj.get("layer_norm_epsilon").and_then(Value::as_f64) {
+        if (eps - 1e-5).abs() > 1e-9 {
+            return Err(Error::Format(format!(
+                "config.json: layer_norm_epsilon is {eps}; wgpt supports 1e-5 only"
+            )));
+        }
+    }
+    if let Some(n_inner) = obj.get("n_inner").and_then(Value::as_u64) {
+        if n_inner as usize != 4 * config.n_embd {
+            return Err(Error::Format(format!(
+                "config.json: n_inner is {n_inner}; wgpt supports 4 * n_embd only"
+            )));
+        }
+    }
+    for (name, want) in [
+        ("tie_word_embeddings", true),
+        ("scale_attn_weights", true),
+        ("scale_attn_by_inverse_layer_idx", false),
+    ] {
+        if let Some(b) = obj.get(name).and_then(Value::as_bool) {
+            if b != want {
+                return Err(Error::Format(format!(
+                    "config.json: \"{name}\" is {b}; wgpt supports {want} only"
+                )));
+            }
+        }
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// The config.json that `transformers` writes for a GPT2LMHeadModel of this shape.
+pub fn config_json(c: &Gpt2Config) -> String {
+    let v = json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "activation_function": "gelu_new",
+        "attn_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "resid_pdrop": 0.0,
+        "bos_token_id": c.vocab_size - 1,
+        "eos_token_id": c.vocab_size - 1,
+        "initializer_range": 0.02,
+        "layer_norm_epsilon": 1e-5,
+        "n_ctx": c.block_size,
+        "n_embd": c.n_embd,
+        "n_head": c.n_head,
+        "n_inner": null,
+        "n_layer": c.n_layer,
+        "n_positions": c.block_size,
+        "reorder_and_upcast_attn": false,
+        "scale_attn_by_inverse_layer_idx": false,
+        "scale_attn_weights": true,
+        "tie_word_embeddings": true,
+        "use_cache": true,
+        "vocab_size": c.vocab_size,
+    });
+    serde_json::to_string_pretty(&v).expect("a JSON value serializes")
+}
+
+/// A tensor's values as f32, from f32, f16 or bf16 storage.
+pub fn to_f32(name: &str, view: &TensorView) -> Result<Vec<f32>> {
+    let bytes = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(Error::Format(format!(
+                "tensor {name} has dtype {other:?}; expected F32, F16 or BF16"
+            )));
+        }
+    })
+}
+
+/// Parses a safetensors file, with the reason in the error.
+pub fn parse_safetensors<'a>(what: &str, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::Format(format!("{what} is not a valid safetensors file: {e}")))
+}
+
+/// Reads GPT-2 parameters for `config` from safetensors bytes laid out as HF writes them. Keys
+/// may carry the `transformer.` prefix (GPT2LMHeadModel's files) or not (GPT2Model's); `attn.bias`/`attn.masked_bias` are
+/// ignored; `lm_head.weight`, if present, must equal wte (tied).
+pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weights> {
+    let st = parse_safetensors(what, bytes)?;
+    let mut by_name: HashMap<String, TensorView> = HashMap::new();
+    let mut lm_head = None;
+    for (name, view) in st.tensors() {
+        let key = name
+            .strip_prefix("transformer.")
+            .unwrap_or(&name)
+            .to_string();
+        if key.ends_with(".attn.bias") || key.ends_with(".attn.masked_bias") {
+            continue;
+        }
+        if key == "lm_head.weight" {
+            lm_head = Some(view);
+            continue;
+        }
+        by_name.insert(key, view);
+    }
+    let specs = config.param_specs();
+    let mut tensors = Vec::with_capacity(specs.len());
+    for (name, shape) in &specs {
+        let view = by_name.remove(name).ok_or_else(|| {
+            Error::Format(format!(
+                "{what}: missing tensor {name} (expected shape {shape:?})"
+            ))
+        })?;
+        if view.shape() != shape.as_slice() {
+            return Err(Error::Format(format!(
+                "{what}: tensor {name} has shape {:?}, expected {shape:?}",
+                view.shape()
+            )));
+        }
+        tensors.push(to_f32(name, &view)?);
+    }
+    let mut extra: Vec<String> = by_name
+        .into_keys()
+        .filter(|k| {
+            k.starts_with("wte")
+                || k.starts_with("wpe")
+                || k.starts_with("h.")
+                || k.starts_with("ln_f")
+        })
+        .collect();
+    extra.sort();
+    if let Some(k) = extra.first() {
+        return Err(Error::Format(format!(
+            "{what}: unexpected tensor {k} (is config.json's n_layer {} right?)",
+            config.n_layer
+        )));
+    }
+    if let Some(view) = lm_head {
+        let lm = to_f32("lm_head.weight", &view)?;
+        if view.shape() != [config.vocab_size, config.n_embd] || lm != tensors[0] {
+            return Err(Error::Format(format!(
+                "{what}: lm_head.weight differs from wte.weight; wgpt supports tied embeddings only"
+            )));
+        }
+    }
+    Ok(Weights { config, tensors })
+}
+
+/// model.safetensors bytes for `weights`, keys `transformer.<name>` (GPT2LMHeadModel's own
+/// layout, lm_head tied and so absent), metadata format "pt" as transformers requires.
+pub fn save_weights(weights: &Weights) -> Result<Vec<u8>> {
+    let specs = weights.config.param_specs();
+    let views: Vec<(String, TensorView)> = specs
+        .iter()
+        .zip(&weights.tensors)
+        .map(|((name, shape), data)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+                .map_err(|e| Error::Format(format!("cannot serialize {name}: {e}")))?;
+            Ok((format!("transformer.{name}"), view))
+        })
+        .collect::<Result<_>>()?;
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::Format(format!("cannot write safetensors: {e}")))
+}
+
+/// An HF model directory on disk: config.json, model.safetensors and optional tokenizer.json.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod dir {
+    use std::path::Path;
+
+    use super::*;
+    use crate::read_file;
+    use crate::tokenizer::Tokenizer;
+
+    /// Loads the weights, and the tokenizer if the directory has one.
+    pub fn load(dir: &Path) -> Result<(Weights, Option<Tokenizer>)> {
+        if !dir.is_dir() {
+            return Err(Error::Io(format!(
+                "{} is not a directory; expected an HF model directory with config.json and model.safetensors",
+                dir.display()
+            )));
+        }
+        let config_path = dir.join("config.json");
+        let text = String::from_utf8(read_file(&config_path)?)
+            .map_err(|_| Error::Format(format!("{} is not UTF-8 text", config_path.display())))?;
+        let config = parse_config(&text)
+            .map_err(|e| Error::Format(format!("{}: {e}", config_path.display())))?;
+        let st_path = dir.join("model.safetensors");
+        let bytes = read_file(&st_path)?;
+        let weights = load_weights(&st_path.display().to_string(), &bytes, config)?;
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = if tok_path.exists() {
+            Some(Tokenizer::from_file(&tok_path)?)
+        } else {
+            None
+        };
+        if let Some(t) = &tokenizer {
+            if t.vocab_size() > config.vocab_size {
+                return Err(Error::Format(format!(
+                    "{}: the tokenizer has {} tokens but the model's vocab_size is {}",
+                    tok_path.display(),
+                    t.vocab_size(),
+                    config.vocab_size
+                )));
+            }
+        }
+        Ok((weights, tokenizer))
+    }
+
+    /// Writes config.json, model.safetensors and (if given) tokenizer.json into `dir`.
+    pub fn save(dir: &Path, weights: &Weights, tokenizer: Option<&Tokenizer>) -> Result<()> {
+        let io =
+            |p: &Path, e: std::io::Error| Error::Io(format!("cannot write {}: {e}", p.display()));
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let p = dir.join("config.json");
+        std::fs::write(&p, config_json(&weights.config)).map_err(|e| io(&p, e))?;
+        let p = dir.join("model.safetensors");
+        std::fs::write(&p, save_weights(weights)?).map_err(|e| io(&p, e))?;
+        if let Some(t) = tokenizer {
+            let p = dir.join("tokenizer.json");
+            std::fs::write(&p, t.to_json()?).map_err(|e| io(&p, e))?;
+        }
+        Ok(())
+    }
+}

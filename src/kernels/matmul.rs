@@ -1,0 +1,137 @@
+//! Matrix products (shaders/matmul.wgsl): Conv1D's x·W + b, lm_head's x·wteᵀ, and (for backward)
+//! products with transposed operands, all through one strided kernel.
+
+use super::{Pipe, Program};
+use crate::gpu::{Gpu, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    a_rs: u32,
+    a_cs: u32,
+    b_rs: u32,
+    b_cs: u32,
+    flags: u32,
+}
+
+const FLAG_BIAS: u32 = 1;
+const FLAG_ACCUMULATE: u32 = 2;
+/// Output tile of one invocation (TM x TN in the shader) times the workgroup's 8 x 8.
+const TILE: usize = 32;
+
+/// A row-major matrix tensor read as stored or transposed.
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub t: &'a Tensor,
+    pub transposed: bool,
+}
+
+impl<'a> Operand<'a> {
+    pub fn n(t: &'a Tensor) -> Operand<'a> {
+        Operand {
+            t,
+            transposed: false,
+        }
+    }
+
+    pub fn t(t: &'a Tensor) -> Operand<'a> {
+        Operand {
+            t,
+            transposed: true,
+        }
+    }
+
+    /// (rows, cols) of the operand as used, the stored tensor seen as (numel / last, last).
+    fn dims(&self) -> (usize, usize) {
+        let cols = *self.t.shape.last().expect("matmul operand has a shape");
+        let rows = self.t.numel() / cols;
+        if self.transposed {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        }
+    }
+
+    /// (row stride, column stride) of the operand as used.
+    fn strides(&self) -> (u32, u32) {
+        let cols = *self.t.shape.last().expect("matmul operand has a shape") as u32;
+        if self.transposed {
+            (1, cols)
+        } else {
+            (cols, 1)
+        }
+    }
+}
+
+pub struct Matmul {
+    fwd: Pipe,
+    /// Bound where there is no bias.
+    no_bias: Tensor,
+}
+
+impl Matmul {
+    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Matmul {
+        Matmul {
+            fwd: Pipe::new(gpu, module, "matmul.forward", "forward", 1),
+            no_bias: gpu.tensor("no_bias", &[1]),
+        }
+    }
+
+    /// out (M,N) = a (M,K) · b (K,N) (+ bias (N)); with `accumulate`, out += that instead.
+    pub fn gemm(
+        &self,
+        gpu: &Gpu,
+        prog: &mut Program,
+        out: &Tensor,
+        a: Operand,
+        b: Operand,
+        bias: Option<&Tensor>,
+        accumulate: bool,
+    ) {
+        let (m, k) = a.dims();
+        let (k2, n) = b.dims();
+        assert_eq!(k, k2, "matmul inner dimensions differ");
+        assert_eq!(out.numel(), m * n, "matmul output has the wrong size");
+        let (a_rs, a_cs) = a.strides();
+        let (b_rs, b_cs) = b.strides();
+        let flags = if bias.is_some() { FLAG_BIAS } else { 0 }
+            | if accumulate { FLAG_ACCUMULATE } else { 0 };
+        let params = Params {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            a_rs,
+            a_cs,
+            b_rs,
+            b_cs,
+            flags,
+        };
+        let bias = bias.unwrap_or(&self.no_bias);
+        let wg = [n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1];
+        prog.push(self.fwd.dispatch(gpu, &params, &[out, a.t, b.t, bias], wg));
+    }
+
+    /// HF Conv1D: out (N,OC) = inp (N,C) · weight (C,OC) + bias (OC).
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        prog: &mut Program,
+        out: &Tensor,
+        inp: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+    ) {
+        self.gemm(
+            gpu,
+            prog,
+            out,
+            Operand::n(inp),
+            Operand::n(weight),
+            bias,
+            false,
+        );
+    }
+}

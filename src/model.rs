@@ -1,0 +1,583 @@
+//! GPT-2: the config, parameters under Hugging Face's names, activations, and the forward pass
+//! as a straight list of kernel calls (llm.c's `gpt2_forward`), recorded once per (B, T).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::{Gpu, Tensor};
+use crate::kernels::{Kernels, Operand, Program};
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// The shape of a GPT-2 model. Layer norm eps is 1e-5, GELU is tanh-GELU, lm_head is tied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpt2Config {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    pub block_size: usize,
+    pub vocab_size: usize,
+}
+
+/// Named configs: `gpt2` (124M), `shakespeare-char` (nanoGPT's) and `baby` (nanoGPT's CPU run).
+pub const PRESETS: &[(&str, Gpt2Config)] = &[
+    (
+        "gpt2",
+        Gpt2Config {
+            n_layer: 12,
+            n_head: 12,
+            n_embd: 768,
+            block_size: 1024,
+            vocab_size: 50257,
+        },
+    ),
+    (
+        "shakespeare-char",
+        Gpt2Config {
+            n_layer: 6,
+            n_head: 6,
+            n_embd: 384,
+            block_size: 256,
+            vocab_size: 65,
+        },
+    ),
+    (
+        "baby",
+        Gpt2Config {
+            n_layer: 4,
+            n_head: 4,
+            n_embd: 128,
+            block_size: 64,
+            vocab_size: 65,
+        },
+    ),
+];
+
+/// Parameter names of one transformer block, after `h.N.`, in Hugging Face's order.
+pub const BLOCK_PARAMS: [&str; 12] = [
+    "ln_1.weight",
+    "ln_1.bias",
+    "attn.c_attn.weight",
+    "attn.c_attn.bias",
+    "attn.c_proj.weight",
+    "attn.c_proj.bias",
+    "ln_2.weight",
+    "ln_2.bias",
+    "mlp.c_fc.weight",
+    "mlp.c_fc.bias",
+    "mlp.c_proj.weight",
+    "mlp.c_proj.bias",
+];
+
+impl Gpt2Config {
+    pub fn preset(name: &str) -> Option<Gpt2Config> {
+        PRESETS.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    }
+
+    /// Checks the config is usable; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let fields = [
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_embd", self.n_embd),
+            ("block_size", self.block_size),
+            ("vocab_size", self.vocab_size),
+        ];
+        for (name, v) in fields {
+            if v == 0 {
+                return Err(Error::Format(format!("config: {name} must be at least 1")));
+            }
+            if v > 1 << 24 {
+                return Err(Error::Format(format!(
+                    "config: {name} = {v} is implausibly large"
+                )));
+            }
+        }
+        if self.n_embd % self.n_head != 0 {
+            return Err(Error::Format(format!(
+                "config: n_embd ({}) must be a multiple of n_head ({})",
+                self.n_embd, self.n_head
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every parameter's HF name (without the `transformer.` prefix) and shape, in HF's order.
+    /// Conv1D weights are [in, out].
+    pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
+        let (c, v, t) = (self.n_embd, self.vocab_size, self.block_size);
+        let mut specs = vec![
+            ("wte.weight".to_string(), vec![v, c]),
+            ("wpe.weight".to_string(), vec![t, c]),
+        ];
+        for l in 0..self.n_layer {
+            let shapes = [
+                vec![c],
+                vec![c],
+                vec![c, 3 * c],
+                vec![3 * c],
+                vec![c, c],
+                vec![c],
+                vec![c],
+                vec![c],
+                vec![c, 4 * c],
+                vec![4 * c],
+                vec![4 * c, c],
+                vec![c],
+            ];
+            for (name, shape) in BLOCK_PARAMS.iter().zip(shapes) {
+                specs.push((format!("h.{l}.{name}"), shape));
+            }
+        }
+        specs.push(("ln_f.weight".to_string(), vec![c]));
+        specs.push(("ln_f.bias".to_string(), vec![c]));
+        specs
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.param_specs()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+}
+
+/// Parameters on the host, in [`Gpt2Config::param_specs`] order.
+#[derive(Clone)]
+pub struct Weights {
+    pub config: Gpt2Config,
+    pub tensors: Vec<Vec<f32>>,
+}
+
+impl Weights {
+    /// GPT-2's initialisation (as HF's `_init_weights` and nanoGPT): weights N(0, 0.02), the
+    /// residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02/√(2·n_layer)), biases 0,
+    /// layer norm weights 1.
+    pub fn random(config: Gpt2Config, seed: u64) -> Weights {
+        let mut rng = Rng::new(seed);
+        let proj_std = 0.02 / (2.0 * config.n_layer as f32).sqrt();
+        let tensors = config
+            .param_specs()
+            .iter()
+            .map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                if name.contains("ln_") && name.ends_with(".weight") {
+                    vec![1.0; n]
+                } else if name.ends_with(".bias") {
+                    vec![0.0; n]
+                } else {
+                    let std = if name.ends_with("c_proj.weight") {
+                        proj_std
+                    } else {
+                        0.02
+                    };
+                    (0..n).map(|_| std * rng.normal()).collect()
+                }
+            })
+            .collect();
+        Weights { config, tensors }
+    }
+}
+
+/// Parameters on the GPU, llm.c's `ParameterTensors` under HF's names; per-layer fields are
+/// indexed by layer.
+pub struct ParameterTensors {
+    pub wte: Tensor,         // (V, C)
+    pub wpe: Tensor,         // (maxT, C)
+    pub ln_1_w: Vec<Tensor>, // (L) x (C)
+    pub ln_1_b: Vec<Tensor>,
+    pub c_attn_w: Vec<Tensor>, // (L) x (C, 3C)
+    pub c_attn_b: Vec<Tensor>, // (L) x (3C)
+    pub c_proj_w: Vec<Tensor>, // (L) x (C, C)
+    pub c_proj_b: Vec<Tensor>,
+    pub ln_2_w: Vec<Tensor>,
+    pub ln_2_b: Vec<Tensor>,
+    pub c_fc_w: Vec<Tensor>,     // (L) x (C, 4C)
+    pub c_fc_b: Vec<Tensor>,     // (L) x (4C)
+    pub mlp_proj_w: Vec<Tensor>, // (L) x (4C, C)
+    pub mlp_proj_b: Vec<Tensor>, // (L) x (C)
+    pub ln_f_w: Tensor,          // (C)
+    pub ln_f_b: Tensor,
+}
+
+impl ParameterTensors {
+    /// Builds from tensors in [`Gpt2Config::param_specs`] order.
+    fn from_ordered(n_layer: usize, tensors: Vec<Tensor>) -> ParameterTensors {
+        let mut it = tensors.into_iter();
+        let mut next = || it.next().expect("one tensor per parameter spec");
+        let (wte, wpe) = (next(), next());
+        let mut blocks: [Vec<Tensor>; 12] = Default::default();
+        for _ in 0..n_layer {
+            for field in blocks.iter_mut() {
+                field.push(next());
+            }
+        }
+        let [ln_1_w, ln_1_b, c_attn_w, c_attn_b, c_proj_w, c_proj_b, ln_2_w, ln_2_b, c_fc_w, c_fc_b, mlp_proj_w, mlp_proj_b] =
+            blocks;
+        let (ln_f_w, ln_f_b) = (next(), next());
+        ParameterTensors {
+            wte,
+            wpe,
+            ln_1_w,
+            ln_1_b,
+            c_attn_w,
+            c_attn_b,
+            c_proj_w,
+            c_proj_b,
+            ln_2_w,
+            ln_2_b,
+            c_fc_w,
+            c_fc_b,
+            mlp_proj_w,
+            mlp_proj_b,
+            ln_f_w,
+            ln_f_b,
+        }
+    }
+
+    /// Every tensor in [`Gpt2Config::param_specs`] order.
+    pub fn ordered(&self) -> Vec<&Tensor> {
+        let mut v = vec![&self.wte, &self.wpe];
+        for l in 0..self.ln_1_w.len() {
+            v.extend([
+                &self.ln_1_w[l],
+                &self.ln_1_b[l],
+                &self.c_attn_w[l],
+                &self.c_attn_b[l],
+                &self.c_proj_w[l],
+                &self.c_proj_b[l],
+                &self.ln_2_w[l],
+                &self.ln_2_b[l],
+                &self.c_fc_w[l],
+                &self.c_fc_b[l],
+                &self.mlp_proj_w[l],
+                &self.mlp_proj_b[l],
+            ]);
+        }
+        v.extend([&self.ln_f_w, &self.ln_f_b]);
+        v
+    }
+}
+
+/// Activations for one (B, T), llm.c's `ActivationTensors`: what forward writes and backward
+/// reads. Per-layer fields are indexed by layer.
+pub struct ActivationTensors {
+    pub ids: Tensor,            // (B, T) u32
+    pub targets: Tensor,        // (B, T) u32
+    pub encoded: Tensor,        // (B, T, C)
+    pub ln1: Vec<Tensor>,       // (L) x (B, T, C)
+    pub ln1_mean: Vec<Tensor>,  // (L) x (B, T)
+    pub ln1_rstd: Vec<Tensor>,  // (L) x (B, T)
+    pub qkv: Vec<Tensor>,       // (L) x (B, T, 3C)
+    pub atty: Vec<Tensor>,      // (L) x (B, T, C)
+    pub att: Vec<Tensor>,       // (L) x (B, NH, T, T)
+    pub attproj: Vec<Tensor>,   // (L) x (B, T, C)
+    pub residual2: Vec<Tensor>, // (L) x (B, T, C)
+    pub ln2: Vec<Tensor>,       // (L) x (B, T, C)
+    pub ln2_mean: Vec<Tensor>,  // (L) x (B, T)
+    pub ln2_rstd: Vec<Tensor>,  // (L) x (B, T)
+    pub fch: Vec<Tensor>,       // (L) x (B, T, 4C)
+    pub fch_gelu: Vec<Tensor>,  // (L) x (B, T, 4C)
+    pub fcproj: Vec<Tensor>,    // (L) x (B, T, C)
+    pub residual3: Vec<Tensor>, // (L) x (B, T, C)
+    pub lnf: Tensor,            // (B, T, C)
+    pub lnf_mean: Tensor,       // (B, T)
+    pub lnf_rstd: Tensor,       // (B, T)
+    pub logits: Tensor,         // (B, T, V)
+    pub losses: Tensor,         // (B, T)
+    pub loss: Tensor,           // (1)
+}
+
+impl ActivationTensors {
+    /// Every activation's name and shape for (B, T): used to check limits before allocating.
+    pub fn specs(cfg: &Gpt2Config, b: usize, t: usize) -> Vec<(&'static str, Vec<usize>)> {
+        let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
+        vec![
+            ("activation (B,T,C)", vec![b, t, c]),
+            ("qkv (B,T,3C)", vec![b, t, 3 * c]),
+            ("attention matrix (B,NH,T,T)", vec![b, nh, t, t]),
+            ("MLP activation (B,T,4C)", vec![b, t, 4 * c]),
+            ("logits (B,T,V)", vec![b, t, v]),
+        ]
+    }
+
+    fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize) -> ActivationTensors {
+        let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
+        let per_layer = |name: &str, shape: &[usize]| -> Vec<Tensor> {
+            (0..l)
+                .map(|i| gpu.tensor(&format!("{name}.{i}"), shape))
+                .collect()
+        };
+        ActivationTensors {
+            ids: gpu.tensor("ids", &[b, t]),
+            targets: gpu.tensor("targets", &[b, t]),
+            encoded: gpu.tensor("encoded", &[b, t, c]),
+            ln1: per_layer("ln1", &[b, t, c]),
+            ln1_mean: per_layer("ln1_mean", &[b, t]),
+            ln1_rstd: per_layer("ln1_rstd", &[b, t]),
+            qkv: per_layer("qkv", &[b, t, 3 * c]),
+            atty: per_layer("atty", &[b, t, c]),
+            att: per_layer("att", &[b, nh, t, t]),
+            attproj: per_layer("attproj", &[b, t, c]),
+            residual2: per_layer("residual2", &[b, t, c]),
+            ln2: per_layer("ln2", &[b, t, c]),
+            ln2_mean: per_layer("ln2_mean", &[b, t]),
+            ln2_rstd: per_layer("ln2_rstd", &[b, t]),
+            fch: per_layer("fch", &[b, t, 4 * c]),
+            fch_gelu: per_layer("fch_gelu", &[b, t, 4 * c]),
+            fcproj: per_layer("fcproj", &[b, t, c]),
+            residual3: per_layer("residual3", &[b, t, c]),
+            lnf: gpu.tensor("lnf", &[b, t, c]),
+            lnf_mean: gpu.tensor("lnf_mean", &[b, t]),
+            lnf_rstd: gpu.tensor("lnf_rstd", &[b, t]),
+            logits: gpu.tensor("logits", &[b, t, v]),
+            losses: gpu.tensor("losses", &[b, t]),
+            loss: gpu.tensor("loss", &[1]),
+        }
+    }
+}
+
+/// A GPT-2 model on the GPU.
+pub struct Gpt2 {
+    pub config: Gpt2Config,
+    pub kernels: Arc<Kernels>,
+    pub params: ParameterTensors,
+}
+
+/// Activations and recorded programs for one (B, T).
+pub struct Forward {
+    pub b: usize,
+    pub t: usize,
+    pub acts: ActivationTensors,
+    /// Embedding through logits.
+    logits_prog: Program,
+    /// Cross-entropy and its mean, after `logits_prog`.
+    loss_prog: Program,
+}
+
+impl Gpt2 {
+    /// Uploads `weights` after checking that the largest tensor fits the device's bindings.
+    pub fn new(kernels: Arc<Kernels>, weights: &Weights) -> Result<Gpt2> {
+        let config = weights.config;
+        config.validate()?;
+        let gpu = &kernels.gpu;
+        let specs = config.param_specs();
+        if weights.tensors.len() != specs.len() {
+            return Err(Error::Format(format!(
+                "expected {} parameter tensors, got {}",
+                specs.len(),
+                weights.tensors.len()
+            )));
+        }
+        for ((name, shape), data) in specs.iter().zip(&weights.tensors) {
+            let n: usize = shape.iter().product();
+            if data.len() != n {
+                return Err(Error::Format(format!(
+                    "{name}: expected {n} values {shape:?}, got {}",
+                    data.len()
+                )));
+            }
+            gpu.check_binding(name, 4 * n as u64)?;
+        }
+        let tensors = specs
+            .iter()
+            .zip(&weights.tensors)
+            .map(|((name, shape), data)| gpu.upload(name, shape, data))
+            .collect();
+        let params = ParameterTensors::from_ordered(config.n_layer, tensors);
+        Ok(Gpt2 {
+            config,
+            kernels,
+            params,
+        })
+    }
+
+    /// Reads every parameter back to the host.
+    pub async fn weights(&self) -> Result<Weights> {
+        let tensors = self.kernels.gpu.read_many(&self.params.ordered()).await?;
+        Ok(Weights {
+            config: self.config,
+            tensors,
+        })
+    }
+
+    /// Checks (B, T) against the context and the device, allocates activations and records the
+    /// forward pass.
+    pub fn forward_plan(&self, b: usize, t: usize) -> Result<Forward> {
+        let cfg = &self.config;
+        if b == 0 || t == 0 {
+            return Err(Error::Input(format!(
+                "batch {b} x sequence {t}: both must be at least 1"
+            )));
+        }
+        if t > cfg.block_size {
+            return Err(Error::Input(format!(
+                "sequence length {t} is longer than the model's context (block_size {}); use at most {} tokens",
+                cfg.block_size, cfg.block_size
+            )));
+        }
+        let gpu = &self.kernels.gpu;
+        for (what, shape) in ActivationTensors::specs(cfg, b, t) {
+            let bytes = 4 * shape.iter().product::<usize>() as u64;
+            gpu.check_binding(&format!("the {what} at B={b}, T={t}"), bytes)?;
+        }
+        let acts = ActivationTensors::new(gpu, cfg, b, t);
+        let (logits_prog, loss_prog) = self.record_forward(&acts);
+        Ok(Forward {
+            b,
+            t,
+            acts,
+            logits_prog,
+            loss_prog,
+        })
+    }
+
+    /// llm.c's `gpt2_forward`, recorded: shapes in comments, residual stream (B,T,C).
+    fn record_forward(&self, a: &ActivationTensors) -> (Program, Program) {
+        let (k, p, g) = (&*self.kernels, &self.params, &self.kernels.gpu);
+        let nh = self.config.n_head;
+        let mut prog = Program::default();
+        k.encoder
+            .forward(g, &mut prog, &a.encoded, &a.ids, &p.wte, &p.wpe);
+        for l in 0..self.config.n_layer {
+            let residual = if l == 0 {
+                &a.encoded
+            } else {
+                &a.residual3[l - 1]
+            };
+            // x = x + attn(ln_1(x))
+            k.layernorm.forward(
+                g,
+                &mut prog,
+                &a.ln1[l],
+                &a.ln1_mean[l],
+                &a.ln1_rstd[l],
+                residual,
+                &p.ln_1_w[l],
+                &p.ln_1_b[l],
+            );
+            k.matmul.forward(
+                g,
+                &mut prog,
+                &a.qkv[l],
+                &a.ln1[l],
+                &p.c_attn_w[l],
+                Some(&p.c_attn_b[l]),
+            );
+            k.attention
+                .forward(g, &mut prog, &a.atty[l], &a.att[l], &a.qkv[l], nh);
+            k.matmul.forward(
+                g,
+                &mut prog,
+                &a.attproj[l],
+                &a.atty[l],
+                &p.c_proj_w[l],
+                Some(&p.c_proj_b[l]),
+            );
+            k.residual
+                .forward(g, &mut prog, &a.residual2[l], residual, &a.attproj[l]);
+            // x = x + mlp(ln_2(x))
+            k.layernorm.forward(
+                g,
+                &mut prog,
+                &a.ln2[l],
+                &a.ln2_mean[l],
+                &a.ln2_rstd[l],
+                &a.residual2[l],
+                &p.ln_2_w[l],
+                &p.ln_2_b[l],
+            );
+            k.matmul.forward(
+                g,
+                &mut prog,
+                &a.fch[l],
+                &a.ln2[l],
+                &p.c_fc_w[l],
+                Some(&p.c_fc_b[l]),
+            );
+            k.gelu.forward(g, &mut prog, &a.fch_gelu[l], &a.fch[l]);
+            k.matmul.forward(
+                g,
+                &mut prog,
+                &a.fcproj[l],
+                &a.fch_gelu[l],
+                &p.mlp_proj_w[l],
+                Some(&p.mlp_proj_b[l]),
+            );
+            k.residual
+                .forward(g, &mut prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
+        }
+        let last = if self.config.n_layer == 0 {
+            &a.encoded
+        } else {
+            &a.residual3[self.config.n_layer - 1]
+        };
+        k.layernorm.forward(
+            g,
+            &mut prog,
+            &a.lnf,
+            &a.lnf_mean,
+            &a.lnf_rstd,
+            last,
+            &p.ln_f_w,
+            &p.ln_f_b,
+        );
+        // tied lm_head: logits (B,T,V) = lnf (B,T,C) · wteᵀ
+        k.matmul.gemm(
+            g,
+            &mut prog,
+            &a.logits,
+            Operand::n(&a.lnf),
+            Operand::t(&p.wte),
+            None,
+            false,
+        );
+        let mut loss_prog = Program::default();
+        k.crossentropy
+            .forward(g, &mut loss_prog, &a.loss, &a.losses, &a.logits, &a.targets);
+        (prog, loss_prog)
+    }
+
+    /// Checks token ids (or targets) against the plan's shape and the vocabulary.
+    fn check_ids(&self, what: &str, ids: &[u32], f: &Forward) -> Result<()> {
+        if ids.len() != f.b * f.t {
+            return Err(Error::Input(format!(
+                "{what}: {} ids, expected B*T = {}x{}",
+                ids.len(),
+                f.b,
+                f.t
+            )));
+        }
+        if let Some((i, &id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= self.config.vocab_size)
+        {
+            return Err(Error::Input(format!(
+                "{what}[{i}] = {id} is outside the vocabulary (vocab_size {})",
+                self.config.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the forward pass on `ids` (B·T) in one command buffer and one submit; with
+    /// `targets`, also the loss. Read results from `f.acts`.
+    pub fn forward(&self, f: &Forward, ids: &[u32], targets: Option<&[u32]>) -> Result<()> {
+        let gpu = &self.kernels.gpu;
+        self.check_ids("ids", ids, f)?;
+        gpu.write(&f.acts.ids, ids);
+        if let Some(y) = targets {
+            self.check_ids("targets", y, f)?;
+            gpu.write(&f.acts.targets, y);
+        }
+        gpu.run(|pass| {
+            f.logits_prog.encode(pass);
+            if targets.is_some() {
+                f.loss_prog.encode(pass);
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! Parity files: a model, a batch and what Hugging Face's GPT2LMHeadModel computed for it
+//! (logits, loss, and for training the gradients, the parameters after one AdamW step and N
+//! losses). The format is in tests/fixtures/README.md; `wgpt parity FILE` and the tests run it.
+
+use std::sync::Arc;
+
+use safetensors::Dtype;
+use serde::Deserialize;
+
+use crate::cpu::{closeness, Closeness};
+use crate::hf::{load_weights, parse_safetensors, to_f32};
+use crate::kernels::Kernels;
+use crate::model::{Gpt2, Gpt2Config, Weights};
+use crate::{Error, Result};
+
+/// AdamW settings of a parity file (constant lr, no clipping, decay on rank >= 2 only).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct AdamWConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+pub struct ParityFile {
+    pub weights: Weights,
+    pub adamw: Option<AdamWConfig>,
+    pub b: usize,
+    pub t: usize,
+    pub x: Vec<u32>,      // (B, T)
+    pub y: Vec<u32>,      // (B, T)
+    pub logits: Vec<f32>, // (B, T, V)
+    pub loss: f32,
+    pub losses: Vec<f32>, // (N)
+    /// Gradients of `loss` in parameter order, where the file has them.
+    pub grads: Option<Vec<Vec<f32>>>,
+    /// Parameters after one AdamW step, in parameter order, where the file has them.
+    pub step1: Option<Vec<Vec<f32>>>,
+}
+
+impl ParityFile {
+    pub fn parse(what: &str, bytes: &[u8]) -> Result<ParityFile> {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| Error::Format(format!("{what} is not a valid safetensors file: {e}")))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        let config_text = meta.get("config").ok_or_else(|| {
+            Error::Format(format!(
+                "{what}: metadata has no \"config\"; is this a parity file?"
+            ))
+        })?;
+        let config: Gpt2Config = serde_json::from_str(config_text).map_err(|e| {
+            Error::Format(format!(
+                "{what}: metadata \"config\" is not a GPT-2 config: {e}"
+            ))
+        })?;
+        config.validate()?;
+        let adamw = match meta.get("adamw") {
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                Error::Format(format!("{what}: metadata \"adamw\" is malformed: {e}"))
+            })?),
+            None => None,
+        };
+        let weights = load_weights(what, bytes, config)?;
+        let st = parse_safetensors(what, bytes)?;
+        let get = |name: &str| {
+            st.tensor(name)
+                .map_err(|_| Error::Format(format!("{what}: missing tensor {name}")))
+        };
+        let ids = |name: &str| -> Result<(Vec<usize>, Vec<u32>)> {
+            let v = get(name)?;
+            if v.dtype() != Dtype::I32 || v.shape().len() != 2 {
+                return Err(Error::Format(format!(
+                    "{what}: {name} must be int32 [B, T], found {:?} {:?}",
+                    v.dtype(),
+                    v.shape()
+                )));
+            }
+            let data: Vec<u32> = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+                .collect();
+            Ok((v.shape().to_vec(), data))
+        };
+        let (shape, x) = ids("x")?;
+        let (yshape, y) = ids("y")?;
+        if yshape != shape {
+            return Err(Error::Format(format!(
+                "{what}: y has shape {yshape:?} but x has {shape:?}"
+            )));
+        }
+        let (b, t) = (shape[0], shape[1]);
+        let f32_of = |name: &str, want: &[usize]| -> Result<Vec<f32>> {
+            let v = get(name)?;
+            if v.shape() != want {
+                return Err(Error::Format(format!(
+                    "{what}: {name} has shape {:?}, expected {want:?}",
+                    v.shape()
+                )));
+            }
+            to_f32(name, &v)
+        };
+        let logits = f32_of("expected.logits", &[b, t, config.vocab_size])?;
+        let loss = f32_of("expected.loss", &[1])?[0];
+        let losses = match st.tensor("expected.losses") {
+            Ok(v) if v.shape().len() == 1 => to_f32("expected.losses", &v)?,
+            Ok(v) => {
+                return Err(Error::Format(format!(
+                    "{what}: expected.losses must be 1-D, found {:?}",
+                    v.shape()
+                )))
+            }
+            Err(_) => vec![],
+        };
+        let per_param = |prefix: &str| -> Result<Option<Vec<Vec<f32>>>> {
+            let specs = config.param_specs();
+            if st
+                .tensor(&format!("{prefix}transformer.{}", specs[0].0))
+                .is_err()
+            {
+                return Ok(None);
+            }
+            specs
+                .iter()
+                .map(|(name, shape)| f32_of(&format!("{prefix}transformer.{name}"), shape))
+                .collect::<Result<Vec<_>>>()
+                .map(Some)
+        };
+        let grads = per_param("expected.grad.")?;
+        let step1 = per_param("expected.step1.")?;
+        Ok(ParityFile {
+            weights,
+            adamw,
+            b,
+            t,
+            x,
+            y,
+            logits,
+            loss,
+            losses,
+            grads,
+            step1,
+        })
+    }
+}
+
+/// One compared quantity.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub closeness: Closeness,
+    pub atol: f32,
+    pub rtol: f32,
+}
+
+impl Check {
+    pub fn passed(&self) -> bool {
+        self.closeness.excess <= 0.0
+    }
+
+    fn new(name: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> Check {
+        Check {
+            name: name.to_string(),
+            closeness: closeness(got, want, atol, rtol),
+            atol,
+            rtol,
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.closeness;
+        write!(
+            f,
+            "{:<8} {:<26} max abs err {:.3e}  max rel err {:.3e}  (tolerance {:.0e} + {:.0e}·|want|, worst at [{}])",
+            if self.passed() { "ok" } else { "FAIL" },
+            self.name,
+            c.max_abs,
+            c.max_rel,
+            self.atol,
+            self.rtol,
+            c.worst
+        )
+    }
+}
+
+/// Tolerances: logits 1e-4 and loss 1e-5 (absolute + relative).
+pub const LOGITS_TOL: f32 = 1e-4;
+pub const LOSS_TOL: f32 = 1e-5;
+
+/// Runs the forward pass of a parity file on the GPU and compares logits and loss.
+pub async fn check_forward(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<Check>> {
+    let model = Gpt2::new(kernels, &p.weights)?;
+    let f = model.forward_plan(p.b, p.t)?;
+    model.forward(&f, &p.x, Some(&p.y))?;
+    let out = model
+        .kernels
+        .gpu
+        .read_many(&[&f.acts.logits, &f.acts.loss])
+        .await?;
+    Ok(vec![
+        Check::new("logits", &out[0], &p.logits, LOGITS_TOL, LOGITS_TOL),
+        Check::new("loss", &out[1], &[p.loss], LOSS_TOL, LOSS_TOL),
+    ])
+}

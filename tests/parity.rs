@@ -1,0 +1,97 @@
+//! The whole forward pass against Hugging Face: the shared parity files, our own odd-shaped
+//! fixtures (tests/fixtures/make_parity.py) and the official-layout tiny GPT-2 directory with the
+//! real GPT-2 tokenizer.
+
+mod common;
+
+use std::path::Path;
+
+use wgpt::parity::{check_forward, ParityFile};
+
+fn run_parity_file(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let p = ParityFile::parse(&path.display().to_string(), &bytes).unwrap();
+    let Some(k) = common::shared_kernels() else {
+        return;
+    };
+    let checks = pollster::block_on(check_forward(k, &p)).unwrap();
+    for c in &checks {
+        println!("{}: {c}", path.display());
+    }
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| c.to_string())
+        .collect();
+    assert!(failed.is_empty(), "{}: {failed:#?}", path.display());
+}
+
+#[test]
+fn parity_tiny() {
+    if let Some(d) = common::shared_data() {
+        run_parity_file(&d.join("parity/tiny.safetensors"));
+    }
+}
+
+#[test]
+fn parity_baby() {
+    if let Some(d) = common::shared_data() {
+        run_parity_file(&d.join("parity/baby.safetensors"));
+    }
+}
+
+/// 3 layers, 3 heads of size 12, vocab 53, B 3, T 19 < block_size 23: nothing divides anything.
+#[test]
+fn parity_odd_shapes() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/odd.safetensors"));
+}
+
+/// 1 layer, 1 head, T = block_size = 9, vocab 11.
+#[test]
+fn parity_one_head() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/odd1.safetensors"));
+}
+
+/// The official file layout (no `transformer.` prefix, attn.bias buffers) and GPT-2's tokenizer:
+/// our ids equal HF's and our logits equal HF's.
+#[test]
+fn hf_tiny_gpt2_directory() {
+    let Some(d) = common::shared_data() else {
+        return;
+    };
+    let dir = d.join("hf-tiny-gpt2");
+    let (weights, tokenizer) = wgpt::hf::dir::load(&dir).unwrap();
+    let tokenizer = tokenizer.expect("hf-tiny-gpt2 has tokenizer.json");
+    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let prompt = meta.metadata().as_ref().unwrap()["prompt"].clone();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let want_ids: Vec<u32> = st
+        .tensor("ids")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
+        .collect();
+    let ids = tokenizer.encode(&prompt).unwrap();
+    assert_eq!(ids, want_ids, "tokenizer ids differ from HF's");
+    assert_eq!(tokenizer.decode(&ids).unwrap(), prompt);
+    let want_logits = wgpt::hf::to_f32("logits", &st.tensor("logits").unwrap()).unwrap();
+
+    let Some(k) = common::shared_kernels() else {
+        return;
+    };
+    let model = wgpt::Gpt2::new(k, &weights).unwrap();
+    let f = model.forward_plan(1, ids.len()).unwrap();
+    model.forward(&f, &ids, None).unwrap();
+    let logits = pollster::block_on(model.kernels.gpu.read(&f.acts.logits)).unwrap();
+    let c = wgpt::cpu::check_close("hf-tiny-gpt2 logits", &logits, &want_logits, 1e-4, 1e-4)
+        .unwrap_or_else(|m| panic!("{m}"));
+    println!(
+        "hf-tiny-gpt2 logits [{}, {}]: max abs err {:.2e}, max rel err {:.2e}",
+        ids.len(),
+        weights.config.vocab_size,
+        c.max_abs,
+        c.max_rel
+    );
+}
