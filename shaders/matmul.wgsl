@@ -12,6 +12,10 @@ struct Params {
     b_rs: u32, // B[k, n] = b[k * b_rs + n * b_cs]
     b_cs: u32,
     flags: u32, // 1: add bias[n]; 2: accumulate into C (C += ...)
+    a_off: u32, // element offsets of A and B: a K-chunk of a longer product starts there
+    b_off: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,7 +28,8 @@ const TM: u32 = 4u;
 const TN: u32 = 4u;
 
 // One invocation computes a TM x TN tile of C in registers (no workgroup memory, no barriers);
-// an 8x8 workgroup covers 32x32 of C. x runs over columns, y over rows.
+// an 8x8 workgroup covers 32x32 of C. x runs over columns, y over rows. The host splits K into
+// chunks of at most 16384 (lavapipe caps an invocation at 65535 loop iterations).
 @compute @workgroup_size(8, 8)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m0 = gid.y * TM;
@@ -36,10 +41,10 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var arow: array<u32, TM>;
     var bcol: array<u32, TN>;
     for (var i = 0u; i < TM; i++) {
-        arow[i] = min(m0 + i, p.M - 1u) * p.a_rs;
+        arow[i] = p.a_off + min(m0 + i, p.M - 1u) * p.a_rs;
     }
     for (var j = 0u; j < TN; j++) {
-        bcol[j] = min(n0 + j, p.N - 1u) * p.b_cs;
+        bcol[j] = p.b_off + min(n0 + j, p.N - 1u) * p.b_cs;
     }
     for (var k = 0u; k < p.K; k++) {
         var av: array<f32, TM>;

@@ -150,6 +150,17 @@ pub struct Weights {
     pub tensors: Vec<Vec<f32>>,
 }
 
+impl std::fmt::Debug for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Weights({:?}, {} tensors)",
+            self.config,
+            self.tensors.len()
+        )
+    }
+}
+
 impl Weights {
     /// GPT-2's initialisation (as HF's `_init_weights` and nanoGPT): weights N(0, 0.02), the
     /// residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02/√(2·n_layer)), biases 0,

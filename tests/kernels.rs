@@ -122,6 +122,8 @@ async fn matmul(k: Arc<Kernels>) {
         (33, 65, 97),
         (64, 128, 384),
         (5, 768, 65),
+        // K = 70000 runs as accumulating K_CHUNK dispatches
+        (3, 70000, 2),
     ];
     for (i, &(m, kk, n)) in shapes.iter().enumerate() {
         for (ta, tb) in [(false, false), (false, true), (true, false)] {
@@ -141,7 +143,6 @@ async fn matmul(k: Arc<Kernels>) {
             } else {
                 g.upload("b", &[kk, n], &b)
             };
-            let op = |t: &Tensor, tr: bool| if tr { Operand::t(t) } else { Operand::n(t) };
             for (with_bias, accumulate) in [(false, false), (true, false), (true, true)] {
                 let out = g.upload("c", &[m, n], &c0);
                 let bias_t = g.upload("bias", &[n], &bias);
@@ -173,6 +174,10 @@ async fn matmul(k: Arc<Kernels>) {
 }
 gpu_test!(matmul_forward, matmul);
 
+fn op(t: &Tensor, transposed: bool) -> Operand<'_> {
+    Operand { t, transposed }
+}
+
 fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; x.len()];
     for r in 0..rows {
@@ -191,6 +196,8 @@ async fn attention(k: Arc<Kernels>) {
         (1, 64, 64, 4),
         (2, 33, 48, 6),
         (1, 16, 20, 1),
+        // T = 1024 with head size 64: GPT-2's longest rows
+        (1, 1024, 128, 2),
     ];
     for (i, &(b, t, c, nh)) in shapes.iter().enumerate() {
         let mut rng = Rng::new(200 + i as u64);

@@ -29,7 +29,7 @@ impl Attention {
             gpu,
             &Dims4::new(b, t, c, nh),
             &[out, att, qkv],
-            grid(b * nh * t, 64),
+            grid(b * nh * t, 1),
         ));
     }
 }

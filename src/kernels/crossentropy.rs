@@ -31,7 +31,7 @@ impl CrossEntropy {
         let params = Dims4::new(rows, v, 0, 0);
         prog.push(
             self.fwd
-                .dispatch(gpu, &params, &[losses, logits, targets], grid(rows, 64)),
+                .dispatch(gpu, &params, &[losses, logits, targets], grid(rows, 1)),
         );
         prog.push(self.mean.dispatch(gpu, &params, &[loss, losses], [1, 1, 1]));
     }

@@ -15,12 +15,18 @@ struct Params {
     b_rs: u32,
     b_cs: u32,
     flags: u32,
+    a_off: u32,
+    b_off: u32,
+    _pad: [u32; 2],
 }
 
 const FLAG_BIAS: u32 = 1;
 const FLAG_ACCUMULATE: u32 = 2;
 /// Output tile of one invocation (TM x TN in the shader) times the workgroup's 8 x 8.
 const TILE: usize = 32;
+/// Longest K one dispatch handles; longer products are split into accumulating chunks (lavapipe
+/// caps an invocation at 65535 loop iterations).
+pub const K_CHUNK: usize = 16384;
 
 /// A row-major matrix tensor read as stored or transposed.
 #[derive(Clone, Copy)]
@@ -97,21 +103,35 @@ impl Matmul {
         assert_eq!(out.numel(), m * n, "matmul output has the wrong size");
         let (a_rs, a_cs) = a.strides();
         let (b_rs, b_cs) = b.strides();
-        let flags = if bias.is_some() { FLAG_BIAS } else { 0 }
-            | if accumulate { FLAG_ACCUMULATE } else { 0 };
-        let params = Params {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            a_rs,
-            a_cs,
-            b_rs,
-            b_cs,
-            flags,
-        };
-        let bias = bias.unwrap_or(&self.no_bias);
+        let bias_t = bias.unwrap_or(&self.no_bias);
         let wg = [n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1];
-        prog.push(self.fwd.dispatch(gpu, &params, &[out, a.t, b.t, bias], wg));
+        for k0 in (0..k.max(1)).step_by(K_CHUNK) {
+            let first = k0 == 0;
+            let mut flags = 0;
+            if first && bias.is_some() {
+                flags |= FLAG_BIAS;
+            }
+            if accumulate || !first {
+                flags |= FLAG_ACCUMULATE;
+            }
+            let params = Params {
+                m: m as u32,
+                n: n as u32,
+                k: (k - k0).min(K_CHUNK) as u32,
+                a_rs,
+                a_cs,
+                b_rs,
+                b_cs,
+                flags,
+                a_off: k0 as u32 * a_cs,
+                b_off: k0 as u32 * b_rs,
+                _pad: [0; 2],
+            };
+            prog.push(
+                self.fwd
+                    .dispatch(gpu, &params, &[out, a.t, b.t, bias_t], wg),
+            );
+        }
     }
 
     /// HF Conv1D: out (N,OC) = inp (N,C) · weight (C,OC) + bias (OC).
