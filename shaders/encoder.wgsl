@@ -27,3 +27,73 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let id = min(ids[bt], p.V - 1u); // ids are checked on the CPU; the clamp only keeps reads in bounds
     out[i] = wte[id * p.C + c] + wpe[t * p.C + c];
 }
+
+// Backward. dwte is deterministic without atomics: the host groups the batch's positions by
+// token (EncoderBuckets: distinct tokens ascending, CSR starts, positions ascending within each),
+// so each dwte element has exactly one writer that sums its contributors in a fixed order.
+@group(0) @binding(5) var<storage, read_write> dwte: array<f32>;
+@group(0) @binding(6) var<storage, read> dout: array<f32>;
+@group(0) @binding(7) var<storage, read> tokens: array<u32>;
+@group(0) @binding(8) var<storage, read> starts: array<u32>;
+@group(0) @binding(9) var<storage, read> positions: array<u32>;
+@group(0) @binding(10) var<storage, read> count: array<u32>;
+
+// One invocation per (bucket, c), bucket = one distinct token of the batch; invocations past
+// count[0] exit. Four positions per iteration (added in order), so that even a bucket holding all
+// 65536 positions loops ≤ 16384 times (lavapipe caps an invocation at 65535 loop iterations).
+@compute @workgroup_size(64)
+fn backward_wte(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let bucket = i / p.C;
+    if bucket >= count[0] {
+        return;
+    }
+    let c = i % p.C;
+    let end = starts[bucket + 1u];
+    var j = starts[bucket];
+    var acc = 0.0;
+    while j + 4u <= end {
+        acc += dout[positions[j] * p.C + c];
+        acc += dout[positions[j + 1u] * p.C + c];
+        acc += dout[positions[j + 2u] * p.C + c];
+        acc += dout[positions[j + 3u] * p.C + c];
+        j += 4u;
+    }
+    while j < end {
+        acc += dout[positions[j] * p.C + c];
+        j += 1u;
+    }
+    let id = min(tokens[bucket], p.V - 1u); // ids are checked on the CPU; the clamp only keeps writes in bounds
+    dwte[id * p.C + c] += acc;
+}
+
+@group(0) @binding(11) var<storage, read_write> dwpe: array<f32>;
+@group(0) @binding(12) var<storage, read> dout_pe: array<f32>;
+
+// One invocation per (t, c) with t < T, summing dout[b, t, c] over b in order, four per
+// iteration (B can be 65536 when T = 1).
+@compute @workgroup_size(64)
+fn backward_wpe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if i >= p.T * p.C {
+        return;
+    }
+    let stride = p.T * p.C; // one sequence of dout
+    let end = p.BT * p.C;
+    var j = i;
+    var acc = 0.0;
+    while j + 3u * stride < end {
+        acc += dout_pe[j];
+        acc += dout_pe[j + stride];
+        acc += dout_pe[j + 2u * stride];
+        acc += dout_pe[j + 3u * stride];
+        j += 4u * stride;
+    }
+    while j < end {
+        acc += dout_pe[j];
+        j += stride;
+    }
+    dwpe[i] += acc;
+}

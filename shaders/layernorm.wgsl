@@ -1,5 +1,6 @@
 // LayerNorm over the last dimension (eps from the config, 1e-5 for GPT-2), keeping each row's
 // mean and reciprocal standard deviation for the backward pass. Variance is biased, as torch's.
+// Backward as llm.c's layernorm_backward: dinp per row, dweight and dbias as column sums.
 
 struct Params {
     rows: u32,
@@ -41,4 +42,89 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     mean[row] = m;
     rstd[row] = s;
+}
+
+@group(0) @binding(7) var<storage, read_write> dinp: array<f32>;
+@group(0) @binding(8) var<storage, read> dout: array<f32>;
+@group(0) @binding(9) var<storage, read> inp_b: array<f32>;
+@group(0) @binding(10) var<storage, read> weight_b: array<f32>;
+@group(0) @binding(11) var<storage, read> mean_b: array<f32>;
+@group(0) @binding(12) var<storage, read> rstd_b: array<f32>;
+
+// One invocation per row (two passes over C ≤ 1600); a 2D grid of 64-wide workgroups.
+@compute @workgroup_size(64)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if row >= p.rows {
+        return;
+    }
+    let base = row * p.C;
+    let m = mean_b[row];
+    let s = rstd_b[row];
+    // the means of dnorm and of dnorm · norm over the row
+    var dnorm_mean = 0.0;
+    var dnorm_norm_mean = 0.0;
+    for (var c = 0u; c < p.C; c++) {
+        let norm = (inp_b[base + c] - m) * s;
+        let dnorm = weight_b[c] * dout[base + c];
+        dnorm_mean += dnorm;
+        dnorm_norm_mean += dnorm * norm;
+    }
+    dnorm_mean /= f32(p.C);
+    dnorm_norm_mean /= f32(p.C);
+    for (var c = 0u; c < p.C; c++) {
+        let norm = (inp_b[base + c] - m) * s;
+        let dnorm = weight_b[c] * dout[base + c];
+        dinp[base + c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+    }
+}
+
+@group(0) @binding(13) var<storage, read_write> dweight: array<f32>;
+@group(0) @binding(14) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(15) var<storage, read> dout_p: array<f32>;
+@group(0) @binding(16) var<storage, read> inp_p: array<f32>;
+@group(0) @binding(17) var<storage, read> mean_p: array<f32>;
+@group(0) @binding(18) var<storage, read> rstd_p: array<f32>;
+
+const COLS: u32 = 16u;
+const LANES: u32 = 16u;
+var<workgroup> red_w: array<f32, 256>; // COLS * LANES
+var<workgroup> red_b: array<f32, 256>;
+
+// One 16x16 workgroup per 16 columns: x picks the column, y a lane that sums rows y, y+16, ...
+// (≤ 4096 rows each for 65536 rows: lavapipe caps an invocation at 65535 loop iterations); then
+// a tree reduction over the lanes in a fixed order, so the sums are deterministic.
+@compute @workgroup_size(16, 16)
+fn backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_id) l: vec3<u32>) {
+    let c0 = (wid.y * nwg.x + wid.x) * COLS;
+    if c0 >= p.C {
+        return; // the whole workgroup: c0 is uniform, so the barriers below stay uniform
+    }
+    let col = c0 + l.x;
+    var sw = 0.0;
+    var sb = 0.0;
+    if col < p.C {
+        for (var r = l.y; r < p.rows; r += LANES) {
+            let d = dout_p[r * p.C + col];
+            sw += (inp_p[r * p.C + col] - mean_p[r]) * rstd_p[r] * d;
+            sb += d;
+        }
+    }
+    let k = l.y * COLS + l.x;
+    red_w[k] = sw;
+    red_b[k] = sb;
+    workgroupBarrier();
+    for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
+        if l.y < stride {
+            red_w[k] += red_w[k + stride * COLS];
+            red_b[k] += red_b[k + stride * COLS];
+        }
+        workgroupBarrier();
+    }
+    if l.y == 0u && col < p.C {
+        dweight[col] += red_w[l.x];
+        dbias[col] += red_b[l.x];
+    }
 }

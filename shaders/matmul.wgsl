@@ -85,3 +85,42 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 }
+
+// Backward of the bias: dbias[n] += Σ_m dout[m, n] over the M rows (M = p.M, N = p.N).
+@group(0) @binding(5) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(6) var<storage, read> dout: array<f32>;
+
+const COLS: u32 = 16u;
+const LANES: u32 = 16u;
+var<workgroup> red: array<f32, 256>; // COLS * LANES
+
+// One 16x16 workgroup per 16 columns: x picks the column, y a lane that sums rows y, y+16, ...
+// (≤ 4096 rows each for 65536 rows: lavapipe caps an invocation at 65535 loop iterations); then
+// a tree reduction over the lanes in a fixed order, so the sums are deterministic.
+@compute @workgroup_size(16, 16)
+fn bias_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) l: vec3<u32>) {
+    let n0 = (wid.y * nwg.x + wid.x) * COLS;
+    if n0 >= p.N {
+        return; // the whole workgroup: n0 is uniform, so the barriers below stay uniform
+    }
+    let n = n0 + l.x;
+    var s = 0.0;
+    if n < p.N {
+        for (var m = l.y; m < p.M; m += LANES) {
+            s += dout[m * p.N + n];
+        }
+    }
+    let k = l.y * COLS + l.x;
+    red[k] = s;
+    workgroupBarrier();
+    for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
+        if l.y < stride {
+            red[k] += red[k + stride * COLS];
+        }
+        workgroupBarrier();
+    }
+    if l.y == 0u && n < p.N {
+        dbias[n] += red[l.x];
+    }
+}

@@ -1,4 +1,4 @@
-// Residual connection: out = a + b, elementwise.
+// Residual connection: out = a + b, elementwise, and its backward.
 
 struct Params {
     n: u32,
@@ -21,4 +21,22 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         return;
     }
     out[i] = a[i] + b[i];
+}
+
+// Backward: both inputs receive dout, da += dout and db += dout (da and db are distinct buffers).
+@group(0) @binding(4) var<storage, read_write> da: array<f32>;
+@group(0) @binding(5) var<storage, read_write> db: array<f32>;
+@group(0) @binding(6) var<storage, read> dout: array<f32>;
+
+// One invocation per element; a 2D grid of 64-wide workgroups.
+@compute @workgroup_size(64)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if i >= p.n {
+        return;
+    }
+    let d = dout[i];
+    da[i] += d;
+    db[i] += d;
 }

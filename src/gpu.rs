@@ -27,8 +27,7 @@ impl Gpu {
     /// Picks the high-performance adapter and requests a device with every limit the adapter
     /// offers (GPT-2's wte alone is 154 MB, over WebGPU's default 128 MiB storage binding).
     pub async fn new() -> Result<Gpu> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -54,20 +53,12 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::Gpu(format!("the adapter {} refused a device: {e}", info.name)))?;
-        Ok(Gpu {
-            device,
-            queue,
-            info,
-            stats: Arc::new(BufferStats::default()),
-        })
+        Ok(Gpu { device, queue, info, stats: Arc::new(BufferStats::default()) })
     }
 
     /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
     pub fn describe(&self) -> String {
-        format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.backend, self.info.device_type
-        )
+        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
     }
 
     pub fn limits(&self) -> wgpu::Limits {
@@ -98,10 +89,7 @@ impl Gpu {
 
     /// Buffers alive and their total bytes (only buffers made through [`Gpu::buffer`]).
     pub fn buffer_stats(&self) -> (u64, u64) {
-        (
-            self.stats.count.load(Ordering::Relaxed),
-            self.stats.bytes.load(Ordering::Relaxed),
-        )
+        (self.stats.count.load(Ordering::Relaxed), self.stats.bytes.load(Ordering::Relaxed))
     }
 
     /// A storage buffer of `bytes` (rounded up to 4), zero-filled, counted in [`Gpu::buffer_stats`].
@@ -115,34 +103,21 @@ impl Gpu {
         });
         self.stats.count.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(size, Ordering::Relaxed);
-        Buffer {
-            raw,
-            size,
-            stats: self.stats.clone(),
-        }
+        Buffer { raw, size, stats: self.stats.clone() }
     }
 
     /// A zero-filled f32 (or u32) tensor of `shape` usable as storage, copy source and destination.
     pub fn tensor(&self, label: &str, shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST;
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let buffer = self.buffer(label, 4 * n as u64, usage);
-        Tensor {
-            buffer: Arc::new(buffer),
-            shape: shape.to_vec(),
-        }
+        Tensor { buffer: Arc::new(buffer), shape: shape.to_vec() }
     }
 
     /// A tensor holding `data` (f32 or u32 words).
     pub fn upload<T: bytemuck::Pod>(&self, label: &str, shape: &[usize], data: &[T]) -> Tensor {
         let t = self.tensor(label, shape);
-        assert_eq!(
-            t.numel() * 4,
-            std::mem::size_of_val(data),
-            "upload of {label}: shape and data disagree"
-        );
+        assert_eq!(t.numel() * 4, std::mem::size_of_val(data), "upload of {label}: shape and data disagree");
         self.write(&t, data);
         t
     }
@@ -150,8 +125,7 @@ impl Gpu {
     /// Overwrites a tensor's contents (ordered before any later submit).
     pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) {
         if !data.is_empty() {
-            self.queue
-                .write_buffer(&t.buffer.raw, 0, bytemuck::cast_slice(data));
+            self.queue.write_buffer(&t.buffer.raw, 0, bytemuck::cast_slice(data));
         }
     }
 
@@ -159,8 +133,7 @@ impl Gpu {
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> Buffer {
         let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
         let b = self.buffer(label, std::mem::size_of::<T>() as u64, usage);
-        self.queue
-            .write_buffer(&b.raw, 0, bytemuck::bytes_of(params));
+        self.queue.write_buffer(&b.raw, 0, bytemuck::bytes_of(params));
         b
     }
 
@@ -168,11 +141,7 @@ impl Gpu {
     /// buffer, one submit and one map.
     pub async fn read_many(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
         let total: u64 = tensors.iter().map(|t| t.buffer.size).sum();
-        let staging = self.buffer(
-            "readback",
-            total,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
+        let staging = self.buffer("readback", total, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         let mut enc = self.device.create_command_encoder(&Default::default());
         let mut offset = 0;
         for t in tensors {
@@ -189,6 +158,16 @@ impl Gpu {
             offset += t.buffer.size as usize;
         }
         Ok(out)
+    }
+
+    /// Reads `len` f32 words of a tensor starting at word `offset`.
+    pub async fn read_range(&self, t: &Tensor, offset: usize, len: usize) -> Result<Vec<f32>> {
+        assert!(offset + len <= t.numel(), "read_range past the end of the tensor");
+        let bytes = 4 * len as u64;
+        let staging = self.buffer("readback", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        self.encode(|enc| enc.copy_buffer_to_buffer(&t.buffer.raw, 4 * offset as u64, &staging.raw, 0, bytes));
+        let bytes = self.map_read(&staging).await?;
+        Ok(bytemuck::cast_slice(&bytes[..4 * len]).to_vec())
     }
 
     /// Reads one tensor back as f32.
@@ -219,14 +198,16 @@ impl Gpu {
         Ok(bytes)
     }
 
+    /// Records into one command buffer and submits it.
+    pub fn encode(&self, record: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        record(&mut enc);
+        self.queue.submit([enc.finish()]);
+    }
+
     /// Runs `record` in one compute pass of one command buffer and submits it.
     pub fn run(&self, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            record(&mut pass);
-        }
-        self.queue.submit([enc.finish()]);
+        self.encode(|enc| record(&mut enc.begin_compute_pass(&Default::default())));
     }
 }
 

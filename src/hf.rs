@@ -13,25 +13,18 @@ use crate::{Error, Result};
 
 /// Parses an HF GPT-2 config.json; unsupported settings are errors naming the field.
 pub fn parse_config(text: &str) -> Result<Gpt2Config> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| Error::Format(format!("config.json is not valid JSON: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| Error::Format("config.json must be a JSON object".into()))?;
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| Error::Format(format!("config.json is not valid JSON: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| Error::Format("config.json must be a JSON object".into()))?;
     let field = |names: &[&str]| -> Result<usize> {
         for name in names {
             if let Some(x) = obj.get(*name) {
                 return x.as_u64().map(|n| n as usize).ok_or_else(|| {
-                    Error::Format(format!(
-                        "config.json: field \"{name}\" must be a positive integer, found {x}"
-                    ))
+                    Error::Format(format!("config.json: field \"{name}\" must be a positive integer, found {x}"))
                 });
             }
         }
-        Err(Error::Format(format!(
-            "config.json: missing field \"{}\"",
-            names[0]
-        )))
+        Err(Error::Format(format!("config.json: missing field \"{}\"", names[0])))
     };
     let config = Gpt2Config {
         n_layer: field(&["n_layer"])?,
@@ -51,36 +44,26 @@ pub fn parse_config(text: &str) -> Result<Gpt2Config> {
         match obj.get(name) {
             None | Some(Value::Null) => Ok(()),
             Some(Value::String(s)) if s == want => Ok(()),
-            Some(x) => Err(Error::Format(format!(
-                "config.json: \"{name}\" is {x}; wgpt supports \"{want}\" only"
-            ))),
+            Some(x) => Err(Error::Format(format!("config.json: \"{name}\" is {x}; wgpt supports \"{want}\" only"))),
         }
     };
     expect_str("activation_function", "gelu_new")?;
     if let Some(eps) = obj.get("layer_norm_epsilon").and_then(Value::as_f64) {
         if (eps - 1e-5).abs() > 1e-9 {
-            return Err(Error::Format(format!(
-                "config.json: layer_norm_epsilon is {eps}; wgpt supports 1e-5 only"
-            )));
+            return Err(Error::Format(format!("config.json: layer_norm_epsilon is {eps}; wgpt supports 1e-5 only")));
         }
     }
     if let Some(n_inner) = obj.get("n_inner").and_then(Value::as_u64) {
         if n_inner as usize != 4 * config.n_embd {
-            return Err(Error::Format(format!(
-                "config.json: n_inner is {n_inner}; wgpt supports 4 * n_embd only"
-            )));
+            return Err(Error::Format(format!("config.json: n_inner is {n_inner}; wgpt supports 4 * n_embd only")));
         }
     }
-    for (name, want) in [
-        ("tie_word_embeddings", true),
-        ("scale_attn_weights", true),
-        ("scale_attn_by_inverse_layer_idx", false),
-    ] {
+    for (name, want) in
+        [("tie_word_embeddings", true), ("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false)]
+    {
         if let Some(b) = obj.get(name).and_then(Value::as_bool) {
             if b != want {
-                return Err(Error::Format(format!(
-                    "config.json: \"{name}\" is {b}; wgpt supports {want} only"
-                )));
+                return Err(Error::Format(format!("config.json: \"{name}\" is {b}; wgpt supports {want} only")));
             }
         }
     }
@@ -121,30 +104,18 @@ pub fn config_json(c: &Gpt2Config) -> String {
 pub fn to_f32(name: &str, view: &TensorView) -> Result<Vec<f32>> {
     let bytes = view.data();
     Ok(match view.dtype() {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         other => {
-            return Err(Error::Format(format!(
-                "tensor {name} has dtype {other:?}; expected F32, F16 or BF16"
-            )));
+            return Err(Error::Format(format!("tensor {name} has dtype {other:?}; expected F32, F16 or BF16")));
         }
     })
 }
 
 /// Parses a safetensors file, with the reason in the error.
 pub fn parse_safetensors<'a>(what: &str, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
-    SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::Format(format!("{what} is not a valid safetensors file: {e}")))
+    SafeTensors::deserialize(bytes).map_err(|e| Error::Format(format!("{what} is not a valid safetensors file: {e}")))
 }
 
 /// Reads GPT-2 parameters for `config` from safetensors bytes laid out as HF writes them. Keys
@@ -155,10 +126,7 @@ pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weig
     let mut by_name: HashMap<String, TensorView> = HashMap::new();
     let mut lm_head = None;
     for (name, view) in st.tensors() {
-        let key = name
-            .strip_prefix("transformer.")
-            .unwrap_or(&name)
-            .to_string();
+        let key = name.strip_prefix("transformer.").unwrap_or(&name).to_string();
         if key.ends_with(".attn.bias") || key.ends_with(".attn.masked_bias") {
             continue;
         }
@@ -171,11 +139,9 @@ pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weig
     let specs = config.param_specs();
     let mut tensors = Vec::with_capacity(specs.len());
     for (name, shape) in &specs {
-        let view = by_name.remove(name).ok_or_else(|| {
-            Error::Format(format!(
-                "{what}: missing tensor {name} (expected shape {shape:?})"
-            ))
-        })?;
+        let view = by_name
+            .remove(name)
+            .ok_or_else(|| Error::Format(format!("{what}: missing tensor {name} (expected shape {shape:?})")))?;
         if view.shape() != shape.as_slice() {
             return Err(Error::Format(format!(
                 "{what}: tensor {name} has shape {:?}, expected {shape:?}",
@@ -186,12 +152,7 @@ pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weig
     }
     let mut extra: Vec<String> = by_name
         .into_keys()
-        .filter(|k| {
-            k.starts_with("wte")
-                || k.starts_with("wpe")
-                || k.starts_with("h.")
-                || k.starts_with("ln_f")
-        })
+        .filter(|k| k.starts_with("wte") || k.starts_with("wpe") || k.starts_with("h.") || k.starts_with("ln_f"))
         .collect();
     extra.sort();
     if let Some(k) = extra.first() {
@@ -225,8 +186,7 @@ pub fn save_weights(weights: &Weights) -> Result<Vec<u8>> {
         })
         .collect::<Result<_>>()?;
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::Format(format!("cannot write safetensors: {e}")))
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Format(format!("cannot write safetensors: {e}")))
 }
 
 /// An HF model directory on disk: config.json, model.safetensors and optional tokenizer.json.
@@ -249,17 +209,12 @@ pub mod dir {
         let config_path = dir.join("config.json");
         let text = String::from_utf8(read_file(&config_path)?)
             .map_err(|_| Error::Format(format!("{} is not UTF-8 text", config_path.display())))?;
-        let config = parse_config(&text)
-            .map_err(|e| Error::Format(format!("{}: {e}", config_path.display())))?;
+        let config = parse_config(&text).map_err(|e| Error::Format(format!("{}: {e}", config_path.display())))?;
         let st_path = dir.join("model.safetensors");
         let bytes = read_file(&st_path)?;
         let weights = load_weights(&st_path.display().to_string(), &bytes, config)?;
         let tok_path = dir.join("tokenizer.json");
-        let tokenizer = if tok_path.exists() {
-            Some(Tokenizer::from_file(&tok_path)?)
-        } else {
-            None
-        };
+        let tokenizer = if tok_path.exists() { Some(Tokenizer::from_file(&tok_path)?) } else { None };
         if let Some(t) = &tokenizer {
             if t.vocab_size() > config.vocab_size {
                 return Err(Error::Format(format!(
@@ -275,8 +230,7 @@ pub mod dir {
 
     /// Writes config.json, model.safetensors and (if given) tokenizer.json into `dir`.
     pub fn save(dir: &Path, weights: &Weights, tokenizer: Option<&Tokenizer>) -> Result<()> {
-        let io =
-            |p: &Path, e: std::io::Error| Error::Io(format!("cannot write {}: {e}", p.display()));
+        let io = |p: &Path, e: std::io::Error| Error::Io(format!("cannot write {}: {e}", p.display()));
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let p = dir.join("config.json");
         std::fs::write(&p, config_json(&weights.config)).map_err(|e| io(&p, e))?;

@@ -2,7 +2,11 @@
 //! natively (Vulkan, Metal, DX12) and in the browser (WebGPU). Semantics follow Hugging Face's
 //! `GPT2LMHeadModel`; the layer structure follows llm.c's `train_gpt2.c`.
 
+pub mod backward;
+pub mod checkpoint;
 pub mod cpu;
+pub mod data;
+pub mod generate;
 pub mod gpu;
 pub mod hf;
 pub mod kernels;
@@ -10,6 +14,7 @@ pub mod model;
 pub mod parity;
 pub mod rng;
 pub mod tokenizer;
+pub mod train;
 
 pub use gpu::{Gpu, Tensor};
 pub use model::{Gpt2, Gpt2Config};

@@ -22,36 +22,9 @@ pub struct Gpt2Config {
 
 /// Named configs: `gpt2` (124M), `shakespeare-char` (nanoGPT's) and `baby` (nanoGPT's CPU run).
 pub const PRESETS: &[(&str, Gpt2Config)] = &[
-    (
-        "gpt2",
-        Gpt2Config {
-            n_layer: 12,
-            n_head: 12,
-            n_embd: 768,
-            block_size: 1024,
-            vocab_size: 50257,
-        },
-    ),
-    (
-        "shakespeare-char",
-        Gpt2Config {
-            n_layer: 6,
-            n_head: 6,
-            n_embd: 384,
-            block_size: 256,
-            vocab_size: 65,
-        },
-    ),
-    (
-        "baby",
-        Gpt2Config {
-            n_layer: 4,
-            n_head: 4,
-            n_embd: 128,
-            block_size: 64,
-            vocab_size: 65,
-        },
-    ),
+    ("gpt2", Gpt2Config { n_layer: 12, n_head: 12, n_embd: 768, block_size: 1024, vocab_size: 50257 }),
+    ("shakespeare-char", Gpt2Config { n_layer: 6, n_head: 6, n_embd: 384, block_size: 256, vocab_size: 65 }),
+    ("baby", Gpt2Config { n_layer: 4, n_head: 4, n_embd: 128, block_size: 64, vocab_size: 65 }),
 ];
 
 /// Parameter names of one transformer block, after `h.N.`, in Hugging Face's order.
@@ -89,9 +62,7 @@ impl Gpt2Config {
                 return Err(Error::Format(format!("config: {name} must be at least 1")));
             }
             if v > 1 << 24 {
-                return Err(Error::Format(format!(
-                    "config: {name} = {v} is implausibly large"
-                )));
+                return Err(Error::Format(format!("config: {name} = {v} is implausibly large")));
             }
         }
         if self.n_embd % self.n_head != 0 {
@@ -107,10 +78,7 @@ impl Gpt2Config {
     /// Conv1D weights are [in, out].
     pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
         let (c, v, t) = (self.n_embd, self.vocab_size, self.block_size);
-        let mut specs = vec![
-            ("wte.weight".to_string(), vec![v, c]),
-            ("wpe.weight".to_string(), vec![t, c]),
-        ];
+        let mut specs = vec![("wte.weight".to_string(), vec![v, c]), ("wpe.weight".to_string(), vec![t, c])];
         for l in 0..self.n_layer {
             let shapes = [
                 vec![c],
@@ -136,10 +104,7 @@ impl Gpt2Config {
     }
 
     pub fn num_params(&self) -> usize {
-        self.param_specs()
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+        self.param_specs().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
     }
 }
 
@@ -152,12 +117,7 @@ pub struct Weights {
 
 impl std::fmt::Debug for Weights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Weights({:?}, {} tensors)",
-            self.config,
-            self.tensors.len()
-        )
+        write!(f, "Weights({:?}, {} tensors)", self.config, self.tensors.len())
     }
 }
 
@@ -178,11 +138,7 @@ impl Weights {
                 } else if name.ends_with(".bias") {
                     vec![0.0; n]
                 } else {
-                    let std = if name.ends_with("c_proj.weight") {
-                        proj_std
-                    } else {
-                        0.02
-                    };
+                    let std = if name.ends_with("c_proj.weight") { proj_std } else { 0.02 };
                     (0..n).map(|_| std * rng.normal()).collect()
                 }
             })
@@ -245,6 +201,13 @@ impl ParameterTensors {
             ln_f_w,
             ln_f_b,
         }
+    }
+
+    /// Zero-filled tensors of the parameters' shapes: gradients and optimizer moments.
+    pub fn zeros(gpu: &Gpu, config: &Gpt2Config, prefix: &str) -> ParameterTensors {
+        let tensors =
+            config.param_specs().iter().map(|(name, shape)| gpu.tensor(&format!("{prefix}{name}"), shape)).collect();
+        ParameterTensors::from_ordered(config.n_layer, tensors)
     }
 
     /// Every tensor in [`Gpt2Config::param_specs`] order.
@@ -316,9 +279,7 @@ impl ActivationTensors {
     fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize) -> ActivationTensors {
         let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
         let per_layer = |name: &str, shape: &[usize]| -> Vec<Tensor> {
-            (0..l)
-                .map(|i| gpu.tensor(&format!("{name}.{i}"), shape))
-                .collect()
+            (0..l).map(|i| gpu.tensor(&format!("{name}.{i}"), shape)).collect()
         };
         ActivationTensors {
             ids: gpu.tensor("ids", &[b, t]),
@@ -361,10 +322,12 @@ pub struct Forward {
     pub b: usize,
     pub t: usize,
     pub acts: ActivationTensors,
-    /// Embedding through logits.
-    logits_prog: Program,
-    /// Cross-entropy and its mean, after `logits_prog`.
-    loss_prog: Program,
+    /// Token + position embedding of `acts.ids`.
+    embed: Program,
+    /// The transformer blocks, ln_f and the lm_head: `acts.encoded` to `acts.logits`.
+    body: Program,
+    /// Cross-entropy against `acts.targets` and its mean.
+    loss: Program,
 }
 
 impl Gpt2 {
@@ -384,33 +347,20 @@ impl Gpt2 {
         for ((name, shape), data) in specs.iter().zip(&weights.tensors) {
             let n: usize = shape.iter().product();
             if data.len() != n {
-                return Err(Error::Format(format!(
-                    "{name}: expected {n} values {shape:?}, got {}",
-                    data.len()
-                )));
+                return Err(Error::Format(format!("{name}: expected {n} values {shape:?}, got {}", data.len())));
             }
             gpu.check_binding(name, 4 * n as u64)?;
         }
-        let tensors = specs
-            .iter()
-            .zip(&weights.tensors)
-            .map(|((name, shape), data)| gpu.upload(name, shape, data))
-            .collect();
+        let tensors =
+            specs.iter().zip(&weights.tensors).map(|((name, shape), data)| gpu.upload(name, shape, data)).collect();
         let params = ParameterTensors::from_ordered(config.n_layer, tensors);
-        Ok(Gpt2 {
-            config,
-            kernels,
-            params,
-        })
+        Ok(Gpt2 { config, kernels, params })
     }
 
     /// Reads every parameter back to the host.
     pub async fn weights(&self) -> Result<Weights> {
         let tensors = self.kernels.gpu.read_many(&self.params.ordered()).await?;
-        Ok(Weights {
-            config: self.config,
-            tensors,
-        })
+        Ok(Weights { config: self.config, tensors })
     }
 
     /// Checks (B, T) against the context and the device, allocates activations and records the
@@ -418,9 +368,7 @@ impl Gpt2 {
     pub fn forward_plan(&self, b: usize, t: usize) -> Result<Forward> {
         let cfg = &self.config;
         if b == 0 || t == 0 {
-            return Err(Error::Input(format!(
-                "batch {b} x sequence {t}: both must be at least 1"
-            )));
+            return Err(Error::Input(format!("batch {b} x sequence {t}: both must be at least 1")));
         }
         if t > cfg.block_size {
             return Err(Error::Input(format!(
@@ -434,29 +382,35 @@ impl Gpt2 {
             gpu.check_binding(&format!("the {what} at B={b}, T={t}"), bytes)?;
         }
         let acts = ActivationTensors::new(gpu, cfg, b, t);
-        let (logits_prog, loss_prog) = self.record_forward(&acts);
-        Ok(Forward {
-            b,
-            t,
-            acts,
-            logits_prog,
-            loss_prog,
-        })
+        let embed = self.record_embed(&acts, &acts.ids);
+        let body = self.record_body(&acts);
+        let loss = self.record_loss(&acts, &acts.targets);
+        Ok(Forward { b, t, acts, embed, body, loss })
     }
 
-    /// llm.c's `gpt2_forward`, recorded: shapes in comments, residual stream (B,T,C).
-    fn record_forward(&self, a: &ActivationTensors) -> (Program, Program) {
+    /// encoded (B,T,C) = wte[ids] + wpe.
+    pub(crate) fn record_embed(&self, a: &ActivationTensors, ids: &Tensor) -> Program {
+        let (k, p) = (&*self.kernels, &self.params);
+        let mut prog = Program::default();
+        k.encoder.forward(&k.gpu, &mut prog, &a.encoded, ids, &p.wte, &p.wpe);
+        prog
+    }
+
+    /// losses (B,T) and loss (1) of the logits against `targets`.
+    pub(crate) fn record_loss(&self, a: &ActivationTensors, targets: &Tensor) -> Program {
+        let k = &*self.kernels;
+        let mut prog = Program::default();
+        k.crossentropy.forward(&k.gpu, &mut prog, &a.loss, &a.losses, &a.logits, targets);
+        prog
+    }
+
+    /// llm.c's `gpt2_forward` after the embedding, recorded: residual stream (B,T,C).
+    pub(crate) fn record_body(&self, a: &ActivationTensors) -> Program {
         let (k, p, g) = (&*self.kernels, &self.params, &self.kernels.gpu);
         let nh = self.config.n_head;
         let mut prog = Program::default();
-        k.encoder
-            .forward(g, &mut prog, &a.encoded, &a.ids, &p.wte, &p.wpe);
         for l in 0..self.config.n_layer {
-            let residual = if l == 0 {
-                &a.encoded
-            } else {
-                &a.residual3[l - 1]
-            };
+            let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
             // x = x + attn(ln_1(x))
             k.layernorm.forward(
                 g,
@@ -468,26 +422,10 @@ impl Gpt2 {
                 &p.ln_1_w[l],
                 &p.ln_1_b[l],
             );
-            k.matmul.forward(
-                g,
-                &mut prog,
-                &a.qkv[l],
-                &a.ln1[l],
-                &p.c_attn_w[l],
-                Some(&p.c_attn_b[l]),
-            );
-            k.attention
-                .forward(g, &mut prog, &a.atty[l], &a.att[l], &a.qkv[l], nh);
-            k.matmul.forward(
-                g,
-                &mut prog,
-                &a.attproj[l],
-                &a.atty[l],
-                &p.c_proj_w[l],
-                Some(&p.c_proj_b[l]),
-            );
-            k.residual
-                .forward(g, &mut prog, &a.residual2[l], residual, &a.attproj[l]);
+            k.matmul.forward(g, &mut prog, &a.qkv[l], &a.ln1[l], &p.c_attn_w[l], Some(&p.c_attn_b[l]));
+            k.attention.forward(g, &mut prog, &a.atty[l], &a.att[l], &a.qkv[l], nh);
+            k.matmul.forward(g, &mut prog, &a.attproj[l], &a.atty[l], &p.c_proj_w[l], Some(&p.c_proj_b[l]));
+            k.residual.forward(g, &mut prog, &a.residual2[l], residual, &a.attproj[l]);
             // x = x + mlp(ln_2(x))
             k.layernorm.forward(
                 g,
@@ -499,72 +437,24 @@ impl Gpt2 {
                 &p.ln_2_w[l],
                 &p.ln_2_b[l],
             );
-            k.matmul.forward(
-                g,
-                &mut prog,
-                &a.fch[l],
-                &a.ln2[l],
-                &p.c_fc_w[l],
-                Some(&p.c_fc_b[l]),
-            );
+            k.matmul.forward(g, &mut prog, &a.fch[l], &a.ln2[l], &p.c_fc_w[l], Some(&p.c_fc_b[l]));
             k.gelu.forward(g, &mut prog, &a.fch_gelu[l], &a.fch[l]);
-            k.matmul.forward(
-                g,
-                &mut prog,
-                &a.fcproj[l],
-                &a.fch_gelu[l],
-                &p.mlp_proj_w[l],
-                Some(&p.mlp_proj_b[l]),
-            );
-            k.residual
-                .forward(g, &mut prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
+            k.matmul.forward(g, &mut prog, &a.fcproj[l], &a.fch_gelu[l], &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
+            k.residual.forward(g, &mut prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
         }
-        let last = if self.config.n_layer == 0 {
-            &a.encoded
-        } else {
-            &a.residual3[self.config.n_layer - 1]
-        };
-        k.layernorm.forward(
-            g,
-            &mut prog,
-            &a.lnf,
-            &a.lnf_mean,
-            &a.lnf_rstd,
-            last,
-            &p.ln_f_w,
-            &p.ln_f_b,
-        );
+        let last = if self.config.n_layer == 0 { &a.encoded } else { &a.residual3[self.config.n_layer - 1] };
+        k.layernorm.forward(g, &mut prog, &a.lnf, &a.lnf_mean, &a.lnf_rstd, last, &p.ln_f_w, &p.ln_f_b);
         // tied lm_head: logits (B,T,V) = lnf (B,T,C) · wteᵀ
-        k.matmul.gemm(
-            g,
-            &mut prog,
-            &a.logits,
-            Operand::n(&a.lnf),
-            Operand::t(&p.wte),
-            None,
-            false,
-        );
-        let mut loss_prog = Program::default();
-        k.crossentropy
-            .forward(g, &mut loss_prog, &a.loss, &a.losses, &a.logits, &a.targets);
-        (prog, loss_prog)
+        k.matmul.gemm(g, &mut prog, &a.logits, Operand::n(&a.lnf), Operand::t(&p.wte), None, false);
+        prog
     }
 
     /// Checks token ids (or targets) against the plan's shape and the vocabulary.
-    fn check_ids(&self, what: &str, ids: &[u32], f: &Forward) -> Result<()> {
+    pub(crate) fn check_ids(&self, what: &str, ids: &[u32], f: &Forward) -> Result<()> {
         if ids.len() != f.b * f.t {
-            return Err(Error::Input(format!(
-                "{what}: {} ids, expected B*T = {}x{}",
-                ids.len(),
-                f.b,
-                f.t
-            )));
+            return Err(Error::Input(format!("{what}: {} ids, expected B*T = {}x{}", ids.len(), f.b, f.t)));
         }
-        if let Some((i, &id)) = ids
-            .iter()
-            .enumerate()
-            .find(|(_, &id)| id as usize >= self.config.vocab_size)
-        {
+        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= self.config.vocab_size) {
             return Err(Error::Input(format!(
                 "{what}[{i}] = {id} is outside the vocabulary (vocab_size {})",
                 self.config.vocab_size
@@ -584,9 +474,10 @@ impl Gpt2 {
             gpu.write(&f.acts.targets, y);
         }
         gpu.run(|pass| {
-            f.logits_prog.encode(pass);
+            f.embed.encode(pass);
+            f.body.encode(pass);
             if targets.is_some() {
-                f.loss_prog.encode(pass);
+                f.loss.encode(pass);
             }
         });
         Ok(())

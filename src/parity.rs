@@ -11,6 +11,7 @@ use crate::cpu::{closeness, Closeness};
 use crate::hf::{load_weights, parse_safetensors, to_f32};
 use crate::kernels::Kernels;
 use crate::model::{Gpt2, Gpt2Config, Weights};
+use crate::train::{TrainConfig, Trainer};
 use crate::{Error, Result};
 
 /// AdamW settings of a parity file (constant lr, no clipping, decay on rank >= 2 only).
@@ -44,29 +45,22 @@ impl ParityFile {
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| Error::Format(format!("{what} is not a valid safetensors file: {e}")))?;
         let meta = meta.metadata().clone().unwrap_or_default();
-        let config_text = meta.get("config").ok_or_else(|| {
-            Error::Format(format!(
-                "{what}: metadata has no \"config\"; is this a parity file?"
-            ))
-        })?;
-        let config: Gpt2Config = serde_json::from_str(config_text).map_err(|e| {
-            Error::Format(format!(
-                "{what}: metadata \"config\" is not a GPT-2 config: {e}"
-            ))
-        })?;
+        let config_text = meta
+            .get("config")
+            .ok_or_else(|| Error::Format(format!("{what}: metadata has no \"config\"; is this a parity file?")))?;
+        let config: Gpt2Config = serde_json::from_str(config_text)
+            .map_err(|e| Error::Format(format!("{what}: metadata \"config\" is not a GPT-2 config: {e}")))?;
         config.validate()?;
         let adamw = match meta.get("adamw") {
-            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
-                Error::Format(format!("{what}: metadata \"adamw\" is malformed: {e}"))
-            })?),
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| Error::Format(format!("{what}: metadata \"adamw\" is malformed: {e}")))?,
+            ),
             None => None,
         };
         let weights = load_weights(what, bytes, config)?;
         let st = parse_safetensors(what, bytes)?;
-        let get = |name: &str| {
-            st.tensor(name)
-                .map_err(|_| Error::Format(format!("{what}: missing tensor {name}")))
-        };
+        let get = |name: &str| st.tensor(name).map_err(|_| Error::Format(format!("{what}: missing tensor {name}")));
         let ids = |name: &str| -> Result<(Vec<usize>, Vec<u32>)> {
             let v = get(name)?;
             if v.dtype() != Dtype::I32 || v.shape().len() != 2 {
@@ -87,18 +81,13 @@ impl ParityFile {
         let (shape, x) = ids("x")?;
         let (yshape, y) = ids("y")?;
         if yshape != shape {
-            return Err(Error::Format(format!(
-                "{what}: y has shape {yshape:?} but x has {shape:?}"
-            )));
+            return Err(Error::Format(format!("{what}: y has shape {yshape:?} but x has {shape:?}")));
         }
         let (b, t) = (shape[0], shape[1]);
         let f32_of = |name: &str, want: &[usize]| -> Result<Vec<f32>> {
             let v = get(name)?;
             if v.shape() != want {
-                return Err(Error::Format(format!(
-                    "{what}: {name} has shape {:?}, expected {want:?}",
-                    v.shape()
-                )));
+                return Err(Error::Format(format!("{what}: {name} has shape {:?}, expected {want:?}", v.shape())));
             }
             to_f32(name, &v)
         };
@@ -106,20 +95,12 @@ impl ParityFile {
         let loss = f32_of("expected.loss", &[1])?[0];
         let losses = match st.tensor("expected.losses") {
             Ok(v) if v.shape().len() == 1 => to_f32("expected.losses", &v)?,
-            Ok(v) => {
-                return Err(Error::Format(format!(
-                    "{what}: expected.losses must be 1-D, found {:?}",
-                    v.shape()
-                )))
-            }
+            Ok(v) => return Err(Error::Format(format!("{what}: expected.losses must be 1-D, found {:?}", v.shape()))),
             Err(_) => vec![],
         };
         let per_param = |prefix: &str| -> Result<Option<Vec<Vec<f32>>>> {
             let specs = config.param_specs();
-            if st
-                .tensor(&format!("{prefix}transformer.{}", specs[0].0))
-                .is_err()
-            {
+            if st.tensor(&format!("{prefix}transformer.{}", specs[0].0)).is_err() {
                 return Ok(None);
             }
             specs
@@ -130,19 +111,7 @@ impl ParityFile {
         };
         let grads = per_param("expected.grad.")?;
         let step1 = per_param("expected.step1.")?;
-        Ok(ParityFile {
-            weights,
-            adamw,
-            b,
-            t,
-            x,
-            y,
-            logits,
-            loss,
-            losses,
-            grads,
-            step1,
-        })
+        Ok(ParityFile { weights, adamw, b, t, x, y, logits, loss, losses, grads, step1 })
     }
 }
 
@@ -161,12 +130,7 @@ impl Check {
     }
 
     fn new(name: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> Check {
-        Check {
-            name: name.to_string(),
-            closeness: closeness(got, want, atol, rtol),
-            atol,
-            rtol,
-        }
+        Check { name: name.to_string(), closeness: closeness(got, want, atol, rtol), atol, rtol }
     }
 }
 
@@ -196,13 +160,65 @@ pub async fn check_forward(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<
     let model = Gpt2::new(kernels, &p.weights)?;
     let f = model.forward_plan(p.b, p.t)?;
     model.forward(&f, &p.x, Some(&p.y))?;
-    let out = model
-        .kernels
-        .gpu
-        .read_many(&[&f.acts.logits, &f.acts.loss])
-        .await?;
+    let out = model.kernels.gpu.read_many(&[&f.acts.logits, &f.acts.loss]).await?;
     Ok(vec![
         Check::new("logits", &out[0], &p.logits, LOGITS_TOL, LOGITS_TOL),
         Check::new("loss", &out[1], &[p.loss], LOSS_TOL, LOSS_TOL),
     ])
+}
+
+/// Tolerances of the training checks: gradients 1e-5 + 1e-3·|want|, parameters after one AdamW
+/// step 1e-4, the N-step losses 1e-3.
+pub const GRAD_ATOL: f32 = 1e-5;
+pub const GRAD_RTOL: f32 = 1e-3;
+pub const STEP1_TOL: f32 = 1e-4;
+pub const LOSSES_TOL: f32 = 1e-3;
+
+/// Trains on the parity file's batch as its maker did (AdamW at constant lr, no clipping) and
+/// compares every gradient, the parameters after one step and the N losses.
+pub async fn check_training(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<Check>> {
+    let (Some(adamw), Some(grads), Some(step1)) = (p.adamw, &p.grads, &p.step1) else {
+        return Err(Error::Format(
+            "this parity file has no training data (adamw, expected.grad.*, expected.step1.*)".into(),
+        ));
+    };
+    let cfg = TrainConfig {
+        batch_size: p.b,
+        seq_len: p.t,
+        grad_accum: 1,
+        lr: adamw.lr,
+        min_lr: adamw.lr,
+        warmup_iters: 0,
+        lr_decay_iters: 0,
+        weight_decay: adamw.weight_decay,
+        beta1: adamw.beta1,
+        beta2: adamw.beta2,
+        eps: adamw.eps,
+        grad_clip: 0.0,
+    };
+    let model = Gpt2::new(kernels, &p.weights)?;
+    let mut trainer = Trainer::new(model, cfg)?;
+    let batch = [(p.x.clone(), p.y.clone())];
+    trainer.step(&batch)?;
+    let gpu = trainer.model.kernels.gpu.clone();
+    let got_grads = gpu.read_many(&trainer.grads.ordered()).await?;
+    let got_step1 = gpu.read_many(&trainer.model.params.ordered()).await?;
+    let mut losses = vec![trainer.last_loss().await?];
+    for _ in 1..p.losses.len() {
+        trainer.step(&batch)?;
+        losses.push(trainer.last_loss().await?);
+    }
+    let mut checks = vec![];
+    let specs = p.weights.config.param_specs();
+    let flat = |v: &[Vec<f32>]| v.concat();
+    checks.push(Check::new("grads (all)", &flat(&got_grads), &flat(grads), GRAD_ATOL, GRAD_RTOL));
+    checks.push(Check::new("params after 1 AdamW step", &flat(&got_step1), &flat(step1), STEP1_TOL, 0.0));
+    checks.push(Check::new(&format!("losses of {} steps", p.losses.len()), &losses, &p.losses, LOSSES_TOL, 0.0));
+    for (((name, _), got), want) in specs.iter().zip(&got_grads).zip(grads) {
+        let c = Check::new(&format!("grad {name}"), got, want, GRAD_ATOL, GRAD_RTOL);
+        if !c.passed() {
+            checks.push(c);
+        }
+    }
+    Ok(checks)
 }

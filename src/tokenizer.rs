@@ -1,7 +1,20 @@
 //! Tokenizers through the `tokenizers` crate behind one small type: load a tokenizer.json (GPT-2's
-//! byte-level BPE, or the ones wgpt trains), encode, decode, save.
+//! byte-level BPE, or the ones wgpt trains), build a character-level one (nanoGPT's
+//! shakespeare-char vocabulary) or train a byte-level BPE on a corpus; encode, decode, save.
+
+use std::collections::{BTreeSet, HashSet};
+
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::models::bpe::{BpeTrainerBuilder, Vocab, BPE};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::AddedToken;
 
 use crate::{Error, Result};
+
+/// GPT-2's end-of-text token, added to the BPE tokenizers wgpt trains.
+pub const END_OF_TEXT: &str = "<|endoftext|>";
 
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -15,6 +28,56 @@ impl Tokenizer {
         Ok(Tokenizer { inner })
     }
 
+    /// One token per distinct character of `text`, ids in code-point order (nanoGPT's
+    /// `chars = sorted(list(set(data)))`: 65 tokens on tiny Shakespeare). Characters not in the
+    /// vocabulary are dropped when encoding.
+    pub fn char_level(text: &str) -> Result<Tokenizer> {
+        let chars: BTreeSet<char> = text.chars().collect();
+        if chars.is_empty() {
+            return Err(Error::Input("the corpus is empty: a character vocabulary needs some text".into()));
+        }
+        let vocab: Vocab = chars.iter().enumerate().map(|(i, c)| (c.to_string(), i as u32)).collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, vec![])
+            .build()
+            .map_err(|e| Error::Format(format!("cannot build the character vocabulary: {e}")))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_decoder(Some(Fuse::new()));
+        Ok(Tokenizer { inner })
+    }
+
+    /// A byte-level BPE (GPT-2's scheme) with `vocab_size` tokens trained on `text`, plus
+    /// `<|endoftext|>`.
+    pub fn train_bpe(text: &str, vocab_size: usize) -> Result<Tokenizer> {
+        let alphabet = ByteLevel::alphabet();
+        if vocab_size < alphabet.len() + 1 {
+            return Err(Error::Input(format!(
+                "a byte-level BPE needs a vocabulary of at least {} (256 bytes + <|endoftext|>), got {vocab_size}",
+                alphabet.len() + 1
+            )));
+        }
+        let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .show_progress(false)
+            .initial_alphabet(alphabet.into_iter().collect::<HashSet<char>>())
+            .special_tokens(vec![AddedToken::from(END_OF_TEXT, true)])
+            .build()
+            .into();
+        let mut inner = tokenizers::Tokenizer::new(BPE::default());
+        inner.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        inner
+            .train(&mut trainer, text.lines().map(|l| format!("{l}\n")))
+            .map_err(|e| Error::Input(format!("cannot train a BPE tokenizer on the corpus: {e}")))?;
+        Ok(Tokenizer { inner })
+    }
+
+    /// The id of `<|endoftext|>`, where the vocabulary has it.
+    pub fn end_of_text(&self) -> Option<u32> {
+        self.inner.token_to_id(END_OF_TEXT)
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Tokenizer> {
         Tokenizer::from_bytes(&path.display().to_string(), &crate::read_file(path)?)
@@ -22,18 +85,13 @@ impl Tokenizer {
 
     /// Token ids of `text` (no special tokens added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Input(format!("cannot tokenize the text: {e}")))?;
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Input(format!("cannot tokenize the text: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, special tokens kept.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| Error::Input(format!("cannot decode token ids: {e}")))
+        self.inner.decode(ids, false).map_err(|e| Error::Input(format!("cannot decode token ids: {e}")))
     }
 
     /// Number of tokens, added tokens included.
@@ -43,8 +101,6 @@ impl Tokenizer {
 
     /// The tokenizer.json text.
     pub fn to_json(&self) -> Result<String> {
-        self.inner
-            .to_string(true)
-            .map_err(|e| Error::Format(format!("cannot serialize the tokenizer: {e}")))
+        self.inner.to_string(true).map_err(|e| Error::Format(format!("cannot serialize the tokenizer: {e}")))
     }
 }

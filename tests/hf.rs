@@ -10,64 +10,33 @@ use safetensors::Dtype;
 use wgpt::hf::{config_json, load_weights, parse_config, save_weights};
 use wgpt::model::{Gpt2Config, Weights};
 
-const CFG: Gpt2Config = Gpt2Config {
-    n_layer: 2,
-    n_head: 2,
-    n_embd: 8,
-    block_size: 5,
-    vocab_size: 11,
-};
+const CFG: Gpt2Config = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 8, block_size: 5, vocab_size: 11 };
 
 fn random_weights(seed: u64) -> Weights {
     let mut rng = common::Rng::new(seed);
-    let tensors = CFG
-        .param_specs()
-        .iter()
-        .map(|(_, s)| rng.vec(s.iter().product(), -1.0, 1.0))
-        .collect();
-    Weights {
-        config: CFG,
-        tensors,
-    }
+    let tensors = CFG.param_specs().iter().map(|(_, s)| rng.vec(s.iter().product(), -1.0, 1.0)).collect();
+    Weights { config: CFG, tensors }
 }
 
 /// Serializes named f32 tensors, optionally as f16, with extra tensors.
-fn file(
-    w: &Weights,
-    prefix: &str,
-    f16: bool,
-    skip: Option<&str>,
-    extra: &[(&str, Vec<usize>, Vec<f32>)],
-) -> Vec<u8> {
+fn file(w: &Weights, prefix: &str, f16: bool, skip: Option<&str>, extra: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
     let mut bufs: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = vec![];
     for ((name, shape), data) in CFG.param_specs().iter().zip(&w.tensors) {
         if Some(name.as_str()) == skip {
             continue;
         }
         let (bytes, dt) = if f16 {
-            (
-                data.iter()
-                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-                    .collect(),
-                Dtype::F16,
-            )
+            (data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(), Dtype::F16)
         } else {
             (bytemuck::cast_slice(data).to_vec(), Dtype::F32)
         };
         bufs.push((format!("{prefix}{name}"), shape.clone(), bytes, dt));
     }
     for (name, shape, data) in extra {
-        bufs.push((
-            name.to_string(),
-            shape.clone(),
-            bytemuck::cast_slice(data).to_vec(),
-            Dtype::F32,
-        ));
+        bufs.push((name.to_string(), shape.clone(), bytemuck::cast_slice(data).to_vec(), Dtype::F32));
     }
-    let views: Vec<(String, TensorView)> = bufs
-        .iter()
-        .map(|(n, s, b, d)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
+    let views: Vec<(String, TensorView)> =
+        bufs.iter().map(|(n, s, b, d)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
     safetensors::serialize(views, Some(HashMap::from([("format".into(), "pt".into())]))).unwrap()
 }
 
@@ -99,9 +68,7 @@ fn official_layout_without_prefix_with_buffers_and_tied_lm_head() {
 fn untied_lm_head_is_refused() {
     let w = random_weights(3);
     let extra = [("lm_head.weight", vec![11, 8], vec![0.5; 88])];
-    let err = load_weights("untied", &file(&w, "", false, None, &extra), CFG)
-        .unwrap_err()
-        .to_string();
+    let err = load_weights("untied", &file(&w, "", false, None, &extra), CFG).unwrap_err().to_string();
     assert!(err.contains("lm_head.weight"), "{err}");
 }
 
@@ -119,29 +86,13 @@ fn f16_tensors_are_converted() {
 #[test]
 fn missing_and_misshaped_tensors_are_named() {
     let w = random_weights(5);
-    let err = load_weights(
-        "m",
-        &file(&w, "", false, Some("h.1.mlp.c_fc.bias"), &[]),
-        CFG,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("missing tensor h.1.mlp.c_fc.bias") && err.contains("[32]"),
-        "{err}"
-    );
+    let err = load_weights("m", &file(&w, "", false, Some("h.1.mlp.c_fc.bias"), &[]), CFG).unwrap_err().to_string();
+    assert!(err.contains("missing tensor h.1.mlp.c_fc.bias") && err.contains("[32]"), "{err}");
     let other = Gpt2Config { n_embd: 10, ..CFG };
-    let err = load_weights("m", &file(&w, "", false, None, &[]), other)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("wte.weight") && err.contains("[11, 8]") && err.contains("[11, 10]"),
-        "{err}"
-    );
+    let err = load_weights("m", &file(&w, "", false, None, &[]), other).unwrap_err().to_string();
+    assert!(err.contains("wte.weight") && err.contains("[11, 8]") && err.contains("[11, 10]"), "{err}");
     let fewer = Gpt2Config { n_layer: 1, ..CFG };
-    let err = load_weights("m", &file(&w, "", false, None, &[]), fewer)
-        .unwrap_err()
-        .to_string();
+    let err = load_weights("m", &file(&w, "", false, None, &[]), fewer).unwrap_err().to_string();
     assert!(err.contains("unexpected tensor h.1."), "{err}");
 }
 
@@ -149,9 +100,7 @@ fn missing_and_misshaped_tensors_are_named() {
 fn truncated_or_garbage_files_are_errors() {
     let bytes = save_weights(&random_weights(6)).unwrap();
     for cut in [0, 4, 8, 100, bytes.len() / 2, bytes.len() - 1] {
-        let err = load_weights("cut", &bytes[..cut], CFG)
-            .unwrap_err()
-            .to_string();
+        let err = load_weights("cut", &bytes[..cut], CFG).unwrap_err().to_string();
         assert!(err.contains("not a valid safetensors file"), "{cut}: {err}");
     }
     let mut huge = u64::MAX.to_le_bytes().to_vec();
@@ -186,14 +135,5 @@ fn the_shared_official_config_parses() {
     };
     let text = std::fs::read_to_string(d.join("hf-tiny-gpt2/config.json")).unwrap();
     let c = parse_config(&text).unwrap();
-    assert_eq!(
-        c,
-        Gpt2Config {
-            n_layer: 2,
-            n_head: 2,
-            n_embd: 32,
-            block_size: 128,
-            vocab_size: 50257
-        }
-    );
+    assert_eq!(c, Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 128, vocab_size: 50257 });
 }

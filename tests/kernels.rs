@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::Rng;
 use wgpt::cpu;
-use wgpt::kernels::{Kernels, Operand, Program};
+use wgpt::kernels::{EncoderBuckets, Kernels, Operand, Program};
 use wgpt::Tensor;
 
 #[cfg(target_arch = "wasm32")]
@@ -22,20 +22,14 @@ async fn run_read(k: &Kernels, prog: &Program, t: &Tensor) -> Vec<f32> {
 
 fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     match cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!(
-            "{what}: max abs err {:.2e}, max rel err {:.2e}",
-            c.max_abs, c.max_rel
-        ),
+        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
         Err(msg) => panic!("{msg}"),
     }
 }
 
 async fn encoder(k: Arc<Kernels>) {
     let g = &k.gpu;
-    for (i, &(b, t, c, v)) in [(1, 1, 8, 5), (2, 7, 13, 11), (3, 64, 48, 50)]
-        .iter()
-        .enumerate()
-    {
+    for (i, &(b, t, c, v)) in [(1, 1, 8, 5), (2, 7, 13, 11), (3, 64, 48, 50)].iter().enumerate() {
         let mut rng = Rng::new(i as u64);
         let ids = rng.ids(b * t, v);
         let wte = rng.vec(v * c, -1.0, 1.0);
@@ -60,19 +54,12 @@ gpu_test!(encoder_forward, encoder);
 
 async fn layernorm(k: Arc<Kernels>) {
     let g = &k.gpu;
-    for (i, &(n, c)) in [(1, 1), (1, 7), (7, 13), (67, 768), (130, 64)]
-        .iter()
-        .enumerate()
-    {
+    for (i, &(n, c)) in [(1, 1), (1, 7), (7, 13), (67, 768), (130, 64)].iter().enumerate() {
         let mut rng = Rng::new(10 + i as u64);
         let inp = rng.vec(n * c, -3.0, 3.0);
         let w = rng.vec(c, 0.5, 1.5);
         let bias = rng.vec(c, -0.5, 0.5);
-        let (out, mean, rstd) = (
-            g.tensor("out", &[n, c]),
-            g.tensor("mean", &[n]),
-            g.tensor("rstd", &[n]),
-        );
+        let (out, mean, rstd) = (g.tensor("out", &[n, c]), g.tensor("mean", &[n]), g.tensor("rstd", &[n]));
         let mut prog = Program::default();
         k.layernorm.forward(
             g,
@@ -88,27 +75,9 @@ async fn layernorm(k: Arc<Kernels>) {
         let got = g.read_many(&[&out, &mean, &rstd]).await.unwrap();
         let (mut wo, mut wm, mut wr) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
         cpu::layernorm_forward(&mut wo, &mut wm, &mut wr, &inp, &w, &bias, n, c);
-        assert_close(
-            &format!("layernorm out N{n} C{c}"),
-            &got[0],
-            &wo,
-            1e-5,
-            1e-4,
-        );
-        assert_close(
-            &format!("layernorm mean N{n} C{c}"),
-            &got[1],
-            &wm,
-            1e-6,
-            1e-5,
-        );
-        assert_close(
-            &format!("layernorm rstd N{n} C{c}"),
-            &got[2],
-            &wr,
-            1e-6,
-            1e-4,
-        );
+        assert_close(&format!("layernorm out N{n} C{c}"), &got[0], &wo, 1e-5, 1e-4);
+        assert_close(&format!("layernorm mean N{n} C{c}"), &got[1], &wm, 1e-6, 1e-5);
+        assert_close(&format!("layernorm rstd N{n} C{c}"), &got[2], &wr, 1e-6, 1e-4);
     }
 }
 gpu_test!(layernorm_forward, layernorm);
@@ -133,29 +102,13 @@ async fn matmul(k: Arc<Kernels>) {
             let bias = rng.vec(n, -1.0, 1.0);
             let c0 = rng.vec(m * n, -1.0, 1.0);
             // stored layouts: A as (M,K) or (K,M); B as (K,N) or (N,K)
-            let at = if ta {
-                g.upload("a", &[kk, m], &transpose(&a, m, kk))
-            } else {
-                g.upload("a", &[m, kk], &a)
-            };
-            let bt = if tb {
-                g.upload("b", &[n, kk], &transpose(&b, kk, n))
-            } else {
-                g.upload("b", &[kk, n], &b)
-            };
+            let at = if ta { g.upload("a", &[kk, m], &transpose(&a, m, kk)) } else { g.upload("a", &[m, kk], &a) };
+            let bt = if tb { g.upload("b", &[n, kk], &transpose(&b, kk, n)) } else { g.upload("b", &[kk, n], &b) };
             for (with_bias, accumulate) in [(false, false), (true, false), (true, true)] {
                 let out = g.upload("c", &[m, n], &c0);
                 let bias_t = g.upload("bias", &[n], &bias);
                 let mut prog = Program::default();
-                k.matmul.gemm(
-                    g,
-                    &mut prog,
-                    &out,
-                    op(&at, ta),
-                    op(&bt, tb),
-                    with_bias.then_some(&bias_t),
-                    accumulate,
-                );
+                k.matmul.gemm(g, &mut prog, &out, op(&at, ta), op(&bt, tb), with_bias.then_some(&bias_t), accumulate);
                 let got = run_read(&k, &prog, &out).await;
                 let mut want = vec![0.0; m * n];
                 cpu::matmul_forward(&mut want, &a, &b, with_bias.then_some(&bias[..]), m, kk, n);
@@ -164,9 +117,7 @@ async fn matmul(k: Arc<Kernels>) {
                         *w += c;
                     }
                 }
-                let what = format!(
-                    "matmul M{m} K{kk} N{n} ta {ta} tb {tb} bias {with_bias} acc {accumulate}"
-                );
+                let what = format!("matmul M{m} K{kk} N{n} ta {ta} tb {tb} bias {with_bias} acc {accumulate}");
                 assert_close(&what, &got, &want, 1e-5 * (kk as f32).sqrt(), 1e-4);
             }
         }
@@ -204,32 +155,13 @@ async fn attention(k: Arc<Kernels>) {
         let qkv = rng.vec(b * t * 3 * c, -2.0, 2.0);
         let (out, att) = (g.tensor("out", &[b, t, c]), g.tensor("att", &[b, nh, t, t]));
         let mut prog = Program::default();
-        k.attention.forward(
-            g,
-            &mut prog,
-            &out,
-            &att,
-            &g.upload("qkv", &[b, t, 3 * c], &qkv),
-            nh,
-        );
+        k.attention.forward(g, &mut prog, &out, &att, &g.upload("qkv", &[b, t, 3 * c], &qkv), nh);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&out, &att]).await.unwrap();
         let (mut wo, mut wa) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
         cpu::attention_forward(&mut wo, &mut wa, &qkv, b, t, c, nh);
-        assert_close(
-            &format!("attention out B{b} T{t} C{c} NH{nh}"),
-            &got[0],
-            &wo,
-            1e-5,
-            1e-4,
-        );
-        assert_close(
-            &format!("attention att B{b} T{t} C{c} NH{nh}"),
-            &got[1],
-            &wa,
-            1e-6,
-            1e-4,
-        );
+        assert_close(&format!("attention out B{b} T{t} C{c} NH{nh}"), &got[0], &wo, 1e-5, 1e-4);
+        assert_close(&format!("attention att B{b} T{t} C{c} NH{nh}"), &got[1], &wa, 1e-6, 1e-4);
     }
 }
 gpu_test!(attention_forward, attention);
@@ -242,8 +174,7 @@ async fn gelu(k: Arc<Kernels>) {
         let inp = rng.vec(n, -30.0, 30.0);
         let out = g.tensor("out", &[n]);
         let mut prog = Program::default();
-        k.gelu
-            .forward(g, &mut prog, &out, &g.upload("inp", &[n], &inp));
+        k.gelu.forward(g, &mut prog, &out, &g.upload("inp", &[n], &inp));
         let got = run_read(&k, &prog, &out).await;
         let mut want = vec![0.0; n];
         cpu::gelu_forward(&mut want, &inp);
@@ -259,13 +190,7 @@ async fn residual(k: Arc<Kernels>) {
         let (a, b) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
         let out = g.tensor("out", &[n]);
         let mut prog = Program::default();
-        k.residual.forward(
-            g,
-            &mut prog,
-            &out,
-            &g.upload("a", &[n], &a),
-            &g.upload("b", &[n], &b),
-        );
+        k.residual.forward(g, &mut prog, &out, &g.upload("a", &[n], &a), &g.upload("b", &[n], &b));
         let got = run_read(&k, &prog, &out).await;
         let mut want = vec![0.0; n];
         cpu::residual_forward(&mut want, &a, &b);
@@ -294,20 +219,234 @@ async fn crossentropy(k: Arc<Kernels>) {
         let got = g.read_many(&[&losses, &loss]).await.unwrap();
         let mut want = vec![0.0; rows];
         let mean = cpu::crossentropy_forward(&mut want, &logits, &targets, v);
-        assert_close(
-            &format!("crossentropy losses N{rows} V{v}"),
-            &got[0],
-            &want,
-            1e-5,
-            1e-5,
-        );
-        assert_close(
-            &format!("crossentropy mean N{rows} V{v}"),
-            &got[1],
-            &[mean],
-            1e-5,
-            1e-5,
-        );
+        assert_close(&format!("crossentropy losses N{rows} V{v}"), &got[0], &want, 1e-5, 1e-5);
+        assert_close(&format!("crossentropy mean N{rows} V{v}"), &got[1], &[mean], 1e-5, 1e-5);
     }
 }
 gpu_test!(crossentropy_forward, crossentropy);
+
+// ---- backward: every gradient buffer starts NON-ZERO (random) to prove accumulation; buffers
+// the API overwrites (dpreatt, dlogits) start as NaN to prove every element is written.
+
+/// Uniform values rounded to multiples of 1/64: sums of up to 2^17 of them are exact in f32 in
+/// any order, so order-dependent kernels can be checked exactly.
+fn dyadic(rng: &mut Rng, n: usize) -> Vec<f32> {
+    rng.vec(n, -1.0, 1.0).iter().map(|x| (x * 64.0).round() / 64.0).collect()
+}
+
+async fn encoder_bwd(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    // (B, T, C, V): repeated ids everywhere (V small); the last puts all 65536 positions in one
+    // bucket and sums dwpe over B = 65536 (lavapipe's 65535-iteration cap)
+    let shapes = [(1, 1, 8, 5), (2, 7, 13, 11), (3, 64, 48, 50), (4, 33, 20, 3), (65536, 1, 3, 1)];
+    for (i, &(b, t, c, v)) in shapes.iter().enumerate() {
+        let mut rng = Rng::new(600 + i as u64);
+        let max_t = t + 2; // rows of wpe past T get no gradient
+        let ids = rng.ids(b * t, v);
+        let dout = dyadic(&mut rng, b * t * c);
+        let dwte0 = dyadic(&mut rng, v * c);
+        let dwpe0 = dyadic(&mut rng, max_t * c);
+        let (dwte, dwpe) = (g.upload("dwte", &[v, c], &dwte0), g.upload("dwpe", &[max_t, c], &dwpe0));
+        let buckets = EncoderBuckets::new(g, b * t);
+        // stale contents from an earlier step must not matter
+        buckets.write(g, &(0..(b * t) as u32).map(|x| x % 2).collect::<Vec<_>>());
+        buckets.write(g, &ids);
+        let mut prog = Program::default();
+        k.encoder.backward(g, &mut prog, &dwte, &dwpe, &g.upload("dout", &[b, t, c], &dout), &buckets);
+        k.gpu.run(|pass| prog.encode(pass));
+        let got = g.read_many(&[&dwte, &dwpe]).await.unwrap();
+        let (mut want_wte, mut want_wpe) = (dwte0, dwpe0);
+        cpu::encoder_backward(&mut want_wte, &mut want_wpe, &dout, &ids, b * t, t, c);
+        assert_close(&format!("encoder dwte B{b} T{t} C{c} V{v}"), &got[0], &want_wte, 0.0, 0.0);
+        assert_close(&format!("encoder dwpe B{b} T{t} C{c} V{v}"), &got[1], &want_wpe, 0.0, 0.0);
+    }
+}
+gpu_test!(encoder_backward, encoder_bwd);
+
+async fn layernorm_bwd(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    // 65536 rows: dweight and dbias sum more rows than one invocation may loop over
+    for (i, &(n, c)) in [(1, 1), (1, 7), (7, 13), (67, 768), (130, 64), (65536, 5)].iter().enumerate() {
+        let mut rng = Rng::new(700 + i as u64);
+        let inp = rng.vec(n * c, -3.0, 3.0);
+        let weight = rng.vec(c, 0.5, 1.5);
+        let bias = rng.vec(c, -0.5, 0.5);
+        let dout = rng.vec(n * c, -1.0, 1.0);
+        let (dinp0, dw0, db0) = (rng.vec(n * c, -1.0, 1.0), rng.vec(c, -1.0, 1.0), rng.vec(c, -1.0, 1.0));
+        let (mut out, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+        cpu::layernorm_forward(&mut out, &mut mean, &mut rstd, &inp, &weight, &bias, n, c);
+        let (dinp, dweight, dbias) =
+            (g.upload("dinp", &[n, c], &dinp0), g.upload("dw", &[c], &dw0), g.upload("db", &[c], &db0));
+        let mut prog = Program::default();
+        k.layernorm.backward(
+            g,
+            &mut prog,
+            &dinp,
+            &dweight,
+            &dbias,
+            &g.upload("dout", &[n, c], &dout),
+            &g.upload("inp", &[n, c], &inp),
+            &g.upload("w", &[c], &weight),
+            &g.upload("mean", &[n], &mean),
+            &g.upload("rstd", &[n], &rstd),
+        );
+        k.gpu.run(|pass| prog.encode(pass));
+        let got = g.read_many(&[&dinp, &dweight, &dbias]).await.unwrap();
+        let (mut wi, mut ww, mut wb) = (dinp0, dw0, db0);
+        cpu::layernorm_backward(&mut wi, &mut ww, &mut wb, &dout, &inp, &weight, &mean, &rstd, n, c);
+        // column sums over n rows: f32 rounding grows with √n
+        let sum_tol = 1e-5 * (n as f32).sqrt();
+        assert_close(&format!("layernorm dinp N{n} C{c}"), &got[0], &wi, 1e-5, 1e-4);
+        assert_close(&format!("layernorm dweight N{n} C{c}"), &got[1], &ww, sum_tol, 1e-4);
+        assert_close(&format!("layernorm dbias N{n} C{c}"), &got[2], &wb, sum_tol, 1e-4);
+    }
+}
+gpu_test!(layernorm_backward, layernorm_bwd);
+
+async fn matmul_bwd(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    // (N, C, OC, bias); N = 65536 splits dweight's K = N into chunks and dbias into lanes
+    let shapes = [
+        (1, 1, 1, true),
+        (7, 13, 5, false),
+        (7, 13, 5, true),
+        (33, 65, 97, true),
+        (64, 128, 384, true),
+        (65536, 3, 2, true),
+    ];
+    for (i, &(n, c, oc, with_bias)) in shapes.iter().enumerate() {
+        let mut rng = Rng::new(800 + i as u64);
+        let inp = rng.vec(n * c, -1.0, 1.0);
+        let weight = rng.vec(c * oc, -1.0, 1.0);
+        let dout = rng.vec(n * oc, -1.0, 1.0);
+        let (dinp0, dw0, db0) = (rng.vec(n * c, -1.0, 1.0), rng.vec(c * oc, -1.0, 1.0), rng.vec(oc, -1.0, 1.0));
+        let (dinp, dweight, dbias) =
+            (g.upload("dinp", &[n, c], &dinp0), g.upload("dw", &[c, oc], &dw0), g.upload("db", &[oc], &db0));
+        let mut prog = Program::default();
+        k.matmul.backward(
+            g,
+            &mut prog,
+            &dinp,
+            &dweight,
+            with_bias.then_some(&dbias),
+            &g.upload("dout", &[n, oc], &dout),
+            &g.upload("inp", &[n, c], &inp),
+            &g.upload("w", &[c, oc], &weight),
+        );
+        k.gpu.run(|pass| prog.encode(pass));
+        let got = g.read_many(&[&dinp, &dweight, &dbias]).await.unwrap();
+        let (mut wi, mut ww, mut wb) = (dinp0, dw0, db0);
+        cpu::matmul_backward(&mut wi, &mut ww, with_bias.then_some(&mut wb[..]), &dout, &inp, &weight, n, c, oc);
+        let what = format!("N{n} C{c} OC{oc} bias {with_bias}");
+        let sum_tol = 1e-5 * (n as f32).sqrt();
+        assert_close(&format!("matmul dinp {what}"), &got[0], &wi, 1e-5 * (oc as f32).sqrt(), 1e-4);
+        assert_close(&format!("matmul dweight {what}"), &got[1], &ww, sum_tol, 1e-4);
+        assert_close(&format!("matmul dbias {what}"), &got[2], &wb, sum_tol, 1e-4);
+    }
+}
+gpu_test!(matmul_backward, matmul_bwd);
+
+async fn attention_bwd(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    let shapes = [
+        (1, 1, 8, 1),
+        (2, 7, 12, 3),
+        (1, 64, 64, 4),
+        (2, 33, 48, 6),
+        (1, 16, 20, 1),
+        // T = 1024 with head size 64: GPT-2's longest rows and columns
+        (1, 1024, 128, 2),
+    ];
+    for (i, &(b, t, c, nh)) in shapes.iter().enumerate() {
+        let mut rng = Rng::new(900 + i as u64);
+        let qkv = rng.vec(b * t * 3 * c, -2.0, 2.0);
+        let dout = rng.vec(b * t * c, -1.0, 1.0);
+        let dqkv0 = rng.vec(b * t * 3 * c, -1.0, 1.0);
+        let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
+        cpu::attention_forward(&mut out, &mut att, &qkv, b, t, c, nh);
+        let dqkv = g.upload("dqkv", &[b, t, 3 * c], &dqkv0);
+        let dpreatt = g.upload("dpreatt", &[b, nh, t, t], &vec![f32::NAN; b * nh * t * t]);
+        let mut prog = Program::default();
+        k.attention.backward(
+            g,
+            &mut prog,
+            &dqkv,
+            &dpreatt,
+            &g.upload("dout", &[b, t, c], &dout),
+            &g.upload("qkv", &[b, t, 3 * c], &qkv),
+            &g.upload("att", &[b, nh, t, t], &att),
+            nh,
+        );
+        k.gpu.run(|pass| prog.encode(pass));
+        let got = g.read_many(&[&dqkv, &dpreatt]).await.unwrap();
+        let (mut wq, mut wp) = (dqkv0, vec![0.0; b * nh * t * t]);
+        cpu::attention_backward(&mut wq, &mut wp, &dout, &qkv, &att, b, t, c, nh);
+        let what = format!("B{b} T{t} C{c} NH{nh}");
+        assert_close(&format!("attention dqkv {what}"), &got[0], &wq, 1e-5 * (t as f32).sqrt(), 1e-4);
+        assert_close(&format!("attention dpreatt {what}"), &got[1], &wp, 1e-6, 1e-4);
+    }
+}
+gpu_test!(attention_backward, attention_bwd);
+
+async fn gelu_bwd(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    // (n, range): the widest reaches the clamped tanh, where the gradient must be 1 or 0, not NaN
+    for (i, &(n, r)) in [(1usize, 1.0), (63, 5.0), (1000, 10.0), (70_001, 30.0)].iter().enumerate() {
+        let mut rng = Rng::new(1000 + i as u64);
+        let inp = rng.vec(n, -r, r);
+        let dout = rng.vec(n, -1.0, 1.0);
+        let dinp0 = rng.vec(n, -1.0, 1.0);
+        let dinp = g.upload("dinp", &[n], &dinp0);
+        let mut prog = Program::default();
+        k.gelu.backward(g, &mut prog, &dinp, &g.upload("inp", &[n], &inp), &g.upload("dout", &[n], &dout));
+        let got = run_read(&k, &prog, &dinp).await;
+        let mut want = dinp0;
+        cpu::gelu_backward(&mut want, &inp, &dout);
+        // sech² = 1 − tanh² turns tanh's last-ulp differences into ~1e-7, times x·(1 + 0.134·x²)
+        assert_close(&format!("gelu dinp n{n} range ±{r}"), &got, &want, 1e-5, 1e-5);
+    }
+}
+gpu_test!(gelu_backward, gelu_bwd);
+
+async fn residual_bwd(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    for (i, &n) in [1usize, 65, 4097].iter().enumerate() {
+        let mut rng = Rng::new(1100 + i as u64);
+        let (da0, db0, dout) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+        let (da, db) = (g.upload("da", &[n], &da0), g.upload("db", &[n], &db0));
+        let mut prog = Program::default();
+        k.residual.backward(g, &mut prog, &da, &db, &g.upload("dout", &[n], &dout));
+        k.gpu.run(|pass| prog.encode(pass));
+        let got = g.read_many(&[&da, &db]).await.unwrap();
+        let (mut wa, mut wb) = (da0, db0);
+        cpu::residual_backward(&mut wa, &mut wb, &dout);
+        assert_close(&format!("residual da n{n}"), &got[0], &wa, 0.0, 0.0);
+        assert_close(&format!("residual db n{n}"), &got[1], &wb, 0.0, 0.0);
+    }
+}
+gpu_test!(residual_backward, residual_bwd);
+
+async fn crossentropy_bwd(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    for (i, &(rows, v)) in [(1, 1), (7, 65), (300, 11), (3, 50257), (64, 50257)].iter().enumerate() {
+        let mut rng = Rng::new(1200 + i as u64);
+        let logits = rng.vec(rows * v, -10.0, 10.0);
+        let targets = rng.ids(rows, v);
+        let dloss = 1.0 / rows as f32;
+        let dlogits = g.upload("dlogits", &[rows, v], &vec![f32::NAN; rows * v]);
+        let mut prog = Program::default();
+        k.crossentropy.backward(
+            g,
+            &mut prog,
+            &dlogits,
+            &g.upload("logits", &[rows, v], &logits),
+            &g.upload("targets", &[rows], &targets),
+            dloss,
+        );
+        let got = run_read(&k, &prog, &dlogits).await;
+        let mut want = vec![0.0; rows * v];
+        cpu::crossentropy_backward(&mut want, &logits, &targets, dloss, v);
+        assert_close(&format!("crossentropy dlogits N{rows} V{v}"), &got, &want, 1e-6 * dloss, 1e-4);
+    }
+}
+gpu_test!(crossentropy_backward, crossentropy_bwd);

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use wgpt::parity::{check_forward, ParityFile};
+use wgpt::parity::{check_forward, check_training, ParityFile};
 
 fn run_parity_file(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -14,15 +14,12 @@ fn run_parity_file(path: &Path) {
     let Some(k) = common::shared_kernels() else {
         return;
     };
-    let checks = pollster::block_on(check_forward(k, &p)).unwrap();
+    let mut checks = pollster::block_on(check_forward(k.clone(), &p)).unwrap();
+    checks.extend(pollster::block_on(check_training(k, &p)).unwrap());
     for c in &checks {
         println!("{}: {c}", path.display());
     }
-    let failed: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.passed())
-        .map(|c| c.to_string())
-        .collect();
+    let failed: Vec<String> = checks.iter().filter(|c| !c.passed()).map(|c| c.to_string()).collect();
     assert!(failed.is_empty(), "{}: {failed:#?}", path.display());
 }
 

@@ -9,23 +9,13 @@ fn every_shader_validates() {
         .filter(|n| n.ends_with(".wgsl"))
         .collect();
     on_disk.sort();
-    let listed: Vec<String> = wgpt::kernels::SHADERS
-        .iter()
-        .map(|(n, _)| n.to_string())
-        .collect();
-    assert_eq!(
-        on_disk, listed,
-        "shaders/ and kernels::SHADERS must list the same files"
-    );
+    let listed: Vec<String> = wgpt::kernels::SHADERS.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(on_disk, listed, "shaders/ and kernels::SHADERS must list the same files");
     for (name, src) in wgpt::kernels::SHADERS {
-        let module = naga::front::wgsl::parse_str(src)
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
         println!("{name}: {} entry points valid", module.entry_points.len());
     }
 }

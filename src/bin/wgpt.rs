@@ -71,19 +71,8 @@ mod cli {
         let cli = Cli::parse();
         let result = match cli.command {
             Command::Parity { file } => parity(file),
-            Command::Forward {
-                model,
-                text,
-                ids,
-                top,
-                out,
-            } => forward(model, text, ids, top, out),
-            Command::Bench {
-                preset,
-                batch_size,
-                seq,
-                iters,
-            } => bench(&preset, batch_size, seq, iters),
+            Command::Forward { model, text, ids, top, out } => forward(model, text, ids, top, out),
+            Command::Bench { preset, batch_size, seq, iters } => bench(&preset, batch_size, seq, iters),
         };
         match result {
             Ok(code) => code,
@@ -121,11 +110,7 @@ mod cli {
         }
         let failed = checks.iter().filter(|c| !c.passed()).count();
         println!("{} passed, {failed} failed", checks.len() - failed);
-        Ok(if failed == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+        Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     }
 
     fn forward(
@@ -140,19 +125,14 @@ mod cli {
             (_, Some(ids)) => ids,
             (Some(text), None) => {
                 let tok = tokenizer.as_ref().ok_or_else(|| {
-                    Error::Input(format!(
-                        "{} has no tokenizer.json; pass --ids instead of --text",
-                        dir.display()
-                    ))
+                    Error::Input(format!("{} has no tokenizer.json; pass --ids instead of --text", dir.display()))
                 })?;
                 tok.encode(&text)?
             }
             (None, None) => unreachable!("clap requires --text or --ids"),
         };
         if ids.is_empty() {
-            return Err(Error::Input(
-                "the prompt is empty; give at least one token".into(),
-            ));
+            return Err(Error::Input("the prompt is empty; give at least one token".into()));
         }
         let model = Gpt2::new(kernels()?, &weights)?;
         let t = ids.len();
@@ -184,8 +164,7 @@ mod cli {
             .map_err(|e| Error::Format(format!("cannot serialize logits: {e}")))?;
             let bytes = safetensors::serialize([("logits", view)], None)
                 .map_err(|e| Error::Format(format!("cannot serialize logits: {e}")))?;
-            std::fs::write(&path, bytes)
-                .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
+            std::fs::write(&path, bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
             println!("logits [{t}, {v}] written to {}", path.display());
         }
         Ok(ExitCode::SUCCESS)
@@ -194,20 +173,13 @@ mod cli {
     fn bench(preset: &str, b: usize, t: usize, iters: usize) -> Result<ExitCode> {
         let config = Gpt2Config::preset(preset).ok_or_else(|| {
             let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-            Error::Input(format!(
-                "unknown preset {preset:?}; choose one of {}",
-                names.join(", ")
-            ))
+            Error::Input(format!("unknown preset {preset:?}; choose one of {}", names.join(", ")))
         })?;
         let model = Gpt2::new(kernels()?, &Weights::random(config, 0))?;
         let f = model.forward_plan(b, t)?;
         let gpu = &model.kernels.gpu;
-        let ids: Vec<u32> = (0..b * t)
-            .map(|i| (i * 7 % config.vocab_size) as u32)
-            .collect();
-        let targets: Vec<u32> = (0..b * t)
-            .map(|i| (i * 13 % config.vocab_size) as u32)
-            .collect();
+        let ids: Vec<u32> = (0..b * t).map(|i| (i * 7 % config.vocab_size) as u32).collect();
+        let targets: Vec<u32> = (0..b * t).map(|i| (i * 13 % config.vocab_size) as u32).collect();
         for _ in 0..2 {
             model.forward(&f, &ids, Some(&targets))?;
             pollster::block_on(gpu.read(&f.acts.loss))?;
@@ -218,10 +190,7 @@ mod cli {
         }
         pollster::block_on(gpu.read(&f.acts.loss))?;
         let ms = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
-        println!(
-            "{:<24} {:<22} {:>10} {:>12}",
-            "workload", "shape", "ms", "tokens/s"
-        );
+        println!("{:<24} {:<22} {:>10} {:>12}", "workload", "shape", "ms", "tokens/s");
         println!(
             "{:<24} {:<22} {:>10.2} {:>12.0}",
             format!("forward {preset}"),

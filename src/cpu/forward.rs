@@ -1,15 +1,7 @@
 //! Forward passes of every layer on the CPU.
 
 /// out (B,T,C) = wte[ids] + wpe[t].
-pub fn encoder_forward(
-    out: &mut [f32],
-    ids: &[u32],
-    wte: &[f32],
-    wpe: &[f32],
-    bt: usize,
-    t: usize,
-    c: usize,
-) {
+pub fn encoder_forward(out: &mut [f32], ids: &[u32], wte: &[f32], wpe: &[f32], bt: usize, t: usize, c: usize) {
     for i in 0..bt {
         let id = ids[i] as usize;
         let pos = i % t;
@@ -65,14 +57,7 @@ pub fn matmul_forward(
 }
 
 /// out (M,N) = inp (M,K) · weightᵀ where weight is (N,K): the tied lm_head.
-pub fn matmul_nt_forward(
-    out: &mut [f32],
-    inp: &[f32],
-    weight: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-) {
+pub fn matmul_nt_forward(out: &mut [f32], inp: &[f32], weight: &[f32], m: usize, k: usize, n: usize) {
     for i in 0..m {
         for j in 0..n {
             out[i * n + j] = (0..k).map(|l| inp[i * k + l] * weight[j * k + l]).sum();
@@ -81,15 +66,7 @@ pub fn matmul_nt_forward(
 }
 
 /// out (B,T,C), att (B,NH,T,T) from qkv (B,T,3C): causal softmax attention for every head.
-pub fn attention_forward(
-    out: &mut [f32],
-    att: &mut [f32],
-    qkv: &[f32],
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
+pub fn attention_forward(out: &mut [f32], att: &mut [f32], qkv: &[f32], b: usize, t: usize, c: usize, nh: usize) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
     for bi in 0..b {

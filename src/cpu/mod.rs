@@ -2,26 +2,18 @@
 //! `train_gpt2.c` layer by layer (outputs first, then inputs, then sizes). The GPU kernels are
 //! tested against these, and these against finite differences and PyTorch's numbers.
 
+mod backward;
 mod forward;
 
+pub use backward::*;
 pub use forward::*;
 
 /// `|got − want| ≤ atol + rtol·|want|` over two slices; on failure the message names the worst
 /// element (by how far past its tolerance it is), its index and both values.
-pub fn check_close(
-    what: &str,
-    got: &[f32],
-    want: &[f32],
-    atol: f32,
-    rtol: f32,
-) -> Result<Closeness, String> {
+pub fn check_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> Result<Closeness, String> {
     let c = closeness(got, want, atol, rtol);
     if got.len() != want.len() {
-        return Err(format!(
-            "{what}: {} values, expected {}",
-            got.len(),
-            want.len()
-        ));
+        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
     }
     if c.excess > 0.0 || c.max_abs.is_nan() {
         return Err(format!(
@@ -44,12 +36,7 @@ pub struct Closeness {
 }
 
 pub fn closeness(got: &[f32], want: &[f32], atol: f32, rtol: f32) -> Closeness {
-    let mut c = Closeness {
-        max_abs: 0.0,
-        max_rel: 0.0,
-        worst: 0,
-        excess: f32::NEG_INFINITY,
-    };
+    let mut c = Closeness { max_abs: 0.0, max_rel: 0.0, worst: 0, excess: f32::NEG_INFINITY };
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let d = (g - w).abs();
         let d = if d.is_nan() { f32::INFINITY } else { d };

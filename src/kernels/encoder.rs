@@ -1,35 +1,104 @@
-//! Token + position embedding (shaders/encoder.wgsl), llm.c's `encoder_forward`.
+//! Token + position embedding (shaders/encoder.wgsl), llm.c's `encoder_forward` and
+//! `encoder_backward`; dwte is made deterministic by grouping positions by token on the host.
 
 use super::{grid, Dims4, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
 
 pub struct Encoder {
     fwd: Pipe,
+    bwd_wte: Pipe,
+    bwd_wpe: Pipe,
+}
+
+/// The batch's positions grouped by token, in CSR form, for a deterministic dwte: distinct token
+/// ids ascending, and for bucket i the positions `positions[starts[i]..starts[i + 1]]`
+/// (ascending). Allocated once for a B·T, rewritten every step by [`EncoderBuckets::write`].
+pub struct EncoderBuckets {
+    pub tokens: Tensor,    // (B*T) u32, the first `count` used
+    pub starts: Tensor,    // (B*T + 1) u32, the first `count + 1` used
+    pub positions: Tensor, // (B*T) u32
+    pub count: Tensor,     // (1) u32: the number of distinct tokens
+}
+
+impl EncoderBuckets {
+    /// Room for `bt` positions (at most `bt` distinct tokens).
+    pub fn new(gpu: &Gpu, bt: usize) -> EncoderBuckets {
+        EncoderBuckets {
+            tokens: gpu.tensor("buckets.tokens", &[bt]),
+            starts: gpu.tensor("buckets.starts", &[bt + 1]),
+            positions: gpu.tensor("buckets.positions", &[bt]),
+            count: gpu.tensor("buckets.count", &[1]),
+        }
+    }
+
+    /// How many positions these buckets hold room for.
+    pub fn capacity(&self) -> usize {
+        self.positions.numel()
+    }
+
+    /// Groups `ids` (B·T, at most the capacity) by token on the CPU and writes the result with
+    /// queue writes (ordered before the next submit; nothing on the GPU is allocated).
+    pub fn write(&self, gpu: &Gpu, ids: &[u32]) {
+        assert!(ids.len() <= self.capacity(), "{} ids but the encoder buckets hold {}", ids.len(), self.capacity());
+        let mut positions: Vec<u32> = (0..ids.len() as u32).collect();
+        // stable: positions stay ascending within a token
+        positions.sort_by_key(|&i| ids[i as usize]);
+        let mut tokens = Vec::new();
+        let mut starts = Vec::new();
+        for (j, &pos) in positions.iter().enumerate() {
+            let id = ids[pos as usize];
+            if tokens.last() != Some(&id) {
+                tokens.push(id);
+                starts.push(j as u32);
+            }
+        }
+        starts.push(ids.len() as u32);
+        gpu.write(&self.tokens, &tokens);
+        gpu.write(&self.starts, &starts);
+        gpu.write(&self.positions, &positions);
+        gpu.write(&self.count, &[tokens.len() as u32]);
+    }
 }
 
 impl Encoder {
     pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Encoder {
         Encoder {
             fwd: Pipe::new(gpu, module, "encoder.forward", "forward", 1),
+            bwd_wte: Pipe::new(gpu, module, "encoder.backward_wte", "backward_wte", 5),
+            bwd_wpe: Pipe::new(gpu, module, "encoder.backward_wpe", "backward_wpe", 11),
         }
     }
 
     /// out (B,T,C) = wte[ids] + wpe[t]; ids (B,T) u32, wte (V,C), wpe (maxT,C).
-    pub fn forward(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        out: &Tensor,
-        ids: &Tensor,
-        wte: &Tensor,
-        wpe: &Tensor,
-    ) {
+    pub fn forward(&self, gpu: &Gpu, prog: &mut Program, out: &Tensor, ids: &Tensor, wte: &Tensor, wpe: &Tensor) {
         let (bt, c) = (ids.numel(), wte.shape[1]);
         let t = ids.shape[ids.shape.len() - 1];
         let params = Dims4::new(bt, t, c, wte.shape[0]);
-        prog.push(
-            self.fwd
-                .dispatch(gpu, &params, &[out, ids, wte, wpe], grid(bt * c, 64)),
-        );
+        prog.push(self.fwd.dispatch(gpu, &params, &[out, ids, wte, wpe], grid(bt * c, 64)));
+    }
+
+    /// dwte (V,C) += dout summed per token, dwpe (maxT,C) += dout summed over the batch; dout
+    /// (B,T,C); `buckets` hold the ids of this step (written before the submit).
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        prog: &mut Program,
+        dwte: &Tensor,
+        dwpe: &Tensor,
+        dout: &Tensor,
+        buckets: &EncoderBuckets,
+    ) {
+        let (t, c, v) = (dout.shape[1], dwte.shape[1], dwte.shape[0]);
+        let bt = dout.numel() / c;
+        assert!(bt <= buckets.capacity(), "encoder backward: B*T = {bt} but the buckets hold {}", buckets.capacity());
+        let params = Dims4::new(bt, t, c, v);
+        // at most min(B·T, V) distinct tokens; the kernel skips buckets past `count`
+        prog.push(self.bwd_wte.dispatch(
+            gpu,
+            &params,
+            &[dwte, dout, &buckets.tokens, &buckets.starts, &buckets.positions, &buckets.count],
+            grid(bt.min(v) * c, 64),
+        ));
+        prog.push(self.bwd_wpe.dispatch(gpu, &params, &[dwpe, dout], grid(t * c, 64)));
     }
 }

@@ -1,4 +1,4 @@
-//! LayerNorm (shaders/layernorm.wgsl), llm.c's `layernorm_forward`.
+//! LayerNorm (shaders/layernorm.wgsl), llm.c's `layernorm_forward` and `layernorm_backward`.
 
 use super::{grid, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
@@ -14,6 +14,8 @@ struct Params {
 
 pub struct LayerNorm {
     fwd: Pipe,
+    bwd: Pipe,
+    bwd_params: Pipe,
 }
 
 /// GPT-2's layer_norm_epsilon.
@@ -23,6 +25,8 @@ impl LayerNorm {
     pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> LayerNorm {
         LayerNorm {
             fwd: Pipe::new(gpu, module, "layernorm.forward", "forward", 1),
+            bwd: Pipe::new(gpu, module, "layernorm.backward", "backward", 7),
+            bwd_params: Pipe::new(gpu, module, "layernorm.backward_params", "backward_params", 13),
         }
     }
 
@@ -41,17 +45,36 @@ impl LayerNorm {
     ) {
         let c = weight.numel();
         let rows = inp.numel() / c;
-        let params = Params {
-            rows: rows as u32,
-            c: c as u32,
-            eps: EPS,
-            _pad: 0,
-        };
-        prog.push(self.fwd.dispatch(
+        let params = Params { rows: rows as u32, c: c as u32, eps: EPS, _pad: 0 };
+        prog.push(self.fwd.dispatch(gpu, &params, &[out, mean, rstd, inp, weight, bias], grid(rows, 64)));
+    }
+
+    /// dinp (N,C), dweight (C), dbias (C) += the gradients of the forward given dout (N,C) and
+    /// the forward's inp (N,C), weight (C), mean (N), rstd (N).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        prog: &mut Program,
+        dinp: &Tensor,
+        dweight: &Tensor,
+        dbias: &Tensor,
+        dout: &Tensor,
+        inp: &Tensor,
+        weight: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+    ) {
+        let c = weight.numel();
+        let rows = inp.numel() / c;
+        let params = Params { rows: rows as u32, c: c as u32, eps: EPS, _pad: 0 };
+        prog.push(self.bwd.dispatch(gpu, &params, &[dinp, dout, inp, weight, mean, rstd], grid(rows, 64)));
+        // one workgroup per 16 columns
+        prog.push(self.bwd_params.dispatch(
             gpu,
             &params,
-            &[out, mean, rstd, inp, weight, bias],
-            grid(rows, 64),
+            &[dweight, dbias, dout, inp, mean, rstd],
+            grid(c.div_ceil(16), 1),
         ));
     }
 }

@@ -1,7 +1,7 @@
 //! Matrix products (shaders/matmul.wgsl): Conv1D's x·W + b, lm_head's x·wteᵀ, and (for backward)
 //! products with transposed operands, all through one strided kernel.
 
-use super::{Pipe, Program};
+use super::{grid, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -37,17 +37,11 @@ pub struct Operand<'a> {
 
 impl<'a> Operand<'a> {
     pub fn n(t: &'a Tensor) -> Operand<'a> {
-        Operand {
-            t,
-            transposed: false,
-        }
+        Operand { t, transposed: false }
     }
 
     pub fn t(t: &'a Tensor) -> Operand<'a> {
-        Operand {
-            t,
-            transposed: true,
-        }
+        Operand { t, transposed: true }
     }
 
     /// (rows, cols) of the operand as used, the stored tensor seen as (numel / last, last).
@@ -74,6 +68,7 @@ impl<'a> Operand<'a> {
 
 pub struct Matmul {
     fwd: Pipe,
+    bias_bwd: Pipe,
     /// Bound where there is no bias.
     no_bias: Tensor,
 }
@@ -82,6 +77,7 @@ impl Matmul {
     pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Matmul {
         Matmul {
             fwd: Pipe::new(gpu, module, "matmul.forward", "forward", 1),
+            bias_bwd: Pipe::new(gpu, module, "matmul.bias_backward", "bias_backward", 5),
             no_bias: gpu.tensor("no_bias", &[1]),
         }
     }
@@ -127,10 +123,7 @@ impl Matmul {
                 b_off: k0 as u32 * b_rs,
                 _pad: [0; 2],
             };
-            prog.push(
-                self.fwd
-                    .dispatch(gpu, &params, &[out, a.t, b.t, bias_t], wg),
-            );
+            prog.push(self.fwd.dispatch(gpu, &params, &[out, a.t, b.t, bias_t], wg));
         }
     }
 
@@ -144,14 +137,31 @@ impl Matmul {
         weight: &Tensor,
         bias: Option<&Tensor>,
     ) {
-        self.gemm(
-            gpu,
-            prog,
-            out,
-            Operand::n(inp),
-            Operand::n(weight),
-            bias,
-            false,
-        );
+        self.gemm(gpu, prog, out, Operand::n(inp), Operand::n(weight), bias, false);
+    }
+
+    /// Backward of HF Conv1D out = inp (N,C) · weight (C,OC) + bias (OC), given dout (N,OC):
+    /// dinp (N,C) += dout · weightᵀ, dweight (C,OC) += inpᵀ · dout, dbias (OC) += Σ_rows dout.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        prog: &mut Program,
+        dinp: &Tensor,
+        dweight: &Tensor,
+        dbias: Option<&Tensor>,
+        dout: &Tensor,
+        inp: &Tensor,
+        weight: &Tensor,
+    ) {
+        self.gemm(gpu, prog, dinp, Operand::n(dout), Operand::t(weight), None, true);
+        self.gemm(gpu, prog, dweight, Operand::t(inp), Operand::n(dout), None, true);
+        if let Some(dbias) = dbias {
+            let (rows, oc) = Operand::n(dout).dims();
+            assert_eq!(dbias.numel(), oc, "matmul backward: dbias has the wrong size");
+            let params = Params { m: rows as u32, n: oc as u32, ..bytemuck::Zeroable::zeroed() };
+            // one workgroup per 16 columns
+            prog.push(self.bias_bwd.dispatch(gpu, &params, &[dbias, dout], grid(oc.div_ceil(16), 1)));
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! [`Program`]. Pipelines are built once per device; a program's bind groups are built once per
 //! (B, T) and replayed every step.
 
+mod adamw;
 mod attention;
 mod crossentropy;
 mod elementwise;
@@ -10,10 +11,11 @@ mod encoder;
 pub mod layernorm;
 mod matmul;
 
+pub use adamw::{AdamW, StepParams};
 pub use attention::Attention;
 pub use crossentropy::CrossEntropy;
 pub use elementwise::{Gelu, Residual};
-pub use encoder::Encoder;
+pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::LayerNorm;
 pub use matmul::{Matmul, Operand};
 
@@ -21,20 +23,12 @@ use crate::gpu::{Buffer, Gpu, Tensor};
 
 /// Every kernel's source, by file name: what the shader tests validate with naga.
 pub const SHADERS: &[(&str, &str)] = &[
-    (
-        "attention.wgsl",
-        include_str!("../../shaders/attention.wgsl"),
-    ),
-    (
-        "crossentropy.wgsl",
-        include_str!("../../shaders/crossentropy.wgsl"),
-    ),
+    ("adamw.wgsl", include_str!("../../shaders/adamw.wgsl")),
+    ("attention.wgsl", include_str!("../../shaders/attention.wgsl")),
+    ("crossentropy.wgsl", include_str!("../../shaders/crossentropy.wgsl")),
     ("encoder.wgsl", include_str!("../../shaders/encoder.wgsl")),
     ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
-    (
-        "layernorm.wgsl",
-        include_str!("../../shaders/layernorm.wgsl"),
-    ),
+    ("layernorm.wgsl", include_str!("../../shaders/layernorm.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
 ];
@@ -49,21 +43,19 @@ pub struct Kernels {
     pub gelu: Gelu,
     pub residual: Residual,
     pub crossentropy: CrossEntropy,
+    pub adamw: AdamW,
 }
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Kernels {
         let module = |file: &str| {
-            let (_, src) = SHADERS
-                .iter()
-                .find(|(f, _)| *f == file)
-                .expect("shader listed in SHADERS");
-            gpu.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(file),
-                    source: wgpu::ShaderSource::Wgsl((*src).into()),
-                })
+            let (_, src) = SHADERS.iter().find(|(f, _)| *f == file).expect("shader listed in SHADERS");
+            gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(file),
+                source: wgpu::ShaderSource::Wgsl((*src).into()),
+            })
         };
+        let adamw = module("adamw.wgsl");
         let attention = module("attention.wgsl");
         let crossentropy = module("crossentropy.wgsl");
         let encoder = module("encoder.wgsl");
@@ -80,6 +72,7 @@ impl Kernels {
             gelu: Gelu::new(gpu, &gelu),
             residual: Residual::new(gpu, &residual),
             crossentropy: CrossEntropy::new(gpu, &crossentropy),
+            adamw: AdamW::new(gpu, &adamw),
         }
     }
 }
@@ -93,28 +86,16 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    pub fn new(
-        gpu: &Gpu,
-        module: &wgpu::ShaderModule,
-        label: &'static str,
-        entry: &str,
-        first_binding: u32,
-    ) -> Pipe {
-        let pipeline = gpu
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(label),
-                layout: None,
-                module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-        Pipe {
-            pipeline,
-            first_binding,
-            label,
-        }
+    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule, label: &'static str, entry: &str, first_binding: u32) -> Pipe {
+        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Pipe { pipeline, first_binding, label }
     }
 
     /// A dispatch of this entry point over `workgroups`, with `params` in a uniform buffer of its
@@ -127,27 +108,16 @@ impl Pipe {
         workgroups: [u32; 3],
     ) -> Dispatch {
         let uniform = gpu.uniform(self.label, params);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.raw.as_entire_binding(),
-        }];
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.raw.as_entire_binding() }];
         for (i, t) in tensors.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: self.first_binding + i as u32,
-                resource: t.binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding: self.first_binding + i as u32, resource: t.binding() });
         }
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.label),
             layout: &self.pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch {
-            pipeline: self.pipeline.clone(),
-            bind_group,
-            workgroups,
-            _uniform: uniform,
-        }
+        Dispatch { pipeline: self.pipeline.clone(), bind_group, workgroups, _uniform: uniform }
     }
 }
 
@@ -208,11 +178,6 @@ pub struct Dims4 {
 
 impl Dims4 {
     pub fn new(a: usize, b: usize, c: usize, d: usize) -> Dims4 {
-        Dims4 {
-            a: a as u32,
-            b: b as u32,
-            c: c as u32,
-            d: d as u32,
-        }
+        Dims4 { a: a as u32, b: b as u32, c: c as u32, d: d as u32 }
     }
 }

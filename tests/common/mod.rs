@@ -71,9 +71,7 @@ impl Rng {
     }
 
     pub fn ids(&mut self, n: usize, v: usize) -> Vec<u32> {
-        (0..n)
-            .map(|_| (self.next_u64() % v as u64) as u32)
-            .collect()
+        (0..n).map(|_| (self.next_u64() % v as u64) as u32).collect()
     }
 }
 
@@ -93,9 +91,7 @@ macro_rules! gpu_test {
         #[cfg(target_arch = "wasm32")]
         #[wasm_bindgen_test::wasm_bindgen_test]
         async fn $name() {
-            let k = common::kernels()
-                .await
-                .expect("WebGPU adapter in the browser");
+            let k = common::kernels().await.expect("WebGPU adapter in the browser");
             $body(k).await;
         }
     };

@@ -1,0 +1,71 @@
+//! Training checkpoints: an HF model directory (config.json, model.safetensors, tokenizer.json)
+//! that `transformers` loads as-is, plus training_state.safetensors with AdamW's moments and, in
+//! its metadata, the step, the data RNG and the run's settings, so that a resumed run continues
+//! exactly where it stopped.
+
+use std::collections::HashMap;
+
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::hf::{parse_safetensors, to_f32};
+use crate::model::Gpt2Config;
+use crate::{Error, Result};
+
+pub const STATE_FILE: &str = "training_state.safetensors";
+const META_KEY: &str = "wgpt_state";
+
+/// training_state.safetensors bytes: `adam_m.<name>`, `adam_v.<name>` and `meta` as JSON.
+pub fn state_bytes<M: Serialize>(config: &Gpt2Config, m: &[Vec<f32>], v: &[Vec<f32>], meta: &M) -> Result<Vec<u8>> {
+    let specs = config.param_specs();
+    let mut views = vec![];
+    for (prefix, moments) in [("adam_m.", m), ("adam_v.", v)] {
+        for ((name, shape), data) in specs.iter().zip(moments) {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+                .map_err(|e| Error::Format(format!("cannot serialize {prefix}{name}: {e}")))?;
+            views.push((format!("{prefix}{name}"), view));
+        }
+    }
+    let meta =
+        serde_json::to_string(meta).map_err(|e| Error::Format(format!("cannot serialize the training state: {e}")))?;
+    safetensors::serialize(views, Some(HashMap::from([(META_KEY.to_string(), meta)])))
+        .map_err(|e| Error::Format(format!("cannot write the training state: {e}")))
+}
+
+/// Parses training_state.safetensors: (moments m, moments v, metadata).
+pub fn parse_state<M: DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+    config: &Gpt2Config,
+) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, M)> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::Format(format!("{what} is not a valid safetensors file: {e}")))?;
+    let meta_text =
+        header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| {
+            Error::Format(format!("{what} has no \"{META_KEY}\" metadata; is it a wgpt training state?"))
+        })?;
+    let meta =
+        serde_json::from_str(meta_text).map_err(|e| Error::Format(format!("{what}: malformed training state: {e}")))?;
+    let st = parse_safetensors(what, bytes)?;
+    let specs = config.param_specs();
+    let read = |prefix: &str| -> Result<Vec<Vec<f32>>> {
+        specs
+            .iter()
+            .map(|(name, shape)| {
+                let key = format!("{prefix}{name}");
+                let view = st.tensor(&key).map_err(|_| Error::Format(format!("{what}: missing tensor {key}")))?;
+                if view.shape() != shape.as_slice() {
+                    return Err(Error::Format(format!(
+                        "{what}: {key} has shape {:?}, expected {shape:?}",
+                        view.shape()
+                    )));
+                }
+                to_f32(&key, &view)
+            })
+            .collect()
+    };
+    let m = read("adam_m.")?;
+    let v = read("adam_v.")?;
+    Ok((m, v, meta))
+}

@@ -1,0 +1,174 @@
+//! Backward passes of every layer on the CPU, llm.c's `*_backward`: gradients get a `d` prefix
+//! and are accumulated (+=) unless noted, mirroring the GPU kernels' API.
+
+/// dwte (V,C) += dout at each position's token, dwpe (maxT,C) += dout at each position's t;
+/// dout (B,T,C), ids (B,T).
+pub fn encoder_backward(dwte: &mut [f32], dwpe: &mut [f32], dout: &[f32], ids: &[u32], bt: usize, t: usize, c: usize) {
+    for i in 0..bt {
+        let id = ids[i] as usize;
+        let pos = i % t;
+        for j in 0..c {
+            let d = dout[i * c + j];
+            dwte[id * c + j] += d;
+            dwpe[pos * c + j] += d;
+        }
+    }
+}
+
+/// dinp (N,C), dweight (C), dbias (C) += the gradients of layernorm given dout (N,C) and the
+/// forward's inp, weight, mean (N), rstd (N).
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward(
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    n: usize,
+    c: usize,
+) {
+    for r in 0..n {
+        let (x, dy) = (&inp[r * c..(r + 1) * c], &dout[r * c..(r + 1) * c]);
+        let (m, s) = (mean[r], rstd[r]);
+        // the means of dnorm = weight·dout and of dnorm·norm over the row
+        let mut dnorm_mean = 0.0;
+        let mut dnorm_norm_mean = 0.0;
+        for j in 0..c {
+            let norm = (x[j] - m) * s;
+            let dnorm = weight[j] * dy[j];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
+        dnorm_mean /= c as f32;
+        dnorm_norm_mean /= c as f32;
+        for j in 0..c {
+            let norm = (x[j] - m) * s;
+            let dnorm = weight[j] * dy[j];
+            dbias[j] += dy[j];
+            dweight[j] += norm * dy[j];
+            dinp[r * c + j] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+    }
+}
+
+/// Backward of out (M,N) = inp (M,K) · weight (K,N) + bias (N), given dout (M,N):
+/// dinp += dout · weightᵀ, dweight += inpᵀ · dout, dbias += column sums of dout.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_backward(
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    for i in 0..m {
+        for l in 0..k {
+            dinp[i * k + l] += (0..n).map(|j| dout[i * n + j] * weight[l * n + j]).sum::<f32>();
+        }
+    }
+    for l in 0..k {
+        for j in 0..n {
+            dweight[l * n + j] += (0..m).map(|i| inp[i * k + l] * dout[i * n + j]).sum::<f32>();
+        }
+    }
+    if let Some(dbias) = dbias {
+        for (j, db) in dbias.iter_mut().enumerate() {
+            *db += (0..m).map(|i| dout[i * n + j]).sum::<f32>();
+        }
+    }
+}
+
+/// dqkv (B,T,3C) += the gradient of causal attention given dout (B,T,C) and the forward's qkv
+/// and softmax att (B,NH,T,T); dpreatt (B,NH,T,T) is scratch, overwritten with the gradient of
+/// the unscaled scores q·k (zero above the diagonal).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    dqkv: &mut [f32],
+    dpreatt: &mut [f32],
+    dout: &[f32],
+    qkv: &[f32],
+    att: &[f32],
+    b: usize,
+    t: usize,
+    c: usize,
+    nh: usize,
+) {
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    // offset of q[bi, ti, h, :] in qkv; k and v follow at + c and + 2c
+    let q_at = |bi: usize, ti: usize, h: usize| (bi * t + ti) * 3 * c + h * hs;
+    for bi in 0..b {
+        for h in 0..nh {
+            for ti in 0..t {
+                let row = ((bi * nh + h) * t + ti) * t;
+                let a = &att[row..row + t];
+                let dy = &dout[(bi * t + ti) * c + h * hs..][..hs];
+                // datt[t2] = dout · v[t2]; dv[t2] += att[t2] · dout
+                let mut datt = vec![0.0f32; ti + 1];
+                for t2 in 0..=ti {
+                    let v = q_at(bi, t2, h) + 2 * c;
+                    datt[t2] = (0..hs).map(|i| dy[i] * qkv[v + i]).sum();
+                    for i in 0..hs {
+                        dqkv[v + i] += a[t2] * dy[i];
+                    }
+                }
+                // softmax backward, folding in the score scale
+                let s: f32 = (0..=ti).map(|t2| a[t2] * datt[t2]).sum();
+                let dp = &mut dpreatt[row..row + t];
+                dp.fill(0.0);
+                for t2 in 0..=ti {
+                    dp[t2] = a[t2] * (datt[t2] - s) * scale;
+                }
+                // dq += dp · k, dk[t2] += dp[t2] · q
+                let q = q_at(bi, ti, h);
+                for t2 in 0..=ti {
+                    let k = q_at(bi, t2, h) + c;
+                    for i in 0..hs {
+                        dqkv[q + i] += dp[t2] * qkv[k + i];
+                        dqkv[k + i] += dp[t2] * qkv[q + i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// dinp += gelu_new'(inp) · dout.
+pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    let s = (2.0f32 / std::f32::consts::PI).sqrt();
+    for ((di, &x), &dy) in dinp.iter_mut().zip(inp).zip(dout) {
+        let th = (s * (x + 0.044715 * x * x * x)).tanh();
+        let sech2 = 1.0 - th * th;
+        let grad = 0.5 * (1.0 + th) + 0.5 * x * sech2 * s * (1.0 + 3.0 * 0.044715 * x * x);
+        *di += grad * dy;
+    }
+}
+
+/// da += dout, db += dout.
+pub fn residual_backward(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
+    for ((a, b), &d) in da.iter_mut().zip(db.iter_mut()).zip(dout) {
+        *a += d;
+        *b += d;
+    }
+}
+
+/// dlogits (N,V) = (softmax(logits) − onehot(targets)) · dloss, OVERWRITTEN: the fused backward
+/// of crossentropy_forward with dL/dlosses[r] = dloss for every row (1/N for the mean).
+pub fn crossentropy_backward(dlogits: &mut [f32], logits: &[f32], targets: &[u32], dloss: f32, v: usize) {
+    for (r, &y) in targets.iter().enumerate() {
+        let row = &logits[r * v..(r + 1) * v];
+        let maxv = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|&x| (x - maxv).exp()).sum();
+        for (j, d) in dlogits[r * v..(r + 1) * v].iter_mut().enumerate() {
+            let p = (row[j] - maxv).exp() / sum;
+            *d = (p - if j == y as usize { 1.0 } else { 0.0 }) * dloss;
+        }
+    }
+}

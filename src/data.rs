@@ -1,0 +1,142 @@
+//! Data: corpus text → token ids → 90/10 train/val split → seeded random (B, T+1) windows, as
+//! nanoGPT's prepare.py and get_batch. Also the built-in synthetic tasks, which need no files.
+
+use crate::rng::Rng;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+/// Checks that corpus bytes are usable text: UTF-8, not binary, not empty. `what` names the
+/// source (a file name) in the error.
+pub fn corpus_text(what: &str, bytes: &[u8]) -> Result<String> {
+    if bytes.is_empty() {
+        return Err(Error::Input(format!("{what} is empty; give a text file with some content")));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::Input(format!(
+            "{what} is not UTF-8 text (invalid byte at offset {}); give a plain-text corpus (.txt, UTF-8)",
+            e.valid_up_to()
+        ))
+    })?;
+    let control = text.chars().filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')).count();
+    if control * 100 > text.chars().count() {
+        return Err(Error::Input(format!(
+            "{what} looks binary ({control} control characters); give a plain-text corpus"
+        )));
+    }
+    Ok(text.to_string())
+}
+
+/// Which part of the corpus a batch comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+/// Token ids split 90/10 into train and val.
+pub struct Dataset {
+    pub train: Vec<u32>,
+    pub val: Vec<u32>,
+}
+
+impl Dataset {
+    /// Splits `tokens` 90/10; both parts must hold at least one window of `t + 1` tokens.
+    pub fn new(tokens: Vec<u32>, t: usize) -> Result<Dataset> {
+        let need = 10 * (t + 1);
+        if tokens.len() < need {
+            return Err(Error::Input(format!(
+                "the corpus has {} tokens; with a context of {t} it needs at least {need} (10 x (T+1), so that the \
+                 10% validation split holds a full window): give more text or a smaller block size",
+                tokens.len()
+            )));
+        }
+        let n = tokens.len() * 9 / 10;
+        let val = tokens[n..].to_vec();
+        let mut train = tokens;
+        train.truncate(n);
+        Ok(Dataset { train, val })
+    }
+
+    /// Tokenizes `text` and splits it.
+    pub fn from_text(text: &str, tokenizer: &Tokenizer, t: usize) -> Result<Dataset> {
+        Dataset::new(tokenizer.encode(text)?, t)
+    }
+
+    /// B random windows of T+1 tokens from `split`: inputs x and next-token targets y, each B·T.
+    pub fn batch(&self, split: Split, rng: &mut Rng, b: usize, t: usize) -> (Vec<u32>, Vec<u32>) {
+        let data = match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+        };
+        let mut x = Vec::with_capacity(b * t);
+        let mut y = Vec::with_capacity(b * t);
+        for _ in 0..b {
+            let i = rng.below(data.len() - t);
+            x.extend_from_slice(&data[i..i + t]);
+            y.extend_from_slice(&data[i + 1..i + t + 1]);
+        }
+        (x, y)
+    }
+}
+
+/// Built-in synthetic tasks: lines of `prompt answer`, exact-match checkable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// "123+4567=4690": multi-digit addition.
+    Addition,
+    /// "hello|olleh": string reversal.
+    Reverse,
+    /// "dbca|abcd": sort the letters.
+    Sort,
+}
+
+pub const TASKS: &[(&str, Task)] = &[("addition", Task::Addition), ("reverse", Task::Reverse), ("sort", Task::Sort)];
+
+impl Task {
+    pub fn from_name(name: &str) -> Result<Task> {
+        TASKS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).ok_or_else(|| {
+            let names: Vec<&str> = TASKS.iter().map(|(n, _)| *n).collect();
+            Error::Input(format!("unknown task {name:?}; choose one of {}", names.join(", ")))
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        TASKS.iter().find(|(_, t)| t == self).map(|(n, _)| *n).unwrap_or("task")
+    }
+
+    /// One example: (prompt, answer); the training line is prompt + answer + "\n".
+    pub fn example(&self, rng: &mut Rng) -> (String, String) {
+        match self {
+            Task::Addition => {
+                let a = rng.below(10_000);
+                let b = rng.below(10_000);
+                (format!("{a}+{b}="), format!("{}", a + b))
+            }
+            Task::Reverse | Task::Sort => {
+                let len = 3 + rng.below(6);
+                let s: String = (0..len).map(|_| (b'a' + rng.below(26) as u8) as char).collect();
+                let answer: String = if *self == Task::Reverse {
+                    s.chars().rev().collect()
+                } else {
+                    let mut c: Vec<char> = s.chars().collect();
+                    c.sort();
+                    c.into_iter().collect()
+                };
+                (format!("{s}|"), answer)
+            }
+        }
+    }
+
+    /// A training corpus of `n` examples, one per line, from `seed`; the held-out examples come
+    /// from another seed (see [`Task::held_out`]).
+    pub fn corpus(&self, n: usize, seed: u64) -> String {
+        let mut rng = Rng::new(seed);
+        (0..n).map(|_| self.example(&mut rng)).map(|(p, a)| format!("{p}{a}\n")).collect()
+    }
+
+    /// Examples for the exact-match accuracy, disjoint in seed from the training corpus.
+    pub fn held_out(&self, n: usize, seed: u64) -> Vec<(String, String)> {
+        let mut rng = Rng::new(seed ^ 0xA5A5_5A5A_F00D);
+        (0..n).map(|_| self.example(&mut rng)).collect()
+    }
+}

@@ -1,0 +1,257 @@
+//! Training on the GPU: forward, backward, global-norm clipping and AdamW for one step in one
+//! command buffer and one submit (nanoGPT's train.py loop, llm.c's kernels). Buffers are
+//! allocated once per (B, T, grad_accum); the step allocates nothing on the GPU.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backward::GradActs;
+use crate::gpu::Tensor;
+use crate::kernels::{AdamW, EncoderBuckets, Program, StepParams};
+use crate::model::{Forward, Gpt2, ParameterTensors};
+use crate::{Error, Result};
+
+/// Optimisation settings, named as nanoGPT's train.py.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    /// Tokens per sequence (T ≤ block_size).
+    pub seq_len: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    pub lr: f32,
+    pub min_lr: f32,
+    pub warmup_iters: usize,
+    /// Cosine decay from lr to min_lr ends here (nanoGPT's lr_decay_iters; usually max_iters).
+    pub lr_decay_iters: usize,
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Clip the global gradient norm to this; 0 turns clipping off.
+    pub grad_clip: f32,
+}
+
+impl TrainConfig {
+    /// nanoGPT's get_lr: linear warmup, then cosine decay to min_lr at lr_decay_iters.
+    pub fn lr_at(&self, it: usize) -> f32 {
+        if it < self.warmup_iters {
+            return self.lr * (it + 1) as f32 / (self.warmup_iters + 1) as f32;
+        }
+        if it > self.lr_decay_iters || self.lr_decay_iters <= self.warmup_iters {
+            return self.min_lr;
+        }
+        let ratio = (it - self.warmup_iters) as f64 / (self.lr_decay_iters - self.warmup_iters) as f64;
+        let coeff = 0.5 * (1.0 + (std::f64::consts::PI * ratio).cos());
+        (self.min_lr as f64 + coeff * (self.lr - self.min_lr) as f64) as f32
+    }
+
+    pub fn validate(&self, block_size: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::Input(m));
+        if self.batch_size == 0 || self.grad_accum == 0 || self.seq_len == 0 {
+            return bad("batch_size, grad_accum and the sequence length must be at least 1".into());
+        }
+        if self.seq_len > block_size {
+            return bad(format!("sequence length {} is longer than the model's block_size {block_size}", self.seq_len));
+        }
+        for (name, v) in [
+            ("lr", self.lr),
+            ("min_lr", self.min_lr),
+            ("weight_decay", self.weight_decay),
+            ("grad_clip", self.grad_clip),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return bad(format!("{name} must be a finite number >= 0, got {v}"));
+            }
+        }
+        for (name, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(format!("{name} must be in [0, 1), got {v}"));
+            }
+        }
+        if !(self.eps > 0.0) {
+            return bad(format!("eps must be > 0, got {}", self.eps));
+        }
+        Ok(())
+    }
+}
+
+/// The inputs of one micro-batch and the programs bound to them.
+struct Micro {
+    ids: Tensor,     // (B, T) u32
+    targets: Tensor, // (B, T) u32
+    buckets: EncoderBuckets,
+    embed: Program,
+    loss: Program,
+    loss_backward: Program,
+    embed_backward: Program,
+}
+
+/// A model with everything a training step needs.
+pub struct Trainer {
+    pub model: Gpt2,
+    pub cfg: TrainConfig,
+    /// Activations for (B, T); eval batches run through it too.
+    pub fwd: Forward,
+    pub grads: ParameterTensors,
+    pub m: ParameterTensors,
+    pub v: ParameterTensors,
+    gacts: GradActs,
+    micro: Vec<Micro>,
+    body: Program,
+    backward: Program,
+    update: Program,
+    step_params: Tensor, // (8) StepParams
+    norm: Tensor,        // (1) global gradient norm before clipping
+    /// Optimizer steps taken so far.
+    pub step: u64,
+}
+
+impl Trainer {
+    /// Allocates gradients, optimizer state and activations, and records every program.
+    pub fn new(model: Gpt2, cfg: TrainConfig) -> Result<Trainer> {
+        cfg.validate(model.config.block_size)?;
+        let (b, t) = (cfg.batch_size, cfg.seq_len);
+        let fwd = model.forward_plan(b, t)?;
+        let gpu = model.kernels.gpu.clone();
+        let k = model.kernels.clone();
+        let grads = ParameterTensors::zeros(&gpu, &model.config, "grad.");
+        let m = ParameterTensors::zeros(&gpu, &model.config, "adam_m.");
+        let v = ParameterTensors::zeros(&gpu, &model.config, "adam_v.");
+        let gacts = GradActs::new(&gpu, &model.config, b, t);
+        let dloss = 1.0 / (b * t * cfg.grad_accum) as f32;
+        let micro = (0..cfg.grad_accum)
+            .map(|i| {
+                let ids = gpu.tensor(&format!("ids.{i}"), &[b, t]);
+                let targets = gpu.tensor(&format!("targets.{i}"), &[b, t]);
+                let buckets = EncoderBuckets::new(&gpu, b * t);
+                Micro {
+                    embed: model.record_embed(&fwd.acts, &ids),
+                    loss: model.record_loss(&fwd.acts, &targets),
+                    loss_backward: model.record_loss_backward(&fwd.acts, &gacts, &targets, dloss),
+                    embed_backward: model.record_embed_backward(&gacts, &grads, &buckets),
+                    ids,
+                    targets,
+                    buckets,
+                }
+            })
+            .collect();
+        let body = model.record_body(&fwd.acts);
+        let backward = model.record_backward(&fwd.acts, &gacts, &grads);
+        let step_params = gpu.tensor("step_params", &[8]);
+        let norm = gpu.tensor("grad_norm", &[1]);
+        let grad_list = grads.ordered();
+        let partials = gpu.tensor("grad_norm_partials", &[AdamW::partials_len(&grad_list)]);
+        let mut update = Program::default();
+        k.adamw.grad_norm(&gpu, &mut update, &norm, &partials, &grad_list);
+        let specs = model.config.param_specs();
+        for ((((p, g), mt), vt), (_, shape)) in
+            model.params.ordered().into_iter().zip(grad_list).zip(m.ordered()).zip(v.ordered()).zip(&specs)
+        {
+            // nanoGPT's grouping: decay matrices and embeddings, not biases and layer norms
+            let wd = if shape.len() >= 2 { cfg.weight_decay } else { 0.0 };
+            k.adamw.update(&gpu, &mut update, p, mt, vt, g, &step_params, &norm, wd);
+        }
+        Ok(Trainer { model, cfg, fwd, grads, m, v, gacts, micro, body, backward, update, step_params, norm, step: 0 })
+    }
+
+    /// One optimizer step on `batches` (grad_accum pairs of ids and targets, each B·T): forward,
+    /// backward, clip and AdamW in one command buffer and one submit, no readback.
+    pub fn step(&mut self, batches: &[(Vec<u32>, Vec<u32>)]) -> Result<()> {
+        if batches.len() != self.micro.len() {
+            return Err(Error::Input(format!(
+                "{} micro-batches given, grad_accum is {}",
+                batches.len(),
+                self.micro.len()
+            )));
+        }
+        let gpu = self.model.kernels.gpu.clone();
+        for ((ids, targets), mi) in batches.iter().zip(&self.micro) {
+            self.model.check_ids("ids", ids, &self.fwd)?;
+            self.model.check_ids("targets", targets, &self.fwd)?;
+            gpu.write(&mi.ids, ids);
+            gpu.write(&mi.targets, targets);
+            mi.buckets.write(&gpu, ids);
+        }
+        let c = &self.cfg;
+        let lr = c.lr_at(self.step as usize);
+        let sp = StepParams::new(self.step + 1, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
+        gpu.write(&self.step_params, bytemuck::bytes_of(&sp));
+        gpu.encode(|enc| {
+            for g in self.grads.ordered() {
+                enc.clear_buffer(&g.buffer.raw, 0, None);
+            }
+            for mi in &self.micro {
+                for d in self.gacts.all() {
+                    enc.clear_buffer(&d.buffer.raw, 0, None);
+                }
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                mi.embed.encode(&mut pass);
+                self.body.encode(&mut pass);
+                mi.loss.encode(&mut pass);
+                mi.loss_backward.encode(&mut pass);
+                self.backward.encode(&mut pass);
+                mi.embed_backward.encode(&mut pass);
+            }
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.update.encode(&mut pass);
+        });
+        self.step += 1;
+        Ok(())
+    }
+
+    /// The mean loss of the last micro-batch of the last step (a readback: call it only when
+    /// logging).
+    pub async fn last_loss(&self) -> Result<f32> {
+        Ok(self.model.kernels.gpu.read(&self.fwd.acts.loss).await?[0])
+    }
+
+    /// The global gradient norm of the last step, before clipping.
+    pub async fn grad_norm(&self) -> Result<f32> {
+        Ok(self.model.kernels.gpu.read(&self.norm).await?[0])
+    }
+
+    /// Mean loss over `batches` without touching gradients or optimizer state.
+    pub async fn eval_loss(&self, batches: &[(Vec<u32>, Vec<u32>)]) -> Result<f32> {
+        let mut sum = 0.0;
+        for (ids, targets) in batches {
+            self.model.forward(&self.fwd, ids, Some(targets))?;
+            sum += self.model.kernels.gpu.read(&self.fwd.acts.loss).await?[0];
+        }
+        Ok(sum / batches.len().max(1) as f32)
+    }
+}
+
+impl Trainer {
+    /// AdamW's first and second moments, in parameter order (for checkpoints).
+    pub async fn moments(&self) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+        let gpu = &self.model.kernels.gpu;
+        Ok((gpu.read_many(&self.m.ordered()).await?, gpu.read_many(&self.v.ordered()).await?))
+    }
+
+    /// Restores the optimizer from a checkpoint: moments in parameter order and the step count.
+    pub fn restore(&mut self, m: &[Vec<f32>], v: &[Vec<f32>], step: u64) -> Result<()> {
+        let gpu = &self.model.kernels.gpu;
+        let specs = self.model.config.param_specs();
+        for (moments, tensors) in [(m, self.m.ordered()), (v, self.v.ordered())] {
+            if moments.len() != tensors.len() {
+                return Err(Error::Format(format!(
+                    "optimizer state has {} tensors, expected {}",
+                    moments.len(),
+                    tensors.len()
+                )));
+            }
+            for ((data, t), (name, _)) in moments.iter().zip(tensors).zip(&specs) {
+                if data.len() != t.numel() {
+                    return Err(Error::Format(format!(
+                        "optimizer state for {name}: {} values, expected {}",
+                        data.len(),
+                        t.numel()
+                    )));
+                }
+                gpu.write(t, data);
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
