@@ -13,6 +13,7 @@ pub mod kernels;
 pub mod model;
 pub mod parity;
 pub mod rng;
+pub mod run;
 pub mod tokenizer;
 pub mod train;
 

@@ -128,11 +128,11 @@ pub fn attention_backward(
                 }
                 // dq += dp · k, dk[t2] += dp[t2] · q
                 let q = q_at(bi, ti, h);
-                for t2 in 0..=ti {
+                for (t2, &d) in dp.iter().enumerate().take(ti + 1) {
                     let k = q_at(bi, t2, h) + c;
                     for i in 0..hs {
-                        dqkv[q + i] += dp[t2] * qkv[k + i];
-                        dqkv[k + i] += dp[t2] * qkv[q + i];
+                        dqkv[q + i] += d * qkv[k + i];
+                        dqkv[k + i] += d * qkv[q + i];
                     }
                 }
             }

@@ -12,6 +12,7 @@ pub fn encoder_forward(out: &mut [f32], ids: &[u32], wte: &[f32], wpe: &[f32], b
 }
 
 /// out (N,C), mean (N), rstd (N) = layernorm(inp (N,C)) · weight + bias, eps 1e-5.
+#[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward(
     out: &mut [f32],
     mean: &mut [f32],

@@ -83,6 +83,7 @@ impl Matmul {
     }
 
     /// out (M,N) = a (M,K) · b (K,N) (+ bias (N)); with `accumulate`, out += that instead.
+    #[allow(clippy::too_many_arguments)]
     pub fn gemm(
         &self,
         gpu: &Gpu,

@@ -2,6 +2,11 @@
 //! same library).
 
 #[cfg(not(target_arch = "wasm32"))]
+mod chart;
+#[cfg(not(target_arch = "wasm32"))]
+mod train;
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use std::path::PathBuf;
     use std::process::ExitCode;
@@ -10,7 +15,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use wgpt::kernels::Kernels;
     use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
-    use wgpt::parity::{check_forward, ParityFile};
+    use wgpt::parity::{check_forward, check_training, ParityFile};
     use wgpt::{hf, read_file, Error, Gpu, Result};
 
     #[derive(Parser)]
@@ -26,6 +31,9 @@ mod cli {
 
     #[derive(Subcommand)]
     enum Command {
+        /// Train a GPT-2 on a corpus or a built-in task (nanoGPT's train.py; with no arguments:
+        /// the baby model on multi-digit addition, offline).
+        Train(Box<crate::train::TrainArgs>),
         /// Check our GPU forward pass against a parity file made by HF transformers
         /// (tests/fixtures/make_parity.py); exits 1 when past tolerance.
         Parity {
@@ -70,6 +78,7 @@ mod cli {
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
         let result = match cli.command {
+            Command::Train(args) => crate::train::train(*args),
             Command::Parity { file } => parity(file),
             Command::Forward { model, text, ids, top, out } => forward(model, text, ids, top, out),
             Command::Bench { preset, batch_size, seq, iters } => bench(&preset, batch_size, seq, iters),
@@ -83,7 +92,7 @@ mod cli {
         }
     }
 
-    fn kernels() -> Result<Arc<Kernels>> {
+    pub fn kernels() -> Result<Arc<Kernels>> {
         let gpu = pollster::block_on(Gpu::new())?;
         eprintln!("adapter: {}", gpu.describe());
         Ok(Arc::new(Kernels::new(&gpu)))
@@ -104,7 +113,11 @@ mod cli {
             p.b,
             p.t
         );
-        let checks = pollster::block_on(check_forward(kernels()?, &p))?;
+        let k = kernels()?;
+        let mut checks = pollster::block_on(check_forward(k.clone(), &p))?;
+        if p.grads.is_some() {
+            checks.extend(pollster::block_on(check_training(k, &p))?);
+        }
         for check in &checks {
             println!("{check}");
         }
@@ -201,6 +214,9 @@ mod cli {
         Ok(ExitCode::SUCCESS)
     }
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+use cli::kernels;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {

@@ -1,0 +1,203 @@
+//! A training run: its settings, data, tokenizer, trainer and RNGs, with evaluation, samples,
+//! task accuracy and checkpoints. The CLI and the page drive the same type.
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::data::{Dataset, Split, Task};
+use crate::generate::{Generator, SampleConfig};
+use crate::hf;
+use crate::kernels::Kernels;
+use crate::model::{Gpt2, Gpt2Config, Weights};
+use crate::rng::Rng;
+use crate::tokenizer::Tokenizer;
+use crate::train::{TrainConfig, Trainer};
+use crate::{Error, Result};
+
+/// Where the training text comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DataSource {
+    /// A UTF-8 text file (its path, as given).
+    File(String),
+    /// A built-in synthetic task, by name.
+    Task(String),
+    /// Text handed over directly (the page's corpus), with a name for display.
+    Text(String),
+}
+
+/// Everything that defines a run; saved with every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub model: Gpt2Config,
+    pub train: TrainConfig,
+    pub max_iters: usize,
+    pub eval_interval: usize,
+    pub eval_iters: usize,
+    pub log_interval: usize,
+    pub seed: u64,
+    pub data: DataSource,
+    /// "char", "bpe:N" or "dir" (the model directory's own tokenizer).
+    pub tokenizer: String,
+}
+
+/// What a checkpoint's training state records besides the moments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    pub step: u64,
+    pub data_rng: u64,
+    pub run: RunConfig,
+}
+
+/// A checkpoint as files: config.json, model.safetensors, tokenizer.json and the training state.
+pub struct CheckpointFiles {
+    pub config_json: String,
+    pub model: Vec<u8>,
+    pub tokenizer_json: String,
+    pub state: Vec<u8>,
+}
+
+/// Losses (and, for tasks, exact-match accuracy) at one evaluation.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Eval {
+    pub iter: u64,
+    pub train_loss: f32,
+    pub val_loss: f32,
+    pub accuracy: Option<f32>,
+}
+
+pub struct Run {
+    pub cfg: RunConfig,
+    pub trainer: Trainer,
+    pub data: Dataset,
+    pub tokenizer: Tokenizer,
+    pub task: Option<Task>,
+    /// Draws the training batches; saved in checkpoints.
+    pub data_rng: Rng,
+    generator: Generator,
+}
+
+impl Run {
+    /// Starts a run from `weights` (random or pretrained) on `text` tokenized by `tokenizer`.
+    pub fn new(
+        kernels: std::sync::Arc<Kernels>,
+        cfg: RunConfig,
+        weights: &Weights,
+        tokenizer: Tokenizer,
+        text: &str,
+    ) -> Result<Run> {
+        if tokenizer.vocab_size() > cfg.model.vocab_size {
+            return Err(Error::Input(format!(
+                "the tokenizer has {} tokens but the model's vocab_size is {}",
+                tokenizer.vocab_size(),
+                cfg.model.vocab_size
+            )));
+        }
+        let data = Dataset::from_text(text, &tokenizer, cfg.train.seq_len)?;
+        let task = match &cfg.data {
+            DataSource::Task(name) => Some(Task::from_name(name)?),
+            _ => None,
+        };
+        let model = Gpt2::new(kernels, weights)?;
+        let generator = Generator::new(&model)?;
+        let trainer = Trainer::new(model, cfg.train)?;
+        let data_rng = Rng::new(cfg.seed);
+        Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, generator })
+    }
+
+    /// Continues a run from a checkpoint's training state.
+    pub fn restore(&mut self, state_bytes: &[u8]) -> Result<()> {
+        let (m, v, state): (_, _, RunState) =
+            checkpoint::parse_state(checkpoint::STATE_FILE, state_bytes, &self.cfg.model)?;
+        self.trainer.restore(&m, &v, state.step)?;
+        self.data_rng = Rng { state: state.data_rng };
+        Ok(())
+    }
+
+    pub fn step(&self) -> u64 {
+        self.trainer.step
+    }
+
+    pub fn done(&self) -> bool {
+        self.trainer.step as usize >= self.cfg.max_iters
+    }
+
+    /// One optimizer step on grad_accum fresh training batches (one submit, no readback).
+    pub fn train_step(&mut self) -> Result<()> {
+        let (b, t) = (self.cfg.train.batch_size, self.cfg.train.seq_len);
+        let batches: Vec<_> =
+            (0..self.cfg.train.grad_accum).map(|_| self.data.batch(Split::Train, &mut self.data_rng, b, t)).collect();
+        self.trainer.step(&batches)
+    }
+
+    /// The last step's loss (a readback).
+    pub async fn loss(&self) -> Result<f32> {
+        self.trainer.last_loss().await
+    }
+
+    /// Mean train and val loss over eval_iters batches each, from an RNG of its own (so
+    /// evaluating does not change the training batches), and the task accuracy if any.
+    pub async fn evaluate(&self) -> Result<Eval> {
+        let (b, t) = (self.cfg.train.batch_size, self.cfg.train.seq_len);
+        let mut rng = Rng::new(self.cfg.seed ^ 0xE7A1 ^ self.trainer.step);
+        let mut loss = |split| {
+            let batches: Vec<_> =
+                (0..self.cfg.eval_iters.max(1)).map(|_| self.data.batch(split, &mut rng, b, t)).collect();
+            batches
+        };
+        let (train_batches, val_batches) = (loss(Split::Train), loss(Split::Val));
+        let train_loss = self.trainer.eval_loss(&train_batches).await?;
+        let val_loss = self.trainer.eval_loss(&val_batches).await?;
+        let accuracy = match self.task {
+            Some(task) => Some(self.task_accuracy(task, 20).await?),
+            None => None,
+        };
+        Ok(Eval { iter: self.trainer.step, train_loss, val_loss, accuracy })
+    }
+
+    /// Exact-match accuracy of greedy answers on `n` held-out task examples.
+    pub async fn task_accuracy(&self, task: Task, n: usize) -> Result<f32> {
+        let newline = self.tokenizer.encode("\n")?.first().copied();
+        let mut correct = 0;
+        for (prompt, answer) in task.held_out(n, self.cfg.seed) {
+            let ids = self.tokenizer.encode(&prompt)?;
+            let out = self
+                .generator
+                .generate(&self.trainer.model, &ids, &SampleConfig::greedy(answer.len() + 1), newline, |_| true)
+                .await?;
+            let text = self.tokenizer.decode(&out)?;
+            if text.trim_end_matches('\n') == answer {
+                correct += 1;
+            }
+        }
+        Ok(correct as f32 / n as f32)
+    }
+
+    /// Text continuing `prompt` (the start of the validation split when empty).
+    pub async fn sample(&self, prompt: &str, cfg: &SampleConfig) -> Result<String> {
+        let ids = if prompt.is_empty() { self.data.val[..1].to_vec() } else { self.tokenizer.encode(prompt)? };
+        let out =
+            self.generator.generate(&self.trainer.model, &ids, cfg, self.tokenizer.end_of_text(), |_| true).await?;
+        let mut all = ids;
+        all.extend(out);
+        self.tokenizer.decode(&all)
+    }
+
+    /// The model, tokenizer and training state as files.
+    pub async fn checkpoint(&self) -> Result<CheckpointFiles> {
+        let weights = self.trainer.model.weights().await?;
+        let (m, v) = self.trainer.moments().await?;
+        let state = RunState { step: self.trainer.step, data_rng: self.data_rng.state, run: self.cfg.clone() };
+        Ok(CheckpointFiles {
+            config_json: hf::config_json(&self.cfg.model),
+            model: hf::save_weights(&weights)?,
+            tokenizer_json: self.tokenizer.to_json()?,
+            state: checkpoint::state_bytes(&self.cfg.model, &m, &v, &state)?,
+        })
+    }
+}
+
+/// Reads the run settings saved in a checkpoint's training state.
+pub fn saved_run(state_bytes: &[u8], model: &Gpt2Config) -> Result<RunState> {
+    let (_, _, state) = checkpoint::parse_state(checkpoint::STATE_FILE, state_bytes, model)?;
+    Ok(state)
+}
