@@ -12,89 +12,63 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> att: array<f32>;
-@group(0) @binding(3) var<storage, read> qkv: array<f32>;
+@group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
 
-const WG: u32 = 64u;
-var<workgroup> red: array<f32, WG>;
+// qkv, out and dout are read as vec4: the host requires a head size that is a multiple of 4.
+// Per-row loops stay under lavapipe's cap of 65535 loop iterations per invocation: T ≤ 1024 keys
+// times hs/4 ≤ 16 vec4 steps.
 
-// Tree reduction of red[] with max (op 0) or sum (op 1); every invocation gets the result.
-fn reduce(lid: u32, op: u32) -> f32 {
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            if op == 0u {
-                red[lid] = max(red[lid], red[lid + stride]);
-            } else {
-                red[lid] += red[lid + stride];
-            }
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-// One workgroup of 64 per query row (b, h, t) on a 2D grid: invocation j takes keys t2 = j,
-// j+64, ... for the scores and head dims i = j, j+64, ... for the output, so no invocation loops
-// long (lavapipe caps an invocation at 65535 loop iterations).
+// One invocation per query row (b, h, t), no workgroup memory and no barriers: scores and their
+// max, exponentials and their sum, normalisation (zero above the diagonal), then out = att · v.
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let rows = p.B * p.NH * p.T;
-    let row = wid.y * nwg.x + wid.x;
-    if row >= rows {
-        return; // the whole workgroup: row is uniform, so the barriers below stay uniform
+    let row = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if row >= p.B * p.NH * p.T {
+        return;
     }
     let t = row % p.T;
     let h = (row / p.T) % p.NH;
     let b = row / (p.T * p.NH);
-    let hs = p.C / p.NH;
-    let C3 = 3u * p.C;
-    let scale = 1.0 / sqrt(f32(hs));
-    let q = (b * p.T + t) * C3 + h * hs;
+    let hs4 = p.C / p.NH / 4u;
+    let C34 = 3u * p.C / 4u; // vec4s per qkv row
+    let C4 = p.C / 4u;
+    let scale = 1.0 / sqrt(f32(hs4 * 4u));
+    let q = (b * p.T + t) * C34 + h * hs4;
     let att_row = row * p.T;
 
-    // scaled scores and their max
-    var m = -3.4028235e38;
-    for (var t2 = lid; t2 <= t; t2 += WG) {
-        let k = (b * p.T + t2) * C3 + p.C + h * hs;
+    var maxv = -3.0e38;
+    for (var t2 = 0u; t2 <= t; t2++) {
+        let k = (b * p.T + t2) * C34 + C4 + h * hs4;
         var s = 0.0;
-        for (var i = 0u; i < hs; i++) {
-            s = fma(qkv[q + i], qkv[k + i], s);
+        for (var i = 0u; i < hs4; i++) {
+            s += dot(qkv[q + i], qkv[k + i]);
         }
         s *= scale;
         att[att_row + t2] = s;
-        m = max(m, s);
+        maxv = max(maxv, s);
     }
-    red[lid] = m;
-    let maxv = reduce(lid, 0u);
-    // exponentials and their sum
     var sum = 0.0;
-    for (var t2 = lid; t2 <= t; t2 += WG) {
+    for (var t2 = 0u; t2 <= t; t2++) {
         let e = exp(att[att_row + t2] - maxv);
         att[att_row + t2] = e;
         sum += e;
     }
-    red[lid] = sum;
-    let inv = 1.0 / reduce(lid, 1u);
-    // normalise; the masked part is exactly zero
-    for (var t2 = lid; t2 < p.T; t2 += WG) {
+    let inv = 1.0 / sum;
+    for (var t2 = 0u; t2 < p.T; t2++) {
         if t2 <= t {
             att[att_row + t2] *= inv;
         } else {
             att[att_row + t2] = 0.0;
         }
     }
-    storageBarrier();
-    // out = att · v, one head dim per invocation
-    let o = (b * p.T + t) * p.C + h * hs;
-    for (var i = lid; i < hs; i += WG) {
-        var acc = 0.0;
+    let o = (b * p.T + t) * C4 + h * hs4;
+    for (var i = 0u; i < hs4; i++) {
+        var acc = vec4<f32>(0.0);
         for (var t2 = 0u; t2 <= t; t2++) {
-            acc = fma(att[att_row + t2], qkv[(b * p.T + t2) * C3 + 2u * p.C + h * hs + i], acc);
+            acc = fma(vec4<f32>(att[att_row + t2]), qkv[(b * p.T + t2) * C34 + 2u * C4 + h * hs4 + i], acc);
         }
         out[o + i] = acc;
     }
@@ -102,47 +76,43 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 
 // Backward, step 1: dpreatt, the gradient of the unscaled scores q·k.
 @group(0) @binding(4) var<storage, read_write> dpreatt: array<f32>;
-@group(0) @binding(5) var<storage, read> sc_dout: array<f32>;
-@group(0) @binding(6) var<storage, read> sc_qkv: array<f32>;
+@group(0) @binding(5) var<storage, read> sc_dout: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> sc_qkv: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> sc_att: array<f32>;
 
-// One workgroup of 64 per query row (b, h, t) on a 2D grid: invocation j takes keys t2 = j,
-// j+64, ...: datt[t2] = dout[b,t,h,:]·v[b,t2,h,:] (kept in dpreatt), then after a reduction of
-// Σ att·datt, dpreatt[t2] = att[t2]·(datt[t2] − Σ)·scale, zero above the diagonal.
+// One invocation per query row (b, h, t), no barriers: datt[t2] = dout[b,t,h,:]·v[b,t2,h,:]
+// (kept in dpreatt) and Σ att·datt, then dpreatt[t2] = att[t2]·(datt[t2] − Σ)·scale, zero above
+// the diagonal.
 @compute @workgroup_size(64)
 fn backward_scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let rows = p.B * p.NH * p.T;
-    let row = wid.y * nwg.x + wid.x;
-    if row >= rows {
-        return; // the whole workgroup: row is uniform, so the barriers below stay uniform
+    let row = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if row >= p.B * p.NH * p.T {
+        return;
     }
     let t = row % p.T;
     let h = (row / p.T) % p.NH;
     let b = row / (p.T * p.NH);
-    let hs = p.C / p.NH;
-    let C3 = 3u * p.C;
-    let scale = 1.0 / sqrt(f32(hs));
-    let o = (b * p.T + t) * p.C + h * hs;
+    let hs4 = p.C / p.NH / 4u;
+    let C34 = 3u * p.C / 4u;
+    let C4 = p.C / 4u;
+    let scale = 1.0 / sqrt(f32(hs4 * 4u));
+    let o = (b * p.T + t) * C4 + h * hs4;
     let att_row = row * p.T;
 
-    var s = 0.0;
-    for (var t2 = lid; t2 <= t; t2 += WG) {
-        let v = (b * p.T + t2) * C3 + 2u * p.C + h * hs;
+    var total = 0.0;
+    for (var t2 = 0u; t2 <= t; t2++) {
+        let v = (b * p.T + t2) * C34 + 2u * C4 + h * hs4;
         var datt = 0.0;
-        for (var i = 0u; i < hs; i++) {
-            datt = fma(sc_dout[o + i], sc_qkv[v + i], datt);
+        for (var i = 0u; i < hs4; i++) {
+            datt += dot(sc_dout[o + i], sc_qkv[v + i]);
         }
         dpreatt[att_row + t2] = datt;
-        s = fma(sc_att[att_row + t2], datt, s);
+        total = fma(sc_att[att_row + t2], datt, total);
     }
-    red[lid] = s;
-    let total = reduce(lid, 1u);
-    // each invocation rewrites only the elements it wrote above
-    for (var t2 = lid; t2 < p.T; t2 += WG) {
+    for (var t2 = 0u; t2 < p.T; t2++) {
         if t2 <= t {
-            let a = sc_att[att_row + t2];
-            dpreatt[att_row + t2] = a * (dpreatt[att_row + t2] - total) * scale;
+            dpreatt[att_row + t2] = sc_att[att_row + t2] * (dpreatt[att_row + t2] - total) * scale;
         } else {
             dpreatt[att_row + t2] = 0.0;
         }
@@ -165,7 +135,7 @@ fn backward_scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 fn backward_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let C3 = 3u * p.C;
-    let idx = (wid.y * nwg.x + wid.x) * WG + lid;
+    let idx = (wid.y * nwg.x + wid.x) * 64u + lid;
     if idx >= p.B * p.T * C3 {
         return;
     }

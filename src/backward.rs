@@ -80,7 +80,7 @@ impl Gpt2 {
     ) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        k.crossentropy.backward(&k.gpu, &mut prog, &d.dlogits, &a.logits, targets, dloss);
+        k.crossentropy.backward(&k.gpu, &mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss);
         prog
     }
 

@@ -71,6 +71,12 @@ impl Gpt2Config {
                 self.n_embd, self.n_head
             )));
         }
+        if (self.n_embd / self.n_head) % 4 != 0 {
+            return Err(Error::Format(format!(
+                "config: the head size n_embd / n_head = {} must be a multiple of 4 (the attention kernels read vec4s)",
+                self.n_embd / self.n_head
+            )));
+        }
         Ok(())
     }
 
@@ -260,6 +266,7 @@ pub struct ActivationTensors {
     pub lnf_rstd: Tensor,       // (B, T)
     pub logits: Tensor,         // (B, T, V)
     pub losses: Tensor,         // (B, T)
+    pub lse: Tensor,            // (B, T) logsumexp of each row of logits
     pub loss: Tensor,           // (1)
 }
 
@@ -305,6 +312,7 @@ impl ActivationTensors {
             lnf_rstd: gpu.tensor("lnf_rstd", &[b, t]),
             logits: gpu.tensor("logits", &[b, t, v]),
             losses: gpu.tensor("losses", &[b, t]),
+            lse: gpu.tensor("lse", &[b, t]),
             loss: gpu.tensor("loss", &[1]),
         }
     }
@@ -400,7 +408,7 @@ impl Gpt2 {
     pub(crate) fn record_loss(&self, a: &ActivationTensors, targets: &Tensor) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        k.crossentropy.forward(&k.gpu, &mut prog, &a.loss, &a.losses, &a.logits, targets);
+        k.crossentropy.forward(&k.gpu, &mut prog, &a.loss, &a.losses, &a.lse, &a.logits, targets);
         prog
     }
 

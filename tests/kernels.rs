@@ -205,25 +205,38 @@ async fn crossentropy(k: Arc<Kernels>) {
         let mut rng = Rng::new(500 + i as u64);
         let logits = rng.vec(rows * v, -10.0, 10.0);
         let targets = rng.ids(rows, v);
-        let (loss, losses) = (g.tensor("loss", &[1]), g.tensor("losses", &[rows]));
+        let (loss, losses, lse) = (g.tensor("loss", &[1]), g.tensor("losses", &[rows]), g.tensor("lse", &[rows]));
         let mut prog = Program::default();
         k.crossentropy.forward(
             g,
             &mut prog,
             &loss,
             &losses,
+            &lse,
             &g.upload("logits", &[rows, v], &logits),
             &g.upload("targets", &[rows], &targets),
         );
         k.gpu.run(|pass| prog.encode(pass));
-        let got = g.read_many(&[&losses, &loss]).await.unwrap();
+        let got = g.read_many(&[&losses, &loss, &lse]).await.unwrap();
         let mut want = vec![0.0; rows];
         let mean = cpu::crossentropy_forward(&mut want, &logits, &targets, v);
         assert_close(&format!("crossentropy losses N{rows} V{v}"), &got[0], &want, 1e-5, 1e-5);
         assert_close(&format!("crossentropy mean N{rows} V{v}"), &got[1], &[mean], 1e-5, 1e-5);
+        assert_close(&format!("crossentropy lse N{rows} V{v}"), &got[2], &logsumexp(&logits, v), 1e-5, 1e-5);
     }
 }
 gpu_test!(crossentropy_forward, crossentropy);
+
+/// log Σ exp of each row, in f64.
+fn logsumexp(logits: &[f32], v: usize) -> Vec<f32> {
+    logits
+        .chunks(v)
+        .map(|row| {
+            let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            (m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln()) as f32
+        })
+        .collect()
+}
 
 // ---- backward: every gradient buffer starts NON-ZERO (random) to prove accumulation; buffers
 // the API overwrites (dpreatt, dlogits) start as NaN to prove every element is written.
@@ -440,6 +453,7 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
             &mut prog,
             &dlogits,
             &g.upload("logits", &[rows, v], &logits),
+            &g.upload("lse", &[rows], &logsumexp(&logits, v)),
             &g.upload("targets", &[rows], &targets),
             dloss,
         );

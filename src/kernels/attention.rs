@@ -22,7 +22,8 @@ impl Attention {
     /// out (B,T,C) and att (B,NH,T,T) from qkv (B,T,3C).
     pub fn forward(&self, gpu: &Gpu, prog: &mut Program, out: &Tensor, att: &Tensor, qkv: &Tensor, nh: usize) {
         let (b, t, c) = (out.shape[0], out.shape[1], out.shape[2]);
-        prog.push(self.fwd.dispatch(gpu, &Dims4::new(b, t, c, nh), &[out, att, qkv], grid(b * nh * t, 1)));
+        assert_eq!(c % (4 * nh), 0, "attention reads heads as vec4: the head size must be a multiple of 4");
+        prog.push(self.fwd.dispatch(gpu, &Dims4::new(b, t, c, nh), &[out, att, qkv], grid(b * nh * t, 64)));
     }
 
     /// dqkv (B,T,3C) += the gradient of the forward given dout (B,T,C), the forward's qkv
@@ -42,7 +43,8 @@ impl Attention {
     ) {
         let (b, t, c) = (dout.shape[0], dout.shape[1], dout.shape[2]);
         let params = Dims4::new(b, t, c, nh);
-        prog.push(self.bwd_scores.dispatch(gpu, &params, &[dpreatt, dout, qkv, att], grid(b * nh * t, 1)));
+        assert_eq!(c % (4 * nh), 0, "attention reads heads as vec4: the head size must be a multiple of 4");
+        prog.push(self.bwd_scores.dispatch(gpu, &params, &[dpreatt, dout, qkv, att], grid(b * nh * t, 64)));
         prog.push(self.bwd_qkv.dispatch(gpu, &params, &[dqkv, dpreatt, dout, qkv, att], grid(b * t * 3 * c, 64)));
     }
 }
