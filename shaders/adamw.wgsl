@@ -28,17 +28,6 @@ const WG: u32 = 256u;
 const CHUNK: u32 = 65536u; // elements per sumsq workgroup: 256 per invocation
 var<workgroup> red: array<f32, WG>;
 
-fn reduce_sum(lid: u32) -> f32 {
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            red[lid] += red[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    return red[0];
-}
-
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(2) var<storage, read> grad_in: array<f32>;
 
@@ -58,9 +47,15 @@ fn sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         s = fma(g, g, s);
     }
     red[lid] = s;
-    let total = reduce_sum(lid);
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if lid < stride {
+            red[lid] += red[lid + stride];
+        }
+        workgroupBarrier();
+    }
     if lid == 0u {
-        partials[p.slot + chunk] = total;
+        partials[p.slot + chunk] = red[0];
     }
 }
 
@@ -75,9 +70,15 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
         s += partials_in[i];
     }
     red[lid] = s;
-    let total = reduce_sum(lid);
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if lid < stride {
+            red[lid] += red[lid + stride];
+        }
+        workgroupBarrier();
+    }
     if lid == 0u {
-        norm[0] = sqrt(total);
+        norm[0] = sqrt(red[0]);
     }
 }
 

@@ -464,3 +464,52 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
     }
 }
 gpu_test!(crossentropy_backward, crossentropy_bwd);
+
+/// Global gradient norm (one tensor longer than a 65536-element chunk) and AdamW with clipping
+/// active, against torch's formulas on the CPU; two steps so the moments matter.
+async fn adamw(k: Arc<Kernels>) {
+    use wgpt::kernels::{AdamW, StepParams};
+    let g = &k.gpu;
+    let sizes = [1usize, 1000, 70_001];
+    let mut rng = Rng::new(1300);
+    let params: Vec<Vec<f32>> = sizes.iter().map(|&n| rng.vec(n, -1.0, 1.0)).collect();
+    let grads: Vec<Vec<f32>> = sizes.iter().map(|&n| rng.vec(n, -0.1, 0.1)).collect();
+    let (p_t, g_t): (Vec<Tensor>, Vec<Tensor>) =
+        params.iter().zip(&grads).map(|(p, gr)| (g.upload("p", &[p.len()], p), g.upload("g", &[gr.len()], gr))).unzip();
+    let m_t: Vec<Tensor> = sizes.iter().map(|&n| g.tensor("m", &[n])).collect();
+    let v_t: Vec<Tensor> = sizes.iter().map(|&n| g.tensor("v", &[n])).collect();
+    let grad_refs: Vec<&Tensor> = g_t.iter().collect();
+    let (norm, partials) = (g.tensor("norm", &[1]), g.tensor("partials", &[AdamW::partials_len(&grad_refs)]));
+    let step = g.tensor("step", &[8]);
+    let wd = [0.0, 0.1, 0.1];
+    let mut prog = Program::default();
+    k.adamw.grad_norm(g, &mut prog, &norm, &partials, &grad_refs);
+    for i in 0..sizes.len() {
+        k.adamw.update(g, &mut prog, &p_t[i], &m_t[i], &v_t[i], &g_t[i], &step, &norm, wd[i]);
+    }
+    let (lr, b1, b2, eps, clip) = (1e-2, 0.9, 0.95, 1e-8, 1.0);
+    let (mut cp, mut cm, mut cv) = (params.clone(), vec![vec![]; 3], vec![vec![]; 3]);
+    for i in 0..3 {
+        cm[i] = vec![0.0; sizes[i]];
+        cv[i] = vec![0.0; sizes[i]];
+    }
+    let want_norm = cpu::grad_norm(&grads.iter().map(|x| &x[..]).collect::<Vec<_>>());
+    assert!(want_norm > clip, "the test must exercise clipping");
+    for t in 1..=2 {
+        g.write(&step, bytemuck::bytes_of(&StepParams::new(t as u64, lr, b1, b2, eps, clip)));
+        g.run(|pass| prog.encode(pass));
+        let scale = (clip / (want_norm + 1e-6)).min(1.0);
+        for i in 0..3 {
+            cpu::adamw_update(&mut cp[i], &mut cm[i], &mut cv[i], &grads[i], lr, b1, b2, eps, wd[i], t, scale);
+        }
+    }
+    let got_norm = g.read(&norm).await.unwrap();
+    assert_close("grad norm", &got_norm, &[want_norm], 1e-6, 1e-5);
+    for i in 0..3 {
+        let got = g.read_many(&[&p_t[i], &m_t[i], &v_t[i]]).await.unwrap();
+        assert_close(&format!("adamw param n{}", sizes[i]), &got[0], &cp[i], 1e-6, 1e-5);
+        assert_close(&format!("adamw m n{}", sizes[i]), &got[1], &cm[i], 1e-7, 1e-5);
+        assert_close(&format!("adamw v n{}", sizes[i]), &got[2], &cv[i], 1e-9, 1e-5);
+    }
+}
+gpu_test!(adamw_update, adamw);

@@ -172,3 +172,36 @@ pub fn crossentropy_backward(dlogits: &mut [f32], logits: &[f32], targets: &[u32
         }
     }
 }
+
+/// ‖grads‖₂ over all tensors, in f64.
+pub fn grad_norm(grads: &[&[f32]]) -> f32 {
+    grads.iter().flat_map(|g| g.iter()).map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
+}
+
+/// torch.optim.AdamW's update of one tensor at step `t` (1-based), the gradient first scaled by
+/// `clip_scale` (clip_grad_norm_'s factor, 1 for none).
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_update(
+    param: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    grad: &[f32],
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    t: i32,
+    clip_scale: f32,
+) {
+    let bias1 = 1.0 - (beta1 as f64).powi(t);
+    let bias2 = 1.0 - (beta2 as f64).powi(t);
+    for i in 0..param.len() {
+        let g = grad[i] * clip_scale;
+        param[i] *= 1.0 - lr * weight_decay;
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g;
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g;
+        let denom = (v[i] as f64 / bias2).sqrt() + eps as f64;
+        param[i] -= (lr as f64 / bias1 * m[i] as f64 / denom) as f32;
+    }
+}
