@@ -1,0 +1,158 @@
+//! Training end to end: resuming equals not stopping, and the CLI trains, lowers the loss and
+//! writes a checkpoint that loads back with the keys and config fields transformers expects.
+
+mod common;
+
+use std::path::Path;
+
+use wgpt::model::{Gpt2Config, Weights};
+use wgpt::run::{DataSource, Run, RunConfig};
+use wgpt::tokenizer::Tokenizer;
+use wgpt::train::TrainConfig;
+
+/// A corpus a tiny model learns within a few dozen steps.
+fn pangrams() -> String {
+    "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!\n".repeat(40)
+}
+
+fn tiny_run_config() -> RunConfig {
+    RunConfig {
+        model: Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 16, vocab_size: 30 },
+        train: TrainConfig {
+            batch_size: 4,
+            seq_len: 16,
+            grad_accum: 2,
+            lr: 3e-3,
+            min_lr: 3e-4,
+            warmup_iters: 3,
+            lr_decay_iters: 20,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            grad_clip: 1.0,
+        },
+        max_iters: 20,
+        eval_interval: 10,
+        eval_iters: 2,
+        log_interval: 1,
+        seed: 7,
+        data: DataSource::Text("pangrams".into()),
+        tokenizer: "char".into(),
+    }
+}
+
+fn new_run(k: &std::sync::Arc<wgpt::kernels::Kernels>, weights: &Weights) -> Run {
+    let cfg = tiny_run_config();
+    let text = pangrams();
+    let tok = Tokenizer::char_level(&text).unwrap();
+    assert_eq!(tok.vocab_size(), cfg.model.vocab_size);
+    Run::new(k.clone(), cfg, weights, tok, &text).unwrap()
+}
+
+/// 20 steps straight equal 10 steps + checkpoint + a fresh run restored from it + 10 steps,
+/// with gradient accumulation, warmup, decay and clipping all active.
+#[test]
+fn resume_continues_exactly() {
+    let Some(k) = common::shared_kernels() else { return };
+    let weights = Weights::random(tiny_run_config().model, 1);
+    let losses = |run: &mut Run, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                run.train_step().unwrap();
+                pollster::block_on(run.loss()).unwrap()
+            })
+            .collect()
+    };
+    let mut straight = new_run(&k, &weights);
+    let want = losses(&mut straight, 20);
+
+    let mut first = new_run(&k, &weights);
+    let mut got = losses(&mut first, 10);
+    let ckpt = pollster::block_on(first.checkpoint()).unwrap();
+    drop(first);
+    let saved = wgpt::hf::load_weights("checkpoint", &ckpt.model, tiny_run_config().model).unwrap();
+    let mut resumed = new_run(&k, &saved);
+    resumed.restore(&ckpt.state).unwrap();
+    assert_eq!(resumed.step(), 10);
+    got.extend(losses(&mut resumed, 10));
+    println!("straight: {want:?}\nresumed:  {got:?}");
+    assert_eq!(got, want, "resumed losses differ from an uninterrupted run");
+    assert!(want[19] < want[0], "the loss should fall: {} -> {}", want[0], want[19]);
+}
+
+/// `wgpt train` on a tiny config: the loss falls, and the output directory is a complete HF
+/// checkpoint (keys, shapes, dtypes, config fields) plus metrics and a chart.
+#[test]
+fn cli_trains_and_writes_an_hf_checkpoint() {
+    let Some(_) = common::shared_kernels() else { return };
+    let out = std::env::temp_dir().join(format!("wgpt-cli-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let corpus = out.join("corpus.txt");
+    std::fs::write(&corpus, pangrams()).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["train", "--n-layer", "2", "--n-head", "2", "--n-embd", "32"])
+        .arg("--data")
+        .arg(&corpus)
+        .args(["--block-size", "16", "--batch-size", "8", "--max-iters", "60", "--eval-interval", "30"])
+        .args(["--eval-iters", "4", "--log-interval", "10", "--lr", "3e-3", "--warmup-iters", "5"])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("run wgpt");
+    assert!(status.success(), "wgpt train failed: {status}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("val_loss").is_some())
+        .collect();
+    let (first, last) = (evals[0]["val_loss"].as_f64().unwrap(), evals.last().unwrap()["val_loss"].as_f64().unwrap());
+    println!("val loss {first} -> {last}");
+    assert!(last < first - 0.3, "val loss should fall clearly: {first} -> {last}");
+    assert!(out.join("loss.png").exists());
+
+    check_hf_dir(&out);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// What transformers' GPT2LMHeadModel.from_pretrained needs from a directory.
+fn check_hf_dir(dir: &Path) {
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    for field in [
+        "model_type",
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "n_positions",
+        "vocab_size",
+        "activation_function",
+        "layer_norm_epsilon",
+    ] {
+        assert!(config.get(field).is_some(), "config.json lacks {field}");
+    }
+    assert_eq!(config["model_type"], "gpt2");
+    assert_eq!(config["architectures"][0], "GPT2LMHeadModel");
+    assert_eq!(config["activation_function"], "gelu_new");
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap()["format"], "pt", "transformers requires metadata format=pt");
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let cfg = wgpt::hf::parse_config(&config.to_string()).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    let mut want: Vec<String> = cfg.param_specs().iter().map(|(n, _)| format!("transformer.{n}")).collect();
+    want.sort();
+    assert_eq!(names, want, "exactly GPT2LMHeadModel's keys (lm_head tied, so absent)");
+    for (name, shape) in cfg.param_specs() {
+        let t = st.tensor(&format!("transformer.{name}")).unwrap();
+        assert_eq!(t.shape(), shape.as_slice(), "{name}");
+        assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+    }
+    let (weights, tok) = wgpt::hf::dir::load(dir).unwrap();
+    assert_eq!(weights.config, cfg);
+    let tok = tok.expect("tokenizer.json saved");
+    assert_eq!(tok.decode(&tok.encode("lazy dog\n").unwrap()).unwrap(), "lazy dog\n");
+}
