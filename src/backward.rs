@@ -86,10 +86,23 @@ impl Gpt2 {
 
     /// From dlogits back to dencoded, accumulating parameter gradients into `dp` (all but the
     /// embeddings' share from the encoder, see [`Gpt2::record_embed_backward`]).
-    pub(crate) fn record_backward(&self, a: &ActivationTensors, d: &GradActs, dp: &ParameterTensors) -> Program {
+    /// `dropout` must be what the forward used ([`Gpt2::record_body`]): the same masks are
+    /// applied to the gradients.
+    pub(crate) fn record_backward(
+        &self,
+        a: &ActivationTensors,
+        d: &GradActs,
+        dp: &ParameterTensors,
+        dropout: Option<(f32, &Tensor)>,
+    ) -> Program {
         let (k, p, g) = (&*self.kernels, &self.params, &self.kernels.gpu);
         let (nl, nh) = (self.config.n_layer, self.config.n_head);
         let mut prog = Program::default();
+        let drop = |prog: &mut Program, x: &Tensor, site: usize| {
+            if let Some((pd, seed)) = dropout {
+                k.dropout.apply(g, prog, x, seed, site as u32, pd);
+            }
+        };
         // tied lm_head: logits = lnf · wteᵀ, so dlnf += dlogits · wte and dwte += dlogitsᵀ · lnf
         k.matmul.gemm(g, &mut prog, &d.dlnf, Operand::n(&d.dlogits), Operand::n(&p.wte), None, true);
         k.matmul.gemm(g, &mut prog, &dp.wte, Operand::t(&d.dlogits), Operand::n(&a.lnf), None, true);
@@ -112,6 +125,7 @@ impl Gpt2 {
             let dresidual = if l == 0 { &d.dencoded } else { &d.dresidual3[l - 1] };
             // residual3 = residual2 + fcproj
             k.residual.backward(g, &mut prog, &d.dresidual2[l], &d.dfcproj[l], &d.dresidual3[l]);
+            drop(&mut prog, &d.dfcproj[l], 2 + 2 * l);
             k.matmul.backward(
                 g,
                 &mut prog,
@@ -147,6 +161,7 @@ impl Gpt2 {
             );
             // residual2 = residual + attproj
             k.residual.backward(g, &mut prog, dresidual, &d.dattproj[l], &d.dresidual2[l]);
+            drop(&mut prog, &d.dattproj[l], 1 + 2 * l);
             k.matmul.backward(
                 g,
                 &mut prog,
@@ -181,6 +196,7 @@ impl Gpt2 {
                 &a.ln1_rstd[l],
             );
         }
+        drop(&mut prog, &d.dencoded, 0);
         prog
     }
 

@@ -391,7 +391,7 @@ impl Gpt2 {
         }
         let acts = ActivationTensors::new(gpu, cfg, b, t);
         let embed = self.record_embed(&acts, &acts.ids);
-        let body = self.record_body(&acts);
+        let body = self.record_body(&acts, None);
         let loss = self.record_loss(&acts, &acts.targets);
         Ok(Forward { b, t, acts, embed, body, loss })
     }
@@ -413,10 +413,19 @@ impl Gpt2 {
     }
 
     /// llm.c's `gpt2_forward` after the embedding, recorded: residual stream (B,T,C).
-    pub(crate) fn record_body(&self, a: &ActivationTensors) -> Program {
+    /// With `dropout` = (p, seed tensor), inverted dropout on the embedding output and on both
+    /// residual branches of every block (sites 0, 1 + 2l, 2 + 2l), as GPT-2's embd_pdrop and
+    /// resid_pdrop.
+    pub(crate) fn record_body(&self, a: &ActivationTensors, dropout: Option<(f32, &Tensor)>) -> Program {
         let (k, p, g) = (&*self.kernels, &self.params, &self.kernels.gpu);
         let nh = self.config.n_head;
         let mut prog = Program::default();
+        let drop = |prog: &mut Program, x: &Tensor, site: usize| {
+            if let Some((pd, seed)) = dropout {
+                k.dropout.apply(g, prog, x, seed, site as u32, pd);
+            }
+        };
+        drop(&mut prog, &a.encoded, 0);
         for l in 0..self.config.n_layer {
             let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
             // x = x + attn(ln_1(x))
@@ -433,6 +442,7 @@ impl Gpt2 {
             k.matmul.forward(g, &mut prog, &a.qkv[l], &a.ln1[l], &p.c_attn_w[l], Some(&p.c_attn_b[l]));
             k.attention.forward(g, &mut prog, &a.atty[l], &a.att[l], &a.qkv[l], nh);
             k.matmul.forward(g, &mut prog, &a.attproj[l], &a.atty[l], &p.c_proj_w[l], Some(&p.c_proj_b[l]));
+            drop(&mut prog, &a.attproj[l], 1 + 2 * l);
             k.residual.forward(g, &mut prog, &a.residual2[l], residual, &a.attproj[l]);
             // x = x + mlp(ln_2(x))
             k.layernorm.forward(
@@ -448,6 +458,7 @@ impl Gpt2 {
             k.matmul.forward(g, &mut prog, &a.fch[l], &a.ln2[l], &p.c_fc_w[l], Some(&p.c_fc_b[l]));
             k.gelu.forward(g, &mut prog, &a.fch_gelu[l], &a.fch[l]);
             k.matmul.forward(g, &mut prog, &a.fcproj[l], &a.fch_gelu[l], &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
+            drop(&mut prog, &a.fcproj[l], 2 + 2 * l);
             k.residual.forward(g, &mut prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
         }
         let last = if self.config.n_layer == 0 { &a.encoded } else { &a.residual3[self.config.n_layer - 1] };

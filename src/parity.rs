@@ -195,6 +195,7 @@ pub async fn check_training(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec
         beta2: adamw.beta2,
         eps: adamw.eps,
         grad_clip: 0.0,
+        dropout: 0.0,
     };
     let model = Gpt2::new(kernels, &p.weights)?;
     let mut trainer = Trainer::new(model, cfg)?;

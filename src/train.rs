@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backward::GradActs;
 use crate::gpu::Tensor;
+use crate::kernels::dropout::pcg;
 use crate::kernels::{AdamW, EncoderBuckets, Program, StepParams};
 use crate::model::{Forward, Gpt2, ParameterTensors};
 use crate::{Error, Result};
@@ -29,6 +30,10 @@ pub struct TrainConfig {
     pub eps: f32,
     /// Clip the global gradient norm to this; 0 turns clipping off.
     pub grad_clip: f32,
+    /// Dropout probability on the embeddings and the residual branches (0 = off, and then
+    /// bit-identical to no dropout).
+    #[serde(default)]
+    pub dropout: f32,
 }
 
 impl TrainConfig {
@@ -68,6 +73,9 @@ impl TrainConfig {
                 return bad(format!("{name} must be in [0, 1), got {v}"));
             }
         }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
         if !(self.eps > 0.0) {
             return bad(format!("eps must be > 0, got {}", self.eps));
         }
@@ -100,8 +108,10 @@ pub struct Trainer {
     body: Program,
     backward: Program,
     update: Program,
-    step_params: Tensor, // (8) StepParams
-    norm: Tensor,        // (1) global gradient norm before clipping
+    step_params: Tensor,  // (8) StepParams
+    dropout_seed: Tensor, // (1) u32, the current micro-batch's
+    micro_seeds: Tensor,  // (grad_accum) u32, written every step
+    norm: Tensor,         // (1) global gradient norm before clipping
     /// Optimizer steps taken so far.
     pub step: u64,
 }
@@ -135,8 +145,11 @@ impl Trainer {
                 }
             })
             .collect();
-        let body = model.record_body(&fwd.acts);
-        let backward = model.record_backward(&fwd.acts, &gacts, &grads);
+        let dropout_seed = gpu.tensor("dropout_seed", &[1]);
+        let micro_seeds = gpu.tensor("micro_seeds", &[cfg.grad_accum]);
+        let dropout = (cfg.dropout > 0.0).then_some((cfg.dropout, &dropout_seed));
+        let body = model.record_body(&fwd.acts, dropout);
+        let backward = model.record_backward(&fwd.acts, &gacts, &grads, dropout);
         let step_params = gpu.tensor("step_params", &[8]);
         let norm = gpu.tensor("grad_norm", &[1]);
         let grad_list = grads.ordered();
@@ -151,7 +164,24 @@ impl Trainer {
             let wd = if shape.len() >= 2 { cfg.weight_decay } else { 0.0 };
             k.adamw.update(&gpu, &mut update, p, mt, vt, g, &step_params, &norm, wd);
         }
-        Ok(Trainer { model, cfg, fwd, grads, m, v, gacts, micro, body, backward, update, step_params, norm, step: 0 })
+        Ok(Trainer {
+            model,
+            cfg,
+            fwd,
+            grads,
+            m,
+            v,
+            gacts,
+            micro,
+            body,
+            backward,
+            update,
+            step_params,
+            dropout_seed,
+            micro_seeds,
+            norm,
+            step: 0,
+        })
     }
 
     /// One optimizer step on `batches` (grad_accum pairs of ids and targets, each B·T): forward,
@@ -176,11 +206,23 @@ impl Trainer {
         let lr = c.lr_at(self.step as usize);
         let sp = StepParams::new(self.step + 1, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
         gpu.write(&self.step_params, bytemuck::bytes_of(&sp));
+        // dropout masks: a fresh seed per micro-batch, a function of the step (so resuming
+        // reproduces them)
+        let seeds: Vec<u32> =
+            (0..self.micro.len()).map(|i| pcg((self.step * self.micro.len() as u64 + i as u64) as u32)).collect();
+        gpu.write(&self.micro_seeds, &seeds);
         gpu.encode(|enc| {
             for g in self.grads.ordered() {
                 enc.clear_buffer(&g.buffer.raw, 0, None);
             }
-            for mi in &self.micro {
+            for (i, mi) in self.micro.iter().enumerate() {
+                enc.copy_buffer_to_buffer(
+                    &self.micro_seeds.buffer.raw,
+                    4 * i as u64,
+                    &self.dropout_seed.buffer.raw,
+                    0,
+                    4,
+                );
                 for d in self.gacts.all() {
                     enc.clear_buffer(&d.buffer.raw, 0, None);
                 }

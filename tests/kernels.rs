@@ -513,3 +513,30 @@ async fn adamw(k: Arc<Kernels>) {
     }
 }
 gpu_test!(adamw_update, adamw);
+
+/// Dropout against the CPU rule (same hash), and the kept fraction near 1 − p.
+async fn dropout(k: Arc<Kernels>) {
+    use wgpt::kernels::dropout::keep;
+    let g = &k.gpu;
+    for (i, &(n, p, seed, site)) in
+        [(1usize, 0.5f32, 1u32, 0u32), (1000, 0.1, 7, 3), (100_003, 0.3, 12345, 9)].iter().enumerate()
+    {
+        let mut rng = Rng::new(1400 + i as u64);
+        let x = rng.vec(n, -1.0, 1.0);
+        let t = g.upload("x", &[n], &x);
+        let mut prog = Program::default();
+        k.dropout.apply(g, &mut prog, &t, &g.upload("seed", &[1], &[seed]), site, p);
+        let got = run_read(&k, &prog, &t).await;
+        let want: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| if keep(seed, site, j as u32, p) { v * (1.0 / (1.0 - p)) } else { 0.0 })
+            .collect();
+        assert_close(&format!("dropout n{n} p{p}"), &got, &want, 0.0, 0.0);
+        if n > 10_000 {
+            let kept = want.iter().filter(|&&v| v != 0.0).count() as f32 / n as f32;
+            assert!((kept - (1.0 - p)).abs() < 0.01, "kept fraction {kept}, expected {}", 1.0 - p);
+        }
+    }
+}
+gpu_test!(dropout_apply, dropout);

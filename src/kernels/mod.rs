@@ -6,6 +6,7 @@
 mod adamw;
 mod attention;
 mod crossentropy;
+pub mod dropout;
 mod elementwise;
 mod encoder;
 pub mod layernorm;
@@ -14,6 +15,7 @@ mod matmul;
 pub use adamw::{AdamW, StepParams};
 pub use attention::Attention;
 pub use crossentropy::CrossEntropy;
+pub use dropout::Dropout;
 pub use elementwise::{Gelu, Residual};
 pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::LayerNorm;
@@ -26,6 +28,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("adamw.wgsl", include_str!("../../shaders/adamw.wgsl")),
     ("attention.wgsl", include_str!("../../shaders/attention.wgsl")),
     ("crossentropy.wgsl", include_str!("../../shaders/crossentropy.wgsl")),
+    ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
     ("encoder.wgsl", include_str!("../../shaders/encoder.wgsl")),
     ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
     ("layernorm.wgsl", include_str!("../../shaders/layernorm.wgsl")),
@@ -44,6 +47,7 @@ pub struct Kernels {
     pub residual: Residual,
     pub crossentropy: CrossEntropy,
     pub adamw: AdamW,
+    pub dropout: Dropout,
 }
 
 impl Kernels {
@@ -58,6 +62,7 @@ impl Kernels {
         let adamw = module("adamw.wgsl");
         let attention = module("attention.wgsl");
         let crossentropy = module("crossentropy.wgsl");
+        let dropout = module("dropout.wgsl");
         let encoder = module("encoder.wgsl");
         let gelu = module("gelu.wgsl");
         let layernorm = module("layernorm.wgsl");
@@ -73,6 +78,7 @@ impl Kernels {
             residual: Residual::new(gpu, &residual),
             crossentropy: CrossEntropy::new(gpu, &crossentropy),
             adamw: AdamW::new(gpu, &adamw),
+            dropout: Dropout::new(gpu, &dropout),
         }
     }
 }

@@ -57,6 +57,10 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this (0 = off).
     #[arg(long, default_value_t = 1.0)]
     grad_clip: f32,
+    /// Dropout on the embeddings and residual branches (GPT-2's embd_pdrop and resid_pdrop);
+    /// 0 turns it off exactly.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
     /// Evaluate, print a sample and save a checkpoint every this many steps.
     #[arg(long, default_value_t = 250)]
     eval_interval: usize,
@@ -181,6 +185,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 beta2: a.beta2,
                 eps: 1e-8,
                 grad_clip: a.grad_clip,
+                dropout: a.dropout,
             },
             max_iters: a.max_iters,
             eval_interval: a.eval_interval.max(1),
