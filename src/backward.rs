@@ -4,7 +4,7 @@
 
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{EncoderBuckets, Operand, Program};
-use crate::model::{ActivationTensors, Gpt2, Gpt2Config, ParameterTensors};
+use crate::model::{attn_site, ActivationTensors, Gpt2, Gpt2Config, ParameterTensors};
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
 pub struct GradActs {
@@ -172,7 +172,18 @@ impl Gpt2 {
                 &a.atty[l],
                 &p.c_proj_w[l],
             );
-            k.attention.backward(g, &mut prog, &d.dqkv[l], &d.dpreatt, &d.datty[l], &a.qkv[l], &a.att[l], nh);
+            let attn_drop = dropout.map(|(pd, seed)| (pd, seed, attn_site(nl, l)));
+            k.attention.backward(
+                g,
+                &mut prog,
+                &d.dqkv[l],
+                &d.dpreatt,
+                &d.datty[l],
+                &a.qkv[l],
+                &a.att[l],
+                nh,
+                attn_drop,
+            );
             k.matmul.backward(
                 g,
                 &mut prog,

@@ -318,6 +318,12 @@ impl ActivationTensors {
     }
 }
 
+/// The dropout site of layer `l`'s attention probabilities (after the 1 + 2·n_layer sites of
+/// the embedding and residual dropouts).
+pub(crate) fn attn_site(n_layer: usize, l: usize) -> u32 {
+    (1 + 2 * n_layer + l) as u32
+}
+
 /// A GPT-2 model on the GPU.
 pub struct Gpt2 {
     pub config: Gpt2Config,
@@ -413,9 +419,9 @@ impl Gpt2 {
     }
 
     /// llm.c's `gpt2_forward` after the embedding, recorded: residual stream (B,T,C).
-    /// With `dropout` = (p, seed tensor), inverted dropout on the embedding output and on both
-    /// residual branches of every block (sites 0, 1 + 2l, 2 + 2l), as GPT-2's embd_pdrop and
-    /// resid_pdrop.
+    /// With `dropout` = (p, seed tensor), inverted dropout on the embedding output, on both
+    /// residual branches of every block (sites 0, 1 + 2l, 2 + 2l) and on the attention
+    /// probabilities ([`attn_site`]), as GPT-2's embd_pdrop, resid_pdrop and attn_pdrop.
     pub(crate) fn record_body(&self, a: &ActivationTensors, dropout: Option<(f32, &Tensor)>) -> Program {
         let (k, p, g) = (&*self.kernels, &self.params, &self.kernels.gpu);
         let nh = self.config.n_head;
@@ -440,7 +446,8 @@ impl Gpt2 {
                 &p.ln_1_b[l],
             );
             k.matmul.forward(g, &mut prog, &a.qkv[l], &a.ln1[l], &p.c_attn_w[l], Some(&p.c_attn_b[l]));
-            k.attention.forward(g, &mut prog, &a.atty[l], &a.att[l], &a.qkv[l], nh);
+            let attn_drop = dropout.map(|(pd, seed)| (pd, seed, attn_site(self.config.n_layer, l)));
+            k.attention.forward(g, &mut prog, &a.atty[l], &a.att[l], &a.qkv[l], nh, attn_drop);
             k.matmul.forward(g, &mut prog, &a.attproj[l], &a.atty[l], &p.c_proj_w[l], Some(&p.c_proj_b[l]));
             drop(&mut prog, &a.attproj[l], 1 + 2 * l);
             k.residual.forward(g, &mut prog, &a.residual2[l], residual, &a.attproj[l]);

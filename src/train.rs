@@ -30,7 +30,8 @@ pub struct TrainConfig {
     pub eps: f32,
     /// Clip the global gradient norm to this; 0 turns clipping off.
     pub grad_clip: f32,
-    /// Dropout probability on the embeddings and the residual branches (0 = off, and then
+    /// Dropout probability on the embeddings, residual branches and attention probabilities
+    /// (0 = off, and then
     /// bit-identical to no dropout).
     #[serde(default)]
     pub dropout: f32,

@@ -103,19 +103,25 @@ fn matmul() {
 #[test]
 fn attention() {
     for (i, &(b, t, c, nh)) in [(1, 1, 4, 1), (2, 4, 6, 2), (1, 5, 8, 1)].iter().enumerate() {
-        let mut rng = Rng::new(40 + i as u64);
-        let qkv = rng.vec(b * t * 3 * c, -1.0, 1.0);
-        let w = rng.vec(b * t * c, -1.0, 1.0);
-        let forward = |qkv: &[f32]| {
-            let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-            cpu::attention_forward(&mut out, &mut att, qkv, b, t, c, nh);
-            (dot(&out, &w), att)
-        };
-        let (_, att) = forward(&qkv);
-        let (mut dqkv, mut dpreatt) = (vec![0.0; b * t * 3 * c], vec![0.0; b * nh * t * t]);
-        cpu::attention_backward(&mut dqkv, &mut dpreatt, &w, &qkv, &att, b, t, c, nh);
-        let numeric = numeric_grad(&qkv, |x| forward(x).0);
-        assert_grad(&format!("attention dqkv B{b} T{t} C{c} NH{nh}"), &dqkv, &numeric);
+        // without dropout, and with a fixed dropout mask on the probabilities (every other
+        // element dropped, the rest scaled by 2)
+        let mask: Vec<f32> = (0..b * nh * t * t).map(|j| if j % 2 == 0 { 2.0 } else { 0.0 }).collect();
+        for drop in [None, Some(&mask[..])] {
+            let mut rng = Rng::new(40 + i as u64);
+            let qkv = rng.vec(b * t * 3 * c, -1.0, 1.0);
+            let w = rng.vec(b * t * c, -1.0, 1.0);
+            let forward = |qkv: &[f32]| {
+                let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
+                cpu::attention_forward(&mut out, &mut att, qkv, drop, b, t, c, nh);
+                (dot(&out, &w), att)
+            };
+            let (_, att) = forward(&qkv);
+            let (mut dqkv, mut dpreatt) = (vec![0.0; b * t * 3 * c], vec![0.0; b * nh * t * t]);
+            cpu::attention_backward(&mut dqkv, &mut dpreatt, &w, &qkv, &att, drop, b, t, c, nh);
+            let numeric = numeric_grad(&qkv, |x| forward(x).0);
+            let what = format!("attention dqkv B{b} T{t} C{c} NH{nh} dropout {}", drop.is_some());
+            assert_grad(&what, &dqkv, &numeric);
+        }
     }
 }
 

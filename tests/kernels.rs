@@ -151,18 +151,29 @@ async fn attention(k: Arc<Kernels>) {
         (1, 1024, 128, 2),
     ];
     for (i, &(b, t, c, nh)) in shapes.iter().enumerate() {
-        let mut rng = Rng::new(200 + i as u64);
-        let qkv = rng.vec(b * t * 3 * c, -2.0, 2.0);
-        let (out, att) = (g.tensor("out", &[b, t, c]), g.tensor("att", &[b, nh, t, t]));
-        let mut prog = Program::default();
-        k.attention.forward(g, &mut prog, &out, &att, &g.upload("qkv", &[b, t, 3 * c], &qkv), nh);
-        k.gpu.run(|pass| prog.encode(pass));
-        let got = g.read_many(&[&out, &att]).await.unwrap();
-        let (mut wo, mut wa) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-        cpu::attention_forward(&mut wo, &mut wa, &qkv, b, t, c, nh);
-        assert_close(&format!("attention out B{b} T{t} C{c} NH{nh}"), &got[0], &wo, 1e-5, 1e-4);
-        assert_close(&format!("attention att B{b} T{t} C{c} NH{nh}"), &got[1], &wa, 1e-6, 1e-4);
+        for p in [0.0, 0.25] {
+            let mut rng = Rng::new(200 + i as u64);
+            let qkv = rng.vec(b * t * 3 * c, -2.0, 2.0);
+            let (out, att) = (g.tensor("out", &[b, t, c]), g.tensor("att", &[b, nh, t, t]));
+            let seed = g.upload("seed", &[1], &[99u32]);
+            let mask = drop_mask(99, 5, p, b * nh * t * t);
+            let mut prog = Program::default();
+            let qkv_t = g.upload("qkv", &[b, t, 3 * c], &qkv);
+            k.attention.forward(g, &mut prog, &out, &att, &qkv_t, nh, (p > 0.0).then_some((p, &seed, 5)));
+            k.gpu.run(|pass| prog.encode(pass));
+            let got = g.read_many(&[&out, &att]).await.unwrap();
+            let (mut wo, mut wa) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
+            cpu::attention_forward(&mut wo, &mut wa, &qkv, mask.as_deref(), b, t, c, nh);
+            assert_close(&format!("attention out B{b} T{t} C{c} NH{nh} dropout {p}"), &got[0], &wo, 1e-5, 1e-4);
+            assert_close(&format!("attention att B{b} T{t} C{c} NH{nh} dropout {p}"), &got[1], &wa, 1e-6, 1e-4);
+        }
     }
+}
+
+/// The attention dropout's multipliers (0 or 1/(1−p)) by the GPU's rule, or None for p = 0.
+fn drop_mask(seed: u32, site: u32, p: f32, n: usize) -> Option<Vec<f32>> {
+    use wgpt::kernels::dropout::keep;
+    (p > 0.0).then(|| (0..n).map(|i| if keep(seed, site, i as u32, p) { 1.0 / (1.0 - p) } else { 0.0 }).collect())
 }
 gpu_test!(attention_forward, attention);
 
@@ -371,32 +382,37 @@ async fn attention_bwd(k: Arc<Kernels>) {
         (1, 1024, 128, 2),
     ];
     for (i, &(b, t, c, nh)) in shapes.iter().enumerate() {
-        let mut rng = Rng::new(900 + i as u64);
-        let qkv = rng.vec(b * t * 3 * c, -2.0, 2.0);
-        let dout = rng.vec(b * t * c, -1.0, 1.0);
-        let dqkv0 = rng.vec(b * t * 3 * c, -1.0, 1.0);
-        let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-        cpu::attention_forward(&mut out, &mut att, &qkv, b, t, c, nh);
-        let dqkv = g.upload("dqkv", &[b, t, 3 * c], &dqkv0);
-        let dpreatt = g.upload("dpreatt", &[b, nh, t, t], &vec![f32::NAN; b * nh * t * t]);
-        let mut prog = Program::default();
-        k.attention.backward(
-            g,
-            &mut prog,
-            &dqkv,
-            &dpreatt,
-            &g.upload("dout", &[b, t, c], &dout),
-            &g.upload("qkv", &[b, t, 3 * c], &qkv),
-            &g.upload("att", &[b, nh, t, t], &att),
-            nh,
-        );
-        k.gpu.run(|pass| prog.encode(pass));
-        let got = g.read_many(&[&dqkv, &dpreatt]).await.unwrap();
-        let (mut wq, mut wp) = (dqkv0, vec![0.0; b * nh * t * t]);
-        cpu::attention_backward(&mut wq, &mut wp, &dout, &qkv, &att, b, t, c, nh);
-        let what = format!("B{b} T{t} C{c} NH{nh}");
-        assert_close(&format!("attention dqkv {what}"), &got[0], &wq, 1e-5 * (t as f32).sqrt(), 1e-4);
-        assert_close(&format!("attention dpreatt {what}"), &got[1], &wp, 1e-6, 1e-4);
+        for p in [0.0, 0.25] {
+            let mut rng = Rng::new(900 + i as u64);
+            let seed = g.upload("seed", &[1], &[7u32]);
+            let mask = drop_mask(7, 3, p, b * nh * t * t);
+            let qkv = rng.vec(b * t * 3 * c, -2.0, 2.0);
+            let dout = rng.vec(b * t * c, -1.0, 1.0);
+            let dqkv0 = rng.vec(b * t * 3 * c, -1.0, 1.0);
+            let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
+            cpu::attention_forward(&mut out, &mut att, &qkv, None, b, t, c, nh);
+            let dqkv = g.upload("dqkv", &[b, t, 3 * c], &dqkv0);
+            let dpreatt = g.upload("dpreatt", &[b, nh, t, t], &vec![f32::NAN; b * nh * t * t]);
+            let mut prog = Program::default();
+            k.attention.backward(
+                g,
+                &mut prog,
+                &dqkv,
+                &dpreatt,
+                &g.upload("dout", &[b, t, c], &dout),
+                &g.upload("qkv", &[b, t, 3 * c], &qkv),
+                &g.upload("att", &[b, nh, t, t], &att),
+                nh,
+                (p > 0.0).then_some((p, &seed, 3)),
+            );
+            k.gpu.run(|pass| prog.encode(pass));
+            let got = g.read_many(&[&dqkv, &dpreatt]).await.unwrap();
+            let (mut wq, mut wp) = (dqkv0, vec![0.0; b * nh * t * t]);
+            cpu::attention_backward(&mut wq, &mut wp, &dout, &qkv, &att, mask.as_deref(), b, t, c, nh);
+            let what = format!("B{b} T{t} C{c} NH{nh} dropout {p}");
+            assert_close(&format!("attention dqkv {what}"), &got[0], &wq, 1e-5 * (t as f32).sqrt(), 1e-4);
+            assert_close(&format!("attention dpreatt {what}"), &got[1], &wp, 1e-6, 1e-4);
+        }
     }
 }
 gpu_test!(attention_backward, attention_bwd);

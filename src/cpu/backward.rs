@@ -87,7 +87,7 @@ pub fn matmul_backward(
 
 /// dqkv (B,T,3C) += the gradient of causal attention given dout (B,T,C) and the forward's qkv
 /// and softmax att (B,NH,T,T); dpreatt (B,NH,T,T) is scratch, overwritten with the gradient of
-/// the unscaled scores q·k (zero above the diagonal).
+/// the unscaled scores q·k (zero above the diagonal). `drop` is the forward's dropout multiplier.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dqkv: &mut [f32],
@@ -95,6 +95,7 @@ pub fn attention_backward(
     dout: &[f32],
     qkv: &[f32],
     att: &[f32],
+    drop: Option<&[f32]>,
     b: usize,
     t: usize,
     c: usize,
@@ -113,10 +114,11 @@ pub fn attention_backward(
                 // datt[t2] = dout · v[t2]; dv[t2] += att[t2] · dout
                 let mut datt = vec![0.0f32; ti + 1];
                 for t2 in 0..=ti {
+                    let dm = drop.map_or(1.0, |d| d[row + t2]);
                     let v = q_at(bi, t2, h) + 2 * c;
-                    datt[t2] = (0..hs).map(|i| dy[i] * qkv[v + i]).sum();
+                    datt[t2] = dm * (0..hs).map(|i| dy[i] * qkv[v + i]).sum::<f32>();
                     for i in 0..hs {
-                        dqkv[v + i] += a[t2] * dy[i];
+                        dqkv[v + i] += dm * a[t2] * dy[i];
                     }
                 }
                 // softmax backward, folding in the score scale

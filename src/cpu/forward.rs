@@ -67,14 +67,27 @@ pub fn matmul_nt_forward(out: &mut [f32], inp: &[f32], weight: &[f32], m: usize,
 }
 
 /// out (B,T,C), att (B,NH,T,T) from qkv (B,T,3C): causal softmax attention for every head.
-pub fn attention_forward(out: &mut [f32], att: &mut [f32], qkv: &[f32], b: usize, t: usize, c: usize, nh: usize) {
+/// `drop` (B,NH,T,T) multiplies the probabilities (0 or 1/(1−p)) in the weighted sum of v: the
+/// dropout on att; att itself is kept before dropout.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(
+    out: &mut [f32],
+    att: &mut [f32],
+    qkv: &[f32],
+    drop: Option<&[f32]>,
+    b: usize,
+    t: usize,
+    c: usize,
+    nh: usize,
+) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
     for bi in 0..b {
         for h in 0..nh {
             for ti in 0..t {
                 let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
-                let row = &mut att[((bi * nh + h) * t + ti) * t..][..t];
+                let row_at = ((bi * nh + h) * t + ti) * t;
+                let row = &mut att[row_at..][..t];
                 let mut maxv = f32::NEG_INFINITY;
                 for t2 in 0..=ti {
                     let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
@@ -93,6 +106,7 @@ pub fn attention_forward(out: &mut [f32], att: &mut [f32], qkv: &[f32], b: usize
                 let o = &mut out[(bi * t + ti) * c + h * hs..][..hs];
                 o.fill(0.0);
                 for (t2, &a) in row.iter().enumerate().take(ti + 1) {
+                    let a = a * drop.map_or(1.0, |d| d[row_at + t2]);
                     let v = &qkv[(bi * t + t2) * 3 * c + 2 * c + h * hs..][..hs];
                     for i in 0..hs {
                         o[i] += a * v[i];

@@ -57,7 +57,8 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this (0 = off).
     #[arg(long, default_value_t = 1.0)]
     grad_clip: f32,
-    /// Dropout on the embeddings and residual branches (GPT-2's embd_pdrop and resid_pdrop);
+    /// Dropout on the embeddings, residual branches and attention probabilities (GPT-2's
+    /// embd_pdrop, resid_pdrop and attn_pdrop);
     /// 0 turns it off exactly.
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
