@@ -468,7 +468,7 @@ impl Gpt2 {
             drop(&mut prog, &a.fcproj[l], 2 + 2 * l);
             k.residual.forward(g, &mut prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
         }
-        let last = if self.config.n_layer == 0 { &a.encoded } else { &a.residual3[self.config.n_layer - 1] };
+        let last = &a.residual3[self.config.n_layer - 1]; // n_layer >= 1 (Gpt2Config::validate)
         k.layernorm.forward(g, &mut prog, &a.lnf, &a.lnf_mean, &a.lnf_rstd, last, &p.ln_f_w, &p.ln_f_b);
         // tied lm_head: logits (B,T,V) = lnf (B,T,C) · wteᵀ
         k.matmul.gemm(g, &mut prog, &a.logits, Operand::n(&a.lnf), Operand::t(&p.wte), None, false);

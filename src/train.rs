@@ -31,8 +31,7 @@ pub struct TrainConfig {
     /// Clip the global gradient norm to this; 0 turns clipping off.
     pub grad_clip: f32,
     /// Dropout probability on the embeddings, residual branches and attention probabilities
-    /// (0 = off, and then
-    /// bit-identical to no dropout).
+    /// (0 = off, and then bit-identical to no dropout).
     #[serde(default)]
     pub dropout: f32,
 }
