@@ -16,6 +16,9 @@ use crate::{Error, Result};
 pub const STATE_FILE: &str = "training_state.safetensors";
 const META_KEY: &str = "wgpt_state";
 
+/// AdamW's first and second moments, each in parameter order.
+pub type Moments = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// training_state.safetensors bytes: `adam_m.<name>`, `adam_v.<name>` and `meta` as JSON.
 pub fn state_bytes<M: Serialize>(config: &Gpt2Config, m: &[Vec<f32>], v: &[Vec<f32>], meta: &M) -> Result<Vec<u8>> {
     let specs = config.param_specs();
@@ -33,12 +36,8 @@ pub fn state_bytes<M: Serialize>(config: &Gpt2Config, m: &[Vec<f32>], v: &[Vec<f
         .map_err(|e| Error::Format(format!("cannot write the training state: {e}")))
 }
 
-/// Parses training_state.safetensors: (moments m, moments v, metadata).
-pub fn parse_state<M: DeserializeOwned>(
-    what: &str,
-    bytes: &[u8],
-    config: &Gpt2Config,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, M)> {
+/// Parses training_state.safetensors: the moments and the metadata.
+pub fn parse_state<M: DeserializeOwned>(what: &str, bytes: &[u8], config: &Gpt2Config) -> Result<(Moments, M)> {
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::Format(format!("{what} is not a valid safetensors file: {e}")))?;
     let meta_text =
@@ -67,5 +66,5 @@ pub fn parse_state<M: DeserializeOwned>(
     };
     let m = read("adam_m.")?;
     let v = read("adam_v.")?;
-    Ok((m, v, meta))
+    Ok(((m, v), meta))
 }

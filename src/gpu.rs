@@ -69,7 +69,7 @@ impl Gpu {
     /// limit, what is needed and what the device has.
     pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
         let l = self.limits();
-        let binding = l.max_storage_buffer_binding_size as u64;
+        let binding = l.max_storage_buffer_binding_size;
         if bytes > l.max_buffer_size {
             return Err(Error::Limits(format!(
                 "{what} needs a buffer of {bytes} bytes but this GPU's max_buffer_size is {} \

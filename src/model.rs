@@ -65,13 +65,13 @@ impl Gpt2Config {
                 return Err(Error::Format(format!("config: {name} = {v} is implausibly large")));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(Error::Format(format!(
                 "config: n_embd ({}) must be a multiple of n_head ({})",
                 self.n_embd, self.n_head
             )));
         }
-        if (self.n_embd / self.n_head) % 4 != 0 {
+        if !(self.n_embd / self.n_head).is_multiple_of(4) {
             return Err(Error::Format(format!(
                 "config: the head size n_embd / n_head = {} must be a multiple of 4 (the attention kernels read vec4s)",
                 self.n_embd / self.n_head

@@ -106,7 +106,7 @@ impl Run {
 
     /// Continues a run from a checkpoint's training state.
     pub fn restore(&mut self, state_bytes: &[u8]) -> Result<()> {
-        let (m, v, state): (_, _, RunState) =
+        let ((m, v), state): (_, RunState) =
             checkpoint::parse_state(checkpoint::STATE_FILE, state_bytes, &self.cfg.model)?;
         self.trainer.restore(&m, &v, state.step)?;
         self.data_rng = Rng { state: state.data_rng };
@@ -198,6 +198,6 @@ impl Run {
 
 /// Reads the run settings saved in a checkpoint's training state.
 pub fn saved_run(state_bytes: &[u8], model: &Gpt2Config) -> Result<RunState> {
-    let (_, _, state) = checkpoint::parse_state(checkpoint::STATE_FILE, state_bytes, model)?;
+    let (_, state) = checkpoint::parse_state(checkpoint::STATE_FILE, state_bytes, model)?;
     Ok(state)
 }

@@ -76,7 +76,7 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
-        if !(self.eps > 0.0) {
+        if self.eps.is_nan() || self.eps <= 0.0 {
             return bad(format!("eps must be > 0, got {}", self.eps));
         }
         Ok(())
@@ -265,7 +265,7 @@ impl Trainer {
 
 impl Trainer {
     /// AdamW's first and second moments, in parameter order (for checkpoints).
-    pub async fn moments(&self) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    pub async fn moments(&self) -> Result<crate::checkpoint::Moments> {
         let gpu = &self.model.kernels.gpu;
         Ok((gpu.read_many(&self.m.ordered()).await?, gpu.read_many(&self.v.ordered()).await?))
     }

@@ -56,6 +56,7 @@ impl Attention {
     }
 
     /// out (B,T,C) and att (B,NH,T,T) (the softmax, before dropout) from qkv (B,T,3C).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         gpu: &Gpu,

@@ -238,7 +238,7 @@ fn train_loop(run: &mut Run, out: &Path) -> Result<ExitCode> {
     let mut last_saved: Option<u64> = None;
     loop {
         let step = run.step();
-        if step as usize % cfg.eval_interval == 0 || run.done() {
+        if (step as usize).is_multiple_of(cfg.eval_interval) || run.done() {
             let e = pollster::block_on(run.evaluate())?;
             if !e.train_loss.is_finite() || !e.val_loss.is_finite() {
                 return Err(diverged(step, out, last_saved));
@@ -260,7 +260,7 @@ fn train_loop(run: &mut Run, out: &Path) -> Result<ExitCode> {
         run.train_step()?;
         let step = run.step();
         bar.set_position(step);
-        if step as usize % cfg.log_interval == 0 {
+        if (step as usize).is_multiple_of(cfg.log_interval) {
             let loss = pollster::block_on(run.loss())?;
             if !loss.is_finite() {
                 return Err(diverged(step, out, last_saved));
