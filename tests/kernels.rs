@@ -84,7 +84,6 @@ gpu_test!(layernorm_forward, layernorm);
 
 /// C = op(A)·op(B) (+ bias) (+ C): every transpose combination and both flags.
 async fn matmul(k: Arc<Kernels>) {
-    let g = &k.gpu;
     let shapes = [
         (1, 1, 1),
         (7, 13, 5),
@@ -94,9 +93,36 @@ async fn matmul(k: Arc<Kernels>) {
         // K = 70000 runs as accumulating K_CHUNK dispatches
         (3, 70000, 2),
     ];
+    check_matmul(&k, &shapes, 100).await;
+}
+gpu_test!(matmul_forward, matmul);
+
+/// The vec4 kernels (NN: N % 4 == 0, NN1 when K % 4 != 0; NT: K % 4 == 0; TN: N % 4 == 0, TN1
+/// when M % 4 != 0) at ragged M and N (tiles are 16 x 16, workgroups 128 x 128), K chunking in
+/// each, and the generic fallback where the alignment is missing.
+async fn matmul_fast(k: Arc<Kernels>) {
+    let shapes = [
+        // NN, NT, TN: a ragged tile row (M = 12 < 16) and tile column (N = 20: 16 + 4)
+        (12, 8, 20),
+        // NN1 (K odd), NT falls back, TN1 (M odd): dlnf / dwte of the baby model
+        (37, 65, 36),
+        // NN, NT, TN over several workgroups in both directions, ragged in both
+        (132, 20, 260),
+        // NT with an odd N like lm_head's 50257 (NN and TN fall back)
+        (3, 32, 4099),
+        // K chunking: NN, NT, TN (M = 8) and NN1, TN1 with K % 4 != 0 (NT falls back)
+        (8, 70000, 4),
+        (3, 70001, 12),
+    ];
+    check_matmul(&k, &shapes, 1500).await;
+}
+gpu_test!(matmul_forward_fast, matmul_fast);
+
+async fn check_matmul(k: &Kernels, shapes: &[(usize, usize, usize)], seed: u64) {
+    let g = &k.gpu;
     for (i, &(m, kk, n)) in shapes.iter().enumerate() {
         for (ta, tb) in [(false, false), (false, true), (true, false)] {
-            let mut rng = Rng::new(100 + i as u64);
+            let mut rng = Rng::new(seed + i as u64);
             let a = rng.vec(m * kk, -1.0, 1.0);
             let b = rng.vec(kk * n, -1.0, 1.0);
             let bias = rng.vec(n, -1.0, 1.0);
@@ -109,7 +135,7 @@ async fn matmul(k: Arc<Kernels>) {
                 let bias_t = g.upload("bias", &[n], &bias);
                 let mut prog = Program::default();
                 k.matmul.gemm(g, &mut prog, &out, op(&at, ta), op(&bt, tb), with_bias.then_some(&bias_t), accumulate);
-                let got = run_read(&k, &prog, &out).await;
+                let got = run_read(k, &prog, &out).await;
                 let mut want = vec![0.0; m * n];
                 cpu::matmul_forward(&mut want, &a, &b, with_bias.then_some(&bias[..]), m, kk, n);
                 if accumulate {
@@ -123,7 +149,6 @@ async fn matmul(k: Arc<Kernels>) {
         }
     }
 }
-gpu_test!(matmul_forward, matmul);
 
 fn op(t: &Tensor, transposed: bool) -> Operand<'_> {
     Operand { t, transposed }
@@ -328,7 +353,6 @@ async fn layernorm_bwd(k: Arc<Kernels>) {
 gpu_test!(layernorm_backward, layernorm_bwd);
 
 async fn matmul_bwd(k: Arc<Kernels>) {
-    let g = &k.gpu;
     // (N, C, OC, bias); N = 65536 splits dweight's K = N into chunks and dbias into lanes
     let shapes = [
         (1, 1, 1, true),
@@ -338,8 +362,22 @@ async fn matmul_bwd(k: Arc<Kernels>) {
         (64, 128, 384, true),
         (65536, 3, 2, true),
     ];
+    check_matmul_bwd(&k, &shapes, 800).await;
+}
+gpu_test!(matmul_backward, matmul_bwd);
+
+/// Backward through the vec4 kernels: dinp = dout·Wᵀ is NT (K = OC), dweight = inpᵀ·dout is TN
+/// (TN1 when C % 4 != 0), here with ragged tiles and dweight's K = N in chunks.
+async fn matmul_bwd_fast(k: Arc<Kernels>) {
+    let shapes = [(768, 128, 384, true), (70, 65, 36, true), (65536, 4, 8, true), (20, 36, 20, false)];
+    check_matmul_bwd(&k, &shapes, 1600).await;
+}
+gpu_test!(matmul_backward_fast, matmul_bwd_fast);
+
+async fn check_matmul_bwd(k: &Kernels, shapes: &[(usize, usize, usize, bool)], seed: u64) {
+    let g = &k.gpu;
     for (i, &(n, c, oc, with_bias)) in shapes.iter().enumerate() {
-        let mut rng = Rng::new(800 + i as u64);
+        let mut rng = Rng::new(seed + i as u64);
         let inp = rng.vec(n * c, -1.0, 1.0);
         let weight = rng.vec(c * oc, -1.0, 1.0);
         let dout = rng.vec(n * oc, -1.0, 1.0);
@@ -368,7 +406,6 @@ async fn matmul_bwd(k: Arc<Kernels>) {
         assert_close(&format!("matmul dbias {what}"), &got[2], &wb, sum_tol, 1e-4);
     }
 }
-gpu_test!(matmul_backward, matmul_bwd);
 
 async fn attention_bwd(k: Arc<Kernels>) {
     let g = &k.gpu;

@@ -1,5 +1,7 @@
 //! Matrix products (shaders/matmul.wgsl): Conv1D's x·W + b, lm_head's x·wteᵀ, and (for backward)
-//! products with transposed operands, all through one strided kernel.
+//! products with transposed operands. The three layouts GPT-2 uses (NN, NT, TN) run on vec4
+//! register-tile kernels when the shapes allow vec4 access; anything else runs on one strided
+//! generic kernel.
 
 use super::{grid, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
@@ -22,11 +24,46 @@ struct Params {
 
 const FLAG_BIAS: u32 = 1;
 const FLAG_ACCUMULATE: u32 = 2;
-/// Output tile of one invocation (TM x TN in the shader) times the workgroup's 8 x 8.
+/// Output tile of one generic invocation (TM x TN in the shader) times the workgroup's 8 x 8.
 const TILE: usize = 32;
+/// Output tile of one vec4-kernel invocation (ROWS x 16 in the shader) and its workgroup (x over
+/// columns, y over rows; `@workgroup_size(8, 4)`). On lavapipe 16x16 tiles were the best overall
+/// of 4x8, 8x8, 8x16 and 16x8 ones with lanes along M or N (1.5-2x over 4x8 at 1024³: more FMAs
+/// per load; smaller tiles only win on small ragged products), and 8x4 workgroups give small
+/// products more workgroups than 8x8 at no cost.
+const FAST_ROWS: usize = 16;
+const FAST_COLS: usize = 16;
+const FAST_WG: [usize; 2] = [8, 4];
 /// Longest K one dispatch handles; longer products are split into accumulating chunks (lavapipe
-/// caps an invocation at 65535 loop iterations).
+/// caps an invocation at 65535 loop iterations). A multiple of 4, so chunks keep vec4 alignment.
 pub const K_CHUNK: usize = 16384;
+
+/// The vec4 register-tile kernels, by operand layout (C is M x N).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// A[M,K]·B[K,N] with N % 4 == 0 and K % 4 == 0: A read as vec4 along K.
+    Nn,
+    /// A[M,K]·B[K,N] with N % 4 == 0, any K: A read as scalars.
+    Nn1,
+    /// A[M,K]·B[N,K]ᵀ with K % 4 == 0, any N.
+    Nt,
+    /// A[K,M]ᵀ·B[K,N] with N % 4 == 0 and M % 4 == 0: A read as vec4 along M.
+    Tn,
+    /// A[K,M]ᵀ·B[K,N] with N % 4 == 0, any M: A read as scalars.
+    Tn1,
+}
+
+impl Layout {
+    /// The fast kernel for these operands, or None for the generic one.
+    fn pick(a_transposed: bool, b_transposed: bool, m: usize, k: usize, n: usize) -> Option<Layout> {
+        match (a_transposed, b_transposed) {
+            (false, false) if n.is_multiple_of(4) => Some(if k.is_multiple_of(4) { Layout::Nn } else { Layout::Nn1 }),
+            (false, true) if k.is_multiple_of(4) => Some(Layout::Nt),
+            (true, false) if n.is_multiple_of(4) => Some(if m.is_multiple_of(4) { Layout::Tn } else { Layout::Tn1 }),
+            _ => None,
+        }
+    }
+}
 
 /// A row-major matrix tensor read as stored or transposed.
 #[derive(Clone, Copy)]
@@ -68,8 +105,13 @@ impl<'a> Operand<'a> {
 
 pub struct Matmul {
     fwd: Pipe,
+    nn: Pipe,
+    nn1: Pipe,
+    nt: Pipe,
+    tn: Pipe,
+    tn1: Pipe,
     bias_bwd: Pipe,
-    /// Bound where there is no bias.
+    /// Bound where there is no bias (four floats: the vec4 kernels bind it as one vec4).
     no_bias: Tensor,
 }
 
@@ -78,7 +120,12 @@ impl Matmul {
         Matmul {
             fwd: Pipe::new(gpu, module, "matmul.forward", "forward", 1),
             bias_bwd: Pipe::new(gpu, module, "matmul.bias_backward", "bias_backward", 5),
-            no_bias: gpu.tensor("no_bias", &[1]),
+            nn: Pipe::new(gpu, module, "matmul.nn", "nn", 7),
+            nn1: Pipe::new(gpu, module, "matmul.nn1", "nn1", 11),
+            nt: Pipe::new(gpu, module, "matmul.nt", "nt", 15),
+            tn: Pipe::new(gpu, module, "matmul.tn", "tn", 19),
+            tn1: Pipe::new(gpu, module, "matmul.tn1", "tn1", 23),
+            no_bias: gpu.tensor("no_bias", &[4]),
         }
     }
 
@@ -101,7 +148,22 @@ impl Matmul {
         let (a_rs, a_cs) = a.strides();
         let (b_rs, b_cs) = b.strides();
         let bias_t = bias.unwrap_or(&self.no_bias);
-        let wg = [n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1];
+        let layout = Layout::pick(a.transposed, b.transposed, m, k, n);
+        let (pipe, wg) = match layout {
+            None => (&self.fwd, [n.div_ceil(TILE), m.div_ceil(TILE)]),
+            Some(l) => {
+                let pipe = match l {
+                    Layout::Nn => &self.nn,
+                    Layout::Nn1 => &self.nn1,
+                    Layout::Nt => &self.nt,
+                    Layout::Tn => &self.tn,
+                    Layout::Tn1 => &self.tn1,
+                };
+                (pipe, [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(FAST_ROWS * FAST_WG[1])])
+            }
+        };
+        assert!(wg[0] <= 65535 && wg[1] <= 65535, "matmul {m}x{k}x{n}: too many workgroups");
+        let wg = [wg[0] as u32, wg[1] as u32, 1];
         for k0 in (0..k.max(1)).step_by(K_CHUNK) {
             let first = k0 == 0;
             let mut flags = 0;
@@ -124,7 +186,7 @@ impl Matmul {
                 b_off: k0 as u32 * b_rs,
                 _pad: [0; 2],
             };
-            prog.push(self.fwd.dispatch(gpu, &params, &[out, a.t, b.t, bias_t], wg));
+            prog.push(pipe.dispatch(gpu, &params, &[out, a.t, b.t, bias_t], wg));
         }
     }
 
