@@ -139,12 +139,10 @@ impl Run {
     pub async fn evaluate(&self) -> Result<Eval> {
         let (b, t) = (self.cfg.train.batch_size, self.cfg.train.seq_len);
         let mut rng = Rng::new(self.cfg.seed ^ 0xE7A1 ^ self.trainer.step);
-        let mut loss = |split| {
-            let batches: Vec<_> =
-                (0..self.cfg.eval_iters.max(1)).map(|_| self.data.batch(split, &mut rng, b, t)).collect();
-            batches
+        let mut draw = |split| -> Vec<_> {
+            (0..self.cfg.eval_iters.max(1)).map(|_| self.data.batch(split, &mut rng, b, t)).collect()
         };
-        let (train_batches, val_batches) = (loss(Split::Train), loss(Split::Val));
+        let (train_batches, val_batches) = (draw(Split::Train), draw(Split::Val));
         let train_loss = self.trainer.eval_loss(&train_batches).await?;
         let val_loss = self.trainer.eval_loss(&val_batches).await?;
         let accuracy = match self.task {
