@@ -803,3 +803,70 @@ fn tn1(@builtin(global_invocation_id) gid: vec3<u32>) {
     tn1_put(m0 + 14u, q0, r14);
     tn1_put(m0 + 15u, q0, r15);
 }
+
+// VM: C[M,N] = A[M,K] · B[K,N] for a single row of A (a decode step's M = 1), N % 4 == 0. The
+// tile kernels would leave 15 of their 16 rows idle and give a 768-wide product only a few dozen
+// invocations; here each invocation makes one vec4 of C, walking down a column vec4 of B (the
+// row of B is read by neighbouring invocations together). Same fma order over k as NN.
+@group(0) @binding(27) var<storage, read_write> vm_c: array<vec4<f32>>;
+@group(0) @binding(28) var<storage, read> vm_a: array<f32>;
+@group(0) @binding(29) var<storage, read> vm_b: array<vec4<f32>>;
+@group(0) @binding(30) var<storage, read> vm_bias: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn vm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+      @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let nq = p.N / 4u;
+    if i >= p.M * nq {
+        return;
+    }
+    let m = i / nq;
+    let q = i % nq;
+    let ldb = p.b_rs / 4u;
+    let a0 = p.a_off + m * p.a_rs;
+    var bi = p.b_off / 4u + q;
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < p.K; k++) {
+        acc = fma(vec4(vm_a[a0 + k]), vm_b[bi], acc);
+        bi += ldb;
+    }
+    if (p.flags & 1u) != 0u {
+        acc += vm_bias[q];
+    }
+    if (p.flags & 2u) != 0u {
+        acc += vm_c[i];
+    }
+    vm_c[i] = acc;
+}
+
+// VMT: C[M,N] = A[M,K] · B[N,K]ᵀ for a single row of A (a decode step's lm_head), K % 4 == 0:
+// one invocation per element of C, a vec4 dot product along k in NT's order.
+@group(0) @binding(31) var<storage, read_write> vmt_c: array<f32>;
+@group(0) @binding(32) var<storage, read> vmt_a: array<vec4<f32>>;
+@group(0) @binding(33) var<storage, read> vmt_b: array<vec4<f32>>;
+@group(0) @binding(34) var<storage, read> vmt_bias: array<f32>;
+
+@compute @workgroup_size(64)
+fn vmt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if i >= p.M * p.N {
+        return;
+    }
+    let m = i / p.N;
+    let n = i % p.N;
+    let a0 = (p.a_off + m * p.a_rs) / 4u;
+    let b0 = (p.b_off + n * p.b_cs) / 4u;
+    var acc = 0.0;
+    for (var k = 0u; k < p.K / 4u; k++) {
+        acc = dot4(vmt_a[a0 + k], vmt_b[b0 + k], acc);
+    }
+    if (p.flags & 1u) != 0u {
+        acc += vmt_bias[n];
+    }
+    if (p.flags & 2u) != 0u {
+        acc += vmt_c[i];
+    }
+    vmt_c[i] = acc;
+}

@@ -1,10 +1,24 @@
-//! Sampling: greedy, temperature, top-k and top-p from a seeded RNG, one token at a time. This
-//! version recomputes the whole window for each token (no KV cache): simple and exact, used by
-//! training's samples and task accuracy.
+//! Generation with a KV cache on the GPU, and sampling: greedy, temperature, top-k and top-p
+//! from a seeded RNG.
+//!
+//! [`Decoder`] keeps, per layer, the keys and values of every token of its context. A prefill
+//! runs the whole prompt in one pass and fills the caches; each decode step then runs one token
+//! whose attention reads the cache, so the prompt is never recomputed. Only the last position's
+//! final layer norm and lm_head run, and greedy decoding reduces the logits to one id on the GPU.
+//!
+//! **The window.** GPT-2's positions are absolute, so when the context already holds block_size
+//! tokens the next token cannot simply be appended: the decoder slides the window by one, drops
+//! the oldest token and prefills the last block_size tokens again at positions 0 .. block_size−1.
+//! The logits are therefore always exactly those of a full forward over the last block_size
+//! tokens (the same as recomputing without a cache), and every token past the window costs one
+//! prefill of block_size tokens.
 
-use crate::model::{Forward, Gpt2};
+use crate::gpu::{Buffer, Tensor};
+use crate::kernels::{Decode, DecodeDims, Operand, Program};
+use crate::model::Gpt2;
 use crate::rng::Rng;
 use crate::{Error, Result};
+use std::sync::Arc;
 
 /// How to pick each next token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,19 +47,30 @@ impl SampleConfig {
         }
         Ok(())
     }
+
+    /// Whether every pick is the most likely token (temperature <= 0 or top_k = 1).
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 || self.top_k == 1
+    }
+}
+
+/// The index of the first maximum.
+fn argmax(logits: &[f32]) -> u32 {
+    logits.iter().enumerate().fold(0, |best, (i, &x)| if x > logits[best] { i } else { best }) as u32
 }
 
 /// Picks a token from one row of logits.
 pub fn sample(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
-    let argmax = || logits.iter().enumerate().fold(0, |best, (i, &x)| if x > logits[best] { i } else { best }) as u32;
-    if cfg.temperature <= 0.0 || cfg.top_k == 1 {
-        return argmax();
+    if cfg.is_greedy() {
+        return argmax(logits);
     }
     let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    if cfg.top_k > 0 {
+    let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    if cfg.top_k > 0 && cfg.top_k < order.len() {
+        order.select_nth_unstable_by(cfg.top_k - 1, by_logit);
         order.truncate(cfg.top_k);
     }
+    order.sort_unstable_by(by_logit);
     let max = logits[order[0]];
     let mut probs: Vec<f64> = order.iter().map(|&i| (((logits[i] - max) / cfg.temperature) as f64).exp()).collect();
     let total: f64 = probs.iter().sum();
@@ -71,21 +96,197 @@ pub fn sample(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
     order[keep - 1] as u32
 }
 
-/// Generates from a model with a (1, block_size) forward plan reused for every token.
-pub struct Generator {
-    plan: Forward,
+/// The recorded pass for feeding `t` tokens at once, with its scratch.
+struct Step {
+    t: usize,
+    ids: Tensor,
+    prog: Program,
+    /// The activations the program writes (shared by all layers: inference keeps nothing).
+    _scratch: Vec<Tensor>,
 }
 
-impl Generator {
-    pub fn new(model: &Gpt2) -> Result<Generator> {
-        Ok(Generator { plan: model.forward_plan(1, model.config.block_size)? })
+/// KV-cache decoding for one model (see the module docs for the window). Made for one [`Gpt2`]
+/// and used with it only; its weights may change between calls (training), its shapes not.
+pub struct Decoder {
+    dims: DecodeDims,
+    /// The model this decoder was made for (its wte buffer).
+    model: Arc<Buffer>,
+    k_cache: Vec<Tensor>, // (L) x (S, C)
+    v_cache: Vec<Tensor>, // (L) x (S, C)
+    /// (1) u32: the position of the first token of the current call.
+    pos: Tensor,
+    /// The last position's residual stream (1, C).
+    last: Tensor,
+    logits: Tensor, // (1, V)
+    argmax: Tensor, // (1) u32
+    /// ln_f, lm_head and argmax on `last`.
+    head: Program,
+    _head_scratch: Vec<Tensor>,
+    steps: Vec<Step>,
+    context: Vec<u32>,
+}
+
+impl Decoder {
+    /// Allocates the caches (2 · n_layer · block_size · n_embd floats) after checking them
+    /// against the device.
+    pub fn new(model: &Gpt2) -> Result<Decoder> {
+        let cfg = &model.config;
+        let (k, gpu) = (&*model.kernels, &model.kernels.gpu);
+        let dims = DecodeDims { t: 1, c: cfg.n_embd, nh: cfg.n_head, s: cfg.block_size, v: cfg.vocab_size };
+        gpu.check_binding("the KV cache of one layer (block_size x n_embd)", 4 * (dims.s * dims.c) as u64)?;
+        let per_layer =
+            |name: &str| (0..cfg.n_layer).map(|l| gpu.tensor(&format!("{name}.{l}"), &[dims.s, dims.c])).collect();
+        let last = gpu.tensor("decode.last", &[1, dims.c]);
+        let lnf = gpu.tensor("decode.lnf", &[1, dims.c]);
+        let (mean, rstd) = (gpu.tensor("decode.lnf_mean", &[1]), gpu.tensor("decode.lnf_rstd", &[1]));
+        let logits = gpu.tensor("decode.logits", &[1, dims.v]);
+        let argmax = gpu.tensor("decode.argmax", &[1]);
+        let part = Decode::argmax_scratch(gpu, dims.v);
+        let p = &model.params;
+        let mut head = Program::default();
+        k.layernorm.forward(gpu, &mut head, &lnf, &mean, &rstd, &last, &p.ln_f_w, &p.ln_f_b);
+        k.matmul.gemm(gpu, &mut head, &logits, Operand::n(&lnf), Operand::t(&p.wte), None, false);
+        k.decode.argmax(gpu, &mut head, &argmax, &part, &logits);
+        Ok(Decoder {
+            dims,
+            model: p.wte.buffer.clone(),
+            k_cache: per_layer("k_cache"),
+            v_cache: per_layer("v_cache"),
+            pos: gpu.tensor("decode.pos", &[1]),
+            last,
+            logits,
+            argmax,
+            head,
+            _head_scratch: vec![lnf, mean, rstd, part],
+            steps: Vec::new(),
+            context: Vec::new(),
+        })
     }
 
-    /// Continues `prompt` (ids), calling `on_token` with each new id; stops after
-    /// max_new_tokens, at `stop`, or when `on_token` returns false. Only the last position's
-    /// logits are read back. Past block_size the window slides (the oldest tokens drop out).
+    /// The tokens whose keys and values are cached, oldest first (at most block_size).
+    pub fn context(&self) -> &[u32] {
+        &self.context
+    }
+
+    /// Records the pass for `t` new tokens: embedding at pos0.., the blocks with the cache, and
+    /// the last row into `self.last`.
+    fn record(&self, model: &Gpt2, t: usize) -> Result<Step> {
+        let (k, g, p) = (&*model.kernels, &model.kernels.gpu, &model.params);
+        let d = DecodeDims { t, ..self.dims };
+        let c = d.c;
+        g.check_binding(&format!("the attention scores of {t} tokens (T x n_head x block_size)"), 4 * (t * d.nh * d.s) as u64)?;
+        g.check_binding(&format!("the MLP activation of {t} tokens (T x 4 n_embd)"), 4 * (t * 4 * c) as u64)?;
+        let ids = g.tensor("decode.ids", &[t]);
+        let x = g.tensor("decode.x", &[t, c]);
+        let x2 = g.tensor("decode.x2", &[t, c]);
+        let ln = g.tensor("decode.ln", &[t, c]);
+        let (mean, rstd) = (g.tensor("decode.mean", &[t]), g.tensor("decode.rstd", &[t]));
+        let qkv = g.tensor("decode.qkv", &[t, 3 * c]);
+        let atty = g.tensor("decode.atty", &[t, c]);
+        let proj = g.tensor("decode.proj", &[t, c]);
+        let fch = g.tensor("decode.fch", &[t, 4 * c]);
+        let fch_gelu = g.tensor("decode.fch_gelu", &[t, 4 * c]);
+        let scores = g.tensor("decode.scores", &[t, d.nh, d.s]);
+        let mut prog = Program::default();
+        k.decode.embed(g, &mut prog, d, &x, &ids, &p.wte, &p.wpe, &self.pos);
+        for l in 0..model.config.n_layer {
+            // x2 = x + attn(ln_1(x)), with this layer's cache
+            k.layernorm.forward(g, &mut prog, &ln, &mean, &rstd, &x, &p.ln_1_w[l], &p.ln_1_b[l]);
+            k.matmul.forward(g, &mut prog, &qkv, &ln, &p.c_attn_w[l], Some(&p.c_attn_b[l]));
+            k.decode.attention(g, &mut prog, d, &atty, &scores, &qkv, &self.k_cache[l], &self.v_cache[l], &self.pos);
+            k.matmul.forward(g, &mut prog, &proj, &atty, &p.c_proj_w[l], Some(&p.c_proj_b[l]));
+            k.residual.forward(g, &mut prog, &x2, &x, &proj);
+            // x = x2 + mlp(ln_2(x2))
+            k.layernorm.forward(g, &mut prog, &ln, &mean, &rstd, &x2, &p.ln_2_w[l], &p.ln_2_b[l]);
+            k.matmul.forward(g, &mut prog, &fch, &ln, &p.c_fc_w[l], Some(&p.c_fc_b[l]));
+            k.gelu.forward(g, &mut prog, &fch_gelu, &fch);
+            k.matmul.forward(g, &mut prog, &proj, &fch_gelu, &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
+            k.residual.forward(g, &mut prog, &x, &x2, &proj);
+        }
+        k.decode.last_row(g, &mut prog, d, &self.last, &x);
+        Ok(Step { t, ids, prog, _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores] })
+    }
+
+    /// Runs `ids` at positions pos0.. in one submit; the last one's logits (and argmax) follow.
+    fn run(&mut self, model: &Gpt2, ids: &[u32], pos0: usize) -> Result<()> {
+        assert!(Arc::ptr_eq(&self.model, &model.params.wte.buffer), "a Decoder is used with the model it was made for");
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.dims.v) {
+            return Err(Error::Input(format!("token id {id} is outside the vocabulary (vocab_size {})", self.dims.v)));
+        }
+        let t = ids.len();
+        if !self.steps.iter().any(|s| s.t == t) {
+            let step = self.record(model, t)?;
+            // keep the one-token step, the full-window step and the latest prompt's
+            let keep = |n: usize| n == 1 || n == self.dims.s;
+            if !keep(t) {
+                self.steps.retain(|s| keep(s.t));
+            }
+            self.steps.push(step);
+        }
+        let step = self.steps.iter().find(|s| s.t == t).expect("recorded above");
+        let gpu = &model.kernels.gpu;
+        gpu.write(&step.ids, ids);
+        gpu.write(&self.pos, &[pos0 as u32]);
+        gpu.run(|pass| {
+            step.prog.encode(pass);
+            self.head.encode(pass);
+        });
+        Ok(())
+    }
+
+    /// Replaces the context with `tokens` (1 to block_size of them) in one pass.
+    pub fn prefill(&mut self, model: &Gpt2, tokens: &[u32]) -> Result<()> {
+        let s = self.dims.s;
+        if tokens.is_empty() {
+            return Err(Error::Input("the prompt is empty; give at least one token".into()));
+        }
+        if tokens.len() > s {
+            return Err(Error::Input(format!(
+                "{} tokens do not fit the model's context (block_size {s}); keep at most the last {s}",
+                tokens.len()
+            )));
+        }
+        self.context.clear();
+        self.run(model, tokens, 0)?;
+        self.context.extend_from_slice(tokens);
+        Ok(())
+    }
+
+    /// Appends one token: a decode step over the cache, or, with the context full, a slide of the
+    /// window (a prefill of the last block_size tokens, see the module docs).
+    pub fn push(&mut self, model: &Gpt2, token: u32) -> Result<()> {
+        if self.context.is_empty() {
+            return self.prefill(model, &[token]);
+        }
+        if self.context.len() < self.dims.s {
+            self.run(model, &[token], self.context.len())?;
+            self.context.push(token);
+            Ok(())
+        } else {
+            let mut window = self.context[1..].to_vec();
+            window.push(token);
+            self.prefill(model, &window)
+        }
+    }
+
+    /// The logits (V) after the last token of the context.
+    pub async fn logits(&self, model: &Gpt2) -> Result<Vec<f32>> {
+        model.kernels.gpu.read(&self.logits).await
+    }
+
+    /// The most likely next token (the first maximum of the logits), reduced on the GPU.
+    pub async fn argmax(&self, model: &Gpt2) -> Result<u32> {
+        let v = model.kernels.gpu.read(&self.argmax).await?;
+        Ok(v[0].to_bits())
+    }
+
+    /// Continues `prompt` (ids; when longer than block_size only its last block_size tokens are
+    /// used), calling `on_token` with each new id as soon as it is picked; stops after
+    /// max_new_tokens, at `stop` (included in the result, not passed to `on_token`), or when
+    /// `on_token` returns false (cancel). Greedy decoding reads back one id per token; sampling
+    /// reads back the V logits of the last position.
     pub async fn generate(
-        &self,
+        &mut self,
         model: &Gpt2,
         prompt: &[u32],
         cfg: &SampleConfig,
@@ -96,24 +297,23 @@ impl Generator {
         if prompt.is_empty() {
             return Err(Error::Input("the prompt is empty; give at least one token".into()));
         }
-        let (block, v) = (model.config.block_size, model.config.vocab_size);
-        let mut rng = Rng::new(cfg.seed);
-        let mut tokens = prompt.to_vec();
         let mut out = vec![];
-        let mut window = vec![0u32; block];
-        for _ in 0..cfg.max_new_tokens {
-            let ctx = &tokens[tokens.len().saturating_sub(block)..];
-            window[..ctx.len()].copy_from_slice(ctx);
-            window[ctx.len()..].fill(0);
-            model.forward(&self.plan, &window, None)?;
-            let logits = model.kernels.gpu.read_range(&self.plan.acts.logits, (ctx.len() - 1) * v, v).await?;
-            let next = sample(&logits, cfg, &mut rng);
-            tokens.push(next);
-            out.push(next);
-            if Some(next) == stop || !on_token(next) {
-                break;
-            }
+        if cfg.max_new_tokens == 0 {
+            return Ok(out);
         }
-        Ok(out)
+        self.prefill(model, &prompt[prompt.len().saturating_sub(self.dims.s)..])?;
+        let mut rng = Rng::new(cfg.seed);
+        loop {
+            let next = if cfg.is_greedy() {
+                self.argmax(model).await?
+            } else {
+                sample(&self.logits(model).await?, cfg, &mut rng)
+            };
+            out.push(next);
+            if Some(next) == stop || !on_token(next) || out.len() >= cfg.max_new_tokens {
+                return Ok(out);
+            }
+            self.push(model, next)?;
+        }
     }
 }

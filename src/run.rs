@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
 use crate::data::{Dataset, Split, Task};
-use crate::generate::{Generator, SampleConfig};
+use crate::generate::{Decoder, SampleConfig};
 use crate::hf;
 use crate::kernels::Kernels;
 use crate::model::{Gpt2, Gpt2Config, Weights};
@@ -73,7 +73,7 @@ pub struct Run {
     pub task: Option<Task>,
     /// Draws the training batches; saved in checkpoints.
     pub data_rng: Rng,
-    generator: Generator,
+    decoder: Decoder,
 }
 
 impl Run {
@@ -98,10 +98,10 @@ impl Run {
             _ => None,
         };
         let model = Gpt2::new(kernels, weights)?;
-        let generator = Generator::new(&model)?;
+        let decoder = Decoder::new(&model)?;
         let trainer = Trainer::new(model, cfg.train)?;
         let data_rng = Rng::new(cfg.seed);
-        Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, generator })
+        Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, decoder })
     }
 
     /// Continues a run from a checkpoint's training state.
@@ -136,7 +136,7 @@ impl Run {
 
     /// Mean train and val loss over eval_iters batches each, from an RNG of its own (so
     /// evaluating does not change the training batches), and the task accuracy if any.
-    pub async fn evaluate(&self) -> Result<Eval> {
+    pub async fn evaluate(&mut self) -> Result<Eval> {
         let (b, t) = (self.cfg.train.batch_size, self.cfg.train.seq_len);
         let mut rng = Rng::new(self.cfg.seed ^ 0xE7A1 ^ self.trainer.step);
         let mut draw = |split| -> Vec<_> {
@@ -153,13 +153,13 @@ impl Run {
     }
 
     /// Exact-match accuracy of greedy answers on `n` held-out task examples.
-    pub async fn task_accuracy(&self, task: Task, n: usize) -> Result<f32> {
+    pub async fn task_accuracy(&mut self, task: Task, n: usize) -> Result<f32> {
         let newline = self.tokenizer.encode("\n")?.first().copied();
         let mut correct = 0;
         for (prompt, answer) in task.held_out(n, self.cfg.seed) {
             let ids = self.tokenizer.encode(&prompt)?;
             let out = self
-                .generator
+                .decoder
                 .generate(&self.trainer.model, &ids, &SampleConfig::greedy(answer.len() + 1), newline, |_| true)
                 .await?;
             let text = self.tokenizer.decode(&out)?;
@@ -171,10 +171,10 @@ impl Run {
     }
 
     /// Text continuing `prompt` (the start of the validation split when empty).
-    pub async fn sample(&self, prompt: &str, cfg: &SampleConfig) -> Result<String> {
+    pub async fn sample(&mut self, prompt: &str, cfg: &SampleConfig) -> Result<String> {
         let ids = if prompt.is_empty() { self.data.val[..1].to_vec() } else { self.tokenizer.encode(prompt)? };
         let out =
-            self.generator.generate(&self.trainer.model, &ids, cfg, self.tokenizer.end_of_text(), |_| true).await?;
+            self.decoder.generate(&self.trainer.model, &ids, cfg, self.tokenizer.end_of_text(), |_| true).await?;
         let mut all = ids;
         all.extend(out);
         self.tokenizer.decode(&all)

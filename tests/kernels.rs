@@ -98,7 +98,7 @@ async fn matmul(k: Arc<Kernels>) {
 gpu_test!(matmul_forward, matmul);
 
 /// The vec4 kernels (NN: N % 4 == 0, NN1 when K % 4 != 0; NT: K % 4 == 0; TN: N % 4 == 0, TN1
-/// when M % 4 != 0) at ragged M and N (tiles are 16 x 16, workgroups 128 x 128), K chunking in
+/// when M % 4 != 0; VM and VMT when M = 1) at ragged M and N (tiles are 16 x 16, workgroups 128 x 128), K chunking in
 /// each, and the generic fallback where the alignment is missing.
 async fn matmul_fast(k: Arc<Kernels>) {
     let shapes = [
@@ -113,6 +113,12 @@ async fn matmul_fast(k: Arc<Kernels>) {
         // K chunking: NN, NT, TN (M = 8) and NN1, TN1 with K % 4 != 0 (NT falls back)
         (8, 70000, 4),
         (3, 70001, 12),
+        // one row (a decode step): VM (NN) and VMT (NT), TN1; VMT at lm_head's odd N; both
+        // with K chunks (VMT falls back when K % 4 != 0)
+        (1, 768, 64),
+        (1, 36, 4099),
+        (1, 70000, 8),
+        (1, 70001, 12),
     ];
     check_matmul(&k, &shapes, 1500).await;
 }

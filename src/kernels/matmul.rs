@@ -1,7 +1,7 @@
 //! Matrix products (shaders/matmul.wgsl): Conv1D's x·W + b, lm_head's x·wteᵀ, and (for backward)
 //! products with transposed operands. The three layouts GPT-2 uses (NN, NT, TN) run on vec4
-//! register-tile kernels when the shapes allow vec4 access; anything else runs on one strided
-//! generic kernel.
+//! register-tile kernels when the shapes allow vec4 access, single-row products (a decode step)
+//! on vector-matrix kernels; anything else runs on one strided generic kernel.
 
 use super::{grid, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
@@ -51,18 +51,29 @@ enum Layout {
     Tn,
     /// A[K,M]ᵀ·B[K,N] with N % 4 == 0, any M: A read as scalars.
     Tn1,
+    /// A[1,K]·B[K,N] with N % 4 == 0: one invocation per vec4 of C (a decode step).
+    Vm,
+    /// A[1,K]·B[N,K]ᵀ with K % 4 == 0: one invocation per element of C (a decode step's lm_head).
+    Vmt,
 }
 
 impl Layout {
     /// The fast kernel for these operands, or None for the generic one.
     fn pick(a_transposed: bool, b_transposed: bool, m: usize, k: usize, n: usize) -> Option<Layout> {
         match (a_transposed, b_transposed) {
+            (false, false) if m == 1 && n.is_multiple_of(4) => Some(Layout::Vm),
+            (false, true) if m == 1 && k.is_multiple_of(4) => Some(Layout::Vmt),
             (false, false) if n.is_multiple_of(4) => Some(if k.is_multiple_of(4) { Layout::Nn } else { Layout::Nn1 }),
             (false, true) if k.is_multiple_of(4) => Some(Layout::Nt),
             (true, false) if n.is_multiple_of(4) => Some(if m.is_multiple_of(4) { Layout::Tn } else { Layout::Tn1 }),
             _ => None,
         }
     }
+}
+
+/// A [`grid`] as the (x, y) pair the other layouts give.
+fn flat(g: [u32; 3]) -> [usize; 2] {
+    [g[0] as usize, g[1] as usize]
 }
 
 /// A row-major matrix tensor read as stored or transposed.
@@ -110,6 +121,8 @@ pub struct Matmul {
     nt: Pipe,
     tn: Pipe,
     tn1: Pipe,
+    vm: Pipe,
+    vmt: Pipe,
     bias_bwd: Pipe,
     /// Bound where there is no bias (four floats: the vec4 kernels bind it as one vec4).
     no_bias: Tensor,
@@ -125,6 +138,8 @@ impl Matmul {
             nt: Pipe::new(gpu, module, "matmul.nt", "nt", 15),
             tn: Pipe::new(gpu, module, "matmul.tn", "tn", 19),
             tn1: Pipe::new(gpu, module, "matmul.tn1", "tn1", 23),
+            vm: Pipe::new(gpu, module, "matmul.vm", "vm", 27),
+            vmt: Pipe::new(gpu, module, "matmul.vmt", "vmt", 31),
             no_bias: gpu.tensor("no_bias", &[4]),
         }
     }
@@ -149,18 +164,16 @@ impl Matmul {
         let (b_rs, b_cs) = b.strides();
         let bias_t = bias.unwrap_or(&self.no_bias);
         let layout = Layout::pick(a.transposed, b.transposed, m, k, n);
+        let tiles = [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(FAST_ROWS * FAST_WG[1])];
         let (pipe, wg) = match layout {
             None => (&self.fwd, [n.div_ceil(TILE), m.div_ceil(TILE)]),
-            Some(l) => {
-                let pipe = match l {
-                    Layout::Nn => &self.nn,
-                    Layout::Nn1 => &self.nn1,
-                    Layout::Nt => &self.nt,
-                    Layout::Tn => &self.tn,
-                    Layout::Tn1 => &self.tn1,
-                };
-                (pipe, [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(FAST_ROWS * FAST_WG[1])])
-            }
+            Some(Layout::Nn) => (&self.nn, tiles),
+            Some(Layout::Nn1) => (&self.nn1, tiles),
+            Some(Layout::Nt) => (&self.nt, tiles),
+            Some(Layout::Tn) => (&self.tn, tiles),
+            Some(Layout::Tn1) => (&self.tn1, tiles),
+            Some(Layout::Vm) => (&self.vm, flat(grid(n / 4, 64))),
+            Some(Layout::Vmt) => (&self.vmt, flat(grid(n, 64))),
         };
         assert!(wg[0] <= 65535 && wg[1] <= 65535, "matmul {m}x{k}x{n}: too many workgroups");
         let wg = [wg[0] as u32, wg[1] as u32, 1];

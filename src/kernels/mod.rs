@@ -6,6 +6,7 @@
 mod adamw;
 mod attention;
 mod crossentropy;
+mod decode;
 pub mod dropout;
 mod elementwise;
 mod encoder;
@@ -15,6 +16,7 @@ mod matmul;
 pub use adamw::{AdamW, StepParams};
 pub use attention::Attention;
 pub use crossentropy::CrossEntropy;
+pub use decode::{Decode, DecodeDims};
 pub use dropout::Dropout;
 pub use elementwise::{Gelu, Residual};
 pub use encoder::{Encoder, EncoderBuckets};
@@ -28,6 +30,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("adamw.wgsl", include_str!("../../shaders/adamw.wgsl")),
     ("attention.wgsl", include_str!("../../shaders/attention.wgsl")),
     ("crossentropy.wgsl", include_str!("../../shaders/crossentropy.wgsl")),
+    ("decode.wgsl", include_str!("../../shaders/decode.wgsl")),
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
     ("encoder.wgsl", include_str!("../../shaders/encoder.wgsl")),
     ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
@@ -48,6 +51,7 @@ pub struct Kernels {
     pub crossentropy: CrossEntropy,
     pub adamw: AdamW,
     pub dropout: Dropout,
+    pub decode: Decode,
 }
 
 impl Kernels {
@@ -62,6 +66,7 @@ impl Kernels {
         let adamw = module("adamw.wgsl");
         let attention = module("attention.wgsl");
         let crossentropy = module("crossentropy.wgsl");
+        let decode = module("decode.wgsl");
         let dropout = module("dropout.wgsl");
         let encoder = module("encoder.wgsl");
         let gelu = module("gelu.wgsl");
@@ -79,6 +84,7 @@ impl Kernels {
             crossentropy: CrossEntropy::new(gpu, &crossentropy),
             adamw: AdamW::new(gpu, &adamw),
             dropout: Dropout::new(gpu, &dropout),
+            decode: Decode::new(gpu, &decode),
         }
     }
 }

@@ -1,8 +1,12 @@
-//! The native `wgpt` command line: `parity` and `forward` (training and sampling build on the
-//! same library).
+//! The native `wgpt` command line: `train`, `sample`, `parity`, `forward` and `bench`, all on
+//! the same library the page uses.
 
 #[cfg(not(target_arch = "wasm32"))]
+mod bench;
+#[cfg(not(target_arch = "wasm32"))]
 mod chart;
+#[cfg(not(target_arch = "wasm32"))]
+mod sample;
 #[cfg(not(target_arch = "wasm32"))]
 mod train;
 
@@ -14,7 +18,7 @@ mod cli {
 
     use clap::{Parser, Subcommand};
     use wgpt::kernels::Kernels;
-    use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
+    use wgpt::model::Gpt2;
     use wgpt::parity::{check_forward, check_training, ParityFile};
     use wgpt::{hf, read_file, Error, Gpu, Result};
 
@@ -34,6 +38,9 @@ mod cli {
         /// Train a GPT-2 on a corpus or a built-in task (nanoGPT's train.py; with no arguments:
         /// the baby model on multi-digit addition, offline).
         Train(Box<crate::train::TrainArgs>),
+        /// Generate text from a model directory with the KV cache, streamed to stdout as it is
+        /// generated; tokens/s on stderr at the end.
+        Sample(crate::sample::SampleArgs),
         /// Check our GPU forward pass against a parity file made by HF transformers
         /// (tests/fixtures/make_parity.py); exits 1 when past tolerance.
         Parity {
@@ -58,21 +65,8 @@ mod cli {
             #[arg(long)]
             out: Option<PathBuf>,
         },
-        /// Time the forward pass of a preset with random weights (ms per forward, tokens/s).
-        Bench {
-            /// Model preset: gpt2, shakespeare-char or baby.
-            #[arg(long, default_value = "shakespeare-char")]
-            preset: String,
-            /// Batch size B.
-            #[arg(long, default_value_t = 8)]
-            batch_size: usize,
-            /// Sequence length T (at most the preset's block_size).
-            #[arg(long, default_value_t = 256)]
-            seq: usize,
-            /// Timed iterations (after 2 warm-up runs).
-            #[arg(long, default_value_t = 10)]
-            iters: usize,
-        },
+        /// Time a workload on random weights of a preset's shapes (wall clock; prints a table).
+        Bench(crate::bench::BenchArgs),
     }
 
     pub fn main() -> ExitCode {
@@ -81,7 +75,8 @@ mod cli {
             Command::Train(args) => crate::train::train(*args),
             Command::Parity { file } => parity(file),
             Command::Forward { model, text, ids, top, out } => forward(model, text, ids, top, out),
-            Command::Bench { preset, batch_size, seq, iters } => bench(&preset, batch_size, seq, iters),
+            Command::Sample(args) => crate::sample::sample(args),
+            Command::Bench(args) => crate::bench::bench(args),
         };
         match result {
             Ok(code) => code,
@@ -180,37 +175,6 @@ mod cli {
             std::fs::write(&path, bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
             println!("logits [{t}, {v}] written to {}", path.display());
         }
-        Ok(ExitCode::SUCCESS)
-    }
-
-    fn bench(preset: &str, b: usize, t: usize, iters: usize) -> Result<ExitCode> {
-        let config = Gpt2Config::preset(preset).ok_or_else(|| {
-            let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-            Error::Input(format!("unknown preset {preset:?}; choose one of {}", names.join(", ")))
-        })?;
-        let model = Gpt2::new(kernels()?, &Weights::random(config, 0))?;
-        let f = model.forward_plan(b, t)?;
-        let gpu = &model.kernels.gpu;
-        let ids: Vec<u32> = (0..b * t).map(|i| (i * 7 % config.vocab_size) as u32).collect();
-        let targets: Vec<u32> = (0..b * t).map(|i| (i * 13 % config.vocab_size) as u32).collect();
-        for _ in 0..2 {
-            model.forward(&f, &ids, Some(&targets))?;
-            pollster::block_on(gpu.read(&f.acts.loss))?;
-        }
-        let start = std::time::Instant::now();
-        for _ in 0..iters {
-            model.forward(&f, &ids, Some(&targets))?;
-        }
-        pollster::block_on(gpu.read(&f.acts.loss))?;
-        let ms = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
-        println!("{:<24} {:<22} {:>10} {:>12}", "workload", "shape", "ms", "tokens/s");
-        println!(
-            "{:<24} {:<22} {:>10.2} {:>12.0}",
-            format!("forward {preset}"),
-            format!("B={b} T={t}"),
-            ms,
-            (b * t) as f64 / ms * 1e3
-        );
         Ok(ExitCode::SUCCESS)
     }
 }

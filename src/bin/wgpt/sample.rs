@@ -1,0 +1,142 @@
+//! `wgpt sample`: text from a model directory with the KV-cache decoder, streamed to stdout.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use wgpt::generate::{Decoder, SampleConfig};
+use wgpt::model::Gpt2;
+use wgpt::tokenizer::Tokenizer;
+use wgpt::{hf, Error, Result};
+
+#[derive(clap::Args)]
+pub struct SampleArgs {
+    /// HF model directory: config.json, model.safetensors and tokenizer.json (a `wgpt train`
+    /// checkpoint, or openai-community/gpt2 as downloaded from the Hugging Face hub).
+    #[arg(long)]
+    model: PathBuf,
+    /// The prompt; `-` reads it from stdin. Empty: generation starts from <|endoftext|> when the
+    /// tokenizer has it (unconditional samples), else it is an error. Longer than the model's
+    /// context (block_size tokens): only its last block_size tokens are used (said on stderr).
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// Tokens to generate (fewer if the model emits <|endoftext|>). Past the context the window
+    /// slides: the model always sees the last block_size tokens.
+    #[arg(long, default_value_t = 200)]
+    max_new_tokens: usize,
+    /// Softmax temperature; 0 or less means greedy (always the most likely token).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    temperature: f32,
+    /// Sample only among the k most likely tokens; 0 = no limit, 1 = greedy.
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Nucleus sampling: only among the smallest set of most likely tokens whose probability
+    /// reaches p; must be in (0, 1], 1 = off.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Seed of the sampling RNG: the same seed, prompt and settings give the same text.
+    #[arg(long, default_value_t = 1337)]
+    seed: u64,
+}
+
+/// Prints the text of `ids` as it grows, holding back an incomplete UTF-8 character (a byte-level
+/// token can end inside one).
+struct Stream<'a> {
+    tokenizer: &'a Tokenizer,
+    ids: Vec<u32>,
+    printed: String,
+}
+
+impl Stream<'_> {
+    fn push(&mut self, id: u32, last: bool) -> Result<()> {
+        self.ids.push(id);
+        let text = self.tokenizer.decode(&self.ids)?;
+        if (last || !text.ends_with('\u{FFFD}')) && text.starts_with(&self.printed) {
+            print!("{}", &text[self.printed.len()..]);
+            let _ = std::io::stdout().flush();
+            self.printed = text;
+        }
+        Ok(())
+    }
+}
+
+pub fn sample(args: SampleArgs) -> Result<ExitCode> {
+    let cfg = SampleConfig {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+    };
+    cfg.validate()?;
+    let prompt = if args.prompt == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::Input(format!("cannot read the prompt from stdin (it must be UTF-8 text): {e}")))?;
+        s
+    } else {
+        args.prompt
+    };
+    let (weights, tokenizer) = hf::dir::load(&args.model)?;
+    let tokenizer = tokenizer.ok_or_else(|| {
+        Error::Input(format!("{} has no tokenizer.json; sampling text needs one", args.model.display()))
+    })?;
+    let block = weights.config.block_size;
+    let eot = tokenizer.end_of_text();
+    let mut ids = tokenizer.encode(&prompt)?;
+    if ids.is_empty() {
+        match eot {
+            Some(id) => ids.push(id),
+            None => {
+                return Err(Error::Input(
+                    "the prompt is empty and this tokenizer has no <|endoftext|> to start from; give a --prompt".into(),
+                ))
+            }
+        }
+    }
+    if ids.len() > block {
+        eprintln!(
+            "note: the prompt has {} tokens but the model's context is {block}; using its last {block} tokens",
+            ids.len()
+        );
+    }
+    let model = Gpt2::new(super::kernels()?, &weights)?;
+    let mut decoder = Decoder::new(&model)?;
+    print!("{prompt}");
+    let mut stream = Stream { tokenizer: &tokenizer, ids: ids.clone(), printed: tokenizer.decode(&ids)? };
+    let start = Instant::now();
+    let mut first = None;
+    let mut error = None;
+    let out = pollster::block_on(decoder.generate(&model, &ids, &cfg, eot, |id| {
+        first.get_or_insert_with(|| start.elapsed());
+        match stream.push(id, false) {
+            Ok(()) => true,
+            Err(e) => {
+                error = Some(e);
+                false
+            }
+        }
+    }))?;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    // the rest of a held-back character, if any
+    if let Some(&last) = stream.ids.last() {
+        stream.ids.pop();
+        stream.push(last, true)?;
+    }
+    println!();
+    let total = start.elapsed().as_secs_f64();
+    let first = first.map_or(total, |d| d.as_secs_f64());
+    let n = out.len();
+    let rest = if n > 1 { format!(", then {:.1} tokens/s", (n - 1) as f64 / (total - first).max(1e-9)) } else { String::new() };
+    eprintln!(
+        "{n} tokens in {total:.2} s ({:.1} tokens/s): first token after {:.0} ms (prompt of {} tokens){rest}",
+        n as f64 / total.max(1e-9),
+        first * 1e3,
+        ids.len().min(block)
+    );
+    Ok(ExitCode::SUCCESS)
+}
