@@ -40,16 +40,21 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Splits `tokens` 90/10; both parts must hold at least one window of `t + 1` tokens.
-    pub fn new(tokens: Vec<u32>, t: usize) -> Result<Dataset> {
+    /// Checks that `len` tokens can be split with a context of `t` (see [`Dataset::new`]).
+    pub fn check_len(len: usize, t: usize) -> Result<()> {
         let need = 10 * (t + 1);
-        if tokens.len() < need {
+        if len < need {
             return Err(Error::Input(format!(
-                "the corpus has {} tokens; with a context of {t} it needs at least {need} (10 x (T+1), so that the \
-                 10% validation split holds a full window): give more text or a smaller block size",
-                tokens.len()
+                "the corpus has {len} tokens; with a context of {t} it needs at least {need} (10 x (T+1), so that the \
+                 10% validation split holds a full window): give more text or a smaller block size"
             )));
         }
+        Ok(())
+    }
+
+    /// Splits `tokens` 90/10; both parts must hold at least one window of `t + 1` tokens.
+    pub fn new(tokens: Vec<u32>, t: usize) -> Result<Dataset> {
+        Dataset::check_len(tokens.len(), t)?;
         let n = tokens.len() * 9 / 10;
         let val = tokens[n..].to_vec();
         let mut train = tokens;

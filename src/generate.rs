@@ -17,6 +17,7 @@ use crate::gpu::{Buffer, Tensor};
 use crate::kernels::{Decode, DecodeDims, Operand, Program};
 use crate::model::Gpt2;
 use crate::rng::Rng;
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 use std::sync::Arc;
 
@@ -94,6 +95,41 @@ pub fn sample(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
         }
     }
     order[keep - 1] as u32
+}
+
+/// Text of a growing list of token ids, given piece by piece as it grows, holding back an
+/// incomplete UTF-8 character (a byte-level token can end inside one).
+pub struct TextStream {
+    ids: Vec<u32>,
+    shown: String,
+}
+
+impl TextStream {
+    /// Starts after `context` (e.g. the prompt), whose text is not returned.
+    pub fn new(tokenizer: &Tokenizer, context: &[u32]) -> Result<TextStream> {
+        Ok(TextStream { ids: context.to_vec(), shown: tokenizer.decode(context)? })
+    }
+
+    /// Appends `id` and returns the text that became complete ("" while a character is split).
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
+        self.ids.push(id);
+        self.take(tokenizer, false)
+    }
+
+    /// The text still held back, if any.
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<String> {
+        self.take(tokenizer, true)
+    }
+
+    fn take(&mut self, tokenizer: &Tokenizer, all: bool) -> Result<String> {
+        let text = tokenizer.decode(&self.ids)?;
+        if (!all && text.ends_with('\u{FFFD}')) || !text.starts_with(&self.shown) {
+            return Ok(String::new());
+        }
+        let new = text[self.shown.len()..].to_string();
+        self.shown = text;
+        Ok(new)
+    }
 }
 
 /// The recorded pass for feeding `t` tokens at once, with its scratch.
@@ -174,7 +210,10 @@ impl Decoder {
         let (k, g, p) = (&*model.kernels, &model.kernels.gpu, &model.params);
         let d = DecodeDims { t, ..self.dims };
         let c = d.c;
-        g.check_binding(&format!("the attention scores of {t} tokens (T x n_head x block_size)"), 4 * (t * d.nh * d.s) as u64)?;
+        g.check_binding(
+            &format!("the attention scores of {t} tokens (T x n_head x block_size)"),
+            4 * (t * d.nh * d.s) as u64,
+        )?;
         g.check_binding(&format!("the MLP activation of {t} tokens (T x 4 n_embd)"), 4 * (t * 4 * c) as u64)?;
         let ids = g.tensor("decode.ids", &[t]);
         let x = g.tensor("decode.x", &[t, c]);

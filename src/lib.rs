@@ -16,6 +16,8 @@ pub mod rng;
 pub mod run;
 pub mod tokenizer;
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use gpu::{Gpu, Tensor};
 pub use model::{Gpt2, Gpt2Config};

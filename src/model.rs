@@ -25,6 +25,8 @@ pub const PRESETS: &[(&str, Gpt2Config)] = &[
     ("gpt2", Gpt2Config { n_layer: 12, n_head: 12, n_embd: 768, block_size: 1024, vocab_size: 50257 }),
     ("shakespeare-char", Gpt2Config { n_layer: 6, n_head: 6, n_embd: 384, block_size: 256, vocab_size: 65 }),
     ("baby", Gpt2Config { n_layer: 4, n_head: 4, n_embd: 128, block_size: 64, vocab_size: 65 }),
+    // the page's default: trains at a useful pace even on a software WebGPU adapter
+    ("tiny", Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65 }),
 ];
 
 /// Parameter names of one transformer block, after `h.N.`, in Hugging Face's order.

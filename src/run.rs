@@ -170,14 +170,39 @@ impl Run {
         Ok(correct as f32 / n as f32)
     }
 
-    /// Text continuing `prompt` (the start of the validation split when empty).
+    /// Token ids of `prompt`, or the first token of the validation split when it is empty.
+    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+        if prompt.is_empty() {
+            Ok(self.data.val[..1].to_vec())
+        } else {
+            let ids = self.tokenizer.encode(prompt)?;
+            if ids.is_empty() {
+                return Err(Error::Input(
+                    "none of the prompt's characters are in this model's vocabulary; use characters from the corpus"
+                        .into(),
+                ));
+            }
+            Ok(ids)
+        }
+    }
+
+    /// Continues `ids` with the KV-cache decoder (see [`Decoder::generate`]), stopping at
+    /// `<|endoftext|>` where the tokenizer has it.
+    pub async fn generate(
+        &mut self,
+        ids: &[u32],
+        cfg: &SampleConfig,
+        on_token: impl FnMut(u32) -> bool,
+    ) -> Result<Vec<u32>> {
+        self.decoder.generate(&self.trainer.model, ids, cfg, self.tokenizer.end_of_text(), on_token).await
+    }
+
+    /// Text continuing `prompt` (the start of the validation split when empty), prompt included.
     pub async fn sample(&mut self, prompt: &str, cfg: &SampleConfig) -> Result<String> {
-        let ids = if prompt.is_empty() { self.data.val[..1].to_vec() } else { self.tokenizer.encode(prompt)? };
-        let out =
-            self.decoder.generate(&self.trainer.model, &ids, cfg, self.tokenizer.end_of_text(), |_| true).await?;
-        let mut all = ids;
-        all.extend(out);
-        self.tokenizer.decode(&all)
+        let mut ids = self.prompt_ids(prompt)?;
+        let out = self.generate(&ids, cfg, |_| true).await?;
+        ids.extend(out);
+        self.tokenizer.decode(&ids)
     }
 
     /// The model, tokenizer and training state as files.

@@ -16,6 +16,7 @@ use crate::{Error, Result};
 /// GPT-2's end-of-text token, added to the BPE tokenizers wgpt trains.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
 }
@@ -44,6 +45,19 @@ impl Tokenizer {
         let mut inner = tokenizers::Tokenizer::new(bpe);
         inner.with_decoder(Some(Fuse::new()));
         Ok(Tokenizer { inner })
+    }
+
+    /// A tokenizer built on `text` from a spec: `char` (one token per character) or `bpe:N` (a
+    /// byte-level BPE of N tokens).
+    pub fn from_spec(spec: &str, text: &str) -> Result<Tokenizer> {
+        if spec == "char" {
+            return Tokenizer::char_level(text);
+        }
+        let n = spec
+            .strip_prefix("bpe:")
+            .ok_or_else(|| Error::Input(format!("unknown tokenizer {spec:?}: use char or bpe:N (e.g. bpe:512)")))?;
+        let n = n.parse().map_err(|_| Error::Input(format!("tokenizer bpe:N needs a number, got {spec:?}")))?;
+        Tokenizer::train_bpe(text, n)
     }
 
     /// A byte-level BPE (GPT-2's scheme) with `vocab_size` tokens trained on `text`, plus

@@ -8,7 +8,7 @@ use crate::backward::GradActs;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::pcg;
 use crate::kernels::{AdamW, EncoderBuckets, Program, StepParams};
-use crate::model::{Forward, Gpt2, ParameterTensors};
+use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
 use crate::{Error, Result};
 
 /// Optimisation settings, named as nanoGPT's train.py.
@@ -95,6 +95,21 @@ struct Micro {
 }
 
 /// A model with everything a training step needs.
+/// GPU memory a [`Trainer`] allocates for `cfg` at (B, T), in bytes, counted from the tensors it
+/// makes (parameters, gradients and both AdamW moments; the forward's activations and their
+/// gradients); the small per-step buffers and uniforms are left out.
+pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize) -> u64 {
+    let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
+    let bt = b * t;
+    let att = b * nh * t * t;
+    // ActivationTensors: ids, targets, encoded, per layer 16 (B,T,C)-sized pieces, 4 (B,T) stats
+    // and the attention matrix, lnf and its stats, logits, losses, lse
+    let acts = 2 * bt + bt * c + l * (16 * bt * c + 4 * bt + att) + bt * c + 2 * bt + bt * v + 2 * bt;
+    // GradActs: dlogits, dlnf, dencoded, per layer 15 (B,T,C)-sized pieces, one dpreatt
+    let grad_acts = bt * v + 2 * bt * c + l * 15 * bt * c + att;
+    4 * (4 * cfg.num_params() + acts + grad_acts) as u64
+}
+
 pub struct Trainer {
     pub model: Gpt2,
     pub cfg: TrainConfig,

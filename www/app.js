@@ -1,6 +1,8 @@
-// WebGPU check for the wgpt page. Plain JS until the wasm app takes over.
-// The result is also left in <section id="gpu" data-state="..."> for page tests:
-// "ok", "no-webgpu", "no-adapter", "insecure" or "error".
+// The wgpt page. First a WebGPU check (the result is also left in <section id="gpu"
+// data-state="..."> for page tests: "ok", "no-webgpu", "no-adapter", "insecure" or "error"),
+// then the playground: this thread only draws the UI; a module worker (worker.js, the wasm
+// Engine of src/web.rs) owns the GPU and does all training and sampling. Messages both ways are
+// small JSON objects: requests {type: ...} and events {type: ...} (src/web.rs: Request, Event).
 
 const MiB = 1024 * 1024;
 // GPT-2 124M's largest tensor, the token embedding wte: 50257 x 768 f32.
@@ -139,40 +141,395 @@ async function check() {
     info.description ||
     "(the browser hides the adapter's name)";
   const fallback = info.isFallbackAdapter || adapter.isFallbackAdapter;
-
   const wteFits = lim.maxStorageBufferBindingSize >= WTE_BYTES && lim.maxBufferSize >= WTE_BYTES;
-
   const featureList = ["shader-f16", "subgroups", "timestamp-query"].map((f) =>
     h("li", { class: feats.has(f) ? "yes" : "no" }, code(f), feats.has(f) ? " yes" : " no"),
   );
 
   show(
     "ok",
-    "good",
-    h("h2", {}, "WebGPU is ready"),
-    h("p", { class: "adapter" }, h("span", { class: "label" }, "Adapter"), " ", h("strong", { id: "adapter-name" }, name), fallback ? " (software fallback adapter: expect it to be slow)" : ""),
-    info.description && info.description !== name ? h("p", { class: "muted" }, info.description) : null,
+    "good compact",
     h(
-      "table",
-      { class: "limits" },
-      h("caption", {}, "Adapter limits that matter for GPT-2"),
+      "details",
+      {},
       h(
-        "tbody",
+        "summary",
         {},
-        row(
-          "maxStorageBufferBindingSize",
-          bytes(lim.maxStorageBufferBindingSize),
-          wteFits ? "GPT-2's largest tensor (wte, 147 MiB in f32) fits in one binding" : "below wte's 147 MiB: large tensors must be split",
-        ),
-        row("maxBufferSize", bytes(lim.maxBufferSize)),
-        row("maxComputeWorkgroupStorageSize", bytes(lim.maxComputeWorkgroupStorageSize)),
-        row("maxComputeInvocationsPerWorkgroup", String(lim.maxComputeInvocationsPerWorkgroup)),
-        row("maxStorageBuffersPerShaderStage", String(lim.maxStorageBuffersPerShaderStage)),
+        h("strong", {}, "WebGPU ready: "),
+        h("span", { id: "adapter-name" }, name),
+        fallback ? " (a software adapter: expect it to be slow)" : "",
       ),
+      h(
+        "table",
+        { class: "limits" },
+        h("caption", {}, "Adapter limits that matter for GPT-2"),
+        h(
+          "tbody",
+          {},
+          row(
+            "maxStorageBufferBindingSize",
+            bytes(lim.maxStorageBufferBindingSize),
+            wteFits ? "GPT-2's largest tensor (wte, 147 MiB in f32) fits in one binding" : "below wte's 147 MiB: GPT-2 124M will not fit",
+          ),
+          row("maxBufferSize", bytes(lim.maxBufferSize)),
+          row("maxComputeWorkgroupStorageSize", bytes(lim.maxComputeWorkgroupStorageSize)),
+          row("maxStorageBuffersPerShaderStage", String(lim.maxStorageBuffersPerShaderStage)),
+        ),
+      ),
+      h("ul", { class: "features" }, featureList),
     ),
-    h("ul", { class: "features" }, featureList),
-    h("p", { class: "muted" }, "The playground is coming: this page will soon load GPT-2 and run it here."),
   );
+  return true;
 }
 
-check().catch(failed);
+// ---------------------------------------------------------------------------------------------
+// The playground
+
+const $ = (id) => document.getElementById(id);
+const PRESETS = {
+  tiny: { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, batch_size: 8, max_iters: 500, lr: 0.002, eval_interval: 100 },
+  baby: { n_layer: 4, n_head: 4, n_embd: 128, block_size: 64, batch_size: 12, max_iters: 2000, lr: 0.001, eval_interval: 250 },
+  "shakespeare-char": { n_layer: 6, n_head: 6, n_embd: 384, block_size: 256, batch_size: 8, max_iters: 5000, lr: 0.001, eval_interval: 250 },
+};
+const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
+const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
+
+const ui = {
+  worker: null,
+  ready: false,
+  corpus: null, // {name, bytes, chars, distinct}
+  training: "idle", // idle | training | paused | stopped | done
+  generating: false,
+  train: { steps: [], losses: [] },
+  val: { steps: [], losses: [] },
+  planTimer: 0,
+};
+
+function send(request, bytes) {
+  if (bytes) ui.worker.postMessage({ request, bytes }, [bytes.buffer]);
+  else ui.worker.postMessage({ request });
+}
+
+function status(text) {
+  $("status").textContent = text;
+}
+
+function showError(message) {
+  const el = $("error");
+  el.replaceChildren(h("strong", {}, "Problem: "), message, " ", h("button", { type: "button", class: "link", "aria-label": "Dismiss" }, "dismiss"));
+  el.hidden = false;
+  el.querySelector("button").onclick = clearError;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error").textContent = "";
+}
+
+const fmt = {
+  int: (n) => Number(n).toLocaleString("en-US"),
+  loss: (x) => (Number.isFinite(x) ? x.toFixed(4) : String(x)),
+  secs(s) {
+    if (!Number.isFinite(s)) return "";
+    if (s < 60) return `${Math.round(s)} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+    return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+  },
+};
+
+function settings() {
+  const num = (id) => Number($(id).value);
+  const tok = $("tokenizer").value === "bpe" ? `bpe:${num("bpe_vocab")}` : "char";
+  return {
+    tokenizer: tok,
+    n_layer: num("n_layer"),
+    n_head: num("n_head"),
+    n_embd: num("n_embd"),
+    block_size: num("block_size"),
+    batch_size: num("batch_size"),
+    max_iters: num("max_iters"),
+    lr: num("lr"),
+    eval_interval: Math.max(1, num("eval_interval")),
+    log_interval: 1,
+    seed: num("train_seed"),
+  };
+}
+
+function applyPreset(name) {
+  const p = PRESETS[name];
+  for (const id of DIMS) $(id).disabled = name !== "custom";
+  if (!p) return;
+  for (const [k, v] of Object.entries(p)) $(k).value = v;
+}
+
+function schedulePlan() {
+  clearTimeout(ui.planTimer);
+  if (!ui.corpus || !ui.ready) return;
+  ui.planTimer = setTimeout(() => {
+    $("plan-note").textContent = "Tokenizing and checking the model against this GPU…";
+    send({ type: "plan", settings: settings() });
+  }, 250);
+}
+
+function updateButtons() {
+  const t = ui.training;
+  const running = t === "training" || t === "paused";
+  // not gated on the plan: a settings change re-plans, and a click must not be lost meanwhile
+  $("train-start").disabled = !(ui.ready && ui.corpus) || running;
+  $("train-start").textContent = t === "idle" ? "Start training" : "Start again";
+  $("train-pause").disabled = !running;
+  $("train-pause").textContent = t === "paused" ? "Resume" : "Pause";
+  $("train-stop").disabled = !running;
+  $("generate").disabled = t === "idle" || ui.generating;
+  $("gen-stop").disabled = !ui.generating;
+  for (const id of ["preset", "tokenizer", "bpe_vocab", "batch_size", "max_iters", "lr", "eval_interval", "train_seed"])
+    $(id).disabled = running || (id === "bpe_vocab" && $("tokenizer").value !== "bpe");
+  for (const id of DIMS) $(id).disabled = running || $("preset").value !== "custom";
+}
+
+function drawChart() {
+  const b = window.wasmBindings;
+  if (!b || !b.draw_loss_chart) return;
+  const canvas = $("chart");
+  const box = canvas.parentElement.getBoundingClientRect();
+  const w = Math.max(320, Math.floor(box.width));
+  if (canvas.width !== w) canvas.width = w;
+  try {
+    b.draw_loss_chart(
+      canvas,
+      Float32Array.from(ui.train.steps),
+      Float32Array.from(ui.train.losses),
+      Float32Array.from(ui.val.steps),
+      Float32Array.from(ui.val.losses),
+      $("log-scale").checked,
+    );
+  } catch (e) {
+    console.warn("chart:", e);
+  }
+}
+
+let chartPending = false;
+function scheduleChart() {
+  if (chartPending) return;
+  chartPending = true;
+  requestAnimationFrame(() => {
+    chartPending = false;
+    drawChart();
+  });
+}
+
+function onEvent(ev) {
+  switch (ev.type) {
+    case "ready":
+      ui.ready = true;
+      status(`Ready on ${ev.adapter}. Choose a corpus.`);
+      schedulePlan();
+      break;
+    case "corpus":
+      ui.corpus = ev;
+      clearError();
+      $("c-name").textContent = ev.name;
+      $("c-bytes").textContent = bytes(ev.bytes);
+      $("c-chars").textContent = fmt.int(ev.chars);
+      $("c-distinct").textContent = fmt.int(ev.distinct);
+      $("c-tokens").textContent = "…";
+      $("c-split").textContent = "…";
+      status(`Corpus: ${ev.name}.`);
+      schedulePlan();
+      break;
+    case "plan":
+      $("c-tokens").textContent = `${fmt.int(ev.tokens)} (vocab ${fmt.int(ev.vocab)})`;
+      $("c-split").textContent = `${fmt.int(ev.train)} / ${fmt.int(ev.val)}`;
+      $("m-params").textContent = fmt.int(ev.params);
+      $("m-memory").textContent = bytes(ev.memory_bytes);
+      $("plan-note").textContent = "Fits this GPU's limits.";
+      if (ui.training === "idle") status("Ready to train.");
+      break;
+    case "state":
+      ui.training = ev.state;
+      if (ev.state === "training") {
+        status("Training…");
+        clearError();
+      } else if (ev.state === "paused") status(`Paused at step ${ev.step}. You can generate now.`);
+      else if (ev.state === "stopped") status(`Stopped at step ${ev.step}. The model is kept: generate from it.`);
+      else if (ev.state === "done") status(`Done: ${ev.step} steps. Generate from the model.`);
+      break;
+    case "progress":
+      $("step").textContent = String(ev.step);
+      $("max-step").textContent = String(ev.max_iters);
+      $("train-loss").textContent = fmt.loss(ev.loss);
+      $("tokens-per-sec").textContent = fmt.int(Math.round(ev.tokens_per_sec));
+      $("ms-step").textContent = ev.ms_per_step.toFixed(1);
+      $("lr-now").textContent = ev.lr.toExponential(2);
+      $("eta").textContent = fmt.secs(ev.eta_s);
+      ui.train.steps.push(ev.step);
+      ui.train.losses.push(ev.loss);
+      scheduleChart();
+      break;
+    case "eval":
+      $("val-loss").textContent = fmt.loss(ev.val_loss);
+      $("sample").textContent = ev.sample;
+      ui.val.steps.push(ev.step);
+      ui.val.losses.push(ev.val_loss);
+      if (ev.accuracy !== null && ev.accuracy !== undefined)
+        status(`Step ${ev.step}: val loss ${fmt.loss(ev.val_loss)}, exact-match accuracy ${(ev.accuracy * 100).toFixed(0)}%.`);
+      scheduleChart();
+      break;
+    case "token":
+      $("output").textContent += ev.text;
+      break;
+    case "generated":
+      ui.generating = false;
+      $("gen-speed").textContent = `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s`;
+      if (ui.training !== "training") status("Generated.");
+      break;
+    case "error":
+      if (ev.scope === "generate") ui.generating = false;
+      if (ev.scope === "train") ui.training = ui.training === "idle" ? "idle" : "stopped";
+      if (ev.scope === "plan") $("plan-note").textContent = "";
+      showError(ev.message);
+      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", gpu: "open the GPU" }[ev.scope] || "continue"}; see above.`);
+      break;
+  }
+  updateButtons();
+}
+
+async function loadFile(file) {
+  if (!file) return;
+  status(`Reading ${file.name}…`);
+  const buf = new Uint8Array(await file.arrayBuffer());
+  send({ type: "corpus", name: file.name }, buf);
+}
+
+async function loadBuiltin(value) {
+  if (!value) return;
+  if (value.startsWith("task:")) {
+    const task = value.slice(5);
+    send({ type: "corpus", name: `${task} task`, task });
+    return;
+  }
+  status("Downloading Tiny Shakespeare…");
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), 30000);
+  try {
+    const res = await fetch(SHAKESPEARE_URL, { signal: ctl.signal });
+    if (!res.ok) throw new Error(`the server answered ${res.status} ${res.statusText}`);
+    send({ type: "corpus", name: "Tiny Shakespeare", text: await res.text() });
+  } catch (e) {
+    const why = e.name === "AbortError" ? "no answer within 30 s" : e.message;
+    showError(`Downloading Tiny Shakespeare from ${SHAKESPEARE_URL} failed (${why}). Check your connection, or save that file and drop it here.`);
+    status("Download failed; the current corpus is unchanged.");
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function startTraining() {
+  ui.train = { steps: [], losses: [] };
+  ui.val = { steps: [], losses: [] };
+  for (const id of ["train-loss", "val-loss", "tokens-per-sec", "ms-step", "lr-now", "eta"]) $(id).textContent = "";
+  $("step").textContent = "0";
+  $("sample").textContent = "";
+  scheduleChart();
+  status("Building the model…");
+  send({ type: "start", settings: settings() });
+}
+
+function generate() {
+  if ($("generate").disabled) return;
+  const num = (id) => Number($(id).value);
+  ui.generating = true;
+  $("output").textContent = "";
+  $("gen-speed").textContent = "";
+  updateButtons();
+  send({
+    type: "generate",
+    prompt: $("prompt").value,
+    temperature: num("temperature"),
+    top_k: Math.max(0, Math.floor(num("top-k"))),
+    top_p: num("top-p"),
+    max_tokens: Math.max(1, Math.floor(num("max-tokens"))),
+    seed: Math.max(0, Math.floor(num("seed"))),
+  });
+}
+
+function wire() {
+  $("corpus-input").addEventListener("change", (e) => loadFile(e.target.files[0]));
+  const drop = $("corpus-drop");
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    loadFile(e.dataTransfer.files[0]);
+  });
+  drop.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      $("corpus-input").click();
+    }
+  });
+  $("builtin").addEventListener("change", (e) => loadBuiltin(e.target.value));
+  $("paste-use").addEventListener("click", () => {
+    const text = $("paste").value;
+    send({ type: "corpus", name: "pasted text", text });
+  });
+  $("preset").addEventListener("change", (e) => {
+    applyPreset(e.target.value);
+    schedulePlan();
+  });
+  $("tokenizer").addEventListener("change", schedulePlan);
+  for (const id of [...DIMS, "bpe_vocab", "batch_size", "max_iters", "lr", "eval_interval", "train_seed"])
+    $(id).addEventListener("change", schedulePlan);
+  $("train-start").addEventListener("click", startTraining);
+  $("train-pause").addEventListener("click", () => {
+    if (ui.training === "training") {
+      send({ type: "pause" });
+      onEvent({ type: "state", state: "paused", step: Number($("step").textContent) });
+    } else if (ui.training === "paused") {
+      send({ type: "resume" });
+      onEvent({ type: "state", state: "training", step: Number($("step").textContent) });
+    }
+  });
+  $("train-stop").addEventListener("click", () => send({ type: "stop" }));
+  $("generate").addEventListener("click", generate);
+  $("gen-stop").addEventListener("click", () => send({ type: "cancel" }));
+  $("prompt").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      generate();
+    }
+  });
+  $("log-scale").addEventListener("change", drawChart);
+  window.addEventListener("resize", scheduleChart);
+  window.addEventListener("TrunkApplicationStarted", drawChart);
+}
+
+function startEngine() {
+  $("playground").hidden = false;
+  $("status-bar").hidden = false;
+  applyPreset("tiny");
+  wire();
+  updateButtons();
+  ui.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  // the last events, for tests and for anyone curious in the console
+  window.wgptEvents = [];
+  ui.worker.onmessage = (e) => {
+    const ev = typeof e.data === "string" ? JSON.parse(e.data) : e.data;
+    window.wgptEvents.push(ev);
+    if (window.wgptEvents.length > 100) window.wgptEvents.shift();
+    onEvent(ev);
+  };
+  ui.worker.onerror = (e) => {
+    showError(`The engine failed to start: ${e.message || "the worker could not load"}. Reload the page; if it persists, your browser may not support module workers.`);
+    status("Engine failed.");
+  };
+  send({ type: "init" });
+}
+
+check()
+  .then((ok) => ok && startEngine())
+  .catch(failed);

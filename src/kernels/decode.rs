@@ -33,7 +33,14 @@ pub struct DecodeDims {
 
 impl DecodeDims {
     fn params(&self) -> Params {
-        Params { t: self.t as u32, c: self.c as u32, nh: self.nh as u32, s: self.s as u32, v: self.v as u32, _pad: [0; 3] }
+        Params {
+            t: self.t as u32,
+            c: self.c as u32,
+            nh: self.nh as u32,
+            s: self.s as u32,
+            v: self.v as u32,
+            _pad: [0; 3],
+        }
     }
 }
 

@@ -94,7 +94,9 @@ fn time_ms(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
     let (v, block) = (model.config.vocab_size, model.config.block_size);
     let n = args.iters.max(1);
-    for (what, len) in [("--prompt-len", args.prompt_len), ("--short-prompt", args.short_prompt), ("--context", args.context)] {
+    for (what, len) in
+        [("--prompt-len", args.prompt_len), ("--short-prompt", args.short_prompt), ("--context", args.context)]
+    {
         if len == 0 || len + n > block {
             return Err(Error::Input(format!(
                 "{what} {len} plus {n} decode steps must fit the context of {block} tokens (and be at least 1)"

@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wgpt::generate::{Decoder, SampleConfig};
+use wgpt::generate::{Decoder, SampleConfig, TextStream};
 use wgpt::model::Gpt2;
-use wgpt::tokenizer::Tokenizer;
 use wgpt::{hf, Error, Result};
 
 #[derive(clap::Args)]
@@ -38,27 +37,6 @@ pub struct SampleArgs {
     /// Seed of the sampling RNG: the same seed, prompt and settings give the same text.
     #[arg(long, default_value_t = 1337)]
     seed: u64,
-}
-
-/// Prints the text of `ids` as it grows, holding back an incomplete UTF-8 character (a byte-level
-/// token can end inside one).
-struct Stream<'a> {
-    tokenizer: &'a Tokenizer,
-    ids: Vec<u32>,
-    printed: String,
-}
-
-impl Stream<'_> {
-    fn push(&mut self, id: u32, last: bool) -> Result<()> {
-        self.ids.push(id);
-        let text = self.tokenizer.decode(&self.ids)?;
-        if (last || !text.ends_with('\u{FFFD}')) && text.starts_with(&self.printed) {
-            print!("{}", &text[self.printed.len()..]);
-            let _ = std::io::stdout().flush();
-            self.printed = text;
-        }
-        Ok(())
-    }
 }
 
 pub fn sample(args: SampleArgs) -> Result<ExitCode> {
@@ -105,14 +83,21 @@ pub fn sample(args: SampleArgs) -> Result<ExitCode> {
     let model = Gpt2::new(super::kernels()?, &weights)?;
     let mut decoder = Decoder::new(&model)?;
     print!("{prompt}");
-    let mut stream = Stream { tokenizer: &tokenizer, ids: ids.clone(), printed: tokenizer.decode(&ids)? };
+    let mut stream = TextStream::new(&tokenizer, &ids)?;
+    let show = |text: String| {
+        print!("{text}");
+        let _ = std::io::stdout().flush();
+    };
     let start = Instant::now();
     let mut first = None;
     let mut error = None;
     let out = pollster::block_on(decoder.generate(&model, &ids, &cfg, eot, |id| {
         first.get_or_insert_with(|| start.elapsed());
-        match stream.push(id, false) {
-            Ok(()) => true,
+        match stream.push(&tokenizer, id) {
+            Ok(text) => {
+                show(text);
+                true
+            }
             Err(e) => {
                 error = Some(e);
                 false
@@ -122,16 +107,16 @@ pub fn sample(args: SampleArgs) -> Result<ExitCode> {
     if let Some(e) = error {
         return Err(e);
     }
-    // the rest of a held-back character, if any
-    if let Some(&last) = stream.ids.last() {
-        stream.ids.pop();
-        stream.push(last, true)?;
-    }
+    show(stream.finish(&tokenizer)?);
     println!();
     let total = start.elapsed().as_secs_f64();
     let first = first.map_or(total, |d| d.as_secs_f64());
     let n = out.len();
-    let rest = if n > 1 { format!(", then {:.1} tokens/s", (n - 1) as f64 / (total - first).max(1e-9)) } else { String::new() };
+    let rest = if n > 1 {
+        format!(", then {:.1} tokens/s", (n - 1) as f64 / (total - first).max(1e-9))
+    } else {
+        String::new()
+    };
     eprintln!(
         "{n} tokens in {total:.2} s ({:.1} tokens/s): first token after {:.0} ms (prompt of {} tokens){rest}",
         n as f64 / total.max(1e-9),

@@ -108,12 +108,10 @@ fn source_text(source: &DataSource, seed: u64) -> Result<String> {
     }
 }
 
+/// `char`, `bpe:N`, or a directory holding a tokenizer.json.
 fn tokenizer_for(spec: &str, text: &str) -> Result<Tokenizer> {
-    if spec == "char" {
-        Tokenizer::char_level(text)
-    } else if let Some(n) = spec.strip_prefix("bpe:") {
-        let n = n.parse().map_err(|_| Error::Input(format!("--tokenizer bpe:N needs a number, got {spec:?}")))?;
-        Tokenizer::train_bpe(text, n)
+    if spec == "char" || spec.starts_with("bpe:") {
+        Tokenizer::from_spec(spec, text)
     } else {
         Tokenizer::from_file(&Path::new(spec).join("tokenizer.json"))
     }

@@ -1,0 +1,565 @@
+//! The page's engine (wasm32 only). [`Engine`] lives in a dedicated Web Worker (www/worker.js)
+//! and owns the GPU: the page sends it requests as JSON ([`Request`]) and gets events back as
+//! JSON ([`Event`]), so the page's thread never waits for the GPU. One async driver does all GPU
+//! work in order (a training step, a generation, an evaluation); `handle` only queues requests
+//! and flips the pause/stop/cancel flags, which the driver reads between steps and tokens.
+//! [`draw_loss_chart`] runs on the page's thread and draws the loss chart with plotters.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::data::{corpus_text, Dataset, Task};
+use crate::generate::{SampleConfig, TextStream};
+use crate::kernels::Kernels;
+use crate::model::{Gpt2Config, Weights};
+use crate::run::{DataSource, Run, RunConfig};
+use crate::tokenizer::Tokenizer;
+use crate::train::{training_bytes, TrainConfig};
+use crate::{Error, Gpu, Result};
+
+/// What the page asks of the worker.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Open the GPU.
+    Init,
+    /// Use a corpus: the file bytes sent alongside, `text`, or a built-in `task`'s examples.
+    Corpus {
+        name: String,
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        task: Option<String>,
+    },
+    /// Tokenize the corpus with `tokenizer` ("char" or "bpe:N") and plan `settings`: token counts,
+    /// parameter count, memory estimate and the device check, before anything is allocated.
+    Plan {
+        settings: Settings,
+    },
+    /// Start training from scratch with `settings`.
+    Start {
+        settings: Settings,
+    },
+    Pause,
+    Resume,
+    Stop,
+    /// Continue `prompt` with the current model, streaming tokens.
+    Generate {
+        prompt: String,
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+        max_tokens: usize,
+        seed: u64,
+    },
+    /// Stop the generation in progress.
+    Cancel,
+}
+
+/// The page's training settings (the rest are nanoGPT's defaults for small models).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Settings {
+    pub tokenizer: String,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    pub block_size: usize,
+    pub batch_size: usize,
+    pub max_iters: usize,
+    pub lr: f32,
+    pub eval_interval: usize,
+    pub log_interval: usize,
+    pub seed: u64,
+}
+
+/// What the worker tells the page.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Ready {
+        adapter: String,
+        max_buffer_size: u64,
+        max_storage_binding: u64,
+    },
+    Corpus {
+        name: String,
+        bytes: usize,
+        chars: usize,
+        distinct: usize,
+    },
+    Plan {
+        vocab: usize,
+        tokens: usize,
+        train: usize,
+        val: usize,
+        params: usize,
+        memory_bytes: u64,
+    },
+    /// "training", "paused", "stopped" or "done".
+    State {
+        state: &'static str,
+        step: u64,
+    },
+    Progress {
+        step: u64,
+        max_iters: usize,
+        loss: f32,
+        lr: f32,
+        ms_per_step: f64,
+        tokens_per_sec: f64,
+        eta_s: f64,
+    },
+    Eval {
+        step: u64,
+        train_loss: f32,
+        val_loss: f32,
+        accuracy: Option<f32>,
+        sample: String,
+    },
+    /// Newly generated text.
+    Token {
+        text: String,
+    },
+    Generated {
+        tokens: usize,
+        tokens_per_sec: f64,
+    },
+    /// `scope` is what failed ("gpu", "corpus", "plan", "train", "generate"); the page keeps
+    /// everything else as it was.
+    Error {
+        scope: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<(Request, Option<Vec<u8>>)>,
+    paused: bool,
+    stop: bool,
+    cancel: bool,
+    /// Resolves the driver's wait for work.
+    wake: Option<js_sys::Function>,
+}
+
+/// The worker side of the page: construct it with the function that posts events
+/// (`postMessage`), then hand it every message.
+#[wasm_bindgen]
+pub struct Engine {
+    inbox: Rc<RefCell<Inbox>>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Starts the driver; `post` receives each [`Event`] as a JSON string.
+    #[wasm_bindgen(constructor)]
+    pub fn new(post: js_sys::Function) -> Engine {
+        console_error_panic_hook::set_once();
+        let inbox = Rc::new(RefCell::new(Inbox::default()));
+        let driver = Driver { post, inbox: inbox.clone(), kernels: None, corpus: None, tokens: None, run: None };
+        wasm_bindgen_futures::spawn_local(driver.drive());
+        Engine { inbox }
+    }
+
+    /// One request as JSON ([`Request`]), with the bytes of a corpus file where it has one.
+    pub fn handle(&self, request: &str, bytes: Option<Vec<u8>>) -> std::result::Result<(), JsError> {
+        let request: Request =
+            serde_json::from_str(request).map_err(|e| JsError::new(&format!("bad request {request}: {e}")))?;
+        let mut inbox = self.inbox.borrow_mut();
+        match request {
+            Request::Pause => inbox.paused = true,
+            Request::Resume => inbox.paused = false,
+            Request::Stop => inbox.stop = true,
+            Request::Cancel => inbox.cancel = true,
+            other => inbox.queue.push_back((other, bytes)),
+        }
+        if let Some(wake) = inbox.wake.take() {
+            let _ = wake.call0(&JsValue::NULL);
+        }
+        Ok(())
+    }
+}
+
+/// The corpus and, once planned, its tokenizer and token ids for a tokenizer spec.
+struct Corpus {
+    name: String,
+    text: String,
+    task: Option<String>,
+}
+
+struct Driver {
+    post: js_sys::Function,
+    inbox: Rc<RefCell<Inbox>>,
+    kernels: Option<Arc<Kernels>>,
+    corpus: Option<Corpus>,
+    /// The tokenizer spec, tokenizer and dataset of the current corpus (BPE training is slow:
+    /// kept until the corpus or the spec changes).
+    tokens: Option<(String, Tokenizer, usize)>,
+    run: Option<Training>,
+}
+
+struct Training {
+    run: Run,
+    active: bool,
+    /// When the last progress report was made, and at which step.
+    last: (f64, u64),
+}
+
+/// A promise resolved after the event loop has run (setTimeout 0), so that messages get in.
+async fn yield_now() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        if let Ok(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()) {
+            let set_timeout: js_sys::Function = set_timeout.unchecked_into();
+            let _ = set_timeout.call2(&global, &resolve, &0.into());
+        } else {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Posts one event to the page as JSON.
+fn emit(post: &js_sys::Function, event: &Event) {
+    if let Ok(json) = serde_json::to_string(event) {
+        let _ = post.call1(&JsValue::NULL, &json.into());
+    }
+}
+
+impl Driver {
+    fn post(&self, event: &Event) {
+        emit(&self.post, event);
+    }
+
+    fn error(&self, scope: &'static str, e: Error) {
+        self.post(&Event::Error { scope, message: e.to_string() });
+    }
+
+    async fn drive(mut self) {
+        loop {
+            let next = self.inbox.borrow_mut().queue.pop_front();
+            if let Some((request, bytes)) = next {
+                self.request(request, bytes).await;
+                continue;
+            }
+            let (paused, stop) = {
+                let mut inbox = self.inbox.borrow_mut();
+                (inbox.paused, std::mem::take(&mut inbox.stop))
+            };
+            if let Some(tr) = self.run.as_mut().filter(|tr| tr.active) {
+                if stop {
+                    tr.active = false;
+                    let step = tr.run.step();
+                    self.post(&Event::State { state: "stopped", step });
+                    continue;
+                }
+                if !paused {
+                    if let Err(e) = self.train_step().await {
+                        if let Some(tr) = self.run.as_mut() {
+                            tr.active = false;
+                        }
+                        self.error("train", e);
+                    }
+                    yield_now().await;
+                    continue;
+                }
+            }
+            // nothing to do: wait for the next message
+            let inbox = self.inbox.clone();
+            let promise = js_sys::Promise::new(&mut |resolve, _| inbox.borrow_mut().wake = Some(resolve));
+            let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        }
+    }
+
+    async fn request(&mut self, request: Request, bytes: Option<Vec<u8>>) {
+        match request {
+            Request::Init => match Gpu::new().await {
+                Ok(gpu) => {
+                    let l = gpu.limits();
+                    self.post(&Event::Ready {
+                        adapter: gpu.describe(),
+                        max_buffer_size: l.max_buffer_size,
+                        max_storage_binding: l.max_storage_buffer_binding_size,
+                    });
+                    self.kernels = Some(Arc::new(Kernels::new(&gpu)));
+                }
+                Err(e) => self.error("gpu", e),
+            },
+            Request::Corpus { name, text, task } => match self.corpus(name, text, task, bytes) {
+                Ok(event) => self.post(&event),
+                Err(e) => self.error("corpus", e),
+            },
+            Request::Plan { settings } => match self.plan(&settings) {
+                Ok(event) => self.post(&event),
+                Err(e) => self.error("plan", e),
+            },
+            Request::Start { settings } => match self.start(&settings) {
+                Ok(step) => self.post(&Event::State { state: "training", step }),
+                Err(e) => self.error("train", e),
+            },
+            Request::Generate { prompt, temperature, top_k, top_p, max_tokens, seed } => {
+                let cfg = SampleConfig { max_new_tokens: max_tokens, temperature, top_k, top_p, seed };
+                if let Err(e) = self.generate(&prompt, &cfg).await {
+                    self.error("generate", e);
+                }
+            }
+            Request::Pause | Request::Resume | Request::Stop | Request::Cancel => {}
+        }
+    }
+
+    /// Checks and keeps a new corpus; on error the current one stays.
+    fn corpus(
+        &mut self,
+        name: String,
+        text: Option<String>,
+        task: Option<String>,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Event> {
+        let (text, task) = match (task, text, bytes) {
+            (Some(task), _, _) => {
+                let t = Task::from_name(&task)?;
+                (t.corpus(20_000, 1337), Some(t.name().to_string()))
+            }
+            (None, Some(text), _) => (corpus_text(&name, text.as_bytes())?, None),
+            (None, None, Some(bytes)) => (corpus_text(&name, &bytes)?, None),
+            (None, None, None) => return Err(Error::Input("no corpus given".into())),
+        };
+        let distinct = text.chars().collect::<std::collections::BTreeSet<_>>().len();
+        let event = Event::Corpus { name: name.clone(), bytes: text.len(), chars: text.chars().count(), distinct };
+        self.corpus = Some(Corpus { name, text, task });
+        self.tokens = None;
+        Ok(event)
+    }
+
+    /// The tokenizer for `spec` on the current corpus and the corpus's token count (cached).
+    fn tokenizer(&mut self, spec: &str) -> Result<(&Tokenizer, usize)> {
+        let corpus = self.corpus.as_ref().ok_or_else(|| Error::Input("choose a corpus first".into()))?;
+        if self.tokens.as_ref().is_none_or(|(s, _, _)| s != spec) {
+            let tok = Tokenizer::from_spec(spec, &corpus.text)?;
+            let n = tok.encode(&corpus.text)?.len();
+            self.tokens = Some((spec.to_string(), tok, n));
+        }
+        let (_, tok, n) = self.tokens.as_ref().expect("set above");
+        Ok((tok, *n))
+    }
+
+    fn config(settings: &Settings, vocab: usize) -> Result<RunConfig> {
+        let model = Gpt2Config {
+            n_layer: settings.n_layer,
+            n_head: settings.n_head,
+            n_embd: settings.n_embd,
+            block_size: settings.block_size,
+            vocab_size: vocab,
+        };
+        model.validate()?;
+        let train = TrainConfig {
+            batch_size: settings.batch_size,
+            seq_len: settings.block_size,
+            grad_accum: 1,
+            lr: settings.lr,
+            min_lr: settings.lr / 10.0,
+            warmup_iters: (settings.max_iters / 20).min(100),
+            lr_decay_iters: settings.max_iters,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            dropout: 0.0,
+        };
+        train.validate(model.block_size)?;
+        Ok(RunConfig {
+            model,
+            train,
+            max_iters: settings.max_iters,
+            eval_interval: settings.eval_interval.max(1),
+            eval_iters: 10,
+            log_interval: settings.log_interval.max(1),
+            seed: settings.seed,
+            data: DataSource::Text(String::new()),
+            tokenizer: settings.tokenizer.clone(),
+        })
+    }
+
+    fn plan(&mut self, settings: &Settings) -> Result<Event> {
+        let (tok, tokens) = self.tokenizer(&settings.tokenizer)?;
+        let vocab = tok.vocab_size();
+        let cfg = Self::config(settings, vocab)?;
+        let (b, t) = (settings.batch_size, settings.block_size);
+        if let Some(k) = &self.kernels {
+            for (what, bytes) in [
+                ("the token embedding (vocab x n_embd)", 4 * (vocab * cfg.model.n_embd) as u64),
+                ("the logits (batch x block x vocab)", 4 * (b * t * vocab) as u64),
+                ("the attention matrix (batch x heads x block x block)", 4 * (b * cfg.model.n_head * t * t) as u64),
+            ] {
+                k.gpu.check_binding(what, bytes)?;
+            }
+        }
+        Dataset::check_len(tokens, t)?;
+        let train = tokens * 9 / 10;
+        Ok(Event::Plan {
+            vocab,
+            tokens,
+            train,
+            val: tokens - train,
+            params: cfg.model.num_params(),
+            memory_bytes: training_bytes(&cfg.model, b, t),
+        })
+    }
+
+    fn start(&mut self, settings: &Settings) -> Result<u64> {
+        let kernels = self.kernels.clone().ok_or_else(|| Error::Gpu("the GPU is not ready".into()))?;
+        let (tok, _) = self.tokenizer(&settings.tokenizer)?;
+        let mut cfg = Self::config(settings, tok.vocab_size())?;
+        let corpus = self.corpus.as_ref().expect("tokenizer() checked the corpus");
+        cfg.data = match &corpus.task {
+            Some(task) => DataSource::Task(task.clone()),
+            None => DataSource::Text(corpus.name.clone()),
+        };
+        let tokenizer = self.tokens.as_ref().expect("tokenizer() set it").1.clone();
+        let weights = Weights::random(cfg.model, cfg.seed);
+        // the old run (and its GPU memory) goes only once the new one exists
+        let run = Run::new(kernels, cfg, &weights, tokenizer, &corpus.text)?;
+        self.run = Some(Training { run, active: true, last: (js_sys::Date::now(), 0) });
+        Ok(0)
+    }
+
+    async fn train_step(&mut self) -> Result<()> {
+        let post = &self.post;
+        let tr = self.run.as_mut().expect("train_step with a run");
+        let run = &mut tr.run;
+        if run.done() {
+            tr.active = false;
+            emit(post, &Event::State { state: "done", step: run.step() });
+            return Ok(());
+        }
+        run.train_step()?;
+        let step = run.step();
+        let cfg = &run.cfg;
+        let last_step = step as usize >= cfg.max_iters;
+        if step == 1 || step as usize % cfg.log_interval == 0 || last_step {
+            let loss = run.loss().await?;
+            if !loss.is_finite() {
+                return Err(Error::Input(format!(
+                    "the loss became {loss} at step {step}: training diverged; start again with a lower learning rate \
+                     (now {})",
+                    cfg.train.lr
+                )));
+            }
+            let now = js_sys::Date::now();
+            let (t0, s0) = tr.last;
+            let ms_per_step = (now - t0) / (step - s0).max(1) as f64;
+            tr.last = (now, step);
+            let tokens = (cfg.train.batch_size * cfg.train.seq_len) as f64;
+            emit(
+                post,
+                &Event::Progress {
+                    step,
+                    max_iters: cfg.max_iters,
+                    loss,
+                    lr: cfg.train.lr_at(step as usize - 1),
+                    ms_per_step,
+                    tokens_per_sec: tokens / ms_per_step * 1e3,
+                    eta_s: ms_per_step * cfg.max_iters.saturating_sub(step as usize) as f64 / 1e3,
+                },
+            );
+        }
+        if step as usize % cfg.eval_interval == 0 || last_step {
+            let eval = run.evaluate().await?;
+            let sample = run.sample("", &SampleConfig::greedy(200)).await?;
+            tr.last = (js_sys::Date::now(), step); // evaluation time is not training time
+            emit(
+                post,
+                &Event::Eval {
+                    step,
+                    train_loss: eval.train_loss,
+                    val_loss: eval.val_loss,
+                    accuracy: eval.accuracy,
+                    sample,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn generate(&mut self, prompt: &str, cfg: &SampleConfig) -> Result<()> {
+        cfg.validate()?;
+        let tr = self.run.as_mut().ok_or_else(|| Error::Input("train a model first, then generate from it".into()))?;
+        let ids = tr.run.prompt_ids(prompt)?;
+        self.inbox.borrow_mut().cancel = false;
+        let mut stream = TextStream::new(&tr.run.tokenizer, &ids)?;
+        let started = js_sys::Date::now();
+        let inbox = self.inbox.clone();
+        let post = self.post.clone();
+        let send = |text: String| {
+            if !text.is_empty() {
+                if let Ok(json) = serde_json::to_string(&Event::Token { text }) {
+                    let _ = post.call1(&JsValue::NULL, &json.into());
+                }
+            }
+        };
+        // the run is busy generating while the callback decodes: decode with a copy
+        let tokenizer = tr.run.tokenizer.clone();
+        let out = tr
+            .run
+            .generate(&ids, cfg, |id| {
+                if let Ok(text) = stream.push(&tokenizer, id) {
+                    send(text);
+                }
+                !inbox.borrow().cancel
+            })
+            .await?;
+        send(stream.finish(&tokenizer)?);
+        let secs = (js_sys::Date::now() - started) / 1e3;
+        self.post(&Event::Generated { tokens: out.len(), tokens_per_sec: out.len() as f64 / secs.max(1e-3) });
+        Ok(())
+    }
+}
+
+/// Draws train (blue) and val (red) loss against steps into `canvas` (on the page's thread),
+/// with a log-scale y axis when `log` is set. Steps and losses come in matching pairs of arrays.
+#[wasm_bindgen]
+pub fn draw_loss_chart(
+    canvas: web_sys::HtmlCanvasElement,
+    train_steps: &[f32],
+    train: &[f32],
+    val_steps: &[f32],
+    val: &[f32],
+    log: bool,
+) -> std::result::Result<(), JsError> {
+    use plotters::prelude::*;
+    use plotters_canvas::CanvasBackend;
+
+    let backend = CanvasBackend::with_canvas_object(canvas).ok_or_else(|| JsError::new("no 2D context"))?;
+    let root = backend.into_drawing_area();
+    let fail = |e: &dyn std::fmt::Display| JsError::new(&format!("drawing the loss chart failed: {e}"));
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let points = |s: &[f32], y: &[f32]| -> Vec<(f32, f32)> {
+        s.iter().zip(y).filter(|(_, l)| l.is_finite() && **l > 0.0).map(|(&s, &l)| (s, l)).collect()
+    };
+    let (tr, va) = (points(train_steps, train), points(val_steps, val));
+    let all = tr.iter().chain(&va);
+    let max_step = all.clone().map(|p| p.0).fold(1.0f32, f32::max);
+    let (lo, hi) = all.fold((f32::MAX, f32::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (lo, hi) = if lo > hi { (0.1, 10.0) } else { (lo * 0.95, hi * 1.05) };
+    let mut chart = ChartBuilder::on(&root);
+    chart.margin(12).x_label_area_size(32).y_label_area_size(48);
+    if log {
+        let mut c = chart.build_cartesian_2d(0f32..max_step, (lo..hi).log_scale()).map_err(|e| fail(&e))?;
+        c.configure_mesh().x_desc("step").y_desc("loss (log)").draw().map_err(|e| fail(&e))?;
+        c.draw_series(LineSeries::new(tr, &BLUE)).map_err(|e| fail(&e))?;
+        c.draw_series(LineSeries::new(va, &RED)).map_err(|e| fail(&e))?;
+    } else {
+        let mut c = chart.build_cartesian_2d(0f32..max_step, lo..hi).map_err(|e| fail(&e))?;
+        c.configure_mesh().x_desc("step").y_desc("loss").draw().map_err(|e| fail(&e))?;
+        c.draw_series(LineSeries::new(tr, &BLUE)).map_err(|e| fail(&e))?;
+        c.draw_series(LineSeries::new(va, &RED)).map_err(|e| fail(&e))?;
+    }
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+// End to end: the page built by `trunk build --offline --release` (dist/), served on localhost,
+// in headless Chromium on SwiftShader's WebGPU. Loads a corpus through `corpus-input`, trains the
+// default model for a few dozen steps (step rises, train loss falls, a val loss appears), samples
+// from a prompt, then loads a non-UTF-8 file and checks the error while the page keeps working.
+// Prints the figures BENCHMARKS.md records and saves a screenshot.
+//
+//   node tests/browser/e2e.mjs [--dist dist] [--screenshot target/browser/playground.png] [--steps 60]
+
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
+const root = path.resolve(args.dist ?? "dist");
+const shot = path.resolve(args.screenshot ?? "target/browser/playground.png");
+const steps = Number(args.steps ?? 60);
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".png": "image/png" };
+
+function serve(dir) {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, "http://x");
+    const file = path.join(dir, url.pathname === "/" ? "index.html" : decodeURIComponent(url.pathname));
+    if (!file.startsWith(dir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      res.writeHead(404).end("not found");
+      return;
+    }
+    res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
+    fs.createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+// A small corpus of our own: short lines from a tiny grammar, so a small model learns fast.
+function corpus() {
+  const who = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the baker"];
+  const did = ["sat on", "looked at", "ran to", "sang for", "waited by", "walked past"];
+  const what = ["the mat", "the door", "a tree", "the river", "the moon", "a red house"];
+  let s = 1;
+  const pick = (xs) => xs[(s = (s * 1103515245 + 12345) % 2147483648) % xs.length];
+  const lines = [];
+  for (let i = 0; i < 600; i++) lines.push(`${pick(who)} ${pick(did)} ${pick(what)}.`);
+  return lines.join("\n") + "\n";
+}
+
+function fail(message) {
+  console.error(`FAIL: ${message}`);
+  process.exitCode = 1;
+  throw new Error(message);
+}
+
+const server = await serve(root);
+const url = `http://127.0.0.1:${server.address().port}/`;
+const browser = await chromium.launch({
+  executablePath: chromiumPath,
+  args: ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+const consoleLines = [];
+page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
+page.on("worker", (w) => w.on("console", (m) => consoleLines.push(`[worker ${m.type()}] ${m.text()}`)));
+page.on("requestfailed", (r) => consoleLines.push(`[requestfailed] ${r.url()}`));
+page.on("response", (r) => r.status() >= 400 && consoleLines.push(`[http ${r.status()}] ${r.url()}`));
+const byId = (id) => page.locator(`[data-testid="${id}"]`);
+const text = async (id) => (await byId(id).textContent()) ?? "";
+
+try {
+  const t0 = Date.now();
+  await page.goto(url);
+  await page.waitForSelector('#gpu:not([data-state="checking"])', { timeout: 60_000 });
+  const gpuState = await page.getAttribute("#gpu", "data-state");
+  if (gpuState !== "ok") fail(`WebGPU check says ${gpuState}: ${await page.textContent("#gpu")}`);
+  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Ready on"), null, { timeout: 120_000 });
+  console.log(`page ready (WebGPU + engine) after ${((Date.now() - t0) / 1e3).toFixed(1)} s`);
+
+  // corpus through the file input
+  await byId("corpus-input").setInputFiles({ name: "lines.txt", mimeType: "text/plain", buffer: Buffer.from(corpus()) });
+  await page.waitForFunction(() => document.getElementById("c-name").textContent === "lines.txt", null, { timeout: 30_000 });
+  await page.fill("#max_iters", String(steps));
+  await page.dispatchEvent("#max_iters", "change");
+  await page.fill("#eval_interval", String(Math.max(1, Math.floor(steps / 2))));
+  await page.dispatchEvent("#eval_interval", "change");
+  await page.waitForFunction(() => document.getElementById("m-params").textContent !== "—", null, { timeout: 60_000 });
+  console.log(`corpus: ${await page.textContent("#c-chars")} chars, ${await page.textContent("#c-tokens")} tokens; model ${await page.textContent("#m-params")} parameters, ${await page.textContent("#m-memory")}`);
+
+  // train
+  const start = Date.now();
+  await byId("train-start").click();
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 1, null, { timeout: 120_000 });
+  const firstStep = (Date.now() - start) / 1e3;
+  const firstLoss = Number(await text("train-loss"));
+  console.log(`first step after ${firstStep.toFixed(1)} s, loss ${firstLoss}`);
+  await page.waitForFunction(
+    (n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n && document.querySelector('[data-testid="val-loss"]').textContent !== "",
+    steps,
+    { timeout: 600_000 },
+  );
+  await page.waitForFunction(() => !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
+  const lastLoss = Number(await text("train-loss"));
+  const valLoss = Number(await text("val-loss"));
+  const tps = await text("tokens-per-sec");
+  console.log(`after ${await text("step")} steps: train loss ${lastLoss}, val loss ${valLoss}, ${tps} tokens/s, ${((Date.now() - start) / 1e3).toFixed(1)} s in all`);
+  if (!(lastLoss < firstLoss - 0.5)) fail(`train loss did not fall: ${firstLoss} -> ${lastLoss}`);
+  if (!Number.isFinite(valLoss)) fail(`val loss is not a number: ${await text("val-loss")}`);
+
+  // generate
+  await byId("prompt").fill("the cat");
+  await byId("max-tokens").fill("40");
+  await byId("generate").click();
+  await page.waitForFunction(() => document.getElementById("gen-speed").textContent !== "", null, { timeout: 120_000 });
+  const out = await text("output");
+  console.log(`generated: ${JSON.stringify(out)} (${await page.textContent("#gen-speed")})`);
+  if (out.trim() === "") fail("generation produced no text");
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(`screenshot: ${shot}`);
+
+  // a non-UTF-8 file: a message, and the page keeps its corpus and keeps working
+  await byId("corpus-input").setInputFiles({ name: "image.bin", mimeType: "application/octet-stream", buffer: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff, 0xfe, 0x00]) });
+  await page.waitForFunction(() => !document.querySelector('[data-testid="error"]').hidden, null, { timeout: 30_000 });
+  const err = await text("error");
+  console.log(`binary file: ${JSON.stringify(err)}`);
+  if (!err.includes("image.bin")) fail(`the error does not name the file: ${err}`);
+  if ((await page.textContent("#c-name")) !== "lines.txt") fail("the corpus changed after a bad file");
+  await byId("temperature").fill("0");
+  await byId("generate").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="output"]').textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
+  console.log(`still generating after the bad file: ${JSON.stringify(await text("output"))}`);
+  const wasm = fs.statSync(path.join(root, "wgpt_bg.wasm")).size;
+  console.log(`wasm size: ${(wasm / 1024 / 1024).toFixed(2)} MiB`);
+  console.log("PASS");
+} catch (e) {
+  process.exitCode = 1;
+  console.error(e.message);
+  console.error("browser console:\n" + consoleLines.slice(-40).join("\n"));
+  try {
+    const events = await page.evaluate(() => JSON.stringify((window.wgptEvents || []).slice(-15)));
+    console.error(`last engine events: ${events}`);
+    console.error(`status: ${await text("status")}`);
+  } catch {}
+  try {
+    await page.screenshot({ path: shot.replace(/\.png$/, "-failed.png"), fullPage: true });
+  } catch {}
+} finally {
+  await browser.close();
+  server.close();
+}
