@@ -107,6 +107,8 @@ impl Gpu {
     }
 
     /// A zero-filled f32 (or u32) tensor of `shape` usable as storage, copy source and destination.
+    // in the browser wgpu's buffers are not Send: there is one thread, the Arc only shares
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn tensor(&self, label: &str, shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;

@@ -102,11 +102,11 @@ pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize) -> u64 {
     let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
     let bt = b * t;
     let att = b * nh * t * t;
-    // ActivationTensors: ids, targets, encoded, per layer 16 (B,T,C)-sized pieces, 4 (B,T) stats
+    // ActivationTensors: ids, targets, encoded, per layer 18 (B,T,C)-sized pieces, 4 (B,T) stats
     // and the attention matrix, lnf and its stats, logits, losses, lse
-    let acts = 2 * bt + bt * c + l * (16 * bt * c + 4 * bt + att) + bt * c + 2 * bt + bt * v + 2 * bt;
-    // GradActs: dlogits, dlnf, dencoded, per layer 15 (B,T,C)-sized pieces, one dpreatt
-    let grad_acts = bt * v + 2 * bt * c + l * 15 * bt * c + att;
+    let acts = 2 * bt + bt * c + l * (18 * bt * c + 4 * bt + att) + bt * c + 2 * bt + bt * v + 2 * bt;
+    // GradActs: dlogits, dlnf, dencoded, per layer 18 (B,T,C)-sized pieces, one dpreatt
+    let grad_acts = bt * v + 2 * bt * c + l * 18 * bt * c + att;
     4 * (4 * cfg.num_params() + acts + grad_acts) as u64
 }
 

@@ -5,6 +5,9 @@
 //! and flips the pause/stop/cancel flags, which the driver reads between steps and tokens.
 //! [`draw_loss_chart`] runs on the page's thread and draws the loss chart with plotters.
 
+// wgpu's web types are not Send: the worker is single-threaded, an Arc is only shared ownership
+#![allow(clippy::arc_with_non_send_sync)]
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -442,7 +445,7 @@ impl Driver {
         let step = run.step();
         let cfg = &run.cfg;
         let last_step = step as usize >= cfg.max_iters;
-        if step == 1 || step as usize % cfg.log_interval == 0 || last_step {
+        if step == 1 || (step as usize).is_multiple_of(cfg.log_interval) || last_step {
             let loss = run.loss().await?;
             if !loss.is_finite() {
                 return Err(Error::Input(format!(
@@ -469,7 +472,7 @@ impl Driver {
                 },
             );
         }
-        if step as usize % cfg.eval_interval == 0 || last_step {
+        if (step as usize).is_multiple_of(cfg.eval_interval) || last_step {
             let eval = run.evaluate().await?;
             let sample = run.sample("", &SampleConfig::greedy(200)).await?;
             tr.last = (js_sys::Date::now(), step); // evaluation time is not training time
