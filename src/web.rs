@@ -302,7 +302,14 @@ impl Driver {
                 Err(e) => self.error("plan", e),
             },
             Request::Start { settings } => match self.start(&settings) {
-                Ok(step) => self.post(&Event::State { state: "training", step }),
+                Ok(step) => {
+                    // a new run starts running, whatever the last one was told
+                    let mut inbox = self.inbox.borrow_mut();
+                    inbox.paused = false;
+                    inbox.stop = false;
+                    drop(inbox);
+                    self.post(&Event::State { state: "training", step });
+                }
                 Err(e) => self.error("train", e),
             },
             Request::Generate { prompt, temperature, top_k, top_p, max_tokens, seed } => {

@@ -95,6 +95,20 @@ try {
   const firstStep = (Date.now() - start) / 1e3;
   const firstLoss = Number(await text("train-loss"));
   console.log(`first step after ${firstStep.toFixed(1)} s, loss ${firstLoss}`);
+
+  // pause, generate while paused (the step must not move), resume
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 5, null, { timeout: 120_000 });
+  await byId("train-pause").click();
+  await page.waitForTimeout(1500); // a step in flight may still land
+  const pausedAt = await text("step");
+  await byId("max-tokens").fill("10");
+  await byId("generate").click();
+  await page.waitForFunction(() => document.getElementById("gen-speed").textContent !== "", null, { timeout: 120_000 });
+  const pausedOut = await text("output");
+  if (pausedOut === "") fail("no text generated while paused");
+  if ((await text("step")) !== pausedAt) fail(`training went on while paused: step ${pausedAt} -> ${await text("step")}`);
+  console.log(`paused at step ${pausedAt}: generated ${JSON.stringify(pausedOut)}`);
+  await byId("train-pause").click(); // Resume
   await page.waitForFunction(
     (n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n && document.querySelector('[data-testid="val-loss"]').textContent !== "",
     steps,
@@ -108,7 +122,7 @@ try {
   if (!(lastLoss < firstLoss - 0.5)) fail(`train loss did not fall: ${firstLoss} -> ${lastLoss}`);
   if (!Number.isFinite(valLoss)) fail(`val loss is not a number: ${await text("val-loss")}`);
 
-  // generate
+  // generate after training
   await byId("prompt").fill("the cat");
   await byId("max-tokens").fill("40");
   await byId("generate").click();
