@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wgpt::generate::Decoder;
+use wgpt::generate::{sample, Decoder, SampleConfig};
+use wgpt::rng::Rng;
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
 use wgpt::{Error, Result};
 
@@ -11,8 +12,8 @@ use wgpt::{Error, Result};
 pub enum Workload {
     /// The forward pass with the loss over (B, T).
     Forward,
-    /// KV-cache generation: prefill of --prompt-len tokens, greedy decode tokens/s after a short
-    /// prompt, and cached vs uncached time per token at a context of --context tokens.
+    /// KV-cache generation: prefill of --prompt-len tokens, greedy and top-k decode tokens/s
+    /// after a short prompt, and cached vs uncached time per token at a context of --context.
     Decode,
 }
 
@@ -127,6 +128,16 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
     })?;
     let shape = format!("prompt {}, {n} new", args.short_prompt);
     row(&format!("decode {preset} (KV cache)"), &shape, ms, 1e3 / ms);
+
+    // the same, sampling (temperature 1, top-k 40) on the CPU from the V logits read back
+    dec.prefill(model, &ids[..args.short_prompt])?;
+    let cfg = SampleConfig { max_new_tokens: n, temperature: 1.0, top_k: 40, top_p: 1.0, seed: 1 };
+    let mut rng = Rng::new(1);
+    let ms = time_ms(n, || {
+        let logits = pollster::block_on(dec.logits(model))?;
+        dec.push(model, sample(&logits, &cfg, &mut rng))
+    })?;
+    row(&format!("decode {preset} (KV, top-k 40)"), &shape, ms, 1e3 / ms);
 
     // one more token at a context of `c`: with the cache, vs a full forward over c + 1 tokens
     let c = args.context;
