@@ -13,9 +13,9 @@ struct Params {
     NH: u32,
     S: u32,  // cache rows (block_size)
     V: u32,  // vocabulary (embed, argmax)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    v0: u32, // embed: the bound wte holds rows v0 .. v0 + rows (one chunk of a table bigger than
+    rows: u32, // one storage binding)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,7 +24,8 @@ fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 64u + lid;
 }
 
-// embed: x[t, c] = wte[ids[t], c] + wpe[pos0 + t, c]; one invocation per element.
+// embed: x[t, c] = wte[ids[t], c] + wpe[pos0 + t, c]; one invocation per element, one dispatch
+// per chunk of wte.
 @group(0) @binding(1) var<storage, read_write> em_out: array<f32>;
 @group(0) @binding(2) var<storage, read> em_ids: array<u32>;
 @group(0) @binding(3) var<storage, read> em_wte: array<f32>;
@@ -41,8 +42,11 @@ fn embed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let t = i / p.C;
     let c = i % p.C;
     let id = min(em_ids[t], p.V - 1u); // checked on the CPU; the clamp only keeps reads in bounds
+    if id < p.v0 || id >= p.v0 + p.rows {
+        return; // another chunk's token
+    }
     let pos = min(em_pos[0] + t, p.S - 1u);
-    em_out[i] = em_wte[id * p.C + c] + em_wpe[pos * p.C + c];
+    em_out[i] = em_wte[(id - p.v0) * p.C + c] + em_wpe[pos * p.C + c];
 }
 
 // kv_write: rows pos0 + t of the caches = the k and v parts of qkv (T, 3C).

@@ -5,6 +5,10 @@ struct Params {
     T: u32,
     C: u32,
     V: u32,
+    v0: u32,   // forward: the bound wte holds rows v0 .. v0 + rows of the full (V, C) table
+    rows: u32, // (a table bigger than one storage binding is bound in row chunks)
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -13,7 +17,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> wte: array<f32>;
 @group(0) @binding(4) var<storage, read> wpe: array<f32>;
 
-// One invocation per output element (b, t, c); a 2D grid of 64-wide workgroups.
+// One invocation per output element (b, t, c); a 2D grid of 64-wide workgroups. With wte in
+// chunks, one dispatch per chunk, each writing the positions whose token it holds.
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -25,7 +30,10 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let c = i % p.C;
     let t = bt % p.T;
     let id = min(ids[bt], p.V - 1u); // ids are checked on the CPU; the clamp only keeps reads in bounds
-    out[i] = wte[id * p.C + c] + wpe[t * p.C + c];
+    if id < p.v0 || id >= p.v0 + p.rows {
+        return; // another chunk's token
+    }
+    out[i] = wte[(id - p.v0) * p.C + c] + wpe[t * p.C + c];
 }
 
 // Backward. dwte is deterministic without atomics: the host groups the batch's positions by

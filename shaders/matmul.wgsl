@@ -17,8 +17,8 @@ struct Params {
     flags: u32, // 1: add bias[n]; 2: accumulate into C (C += ...)
     a_off: u32, // element offsets of A and B: a K-chunk of a longer product starts there
     b_off: u32,
-    _pad0: u32,
-    _pad1: u32,
+    c_off: u32, // NT and VMT only: C[m, n] is c[c_off + m * ldc + n] (a column block of a wider
+    ldc: u32,   // C, as lm_head over one row chunk of wte); elsewhere 0 and N
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -449,10 +449,11 @@ fn nt_put(m: u32, n: u32, r: X4) {
     if m >= p.M {
         return;
     }
-    nt_put4(m * p.N, n, r.v0);
-    nt_put4(m * p.N, n + 4u, r.v1);
-    nt_put4(m * p.N, n + 8u, r.v2);
-    nt_put4(m * p.N, n + 12u, r.v3);
+    let row = p.c_off + m * p.ldc;
+    nt_put4(row, n, r.v0);
+    nt_put4(row, n + 4u, r.v1);
+    nt_put4(row, n + 8u, r.v2);
+    nt_put4(row, n + 12u, r.v3);
 }
 
 fn nt_put4(row: u32, n: u32, v: vec4<f32>) {
@@ -865,8 +866,9 @@ fn vmt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (p.flags & 1u) != 0u {
         acc += vmt_bias[n];
     }
+    let o = p.c_off + m * p.ldc + n;
     if (p.flags & 2u) != 0u {
-        acc += vmt_c[i];
+        acc += vmt_c[o];
     }
-    vmt_c[i] = acc;
+    vmt_c[o] = acc;
 }

@@ -14,7 +14,7 @@
 //! prefill of block_size tokens.
 
 use crate::gpu::{Buffer, Tensor};
-use crate::kernels::{Decode, DecodeDims, Operand, Program};
+use crate::kernels::{Decode, DecodeDims, Program};
 use crate::model::Gpt2;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
@@ -181,7 +181,7 @@ impl Decoder {
         let p = &model.params;
         let mut head = Program::default();
         k.layernorm.forward(gpu, &mut head, &lnf, &mean, &rstd, &last, &p.ln_f_w, &p.ln_f_b);
-        k.matmul.gemm(gpu, &mut head, &logits, Operand::n(&lnf), Operand::t(&p.wte), None, false);
+        k.matmul.lm_head(gpu, &mut head, &logits, &lnf, &p.wte);
         k.decode.argmax(gpu, &mut head, &argmax, &part, &logits);
         Ok(Decoder {
             dims,

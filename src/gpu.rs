@@ -14,6 +14,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     stats: Arc<BufferStats>,
+    /// A lower storage-binding limit than the device's, set by tests to exercise chunking.
+    binding_cap: Option<u64>,
 }
 
 /// How many buffers we have created and not yet dropped, and their bytes: a leak shows here.
@@ -53,7 +55,7 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::Gpu(format!("the adapter {} refused a device: {e}", info.name)))?;
-        Ok(Gpu { device, queue, info, stats: Arc::new(BufferStats::default()) })
+        Ok(Gpu { device, queue, info, stats: Arc::new(BufferStats::default()), binding_cap: None })
     }
 
     /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
@@ -65,18 +67,35 @@ impl Gpu {
         self.device.limits()
     }
 
+    /// Behave as if max_storage_buffer_binding_size were at most `bytes` (tests use it to run the
+    /// chunked paths that big models take on devices with small bindings).
+    pub fn cap_binding(&mut self, bytes: u64) {
+        self.binding_cap = Some(bytes);
+    }
+
+    /// The largest storage binding, in bytes.
+    pub fn max_binding(&self) -> u64 {
+        let limit = self.limits().max_storage_buffer_binding_size;
+        self.binding_cap.map_or(limit, |cap| cap.min(limit))
+    }
+
+    /// Checks that a buffer of `bytes` can be created; the error names the limit.
+    pub fn check_buffer(&self, what: &str, bytes: u64) -> Result<()> {
+        let max = self.limits().max_buffer_size;
+        if bytes > max {
+            return Err(Error::Limits(format!(
+                "{what} needs a buffer of {bytes} bytes but this GPU's max_buffer_size is {max} bytes; use a smaller \
+                 model, batch or context"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks that a buffer of `bytes` can be created and bound as storage; the error names the
     /// limit, what is needed and what the device has.
     pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
-        let l = self.limits();
-        let binding = l.max_storage_buffer_binding_size;
-        if bytes > l.max_buffer_size {
-            return Err(Error::Limits(format!(
-                "{what} needs a buffer of {bytes} bytes but this GPU's max_buffer_size is {} \
-                 bytes; use a smaller model, batch or context",
-                l.max_buffer_size
-            )));
-        }
+        self.check_buffer(what, bytes)?;
+        let binding = self.max_binding();
         if bytes > binding {
             return Err(Error::Limits(format!(
                 "{what} needs a storage binding of {bytes} bytes but this GPU's \
@@ -85,6 +104,22 @@ impl Gpu {
             )));
         }
         Ok(())
+    }
+
+    /// `t` (rows, ...) split along its first dimension into views that each fit one storage
+    /// binding and start at an allowed binding offset: (first row, view) pairs; just `t` when it
+    /// fits whole. GPT-2's wte (154 MB) takes two on a device with 128 MiB bindings.
+    pub fn row_chunks(&self, t: &Tensor) -> Vec<(usize, Tensor)> {
+        let rows = t.shape[0];
+        let row_bytes = 4 * (t.numel() / rows.max(1)) as u64;
+        if 4 * t.numel() as u64 <= self.max_binding() || row_bytes == 0 {
+            return vec![(0, t.clone())];
+        }
+        // chunks start at multiples of the offset alignment: rows per chunk a multiple of `step`
+        let align = u64::from(self.limits().min_storage_buffer_offset_alignment);
+        let step = align / gcd(row_bytes, align);
+        let per = (self.max_binding() / row_bytes / step * step).max(step) as usize;
+        (0..rows).step_by(per).map(|r0| (r0, t.rows(r0, (r0 + per).min(rows)))).collect()
     }
 
     /// Buffers alive and their total bytes (only buffers made through [`Gpu::buffer`]).
@@ -113,7 +148,7 @@ impl Gpu {
         let n: usize = shape.iter().product();
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let buffer = self.buffer(label, 4 * n as u64, usage);
-        Tensor { buffer: Arc::new(buffer), shape: shape.to_vec() }
+        Tensor { buffer: Arc::new(buffer), shape: shape.to_vec(), offset: 0 }
     }
 
     /// A tensor holding `data` (f32 or u32 words).
@@ -127,7 +162,7 @@ impl Gpu {
     /// Overwrites a tensor's contents (ordered before any later submit).
     pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) {
         if !data.is_empty() {
-            self.queue.write_buffer(&t.buffer.raw, 0, bytemuck::cast_slice(data));
+            self.queue.write_buffer(&t.buffer.raw, t.offset, bytemuck::cast_slice(data));
         }
     }
 
@@ -142,13 +177,13 @@ impl Gpu {
     /// Reads tensors back to the CPU as f32 words, with one copy per tensor into one staging
     /// buffer, one submit and one map.
     pub async fn read_many(&self, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
-        let total: u64 = tensors.iter().map(|t| t.buffer.size).sum();
+        let total: u64 = tensors.iter().map(|t| t.bytes()).sum();
         let staging = self.buffer("readback", total, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         let mut enc = self.device.create_command_encoder(&Default::default());
         let mut offset = 0;
         for t in tensors {
-            enc.copy_buffer_to_buffer(&t.buffer.raw, 0, &staging.raw, offset, t.buffer.size);
-            offset += t.buffer.size;
+            enc.copy_buffer_to_buffer(&t.buffer.raw, t.offset, &staging.raw, offset, t.bytes());
+            offset += t.bytes();
         }
         self.queue.submit([enc.finish()]);
         let bytes = self.map_read(&staging).await?;
@@ -157,7 +192,7 @@ impl Gpu {
         for t in tensors {
             let words: &[f32] = bytemuck::cast_slice(&bytes[offset..offset + 4 * t.numel()]);
             out.push(words.to_vec());
-            offset += t.buffer.size as usize;
+            offset += t.bytes() as usize;
         }
         Ok(out)
     }
@@ -167,7 +202,8 @@ impl Gpu {
         assert!(offset + len <= t.numel(), "read_range past the end of the tensor");
         let bytes = 4 * len as u64;
         let staging = self.buffer("readback", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-        self.encode(|enc| enc.copy_buffer_to_buffer(&t.buffer.raw, 4 * offset as u64, &staging.raw, 0, bytes));
+        let from = t.offset + 4 * offset as u64;
+        self.encode(|enc| enc.copy_buffer_to_buffer(&t.buffer.raw, from, &staging.raw, 0, bytes));
         let bytes = self.map_read(&staging).await?;
         Ok(bytemuck::cast_slice(&bytes[..4 * len]).to_vec())
     }
@@ -227,11 +263,22 @@ impl Drop for Buffer {
     }
 }
 
-/// A dense row-major f32 (or u32) array on the GPU. Clones share the buffer.
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// A dense row-major f32 (or u32) array on the GPU: a whole buffer, or a view of some of its rows
+/// ([`Tensor::rows`]). Clones share the buffer.
 #[derive(Clone)]
 pub struct Tensor {
     pub buffer: Arc<Buffer>,
     pub shape: Vec<usize>,
+    /// Where the tensor starts in the buffer, in bytes (0 but for views).
+    pub offset: u64,
 }
 
 impl Tensor {
@@ -239,7 +286,25 @@ impl Tensor {
         self.shape.iter().product()
     }
 
+    /// Bytes the tensor spans (at least 4: an empty tensor still has a 4-byte buffer).
+    pub fn bytes(&self) -> u64 {
+        (4 * self.numel() as u64).max(4)
+    }
+
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        self.buffer.raw.as_entire_binding()
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer.raw,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(self.bytes()),
+        })
+    }
+
+    /// Rows r0..r1 of a (rows, ...) tensor, as a tensor of their own over the same buffer.
+    pub fn rows(&self, r0: usize, r1: usize) -> Tensor {
+        assert!(r0 < r1 && r1 <= self.shape[0], "rows {r0}..{r1} of a tensor of {} rows", self.shape[0]);
+        let row = 4 * (self.numel() / self.shape[0]) as u64;
+        let mut shape = self.shape.clone();
+        shape[0] = r1 - r0;
+        Tensor { buffer: self.buffer.clone(), shape, offset: self.offset + r0 as u64 * row }
     }
 }

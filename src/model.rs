@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{Gpu, Tensor};
-use crate::kernels::{Kernels, Operand, Program};
+use crate::kernels::{Kernels, Program};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -365,7 +365,12 @@ impl Gpt2 {
             if data.len() != n {
                 return Err(Error::Format(format!("{name}: expected {n} values {shape:?}, got {}", data.len())));
             }
-            gpu.check_binding(name, 4 * n as u64)?;
+            if name == "wte.weight" {
+                // bound in row chunks where it exceeds one binding (Gpu::row_chunks)
+                gpu.check_buffer(name, 4 * n as u64)?;
+            } else {
+                gpu.check_binding(name, 4 * n as u64)?;
+            }
         }
         let tensors =
             specs.iter().zip(&weights.tensors).map(|((name, shape), data)| gpu.upload(name, shape, data)).collect();
@@ -473,7 +478,7 @@ impl Gpt2 {
         let last = &a.residual3[self.config.n_layer - 1]; // n_layer >= 1 (Gpt2Config::validate)
         k.layernorm.forward(g, &mut prog, &a.lnf, &a.lnf_mean, &a.lnf_rstd, last, &p.ln_f_w, &p.ln_f_b);
         // tied lm_head: logits (B,T,V) = lnf (B,T,C) · wteᵀ
-        k.matmul.gemm(g, &mut prog, &a.logits, Operand::n(&a.lnf), Operand::t(&p.wte), None, false);
+        k.matmul.lm_head(g, &mut prog, &a.logits, &a.lnf, &p.wte);
         prog
     }
 

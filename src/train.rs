@@ -135,6 +135,9 @@ impl Trainer {
     /// Allocates gradients, optimizer state and activations, and records every program.
     pub fn new(model: Gpt2, cfg: TrainConfig) -> Result<Trainer> {
         cfg.validate(model.config.block_size)?;
+        // inference reads wte in row chunks; training binds it (and its gradient and moments) whole
+        let wte_bytes = 4 * model.params.wte.numel() as u64;
+        model.kernels.gpu.check_binding("training: the token embedding wte (vocab x n_embd)", wte_bytes)?;
         let (b, t) = (cfg.batch_size, cfg.seq_len);
         let fwd = model.forward_plan(b, t)?;
         let gpu = model.kernels.gpu.clone();

@@ -193,6 +193,73 @@ mod native {
         println!("hf-tiny-gpt2: 20 greedy tokens equal transformers' {want_greedy:?}");
     }
 
+    /// GPT-2's wte (154 MB) exceeds the 128 MiB storage binding of lavapipe and of WebGPU's
+    /// defaults, so inference binds it in row chunks. Here the tiny HF GPT-2's wte (50257 x 32,
+    /// 6.4 MB) on a device capped at 4 MiB bindings: 2 chunks (as GPT-2's at 128 MiB) for the
+    /// embedding gather and the lm_head, and the logits and greedy tokens still equal
+    /// transformers'; training refuses.
+    #[test]
+    fn wte_in_row_chunks() {
+        let Some(d) = common::shared_data() else {
+            return;
+        };
+        if common::shared_kernels().is_none() {
+            return;
+        }
+        let dir = d.join("hf-tiny-gpt2");
+        let (prompt, ids, want_greedy) = expected(&dir);
+        let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let want_logits = wgpt::hf::to_f32("logits", &st.tensor("logits").unwrap()).unwrap();
+        let (weights, _) = wgpt::hf::dir::load(&dir).unwrap();
+        let mut gpu = pollster::block_on(wgpt::Gpu::new()).unwrap();
+        gpu.cap_binding(4 << 20);
+        let k = Arc::new(Kernels::new(&gpu));
+        let model = Gpt2::new(k, &weights).unwrap();
+        let chunks = gpu.row_chunks(&model.params.wte);
+        assert_eq!(chunks.len(), 2, "50257 rows of 128 bytes in 4 MiB chunks");
+        let f = model.forward_plan(1, ids.len()).unwrap();
+        model.forward(&f, &ids, None).unwrap();
+        let logits = pollster::block_on(gpu.read(&f.acts.logits)).unwrap();
+        let c = wgpt::cpu::check_close("chunked-wte logits", &logits, &want_logits, 1e-4, 1e-4)
+            .unwrap_or_else(|m| panic!("{m}"));
+        let mut dec = Decoder::new(&model).unwrap();
+        let out = pollster::block_on(dec.generate(&model, &ids, &SampleConfig::greedy(20), None, |_| true)).unwrap();
+        assert_eq!(out, want_greedy, "greedy tokens with wte in chunks ({prompt:?})");
+        // tokens from both chunks through the full forward, against the unchunked model
+        let mixed = [50224, 3, 42770, 32767, 32768, 50256];
+        let whole = Gpt2::new(common::shared_kernels().unwrap(), &weights).unwrap();
+        let logits_of = |m: &Gpt2| {
+            let f = m.forward_plan(1, mixed.len()).unwrap();
+            m.forward(&f, &mixed, None).unwrap();
+            pollster::block_on(m.kernels.gpu.read(&f.acts.logits)).unwrap()
+        };
+        wgpt::cpu::check_close("chunked vs whole wte", &logits_of(&model), &logits_of(&whole), 1e-6, 1e-6)
+            .unwrap_or_else(|m| panic!("{m}"));
+        let train = wgpt::train::TrainConfig {
+            batch_size: 1,
+            seq_len: 8,
+            grad_accum: 1,
+            lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_iters: 1,
+            lr_decay_iters: 2,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            dropout: 0.0,
+        };
+        let err = wgpt::train::Trainer::new(model, train).err().expect("training refuses a wte over one binding");
+        assert!(err.to_string().contains("wte"), "the error names wte: {err}");
+        println!(
+            "wte in {} chunks: logits max abs err {:.2e}, greedy equal; training refused: {err}",
+            chunks.len(),
+            c.max_abs
+        );
+    }
+
     /// decode(encode(text)) == text with GPT-2's tokenizer on Shakespeare and on unicode.
     #[test]
     fn gpt2_tokenizer_round_trip() {

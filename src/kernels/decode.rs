@@ -13,7 +13,9 @@ struct Params {
     nh: u32,
     s: u32,
     v: u32,
-    _pad: [u32; 3],
+    v0: u32,
+    rows: u32,
+    _pad: u32,
 }
 
 /// Logits per argmax_part invocation (CHUNK in the shader).
@@ -39,7 +41,9 @@ impl DecodeDims {
             nh: self.nh as u32,
             s: self.s as u32,
             v: self.v as u32,
-            _pad: [0; 3],
+            v0: 0,
+            rows: self.v as u32,
+            _pad: 0,
         }
     }
 }
@@ -69,7 +73,7 @@ impl Decode {
         }
     }
 
-    /// x (T,C) = wte[ids] + wpe[pos0 + t].
+    /// x (T,C) = wte[ids] + wpe[pos0 + t]; wte in row chunks where it exceeds one binding.
     #[allow(clippy::too_many_arguments)]
     pub fn embed(
         &self,
@@ -82,7 +86,10 @@ impl Decode {
         wpe: &Tensor,
         pos: &Tensor,
     ) {
-        prog.push(self.embed.dispatch(gpu, &d.params(), &[x, ids, wte, wpe, pos], grid(d.t * d.c, 64)));
+        for (v0, chunk) in gpu.row_chunks(wte) {
+            let params = Params { v0: v0 as u32, rows: chunk.shape[0] as u32, ..d.params() };
+            prog.push(self.embed.dispatch(gpu, &params, &[x, ids, &chunk, wpe, pos], grid(d.t * d.c, 64)));
+        }
     }
 
     /// Writes the K and V parts of qkv (T,3C) into rows pos0.. of the caches (S,C), then

@@ -1,8 +1,26 @@
 //! Token + position embedding (shaders/encoder.wgsl), llm.c's `encoder_forward` and
 //! `encoder_backward`; dwte is made deterministic by grouping positions by token on the host.
 
-use super::{grid, Dims4, Pipe, Program};
+use super::{grid, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    bt: u32,
+    t: u32,
+    c: u32,
+    v: u32,
+    v0: u32,
+    rows: u32,
+    _pad: [u32; 2],
+}
+
+impl Params {
+    fn new(bt: usize, t: usize, c: usize, v: usize) -> Params {
+        Params { bt: bt as u32, t: t as u32, c: c as u32, v: v as u32, v0: 0, rows: v as u32, _pad: [0; 2] }
+    }
+}
 
 pub struct Encoder {
     fwd: Pipe,
@@ -69,12 +87,15 @@ impl Encoder {
         }
     }
 
-    /// out (B,T,C) = wte[ids] + wpe[t]; ids (B,T) u32, wte (V,C), wpe (maxT,C).
+    /// out (B,T,C) = wte[ids] + wpe[t]; ids (B,T) u32, wte (V,C), wpe (maxT,C). A wte bigger
+    /// than one storage binding is read in row chunks ([`Gpu::row_chunks`]), one dispatch each.
     pub fn forward(&self, gpu: &Gpu, prog: &mut Program, out: &Tensor, ids: &Tensor, wte: &Tensor, wpe: &Tensor) {
         let (bt, c) = (ids.numel(), wte.shape[1]);
         let t = ids.shape[ids.shape.len() - 1];
-        let params = Dims4::new(bt, t, c, wte.shape[0]);
-        prog.push(self.fwd.dispatch(gpu, &params, &[out, ids, wte, wpe], grid(bt * c, 64)));
+        for (v0, chunk) in gpu.row_chunks(wte) {
+            let params = Params { v0: v0 as u32, rows: chunk.shape[0] as u32, ..Params::new(bt, t, c, wte.shape[0]) };
+            prog.push(self.fwd.dispatch(gpu, &params, &[out, ids, &chunk, wpe], grid(bt * c, 64)));
+        }
     }
 
     /// dwte (V,C) += dout summed per token, dwpe (maxT,C) += dout summed over the batch; dout
@@ -91,7 +112,7 @@ impl Encoder {
         let (t, c, v) = (dout.shape[1], dwte.shape[1], dwte.shape[0]);
         let bt = dout.numel() / c;
         assert!(bt <= buckets.capacity(), "encoder backward: B*T = {bt} but the buckets hold {}", buckets.capacity());
-        let params = Dims4::new(bt, t, c, v);
+        let params = Params::new(bt, t, c, v);
         // at most min(B·T, V) distinct tokens; the kernel skips buckets past `count`
         prog.push(self.bwd_wte.dispatch(
             gpu,

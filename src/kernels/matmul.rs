@@ -19,7 +19,9 @@ struct Params {
     flags: u32,
     a_off: u32,
     b_off: u32,
-    _pad: [u32; 2],
+    /// NT and VMT: C[m, n] is c[c_off + m·ldc + n] (elsewhere 0 and N).
+    c_off: u32,
+    ldc: u32,
 }
 
 const FLAG_BIAS: u32 = 1;
@@ -156,14 +158,47 @@ impl Matmul {
         bias: Option<&Tensor>,
         accumulate: bool,
     ) {
+        let (m, n) = (a.dims().0, b.dims().1);
+        assert_eq!(out.numel(), m * n, "matmul output has the wrong size");
+        self.gemm_cols(gpu, prog, out, (0, n), a, b, bias, accumulate);
+    }
+
+    /// The tied lm_head: logits (M,V) = x (M,C) · wte (V,C)ᵀ. A wte bigger than one storage
+    /// binding is bound in row chunks ([`Gpu::row_chunks`]), each making its block of columns.
+    pub fn lm_head(&self, gpu: &Gpu, prog: &mut Program, logits: &Tensor, x: &Tensor, wte: &Tensor) {
+        let v = wte.shape[0];
+        assert_eq!(logits.numel(), x.numel() / wte.shape[1] * v, "lm_head: logits have the wrong size");
+        for (v0, chunk) in gpu.row_chunks(wte) {
+            self.gemm_cols(gpu, prog, logits, (v0, v), Operand::n(x), Operand::t(&chunk), None, false);
+        }
+    }
+
+    /// [`Matmul::gemm`] into columns cols.0 .. cols.0 + N of an output whose rows are cols.1
+    /// wide (the whole output when cols = (0, N); a column block only for NT products).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_cols(
+        &self,
+        gpu: &Gpu,
+        prog: &mut Program,
+        out: &Tensor,
+        cols: (usize, usize),
+        a: Operand,
+        b: Operand,
+        bias: Option<&Tensor>,
+        accumulate: bool,
+    ) {
         let (m, k) = a.dims();
         let (k2, n) = b.dims();
         assert_eq!(k, k2, "matmul inner dimensions differ");
-        assert_eq!(out.numel(), m * n, "matmul output has the wrong size");
+        assert!(cols.0 + n <= cols.1 && out.numel() == m * cols.1, "matmul output has the wrong size");
         let (a_rs, a_cs) = a.strides();
         let (b_rs, b_cs) = b.strides();
         let bias_t = bias.unwrap_or(&self.no_bias);
         let layout = Layout::pick(a.transposed, b.transposed, m, k, n);
+        assert!(
+            cols == (0, n) || matches!(layout, Some(Layout::Nt | Layout::Vmt)),
+            "matmul: a column block of the output needs the NT layout with K % 4 == 0"
+        );
         let tiles = [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(FAST_ROWS * FAST_WG[1])];
         let (pipe, wg) = match layout {
             None => (&self.fwd, [n.div_ceil(TILE), m.div_ceil(TILE)]),
@@ -197,7 +232,8 @@ impl Matmul {
                 flags,
                 a_off: k0 as u32 * a_cs,
                 b_off: k0 as u32 * b_rs,
-                _pad: [0; 2],
+                c_off: cols.0 as u32,
+                ldc: cols.1 as u32,
             };
             prog.push(pipe.dispatch(gpu, &params, &[out, a.t, b.t, bias_t], wg));
         }

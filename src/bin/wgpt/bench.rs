@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use wgpt::generate::{sample, Decoder, SampleConfig};
-use wgpt::rng::Rng;
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
+use wgpt::rng::Rng;
 use wgpt::{Error, Result};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -122,6 +122,7 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
 
     // greedy generation after a short prompt: pick (GPU argmax, 4-byte readback), then push it
     dec.prefill(model, &ids[..args.short_prompt])?;
+    sync(&dec)?; // the prefill is not part of the timing
     let ms = time_ms(n, || {
         let next = pollster::block_on(dec.argmax(model))?;
         dec.push(model, next)
@@ -131,6 +132,7 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
 
     // the same, sampling (temperature 1, top-k 40) on the CPU from the V logits read back
     dec.prefill(model, &ids[..args.short_prompt])?;
+    sync(&dec)?;
     let cfg = SampleConfig { max_new_tokens: n, temperature: 1.0, top_k: 40, top_p: 1.0, seed: 1 };
     let mut rng = Rng::new(1);
     let ms = time_ms(n, || {
@@ -142,6 +144,7 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
     // one more token at a context of `c`: with the cache, vs a full forward over c + 1 tokens
     let c = args.context;
     dec.prefill(model, &ids[..c])?;
+    sync(&dec)?;
     let mut at = c;
     let cached = time_ms(n, || {
         dec.push(model, ids[at])?;
