@@ -1,13 +1,18 @@
-//! GPU memory accounting (its own test binary, so no other test allocates meanwhile): the
-//! estimate the page shows before training matches what a Trainer allocates.
+//! GPU memory accounting, in a test binary of its own (the tests here take a lock, so nothing
+//! else allocates while one counts): the estimate the page shows before training matches what a
+//! Trainer allocates, and a long run does not leak.
 
 mod common;
 
 use wgpt::model::{Gpt2, Gpt2Config, Weights};
 use wgpt::train::{training_bytes, TrainConfig, Trainer};
 
+/// Held by each test while it counts buffers.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn training_bytes_matches_allocations() {
+    let _lock = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let Some(k) = common::shared_kernels() else { return };
     for (cfg, b) in [
         (Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65 }, 8),
@@ -39,5 +44,72 @@ fn training_bytes_matches_allocations() {
         // the estimate leaves out only small buffers (uniforms, token buckets, step scalars)
         assert!((0.98..=1.0).contains(&ratio), "estimate {estimate} vs allocated {actual}: ratio {ratio:.3}");
         drop(trainer);
+    }
+}
+
+/// Resident memory of this process in KiB (Linux), or None elsewhere.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// 2,000 training steps with a loss readback every 10, an evaluation and a sample every 500:
+/// after the first evaluation (which records the decoder's programs), the GPU buffer count and
+/// bytes (our own counters) stay exactly flat and the process's memory stays within 16 MiB.
+#[test]
+fn no_leaks_over_2000_steps() {
+    let _lock = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(k) = common::shared_kernels() else { return };
+    let text = "the quick brown fox jumps over the lazy dog.\n".repeat(60);
+    let tokenizer = wgpt::tokenizer::Tokenizer::char_level(&text).unwrap();
+    let model = Gpt2Config { n_layer: 1, n_head: 2, n_embd: 16, block_size: 16, vocab_size: tokenizer.vocab_size() };
+    let cfg = wgpt::run::RunConfig {
+        model,
+        train: TrainConfig {
+            batch_size: 4,
+            seq_len: 16,
+            grad_accum: 1,
+            lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_iters: 10,
+            lr_decay_iters: 2000,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            dropout: 0.0,
+        },
+        max_iters: 2000,
+        eval_interval: 500,
+        eval_iters: 2,
+        log_interval: 10,
+        seed: 3,
+        data: wgpt::run::DataSource::Text("fox".into()),
+        tokenizer: "char".into(),
+    };
+    let mut run = wgpt::run::Run::new(k.clone(), cfg, &Weights::random(model, 3), tokenizer, &text).unwrap();
+    let sample = wgpt::generate::SampleConfig { max_new_tokens: 20, temperature: 1.0, top_k: 0, top_p: 1.0, seed: 1 };
+    let mut marks = vec![];
+    for step in 1..=2000 {
+        run.train_step().unwrap();
+        if step % 10 == 0 {
+            assert!(pollster::block_on(run.loss()).unwrap().is_finite());
+        }
+        if step % 500 == 0 {
+            pollster::block_on(run.evaluate()).unwrap();
+            pollster::block_on(run.sample("the", &sample)).unwrap();
+            let (count, bytes) = k.gpu.buffer_stats();
+            marks.push((step, count, bytes, rss_kib()));
+        }
+    }
+    println!("(step, buffers, bytes, rss KiB): {marks:?}");
+    let (_, count, bytes, rss) = marks[0];
+    for &(step, c, b, r) in &marks[1..] {
+        assert_eq!((c, b), (count, bytes), "GPU buffers at step {step} differ from step 500");
+        if let (Some(r0), Some(r)) = (rss, r) {
+            assert!(r <= r0 + 16 * 1024, "process memory grew from {r0} KiB to {r} KiB by step {step}");
+        }
     }
 }

@@ -187,7 +187,7 @@ async function check() {
 
 const $ = (id) => document.getElementById(id);
 const PRESETS = {
-  tiny: { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, batch_size: 8, max_iters: 500, lr: 0.002, eval_interval: 100 },
+  tiny: { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, batch_size: 8, max_iters: 500, lr: 0.002, eval_interval: 50 },
   baby: { n_layer: 4, n_head: 4, n_embd: 128, block_size: 64, batch_size: 12, max_iters: 2000, lr: 0.001, eval_interval: 250 },
   "shakespeare-char": { n_layer: 6, n_head: 6, n_embd: 384, block_size: 256, batch_size: 8, max_iters: 5000, lr: 0.001, eval_interval: 250 },
 };
