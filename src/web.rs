@@ -188,7 +188,7 @@ impl Engine {
     }
 }
 
-/// The corpus and, once planned, its tokenizer and token ids for a tokenizer spec.
+/// The current corpus: its name, its text, and the built-in task it came from if any.
 struct Corpus {
     name: String,
     text: String,
@@ -200,8 +200,8 @@ struct Driver {
     inbox: Rc<RefCell<Inbox>>,
     kernels: Option<Arc<Kernels>>,
     corpus: Option<Corpus>,
-    /// The tokenizer spec, tokenizer and dataset of the current corpus (BPE training is slow:
-    /// kept until the corpus or the spec changes).
+    /// The tokenizer spec, the tokenizer built on the current corpus and the corpus's token count
+    /// (BPE training is slow: kept until the corpus or the spec changes).
     tokens: Option<(String, Tokenizer, usize)>,
     run: Option<Training>,
 }
