@@ -118,6 +118,49 @@ fn cli_trains_and_writes_an_hf_checkpoint() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// An absurd learning rate makes the loss non-finite: `wgpt train` stops at the first readback
+/// after it with exit code 2 and a message naming the step, keeps the last good checkpoint
+/// untouched, and `--resume DIR --lr <lower>` continues it to the end with finite losses.
+#[test]
+fn cli_stops_on_divergence_and_resumes_with_a_lower_lr() {
+    let Some(_) = common::shared_kernels() else { return };
+    let out = std::env::temp_dir().join(format!("wgpt-nan-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let corpus = out.join("corpus.txt");
+    std::fs::write(&corpus, pangrams()).unwrap();
+    let wgpt = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt")).args(args).output().expect("run wgpt");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let dir = out.to_str().unwrap();
+    let common_args = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4"];
+    let mut args = vec!["train", "--data", corpus.to_str().unwrap(), "--out", dir];
+    args.extend(common_args);
+    args.extend(["--max-iters", "40", "--eval-interval", "2", "--eval-iters", "1", "--log-interval", "1"]);
+    args.extend(["--warmup-iters", "0", "--lr", "1e6"]);
+    let (code, stderr) = wgpt(&args);
+    assert_eq!(code, Some(2), "a diverged run exits with 2: {stderr}");
+    assert!(stderr.contains("training diverged at step"), "the message says what happened: {stderr}");
+    assert!(stderr.contains("--resume") && stderr.contains("--lr"), "the message says what to do: {stderr}");
+    let state = std::fs::read(out.join(wgpt::checkpoint::STATE_FILE)).expect("the last good checkpoint is kept");
+    let (weights, _) = wgpt::hf::dir::load(&out).unwrap();
+    let saved = wgpt::run::saved_run(&state, &weights.config).unwrap();
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    println!("diverged: {}\ncheckpoint kept at step {}", stderr.lines().last().unwrap_or(""), saved.step);
+
+    let (code, stderr) = wgpt(&["train", "--resume", dir, "--lr", "1e-3", "--log-interval", "1"]);
+    assert_eq!(code, Some(0), "resuming with a lower lr finishes: {stderr}");
+    let after = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let resumed: Vec<serde_json::Value> =
+        after[metrics.len()..].lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let losses: Vec<f64> = resumed.iter().filter_map(|v| v.get("loss").and_then(|l| l.as_f64())).collect();
+    assert!(!losses.is_empty() && losses.iter().all(|l| l.is_finite()), "resumed losses: {losses:?}");
+    assert!(resumed.iter().all(|v| v.get("lr").and_then(|l| l.as_f64()).is_none_or(|lr| lr <= 1e-3 + 1e-9)));
+    println!("resumed from step {} with lr 1e-3: {} finite losses, last {:?}", saved.step, losses.len(), losses.last());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// What transformers' GPT2LMHeadModel.from_pretrained needs from a directory.
 fn check_hf_dir(dir: &Path) {
     let config: serde_json::Value =

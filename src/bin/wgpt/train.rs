@@ -38,11 +38,14 @@ pub struct TrainArgs {
     /// Micro-batches per optimizer step.
     #[arg(long, default_value_t = 1)]
     grad_accum: usize,
-    #[arg(long, default_value_t = 2000)]
-    max_iters: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
+    /// Optimizer steps in all [default: 2000]. With --resume: the checkpoint's, or this to extend
+    /// the run.
+    #[arg(long)]
+    max_iters: Option<usize>,
+    /// Peak learning rate [default: 1e-3]. With --resume it replaces the checkpoint's (lower it
+    /// after a diverged run), and min_lr scales with it.
+    #[arg(long)]
+    lr: Option<f32>,
     /// Learning rate at the end of the cosine decay (at max_iters).
     #[arg(long, default_value_t = 1e-4)]
     min_lr: f32,
@@ -85,11 +88,12 @@ pub struct TrainArgs {
     #[arg(long)]
     tokenizer: Option<String>,
     /// Output directory: checkpoint (HF model dir + training_state.safetensors), metrics.jsonl,
-    /// loss.png.
-    #[arg(long, default_value = "out")]
-    out: PathBuf,
+    /// loss.png [default: out; with --resume: the resumed directory].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue a run from its checkpoint directory (same data, same batches, same losses).
-    /// --max-iters may extend it; other settings come from the checkpoint.
+    /// --max-iters may extend it and --lr replace its learning rate; other settings come from
+    /// the checkpoint.
     #[arg(long, conflicts_with_all = ["init", "data", "task"])]
     resume: Option<PathBuf>,
     /// Fine-tune a pretrained HF GPT-2 directory (its shape and, by default, its tokenizer).
@@ -125,13 +129,22 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         let (weights, tokenizer) = hf::dir::load(dir)?;
         let tokenizer = tokenizer.ok_or_else(|| Error::Format(format!("{} has no tokenizer.json", dir.display())))?;
         let mut cfg = saved_run(&state, &weights.config)?.run;
-        cfg.max_iters = a.max_iters.max(cfg.max_iters);
+        cfg.max_iters = a.max_iters.unwrap_or(cfg.max_iters).max(cfg.max_iters);
+        if let Some(lr) = a.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(Error::Input(format!("--lr must be a positive number, got {lr}")));
+            }
+            cfg.train.min_lr *= lr / cfg.train.lr;
+            cfg.train.lr = lr;
+            eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
+        }
         let text = source_text(&cfg.data, cfg.seed)?;
         let mut run = Run::new(kernels, cfg, &weights, tokenizer, &text)?;
         run.restore(&state)?;
         eprintln!("resuming {} at step {}", dir.display(), run.step());
-        (run, a.out.clone())
+        (run, a.out.clone().unwrap_or_else(|| dir.clone()))
     } else {
+        let max_iters = a.max_iters.unwrap_or(2000);
         let data = match (&a.data, &a.task) {
             (Some(path), _) => DataSource::File(path.display().to_string()),
             (None, Some(task)) => DataSource::Task(Task::from_name(task)?.name().to_string()),
@@ -175,10 +188,10 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 batch_size: a.batch_size,
                 seq_len,
                 grad_accum: a.grad_accum,
-                lr: a.lr,
+                lr: a.lr.unwrap_or(1e-3),
                 min_lr: a.min_lr,
                 warmup_iters: a.warmup_iters,
-                lr_decay_iters: a.max_iters,
+                lr_decay_iters: max_iters,
                 weight_decay: a.weight_decay,
                 beta1: a.beta1,
                 beta2: a.beta2,
@@ -186,7 +199,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 grad_clip: a.grad_clip,
                 dropout: a.dropout,
             },
-            max_iters: a.max_iters,
+            max_iters,
             eval_interval: a.eval_interval.max(1),
             eval_iters: a.eval_iters,
             log_interval: a.log_interval.max(1),
@@ -194,7 +207,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             data,
             tokenizer: spec,
         };
-        (Run::new(kernels, cfg, &weights, tokenizer, &text)?, a.out.clone())
+        (Run::new(kernels, cfg, &weights, tokenizer, &text)?, a.out.clone().unwrap_or_else(|| PathBuf::from("out")))
     };
     std::fs::create_dir_all(&out).map_err(|e| Error::Io(format!("cannot create {}: {e}", out.display())))?;
     let c = &run.cfg;
@@ -304,7 +317,11 @@ fn eval_line(e: &Eval) -> String {
 /// The message for a NaN/inf loss: what happened, what was kept, what to do.
 fn diverged(step: u64, out: &Path, last_saved: Option<u64>) -> Error {
     let kept = match last_saved {
-        Some(s) => format!("the checkpoint from step {s} in {} is intact; resume it with `wgpt train --resume {}` after lowering the learning rate (e.g. halve --lr)", out.display(), out.display()),
+        Some(s) => format!(
+            "the checkpoint from step {s} in {dir} is intact; continue it with a lower learning rate: \
+             `wgpt train --resume {dir} --lr <lower>` (e.g. a tenth of it)",
+            dir = out.display()
+        ),
         None => "no checkpoint was saved yet; restart with a lower --lr".into(),
     };
     Error::Input(format!(
