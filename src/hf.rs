@@ -148,7 +148,7 @@ pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weig
                 view.shape()
             )));
         }
-        tensors.push(to_f32(name, &view)?);
+        tensors.push(to_f32(name, &view).map_err(|e| Error::Format(format!("{what}: {e}")))?);
     }
     let mut extra: Vec<String> = by_name
         .into_keys()
