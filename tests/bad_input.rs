@@ -51,6 +51,9 @@ fn with_file(name: &str, file: &str, bytes: &[u8]) -> PathBuf {
     dir
 }
 
+/// How a test rewrites one tensor: (name, shape, values) to (dtype, shape, bytes).
+type Rewrite<'a> = &'a dyn Fn(&str, &[usize], &[f32]) -> (safetensors::Dtype, Vec<usize>, Vec<u8>);
+
 /// A safetensors file: the header JSON `header` and `data` bytes after it.
 fn safetensors_bytes(header: &str, data: &[u8]) -> Vec<u8> {
     let mut v = (header.len() as u64).to_le_bytes().to_vec();
@@ -135,7 +138,7 @@ fn model_directory_rows() {
     // a valid file with a wrong dtype and one with a wrong shape, from the real tensors
     let (weights, _) = wgpt::hf::dir::load(&good).unwrap();
     let specs = weights.config.param_specs();
-    let rewrite = |name: &str, f: &dyn Fn(&str, &[usize], &[f32]) -> (safetensors::Dtype, Vec<usize>, Vec<u8>)| {
+    let rewrite = |name: &str, f: Rewrite| {
         let owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = specs
             .iter()
             .zip(&weights.tensors)
