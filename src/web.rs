@@ -62,6 +62,8 @@ pub enum Request {
     },
     /// Stop the generation in progress.
     Cancel,
+    /// The current model as Hugging Face files (an `export` event with the bytes).
+    Export,
 }
 
 /// The page's training settings (the rest are nanoGPT's defaults for small models).
@@ -132,8 +134,13 @@ pub enum Event {
         tokens: usize,
         tokens_per_sec: f64,
     },
-    /// `scope` is what failed ("gpu", "corpus", "plan", "train", "generate"); the page keeps
-    /// everything else as it was.
+    /// The model's files, in this order, posted alongside as byte arrays.
+    Export {
+        files: Vec<&'static str>,
+        step: u64,
+    },
+    /// `scope` is what failed ("gpu", "corpus", "plan", "train", "generate", "export"); the page
+    /// keeps everything else as it was.
     Error {
         scope: &'static str,
         message: String,
@@ -159,7 +166,8 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Starts the driver; `post` receives each [`Event`] as a JSON string.
+    /// Starts the driver; `post` receives each [`Event`] as a JSON string (and, for `export`, an
+    /// array of byte arrays as its second argument).
     #[wasm_bindgen(constructor)]
     pub fn new(post: js_sys::Function) -> Engine {
         console_error_panic_hook::set_once();
@@ -316,6 +324,11 @@ impl Driver {
                 let cfg = SampleConfig { max_new_tokens: max_tokens, temperature, top_k, top_p, seed };
                 if let Err(e) = self.generate(&prompt, &cfg).await {
                     self.error("generate", e);
+                }
+            }
+            Request::Export => {
+                if let Err(e) = self.export().await {
+                    self.error("export", e);
                 }
             }
             Request::Pause | Request::Resume | Request::Stop | Request::Cancel => {}
@@ -493,6 +506,20 @@ impl Driver {
                     sample,
                 },
             );
+        }
+        Ok(())
+    }
+
+    async fn export(&mut self) -> Result<()> {
+        let tr = self.run.as_ref().ok_or_else(|| Error::Input("train a model first, then export it".into()))?;
+        let files = tr.run.hf_files().await?;
+        let event = Event::Export { files: files.iter().map(|(name, _)| *name).collect(), step: tr.run.step() };
+        let bytes = js_sys::Array::new();
+        for (_, b) in &files {
+            bytes.push(&js_sys::Uint8Array::from(b.as_slice()));
+        }
+        if let Ok(json) = serde_json::to_string(&event) {
+            let _ = self.post.call2(&JsValue::NULL, &json.into(), &bytes);
         }
         Ok(())
     }

@@ -282,6 +282,7 @@ function updateButtons() {
   $("train-stop").disabled = !running;
   $("generate").disabled = t === "idle" || ui.generating;
   $("gen-stop").disabled = !ui.generating;
+  $("export").disabled = t === "idle";
   for (const id of ["preset", "tokenizer", "bpe_vocab", "batch_size", "max_iters", "lr", "eval_interval", "train_seed"])
     $(id).disabled = running || (id === "bpe_vocab" && $("tokenizer").value !== "bpe");
   for (const id of DIMS) $(id).disabled = running || $("preset").value !== "custom";
@@ -383,12 +384,23 @@ function onEvent(ev) {
       $("gen-speed").textContent = `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s`;
       if (ui.training !== "training") status("Generated.");
       break;
+    case "export":
+      ev.files.forEach((name, i) => {
+        const url = URL.createObjectURL(new Blob([ev.bytes[i]]));
+        const a = h("a", { href: url, download: name });
+        document.body.append(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      });
+      status(`Exported the model at step ${ev.step}: ${ev.files.join(", ")} (a Hugging Face GPT-2 directory).`);
+      break;
     case "error":
       if (ev.scope === "generate") ui.generating = false;
       if (ev.scope === "train") ui.training = ui.training === "idle" ? "idle" : "stopped";
       if (ev.scope === "plan") $("plan-note").textContent = "";
       showError(ev.message);
-      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", gpu: "open the GPU" }[ev.scope] || "continue"}; see above.`);
+      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", export: "export", gpu: "open the GPU" }[ev.scope] || "continue"}; see above.`);
       break;
   }
   updateButtons();
@@ -495,6 +507,10 @@ function wire() {
     }
   });
   $("train-stop").addEventListener("click", () => send({ type: "stop" }));
+  $("export").addEventListener("click", () => {
+    status("Exporting the model…");
+    send({ type: "export" });
+  });
   $("generate").addEventListener("click", generate);
   $("gen-stop").addEventListener("click", () => send({ type: "cancel" }));
   $("prompt").addEventListener("keydown", (e) => {
@@ -518,8 +534,8 @@ function startEngine() {
   // the last events, for tests and for anyone curious in the console
   window.wgptEvents = [];
   ui.worker.onmessage = (e) => {
-    const ev = typeof e.data === "string" ? JSON.parse(e.data) : e.data;
-    window.wgptEvents.push(ev);
+    const ev = typeof e.data === "string" ? JSON.parse(e.data) : { ...JSON.parse(e.data.json), bytes: e.data.files };
+    window.wgptEvents.push(ev.bytes ? { ...ev, bytes: undefined } : ev);
     if (window.wgptEvents.length > 100) window.wgptEvents.shift();
     onEvent(ev);
   };

@@ -22,7 +22,10 @@ self.onmessage = (e) => (engine ? deliver(e.data) : pending.push(e.data));
 
 init()
   .then(() => {
-    engine = new Engine((json) => postMessage(json));
+    // events are JSON strings; an export also hands over the files' bytes (transferred)
+    engine = new Engine((json, files) =>
+      files ? postMessage({ json, files }, files.map((f) => f.buffer)) : postMessage(json),
+    );
     pending.splice(0).forEach(deliver);
   })
   .catch((err) => report(`loading the engine (wgpt_bg.wasm) failed: ${err}`));

@@ -1,10 +1,12 @@
 // End to end: the page built by `trunk build --offline --release` (dist/), served on localhost,
 // in headless Chromium on SwiftShader's WebGPU. Loads a corpus through `corpus-input`, trains the
 // default model for a few dozen steps (step rises, train loss falls, a val loss appears), samples
-// from a prompt, then loads a non-UTF-8 file and checks the error while the page keeps working.
+// from a prompt, exports the model as Hugging Face files, then loads a non-UTF-8 file and checks
+// the error while the page keeps working.
 // Prints the figures BENCHMARKS.md records and saves a screenshot.
 //
 //   node tests/browser/e2e.mjs [--dist dist] [--screenshot target/browser/playground.png] [--steps 60]
+//                              [--export-dir DIR]   (also write the exported files there)
 
 import http from "node:http";
 import fs from "node:fs";
@@ -132,6 +134,33 @@ try {
   if (out.trim() === "") fail("generation produced no text");
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);
+
+  // export: three downloads that make a Hugging Face GPT-2 directory
+  const downloads = [];
+  page.on("download", (d) => downloads.push(d));
+  await byId("export").click();
+  const deadline = Date.now() + 60_000;
+  while (downloads.length < 3 && Date.now() < deadline) await page.waitForTimeout(200);
+  const files = {};
+  for (const d of downloads) files[d.suggestedFilename()] = fs.readFileSync(await d.path());
+  const names = Object.keys(files).sort().join(", ");
+  if (names !== "config.json, model.safetensors, tokenizer.json") fail(`export gave ${names}`);
+  const config = JSON.parse(files["config.json"]);
+  if (config.model_type !== "gpt2" || config.n_layer !== 2 || config.n_embd !== 64 || config.vocab_size !== 24)
+    fail(`exported config.json: ${JSON.stringify(config)}`);
+  const st = files["model.safetensors"];
+  const headerLen = Number(st.readBigUInt64LE(0));
+  const header = JSON.parse(st.subarray(8, 8 + headerLen).toString("utf8"));
+  const wte = header["transformer.wte.weight"];
+  if (!wte || wte.shape.join("x") !== "24x64" || header.__metadata__?.format !== "pt")
+    fail(`exported model.safetensors header: ${JSON.stringify(header).slice(0, 300)}`);
+  const tensors = Object.keys(header).filter((k) => k !== "__metadata__").length;
+  JSON.parse(files["tokenizer.json"]);
+  if (args["export-dir"]) {
+    fs.mkdirSync(args["export-dir"], { recursive: true });
+    for (const [name, bytes] of Object.entries(files)) fs.writeFileSync(path.join(args["export-dir"], name), bytes);
+  }
+  console.log(`export: ${names}; ${tensors} tensors, ${st.length} bytes of safetensors`);
 
   // a non-UTF-8 file: a message, and the page keeps its corpus and keeps working
   await byId("corpus-input").setInputFiles({ name: "image.bin", mimeType: "application/octet-stream", buffer: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff, 0xfe, 0x00]) });
