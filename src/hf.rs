@@ -189,6 +189,16 @@ pub fn save_weights(weights: &Weights) -> Result<Vec<u8>> {
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Format(format!("cannot write safetensors: {e}")))
 }
 
+/// A Hugging Face model directory's files for `weights` and `tokenizer`, by name: config.json,
+/// model.safetensors and tokenizer.json (what `transformers` loads as-is).
+pub fn files(weights: &Weights, tokenizer: &crate::tokenizer::Tokenizer) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    Ok(vec![
+        ("config.json", config_json(&weights.config).into_bytes()),
+        ("model.safetensors", save_weights(weights)?),
+        ("tokenizer.json", tokenizer.to_json()?.into_bytes()),
+    ])
+}
+
 /// An HF model directory on disk: config.json, model.safetensors and optional tokenizer.json.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dir {

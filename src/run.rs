@@ -208,12 +208,7 @@ impl Run {
     /// The model as a Hugging Face directory's files: config.json, model.safetensors and
     /// tokenizer.json, by name (what `transformers` loads, and what the page exports).
     pub async fn hf_files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
-        let weights = self.trainer.model.weights().await?;
-        Ok(vec![
-            ("config.json", hf::config_json(&self.cfg.model).into_bytes()),
-            ("model.safetensors", hf::save_weights(&weights)?),
-            ("tokenizer.json", self.tokenizer.to_json()?.into_bytes()),
-        ])
+        hf::files(&self.trainer.model.weights().await?, &self.tokenizer)
     }
 
     /// The model, tokenizer and training state as files.

@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::data::{corpus_text, Dataset, Task};
-use crate::generate::{SampleConfig, TextStream};
+use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::kernels::Kernels;
-use crate::model::{Gpt2Config, Weights};
+use crate::model::{Gpt2, Gpt2Config, Weights};
 use crate::run::{DataSource, Run, RunConfig};
 use crate::tokenizer::Tokenizer;
 use crate::train::{training_bytes, TrainConfig};
-use crate::{Error, Gpu, Result};
+use crate::{hf, Error, Gpu, Result};
 
 /// What the page asks of the worker.
 #[derive(Debug, Deserialize)]
@@ -64,6 +64,13 @@ pub enum Request {
     Cancel,
     /// The current model as Hugging Face files (an `export` event with the bytes).
     Export,
+    /// A GPT-2-family Hugging Face model: config.json and tokenizer.json as text, the bytes sent
+    /// alongside are model.safetensors. Replaces the current model; Start then fine-tunes it.
+    Import {
+        name: String,
+        config: String,
+        tokenizer: String,
+    },
 }
 
 /// The page's training settings (the rest are nanoGPT's defaults for small models).
@@ -139,7 +146,18 @@ pub enum Event {
         files: Vec<&'static str>,
         step: u64,
     },
-    /// `scope` is what failed ("gpu", "corpus", "plan", "train", "generate", "export"); the page
+    /// An imported model is ready to sample from (and to fine-tune on the corpus).
+    Imported {
+        name: String,
+        n_layer: usize,
+        n_head: usize,
+        n_embd: usize,
+        block_size: usize,
+        vocab_size: usize,
+        params: usize,
+    },
+    /// `scope` is what failed ("gpu", "corpus", "plan", "train", "generate", "export",
+    /// "import"); the page
     /// keeps everything else as it was.
     Error {
         scope: &'static str,
@@ -172,7 +190,8 @@ impl Engine {
     pub fn new(post: js_sys::Function) -> Engine {
         console_error_panic_hook::set_once();
         let inbox = Rc::new(RefCell::new(Inbox::default()));
-        let driver = Driver { post, inbox: inbox.clone(), kernels: None, corpus: None, tokens: None, run: None };
+        let driver =
+            Driver { post, inbox: inbox.clone(), kernels: None, corpus: None, tokens: None, run: None, loaded: None };
         wasm_bindgen_futures::spawn_local(driver.drive());
         Engine { inbox }
     }
@@ -212,6 +231,15 @@ struct Driver {
     /// (BPE training is slow: kept until the corpus or the spec changes).
     tokens: Option<(String, Tokenizer, usize)>,
     run: Option<Training>,
+    /// An imported model, until training starts from it.
+    loaded: Option<Loaded>,
+}
+
+/// A model loaded from Hugging Face files, with its decoder and tokenizer.
+struct Loaded {
+    model: Gpt2,
+    decoder: Decoder,
+    tokenizer: Tokenizer,
 }
 
 struct Training {
@@ -309,7 +337,11 @@ impl Driver {
                 Ok(event) => self.post(&event),
                 Err(e) => self.error("plan", e),
             },
-            Request::Start { settings } => match self.start(&settings) {
+            Request::Import { name, config, tokenizer } => match self.import(name, &config, &tokenizer, bytes) {
+                Ok(event) => self.post(&event),
+                Err(e) => self.error("import", e),
+            },
+            Request::Start { settings } => match self.start(&settings).await {
                 Ok(step) => {
                     // a new run starts running, whatever the last one was told
                     let mut inbox = self.inbox.borrow_mut();
@@ -435,21 +467,66 @@ impl Driver {
         })
     }
 
-    fn start(&mut self, settings: &Settings) -> Result<u64> {
+    /// A new run on the current corpus: from random weights of `settings`' shape, or, after an
+    /// import, fine-tuning the imported model with its own tokenizer.
+    async fn start(&mut self, settings: &Settings) -> Result<u64> {
         let kernels = self.kernels.clone().ok_or_else(|| Error::Gpu("the GPU is not ready".into()))?;
-        let (tok, _) = self.tokenizer(&settings.tokenizer)?;
-        let mut cfg = Self::config(settings, tok.vocab_size())?;
-        let corpus = self.corpus.as_ref().expect("tokenizer() checked the corpus");
-        cfg.data = match &corpus.task {
+        let corpus = self.corpus.as_ref().ok_or_else(|| Error::Input("choose a corpus first".into()))?;
+        let data = match &corpus.task {
             Some(task) => DataSource::Task(task.clone()),
             None => DataSource::Text(corpus.name.clone()),
         };
-        let tokenizer = self.tokens.as_ref().expect("tokenizer() set it").1.clone();
-        let weights = Weights::random(cfg.model, cfg.seed);
+        let (weights, tokenizer, spec) = match &self.loaded {
+            Some(l) => (l.model.weights().await?, l.tokenizer.clone(), "dir".to_string()),
+            None => {
+                let (tok, _) = self.tokenizer(&settings.tokenizer)?;
+                let tok = tok.clone();
+                let cfg = Self::config(settings, tok.vocab_size())?;
+                (Weights::random(cfg.model, cfg.seed), tok, settings.tokenizer.clone())
+            }
+        };
+        let mut cfg = Self::config(settings, weights.config.vocab_size)?;
+        cfg.model = weights.config;
+        cfg.train.seq_len = settings.block_size.min(cfg.model.block_size);
+        cfg.train.validate(cfg.model.block_size)?;
+        cfg.data = data;
+        cfg.tokenizer = spec;
+        let corpus = self.corpus.as_ref().expect("checked above");
         // the old run (and its GPU memory) goes only once the new one exists
         let run = Run::new(kernels, cfg, &weights, tokenizer, &corpus.text)?;
+        self.loaded = None;
         self.run = Some(Training { run, active: true, last: (js_sys::Date::now(), 0) });
         Ok(0)
+    }
+
+    /// Loads a Hugging Face GPT-2 directory's files; on error the current model stays.
+    fn import(&mut self, name: String, config: &str, tokenizer: &str, bytes: Option<Vec<u8>>) -> Result<Event> {
+        let kernels = self.kernels.clone().ok_or_else(|| Error::Gpu("the GPU is not ready".into()))?;
+        let bytes = bytes.ok_or_else(|| Error::Input("model.safetensors is missing".into()))?;
+        let cfg = hf::parse_config(config).map_err(|e| Error::Format(format!("config.json: {e}")))?;
+        let weights = hf::load_weights("model.safetensors", &bytes, cfg)?;
+        drop(bytes);
+        let tokenizer = Tokenizer::from_bytes("tokenizer.json", tokenizer.as_bytes())?;
+        if tokenizer.vocab_size() > cfg.vocab_size {
+            return Err(Error::Format(format!(
+                "tokenizer.json has {} tokens but the model's vocab_size is {}",
+                tokenizer.vocab_size(),
+                cfg.vocab_size
+            )));
+        }
+        let model = Gpt2::new(kernels, &weights)?;
+        let decoder = Decoder::new(&model)?;
+        self.run = None;
+        self.loaded = Some(Loaded { model, decoder, tokenizer });
+        Ok(Event::Imported {
+            name,
+            n_layer: cfg.n_layer,
+            n_head: cfg.n_head,
+            n_embd: cfg.n_embd,
+            block_size: cfg.block_size,
+            vocab_size: cfg.vocab_size,
+            params: cfg.num_params(),
+        })
     }
 
     async fn train_step(&mut self) -> Result<()> {
@@ -511,9 +588,12 @@ impl Driver {
     }
 
     async fn export(&mut self) -> Result<()> {
-        let tr = self.run.as_ref().ok_or_else(|| Error::Input("train a model first, then export it".into()))?;
-        let files = tr.run.hf_files().await?;
-        let event = Event::Export { files: files.iter().map(|(name, _)| *name).collect(), step: tr.run.step() };
+        let (files, step) = match (&self.run, &self.loaded) {
+            (Some(tr), _) => (tr.run.hf_files().await?, tr.run.step()),
+            (None, Some(l)) => (hf::files(&l.model.weights().await?, &l.tokenizer)?, 0),
+            (None, None) => return Err(Error::Input("train or import a model first, then export it".into())),
+        };
+        let event = Event::Export { files: files.iter().map(|(name, _)| *name).collect(), step };
         let bytes = js_sys::Array::new();
         for (_, b) in &files {
             bytes.push(&js_sys::Uint8Array::from(b.as_slice()));
@@ -526,10 +606,23 @@ impl Driver {
 
     async fn generate(&mut self, prompt: &str, cfg: &SampleConfig) -> Result<()> {
         cfg.validate()?;
-        let tr = self.run.as_mut().ok_or_else(|| Error::Input("train a model first, then generate from it".into()))?;
-        let ids = tr.run.prompt_ids(prompt)?;
+        let none = || Error::Input("train or import a model first, then generate from it".into());
+        let (ids, tokenizer) = match (&self.run, &self.loaded) {
+            (Some(tr), _) => (tr.run.prompt_ids(prompt)?, tr.run.tokenizer.clone()),
+            (None, Some(l)) => {
+                let mut ids = l.tokenizer.encode(prompt)?;
+                if ids.is_empty() {
+                    ids.extend(l.tokenizer.end_of_text());
+                }
+                if ids.is_empty() {
+                    return Err(Error::Input("the prompt has no tokens this model knows; type some text".into()));
+                }
+                (ids, l.tokenizer.clone())
+            }
+            (None, None) => return Err(none()),
+        };
         self.inbox.borrow_mut().cancel = false;
-        let mut stream = TextStream::new(&tr.run.tokenizer, &ids)?;
+        let mut stream = TextStream::new(&tokenizer, &ids)?;
         let started = js_sys::Date::now();
         let inbox = self.inbox.clone();
         let post = self.post.clone();
@@ -540,17 +633,20 @@ impl Driver {
                 }
             }
         };
-        // the run is busy generating while the callback decodes: decode with a copy
-        let tokenizer = tr.run.tokenizer.clone();
-        let out = tr
-            .run
-            .generate(&ids, cfg, |id| {
-                if let Ok(text) = stream.push(&tokenizer, id) {
-                    send(text);
-                }
-                !inbox.borrow().cancel
-            })
-            .await?;
+        let on_token = |id| {
+            if let Ok(text) = stream.push(&tokenizer, id) {
+                send(text);
+            }
+            !inbox.borrow().cancel
+        };
+        let out = match (self.run.as_mut(), self.loaded.as_mut()) {
+            (Some(tr), _) => tr.run.generate(&ids, cfg, on_token).await?,
+            (None, Some(l)) => {
+                let stop = l.tokenizer.end_of_text();
+                l.decoder.generate(&l.model, &ids, cfg, stop, on_token).await?
+            }
+            (None, None) => return Err(none()),
+        };
         send(stream.finish(&tokenizer)?);
         let secs = (js_sys::Date::now() - started) / 1e3;
         self.post(&Event::Generated { tokens: out.len(), tokens_per_sec: out.len() as f64 / secs.max(1e-3) });

@@ -276,13 +276,14 @@ function updateButtons() {
   const running = t === "training" || t === "paused";
   // not gated on the plan: a settings change re-plans, and a click must not be lost meanwhile
   $("train-start").disabled = !(ui.ready && ui.corpus) || running;
-  $("train-start").textContent = t === "idle" ? "Start training" : "Start again";
+  $("train-start").textContent = t === "idle" ? "Start training" : t === "loaded" ? "Fine-tune" : "Start again";
   $("train-pause").disabled = !running;
   $("train-pause").textContent = t === "paused" ? "Resume" : "Pause";
   $("train-stop").disabled = !running;
   $("generate").disabled = t === "idle" || ui.generating;
   $("gen-stop").disabled = !ui.generating;
   $("export").disabled = t === "idle";
+  $("import-input").disabled = running;
   for (const id of ["preset", "tokenizer", "bpe_vocab", "batch_size", "max_iters", "lr", "eval_interval", "train_seed"])
     $(id).disabled = running || (id === "bpe_vocab" && $("tokenizer").value !== "bpe");
   for (const id of DIMS) $(id).disabled = running || $("preset").value !== "custom";
@@ -384,6 +385,13 @@ function onEvent(ev) {
       $("gen-speed").textContent = `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s`;
       if (ui.training !== "training") status("Generated.");
       break;
+    case "imported":
+      ui.training = "loaded";
+      clearError();
+      $("m-params").textContent = fmt.int(ev.params);
+      $("plan-note").textContent = `Imported ${ev.name}: ${ev.n_layer} layers, ${ev.n_head} heads, ${ev.n_embd} dims, context ${ev.block_size}, vocabulary ${fmt.int(ev.vocab_size)}.`;
+      status(`Imported ${ev.name}. Generate from it, or press Start to fine-tune it on the corpus.`);
+      break;
     case "export":
       ev.files.forEach((name, i) => {
         const url = URL.createObjectURL(new Blob([ev.bytes[i]]));
@@ -400,7 +408,7 @@ function onEvent(ev) {
       if (ev.scope === "train") ui.training = ui.training === "idle" ? "idle" : "stopped";
       if (ev.scope === "plan") $("plan-note").textContent = "";
       showError(ev.message);
-      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", export: "export", gpu: "open the GPU" }[ev.scope] || "continue"}; see above.`);
+      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", export: "export", import: "import that model", gpu: "open the GPU" }[ev.scope] || "continue"}; see above.`);
       break;
   }
   updateButtons();
@@ -411,6 +419,23 @@ async function loadFile(file) {
   status(`Reading ${file.name}…`);
   const buf = new Uint8Array(await file.arrayBuffer());
   send({ type: "corpus", name: file.name }, buf);
+}
+
+async function importModel(files) {
+  const byName = Object.fromEntries([...files].map((f) => [f.name, f]));
+  const missing = ["config.json", "model.safetensors", "tokenizer.json"].filter((n) => !byName[n]);
+  if (missing.length) {
+    showError(`To import a model choose its config.json, model.safetensors and tokenizer.json together; missing: ${missing.join(", ")}.`);
+    return;
+  }
+  status("Reading the model files…");
+  const [config, tokenizer, model] = await Promise.all([
+    byName["config.json"].text(),
+    byName["tokenizer.json"].text(),
+    byName["model.safetensors"].arrayBuffer(),
+  ]);
+  status("Loading the model onto the GPU…");
+  send({ type: "import", name: "the imported model", config, tokenizer }, new Uint8Array(model));
 }
 
 async function loadBuiltin(value) {
@@ -485,6 +510,7 @@ function wire() {
     }
   });
   $("builtin").addEventListener("change", (e) => loadBuiltin(e.target.value));
+  $("import-input").addEventListener("change", (e) => importModel(e.target.files));
   $("paste-use").addEventListener("click", () => {
     const text = $("paste").value;
     send({ type: "corpus", name: "pasted text", text });
