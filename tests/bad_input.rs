@@ -1,6 +1,7 @@
 //! Bad input through the CLI: every case exits with code 2 (or succeeds where the behaviour is
 //! documented), prints a message saying what is wrong, and never panics. The hostile files are
 //! made here from a small random model saved as an HF directory.
+#![cfg(not(target_arch = "wasm32"))] // native only: processes, files and /proc
 
 mod common;
 

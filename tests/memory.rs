@@ -1,6 +1,7 @@
 //! GPU memory accounting, in a test binary of its own (the tests here take a lock, so nothing
 //! else allocates while one counts): the estimate the page shows before training matches what a
 //! Trainer allocates, and a long run does not leak.
+#![cfg(not(target_arch = "wasm32"))] // native only: processes, files and /proc
 
 mod common;
 

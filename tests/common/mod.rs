@@ -14,6 +14,7 @@ pub fn in_ci() -> bool {
 
 /// The kernels on the default adapter. Without an adapter: panics in CI, otherwise prints why
 /// and returns None (the test then skips).
+#[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread there
 pub async fn kernels() -> Option<Arc<Kernels>> {
     match Gpu::new().await {
         Ok(gpu) => Some(Arc::new(Kernels::new(&gpu))),
