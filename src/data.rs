@@ -5,9 +5,27 @@ use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
+/// The largest corpus wgpt reads: the text and its token ids are held in memory (the page's
+/// wasm has 4 GiB in all), so bigger files are refused up front rather than half-loaded.
+pub const MAX_CORPUS_BYTES: u64 = 128 << 20;
+
+/// Refuses a corpus of more than [`MAX_CORPUS_BYTES`], saying the limit and what to do.
+pub fn check_corpus_size(what: &str, bytes: u64) -> Result<()> {
+    if bytes > MAX_CORPUS_BYTES {
+        return Err(Error::Input(format!(
+            "{what} is {:.1} MiB; wgpt holds a corpus in memory and takes at most {} MiB: train on a part of \
+             it (e.g. `head -c 100M {what} > part.txt`)",
+            bytes as f64 / (1 << 20) as f64,
+            MAX_CORPUS_BYTES >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that corpus bytes are usable text: UTF-8, not binary, not empty. `what` names the
 /// source (a file name) in the error.
 pub fn corpus_text(what: &str, bytes: &[u8]) -> Result<String> {
+    check_corpus_size(what, bytes.len() as u64)?;
     if bytes.is_empty() {
         return Err(Error::Input(format!("{what} is empty; give a text file with some content")));
     }

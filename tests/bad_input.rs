@@ -90,6 +90,14 @@ fn corpus_rows() {
     );
     let controls = path("controls.txt", &[b'a', 0x01, 0x02, 0x03, b'b', 0x04, 0x05, 0x06, 0x07, 0x08]);
     refused("control characters", &["train", "--data", &controls, "--out", dir.to_str().unwrap()], &["looks binary"]);
+    // 200 MB (sparse): refused with the limit, before anything is read
+    let big = dir.join("big.txt");
+    std::fs::File::create(&big).unwrap().set_len(200_000_000).unwrap();
+    refused(
+        "a 200 MB corpus",
+        &["train", "--data", big.to_str().unwrap()],
+        &["big.txt", "190.7 MiB", "at most 128 MiB"],
+    );
     let missing = dir.join("nope.txt");
     refused("missing file", &["train", "--data", missing.to_str().unwrap()], &["nope.txt"]);
     let _ = std::fs::remove_dir_all(&dir);

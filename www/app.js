@@ -198,7 +198,7 @@ const ui = {
   worker: null,
   ready: false,
   corpus: null, // {name, bytes, chars, distinct}
-  training: "idle", // idle | training | paused | stopped | done
+  training: "idle", // idle | loaded (imported) | training | paused | stopped | done
   generating: false,
   train: { steps: [], losses: [] },
   val: { steps: [], losses: [] },
@@ -414,8 +414,15 @@ function onEvent(ev) {
   updateButtons();
 }
 
+// data::MAX_CORPUS_BYTES: the engine refuses more; say so before reading the file at all
+const MAX_CORPUS_BYTES = 128 * MiB;
+
 async function loadFile(file) {
   if (!file) return;
+  if (file.size > MAX_CORPUS_BYTES) {
+    showError(`${file.name} is ${bytes(file.size)}; the page holds a corpus in memory and takes at most ${bytes(MAX_CORPUS_BYTES)}: use a part of it. The current corpus is unchanged.`);
+    return;
+  }
   status(`Reading ${file.name}…`);
   const buf = new Uint8Array(await file.arrayBuffer());
   send({ type: "corpus", name: file.name }, buf);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use wgpt::data::{corpus_text, Task};
+use wgpt::data::{check_corpus_size, corpus_text, Task};
 use wgpt::generate::SampleConfig;
 use wgpt::model::{Gpt2Config, Weights};
 use wgpt::run::{saved_run, DataSource, Eval, Run, RunConfig};
@@ -104,7 +104,13 @@ pub struct TrainArgs {
 /// Corpus text for a data source.
 fn source_text(source: &DataSource, seed: u64) -> Result<String> {
     match source {
-        DataSource::File(path) => corpus_text(path, &read_file(Path::new(path))?),
+        DataSource::File(path) => {
+            // refuse a huge file before reading it
+            if let Ok(meta) = std::fs::metadata(path) {
+                check_corpus_size(path, meta.len())?;
+            }
+            corpus_text(path, &read_file(Path::new(path))?)
+        }
         DataSource::Task(name) => Ok(Task::from_name(name)?.corpus(20_000, seed)),
         DataSource::Text(name) => Err(Error::Input(format!(
             "this run trained on text from the page ({name}); resume it in the page, or pass --data"
