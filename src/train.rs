@@ -36,6 +36,29 @@ pub struct TrainConfig {
     pub dropout: f32,
 }
 
+/// nanoGPT's settings for its small CPU models ("baby": batch 12, block 64, lr 1e-3 decaying to
+/// 1e-4 over 2000 iterations after 100 of warmup, beta2 0.99, weight decay 0.1, clip 1.0, no
+/// dropout): what `wgpt train` starts from and what other settings override.
+impl Default for TrainConfig {
+    fn default() -> TrainConfig {
+        TrainConfig {
+            batch_size: 12,
+            seq_len: 64,
+            grad_accum: 1,
+            lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_iters: 100,
+            lr_decay_iters: 2000,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            dropout: 0.0,
+        }
+    }
+}
+
 impl TrainConfig {
     /// nanoGPT's get_lr: linear warmup, then cosine decay to min_lr at lr_decay_iters.
     pub fn lr_at(&self, it: usize) -> f32 {

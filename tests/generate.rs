@@ -239,17 +239,11 @@ mod native {
         let train = wgpt::train::TrainConfig {
             batch_size: 1,
             seq_len: 8,
-            grad_accum: 1,
             lr: 1e-3,
             min_lr: 1e-4,
             warmup_iters: 1,
             lr_decay_iters: 2,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            grad_clip: 1.0,
-            dropout: 0.0,
+            ..wgpt::train::TrainConfig::default()
         };
         let err = wgpt::train::Trainer::new(model, train).err().expect("training refuses a wte over one binding");
         assert!(err.to_string().contains("wte"), "the error names wte: {err}");

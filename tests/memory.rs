@@ -24,17 +24,11 @@ fn training_bytes_matches_allocations() {
         let train = TrainConfig {
             batch_size: b,
             seq_len: cfg.block_size,
-            grad_accum: 1,
             lr: 1e-3,
             min_lr: 1e-4,
             warmup_iters: 1,
             lr_decay_iters: 10,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            grad_clip: 1.0,
-            dropout: 0.0,
+            ..TrainConfig::default()
         };
         let trainer = Trainer::new(model, train).unwrap();
         let (_, after) = k.gpu.buffer_stats();
@@ -70,17 +64,11 @@ fn no_leaks_over_2000_steps() {
         train: TrainConfig {
             batch_size: 4,
             seq_len: 16,
-            grad_accum: 1,
             lr: 1e-3,
             min_lr: 1e-4,
             warmup_iters: 10,
             lr_decay_iters: 2000,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            grad_clip: 1.0,
-            dropout: 0.0,
+            ..TrainConfig::default()
         },
         max_iters: 2000,
         eval_interval: 500,

@@ -26,12 +26,7 @@ fn tiny_run_config() -> RunConfig {
             min_lr: 3e-4,
             warmup_iters: 3,
             lr_decay_iters: 20,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            grad_clip: 1.0,
-            dropout: 0.0,
+            ..TrainConfig::default()
         },
         max_iters: 20,
         eval_interval: 10,

@@ -194,7 +194,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 batch_size: a.batch_size,
                 seq_len,
                 grad_accum: a.grad_accum,
-                lr: a.lr.unwrap_or(1e-3),
+                lr: a.lr.unwrap_or(TrainConfig::default().lr),
                 min_lr: a.min_lr,
                 warmup_iters: a.warmup_iters,
                 lr_decay_iters: max_iters,
