@@ -175,14 +175,7 @@ impl Run {
         if prompt.is_empty() {
             Ok(self.data.val[..1].to_vec())
         } else {
-            let ids = self.tokenizer.encode(prompt)?;
-            if ids.is_empty() {
-                return Err(Error::Input(
-                    "none of the prompt's characters are in this model's vocabulary; use characters from the corpus"
-                        .into(),
-                ));
-            }
-            Ok(ids)
+            self.tokenizer.prompt_ids(prompt)
         }
     }
 

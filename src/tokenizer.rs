@@ -103,6 +103,29 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of a prompt: an empty prompt starts from `<|endoftext|>` (unconditional
+    /// generation) where the vocabulary has it; a prompt none of whose characters are in the
+    /// vocabulary (a character-level tokenizer drops unknown ones) is an error, as is an empty
+    /// prompt without `<|endoftext|>`.
+    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+        let ids = self.encode(prompt)?;
+        if !ids.is_empty() {
+            return Ok(ids);
+        }
+        if !prompt.is_empty() {
+            return Err(Error::Input(
+                "none of the prompt's characters are in this model's vocabulary (a character-level tokenizer drops \
+                 unknown characters); use characters of the text the model was trained on"
+                    .into(),
+            ));
+        }
+        self.end_of_text().map(|id| vec![id]).ok_or_else(|| {
+            Error::Input(
+                "the prompt is empty and this tokenizer has no <|endoftext|> to start from; give a prompt".into(),
+            )
+        })
+    }
+
     /// Text of `ids`, special tokens kept.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, false).map_err(|e| Error::Input(format!("cannot decode token ids: {e}")))

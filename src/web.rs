@@ -415,17 +415,11 @@ impl Driver {
         let train = TrainConfig {
             batch_size: settings.batch_size,
             seq_len: settings.block_size,
-            grad_accum: 1,
             lr: settings.lr,
             min_lr: settings.lr / 10.0,
             warmup_iters: (settings.max_iters / 20).min(100),
             lr_decay_iters: settings.max_iters,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            grad_clip: 1.0,
-            dropout: 0.0,
+            ..TrainConfig::default()
         };
         train.validate(model.block_size)?;
         Ok(RunConfig {
@@ -609,16 +603,7 @@ impl Driver {
         let none = || Error::Input("train or import a model first, then generate from it".into());
         let (ids, tokenizer) = match (&self.run, &self.loaded) {
             (Some(tr), _) => (tr.run.prompt_ids(prompt)?, tr.run.tokenizer.clone()),
-            (None, Some(l)) => {
-                let mut ids = l.tokenizer.encode(prompt)?;
-                if ids.is_empty() {
-                    ids.extend(l.tokenizer.end_of_text());
-                }
-                if ids.is_empty() {
-                    return Err(Error::Input("the prompt has no tokens this model knows; type some text".into()));
-                }
-                (ids, l.tokenizer.clone())
-            }
+            (None, Some(l)) => (l.tokenizer.prompt_ids(prompt)?, l.tokenizer.clone()),
             (None, None) => return Err(none()),
         };
         self.inbox.borrow_mut().cancel = false;
@@ -628,9 +613,7 @@ impl Driver {
         let post = self.post.clone();
         let send = |text: String| {
             if !text.is_empty() {
-                if let Ok(json) = serde_json::to_string(&Event::Token { text }) {
-                    let _ = post.call1(&JsValue::NULL, &json.into());
-                }
+                emit(&post, &Event::Token { text });
             }
         };
         let on_token = |id| {

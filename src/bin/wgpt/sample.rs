@@ -63,26 +63,9 @@ pub fn sample(args: SampleArgs) -> Result<ExitCode> {
     })?;
     let block = weights.config.block_size;
     let eot = tokenizer.end_of_text();
-    let mut ids = tokenizer.encode(&prompt)?;
-    if ids.is_empty() && !prompt.is_empty() {
-        return Err(Error::Input(
-            "none of the prompt's characters are in this model's vocabulary (a character-level tokenizer drops \
-             unknown characters); use characters of the text the model was trained on"
-                .into(),
-        ));
-    }
-    if !ids.is_empty() && tokenizer.decode(&ids)? != prompt {
+    let ids = tokenizer.prompt_ids(&prompt)?;
+    if !prompt.is_empty() && tokenizer.decode(&ids)? != prompt {
         eprintln!("note: characters of the prompt that are not in the vocabulary were dropped");
-    }
-    if ids.is_empty() {
-        match eot {
-            Some(id) => ids.push(id),
-            None => {
-                return Err(Error::Input(
-                    "the prompt is empty and this tokenizer has no <|endoftext|> to start from; give a --prompt".into(),
-                ))
-            }
-        }
     }
     if ids.len() > block {
         eprintln!(
