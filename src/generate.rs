@@ -155,6 +155,9 @@ pub struct Decoder {
     last: Tensor,
     logits: Tensor, // (1, V)
     argmax: Tensor, // (1) u32
+    /// Read back through these every token, rather than a new buffer per read.
+    staging_logits: Buffer,
+    staging_argmax: Buffer,
     /// ln_f, lm_head and argmax on `last`.
     head: Program,
     _head_scratch: Vec<Tensor>,
@@ -190,6 +193,8 @@ impl Decoder {
             v_cache: per_layer("v_cache"),
             pos: gpu.tensor("decode.pos", &[1]),
             last,
+            staging_logits: gpu.staging(4 * dims.v as u64),
+            staging_argmax: gpu.staging(4),
             logits,
             argmax,
             head,
@@ -309,13 +314,13 @@ impl Decoder {
     }
 
     /// The logits (V) after the last token of the context.
-    pub async fn logits(&self, model: &Gpt2) -> Result<Vec<f32>> {
-        model.kernels.gpu.read(&self.logits).await
+    pub async fn logits(&mut self, model: &Gpt2) -> Result<Vec<f32>> {
+        model.kernels.gpu.read_via(&self.staging_logits, &self.logits, 0, self.dims.v).await
     }
 
     /// The most likely next token (the first maximum of the logits), reduced on the GPU.
-    pub async fn argmax(&self, model: &Gpt2) -> Result<u32> {
-        let v = model.kernels.gpu.read(&self.argmax).await?;
+    pub async fn argmax(&mut self, model: &Gpt2) -> Result<u32> {
+        let v = model.kernels.gpu.read_via(&self.staging_argmax, &self.argmax, 0, 1).await?;
         Ok(v[0].to_bits())
     }
 

@@ -199,12 +199,24 @@ impl Gpu {
 
     /// Reads `len` f32 words of a tensor starting at word `offset`.
     pub async fn read_range(&self, t: &Tensor, offset: usize, len: usize) -> Result<Vec<f32>> {
+        let staging = self.staging(4 * len as u64);
+        self.read_via(&staging, t, offset, len).await
+    }
+
+    /// A buffer to read back through, for [`Gpu::read_via`]: readers on a hot path (a decode
+    /// step) keep one instead of making one per read.
+    pub fn staging(&self, bytes: u64) -> Buffer {
+        self.buffer("readback", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)
+    }
+
+    /// [`Gpu::read_range`] through `staging` (at least 4·len bytes; one read at a time).
+    pub async fn read_via(&self, staging: &Buffer, t: &Tensor, offset: usize, len: usize) -> Result<Vec<f32>> {
         assert!(offset + len <= t.numel(), "read_range past the end of the tensor");
         let bytes = 4 * len as u64;
-        let staging = self.buffer("readback", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        assert!(bytes <= staging.size, "the staging buffer holds {} bytes, the read needs {bytes}", staging.size);
         let from = t.offset + 4 * offset as u64;
         self.encode(|enc| enc.copy_buffer_to_buffer(&t.buffer.raw, from, &staging.raw, 0, bytes));
-        let bytes = self.map_read(&staging).await?;
+        let bytes = self.map_read(staging).await?;
         Ok(bytemuck::cast_slice(&bytes[..4 * len]).to_vec())
     }
 

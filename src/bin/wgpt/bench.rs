@@ -106,23 +106,23 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
     }
     let ids: Vec<u32> = (0..block).map(|i| ((i * 7919 + 13) % v) as u32).collect();
     let mut dec = Decoder::new(model)?;
-    let sync = |dec: &Decoder| pollster::block_on(dec.argmax(model)).map(|_| ());
+    let sync = |dec: &mut Decoder| pollster::block_on(dec.argmax(model)).map(|_| ());
 
     // warm-up (first use of each pipeline and the one-token step)
     dec.prefill(model, &ids[..args.short_prompt])?;
     dec.push(model, ids[args.short_prompt])?;
-    sync(&dec)?;
+    sync(&mut dec)?;
 
     let p = args.prompt_len;
     let ms = time_ms(1, || {
         dec.prefill(model, &ids[..p])?;
-        sync(&dec)
+        sync(&mut dec)
     })?;
     row(&format!("prefill {preset}"), &format!("prompt {p} tokens"), ms, p as f64 / ms * 1e3);
 
     // greedy generation after a short prompt: pick (GPU argmax, 4-byte readback), then push it
     dec.prefill(model, &ids[..args.short_prompt])?;
-    sync(&dec)?; // the prefill is not part of the timing
+    sync(&mut dec)?; // the prefill is not part of the timing
     let ms = time_ms(n, || {
         let next = pollster::block_on(dec.argmax(model))?;
         dec.push(model, next)
@@ -132,7 +132,7 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
 
     // the same, sampling (temperature 1, top-k 40) on the CPU from the V logits read back
     dec.prefill(model, &ids[..args.short_prompt])?;
-    sync(&dec)?;
+    sync(&mut dec)?;
     let cfg = SampleConfig { max_new_tokens: n, temperature: 1.0, top_k: 40, top_p: 1.0, seed: 1 };
     let mut rng = Rng::new(1);
     let ms = time_ms(n, || {
@@ -144,12 +144,12 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
     // one more token at a context of `c`: with the cache, vs a full forward over c + 1 tokens
     let c = args.context;
     dec.prefill(model, &ids[..c])?;
-    sync(&dec)?;
+    sync(&mut dec)?;
     let mut at = c;
     let cached = time_ms(n, || {
         dec.push(model, ids[at])?;
         at += 1;
-        sync(&dec)
+        sync(&mut dec)
     })?;
     row(&format!("decode {preset} (KV cache)"), &format!("context {c}"), cached, 1e3 / cached);
     let f = model.forward_plan(1, c + 1)?;
