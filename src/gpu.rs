@@ -3,7 +3,7 @@
 //! for a mapped buffer), as in the wgpu examples.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::{Error, Result};
 
@@ -16,6 +16,15 @@ pub struct Gpu {
     stats: Arc<BufferStats>,
     /// A lower storage-binding limit than the device's, set by tests to exercise chunking.
     binding_cap: Option<u64>,
+    faults: Arc<Faults>,
+}
+
+/// What the device reported on its own: that it was lost (destroyed, driver reset, a browser's
+/// GPU process crash), or an error no caller was waiting for. Readbacks turn these into errors.
+#[derive(Default)]
+struct Faults {
+    lost: Mutex<Option<String>>,
+    error: Mutex<Option<String>>,
 }
 
 /// How many buffers we have created and not yet dropped, and their bytes: a leak shows here.
@@ -55,7 +64,36 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::Gpu(format!("the adapter {} refused a device: {e}", info.name)))?;
-        Ok(Gpu { device, queue, info, stats: Arc::new(BufferStats::default()), binding_cap: None })
+        // Record, don't panic (wgpu's default): a lost device is something the caller recovers
+        // from (a new device, the last checkpoint), and any other error surfaces at the next
+        // readback as an Error naming it.
+        let faults = Arc::new(Faults::default());
+        let f = faults.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *f.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?} {message}").trim().into());
+        });
+        let f = faults.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            f.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
+        }));
+        Ok(Gpu { device, queue, info, stats: Arc::new(BufferStats::default()), binding_cap: None, faults })
+    }
+
+    /// Why the device was lost, once it has been: it and everything on it are gone, and only a
+    /// new [`Gpu`] can go on.
+    pub fn lost(&self) -> Option<String> {
+        self.faults.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Err if the device was lost or reported an error since it was made.
+    pub fn check(&self) -> Result<()> {
+        if let Some(why) = self.lost() {
+            return Err(Error::Gpu(format!("the GPU device was lost ({why})")));
+        }
+        match self.faults.error.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(e) => Err(Error::Gpu(format!("the GPU reported an error: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
@@ -233,11 +271,14 @@ impl Gpu {
             let _ = tx.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
-        rx.await
-            .map_err(|_| Error::Gpu("the GPU dropped a readback (device lost?)".into()))?
+        if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
+            self.check()?;
+            return Err(Error::Gpu(format!("waiting for the GPU failed: {e}")));
+        }
+        let mapped = rx.await;
+        self.check()?;
+        mapped
+            .map_err(|_| Error::Gpu("the GPU dropped a readback".into()))?
             .map_err(|e| Error::Gpu(format!("reading back from the GPU failed: {e}")))?;
         let bytes = staging
             .raw

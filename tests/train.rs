@@ -156,6 +156,52 @@ fn cli_stops_on_divergence_and_resumes_with_a_lower_lr() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The GPU device is destroyed after step 15 (`WGPT_LOSE_DEVICE_AT`, as a driver reset would):
+/// `wgpt train` says so, starts a new device, reloads the checkpoint of step 10 and finishes
+/// (losing at most one checkpoint interval), and ends with exactly the weights of a run that
+/// never lost its device.
+#[test]
+fn cli_recovers_from_device_loss() {
+    let Some(_) = common::shared_kernels() else { return };
+    let root = std::env::temp_dir().join(format!("wgpt-lost-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let corpus = root.join("corpus.txt");
+    std::fs::write(&corpus, pangrams()).unwrap();
+    let train = |out: &Path, lose_at: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"));
+        cmd.args(["train", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16"])
+            .args(["--batch-size", "4", "--max-iters", "20", "--eval-interval", "10", "--eval-iters", "1"])
+            .args(["--log-interval", "1", "--warmup-iters", "2", "--data", corpus.to_str().unwrap(), "--out"])
+            .arg(out);
+        if let Some(step) = lose_at {
+            cmd.env("WGPT_LOSE_DEVICE_AT", step);
+        }
+        let o = cmd.output().expect("run wgpt");
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout))
+    };
+    let (code, log) = train(&root.join("lost"), Some("15"));
+    assert_eq!(code, Some(0), "training goes on after the device is lost: {log}");
+    let line = log.lines().find(|l| l.contains("device was lost")).unwrap_or_else(|| panic!("no message: {log}"));
+    println!("{line}");
+    assert!(line.contains("step 15") && line.contains("checkpoint of step 10"), "{line}");
+    let (code, log) = train(&root.join("clean"), None);
+    assert_eq!(code, Some(0), "{log}");
+    let (lost, _) = wgpt::hf::dir::load(&root.join("lost")).unwrap();
+    let (clean, _) = wgpt::hf::dir::load(&root.join("clean")).unwrap();
+    let worst = lost
+        .tensors
+        .iter()
+        .zip(&clean.tensors)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0.0f32, f32::max);
+    println!("recovered vs uninterrupted run after 20 steps: max |difference| {worst:e}");
+    assert_eq!(worst, 0.0, "the recovered run must continue exactly");
+    let state = std::fs::read(root.join("lost").join(wgpt::checkpoint::STATE_FILE)).unwrap();
+    assert_eq!(wgpt::run::saved_run(&state, &lost.config).unwrap().step, 20);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 /// What transformers' GPT2LMHeadModel.from_pretrained needs from a directory.
 fn check_hf_dir(dir: &Path) {
     let config: serde_json::Value =

@@ -4,12 +4,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use wgpt::data::{check_corpus_size, corpus_text, Task};
 use wgpt::generate::SampleConfig;
+use wgpt::kernels::Kernels;
 use wgpt::model::{Gpt2Config, Weights};
 use wgpt::run::{saved_run, DataSource, Eval, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
@@ -101,6 +103,24 @@ pub struct TrainArgs {
     init: Option<PathBuf>,
 }
 
+/// Rebuilds a run from its checkpoint directory on `kernels`' device, continuing exactly where it
+/// was saved; `adjust` may change the saved settings first (--resume's --lr and --max-iters).
+fn load_checkpoint(
+    kernels: Arc<Kernels>,
+    dir: &Path,
+    adjust: impl FnOnce(&mut RunConfig) -> Result<()>,
+) -> Result<Run> {
+    let state = read_file(&dir.join(checkpoint::STATE_FILE))?;
+    let (weights, tokenizer) = hf::dir::load(dir)?;
+    let tokenizer = tokenizer.ok_or_else(|| Error::Format(format!("{} has no tokenizer.json", dir.display())))?;
+    let mut cfg = saved_run(&state, &weights.config)?.run;
+    adjust(&mut cfg)?;
+    let text = source_text(&cfg.data, cfg.seed)?;
+    let mut run = Run::new(kernels, cfg, &weights, tokenizer, &text)?;
+    run.restore(&state)?;
+    Ok(run)
+}
+
 /// Corpus text for a data source.
 fn source_text(source: &DataSource, seed: u64) -> Result<String> {
     match source {
@@ -129,24 +149,19 @@ fn tokenizer_for(spec: &str, text: &str) -> Result<Tokenizer> {
 
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let kernels = super::kernels()?;
-    let (mut run, out) = if let Some(dir) = &a.resume {
-        let state_path = dir.join(checkpoint::STATE_FILE);
-        let state = read_file(&state_path)?;
-        let (weights, tokenizer) = hf::dir::load(dir)?;
-        let tokenizer = tokenizer.ok_or_else(|| Error::Format(format!("{} has no tokenizer.json", dir.display())))?;
-        let mut cfg = saved_run(&state, &weights.config)?.run;
-        cfg.max_iters = a.max_iters.unwrap_or(cfg.max_iters).max(cfg.max_iters);
-        if let Some(lr) = a.lr {
-            if !(lr.is_finite() && lr > 0.0) {
-                return Err(Error::Input(format!("--lr must be a positive number, got {lr}")));
+    let (run, out) = if let Some(dir) = &a.resume {
+        let run = load_checkpoint(kernels, dir, |cfg| {
+            cfg.max_iters = a.max_iters.unwrap_or(cfg.max_iters).max(cfg.max_iters);
+            if let Some(lr) = a.lr {
+                if !(lr.is_finite() && lr > 0.0) {
+                    return Err(Error::Input(format!("--lr must be a positive number, got {lr}")));
+                }
+                cfg.train.min_lr *= lr / cfg.train.lr;
+                cfg.train.lr = lr;
+                eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
             }
-            cfg.train.min_lr *= lr / cfg.train.lr;
-            cfg.train.lr = lr;
-            eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
-        }
-        let text = source_text(&cfg.data, cfg.seed)?;
-        let mut run = Run::new(kernels, cfg, &weights, tokenizer, &text)?;
-        run.restore(&state)?;
+            Ok(())
+        })?;
         eprintln!("resuming {} at step {}", dir.display(), run.step());
         (run, a.out.clone().unwrap_or_else(|| dir.clone()))
     } else {
@@ -229,10 +244,10 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         run.data.train.len(),
         run.data.val.len()
     );
-    train_loop(&mut run, &out)
+    train_loop(run, &out)
 }
 
-fn train_loop(run: &mut Run, out: &Path) -> Result<ExitCode> {
+fn train_loop(mut run: Run, out: &Path) -> Result<ExitCode> {
     let metrics_path = out.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
@@ -253,46 +268,91 @@ fn train_loop(run: &mut Run, out: &Path) -> Result<ExitCode> {
     let first_step = run.step();
     let mut last_log = (Instant::now(), run.step());
     let mut last_saved: Option<u64> = None;
+    let mut lose_device_at = lose_device_at()?;
+    let mut recoveries = 0;
     loop {
-        let step = run.step();
-        if (step as usize).is_multiple_of(cfg.eval_interval) || run.done() {
-            let e = pollster::block_on(run.evaluate())?;
-            if !e.train_loss.is_finite() || !e.val_loss.is_finite() {
-                return Err(diverged(step, out, last_saved));
+        // One evaluation and/or one step; Ok(true) when the run is done.
+        let advanced = (|| -> Result<bool> {
+            let step = run.step();
+            if (step as usize).is_multiple_of(cfg.eval_interval) || run.done() || last_saved.is_none() {
+                let e = pollster::block_on(run.evaluate())?;
+                if !e.train_loss.is_finite() || !e.val_loss.is_finite() {
+                    return Err(diverged(step, out, last_saved));
+                }
+                say(&bar, eval_line(&e));
+                log(
+                    json!({"iter": e.iter, "train_loss": e.train_loss, "val_loss": e.val_loss, "accuracy": e.accuracy}),
+                );
+                let sample = pollster::block_on(run.sample(
+                    "",
+                    &SampleConfig { max_new_tokens: 120, temperature: 0.8, top_k: 0, top_p: 1.0, seed: step },
+                ))?;
+                say(&bar, format!("--- sample at step {step} ---\n{sample}\n---"));
+                save(&run, out)?;
+                last_saved = Some(step);
+                recoveries = 0;
+                chart::draw(&metrics_path, &out.join("loss.png"));
             }
-            say(&bar, eval_line(&e));
-            log(json!({"iter": e.iter, "train_loss": e.train_loss, "val_loss": e.val_loss, "accuracy": e.accuracy}));
-            let sample = pollster::block_on(run.sample(
-                "",
-                &SampleConfig { max_new_tokens: 120, temperature: 0.8, top_k: 0, top_p: 1.0, seed: step },
-            ))?;
-            say(&bar, format!("--- sample at step {step} ---\n{sample}\n---"));
-            save(run, out)?;
-            last_saved = Some(step);
-            chart::draw(&metrics_path, &out.join("loss.png"));
-        }
-        if run.done() {
-            break;
-        }
-        run.train_step()?;
-        let step = run.step();
-        bar.set_position(step);
-        if (step as usize).is_multiple_of(cfg.log_interval) {
-            let loss = pollster::block_on(run.loss())?;
-            if !loss.is_finite() {
-                return Err(diverged(step, out, last_saved));
+            if run.done() {
+                return Ok(true);
             }
-            let (t0, s0) = last_log;
-            let dt = t0.elapsed().as_secs_f64();
-            let tok_s = (step - s0) as f64 * tokens_per_step / dt.max(1e-9);
-            let ms = dt * 1e3 / (step - s0).max(1) as f64;
-            let lr = cfg.train.lr_at(step as usize - 1);
-            bar.set_message(format!("loss {loss:.4} | {tok_s:.0} tok/s | {ms:.1} ms/step | lr {lr:.2e}"));
-            log(json!({"iter": step, "loss": loss, "lr": lr, "tokens_per_sec": tok_s, "ms_per_step": ms}));
-            if bar.is_hidden() {
-                println!("step {step}: loss {loss:.4} | {tok_s:.0} tok/s | {ms:.1} ms/step | lr {lr:.2e}");
+            run.train_step()?;
+            let step = run.step();
+            if lose_device_at == Some(step) {
+                lose_device_at = None;
+                run.trainer.model.kernels.gpu.device.destroy();
             }
-            last_log = (Instant::now(), step);
+            bar.set_position(step);
+            if (step as usize).is_multiple_of(cfg.log_interval) {
+                let loss = pollster::block_on(run.loss())?;
+                if !loss.is_finite() {
+                    return Err(diverged(step, out, last_saved));
+                }
+                let (t0, s0) = last_log;
+                let dt = t0.elapsed().as_secs_f64();
+                let tok_s = (step - s0) as f64 * tokens_per_step / dt.max(1e-9);
+                let ms = dt * 1e3 / (step - s0).max(1) as f64;
+                let lr = cfg.train.lr_at(step as usize - 1);
+                bar.set_message(format!("loss {loss:.4} | {tok_s:.0} tok/s | {ms:.1} ms/step | lr {lr:.2e}"));
+                log(json!({"iter": step, "loss": loss, "lr": lr, "tokens_per_sec": tok_s, "ms_per_step": ms}));
+                if bar.is_hidden() {
+                    println!("step {step}: loss {loss:.4} | {tok_s:.0} tok/s | {ms:.1} ms/step | lr {lr:.2e}");
+                }
+                last_log = (Instant::now(), step);
+            }
+            Ok(false)
+        })();
+        match advanced {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                // A lost device (driver reset, GPU hang, a destroyed device) loses the weights and
+                // optimizer state on it; the checkpoint on disk has them as of the last save.
+                let (Some(why), Some(saved)) = (run.trainer.model.kernels.gpu.lost(), last_saved) else {
+                    return Err(e);
+                };
+                recoveries += 1;
+                if recoveries > MAX_RECOVERIES {
+                    return Err(Error::Gpu(format!(
+                        "the GPU device was lost {MAX_RECOVERIES} times since the checkpoint of step {saved} ({why}); \
+                         giving up. The checkpoint in {} is intact: `wgpt train --resume {}`",
+                        out.display(),
+                        out.display()
+                    )));
+                }
+                say(
+                    &bar,
+                    format!(
+                        "the GPU device was lost at step {} ({why}); starting a new device and resuming from the \
+                         checkpoint of step {saved}",
+                        run.step()
+                    ),
+                );
+                drop(run);
+                run = load_checkpoint(super::kernels()?, out, |_| Ok(()))?;
+                bar.set_position(run.step());
+                last_log = (Instant::now(), run.step());
+            }
         }
     }
     bar.finish();
@@ -304,6 +364,21 @@ fn train_loop(run: &mut Run, out: &Path) -> Result<ExitCode> {
         out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Device losses in a row (with no checkpoint saved between them) that training recovers from.
+const MAX_RECOVERIES: u32 = 3;
+
+/// Fault injection for tests: `WGPT_LOSE_DEVICE_AT=N` destroys the GPU device right after step
+/// N, as a driver reset or a GPU hang would, to exercise the recovery.
+fn lose_device_at() -> Result<Option<u64>> {
+    match std::env::var("WGPT_LOSE_DEVICE_AT") {
+        Err(_) => Ok(None),
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::Input(format!("WGPT_LOSE_DEVICE_AT must be a step number, got {v:?}"))),
+    }
 }
 
 /// Prints above the progress bar, or plainly when the bar is hidden (output not a terminal).
