@@ -104,6 +104,24 @@ impl Run {
         Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, decoder })
     }
 
+    /// Rebuilds a run from its checkpoint on `kernels`' device, continuing exactly where it was
+    /// saved (after a lost device, a page reload or `--resume`). `prepare` gets the saved
+    /// settings, may change them (a new lr, more steps) and returns the corpus text.
+    pub fn from_checkpoint(
+        kernels: std::sync::Arc<Kernels>,
+        files: &CheckpointFiles,
+        prepare: impl FnOnce(&mut RunConfig) -> Result<String>,
+    ) -> Result<Run> {
+        let config = hf::parse_config(&files.config_json)?;
+        let weights = hf::load_weights("model.safetensors", &files.model, config)?;
+        let tokenizer = Tokenizer::from_bytes("tokenizer.json", files.tokenizer_json.as_bytes())?;
+        let mut cfg = saved_run(&files.state, &config)?.run;
+        let text = prepare(&mut cfg)?;
+        let mut run = Run::new(kernels, cfg, &weights, tokenizer, &text)?;
+        run.restore(&files.state)?;
+        Ok(run)
+    }
+
     /// Continues a run from a checkpoint's training state.
     pub fn restore(&mut self, state_bytes: &[u8]) -> Result<()> {
         let ((m, v), state): (_, RunState) =

@@ -13,7 +13,7 @@ use wgpt::data::{check_corpus_size, corpus_text, Task};
 use wgpt::generate::SampleConfig;
 use wgpt::kernels::Kernels;
 use wgpt::model::{Gpt2Config, Weights};
-use wgpt::run::{saved_run, DataSource, Eval, Run, RunConfig};
+use wgpt::run::{CheckpointFiles, DataSource, Eval, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
 use wgpt::{checkpoint, hf, read_file, Error, Result};
@@ -110,15 +110,24 @@ fn load_checkpoint(
     dir: &Path,
     adjust: impl FnOnce(&mut RunConfig) -> Result<()>,
 ) -> Result<Run> {
-    let state = read_file(&dir.join(checkpoint::STATE_FILE))?;
-    let (weights, tokenizer) = hf::dir::load(dir)?;
-    let tokenizer = tokenizer.ok_or_else(|| Error::Format(format!("{} has no tokenizer.json", dir.display())))?;
-    let mut cfg = saved_run(&state, &weights.config)?.run;
-    adjust(&mut cfg)?;
-    let text = source_text(&cfg.data, cfg.seed)?;
-    let mut run = Run::new(kernels, cfg, &weights, tokenizer, &text)?;
-    run.restore(&state)?;
-    Ok(run)
+    let text = |name: &str| -> Result<String> {
+        let path = dir.join(name);
+        String::from_utf8(read_file(&path)?).map_err(|_| Error::Format(format!("{} is not UTF-8 text", path.display())))
+    };
+    let files = CheckpointFiles {
+        config_json: text("config.json")?,
+        model: read_file(&dir.join("model.safetensors"))?,
+        tokenizer_json: text("tokenizer.json")?,
+        state: read_file(&dir.join(checkpoint::STATE_FILE))?,
+    };
+    Run::from_checkpoint(kernels, &files, |cfg| {
+        adjust(cfg)?;
+        source_text(&cfg.data, cfg.seed)
+    })
+    .map_err(|e| match e {
+        Error::Format(m) => Error::Format(format!("{}: {m}", dir.display())),
+        e => e,
+    })
 }
 
 /// Corpus text for a data source.
