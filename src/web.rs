@@ -20,7 +20,7 @@ use crate::data::{corpus_text, Dataset, Task};
 use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::kernels::Kernels;
 use crate::model::{Gpt2, Gpt2Config, Weights};
-use crate::run::{DataSource, Run, RunConfig};
+use crate::run::{CheckpointFiles, DataSource, Run, RunConfig};
 use crate::tokenizer::Tokenizer;
 use crate::train::{training_bytes, TrainConfig};
 use crate::{hf, Error, Gpu, Result};
@@ -71,6 +71,15 @@ pub enum Request {
         config: String,
         tokenizer: String,
     },
+    /// Continue a saved run: the files sent alongside are config.json, model.safetensors,
+    /// tokenizer.json, training_state.safetensors and the corpus text, as `checkpoint` events
+    /// hand them out (www/worker.js keeps them in the browser's origin-private file system).
+    Restore {
+        id: String,
+    },
+    /// Destroys the GPU device, as a driver reset or a crashed GPU process would, to exercise
+    /// the recovery (tests; `wgptDebug.loseDevice()` in the page's console).
+    LoseDevice,
 }
 
 /// The page's training settings (the rest are nanoGPT's defaults for small models).
@@ -146,6 +155,30 @@ pub enum Event {
         files: Vec<&'static str>,
         step: u64,
     },
+    /// An auto-checkpoint of run `id` (every eval_interval steps, at the start and on stop):
+    /// config.json, model.safetensors, tokenizer.json and training_state.safetensors posted
+    /// alongside as byte arrays, then the corpus text the first time.
+    Checkpoint {
+        id: String,
+        name: String,
+        step: u64,
+        max_iters: usize,
+        params: usize,
+    },
+    /// The GPU device was lost at step `lost_at` (`reason`); training goes on on a new device
+    /// from the checkpoint of step `step`.
+    Recovered {
+        lost_at: u64,
+        step: u64,
+        reason: String,
+    },
+    /// A saved run is back, at the step of its checkpoint, and training.
+    Restored {
+        id: String,
+        name: String,
+        step: u64,
+        max_iters: usize,
+    },
     /// An imported model is ready to sample from (and to fine-tune on the corpus).
     Imported {
         name: String,
@@ -167,7 +200,7 @@ pub enum Event {
 
 #[derive(Default)]
 struct Inbox {
-    queue: VecDeque<(Request, Option<Vec<u8>>)>,
+    queue: VecDeque<(Request, Vec<Vec<u8>>)>,
     paused: bool,
     stop: bool,
     cancel: bool,
@@ -184,8 +217,8 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Starts the driver; `post` receives each [`Event`] as a JSON string (and, for `export`, an
-    /// array of byte arrays as its second argument).
+    /// Starts the driver; `post` receives each [`Event`] as a JSON string (and, for `export` and
+    /// `checkpoint`, an array of byte arrays as its second argument).
     #[wasm_bindgen(constructor)]
     pub fn new(post: js_sys::Function) -> Engine {
         console_error_panic_hook::set_once();
@@ -196,8 +229,10 @@ impl Engine {
         Engine { inbox }
     }
 
-    /// One request as JSON ([`Request`]), with the bytes of a corpus file where it has one.
-    pub fn handle(&self, request: &str, bytes: Option<Vec<u8>>) -> std::result::Result<(), JsError> {
+    /// One request as JSON ([`Request`]), with the files it brings (a corpus file, a model's
+    /// safetensors, a saved run's files) as byte arrays.
+    pub fn handle(&self, request: &str, files: Vec<js_sys::Uint8Array>) -> std::result::Result<(), JsError> {
+        let bytes: Vec<Vec<u8>> = files.iter().map(|f| f.to_vec()).collect();
         let request: Request =
             serde_json::from_str(request).map_err(|e| JsError::new(&format!("bad request {request}: {e}")))?;
         let mut inbox = self.inbox.borrow_mut();
@@ -222,11 +257,14 @@ struct Corpus {
     task: Option<String>,
 }
 
+/// Device losses in a row (no checkpoint between them) that training recovers from.
+const MAX_RECOVERIES: u32 = 3;
+
 struct Driver {
     post: js_sys::Function,
     inbox: Rc<RefCell<Inbox>>,
     kernels: Option<Arc<Kernels>>,
-    corpus: Option<Corpus>,
+    corpus: Option<Rc<Corpus>>,
     /// The tokenizer spec, the tokenizer built on the current corpus and the corpus's token count
     /// (BPE training is slow: kept until the corpus or the spec changes).
     tokens: Option<(String, Tokenizer, usize)>,
@@ -247,6 +285,15 @@ struct Training {
     active: bool,
     /// When the last progress report was made, and at which step.
     last: (f64, u64),
+    /// Names the run's saved checkpoints.
+    id: String,
+    corpus: Rc<Corpus>,
+    /// The last checkpoint, kept to rebuild the run on a new device when this one is lost.
+    saved: Option<CheckpointFiles>,
+    /// Whether a checkpoint event has handed out the corpus text yet.
+    corpus_sent: bool,
+    /// Device losses since the last checkpoint.
+    recoveries: u32,
 }
 
 /// A promise resolved after the event loop has run (setTimeout 0), so that messages get in.
@@ -294,15 +341,18 @@ impl Driver {
                 if stop {
                     tr.active = false;
                     let step = tr.run.step();
+                    // a stopped run is saved where it stopped, so a reload resumes it exactly
+                    if tr.saved.as_ref().is_none_or(|_| step % tr.run.cfg.eval_interval as u64 != 0) {
+                        if let Err(e) = self.checkpoint().await {
+                            self.fail("train", e).await;
+                        }
+                    }
                     self.post(&Event::State { state: "stopped", step });
                     continue;
                 }
                 if !paused {
                     if let Err(e) = self.train_step().await {
-                        if let Some(tr) = self.run.as_mut() {
-                            tr.active = false;
-                        }
-                        self.error("train", e);
+                        self.fail("train", e).await;
                     }
                     yield_now().await;
                     continue;
@@ -315,7 +365,92 @@ impl Driver {
         }
     }
 
-    async fn request(&mut self, request: Request, bytes: Option<Vec<u8>>) {
+    /// A new or restored run starts running, whatever the last one was told.
+    fn unpause(&self) {
+        let mut inbox = self.inbox.borrow_mut();
+        inbox.paused = false;
+        inbox.stop = false;
+    }
+
+    /// Reports an error; when the device was lost, first opens a new one and, if a run was
+    /// training, rebuilds it there from its last checkpoint and goes on.
+    async fn fail(&mut self, scope: &'static str, e: Error) {
+        // the lost callback may come a turn of the event loop after the failed readback
+        yield_now().await;
+        let Some(reason) = self.kernels.as_ref().and_then(|k| k.gpu.lost()) else {
+            if let Some(tr) = self.run.as_mut() {
+                if scope == "train" {
+                    tr.active = false;
+                }
+            }
+            return self.error(scope, e);
+        };
+        if let Err(e) = self.recover(reason).await {
+            if let Some(tr) = self.run.as_mut() {
+                tr.active = false;
+            }
+            self.error(scope, e);
+        }
+    }
+
+    async fn recover(&mut self, reason: String) -> Result<()> {
+        self.kernels = None;
+        self.loaded = None; // an imported model lived on the lost device only
+        let gpu = Gpu::new().await.map_err(|e| Error::Gpu(format!("the GPU device was lost ({reason}) and {e}")))?;
+        let kernels = Arc::new(Kernels::new(&gpu));
+        self.kernels = Some(kernels.clone());
+        let Some(tr) = self.run.as_mut() else {
+            return Err(Error::Gpu(format!(
+                "the GPU device was lost ({reason}); a new one is ready, but the model on the old one is gone: \
+                 import or train it again"
+            )));
+        };
+        let lost_at = tr.run.step();
+        let Some(saved) = tr.saved.as_ref().filter(|_| tr.recoveries < MAX_RECOVERIES) else {
+            self.run = None;
+            return Err(Error::Gpu(format!(
+                "the GPU device was lost at step {lost_at} ({reason}) and there is no checkpoint to go on from"
+            )));
+        };
+        let text = tr.corpus.text.clone();
+        tr.run = Run::from_checkpoint(kernels, saved, |_| Ok(text))?;
+        tr.recoveries += 1;
+        tr.last = (js_sys::Date::now(), tr.run.step());
+        let step = tr.run.step();
+        self.post(&Event::Recovered { lost_at, step, reason });
+        Ok(())
+    }
+
+    /// Saves the training run's state: kept here for a lost device, and handed to the page
+    /// (www/worker.js stores it) so that a reload can resume it.
+    async fn checkpoint(&mut self) -> Result<()> {
+        let tr = self.run.as_mut().expect("checkpoint with a run");
+        let files = tr.run.checkpoint().await?;
+        let c = &tr.run.cfg;
+        let event = Event::Checkpoint {
+            id: tr.id.clone(),
+            name: tr.corpus.name.clone(),
+            step: tr.run.step(),
+            max_iters: c.max_iters,
+            params: c.model.num_params(),
+        };
+        let bytes = js_sys::Array::new();
+        for b in [files.config_json.as_bytes(), &files.model, files.tokenizer_json.as_bytes(), &files.state] {
+            bytes.push(&js_sys::Uint8Array::from(b));
+        }
+        if !tr.corpus_sent {
+            bytes.push(&js_sys::Uint8Array::from(tr.corpus.text.as_bytes()));
+            tr.corpus_sent = true;
+        }
+        tr.saved = Some(files);
+        tr.recoveries = 0;
+        if let Ok(json) = serde_json::to_string(&event) {
+            let _ = self.post.call2(&JsValue::NULL, &json.into(), &bytes);
+        }
+        Ok(())
+    }
+
+    async fn request(&mut self, request: Request, bytes: Vec<Vec<u8>>) {
         match request {
             Request::Init => match Gpu::new().await {
                 Ok(gpu) => {
@@ -329,7 +464,22 @@ impl Driver {
                 }
                 Err(e) => self.error("gpu", e),
             },
-            Request::Corpus { name, text, task } => match self.corpus(name, text, task, bytes) {
+            Request::LoseDevice => {
+                if let Some(k) = &self.kernels {
+                    k.gpu.device.destroy();
+                }
+            }
+            Request::Restore { id } => match self.restore(id, bytes) {
+                Ok((corpus, restored)) => {
+                    self.unpause();
+                    let step = self.run.as_ref().map_or(0, |tr| tr.run.step());
+                    self.post(&corpus);
+                    self.post(&restored);
+                    self.post(&Event::State { state: "training", step });
+                }
+                Err(e) => self.error("restore", e),
+            },
+            Request::Corpus { name, text, task } => match self.corpus(name, text, task, bytes.into_iter().next()) {
                 Ok(event) => self.post(&event),
                 Err(e) => self.error("corpus", e),
             },
@@ -337,30 +487,31 @@ impl Driver {
                 Ok(event) => self.post(&event),
                 Err(e) => self.error("plan", e),
             },
-            Request::Import { name, config, tokenizer } => match self.import(name, &config, &tokenizer, bytes) {
-                Ok(event) => self.post(&event),
-                Err(e) => self.error("import", e),
-            },
+            Request::Import { name, config, tokenizer } => {
+                match self.import(name, &config, &tokenizer, bytes.into_iter().next()) {
+                    Ok(event) => self.post(&event),
+                    Err(e) => self.error("import", e),
+                }
+            }
             Request::Start { settings } => match self.start(&settings).await {
                 Ok(step) => {
-                    // a new run starts running, whatever the last one was told
-                    let mut inbox = self.inbox.borrow_mut();
-                    inbox.paused = false;
-                    inbox.stop = false;
-                    drop(inbox);
+                    self.unpause();
                     self.post(&Event::State { state: "training", step });
+                    if let Err(e) = self.checkpoint().await {
+                        self.fail("train", e).await;
+                    }
                 }
-                Err(e) => self.error("train", e),
+                Err(e) => self.fail("train", e).await,
             },
             Request::Generate { prompt, temperature, top_k, top_p, max_tokens, seed } => {
                 let cfg = SampleConfig { max_new_tokens: max_tokens, temperature, top_k, top_p, seed };
                 if let Err(e) = self.generate(&prompt, &cfg).await {
-                    self.error("generate", e);
+                    self.fail("generate", e).await;
                 }
             }
             Request::Export => {
                 if let Err(e) = self.export().await {
-                    self.error("export", e);
+                    self.fail("export", e).await;
                 }
             }
             Request::Pause | Request::Resume | Request::Stop | Request::Cancel => {}
@@ -384,11 +535,63 @@ impl Driver {
             (None, None, Some(bytes)) => (corpus_text(&name, &bytes)?, None),
             (None, None, None) => return Err(Error::Input("no corpus given".into())),
         };
-        let distinct = text.chars().collect::<std::collections::BTreeSet<_>>().len();
-        let event = Event::Corpus { name: name.clone(), bytes: text.len(), chars: text.chars().count(), distinct };
-        self.corpus = Some(Corpus { name, text, task });
+        self.corpus = Some(Rc::new(Corpus { name, text, task }));
         self.tokens = None;
-        Ok(event)
+        Ok(self.corpus_event())
+    }
+
+    fn corpus_event(&self) -> Event {
+        let c = self.corpus.as_ref().expect("a corpus");
+        let distinct = c.text.chars().collect::<std::collections::BTreeSet<_>>().len();
+        Event::Corpus { name: c.name.clone(), bytes: c.text.len(), chars: c.text.chars().count(), distinct }
+    }
+
+    /// Rebuilds a saved run from its files (see [`Request::Restore`]); its corpus becomes the
+    /// current one. On error everything stays as it was.
+    fn restore(&mut self, id: String, files: Vec<Vec<u8>>) -> Result<(Event, Event)> {
+        let kernels = self.kernels.clone().ok_or_else(|| Error::Gpu("the GPU is not ready".into()))?;
+        let [config, model, tokenizer, state, corpus]: [Vec<u8>; 5] = files.try_into().map_err(|f: Vec<_>| {
+            Error::Input(format!(
+                "a saved run has 5 files (the model's three, the training state, the corpus), got {}",
+                f.len()
+            ))
+        })?;
+        let utf8 = |what: &str, b: Vec<u8>| {
+            String::from_utf8(b).map_err(|_| Error::Format(format!("the saved run's {what} is not UTF-8 text")))
+        };
+        let files = CheckpointFiles {
+            config_json: utf8("config.json", config)?,
+            model,
+            tokenizer_json: utf8("tokenizer.json", tokenizer)?,
+            state,
+        };
+        let text = corpus_text("the saved run's corpus", &corpus)?;
+        drop(corpus);
+        let run = Run::from_checkpoint(kernels, &files, |_| Ok(text.clone()))?;
+        let name = match &run.cfg.data {
+            DataSource::Text(name) | DataSource::File(name) => name.clone(),
+            DataSource::Task(task) => format!("{task} task"),
+        };
+        let task = match &run.cfg.data {
+            DataSource::Task(task) => Some(task.clone()),
+            _ => None,
+        };
+        let corpus = Rc::new(Corpus { name: name.clone(), text, task });
+        let (step, max_iters) = (run.step(), run.cfg.max_iters);
+        self.loaded = None;
+        self.corpus = Some(corpus.clone());
+        self.tokens = None;
+        self.run = Some(Training {
+            run,
+            active: true,
+            last: (js_sys::Date::now(), step),
+            id: id.clone(),
+            corpus,
+            saved: Some(files),
+            corpus_sent: true,
+            recoveries: 0,
+        });
+        Ok((self.corpus_event(), Event::Restored { id, name, step, max_iters }))
     }
 
     /// The tokenizer for `spec` on the current corpus and the corpus's token count (cached).
@@ -485,11 +688,14 @@ impl Driver {
         cfg.train.validate(cfg.model.block_size)?;
         cfg.data = data;
         cfg.tokenizer = spec;
-        let corpus = self.corpus.as_ref().expect("checked above");
+        let corpus = self.corpus.clone().expect("checked above");
         // the old run (and its GPU memory) goes only once the new one exists
         let run = Run::new(kernels, cfg, &weights, tokenizer, &corpus.text)?;
         self.loaded = None;
-        self.run = Some(Training { run, active: true, last: (js_sys::Date::now(), 0) });
+        let id = format!("run-{}", js_sys::Date::now() as u64);
+        let last = (js_sys::Date::now(), 0);
+        self.run =
+            Some(Training { run, active: true, last, id, corpus, saved: None, corpus_sent: false, recoveries: 0 });
         Ok(0)
     }
 
@@ -563,7 +769,8 @@ impl Driver {
                 },
             );
         }
-        if (step as usize).is_multiple_of(cfg.eval_interval) || last_step {
+        let eval_now = (step as usize).is_multiple_of(cfg.eval_interval) || last_step;
+        if eval_now {
             let eval = run.evaluate().await?;
             let sample = run.sample("", &SampleConfig::greedy(200)).await?;
             tr.last = (js_sys::Date::now(), step); // evaluation time is not training time
@@ -577,6 +784,7 @@ impl Driver {
                     sample,
                 },
             );
+            self.checkpoint().await?;
         }
         Ok(())
     }

@@ -287,6 +287,7 @@ function updateButtons() {
   for (const id of ["preset", "tokenizer", "bpe_vocab", "batch_size", "max_iters", "lr", "eval_interval", "train_seed"])
     $(id).disabled = running || (id === "bpe_vocab" && $("tokenizer").value !== "bpe");
   for (const id of DIMS) $(id).disabled = running || $("preset").value !== "custom";
+  for (const b of document.querySelectorAll('[data-testid="resume"]')) b.disabled = running || !ui.ready;
 }
 
 function drawChart() {
@@ -326,6 +327,29 @@ function onEvent(ev) {
       ui.ready = true;
       status(`Ready on ${ev.adapter}. Choose a corpus.`);
       schedulePlan();
+      send({ type: "runs" });
+      break;
+    case "checkpoint":
+      $("checkpoint-note").textContent = `saving step ${ev.step}…`;
+      break;
+    case "saved":
+      $("checkpoint-note").textContent = `step ${ev.step} saved (${bytes(ev.bytes)})`;
+      send({ type: "runs" });
+      break;
+    case "runs":
+      showRuns(ev);
+      break;
+    case "recovered":
+      ui.train.steps = ui.train.steps.filter((s) => s <= ev.step);
+      ui.train.losses.length = ui.train.steps.length;
+      status(`The GPU device was lost at step ${ev.lost_at} (${ev.reason}). Training goes on on a new device from the checkpoint of step ${ev.step}.`);
+      break;
+    case "restored":
+      ui.train = { steps: [], losses: [] };
+      ui.val = { steps: [], losses: [] };
+      $("step").textContent = String(ev.step);
+      $("max-step").textContent = String(ev.max_iters);
+      status(`Resumed ${ev.name} at step ${ev.step}.`);
       break;
     case "corpus":
       ui.corpus = ev;
@@ -408,10 +432,43 @@ function onEvent(ev) {
       if (ev.scope === "train") ui.training = ui.training === "idle" ? "idle" : "stopped";
       if (ev.scope === "plan") $("plan-note").textContent = "";
       showError(ev.message);
-      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", export: "export", import: "import that model", gpu: "open the GPU" }[ev.scope] || "continue"}; see above.`);
+      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", export: "export", import: "import that model", gpu: "open the GPU", checkpoint: "save the checkpoint", storage: "use the browser's storage", restore: "resume that run" }[ev.scope] || "continue"}; see above.`);
+      if (ev.scope === "checkpoint") $("checkpoint-note").textContent = "not saved";
       break;
   }
   updateButtons();
+}
+
+function showRuns({ runs, usage, quota }) {
+  const list = $("saved-runs");
+  $("storage-use").textContent = usage !== null && quota ? `This page's storage: ${bytes(usage)} of ${bytes(quota)}.` : "";
+  if (!runs.length) {
+    list.replaceChildren(h("li", { class: "muted small" }, "None yet."));
+    return;
+  }
+  const running = ui.training === "training" || ui.training === "paused";
+  list.replaceChildren(
+    ...runs.map((r) => {
+      const resume = h("button", { type: "button", "data-testid": "resume", "data-run": r.id }, "Resume");
+      const del = h("button", { type: "button", class: "link", "data-testid": "delete-run", "data-run": r.id }, "delete");
+      resume.disabled = running || !ui.ready;
+      resume.onclick = () => {
+        status(`Reading the saved run ${r.name}…`);
+        send({ type: "restore_run", id: r.id });
+      };
+      del.onclick = () => send({ type: "delete_run", id: r.id });
+      const when = new Date(r.saved_at).toLocaleString();
+      return h(
+        "li",
+        { "data-run": r.id, "data-step": String(r.step) },
+        h("strong", {}, r.name),
+        ` · step ${fmt.int(r.step)} of ${fmt.int(r.max_iters)} · ${fmt.int(r.params)} parameters · ${bytes(r.bytes)} · ${when} `,
+        resume,
+        " ",
+        del,
+      );
+    }),
+  );
 }
 
 // data::MAX_CORPUS_BYTES: the engine refuses more; say so before reading the file at all
@@ -566,6 +623,8 @@ function startEngine() {
   ui.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   // the last events, for tests and for anyone curious in the console
   window.wgptEvents = [];
+  // for tests and for trying the recovery by hand: a lost GPU device, as after a driver reset
+  window.wgptDebug = { loseDevice: () => send({ type: "lose_device" }) };
   ui.worker.onmessage = (e) => {
     const ev = typeof e.data === "string" ? JSON.parse(e.data) : { ...JSON.parse(e.data.json), bytes: e.data.files };
     window.wgptEvents.push(ev.bytes ? { ...ev, bytes: undefined } : ev);

@@ -1,9 +1,11 @@
 // End to end: the page built by `trunk build --offline --release` (dist/), served on localhost,
 // in headless Chromium on SwiftShader's WebGPU. Loads a corpus through `corpus-input`, trains the
 // default model for a few dozen steps (step rises, train loss falls, a val loss appears), samples
-// from a prompt, exports the model as Hugging Face files and imports them back (the same text for
-// the same prompt and seed), then loads a non-UTF-8 file and checks the error while the page keeps
-// working.
+// from a prompt, loses the GPU device mid-run (training goes on from the last auto-checkpoint),
+// exports the model as Hugging Face files and imports them back (the same text for the same prompt
+// and seed), loads a non-UTF-8 file and checks the error while the page keeps working, reloads the
+// page and resumes the saved run at its step, and fills the storage quota (the failed checkpoint
+// is reported, the previous one kept).
 // Prints the figures BENCHMARKS.md records and saves a screenshot.
 //
 //   node tests/browser/e2e.mjs [--dist dist] [--screenshot target/browser/playground.png] [--steps 60]
@@ -71,6 +73,15 @@ page.on("requestfailed", (r) => consoleLines.push(`[requestfailed] ${r.url()}`))
 page.on("response", (r) => r.status() >= 400 && consoleLines.push(`[http ${r.status()}] ${r.url()}`));
 const byId = (id) => page.locator(`[data-testid="${id}"]`);
 const text = async (id) => (await byId(id).textContent()) ?? "";
+// the first engine event of `type` (matching `props`) seen since the page loaded
+const waitEvent = (type, props = {}, timeout = 120_000) =>
+  page
+    .waitForFunction(
+      ([type, props]) => (window.wgptEvents || []).find((e) => e.type === type && Object.entries(props).every(([k, v]) => e[k] === v)),
+      [type, props],
+      { timeout },
+    )
+    .then((h) => h.jsonValue());
 
 try {
   const t0 = Date.now();
@@ -112,6 +123,15 @@ try {
   if ((await text("step")) !== pausedAt) fail(`training went on while paused: step ${pausedAt} -> ${await text("step")}`);
   console.log(`paused at step ${pausedAt}: generated ${JSON.stringify(pausedOut)}`);
   await byId("train-pause").click(); // Resume
+
+  // the GPU device is lost after the checkpoint of step 30: training goes on from it
+  const half = Math.floor(steps / 2);
+  await waitEvent("saved", { step: half }, 300_000);
+  await page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n, half + 3, { timeout: 120_000 });
+  await page.evaluate(() => window.wgptDebug.loseDevice());
+  const recovered = await waitEvent("recovered", {}, 120_000);
+  console.log(`device lost at step ${recovered.lost_at} (${recovered.reason}); resumed on a new device from step ${recovered.step}`);
+  if (recovered.step !== half || !(recovered.lost_at > half)) fail(`recovered ${JSON.stringify(recovered)}; expected the checkpoint of step ${half}`);
   await page.waitForFunction(
     (n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n && document.querySelector('[data-testid="val-loss"]').textContent !== "",
     steps,
@@ -191,6 +211,31 @@ try {
   await byId("generate").click();
   await page.waitForFunction(() => document.querySelector('[data-testid="output"]').textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
   console.log(`still generating after the bad file: ${JSON.stringify(await text("output"))}`);
+
+  // reload: the saved runs are listed, and the newest (the fine-tune, saved on Stop) resumes at its step
+  const stoppedAt = Number(await text("step"));
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Ready on"), null, { timeout: 120_000 });
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="saved-runs"] li[data-run]').length >= 2, null, { timeout: 60_000 });
+  const listed = await page.$$eval('[data-testid="saved-runs"] li[data-run]', (lis) => lis.map((li) => li.textContent));
+  console.log(`after a reload, saved runs:\n  ${listed.join("\n  ")}`);
+  const newestStep = Number(await page.getAttribute('[data-testid="saved-runs"] li[data-run]', "data-step"));
+  if (newestStep !== stoppedAt) fail(`the newest saved run is at step ${newestStep}, the fine-tune stopped at ${stoppedAt}`);
+  await byId("resume").first().click();
+  const restored = await waitEvent("restored", {}, 120_000);
+  if (restored.step !== stoppedAt) fail(`resumed at step ${restored.step}, saved at ${stoppedAt}`);
+  await page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n, stoppedAt + 2, { timeout: 120_000 });
+  console.log(`resumed ${restored.name} at step ${restored.step}; now at step ${await text("step")}, loss ${await text("train-loss")}`);
+
+  // a storage quota too small for a checkpoint: Stop's checkpoint fails with a message, the run stops normally
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(url).origin, quotaSize: 64 * 1024 });
+  await byId("train-stop").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.includes("save the checkpoint"), null, { timeout: 60_000 });
+  const quotaErr = await text("error");
+  console.log(`quota: ${JSON.stringify(quotaErr)}`);
+  if (!quotaErr.includes("QuotaExceededError") || !quotaErr.includes("the previous checkpoint is kept")) fail(`the quota error says ${quotaErr}`);
+  await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(url).origin });
   const wasm = fs.statSync(path.join(root, "wgpt_bg.wasm")).size;
   console.log(`wasm size: ${(wasm / 1024 / 1024).toFixed(2)} MiB`);
   console.log("PASS");
