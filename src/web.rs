@@ -703,7 +703,7 @@ impl Driver {
     fn import(&mut self, name: String, config: &str, tokenizer: &str, bytes: Option<Vec<u8>>) -> Result<Event> {
         let kernels = self.kernels.clone().ok_or_else(|| Error::Gpu("the GPU is not ready".into()))?;
         let bytes = bytes.ok_or_else(|| Error::Input("model.safetensors is missing".into()))?;
-        let cfg = hf::parse_config(config).map_err(|e| Error::Format(format!("config.json: {e}")))?;
+        let cfg = hf::parse_config(config)?;
         let weights = hf::load_weights("model.safetensors", &bytes, cfg)?;
         drop(bytes);
         let tokenizer = Tokenizer::from_bytes("tokenizer.json", tokenizer.as_bytes())?;

@@ -211,6 +211,60 @@ try {
   await byId("generate").click();
   await page.waitForFunction(() => document.querySelector('[data-testid="output"]').textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
   console.log(`still generating after the bad file: ${JSON.stringify(await text("output"))}`);
+  const stoppedBefore = Number(await text("step"));
+
+  // bad input, each row with a message that says what is wrong; the page keeps its model and state
+  const expectError = async (what, action, needles) => {
+    await page.evaluate(() => {
+      const e = document.querySelector('[data-testid="error"]');
+      e.hidden = true;
+      e.textContent = "";
+    });
+    await action();
+    await page.waitForFunction(() => !document.querySelector('[data-testid="error"]').hidden, null, { timeout: 60_000 });
+    const err = await text("error");
+    console.log(`${what}: ${JSON.stringify(err)}`);
+    for (const n of needles) if (!err.includes(n)) fail(`${what}: the message does not say ${JSON.stringify(n)}`);
+  };
+  await expectError("empty corpus", async () => {
+    await page.evaluate(() => (document.getElementById("paste").closest("details").open = true));
+    await page.fill("#paste", "");
+    await page.click("#paste-use");
+  }, ["empty"]);
+  await expectError("corpus over the limit", () =>
+    page.evaluate(() => {
+      const input = document.getElementById("corpus-input");
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(200 * 1024 * 1024)], "huge.txt", { type: "text/plain" }));
+      input.files = dt.files;
+      input.dispatchEvent(new Event("change"));
+    }), ["huge.txt", "at most 128 MiB"]);
+  if ((await page.textContent("#c-name")) !== "lines.txt") fail("the corpus changed after a refused file");
+  const importBad = (name, bytes) =>
+    byId("import-input").setInputFiles(
+      Object.entries({ ...files, [name]: bytes }).map(([name, buffer]) => ({ name, mimeType: "application/octet-stream", buffer })),
+    );
+  await expectError("truncated model.safetensors", () => importBad("model.safetensors", files["model.safetensors"].subarray(0, 1000)), ["model.safetensors"]);
+  const hostile = Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00]), Buffer.from("{}")]);
+  await expectError("huge safetensors header length", () => importBad("model.safetensors", hostile), ["model.safetensors"]);
+  await expectError("config.json with a wrong field", () => importBad("config.json", Buffer.from(JSON.stringify({ ...config, n_embd: "wide" }))), ["n_embd"]);
+  await expectError("malformed tokenizer.json", () => importBad("tokenizer.json", Buffer.from("{\"model\": ")), ["tokenizer.json"]);
+  await page.fill("#batch_size", "10000000");
+  await page.dispatchEvent("#batch_size", "change");
+  await expectError("a batch past the device's limits", async () => {}, ["device limits", "bytes but this GPU"]);
+  await page.fill("#batch_size", "8");
+  await page.dispatchEvent("#batch_size", "change");
+  // a prompt longer than the context (32): the window slides, as documented
+  await byId("prompt").fill("the cat sat on the mat. ".repeat(8));
+  await byId("max-tokens").fill("10");
+  await byId("generate").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="output"]').textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
+  console.log(`a 192-character prompt with a 32-token context: ${JSON.stringify(await text("output"))}`);
+  if ((await text("step")) !== String(stoppedBefore)) fail("the model changed after bad input");
+  await expectError("a corpus shorter than the context needs", async () => {
+    await page.fill("#paste", "to be, or not to be");
+    await page.click("#paste-use");
+  }, ["at least 330"]);
 
   // reload: the saved runs are listed, and the newest (the fine-tune, saved on Stop) resumes at its step
   const stoppedAt = Number(await text("step"));
