@@ -136,6 +136,15 @@ pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weig
         }
         by_name.insert(key, view);
     }
+    // before anything is sized by the config: a hostile n_layer must not allocate a list of
+    // millions of tensor names (each layer has 12 tensors)
+    if config.n_layer > by_name.len() {
+        return Err(Error::Format(format!(
+            "{what} has {} GPT-2 tensors, far too few for config.json's n_layer {} (12 per layer)",
+            by_name.len(),
+            config.n_layer
+        )));
+    }
     let specs = config.param_specs();
     let mut tensors = Vec::with_capacity(specs.len());
     for (name, shape) in &specs {

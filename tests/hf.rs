@@ -91,6 +91,9 @@ fn missing_and_misshaped_tensors_are_named() {
     let other = Gpt2Config { n_embd: 10, ..CFG };
     let err = load_weights("m", &file(&w, "", false, None, &[]), other).unwrap_err().to_string();
     assert!(err.contains("wte.weight") && err.contains("[11, 8]") && err.contains("[11, 10]"), "{err}");
+    let hostile = Gpt2Config { n_layer: 1 << 24, ..CFG };
+    let err = load_weights("m", &file(&w, "", false, None, &[]), hostile).unwrap_err().to_string();
+    assert!(err.contains("far too few") && err.contains("16777216"), "{err}");
     let fewer = Gpt2Config { n_layer: 1, ..CFG };
     let err = load_weights("m", &file(&w, "", false, None, &[]), fewer).unwrap_err().to_string();
     assert!(err.contains("unexpected tensor h.1."), "{err}");
