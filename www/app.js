@@ -195,6 +195,7 @@ const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
 const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 
 const ui = {
+  hubLoad: null, // {repo, seconds, cached, bytes} of the last hub load, until its import lands
   worker: null,
   ready: false,
   corpus: null, // {name, bytes, chars, distinct}
@@ -284,6 +285,7 @@ function updateButtons() {
   $("gen-stop").disabled = !ui.generating;
   $("export").disabled = t === "idle";
   $("import-input").disabled = running;
+  $("load-gpt2").disabled = running || !ui.ready;
   for (const id of ["preset", "tokenizer", "bpe_vocab", "batch_size", "max_iters", "lr", "eval_interval", "train_seed"])
     $(id).disabled = running || (id === "bpe_vocab" && $("tokenizer").value !== "bpe");
   for (const id of DIMS) $(id).disabled = running || $("preset").value !== "custom";
@@ -414,7 +416,12 @@ function onEvent(ev) {
       clearError();
       $("m-params").textContent = fmt.int(ev.params);
       $("plan-note").textContent = `Imported ${ev.name}: ${ev.n_layer} layers, ${ev.n_head} heads, ${ev.n_embd} dims, context ${ev.block_size}, vocabulary ${fmt.int(ev.vocab_size)}.`;
-      status(`Imported ${ev.name}. Generate from it, or press Start to fine-tune it on the corpus.`);
+      {
+        const hub = ui.hubLoad;
+        ui.hubLoad = null;
+        const how = hub ? ` (${bytes(hub.bytes)} ${hub.cached ? "from this browser's cache" : "downloaded"} in ${hub.seconds.toFixed(1)} s)` : "";
+        status(`Imported ${ev.name}${how}. Generate from it, or press Start to fine-tune it on the corpus.`);
+      }
       break;
     case "export":
       ev.files.forEach((name, i) => {
@@ -502,6 +509,118 @@ async function importModel(files) {
   send({ type: "import", name: "the imported model", config, tokenizer }, new Uint8Array(model));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Models from the Hugging Face hub: {hub}/{repo}/resolve/main/{file}, cached in Cache Storage
+// (keyed by that URL) so the second load needs no network. A download that breaks off is retried
+// from where it stopped (an HTTP Range request), three times, with a message each time.
+
+const HUB_CACHE = "wgpt-hub";
+const HUB_FILES = ["config.json", "tokenizer.json", "model.safetensors"];
+const RETRIES = 3;
+
+function progress(done, total, started, what) {
+  const bar = $("dl-bar");
+  const secs = (performance.now() - started) / 1e3;
+  const speed = secs > 0 ? done / secs : 0;
+  bar.max = total || 1;
+  bar.value = total ? done : 0;
+  const pct = total ? ` (${((100 * done) / total).toFixed(0)}%)` : "";
+  $("dl-text").textContent = `${what}: ${bytes(done)}${total ? ` of ${bytes(total)}` : ""}${pct}, ${bytes(Math.round(speed))}/s`;
+}
+
+// One file's bytes: from the cache, or downloaded (resuming after a broken connection) and cached.
+async function hubFile(url, file, counted) {
+  const cache = "caches" in self ? await caches.open(HUB_CACHE).catch(() => null) : null;
+  const hit = cache && (await cache.match(url));
+  if (hit) {
+    const b = new Uint8Array(await hit.arrayBuffer());
+    counted.done += b.length;
+    return { bytes: b, cached: true };
+  }
+  const parts = [];
+  let got = 0;
+  let total = 0;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await fetch(url, got ? { headers: { Range: `bytes=${got}-` } } : {});
+      if (!res.ok) throw new Error(`the server answered ${res.status} ${res.statusText}`);
+      if (got && res.status !== 206) {
+        // the server ignored the range: start over
+        counted.done -= got;
+        parts.length = 0;
+        got = 0;
+      }
+      total = total || Number(res.headers.get("content-length")) || 0;
+      const reader = res.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parts.push(value);
+        got += value.length;
+        counted.done += value.length;
+        counted.report(file, total);
+      }
+      if (total && got < total) throw new Error(`the connection closed after ${bytes(got)} of ${bytes(total)}`);
+      break;
+    } catch (e) {
+      if (attempt > RETRIES) throw new Error(`downloading ${url} failed after ${RETRIES} retries (${e.message}). Check the connection and the hub URL, then press Load again; what was cached so far is kept`);
+      const wait = 2 ** (attempt - 1);
+      status(`Downloading ${file} failed (${e.message}); retrying in ${wait} s from ${bytes(got)} (retry ${attempt} of ${RETRIES})…`);
+      await new Promise((r) => setTimeout(r, wait * 1000));
+    }
+  }
+  const out = new Uint8Array(got);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  if (cache) {
+    try {
+      await cache.put(url, new Response(out, { headers: { "content-type": "application/octet-stream" } }));
+    } catch (e) {
+      showError(`Caching ${file} failed (${e.name}: ${e.message}); the model still loads, but the next load will download it again. Free some of this site's storage (saved runs) to cache it.`);
+    }
+  }
+  return { bytes: out, cached: false };
+}
+
+async function loadFromHub() {
+  const hub = $("hub-url").value.trim().replace(/\/+$/, "");
+  const repo = $("hub-repo").value.trim().replace(/^\/+|\/+$/g, "");
+  if (!/^https?:\/\//.test(hub) || !/^[\w.-]+(\/[\w.-]+)?$/.test(repo)) {
+    showError(`The hub must be an http(s) URL and the repo a name like openai-community/gpt2; got ${JSON.stringify(hub)} and ${JSON.stringify(repo)}.`);
+    return;
+  }
+  const started = performance.now();
+  $("load-gpt2").disabled = true;
+  $("download-progress").hidden = false;
+  clearError();
+  const counted = { done: 0, report: (file, total) => progress(counted.done, Math.max(total, counted.done), started, file) };
+  try {
+    const got = {};
+    let cached = 0;
+    for (const file of HUB_FILES) {
+      status(`Loading ${repo}: ${file}…`);
+      const r = await hubFile(`${hub}/${repo}/resolve/main/${file}`, file, counted);
+      got[file] = r.bytes;
+      cached += r.cached ? 1 : 0;
+    }
+    const secs = (performance.now() - started) / 1e3;
+    const all = HUB_FILES.reduce((n, f) => n + got[f].length, 0);
+    progress(all, all, started, cached === HUB_FILES.length ? "from the cache" : "downloaded");
+    ui.hubLoad = { repo, seconds: secs, cached: cached === HUB_FILES.length, bytes: all };
+    status(`Loading ${repo} onto the GPU…`);
+    const text = (b) => new TextDecoder().decode(b);
+    send({ type: "import", name: repo, config: text(got["config.json"]), tokenizer: text(got["tokenizer.json"]) }, got["model.safetensors"]);
+  } catch (e) {
+    showError(e.message);
+    status("The model did not load; the current one is unchanged.");
+  } finally {
+    updateButtons();
+  }
+}
+
 async function loadBuiltin(value) {
   if (!value) return;
   if (value.startsWith("task:")) {
@@ -575,6 +694,7 @@ function wire() {
   });
   $("builtin").addEventListener("change", (e) => loadBuiltin(e.target.value));
   $("import-input").addEventListener("change", (e) => importModel(e.target.files));
+  $("load-gpt2").addEventListener("click", loadFromHub);
   $("paste-use").addEventListener("click", () => {
     const text = $("paste").value;
     send({ type: "corpus", name: "pasted text", text });

@@ -8,8 +8,15 @@
 // is reported, the previous one kept).
 // Prints the figures BENCHMARKS.md records and saves a screenshot.
 //
+// Then plays the Hugging Face hub (the tiny HF-layout GPT-2 of ../shared/data/hf-tiny-gpt2 under
+// /hubmock/{repo}/resolve/main/{file}, the first download of model.safetensors cut off half way):
+// "Load GPT-2" retries from where it broke, the greedy continuation equals the file's
+// `greedy_text` (HF transformers' own), the second load comes from the browser's cache, and the
+// model fine-tunes a few steps.
+//
 //   node tests/browser/e2e.mjs [--dist dist] [--screenshot target/browser/playground.png] [--steps 60]
 //                              [--export-dir DIR]   (also write the exported files there)
+//                              [--hub-dir ../shared/data/hf-tiny-gpt2]
 
 import http from "node:http";
 import fs from "node:fs";
@@ -26,9 +33,49 @@ const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".png": "image/png" };
 
+const hubDir = path.resolve(args["hub-dir"] ?? "../shared/data/hf-tiny-gpt2");
+// what the mock hub saw: requests per file, ranges asked for, connections it cut
+const hubLog = { requests: {}, ranges: [], cut: 0 };
+
+// {hub}/{repo}/resolve/main/{file} as the hub answers it: a redirect to the file, which is served
+// with Range support; the first full download of model.safetensors is cut off half way.
+function hub(req, res, pathname) {
+  const m = pathname.match(/^\/hubmock\/[\w.-]+\/[\w.-]+\/resolve\/main\/([\w.-]+)$/);
+  if (m) {
+    res.writeHead(302, { location: `/hubcdn/${m[1]}` }).end();
+    return true;
+  }
+  const f = pathname.match(/^\/hubcdn\/([\w.-]+)$/);
+  if (!f) return false;
+  const file = path.join(hubDir, f[1]);
+  if (!fs.existsSync(file)) {
+    res.writeHead(404).end("not found");
+    return true;
+  }
+  hubLog.requests[f[1]] = (hubLog.requests[f[1]] ?? 0) + 1;
+  const data = fs.readFileSync(file);
+  const range = (req.headers.range ?? "").match(/^bytes=(\d+)-$/);
+  if (range) {
+    const from = Number(range[1]);
+    hubLog.ranges.push(`${f[1]} from ${from}`);
+    res.writeHead(206, { "content-length": data.length - from, "content-range": `bytes ${from}-${data.length - 1}/${data.length}` });
+    res.end(data.subarray(from));
+    return true;
+  }
+  res.writeHead(200, { "content-length": data.length, "accept-ranges": "bytes" });
+  if (f[1] === "model.safetensors" && hubLog.cut === 0) {
+    hubLog.cut++;
+    res.write(data.subarray(0, data.length >> 1), () => res.destroy());
+    return true;
+  }
+  res.end(data);
+  return true;
+}
+
 function serve(dir) {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://x");
+    if (hub(req, res, url.pathname)) return;
     const file = path.join(dir, url.pathname === "/" ? "index.html" : decodeURIComponent(url.pathname));
     if (!file.startsWith(dir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
       res.writeHead(404).end("not found");
@@ -290,6 +337,45 @@ try {
   console.log(`quota: ${JSON.stringify(quotaErr)}`);
   if (!quotaErr.includes("QuotaExceededError") || !quotaErr.includes("the previous checkpoint is kept")) fail(`the quota error says ${quotaErr}`);
   await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(url).origin });
+  // the hub: load GPT-2 (here the tiny HF-layout one) with progress, through a cut connection
+  if (!fs.existsSync(path.join(hubDir, "model.safetensors"))) {
+    if (process.env.CI) fail(`${hubDir} is missing: the hub test needs ../shared/data/hf-tiny-gpt2`);
+    console.log(`SKIP the hub test: ${hubDir} is missing (outside CI)`);
+  } else {
+    const st = fs.readFileSync(path.join(hubDir, "expected.safetensors"));
+    const meta = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString("utf8")).__metadata__;
+    await byId("hub-url").fill(`${url}hubmock`);
+    const t1 = Date.now();
+    await byId("load-gpt2").click();
+    await page.waitForFunction(() => !document.querySelector('[data-testid="download-progress"]').hidden, null, { timeout: 30_000 });
+    await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Imported"), null, { timeout: 300_000 });
+    const first = (Date.now() - t1) / 1e3;
+    console.log(`hub load: ${await text("download-progress")}; ${await text("status")}`);
+    console.log(`hub requests ${JSON.stringify(hubLog.requests)}, ranges ${JSON.stringify(hubLog.ranges)}, cut ${hubLog.cut}`);
+    if (hubLog.cut !== 1 || !hubLog.ranges.some((r) => r.startsWith("model.safetensors from ")) || !(await text("download-progress")).includes("100%"))
+      fail("the cut download was not resumed with a range request");
+    await byId("prompt").fill(meta.prompt);
+    await byId("temperature").fill("0");
+    await byId("max-tokens").fill("20");
+    await byId("generate").click();
+    await page.waitForFunction(() => document.getElementById("gen-speed").textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
+    const greedy = await text("output");
+    console.log(`greedy from the hub model: ${JSON.stringify(greedy)} (${await page.textContent("#gen-speed")})`);
+    if (greedy !== meta.greedy_text) fail(`greedy ${JSON.stringify(greedy)} != transformers' ${JSON.stringify(meta.greedy_text)}`);
+    // the second load comes from the cache: no request reaches the hub
+    const before = JSON.stringify(hubLog.requests);
+    const t2 = Date.now();
+    await byId("load-gpt2").click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.includes("from this browser's cache"), null, { timeout: 300_000 });
+    console.log(`hub load: ${first.toFixed(1)} s downloading, ${((Date.now() - t2) / 1e3).toFixed(1)} s from the cache (${await text("status")})`);
+    if (JSON.stringify(hubLog.requests) !== before) fail(`the second load went to the hub: ${before} -> ${JSON.stringify(hubLog.requests)}`);
+    // fine-tune it a few steps on the corpus with GPT-2's tokenizer
+    await byId("train-start").click();
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 2, null, { timeout: 300_000 });
+    await byId("train-stop").click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
+    console.log(`fine-tuned the hub model to step ${await text("step")}, train loss ${await text("train-loss")}, ${await text("tokens-per-sec")} tokens/s`);
+  }
   const wasm = fs.statSync(path.join(root, "wgpt_bg.wasm")).size;
   console.log(`wasm size: ${(wasm / 1024 / 1024).toFixed(2)} MiB`);
   console.log("PASS");
