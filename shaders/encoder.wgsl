@@ -5,8 +5,8 @@ struct Params {
     T: u32,
     C: u32,
     V: u32,
-    v0: u32,   // forward: the bound wte holds rows v0 .. v0 + rows of the full (V, C) table
-    rows: u32, // (a table bigger than one storage binding is bound in row chunks)
+    v0: u32,   // the bound wte (forward) or dwte (backward_wte) holds rows v0 .. v0 + rows of
+    rows: u32, // the full (V, C) table (one bigger than a storage binding is bound in row chunks)
     _pad0: u32,
     _pad1: u32,
 }
@@ -49,6 +49,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 // One invocation per (bucket, c), bucket = one distinct token of the batch; invocations past
 // count[0] exit. Four positions per iteration (added in order), so that even a bucket holding all
 // 65536 positions loops ≤ 16384 times (lavapipe caps an invocation at 65535 loop iterations).
+// With dwte in chunks, one dispatch per chunk, each summing the buckets whose token it holds.
 @compute @workgroup_size(64)
 fn backward_wte(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -56,6 +57,10 @@ fn backward_wte(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let bucket = i / p.C;
     if bucket >= count[0] {
         return;
+    }
+    let id = min(tokens[bucket], p.V - 1u); // ids are checked on the CPU; the clamp only keeps writes in bounds
+    if id < p.v0 || id >= p.v0 + p.rows {
+        return; // another chunk's token
     }
     let c = i % p.C;
     let end = starts[bucket + 1u];
@@ -72,8 +77,7 @@ fn backward_wte(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         acc += dout[positions[j] * p.C + c];
         j += 1u;
     }
-    let id = min(tokens[bucket], p.V - 1u); // ids are checked on the CPU; the clamp only keeps writes in bounds
-    dwte[id * p.C + c] += acc;
+    dwte[(id - p.v0) * p.C + c] += acc;
 }
 
 @group(0) @binding(11) var<storage, read_write> dwpe: array<f32>;

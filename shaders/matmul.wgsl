@@ -15,8 +15,8 @@ struct Params {
     b_rs: u32, // B[k, n] = b[k * b_rs + n * b_cs]
     b_cs: u32,
     flags: u32, // 1: add bias[n]; 2: accumulate into C (C += ...)
-    a_off: u32, // element offsets of A and B: a K-chunk of a longer product starts there
-    b_off: u32,
+    a_off: u32, // element offsets of A and B: a K-chunk of a longer product, or a block of
+    b_off: u32, // columns of a wider stored matrix (lm_head's backward over wte chunks), starts there
     c_off: u32, // NT and VMT only: C[m, n] is c[c_off + m * ldc + n] (a column block of a wider
     ldc: u32,   // C, as lm_head over one row chunk of wte); elsewhere 0 and N
 }

@@ -3,7 +3,7 @@
 //! [`ParameterTensors`] of the parameters' shapes.
 
 use crate::gpu::{Gpu, Tensor};
-use crate::kernels::{EncoderBuckets, Operand, Program};
+use crate::kernels::{EncoderBuckets, Program};
 use crate::model::{attn_site, ActivationTensors, Gpt2, Gpt2Config, ParameterTensors};
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
@@ -104,8 +104,7 @@ impl Gpt2 {
             }
         };
         // tied lm_head: logits = lnf · wteᵀ, so dlnf += dlogits · wte and dwte += dlogitsᵀ · lnf
-        k.matmul.gemm(g, &mut prog, &d.dlnf, Operand::n(&d.dlogits), Operand::n(&p.wte), None, true);
-        k.matmul.gemm(g, &mut prog, &dp.wte, Operand::t(&d.dlogits), Operand::n(&a.lnf), None, true);
+        k.matmul.lm_head_backward(g, &mut prog, &d.dlnf, &dp.wte, &d.dlogits, &a.lnf, &p.wte);
         let last = &a.residual3[nl - 1];
         let dlast = &d.dresidual3[nl - 1];
         k.layernorm.backward(

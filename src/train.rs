@@ -158,12 +158,12 @@ impl Trainer {
     /// Allocates gradients, optimizer state and activations, and records every program.
     pub fn new(model: Gpt2, cfg: TrainConfig) -> Result<Trainer> {
         cfg.validate(model.config.block_size)?;
-        // inference reads wte in row chunks; training binds it (and its gradient and moments) whole
-        let wte_bytes = 4 * model.params.wte.numel() as u64;
-        model.kernels.gpu.check_binding("training: the token embedding wte (vocab x n_embd)", wte_bytes)?;
+        // wte, its gradient and moments are bound in row chunks where they exceed one binding
+        // (Gpu::row_chunks), as inference binds wte; Gpt2::new refused a wte over max_buffer_size
+        // and forward_plan logits (and so dlogits) over one binding
+        let gpu = model.kernels.gpu.clone();
         let (b, t) = (cfg.batch_size, cfg.seq_len);
         let fwd = model.forward_plan(b, t)?;
-        let gpu = model.kernels.gpu.clone();
         let k = model.kernels.clone();
         let grads = ParameterTensors::zeros(&gpu, &model.config, "grad.");
         let m = ParameterTensors::zeros(&gpu, &model.config, "adam_m.");
@@ -193,17 +193,23 @@ impl Trainer {
         let backward = model.record_backward(&fwd.acts, &gacts, &grads, dropout);
         let step_params = gpu.tensor("step_params", &[8]);
         let norm = gpu.tensor("grad_norm", &[1]);
-        let grad_list = grads.ordered();
+        // the norm and the update bind each tensor whole or, where it exceeds one binding (wte),
+        // in row chunks: a parameter, its gradient and moments have one shape, so chunks match
+        let rows = |t: &Tensor| gpu.row_chunks(t).into_iter().map(|(_, view)| view);
+        let grad_views: Vec<Tensor> = grads.ordered().into_iter().flat_map(rows).collect();
+        let grad_list: Vec<&Tensor> = grad_views.iter().collect();
         let partials = gpu.tensor("grad_norm_partials", &[AdamW::partials_len(&grad_list)]);
         let mut update = Program::default();
         k.adamw.grad_norm(&gpu, &mut update, &norm, &partials, &grad_list);
         let specs = model.config.param_specs();
         for ((((p, g), mt), vt), (_, shape)) in
-            model.params.ordered().into_iter().zip(grad_list).zip(m.ordered()).zip(v.ordered()).zip(&specs)
+            model.params.ordered().into_iter().zip(grads.ordered()).zip(m.ordered()).zip(v.ordered()).zip(&specs)
         {
             // nanoGPT's grouping: decay matrices and embeddings, not biases and layer norms
             let wd = if shape.len() >= 2 { cfg.weight_decay } else { 0.0 };
-            k.adamw.update(&gpu, &mut update, p, mt, vt, g, &step_params, &norm, wd);
+            for (((p, g), mt), vt) in rows(p).zip(rows(g)).zip(rows(mt)).zip(rows(vt)) {
+                k.adamw.update(&gpu, &mut update, &p, &mt, &vt, &g, &step_params, &norm, wd);
+            }
         }
         Ok(Trainer {
             model,

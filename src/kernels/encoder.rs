@@ -99,7 +99,8 @@ impl Encoder {
     }
 
     /// dwte (V,C) += dout summed per token, dwpe (maxT,C) += dout summed over the batch; dout
-    /// (B,T,C); `buckets` hold the ids of this step (written before the submit).
+    /// (B,T,C); `buckets` hold the ids of this step (written before the submit). A dwte bigger
+    /// than one storage binding is written in row chunks ([`Gpu::row_chunks`]), one dispatch each.
     pub fn backward(
         &self,
         gpu: &Gpu,
@@ -113,13 +114,16 @@ impl Encoder {
         let bt = dout.numel() / c;
         assert!(bt <= buckets.capacity(), "encoder backward: B*T = {bt} but the buckets hold {}", buckets.capacity());
         let params = Params::new(bt, t, c, v);
-        // at most min(B·T, V) distinct tokens; the kernel skips buckets past `count`
-        prog.push(self.bwd_wte.dispatch(
-            gpu,
-            &params,
-            &[dwte, dout, &buckets.tokens, &buckets.starts, &buckets.positions, &buckets.count],
-            grid(bt.min(v) * c, 64),
-        ));
+        for (v0, chunk) in gpu.row_chunks(dwte) {
+            let chunk_params = Params { v0: v0 as u32, rows: chunk.shape[0] as u32, ..params };
+            // at most min(B·T, V) distinct tokens; the kernel skips buckets past `count`
+            prog.push(self.bwd_wte.dispatch(
+                gpu,
+                &chunk_params,
+                &[&chunk, dout, &buckets.tokens, &buckets.starts, &buckets.positions, &buckets.count],
+                grid(bt.min(v) * c, 64),
+            ));
+        }
         prog.push(self.bwd_wpe.dispatch(gpu, &params, &[dwpe, dout], grid(t * c, 64)));
     }
 }

@@ -60,14 +60,21 @@ enum Layout {
 }
 
 impl Layout {
-    /// The fast kernel for these operands, or None for the generic one.
-    fn pick(a_transposed: bool, b_transposed: bool, m: usize, k: usize, n: usize) -> Option<Layout> {
-        match (a_transposed, b_transposed) {
-            (false, false) if m == 1 && n.is_multiple_of(4) => Some(Layout::Vm),
-            (false, true) if m == 1 && k.is_multiple_of(4) => Some(Layout::Vmt),
-            (false, false) if n.is_multiple_of(4) => Some(if k.is_multiple_of(4) { Layout::Nn } else { Layout::Nn1 }),
-            (false, true) if k.is_multiple_of(4) => Some(Layout::Nt),
-            (true, false) if n.is_multiple_of(4) => Some(if m.is_multiple_of(4) { Layout::Tn } else { Layout::Tn1 }),
+    /// The fast kernel for these operands, or None for the generic one. A vec4 operand's stored
+    /// rows may be read as vec4s ([`Block::vec4`]; always so for a whole tensor whose rows are a
+    /// multiple of 4 long).
+    fn pick(a: &Block, b: &Block, m: usize, k: usize, n: usize) -> Option<Layout> {
+        let (a4, b4) = (a.vec4(), b.vec4());
+        match (a.op.transposed, b.op.transposed) {
+            (false, false) if m == 1 && n.is_multiple_of(4) && b4 => Some(Layout::Vm),
+            (false, true) if m == 1 && k.is_multiple_of(4) && a4 && b4 => Some(Layout::Vmt),
+            (false, false) if n.is_multiple_of(4) && b4 => {
+                Some(if k.is_multiple_of(4) && a4 { Layout::Nn } else { Layout::Nn1 })
+            }
+            (false, true) if k.is_multiple_of(4) && a4 && b4 => Some(Layout::Nt),
+            (true, false) if n.is_multiple_of(4) && b4 => {
+                Some(if m.is_multiple_of(4) && a4 { Layout::Tn } else { Layout::Tn1 })
+            }
             _ => None,
         }
     }
@@ -94,9 +101,14 @@ impl<'a> Operand<'a> {
         Operand { t, transposed: true }
     }
 
+    /// The stored tensor's last dimension: its row stride.
+    fn stored_cols(&self) -> usize {
+        *self.t.shape.last().expect("matmul operand has a shape")
+    }
+
     /// (rows, cols) of the operand as used, the stored tensor seen as (numel / last, last).
     fn dims(&self) -> (usize, usize) {
-        let cols = *self.t.shape.last().expect("matmul operand has a shape");
+        let cols = self.stored_cols();
         let rows = self.t.numel() / cols;
         if self.transposed {
             (cols, rows)
@@ -107,12 +119,51 @@ impl<'a> Operand<'a> {
 
     /// (row stride, column stride) of the operand as used.
     fn strides(&self) -> (u32, u32) {
-        let cols = *self.t.shape.last().expect("matmul operand has a shape") as u32;
+        let cols = self.stored_cols() as u32;
         if self.transposed {
             (1, cols)
         } else {
             (cols, 1)
         }
+    }
+}
+
+/// What one dispatch reads of an operand: stored columns c0 .. c0 + n of its tensor (all of
+/// them for a whole operand), a (rows, n) matrix starting at element c0 with the tensor's row
+/// stride. lm_head's backward reads dlogits (B·T, V) one block of vocabulary columns at a time.
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    op: Operand<'a>,
+    c0: usize,
+    n: usize,
+}
+
+impl<'a> Block<'a> {
+    fn whole(op: Operand<'a>) -> Block<'a> {
+        Block { op, c0: 0, n: op.stored_cols() }
+    }
+
+    /// Stored columns c0 .. c0 + n of `op`.
+    fn cols(op: Operand<'a>, c0: usize, n: usize) -> Block<'a> {
+        let stored = op.stored_cols();
+        assert!(c0 + n <= stored, "matmul: columns {c0}..{} of an operand {stored} wide", c0 + n);
+        Block { op, c0, n }
+    }
+
+    /// (rows, cols) as used.
+    fn dims(&self) -> (usize, usize) {
+        let (rows, cols) = self.op.dims();
+        if self.op.transposed {
+            (self.n, cols)
+        } else {
+            (rows, self.n)
+        }
+    }
+
+    /// Whether the stored rows can be read as vec4s: the row stride and the first column are
+    /// multiples of 4.
+    fn vec4(&self) -> bool {
+        self.op.stored_cols().is_multiple_of(4) && self.c0.is_multiple_of(4)
     }
 }
 
@@ -160,7 +211,7 @@ impl Matmul {
     ) {
         let (m, n) = (a.dims().0, b.dims().1);
         assert_eq!(out.numel(), m * n, "matmul output has the wrong size");
-        self.gemm_cols(gpu, prog, out, (0, n), a, b, bias, accumulate);
+        self.gemm_cols(gpu, prog, out, (0, n), Block::whole(a), Block::whole(b), bias, accumulate);
     }
 
     /// The tied lm_head: logits (M,V) = x (M,C) · wte (V,C)ᵀ. A wte bigger than one storage
@@ -169,7 +220,36 @@ impl Matmul {
         let v = wte.shape[0];
         assert_eq!(logits.numel(), x.numel() / wte.shape[1] * v, "lm_head: logits have the wrong size");
         for (v0, chunk) in gpu.row_chunks(wte) {
-            self.gemm_cols(gpu, prog, logits, (v0, v), Operand::n(x), Operand::t(&chunk), None, false);
+            let (x, chunk) = (Block::whole(Operand::n(x)), Block::whole(Operand::t(&chunk)));
+            self.gemm_cols(gpu, prog, logits, (v0, v), x, chunk, None, false);
+        }
+    }
+
+    /// Backward of [`Matmul::lm_head`] given dlogits (M,V): dx (M,C) += dlogits · wte and
+    /// dwte (V,C) += dlogitsᵀ · x. Where wte (and so dwte) is bigger than one storage binding,
+    /// each row chunk [v0, v1) pairs with dlogits' columns v0..v1: dx accumulates the chunks'
+    /// products in turn and each chunk of dwte gets its own.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lm_head_backward(
+        &self,
+        gpu: &Gpu,
+        prog: &mut Program,
+        dx: &Tensor,
+        dwte: &Tensor,
+        dlogits: &Tensor,
+        x: &Tensor,
+        wte: &Tensor,
+    ) {
+        let (v, c) = (wte.shape[0], wte.shape[1]);
+        assert_eq!(dwte.shape, wte.shape, "lm_head backward: dwte and wte differ in shape");
+        assert_eq!(dlogits.numel(), x.numel() / c * v, "lm_head backward: dlogits have the wrong size");
+        for (v0, chunk) in gpu.row_chunks(wte) {
+            let a = Block::cols(Operand::n(dlogits), v0, chunk.shape[0]);
+            self.gemm_cols(gpu, prog, dx, (0, c), a, Block::whole(Operand::n(&chunk)), None, true);
+        }
+        for (v0, chunk) in gpu.row_chunks(dwte) {
+            let a = Block::cols(Operand::t(dlogits), v0, chunk.shape[0]);
+            self.gemm_cols(gpu, prog, &chunk, (0, c), a, Block::whole(Operand::n(x)), None, true);
         }
     }
 
@@ -182,8 +262,8 @@ impl Matmul {
         prog: &mut Program,
         out: &Tensor,
         cols: (usize, usize),
-        a: Operand,
-        b: Operand,
+        a: Block,
+        b: Block,
         bias: Option<&Tensor>,
         accumulate: bool,
     ) {
@@ -191,10 +271,10 @@ impl Matmul {
         let (k2, n) = b.dims();
         assert_eq!(k, k2, "matmul inner dimensions differ");
         assert!(cols.0 + n <= cols.1 && out.numel() == m * cols.1, "matmul output has the wrong size");
-        let (a_rs, a_cs) = a.strides();
-        let (b_rs, b_cs) = b.strides();
+        let (a_rs, a_cs) = a.op.strides();
+        let (b_rs, b_cs) = b.op.strides();
         let bias_t = bias.unwrap_or(&self.no_bias);
-        let layout = Layout::pick(a.transposed, b.transposed, m, k, n);
+        let layout = Layout::pick(&a, &b, m, k, n);
         assert!(
             cols == (0, n) || matches!(layout, Some(Layout::Nt | Layout::Vmt)),
             "matmul: a column block of the output needs the NT layout with K % 4 == 0"
@@ -230,12 +310,12 @@ impl Matmul {
                 b_rs,
                 b_cs,
                 flags,
-                a_off: k0 as u32 * a_cs,
-                b_off: k0 as u32 * b_rs,
+                a_off: k0 as u32 * a_cs + a.c0 as u32,
+                b_off: k0 as u32 * b_rs + b.c0 as u32,
                 c_off: cols.0 as u32,
                 ldc: cols.1 as u32,
             };
-            prog.push(pipe.dispatch(gpu, &params, &[out, a.t, b.t, bias_t], wg));
+            prog.push(pipe.dispatch(gpu, &params, &[out, a.op.t, b.op.t, bias_t], wg));
         }
     }
 
