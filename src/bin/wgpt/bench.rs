@@ -6,6 +6,7 @@ use std::time::Instant;
 use wgpt::generate::{sample, Decoder, SampleConfig};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
 use wgpt::rng::Rng;
+use wgpt::train::{TrainConfig, Trainer};
 use wgpt::{Error, Result};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -15,6 +16,9 @@ pub enum Workload {
     /// KV-cache generation: prefill of --prompt-len tokens, greedy and top-k decode tokens/s
     /// after a short prompt, and cached vs uncached time per token at a context of --context.
     Decode,
+    /// One training step over (B, T): forward, backward, clipping and AdamW, the median of
+    /// --iters steps after one warm-up (GPT-2 fine-tuning: --preset gpt2 --batch-size 1 --seq 128).
+    Finetune,
 }
 
 #[derive(clap::Args)]
@@ -24,13 +28,14 @@ pub struct BenchArgs {
     /// Model preset: gpt2, shakespeare-char or baby.
     #[arg(long, default_value = "shakespeare-char")]
     preset: String,
-    /// Batch size B (forward).
+    /// Batch size B (forward, finetune).
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    /// Sequence length T (forward; at most the preset's block_size).
+    /// Sequence length T (forward, finetune; at most the preset's block_size).
     #[arg(long, default_value_t = 256)]
     seq: usize,
-    /// Timed iterations (forward, after 2 warm-up runs; decode: tokens per decode timing).
+    /// Timed iterations (forward, after 2 warm-up runs; decode: tokens per decode timing;
+    /// finetune: training steps after 1 warm-up step).
     #[arg(long, default_value_t = 10)]
     iters: usize,
     /// Decode: the prompt length whose prefill is timed.
@@ -59,6 +64,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     match args.workload {
         Workload::Forward => forward(&model, preset, args.batch_size, args.seq, args.iters)?,
         Workload::Decode => decode(&model, preset, &args)?,
+        Workload::Finetune => finetune(model, preset, args.batch_size, args.seq, args.iters)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -80,6 +86,28 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
     pollster::block_on(gpu.read(&f.acts.loss))?;
     let ms = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
     row(&format!("forward {preset}"), &format!("B={b} T={t}"), ms, (b * t) as f64 / ms * 1e3);
+    Ok(())
+}
+
+/// Training steps from `model` with nanoGPT's default AdamW settings (grad_accum 1), each timed
+/// up to a readback of its loss; the median of `iters` after one warm-up step.
+fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Result<()> {
+    let v = model.config.vocab_size;
+    let mut trainer = Trainer::new(model, TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() })?;
+    let ids: Vec<u32> = (0..b * t).map(|i| (i * 7 % v) as u32).collect();
+    let targets: Vec<u32> = (0..b * t).map(|i| (i * 13 % v) as u32).collect();
+    let batch = [(ids, targets)];
+    let mut step = || -> Result<f64> {
+        let start = Instant::now();
+        trainer.step(&batch)?;
+        pollster::block_on(trainer.last_loss())?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    };
+    step()?;
+    let mut ms = (0..iters.max(1)).map(|_| step()).collect::<Result<Vec<f64>>>()?;
+    ms.sort_by(f64::total_cmp);
+    let median = ms[ms.len() / 2];
+    row(&format!("finetune {preset} (AdamW)"), &format!("B={b} T={t}"), median, (b * t) as f64 / median * 1e3);
     Ok(())
 }
 
