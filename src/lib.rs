@@ -9,6 +9,7 @@ pub mod data;
 pub mod generate;
 pub mod gpu;
 pub mod hf;
+pub mod inspect;
 pub mod kernels;
 pub mod model;
 pub mod parity;

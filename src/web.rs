@@ -644,8 +644,9 @@ impl Driver {
         let cfg = Self::config(settings, vocab)?;
         let (b, t) = (settings.batch_size, settings.block_size);
         if let Some(k) = &self.kernels {
+            // wte is bound in row chunks: it needs to fit one buffer, not one binding
+            k.gpu.check_buffer("the token embedding (vocab x n_embd)", 4 * (vocab * cfg.model.n_embd) as u64)?;
             for (what, bytes) in [
-                ("the token embedding (vocab x n_embd)", 4 * (vocab * cfg.model.n_embd) as u64),
                 ("the logits (batch x block x vocab)", 4 * (b * t * vocab) as u64),
                 ("the attention matrix (batch x heads x block x block)", 4 * (b * cfg.model.n_head * t * t) as u64),
             ] {

@@ -197,7 +197,7 @@ mod native {
     /// defaults, so inference binds it in row chunks. Here the tiny HF GPT-2's wte (50257 x 32,
     /// 6.4 MB) on a device capped at 4 MiB bindings: 2 chunks (as GPT-2's at 128 MiB) for the
     /// embedding gather and the lm_head, and the logits and greedy tokens still equal
-    /// transformers'; training refuses.
+    /// transformers'; training takes it too (tests/train_chunked.rs checks its numbers).
     #[test]
     fn wte_in_row_chunks() {
         let Some(d) = common::shared_data() else {
@@ -245,10 +245,9 @@ mod native {
             lr_decay_iters: 2,
             ..wgpt::train::TrainConfig::default()
         };
-        let err = wgpt::train::Trainer::new(model, train).err().expect("training refuses a wte over one binding");
-        assert!(err.to_string().contains("wte"), "the error names wte: {err}");
+        wgpt::train::Trainer::new(model, train).expect("training binds wte in row chunks too");
         println!(
-            "wte in {} chunks: logits max abs err {:.2e}, greedy equal; training refused: {err}",
+            "wte in {} chunks: logits max abs err {:.2e}, greedy equal; a trainer builds",
             chunks.len(),
             c.max_abs
         );
