@@ -18,6 +18,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::data::{corpus_text, Dataset, Task};
 use crate::generate::{Decoder, SampleConfig, TextStream};
+use crate::inspect::Inspector;
 use crate::kernels::Kernels;
 use crate::model::{Gpt2, Gpt2Config, Weights};
 use crate::run::{CheckpointFiles, DataSource, Run, RunConfig};
@@ -76,6 +77,13 @@ pub enum Request {
     /// hand them out (www/worker.js keeps them in the browser's origin-private file system).
     Restore {
         id: String,
+    },
+    /// The next-token top 10 and the attention of `layer`/`head` for `prompt` (the look-inside
+    /// view; the page sends it, debounced, as the prompt changes).
+    Inspect {
+        prompt: String,
+        layer: usize,
+        head: usize,
     },
     /// Destroys the GPU device, as a driver reset or a crashed GPU process would, to exercise
     /// the recovery (tests; `wgptDebug.loseDevice()` in the page's console).
@@ -179,6 +187,17 @@ pub enum Event {
         step: u64,
         max_iters: usize,
     },
+    /// The look inside: each token of the prompt (the last block_size), the most likely next
+    /// tokens with their probabilities, and `attention` (T x T, row i over tokens 0..=i).
+    Inspect {
+        tokens: Vec<String>,
+        top: Vec<(String, f32)>,
+        layer: usize,
+        head: usize,
+        n_layer: usize,
+        n_head: usize,
+        attention: Vec<f32>,
+    },
     /// An imported model is ready to sample from (and to fine-tune on the corpus).
     Imported {
         name: String,
@@ -278,6 +297,7 @@ struct Loaded {
     model: Gpt2,
     decoder: Decoder,
     tokenizer: Tokenizer,
+    inspector: Inspector,
 }
 
 struct Training {
@@ -294,6 +314,7 @@ struct Training {
     corpus_sent: bool,
     /// Device losses since the last checkpoint.
     recoveries: u32,
+    inspector: Inspector,
 }
 
 /// A promise resolved after the event loop has run (setTimeout 0), so that messages get in.
@@ -414,6 +435,7 @@ impl Driver {
         };
         let text = tr.corpus.text.clone();
         tr.run = Run::from_checkpoint(kernels, saved, |_| Ok(text))?;
+        tr.inspector = Inspector::default();
         tr.recoveries += 1;
         tr.last = (js_sys::Date::now(), tr.run.step());
         let step = tr.run.step();
@@ -514,6 +536,10 @@ impl Driver {
                     self.fail("export", e).await;
                 }
             }
+            Request::Inspect { prompt, layer, head } => match self.inspect(&prompt, layer, head).await {
+                Ok(event) => self.post(&event),
+                Err(e) => self.fail("inspect", e).await,
+            },
             Request::Pause | Request::Resume | Request::Stop | Request::Cancel => {}
         }
     }
@@ -590,6 +616,7 @@ impl Driver {
             saved: Some(files),
             corpus_sent: true,
             recoveries: 0,
+            inspector: Inspector::default(),
         });
         Ok((self.corpus_event(), Event::Restored { id, name, step, max_iters }))
     }
@@ -695,8 +722,18 @@ impl Driver {
         self.loaded = None;
         let id = format!("run-{}", js_sys::Date::now() as u64);
         let last = (js_sys::Date::now(), 0);
-        self.run =
-            Some(Training { run, active: true, last, id, corpus, saved: None, corpus_sent: false, recoveries: 0 });
+        let inspector = Inspector::default();
+        self.run = Some(Training {
+            run,
+            active: true,
+            last,
+            id,
+            corpus,
+            saved: None,
+            corpus_sent: false,
+            recoveries: 0,
+            inspector,
+        });
         Ok(0)
     }
 
@@ -718,7 +755,7 @@ impl Driver {
         let model = Gpt2::new(kernels, &weights)?;
         let decoder = Decoder::new(&model)?;
         self.run = None;
-        self.loaded = Some(Loaded { model, decoder, tokenizer });
+        self.loaded = Some(Loaded { model, decoder, tokenizer, inspector: Inspector::default() });
         Ok(Event::Imported {
             name,
             n_layer: cfg.n_layer,
@@ -805,6 +842,31 @@ impl Driver {
             let _ = self.post.call2(&JsValue::NULL, &json.into(), &bytes);
         }
         Ok(())
+    }
+
+    async fn inspect(&mut self, prompt: &str, layer: usize, head: usize) -> Result<Event> {
+        let (model, tokenizer, inspector, ids) = match (self.run.as_mut(), self.loaded.as_mut()) {
+            (Some(tr), _) => {
+                let ids = tr.run.prompt_ids(prompt)?;
+                (&tr.run.trainer.model, &tr.run.tokenizer, &mut tr.inspector, ids)
+            }
+            (None, Some(l)) => {
+                let ids = l.tokenizer.prompt_ids(prompt)?;
+                (&l.model, &l.tokenizer, &mut l.inspector, ids)
+            }
+            (None, None) => return Err(Error::Input("train or import a model first, then look inside it".into())),
+        };
+        let seen = inspector.inspect(model, &ids, layer, head, 10).await?;
+        let text = |id: u32| tokenizer.decode(&[id]);
+        Ok(Event::Inspect {
+            tokens: seen.ids.iter().map(|&id| text(id)).collect::<Result<_>>()?,
+            top: seen.top.iter().map(|&(id, p)| Ok((text(id)?, p))).collect::<Result<_>>()?,
+            layer,
+            head,
+            n_layer: model.config.n_layer,
+            n_head: model.config.n_head,
+            attention: seen.attention,
+        })
     }
 
     async fn generate(&mut self, prompt: &str, cfg: &SampleConfig) -> Result<()> {

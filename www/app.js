@@ -399,6 +399,7 @@ function onEvent(ev) {
       $("sample").textContent = ev.sample;
       ui.val.steps.push(ev.step);
       ui.val.losses.push(ev.val_loss);
+      scheduleInspect();
       if (ev.accuracy !== null && ev.accuracy !== undefined)
         status(`Step ${ev.step}: val loss ${fmt.loss(ev.val_loss)}, exact-match accuracy ${(ev.accuracy * 100).toFixed(0)}%.`);
       scheduleChart();
@@ -411,8 +412,12 @@ function onEvent(ev) {
       $("gen-speed").textContent = `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s`;
       if (ui.training !== "training") status("Generated.");
       break;
+    case "inspect":
+      showInspection(ev);
+      break;
     case "imported":
       ui.training = "loaded";
+      scheduleInspect();
       clearError();
       $("m-params").textContent = fmt.int(ev.params);
       $("plan-note").textContent = `Imported ${ev.name}: ${ev.n_layer} layers, ${ev.n_head} heads, ${ev.n_embd} dims, context ${ev.block_size}, vocabulary ${fmt.int(ev.vocab_size)}.`;
@@ -439,7 +444,7 @@ function onEvent(ev) {
       if (ev.scope === "train") ui.training = ui.training === "idle" ? "idle" : "stopped";
       if (ev.scope === "plan") $("plan-note").textContent = "";
       showError(ev.message);
-      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", export: "export", import: "import that model", gpu: "open the GPU", checkpoint: "save the checkpoint", storage: "use the browser's storage", restore: "resume that run" }[ev.scope] || "continue"}; see above.`);
+      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", export: "export", import: "import that model", gpu: "open the GPU", checkpoint: "save the checkpoint", storage: "use the browser's storage", restore: "resume that run", inspect: "look inside" }[ev.scope] || "continue"}; see above.`);
       if (ev.scope === "checkpoint") $("checkpoint-note").textContent = "not saved";
       break;
   }
@@ -476,6 +481,76 @@ function showRuns({ runs, usage, quota }) {
       );
     }),
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Look inside: next-token bars and the attention heatmap for the prompt, re-asked 300 ms after
+// the last keystroke (or a layer/head change) whenever there is a model.
+
+let inspectTimer = 0;
+function scheduleInspect() {
+  clearTimeout(inspectTimer);
+  if (ui.training === "idle" || !ui.ready) return;
+  inspectTimer = setTimeout(() => {
+    send({ type: "inspect", prompt: $("prompt").value, layer: Number($("attention-layer").value), head: Number($("attention-head").value) });
+  }, 300);
+}
+
+function fillSelect(sel, n, value) {
+  if (sel.options.length !== n) sel.replaceChildren(...Array.from({ length: n }, (_, i) => h("option", { value: String(i) }, String(i))));
+  sel.value = String(Math.min(value, n - 1));
+}
+
+const shown = (t) => JSON.stringify(t).slice(1, -1); // whitespace and newlines made visible
+
+function showInspection(ev) {
+  fillSelect($("attention-layer"), ev.n_layer, ev.layer);
+  fillSelect($("attention-head"), ev.n_head, ev.head);
+  const top = ev.top[0] ? ev.top[0][1] : 1;
+  $("next-token-probs").replaceChildren(
+    ...ev.top.map(([token, p]) =>
+      h(
+        "li",
+        {},
+        h("code", {}, shown(token)),
+        h("span", { class: "bar", style: `width: ${Math.max(1, (100 * p) / top).toFixed(1)}%` }),
+        h("span", { class: "p" }, `${(100 * p).toFixed(p < 0.01 ? 2 : 1)}%`),
+      ),
+    ),
+  );
+  drawAttention(ev.tokens, ev.attention);
+}
+
+function drawAttention(tokens, att) {
+  const canvas = $("attention-canvas");
+  const ctx = canvas.getContext("2d");
+  const t = tokens.length;
+  const labels = t <= 40;
+  const margin = labels ? 90 : 8;
+  const cell = Math.max(1, Math.floor((canvas.width - margin - 8) / t));
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  for (let i = 0; i < t; i++)
+    for (let j = 0; j <= i; j++) {
+      const a = att[i * t + j];
+      ctx.fillStyle = `rgba(37, 99, 235, ${Math.min(1, Math.max(0.03, a))})`;
+      ctx.fillRect(margin + j * cell, margin + i * cell, cell, cell);
+    }
+  if (!labels) return;
+  ctx.fillStyle = "#333";
+  ctx.font = `${Math.min(12, cell)}px monospace`;
+  ctx.textBaseline = "middle";
+  for (let i = 0; i < t; i++) {
+    const label = shown(tokens[i]).slice(0, 10);
+    ctx.textAlign = "right";
+    ctx.fillText(label, margin - 4, margin + i * cell + cell / 2);
+    ctx.save();
+    ctx.translate(margin + i * cell + cell / 2, margin - 4);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "left";
+    ctx.fillText(label, 0, 0);
+    ctx.restore();
+  }
 }
 
 // data::MAX_CORPUS_BYTES: the engine refuses more; say so before reading the file at all
@@ -730,6 +805,9 @@ function wire() {
     }
   });
   $("log-scale").addEventListener("change", drawChart);
+  $("prompt").addEventListener("input", scheduleInspect);
+  $("attention-layer").addEventListener("change", scheduleInspect);
+  $("attention-head").addEventListener("change", scheduleInspect);
   window.addEventListener("resize", scheduleChart);
   window.addEventListener("TrunkApplicationStarted", drawChart);
 }

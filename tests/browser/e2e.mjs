@@ -362,6 +362,24 @@ try {
     const greedy = await text("output");
     console.log(`greedy from the hub model: ${JSON.stringify(greedy)} (${await page.textContent("#gen-speed")})`);
     if (greedy !== meta.greedy_text) fail(`greedy ${JSON.stringify(greedy)} != transformers' ${JSON.stringify(meta.greedy_text)}`);
+    // look inside: the next-token bars for the prompt, and layer 1 head 1's attention heatmap
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="next-token-probs"] li').length === 10, null, { timeout: 60_000 });
+    const bars = await page.$$eval('[data-testid="next-token-probs"] li', (lis) => lis.map((li) => li.textContent));
+    console.log(`next-token top 3: ${JSON.stringify(bars.slice(0, 3))}`);
+    const top1 = JSON.parse(`"${await page.textContent('[data-testid="next-token-probs"] li code')}"`);
+    if (!meta.greedy_text.startsWith(top1)) fail(`the most likely next token ${JSON.stringify(top1)} is not greedy's first`);
+    await page.selectOption('[data-testid="attention-layer"]', "1");
+    await page.selectOption('[data-testid="attention-head"]', "1");
+    await page.waitForFunction(() => (window.wgptEvents || []).some((e) => e.type === "inspect" && e.layer === 1 && e.head === 1), null, { timeout: 60_000 });
+    const inked = await page.evaluate(() => {
+      const c = document.querySelector('[data-testid="attention-canvas"]');
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) n++;
+      return n / (c.width * c.height);
+    });
+    console.log(`attention heatmap, layer 1 head 1: ${(inked * 100).toFixed(1)}% of the canvas inked`);
+    if (!(inked > 0.05)) fail(`the attention canvas is (nearly) blank: ${inked}`);
     // the second load comes from the cache: no request reaches the hub
     const before = JSON.stringify(hubLog.requests);
     const t2 = Date.now();
