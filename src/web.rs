@@ -21,6 +21,7 @@ use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::inspect::Inspector;
 use crate::kernels::Kernels;
 use crate::model::{Gpt2, Gpt2Config, Weights};
+use crate::parity::{self, ParityFile};
 use crate::run::{CheckpointFiles, DataSource, Run, RunConfig};
 use crate::tokenizer::Tokenizer;
 use crate::train::{training_bytes, TrainConfig};
@@ -84,6 +85,11 @@ pub enum Request {
         prompt: String,
         layer: usize,
         head: usize,
+    },
+    /// Run a parity file (its bytes alongside; the format of tests/fixtures/make_parity.py) on
+    /// this GPU: logits and loss, and where the file has them gradients and an AdamW step.
+    Parity {
+        name: String,
     },
     /// Destroys the GPU device, as a driver reset or a crashed GPU process would, to exercise
     /// the recovery (tests; `wgptDebug.loseDevice()` in the page's console).
@@ -198,6 +204,13 @@ pub enum Event {
         n_head: usize,
         attention: Vec<f32>,
     },
+    /// A parity file's checks on this GPU, each against PyTorch's numbers in the file.
+    Parity {
+        name: String,
+        adapter: String,
+        checks: Vec<ParityCheck>,
+        passed: bool,
+    },
     /// An imported model is ready to sample from (and to fine-tune on the corpus).
     Imported {
         name: String,
@@ -215,6 +228,17 @@ pub enum Event {
         scope: &'static str,
         message: String,
     },
+}
+
+/// One compared quantity of a parity run: the largest errors and the tolerance.
+#[derive(Debug, Serialize)]
+pub struct ParityCheck {
+    name: String,
+    passed: bool,
+    max_abs: f32,
+    max_rel: f32,
+    atol: f32,
+    rtol: f32,
 }
 
 #[derive(Default)]
@@ -536,6 +560,10 @@ impl Driver {
                     self.fail("export", e).await;
                 }
             }
+            Request::Parity { name } => match self.parity(name, bytes.into_iter().next()).await {
+                Ok(event) => self.post(&event),
+                Err(e) => self.fail("parity", e).await,
+            },
             Request::Inspect { prompt, layer, head } => match self.inspect(&prompt, layer, head).await {
                 Ok(event) => self.post(&event),
                 Err(e) => self.fail("inspect", e).await,
@@ -842,6 +870,30 @@ impl Driver {
             let _ = self.post.call2(&JsValue::NULL, &json.into(), &bytes);
         }
         Ok(())
+    }
+
+    async fn parity(&mut self, name: String, bytes: Option<Vec<u8>>) -> Result<Event> {
+        let kernels = self.kernels.clone().ok_or_else(|| Error::Gpu("the GPU is not ready".into()))?;
+        let bytes = bytes.ok_or_else(|| Error::Input("no parity file given".into()))?;
+        let p = ParityFile::parse(&name, &bytes)?;
+        drop(bytes);
+        let mut checks = parity::check_forward(kernels.clone(), &p).await?;
+        if p.grads.is_some() {
+            checks.extend(parity::check_training(kernels.clone(), &p).await?);
+        }
+        let checks: Vec<ParityCheck> = checks
+            .iter()
+            .map(|c| ParityCheck {
+                name: c.name.clone(),
+                passed: c.passed(),
+                max_abs: c.closeness.max_abs,
+                max_rel: c.closeness.max_rel,
+                atol: c.atol,
+                rtol: c.rtol,
+            })
+            .collect();
+        let passed = checks.iter().all(|c| c.passed);
+        Ok(Event::Parity { name, adapter: kernels.gpu.describe(), checks, passed })
     }
 
     async fn inspect(&mut self, prompt: &str, layer: usize, head: usize) -> Result<Event> {

@@ -415,6 +415,9 @@ function onEvent(ev) {
     case "inspect":
       showInspection(ev);
       break;
+    case "parity":
+      showParity(ev);
+      break;
     case "imported":
       ui.training = "loaded";
       scheduleInspect();
@@ -444,7 +447,7 @@ function onEvent(ev) {
       if (ev.scope === "train") ui.training = ui.training === "idle" ? "idle" : "stopped";
       if (ev.scope === "plan") $("plan-note").textContent = "";
       showError(ev.message);
-      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", export: "export", import: "import that model", gpu: "open the GPU", checkpoint: "save the checkpoint", storage: "use the browser's storage", restore: "resume that run", inspect: "look inside" }[ev.scope] || "continue"}; see above.`);
+      status(`Could not ${{ corpus: "use that corpus", plan: "plan this model", train: "train", generate: "generate", export: "export", import: "import that model", gpu: "open the GPU", checkpoint: "save the checkpoint", storage: "use the browser's storage", restore: "resume that run", inspect: "look inside", parity: "run the parity file" }[ev.scope] || "continue"}; see above.`);
       if (ev.scope === "checkpoint") $("checkpoint-note").textContent = "not saved";
       break;
   }
@@ -551,6 +554,34 @@ function drawAttention(tokens, att) {
     ctx.fillText(label, 0, 0);
     ctx.restore();
   }
+}
+
+function showParity(ev) {
+  const e = (x) => (x === null || x === undefined ? "—" : x.toExponential(2));
+  const box = $("parity-result");
+  box.dataset.state = ev.passed ? "pass" : "fail";
+  box.replaceChildren(
+    h("p", {}, h("strong", { class: ev.passed ? "yes" : "no" }, ev.passed ? "PASS" : "FAIL"), ` ${ev.name} on ${ev.adapter}`),
+    h(
+      "table",
+      { class: "limits" },
+      h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "quantity"), h("th", {}, "max abs err"), h("th", {}, "max rel err"), h("th", {}, "tolerance"))),
+      h(
+        "tbody",
+        {},
+        ev.checks.map((c) =>
+          h("tr", {}, h("td", { class: c.passed ? "yes" : "no" }, c.passed ? "ok" : "FAIL"), h("td", {}, c.name), h("td", {}, e(c.max_abs)), h("td", {}, e(c.max_rel)), h("td", {}, `${e(c.atol)} + ${e(c.rtol)}·|want|`)),
+        ),
+      ),
+    ),
+  );
+  status(`Parity ${ev.passed ? "passed" : "FAILED"}: ${ev.name}.`);
+}
+
+async function runParity(file) {
+  if (!file) return;
+  $("parity-result").textContent = `Running ${file.name} on this GPU…`;
+  send({ type: "parity", name: file.name }, new Uint8Array(await file.arrayBuffer()));
 }
 
 // data::MAX_CORPUS_BYTES: the engine refuses more; say so before reading the file at all
@@ -770,6 +801,7 @@ function wire() {
   $("builtin").addEventListener("change", (e) => loadBuiltin(e.target.value));
   $("import-input").addEventListener("change", (e) => importModel(e.target.files));
   $("load-gpt2").addEventListener("click", loadFromHub);
+  $("parity-input").addEventListener("change", (e) => runParity(e.target.files[0]));
   $("paste-use").addEventListener("click", () => {
     const text = $("paste").value;
     send({ type: "corpus", name: "pasted text", text });

@@ -17,6 +17,7 @@
 //   node tests/browser/e2e.mjs [--dist dist] [--screenshot target/browser/playground.png] [--steps 60]
 //                              [--export-dir DIR]   (also write the exported files there)
 //                              [--hub-dir ../shared/data/hf-tiny-gpt2]
+//                              [--parity-file ../shared/data/parity/tiny.safetensors]
 
 import http from "node:http";
 import fs from "node:fs";
@@ -393,6 +394,20 @@ try {
     await byId("train-stop").click();
     await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
     console.log(`fine-tuned the hub model to step ${await text("step")}, train loss ${await text("train-loss")}, ${await text("tokens-per-sec")} tokens/s`);
+  }
+  // parity in the page: PyTorch's numbers for the tiny parity file, on this browser's GPU
+  const parityFile = path.resolve(args["parity-file"] ?? "../shared/data/parity/tiny.safetensors");
+  if (!fs.existsSync(parityFile)) {
+    if (process.env.CI) fail(`${parityFile} is missing: the parity test needs ../shared/data/parity`);
+    console.log(`SKIP the parity test: ${parityFile} is missing (outside CI)`);
+  } else {
+    await page.evaluate(() => (document.getElementById("parity-input").closest("details").open = true));
+    await byId("parity-input").setInputFiles(parityFile);
+    await page.waitForFunction(() => ["pass", "fail"].includes(document.querySelector('[data-testid="parity-result"]').dataset.state), null, { timeout: 300_000 });
+    const rows = await page.$$eval('[data-testid="parity-result"] tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent).join(" | ")));
+    console.log(`parity in the page (${path.basename(parityFile)}):\n  ${rows.join("\n  ")}`);
+    if ((await page.getAttribute('[data-testid="parity-result"]', "data-state")) !== "pass") fail("parity failed in the page");
+    if (rows.length < 5) fail(`parity ran ${rows.length} checks; expected logits, loss, gradients, the AdamW step and the losses`);
   }
   const wasm = fs.statSync(path.join(root, "wgpt_bg.wasm")).size;
   console.log(`wasm size: ${(wasm / 1024 / 1024).toFixed(2)} MiB`);
