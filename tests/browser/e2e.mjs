@@ -19,10 +19,10 @@
 //                              [--hub-dir ../shared/data/hf-tiny-gpt2]
 //                              [--parity-file ../shared/data/parity/tiny.safetensors]
 
-import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { serve } from "./server.mjs";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -31,62 +31,6 @@ const root = path.resolve(args.dist ?? "dist");
 const shot = path.resolve(args.screenshot ?? "target/browser/playground.png");
 const steps = Number(args.steps ?? 60);
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".png": "image/png" };
-
-const hubDir = path.resolve(args["hub-dir"] ?? "../shared/data/hf-tiny-gpt2");
-// what the mock hub saw: requests per file, ranges asked for, connections it cut
-const hubLog = { requests: {}, ranges: [], cut: 0 };
-
-// {hub}/{repo}/resolve/main/{file} as the hub answers it: a redirect to the file, which is served
-// with Range support; the first full download of model.safetensors is cut off half way.
-function hub(req, res, pathname) {
-  const m = pathname.match(/^\/hubmock\/[\w.-]+\/[\w.-]+\/resolve\/main\/([\w.-]+)$/);
-  if (m) {
-    res.writeHead(302, { location: `/hubcdn/${m[1]}` }).end();
-    return true;
-  }
-  const f = pathname.match(/^\/hubcdn\/([\w.-]+)$/);
-  if (!f) return false;
-  const file = path.join(hubDir, f[1]);
-  if (!fs.existsSync(file)) {
-    res.writeHead(404).end("not found");
-    return true;
-  }
-  hubLog.requests[f[1]] = (hubLog.requests[f[1]] ?? 0) + 1;
-  const data = fs.readFileSync(file);
-  const range = (req.headers.range ?? "").match(/^bytes=(\d+)-$/);
-  if (range) {
-    const from = Number(range[1]);
-    hubLog.ranges.push(`${f[1]} from ${from}`);
-    res.writeHead(206, { "content-length": data.length - from, "content-range": `bytes ${from}-${data.length - 1}/${data.length}` });
-    res.end(data.subarray(from));
-    return true;
-  }
-  res.writeHead(200, { "content-length": data.length, "accept-ranges": "bytes" });
-  if (f[1] === "model.safetensors" && hubLog.cut === 0) {
-    hubLog.cut++;
-    res.write(data.subarray(0, data.length >> 1), () => res.destroy());
-    return true;
-  }
-  res.end(data);
-  return true;
-}
-
-function serve(dir) {
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url, "http://x");
-    if (hub(req, res, url.pathname)) return;
-    const file = path.join(dir, url.pathname === "/" ? "index.html" : decodeURIComponent(url.pathname));
-    if (!file.startsWith(dir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
-      res.writeHead(404).end("not found");
-      return;
-    }
-    res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
-    fs.createReadStream(file).pipe(res);
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
 
 // A small corpus of our own: short lines from a tiny grammar, so a small model learns fast.
 function corpus() {
@@ -106,7 +50,8 @@ function fail(message) {
   throw new Error(message);
 }
 
-const server = await serve(root);
+const hubDir = path.resolve(args["hub-dir"] ?? "../shared/data/hf-tiny-gpt2");
+const { server, hubLog } = await serve(root, hubDir, { cutFirst: true });
 const url = `http://127.0.0.1:${server.address().port}/`;
 const browser = await chromium.launch({
   executablePath: chromiumPath,
