@@ -24,8 +24,16 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Parses tokenizer.json bytes.
     pub fn from_bytes(what: &str, bytes: &[u8]) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| Error::Format(format!("{what} is not a valid tokenizer.json: {e}")))?;
+        // tokenizers panics (an `expect`) on some malformed files, and a panic in the page's
+        // worker ends the engine: the JSON and the parts that can panic are checked first
+        let bad = |why: String| Error::Format(format!("{what} is not a valid tokenizer.json: {why}"));
+        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if let Some(kind) = unsupported_part(&json) {
+            return Err(bad(format!(
+                "it uses a {kind} component (SentencePiece-style); wgpt reads GPT-2-family (byte-level BPE) tokenizers"
+            )));
+        }
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
         Ok(Tokenizer { inner })
     }
 
@@ -139,5 +147,22 @@ impl Tokenizer {
     /// The tokenizer.json text.
     pub fn to_json(&self) -> Result<String> {
         self.inner.to_string(true).map_err(|e| Error::Format(format!("cannot serialize the tokenizer: {e}")))
+    }
+}
+
+/// The first component type that tokenizers can panic on while loading (a Precompiled
+/// normalizer's charsmap is parsed with `expect`), anywhere in the tokenizer.json.
+fn unsupported_part(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(kind)) = map.get("type") {
+                if kind == "Precompiled" {
+                    return Some(kind.clone());
+                }
+            }
+            map.values().find_map(unsupported_part)
+        }
+        serde_json::Value::Array(items) => items.iter().find_map(unsupported_part),
+        _ => None,
     }
 }

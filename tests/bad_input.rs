@@ -268,3 +268,17 @@ fn limits_and_prompt_rows() {
     refused("top-p out of range", &["sample", "--model", dir.to_str().unwrap(), "--top-p", "0"], &["top_p"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// tokenizer.json files that made the tokenizers crate panic (found by `cargo fuzz run
+/// tokenizer`, and a Precompiled normalizer with a garbage charsmap): an error naming the file,
+/// no panic.
+#[test]
+fn hostile_tokenizer_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile");
+    for name in ["tokenizer-invalid-utf8-in-decoder.json", "tokenizer-precompiled-garbage.json"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let err = wgpt::tokenizer::Tokenizer::from_bytes(name, &bytes).err().expect("refused");
+        println!("{name}: {err}");
+        assert!(err.to_string().contains(name), "{err}");
+    }
+}
