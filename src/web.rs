@@ -20,7 +20,7 @@ use crate::data::{corpus_text, Dataset, Task};
 use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::inspect::Inspector;
 use crate::kernels::Kernels;
-use crate::model::{Gpt2, Gpt2Config, Weights};
+use crate::model::{ActivationTensors, Gpt2, Gpt2Config, Weights};
 use crate::parity::{self, ParityFile};
 use crate::run::{CheckpointFiles, DataSource, Run, RunConfig};
 use crate::tokenizer::Tokenizer;
@@ -78,6 +78,9 @@ pub enum Request {
     /// hand them out (www/worker.js keeps them in the browser's origin-private file system).
     Restore {
         id: String,
+        /// A new peak learning rate (min_lr scales with it), e.g. after the run diverged.
+        #[serde(default)]
+        lr: Option<f32>,
     },
     /// The next-token top 10 and the attention of `layer`/`head` for `prompt` (the look-inside
     /// view; the page sends it, debounced, as the prompt changes).
@@ -105,11 +108,33 @@ pub struct Settings {
     pub n_embd: usize,
     pub block_size: usize,
     pub batch_size: usize,
+    /// Micro-batches per optimizer step (a bigger effective batch in the same memory).
+    #[serde(default = "one")]
+    pub grad_accum: usize,
     pub max_iters: usize,
     pub lr: f32,
     pub eval_interval: usize,
     pub log_interval: usize,
     pub seed: u64,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The largest n in 1..limit with `ok(n)`, for an `ok` that holds up to some point and not past
+/// it (memory grows with n); None when not even 1 is ok.
+fn largest_below(limit: usize, ok: impl Fn(usize) -> bool) -> Option<usize> {
+    let (mut lo, mut hi) = (0, limit); // ok(lo) or lo == 0; not ok(hi)
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if ok(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo > 0).then_some(lo)
 }
 
 /// What the worker tells the page.
@@ -185,6 +210,15 @@ pub enum Event {
         lost_at: u64,
         step: u64,
         reason: String,
+    },
+    /// The loss became NaN or infinite at `step`: training stopped; the checkpoint of step
+    /// `saved` (none if there is none) of run `id` is intact and can go on with a lower lr.
+    Diverged {
+        id: String,
+        step: u64,
+        saved: Option<u64>,
+        lr: f32,
+        message: String,
     },
     /// A saved run is back, at the step of its checkpoint, and training.
     Restored {
@@ -333,7 +367,7 @@ struct Training {
     id: String,
     corpus: Rc<Corpus>,
     /// The last checkpoint, kept to rebuild the run on a new device when this one is lost.
-    saved: Option<CheckpointFiles>,
+    saved: Option<(u64, CheckpointFiles)>,
     /// Whether a checkpoint event has handed out the corpus text yet.
     corpus_sent: bool,
     /// Device losses since the last checkpoint.
@@ -387,7 +421,7 @@ impl Driver {
                     tr.active = false;
                     let step = tr.run.step();
                     // a stopped run is saved where it stopped, so a reload resumes it exactly
-                    if tr.saved.as_ref().is_none_or(|_| step % tr.run.cfg.eval_interval as u64 != 0) {
+                    if tr.saved.as_ref().is_none_or(|(at, _)| *at != step) {
                         if let Err(e) = self.checkpoint().await {
                             self.fail("train", e).await;
                         }
@@ -458,7 +492,7 @@ impl Driver {
             )));
         };
         let text = tr.corpus.text.clone();
-        tr.run = Run::from_checkpoint(kernels, saved, |_| Ok(text))?;
+        tr.run = Run::from_checkpoint(kernels, &saved.1, |_| Ok(text))?;
         tr.inspector = Inspector::default();
         tr.recoveries += 1;
         tr.last = (js_sys::Date::now(), tr.run.step());
@@ -488,7 +522,7 @@ impl Driver {
             bytes.push(&js_sys::Uint8Array::from(tr.corpus.text.as_bytes()));
             tr.corpus_sent = true;
         }
-        tr.saved = Some(files);
+        tr.saved = Some((tr.run.step(), files));
         tr.recoveries = 0;
         if let Ok(json) = serde_json::to_string(&event) {
             let _ = self.post.call2(&JsValue::NULL, &json.into(), &bytes);
@@ -515,7 +549,7 @@ impl Driver {
                     k.gpu.device.destroy();
                 }
             }
-            Request::Restore { id } => match self.restore(id, bytes) {
+            Request::Restore { id, lr } => match self.restore(id, lr, bytes) {
                 Ok((corpus, restored)) => {
                     self.unpause();
                     let step = self.run.as_ref().map_or(0, |tr| tr.run.step());
@@ -602,7 +636,10 @@ impl Driver {
 
     /// Rebuilds a saved run from its files (see [`Request::Restore`]); its corpus becomes the
     /// current one. On error everything stays as it was.
-    fn restore(&mut self, id: String, files: Vec<Vec<u8>>) -> Result<(Event, Event)> {
+    fn restore(&mut self, id: String, lr: Option<f32>, files: Vec<Vec<u8>>) -> Result<(Event, Event)> {
+        if let Some(lr) = lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
+            return Err(Error::Input(format!("the learning rate must be a positive number, got {lr}")));
+        }
         let kernels = self.kernels.clone().ok_or_else(|| Error::Gpu("the GPU is not ready".into()))?;
         let [config, model, tokenizer, state, corpus]: [Vec<u8>; 5] = files.try_into().map_err(|f: Vec<_>| {
             Error::Input(format!(
@@ -621,7 +658,13 @@ impl Driver {
         };
         let text = corpus_text("the saved run's corpus", &corpus)?;
         drop(corpus);
-        let run = Run::from_checkpoint(kernels, &files, |_| Ok(text.clone()))?;
+        let run = Run::from_checkpoint(kernels, &files, |cfg| {
+            if let Some(lr) = lr {
+                cfg.train.min_lr *= lr / cfg.train.lr;
+                cfg.train.lr = lr;
+            }
+            Ok(text.clone())
+        })?;
         let name = match &run.cfg.data {
             DataSource::Text(name) | DataSource::File(name) => name.clone(),
             DataSource::Task(task) => format!("{task} task"),
@@ -641,7 +684,7 @@ impl Driver {
             last: (js_sys::Date::now(), step),
             id: id.clone(),
             corpus,
-            saved: Some(files),
+            saved: Some((step, files)),
             corpus_sent: true,
             recoveries: 0,
             inspector: Inspector::default(),
@@ -672,6 +715,7 @@ impl Driver {
         model.validate()?;
         let train = TrainConfig {
             batch_size: settings.batch_size,
+            grad_accum: settings.grad_accum.max(1),
             seq_len: settings.block_size,
             lr: settings.lr,
             min_lr: settings.lr / 10.0,
@@ -693,31 +737,77 @@ impl Driver {
         })
     }
 
+    /// What a Start would train, checked against this GPU before anything is allocated: the
+    /// imported model (with its tokenizer) or a new one of `settings`' shape, its token count on
+    /// the corpus, parameters and memory. Past the device's limits the error says what fits.
     fn plan(&mut self, settings: &Settings) -> Result<Event> {
-        let (tok, tokens) = self.tokenizer(&settings.tokenizer)?;
-        let vocab = tok.vocab_size();
-        let cfg = Self::config(settings, vocab)?;
-        let (b, t) = (settings.batch_size, settings.block_size);
+        let (model, tokens) = match &self.loaded {
+            Some(l) => {
+                let corpus = self.corpus.as_ref().ok_or_else(|| Error::Input("choose a corpus first".into()))?;
+                // "dir": the imported model's own tokenizer (reset on import and corpus change)
+                if self.tokens.as_ref().is_none_or(|(s, _, _)| s != "dir") {
+                    let n = l.tokenizer.encode(&corpus.text)?.len();
+                    self.tokens = Some(("dir".into(), l.tokenizer.clone(), n));
+                }
+                (l.model.config, self.tokens.as_ref().map_or(0, |(_, _, n)| *n))
+            }
+            None => {
+                let (tok, tokens) = self.tokenizer(&settings.tokenizer)?;
+                (Self::config(settings, tok.vocab_size())?.model, tokens)
+            }
+        };
+        let (b, t) = (settings.batch_size.max(1), settings.block_size.clamp(1, model.block_size));
         if let Some(k) = &self.kernels {
-            // wte is bound in row chunks: it needs to fit one buffer, not one binding
-            k.gpu.check_buffer("the token embedding (vocab x n_embd)", 4 * (vocab * cfg.model.n_embd) as u64)?;
-            for (what, bytes) in [
-                ("the logits (batch x block x vocab)", 4 * (b * t * vocab) as u64),
-                ("the attention matrix (batch x heads x block x block)", 4 * (b * cfg.model.n_head * t * t) as u64),
-            ] {
-                k.gpu.check_binding(what, bytes)?;
+            if let Err(e) = Self::fits(&k.gpu, &model, b, t) {
+                return Err(Self::what_fits(&k.gpu, &model, b, t, e));
             }
         }
         Dataset::check_len(tokens, t)?;
         let train = tokens * 9 / 10;
         Ok(Event::Plan {
-            vocab,
+            vocab: model.vocab_size,
             tokens,
             train,
             val: tokens - train,
-            params: cfg.model.num_params(),
-            memory_bytes: training_bytes(&cfg.model, b, t),
+            params: model.num_params(),
+            memory_bytes: training_bytes(&model, b, t),
         })
+    }
+
+    /// Checks the buffers and bindings training `model` at (B, T) needs against `gpu`'s limits
+    /// (wte is bound in row chunks, so it needs one buffer only).
+    fn fits(gpu: &Gpu, model: &Gpt2Config, b: usize, t: usize) -> Result<()> {
+        gpu.check_buffer("the token embedding wte (vocab x n_embd)", 4 * (model.vocab_size * model.n_embd) as u64)?;
+        for (what, shape) in ActivationTensors::specs(model, b, t) {
+            gpu.check_binding(&format!("the {what} at B={b}, T={t}"), 4 * shape.iter().product::<usize>() as u64)?;
+        }
+        Ok(())
+    }
+
+    /// `e` plus what would fit: the largest batch (with the gradient accumulation that keeps the
+    /// sequences per step) and the longest context at this batch.
+    fn what_fits(gpu: &Gpu, model: &Gpt2Config, b: usize, t: usize, e: Error) -> Error {
+        let batch = largest_below(b, |b2| Self::fits(gpu, model, b2, t).is_ok());
+        let context = largest_below(t, |t2| Self::fits(gpu, model, b, t2).is_ok());
+        let mut offers = vec![];
+        if let Some(b2) = batch {
+            offers.push(format!(
+                "batch size {b2} with gradient accumulation {} ({} sequences per step)",
+                b.div_ceil(b2),
+                b2 * b.div_ceil(b2)
+            ));
+        }
+        if let Some(t2) = context {
+            offers.push(format!("a context (block size) of {t2} at batch {b}"));
+        }
+        if offers.is_empty() {
+            return e;
+        }
+        let why = match e {
+            Error::Limits(m) => m,
+            other => other.to_string(),
+        };
+        Error::Limits(format!("{}. What fits this GPU: {}", why.trim_end_matches('.'), offers.join("; or ")))
     }
 
     /// A new run on the current corpus: from random weights of `settings`' shape, or, after an
@@ -783,6 +873,7 @@ impl Driver {
         let model = Gpt2::new(kernels, &weights)?;
         let decoder = Decoder::new(&model)?;
         self.run = None;
+        self.tokens = None;
         self.loaded = Some(Loaded { model, decoder, tokenizer, inspector: Inspector::default() });
         Ok(Event::Imported {
             name,
@@ -811,17 +902,14 @@ impl Driver {
         if step == 1 || (step as usize).is_multiple_of(cfg.log_interval) || last_step {
             let loss = run.loss().await?;
             if !loss.is_finite() {
-                return Err(Error::Input(format!(
-                    "the loss became {loss} at step {step}: training diverged; start again with a lower learning rate \
-                     (now {})",
-                    cfg.train.lr
-                )));
+                Self::diverged(post, tr, loss);
+                return Ok(());
             }
             let now = js_sys::Date::now();
             let (t0, s0) = tr.last;
             let ms_per_step = (now - t0) / (step - s0).max(1) as f64;
             tr.last = (now, step);
-            let tokens = (cfg.train.batch_size * cfg.train.seq_len) as f64;
+            let tokens = (cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum) as f64;
             emit(
                 post,
                 &Event::Progress {
@@ -838,6 +926,11 @@ impl Driver {
         let eval_now = (step as usize).is_multiple_of(cfg.eval_interval) || last_step;
         if eval_now {
             let eval = run.evaluate().await?;
+            if !(eval.train_loss.is_finite() && eval.val_loss.is_finite()) {
+                // not saved: the last checkpoint stays the last good one
+                Self::diverged(post, tr, eval.val_loss);
+                return Ok(());
+            }
             let sample = run.sample("", &SampleConfig::greedy(200)).await?;
             tr.last = (js_sys::Date::now(), step); // evaluation time is not training time
             emit(
@@ -853,6 +946,22 @@ impl Driver {
             self.checkpoint().await?;
         }
         Ok(())
+    }
+
+    /// Stops a run whose loss is no longer a finite number and says what is kept.
+    fn diverged(post: &js_sys::Function, tr: &mut Training, loss: f32) {
+        tr.active = false;
+        let (step, lr) = (tr.run.step(), tr.run.cfg.train.lr);
+        let saved = tr.saved.as_ref().map(|(at, _)| *at);
+        let kept = match saved {
+            Some(s) => {
+                format!("the checkpoint of step {s} is kept: resume it with a lower learning rate (e.g. a tenth)")
+            }
+            None => "start again with a lower learning rate".into(),
+        };
+        let message =
+            format!("training diverged at step {step}: the loss became {loss} (learning rate {lr:e}); {kept}");
+        emit(post, &Event::Diverged { id: tr.id.clone(), step, saved, lr, message });
     }
 
     async fn export(&mut self) -> Result<()> {

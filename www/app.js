@@ -195,7 +195,7 @@ const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
 const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 
 const ui = {
-  hubLoad: null, // {repo, seconds, cached, bytes} of the last hub load, until its import lands
+  hubLoad: null, // {repo, seconds, cached, bytes, cacheError} of the last hub load, until its import lands
   worker: null,
   ready: false,
   corpus: null, // {name, bytes, chars, distinct}
@@ -248,6 +248,7 @@ function settings() {
     n_embd: num("n_embd"),
     block_size: num("block_size"),
     batch_size: num("batch_size"),
+    grad_accum: Math.max(1, num("grad_accum")),
     max_iters: num("max_iters"),
     lr: num("lr"),
     eval_interval: Math.max(1, num("eval_interval")),
@@ -286,7 +287,7 @@ function updateButtons() {
   $("export").disabled = t === "idle";
   $("import-input").disabled = running;
   $("load-gpt2").disabled = running || !ui.ready;
-  for (const id of ["preset", "tokenizer", "bpe_vocab", "batch_size", "max_iters", "lr", "eval_interval", "train_seed"])
+  for (const id of ["preset", "tokenizer", "bpe_vocab", "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "train_seed"])
     $(id).disabled = running || (id === "bpe_vocab" && $("tokenizer").value !== "bpe");
   for (const id of DIMS) $(id).disabled = running || $("preset").value !== "custom";
   for (const b of document.querySelectorAll('[data-testid="resume"]')) b.disabled = running || !ui.ready;
@@ -345,6 +346,23 @@ function onEvent(ev) {
       ui.train.steps = ui.train.steps.filter((s) => s <= ev.step);
       ui.train.losses.length = ui.train.steps.length;
       status(`The GPU device was lost at step ${ev.lost_at} (${ev.reason}). Training goes on on a new device from the checkpoint of step ${ev.step}.`);
+      break;
+    case "diverged":
+      ui.training = "stopped";
+      showError(ev.message);
+      if (ev.saved !== null) {
+        const lr = h("input", { type: "number", "data-testid": "lower-lr", value: String(ev.lr / 10), step: "any", min: "0", "aria-label": "new learning rate", size: "8" });
+        const go = h("button", { type: "button", "data-testid": "resume-lower-lr" }, `Resume from step ${ev.saved}`);
+        go.onclick = () => {
+          const value = Number(lr.value);
+          if (!(value > 0)) return showError("The learning rate must be a positive number.");
+          clearError();
+          status(`Resuming from step ${ev.saved} with learning rate ${value}…`);
+          send({ type: "restore_run", id: ev.id, lr: value });
+        };
+        $("error").append(" ", h("label", {}, "learning rate ", lr), " ", go);
+      }
+      status(`Training diverged at step ${ev.step}.`);
       break;
     case "restored":
       ui.train = { steps: [], losses: [] };
@@ -421,6 +439,7 @@ function onEvent(ev) {
     case "imported":
       ui.training = "loaded";
       scheduleInspect();
+      schedulePlan();
       clearError();
       $("m-params").textContent = fmt.int(ev.params);
       $("plan-note").textContent = `Imported ${ev.name}: ${ev.n_layer} layers, ${ev.n_head} heads, ${ev.n_embd} dims, context ${ev.block_size}, vocabulary ${fmt.int(ev.vocab_size)}.`;
@@ -429,6 +448,7 @@ function onEvent(ev) {
         ui.hubLoad = null;
         const how = hub ? ` (${bytes(hub.bytes)} ${hub.cached ? "from this browser's cache" : "downloaded"} in ${hub.seconds.toFixed(1)} s)` : "";
         status(`Imported ${ev.name}${how}. Generate from it, or press Start to fine-tune it on the corpus.`);
+        if (hub && hub.cacheError) showError(`The model loaded, but ${hub.cacheError}.`);
       }
       break;
     case "export":
@@ -616,9 +636,12 @@ async function importModel(files) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Models from the Hugging Face hub: {hub}/{repo}/resolve/main/{file}, cached in Cache Storage
-// (keyed by that URL) so the second load needs no network. A download that breaks off is retried
-// from where it stopped (an HTTP Range request), three times, with a message each time.
+// Models from the Hugging Face hub: {hub}/{repo}/resolve/main/{file}, cached in the
+// origin-private file system (wgpt-hub/, one file per URL, and a "<name>.size" marker written
+// after it is whole) so the second load needs no network. Not Cache Storage: Chromium's refuses
+// bodies of a few hundred MB, and GPT-2's model.safetensors is 548 MB. A download that breaks
+// off is retried from where it stopped (an HTTP Range request), three times, with a message each
+// time.
 
 const HUB_CACHE = "wgpt-hub";
 const HUB_FILES = ["config.json", "tokenizer.json", "model.safetensors"];
@@ -634,14 +657,39 @@ function progress(done, total, started, what) {
   $("dl-text").textContent = `${what}: ${bytes(done)}${total ? ` of ${bytes(total)}` : ""}${pct}, ${bytes(Math.round(speed))}/s`;
 }
 
+const hubCache = {
+  async dir() {
+    return (await navigator.storage.getDirectory()).getDirectoryHandle(HUB_CACHE, { create: true });
+  },
+  async get(url) {
+    try {
+      const dir = await this.dir();
+      const name = encodeURIComponent(url);
+      const size = Number(await (await (await dir.getFileHandle(`${name}.size`)).getFile()).text());
+      const file = await (await dir.getFileHandle(name)).getFile();
+      return file.size === size ? new Uint8Array(await file.arrayBuffer()) : null;
+    } catch {
+      return null; // not cached (or no OPFS)
+    }
+  },
+  async put(url, bytes) {
+    const dir = await this.dir();
+    const name = encodeURIComponent(url);
+    await dir.removeEntry(`${name}.size`).catch(() => {});
+    for (const [file, data] of [[name, bytes], [`${name}.size`, String(bytes.length)]]) {
+      const w = await (await dir.getFileHandle(file, { create: true })).createWritable();
+      await w.write(data);
+      await w.close();
+    }
+  },
+};
+
 // One file's bytes: from the cache, or downloaded (resuming after a broken connection) and cached.
 async function hubFile(url, file, counted) {
-  const cache = "caches" in self ? await caches.open(HUB_CACHE).catch(() => null) : null;
-  const hit = cache && (await cache.match(url));
+  const hit = await hubCache.get(url);
   if (hit) {
-    const b = new Uint8Array(await hit.arrayBuffer());
-    counted.done += b.length;
-    return { bytes: b, cached: true };
+    counted.done += hit.length;
+    return { bytes: hit, cached: true };
   }
   const parts = [];
   let got = 0;
@@ -681,12 +729,10 @@ async function hubFile(url, file, counted) {
     out.set(p, at);
     at += p.length;
   }
-  if (cache) {
-    try {
-      await cache.put(url, new Response(out, { headers: { "content-type": "application/octet-stream" } }));
-    } catch (e) {
-      showError(`Caching ${file} failed (${e.name}: ${e.message}); the model still loads, but the next load will download it again. Free some of this site's storage (saved runs) to cache it.`);
-    }
+  try {
+    await hubCache.put(url, out);
+  } catch (e) {
+    return { bytes: out, cached: false, cacheError: `caching ${file} failed (${e.name}: ${e.message}), so the next load downloads it again; free some of this site's storage (saved runs) to cache it` };
   }
   return { bytes: out, cached: false };
 }
@@ -706,16 +752,18 @@ async function loadFromHub() {
   try {
     const got = {};
     let cached = 0;
+    let cacheError = null;
     for (const file of HUB_FILES) {
       status(`Loading ${repo}: ${file}…`);
       const r = await hubFile(`${hub}/${repo}/resolve/main/${file}`, file, counted);
       got[file] = r.bytes;
       cached += r.cached ? 1 : 0;
+      cacheError = cacheError || r.cacheError;
     }
     const secs = (performance.now() - started) / 1e3;
     const all = HUB_FILES.reduce((n, f) => n + got[f].length, 0);
     progress(all, all, started, cached === HUB_FILES.length ? "from the cache" : "downloaded");
-    ui.hubLoad = { repo, seconds: secs, cached: cached === HUB_FILES.length, bytes: all };
+    ui.hubLoad = { repo, seconds: secs, cached: cached === HUB_FILES.length, bytes: all, cacheError };
     status(`Loading ${repo} onto the GPU…`);
     const text = (b) => new TextDecoder().decode(b);
     send({ type: "import", name: repo, config: text(got["config.json"]), tokenizer: text(got["tokenizer.json"]) }, got["model.safetensors"]);
@@ -811,7 +859,7 @@ function wire() {
     schedulePlan();
   });
   $("tokenizer").addEventListener("change", schedulePlan);
-  for (const id of [...DIMS, "bpe_vocab", "batch_size", "max_iters", "lr", "eval_interval", "train_seed"])
+  for (const id of [...DIMS, "bpe_vocab", "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "train_seed"])
     $(id).addEventListener("change", schedulePlan);
   $("train-start").addEventListener("click", startTraining);
   $("train-pause").addEventListener("click", () => {

@@ -82,14 +82,14 @@ async function saveCheckpoint(ev, files) {
   post({ type: "saved", ...meta });
 }
 
-async function restoreRun(id) {
+async function restoreRun(id, lr) {
   const run = await (await runsDir()).getDirectoryHandle(id);
   const meta = await readMeta(run);
   if (!meta) throw new Error(`the saved run ${id} has no meta.json`);
   const dir = await run.getDirectoryHandle(meta.dir);
   const files = await Promise.all(FILES.map((name) => readFile(dir, name)));
   files.push(await readFile(run, "corpus.txt"));
-  engine.handle(JSON.stringify({ type: "restore", id }), files);
+  engine.handle(JSON.stringify({ type: "restore", id, lr: lr ?? null }), files);
 }
 
 async function deleteRun(id) {
@@ -120,7 +120,7 @@ function deliver({ request, bytes }) {
         queue(() => deleteRun(request.id).catch((e) => report(storageError("Deleting the saved run", e), "storage")));
         return;
       case "restore_run":
-        queue(() => restoreRun(request.id).catch((e) => report(storageError("Reading the saved run", e), "restore")));
+        queue(() => restoreRun(request.id, request.lr).catch((e) => report(storageError("Reading the saved run", e), "restore")));
         return;
     }
     engine.handle(JSON.stringify(request), bytes ? [bytes] : []);

@@ -2,7 +2,7 @@
 // Chromium uses): the numbers BENCHMARKS.md records. Serves an HF-layout GPT-2 124M directory as
 // the hub (tests/fixtures/make_random_gpt2.py writes one with random weights and GPT-2's
 // tokenizer), then through the page's own controls:
-//   - "Load GPT-2" downloading it, then again from the browser's cache (Cache Storage);
+//   - "Load GPT-2" downloading it, then again from the browser's cache (OPFS);
 //   - prefill of a 128-token prompt (a 1-token generation) and greedy decode tokens/s;
 //   - fine-tuning steps at B 1, T 128 (forward, backward, AdamW), ms/step.
 //

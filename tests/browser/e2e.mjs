@@ -244,7 +244,7 @@ try {
   await expectError("malformed tokenizer.json", () => importBad("tokenizer.json", Buffer.from("{\"model\": ")), ["tokenizer.json"]);
   await page.fill("#batch_size", "10000000");
   await page.dispatchEvent("#batch_size", "change");
-  await expectError("a batch past the device's limits", async () => {}, ["device limits", "bytes but this GPU"]);
+  await expectError("a batch past the device's limits", async () => {}, ["device limits", "bytes but this GPU", "What fits this GPU: batch size"]);
   await page.fill("#batch_size", "8");
   await page.dispatchEvent("#batch_size", "change");
   // a prompt longer than the context (32): the window slides, as documented
@@ -354,6 +354,29 @@ try {
     if ((await page.getAttribute('[data-testid="parity-result"]', "data-state")) !== "pass") fail("parity failed in the page");
     if (rows.length < 5) fail(`parity ran ${rows.length} checks; expected logits, loss, gradients, the AdamW step and the losses`);
   }
+  // an absurd learning rate: the loss becomes NaN, training stops with a message, and the saved
+  // checkpoint resumes with the lower learning rate the page offers
+  await page.selectOption("#preset", "tiny");
+  await page.dispatchEvent("#preset", "change");
+  await page.evaluate(() => {
+    const lr = document.getElementById("lr");
+    lr.value = "1e6";
+    lr.dispatchEvent(new Event("change"));
+  });
+  await byId("train-start").click();
+  const diverged = await waitEvent("diverged", {}, 300_000);
+  console.log(`diverged: ${diverged.message}`);
+  if (diverged.saved !== 0 || !diverged.message.includes("kept")) fail(`diverged ${JSON.stringify(diverged)}`);
+  await byId("lower-lr").fill("0.002");
+  await byId("resume-lower-lr").click();
+  const lowered = await waitEvent("restored", { id: diverged.id }, 120_000);
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 5, null, { timeout: 120_000 });
+  const after = Number(await text("train-loss"));
+  console.log(`resumed from step ${lowered.step} with lr 0.002: step ${await text("step")}, loss ${after}`);
+  if (!Number.isFinite(after)) fail(`the loss after resuming is ${after}`);
+  await byId("train-stop").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
+
   const wasm = fs.statSync(path.join(root, "wgpt_bg.wasm")).size;
   console.log(`wasm size: ${(wasm / 1024 / 1024).toFixed(2)} MiB`);
   console.log("PASS");
