@@ -1,13 +1,18 @@
-//! `wgpt bench`: wall-clock timings of whole workloads on random weights of a preset's shapes.
+//! `wgpt bench`: timings of single kernels (matmul, attention) and of whole workloads (forward,
+//! training step, KV-cache decode) on random weights of a preset's shapes, printed as one table.
+//! Kernels are timed by wall clock: `Gpu::new` requests no TIMESTAMP_QUERY, so there are no GPU
+//! timestamps to read.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use wgpt::generate::{sample, Decoder, SampleConfig};
+use wgpt::kernels::{Kernels, Operand, Program};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
 use wgpt::rng::Rng;
 use wgpt::train::{TrainConfig, Trainer};
-use wgpt::{Error, Result};
+use wgpt::{Error, Gpu, Result};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Workload {
@@ -19,13 +24,24 @@ pub enum Workload {
     /// One training step over (B, T): forward, backward, clipping and AdamW, the median of
     /// --iters steps after one warm-up (GPT-2 fine-tuning: --preset gpt2 --batch-size 1 --seq 128).
     Finetune,
+    /// Matrix products: 1024³, and GPT-2's Conv1D and lm_head shapes at B·T = 4096, each
+    /// forward and its two backward products (dinp and dweight); GFLOP/s.
+    Matmul,
+    /// Causal attention forward and backward at (B 8, NH 6, T 256) and (B 1, NH 12, T 1024),
+    /// head size 64; GFLOP/s of the causal half (q·k and att·v over T(T+1)/2 pairs).
+    Attention,
+    /// A training step of the baby (B 12, T 64) and shakespeare-char (B 8, T 256) presets.
+    Train,
+    /// matmul, attention, train, and decode with GPT-2 124M's shapes (--preset, --batch-size
+    /// and --seq are not used).
+    All,
 }
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "forward")]
     workload: Workload,
-    /// Model preset: gpt2, shakespeare-char or baby.
+    /// Model preset: gpt2, shakespeare-char or baby (forward, decode, finetune).
     #[arg(long, default_value = "shakespeare-char")]
     preset: String,
     /// Batch size B (forward, finetune).
@@ -35,7 +51,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256)]
     seq: usize,
     /// Timed iterations (forward, after 2 warm-up runs; decode: tokens per decode timing;
-    /// finetune: training steps after 1 warm-up step).
+    /// finetune and train: training steps after 1 warm-up step; matmul and attention: runs of
+    /// each kernel after 1 warm-up run). 1 or 2 give a quick `--workload all` on a software GPU.
     #[arg(long, default_value_t = 10)]
     iters: usize,
     /// Decode: the prompt length whose prefill is timed.
@@ -49,24 +66,165 @@ pub struct BenchArgs {
     context: usize,
 }
 
-fn row(workload: &str, shape: &str, ms: f64, tokens_per_sec: f64) {
-    println!("{workload:<30} {shape:<26} {ms:>12.2} {tokens_per_sec:>12.1}");
+/// What a row's rate counts.
+#[derive(Clone, Copy)]
+enum Unit {
+    GflopPerSec,
+    TokensPerSec,
+}
+
+/// One row of the table: unit, workload, shape, milliseconds and the rate, columns at least two
+/// spaces apart (tests/fixtures/bench_compare.py splits on that).
+fn row(unit: Unit, workload: &str, shape: &str, ms: f64, rate: f64) {
+    let unit = match unit {
+        Unit::GflopPerSec => "GFLOP/s",
+        Unit::TokensPerSec => "tokens/s",
+    };
+    println!("{unit:<8}  {workload:<32}  {shape:<24}  {ms:>12.2}  {rate:>12.1}");
+}
+
+/// A row of tokens/s.
+fn tokens_row(workload: &str, shape: &str, ms: f64, tokens_per_sec: f64) {
+    row(Unit::TokensPerSec, workload, shape, ms, tokens_per_sec);
+}
+
+/// A row of GFLOP/s for a kernel doing `flop` in `ms`.
+fn flops_row(workload: &str, shape: &str, ms: f64, flop: f64) {
+    row(Unit::GflopPerSec, workload, shape, ms, flop / ms / 1e6);
 }
 
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let k = super::kernels()?;
+    println!(
+        "timing: wall clock. kernels: --iters {} runs submitted back to back after 1 warm-up run, \
+         ended by a device poll (no GPU timestamps: Gpu::new requests no TIMESTAMP_QUERY); \
+         steps and tokens: up to a readback",
+        args.iters.max(1)
+    );
+    println!("{:<8}  {:<32}  {:<24}  {:>12}  {:>12}", "unit", "workload", "shape", "ms", "rate");
     let preset = &args.preset;
+    match args.workload {
+        Workload::Forward => forward(&model(&k, preset)?, preset, args.batch_size, args.seq, args.iters)?,
+        Workload::Decode => decode(&model(&k, preset)?, preset, &args)?,
+        Workload::Finetune => finetune(model(&k, preset)?, preset, args.batch_size, args.seq, args.iters)?,
+        Workload::Matmul => matmul(&k, args.iters)?,
+        Workload::Attention => attention(&k, args.iters)?,
+        Workload::Train => train(&k, args.iters)?,
+        Workload::All => {
+            matmul(&k, args.iters)?;
+            attention(&k, args.iters)?;
+            train(&k, args.iters)?;
+            decode(&model(&k, "gpt2")?, "gpt2", &args)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A model with a preset's shapes and random weights.
+fn model(k: &Arc<Kernels>, preset: &str) -> Result<Gpt2> {
     let config = Gpt2Config::preset(preset).ok_or_else(|| {
         let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
         Error::Input(format!("unknown preset {preset:?}; choose one of {}", names.join(", ")))
     })?;
-    let model = Gpt2::new(super::kernels()?, &Weights::random(config, 0))?;
-    println!("{:<30} {:<26} {:>12} {:>12}", "workload", "shape", "ms", "tokens/s");
-    match args.workload {
-        Workload::Forward => forward(&model, preset, args.batch_size, args.seq, args.iters)?,
-        Workload::Decode => decode(&model, preset, &args)?,
-        Workload::Finetune => finetune(model, preset, args.batch_size, args.seq, args.iters)?,
+    Gpt2::new(k.clone(), &Weights::random(config, 0))
+}
+
+/// Milliseconds per run of `prog`: one warm-up run, then `iters` runs (each its own submit)
+/// back to back, ended by a device poll.
+fn time_program(gpu: &Gpu, prog: &Program, iters: usize) -> Result<f64> {
+    let sync = || -> Result<()> {
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        gpu.check()
+    };
+    gpu.run(|pass| prog.encode(pass));
+    sync()?;
+    let n = iters.max(1);
+    let start = Instant::now();
+    for _ in 0..n {
+        gpu.run(|pass| prog.encode(pass));
     }
-    Ok(ExitCode::SUCCESS)
+    sync()?;
+    Ok(start.elapsed().as_secs_f64() * 1e3 / n as f64)
+}
+
+/// B·T of the GPT-2 matmul shapes (B 4, T 1024 or B 8, T 512).
+const BT: usize = 4096;
+
+/// Each product timed on its own: forward out (M,N) = inp (M,K) · w (K,N), and the backward
+/// products dinp (M,K) += dout · wᵀ and dweight (K,N) += inpᵀ · dout (src/backward.rs's Conv1D
+/// backward without the bias), then lm_head (V = 50257) and its two backward products.
+fn matmul(k: &Kernels, iters: usize) -> Result<()> {
+    let g = &k.gpu;
+    let mut shapes = vec![(1024, 1024, 1024, "1024x1024x1024".to_string())];
+    for (c, oc) in [(768, 2304), (768, 768), (768, 3072), (3072, 768)] {
+        shapes.push((BT, c, oc, format!("BT {BT}, {c}->{oc}")));
+    }
+    for (m, kk, n, shape) in shapes {
+        let (inp, w, out) = (g.tensor("inp", &[m, kk]), g.tensor("w", &[kk, n]), g.tensor("out", &[m, n]));
+        let (dinp, dw, dout) = (g.tensor("dinp", &[m, kk]), g.tensor("dw", &[kk, n]), g.tensor("dout", &[m, n]));
+        let flop = 2.0 * (m * kk * n) as f64;
+        let mut fwd = Program::default();
+        k.matmul.forward(g, &mut fwd, &out, &inp, &w, None);
+        flops_row("matmul forward", &shape, time_program(g, &fwd, iters)?, flop);
+        let mut bwd = Program::default();
+        k.matmul.gemm(g, &mut bwd, &dinp, Operand::n(&dout), Operand::t(&w), None, true);
+        flops_row("matmul dinp", &shape, time_program(g, &bwd, iters)?, flop);
+        let mut bwd = Program::default();
+        k.matmul.gemm(g, &mut bwd, &dw, Operand::t(&inp), Operand::n(&dout), None, true);
+        flops_row("matmul dweight", &shape, time_program(g, &bwd, iters)?, flop);
+    }
+
+    // lm_head: logits (BT,V) = x (BT,C) · wte (V,C)ᵀ; dx += dlogits · wte; dwte += dlogitsᵀ · x.
+    // The backward products are bound whole (lm_head_backward does both at once, in row chunks
+    // of wte on devices with small bindings): logits must fit one binding anyway.
+    let (c, v) = (768, 50257);
+    g.check_binding("lm_head logits (4096, 50257)", 4 * (BT * v) as u64)?;
+    let (x, wte, logits) = (g.tensor("x", &[BT, c]), g.tensor("wte", &[v, c]), g.tensor("logits", &[BT, v]));
+    let (dx, dwte, dlogits) = (g.tensor("dx", &[BT, c]), g.tensor("dwte", &[v, c]), g.tensor("dlogits", &[BT, v]));
+    let (shape, flop) = (format!("BT {BT}, {c}->{v}"), 2.0 * (BT * c * v) as f64);
+    let mut fwd = Program::default();
+    k.matmul.lm_head(g, &mut fwd, &logits, &x, &wte);
+    flops_row("matmul lm_head forward", &shape, time_program(g, &fwd, iters)?, flop);
+    let mut bwd = Program::default();
+    k.matmul.gemm(g, &mut bwd, &dx, Operand::n(&dlogits), Operand::n(&wte), None, true);
+    flops_row("matmul lm_head dinp", &shape, time_program(g, &bwd, iters)?, flop);
+    let mut bwd = Program::default();
+    k.matmul.gemm(g, &mut bwd, &dwte, Operand::t(&dlogits), Operand::n(&x), None, true);
+    flops_row("matmul lm_head dweight", &shape, time_program(g, &bwd, iters)?, flop);
+    Ok(())
+}
+
+/// Causal attention without dropout. FLOPs count the causal half: q·k and att·v over the
+/// T(T+1)/2 (query, key) pairs of each head, 2·hs each, forward; twice that backward (datt,
+/// dv, dq and dk).
+fn attention(k: &Kernels, iters: usize) -> Result<()> {
+    let g = &k.gpu;
+    for (b, nh, t, hs) in [(8, 6, 256, 64), (1, 12, 1024, 64)] {
+        let c = nh * hs;
+        let (qkv, out, att) =
+            (g.tensor("qkv", &[b, t, 3 * c]), g.tensor("out", &[b, t, c]), g.tensor("att", &[b, nh, t, t]));
+        let (dqkv, dout, dpreatt) =
+            (g.tensor("dqkv", &[b, t, 3 * c]), g.tensor("dout", &[b, t, c]), g.tensor("dpreatt", &[b, nh, t, t]));
+        let shape = format!("B{b} NH{nh} T{t} hs{hs}");
+        let flop = 2.0 * (b * nh * t * (t + 1) * hs) as f64;
+        let mut fwd = Program::default();
+        k.attention.forward(g, &mut fwd, &out, &att, &qkv, nh, None);
+        flops_row("attention forward", &shape, time_program(g, &fwd, iters)?, flop);
+        let mut bwd = Program::default();
+        k.attention.backward(g, &mut bwd, &dqkv, &dpreatt, &dout, &qkv, &att, nh, None);
+        flops_row("attention backward", &shape, time_program(g, &bwd, iters)?, 2.0 * flop);
+    }
+    Ok(())
+}
+
+/// A training step of each small preset at nanoGPT's batch for it.
+fn train(k: &Arc<Kernels>, iters: usize) -> Result<()> {
+    for (preset, b, t) in [("baby", 12, 64), ("shakespeare-char", 8, 256)] {
+        finetune(model(k, preset)?, preset, b, t, iters)?;
+    }
+    Ok(())
 }
 
 fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Result<()> {
@@ -85,7 +243,7 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
     }
     pollster::block_on(gpu.read(&f.acts.loss))?;
     let ms = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
-    row(&format!("forward {preset}"), &format!("B={b} T={t}"), ms, (b * t) as f64 / ms * 1e3);
+    tokens_row(&format!("forward {preset}"), &format!("B={b} T={t}"), ms, (b * t) as f64 / ms * 1e3);
     Ok(())
 }
 
@@ -107,7 +265,7 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
     let mut ms = (0..iters.max(1)).map(|_| step()).collect::<Result<Vec<f64>>>()?;
     ms.sort_by(f64::total_cmp);
     let median = ms[ms.len() / 2];
-    row(&format!("finetune {preset} (AdamW)"), &format!("B={b} T={t}"), median, (b * t) as f64 / median * 1e3);
+    tokens_row(&format!("train step {preset}"), &format!("B={b} T={t}"), median, (b * t) as f64 / median * 1e3);
     Ok(())
 }
 
@@ -146,7 +304,7 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
         dec.prefill(model, &ids[..p])?;
         sync(&mut dec)
     })?;
-    row(&format!("prefill {preset}"), &format!("prompt {p} tokens"), ms, p as f64 / ms * 1e3);
+    tokens_row(&format!("prefill {preset}"), &format!("prompt {p} tokens"), ms, p as f64 / ms * 1e3);
 
     // greedy generation after a short prompt: pick (GPU argmax, 4-byte readback), then push it
     dec.prefill(model, &ids[..args.short_prompt])?;
@@ -156,7 +314,7 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
         dec.push(model, next)
     })?;
     let shape = format!("prompt {}, {n} new", args.short_prompt);
-    row(&format!("decode {preset} (KV cache)"), &shape, ms, 1e3 / ms);
+    tokens_row(&format!("decode {preset} (KV cache)"), &shape, ms, 1e3 / ms);
 
     // the same, sampling (temperature 1, top-k 40) on the CPU from the V logits read back
     dec.prefill(model, &ids[..args.short_prompt])?;
@@ -167,7 +325,7 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
         let logits = pollster::block_on(dec.logits(model))?;
         dec.push(model, sample(&logits, &cfg, &mut rng))
     })?;
-    row(&format!("decode {preset} (KV, top-k 40)"), &shape, ms, 1e3 / ms);
+    tokens_row(&format!("decode {preset} (KV, top-k 40)"), &shape, ms, 1e3 / ms);
 
     // one more token at a context of `c`: with the cache, vs a full forward over c + 1 tokens
     let c = args.context;
@@ -179,14 +337,13 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
         at += 1;
         sync(&mut dec)
     })?;
-    row(&format!("decode {preset} (KV cache)"), &format!("context {c}"), cached, 1e3 / cached);
+    tokens_row(&format!("decode {preset} (KV cache)"), &format!("context {c}"), cached, 1e3 / cached);
     let f = model.forward_plan(1, c + 1)?;
     let gpu = &model.kernels.gpu;
     let uncached = time_ms(1, || {
         model.forward(&f, &ids[..c + 1], None)?;
         pollster::block_on(gpu.read_range(&f.acts.logits, c * v, v)).map(|_| ())
     })?;
-    row(&format!("decode {preset} (no cache)"), &format!("context {c}"), uncached, 1e3 / uncached);
-    println!("cached / uncached speed at context {c}: {:.1}x", uncached / cached);
+    tokens_row(&format!("decode {preset} (no cache)"), &format!("context {c}"), uncached, 1e3 / uncached);
     Ok(())
 }
