@@ -505,6 +505,8 @@ impl Driver {
     /// (www/worker.js stores it) so that a reload can resume it.
     async fn checkpoint(&mut self) -> Result<()> {
         let tr = self.run.as_mut().expect("checkpoint with a run");
+        // one checkpoint in memory at a time: GPT-2 124M's is 1.5 GB of the wasm's 4 GiB
+        tr.saved = None;
         let files = tr.run.checkpoint().await?;
         let c = &tr.run.cfg;
         let event = Event::Checkpoint {

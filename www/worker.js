@@ -36,7 +36,12 @@ async function writeFile(dir, name, bytes) {
   try {
     handle.truncate(0);
     let at = 0;
-    while (at < bytes.length) at += handle.write(bytes.subarray(at), { at });
+    while (at < bytes.length) {
+      const n = handle.write(bytes.subarray(at), { at });
+      // Chromium answers a write past its storage limit with a bogus count, not always a throw
+      if (!(n > 0 && n <= bytes.length - at)) throw new Error(`the browser stored ${at} of ${bytes.length} bytes of ${name}`);
+      at += n;
+    }
     handle.flush();
   } finally {
     handle.close();
@@ -67,10 +72,15 @@ async function listRuns() {
   post({ type: "runs", runs, usage: estimate.usage ?? null, quota: estimate.quota ?? null });
 }
 
+// The corpus of each run this session, as the engine handed it out with the run's first
+// checkpoint: written again if that save failed (a full quota) and a later one succeeds.
+const corpora = new Map();
+
 async function saveCheckpoint(ev, files) {
   const run = await (await runsDir()).getDirectoryHandle(ev.id, { create: true });
   const prev = await readMeta(run);
-  if (files.length > FILES.length) await writeFile(run, "corpus.txt", files[FILES.length]);
+  const hasCorpus = await run.getFileHandle("corpus.txt").then(() => true, () => false);
+  if (files.length > FILES.length || !hasCorpus) await writeFile(run, "corpus.txt", corpora.get(ev.id));
   const dirName = `step-${ev.step}`;
   const dir = await run.getDirectoryHandle(dirName, { create: true });
   for (let i = 0; i < FILES.length; i++) await writeFile(dir, FILES[i], files[i]);
@@ -135,6 +145,7 @@ function onEngineEvent(json, files) {
   const type = json.slice(0, 40).match(/"type":"(\w+)"/)?.[1];
   if (type === "checkpoint") {
     const ev = JSON.parse(json);
+    if (files.length > FILES.length) corpora.set(ev.id, files[FILES.length]);
     queue(() =>
       saveCheckpoint(ev, files).catch((e) =>
         report(storageError(`Saving the checkpoint of step ${ev.step}`, e) + " The run itself is not affected; the previous checkpoint is kept.", "checkpoint"),
