@@ -154,7 +154,7 @@ const BT: usize = 4096;
 
 /// Each product timed on its own: forward out (M,N) = inp (M,K) · w (K,N), and the backward
 /// products dinp (M,K) += dout · wᵀ and dweight (K,N) += inpᵀ · dout (src/backward.rs's Conv1D
-/// backward without the bias), then lm_head (V = 50257) and its two backward products.
+/// backward without the bias), then lm_head (V = 50257) and its backward (both products).
 fn matmul(k: &Kernels, iters: usize) -> Result<()> {
     let g = &k.gpu;
     let mut shapes = vec![(1024, 1024, 1024, "1024x1024x1024".to_string())];
@@ -176,23 +176,23 @@ fn matmul(k: &Kernels, iters: usize) -> Result<()> {
         flops_row("matmul dweight", &shape, time_program(g, &bwd, iters)?, flop);
     }
 
-    // lm_head: logits (BT,V) = x (BT,C) · wte (V,C)ᵀ; dx += dlogits · wte; dwte += dlogitsᵀ · x.
-    // The backward products are bound whole (lm_head_backward does both at once, in row chunks
-    // of wte on devices with small bindings): logits must fit one binding anyway.
-    let (c, v) = (768, 50257);
-    g.check_binding("lm_head logits (4096, 50257)", 4 * (BT * v) as u64)?;
+    // lm_head: logits (BT,V) = x (BT,C) · wte (V,C)ᵀ, and its backward (dx += dlogits · wte,
+    // dwte += dlogitsᵀ · x) through the model's entry points, in blocks of 512 rows of x (a block
+    // of logits is 103 MB: one binding on devices with 128 MiB bindings; row offsets stay
+    // 256-byte aligned) and the row chunks of wte those entry points make.
+    let (c, v, rows) = (768, 50257, 512);
     let (x, wte, logits) = (g.tensor("x", &[BT, c]), g.tensor("wte", &[v, c]), g.tensor("logits", &[BT, v]));
     let (dx, dwte, dlogits) = (g.tensor("dx", &[BT, c]), g.tensor("dwte", &[v, c]), g.tensor("dlogits", &[BT, v]));
     let (shape, flop) = (format!("BT {BT}, {c}->{v}"), 2.0 * (BT * c * v) as f64);
-    let mut fwd = Program::default();
-    k.matmul.lm_head(g, &mut fwd, &logits, &x, &wte);
+    let (mut fwd, mut bwd) = (Program::default(), Program::default());
+    for r0 in (0..BT).step_by(rows) {
+        let (x, logits, dx, dlogits) =
+            (x.rows(r0, r0 + rows), logits.rows(r0, r0 + rows), dx.rows(r0, r0 + rows), dlogits.rows(r0, r0 + rows));
+        k.matmul.lm_head(g, &mut fwd, &logits, &x, &wte);
+        k.matmul.lm_head_backward(g, &mut bwd, &dx, &dwte, &dlogits, &x, &wte);
+    }
     flops_row("matmul lm_head forward", &shape, time_program(g, &fwd, iters)?, flop);
-    let mut bwd = Program::default();
-    k.matmul.gemm(g, &mut bwd, &dx, Operand::n(&dlogits), Operand::n(&wte), None, true);
-    flops_row("matmul lm_head dinp", &shape, time_program(g, &bwd, iters)?, flop);
-    let mut bwd = Program::default();
-    k.matmul.gemm(g, &mut bwd, &dwte, Operand::t(&dlogits), Operand::n(&x), None, true);
-    flops_row("matmul lm_head dweight", &shape, time_program(g, &bwd, iters)?, flop);
+    flops_row("matmul lm_head dinp+dweight", &shape, time_program(g, &bwd, iters)?, 2.0 * flop);
     Ok(())
 }
 
