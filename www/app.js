@@ -290,7 +290,8 @@ function updateButtons() {
   for (const id of ["preset", "tokenizer", "bpe_vocab", "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "train_seed"])
     $(id).disabled = running || (id === "bpe_vocab" && $("tokenizer").value !== "bpe");
   for (const id of DIMS) $(id).disabled = running || $("preset").value !== "custom";
-  for (const b of document.querySelectorAll('[data-testid="resume"]')) b.disabled = running || !ui.ready;
+  for (const b of document.querySelectorAll('[data-testid="resume-run"]')) b.disabled = running || !ui.ready;
+  if (ui.training !== "idle") $("resume-offer").hidden = true;
 }
 
 function drawChart() {
@@ -477,20 +478,31 @@ function onEvent(ev) {
 function showRuns({ runs, usage, quota }) {
   const list = $("saved-runs");
   $("storage-use").textContent = usage !== null && quota ? `This page's storage: ${bytes(usage)} of ${bytes(quota)}.` : "";
+  const offer = $("resume-offer");
+  const running = ui.training === "training" || ui.training === "paused";
+  const resume = (r) => {
+    status(`Reading the saved run ${r.name}…`);
+    send({ type: "restore_run", id: r.id });
+  };
+  // the offer after a reload: the newest run, while nothing has been trained or loaded yet
+  const last = runs[0];
+  offer.hidden = !last || ui.training !== "idle";
+  if (last) {
+    const go = h("button", { type: "button", class: "primary", "data-testid": "resume" }, "Resume");
+    go.disabled = !ui.ready;
+    go.onclick = () => resume(last);
+    offer.replaceChildren(`Your last run was saved: ${last.name}, step ${fmt.int(last.step)} of ${fmt.int(last.max_iters)}. `, go, " it where it was.");
+  }
   if (!runs.length) {
     list.replaceChildren(h("li", { class: "muted small" }, "None yet."));
     return;
   }
-  const running = ui.training === "training" || ui.training === "paused";
   list.replaceChildren(
     ...runs.map((r) => {
-      const resume = h("button", { type: "button", "data-testid": "resume", "data-run": r.id }, "Resume");
+      const again = h("button", { type: "button", "data-testid": "resume-run", "data-run": r.id }, "Resume");
       const del = h("button", { type: "button", class: "link", "data-testid": "delete-run", "data-run": r.id }, "delete");
-      resume.disabled = running || !ui.ready;
-      resume.onclick = () => {
-        status(`Reading the saved run ${r.name}…`);
-        send({ type: "restore_run", id: r.id });
-      };
+      again.disabled = running || !ui.ready;
+      again.onclick = () => resume(r);
       del.onclick = () => send({ type: "delete_run", id: r.id });
       const when = new Date(r.saved_at).toLocaleString();
       return h(
@@ -498,7 +510,7 @@ function showRuns({ runs, usage, quota }) {
         { "data-run": r.id, "data-step": String(r.step) },
         h("strong", {}, r.name),
         ` · step ${fmt.int(r.step)} of ${fmt.int(r.max_iters)} · ${fmt.int(r.params)} parameters · ${bytes(r.bytes)} · ${when} `,
-        resume,
+        again,
         " ",
         del,
       );

@@ -169,6 +169,25 @@ try {
   if (!wte || wte.shape.join("x") !== "24x64" || header.__metadata__?.format !== "pt")
     fail(`exported model.safetensors header: ${JSON.stringify(header).slice(0, 300)}`);
   const tensors = Object.keys(header).filter((k) => k !== "__metadata__").length;
+  // exactly GPT2LMHeadModel's parameters (lm_head tied, so absent), f32, in HF's shapes
+  const [V, C, T, L] = [config.vocab_size, config.n_embd, config.n_positions, config.n_layer];
+  const want = { "wte.weight": [V, C], "wpe.weight": [T, C], "ln_f.weight": [C], "ln_f.bias": [C] };
+  for (let l = 0; l < L; l++)
+    Object.assign(want, {
+      [`h.${l}.ln_1.weight`]: [C], [`h.${l}.ln_1.bias`]: [C], [`h.${l}.attn.c_attn.weight`]: [C, 3 * C], [`h.${l}.attn.c_attn.bias`]: [3 * C],
+      [`h.${l}.attn.c_proj.weight`]: [C, C], [`h.${l}.attn.c_proj.bias`]: [C], [`h.${l}.ln_2.weight`]: [C], [`h.${l}.ln_2.bias`]: [C],
+      [`h.${l}.mlp.c_fc.weight`]: [C, 4 * C], [`h.${l}.mlp.c_fc.bias`]: [4 * C], [`h.${l}.mlp.c_proj.weight`]: [4 * C, C], [`h.${l}.mlp.c_proj.bias`]: [C],
+    });
+  const got = Object.fromEntries(Object.entries(header).filter(([k]) => k !== "__metadata__"));
+  const wantKeys = Object.keys(want).map((k) => `transformer.${k}`).sort();
+  if (JSON.stringify(Object.keys(got).sort()) !== JSON.stringify(wantKeys)) fail(`exported keys ${Object.keys(got).sort()} != ${wantKeys}`);
+  for (const [k, shape] of Object.entries(want)) {
+    const t = got[`transformer.${k}`];
+    if (t.dtype !== "F32" || t.shape.join("x") !== shape.join("x")) fail(`exported ${k}: ${t.dtype} ${t.shape}, expected F32 ${shape}`);
+  }
+  for (const [field, value] of Object.entries({ activation_function: "gelu_new", layer_norm_epsilon: 1e-5, tie_word_embeddings: true, n_head: 2 }))
+    if (config[field] !== value) fail(`exported config.json ${field} = ${config[field]}, expected ${value}`);
+  if (!config.architectures?.includes("GPT2LMHeadModel")) fail(`exported config.json architectures: ${config.architectures}`);
   JSON.parse(files["tokenizer.json"]);
   if (args["export-dir"]) {
     fs.mkdirSync(args["export-dir"], { recursive: true });
@@ -268,7 +287,8 @@ try {
   console.log(`after a reload, saved runs:\n  ${listed.join("\n  ")}`);
   const newestStep = Number(await page.getAttribute('[data-testid="saved-runs"] li[data-run]', "data-step"));
   if (newestStep !== stoppedAt) fail(`the newest saved run is at step ${newestStep}, the fine-tune stopped at ${stoppedAt}`);
-  await byId("resume").first().click();
+  if (!(await byId("resume").isVisible())) fail("after a reload the page does not offer to resume");
+  await byId("resume").click();
   const restored = await waitEvent("restored", {}, 120_000);
   if (restored.step !== stoppedAt) fail(`resumed at step ${restored.step}, saved at ${stoppedAt}`);
   await page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n, stoppedAt + 2, { timeout: 120_000 });
