@@ -630,6 +630,15 @@ async function loadFile(file) {
   send({ type: "corpus", name: file.name }, buf);
 }
 
+// Dropped files: a model directory's files are imported, a lone .safetensors is a parity file,
+// anything else is a corpus.
+function dropped(files) {
+  const names = [...files].map((f) => f.name);
+  if (names.includes("model.safetensors") || names.includes("config.json")) importModel(files);
+  else if (files.length === 1 && names[0].endsWith(".safetensors")) runParity(files[0]);
+  else loadFile(files[0]);
+}
+
 async function importModel(files) {
   const byName = Object.fromEntries([...files].map((f) => [f.name, f]));
   const missing = ["config.json", "model.safetensors", "tokenizer.json"].filter((n) => !byName[n]);
@@ -849,8 +858,15 @@ function wire() {
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
+    e.stopPropagation();
     drop.classList.remove("over");
-    loadFile(e.dataTransfer.files[0]);
+    dropped(e.dataTransfer.files);
+  });
+  // a model's three files (or a parity file) dropped anywhere on the page
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    dropped(e.dataTransfer.files);
   });
   drop.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") {

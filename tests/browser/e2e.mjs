@@ -149,6 +149,16 @@ try {
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);
 
+  // the look-inside numbers for the prompt: next-token probabilities read from the model's logits
+  const inspectNow = async () => {
+    await page.evaluate(() => {
+      window.wgptEvents = [];
+      document.getElementById("prompt").dispatchEvent(new Event("input"));
+    });
+    return waitEvent("inspect", {}, 120_000);
+  };
+  const topBefore = (await inspectNow()).top;
+
   // export: three downloads that make a Hugging Face GPT-2 directory
   const downloads = [];
   page.on("download", (d) => downloads.push(d));
@@ -205,6 +215,18 @@ try {
   const again = await text("output");
   if (again !== out) fail(`the re-imported model generated ${JSON.stringify(again)}, the trained one ${JSON.stringify(out)}`);
   console.log("re-imported: the same 40 tokens for the same prompt and seed");
+  const topAfter = (await inspectNow()).top;
+  if (JSON.stringify(topAfter) !== JSON.stringify(topBefore)) fail(`next-token probabilities after re-import ${JSON.stringify(topAfter)} != ${JSON.stringify(topBefore)}`);
+  console.log(`re-imported: the same next-token top 10, bit for bit (${JSON.stringify(topAfter.slice(0, 2))} ...)`);
+  // the same three files dropped onto the page import too
+  await page.evaluate(async (entries) => {
+    document.querySelector('[data-testid="status"]').textContent = "";
+    const dt = new DataTransfer();
+    for (const [name, b64] of entries) dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name));
+    document.body.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, Object.entries(files).map(([name, bytes]) => [name, bytes.toString("base64")]));
+  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Imported"), null, { timeout: 60_000 });
+  console.log("dropped the three files on the page: imported");
   // fine-tune the imported model a few steps on the corpus, then stop
   await byId("train-start").click();
   await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 3, null, { timeout: 120_000 });
