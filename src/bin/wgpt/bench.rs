@@ -306,24 +306,27 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
     })?;
     tokens_row(&format!("prefill {preset}"), &format!("prompt {p} tokens"), ms, p as f64 / ms * 1e3);
 
-    // greedy generation after a short prompt: pick (GPU argmax, 4-byte readback), then push it
+    // greedy generation after a short prompt: push the token, then pick the next from its
+    // logits (GPU argmax, 4-byte readback), so each timed step ends with its own result
     dec.prefill(model, &ids[..args.short_prompt])?;
-    sync(&mut dec)?; // the prefill is not part of the timing
+    let mut next = pollster::block_on(dec.argmax(model))?; // the prefill is not part of the timing
     let ms = time_ms(n, || {
-        let next = pollster::block_on(dec.argmax(model))?;
-        dec.push(model, next)
+        dec.push(model, next)?;
+        next = pollster::block_on(dec.argmax(model))?;
+        Ok(())
     })?;
     let shape = format!("prompt {}, {n} new", args.short_prompt);
     tokens_row(&format!("decode {preset} (KV cache)"), &shape, ms, 1e3 / ms);
 
     // the same, sampling (temperature 1, top-k 40) on the CPU from the V logits read back
     dec.prefill(model, &ids[..args.short_prompt])?;
-    sync(&mut dec)?;
     let cfg = SampleConfig { max_new_tokens: n, temperature: 1.0, top_k: 40, top_p: 1.0, seed: 1 };
     let mut rng = Rng::new(1);
+    let mut next = sample(&pollster::block_on(dec.logits(model))?, &cfg, &mut rng);
     let ms = time_ms(n, || {
-        let logits = pollster::block_on(dec.logits(model))?;
-        dec.push(model, sample(&logits, &cfg, &mut rng))
+        dec.push(model, next)?;
+        next = sample(&pollster::block_on(dec.logits(model))?, &cfg, &mut rng);
+        Ok(())
     })?;
     tokens_row(&format!("decode {preset} (KV, top-k 40)"), &shape, ms, 1e3 / ms);
 
