@@ -56,7 +56,8 @@ impl Gpu {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpt"),
-                required_features: wgpu::Features::empty(),
+                // GPU timestamps where the adapter has them: `wgpt bench` times kernels with them
+                required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
                 required_limits: adapter.limits(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -287,6 +288,37 @@ impl Gpu {
             .to_vec();
         staging.raw.unmap();
         Ok(bytes)
+    }
+
+    /// GPU nanoseconds between the start and the end of one compute pass recorded by `record`,
+    /// from timestamp queries; None where the device has no TIMESTAMP_QUERY.
+    pub async fn time_pass(&self, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<Option<f64>> {
+        if !self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Ok(None);
+        }
+        let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("pass timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolved =
+            self.buffer("pass timestamps", 16, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+        let staging = self.staging(16);
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        record(&mut enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("timed pass"),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &set,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }),
+        }));
+        enc.resolve_query_set(&set, 0..2, &resolved.raw, 0);
+        enc.copy_buffer_to_buffer(&resolved.raw, 0, &staging.raw, 0, 16);
+        self.queue.submit([enc.finish()]);
+        let bytes = self.map_read(&staging).await?;
+        let t: [u64; 2] = [0, 8].map(|i| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes")));
+        Ok(Some(t[1].saturating_sub(t[0]) as f64 * f64::from(self.queue.get_timestamp_period())))
     }
 
     /// Records into one command buffer and submits it.

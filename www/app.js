@@ -475,9 +475,13 @@ function onEvent(ev) {
   updateButtons();
 }
 
-function showRuns({ runs, usage, quota }) {
+function showRuns({ runs, usage, quota, unavailable }) {
   const list = $("saved-runs");
-  $("storage-use").textContent = usage !== null && quota ? `This page's storage: ${bytes(usage)} of ${bytes(quota)}.` : "";
+  $("storage-use").textContent = unavailable
+    ? `${unavailable} Runs cannot be saved here.`
+    : usage !== null && quota
+      ? `This page's storage: ${bytes(usage)} of ${bytes(quota)}.`
+      : "";
   const offer = $("resume-offer");
   const running = ui.training === "training" || ui.training === "paused";
   const resume = (r) => {

@@ -124,7 +124,8 @@ function deliver({ request, bytes }) {
   try {
     switch (request.type) {
       case "runs":
-        queue(() => listRuns().catch((e) => report(storageError("Listing the saved runs", e), "storage")));
+        // no storage (some private modes): the page says so beside the list, not as an error
+        queue(() => listRuns().catch((e) => post({ type: "runs", runs: [], usage: null, quota: null, unavailable: storageError("Opening this browser's storage", e) })));
         return;
       case "delete_run":
         queue(() => deleteRun(request.id).catch((e) => report(storageError("Deleting the saved run", e), "storage")));

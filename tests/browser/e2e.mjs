@@ -315,6 +315,11 @@ try {
   if (restored.step !== stoppedAt) fail(`resumed at step ${restored.step}, saved at ${stoppedAt}`);
   await page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n, stoppedAt + 2, { timeout: 120_000 });
   console.log(`resumed ${restored.name} at step ${restored.step}; now at step ${await text("step")}, loss ${await text("train-loss")}`);
+  // delete the oldest saved run: the list loses it
+  const before = await page.locator('[data-testid="saved-runs"] li[data-run]').count();
+  await byId("delete-run").last().click();
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="saved-runs"] li[data-run]').length === n - 1, before, { timeout: 60_000 });
+  console.log(`deleted a saved run: ${before} -> ${before - 1}`);
 
   // a storage quota too small for a checkpoint: Stop's checkpoint fails with a message, the run stops normally
   const cdp = await page.context().newCDPSession(page);

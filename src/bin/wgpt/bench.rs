@@ -93,14 +93,23 @@ fn flops_row(workload: &str, shape: &str, ms: f64, flop: f64) {
     row(Unit::GflopPerSec, workload, shape, ms, flop / ms / 1e6);
 }
 
+/// Whether kernels are timed by GPU timestamps (the device has TIMESTAMP_QUERY).
+fn timestamps(gpu: &Gpu) -> bool {
+    gpu.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+}
+
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let k = super::kernels()?;
-    println!(
-        "timing: wall clock. kernels: --iters {} runs submitted back to back after 1 warm-up run, \
-         ended by a device poll (no GPU timestamps: Gpu::new requests no TIMESTAMP_QUERY); \
-         steps and tokens: up to a readback",
-        args.iters.max(1)
-    );
+    let kernels = if timestamps(&k.gpu) {
+        format!("GPU timestamps of each kernel's pass, the median of --iters {} after 1 warm-up", args.iters.max(1))
+    } else {
+        format!(
+            "wall clock of --iters {} runs submitted back to back after 1 warm-up run, ended by a device poll (this \
+             adapter has no TIMESTAMP_QUERY)",
+            args.iters.max(1)
+        )
+    };
+    println!("timing: kernels: {kernels}; steps and tokens: wall clock up to a readback");
     println!("{:<8}  {:<32}  {:<24}  {:>12}  {:>12}", "unit", "workload", "shape", "ms", "rate");
     let preset = &args.preset;
     match args.workload {
@@ -129,9 +138,18 @@ fn model(k: &Arc<Kernels>, preset: &str) -> Result<Gpt2> {
     Gpt2::new(k.clone(), &Weights::random(config, 0))
 }
 
-/// Milliseconds per run of `prog`: one warm-up run, then `iters` runs (each its own submit)
-/// back to back, ended by a device poll.
+/// Milliseconds per run of `prog` after one warm-up run: the median of `iters` GPU timestamp
+/// readings of its pass where the device has TIMESTAMP_QUERY, else the wall clock of `iters`
+/// runs (each its own submit) back to back, ended by a device poll.
 fn time_program(gpu: &Gpu, prog: &Program, iters: usize) -> Result<f64> {
+    if timestamps(gpu) {
+        pollster::block_on(gpu.time_pass(|pass| prog.encode(pass)))?;
+        let mut ms = (0..iters.max(1))
+            .map(|_| Ok(pollster::block_on(gpu.time_pass(|pass| prog.encode(pass)))?.unwrap_or(0.0) / 1e6))
+            .collect::<Result<Vec<f64>>>()?;
+        ms.sort_by(f64::total_cmp);
+        return Ok(ms[ms.len() / 2]);
+    }
     let sync = || -> Result<()> {
         gpu.device
             .poll(wgpu::PollType::wait_indefinitely())
