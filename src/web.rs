@@ -194,7 +194,8 @@ pub enum Event {
         files: Vec<&'static str>,
         step: u64,
     },
-    /// An auto-checkpoint of run `id` (every eval_interval steps, at the start and on stop):
+    /// An auto-checkpoint of run `id` (every eval_interval steps, at the start, on pause and on
+    /// stop):
     /// config.json, model.safetensors, tokenizer.json and training_state.safetensors posted
     /// alongside as byte arrays, then the corpus text the first time.
     Checkpoint {
@@ -434,6 +435,13 @@ impl Driver {
                         self.fail("train", e).await;
                     }
                     yield_now().await;
+                    continue;
+                }
+                // paused: saved where it paused (once), so a reload resumes from here
+                if tr.saved.as_ref().is_none_or(|(at, _)| *at != tr.run.step()) {
+                    if let Err(e) = self.checkpoint().await {
+                        self.fail("train", e).await;
+                    }
                     continue;
                 }
             }
