@@ -167,6 +167,15 @@ pub async fn check_forward(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<
     ])
 }
 
+/// Every check the file has data for: the forward pass, and training where it has gradients.
+pub async fn check(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<Check>> {
+    let mut checks = check_forward(kernels.clone(), p).await?;
+    if p.grads.is_some() {
+        checks.extend(check_training(kernels, p).await?);
+    }
+    Ok(checks)
+}
+
 /// Tolerances of the training checks: gradients 1e-5 + 1e-3·|want|, parameters after one AdamW
 /// step 1e-4, the N-step losses 1e-3.
 pub const GRAD_ATOL: f32 = 1e-5;

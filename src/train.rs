@@ -60,6 +60,17 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Replaces the peak learning rate (to go on with a lower one after a run diverged); min_lr
+    /// keeps its ratio to it.
+    pub fn set_lr(&mut self, lr: f32) -> Result<()> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::Input(format!("the learning rate must be a positive number, got {lr}")));
+        }
+        self.min_lr *= lr / self.lr;
+        self.lr = lr;
+        Ok(())
+    }
+
     /// nanoGPT's get_lr: linear warmup, then cosine decay to min_lr at lr_decay_iters.
     pub fn lr_at(&self, it: usize) -> f32 {
         if it < self.warmup_iters {

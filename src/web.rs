@@ -647,9 +647,6 @@ impl Driver {
     /// Rebuilds a saved run from its files (see [`Request::Restore`]); its corpus becomes the
     /// current one. On error everything stays as it was.
     fn restore(&mut self, id: String, lr: Option<f32>, files: Vec<Vec<u8>>) -> Result<(Event, Event)> {
-        if let Some(lr) = lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
-            return Err(Error::Input(format!("the learning rate must be a positive number, got {lr}")));
-        }
         let kernels = self.kernels.clone().ok_or_else(|| Error::Gpu("the GPU is not ready".into()))?;
         let [config, model, tokenizer, state, corpus]: [Vec<u8>; 5] = files.try_into().map_err(|f: Vec<_>| {
             Error::Input(format!(
@@ -670,8 +667,7 @@ impl Driver {
         drop(corpus);
         let run = Run::from_checkpoint(kernels, &files, |cfg| {
             if let Some(lr) = lr {
-                cfg.train.min_lr *= lr / cfg.train.lr;
-                cfg.train.lr = lr;
+                cfg.train.set_lr(lr)?;
             }
             Ok(text.clone())
         })?;
@@ -996,10 +992,7 @@ impl Driver {
         let bytes = bytes.ok_or_else(|| Error::Input("no parity file given".into()))?;
         let p = ParityFile::parse(&name, &bytes)?;
         drop(bytes);
-        let mut checks = parity::check_forward(kernels.clone(), &p).await?;
-        if p.grads.is_some() {
-            checks.extend(parity::check_training(kernels.clone(), &p).await?);
-        }
+        let checks = parity::check(kernels.clone(), &p).await?;
         let checks: Vec<ParityCheck> = checks
             .iter()
             .map(|c| ParityCheck {

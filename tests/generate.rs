@@ -154,15 +154,7 @@ mod native {
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         let prompt = meta.metadata().as_ref().unwrap()["prompt"].clone();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let ints = |name: &str| -> Vec<u32> {
-            st.tensor(name)
-                .unwrap()
-                .data()
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
-                .collect()
-        };
-        (prompt, ints("ids"), ints("greedy"))
+        (prompt, common::i32_tensor(&st, "ids"), common::i32_tensor(&st, "greedy"))
     }
 
     /// transformers' greedy `generate` of 20 tokens on the tiny HF GPT-2 (official layout, real

@@ -18,13 +18,7 @@ fn next_token_top_k_and_attention() {
     let dir = d.join("hf-tiny-gpt2");
     let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ids: Vec<u32> = st
-        .tensor("ids")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
-        .collect();
+    let ids = common::i32_tensor(&st, "ids");
     let logits = wgpt::hf::to_f32("logits", &st.tensor("logits").unwrap()).unwrap();
     let (weights, _) = wgpt::hf::dir::load(&dir).unwrap();
     let model = Gpt2::new(k, &weights).unwrap();

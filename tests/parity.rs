@@ -63,13 +63,7 @@ fn hf_tiny_gpt2_directory() {
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let prompt = meta.metadata().as_ref().unwrap()["prompt"].clone();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let want_ids: Vec<u32> = st
-        .tensor("ids")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
-        .collect();
+    let want_ids = common::i32_tensor(&st, "ids");
     let ids = tokenizer.encode(&prompt).unwrap();
     assert_eq!(ids, want_ids, "tokenizer ids differ from HF's");
     assert_eq!(tokenizer.decode(&ids).unwrap(), prompt);

@@ -47,6 +47,16 @@ pub fn shared_data() -> Option<std::path::PathBuf> {
     }
 }
 
+/// An int32 tensor of a safetensors file (token ids in HF's expected-output files) as u32s.
+pub fn i32_tensor(st: &safetensors::SafeTensors, name: &str) -> Vec<u32> {
+    st.tensor(name)
+        .unwrap_or_else(|e| panic!("no tensor {name}: {e}"))
+        .data()
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
+        .collect()
+}
+
 /// xorshift64*: deterministic test data without a dependency.
 pub struct Rng(u64);
 

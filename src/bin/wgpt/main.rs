@@ -19,7 +19,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use wgpt::kernels::Kernels;
     use wgpt::model::Gpt2;
-    use wgpt::parity::{check_forward, check_training, ParityFile};
+    use wgpt::parity::{check, ParityFile};
     use wgpt::{hf, read_file, Error, Gpu, Result};
 
     #[derive(Parser)]
@@ -109,10 +109,7 @@ mod cli {
             p.t
         );
         let k = kernels()?;
-        let mut checks = pollster::block_on(check_forward(k.clone(), &p))?;
-        if p.grads.is_some() {
-            checks.extend(pollster::block_on(check_training(k, &p))?);
-        }
+        let checks = pollster::block_on(check(k, &p))?;
         for check in &checks {
             println!("{check}");
         }

@@ -162,11 +162,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         let run = load_checkpoint(kernels, dir, |cfg| {
             cfg.max_iters = a.max_iters.unwrap_or(cfg.max_iters).max(cfg.max_iters);
             if let Some(lr) = a.lr {
-                if !(lr.is_finite() && lr > 0.0) {
-                    return Err(Error::Input(format!("--lr must be a positive number, got {lr}")));
-                }
-                cfg.train.min_lr *= lr / cfg.train.lr;
-                cfg.train.lr = lr;
+                cfg.train.set_lr(lr)?;
                 eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
             }
             Ok(())
