@@ -56,8 +56,9 @@ impl Gpu {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpt"),
-                // GPU timestamps where the adapter has them: `wgpt bench` times kernels with them
-                required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+                // GPU timestamps where the adapter has them (`wgpt bench` times kernels with
+                // them), and subgroups (the matmul kernels for 8-wide subgroups)
+                required_features: adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP),
                 required_limits: adapter.limits(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -100,6 +101,16 @@ impl Gpu {
     /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
     pub fn describe(&self) -> String {
         format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// Whether the device has subgroup operations with subgroups of exactly 8 invocations
+    /// (lavapipe: one 256-bit SIMD register of f32), which the matmul's subgroup kernels assume.
+    /// Natively only: in a browser WGSL would also need `enable subgroups;`, which naga refuses.
+    pub fn subgroups_of_8(&self) -> bool {
+        !cfg!(target_arch = "wasm32")
+            && self.device.features().contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == 8
+            && self.info.subgroup_max_size == 8
     }
 
     pub fn limits(&self) -> wgpu::Limits {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::Rng;
 use wgpt::cpu;
-use wgpt::kernels::{EncoderBuckets, Kernels, Operand, Program};
+use wgpt::kernels::{EncoderBuckets, Kernels, Matmul, Operand, Program};
 use wgpt::Tensor;
 
 #[cfg(target_arch = "wasm32")]
@@ -93,13 +93,15 @@ async fn matmul(k: Arc<Kernels>) {
         // K = 70000 runs as accumulating K_CHUNK dispatches
         (3, 70000, 2),
     ];
-    check_matmul(&k, &shapes, 100).await;
+    check_matmul(&k, &k.matmul, &shapes, 100).await;
 }
 gpu_test!(matmul_forward, matmul);
 
 /// The vec4 kernels (NN: N % 4 == 0, NN1 when K % 4 != 0; NT: K % 4 == 0; TN: N % 4 == 0, TN1
-/// when M % 4 != 0; VM and VMT when M = 1) at ragged M and N (tiles are 16 x 16, workgroups 128 x 128), K chunking in
-/// each, and the generic fallback where the alignment is missing.
+/// when M % 4 != 0; VM and VMT when M = 1) at ragged M and N (tiles are 16 x 16, workgroups
+/// 128 x 128; the subgroup kernels' 32 x 64 and 128 x 64), K chunking in each, and the generic
+/// fallback where the alignment is missing. Where the adapter has 8-wide subgroups (lavapipe),
+/// once with the subgroup kernels for NN, NT and TN and once without.
 async fn matmul_fast(k: Arc<Kernels>) {
     let shapes = [
         // NN, NT, TN: a ragged tile row (M = 12 < 16) and tile column (N = 20: 16 + 4)
@@ -119,12 +121,29 @@ async fn matmul_fast(k: Arc<Kernels>) {
         (1, 36, 4099),
         (1, 70000, 8),
         (1, 70001, 12),
+        // a subgroup whose rows 32..39 are partly past M
+        (40, 8, 72),
     ];
-    check_matmul(&k, &shapes, 1500).await;
+    for mm in matmuls(&k) {
+        check_matmul(&k, &mm, &shapes, 1500).await;
+    }
+}
+
+/// The matmul kernels the adapter runs, then (where those include the subgroup kernels) the
+/// portable ones.
+fn matmuls(k: &Kernels) -> Vec<Matmul> {
+    let mut all = vec![Matmul::new(&k.gpu)];
+    if k.gpu.subgroups_of_8() {
+        println!("testing the subgroup kernels, then the portable ones");
+        all.push(Matmul::without_subgroups(&k.gpu));
+    } else {
+        println!("no 8-wide subgroups on {}: the portable kernels only", k.gpu.describe());
+    }
+    all
 }
 gpu_test!(matmul_forward_fast, matmul_fast);
 
-async fn check_matmul(k: &Kernels, shapes: &[(usize, usize, usize)], seed: u64) {
+async fn check_matmul(k: &Kernels, mm: &Matmul, shapes: &[(usize, usize, usize)], seed: u64) {
     let g = &k.gpu;
     for (i, &(m, kk, n)) in shapes.iter().enumerate() {
         for (ta, tb) in [(false, false), (false, true), (true, false)] {
@@ -140,7 +159,7 @@ async fn check_matmul(k: &Kernels, shapes: &[(usize, usize, usize)], seed: u64) 
                 let out = g.upload("c", &[m, n], &c0);
                 let bias_t = g.upload("bias", &[n], &bias);
                 let mut prog = Program::default();
-                k.matmul.gemm(g, &mut prog, &out, op(&at, ta), op(&bt, tb), with_bias.then_some(&bias_t), accumulate);
+                mm.gemm(g, &mut prog, &out, op(&at, ta), op(&bt, tb), with_bias.then_some(&bias_t), accumulate);
                 let got = run_read(k, &prog, &out).await;
                 let mut want = vec![0.0; m * n];
                 cpu::matmul_forward(&mut want, &a, &b, with_bias.then_some(&bias[..]), m, kk, n);
@@ -368,7 +387,7 @@ async fn matmul_bwd(k: Arc<Kernels>) {
         (64, 128, 384, true),
         (65536, 3, 2, true),
     ];
-    check_matmul_bwd(&k, &shapes, 800).await;
+    check_matmul_bwd(&k, &k.matmul, &shapes, 800).await;
 }
 gpu_test!(matmul_backward, matmul_bwd);
 
@@ -376,11 +395,13 @@ gpu_test!(matmul_backward, matmul_bwd);
 /// (TN1 when C % 4 != 0), here with ragged tiles and dweight's K = N in chunks.
 async fn matmul_bwd_fast(k: Arc<Kernels>) {
     let shapes = [(768, 128, 384, true), (70, 65, 36, true), (65536, 4, 8, true), (20, 36, 20, false)];
-    check_matmul_bwd(&k, &shapes, 1600).await;
+    for mm in matmuls(&k) {
+        check_matmul_bwd(&k, &mm, &shapes, 1600).await;
+    }
 }
 gpu_test!(matmul_backward_fast, matmul_bwd_fast);
 
-async fn check_matmul_bwd(k: &Kernels, shapes: &[(usize, usize, usize, bool)], seed: u64) {
+async fn check_matmul_bwd(k: &Kernels, mm: &Matmul, shapes: &[(usize, usize, usize, bool)], seed: u64) {
     let g = &k.gpu;
     for (i, &(n, c, oc, with_bias)) in shapes.iter().enumerate() {
         let mut rng = Rng::new(seed + i as u64);
@@ -391,7 +412,7 @@ async fn check_matmul_bwd(k: &Kernels, shapes: &[(usize, usize, usize, bool)], s
         let (dinp, dweight, dbias) =
             (g.upload("dinp", &[n, c], &dinp0), g.upload("dw", &[c, oc], &dw0), g.upload("db", &[oc], &db0));
         let mut prog = Program::default();
-        k.matmul.backward(
+        mm.backward(
             g,
             &mut prog,
             &dinp,

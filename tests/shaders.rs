@@ -13,7 +13,15 @@ fn every_shader_validates() {
     assert_eq!(on_disk, listed, "shaders/ and kernels::SHADERS must list the same files");
     for (name, src) in wgpt::kernels::SHADERS {
         let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        // subgroup operations only where the file is for adapters that have them
+        let caps = if *name == "matmul_subgroup.wgsl" {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
         println!("{name}: {} entry points valid", module.entry_points.len());

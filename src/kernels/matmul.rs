@@ -1,9 +1,11 @@
 //! Matrix products (shaders/matmul.wgsl): Conv1D's x·W + b, lm_head's x·wteᵀ, and (for backward)
 //! products with transposed operands. The three layouts GPT-2 uses (NN, NT, TN) run on vec4
 //! register-tile kernels when the shapes allow vec4 access, single-row products (a decode step)
-//! on vector-matrix kernels; anything else runs on one strided generic kernel.
+//! on vector-matrix kernels; anything else runs on one strided generic kernel. On adapters whose
+//! subgroups are 8 invocations wide (lavapipe) NN, NT and TN run on the subgroup kernels of
+//! shaders/matmul_subgroup.wgsl instead, which share A's loads across the subgroup.
 
-use super::{grid, Pipe, Program};
+use super::{grid, shader_module, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -36,6 +38,9 @@ const TILE: usize = 32;
 const FAST_ROWS: usize = 16;
 const FAST_COLS: usize = 16;
 const FAST_WG: [usize; 2] = [8, 4];
+/// C covered by one workgroup of the subgroup kernels (columns, rows): 4 subgroups of 8 lanes,
+/// each lane 8 columns of the subgroup's 32 rows.
+const SG_TILE: [usize; 2] = [64, 128];
 /// Longest K one dispatch handles; longer products are split into accumulating chunks (lavapipe
 /// caps an invocation at 65535 loop iterations). A multiple of 4, so chunks keep vec4 alignment.
 pub const K_CHUNK: usize = 16384;
@@ -167,7 +172,15 @@ impl<'a> Block<'a> {
     }
 }
 
+/// The subgroup kernels (matmul_subgroup.wgsl) for NN, NT and TN.
+struct Subgroup {
+    nn: Pipe,
+    nt: Pipe,
+    tn: Pipe,
+}
+
 pub struct Matmul {
+    sg: Option<Subgroup>,
     fwd: Pipe,
     nn: Pipe,
     nn1: Pipe,
@@ -182,8 +195,25 @@ pub struct Matmul {
 }
 
 impl Matmul {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Matmul {
+    /// The kernels for this adapter: with the subgroup kernels where [`Gpu::subgroups_of_8`].
+    pub fn new(gpu: &Gpu) -> Matmul {
+        let mut mm = Matmul::without_subgroups(gpu);
+        if gpu.subgroups_of_8() {
+            let module = &shader_module(gpu, "matmul_subgroup.wgsl");
+            mm.sg = Some(Subgroup {
+                nn: Pipe::new(gpu, module, "matmul.snn", "snn", 35),
+                nt: Pipe::new(gpu, module, "matmul.snt", "snt", 39),
+                tn: Pipe::new(gpu, module, "matmul.stn", "stn", 43),
+            });
+        }
+        mm
+    }
+
+    /// Only the kernels of matmul.wgsl, on any adapter (tests compare both sets).
+    pub fn without_subgroups(gpu: &Gpu) -> Matmul {
+        let module = &shader_module(gpu, "matmul.wgsl");
         Matmul {
+            sg: None,
             fwd: Pipe::new(gpu, module, "matmul.forward", "forward", 1),
             bias_bwd: Pipe::new(gpu, module, "matmul.bias_backward", "bias_backward", 5),
             nn: Pipe::new(gpu, module, "matmul.nn", "nn", 7),
@@ -279,16 +309,12 @@ impl Matmul {
             cols == (0, n) || matches!(layout, Some(Layout::Nt | Layout::Vmt)),
             "matmul: a column block of the output needs the NT layout with K % 4 == 0"
         );
-        let tiles = [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(FAST_ROWS * FAST_WG[1])];
-        let (pipe, wg) = match layout {
-            None => (&self.fwd, [n.div_ceil(TILE), m.div_ceil(TILE)]),
-            Some(Layout::Nn) => (&self.nn, tiles),
-            Some(Layout::Nn1) => (&self.nn1, tiles),
-            Some(Layout::Nt) => (&self.nt, tiles),
-            Some(Layout::Tn) => (&self.tn, tiles),
-            Some(Layout::Tn1) => (&self.tn1, tiles),
-            Some(Layout::Vm) => (&self.vm, flat(grid(n / 4, 64))),
-            Some(Layout::Vmt) => (&self.vmt, flat(grid(n, 64))),
+        let sg_tiles = [n.div_ceil(SG_TILE[0]), m.div_ceil(SG_TILE[1])];
+        let (pipe, wg) = match (layout, &self.sg) {
+            (Some(Layout::Nn), Some(sg)) => (&sg.nn, sg_tiles),
+            (Some(Layout::Nt), Some(sg)) => (&sg.nt, sg_tiles),
+            (Some(Layout::Tn), Some(sg)) => (&sg.tn, sg_tiles),
+            _ => self.portable(layout, m, n),
         };
         assert!(wg[0] <= 65535 && wg[1] <= 65535, "matmul {m}x{k}x{n}: too many workgroups");
         let wg = [wg[0] as u32, wg[1] as u32, 1];
@@ -316,6 +342,21 @@ impl Matmul {
                 ldc: cols.1 as u32,
             };
             prog.push(pipe.dispatch(gpu, &params, &[out, a.op.t, b.op.t, bias_t], wg));
+        }
+    }
+
+    /// The pipeline of matmul.wgsl for this layout and its workgroups (x, y).
+    fn portable(&self, layout: Option<Layout>, m: usize, n: usize) -> (&Pipe, [usize; 2]) {
+        let tiles = [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(FAST_ROWS * FAST_WG[1])];
+        match layout {
+            None => (&self.fwd, [n.div_ceil(TILE), m.div_ceil(TILE)]),
+            Some(Layout::Nn) => (&self.nn, tiles),
+            Some(Layout::Nn1) => (&self.nn1, tiles),
+            Some(Layout::Nt) => (&self.nt, tiles),
+            Some(Layout::Tn) => (&self.tn, tiles),
+            Some(Layout::Tn1) => (&self.tn1, tiles),
+            Some(Layout::Vm) => (&self.vm, flat(grid(n / 4, 64))),
+            Some(Layout::Vmt) => (&self.vmt, flat(grid(n, 64))),
         }
     }
 

@@ -36,6 +36,11 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
     ("layernorm.wgsl", include_str!("../../shaders/layernorm.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
+    // compiled after matmul.wgsl, whose Params and helpers it uses
+    (
+        "matmul_subgroup.wgsl",
+        concat!(include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
+    ),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
 ];
 
@@ -56,13 +61,7 @@ pub struct Kernels {
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Kernels {
-        let module = |file: &str| {
-            let (_, src) = SHADERS.iter().find(|(f, _)| *f == file).expect("shader listed in SHADERS");
-            gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(file),
-                source: wgpu::ShaderSource::Wgsl((*src).into()),
-            })
-        };
+        let module = |file: &str| shader_module(gpu, file);
         let adamw = module("adamw.wgsl");
         let attention = module("attention.wgsl");
         let crossentropy = module("crossentropy.wgsl");
@@ -71,13 +70,12 @@ impl Kernels {
         let encoder = module("encoder.wgsl");
         let gelu = module("gelu.wgsl");
         let layernorm = module("layernorm.wgsl");
-        let matmul = module("matmul.wgsl");
         let residual = module("residual.wgsl");
         Kernels {
             gpu: gpu.clone(),
             encoder: Encoder::new(gpu, &encoder),
             layernorm: LayerNorm::new(gpu, &layernorm),
-            matmul: Matmul::new(gpu, &matmul),
+            matmul: Matmul::new(gpu),
             attention: Attention::new(gpu, &attention),
             gelu: Gelu::new(gpu, &gelu),
             residual: Residual::new(gpu, &residual),
@@ -87,6 +85,15 @@ impl Kernels {
             decode: Decode::new(gpu, &decode),
         }
     }
+}
+
+/// The module of one file of [`SHADERS`].
+fn shader_module(gpu: &Gpu, file: &str) -> wgpu::ShaderModule {
+    let (_, src) = SHADERS.iter().find(|(f, _)| *f == file).expect("shader listed in SHADERS");
+    gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(file),
+        source: wgpu::ShaderSource::Wgsl((*src).into()),
+    })
 }
 
 /// One entry point: its pipeline (auto layout) and the binding number of its first tensor
