@@ -85,10 +85,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         }
     }
     let o = (b * p.T + t) * C4 + h * hs4;
+    let s0 = seed[0]; // loaded once: a storage load in the loop would run every iteration
     for (var i = 0u; i < hs4; i++) {
         var acc = vec4<f32>(0.0);
         for (var t2 = 0u; t2 <= t; t2++) {
-            let a = att[att_row + t2] * drop_factor(seed[0], att_row + t2);
+            let a = att[att_row + t2] * drop_factor(s0, att_row + t2);
             acc = fma(vec4<f32>(a), qkv[(b * p.T + t2) * C34 + 2u * C4 + h * hs4 + i], acc);
         }
         out[o + i] = acc;
@@ -123,13 +124,14 @@ fn backward_scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let att_row = row * p.T;
 
     var total = 0.0;
+    let s0 = sc_seed[0];
     for (var t2 = 0u; t2 <= t; t2++) {
         let v = (b * p.T + t2) * C34 + 2u * C4 + h * hs4;
         var datt = 0.0;
         for (var i = 0u; i < hs4; i++) {
             datt += dot(sc_dout[o + i], sc_qkv[v + i]);
         }
-        datt *= drop_factor(sc_seed[0], att_row + t2); // through the dropout on att
+        datt *= drop_factor(s0, att_row + t2); // through the dropout on att
         dpreatt[att_row + t2] = datt;
         total = fma(sc_att[att_row + t2], datt, total);
     }
@@ -182,9 +184,10 @@ fn backward_qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             acc = fma(g_dpreatt[(bh + t1) * p.T + t], g_qkv[(b * p.T + t1) * C3 + c], acc);
         }
     } else {
+        let s0 = g_seed[0];
         for (var t1 = t; t1 < p.T; t1++) {
             let ai = (bh + t1) * p.T + t;
-            acc = fma(g_att[ai] * drop_factor(g_seed[0], ai), g_dout[(b * p.T + t1) * p.C + c], acc);
+            acc = fma(g_att[ai] * drop_factor(s0, ai), g_dout[(b * p.T + t1) * p.C + c], acc);
         }
     }
     dqkv[idx] += acc;

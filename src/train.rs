@@ -242,6 +242,22 @@ impl Trainer {
         })
     }
 
+    /// GPU milliseconds per kernel (pipeline label) of one step on the batches the last
+    /// [`Trainer::step`] wrote, each dispatch timed on its own in step order (`wgpt bench
+    /// --profile`); empty where the device has no timestamp queries. Runs a step's work again: the
+    /// parameters move as in a step, so profile a throwaway trainer.
+    pub async fn profile(&self) -> Result<Vec<(&'static str, f64)>> {
+        let gpu = &self.model.kernels.gpu;
+        let mut by_kernel = Vec::new();
+        for mi in &self.micro {
+            for prog in [&mi.embed, &self.body, &mi.loss, &mi.loss_backward, &self.backward, &mi.embed_backward] {
+                prog.profile(gpu, &mut by_kernel).await?;
+            }
+        }
+        self.update.profile(gpu, &mut by_kernel).await?;
+        Ok(by_kernel)
+    }
+
     /// One optimizer step on `batches` (grad_accum pairs of ids and targets, each B·T): forward,
     /// backward, clip and AdamW in one command buffer and one submit, no readback.
     pub fn step(&mut self, batches: &[(Vec<u32>, Vec<u32>)]) -> Result<()> {

@@ -136,7 +136,7 @@ impl Pipe {
             layout: &self.pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { pipeline: self.pipeline.clone(), bind_group, workgroups, _uniform: uniform }
+        Dispatch { pipeline: self.pipeline.clone(), bind_group, workgroups, label: self.label, _uniform: uniform }
     }
 }
 
@@ -145,7 +145,17 @@ pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
+    label: &'static str,
     _uniform: Buffer,
+}
+
+impl Dispatch {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
 }
 
 /// A list of dispatches recorded once and encoded into a compute pass as often as needed.
@@ -169,11 +179,24 @@ impl Program {
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
         for d in &self.dispatches {
-            pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.bind_group, &[]);
-            let [x, y, z] = d.workgroups;
-            pass.dispatch_workgroups(x, y, z);
+            d.encode(pass);
         }
+    }
+
+    /// Runs each dispatch in a pass of its own, timed by GPU timestamps, and adds its
+    /// milliseconds to `by_kernel` under its pipeline's label (the order of first appearance).
+    /// Nothing where the device has no timestamp queries.
+    pub async fn profile(&self, gpu: &Gpu, by_kernel: &mut Vec<(&'static str, f64)>) -> crate::Result<()> {
+        for d in &self.dispatches {
+            let Some(ns) = gpu.time_pass(|pass| d.encode(pass)).await? else {
+                return Ok(());
+            };
+            match by_kernel.iter_mut().find(|(label, _)| *label == d.label) {
+                Some((_, ms)) => *ms += ns / 1e6,
+                None => by_kernel.push((d.label, ns / 1e6)),
+            }
+        }
+        Ok(())
     }
 }
 

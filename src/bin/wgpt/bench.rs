@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// each kernel after 1 warm-up run). 1 or 2 give a quick `--workload all` on a software GPU.
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// Train and finetune: after the timing, each kernel's GPU time in one step (timestamp
+    /// queries, each dispatch in a pass of its own), largest first.
+    #[arg(long)]
+    profile: bool,
     /// Decode: the prompt length whose prefill is timed.
     #[arg(long, default_value_t = 512)]
     prompt_len: usize,
@@ -115,14 +119,16 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     match args.workload {
         Workload::Forward => forward(&model(&k, preset)?, preset, args.batch_size, args.seq, args.iters)?,
         Workload::Decode => decode(&model(&k, preset)?, preset, &args)?,
-        Workload::Finetune => finetune(model(&k, preset)?, preset, args.batch_size, args.seq, args.iters)?,
+        Workload::Finetune => {
+            finetune(model(&k, preset)?, preset, args.batch_size, args.seq, args.iters, args.profile)?
+        }
         Workload::Matmul => matmul(&k, args.iters)?,
         Workload::Attention => attention(&k, args.iters)?,
-        Workload::Train => train(&k, args.iters)?,
+        Workload::Train => train(&k, args.iters, args.profile)?,
         Workload::All => {
             matmul(&k, args.iters)?;
             attention(&k, args.iters)?;
-            train(&k, args.iters)?;
+            train(&k, args.iters, args.profile)?;
             decode(&model(&k, "gpt2")?, "gpt2", &args)?;
         }
     }
@@ -238,9 +244,9 @@ fn attention(k: &Kernels, iters: usize) -> Result<()> {
 }
 
 /// A training step of each small preset at nanoGPT's batch for it.
-fn train(k: &Arc<Kernels>, iters: usize) -> Result<()> {
+fn train(k: &Arc<Kernels>, iters: usize, profile: bool) -> Result<()> {
     for (preset, b, t) in [("baby", 12, 64), ("shakespeare-char", 8, 256)] {
-        finetune(model(k, preset)?, preset, b, t, iters)?;
+        finetune(model(k, preset)?, preset, b, t, iters, profile)?;
     }
     Ok(())
 }
@@ -267,7 +273,7 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
 
 /// Training steps from `model` with nanoGPT's default AdamW settings (grad_accum 1), each timed
 /// up to a readback of its loss; the median of `iters` after one warm-up step.
-fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Result<()> {
+fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, iters: usize, profile: bool) -> Result<()> {
     let v = model.config.vocab_size;
     let mut trainer = Trainer::new(model, TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() })?;
     let ids: Vec<u32> = (0..b * t).map(|i| (i * 7 % v) as u32).collect();
@@ -284,6 +290,15 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
     ms.sort_by(f64::total_cmp);
     let median = ms[ms.len() / 2];
     tokens_row(&format!("train step {preset}"), &format!("B={b} T={t}"), median, (b * t) as f64 / median * 1e3);
+    if profile {
+        let mut by_kernel = pollster::block_on(trainer.profile())?;
+        by_kernel.sort_by(|x, y| y.1.total_cmp(&x.1));
+        let total: f64 = by_kernel.iter().map(|(_, ms)| ms).sum();
+        println!("  profile of one step, GPU time per kernel (sum {total:.1} ms):");
+        for (label, ms) in by_kernel {
+            println!("  {label:<28} {ms:>10.2} ms {:>6.1}%", 100.0 * ms / total);
+        }
+    }
     Ok(())
 }
 
