@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wgpt::generate::{sample, Decoder, SampleConfig};
-use wgpt::kernels::{Kernels, Operand, Program};
+use wgpt::kernels::{Kernels, Matmul, Operand, Program};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
 use wgpt::rng::Rng;
 use wgpt::train::{TrainConfig, Trainer};
@@ -185,19 +185,13 @@ fn matmul(k: &Kernels, iters: usize) -> Result<()> {
     for (c, oc) in [(768, 2304), (768, 768), (768, 3072), (3072, 768)] {
         shapes.push((BT, c, oc, format!("BT {BT}, {c}->{oc}")));
     }
-    for (m, kk, n, shape) in shapes {
-        let (inp, w, out) = (g.tensor("inp", &[m, kk]), g.tensor("w", &[kk, n]), g.tensor("out", &[m, n]));
-        let (dinp, dw, dout) = (g.tensor("dinp", &[m, kk]), g.tensor("dw", &[kk, n]), g.tensor("dout", &[m, n]));
-        let flop = 2.0 * (m * kk * n) as f64;
-        let mut fwd = Program::default();
-        k.matmul.forward(g, &mut fwd, &out, &inp, &w, None);
-        flops_row("matmul forward", &shape, time_program(g, &fwd, iters)?, flop);
-        let mut bwd = Program::default();
-        k.matmul.gemm(g, &mut bwd, &dinp, Operand::n(&dout), Operand::t(&w), None, true);
-        flops_row("matmul dinp", &shape, time_program(g, &bwd, iters)?, flop);
-        let mut bwd = Program::default();
-        k.matmul.gemm(g, &mut bwd, &dw, Operand::t(&inp), Operand::n(&dout), None, true);
-        flops_row("matmul dweight", &shape, time_program(g, &bwd, iters)?, flop);
+    // where the adapter runs the subgroup kernels, 1024³ once more on the portable ones
+    let portable = g.subgroups_of_8().then(|| Matmul::without_subgroups(g));
+    for (i, (m, kk, n, shape)) in shapes.into_iter().enumerate() {
+        matmul_rows(k, &k.matmul, "", m, kk, n, &shape, iters)?;
+        if let (0, Some(portable)) = (i, &portable) {
+            matmul_rows(k, portable, " (portable)", m, kk, n, &shape, iters)?;
+        }
     }
 
     // lm_head: logits (BT,V) = x (BT,C) · wte (V,C)ᵀ, and its backward (dx += dlogits · wte,
@@ -217,6 +211,35 @@ fn matmul(k: &Kernels, iters: usize) -> Result<()> {
     }
     flops_row("matmul lm_head forward", &shape, time_program(g, &fwd, iters)?, flop);
     flops_row("matmul lm_head dinp+dweight", &shape, time_program(g, &bwd, iters)?, 2.0 * flop);
+    Ok(())
+}
+
+/// Forward out (M,N) = inp (M,K) · w (K,N), and the backward products dinp = dout · wᵀ and
+/// dweight = inpᵀ · dout, by `mm`; `tag` follows each row's name.
+#[allow(clippy::too_many_arguments)]
+fn matmul_rows(
+    k: &Kernels,
+    mm: &Matmul,
+    tag: &str,
+    m: usize,
+    kk: usize,
+    n: usize,
+    shape: &str,
+    iters: usize,
+) -> Result<()> {
+    let g = &k.gpu;
+    let (inp, w, out) = (g.tensor("inp", &[m, kk]), g.tensor("w", &[kk, n]), g.tensor("out", &[m, n]));
+    let (dinp, dw, dout) = (g.tensor("dinp", &[m, kk]), g.tensor("dw", &[kk, n]), g.tensor("dout", &[m, n]));
+    let flop = 2.0 * (m * kk * n) as f64;
+    let mut fwd = Program::default();
+    mm.forward(g, &mut fwd, &out, &inp, &w, None);
+    flops_row(&format!("matmul forward{tag}"), shape, time_program(g, &fwd, iters)?, flop);
+    let mut bwd = Program::default();
+    mm.gemm(g, &mut bwd, &dinp, Operand::n(&dout), Operand::t(&w), None, true);
+    flops_row(&format!("matmul dinp{tag}"), shape, time_program(g, &bwd, iters)?, flop);
+    let mut bwd = Program::default();
+    mm.gemm(g, &mut bwd, &dw, Operand::t(&inp), Operand::n(&dout), None, true);
+    flops_row(&format!("matmul dweight{tag}"), shape, time_program(g, &bwd, iters)?, flop);
     Ok(())
 }
 
