@@ -1,13 +1,14 @@
 // Matrix products for adapters whose subgroups are exactly 8 invocations wide (lavapipe): the
-// NN, NT and TN products of matmul.wgsl (this file is compiled after it, so it uses its Params,
-// X4 and helpers; bindings 35 on), with the operand that is the same for the subgroup's 8 lanes
-// read once and shared by subgroupBroadcast. On lavapipe every storage load is a loop over the
-// 8 SIMD lanes while a broadcast is one register shuffle: the vec4 kernels of matmul.wgsl have
-// all 8 lanes load the same A values, these load each value once, ~2.7x fewer loads per FMA,
-// and run ~2x faster (BENCHMARKS.md). Each subgroup (8 lanes, one y of the 8 x 4 workgroup)
-// computes a 32 x 64 tile of C: the 32 rows are shared, each lane has 8 columns (two vec4s) and
-// 32 x 8 accumulators (r0..r31). Lanes never return alone (the others read their broadcasts):
-// columns past N are clamped on load and skipped on store; only whole subgroups past M return.
+// NN, NT and TN products of matmul.wgsl, with the operand that is the same for the subgroup's 8
+// lanes read once and shared by subgroupBroadcast. This file is compiled after matmul.wgsl: each
+// kernel binds the tensors of its twin there (nn, nt, tn) and stores through its helpers. On
+// lavapipe every storage load is a loop over the 8 SIMD lanes while a broadcast is one register
+// shuffle: the vec4 kernels of matmul.wgsl have all 8 lanes load the same A values, these load
+// each value once, ~2.7x fewer loads per FMA, and run ~2x faster (BENCHMARKS.md). Each subgroup
+// (8 lanes, one y of the 8 x 4 workgroup) computes a 32 x 64 tile of C: the 32 rows are shared,
+// each lane has 8 columns (two vec4s) and 32 x 8 accumulators (r0..r31). Lanes never return alone
+// (the others read their broadcasts): columns past N are clamped on load and skipped on store;
+// only whole subgroups past M return.
 // Every output is the same in-order fma chain over k as in matmul.wgsl.
 
 const SG_ROWS: u32 = 32u;
@@ -33,13 +34,16 @@ fn sg_m0(wid: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.y * 4u + lid.y) * SG_ROWS;
 }
 
+// For NN and NT (A[M,K] read as vec4 along K): the vec4 index of the rows lane l reads, m0 + l,
+// m0 + l + 8, m0 + l + 16 and m0 + l + 24, clamped into [0, M).
+fn sg_a_rows(m0: u32, lane: u32) -> vec4<u32> {
+    let rows = min(m0 + lane + vec4(0u, 8u, 16u, 24u), vec4(p.M - 1u));
+    return p.a_off / 4u + rows * (p.a_rs / 4u);
+}
+
 // NN: C[M,N] = A[M,K] · B[K,N], N % 4 == 0 and K % 4 == 0. Lane l reads the k4 slices of rows
 // m0 + l, m0 + l + 8, ... of A; row i's slice is then broadcast from lane i % 8.
-@group(0) @binding(35) var<storage, read_write> snn_c: array<vec4<f32>>;
-@group(0) @binding(36) var<storage, read> snn_a: array<vec4<f32>>;
-@group(0) @binding(37) var<storage, read> snn_b: array<vec4<f32>>;
-@group(0) @binding(38) var<storage, read> snn_bias: array<vec4<f32>>;
-
+//
 // C[m, 4q .. 4q + 7] = r (+ bias) (+ C), for the vec4 columns that exist.
 fn snn_put(m: u32, q: u32, r: X2) {
     let nq = p.N / 4u;
@@ -48,22 +52,11 @@ fn snn_put(m: u32, q: u32, r: X2) {
     }
     let row = m * nq;
     if q < nq {
-        snn_c[row + q] = snn_value(r.v0, q, row + q);
+        nn_c[row + q] = nn_put_value(r.v0, q, row + q);
     }
     if q + 1u < nq {
-        snn_c[row + q + 1u] = snn_value(r.v1, q + 1u, row + q + 1u);
+        nn_c[row + q + 1u] = nn_put_value(r.v1, q + 1u, row + q + 1u);
     }
-}
-
-fn snn_value(v: vec4<f32>, q: u32, o: u32) -> vec4<f32> {
-    var x = v;
-    if (p.flags & 1u) != 0u {
-        x += snn_bias[q];
-    }
-    if (p.flags & 2u) != 0u {
-        x += snn_c[o];
-    }
-    return x;
 }
 
 @compute @workgroup_size(8, 4)
@@ -76,13 +69,9 @@ fn snn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     let q = (wid.x * 8u + lid.x) * 2u;
     let c0 = min(q, nq - 1u);
     let c1 = min(q + 1u, nq - 1u);
-    let lda = p.a_rs / 4u;
     let ldb = p.b_rs / 4u;
+    let ar = sg_a_rows(m0, lid.x);
 
-    let ar0 = p.a_off / 4u + min(m0 + lid.x + 0u * 8u, p.M - 1u) * lda;
-    let ar1 = p.a_off / 4u + min(m0 + lid.x + 1u * 8u, p.M - 1u) * lda;
-    let ar2 = p.a_off / 4u + min(m0 + lid.x + 2u * 8u, p.M - 1u) * lda;
-    let ar3 = p.a_off / 4u + min(m0 + lid.x + 3u * 8u, p.M - 1u) * lda;
     var r0 = X2();
     var r1 = X2();
     var r2 = X2();
@@ -117,15 +106,15 @@ fn snn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     var r31 = X2();
     var bi = p.b_off / 4u;
     for (var k = 0u; k < p.K / 4u; k++) {
-        let b0 = X2(snn_b[bi + c0], snn_b[bi + c1]);
-        let b1 = X2(snn_b[bi + ldb + c0], snn_b[bi + ldb + c1]);
-        let b2 = X2(snn_b[bi + 2u * ldb + c0], snn_b[bi + 2u * ldb + c1]);
-        let b3 = X2(snn_b[bi + 3u * ldb + c0], snn_b[bi + 3u * ldb + c1]);
+        let b0 = X2(nn_b[bi + c0], nn_b[bi + c1]);
+        let b1 = X2(nn_b[bi + ldb + c0], nn_b[bi + ldb + c1]);
+        let b2 = X2(nn_b[bi + 2u * ldb + c0], nn_b[bi + 2u * ldb + c1]);
+        let b3 = X2(nn_b[bi + 3u * ldb + c0], nn_b[bi + 3u * ldb + c1]);
         bi += 4u * ldb;
-        let a0 = snn_a[ar0 + k];
-        let a1 = snn_a[ar1 + k];
-        let a2 = snn_a[ar2 + k];
-        let a3 = snn_a[ar3 + k];
+        let a0 = nn_a[ar[0] + k];
+        let a1 = nn_a[ar[1] + k];
+        let a2 = nn_a[ar[2] + k];
+        let a3 = nn_a[ar[3] + k];
         r0 = axpy2x4(r0, subgroupBroadcast(a0, 0u), b0, b1, b2, b3);
         r1 = axpy2x4(r1, subgroupBroadcast(a0, 1u), b0, b1, b2, b3);
         r2 = axpy2x4(r2, subgroupBroadcast(a0, 2u), b0, b1, b2, b3);
@@ -195,10 +184,6 @@ fn snn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
 
 // NT: C[M,N] = A[M,K] · B[N,K]ᵀ, K % 4 == 0, any N (C and bias as scalars); C[m, n] is
 // c[c_off + m * ldc + n]. A is shared as in NN; each lane reads the k4 slices of its 8 columns.
-@group(0) @binding(39) var<storage, read_write> snt_c: array<f32>;
-@group(0) @binding(40) var<storage, read> snt_a: array<vec4<f32>>;
-@group(0) @binding(41) var<storage, read> snt_b: array<vec4<f32>>;
-@group(0) @binding(42) var<storage, read> snt_bias: array<f32>;
 
 // C[m, n .. n + 7] = r (+ bias) (+ C), for the columns that exist.
 fn snt_put(m: u32, n: u32, r: X2) {
@@ -206,28 +191,8 @@ fn snt_put(m: u32, n: u32, r: X2) {
         return;
     }
     let row = p.c_off + m * p.ldc;
-    snt_put4(row, n, r.v0);
-    snt_put4(row, n + 4u, r.v1);
-}
-
-fn snt_put4(row: u32, n: u32, v: vec4<f32>) {
-    snt_put1(row, n, v.x);
-    snt_put1(row, n + 1u, v.y);
-    snt_put1(row, n + 2u, v.z);
-    snt_put1(row, n + 3u, v.w);
-}
-
-fn snt_put1(row: u32, n: u32, v: f32) {
-    if n < p.N {
-        var x = v;
-        if (p.flags & 1u) != 0u {
-            x += snt_bias[n];
-        }
-        if (p.flags & 2u) != 0u {
-            x += snt_c[row + n];
-        }
-        snt_c[row + n] = x;
-    }
+    nt_put4(row, n, r.v0);
+    nt_put4(row, n + 4u, r.v1);
 }
 
 // Four k steps for one row's 8 columns: lo and hi hold the k4 slices of columns 0-3 and 4-7.
@@ -242,18 +207,14 @@ fn snt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
         return; // the whole subgroup
     }
     let n0 = (wid.x * 8u + lid.x) * 8u;
-    let lda = p.a_rs / 4u;
     let ldb = p.b_cs / 4u;
     let last = vec4(p.N - 1u);
     let j = vec4(n0, n0 + 1u, n0 + 2u, n0 + 3u);
     let bo = vec4(p.b_off / 4u);
     let blo = bo + min(j, last) * ldb;
     let bhi = bo + min(j + 4u, last) * ldb;
+    let ar = sg_a_rows(m0, lid.x);
 
-    let ar0 = p.a_off / 4u + min(m0 + lid.x + 0u * 8u, p.M - 1u) * lda;
-    let ar1 = p.a_off / 4u + min(m0 + lid.x + 1u * 8u, p.M - 1u) * lda;
-    let ar2 = p.a_off / 4u + min(m0 + lid.x + 2u * 8u, p.M - 1u) * lda;
-    let ar3 = p.a_off / 4u + min(m0 + lid.x + 3u * 8u, p.M - 1u) * lda;
     var r0 = X2();
     var r1 = X2();
     var r2 = X2();
@@ -287,12 +248,12 @@ fn snt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     var r30 = X2();
     var r31 = X2();
     for (var k = 0u; k < p.K / 4u; k++) {
-        let lo = X4(snt_b[blo.x + k], snt_b[blo.y + k], snt_b[blo.z + k], snt_b[blo.w + k]);
-        let hi = X4(snt_b[bhi.x + k], snt_b[bhi.y + k], snt_b[bhi.z + k], snt_b[bhi.w + k]);
-        let a0 = snt_a[ar0 + k];
-        let a1 = snt_a[ar1 + k];
-        let a2 = snt_a[ar2 + k];
-        let a3 = snt_a[ar3 + k];
+        let lo = X4(nt_b[blo.x + k], nt_b[blo.y + k], nt_b[blo.z + k], nt_b[blo.w + k]);
+        let hi = X4(nt_b[bhi.x + k], nt_b[bhi.y + k], nt_b[bhi.z + k], nt_b[bhi.w + k]);
+        let a0 = nt_a[ar[0] + k];
+        let a1 = nt_a[ar[1] + k];
+        let a2 = nt_a[ar[2] + k];
+        let a3 = nt_a[ar[3] + k];
         r0 = sdots(r0, subgroupBroadcast(a0, 0u), lo, hi);
         r1 = sdots(r1, subgroupBroadcast(a0, 1u), lo, hi);
         r2 = sdots(r2, subgroupBroadcast(a0, 2u), lo, hi);
@@ -362,10 +323,6 @@ fn snt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
 
 // TN: C[M,N] = A[K,M]ᵀ · B[K,N], M % 4 == 0 and N % 4 == 0. Per k, lane l reads A[k, m0 + 4l ..
 // m0 + 4l + 3] (a vec4 along M); row i's value is component i % 4 of lane i / 4's vec4.
-@group(0) @binding(43) var<storage, read_write> stn_c: array<vec4<f32>>;
-@group(0) @binding(44) var<storage, read> stn_a: array<vec4<f32>>;
-@group(0) @binding(45) var<storage, read> stn_b: array<vec4<f32>>;
-@group(0) @binding(46) var<storage, read> stn_bias: array<vec4<f32>>;
 
 // C[m, 4q .. 4q + 7] = r (+ bias) (+ C), for the vec4 columns that exist.
 fn stn_put(m: u32, q: u32, r: X2) {
@@ -375,22 +332,11 @@ fn stn_put(m: u32, q: u32, r: X2) {
     }
     let row = m * nq;
     if q < nq {
-        stn_c[row + q] = stn_value(r.v0, q, row + q);
+        tn_c[row + q] = tn_put_value(r.v0, q, row + q);
     }
     if q + 1u < nq {
-        stn_c[row + q + 1u] = stn_value(r.v1, q + 1u, row + q + 1u);
+        tn_c[row + q + 1u] = tn_put_value(r.v1, q + 1u, row + q + 1u);
     }
-}
-
-fn stn_value(v: vec4<f32>, q: u32, o: u32) -> vec4<f32> {
-    var x = v;
-    if (p.flags & 1u) != 0u {
-        x += stn_bias[q];
-    }
-    if (p.flags & 2u) != 0u {
-        x += stn_c[o];
-    }
-    return x;
 }
 
 @compute @workgroup_size(8, 4)
@@ -442,8 +388,8 @@ fn stn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     var ai = p.a_off / 4u + am;
     var bi = p.b_off / 4u;
     for (var k = 0u; k < p.K; k++) {
-        let b = X2(stn_b[bi + c0], stn_b[bi + c1]);
-        let a = stn_a[ai];
+        let b = X2(tn_b[bi + c0], tn_b[bi + c1]);
+        let a = tn_a[ai];
         ai += lda;
         bi += ldb;
         let a0 = subgroupBroadcast(a, 0u);

@@ -197,23 +197,24 @@ pub struct Matmul {
 impl Matmul {
     /// The kernels for this adapter: with the subgroup kernels where [`Gpu::subgroups_of_8`].
     pub fn new(gpu: &Gpu) -> Matmul {
-        let mut mm = Matmul::without_subgroups(gpu);
-        if gpu.subgroups_of_8() {
-            let module = &shader_module(gpu, "matmul_subgroup.wgsl");
-            mm.sg = Some(Subgroup {
-                nn: Pipe::new(gpu, module, "matmul.snn", "snn", 35),
-                nt: Pipe::new(gpu, module, "matmul.snt", "snt", 39),
-                tn: Pipe::new(gpu, module, "matmul.stn", "stn", 43),
-            });
-        }
-        mm
+        Matmul::build(gpu, gpu.subgroups_of_8())
     }
 
-    /// Only the kernels of matmul.wgsl, on any adapter (tests compare both sets).
+    /// Only the kernels of matmul.wgsl, on any adapter (tests and the bench compare both sets).
     pub fn without_subgroups(gpu: &Gpu) -> Matmul {
-        let module = &shader_module(gpu, "matmul.wgsl");
+        Matmul::build(gpu, false)
+    }
+
+    /// Every pipeline from one module: matmul_subgroup.wgsl (which includes matmul.wgsl) where
+    /// `subgroups`, else matmul.wgsl. A subgroup kernel binds the tensors of its portable twin.
+    fn build(gpu: &Gpu, subgroups: bool) -> Matmul {
+        let module = &shader_module(gpu, if subgroups { "matmul_subgroup.wgsl" } else { "matmul.wgsl" });
         Matmul {
-            sg: None,
+            sg: subgroups.then(|| Subgroup {
+                nn: Pipe::new(gpu, module, "matmul.snn", "snn", 7),
+                nt: Pipe::new(gpu, module, "matmul.snt", "snt", 15),
+                tn: Pipe::new(gpu, module, "matmul.stn", "stn", 19),
+            }),
             fwd: Pipe::new(gpu, module, "matmul.forward", "forward", 1),
             bias_bwd: Pipe::new(gpu, module, "matmul.bias_backward", "bias_backward", 5),
             nn: Pipe::new(gpu, module, "matmul.nn", "nn", 7),
