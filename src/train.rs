@@ -242,6 +242,11 @@ impl Trainer {
         })
     }
 
+    /// A micro-batch's programs in the order a step runs them: forward, loss, backward.
+    fn micro_programs<'a>(&'a self, mi: &'a Micro) -> [&'a Program; 6] {
+        [&mi.embed, &self.body, &mi.loss, &mi.loss_backward, &self.backward, &mi.embed_backward]
+    }
+
     /// GPU milliseconds per kernel (pipeline label) of one step on the batches the last
     /// [`Trainer::step`] wrote, each dispatch timed on its own in step order (`wgpt bench
     /// --profile`); empty where the device has no timestamp queries. Runs a step's work again: the
@@ -250,7 +255,7 @@ impl Trainer {
         let gpu = &self.model.kernels.gpu;
         let mut by_kernel = Vec::new();
         for mi in &self.micro {
-            for prog in [&mi.embed, &self.body, &mi.loss, &mi.loss_backward, &self.backward, &mi.embed_backward] {
+            for prog in self.micro_programs(mi) {
                 prog.profile(gpu, &mut by_kernel).await?;
             }
         }
@@ -301,12 +306,9 @@ impl Trainer {
                     enc.clear_buffer(&d.buffer.raw, 0, None);
                 }
                 let mut pass = enc.begin_compute_pass(&Default::default());
-                mi.embed.encode(&mut pass);
-                self.body.encode(&mut pass);
-                mi.loss.encode(&mut pass);
-                mi.loss_backward.encode(&mut pass);
-                self.backward.encode(&mut pass);
-                mi.embed_backward.encode(&mut pass);
+                for prog in self.micro_programs(mi) {
+                    prog.encode(&mut pass);
+                }
             }
             let mut pass = enc.begin_compute_pass(&Default::default());
             self.update.encode(&mut pass);
