@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wgpt::model::{Gpt2Config, Weights};
 use wgpt::run::{DataSource, Run, RunConfig};
@@ -13,6 +13,17 @@ use wgpt::train::TrainConfig;
 /// A corpus a tiny model learns within a few dozen steps.
 fn pangrams() -> String {
     "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!\n".repeat(40)
+}
+
+/// A fresh folder wgpt-{name}-test-{pid} in the temp dir and the path of the pangram corpus
+/// written into it.
+fn scratch_with_corpus(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("wgpt-{name}-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let corpus = dir.join("corpus.txt");
+    std::fs::write(&corpus, pangrams()).unwrap();
+    (dir, corpus)
 }
 
 fn tiny_run_config() -> RunConfig {
@@ -82,11 +93,7 @@ fn resume_continues_exactly() {
 #[test]
 fn cli_trains_and_writes_an_hf_checkpoint() {
     let Some(_) = common::shared_kernels() else { return };
-    let out = std::env::temp_dir().join(format!("wgpt-cli-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let corpus = out.join("corpus.txt");
-    std::fs::write(&corpus, pangrams()).unwrap();
+    let (out, corpus) = scratch_with_corpus("cli");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
         .args(["train", "--n-layer", "2", "--n-head", "2", "--n-embd", "32"])
         .arg("--data")
@@ -119,11 +126,7 @@ fn cli_trains_and_writes_an_hf_checkpoint() {
 #[test]
 fn cli_stops_on_divergence_and_resumes_with_a_lower_lr() {
     let Some(_) = common::shared_kernels() else { return };
-    let out = std::env::temp_dir().join(format!("wgpt-nan-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let corpus = out.join("corpus.txt");
-    std::fs::write(&corpus, pangrams()).unwrap();
+    let (out, corpus) = scratch_with_corpus("nan");
     let wgpt = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt")).args(args).output().expect("run wgpt");
         (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
@@ -163,11 +166,7 @@ fn cli_stops_on_divergence_and_resumes_with_a_lower_lr() {
 #[test]
 fn cli_recovers_from_device_loss() {
     let Some(_) = common::shared_kernels() else { return };
-    let root = std::env::temp_dir().join(format!("wgpt-lost-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let corpus = root.join("corpus.txt");
-    std::fs::write(&corpus, pangrams()).unwrap();
+    let (root, corpus) = scratch_with_corpus("lost");
     let train = |out: &Path, lose_at: Option<&str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"));
         cmd.args(["train", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16"])
