@@ -301,10 +301,16 @@ impl Gpu {
         Ok(bytes)
     }
 
+    /// Whether the device has GPU timestamp queries (TIMESTAMP_QUERY), which [`Gpu::time_pass`]
+    /// reads.
+    pub fn timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
     /// GPU nanoseconds between the start and the end of one compute pass recorded by `record`,
     /// from timestamp queries; None where the device has no TIMESTAMP_QUERY.
     pub async fn time_pass(&self, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<Option<f64>> {
-        if !self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        if !self.timestamps() {
             return Ok(None);
         }
         let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {

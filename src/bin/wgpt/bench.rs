@@ -1,7 +1,7 @@
 //! `wgpt bench`: timings of single kernels (matmul, attention) and of whole workloads (forward,
 //! training step, KV-cache decode) on random weights of a preset's shapes, printed as one table.
-//! Kernels are timed by wall clock: `Gpu::new` requests no TIMESTAMP_QUERY, so there are no GPU
-//! timestamps to read.
+//! Kernels are timed by GPU timestamp queries where the device has them ([`Gpu::timestamps`]),
+//! by the wall clock elsewhere; training steps and decoding by the wall clock up to a readback.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -97,14 +97,9 @@ fn flops_row(workload: &str, shape: &str, ms: f64, flop: f64) {
     row(Unit::GflopPerSec, workload, shape, ms, flop / ms / 1e6);
 }
 
-/// Whether kernels are timed by GPU timestamps (the device has TIMESTAMP_QUERY).
-fn timestamps(gpu: &Gpu) -> bool {
-    gpu.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
-}
-
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let k = super::kernels()?;
-    let kernels = if timestamps(&k.gpu) {
+    let kernels = if k.gpu.timestamps() {
         format!("GPU timestamps of each kernel's pass, the median of --iters {} after 1 warm-up", args.iters.max(1))
     } else {
         format!(
@@ -148,7 +143,7 @@ fn model(k: &Arc<Kernels>, preset: &str) -> Result<Gpt2> {
 /// readings of its pass where the device has TIMESTAMP_QUERY, else the wall clock of `iters`
 /// runs (each its own submit) back to back, ended by a device poll.
 fn time_program(gpu: &Gpu, prog: &Program, iters: usize) -> Result<f64> {
-    if timestamps(gpu) {
+    if gpu.timestamps() {
         pollster::block_on(gpu.time_pass(|pass| prog.encode(pass)))?;
         let mut ms = (0..iters.max(1))
             .map(|_| Ok(pollster::block_on(gpu.time_pass(|pass| prog.encode(pass)))?.unwrap_or(0.0) / 1e6))
