@@ -6,6 +6,7 @@ pub mod backward;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
+pub mod dynamics;
 pub mod flops;
 pub mod generate;
 pub mod gpu;

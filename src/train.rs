@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backward::GradActs;
+use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::pcg;
 use crate::kernels::{AdamW, EncoderBuckets, Program, StepParams};
@@ -69,6 +70,15 @@ impl TrainConfig {
         self.min_lr *= lr / self.lr;
         self.lr = lr;
         Ok(())
+    }
+
+    /// nanoGPT's grouping: decay matrices and embeddings (rank >= 2), not biases and layer norms.
+    pub fn weight_decay_of(&self, shape: &[usize]) -> f32 {
+        if shape.len() >= 2 {
+            self.weight_decay
+        } else {
+            0.0
+        }
     }
 
     /// nanoGPT's get_lr: linear warmup, then cosine decay to min_lr at lr_decay_iters.
@@ -156,11 +166,15 @@ pub struct Trainer {
     micro: Vec<Micro>,
     body: Program,
     backward: Program,
+    /// The global gradient norm (before clipping) into `norm`.
+    clip_norm: Program,
     update: Program,
-    step_params: Tensor,  // (8) StepParams
-    dropout_seed: Tensor, // (1) u32, the current micro-batch's
-    micro_seeds: Tensor,  // (grad_accum) u32, written every step
-    norm: Tensor,         // (1) global gradient norm before clipping
+    pub(crate) step_params: Tensor, // (8) StepParams
+    dropout_seed: Tensor,           // (1) u32, the current micro-batch's
+    micro_seeds: Tensor,            // (grad_accum) u32, written every step
+    pub(crate) norm: Tensor,        // (1) global gradient norm before clipping
+    /// The update with statistics, where dynamics are tracked (src/dynamics.rs).
+    pub(crate) dynamics: Option<DynamicsPlan>,
     /// Optimizer steps taken so far.
     pub step: u64,
 }
@@ -210,14 +224,14 @@ impl Trainer {
         let grad_views: Vec<Tensor> = grads.ordered().into_iter().flat_map(rows).collect();
         let grad_list: Vec<&Tensor> = grad_views.iter().collect();
         let partials = gpu.tensor("grad_norm_partials", &[AdamW::partials_len(&grad_list)]);
+        let mut clip_norm = Program::default();
+        k.adamw.grad_norm(&gpu, &mut clip_norm, &norm, &partials, &grad_list);
         let mut update = Program::default();
-        k.adamw.grad_norm(&gpu, &mut update, &norm, &partials, &grad_list);
         let specs = model.config.param_specs();
         for ((((p, g), mt), vt), (_, shape)) in
             model.params.ordered().into_iter().zip(grads.ordered()).zip(m.ordered()).zip(v.ordered()).zip(&specs)
         {
-            // nanoGPT's grouping: decay matrices and embeddings, not biases and layer norms
-            let wd = if shape.len() >= 2 { cfg.weight_decay } else { 0.0 };
+            let wd = cfg.weight_decay_of(shape);
             for (((p, g), mt), vt) in rows(p).zip(rows(g)).zip(rows(mt)).zip(rows(vt)) {
                 k.adamw.update(&gpu, &mut update, &p, &mt, &vt, &g, &step_params, &norm, wd);
             }
@@ -233,11 +247,13 @@ impl Trainer {
             micro,
             body,
             backward,
+            clip_norm,
             update,
             step_params,
             dropout_seed,
             micro_seeds,
             norm,
+            dynamics: None,
             step: 0,
         })
     }
@@ -259,6 +275,7 @@ impl Trainer {
                 prog.profile(gpu, &mut by_kernel).await?;
             }
         }
+        self.clip_norm.profile(gpu, &mut by_kernel).await?;
         self.update.profile(gpu, &mut by_kernel).await?;
         Ok(by_kernel)
     }
@@ -310,10 +327,16 @@ impl Trainer {
                     prog.encode(&mut pass);
                 }
             }
+            // a tracked step's update also sums the dynamics (src/dynamics.rs)
+            let update = self.dynamics.as_ref().filter(|d| d.due(self.step + 1)).map_or(&self.update, |d| &d.update);
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.update.encode(&mut pass);
+            self.clip_norm.encode(&mut pass);
+            update.encode(&mut pass);
         });
         self.step += 1;
+        if let Some(d) = self.dynamics.as_mut().filter(|d| d.due(self.step)) {
+            d.last = Some(self.step);
+        }
         Ok(())
     }
 

@@ -8,9 +8,11 @@ mod attention;
 mod crossentropy;
 mod decode;
 pub mod dropout;
+mod dynamics;
 mod elementwise;
 mod encoder;
 pub mod layernorm;
+mod lens;
 mod matmul;
 
 pub use adamw::{AdamW, StepParams};
@@ -18,9 +20,11 @@ pub use attention::Attention;
 pub use crossentropy::CrossEntropy;
 pub use decode::{Decode, DecodeDims};
 pub use dropout::Dropout;
+pub use dynamics::{UpdateStats, UpdateStatsArgs, SUMS};
 pub use elementwise::{Gelu, Residual};
 pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::LayerNorm;
+pub use lens::RowTop1;
 pub use matmul::{Matmul, Operand};
 
 use crate::gpu::{Buffer, Gpu, Tensor};
@@ -32,9 +36,11 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("crossentropy.wgsl", include_str!("../../shaders/crossentropy.wgsl")),
     ("decode.wgsl", include_str!("../../shaders/decode.wgsl")),
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
+    ("dynamics.wgsl", include_str!("../../shaders/dynamics.wgsl")),
     ("encoder.wgsl", include_str!("../../shaders/encoder.wgsl")),
     ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
     ("layernorm.wgsl", include_str!("../../shaders/layernorm.wgsl")),
+    ("lens.wgsl", include_str!("../../shaders/lens.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     // compiled after matmul.wgsl, whose Params and helpers it uses
     (
@@ -57,6 +63,8 @@ pub struct Kernels {
     pub adamw: AdamW,
     pub dropout: Dropout,
     pub decode: Decode,
+    pub update_stats: UpdateStats,
+    pub row_top1: RowTop1,
 }
 
 impl Kernels {
@@ -83,6 +91,8 @@ impl Kernels {
             adamw: AdamW::new(gpu, &adamw),
             dropout: Dropout::new(gpu, &dropout),
             decode: Decode::new(gpu, &decode),
+            update_stats: UpdateStats::new(gpu, &module("dynamics.wgsl")),
+            row_top1: RowTop1::new(gpu, &module("lens.wgsl")),
         }
     }
 }
