@@ -13,6 +13,7 @@ pub mod gpu;
 pub mod hf;
 pub mod inspect;
 pub mod kernels;
+pub mod lens;
 pub mod model;
 pub mod params;
 pub mod parity;
