@@ -11,7 +11,7 @@
 use crate::gpu::Tensor;
 use crate::inspect::top_k;
 use crate::kernels::Program;
-use crate::model::{Forward, Gpt2};
+use crate::model::{Forward, Gpt2, Gpt2Config};
 use crate::{Error, Result};
 
 /// One layer's predictions.
@@ -54,17 +54,7 @@ impl Lens {
     /// The logit lens of `ids` (1 to block_size tokens) with each layer's top `k`.
     pub async fn run(&mut self, model: &Gpt2, ids: &[u32], k: usize) -> Result<LogitLens> {
         let c = &model.config;
-        if ids.is_empty() {
-            return Err(Error::Input("the prompt has no tokens; give some text to look through".into()));
-        }
-        if ids.len() > c.block_size {
-            return Err(Error::Input(format!(
-                "the prompt has {} tokens but the model's context is {}; shorten it to at most {} tokens",
-                ids.len(),
-                c.block_size,
-                c.block_size
-            )));
-        }
+        check_prompt(c, ids)?;
         let t = ids.len();
         if self.plan.as_ref().is_none_or(|p| p.f.t != t) {
             self.plan = None; // free the old plan's activations before allocating the new one
@@ -93,12 +83,28 @@ impl Lens {
     }
 }
 
+/// Checks that `ids` can be looked through: 1 to block_size tokens.
+pub fn check_prompt(c: &Gpt2Config, ids: &[u32]) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::Input("the prompt has no tokens; give some text to look through".into()));
+    }
+    if ids.len() > c.block_size {
+        return Err(Error::Input(format!(
+            "the prompt has {} tokens but the model's context is {}; shorten it to at most {} tokens",
+            ids.len(),
+            c.block_size,
+            c.block_size
+        )));
+    }
+    Ok(())
+}
+
 impl Plan {
     fn new(model: &Gpt2, t: usize) -> Result<Plan> {
         let (k, g, p, c) = (&*model.kernels, &model.kernels.gpu, &model.params, &model.config);
         let f = model.forward_plan(1, t)?;
         let n = c.n_layer + 1;
-        g.check_binding("the logit lens' last-position logits (n_layer + 1, V)", 4 * (n * c.vocab_size) as u64)?;
+        g.check_buffer("the logit lens' last-position logits (n_layer + 1, V)", 4 * (n * c.vocab_size) as u64)?;
         let top_id = g.tensor("lens.top_id", &[n, t]);
         let top_p = g.tensor("lens.top_p", &[n, t]);
         let last = g.tensor("lens.last", &[n, c.vocab_size]);

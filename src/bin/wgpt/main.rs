@@ -1,10 +1,12 @@
-//! The native `wgpt` command line: `train`, `sample`, `parity`, `forward` and `bench`, all on
+//! The native `wgpt` command line: `train`, `sample`, `inspect`, `parity`, `forward` and `bench`, all on
 //! the same library the page uses.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 mod chart;
+#[cfg(not(target_arch = "wasm32"))]
+mod inspect;
 #[cfg(not(target_arch = "wasm32"))]
 mod sample;
 #[cfg(not(target_arch = "wasm32"))]
@@ -41,6 +43,9 @@ mod cli {
         /// Generate text from a model directory with the KV cache, streamed to stdout as it is
         /// generated; tokens/s on stderr at the end.
         Sample(crate::sample::SampleArgs),
+        /// Show a model directory's parameter table (every HF name, shape, count, what it is
+        /// for, and the total), and with --prompt its tokens and the logit lens.
+        Inspect(crate::inspect::InspectArgs),
         /// Check our GPU forward pass against a parity file made by HF transformers
         /// (tests/fixtures/make_parity.py); exits 1 when past tolerance.
         Parity {
@@ -76,6 +81,7 @@ mod cli {
             Command::Parity { file } => parity(file),
             Command::Forward { model, text, ids, top, out } => forward(model, text, ids, top, out),
             Command::Sample(args) => crate::sample::sample(args),
+            Command::Inspect(args) => crate::inspect::inspect(args),
             Command::Bench(args) => crate::bench::bench(args),
         };
         match result {
