@@ -266,7 +266,8 @@ impl Trainer {
     /// GPU milliseconds per kernel (pipeline label) of one step on the batches the last
     /// [`Trainer::step`] wrote, each dispatch timed on its own in step order (`wgpt bench
     /// --profile`); empty where the device has no timestamp queries. Runs a step's work again: the
-    /// parameters move as in a step, so profile a throwaway trainer.
+    /// parameters move as in a step (twice where dynamics are tracked: their update is timed
+    /// too), so profile a throwaway trainer.
     pub async fn profile(&self) -> Result<Vec<(&'static str, f64)>> {
         let gpu = &self.model.kernels.gpu;
         let mut by_kernel = Vec::new();
@@ -277,6 +278,10 @@ impl Trainer {
         }
         self.clip_norm.profile(gpu, &mut by_kernel).await?;
         self.update.profile(gpu, &mut by_kernel).await?;
+        // where dynamics are tracked, their update too (under its own labels), for comparison
+        if let Some(d) = &self.dynamics {
+            d.update.profile(gpu, &mut by_kernel).await?;
+        }
         Ok(by_kernel)
     }
 
