@@ -207,18 +207,18 @@ fn print_lens(c: &Gpt2Config, l: &Looked) {
     println!("\nlogit lens: the most likely next tokens after the last token, had the model stopped after each layer");
     for layer in &l.lens.layers {
         let top: Vec<String> = layer.top.iter().map(|&(id, p)| format!("{} {}", show(id), prob(p))).collect();
-        println!("  layer {:>2} ({:<16}) {}", layer.layer, name(layer.layer), top.join("  "));
+        println!("  layer {:>2} ({:<18}) {}", layer.layer, name(layer.layer), top.join("  "));
     }
     println!("\nlogit lens: the most likely next token at each position (rows: layers)");
     let cell = |s: String| s.chars().take(12).collect::<String>();
     for start in (0..l.tokens.len()).step_by(GRID_COLUMNS) {
         let end = (start + GRID_COLUMNS).min(l.tokens.len());
         let heads: Vec<String> = (start..end).map(|i| format!("{:<13}", cell(show(l.tokens[i].0)))).collect();
-        println!("  {:<10}{}", "token", heads.join(""));
+        println!("  {:<10}{}", "token", heads.join("").trim_end());
         for layer in &l.lens.layers {
             let cells: Vec<String> =
                 layer.cells[start..end].iter().map(|&(id, _)| format!("{:<13}", cell(show(id)))).collect();
-            println!("  layer {:<4}{}", layer.layer, cells.join(""));
+            println!("  layer {:<4}{}", layer.layer, cells.join("").trim_end());
         }
     }
 }
