@@ -1,5 +1,5 @@
-//! The native `wgpt` command line: `train`, `sample`, `inspect`, `parity`, `forward` and `bench`, all on
-//! the same library the page uses.
+//! The native `wgpt` command line: `train`, `sample`, `inspect`, `parity`, `forward` and
+//! `bench`, all on the same library the page uses.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod bench;
