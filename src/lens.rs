@@ -8,14 +8,16 @@
 //! submit, reusing the forward's logits and ln_f buffers; only the grid's (layers, T) ids and
 //! probabilities and one row of V logits per layer come back, never (layers, T, V).
 
+use serde::Serialize;
+
 use crate::gpu::Tensor;
 use crate::inspect::top_k;
 use crate::kernels::Program;
 use crate::model::{Forward, Gpt2, Gpt2Config};
 use crate::{Error, Result};
 
-/// One layer's predictions.
-#[derive(Debug, Clone, PartialEq)]
+/// One layer's predictions (serialised with (id, p) pairs as [id, p]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LensLayer {
     /// 0 = the embeddings, l = after block l; n_layer is the model's output.
     pub layer: usize,
@@ -27,7 +29,7 @@ pub struct LensLayer {
 }
 
 /// The logit lens of one prompt: n_layer + 1 layers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogitLens {
     pub ids: Vec<u32>,
     pub layers: Vec<LensLayer>,
