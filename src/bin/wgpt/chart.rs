@@ -1,10 +1,11 @@
-//! The loss chart: train (per log) and val (per eval) loss over steps from metrics.jsonl, as a
+//! The loss chart: train (per log) and val (per eval) loss over steps from a run's metrics, as a
 //! PNG drawn with plotters. Labels use the first system font found; without one the chart has
 //! lines only.
 
 use std::path::Path;
 
 use plotters::prelude::*;
+use wgpt::run::format::Metrics;
 
 /// Font files tried for the labels, in order.
 const FONTS: &[&str] = &[
@@ -31,25 +32,17 @@ fn font_loaded() -> bool {
 }
 
 /// Redraws `png` from `metrics`; a chart that cannot be drawn is reported, never fatal.
-pub fn draw(metrics: &Path, png: &Path) {
+pub fn draw(metrics: &Metrics, png: &Path) {
     if let Err(e) = try_draw(metrics, png) {
         eprintln!("note: could not draw {}: {e}", png.display());
     }
 }
 
-fn try_draw(metrics: &Path, png: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(metrics)?;
-    let (mut train, mut val) = (vec![], vec![]);
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        let iter = v["iter"].as_f64().unwrap_or(0.0);
-        if let Some(l) = v["loss"].as_f64() {
-            train.push((iter, l));
-        }
-        if let Some(l) = v["val_loss"].as_f64() {
-            val.push((iter, l));
-        }
-    }
+fn try_draw(metrics: &Metrics, png: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let point = |&(step, loss): &(u64, f32)| (step as f64, loss as f64);
+    let history = metrics.history();
+    let train: Vec<(f64, f64)> = history.train.iter().map(point).collect();
+    let val: Vec<(f64, f64)> = history.val.iter().map(point).collect();
     let all = train.iter().chain(&val);
     let max_x = all.clone().map(|p| p.0).fold(1.0, f64::max);
     let (lo, hi) = all.map(|p| p.1).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| (lo.min(y), hi.max(y)));
