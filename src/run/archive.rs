@@ -266,4 +266,20 @@ mod tests {
         bomb[cd + 24..cd + 28].copy_from_slice(&(100u32 << 20).to_le_bytes());
         refused("a ratio past deflate's", &bomb, &["cannot do", "zip bomb"]);
     }
+
+    /// The fuzz target's seeds (fuzz/make_seeds.py, made by Python's zipfile): the good ones
+    /// read, each near miss is refused for its own reason.
+    #[test]
+    fn the_fuzz_seeds_read_as_their_names_say() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/run_zip");
+        let read_seed = |name: &str| read(name, &std::fs::read(dir.join(name)).unwrap());
+        for good in ["deflated", "stored_in_folder"] {
+            let files = read_seed(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert!(files.corpus.is_some() && files.metrics.records().len() == 1, "{good}");
+        }
+        for (bad, why) in [("traversal", "outside"), ("missing_state", "lacks"), ("lying_size", "declares 3221225472")] {
+            let err = read_seed(bad).err().unwrap_or_else(|| panic!("{bad} was accepted")).to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 }

@@ -247,9 +247,18 @@ impl Driver {
 
     /// Saves a checkpoint of the current step unless there is one (the evaluation's, or a pause
     /// or stop that already saved here).
+    /// A diverged run is not saved: its last checkpoint stays the last good one.
     pub async fn save(&mut self, sink: &mut Sink<'_>) -> Result<()> {
         if self.current_checkpoint().is_some() {
             return Ok(());
+        }
+        if self.status == Status::Diverged {
+            let kept = self.saved_step().map_or("none was saved".to_string(), |s| format!("that of step {s} is kept"));
+            return Err(Error::Input(format!(
+                "the run diverged at step {}, so it is not saved (its last good checkpoint: {kept}); resume that \
+                 with a lower learning rate",
+                self.run.step()
+            )));
         }
         let step = self.run.step();
         self.saved = None; // one checkpoint in memory at a time

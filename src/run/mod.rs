@@ -271,12 +271,6 @@ impl Run {
         self.tokenizer.decode(&ids)
     }
 
-    /// The model as a Hugging Face directory's files: config.json, model.safetensors and
-    /// tokenizer.json, by name (what `transformers` loads, and what the page exports).
-    pub async fn hf_files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
-        hf::files(&self.trainer.model.weights().await?, &self.tokenizer)
-    }
-
     /// The model, tokenizer and training state as files.
     pub async fn checkpoint(&self) -> Result<CheckpointFiles> {
         let weights = self.trainer.model.weights().await?;

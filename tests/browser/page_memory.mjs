@@ -1,8 +1,8 @@
 // The page's weight before any work: time from navigation to the engine's "Ready", the page
 // thread's JS heap (CDP Runtime.getHeapUsage; the wasm memory of a page-thread instance lives
 // outside it, see wasm below), whether the page thread instantiated the engine's wasm, and the
-// resident memory of Chromium's renderer processes (the page and its worker) and of its GPU
-// process (SwiftShader), from /proc. BENCHMARKS.md records it for each layout of the page.
+// resident memory of Chromium's renderer processes (the page's, with its worker, is the largest)
+// and of its GPU process (SwiftShader), from /proc. BENCHMARKS.md records it for each layout of the page.
 //
 //   node tests/browser/page_memory.mjs [--dist dist] [--runs 3] [--dist-b OTHER]   (alternates A and B)
 
@@ -17,15 +17,19 @@ const args = Object.fromEntries(
 const runs = Number(args.runs ?? 3);
 const dists = [args.dist ?? "dist", args["dist-b"]].filter(Boolean).map((d) => path.resolve(d));
 
-// Resident set sizes (MiB) of Chromium's renderer and GPU processes (one browser runs at a time).
+// Resident set sizes (MiB) of Chromium's renderer and GPU processes (one browser runs at a time):
+// the renderers' in all and the largest one (the page's, with its worker).
 function rss() {
-  const out = { renderer: 0, gpu: 0 };
+  const out = { renderer: 0, page: 0, gpu: 0 };
   for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
       if (!cmd.includes("chromium") && !cmd.includes("chrome")) continue;
       const kb = Number((fs.readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/) ?? [0, 0])[1]);
-      if (cmd.includes("--type=renderer")) out.renderer += kb / 1024;
+      if (cmd.includes("--type=renderer")) {
+        out.renderer += kb / 1024;
+        out.page = Math.max(out.page, kb / 1024);
+      }
       else if (cmd.includes("--type=gpu-process")) out.gpu += kb / 1024;
     } catch {
       // the process ended meanwhile
@@ -66,6 +70,6 @@ for (const [d, rs] of Object.entries(results)) {
   const med = (k) => rs.map((r) => r[k]).sort((a, b) => a - b)[rs.length >> 1];
   console.log(
     `${d}: ready ${med("ready").toFixed(2)} s, page-thread JS heap ${med("heap").toFixed(1)} MiB, page-thread wasm ${rs[0].wasm ? "yes" : "no"}, ` +
-      `renderer RSS ${med("renderer").toFixed(0)} MiB, GPU process RSS ${med("gpu").toFixed(0)} MiB (median of ${rs.length}; all: ${rs.map((r) => `${r.ready.toFixed(2)} s/${r.renderer.toFixed(0)} MiB`).join(", ")})`,
+      `renderers' RSS ${med("renderer").toFixed(0)} MiB (the page's ${med("page").toFixed(0)} MiB), GPU process RSS ${med("gpu").toFixed(0)} MiB (median of ${rs.length}; all: ${rs.map((r) => `${r.ready.toFixed(2)} s/${r.renderer.toFixed(0)} MiB`).join(", ")})`,
   );
 }

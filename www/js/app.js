@@ -175,7 +175,7 @@ function render() {
   const p = s.plan;
   text("c-tokens", p ? `${fmt.int(p.tokens)} (vocab ${fmt.int(p.vocab)})` : c ? "…" : "—");
   text("c-split", p ? `${fmt.int(p.train)} / ${fmt.int(p.val)}` : c ? "…" : "—");
-  if (p) text("m-params", fmt.int(p.params));
+  if (s.params !== null) text("m-params", fmt.int(s.params));
   if (p) text("m-memory", bytes(p.memory_bytes));
   text("plan-note", s.planNote);
   text("step", String(s.step));

@@ -12,6 +12,7 @@ export const initial = {
   error: null, // {message, diverged: {id, saved, lr} | null}
   corpus: null, // {name, bytes, chars, distinct}
   plan: null, // the last plan event
+  params: null, // the model's parameter count (the plan's, or an imported model's)
   planNote: "",
   training: "idle", // idle | loaded | training | pausing | paused | stopped | done
   step: 0,
@@ -51,7 +52,7 @@ const scoped = (pts, step) => pts.filter(([at]) => at <= step);
 export const on = {
   ready: (s, ev) => ({ ...s, ready: true, protocol: ev.protocol, status: `Ready on ${ev.adapter}. Choose a corpus.` }),
   corpus: (s, ev) => ({ ...s, corpus: ev, plan: null, error: null, status: `Corpus: ${ev.name}.` }),
-  plan: (s, ev) => ({ ...s, plan: ev, planNote: "Fits this GPU's limits.", status: s.training === "idle" ? "Ready to train." : s.status }),
+  plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: "Fits this GPU's limits.", status: s.training === "idle" ? "Ready to train." : s.status }),
   state: (s, ev) => ({ ...s, training: ev.state, step: ev.step, error: ev.state === "training" ? null : s.error, status: trainingStatus(ev) }),
   progress: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, progress: ev, history: { ...s.history, train: [...s.history.train, [ev.step, ev.loss]] } }),
   eval(s, ev) {
@@ -77,6 +78,7 @@ export const on = {
     return {
       ...s,
       training: "loaded",
+      params: ev.params,
       hubLoad: null,
       planNote: `Imported ${ev.name}: ${ev.n_layer} layers, ${ev.n_head} heads, ${ev.n_embd} dims, context ${ev.block_size}, vocabulary ${fmt.int(ev.vocab_size)}.`,
       error: hub && hub.cacheError ? { message: `The model loaded, but ${hub.cacheError}.` } : null,

@@ -244,6 +244,13 @@ fn resume(a: &TrainArgs, kernels: Arc<Kernels>, from: &Path) -> Result<(Driver, 
     let RunFiles { checkpoint, metrics, corpus } = dir::read(&dir_of_run)?;
     let saved = checkpoint.state()?.run;
     let out = a.out.clone().unwrap_or_else(|| dir_of_run.clone());
+    if out != dir_of_run && dir::holds_a_run(&out) {
+        return Err(Error::Input(format!(
+            "{} holds another run; pass an --out that holds none, or leave --out out to go on in {}",
+            out.display(),
+            dir_of_run.display()
+        )));
+    }
     // a directory without corpus.txt (or a new --out) gets it, and the run, at once
     let missing_corpus = corpus.is_none() || !out.join(CORPUS_FILE).exists();
     let text = match corpus {
