@@ -277,7 +277,8 @@ mod tests {
             let files = read_seed(good).unwrap_or_else(|e| panic!("{good}: {e}"));
             assert!(files.corpus.is_some() && files.metrics.records().len() == 1, "{good}");
         }
-        for (bad, why) in [("traversal", "outside"), ("missing_state", "lacks"), ("lying_size", "declares 3221225472")] {
+        for (bad, why) in [("traversal", "outside"), ("missing_state", "lacks"), ("lying_size", "declares 3221225472")]
+        {
             let err = read_seed(bad).err().unwrap_or_else(|| panic!("{bad} was accepted")).to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
