@@ -163,6 +163,11 @@ impl Trainer {
         };
     }
 
+    /// The last step whose dynamics were recorded, if any.
+    pub fn dynamics_step(&self) -> Option<u64> {
+        self.dynamics.as_ref().and_then(|d| d.last)
+    }
+
     /// The dynamics of the last tracked step (a small readback: call it when logging).
     pub async fn dynamics(&self) -> Result<Dynamics> {
         let Some(step) = self.dynamics.as_ref().and_then(|d| d.last) else {

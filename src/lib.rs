@@ -21,7 +21,6 @@ pub mod rng;
 pub mod run;
 pub mod tokenizer;
 pub mod train;
-#[cfg(target_arch = "wasm32")]
 pub mod web;
 
 pub use gpu::{Gpu, Tensor};

@@ -138,7 +138,6 @@ struct Micro {
     embed_backward: Program,
 }
 
-/// A model with everything a training step needs.
 /// GPU memory a [`Trainer`] allocates for `cfg` at (B, T), in bytes, counted from the tensors it
 /// makes (parameters, gradients and both AdamW moments; the forward's activations and their
 /// gradients); the small per-step buffers and uniforms are left out.
@@ -154,6 +153,8 @@ pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize) -> u64 {
     4 * (4 * cfg.num_params() + acts + grad_acts) as u64
 }
 
+/// A model with everything a training step needs: gradients, AdamW's moments, the activations
+/// of (B, T) and their gradients, and the step's programs recorded once.
 pub struct Trainer {
     pub model: Gpt2,
     pub cfg: TrainConfig,

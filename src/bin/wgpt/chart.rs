@@ -1,14 +1,14 @@
-//! The loss chart: train (per log) and val (per eval) loss over steps from metrics.jsonl, as a
-//! PNG drawn with plotters, and below it, where the lines carry training dynamics (a
-//! `"dynamics"` object, [`wgpt::dynamics::Dynamics`]), a second panel of them. Labels use the
-//! first system font found; without one the chart has lines only.
+//! The loss chart: train (per log) and val (per eval) loss over steps from a run's metrics, as a
+//! PNG drawn with plotters, and below it, where progress records carry training dynamics
+//! ([`wgpt::dynamics::Dynamics`]), a second panel of them. Labels use the first system font
+//! found; without one the chart has lines only.
 
 use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde::Deserialize;
 use wgpt::dynamics::Dynamics;
+use wgpt::run::format::{Metrics, Record};
 
 /// Font files tried for the labels, in order.
 const FONTS: &[&str] = &[
@@ -35,28 +35,25 @@ fn font_loaded() -> bool {
 }
 
 /// Redraws `png` from `metrics`; a chart that cannot be drawn is reported, never fatal.
-pub fn draw(metrics: &Path, png: &Path) {
+pub fn draw(metrics: &Metrics, png: &Path) {
     if let Err(e) = try_draw(metrics, png) {
         eprintln!("note: could not draw {}: {e}", png.display());
     }
 }
 
-fn try_draw(metrics: &Path, png: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(metrics)?;
-    let (mut train, mut val, mut dynamics) = (vec![], vec![], vec![]);
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        if let Some(d) = v.get("dynamics") {
-            dynamics.push(Dynamics::deserialize(d)?);
-        }
-        let iter = v["iter"].as_f64().unwrap_or(0.0);
-        if let Some(l) = v["loss"].as_f64() {
-            train.push((iter, l));
-        }
-        if let Some(l) = v["val_loss"].as_f64() {
-            val.push((iter, l));
-        }
-    }
+fn try_draw(metrics: &Metrics, png: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let point = |&(step, loss): &(u64, f32)| (step as f64, loss as f64);
+    let history = metrics.history();
+    let train: Vec<(f64, f64)> = history.train.iter().map(point).collect();
+    let val: Vec<(f64, f64)> = history.val.iter().map(point).collect();
+    let dynamics: Vec<&Dynamics> = metrics
+        .records()
+        .iter()
+        .filter_map(|r| match r {
+            Record::Progress { dynamics, .. } => dynamics.as_ref(),
+            Record::Eval(_) => None,
+        })
+        .collect();
     let all = train.iter().chain(&val);
     let max_x = all.clone().map(|p| p.0).fold(1.0, f64::max);
     let (lo, hi) = all.map(|p| p.1).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| (lo.min(y), hi.max(y)));
@@ -109,7 +106,7 @@ type Line = (String, Vec<(f64, f64)>);
 /// [`Dynamics`] per logged step.
 pub fn draw_dynamics<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    series: &[Dynamics],
+    series: &[&Dynamics],
     labels: bool,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
@@ -268,7 +265,7 @@ mod tests {
         let mut buf = vec![255u8; (w * h * 3) as usize];
         {
             let area = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-            draw_dynamics(&area, &series(), font_loaded()).unwrap();
+            draw_dynamics(&area, &series().iter().collect::<Vec<_>>(), font_loaded()).unwrap();
             area.present().unwrap();
         }
         for (qx, qy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
@@ -280,22 +277,28 @@ mod tests {
         }
     }
 
-    /// metrics.jsonl lines with a "dynamics" object make loss.png taller by the panel.
+    /// Progress records with dynamics make loss.png taller by the panel.
     #[test]
     fn loss_png_gets_the_panel() {
         let dir = std::env::temp_dir().join(format!("wgpt-chart-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (metrics, png) = (dir.join("metrics.jsonl"), dir.join("loss.png"));
-        let lines: Vec<String> = series()
-            .iter()
-            .map(|d| serde_json::json!({"iter": d.step, "loss": 3.0 / d.step as f64, "dynamics": d}).to_string())
-            .collect();
-        std::fs::write(&metrics, lines.join("\n")).unwrap();
+        let png = dir.join("loss.png");
+        let progress = |d: Option<Dynamics>, iter: u64| Record::Progress {
+            iter,
+            loss: 3.0 / iter as f32,
+            lr: 1e-3,
+            tokens_per_sec: 10.0,
+            ms_per_step: 5.0,
+            dynamics: d,
+        };
+        let mut metrics = Metrics::default();
+        series().into_iter().for_each(|d| metrics.push(progress(Some(d.clone()), d.step)));
         try_draw(&metrics, &png).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap()); // the PNG's IHDR
         assert_eq!(height, 540 + DYNAMICS_HEIGHT);
-        std::fs::write(&metrics, r#"{"iter": 1, "loss": 2.0}"#).unwrap();
+        let mut metrics = Metrics::default();
+        metrics.push(progress(None, 1));
         try_draw(&metrics, &png).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), 540, "no dynamics, no panel");
