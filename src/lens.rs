@@ -6,12 +6,13 @@
 //!
 //! One forward pass, then per layer ln_f, the lm_head and a per-row top-1 on the GPU, all in one
 //! submit, reusing the forward's logits and ln_f buffers; only the grid's (layers, T) ids and
-//! probabilities and one row of V logits per layer come back, never (layers, T, V).
+//! probabilities and one row of V logits per layer come back, never (layers, T, V). The same pass
+//! leaves every layer's attention probabilities in place: [`Lens::attention`] reads one layer's
+//! heads (the page's look inside shows them beside the lens).
 
 use serde::Serialize;
 
 use crate::gpu::Tensor;
-use crate::inspect::top_k;
 use crate::kernels::Program;
 use crate::model::{Forward, Gpt2, Gpt2Config};
 use crate::{Error, Result};
@@ -33,6 +34,10 @@ pub struct LensLayer {
 pub struct LogitLens {
     pub ids: Vec<u32>,
     pub layers: Vec<LensLayer>,
+    /// The model's own next-token logits after the last position (layer n_layer's row, V of them),
+    /// for the sampling distribution; not serialised.
+    #[serde(skip)]
+    pub logits: Vec<f32>,
 }
 
 /// The recorded lens for one prompt length.
@@ -73,7 +78,7 @@ impl Lens {
                 enc.copy_buffer_to_buffer(&logits.buffer.raw, from, &plan.last.buffer.raw, to, 4 * v as u64);
             }
         });
-        let out = gpu.read_many(&[&plan.top_id, &plan.top_p, &plan.last]).await?;
+        let mut out = gpu.read_many(&[&plan.top_id, &plan.top_p, &plan.last]).await?;
         let layers = (0..=c.n_layer)
             .map(|l| LensLayer {
                 layer: l,
@@ -81,8 +86,45 @@ impl Lens {
                 cells: (l * t..(l + 1) * t).map(|i| (out[0][i].to_bits(), out[1][i])).collect(),
             })
             .collect();
-        Ok(LogitLens { ids: ids.to_vec(), layers })
+        let logits = out[2].split_off(c.n_layer * v);
+        Ok(LogitLens { ids: ids.to_vec(), layers, logits })
     }
+
+    /// The attention probabilities of every head of `layer` in the last [`Lens::run`]'s forward
+    /// pass: (n_head, T, T) row-major, row i how token i attends to tokens 0..=i (zero beyond i,
+    /// the causal mask).
+    pub async fn attention(&self, model: &Gpt2, layer: usize) -> Result<Vec<f32>> {
+        let c = &model.config;
+        let plan = self.plan.as_ref().ok_or_else(|| Error::Input("run the lens on a prompt first".into()))?;
+        if layer >= c.n_layer {
+            return Err(Error::Input(format!(
+                "layer {layer} does not exist: the model has {} layers (counting from 0)",
+                c.n_layer
+            )));
+        }
+        let t = plan.f.t;
+        let mut att = model.kernels.gpu.read_range(&plan.f.acts.att[layer], 0, c.n_head * t * t).await?;
+        for (r, row) in att.chunks_mut(t).enumerate() {
+            row[r % t + 1..].fill(0.0);
+        }
+        Ok(att)
+    }
+}
+
+/// The `k` largest probabilities of softmax(`logits`), with their indices, largest first.
+pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    let k = k.min(order.len());
+    if k == 0 {
+        return vec![];
+    }
+    let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+    order.select_nth_unstable_by(k - 1, by_logit);
+    order.truncate(k);
+    order.sort_by(by_logit);
+    order.into_iter().map(|i| (i, (((logits[i as usize] - max) as f64).exp() / sum) as f32)).collect()
 }
 
 /// Checks that `ids` can be looked through: 1 to block_size tokens.

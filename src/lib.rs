@@ -11,7 +11,6 @@ pub mod flops;
 pub mod generate;
 pub mod gpu;
 pub mod hf;
-pub mod inspect;
 pub mod kernels;
 pub mod lens;
 pub mod model;

@@ -121,17 +121,29 @@ impl Tokenizer {
             return Ok(ids);
         }
         if !prompt.is_empty() {
-            return Err(Error::Input(
+            return Err(Error::Input(format!(
                 "none of the prompt's characters are in this model's vocabulary (a character-level tokenizer drops \
-                 unknown characters); use characters of the text the model was trained on"
-                    .into(),
-            ));
+                 unknown characters); use characters of the text the model was trained on{}",
+                self.alphabet().map_or(String::new(), |a| format!(" (it knows {a})"))
+            )));
         }
         self.end_of_text().map(|id| vec![id]).ok_or_else(|| {
             Error::Input(
                 "the prompt is empty and this tokenizer has no <|endoftext|> to start from; give a prompt".into(),
             )
         })
+    }
+
+    /// A character-level vocabulary's characters, escaped, in id order (`\n+0123456789=`); None
+    /// for other vocabularies.
+    fn alphabet(&self) -> Option<String> {
+        let vocab = self.inner.get_vocab(true);
+        if vocab.len() > 256 || vocab.keys().any(|t| t.chars().count() != 1) {
+            return None;
+        }
+        let mut chars: Vec<(u32, &String)> = vocab.iter().map(|(t, &id)| (id, t)).collect();
+        chars.sort_unstable();
+        Some(chars.iter().flat_map(|(_, t)| t.escape_debug()).collect())
     }
 
     /// Text of `ids`, special tokens kept.

@@ -1,14 +1,16 @@
-//! The "look inside" view's numbers: the next-token top 10 of the HF tiny GPT-2 against
-//! transformers' logits for the same prompt, and one head's attention probabilities against the
-//! CPU reference attention on the same layer input.
+//! The look inside's other numbers, from the logit lens' forward pass (the page shows them beside
+//! the lens): the model's next-token logits after the prompt against transformers' for the HF tiny
+//! GPT-2, with the sampling bars they feed, and every head's attention probabilities of each layer
+//! against the CPU reference attention on the same layer input.
 
 mod common;
 
-use wgpt::inspect::{top_k, Inspector};
+use wgpt::generate::{sampling_distribution, SampleConfig};
+use wgpt::lens::{top_k, Lens};
 use wgpt::model::Gpt2;
 
 #[test]
-fn next_token_top_k_and_attention() {
+fn next_token_logits_and_every_heads_attention() {
     let Some(d) = common::shared_data() else {
         return;
     };
@@ -23,41 +25,47 @@ fn next_token_top_k_and_attention() {
     let (weights, _) = wgpt::hf::dir::load(&dir).unwrap();
     let model = Gpt2::new(k, &weights).unwrap();
     let (t, v, c, nh) = (ids.len(), model.config.vocab_size, model.config.n_embd, model.config.n_head);
-    let mut inspector = Inspector::default();
-    let (layer, head) = (1, 1);
-    let got = pollster::block_on(inspector.inspect(&model, &ids, layer, head, 10)).unwrap();
+    let mut lens = Lens::default();
+    let got = pollster::block_on(lens.run(&model, &ids, 5)).unwrap();
 
-    // next-token probabilities: softmax of transformers' last row of logits, in f64
-    let want = top_k(&logits[(t - 1) * v..], 10);
-    assert_eq!(got.top.len(), 10);
-    let ids_got: Vec<u32> = got.top.iter().map(|p| p.0).collect();
-    let ids_want: Vec<u32> = want.iter().map(|p| p.0).collect();
-    assert_eq!(ids_got, ids_want, "top-10 tokens differ from transformers'");
-    let probs = |x: &[(u32, f32)]| x.iter().map(|p| p.1).collect::<Vec<_>>();
-    let cp = wgpt::cpu::check_close("top-10 probabilities", &probs(&got.top), &probs(&want), 0.0, 1e-3)
-        .unwrap_or_else(|m| panic!("{m}"));
-    assert!(got.top.windows(2).all(|w| w[0].1 >= w[1].1), "most likely first");
+    // the model's own logits after the last position: transformers' last row
+    let want = &logits[(t - 1) * v..];
+    let cl =
+        wgpt::cpu::check_close("next-token logits", &got.logits, want, 1e-5, 1e-4).unwrap_or_else(|m| panic!("{m}"));
+    let top = |x: &[f32]| top_k(x, 10).into_iter().map(|p| p.0).collect::<Vec<_>>();
+    assert_eq!(top(&got.logits), top(want), "top-10 tokens differ from transformers'");
+    // the sampling bars read them: at temperature 1 without cuts, before = after = softmax
+    let d = sampling_distribution(&got.logits, &SampleConfig { temperature: 1.0, ..SampleConfig::greedy(1) }).unwrap();
+    let (id, p) = top_k(want, 1)[0];
+    assert!((d.before[id as usize] - p).abs() <= 1e-4 * p && d.after[id as usize] == d.before[id as usize]);
 
-    // attention of layer 1, head 1: the CPU reference on the GPU's own qkv of that layer
+    // every head of every layer: the CPU reference on the GPU's own qkv of that layer
     let f = model.forward_plan(1, t).unwrap();
     model.forward(&f, &ids, None).unwrap();
-    let qkv = pollster::block_on(model.kernels.gpu.read(&f.acts.qkv[layer])).unwrap();
-    let (mut out, mut att) = (vec![0.0; t * c], vec![0.0; nh * t * t]);
-    wgpt::cpu::attention_forward(&mut out, &mut att, &qkv, None, 1, t, c, nh);
-    let ca =
-        wgpt::cpu::check_close("attention probabilities", &got.attention, &att[head * t * t..][..t * t], 1e-6, 1e-4)
+    let mut worst = 0.0f32;
+    for layer in 0..model.config.n_layer {
+        let att_got = pollster::block_on(lens.attention(&model, layer)).unwrap();
+        let qkv = pollster::block_on(model.kernels.gpu.read(&f.acts.qkv[layer])).unwrap();
+        let (mut out, mut att) = (vec![0.0; t * c], vec![0.0; nh * t * t]);
+        wgpt::cpu::attention_forward(&mut out, &mut att, &qkv, None, 1, t, c, nh);
+        let ca = wgpt::cpu::check_close(&format!("layer {layer} attention"), &att_got, &att, 1e-6, 1e-4)
             .unwrap_or_else(|m| panic!("{m}"));
-    for (i, row) in got.attention.chunks(t).enumerate() {
-        let sum: f32 = row.iter().sum();
-        assert!((sum - 1.0).abs() < 1e-5 && row[i + 1..].iter().all(|&a| a == 0.0), "row {i}: {row:?}");
+        worst = worst.max(ca.max_abs);
+        for (r, row) in att_got.chunks(t).enumerate() {
+            let i = r % t;
+            let sum: f32 = row.iter().sum();
+            assert!(
+                (sum - 1.0).abs() < 1e-5 && row[i + 1..].iter().all(|&a| a == 0.0),
+                "head {} row {i}: {row:?}",
+                r / t
+            );
+        }
     }
-    // a prompt past the context keeps its last block_size tokens
-    let long: Vec<u32> = ids.iter().cycle().take(model.config.block_size + 5).copied().collect();
-    let l = pollster::block_on(inspector.inspect(&model, &long, 0, 0, 3)).unwrap();
-    assert_eq!(l.ids, long[5..]);
-    assert!(pollster::block_on(inspector.inspect(&model, &ids, 2, 0, 3)).is_err(), "layer 2 of 2 is refused");
+    let e = pollster::block_on(lens.attention(&model, model.config.n_layer)).unwrap_err().to_string();
+    assert!(e.contains("does not exist"), "{e}");
+    assert!(pollster::block_on(Lens::default().attention(&model, 0)).is_err(), "no run, no attention");
     println!(
-        "top-10 next tokens equal transformers' (probabilities max abs err {:.2e}, p1 = {:.4}); attention L{layer}H{head} max abs err {:.2e}",
-        cp.max_abs, got.top[0].1, ca.max_abs
+        "next-token logits equal transformers' (max abs err {:.2e}); attention of {} layers x {nh} heads max abs err {worst:.2e}",
+        cl.max_abs, model.config.n_layer
     );
 }

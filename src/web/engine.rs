@@ -11,7 +11,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::generate::Decoder;
-use crate::inspect::Inspector;
 use crate::kernels::Kernels;
 use crate::model::Gpt2;
 use crate::run::driver::{diverged_message, Clock};
@@ -19,6 +18,7 @@ use crate::run::format::checkpoint_files;
 use crate::run::{Driver, RunEvent, Status};
 use crate::tokenizer::Tokenizer;
 use crate::web::protocol::{Event, Request, Scope, TrainState};
+use crate::web::views::{dynamics_event, Looker};
 use crate::{Error, Gpu, Result};
 
 /// What the engine needs from where it runs.
@@ -70,7 +70,7 @@ pub(crate) struct Loaded {
     pub model: Gpt2,
     pub decoder: Decoder,
     pub tokenizer: Tokenizer,
-    pub inspector: Inspector,
+    pub look: Looker,
 }
 
 /// A run and what the page knows it by.
@@ -83,7 +83,7 @@ pub(crate) struct Training {
     /// Whether a checkpoint event has handed out corpus.txt yet.
     pub corpus_sent: bool,
     pub state: TrainState,
-    pub inspector: Inspector,
+    pub look: Looker,
 }
 
 /// What the engine holds.
@@ -109,7 +109,13 @@ pub struct Engine {
 /// corpus the first time).
 fn post_run_event(host: &dyn Host, id: &str, corpus: &Corpus, corpus_sent: &mut bool, ev: RunEvent<'_>) -> Result<()> {
     let event = match ev {
-        RunEvent::Progress(p) => Event::Progress(p),
+        RunEvent::Progress(mut p) => match p.dynamics.take() {
+            None => Event::Progress(p),
+            Some(d) => {
+                host.post(&Event::Progress(p), &[]);
+                dynamics_event(d)
+            }
+        },
         RunEvent::Eval { eval, sample } => Event::Eval {
             step: eval.iter,
             train_loss: eval.train_loss,
@@ -263,7 +269,7 @@ impl Engine {
                 match driver.recover(e, &mut |ev| post_run_event(host, id, corpus, corpus_sent, ev)).await {
                     Ok(()) => {
                         self.kernels = Some(tr.driver.run.trainer.model.kernels.clone());
-                        tr.inspector = Inspector::default();
+                        tr.look = Looker::default();
                         self.model = Model::Training(tr);
                         return;
                     }

@@ -12,6 +12,7 @@ mod models;
 pub mod protocol;
 mod requests;
 mod runs;
+mod views;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

@@ -1,13 +1,13 @@
 //! What the page does with a model, trained or imported: import and export Hugging Face files,
-//! generate, look inside, and check the GPU against a parity file.
+//! generate, and check the GPU against a parity file.
 
 use crate::generate::{Decoder, SampleConfig, TextStream};
-use crate::inspect::Inspector;
 use crate::model::Gpt2;
 use crate::parity::{self, ParityFile};
 use crate::tokenizer::Tokenizer;
 use crate::web::engine::{Engine, Loaded, Model};
 use crate::web::protocol::{Event, ParityCheck};
+use crate::web::views::{params_event, Looker};
 use crate::{hf, Error, Result};
 
 impl Engine {
@@ -35,7 +35,8 @@ impl Engine {
         let model = Gpt2::new(kernels, &weights)?;
         let decoder = Decoder::new(&model)?;
         self.tokens = None;
-        self.model = Model::Loaded(Box::new(Loaded { model, decoder, tokenizer, inspector: Inspector::default() }));
+        self.post(&params_event(&cfg, cfg.block_size, &model.kernels.gpu.describe()));
+        self.model = Model::Loaded(Box::new(Loaded { model, decoder, tokenizer, look: Looker::default() }));
         Ok(Event::Imported {
             name,
             n_layer: cfg.n_layer,
@@ -89,32 +90,12 @@ impl Engine {
 
     /// The prompt's token ids for the current model (an empty prompt starts a trained model at
     /// its validation text, an imported one at `<|endoftext|>`), and its tokenizer.
-    fn prompt(&self, prompt: &str, then: &str) -> Result<(Vec<u32>, Tokenizer)> {
+    pub(crate) fn prompt(&self, prompt: &str, then: &str) -> Result<(Vec<u32>, Tokenizer)> {
         match &self.model {
             Model::Training(tr) => Ok((tr.driver.run.prompt_ids(prompt)?, tr.driver.run.tokenizer.clone())),
             Model::Loaded(l) => Ok((l.tokenizer.prompt_ids(prompt)?, l.tokenizer.clone())),
             Model::None => Err(Error::Input(format!("train or import a model first, then {then}"))),
         }
-    }
-
-    pub(crate) async fn inspect(&mut self, prompt: &str, layer: usize, head: usize) -> Result<Event> {
-        let (ids, tokenizer) = self.prompt(prompt, "look inside it")?;
-        let (model, inspector) = match &mut self.model {
-            Model::Training(tr) => (&tr.driver.run.trainer.model, &mut tr.inspector),
-            Model::Loaded(l) => (&l.model, &mut l.inspector),
-            Model::None => return Err(Error::Input("train or import a model first, then look inside it".into())),
-        };
-        let seen = inspector.inspect(model, &ids, layer, head, 10).await?;
-        let text = |id: u32| tokenizer.decode(&[id]);
-        Ok(Event::Inspect {
-            tokens: seen.ids.iter().map(|&id| text(id)).collect::<Result<_>>()?,
-            top: seen.top.iter().map(|&(id, p)| Ok((text(id)?, p))).collect::<Result<_>>()?,
-            layer,
-            head,
-            n_layer: model.config.n_layer,
-            n_head: model.config.n_head,
-            attention: seen.attention,
-        })
     }
 
     /// Streams a continuation of `prompt` as `token` events, until max_tokens, `<|endoftext|>`

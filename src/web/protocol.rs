@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use strum::{EnumIter, IntoEnumIterator, VariantNames};
 
 use crate::data::MAX_CORPUS_BYTES;
+use crate::dynamics::{Dynamics, LayerDynamics, TensorDynamics};
+use crate::generate::SampleConfig;
+use crate::params::ParamRow;
 use crate::run::format::History;
 use crate::run::{Progress, RunSettings};
 
@@ -76,13 +79,16 @@ pub enum Request {
         #[serde(default)]
         max_iters: Option<usize>,
     },
-    /// The next-token top 10 and the attention of `layer`/`head` for `prompt` (the look-inside
-    /// view).
+    /// Look inside for `prompt`: its tokens, the logit lens, every head's attention in `layer`
+    /// and the next-token distribution under `sampling` (an `inspect` event).
     Inspect {
         prompt: String,
         layer: usize,
-        head: usize,
+        sampling: Sampler,
     },
+    /// The last look inside's next-token distribution under other sampling settings, from the
+    /// logits it kept (no forward pass): a `sampling` event.
+    Sampling(Sampler),
     /// Run a parity file (its bytes alongside; the format of tests/fixtures/make_parity.py) on
     /// this GPU.
     Parity {
@@ -141,6 +147,84 @@ impl Scope {
             Scope::Checkpoint => "save the checkpoint",
             Scope::Storage => "use the browser's storage",
         }
+    }
+}
+
+/// Sampling's settings, as the Generate controls set them (temperature 0 is greedy, top-k 0 and
+/// top-p 1 are off).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sampler {
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+}
+
+impl Sampler {
+    /// The generator's settings for these (length and seed play no part in a distribution).
+    pub fn config(self) -> SampleConfig {
+        SampleConfig { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, ..SampleConfig::greedy(1) }
+    }
+}
+
+/// A token with its visible text and a probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Guess {
+    pub id: u32,
+    pub text: String,
+    pub p: f32,
+}
+
+/// One layer of the logit lens: 0 the embeddings, l the output of block l (h.{l-1}), n_layer the
+/// model's own prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LensRow {
+    pub layer: usize,
+    /// The most likely next tokens after the last position.
+    pub top: Vec<Guess>,
+    /// At each position, the most likely next token.
+    pub cells: Vec<Guess>,
+}
+
+/// One bar of the next-token distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bar {
+    pub id: u32,
+    pub text: String,
+    /// The model's probability (softmax of the logits).
+    pub before: f32,
+    /// The probability sampling draws it with under the settings.
+    pub after: f32,
+    /// Whether sampling can pick it.
+    pub candidate: bool,
+}
+
+/// The next-token distribution before and after sampling's settings: the most likely tokens as
+/// bars, and how many tokens remain candidates with how much of the model's probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingView {
+    pub settings: Sampler,
+    pub bars: Vec<Bar>,
+    pub candidates: usize,
+    /// The model's probability of all the candidates together.
+    pub mass: f32,
+}
+
+/// What the dynamics chart draws of one tracked step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DynamicsPoint {
+    pub step: u64,
+    pub lr: f32,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// The clipping threshold (0 = none).
+    pub grad_clip: f32,
+    /// Embeddings, each block, ln_f.
+    pub layers: Vec<LayerDynamics>,
+}
+
+impl From<&Dynamics> for DynamicsPoint {
+    fn from(d: &Dynamics) -> DynamicsPoint {
+        DynamicsPoint { step: d.step, lr: d.lr, grad_norm: d.grad_norm, grad_clip: d.grad_clip, layers: d.layers() }
     }
 }
 
@@ -217,7 +301,15 @@ pub enum Event {
         state: TrainState,
         step: u64,
     },
+    /// A training step's loss and pace; its training dynamics, where the step tracked them,
+    /// follow as a `dynamics` event.
     Progress(Progress),
+    /// The training dynamics of a tracked step (every multiple of the log interval that is at
+    /// least 10 steps): per layer for the chart, per tensor for the parameter table.
+    Dynamics {
+        point: DynamicsPoint,
+        tensors: Vec<TensorDynamics>,
+    },
     Eval {
         step: u64,
         train_loss: f32,
@@ -268,24 +360,47 @@ pub enum Event {
         message: String,
     },
     /// A saved or imported run is back at the step of its checkpoint, training, with its loss
-    /// history.
+    /// history and its training dynamics so far.
     Restored {
         id: String,
         name: String,
         step: u64,
         max_iters: usize,
         history: History,
+        dynamics: Vec<DynamicsPoint>,
     },
-    /// The look inside: each token of the prompt (the last block_size), the most likely next
-    /// tokens with their probabilities, and `attention` (T x T, row i over tokens 0..=i).
+    /// The current model's parameter table (HF names, shapes, counts, what each is for;
+    /// lm_head tied and counted once), its total, and what throughput means for it: model FLOPs
+    /// per trained token and the adapter's fp32 peak where it is known. Sent when a model is
+    /// imported or a run starts.
+    Params {
+        rows: Vec<ParamRow>,
+        total: usize,
+        flops_per_token: f64,
+        peak_flops: Option<f64>,
+    },
+    /// Look inside, at training step `step`, for `prompt` (`notes` say what became of it: an
+    /// empty prompt's start, characters the vocabulary lacks, a window): the tokens looked at
+    /// (`ids`, each one's text), the logit lens, the next-token distribution, and alongside as
+    /// bytes the attention probabilities of every head of `layer`, f32 (n_head, T, T) row-major,
+    /// row i over tokens 0..=i.
     Inspect {
+        step: u64,
+        prompt: String,
+        notes: Vec<String>,
+        ids: Vec<u32>,
         tokens: Vec<String>,
-        top: Vec<(String, f32)>,
+        lens: Vec<LensRow>,
+        sampling: SamplingView,
         layer: usize,
-        head: usize,
         n_layer: usize,
         n_head: usize,
-        attention: Vec<f32>,
+    },
+    /// The last look inside's next-token distribution under new sampling settings.
+    Sampling {
+        step: u64,
+        prompt: String,
+        sampling: SamplingView,
     },
     /// A parity file's checks on this GPU, each against PyTorch's numbers in the file.
     Parity {
@@ -333,6 +448,7 @@ mod tests {
     fn every_request_round_trips_under_its_manifest_name() {
         let m = Manifest::new();
         let settings = RunSettings::preset("tiny").unwrap();
+        let sampling = Sampler { temperature: 0.8, top_k: 40, top_p: 0.9 };
         let requests = [
             Request::Init,
             Request::Corpus { name: "a.txt".into(), text: Some("hi".into()), task: None },
@@ -355,7 +471,8 @@ mod tests {
             Request::Import { name: "gpt2".into(), config: "{}".into(), tokenizer: "{}".into() },
             Request::Restore { id: "run-1".into(), names: vec!["config.json".into()], lr: Some(1e-4) },
             Request::ImportRun { name: "run.zip".into(), max_iters: Some(100) },
-            Request::Inspect { prompt: "x".into(), layer: 1, head: 0 },
+            Request::Inspect { prompt: "x".into(), layer: 1, sampling },
+            Request::Sampling(Sampler { temperature: 0.0, ..sampling }),
             Request::Parity { name: "tiny.safetensors".into() },
             Request::LoseDevice,
         ];
@@ -381,6 +498,26 @@ mod tests {
             dynamics: None,
         };
         let history = History { train: vec![(1, 3.0), (2, 2.75)], val: vec![(0, 3.25)] };
+        let layer = LayerDynamics { name: "h.0".into(), grad_norm: 0.5, update_ratio: 1e-3 };
+        let point = DynamicsPoint { step: 10, lr: 1e-3, grad_norm: 0.75, grad_clip: 1.0, layers: vec![layer] };
+        let tensor = TensorDynamics {
+            name: "transformer.wte.weight".into(),
+            count: 1536,
+            grad_norm: 0.25,
+            grad_rms: 0.01,
+            weight_rms: 0.02,
+            update_rms: 2e-5,
+            update_ratio: 1e-3,
+        };
+        let guess = Guess { id: 3, text: " the".into(), p: 0.5 };
+        let bar = Bar { id: 3, text: " the".into(), before: 0.5, after: 0.625, candidate: true };
+        let sampling = SamplingView {
+            settings: Sampler { temperature: 0.8, top_k: 0, top_p: 0.9 },
+            bars: vec![bar],
+            candidates: 12,
+            mass: 0.875,
+        };
+        let params = crate::params::param_table(&crate::model::Gpt2Config::preset("tiny").unwrap());
         let events = [
             Event::Ready {
                 adapter: "lavapipe".into(),
@@ -392,6 +529,7 @@ mod tests {
             Event::Plan { vocab: 24, tokens: 1000, train: 900, val: 100, params: 103_680, memory_bytes: 1 << 20 },
             Event::State { state: TrainState::Paused, step: 4 },
             Event::Progress(progress),
+            Event::Dynamics { point: point.clone(), tensors: vec![tensor] },
             Event::Eval { step: 30, train_loss: 2.0, val_loss: 2.25, accuracy: Some(0.5), sample: "the cat".into() },
             Event::Token { text: "a".into() },
             Event::Generated { tokens: 10, tokens_per_sec: 100.0 },
@@ -400,16 +538,33 @@ mod tests {
             Event::Checkpoint { id: "run-1".into(), name: "a.txt".into(), step: 30, files: vec!["config.json".into()] },
             Event::Recovered { lost_at: 33, step: 30, reason: "Destroyed".into() },
             Event::Diverged { id: "run-1".into(), step: 5, saved: Some(0), lr: 1e6, message: "diverged".into() },
-            Event::Restored { id: "run-1".into(), name: "a.txt".into(), step: 30, max_iters: 60, history },
+            Event::Restored {
+                id: "run-1".into(),
+                name: "a.txt".into(),
+                step: 30,
+                max_iters: 60,
+                history,
+                dynamics: vec![point],
+            },
+            Event::Params {
+                total: crate::params::total(&params),
+                rows: params,
+                flops_per_token: 6e5,
+                peak_flops: None,
+            },
             Event::Inspect {
-                tokens: vec!["a".into()],
-                top: vec![("b".into(), 0.5)],
+                step: 30,
+                prompt: "the".into(),
+                notes: vec![],
+                ids: vec![3],
+                tokens: vec![" the".into()],
+                lens: vec![LensRow { layer: 0, top: vec![guess.clone()], cells: vec![guess] }],
+                sampling: sampling.clone(),
                 layer: 0,
-                head: 1,
                 n_layer: 2,
                 n_head: 2,
-                attention: vec![1.0],
             },
+            Event::Sampling { step: 30, prompt: "the".into(), sampling },
             Event::Parity {
                 name: "tiny".into(),
                 adapter: "x".into(),

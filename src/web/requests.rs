@@ -82,9 +82,14 @@ impl Engine {
                     self.fail(Scope::Generate, e).await;
                 }
             }
-            Request::Inspect { prompt, layer, head } => match self.inspect(&prompt, layer, head).await {
+            Request::Inspect { prompt, layer, sampling } => {
+                if let Err(e) = self.inspect(&prompt, layer, sampling).await {
+                    self.fail(Scope::Inspect, e).await;
+                }
+            }
+            Request::Sampling(sampling) => match self.sampling(sampling) {
                 Ok(event) => self.post(&event),
-                Err(e) => self.fail(Scope::Inspect, e).await,
+                Err(e) => self.error(Scope::Inspect, e),
             },
             Request::Parity { name } => match self.parity(name, file).await {
                 Ok(event) => self.post(&event),

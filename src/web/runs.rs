@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::data::corpus_text;
-use crate::inspect::Inspector;
 use crate::model::Weights;
 use crate::run::fits::check_fits;
 use crate::run::format::{checkpoint_files, RunFiles, CORPUS_FILE};
@@ -14,6 +13,7 @@ use crate::run::{archive, DataSource, Driver, Run, RunSettings};
 use crate::web::engine::{Corpus, Engine, Model, Training};
 use crate::web::protocol::{Event, TrainState};
 use crate::web::requests::corpus_event;
+use crate::web::views::{dynamics_history, params_event, Looker};
 use crate::{Error, Result};
 
 impl Engine {
@@ -58,9 +58,11 @@ impl Engine {
             self.corpus = Some(corpus.clone());
             self.tokens = None;
         }
+        let cfg = &driver.run.cfg;
+        self.post(&params_event(&cfg.model, cfg.train.seq_len, &driver.run.gpu().describe()));
         let state = TrainState::Training;
-        let inspector = Inspector::default();
-        self.model = Model::Training(Box::new(Training { driver, id, corpus, corpus_sent, state, inspector }));
+        let look = Looker::default();
+        self.model = Model::Training(Box::new(Training { driver, id, corpus, corpus_sent, state, look }));
         self.unpause();
     }
 
@@ -136,11 +138,11 @@ impl Engine {
             _ => None,
         };
         let driver = Driver::resume(run, metrics, checkpoint, changed, self.host.clock());
-        let history = driver.metrics().history();
+        let (history, dynamics) = (driver.metrics().history(), dynamics_history(driver.metrics()));
         let corpus = Rc::new(Corpus { name: name.clone(), text, task });
         self.post(&corpus_event(&corpus));
         self.begin(driver, id.clone(), corpus, stored);
-        self.post(&Event::Restored { id, name, step, max_iters, history });
+        self.post(&Event::Restored { id, name, step, max_iters, history, dynamics });
         self.post(&Event::State { state: TrainState::Training, step });
         Ok(())
     }
