@@ -9,13 +9,15 @@ import { $, h, bytes, fmt, download } from "./dom.js";
 import { checkWebGPU, failed } from "./gpu-check.js";
 import { drawLossChart } from "./chart.js";
 import { loadFromHub } from "./hub.js";
-import { showInspection } from "./inspect.js";
+import { showInspection, showResampled } from "./inspect.js";
+import { headChosen, hover } from "./attention.js";
+import { initViews, renderViews } from "./views.js";
 import { showParity } from "./parity.js";
 import { showRuns } from "./saved-runs.js";
 import { initial, reduce, running, mismatch } from "./state.js";
 
 // The store's requests, answered by worker.js (runs.js) rather than the engine.
-const STORE_REQUESTS = ["runs", "delete_run", "restore_run"];
+const STORE_REQUESTS = ["runs", "delete_run", "restore_run", "run_histories"];
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
 const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "train_seed"];
 const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
@@ -83,14 +85,47 @@ function schedulePlan() {
   }, 250);
 }
 
+// Sampling's settings, as the Generate controls have them.
+function sampler() {
+  const num = (id) => Number($(id).value);
+  return { temperature: num("temperature"), top_k: Math.max(0, Math.floor(num("top-k"))), top_p: num("top-p") };
+}
+
 let inspectTimer = 0;
-// Look inside, re-asked 300 ms after the last keystroke (or a layer/head change).
+// Look inside, re-asked 300 ms after the last keystroke (or a layer change).
 function scheduleInspect() {
   clearTimeout(inspectTimer);
   if (state.training === "idle" || !state.ready) return;
   inspectTimer = setTimeout(() => {
-    send({ type: "inspect", prompt: $("prompt").value, layer: Number($("attention-layer").value), head: Number($("attention-head").value) });
+    const prompt = $("prompt").value;
+    dispatch({ type: "ui_inspecting", prompt });
+    send({ type: "inspect", prompt, layer: Number($("attention-layer").value), sampling: sampler() });
   }, 300);
+}
+
+// The next-token bars under the sampling controls as they move: the engine recomputes them from
+// the look's logits; one request in flight, the latest settings next.
+let resampling = false;
+let resampleAgain = false;
+function resample() {
+  if (!state.look.shown) return;
+  if (resampling) return void (resampleAgain = true);
+  resampling = true;
+  send({ type: "sampling", ...sampler() });
+}
+
+function resampled() {
+  resampling = false;
+  if (resampleAgain) {
+    resampleAgain = false;
+    resample();
+  }
+}
+
+// Ticks or unticks a saved run in Compare runs, reading its curves when ticked.
+function choose(id, on) {
+  dispatch({ type: "ui_compare", id, on });
+  if (on) send({ type: "run_histories", ids: [id] });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,10 +133,7 @@ function scheduleInspect() {
 
 let chartDrawn = null;
 function drawChart() {
-  const canvas = $("chart");
-  const w = Math.max(320, Math.floor(canvas.parentElement.getBoundingClientRect().width));
-  if (canvas.width !== w) canvas.width = w;
-  drawLossChart(canvas, state.history, $("log-scale").checked);
+  drawLossChart($("chart"), state.history, $("log-scale").checked);
   chartDrawn = state.history;
 }
 
@@ -201,6 +233,7 @@ function render() {
     });
   renderButtons();
   if (chartDrawn !== s.history) scheduleChart();
+  renderViews(s, { choose }, () => state);
   shown = { error: s.error, runs: s.runs, training: s.training, ready: s.ready };
 }
 
@@ -220,16 +253,29 @@ function effects(ev, files) {
       break;
     case "saved":
       send({ type: "runs" });
+      if (state.compare.ids.includes(ev.id)) send({ type: "run_histories", ids: [ev.id] });
       break;
     case "eval":
+    case "restored":
       scheduleInspect();
+      break;
+    case "state":
+      if (ev.state !== "training") scheduleInspect();
       break;
     case "imported":
       scheduleInspect();
       schedulePlan();
       break;
     case "inspect":
-      showInspection(ev);
+      showInspection(ev, files);
+      resampled();
+      break;
+    case "sampling":
+      showResampled(ev);
+      resampled();
+      break;
+    case "error":
+      if (ev.scope === "inspect") resampled();
       break;
     case "parity":
       showParity(ev);
@@ -339,9 +385,7 @@ function generate() {
   send({
     type: "generate",
     prompt: $("prompt").value,
-    temperature: num("temperature"),
-    top_k: Math.max(0, Math.floor(num("top-k"))),
-    top_p: num("top-p"),
+    ...sampler(),
     max_tokens: Math.max(1, Math.floor(num("max-tokens"))),
     seed: Math.max(0, Math.floor(num("seed"))),
   });
@@ -423,7 +467,9 @@ function wire() {
   on("log-scale", "change", drawChart);
   on("prompt", "input", scheduleInspect);
   on("attention-layer", "change", scheduleInspect);
-  on("attention-head", "change", scheduleInspect);
+  on("attention-head", "change", headChosen);
+  on("attention-canvas", "mousemove", hover);
+  for (const id of ["temperature", "top-k", "top-p"]) on(id, "input", resample);
   window.addEventListener("resize", scheduleChart);
 }
 
@@ -431,6 +477,7 @@ function startEngine() {
   $("playground").hidden = false;
   $("status-bar").hidden = false;
   wire();
+  initViews(() => state);
   render();
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   // the last events, for tests and for anyone curious in the console

@@ -13,7 +13,7 @@ const RUNS = "wgpt-runs";
 const COMMIT = ".commit";
 const STATE = "training_state.safetensors";
 
-async function runsDir() {
+export async function runsDir() {
   if (!navigator.storage || !navigator.storage.getDirectory)
     throw new Error("this browser has no origin-private file system (OPFS) to save runs in");
   return (await navigator.storage.getDirectory()).getDirectoryHandle(RUNS, { create: true });
@@ -117,7 +117,7 @@ async function summary(id, dir) {
   let bytes = 0;
   for await (const [, handle] of dir.entries()) if (handle.kind === "file") bytes += (await handle.getFile()).size;
   const m = state.run.model;
-  return { id, name, step: state.step, max_iters: state.run.max_iters, shape: `${m.n_layer} layers, ${m.n_embd} dims`, bytes, saved_at: file.lastModified };
+  return { id, name, step: state.step, max_iters: state.run.max_iters, shape: `${m.n_layer} layers, ${m.n_embd} dims`, bytes, saved_at: file.lastModified, settings: state.run };
 }
 
 // Every saved run's summary, newest first, and the storage used.

@@ -27,6 +27,11 @@ export const initial = {
   runs: { runs: [], usage: null, quota: null, unavailable: null },
   checkpointNote: "",
   hubLoad: null, // the hub load in flight, until its model is imported
+  model: null, // the params event: the parameter table, its total, FLOPs per token, the adapter's peak
+  dynamics: [], // the dynamics chart's points ({step, lr, grad_norm, grad_clip, layers}), oldest first
+  tensors: null, // the last tracked step's {step, tensors, layers}: the parameter table's live columns
+  look: { asked: null, shown: null, error: null }, // look inside: the prompt asked, the {step, prompt} shown, {prompt, message} of a failure
+  compare: { ids: [], curves: {} }, // Compare runs: the ticked runs, each one's {history} or {error}
 };
 
 export const running = (s) => ["training", "pausing", "paused"].includes(s.training);
@@ -55,6 +60,9 @@ export const on = {
   plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: "Fits this GPU's limits.", status: s.training === "idle" ? "Ready to train." : s.status }),
   state: (s, ev) => ({ ...s, training: ev.state, step: ev.step, error: ev.state === "training" ? null : s.error, status: trainingStatus(ev) }),
   progress: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, progress: ev, history: { ...s.history, train: [...s.history.train, [ev.step, ev.loss]] } }),
+  dynamics: (s, ev) => ({ ...s, dynamics: [...s.dynamics, ev.point], tensors: { step: ev.point.step, tensors: ev.tensors, layers: ev.point.layers } }),
+  // a new model (imported, or a run started or resumed): its table; its dynamics start afresh
+  params: (s, ev) => ({ ...s, model: ev, tensors: null, dynamics: [] }),
   eval(s, ev) {
     const acc = ev.accuracy ?? null;
     const status = acc === null ? s.status : `Step ${ev.step}: val loss ${fmt.loss(ev.val_loss)}, exact-match accuracy ${(acc * 100).toFixed(0)}%.`;
@@ -65,12 +73,15 @@ export const on = {
     step: ev.step,
     status: `The GPU device was lost at step ${ev.lost_at} (${ev.reason}). Training goes on on a new device from the checkpoint of step ${ev.step}.`,
     history: { train: scoped(s.history.train, ev.step), val: scoped(s.history.val, ev.step) },
+    dynamics: s.dynamics.filter((p) => p.step <= ev.step),
   }),
   diverged: (s, ev) => ({ ...s, training: "stopped", status: `Training diverged at step ${ev.step}.`, error: { message: ev.message, diverged: ev.saved === null ? null : ev } }),
-  restored: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, history: ev.history, progress: null, valLoss: null, sample: "", status: `Resumed ${ev.name} at step ${ev.step}.` }),
+  restored: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, history: ev.history, dynamics: ev.dynamics, progress: null, valLoss: null, sample: "", status: `Resumed ${ev.name} at step ${ev.step}.` }),
   token: (s, ev) => ({ ...s, output: s.output + ev.text }),
   generated: (s, ev) => ({ ...s, generating: false, genSpeed: `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s`, status: s.training === "training" ? s.status : "Generated." }),
-  inspect: (s) => s, // drawn as it comes (inspect.js)
+  // drawn as they come (inspect.js); the state keeps what look inside shows
+  inspect: (s, ev) => ({ ...s, look: { asked: null, shown: { step: ev.step, prompt: ev.prompt }, error: null } }),
+  sampling: (s) => ({ ...s, look: { ...s.look, error: null } }),
   parity: (s, ev) => ({ ...s, status: `Parity ${ev.passed ? "passed" : "FAILED"}: ${ev.name}.` }),
   imported(s, ev) {
     const hub = s.hubLoad;
@@ -89,6 +100,8 @@ export const on = {
   export_run: (s, ev) => ({ ...s, status: `Exported the run at step ${ev.step} as ${ev.name}: go on with it by Import run, or \`wgpt train --resume ${ev.name}\`.` }),
   checkpoint: (s, ev) => ({ ...s, checkpointNote: `saving step ${ev.step}…` }),
   error(s, ev) {
+    // look inside says it in its own box: a prompt being typed is not a problem of the page
+    if (ev.scope === "inspect") return { ...s, look: { ...s.look, asked: null, error: { prompt: s.look.asked ?? s.look.shown?.prompt ?? "", message: ev.message } } };
     const next = { ...s, error: { message: ev.message }, status: `Could not ${failedTo(s, ev.scope)}; see above.` };
     if (ev.scope === "generate") next.generating = false;
     if (ev.scope === "train" && s.training !== "idle") next.training = "stopped";
@@ -99,6 +112,7 @@ export const on = {
   // the worker's store of saved runs (runs.js)
   saved: (s, ev) => ({ ...s, checkpointNote: `step ${ev.step} saved (${bytes(ev.bytes)})` }),
   runs: (s, ev) => ({ ...s, runs: ev }),
+  run_histories: (s, ev) => ({ ...s, compare: { ...s.compare, curves: { ...s.compare.curves, ...Object.fromEntries(ev.runs.map((r) => [r.id, r])) } } }),
   // the page's own controls
   ui_status: (s, ev) => ({ ...s, status: ev.text }),
   ui_error: (s, ev) => ({ ...s, error: { message: ev.message }, status: ev.status ?? s.status }),
@@ -109,11 +123,13 @@ export const on = {
   // resumed before the engine paused: it goes on without a word
   ui_resume: (s) => (s.training === "pausing" ? { ...s, training: "training", status: "Training…" } : s),
   ui_generate: (s) => ({ ...s, generating: true, output: "", genSpeed: "" }),
+  ui_inspecting: (s, ev) => ({ ...s, look: { ...s.look, asked: ev.prompt } }),
+  ui_compare: (s, ev) => ({ ...s, compare: { ...s.compare, ids: ev.on ? [...s.compare.ids.filter((id) => id !== ev.id), ev.id] : s.compare.ids.filter((id) => id !== ev.id) } }),
   ui_hub_loaded: (s, ev) => ({ ...s, hubLoad: ev.load, status: `Loading ${ev.load.repo} onto the GPU…` }),
 };
 
 // Events the store of saved runs (worker.js, runs.js) posts besides the engine's.
-export const STORE_EVENTS = ["saved", "runs"];
+export const STORE_EVENTS = ["saved", "runs", "run_histories"];
 
 export const reduce = (s, ev) => (on[ev.type] ? on[ev.type](s, ev) : s);
 

@@ -1,11 +1,12 @@
 // The GPU side of the page: the wasm engine (src/web/) in a dedicated module worker, and the
 // store of saved runs (runs.js). The page posts {request, files?}: the store's own requests
-// (runs, delete_run, restore_run) are answered here, every other goes to the engine. The engine
+// (runs, delete_run, restore_run, run_histories) are answered here, every other goes to the engine. The engine
 // posts JSON strings; each is parsed once, here: a checkpoint goes to the store, every other
 // event on to the page as {event, files?}. Messages that arrive while the wasm module loads wait.
 
 import init, { Engine } from "../wgpt.js";
 import * as runs from "./runs.js";
+import { histories } from "./run-history.js";
 
 let engine = null;
 const pending = [];
@@ -40,6 +41,9 @@ function deliver({ request, files }) {
         return;
       case "delete_run":
         queue(() => runs.remove(request.id).then(listRuns, (e) => report(storageError("Deleting the saved run", e), "storage")));
+        return;
+      case "run_histories":
+        queue(() => histories(request.ids).then((found) => post({ type: "run_histories", runs: found }), (e) => report(storageError("Reading the saved runs' loss curves", e), "storage")));
         return;
       case "restore_run":
         queue(async () => {
