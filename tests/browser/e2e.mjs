@@ -10,6 +10,13 @@
 // goes on in `wgpt train --resume run.zip` (step, lr and loss go on, the metrics keep the page's
 // history), a hostile run zip is refused with the page's run untouched, and a CLI run zipped by
 // `wgpt export-run` goes on in the page's Import run at its step.
+// The views of issue 15, each with the engine's numbers: `param-table` has a row per tensor and
+// the plan's total, look inside mid-training for "the" fills `prompt-tokens`, the next-token bars,
+// `logit-lens` and every head's attention, the bars follow the temperature, model FLOP/s shows
+// beside tokens/s, `dynamics-chart` is drawn after the tracked steps with the table's live
+// columns, the lens and bars are the same bit for bit after export and import, the hub model's
+// lens' last layer top-1 is greedy's first token and hovering its attention names query, key and
+// weight, and `compare-runs` overlays two saved runs with their differing settings.
 // Prints the figures BENCHMARKS.md records and saves a screenshot.
 //
 // Then plays the Hugging Face hub (the tiny HF-layout GPT-2 of ../shared/data/hf-tiny-gpt2 under
@@ -100,6 +107,44 @@ const waitEvent = (type, props = {}, timeout = 120_000) =>
       { timeout },
     )
     .then((h) => h.jsonValue());
+// the share of a canvas' pixels that are not white
+const inked = (id) =>
+  page.evaluate((id) => {
+    const c = document.querySelector(`[data-testid="${id}"]`);
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) n++;
+    return n / (c.width * c.height);
+  }, id);
+// Look inside as drawn for the `inspect` event `ev`: the prompt's tokens, the next-token bars, the
+// logit lens (a row per layer, a cell per token) and every head's attention, each with the
+// engine's numbers, and the caption naming the step and the prompt.
+async function checkLook(ev, what) {
+  const look = await page.evaluate(() => {
+    const q = (s) => document.querySelector(`[data-testid="${s}"]`);
+    const rows = [...q("logit-lens").querySelectorAll("tbody tr")];
+    return {
+      count: Number(q("prompt-tokens").dataset.count),
+      boxes: q("prompt-tokens").querySelectorAll(".tok").length,
+      bars: [...q("next-token-probs").querySelectorAll("li")].map((li) => [li.dataset.text, Number(li.dataset.before), Number(li.dataset.after)]),
+      lens: rows.map((tr) => ({ layer: Number(tr.dataset.layer), top1: tr.dataset.top1, cells: tr.querySelectorAll("td.cell").length })),
+      heads: q("attention-heads").querySelectorAll("canvas").length,
+      caption: q("look-caption").textContent,
+    };
+  });
+  const t = ev.ids.length;
+  if (!(t > 0) || look.count !== t || look.boxes !== t) fail(`${what}: prompt-tokens shows ${look.count} (${look.boxes} boxes), the engine looked at ${t} tokens`);
+  if (look.bars.length !== Math.min(10, ev.sampling.bars.length) || !look.bars.every(([, b, a]) => b > 0 && b <= 1 && a >= 0 && a <= 1))
+    fail(`${what}: next-token bars ${JSON.stringify(look.bars)}`);
+  if (look.bars[0][0] !== ev.lens.at(-1).top[0].text) fail(`${what}: the first bar ${look.bars[0][0]} is not the lens' last layer's top-1 ${ev.lens.at(-1).top[0].text}`);
+  if (look.lens.length !== ev.n_layer + 1 || !look.lens.every((r) => r.cells === t && r.top1 !== undefined))
+    fail(`${what}: logit lens rows ${JSON.stringify(look.lens)}, expected ${ev.n_layer + 1} layers x ${t} tokens`);
+  if (look.heads !== ev.n_head) fail(`${what}: ${look.heads} small multiples for ${ev.n_head} heads`);
+  const ink = await inked("attention-canvas");
+  if (!(ink > 0.01)) fail(`${what}: the attention canvas is (nearly) blank: ${ink}`);
+  if (!look.caption.includes(`step ${ev.step.toLocaleString("en-US")}`)) fail(`${what}: the caption says ${JSON.stringify(look.caption)}`);
+  console.log(`${what}: ${look.caption} ${t} tokens; next token ${JSON.stringify(look.bars.slice(0, 3))}; lens top-1 per layer ${JSON.stringify(look.lens.map((r) => r.top1))}; ${look.heads} heads, attention ${(ink * 100).toFixed(1)}% inked`);
+}
 
 try {
   const t0 = Date.now();
@@ -127,6 +172,38 @@ try {
   const firstStep = (Date.now() - start) / 1e3;
   const firstLoss = Number(await text("train-loss"));
   console.log(`first step after ${firstStep.toFixed(1)} s, loss ${firstLoss}`);
+
+  // the parameter table of the model being trained: a row per tensor, HF names, the total of the plan
+  const params = await waitEvent("params", {}, 30_000);
+  const nLayer = Number(await page.inputValue("#n_layer"));
+  const planned = Number((await page.textContent("#m-params")).replaceAll(",", ""));
+  const paramNames = await page.$$eval('[data-testid="param-table"] tr[data-name]', (trs) => trs.map((tr) => tr.dataset.name));
+  if (paramNames.length !== 4 + 12 * nLayer + 1 || paramNames.length !== params.rows.length || !paramNames.includes("transformer.h.1.mlp.c_proj.weight") || !paramNames.includes("lm_head.weight"))
+    fail(`param-table rows ${JSON.stringify(paramNames)}`);
+  const total = (await text("param-total")).replaceAll(",", "");
+  if (Number(total) !== params.total || params.total !== planned) fail(`param-table total ${total}, params event ${params.total}, plan ${planned}`);
+  console.log(`param-table: ${paramNames.length} tensors, ${total} parameters (the plan's ${planned})`);
+  // look inside mid-training, "the" typed as a new user would
+  await page.evaluate(() => (window.wgptEvents = []));
+  await byId("prompt").pressSequentially("the", { delay: 50 });
+  const midLook = await waitEvent("inspect", { prompt: "the" }, 120_000);
+  await page.waitForFunction(() => document.querySelector('[data-testid="look-caption"]').textContent.startsWith("Showing step"), null, { timeout: 30_000 });
+  if (!(midLook.step >= 1 && midLook.step < steps)) fail(`the mid-training look is of step ${midLook.step}`);
+  await checkLook(midLook, `look inside mid-training (step ${midLook.step})`);
+  // the sampling bars follow the temperature, from the look's logits (no forward pass)
+  const afterOf = () => page.$$eval('[data-testid="next-token-probs"] li', (lis) => lis.map((li) => li.dataset.after));
+  const barsBefore = await afterOf();
+  await byId("temperature").fill("2");
+  await page.waitForFunction((t) => (window.wgptEvents || []).some((e) => e.type === "sampling" && e.sampling.settings.temperature === t), 2, { timeout: 60_000 });
+  await page.waitForFunction((b) => JSON.stringify([...document.querySelectorAll('[data-testid="next-token-probs"] li')].map((li) => li.dataset.after)) !== b, JSON.stringify(barsBefore), { timeout: 30_000 });
+  const barsHot = await afterOf();
+  console.log(`sampling bars at temperature 0.8 -> 2: ${barsBefore.slice(0, 3).map(Number).map((p) => p.toFixed(3))} -> ${barsHot.slice(0, 3).map(Number).map((p) => p.toFixed(3))}; ${await page.textContent("#sampling-note")}`);
+  if (!(Number(barsHot[0]) < Number(barsBefore[0]))) fail(`a hotter temperature did not flatten the top bar: ${barsBefore[0]} -> ${barsHot[0]}`);
+  await byId("temperature").fill("0.8");
+  // throughput beside tokens/s
+  const flopsText = await text("flops");
+  console.log(`throughput: ${await text("tokens-per-sec")} tokens/s, ${flopsText}, MFU ${await text("mfu")}`);
+  if (!/^\d+\.\d\d [MGT]FLOP\/s$/.test(flopsText)) fail(`model FLOP/s shows ${JSON.stringify(flopsText)}`);
 
   // pause, generate while paused (the step must not move), resume
   await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 5, null, { timeout: 120_000 });
@@ -162,6 +239,14 @@ try {
   console.log(`after ${await text("step")} steps: train loss ${lastLoss}, val loss ${valLoss}, ${tps} tokens/s, ${((Date.now() - start) / 1e3).toFixed(1)} s in all`);
   if (!(lastLoss < firstLoss - 0.5)) fail(`train loss did not fall: ${firstLoss} -> ${lastLoss}`);
   if (!Number.isFinite(valLoss)) fail(`val loss is not a number: ${await text("val-loss")}`);
+  // the training dynamics of every tracked step, charted per layer; the table's live columns
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid="dynamics-chart"]').dataset.points) >= 3, null, { timeout: 30_000 });
+  const dynInk = await inked("dynamics-chart");
+  const points = await page.getAttribute('[data-testid="dynamics-chart"]', "data-points");
+  const live = await page.$$eval('[data-testid="param-table"] tr[data-name="transformer.h.0.attn.c_attn.weight"] td', (tds) => tds.slice(4).map((td) => td.textContent));
+  console.log(`dynamics-chart: ${points} tracked steps, ${(dynInk * 100).toFixed(1)}% inked; h.0.attn.c_attn.weight weight RMS, gradient RMS, update/weight: ${live.join(", ")} (${await text("params-caption")})`);
+  if (!(dynInk > 0.03)) fail(`the dynamics chart is (nearly) blank: ${dynInk}`);
+  if (live.length !== 3 || !live.every((x) => Number.isFinite(Number(x)) && Number(x) > 0)) fail(`the param table's live columns show ${JSON.stringify(live)}`);
 
   // generate after training
   await byId("prompt").fill("the cat");
@@ -182,7 +267,8 @@ try {
     });
     return waitEvent("inspect", {}, 120_000);
   };
-  const topBefore = (await inspectNow()).top;
+  const seen = (ev) => ({ lens: ev.lens, bars: ev.sampling.bars });
+  const topBefore = seen(await inspectNow());
 
   // Page -> CLI: the run as a zip goes on in `wgpt train --resume run.zip` where the page stopped
   const runDownload = page.waitForEvent("download");
@@ -282,9 +368,9 @@ try {
   const again = await text("output");
   if (again !== out) fail(`the re-imported model generated ${JSON.stringify(again)}, the trained one ${JSON.stringify(out)}`);
   console.log("re-imported: the same 40 tokens for the same prompt and seed");
-  const topAfter = (await inspectNow()).top;
-  if (JSON.stringify(topAfter) !== JSON.stringify(topBefore)) fail(`next-token probabilities after re-import ${JSON.stringify(topAfter)} != ${JSON.stringify(topBefore)}`);
-  console.log(`re-imported: the same next-token top 10, bit for bit (${JSON.stringify(topAfter.slice(0, 2))} ...)`);
+  const topAfter = seen(await inspectNow());
+  if (JSON.stringify(topAfter) !== JSON.stringify(topBefore)) fail(`the logit lens and next-token bars after re-import ${JSON.stringify(topAfter)} != ${JSON.stringify(topBefore)}`);
+  console.log(`re-imported: the same logit lens and next-token bars, bit for bit (${JSON.stringify(topAfter.bars.slice(0, 2))} ...)`);
   // the same three files dropped onto the page import too
   await page.evaluate(async (entries) => {
     document.querySelector('[data-testid="status"]').textContent = "";
@@ -374,6 +460,15 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="saved-runs"] li[data-run]').length >= 2, null, { timeout: 60_000 });
   const listed = await page.$$eval('[data-testid="saved-runs"] li[data-run]', (lis) => lis.map((li) => li.textContent));
   console.log(`after a reload, saved runs:\n  ${listed.join("\n  ")}`);
+  // compare runs: two saved runs' curves on one chart, the settings that differ highlighted
+  const ticks = byId("compare-list").locator("input[type=checkbox]");
+  await ticks.nth(0).check();
+  await ticks.nth(1).check();
+  await page.waitForFunction(() => document.querySelector('[data-testid="compare-runs"]').dataset.runs === "2", null, { timeout: 60_000 });
+  const differs = await page.$$eval('[data-testid="compare-legend"] tr[data-differs="true"]', (trs) => trs.map((tr) => tr.dataset.key));
+  const cmpInk = await inked("compare-runs");
+  console.log(`compare-runs: 2 runs, ${(cmpInk * 100).toFixed(1)}% inked; differing settings ${differs.join(", ")}`);
+  if (!(cmpInk > 0.02) || !differs.length) fail(`compare-runs drew ${cmpInk} with differing settings ${JSON.stringify(differs)}`);
   const newestStep = Number(await page.getAttribute('[data-testid="saved-runs"] li[data-run]', "data-step"));
   if (newestStep !== stoppedAt) fail(`the newest saved run is at step ${newestStep}, the fine-tune stopped at ${stoppedAt}`);
   if (!(await byId("resume").isVisible())) fail("after a reload the page does not offer to resume");
@@ -422,24 +517,20 @@ try {
     const greedy = await text("output");
     console.log(`greedy from the hub model: ${JSON.stringify(greedy)} (${await page.textContent("#gen-speed")})`);
     if (greedy !== meta.greedy_text) fail(`greedy ${JSON.stringify(greedy)} != transformers' ${JSON.stringify(meta.greedy_text)}`);
-    // look inside: the next-token bars for the prompt, and layer 1 head 1's attention heatmap
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid="next-token-probs"] li').length === 10, null, { timeout: 60_000 });
-    const bars = await page.$$eval('[data-testid="next-token-probs"] li', (lis) => lis.map((li) => li.textContent));
-    console.log(`next-token top 3: ${JSON.stringify(bars.slice(0, 3))}`);
-    const top1 = JSON.parse(`"${await page.textContent('[data-testid="next-token-probs"] li code')}"`);
-    if (!meta.greedy_text.startsWith(top1)) fail(`the most likely next token ${JSON.stringify(top1)} is not greedy's first`);
+    // look inside: the logit lens' last layer (the model's own distribution) starts greedy's text;
+    // layer 1's heads, head 1 large
+    const hubLook = await waitEvent("inspect", { prompt: meta.prompt }, 60_000);
+    await checkLook(hubLook, "look inside the hub model");
+    const lensTop1 = await page.getAttribute(`[data-testid="logit-lens"] tr[data-layer="${hubLook.n_layer}"]`, "data-top1");
+    if (!meta.greedy_text.startsWith(lensTop1)) fail(`the logit lens' last layer's top-1 ${JSON.stringify(lensTop1)} is not greedy's first token`);
     await page.selectOption('[data-testid="attention-layer"]', "1");
+    await page.waitForFunction(() => (window.wgptEvents || []).some((e) => e.type === "inspect" && e.layer === 1), null, { timeout: 60_000 });
     await page.selectOption('[data-testid="attention-head"]', "1");
-    await page.waitForFunction(() => (window.wgptEvents || []).some((e) => e.type === "inspect" && e.layer === 1 && e.head === 1), null, { timeout: 60_000 });
-    const inked = await page.evaluate(() => {
-      const c = document.querySelector('[data-testid="attention-canvas"]');
-      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-      let n = 0;
-      for (let i = 0; i < d.length; i += 4) if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) n++;
-      return n / (c.width * c.height);
-    });
-    console.log(`attention heatmap, layer 1 head 1: ${(inked * 100).toFixed(1)}% of the canvas inked`);
-    if (!(inked > 0.05)) fail(`the attention canvas is (nearly) blank: ${inked}`);
+    const box = await byId("attention-canvas").boundingBox();
+    await byId("attention-canvas").hover({ position: { x: box.width * 0.6, y: box.height * 0.9 } });
+    const hovered = await text("attention-hover");
+    console.log(`logit lens' last layer top-1 ${JSON.stringify(lensTop1)} starts greedy's ${JSON.stringify(meta.greedy_text.slice(0, 20))}; hover: ${hovered}`);
+    if (!/query .* attends to key .* with weight \d\.\d{3}/.test(hovered) || !hovered.includes("Layer 1, head 1")) fail(`hovering the attention says ${JSON.stringify(hovered)}`);
     // the second load comes from the cache: no request reaches the hub
     const before = JSON.stringify(hubLog.requests);
     const t2 = Date.now();
