@@ -188,3 +188,50 @@ impl Engine {
         Ok(Event::Sampling { step: seen.step, prompt: seen.prompt.clone(), sampling })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(tokenizer: &Tokenizer) -> Texts<'_> {
+        Texts { tokenizer, known: HashMap::new() }
+    }
+
+    #[test]
+    fn notes_say_what_became_of_the_prompt() {
+        let tok = Tokenizer::char_level("the cat sat\n").unwrap();
+        let ids = tok.prompt_ids("the cat").unwrap();
+        assert!(notes("the cat", &ids, 128, true, &tok).unwrap().is_empty(), "a prompt looked at whole needs no note");
+        let n = notes("", &ids, 128, true, &tok).unwrap();
+        assert!(n[0].contains("validation text"), "{n:?}");
+        assert!(notes("", &ids, 128, false, &tok).unwrap()[0].contains("<|endoftext|>"));
+        let lacking = tok.prompt_ids("the dog").unwrap();
+        let n = notes("the dog", &lacking, 128, true, &tok).unwrap();
+        assert_eq!(n, ["the vocabulary lacks 3 of the prompt's characters (dgo): they are left out"]);
+        let n = notes("the cat", &ids, 4, true, &tok).unwrap();
+        assert_eq!(n, ["the prompt has 7 tokens: this shows the last 4"]);
+    }
+
+    #[test]
+    fn sampling_bars_follow_the_settings() {
+        let tok = Tokenizer::char_level("abcdefghijkl").unwrap();
+        let logits: Vec<f32> = (0..12).map(|i| -(i as f32) * 0.5).collect();
+        let warm = Sampler { temperature: 1.0, top_k: 0, top_p: 1.0 };
+        let v = sampling_view(&logits, warm, &mut texts(&tok)).unwrap();
+        assert_eq!(v.bars.len(), BARS);
+        assert_eq!((v.bars[0].text.as_str(), v.candidates), ("a", 12));
+        assert!(v.bars.iter().all(|b| b.candidate && (b.before - b.after).abs() < 1e-6), "{v:?}");
+        assert!(v.bars.windows(2).all(|w| w[0].before > w[1].before), "most likely first");
+        let k3 = sampling_view(&logits, Sampler { top_k: 3, ..warm }, &mut texts(&tok)).unwrap();
+        assert_eq!(k3.candidates, 3);
+        assert_eq!(k3.bars.iter().filter(|b| b.candidate).count(), 3);
+        let after: f32 = k3.bars.iter().map(|b| b.after).sum();
+        assert!(
+            (after - 1.0).abs() < 1e-5 && (k3.mass - (k3.bars[..3].iter().map(|b| b.before).sum::<f32>())).abs() < 1e-6
+        );
+        let hot = sampling_view(&logits, Sampler { temperature: 2.0, ..warm }, &mut texts(&tok)).unwrap();
+        assert!(hot.bars[0].after < hot.bars[0].before, "a hotter temperature flattens: {hot:?}");
+        let greedy = sampling_view(&logits, Sampler { temperature: 0.0, ..warm }, &mut texts(&tok)).unwrap();
+        assert_eq!((greedy.candidates, greedy.bars[0].after), (1, 1.0));
+    }
+}
