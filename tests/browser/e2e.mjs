@@ -12,8 +12,9 @@
 // `wgpt export-run` goes on in the page's Import run at its step.
 // The views of issue 15, each with the engine's numbers: `param-table` has a row per tensor and
 // the plan's total, look inside mid-training for "the" fills `prompt-tokens`, the next-token bars,
-// `logit-lens` and every head's attention, the bars follow the temperature, model FLOP/s shows
-// beside tokens/s, `dynamics-chart` is drawn after the tracked steps with the table's live
+// `logit-lens` and every head's attention, the bars follow the temperature, a prompt the
+// vocabulary cannot spell is explained in look inside's own box, model FLOP/s shows beside
+// tokens/s, `dynamics-chart` is drawn after the tracked steps with the table's live
 // columns, the lens and bars are the same bit for bit after export and import, the hub model's
 // lens' last layer top-1 is greedy's first token and hovering its attention names query, key and
 // weight, and `compare-runs` overlays two saved runs with their differing settings.
@@ -200,6 +201,15 @@ try {
   console.log(`sampling bars at temperature 0.8 -> 2: ${barsBefore.slice(0, 3).map(Number).map((p) => p.toFixed(3))} -> ${barsHot.slice(0, 3).map(Number).map((p) => p.toFixed(3))}; ${await page.textContent("#sampling-note")}`);
   if (!(Number(barsHot[0]) < Number(barsBefore[0]))) fail(`a hotter temperature did not flatten the top bar: ${barsBefore[0]} -> ${barsHot[0]}`);
   await byId("temperature").fill("0.8");
+  // a prompt the vocabulary cannot spell: look inside says why, in its own box, and training goes on
+  await byId("prompt").fill("XYZ");
+  await page.waitForFunction(() => document.querySelector('[data-testid="look-caption"]').textContent.startsWith("Could not look inside"), null, { timeout: 60_000 });
+  const why = await text("look-caption");
+  console.log(`look inside for "XYZ": ${why}; prompt-tokens: ${await text("prompt-tokens")}`);
+  if (!why.includes("none of the prompt's characters") || !why.includes("it knows") || (await page.getAttribute('[data-testid="prompt-tokens"]', "data-count")) !== "0")
+    fail(`look inside for a prompt of unknown characters says ${JSON.stringify(why)}`);
+  if (!(await byId("error").isHidden())) fail(`a prompt being typed raised a page error: ${await text("error")}`);
+  await byId("prompt").fill("the");
   // throughput beside tokens/s
   const flopsText = await text("flops");
   console.log(`throughput: ${await text("tokens-per-sec")} tokens/s, ${flopsText}, MFU ${await text("mfu")}`);

@@ -25,7 +25,7 @@ function decades(lo, hi, n) {
   return out.length ? out : ticks(lo, hi, n);
 }
 
-export const label = (x) => (Math.abs(x) >= 1000 ? x.toLocaleString("en-US") : Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(0) : String(Number(x.toPrecision(4))));
+const label = (x) => (Math.abs(x) >= 1000 ? x.toLocaleString("en-US") : Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(0) : String(Number(x.toPrecision(4))));
 
 // A canvas as wide as its box (at least 320 px), cleared to white; its 2D context.
 export function clear(canvas) {

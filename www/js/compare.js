@@ -16,7 +16,7 @@ function flatten(value, key = "") {
 }
 
 // The settings of `runs` as rows {key, values, differs}, those that differ first.
-export function settingsRows(runs) {
+function settingsRows(runs) {
   const maps = runs.map((r) => new Map(flatten(r.settings ?? {})));
   const keys = [...new Set(maps.flatMap((m) => [...m.keys()]))];
   const rows = keys.map((key) => {

@@ -7,7 +7,7 @@
 import { clear, note, plot } from "./chart.js";
 
 // A colour per layer, from the input side (blue) to the output side (red).
-export const layerColor = (i, n) => `hsl(${220 - (220 * i) / Math.max(1, n - 1)}, 70%, 42%)`;
+const layerColor = (i, n) => `hsl(${220 - (220 * i) / Math.max(1, n - 1)}, 70%, 42%)`;
 
 const LEGEND = 22;
 

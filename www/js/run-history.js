@@ -6,7 +6,7 @@
 import { runsDir } from "./runs.js";
 
 // The loss curves of metrics.jsonl's `text`.
-export function lossCurves(text) {
+function lossCurves(text) {
   const history = { train: [], val: [] };
   for (const line of text.split("\n")) {
     if (!line.trim()) continue;

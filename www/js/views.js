@@ -13,7 +13,7 @@ import { running } from "./state.js";
 let shown = {};
 
 // FLOP/s with a unit, as the CLI's progress line prints them (src/flops.rs).
-export function flops(x) {
+function flops(x) {
   const [scale, unit] = x >= 1e12 ? [1e12, "TFLOP/s"] : x >= 1e9 ? [1e9, "GFLOP/s"] : [1e6, "MFLOP/s"];
   return `${(x / scale).toFixed(2)} ${unit}`;
 }
