@@ -35,6 +35,15 @@ impl Host for Worker {
     fn settle(&self) -> Pin<Box<dyn Future<Output = ()>>> {
         Box::pin(set_timeout_0())
     }
+
+    fn memory_bytes(&self) -> Option<u64> {
+        Some(core::arch::wasm32::memory_size(0) as u64 * 65536)
+    }
+
+    fn new_run_id(&self) -> String {
+        // two tabs may start a run in the same millisecond
+        format!("run-{}-{:04x}", js_sys::Date::now() as u64, (js_sys::Math::random() * 65536.0) as u32)
+    }
 }
 
 /// A promise resolved after the event loop has run (setTimeout 0), so that messages get in.
