@@ -101,8 +101,11 @@ fn wait_for(child: &mut Child, ready: impl Fn() -> bool) -> bool {
     panic!("wgpt train did not reach the kill point within 120 s");
 }
 
+/// (step, loss) pairs.
+type Curve = Vec<(u64, f32)>;
+
 /// The (step, loss) of every progress record and (step, val loss) of every evaluation.
-fn losses(out: &Path) -> (Vec<(u64, f32)>, Vec<(u64, f32)>) {
+fn losses(out: &Path) -> (Curve, Curve) {
     let files = dir::read(out).unwrap();
     let mut progress = vec![];
     let mut evals = vec![];
