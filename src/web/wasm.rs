@@ -22,6 +22,13 @@ impl Host for Worker {
         let Ok(json) = serde_json::to_string(event) else { return };
         if files.is_empty() {
             let _ = self.post.call1(&JsValue::NULL, &json.into());
+        } else if matches!(event, Event::Checkpoint { .. }) {
+            // a checkpoint (1.5 GB for GPT-2 124M) goes out as views into wasm memory, not
+            // copies: www/js/runs.js writes them to storage before this call returns
+            // SAFETY: nothing runs in wasm (so nothing allocates or moves memory) until the
+            // call returns, and the JS keeps no view past it
+            let views: js_sys::Array = files.iter().map(|f| unsafe { js_sys::Uint8Array::view(f) }).collect();
+            let _ = self.post.call2(&JsValue::NULL, &json.into(), &views);
         } else {
             let bytes: js_sys::Array = files.iter().map(|f| js_sys::Uint8Array::from(*f)).collect();
             let _ = self.post.call2(&JsValue::NULL, &json.into(), &bytes);
