@@ -423,6 +423,9 @@ try {
     console.log(`greedy from the hub model: ${JSON.stringify(greedy)} (${await page.textContent("#gen-speed")})`);
     if (greedy !== meta.greedy_text) fail(`greedy ${JSON.stringify(greedy)} != transformers' ${JSON.stringify(meta.greedy_text)}`);
     // look inside: the next-token bars for the prompt, and layer 1 head 1's attention heatmap
+    // (once the look inside this prompt is in: on a busy machine the one asked for on import,
+    // with the prompt before, can come in after the generation)
+    await page.waitForFunction((prompt) => (window.wgptEvents || []).some((e) => e.type === "inspect" && e.tokens.join("") === prompt), meta.prompt, { timeout: 120_000 });
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="next-token-probs"] li').length === 10, null, { timeout: 60_000 });
     const bars = await page.$$eval('[data-testid="next-token-probs"] li', (lis) => lis.map((li) => li.textContent));
     console.log(`next-token top 3: ${JSON.stringify(bars.slice(0, 3))}`);
