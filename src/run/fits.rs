@@ -1,9 +1,107 @@
 //! Whether a training run fits the device, checked before anything is allocated with the same
 //! checks [`crate::Gpt2::new`] and [`crate::Gpt2::forward_plan`] make, and what fits instead when
-//! it does not: the page's plan and `wgpt train` say the same.
+//! it does not: the page's plan and `wgpt train` say the same. Past the limits, a device may still
+//! run out of memory while the buffers are made: [`allocate`] builds inside WebGPU's error scopes
+//! and says what fits then too.
 
+use crate::gpu::OutOfMemory;
 use crate::model::Gpt2Config;
+use crate::train::training_bytes;
 use crate::{Error, Gpu, Result};
+
+/// What is being built, for the message when it does not fit the device's memory.
+#[derive(Debug, Clone, Copy)]
+pub enum Building<'a> {
+    /// A model to generate from (an import).
+    Model(&'a Gpt2Config),
+    /// A training run of this model at batch b and context t.
+    Run(&'a Gpt2Config, usize, usize),
+}
+
+/// Runs `build` (which makes a model or a run on `gpu`) inside an allocation scope. Where the
+/// device runs out of memory, what it built is dropped (what the caller had stays) and the
+/// error says what was asked for and what fits.
+pub async fn allocate<T>(gpu: &Gpu, what: Building<'_>, build: impl FnOnce() -> Result<T>) -> Result<T> {
+    let scope = gpu.alloc_scope();
+    let built = build();
+    match scope.end().await? {
+        None => built,
+        Some(oom) => {
+            drop(built);
+            gpu.queue.submit([]); // the browser frees destroyed buffers once the queue moves
+            Err(out_of_memory(what, &oom))
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// The message for a run or model that ran the device out of memory: what it asked for, what
+/// was in use, and the largest batch and context that fit where the device's memory is known
+/// (else what halving them needs).
+fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
+    let held = if oom.in_use >= 256 << 10 {
+        format!(" with {} already held by the model in use, which stays", mib(oom.in_use))
+    } else {
+        String::new()
+    };
+    let known = match oom.budget {
+        Some(b) => format!("this GPU has {} for buffers", mib(b)),
+        None => "this GPU does not say how much memory it has".to_string(),
+    };
+    let room = oom.budget.map(|b| b.saturating_sub(oom.in_use));
+    let (thing, offers) = match what {
+        Building::Model(_) => ("this model".to_string(), vec![]),
+        Building::Run(model, b, t) => {
+            // a checkpoint reads AdamW's moments back through a staging buffer of their size
+            let readback = 2 * 4 * model.num_params() as u64;
+            let need = |b, t| training_bytes(model, b, t) + readback;
+            let fixed = 4 * 4 * model.num_params() as u64; // weights, gradients, AdamW's m and v
+            let thing = format!(
+                "this run (about {}: {} for the weights, gradients and AdamW moments, {} to read a checkpoint \
+                 back, the rest activations at batch {b}, context {t})",
+                mib(need(b, t)),
+                mib(fixed),
+                mib(readback)
+            );
+            let offers = match room {
+                Some(room) => {
+                    let mut offers = vec![];
+                    if let Some(b2) = largest_below(b, |b2| need(b2, t) <= room) {
+                        offers.push(format!(
+                            "batch size {b2} with gradient accumulation {} ({} sequences per step, about {})",
+                            b.div_ceil(b2),
+                            b2 * b.div_ceil(b2),
+                            mib(need(b2, t))
+                        ));
+                    }
+                    if let Some(t2) = largest_below(t, |t2| need(b, t2) <= room) {
+                        offers
+                            .push(format!("a context (block size) of {t2} at batch {b} (about {})", mib(need(b, t2))));
+                    }
+                    offers
+                }
+                None if b > 1 || t > 1 => vec![format!(
+                    "perhaps batch size {} with gradient accumulation 2 (about {}), or a context of {} (about {})",
+                    b.div_ceil(2),
+                    mib(need(b.div_ceil(2), t)),
+                    t.div_ceil(2),
+                    mib(need(b, t.div_ceil(2)))
+                )],
+                None => vec![],
+            };
+            (thing, offers)
+        }
+    };
+    let what_fits =
+        if offers.is_empty() { "a smaller model (fewer layers or dims)".to_string() } else { offers.join("; or ") };
+    Error::Limits(format!(
+        "the GPU ran out of memory for {thing}: it asked for {}{held}, and {known}. What fits: {what_fits}",
+        mib(oom.requested)
+    ))
+}
 
 /// Checks training `model` at batch `b` and context `t` against `gpu`'s limits; past them the
 /// error also says what fits: the largest batch (with the gradient accumulation that keeps the

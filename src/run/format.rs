@@ -236,6 +236,14 @@ pub mod dir {
         format!(".{name}.tmp")
     }
 
+    /// Test hook: `WGPT_COMMIT_PAUSE_MS=N` sleeps N ms after each step of a commit, widening the
+    /// window a kill test aims at (tests/kill.rs).
+    fn pause() {
+        if let Some(ms) = std::env::var("WGPT_COMMIT_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+
     /// Writes `bytes` to `path` and syncs it to disk.
     fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(path).map_err(|e| io("create", path, e))?;
@@ -255,12 +263,14 @@ pub mod dir {
         std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
         for (name, bytes) in files {
             write_synced(&dir.join(tmp(name)), bytes)?;
+            pause();
         }
         let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
         let list = serde_json::to_vec(&names).map_err(|e| Error::Format(format!("cannot list the commit: {e}")))?;
         write_synced(&dir.join(tmp(COMMIT)), &list)?;
         std::fs::rename(dir.join(tmp(COMMIT)), dir.join(COMMIT)).map_err(|e| io("write", &dir.join(COMMIT), e))?;
         sync_dir(dir);
+        pause();
         finish(dir)
     }
 
@@ -276,6 +286,7 @@ pub mod dir {
                     let from = dir.join(tmp(name));
                     if from.exists() {
                         std::fs::rename(&from, dir.join(name)).map_err(|e| io("write", &dir.join(name), e))?;
+                        pause();
                     }
                 }
                 sync_dir(dir);

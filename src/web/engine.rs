@@ -31,6 +31,16 @@ pub trait Host {
     /// Lets the event loop run once (the browser reports a lost device a turn after the failed
     /// readback); natively there is nothing to wait for.
     fn settle(&self) -> Pin<Box<dyn Future<Output = ()>>>;
+    /// The bytes of the engine's own memory where there is one to measure (the worker's wasm
+    /// memory); natively None.
+    fn memory_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// A name for a new run, unique among the runs of every tab of the page (they share one
+    /// store): the time, and where the host has one, a random suffix.
+    fn new_run_id(&self) -> String {
+        format!("run-{}", (self.clock())() as u64)
+    }
 }
 
 /// Requests waiting for the engine, and the flags the page flips at once (pause, stop, cancel)

@@ -4,6 +4,7 @@
 use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::model::Gpt2;
 use crate::parity::{self, ParityFile};
+use crate::run::fits::{allocate, Building};
 use crate::tokenizer::Tokenizer;
 use crate::web::engine::{Engine, Loaded, Model};
 use crate::web::protocol::{Event, ParityCheck};
@@ -12,7 +13,7 @@ use crate::{hf, Error, Result};
 
 impl Engine {
     /// Loads a Hugging Face GPT-2 directory's files; on error the current model stays.
-    pub(crate) fn import(
+    pub(crate) async fn import(
         &mut self,
         name: String,
         config: &str,
@@ -32,8 +33,9 @@ impl Engine {
                 cfg.vocab_size
             )));
         }
-        let model = Gpt2::new(kernels, &weights)?;
-        let decoder = Decoder::new(&model)?;
+        let gpu = kernels.gpu.clone();
+        let build = || Gpt2::new(kernels, &weights).and_then(|model| Ok((Decoder::new(&model)?, model)));
+        let (decoder, model) = allocate(&gpu, Building::Model(&cfg), build).await?;
         self.tokens = None;
         self.post(&params_event(&cfg, cfg.block_size, &model.kernels.gpu.describe()));
         self.model = Model::Loaded(Box::new(Loaded { model, decoder, tokenizer, look: Looker::default() }));

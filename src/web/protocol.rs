@@ -97,6 +97,14 @@ pub enum Request {
     /// Destroys the GPU device, as a driver reset would, to exercise the recovery (tests;
     /// `wgptDebug.loseDevice()` in the page's console).
     LoseDevice,
+    /// The engine's memory: a `memory` event (`wgptDebug.memory()`; the soak test reads it).
+    Memory,
+    /// Behave as if the GPU had `bytes` of memory for our buffers (None: what it has), past
+    /// which building a model or run fails as out of memory (tests; `wgptDebug.capMemory(bytes)`).
+    CapMemory {
+        #[serde(default)]
+        bytes: Option<u64>,
+    },
 }
 
 /// Where a run is.
@@ -423,6 +431,13 @@ pub enum Event {
         scope: Scope,
         message: String,
     },
+    /// The engine's memory: the worker's wasm memory (None natively), and the GPU buffers alive
+    /// and their bytes (what the engine made; 0 before the GPU is ready).
+    Memory {
+        wasm_bytes: Option<u64>,
+        gpu_buffers: u64,
+        gpu_bytes: u64,
+    },
 }
 
 #[cfg(test)]
@@ -475,6 +490,8 @@ mod tests {
             Request::Sampling(Sampler { temperature: 0.0, ..sampling }),
             Request::Parity { name: "tiny.safetensors".into() },
             Request::LoseDevice,
+            Request::Memory,
+            Request::CapMemory { bytes: Some(1 << 20) },
         ];
         let tags: Vec<String> = requests.iter().map(|r| tag(&round_trip(r), &m.requests)).collect();
         assert_eq!(tags, m.requests, "one sample per request, in declaration order");
@@ -588,6 +605,7 @@ mod tests {
                 params: 124_439_808,
             },
             Event::Error { scope: Scope::Checkpoint, message: "full".into() },
+            Event::Memory { wasm_bytes: Some(1 << 24), gpu_buffers: 300, gpu_bytes: 1 << 22 },
         ];
         let tags: Vec<String> = events.iter().map(|e| tag(&round_trip(e), &m.events)).collect();
         assert_eq!(tags, m.events, "one sample per event, in declaration order");

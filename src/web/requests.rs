@@ -67,7 +67,7 @@ impl Engine {
                     self.fail(Scope::Export, e).await;
                 }
             }
-            Request::Import { name, config, tokenizer } => match self.import(name, &config, &tokenizer, file) {
+            Request::Import { name, config, tokenizer } => match self.import(name, &config, &tokenizer, file).await {
                 Ok(event) => self.post(&event),
                 Err(e) => self.error(Scope::Import, e),
             },
@@ -94,6 +94,14 @@ impl Engine {
             Request::Parity { name } => match self.parity(name, file).await {
                 Ok(event) => self.post(&event),
                 Err(e) => self.fail(Scope::Parity, e).await,
+            },
+            Request::Memory => {
+                let (gpu_buffers, gpu_bytes) = self.kernels.as_ref().map_or((0, 0), |k| k.gpu.buffer_stats());
+                self.post(&Event::Memory { wasm_bytes: self.host.memory_bytes(), gpu_buffers, gpu_bytes });
+            }
+            Request::CapMemory { bytes } => match &self.kernels {
+                Some(k) => k.gpu.cap_memory(bytes),
+                None => self.error(Scope::Gpu, Error::Gpu("the GPU is not ready".into())),
             },
             // flags, flipped by Inbox::handle as they arrive
             Request::Pause | Request::Resume | Request::Stop | Request::Cancel => {}

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use crate::data::corpus_text;
 use crate::model::Weights;
-use crate::run::fits::check_fits;
+use crate::run::fits::{allocate, check_fits, Building};
 use crate::run::format::{checkpoint_files, RunFiles, CORPUS_FILE};
 use crate::run::{archive, DataSource, Driver, Run, RunSettings};
 use crate::web::engine::{Corpus, Engine, Model, Training};
@@ -35,21 +35,24 @@ impl Engine {
             None => DataSource::Text(corpus.name.clone()),
         };
         let cfg = settings.run_config(weights.config, data, spec)?;
-        check_fits(&kernels.gpu, &cfg.model, cfg.train.batch_size, cfg.train.seq_len)?;
+        let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
+        check_fits(&kernels.gpu, &model, b, t)?;
         // a task's examples come from the run's own seed, as when `wgpt train` regenerates them
         let corpus = match cfg.data.task_text(cfg.seed) {
             Some(text) => Rc::new(Corpus { name: corpus.name.clone(), text: text?, task: corpus.task.clone() }),
             None => corpus,
         };
         // the old run (and its GPU memory) goes only once the new one exists
-        let run = Run::new(kernels, cfg, &weights, tokenizer, &corpus.text)?;
+        let gpu = kernels.gpu.clone();
+        let build = || Run::new(kernels, cfg, &weights, tokenizer, &corpus.text);
+        let run = allocate(&gpu, Building::Run(&model, b, t), build).await?;
         let driver = Driver::new(run, self.host.clock());
         self.begin(driver, self.new_id(), corpus, false);
         Ok(())
     }
 
     fn new_id(&self) -> String {
-        format!("run-{}", (self.host.clock())() as u64)
+        self.host.new_run_id()
     }
 
     /// Makes `driver` the current run, training on `corpus` (which becomes the current corpus).
@@ -120,17 +123,22 @@ impl Engine {
             })?,
         };
         let mut changed = !stored;
-        let run = Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
-            if let Some(lr) = lr {
-                cfg.train.set_lr(lr)?;
-                changed = true;
-            }
-            if let Some(n) = max_iters.filter(|&n| n > cfg.max_iters) {
-                cfg.max_iters = n;
-                changed = true;
-            }
-            Ok(())
-        })?;
+        let (gpu, building) =
+            (kernels.gpu.clone(), Building::Run(&saved.model, saved.train.batch_size, saved.train.seq_len));
+        let build = || {
+            Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
+                if let Some(lr) = lr {
+                    cfg.train.set_lr(lr)?;
+                    changed = true;
+                }
+                if let Some(n) = max_iters.filter(|&n| n > cfg.max_iters) {
+                    cfg.max_iters = n;
+                    changed = true;
+                }
+                Ok(())
+            })
+        };
+        let run = allocate(&gpu, building, build).await?;
         let (step, max_iters) = (run.step(), run.cfg.max_iters);
         let name = run.cfg.data.name();
         let task = match &run.cfg.data {

@@ -22,6 +22,13 @@ impl Host for Worker {
         let Ok(json) = serde_json::to_string(event) else { return };
         if files.is_empty() {
             let _ = self.post.call1(&JsValue::NULL, &json.into());
+        } else if matches!(event, Event::Checkpoint { .. }) {
+            // a checkpoint (1.5 GB for GPT-2 124M) goes out as views into wasm memory, not
+            // copies: www/js/runs.js writes them to storage before this call returns
+            // SAFETY: nothing runs in wasm (so nothing allocates or moves memory) until the
+            // call returns, and the JS keeps no view past it
+            let views: js_sys::Array = files.iter().map(|f| unsafe { js_sys::Uint8Array::view(f) }).collect();
+            let _ = self.post.call2(&JsValue::NULL, &json.into(), &views);
         } else {
             let bytes: js_sys::Array = files.iter().map(|f| js_sys::Uint8Array::from(*f)).collect();
             let _ = self.post.call2(&JsValue::NULL, &json.into(), &bytes);
@@ -34,6 +41,15 @@ impl Host for Worker {
 
     fn settle(&self) -> Pin<Box<dyn Future<Output = ()>>> {
         Box::pin(set_timeout_0())
+    }
+
+    fn memory_bytes(&self) -> Option<u64> {
+        Some(core::arch::wasm32::memory_size(0) as u64 * 65536)
+    }
+
+    fn new_run_id(&self) -> String {
+        // two tabs may start a run in the same millisecond
+        format!("run-{}-{:04x}", js_sys::Date::now() as u64, (js_sys::Math::random() * 65536.0) as u32)
     }
 }
 

@@ -14,16 +14,18 @@ import { headChosen, hover } from "./attention.js";
 import { initViews, renderViews } from "./views.js";
 import { showParity } from "./parity.js";
 import { showRuns } from "./saved-runs.js";
+import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches, paramsOf, roomNeeded, watchLifecycle } from "./reliability.js";
 import { initial, reduce, running, mismatch } from "./state.js";
 
 // The store's requests, answered by worker.js (runs.js) rather than the engine.
-const STORE_REQUESTS = ["runs", "delete_run", "restore_run", "run_histories"];
+const STORE_REQUESTS = ["runs", "delete_run", "restore_run", "run_histories", "room", "commit_pause"];
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
-const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "train_seed"];
+const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed"];
 const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 
 let state = initial;
 let worker = null;
+const debug = debugHooks((request) => send(request));
 
 function dispatch(ev) {
   state = reduce(state, ev);
@@ -56,6 +58,7 @@ function settings() {
     max_iters: num("max_iters"),
     lr: num("lr"),
     eval_interval: Math.max(1, num("eval_interval")),
+    eval_iters: Math.max(1, num("eval_iters")),
     log_interval: 1, // every step: the chart moves with each one
     seed: num("train_seed"),
   };
@@ -73,6 +76,7 @@ function applyPreset(name) {
   const p = Object.fromEntries(state.protocol.presets)[name];
   if (!p) return;
   for (const id of ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_iters", "lr", "eval_interval"]) $(id).value = p[id];
+  $("eval_iters").value = evalBatches(paramsOf(p));
 }
 
 let planTimer = 0;
@@ -223,6 +227,10 @@ function render() {
   text("output", s.output);
   text("gen-speed", s.genSpeed);
   text("checkpoint-note", s.checkpointNote);
+  text("checkpoint-plan", checkpointPlan(s));
+  const note = backgroundNote(s);
+  text("background-note", note);
+  $("background-note").hidden = !note;
   if (shown.runs !== s.runs || shown.training !== s.training || shown.ready !== s.ready)
     showRuns(s, {
       resume: (r) => {
@@ -251,6 +259,12 @@ function effects(ev, files) {
     case "corpus":
       schedulePlan();
       break;
+    case "plan":
+      probeRoom();
+      break;
+    case "memory":
+      debug.onMemory(ev);
+      break;
     case "saved":
       send({ type: "runs" });
       if (state.compare.ids.includes(ev.id)) send({ type: "run_histories", ids: [ev.id] });
@@ -263,6 +277,7 @@ function effects(ev, files) {
       if (ev.state !== "training") scheduleInspect();
       break;
     case "imported":
+      $("eval_iters").value = evalBatches(ev.params);
       scheduleInspect();
       schedulePlan();
       break;
@@ -437,6 +452,7 @@ function wire() {
   on("train-start", "click", () => {
     dispatch({ type: "ui_start" });
     send({ type: "start", settings: settings() });
+    askPersistence().then(() => send({ type: "runs" }));
   });
   on("train-pause", "click", () => {
     if (state.training === "training") {
@@ -471,6 +487,15 @@ function wire() {
   on("attention-canvas", "mousemove", hover);
   for (const id of ["temperature", "top-k", "top-p"]) on(id, "input", resample);
   window.addEventListener("resize", scheduleChart);
+  // another tab may have let a run go meanwhile
+  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && state.ready && send({ type: "runs" }));
+  watchLifecycle(dispatch);
+}
+
+// Whether the storage has room to save a big run's checkpoints (asked once per size).
+function probeRoom() {
+  const need = roomNeeded(state);
+  if (need && (!state.room || state.room.bytes !== need)) send({ type: "room", bytes: need });
 }
 
 function startEngine() {
@@ -483,7 +508,7 @@ function startEngine() {
   // the last events, for tests and for anyone curious in the console
   window.wgptEvents = [];
   // for tests and for trying the recovery by hand: a lost GPU device, as after a driver reset
-  window.wgptDebug = { loseDevice: () => send({ type: "lose_device" }) };
+  window.wgptDebug = { loseDevice: () => send({ type: "lose_device" }), ...debug.hooks };
   worker.onmessage = ({ data: { event, files } }) => {
     window.wgptEvents.push(event);
     if (window.wgptEvents.length > 100) window.wgptEvents.shift();

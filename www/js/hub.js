@@ -3,7 +3,8 @@
 // after it is whole) so the second load needs no network. Not Cache Storage: Chromium's refuses
 // bodies of a few hundred MB, and GPT-2's model.safetensors is 548 MB. A download that breaks
 // off is retried from where it stopped (an HTTP Range request), three times, with a message each
-// time.
+// time. Tabs share the cache: writes to it take the Web Lock "wgpt-hub" one at a time, and a
+// file counts as cached only once its marker says it is whole.
 
 import { $, bytes } from "./dom.js";
 
@@ -37,14 +38,19 @@ const hubCache = {
     }
   },
   async put(url, bytes) {
-    const dir = await this.dir();
-    const name = encodeURIComponent(url);
-    await dir.removeEntry(`${name}.size`).catch(() => {});
-    for (const [file, data] of [[name, bytes], [`${name}.size`, String(bytes.length)]]) {
-      const w = await (await dir.getFileHandle(file, { create: true })).createWritable();
-      await w.write(data);
-      await w.close();
-    }
+    const write = async () => {
+      const dir = await this.dir();
+      const name = encodeURIComponent(url);
+      // the swap files of writes a killed browser left (no other tab writes while this holds the lock)
+      for await (const [file] of dir.entries()) if (file.endsWith(".crswap")) await dir.removeEntry(file).catch(() => {});
+      await dir.removeEntry(`${name}.size`).catch(() => {});
+      for (const [file, data] of [[name, bytes], [`${name}.size`, String(bytes.length)]]) {
+        const w = await (await dir.getFileHandle(file, { create: true })).createWritable();
+        await w.write(data);
+        await w.close();
+      }
+    };
+    return navigator.locks ? navigator.locks.request("wgpt-hub", write) : write();
   },
 };
 

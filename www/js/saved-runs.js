@@ -1,19 +1,23 @@
 // The list of saved runs under the training controls, and the offer to resume the newest after a
-// reload (while nothing has been trained or loaded yet). Drawn from the state's `runs`.
+// reload (while nothing has been trained or loaded yet). Drawn from the state's `runs`. A run
+// another tab is training is marked so, and cannot be resumed or deleted here meanwhile.
 
 import { $, h, bytes, fmt } from "./dom.js";
 import { running } from "./state.js";
 
 // `act.resume(run)` and `act.remove(run)` do what the buttons say.
 export function showRuns(state, act) {
-  const { runs, usage, quota, unavailable } = state.runs;
-  $("storage-use").textContent = unavailable
-    ? `${unavailable} Runs cannot be saved here.`
-    : usage !== null && quota
-      ? `This page's storage: ${bytes(usage)} of ${bytes(quota)}.`
-      : "";
+  const { runs, usage, persisted, unavailable } = state.runs;
+  // (the browser's quota figure is not shown: Chromium reports usage + 10 GiB whatever the real one)
+  const kept =
+    persisted === true
+      ? " It is persistent: the browser keeps it when disk space runs low."
+      : persisted === false
+        ? " The browser may clear it when disk space runs low (it decides which sites keep theirs)."
+        : "";
+  $("storage-use").textContent = unavailable ? `${unavailable} Runs cannot be saved here.` : usage !== null ? `This page's storage holds ${bytes(usage)}.${kept}` : "";
   const offer = $("resume-offer");
-  const last = runs[0];
+  const last = runs.find((r) => !r.open_elsewhere);
   offer.hidden = !last || state.training !== "idle";
   if (last) {
     const go = h("button", { type: "button", class: "primary", "data-testid": "resume" }, "Resume");
@@ -30,15 +34,18 @@ export function showRuns(state, act) {
     ...runs.map((r) => {
       const again = h("button", { type: "button", "data-testid": "resume-run", "data-run": r.id }, "Resume");
       const del = h("button", { type: "button", class: "link", "data-testid": "delete-run", "data-run": r.id }, "delete");
-      again.disabled = running(state) || !state.ready;
+      again.disabled = running(state) || !state.ready || Boolean(r.open_elsewhere);
+      del.disabled = Boolean(r.open_elsewhere);
       again.onclick = () => act.resume(r);
       del.onclick = () => act.remove(r);
       const when = new Date(r.saved_at).toLocaleString();
+      const elsewhere = r.open_elsewhere ? h("em", { "data-testid": "open-elsewhere" }, "this run is open in another tab ") : null;
       return h(
         "li",
-        { "data-run": r.id, "data-step": String(r.step) },
+        { "data-run": r.id, "data-step": String(r.step), "data-open-elsewhere": String(Boolean(r.open_elsewhere)) },
         h("strong", {}, r.name),
         ` · step ${fmt.int(r.step)} of ${fmt.int(r.max_iters)} · ${r.shape} · ${bytes(r.bytes)} · ${when} `,
+        elsewhere,
         again,
         " ",
         del,

@@ -32,6 +32,9 @@ export const initial = {
   tensors: null, // the last tracked step's {step, tensors, layers}: the parameter table's live columns
   look: { asked: null, shown: null, error: null }, // look inside: the prompt asked, the {step, prompt} shown, {prompt, message} of a failure
   compare: { ids: [], curves: {} }, // Compare runs: the ticked runs, each one's {history} or {error}
+  background: null, // hidden | resumed | discarded: what the tab's lifecycle did (reliability.js)
+  room: null, // {bytes, fits}: the last storage probe for a checkpoint's save
+  shelved: null, // the run before's step and history while a Start builds the next (ui_start)
 };
 
 export const running = (s) => ["training", "pausing", "paused"].includes(s.training);
@@ -51,6 +54,8 @@ function trainingStatus(ev) {
   }
 }
 
+const shelf = ({ step, progress, valLoss, sample, history }) => ({ step, progress, valLoss, sample, history });
+
 const scoped = (pts, step) => pts.filter(([at]) => at <= step);
 
 // One handler per event the page knows (its keys): each returns the next state.
@@ -58,7 +63,7 @@ export const on = {
   ready: (s, ev) => ({ ...s, ready: true, protocol: ev.protocol, status: `Ready on ${ev.adapter}. Choose a corpus.` }),
   corpus: (s, ev) => ({ ...s, corpus: ev, plan: null, error: null, status: `Corpus: ${ev.name}.` }),
   plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: "Fits this GPU's limits.", status: s.training === "idle" ? "Ready to train." : s.status }),
-  state: (s, ev) => ({ ...s, training: ev.state, step: ev.step, error: ev.state === "training" ? null : s.error, status: trainingStatus(ev) }),
+  state: (s, ev) => ({ ...s, shelved: null, training: ev.state, step: ev.step, error: ev.state === "training" ? null : s.error, status: trainingStatus(ev) }),
   progress: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, progress: ev, history: { ...s.history, train: [...s.history.train, [ev.step, ev.loss]] } }),
   dynamics: (s, ev) => ({ ...s, dynamics: [...s.dynamics, ev.point], tensors: { step: ev.point.step, tensors: ev.tensors, layers: ev.point.layers } }),
   // a new model (imported, or a run started or resumed): its table; its dynamics start afresh
@@ -104,7 +109,8 @@ export const on = {
     if (ev.scope === "inspect") return { ...s, look: { ...s.look, asked: null, error: { prompt: s.look.asked ?? s.look.shown?.prompt ?? "", message: ev.message } } };
     const next = { ...s, error: { message: ev.message }, status: `Could not ${failedTo(s, ev.scope)}; see above.` };
     if (ev.scope === "generate") next.generating = false;
-    if (ev.scope === "train" && s.training !== "idle") next.training = "stopped";
+    if (ev.scope === "train" && s.shelved) Object.assign(next, s.shelved, { shelved: null });
+    else if (ev.scope === "train" && s.training !== "idle") next.training = "stopped";
     if (ev.scope === "plan") next.planNote = "";
     if (ev.scope === "checkpoint") next.checkpointNote = "not saved";
     return next;
@@ -113,12 +119,16 @@ export const on = {
   saved: (s, ev) => ({ ...s, checkpointNote: `step ${ev.step} saved (${bytes(ev.bytes)})` }),
   runs: (s, ev) => ({ ...s, runs: ev }),
   run_histories: (s, ev) => ({ ...s, compare: { ...s.compare, curves: { ...s.compare.curves, ...Object.fromEntries(ev.runs.map((r) => [r.id, r])) } } }),
+  room: (s, ev) => ({ ...s, room: ev }),
+  memory: (s) => s, // answered to wgptDebug.memory() (reliability.js)
   // the page's own controls
   ui_status: (s, ev) => ({ ...s, status: ev.text }),
   ui_error: (s, ev) => ({ ...s, error: { message: ev.message }, status: ev.status ?? s.status }),
   ui_clear_error: (s) => ({ ...s, error: null }),
   ui_planning: (s) => ({ ...s, planNote: "Tokenizing and checking the model against this GPU…" }),
-  ui_start: (s) => ({ ...s, step: 0, progress: null, valLoss: null, sample: "", history: { train: [], val: [] }, status: "Building the model…" }),
+  // what the run before showed stays aside until the new run starts: a start that fails (out
+  // of memory) leaves the engine's run as it was, and the page shows it again
+  ui_start: (s) => ({ ...s, shelved: shelf(s), step: 0, progress: null, valLoss: null, sample: "", history: { train: [], val: [] }, status: "Building the model…" }),
   ui_pause: (s) => ({ ...s, training: "pausing", status: "Pausing after this step…" }),
   // resumed before the engine paused: it goes on without a word
   ui_resume: (s) => (s.training === "pausing" ? { ...s, training: "training", status: "Training…" } : s),
@@ -126,10 +136,12 @@ export const on = {
   ui_inspecting: (s, ev) => ({ ...s, look: { ...s.look, asked: ev.prompt } }),
   ui_compare: (s, ev) => ({ ...s, compare: { ...s.compare, ids: ev.on ? [...s.compare.ids.filter((id) => id !== ev.id), ev.id] : s.compare.ids.filter((id) => id !== ev.id) } }),
   ui_hub_loaded: (s, ev) => ({ ...s, hubLoad: ev.load, status: `Loading ${ev.load.repo} onto the GPU…` }),
+  // visible again: a note about a freeze or a discard stays until the tab goes to the background again
+  ui_background: (s, ev) => ({ ...s, background: ev.what === "visible" ? (s.background === "hidden" ? null : s.background) : ev.what }),
 };
 
 // Events the store of saved runs (worker.js, runs.js) posts besides the engine's.
-export const STORE_EVENTS = ["saved", "runs", "run_histories"];
+export const STORE_EVENTS = ["saved", "runs", "run_histories", "room"];
 
 export const reduce = (s, ev) => (on[ev.type] ? on[ev.type](s, ev) : s);
 

@@ -1,8 +1,11 @@
 // The GPU side of the page: the wasm engine (src/web/) in a dedicated module worker, and the
 // store of saved runs (runs.js). The page posts {request, files?}: the store's own requests
-// (runs, delete_run, restore_run, run_histories) are answered here, every other goes to the engine. The engine
-// posts JSON strings; each is parsed once, here: a checkpoint goes to the store, every other
-// event on to the page as {event, files?}. Messages that arrive while the wasm module loads wait.
+// (runs, delete_run, restore_run, run_histories, room, commit_pause) are answered here, every
+// other goes to the engine. The engine posts JSON strings; each is parsed once, here: a checkpoint
+// goes to the store (its files are views into the engine's memory, written before this returns),
+// every other event on to the page as {event, files?}. Messages that arrive while the wasm
+// module loads wait.
+// The run this tab trains holds its Web Lock (runs.js) until it stops or the tab moves on.
 
 import init, { Engine } from "../wgpt.js";
 import * as runs from "./runs.js";
@@ -10,6 +13,8 @@ import { histories } from "./run-history.js";
 
 let engine = null;
 const pending = [];
+let current = null; // the run the engine trains (its id), once a checkpoint or a restore names it
+let restoring = null;
 
 const post = (event, files) => (files ? postMessage({ event, files }, files.map((f) => f.buffer)) : postMessage({ event }));
 const report = (message, scope = "gpu") => post({ type: "error", scope, message });
@@ -22,7 +27,7 @@ const storageError = (what, err) =>
 
 // Storage work happens one job at a time, in order.
 let storage = Promise.resolve();
-const queue = (job) => (storage = storage.then(job));
+const queue = (job) => (storage = storage.then(job).catch(() => {}));
 
 async function listRuns() {
   try {
@@ -49,11 +54,19 @@ function deliver({ request, files }) {
         queue(async () => {
           try {
             const { names, files } = await runs.read(request.id);
+            restoring = request.id;
             engine.handle(JSON.stringify({ type: "restore", id: request.id, names, lr: request.lr ?? null }), files);
           } catch (e) {
+            if (request.id !== current) runs.release(request.id);
             report(storageError("Reading the saved run", e), "restore");
           }
         });
+        return;
+      case "room":
+        queue(() => runs.room(request.bytes).then((fits) => post({ type: "room", bytes: request.bytes, fits }), () => post({ type: "room", bytes: request.bytes, fits: false })));
+        return;
+      case "commit_pause":
+        runs.setCommitPause(request.ms);
         return;
     }
     engine.handle(JSON.stringify(request), files ?? []);
@@ -64,26 +77,57 @@ function deliver({ request, files }) {
 
 self.onmessage = (e) => (engine ? deliver(e.data) : pending.push(e.data));
 
+// The engine goes on with run `id`: it keeps that run's lock and lets the others go (once the
+// saves queued before are done).
+function moveTo(id) {
+  current = id;
+  queue(() => runs.releaseAllBut(id));
+}
+
 function onEngineEvent(json, files) {
   const event = JSON.parse(json);
   switch (event.type) {
-    case "checkpoint":
+    case "checkpoint": {
+      // now, while the views into the engine's memory are valid
+      const staged = runs.stage(event, files ?? []);
+      if (event.id !== current) moveTo(event.id);
       queue(() =>
-        runs.save(event, files).then(
-          (saved) => post({ type: "saved", ...saved }),
+        runs.save(event, staged).then(
+          (saved) => post({ type: "saved", ...saved, copied: Boolean(staged.copies) }),
           (e) => report(`${storageError(`Saving the checkpoint of step ${event.step}`, e)} The run itself is not affected; the previous checkpoint is kept.`, "checkpoint"),
         ),
       );
       post({ type: "checkpoint", id: event.id, step: event.step });
       return;
-    default:
-      post(event, files); // an export hands over its files' bytes (transferred)
+    }
+    case "restored":
+      restoring = null;
+      moveTo(event.id);
+      break;
+    case "state":
+    case "diverged":
+      // a run that stopped is written no more: another tab may go on with it
+      if (current && (event.type === "diverged" || ["stopped", "done"].includes(event.state))) {
+        const id = current;
+        queue(() => runs.release(id));
+      }
+      break;
+    case "error":
+      if (event.scope === "restore" && restoring && restoring !== current) {
+        const id = restoring;
+        queue(() => runs.release(id));
+      }
+      restoring = null;
+      break;
   }
+  post(event, files); // an export hands over its files' bytes (transferred)
 }
 
 init()
-  .then(() => {
+  .then(async () => {
     engine = new Engine(onEngineEvent);
     pending.splice(0).forEach(deliver);
+    await runs.sweep().catch(() => {});
+    await runs.prepare();
   })
   .catch((err) => report(`loading the engine (wgpt_bg.wasm) failed: ${err}`));

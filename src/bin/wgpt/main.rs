@@ -98,6 +98,11 @@ fn main() -> ExitCode {
 pub fn kernels() -> Result<Arc<Kernels>> {
     let gpu = pollster::block_on(Gpu::new())?;
     eprintln!("adapter: {}", gpu.describe());
+    // fault injection for tests: a device with this many bytes of memory (see Gpu::cap_memory)
+    if let Ok(v) = std::env::var("WGPT_GPU_MEMORY") {
+        let bytes = v.parse().map_err(|_| Error::Input(format!("WGPT_GPU_MEMORY must be bytes, got {v:?}")))?;
+        gpu.cap_memory(Some(bytes));
+    }
     Ok(Arc::new(Kernels::new(&gpu)))
 }
 

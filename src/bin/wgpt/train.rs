@@ -13,6 +13,7 @@ use wgpt::flops::Throughput;
 use wgpt::kernels::Kernels;
 use wgpt::model::Weights;
 use wgpt::run::driver::diverged_message;
+use wgpt::run::fits::Building;
 use wgpt::run::format::{checkpoint_files, dir, RunFiles, CORPUS_FILE};
 use wgpt::run::settings::{DEFAULT_SEED, EVAL_ITERS};
 use wgpt::run::{archive, fits, DataSource, Driver, Eval, Run, RunEvent, RunSettings, Status};
@@ -201,8 +202,11 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>) -> Result<(Driver, String)> {
         }
     };
     let cfg = spec.run_config(weights.config, data, spec.tokenizer.clone())?;
-    fits::check_fits(&kernels.gpu, &cfg.model, cfg.train.batch_size, cfg.train.seq_len)?;
-    let run = Run::new(kernels, cfg, &weights, tokenizer, &text)?;
+    let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
+    fits::check_fits(&kernels.gpu, &model, b, t)?;
+    let gpu = kernels.gpu.clone();
+    let build = || Run::new(kernels, cfg, &weights, tokenizer, &text);
+    let run = pollster::block_on(fits::allocate(&gpu, Building::Run(&model, b, t), build))?;
     Ok((Driver::new(run, wall_clock), text))
 }
 
@@ -259,19 +263,23 @@ fn resume(a: &TrainArgs, kernels: Arc<Kernels>, from: &Path) -> Result<(Driver, 
         None => source_text(&saved.data, saved.seed)?,
     };
     let mut changed = missing_corpus || out != dir_of_run;
-    let run = Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
-        if let Some(n) = a.max_iters.filter(|&n| n > cfg.max_iters) {
-            cfg.max_iters = n;
-            changed = true;
-        }
-        if let Some(lr) = a.lr {
-            cfg.train.set_lr(lr)?;
-            eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
-            changed = true;
-        }
-        Ok(())
-    })
-    .map_err(|e| match e {
+    let (gpu, building) =
+        (kernels.gpu.clone(), Building::Run(&saved.model, saved.train.batch_size, saved.train.seq_len));
+    let build = || {
+        Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
+            if let Some(n) = a.max_iters.filter(|&n| n > cfg.max_iters) {
+                cfg.max_iters = n;
+                changed = true;
+            }
+            if let Some(lr) = a.lr {
+                cfg.train.set_lr(lr)?;
+                eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
+                changed = true;
+            }
+            Ok(())
+        })
+    };
+    let run = pollster::block_on(fits::allocate(&gpu, building, build)).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", dir_of_run.display())),
         e => e,
     })?;

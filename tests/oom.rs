@@ -1,0 +1,188 @@
+//! Running out of GPU memory: a run whose buffers pass every binding limit but not the device's
+//! memory fails inside WebGPU error scopes with a message that says what it asked for and what
+//! fits, and what the user had stays. Neither lavapipe nor SwiftShader reports running out of
+//! memory, so a memory budget is injected ([`wgpt::Gpu::cap_memory`]; `WGPT_GPU_MEMORY` for the
+//! CLI; the page's `cap_memory` request, also in tests/browser/reliability.mjs).
+#![cfg(not(target_arch = "wasm32"))] // native only: processes
+
+mod common;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use serde_json::json;
+use wgpt::model::Gpt2Config;
+use wgpt::run::driver::Clock;
+use wgpt::train::training_bytes;
+use wgpt::web::protocol::{Event, Scope, TrainState};
+use wgpt::web::{Engine, Host};
+
+fn corpus() -> String {
+    "the cat sat on the mat. a dog ran to the door. my friend sang for the moon.\n".repeat(30)
+}
+
+/// The tiny preset on the corpus's characters.
+fn tiny() -> Gpt2Config {
+    let vocab_size = wgpt::tokenizer::Tokenizer::char_level(&corpus()).unwrap().vocab_size();
+    Gpt2Config { vocab_size, ..Gpt2Config::preset("tiny").unwrap() }
+}
+
+/// What a run of `tiny()` at batch b needs: its buffers, and the staging buffer a checkpoint
+/// reads AdamW's moments back through.
+fn need(b: usize) -> u64 {
+    training_bytes(&tiny(), b, 32) + 8 * tiny().num_params() as u64
+}
+
+/// The batch the message offers ("What fits: batch size N with ...").
+fn offered_batch(message: &str) -> usize {
+    let tail = message.split("What fits: batch size ").nth(1).unwrap_or_else(|| panic!("no batch offered: {message}"));
+    tail.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// `wgpt train` on a device with too little memory for batch 8 exits with what fits; the batch
+/// it offers then trains within the same memory.
+#[test]
+fn the_cli_says_what_fits_when_the_gpu_runs_out_of_memory() {
+    let Some(_) = common::shared_kernels() else { return };
+    let dir = std::env::temp_dir().join(format!("wgpt-oom-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("corpus.txt");
+    std::fs::write(&text, corpus()).unwrap();
+    let budget = need(3) + (64 << 10);
+    let train = |batch: &str, accum: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+            .args(["train", "--preset", "tiny", "--max-iters", "2", "--eval-interval", "2", "--eval-iters", "1"])
+            .args(["--batch-size", batch, "--grad-accum", accum, "--data"])
+            .arg(&text)
+            .arg("--out")
+            .arg(dir.join("run"))
+            .env("WGPT_GPU_MEMORY", budget.to_string())
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let (code, log) = train("8", "1");
+    let message = log.lines().find(|l| l.contains("out of memory")).unwrap_or_else(|| panic!("no message: {log}"));
+    println!("{message}");
+    assert_eq!(code, Some(2), "{log}");
+    assert!(message.contains("this GPU has") && message.contains("gradients and AdamW moments"), "{message}");
+    let b = offered_batch(message);
+    assert!(need(b) <= budget && need(b + 1) > budget, "offered batch {b}");
+    assert!(
+        message.contains(&format!("batch size {b} with gradient accumulation 3 (9 sequences per step")),
+        "{message}"
+    );
+    assert!(!dir.join("run").join("training_state.safetensors").exists(), "nothing saved from a run that never was");
+    let (code, log) = train(&b.to_string(), "3");
+    assert_eq!(code, Some(0), "the offered batch does not fit: {log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+type Posted = Rc<RefCell<Vec<Event>>>;
+
+/// The page's engine, natively, recording what it posts.
+struct Recorder(Posted);
+
+impl Host for Recorder {
+    fn post(&self, event: &Event, _: &[&[u8]]) {
+        self.0.borrow_mut().push(event.clone());
+    }
+
+    fn clock(&self) -> Clock {
+        || 0.0
+    }
+
+    fn settle(&self) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(async {})
+    }
+}
+
+/// Sends `request`, then works until an event matching `done` (returned with the events since).
+fn ask(engine: &mut Engine, events: &Posted, request: serde_json::Value, done: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let seen = events.borrow().len();
+    engine.handle(&request.to_string(), vec![]).unwrap();
+    loop {
+        let busy = pollster::block_on(engine.tick());
+        let since = events.borrow()[seen..].to_vec();
+        if since.iter().any(&done) {
+            return since;
+        }
+        assert!(busy, "the engine went idle first: {since:?}");
+    }
+}
+
+fn settings(batch: usize) -> serde_json::Value {
+    json!({"tokenizer": "char", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 32, "batch_size": batch, "max_iters": 4, "lr": 2e-3, "eval_interval": 4,
+           "eval_iters": 1, "log_interval": 1, "seed": 1})
+}
+
+fn memory(engine: &mut Engine, events: &Posted) -> (u64, u64) {
+    let ev = ask(engine, events, json!({"type": "memory"}), |e| matches!(e, Event::Memory { .. }));
+    match ev.last() {
+        Some(Event::Memory { gpu_buffers, gpu_bytes, .. }) => (*gpu_buffers, *gpu_bytes),
+        e => panic!("{e:?}"),
+    }
+}
+
+/// The page's engine: a run trains; a bigger one fails out of memory with what fits, and the
+/// first run's model stays, every buffer of the failed one freed; the batch it offers starts;
+/// and an import that does not fit keeps the run too.
+#[test]
+fn the_page_keeps_its_run_when_the_next_one_runs_out_of_memory() {
+    let Some(_) = common::shared_kernels() else { return };
+    let events: Posted = Rc::default();
+    let mut engine = Engine::new(Box::new(Recorder(events.clone())));
+    ask(&mut engine, &events, json!({"type": "init"}), |e| matches!(e, Event::Ready { .. }));
+    ask(&mut engine, &events, json!({"type": "corpus", "name": "c.txt", "text": corpus()}), |e| {
+        matches!(e, Event::Corpus { .. })
+    });
+    let done = |e: &Event| matches!(e, Event::State { state: TrainState::Done, .. });
+    ask(&mut engine, &events, json!({"type": "start", "settings": settings(2)}), done);
+    let before = memory(&mut engine, &events);
+    // room for the run held and a second one at batch 3, not at batch 8
+    let budget = before.1 + need(3) + (64 << 10);
+    engine.handle(&json!({"type": "cap_memory", "bytes": budget}).to_string(), vec![]).unwrap();
+    pollster::block_on(engine.tick());
+    let failed = |e: &Event| matches!(e, Event::Error { .. });
+    let ev = ask(&mut engine, &events, json!({"type": "start", "settings": settings(8)}), failed);
+    let Some(Event::Error { scope: Scope::Train, message }) = ev.last() else { panic!("{ev:?}") };
+    println!("{message}");
+    assert!(message.contains("ran out of memory") && message.contains("already held by the model in use"), "{message}");
+    let b = offered_batch(message);
+    assert!(need(b) <= budget - before.1, "offered batch {b} does not fit the room left");
+    assert_eq!(memory(&mut engine, &events), before, "the failed run's buffers are not all freed");
+    let token = |e: &Event| matches!(e, Event::Generated { .. });
+    let ev = ask(&mut engine, &events, prompt(), token);
+    assert!(matches!(ev.last(), Some(Event::Generated { tokens: 5, .. })), "the kept model does not generate: {ev:?}");
+
+    // the offered batch fits beside the kept run, and replaces it
+    let ev = ask(&mut engine, &events, json!({"type": "start", "settings": settings(b)}), done);
+    assert!(!ev.iter().any(|e| matches!(e, Event::Error { .. })), "{ev:?}");
+
+    // an imported model too big for what is left: the run stays
+    let big = Gpt2Config { n_layer: 4, n_head: 4, n_embd: 256, block_size: 64, ..tiny() };
+    let weights = wgpt::model::Weights::random(big, 1);
+    let tok = wgpt::tokenizer::Tokenizer::char_level(&corpus()).unwrap();
+    let files = wgpt::hf::files(&weights, &tok).unwrap();
+    let file = |name| String::from_utf8(files.iter().find(|(n, _)| *n == name).unwrap().1.clone()).unwrap();
+    let model = files.iter().find(|(n, _)| *n == "model.safetensors").unwrap().1.clone();
+    let request =
+        json!({"type": "import", "name": "big", "config": file("config.json"), "tokenizer": file("tokenizer.json")});
+    let seen = events.borrow().len();
+    engine.handle(&request.to_string(), vec![model]).unwrap();
+    while !events.borrow()[seen..].iter().any(|e| failed(e) || matches!(e, Event::Imported { .. })) {
+        assert!(pollster::block_on(engine.tick()), "the import neither failed nor finished");
+    }
+    let Some(Event::Error { scope: Scope::Import, message }) = events.borrow().last().cloned() else { panic!() };
+    println!("{message}");
+    assert!(message.contains("ran out of memory for this model") && message.contains("a smaller model"), "{message}");
+    let ev = ask(&mut engine, &events, prompt(), token);
+    assert!(matches!(ev.last(), Some(Event::Generated { tokens: 5, .. })), "the run is gone after the import: {ev:?}");
+}
+
+fn prompt() -> serde_json::Value {
+    json!({"type": "generate", "prompt": "the", "temperature": 0.0, "top_k": 0, "top_p": 1.0, "max_tokens": 5, "seed": 1})
+}
