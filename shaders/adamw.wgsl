@@ -26,16 +26,18 @@ struct Step {
 
 const WG: u32 = 256u;
 const CHUNK: u32 = 65536u; // elements per sumsq workgroup: 256 per invocation
-var<workgroup> red: array<f32, WG>;
 
+//#entry sumsq
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(2) var<storage, read> grad_in: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
 
 // One workgroup of 256 per 65536-element chunk of one gradient tensor: partials[slot + chunk].
 @compute @workgroup_size(256)
 fn sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let chunk = wid.y * nwg.x + wid.x;
+    let chunk = flat_index(wid, nwg, 0u, 1u);
     let start = chunk * CHUNK;
     if start >= p.n {
         return; // whole workgroup
@@ -43,7 +45,7 @@ fn sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let end = min(start + CHUNK, p.n);
     var s = 0.0;
     for (var i = start + lid; i < end; i += WG) {
-        let g = grad_in[i];
+        let g = grad[i];
         s = fma(g, g, s);
     }
     red[lid] = s;
@@ -59,15 +61,18 @@ fn sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
 }
 
-@group(0) @binding(3) var<storage, read_write> norm: array<f32>;
-@group(0) @binding(4) var<storage, read> partials_in: array<f32>;
+//#entry norm_finish
+@group(0) @binding(1) var<storage, read_write> norm: array<f32>;
+@group(0) @binding(2) var<storage, read> partials: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
 
 // One workgroup of 256: norm[0] = sqrt(sum of the p.n partial sums).
 @compute @workgroup_size(256)
 fn norm_finish(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
     for (var i = lid; i < p.n; i += WG) {
-        s += partials_in[i];
+        s += partials[i];
     }
     red[lid] = s;
     workgroupBarrier();
@@ -82,18 +87,19 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-@group(0) @binding(5) var<storage, read_write> param: array<f32>;
-@group(0) @binding(6) var<storage, read_write> m: array<f32>;
-@group(0) @binding(7) var<storage, read_write> v: array<f32>;
-@group(0) @binding(8) var<storage, read> grad: array<f32>;
-@group(0) @binding(9) var<storage, read> step: Step;
-@group(0) @binding(10) var<storage, read> grad_norm: array<f32>;
+//#entry update
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<storage, read> grad: array<f32>;
+@group(0) @binding(5) var<storage, read> step: Step;
+@group(0) @binding(6) var<storage, read> grad_norm: array<f32>;
 
 // One invocation per element of one parameter tensor (2D grid of 64-wide workgroups).
 @compute @workgroup_size(64)
 fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let i = flat_index(wid, nwg, lid, 64u);
     if i >= p.n {
         return;
     }

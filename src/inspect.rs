@@ -1,8 +1,11 @@
 //! A look inside the model for one prompt, as the page's "look inside" view shows it: the
 //! next-token distribution (its most likely tokens) and one head's attention probabilities,
 //! tokens on both axes. One forward pass of the prompt; only the last row of logits and the one
-//! T x T attention matrix come back from the GPU.
+//! T x T attention matrix come back from the GPU. Where the forward keeps no matrix (flash
+//! attention), the chosen layer's matrices are recomputed from its qkv by the classic kernel.
 
+use crate::gpu::Tensor;
+use crate::kernels::{AttentionImpl, AttentionKind, AttnFwd, Program};
 use crate::model::{Forward, Gpt2};
 use crate::{Error, Result};
 
@@ -21,7 +24,14 @@ pub struct Inspection {
 /// Keeps the forward plan of the last prompt length, so typing does not reallocate.
 #[derive(Default)]
 pub struct Inspector {
-    plan: Option<Forward>,
+    plan: Option<Plan>,
+}
+
+/// A forward plan and, where its attention keeps no matrix, the classic attention's outputs
+/// (out (1,T,C) and att (1,NH,T,T)) to recompute one layer's matrices into.
+struct Plan {
+    forward: Forward,
+    recompute: Option<(Tensor, Tensor)>,
 }
 
 impl Inspector {
@@ -47,16 +57,32 @@ impl Inspector {
         }
         let ids = &ids[ids.len().saturating_sub(c.block_size)..];
         let t = ids.len();
-        if self.plan.as_ref().is_none_or(|f| f.t != t) {
-            self.plan = None; // free the old plan's activations before allocating the new one
-            self.plan = Some(model.forward_plan(1, t)?);
-        }
-        let f = self.plan.as_ref().expect("planned above");
-        model.forward(f, ids, None)?;
         let gpu = &model.kernels.gpu;
+        if self.plan.as_ref().is_none_or(|p| p.forward.t != t) {
+            self.plan = None; // free the old plan's activations before allocating the new one
+            let forward = model.forward_plan(1, t)?;
+            let recompute = (forward.acts.attention.kind() == AttentionKind::Flash).then(|| {
+                let matrices = AttentionKind::Classic.saved_shape(1, c.n_head, t);
+                (gpu.tensor("inspect.out", &[1, t, c.n_embd]), gpu.tensor("inspect.att", &matrices))
+            });
+            self.plan = Some(Plan { forward, recompute });
+        }
+        let plan = self.plan.as_ref().expect("planned above");
+        let f = &plan.forward;
+        model.forward(f, ids, None)?;
         let v = c.vocab_size;
         let logits = gpu.read_range(&f.acts.logits, (t - 1) * v, v).await?;
-        let mut attention = gpu.read_range(&f.acts.att[layer], head * t * t, t * t).await?;
+        let att = match &plan.recompute {
+            None => &f.acts.att[layer],
+            Some((out, att)) => {
+                let mut prog = Program::default();
+                let fwd = AttnFwd { out, saved: att, qkv: &f.acts.qkv[layer] };
+                model.kernels.attention.forward(&mut prog, AttentionImpl::Classic, fwd, c.n_head, None);
+                gpu.run(|pass| prog.encode(pass));
+                att
+            }
+        };
+        let mut attention = gpu.read_range(att, head * t * t, t * t).await?;
         for (i, row) in attention.chunks_mut(t).enumerate() {
             row[i + 1..].fill(0.0);
         }

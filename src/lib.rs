@@ -17,6 +17,7 @@ pub mod rng;
 pub mod run;
 pub mod tokenizer;
 pub mod train;
+pub mod tune;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -205,6 +205,7 @@ pub async fn check_training(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec
         eps: adamw.eps,
         grad_clip: 0.0,
         dropout: 0.0,
+        attention: None,
     };
     let model = Gpt2::new(kernels, &p.weights)?;
     let mut trainer = Trainer::new(model, cfg)?;

@@ -19,7 +19,7 @@ use wasm_bindgen::prelude::*;
 use crate::data::{corpus_text, Dataset, Task};
 use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::inspect::Inspector;
-use crate::kernels::Kernels;
+use crate::kernels::{AttentionKind, Kernels};
 use crate::model::{ActivationTensors, Gpt2, Gpt2Config, Weights};
 use crate::parity::{self, ParityFile};
 use crate::run::{CheckpointFiles, DataSource, Run, RunConfig};
@@ -484,7 +484,7 @@ impl Driver {
         self.kernels = None;
         self.loaded = None; // an imported model lived on the lost device only
         let gpu = Gpu::new().await.map_err(|e| Error::Gpu(format!("the GPU device was lost ({reason}) and {e}")))?;
-        let kernels = Arc::new(Kernels::new(&gpu));
+        let kernels = Arc::new(Kernels::new(&gpu)?);
         self.kernels = Some(kernels.clone());
         let Some(tr) = self.run.as_mut() else {
             return Err(Error::Gpu(format!(
@@ -550,7 +550,10 @@ impl Driver {
                         max_buffer_size: l.max_buffer_size,
                         max_storage_binding: l.max_storage_buffer_binding_size,
                     });
-                    self.kernels = Some(Arc::new(Kernels::new(&gpu)));
+                    match Kernels::new(&gpu) {
+                        Ok(k) => self.kernels = Some(Arc::new(k)),
+                        Err(e) => self.error("gpu", e),
+                    }
                 }
                 Err(e) => self.error("gpu", e),
             },
@@ -763,9 +766,10 @@ impl Driver {
             }
         };
         let (b, t) = (settings.batch_size.max(1), settings.block_size.clamp(1, model.block_size));
+        let kind = self.kernels.as_ref().map_or(AttentionKind::Flash, |k| k.attention_kind(&model, b, t));
         if let Some(k) = &self.kernels {
-            if let Err(e) = Self::fits(&k.gpu, &model, b, t) {
-                return Err(Self::what_fits(&k.gpu, &model, b, t, e));
+            if let Err(e) = Self::fits(&k.gpu, &model, b, t, kind) {
+                return Err(Self::what_fits(&k.gpu, &model, b, t, kind, e));
             }
         }
         Dataset::check_len(tokens, t)?;
@@ -776,15 +780,15 @@ impl Driver {
             train,
             val: tokens - train,
             params: model.num_params(),
-            memory_bytes: training_bytes(&model, b, t),
+            memory_bytes: training_bytes(&model, b, t, kind),
         })
     }
 
     /// Checks the buffers and bindings training `model` at (B, T) needs against `gpu`'s limits
     /// (wte is bound in row chunks, so it needs one buffer only).
-    fn fits(gpu: &Gpu, model: &Gpt2Config, b: usize, t: usize) -> Result<()> {
+    fn fits(gpu: &Gpu, model: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> Result<()> {
         gpu.check_buffer("the token embedding wte (vocab x n_embd)", 4 * (model.vocab_size * model.n_embd) as u64)?;
-        for (what, shape) in ActivationTensors::specs(model, b, t) {
+        for (what, shape) in ActivationTensors::specs(model, b, t, kind) {
             gpu.check_binding(&format!("the {what} at B={b}, T={t}"), 4 * shape.iter().product::<usize>() as u64)?;
         }
         Ok(())
@@ -792,9 +796,9 @@ impl Driver {
 
     /// `e` plus what would fit: the largest batch (with the gradient accumulation that keeps the
     /// sequences per step) and the longest context at this batch.
-    fn what_fits(gpu: &Gpu, model: &Gpt2Config, b: usize, t: usize, e: Error) -> Error {
-        let batch = largest_below(b, |b2| Self::fits(gpu, model, b2, t).is_ok());
-        let context = largest_below(t, |t2| Self::fits(gpu, model, b, t2).is_ok());
+    fn what_fits(gpu: &Gpu, model: &Gpt2Config, b: usize, t: usize, kind: AttentionKind, e: Error) -> Error {
+        let batch = largest_below(b, |b2| Self::fits(gpu, model, b2, t, kind).is_ok());
+        let context = largest_below(t, |t2| Self::fits(gpu, model, b, t2, kind).is_ok());
         let mut offers = vec![];
         if let Some(b2) = batch {
             offers.push(format!(

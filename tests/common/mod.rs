@@ -17,7 +17,7 @@ pub fn in_ci() -> bool {
 #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread there
 pub async fn kernels() -> Option<Arc<Kernels>> {
     match Gpu::new().await {
-        Ok(gpu) => Some(Arc::new(Kernels::new(&gpu))),
+        Ok(gpu) => Some(Arc::new(Kernels::new(&gpu).unwrap_or_else(|e| panic!("{e}")))),
         Err(e) if in_ci() => panic!("CI is set but there is no GPU adapter: {e}"),
         Err(e) => {
             println!("SKIP: no GPU adapter ({e})");

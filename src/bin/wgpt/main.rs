@@ -20,6 +20,7 @@ mod cli {
     use wgpt::kernels::Kernels;
     use wgpt::model::Gpt2;
     use wgpt::parity::{check, ParityFile};
+    use wgpt::tune::Family;
     use wgpt::{hf, read_file, Error, Gpu, Result};
 
     #[derive(Parser)]
@@ -29,9 +30,16 @@ mod cli {
         about = "GPT-2 on WebGPU: our own WGSL kernels, equal to Hugging Face's GPT2LMHeadModel"
     )]
     struct Cli {
+        /// Kernel family: auto (per adapter: tuned on first use and cached, or a built-in table
+        /// on software adapters), portable, subgroup or tiled. Overrides WGPT_KERNELS.
+        #[arg(long, global = true, value_name = "auto|portable|subgroup|tiled")]
+        kernels: Option<String>,
         #[command(subcommand)]
         command: Command,
     }
+
+    /// --kernels, once parsed.
+    static FAMILY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
     #[derive(Subcommand)]
     enum Command {
@@ -71,6 +79,7 @@ mod cli {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        FAMILY.get_or_init(|| cli.kernels.clone());
         let result = match cli.command {
             Command::Train(args) => crate::train::train(*args),
             Command::Parity { file } => parity(file),
@@ -87,10 +96,15 @@ mod cli {
         }
     }
 
+    /// The kernels of the default adapter, of the family --kernels (or WGPT_KERNELS) names.
     pub fn kernels() -> Result<Arc<Kernels>> {
+        let family = match FAMILY.get().and_then(Option::as_ref) {
+            Some(name) => Family::parse(name)?,
+            None => Family::from_env()?,
+        };
         let gpu = pollster::block_on(Gpu::new())?;
-        eprintln!("adapter: {}", gpu.describe());
-        Ok(Arc::new(Kernels::new(&gpu)))
+        eprintln!("adapter: {} (kernels: {})", gpu.describe(), family.name());
+        Ok(Arc::new(Kernels::with_family(&gpu, family)?))
     }
 
     fn parity(file: PathBuf) -> Result<ExitCode> {

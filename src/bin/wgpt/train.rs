@@ -224,6 +224,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 eps: 1e-8,
                 grad_clip: a.grad_clip,
                 dropout: a.dropout,
+                attention: None,
             },
             max_iters,
             eval_interval: a.eval_interval.max(1),
