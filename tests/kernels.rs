@@ -477,7 +477,9 @@ async fn matmul_variants_identical(k: Arc<Kernels>) {
     let g = &k.gpu;
     let all = matmuls(&k);
     let mut compared = 0;
-    for (i, &(m, kk, n)) in [(64, 128, 384), (132, 20, 260), (12, 8, 20), (8, 70000, 4), (200, 36, 100)].iter().enumerate() {
+    for (i, &(m, kk, n)) in
+        [(64, 128, 384), (132, 20, 260), (12, 8, 20), (8, 70000, 4), (200, 36, 100)].iter().enumerate()
+    {
         for (ta, tb) in [(false, false), (false, true), (true, false)] {
             let mut rng = Rng::new(1700 + i as u64);
             let (a, b) = (rng.vec(m * kk, -1.0, 1.0), rng.vec(kk * n, -1.0, 1.0));
@@ -624,7 +626,8 @@ async fn attention_flash_bwd(k: Arc<Kernels>) {
                 let delta = g.upload("delta", &[b, nh, t], &vec![f32::NAN; b * nh * t]);
                 let mut prog = Program::default();
                 k.attention.forward(&mut prog, imp, AttnFwd { out: &out_t, saved: &lse, qkv: &qkv_t }, nh, drop);
-                let bwd = AttnBwd { dqkv: &dqkv, scratch: &delta, dout: &dout_t, qkv: &qkv_t, out: &out_t, saved: &lse };
+                let bwd =
+                    AttnBwd { dqkv: &dqkv, scratch: &delta, dout: &dout_t, qkv: &qkv_t, out: &out_t, saved: &lse };
                 k.attention.backward(&mut prog, imp, bwd, nh, drop);
                 k.gpu.run(|pass| prog.encode(pass));
                 let got = g.read_many(&[&dqkv, &delta]).await.unwrap();
