@@ -100,6 +100,8 @@ impl Run {
         let model = Gpt2::new(kernels, weights)?;
         let decoder = Decoder::new(&model)?;
         let trainer = Trainer::new(model, cfg.train)?;
+        // the trainer has fixed the attention numerics (TrainConfig::attention): saved with the run
+        let cfg = RunConfig { train: trainer.cfg, ..cfg };
         let data_rng = Rng::new(cfg.seed);
         Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, decoder })
     }

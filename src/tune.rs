@@ -155,8 +155,10 @@ pub struct TuneReport {
     /// Every problem timed now, its candidates and the pick.
     pub tables: Vec<Timed>,
     /// Where the choice came from: "tuned", "cache", "built-in table for a software adapter" or
-    /// "forced by --kernels".
+    /// "forced by --kernels / WGPT_KERNELS".
     pub source: String,
+    /// Whether this adapter's cache entry changed (write the cache back).
+    pub recorded: bool,
 }
 
 /// One problem's candidates: their milliseconds and the one chosen.
@@ -178,13 +180,22 @@ pub struct Tuning {
     gpu: Gpu,
     family: Family,
     attention: Mutex<HashMap<AttnShape, AttentionImpl>>,
+    /// This adapter's choices, cached or new.
     entry: Mutex<CacheEntry>,
+    /// The cache file given to [`Tuning::load_json`] (other adapters' entries are kept).
+    file: Mutex<CacheFile>,
 }
 
 impl Tuning {
     pub fn new(gpu: &Gpu, family: Family) -> Tuning {
         let entry = CacheEntry { adapter: AdapterKey::of(gpu), matmul: BTreeMap::new(), attention: BTreeMap::new() };
-        Tuning { gpu: gpu.clone(), family, attention: Mutex::new(HashMap::new()), entry: Mutex::new(entry) }
+        Tuning {
+            gpu: gpu.clone(),
+            family,
+            attention: Mutex::new(HashMap::new()),
+            entry: Mutex::new(entry),
+            file: Mutex::new(CacheFile::default()),
+        }
     }
 
     pub fn family(&self) -> Family {
@@ -249,7 +260,9 @@ impl Tuning {
         let file: CacheFile = serde_json::from_str(json)
             .map_err(|e| Error::Format(format!("the kernel tuning cache is malformed: {e}")))?;
         let key = AdapterKey::of(&self.gpu);
-        let Some(entry) = file.entries.into_iter().find(|e| e.adapter == key) else {
+        let found = file.entries.iter().find(|e| e.adapter == key).cloned();
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = file;
+        let Some(entry) = found else {
             return Ok(false);
         };
         for (product, variant) in &entry.matmul {
@@ -269,10 +282,10 @@ impl Tuning {
         Ok(true)
     }
 
-    /// `previous` (a cache file's JSON, or None) with this adapter's entry replaced by what it
-    /// knows now.
-    pub fn to_json(&self, previous: Option<&str>) -> String {
-        let mut file: CacheFile = previous.and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
+    /// The cache file last loaded (or an empty one) with this adapter's entry replaced by what it
+    /// knows now, as JSON.
+    pub fn to_json(&self) -> String {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let entry = self.entry.lock().unwrap_or_else(|e| e.into_inner()).clone();
         file.entries.retain(|e| e.adapter != entry.adapter);
         file.entries.push(entry);
@@ -326,14 +339,25 @@ impl Tuning {
         let (products, attention) = run_problems(k, cfg, b, t);
         let source = if self.family != Family::Auto {
             "forced by --kernels / WGPT_KERNELS"
-        } else if self.software() {
-            "built-in table for a software adapter"
         } else if self.known(&products, &attention) {
             "cache"
+        } else if self.software() {
+            "built-in table for a software adapter"
         } else {
             "tuned"
         };
         let mut report = TuneReport { source: source.into(), ..TuneReport::default() };
+        if source.starts_with("built-in") {
+            // recorded, so that the next start finds this run's problems in the cache
+            let mut e = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+            for p in &products {
+                e.matmul.insert(p.name(), k.matmul.choice(p).name());
+            }
+            for s in &attention {
+                e.attention.insert(s.name(), self.attention_impl(None, *s).name().into());
+            }
+            report.recorded = true;
+        }
         if source != "tuned" && !force {
             return Ok(report);
         }
@@ -349,6 +373,7 @@ impl Tuning {
                 times.push((v, time_product(k, v, p, 3).await?));
             }
             let pick = self.decide_matmul(k, p, &times);
+            report.recorded |= self.times();
             report.tables.push(Timed {
                 problem: p.name(),
                 times: times.iter().map(|(v, ms)| (v.name(), *ms)).collect(),
@@ -369,6 +394,7 @@ impl Tuning {
                 }
             }
             let pick = self.decide_attention(s, &times);
+            report.recorded |= self.times();
             let times = times.iter().map(|(i, ms)| (i.name().to_string(), *ms)).collect();
             report.tables.push(Timed { problem: s.name(), times, pick: pick.name().into() });
             report.timed += 1;
@@ -494,30 +520,35 @@ pub fn cache_path() -> Option<std::path::PathBuf> {
     Some(dir.join("wgpt").join("tune.json"))
 }
 
-/// Natively: takes the cached choices of this adapter from [`cache_path`], tunes what is missing
-/// for a run of `cfg` at (B, T) and writes the cache back when anything was timed. A cache that
-/// cannot be read or written costs a retune, not the run (the report's source says so).
+/// Natively: takes this adapter's cached choices from [`cache_path`], tunes what is missing for
+/// a run of `cfg` at (B, T) and writes the cache back where that changed it. A cache that cannot
+/// be read or written costs a retune, not the run (the report's source says so).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn prepare(k: &Kernels, cfg: &Gpt2Config, b: usize, t: usize) -> Result<TuneReport> {
-    let path = cache_path();
-    let previous = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
-    if let Some(json) = &previous {
+    prepare_with(k, cfg, b, t, cache_path().as_deref())
+}
+
+/// [`prepare`] with the cache file at `path` (None: no cache).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn prepare_with(
+    k: &Kernels,
+    cfg: &Gpt2Config,
+    b: usize,
+    t: usize,
+    path: Option<&std::path::Path>,
+) -> Result<TuneReport> {
+    if let Some(json) = path.and_then(|p| std::fs::read_to_string(p).ok()) {
         // a malformed file is replaced below
-        let _ = k.tuning.load_json(k, json);
+        let _ = k.tuning.load_json(k, &json);
     }
     let mut report = pollster::block_on(k.tuning.tune(k, cfg, b, t, false))?;
-    if report.timed > 0 {
-        if let Some(p) = &path {
-            let written = p
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|_| std::fs::write(p, k.tuning.to_json(previous.as_deref())));
-            if let Err(e) = written {
-                report.source = format!("tuned (the cache {} could not be written: {e})", p.display());
-            } else {
-                report.source = format!("tuned (cached in {})", p.display());
-            }
-        }
+    if let (true, Some(p)) = (report.recorded, path) {
+        let written =
+            p.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| std::fs::write(p, k.tuning.to_json()));
+        report.source = match written {
+            Ok(()) => format!("{} (cached in {})", report.source, p.display()),
+            Err(e) => format!("{} (the cache {} could not be written: {e})", report.source, p.display()),
+        };
     }
     Ok(report)
 }

@@ -31,8 +31,11 @@ use crate::{hf, Error, Gpu, Result};
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
-    /// Open the GPU.
-    Init,
+    /// Open the GPU, with the kernel tuning cache the page stored (crate::tune) if any.
+    Init {
+        #[serde(default)]
+        tune_cache: Option<String>,
+    },
     /// Use a corpus: the file bytes sent alongside, `text`, or a built-in `task`'s examples.
     Corpus {
         name: String,
@@ -145,6 +148,14 @@ pub enum Event {
         adapter: String,
         max_buffer_size: u64,
         max_storage_binding: u64,
+    },
+    /// The kernel choice for a new run: where it came from, problems timed and the ms spent;
+    /// `cache` is the tuning cache to store (crate::tune) where it changed.
+    Tuned {
+        source: String,
+        timed: usize,
+        ms: f64,
+        cache: Option<String>,
     },
     Corpus {
         name: String,
@@ -542,7 +553,7 @@ impl Driver {
 
     async fn request(&mut self, request: Request, bytes: Vec<Vec<u8>>) {
         match request {
-            Request::Init => match Gpu::new().await {
+            Request::Init { tune_cache } => match Gpu::new().await {
                 Ok(gpu) => {
                     let l = gpu.limits();
                     self.post(&Event::Ready {
@@ -551,7 +562,13 @@ impl Driver {
                         max_storage_binding: l.max_storage_buffer_binding_size,
                     });
                     match Kernels::new(&gpu) {
-                        Ok(k) => self.kernels = Some(Arc::new(k)),
+                        Ok(k) => {
+                            if let Some(json) = tune_cache {
+                                // a stale or malformed cache only costs a retune
+                                let _ = k.tuning.load_json(&k, &json);
+                            }
+                            self.kernels = Some(Arc::new(k));
+                        }
                         Err(e) => self.error("gpu", e),
                     }
                 }
@@ -845,6 +862,9 @@ impl Driver {
         cfg.data = data;
         cfg.tokenizer = spec;
         let corpus = self.corpus.clone().expect("checked above");
+        let report = kernels.tuning.tune(&kernels, &cfg.model, cfg.train.batch_size, cfg.train.seq_len, false).await?;
+        let cache = report.recorded.then(|| kernels.tuning.to_json());
+        self.post(&Event::Tuned { source: report.source, timed: report.timed, ms: report.ms, cache });
         // the old run (and its GPU memory) goes only once the new one exists
         let run = Run::new(kernels, cfg, &weights, tokenizer, &corpus.text)?;
         self.loaded = None;

@@ -333,6 +333,10 @@ function onEvent(ev) {
       schedulePlan();
       send({ type: "runs" });
       break;
+    case "tuned":
+      $("m-kernels").textContent = ev.timed ? `tuned in ${Math.round(ev.ms)} ms` : ev.source.replace(/ \(.*/, "");
+      $("m-kernels").title = ev.source;
+      break;
     case "checkpoint":
       $("checkpoint-note").textContent = `saving step ${ev.step}…`;
       break;

@@ -113,6 +113,18 @@ const storageError = (what, err) =>
     ? " The browser's storage for this page is full: delete saved runs (below the training controls) or free disk space."
     : "");
 
+// The kernel tuning cache (src/tune.rs): the engine's choices per adapter, as JSON in OPFS,
+// handed to the engine at init and replaced when a run's start reports new choices.
+const TUNE_CACHE = "wgpt-tune.json";
+
+async function readTuneCache() {
+  try {
+    return new TextDecoder().decode(await readFile(await navigator.storage.getDirectory(), TUNE_CACHE));
+  } catch {
+    return null;
+  }
+}
+
 // Storage work happens one job at a time, in order.
 let storage = Promise.resolve();
 function queue(job) {
@@ -123,6 +135,9 @@ function queue(job) {
 function deliver({ request, bytes }) {
   try {
     switch (request.type) {
+      case "init":
+        queue(() => readTuneCache().then((cache) => engine.handle(JSON.stringify({ ...request, tune_cache: cache }), [])));
+        return;
       case "runs":
         // no storage (some private modes): the page says so beside the list, not as an error
         queue(() => listRuns().catch((e) => post({ type: "runs", runs: [], usage: null, quota: null, unavailable: storageError("Opening this browser's storage", e) })));
@@ -153,6 +168,16 @@ function onEngineEvent(json, files) {
       ),
     );
     post({ type: "checkpoint", id: ev.id, step: ev.step });
+    return;
+  }
+  if (type === "tuned") {
+    const ev = JSON.parse(json);
+    if (ev.cache) {
+      const bytes = new TextEncoder().encode(ev.cache);
+      // no storage only costs a retune on the next start
+      queue(() => navigator.storage.getDirectory().then((root) => writeFile(root, TUNE_CACHE, bytes)).catch(() => {}));
+    }
+    post({ type: "tuned", source: ev.source, timed: ev.timed, ms: ev.ms });
     return;
   }
   // an export hands over the files' bytes (transferred)

@@ -234,6 +234,8 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             data,
             tokenizer: spec,
         };
+        let t = wgpt::tune::prepare(&kernels, &cfg.model, cfg.train.batch_size, cfg.train.seq_len)?;
+        eprintln!("kernels: {}, {} problems timed in {:.0} ms", t.source, t.timed, t.ms);
         (Run::new(kernels, cfg, &weights, tokenizer, &text)?, a.out.clone().unwrap_or_else(|| PathBuf::from("out")))
     };
     std::fs::create_dir_all(&out).map_err(|e| Error::Io(format!("cannot create {}: {e}", out.display())))?;
