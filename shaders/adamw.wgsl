@@ -88,14 +88,15 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
 }
 
 //#entry update
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<storage, read> grad: array<f32>;
+@group(0) @binding(1) var<storage, read_write> param: array<$T>;
+@group(0) @binding(2) var<storage, read_write> m: array<$T>;
+@group(0) @binding(3) var<storage, read_write> v: array<$T>;
+@group(0) @binding(4) var<storage, read> grad: array<$T>;
 @group(0) @binding(5) var<storage, read> step: Step;
 @group(0) @binding(6) var<storage, read> grad_norm: array<f32>;
 
-// One invocation per element of one parameter tensor (2D grid of 64-wide workgroups).
+// One invocation per element ($T: vec4<f32> where the tensor's length is a multiple of 4, p.n
+// counting vec4s) of one parameter tensor (2D grid of 64-wide workgroups).
 @compute @workgroup_size(64)
 fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {

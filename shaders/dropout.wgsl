@@ -13,10 +13,12 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 //#entry apply
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<$T>;
 @group(0) @binding(2) var<storage, read> seed: array<u32>; // [1], set per micro-batch
 
-// One invocation per element, in place (forward on activations, backward on their gradients).
+// One invocation per element, in place (forward on activations, backward on their gradients);
+// with $T = vec4<f32> (lengths that are multiples of 4) per four elements, p.n counting vec4s,
+// each component masked as element 4i + j.
 @compute @workgroup_size(64)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
@@ -24,5 +26,14 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     if i >= p.n {
         return;
     }
+//#if V4
+    let s0 = seed[0];
+    var y = x[i];
+//#for j in 0..4
+    y[$j] = select(0.0, y[$j] * p.scale, drop_keep(s0, p.site, 4u * i + ${j}u, p.p));
+//#end
+    x[i] = y;
+//#else
     x[i] = select(0.0, x[i] * p.scale, drop_keep(seed[0], p.site, i, p.p));
+//#end
 }

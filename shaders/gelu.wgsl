@@ -10,16 +10,19 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
+// Elements are $T (the host picks vec4<f32> where the length is a multiple of 4: a quarter of
+// the loads); p.n counts them.
+
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 
 // tanh clamped to |u| <= 10, where it is ±1 in f32: some tanh implementations overflow to NaN.
-fn tanh_safe(u: f32) -> f32 {
-    return tanh(clamp(u, -10.0, 10.0));
+fn tanh_safe(u: $T) -> $T {
+    return tanh(clamp(u, $T(-10.0), $T(10.0)));
 }
 
 //#entry forward
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<$T>;
+@group(0) @binding(2) var<storage, read> inp: array<$T>;
 
 // One invocation per element; a 2D grid of 64-wide workgroups.
 @compute @workgroup_size(64)
@@ -35,9 +38,9 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 
 //#entry backward
 // dinp += gelu_new'(x)·dout, with sech² = 1 − tanh² of the same clamped argument.
-@group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
-@group(0) @binding(2) var<storage, read> inp: array<f32>;
-@group(0) @binding(3) var<storage, read> dout: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dinp: array<$T>;
+@group(0) @binding(2) var<storage, read> inp: array<$T>;
+@group(0) @binding(3) var<storage, read> dout: array<$T>;
 
 // One invocation per element; a 2D grid of 64-wide workgroups.
 @compute @workgroup_size(64)

@@ -11,13 +11,26 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
+//#entry @widths
+// Rows are read as $T: vec4<f32> where C % 4 == 0 (a quarter of the loads), the row sums still
+// taken element by element in order. at(x, j) is element j of x.
+fn at(x: $T, j: u32) -> f32 {
+//#if V4
+    return x[j];
+//#else
+    return x;
+//#end
+}
+
+
 //#entry forward
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+//#use @widths
+@group(0) @binding(1) var<storage, read_write> out: array<$T>;
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
-@group(0) @binding(4) var<storage, read> inp: array<f32>;
-@group(0) @binding(5) var<storage, read> weight: array<f32>;
-@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> inp: array<$T>;
+@group(0) @binding(5) var<storage, read> weight: array<$T>;
+@group(0) @binding(6) var<storage, read> bias: array<$T>;
 
 // One invocation per row; a 2D grid of 64-wide workgroups.
 @compute @workgroup_size(64)
@@ -27,19 +40,25 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     if row >= p.rows {
         return;
     }
-    let base = row * p.C;
+    let n = p.C / ${W}u;
+    let base = row * n;
     var sum = 0.0;
-    for (var c = 0u; c < p.C; c++) {
-        sum += inp[base + c];
+    for (var c = 0u; c < n; c++) {
+        let x = inp[base + c];
+//#for j in 0..W
+        sum += at(x, ${j}u);
+//#end
     }
     let m = sum / f32(p.C);
     var var_sum = 0.0;
-    for (var c = 0u; c < p.C; c++) {
+    for (var c = 0u; c < n; c++) {
         let d = inp[base + c] - m;
-        var_sum += d * d;
+//#for j in 0..W
+        var_sum += at(d, ${j}u) * at(d, ${j}u);
+//#end
     }
     let s = inverseSqrt(var_sum / f32(p.C) + p.eps);
-    for (var c = 0u; c < p.C; c++) {
+    for (var c = 0u; c < n; c++) {
         out[base + c] = (inp[base + c] - m) * s * weight[c] + bias[c];
     }
     mean[row] = m;
@@ -47,10 +66,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 }
 
 //#entry backward
-@group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
-@group(0) @binding(2) var<storage, read> dout: array<f32>;
-@group(0) @binding(3) var<storage, read> inp: array<f32>;
-@group(0) @binding(4) var<storage, read> weight: array<f32>;
+//#use @widths
+@group(0) @binding(1) var<storage, read_write> dinp: array<$T>;
+@group(0) @binding(2) var<storage, read> dout: array<$T>;
+@group(0) @binding(3) var<storage, read> inp: array<$T>;
+@group(0) @binding(4) var<storage, read> weight: array<$T>;
 @group(0) @binding(5) var<storage, read> mean: array<f32>;
 @group(0) @binding(6) var<storage, read> rstd: array<f32>;
 
@@ -62,21 +82,24 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if row >= p.rows {
         return;
     }
-    let base = row * p.C;
+    let n = p.C / ${W}u;
+    let base = row * n;
     let m = mean[row];
     let s = rstd[row];
     // the means of dnorm and of dnorm · norm over the row
     var dnorm_mean = 0.0;
     var dnorm_norm_mean = 0.0;
-    for (var c = 0u; c < p.C; c++) {
+    for (var c = 0u; c < n; c++) {
         let norm = (inp[base + c] - m) * s;
         let dnorm = weight[c] * dout[base + c];
-        dnorm_mean += dnorm;
-        dnorm_norm_mean += dnorm * norm;
+//#for j in 0..W
+        dnorm_mean += at(dnorm, ${j}u);
+        dnorm_norm_mean += at(dnorm, ${j}u) * at(norm, ${j}u);
+//#end
     }
     dnorm_mean /= f32(p.C);
     dnorm_norm_mean /= f32(p.C);
-    for (var c = 0u; c < p.C; c++) {
+    for (var c = 0u; c < n; c++) {
         let norm = (inp[base + c] - m) * s;
         let dnorm = weight[c] * dout[base + c];
         dinp[base + c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;

@@ -1,7 +1,7 @@
 //! AdamW with global gradient-norm clipping (shaders/adamw.wgsl): the norm is reduced on the GPU
 //! and read by the update, so a training step needs no readback.
 
-use super::{grid, ModuleSpec, Pipe, Program};
+use super::{grid, ModuleSpec, Pipe, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -47,7 +47,9 @@ fn spec(entry: &'static str) -> ModuleSpec {
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    ["sumsq", "norm_finish", "update"].map(spec).to_vec()
+    let mut all = vec![spec("sumsq"), spec("norm_finish")];
+    all.extend(Widths::specs(spec("update")));
+    all
 }
 
 /// One update's tensors: param, m and v are updated in place from grad (scaled by the clip
@@ -64,7 +66,7 @@ pub struct AdamWUpdate<'a> {
 pub struct AdamW {
     sumsq: Pipe,
     norm_finish: Pipe,
-    update: Pipe,
+    update: Widths,
 }
 
 impl AdamW {
@@ -72,7 +74,7 @@ impl AdamW {
         AdamW {
             sumsq: Pipe::new(gpu, spec("sumsq")),
             norm_finish: Pipe::new(gpu, spec("norm_finish")),
-            update: Pipe::new(gpu, spec("update")),
+            update: Widths::new(gpu, || spec("update")),
         }
     }
 
@@ -96,8 +98,8 @@ impl AdamW {
 
     /// One AdamW update of `t.param` with decoupled weight decay `weight_decay`.
     pub fn update(&self, prog: &mut Program, t: AdamWUpdate, weight_decay: f32) {
-        let n = t.param.numel();
+        let (pipe, n) = self.update.pick(t.param.numel());
         let params = Params { n: n as u32, slot: 0, weight_decay, _pad: 0 };
-        prog.push(self.update.dispatch(&params, &[t.param, t.m, t.v, t.grad, t.step, t.norm], grid(n, 64)));
+        prog.push(pipe.dispatch(&params, &[t.param, t.m, t.v, t.grad, t.step, t.norm], grid(n, 64)));
     }
 }

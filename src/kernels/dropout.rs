@@ -2,7 +2,7 @@
 //! activation in the forward and its gradient in the backward, at a [`Site`] that names which
 //! dropout of the model it is.
 
-use super::{grid, ModuleSpec, Pipe, Program};
+use super::{grid, ModuleSpec, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -14,8 +14,12 @@ struct Params {
     scale: f32,
 }
 
+fn spec() -> ModuleSpec {
+    ModuleSpec::new::<Params>(&["dropout.wgsl"], "apply")
+}
+
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    vec![ModuleSpec::new::<Params>(&["dropout.wgsl"], "apply")]
+    Widths::specs(spec()).to_vec()
 }
 
 /// Which dropout of the model a mask belongs to: each has a mask of its own, and the forward and
@@ -56,7 +60,7 @@ pub struct DropoutRate<'a> {
 }
 
 pub struct Dropout {
-    apply: Pipe,
+    apply: Widths,
 }
 
 /// The shader's hash, for the CPU reference.
@@ -74,7 +78,7 @@ pub fn keep(seed: u32, site: u32, i: u32, p: f32) -> bool {
 
 impl Dropout {
     pub fn new(gpu: &Gpu) -> Dropout {
-        Dropout { apply: Pipe::new(gpu, modules().remove(0)) }
+        Dropout { apply: Widths::new(gpu, spec) }
     }
 
     /// x *= mask(seed[0], site) / (1 − p), in place; records nothing when p = 0.
@@ -82,9 +86,9 @@ impl Dropout {
         if p <= 0.0 {
             return;
         }
-        let n = x.numel();
+        let (pipe, n) = self.apply.pick(x.numel());
         let params = Params { n: n as u32, site, p, scale: 1.0 / (1.0 - p) };
-        prog.push(self.apply.dispatch(&params, &[x, seed], grid(n, 64)));
+        prog.push(pipe.dispatch(&params, &[x, seed], grid(n, 64)));
     }
 
     /// [`Dropout::apply`] at a model's `site` under `rate`, or nothing without one.

@@ -1,6 +1,6 @@
 //! LayerNorm (shaders/layernorm.wgsl), llm.c's `layernorm_forward` and `layernorm_backward`.
 
-use super::{grid, ModuleSpec, Pipe, Program};
+use super::{grid, ModuleSpec, Pipe, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -20,7 +20,9 @@ fn spec(entry: &'static str) -> ModuleSpec {
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    ["forward", "backward", "backward_params"].map(spec).to_vec()
+    let mut all = vec![spec("backward_params")];
+    all.extend(["forward", "backward"].into_iter().flat_map(|e| Widths::specs(spec(e))));
+    all
 }
 
 /// The forward's tensors: out (N,C), mean (N), rstd (N) from inp (N,C), weight (C), bias (C).
@@ -47,16 +49,16 @@ pub struct LayerNormBwd<'a> {
 }
 
 pub struct LayerNorm {
-    fwd: Pipe,
-    bwd: Pipe,
+    fwd: Widths,
+    bwd: Widths,
     bwd_params: Pipe,
 }
 
 impl LayerNorm {
     pub fn new(gpu: &Gpu) -> LayerNorm {
         LayerNorm {
-            fwd: Pipe::new(gpu, spec("forward")),
-            bwd: Pipe::new(gpu, spec("backward")),
+            fwd: Widths::new(gpu, || spec("forward")),
+            bwd: Widths::new(gpu, || spec("backward")),
             bwd_params: Pipe::new(gpu, spec("backward_params")),
         }
     }
@@ -70,13 +72,14 @@ impl LayerNorm {
     pub fn forward(&self, prog: &mut Program, t: LayerNormFwd) {
         let (params, rows, _) = Self::params(t.weight, t.inp);
         let tensors = [t.out, t.mean, t.rstd, t.inp, t.weight, t.bias];
-        prog.push(self.fwd.dispatch(&params, &tensors, grid(rows, 64)));
+        prog.push(self.fwd.pick(params.c as usize).0.dispatch(&params, &tensors, grid(rows, 64)));
     }
 
     /// dinp, dweight, dbias += the gradients of the forward given dout.
     pub fn backward(&self, prog: &mut Program, t: LayerNormBwd) {
         let (params, rows, c) = Self::params(t.weight, t.inp);
-        prog.push(self.bwd.dispatch(&params, &[t.dinp, t.dout, t.inp, t.weight, t.mean, t.rstd], grid(rows, 64)));
+        let bwd = self.bwd.pick(c).0;
+        prog.push(bwd.dispatch(&params, &[t.dinp, t.dout, t.inp, t.weight, t.mean, t.rstd], grid(rows, 64)));
         // one workgroup per 16 columns
         let tensors = [t.dweight, t.dbias, t.dout, t.inp, t.mean, t.rstd];
         prog.push(self.bwd_params.dispatch(&params, &tensors, grid(c.div_ceil(16), 1)));

@@ -233,6 +233,41 @@ impl Pipe {
     }
 }
 
+/// One elementwise entry point in its scalar and vec4 instances (template variables T, the
+/// element type, W its width and V4 = W == 4):
+/// the vec4 one runs where the length is a multiple of 4, a quarter of the loads (on lavapipe a
+/// load costs about the same whatever its width) and the same operations per element.
+pub struct Widths {
+    scalar: Pipe,
+    vec4: Pipe,
+}
+
+impl Widths {
+    pub fn new(gpu: &Gpu, spec: impl Fn() -> ModuleSpec) -> Widths {
+        Widths { scalar: Pipe::new(gpu, Widths::spec(spec(), false)), vec4: Pipe::new(gpu, Widths::spec(spec(), true)) }
+    }
+
+    /// `spec` for elements of one width.
+    pub fn spec(spec: ModuleSpec, vec4: bool) -> ModuleSpec {
+        let t = if vec4 { "vec4<f32>" } else { "f32" };
+        spec.var("T", t).var("V4", u32::from(vec4)).var("W", if vec4 { 4 } else { 1 })
+    }
+
+    /// Both instances of `spec`, for the shader tests.
+    pub fn specs(spec: ModuleSpec) -> [ModuleSpec; 2] {
+        [Widths::spec(spec.clone(), false), Widths::spec(spec, true)]
+    }
+
+    /// The pipe for `n` elements and how many of its elements they are.
+    pub fn pick(&self, n: usize) -> (&Pipe, usize) {
+        if n.is_multiple_of(4) {
+            (&self.vec4, n / 4)
+        } else {
+            (&self.scalar, n)
+        }
+    }
+}
+
 /// Pipes made on first use by key, for kernels with many instances (matmul variants, flash
 /// attention per head size).
 pub struct PipeCache<K> {
