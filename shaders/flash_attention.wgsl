@@ -429,3 +429,195 @@ fn backward_dkv_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 //#end
     }
 }
+
+//#entry @share
+// The subgroup passes (adapters with subgroups of exactly 8, natively: lavapipe): the 8 lanes of
+// a subgroup own 8 consecutive rows of one (b, h) (invocation 8·block + lane, block = (b·NH + h)·
+// ceil(T/8) + t / 8), and the other side's rows, which all 8 need, are loaded once: lane l loads
+// vec4s l, l + 8, ... of a row and subgroupBroadcast hands every lane the rest (on lavapipe a
+// storage load is a loop over the 8 lanes, a broadcast one shuffle). Same keys in the same order
+// through the same functions as `rows`: bit-identical to it.
+const PARTS: u32 = ${(HS4 + 7) / 8}u;
+alias Part = array<vec4<f32>, PARTS>;
+
+// Lane `lane`'s vec4s of the row starting at vec4 i of `qkv` (clamped into the row).
+fn load_part(i: u32, lane: u32) -> Part {
+    var r: Part;
+//#for j in 0..(HS4 + 7) / 8
+    r[$j] = qkv[i + min(${8 * j}u + lane, HS4 - 1u)];
+//#end
+    return r;
+}
+
+// The whole row from the lanes' parts.
+fn share(x: Part) -> Head {
+    var r: Head;
+//#for e in 0..HS4
+    r[$e] = subgroupBroadcast(x[${e / 8}], ${e % 8}u);
+//#end
+    return r;
+}
+
+// The first row of a subgroup's block and its (b, h): x = b, y = h, z = t0; w = 0 when the block
+// is past the end.
+fn sg_block(g: u32) -> vec4<u32> {
+    let nblk = (p.T + 7u) / 8u;
+    let blk = g / 8u;
+    let bh = blk / nblk;
+    return vec4(bh / p.NH, bh % p.NH, (blk % nblk) * 8u, u32(blk < p.B * p.NH * nblk));
+}
+
+//#entry forward_sg
+//#use @load_qkv
+//#use @finish
+//#use @share
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> seed: array<u32>;
+
+// forward_rows with a subgroup per 8 query rows sharing the keys' loads.
+@compute @workgroup_size(64)
+fn forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let blk = sg_block(flat_index(wid, nwg, lid, 64u));
+    if blk.w == 0u {
+        return; // the whole subgroup
+    }
+    let lane = lid % 8u;
+    let b = blk.x;
+    let h = blk.y;
+    let t = blk.z + lane;
+    let tc = min(t, p.T - 1u);
+    let last = min(blk.z + 7u, p.T - 1u);
+    let row = (b * p.NH + h) * p.T + tc;
+    let q = load(qkv_at(b, tc, h, 0u));
+    let s0 = seed[0];
+    var o = online_start();
+    for (var t2 = 0u; t2 <= last; t2++) {
+        let k = share(load_part(qkv_at(b, t2, h, 1u), lane));
+        let v = share(load_part(qkv_at(b, t2, h, 2u), lane));
+        if t2 <= t {
+            o = attend(o, score(q, k), v, drop_at(s0, row, t2));
+        }
+    }
+    if t < p.T {
+        finish(o, b, h, t, row);
+    }
+}
+
+//#entry backward_dq_sg
+//#use @load_qkv
+//#use @load_dout
+//#use @share
+@group(0) @binding(1) var<storage, read_write> dqkv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(3) var<storage, read> dout: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> out: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> lse: array<f32>;
+@group(0) @binding(7) var<storage, read> seed: array<u32>;
+
+// backward_dq_rows with a subgroup per 8 query rows sharing the keys' loads.
+@compute @workgroup_size(64)
+fn backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let blk = sg_block(flat_index(wid, nwg, lid, 64u));
+    if blk.w == 0u {
+        return; // the whole subgroup
+    }
+    let lane = lid % 8u;
+    let b = blk.x;
+    let h = blk.y;
+    let t = blk.z + lane;
+    let tc = min(t, p.T - 1u);
+    let last = min(blk.z + 7u, p.T - 1u);
+    let row = (b * p.NH + h) * p.T + tc;
+    let qi = qkv_at(b, tc, h, 0u);
+    let q = load(qi);
+    let d_o = load_dout(out_at(b, tc, h));
+    var o: Head;
+//#for e in 0..HS4
+    o[$e] = out[out_at(b, tc, h) + ${e}u];
+//#end
+    let d_q = dot_head(d_o, o);
+    let l = lse[row];
+    let s0 = seed[0];
+    var dq: Head;
+    for (var t2 = 0u; t2 <= last; t2++) {
+        let k = share(load_part(qkv_at(b, t2, h, 1u), lane));
+        let v = share(load_part(qkv_at(b, t2, h, 2u), lane));
+        if t2 <= t {
+            let ds = dscore(score(q, k), l, dot_head(d_o, v), drop_at(s0, row, t2), d_q);
+            dq = axpy_head(dq, ds, k);
+        }
+    }
+    if t < p.T {
+        delta[row] = d_q;
+//#for e in 0..HS4
+        dqkv[qi + ${e}u] += dq[$e];
+//#end
+    }
+}
+
+//#entry backward_dkv_sg
+//#use @load_qkv
+//#use @load_dout
+//#use @share
+@group(0) @binding(1) var<storage, read_write> dqkv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dout: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> delta: array<f32>;
+@group(0) @binding(6) var<storage, read> seed: array<u32>;
+
+// Lane `lane`'s vec4s of dout's row starting at vec4 i.
+fn load_dout_part(i: u32, lane: u32) -> Part {
+    var r: Part;
+//#for j in 0..(HS4 + 7) / 8
+    r[$j] = dout[i + min(${8 * j}u + lane, HS4 - 1u)];
+//#end
+    return r;
+}
+
+// backward_dkv_rows with a subgroup per 8 key rows sharing the queries' loads.
+@compute @workgroup_size(64)
+fn backward_dkv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let blk = sg_block(flat_index(wid, nwg, lid, 64u));
+    if blk.w == 0u {
+        return; // the whole subgroup
+    }
+    let lane = lid % 8u;
+    let b = blk.x;
+    let h = blk.y;
+    let t = blk.z + lane;
+    let tc = min(t, p.T - 1u);
+    let head0 = (b * p.NH + h) * p.T;
+    let ki = qkv_at(b, tc, h, 1u);
+    let vi = qkv_at(b, tc, h, 2u);
+    let k = load(ki);
+    let v = load(vi);
+    let s0 = seed[0];
+    var dk: Head;
+    var dv: Head;
+    for (var t1 = blk.z; t1 < p.T; t1++) {
+        let q = share(load_part(qkv_at(b, t1, h, 0u), lane));
+        let d_o = share(load_dout_part(out_at(b, t1, h), lane));
+        let qrow = head0 + t1;
+        let lq = lse[qrow];
+        let dq = delta[qrow];
+        if t1 >= t {
+            let s = score(q, k);
+            let drop = drop_at(s0, qrow, t);
+            dk = axpy_head(dk, dscore(s, lq, dot_head(d_o, v), drop, dq), q);
+            dv = axpy_head(dv, exp(s - lq) * drop, d_o);
+        }
+    }
+    if t < p.T {
+//#for e in 0..HS4
+        dqkv[ki + ${e}u] += dk[$e];
+        dqkv[vi + ${e}u] += dv[$e];
+//#end
+    }
+}

@@ -83,8 +83,13 @@ impl Family {
     }
 }
 
+/// The built-in choices, what [`Tuning::matmul_default`] and [`Tuning::attention_impl`] pick
+/// without timing (part of the cache key, so a changed table invalidates cached copies of it).
+pub const BUILT_IN: &str = "8-wide subgroups (lavapipe): subgroup matmuls, flash-subgroup; other software adapters: \
+                            portable-r16, flash-rows; hardware before tuning: tiled-64x64-k8-8x8, flash-tiled";
+
 /// What identifies an adapter in the cache: a cached choice is used only by the same adapter,
-/// driver and wgpt version.
+/// driver, wgpt version and kernels (a hash of every shader, variant and the built-in table).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdapterKey {
     pub name: String,
@@ -94,6 +99,29 @@ pub struct AdapterKey {
     pub driver_info: String,
     pub backend: String,
     pub wgpt: String,
+    pub kernels: String,
+}
+
+/// FNV-1a of the kernels' sources, the variants' names and [`BUILT_IN`].
+fn kernels_hash() -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (name, text) in crate::kernels::SHADERS {
+        eat(name.as_bytes());
+        eat(text.as_bytes());
+    }
+    for v in MatmulVariant::all() {
+        eat(v.name().as_bytes());
+    }
+    for i in AttentionImpl::ALL {
+        eat(i.name().as_bytes());
+    }
+    eat(BUILT_IN.as_bytes());
+    format!("{h:016x}")
 }
 
 impl AdapterKey {
@@ -107,6 +135,7 @@ impl AdapterKey {
             driver_info: i.driver_info.clone(),
             backend: format!("{:?}", i.backend),
             wgpt: env!("CARGO_PKG_VERSION").into(),
+            kernels: kernels_hash(),
         }
     }
 }
@@ -226,43 +255,45 @@ impl Tuning {
     }
 
     /// The attention implementation for `shape`, within `kind` where a run has fixed it: the
-    /// family's (classic for portable and subgroup, tiled flash for tiled; a run fixed to the
-    /// other numerics keeps it), or for auto the tuned choice, else the built-in table's (flash
-    /// by rows on software adapters, tiled flash elsewhere).
+    /// family's (classic for portable and subgroup, tiled flash for tiled), or for auto the tuned
+    /// choice, else the built-in table's (flash by subgroups where they are 8 wide, by rows on
+    /// other software adapters, tiled elsewhere). A run fixed to the other numerics keeps them,
+    /// on the family's nearest implementation.
     pub fn attention_impl(&self, kind: Option<AttentionKind>, shape: AttnShape) -> AttentionImpl {
         let tuned = self.attention.lock().unwrap_or_else(|e| e.into_inner()).get(&shape).copied();
+        let flash = match self.family {
+            Family::Portable => AttentionImpl::FlashRows,
+            Family::Subgroup => AttentionImpl::FlashSubgroup,
+            Family::Tiled => AttentionImpl::FlashTiled,
+            Family::Auto if self.gpu.subgroups_of_8() => AttentionImpl::FlashSubgroup,
+            Family::Auto if self.software() => AttentionImpl::FlashRows,
+            Family::Auto => AttentionImpl::FlashTiled,
+        };
         let default = match self.family {
             Family::Portable | Family::Subgroup => AttentionImpl::Classic,
-            Family::Tiled => AttentionImpl::FlashTiled,
-            Family::Auto => match tuned {
-                Some(imp) => imp,
-                None if self.software() => AttentionImpl::FlashRows,
-                None => AttentionImpl::FlashTiled,
-            },
+            Family::Tiled => flash,
+            Family::Auto => tuned.unwrap_or(flash),
         };
         match kind {
-            Some(k) if k != default.kind() => {
-                tuned.filter(|i| i.kind() == k).unwrap_or(if k == AttentionKind::Classic {
-                    AttentionImpl::Classic
-                } else if default == AttentionImpl::Classic && self.software() {
-                    AttentionImpl::FlashRows
-                } else {
-                    AttentionImpl::FlashTiled
-                })
-            }
+            Some(k) if k != default.kind() => match k {
+                AttentionKind::Classic => AttentionImpl::Classic,
+                AttentionKind::Flash => tuned.filter(|i| i.kind() == k).unwrap_or(flash),
+            },
             _ => default,
         }
     }
 
     /// Takes this adapter's choices from a cache file's JSON; Ok(false) when the file has no
-    /// entry for this adapter, driver and wgpt version (an entry for another is refused).
+    /// entry for this adapter, driver, wgpt version and kernels (an entry for another is refused)
+    /// or the family is forced.
     pub fn load_json(&self, kernels: &Kernels, json: &str) -> Result<bool> {
         let file: CacheFile = serde_json::from_str(json)
             .map_err(|e| Error::Format(format!("the kernel tuning cache is malformed: {e}")))?;
         let key = AdapterKey::of(&self.gpu);
         let found = file.entries.iter().find(|e| e.adapter == key).cloned();
         *self.file.lock().unwrap_or_else(|e| e.into_inner()) = file;
-        let Some(entry) = found else {
+        // a forced family takes nothing from the cache
+        let Some(entry) = found.filter(|_| self.family == Family::Auto) else {
             return Ok(false);
         };
         for (product, variant) in &entry.matmul {
@@ -388,7 +419,7 @@ impl Tuning {
                 continue;
             }
             let mut times = vec![];
-            for imp in AttentionImpl::ALL {
+            for imp in AttentionImpl::ALL.into_iter().filter(|i| i.runs_on(&self.gpu)) {
                 if let Some((f, b)) = time_attention(k, imp, s, 3).await? {
                     times.push((imp, f + b));
                 }

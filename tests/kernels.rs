@@ -516,7 +516,10 @@ async fn matmul_variants_identical(k: Arc<Kernels>) {
 }
 gpu_test!(matmul_variants_bit_identical, matmul_variants_identical);
 
-const FLASH: [AttentionImpl; 2] = [AttentionImpl::FlashRows, AttentionImpl::FlashTiled];
+/// The flash implementations the adapter runs.
+fn flash(k: &Kernels) -> Vec<AttentionImpl> {
+    wgpt::kernels::AttentionKind::Flash.impls().iter().copied().filter(|i| i.runs_on(&k.gpu)).collect()
+}
 
 /// Attention shapes (B, T, C, NH): T = 1, ragged T against the tiled kernels' 64-row blocks and
 /// 16- or 32-key tiles, T = block (64), one head and many, head sizes 4 to 64, and GPT-2's
@@ -552,9 +555,9 @@ fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
     assert!(diff.is_none(), "{what}: differs at {diff:?}");
 }
 
-/// Flash attention's forward by rows and tiled: out against the CPU reference (the classic
+/// Flash attention's forward by rows, tiled and (with 8-wide subgroups) by subgroups: out against the CPU reference (the classic
 /// test's tolerance), lse against the scores' logsumexp in f64, with and without dropout, and
-/// the two implementations bit-identical.
+/// the implementations bit-identical.
 async fn attention_flash(k: Arc<Kernels>) {
     let g = &k.gpu;
     for (i, &(b, t, c, nh)) in ATTN_SHAPES.iter().enumerate() {
@@ -568,7 +571,7 @@ async fn attention_flash(k: Arc<Kernels>) {
             cpu::attention_forward(&mut wo, &mut wa, &qkv, mask.as_deref(), b, t, c, nh);
             let want_lse = attention_lse(&qkv, b, t, c, nh);
             let mut first: Option<Vec<Vec<f32>>> = None;
-            for imp in FLASH {
+            for imp in flash(&k) {
                 let (out, lse) = (g.tensor("out", &[b, t, c]), g.tensor("lse", &[b, nh, t]));
                 let mut prog = Program::default();
                 let fwd = AttnFwd { out: &out, saved: &lse, qkv: &qkv_t };
@@ -591,9 +594,9 @@ async fn attention_flash(k: Arc<Kernels>) {
 }
 gpu_test!(attention_flash_forward, attention_flash);
 
-/// Flash attention's backward by rows and tiled from its own forward: dqkv (starting non-zero,
+/// Flash attention's backward by rows, tiled and by subgroups, each from its own forward: dqkv (starting non-zero,
 /// to prove accumulation) against the CPU reference at the classic test's tolerance, the scratch
-/// (starting NaN) overwritten with dout·out per row, with and without dropout; the two
+/// (starting NaN) overwritten with dout·out per row, with and without dropout; the
 /// implementations bit-identical.
 async fn attention_flash_bwd(k: Arc<Kernels>) {
     let g = &k.gpu;
@@ -620,7 +623,7 @@ async fn attention_flash_bwd(k: Arc<Kernels>) {
             let (qkv_t, dout_t) = (g.upload("qkv", &[b, t, 3 * c], &qkv), g.upload("dout", &[b, t, c], &dout));
             let drop = (p > 0.0).then_some((p, &seed, 3));
             let mut first: Option<Vec<Vec<f32>>> = None;
-            for imp in FLASH {
+            for imp in flash(&k) {
                 let (out_t, lse) = (g.tensor("out", &[b, t, c]), g.tensor("lse", &[b, nh, t]));
                 let dqkv = g.upload("dqkv", &[b, t, 3 * c], &dqkv0);
                 let delta = g.upload("delta", &[b, nh, t], &vec![f32::NAN; b * nh * t]);

@@ -50,7 +50,9 @@ impl AttentionKind {
     pub fn impls(self) -> &'static [AttentionImpl] {
         match self {
             AttentionKind::Classic => &[AttentionImpl::Classic],
-            AttentionKind::Flash => &[AttentionImpl::FlashRows, AttentionImpl::FlashTiled],
+            AttentionKind::Flash => {
+                &[AttentionImpl::FlashRows, AttentionImpl::FlashTiled, AttentionImpl::FlashSubgroup]
+            }
         }
     }
 }
@@ -65,10 +67,19 @@ pub enum AttentionImpl {
     /// flash_attention.wgsl's `*_tiled` entries: 64 rows per workgroup, tiles of the other side
     /// in workgroup memory.
     FlashTiled,
+    /// flash_attention.wgsl's `*_sg` entries: 8 rows per subgroup of 8 sharing the other side's
+    /// loads (adapters with 8-wide subgroups).
+    FlashSubgroup,
 }
 
 impl AttentionImpl {
-    pub const ALL: [AttentionImpl; 3] = [AttentionImpl::Classic, AttentionImpl::FlashRows, AttentionImpl::FlashTiled];
+    pub const ALL: [AttentionImpl; 4] =
+        [AttentionImpl::Classic, AttentionImpl::FlashRows, AttentionImpl::FlashTiled, AttentionImpl::FlashSubgroup];
+
+    /// Whether `gpu` runs this implementation.
+    pub fn runs_on(self, gpu: &Gpu) -> bool {
+        self != AttentionImpl::FlashSubgroup || gpu.subgroups_of_8()
+    }
 
     pub fn kind(self) -> AttentionKind {
         match self {
@@ -82,6 +93,7 @@ impl AttentionImpl {
             AttentionImpl::Classic => "classic",
             AttentionImpl::FlashRows => "flash-rows",
             AttentionImpl::FlashTiled => "flash-tiled",
+            AttentionImpl::FlashSubgroup => "flash-subgroup",
         }
     }
 
@@ -120,22 +132,35 @@ fn tile_rows(hs4: usize) -> usize {
 
 fn flash_spec(entry: &'static str, hs4: usize) -> ModuleSpec {
     let scale = 1.0 / ((4 * hs4) as f32).sqrt();
-    ModuleSpec::new::<Params>(FLASH, entry).var("HS4", hs4).var("BC", tile_rows(hs4)).var("SCALE", format!("{scale:?}"))
+    let spec = ModuleSpec::new::<Params>(FLASH, entry).var("HS4", hs4).var("BC", tile_rows(hs4));
+    ModuleSpec { subgroups: entry.ends_with("_sg"), ..spec.var("SCALE", format!("{scale:?}")) }
 }
 
-const FLASH_ENTRIES: [&str; 6] = [
+const FLASH_ENTRIES: [&str; 9] = [
     "forward_rows",
     "forward_tiled",
+    "forward_sg",
     "backward_dq_rows",
     "backward_dq_tiled",
+    "backward_dq_sg",
     "backward_dkv_rows",
     "backward_dkv_tiled",
+    "backward_dkv_sg",
 ];
+
+/// The flash entries (forward, dq, dk/dv) of an implementation.
+fn flash_entries(imp: AttentionImpl) -> [&'static str; 3] {
+    match imp {
+        AttentionImpl::FlashTiled => ["forward_tiled", "backward_dq_tiled", "backward_dkv_tiled"],
+        AttentionImpl::FlashSubgroup => ["forward_sg", "backward_dq_sg", "backward_dkv_sg"],
+        _ => ["forward_rows", "backward_dq_rows", "backward_dkv_rows"],
+    }
+}
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
     let mut all: Vec<ModuleSpec> =
         ["forward", "backward_scores", "backward_qkv"].map(|e| ModuleSpec::new::<Params>(CLASSIC, e)).to_vec();
-    for hs4 in [1, 3, 16] {
+    for hs4 in [1, 3, 8, 16, 17] {
         all.extend(FLASH_ENTRIES.map(|e| flash_spec(e, hs4)));
     }
     all
@@ -184,10 +209,12 @@ impl Attention {
         (params, seed)
     }
 
-    /// Workgroups of a flash pass: one invocation per row, or a workgroup per 64 rows of each head.
+    /// Workgroups of a flash pass: one invocation per row, a workgroup per 64 rows of each head,
+    /// or 8 invocations per 8 rows of each head.
     fn flash_grid(imp: AttentionImpl, b: usize, nh: usize, t: usize) -> [u32; 3] {
         match imp {
             AttentionImpl::FlashTiled => [t.div_ceil(64) as u32, (b * nh) as u32, 1],
+            AttentionImpl::FlashSubgroup => grid(b * nh * t.div_ceil(8) * 8, 64),
             _ => grid(b * nh * t, 64),
         }
     }
@@ -201,8 +228,7 @@ impl Attention {
         match imp {
             AttentionImpl::Classic => prog.push(self.fwd.dispatch(&params, &tensors, grid(b * nh * t, 64))),
             _ => {
-                let entry = if imp == AttentionImpl::FlashTiled { "forward_tiled" } else { "forward_rows" };
-                let pipe = self.flash_pipe(entry, c / nh / 4);
+                let pipe = self.flash_pipe(flash_entries(imp)[0], c / nh / 4);
                 prog.push(pipe.dispatch(&params, &tensors, Self::flash_grid(imp, b, nh, t)));
             }
         }
@@ -226,13 +252,13 @@ impl Attention {
                 prog.push(self.bwd_qkv.dispatch(&params, &qkv, grid(b * t * 3 * c, 64)));
             }
             _ => {
-                let tiled = imp == AttentionImpl::FlashTiled;
+                let [_, dq, dkv] = flash_entries(imp);
                 let hs4 = c / nh / 4;
                 let wg = Self::flash_grid(imp, b, nh, t);
-                let dq = self.flash_pipe(if tiled { "backward_dq_tiled" } else { "backward_dq_rows" }, hs4);
+                let dq = self.flash_pipe(dq, hs4);
                 let dq_tensors = [x.dqkv, x.scratch, x.dout, x.out, x.qkv, x.saved, seed];
                 prog.push(dq.dispatch(&params, &dq_tensors, wg));
-                let dkv = self.flash_pipe(if tiled { "backward_dkv_tiled" } else { "backward_dkv_rows" }, hs4);
+                let dkv = self.flash_pipe(dkv, hs4);
                 prog.push(dkv.dispatch(&params, &[x.dqkv, x.dout, x.qkv, x.saved, x.scratch, seed], wg));
             }
         }
