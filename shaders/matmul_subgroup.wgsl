@@ -190,3 +190,81 @@ fn stn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     put4(m0 + ${i}u, q + 1u, r$i.v1);
 //#end
 }
+
+//#entry svm
+//#use @store4
+// VM (matmul.wgsl) for a single row of A with 8-wide subgroups: the row's values, the same for
+// all lanes, are loaded once per 8 k (lane l loads k0 + l) and broadcast; each lane still walks
+// its own vec4 column of B in VM's fma order.
+@group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bias: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn svm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid, 64u);
+    let lane = lid % 8u;
+    let nq = p.N / 4u;
+    if i - lane >= nq {
+        return; // the whole subgroup
+    }
+    let q = min(i, nq - 1u);
+    let ldb = p.b_rs / 4u;
+    var bi = p.b_off / 4u + q;
+    var acc = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < p.K; k0 += 8u) {
+        let av = a[p.a_off + min(k0 + lane, p.K - 1u)];
+//#for s in 0..8
+        let a$s = subgroupBroadcast(av, ${s}u);
+//#end
+//#for s in 0..8
+        if k0 + ${s}u < p.K {
+            acc = fma(vec4(a$s), b[bi], acc);
+            bi += ldb;
+        }
+//#end
+    }
+    if i < nq {
+        put4(0u, q, acc);
+    }
+}
+
+//#entry svmt
+//#use @store1
+// VMT (matmul.wgsl) for a single row of A with 8-wide subgroups: A's vec4s are loaded once per
+// 8 (lane l loads k4 + l) and broadcast; each lane's dot product keeps VMT's order.
+@group(0) @binding(1) var<storage, read_write> c: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+@compute @workgroup_size(64)
+fn svmt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid, 64u);
+    let lane = lid % 8u;
+    if i - lane >= p.N {
+        return; // the whole subgroup
+    }
+    let n = min(i, p.N - 1u);
+    let k4 = p.K / 4u;
+    let a0 = p.a_off / 4u;
+    let b0 = (p.b_off + n * p.b_cs) / 4u;
+    var acc = 0.0;
+    for (var j0 = 0u; j0 < k4; j0 += 8u) {
+        let av = a[a0 + min(j0 + lane, k4 - 1u)];
+//#for s in 0..8
+        let a$s = subgroupBroadcast(av, ${s}u);
+//#end
+//#for s in 0..8
+        if j0 + ${s}u < k4 {
+            acc = dot4(a$s, b[b0 + j0 + ${s}u], acc);
+        }
+//#end
+    }
+    if i < p.N {
+        put1(0u, n, acc);
+    }
+}

@@ -189,6 +189,7 @@ pub(super) fn modules() -> Vec<ModuleSpec> {
     let shared = |e| ModuleSpec::new::<Params>(PORTABLE, e);
     let mut all = vec![shared("forward"), shared("bias_backward"), shared("vm"), shared("vmt")];
     all.extend(["nn1", "tn1"].map(|e| shared(e).var("ROWS", SHARED_ROWS)));
+    all.extend(["svm", "svmt"].map(single_row_subgroup));
     for v in MatmulVariant::all() {
         all.extend([Layout::Nn, Layout::Nt, Layout::Tn].map(|l| v.spec(l)));
     }
@@ -412,6 +413,12 @@ struct Shared {
     vmt: Pipe,
 }
 
+/// VM and VMT for 8-wide subgroups (matmul_subgroup.wgsl's svm, svmt: the row of A loaded once
+/// per subgroup; the same fma order), used where the subgroup kernels are the default.
+fn single_row_subgroup(entry: &'static str) -> ModuleSpec {
+    ModuleSpec { subgroups: true, ..ModuleSpec::new::<Params>(SUBGROUP, entry) }
+}
+
 pub struct Matmul {
     gpu: Gpu,
     shared: Shared,
@@ -431,6 +438,9 @@ impl Matmul {
         assert!(default.runs_on(gpu), "{} does not run on {}", default.name(), gpu.describe());
         let shared = |e| Pipe::new(gpu, ModuleSpec::new::<Params>(PORTABLE, e));
         let rows = |e| Pipe::new(gpu, ModuleSpec::new::<Params>(PORTABLE, e).var("ROWS", SHARED_ROWS));
+        // a decode step's products share A's row across the subgroup where the subgroup kernels run
+        let sg = default == MatmulVariant::Subgroup;
+        let single = |e: &'static str, s| if sg { Pipe::new(gpu, single_row_subgroup(s)) } else { shared(e) };
         Matmul {
             gpu: gpu.clone(),
             shared: Shared {
@@ -438,8 +448,8 @@ impl Matmul {
                 bias_bwd: shared("bias_backward"),
                 nn1: rows("nn1"),
                 tn1: rows("tn1"),
-                vm: shared("vm"),
-                vmt: shared("vmt"),
+                vm: single("vm", "svm"),
+                vmt: single("vmt", "svmt"),
             },
             pipes: PipeCache::new(gpu),
             default,
