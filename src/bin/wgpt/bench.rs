@@ -26,11 +26,13 @@ pub enum Workload {
     /// One training step over (B, T): forward, backward, clipping and AdamW, the median of
     /// --iters steps after one warm-up (GPT-2 fine-tuning: --preset gpt2 --batch-size 1 --seq 128).
     Finetune,
-    /// Matrix products: 1024³, and GPT-2's Conv1D and lm_head shapes at B·T = 4096, each
-    /// forward and its two backward products (dinp and dweight); GFLOP/s.
+    /// Matrix products: 1024³ (and 4096³ on hardware adapters), and GPT-2's Conv1D and lm_head
+    /// shapes at B·T = 4096, each forward and its two backward products (dinp and dweight); every
+    /// kernel candidate's GFLOP/s, autotune's pick marked, then a row at the pick.
     Matmul,
-    /// Causal attention forward and backward at (B 8, NH 6, T 256) and (B 1, NH 12, T 1024),
-    /// head size 64; GFLOP/s of the causal half (q·k and att·v over T(T+1)/2 pairs).
+    /// Causal attention forward and backward at (B 8, NH 6, T 256), (B 1, NH 12, T 1024), head
+    /// size 64, and the baby's (B 12, NH 4, T 64, hs 32); every implementation's GFLOP/s of the
+    /// causal half (q·k and att·v over T(T+1)/2 pairs), autotune's pick marked.
     Attention,
     /// A training step of the baby (B 12, T 64) and shakespeare-char (B 8, T 256) presets.
     Train,
@@ -179,6 +181,10 @@ fn product_candidates(k: &Kernels, p: Product, iters: usize) -> Result<f64> {
 fn matmul(k: &Kernels, iters: usize) -> Result<()> {
     let g = &k.gpu;
     let mut shapes = vec![(1024, 1024, 1024, "1024x1024x1024".to_string())];
+    if !k.tuning.software() {
+        // the share of a GPU's fp32 peak (a minute per candidate on a software adapter)
+        shapes.push((4096, 4096, 4096, "4096x4096x4096".to_string()));
+    }
     for (c, oc) in [(768, 2304), (768, 768), (768, 3072), (3072, 768)] {
         shapes.push((BT, c, oc, format!("BT {BT}, {c}->{oc}")));
     }
