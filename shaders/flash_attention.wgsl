@@ -7,11 +7,15 @@
 // the same (seed, site, (b·NH + h)·T·T + t·T + t2) mask as attention.wgsl.
 //
 // A template over the head size (HS4 = hs / 4 vec4s; q, k, v rows and accumulators are arrays
-// indexed only by unrolled constants, so they live in registers). Two instances of each pass:
-// `rows` has one invocation per row and reads K and V (or Q and dout) from storage, no workgroup
-// memory and no barriers (lavapipe); `tiled` has a workgroup of 64 rows load tiles of BC rows of
-// the other side into workgroup memory (GPUs). Both visit the keys of a row in the same order
-// through the same functions, so their results are bit-identical.
+// indexed only by unrolled constants, so they live in registers) and the implementation (MODE)
+// of each pass (forward, backward_dq, backward_dkv), which only changes which invocation owns a
+// row and where the other side's rows (keys, or queries) come from:
+//   0 `rows`: one invocation per row reads them from storage, no workgroup memory, no barriers;
+//   1 `tiled`: a workgroup of 64 rows stages tiles of BC of them in workgroup memory (GPUs);
+//   2 `subgroup`: 8 lanes own 8 rows and each row is loaded once, shared by subgroupBroadcast
+//     (adapters with subgroups of exactly 8, natively: lavapipe).
+// All visit a row's keys in the same order through the same functions, so their results are
+// bit-identical.
 
 struct Params {
     B: u32,
@@ -28,8 +32,9 @@ struct Params {
 
 const HS4: u32 = ${HS4}u;
 const SCALE: f32 = $SCALE; // 1/√hs, written by the host
-const WG: u32 = 64u; // rows per workgroup of the tiled passes
-const BC: u32 = ${BC}u; // rows of the other side per tile
+const WG: u32 = 64u; // invocations per workgroup; rows per workgroup of the tiled passes
+const BC: u32 = ${BC}u; // rows of the other side per workgroup-memory tile
+const TILE: u32 = ${1 + (MODE == 1) * (BC - 1)}u; // rows of the other side per step of a pass
 
 // One head's row of q, k, v, dout or an accumulator.
 alias Head = array<vec4<f32>, HS4>;
@@ -147,300 +152,30 @@ fn load_dout(i: u32) -> Head {
     return r;
 }
 
-//#entry forward_rows
-//#use @load_qkv
-//#use @finish
-@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> seed: array<u32>;
-
-// One invocation per query row (b, h, t): keys 0..=t in order.
-@compute @workgroup_size(64)
-fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) lid: u32) {
-    let row = flat_index(wid, nwg, lid, 64u);
-    if row >= p.B * p.NH * p.T {
-        return;
-    }
-    let x = bht(row);
-    let b = x.x;
-    let h = x.y;
-    let t = x.z;
-    let q = load(qkv_at(b, t, h, 0u));
-    let s0 = seed[0];
-    var o = online_start();
-    for (var t2 = 0u; t2 <= t; t2++) {
-        let s = score(q, load(qkv_at(b, t2, h, 1u)));
-        o = attend(o, s, load(qkv_at(b, t2, h, 2u)), drop_at(s0, row, t2));
-    }
-    finish(o, b, h, t, row);
+//#entry @rows
+// The row an invocation owns: its (b, h, t), t clamped into the sequence (tc), the row index of
+// (b, h, 0) and of (b, h, tc), the first and last row of its block (the rows its workgroup or
+// subgroup owns; the row itself for `rows`), its lane in the subgroup, and whether any row of
+// its block exists (past the end, a whole invocation or subgroup returns; a tiled workgroup
+// never is).
+struct Rows {
+    b: u32,
+    h: u32,
+    t: u32,
+    tc: u32,
+    head0: u32,
+    row: u32,
+    first: u32,
+    last: u32,
+    lane: u32,
+    live: bool,
 }
 
-//#entry forward_tiled
-//#use @load_qkv
-//#use @finish
-@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> seed: array<u32>;
-
-var<workgroup> k_tile: array<Head, BC>;
-var<workgroup> v_tile: array<Head, BC>;
-
-// A workgroup per 64 query rows of one (b, h) (x: the row block, y: b·NH + h); K and V come in
-// tiles of BC keys, loaded by the first BC invocations; each invocation takes the tile's keys
-// up to its own row.
-@compute @workgroup_size(64)
-fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let b = wid.y / p.NH;
-    let h = wid.y % p.NH;
-    let t0 = wid.x * WG;
-    let t = t0 + lid;
-    let last = min(t0 + WG, p.T) - 1u; // the block's last row: uniform
-    let row = wid.y * p.T + t;
-    let q = load(qkv_at(b, min(t, p.T - 1u), h, 0u));
-    let s0 = seed[0];
-    var o = online_start();
-    for (var j0 = 0u; j0 <= last; j0 += BC) {
-        if lid < BC && j0 + lid <= last {
-            k_tile[lid] = load(qkv_at(b, j0 + lid, h, 1u));
-            v_tile[lid] = load(qkv_at(b, j0 + lid, h, 2u));
-        }
-        workgroupBarrier();
-        for (var j = 0u; j < BC; j++) {
-            let t2 = j0 + j;
-            if t2 <= t && t < p.T {
-                o = attend(o, score(q, k_tile[j]), v_tile[j], drop_at(s0, row, t2));
-            }
-        }
-        workgroupBarrier();
-    }
-    if t < p.T {
-        finish(o, b, h, t, row);
-    }
-}
-
-//#entry backward_dq_rows
-//#use @load_qkv
-//#use @load_dout
-@group(0) @binding(1) var<storage, read_write> dqkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(3) var<storage, read> dout: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> out: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> lse: array<f32>;
-@group(0) @binding(7) var<storage, read> seed: array<u32>;
-
-// One invocation per query row (b, h, t): D = dout·out (kept in delta for the dk/dv pass), then
-// dq += Σ_{t2 ≤ t} dS·k/√hs over the keys in order.
-@compute @workgroup_size(64)
-fn backward_dq_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_index) lid: u32) {
-    let row = flat_index(wid, nwg, lid, 64u);
-    if row >= p.B * p.NH * p.T {
-        return;
-    }
-    let x = bht(row);
-    let b = x.x;
-    let h = x.y;
-    let t = x.z;
-    let qi = qkv_at(b, t, h, 0u);
-    let q = load(qi);
-    let d_o = load_dout(out_at(b, t, h));
-    var o: Head;
-//#for e in 0..HS4
-    o[$e] = out[out_at(b, t, h) + ${e}u];
-//#end
-    let d_q = dot_head(d_o, o);
-    delta[row] = d_q;
-    let l = lse[row];
-    let s0 = seed[0];
-    var dq: Head;
-    for (var t2 = 0u; t2 <= t; t2++) {
-        let k = load(qkv_at(b, t2, h, 1u));
-        let ds = dscore(score(q, k), l, dot_head(d_o, load(qkv_at(b, t2, h, 2u))), drop_at(s0, row, t2), d_q);
-        dq = axpy_head(dq, ds, k);
-    }
-//#for e in 0..HS4
-    dqkv[qi + ${e}u] += dq[$e];
-//#end
-}
-
-//#entry backward_dq_tiled
-//#use @load_qkv
-//#use @load_dout
-@group(0) @binding(1) var<storage, read_write> dqkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(3) var<storage, read> dout: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> out: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> lse: array<f32>;
-@group(0) @binding(7) var<storage, read> seed: array<u32>;
-
-var<workgroup> k_tile: array<Head, BC>;
-var<workgroup> v_tile: array<Head, BC>;
-
-// backward_dq_rows with a workgroup per 64 query rows of one (b, h), K and V in tiles.
-@compute @workgroup_size(64)
-fn backward_dq_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let b = wid.y / p.NH;
-    let h = wid.y % p.NH;
-    let t0 = wid.x * WG;
-    let t = t0 + lid;
-    let tc = min(t, p.T - 1u);
-    let last = min(t0 + WG, p.T) - 1u;
-    let row = wid.y * p.T + tc;
-    let qi = qkv_at(b, tc, h, 0u);
-    let q = load(qi);
-    let d_o = load_dout(out_at(b, tc, h));
-    var o: Head;
-//#for e in 0..HS4
-    o[$e] = out[out_at(b, tc, h) + ${e}u];
-//#end
-    let d_q = dot_head(d_o, o);
-    let l = lse[row];
-    let s0 = seed[0];
-    var dq: Head;
-    for (var j0 = 0u; j0 <= last; j0 += BC) {
-        if lid < BC && j0 + lid <= last {
-            k_tile[lid] = load(qkv_at(b, j0 + lid, h, 1u));
-            v_tile[lid] = load(qkv_at(b, j0 + lid, h, 2u));
-        }
-        workgroupBarrier();
-        for (var j = 0u; j < BC; j++) {
-            let t2 = j0 + j;
-            if t2 <= t && t < p.T {
-                let ds = dscore(score(q, k_tile[j]), l, dot_head(d_o, v_tile[j]), drop_at(s0, row, t2), d_q);
-                dq = axpy_head(dq, ds, k_tile[j]);
-            }
-        }
-        workgroupBarrier();
-    }
-    if t < p.T {
-        delta[row] = d_q;
-//#for e in 0..HS4
-        dqkv[qi + ${e}u] += dq[$e];
-//#end
-    }
-}
-
-//#entry backward_dkv_rows
-//#use @load_qkv
-//#use @load_dout
-@group(0) @binding(1) var<storage, read_write> dqkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> dout: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read> delta: array<f32>;
-@group(0) @binding(6) var<storage, read> seed: array<u32>;
-
-// One invocation per key row (b, h, t): over the queries t1 ≥ t in order, dk += dS·q/√hs and
-// dv += P·drop·dout.
-@compute @workgroup_size(64)
-fn backward_dkv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                     @builtin(local_invocation_index) lid: u32) {
-    let row = flat_index(wid, nwg, lid, 64u);
-    if row >= p.B * p.NH * p.T {
-        return;
-    }
-    let x = bht(row);
-    let b = x.x;
-    let h = x.y;
-    let t = x.z;
-    let ki = qkv_at(b, t, h, 1u);
-    let vi = qkv_at(b, t, h, 2u);
-    let k = load(ki);
-    let v = load(vi);
-    let head0 = row - t; // row (b, h, 0)
-    let s0 = seed[0];
-    var dk: Head;
-    var dv: Head;
-    for (var t1 = t; t1 < p.T; t1++) {
-        let q = load(qkv_at(b, t1, h, 0u));
-        let d_o = load_dout(out_at(b, t1, h));
-        let s = score(q, k);
-        let drop = drop_at(s0, head0 + t1, t);
-        let qrow = head0 + t1;
-        dk = axpy_head(dk, dscore(s, lse[qrow], dot_head(d_o, v), drop, delta[qrow]), q);
-        dv = axpy_head(dv, exp(s - lse[qrow]) * drop, d_o);
-    }
-//#for e in 0..HS4
-    dqkv[ki + ${e}u] += dk[$e];
-    dqkv[vi + ${e}u] += dv[$e];
-//#end
-}
-
-//#entry backward_dkv_tiled
-//#use @load_qkv
-//#use @load_dout
-@group(0) @binding(1) var<storage, read_write> dqkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> dout: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read> delta: array<f32>;
-@group(0) @binding(6) var<storage, read> seed: array<u32>;
-
-var<workgroup> q_tile: array<Head, BC>;
-var<workgroup> do_tile: array<Head, BC>;
-var<workgroup> lse_tile: array<f32, BC>;
-var<workgroup> delta_tile: array<f32, BC>;
-
-// backward_dkv_rows with a workgroup per 64 key rows of one (b, h), Q, dout, lse and D of the
-// queries from the block's first row on in tiles.
-@compute @workgroup_size(64)
-fn backward_dkv_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let b = wid.y / p.NH;
-    let h = wid.y % p.NH;
-    let t0 = wid.x * WG;
-    let t = t0 + lid;
-    let tc = min(t, p.T - 1u);
-    let head0 = wid.y * p.T;
-    let ki = qkv_at(b, tc, h, 1u);
-    let vi = qkv_at(b, tc, h, 2u);
-    let k = load(ki);
-    let v = load(vi);
-    let s0 = seed[0];
-    var dk: Head;
-    var dv: Head;
-    for (var j0 = t0; j0 < p.T; j0 += BC) {
-        if lid < BC && j0 + lid < p.T {
-            q_tile[lid] = load(qkv_at(b, j0 + lid, h, 0u));
-            do_tile[lid] = load_dout(out_at(b, j0 + lid, h));
-            lse_tile[lid] = lse[head0 + j0 + lid];
-            delta_tile[lid] = delta[head0 + j0 + lid];
-        }
-        workgroupBarrier();
-        for (var j = 0u; j < BC; j++) {
-            let t1 = j0 + j;
-            if t1 >= t && t1 < p.T && t < p.T {
-                let s = score(q_tile[j], k);
-                let drop = drop_at(s0, head0 + t1, t);
-                dk = axpy_head(dk, dscore(s, lse_tile[j], dot_head(do_tile[j], v), drop, delta_tile[j]), q_tile[j]);
-                dv = axpy_head(dv, exp(s - lse_tile[j]) * drop, do_tile[j]);
-            }
-        }
-        workgroupBarrier();
-    }
-    if t < p.T {
-//#for e in 0..HS4
-        dqkv[ki + ${e}u] += dk[$e];
-        dqkv[vi + ${e}u] += dv[$e];
-//#end
-    }
-}
-
-//#entry @share
-// The subgroup passes (adapters with subgroups of exactly 8, natively: lavapipe): the 8 lanes of
-// a subgroup own 8 consecutive rows of one (b, h) (invocation 8·block + lane, block = (b·NH + h)·
-// ceil(T/8) + t / 8), and the other side's rows, which all 8 need, are loaded once: lane l loads
-// vec4s l, l + 8, ... of a row and subgroupBroadcast hands every lane the rest (on lavapipe a
-// storage load is a loop over the 8 lanes, a broadcast one shuffle). Same keys in the same order
-// through the same functions as `rows`: bit-identical to it.
+//#if MODE == 2
 const PARTS: u32 = ${(HS4 + 7) / 8}u;
 alias Part = array<vec4<f32>, PARTS>;
 
-// Lane `lane`'s vec4s of the row starting at vec4 i of `qkv` (clamped into the row).
+// Lane `lane`'s vec4s l, l + 8, ... of the row starting at vec4 i of qkv (clamped into it).
 fn load_part(i: u32, lane: u32) -> Part {
     var r: Part;
 //#for j in 0..(HS4 + 7) / 8
@@ -449,7 +184,7 @@ fn load_part(i: u32, lane: u32) -> Part {
     return r;
 }
 
-// The whole row from the lanes' parts.
+// The whole row, every lane's part broadcast to all.
 fn share(x: Part) -> Head {
     var r: Head;
 //#for e in 0..HS4
@@ -457,59 +192,137 @@ fn share(x: Part) -> Head {
 //#end
     return r;
 }
+//#end
 
-// The first row of a subgroup's block and its (b, h): x = b, y = h, z = t0; w = 0 when the block
-// is past the end.
-fn sg_block(g: u32) -> vec4<u32> {
-    let nblk = (p.T + 7u) / 8u;
-    let blk = g / 8u;
-    let bh = blk / nblk;
-    return vec4(bh / p.NH, bh % p.NH, (blk % nblk) * 8u, u32(blk < p.B * p.NH * nblk));
+fn rows_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Rows {
+    var r: Rows;
+    let rows = p.B * p.NH * p.T;
+//#if MODE == 0
+    let g = flat_index(wid, nwg, lid, WG);
+    let x = bht(min(g, rows - 1u));
+    r.b = x.x;
+    r.h = x.y;
+    r.t = x.z;
+    r.first = x.z;
+    r.last = x.z;
+    r.live = g < rows;
+//#end
+//#if MODE == 1
+    r.b = wid.y / p.NH;
+    r.h = wid.y % p.NH;
+    r.first = wid.x * WG;
+    r.t = r.first + lid;
+    r.last = min(r.first + WG, p.T) - 1u;
+    r.live = true;
+//#end
+//#if MODE == 2
+    // invocation 8·block + lane; block (b·NH + h)·ceil(T/8) + t / 8
+    let blocks = (p.T + 7u) / 8u;
+    let block = flat_index(wid, nwg, lid, WG) / 8u;
+    let bh = min(block / blocks, p.B * p.NH - 1u);
+    r.b = bh / p.NH;
+    r.h = bh % p.NH;
+    r.lane = lid % 8u;
+    r.first = (block % blocks) * 8u;
+    r.t = r.first + r.lane;
+    r.last = min(r.first + 7u, p.T - 1u);
+    r.live = block < p.B * p.NH * blocks;
+//#end
+    r.tc = min(r.t, p.T - 1u);
+    r.head0 = (r.b * p.NH + r.h) * p.T;
+    r.row = r.head0 + r.tc;
+    return r;
 }
 
-//#entry forward_sg
+// Head h's `part` (0 q, 1 k, 2 v) at token tr of batch row b, as every invocation of a block
+// reads it: from storage, or from a lane's share.
+fn other_row(r: Rows, tr: u32, part: u32) -> Head {
+//#if MODE == 2
+    return share(load_part(qkv_at(r.b, tr, r.h, part), r.lane));
+//#else
+    return load(qkv_at(r.b, tr, r.h, part));
+//#end
+}
+
+//#entry @keys
+// The keys and values of a block's rows, TILE at a time (forward, backward_dq).
+//#if MODE == 1
+var<workgroup> k_tile: array<Head, BC>;
+var<workgroup> v_tile: array<Head, BC>;
+//#end
+
+// Keys j0 .. j0 + TILE − 1 (those up to r.last) made ready for key(): staged in workgroup memory
+// by the tiled passes (every invocation calls this; it holds the barriers), nothing elsewhere.
+fn stage_keys(r: Rows, j0: u32, lid: u32) {
+//#if MODE == 1
+    workgroupBarrier(); // the last tile is done with
+    if lid < BC && j0 + lid <= r.last {
+        k_tile[lid] = load(qkv_at(r.b, j0 + lid, r.h, 1u));
+        v_tile[lid] = load(qkv_at(r.b, j0 + lid, r.h, 2u));
+    }
+    workgroupBarrier();
+//#end
+}
+
+// Key j0 + j of the block's head, and its value.
+fn key(r: Rows, j0: u32, j: u32) -> Head {
+//#if MODE == 1
+    return k_tile[j];
+//#else
+    return other_row(r, j0 + j, 1u);
+//#end
+}
+
+fn value(r: Rows, j0: u32, j: u32) -> Head {
+//#if MODE == 1
+    return v_tile[j];
+//#else
+    return other_row(r, j0 + j, 2u);
+//#end
+}
+
+//#entry forward
 //#use @load_qkv
 //#use @finish
-//#use @share
+//#use @rows
+//#use @keys
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> seed: array<u32>;
 
-// forward_rows with a subgroup per 8 query rows sharing the keys' loads.
+// Per query row (b, h, t): keys 0..=t in order through the online softmax; out and lse.
 @compute @workgroup_size(64)
-fn forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) lid: u32) {
-    let blk = sg_block(flat_index(wid, nwg, lid, 64u));
-    if blk.w == 0u {
-        return; // the whole subgroup
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let r = rows_of(wid, nwg, lid);
+    if !r.live {
+        return; // the whole invocation, subgroup or workgroup
     }
-    let lane = lid % 8u;
-    let b = blk.x;
-    let h = blk.y;
-    let t = blk.z + lane;
-    let tc = min(t, p.T - 1u);
-    let last = min(blk.z + 7u, p.T - 1u);
-    let row = (b * p.NH + h) * p.T + tc;
-    let q = load(qkv_at(b, tc, h, 0u));
+    let q = load(qkv_at(r.b, r.tc, r.h, 0u));
     let s0 = seed[0];
     var o = online_start();
-    for (var t2 = 0u; t2 <= last; t2++) {
-        let k = share(load_part(qkv_at(b, t2, h, 1u), lane));
-        let v = share(load_part(qkv_at(b, t2, h, 2u), lane));
-        if t2 <= t {
-            o = attend(o, score(q, k), v, drop_at(s0, row, t2));
+    for (var j0 = 0u; j0 <= r.last; j0 += TILE) {
+        stage_keys(r, j0, lid);
+        for (var j = 0u; j < TILE; j++) {
+            let t2 = j0 + j;
+            let k = key(r, j0, j);
+            let v = value(r, j0, j);
+            if t2 <= r.t && r.t < p.T {
+                o = attend(o, score(q, k), v, drop_at(s0, r.row, t2));
+            }
         }
     }
-    if t < p.T {
-        finish(o, b, h, t, row);
+    if r.t < p.T {
+        finish(o, r.b, r.h, r.t, r.row);
     }
 }
 
-//#entry backward_dq_sg
+//#entry backward_dq
 //#use @load_qkv
 //#use @load_dout
-//#use @share
+//#use @rows
+//#use @keys
 @group(0) @binding(1) var<storage, read_write> dqkv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> delta: array<f32>;
 @group(0) @binding(3) var<storage, read> dout: array<vec4<f32>>;
@@ -518,52 +331,51 @@ fn forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 @group(0) @binding(6) var<storage, read> lse: array<f32>;
 @group(0) @binding(7) var<storage, read> seed: array<u32>;
 
-// backward_dq_rows with a subgroup per 8 query rows sharing the keys' loads.
+// Per query row (b, h, t): D = dout·out (kept in delta for backward_dkv), then dq += Σ_{t2 ≤ t}
+// dS·k/√hs over the keys in order.
 @compute @workgroup_size(64)
-fn backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-    let blk = sg_block(flat_index(wid, nwg, lid, 64u));
-    if blk.w == 0u {
-        return; // the whole subgroup
+fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let r = rows_of(wid, nwg, lid);
+    if !r.live {
+        return; // the whole invocation, subgroup or workgroup
     }
-    let lane = lid % 8u;
-    let b = blk.x;
-    let h = blk.y;
-    let t = blk.z + lane;
-    let tc = min(t, p.T - 1u);
-    let last = min(blk.z + 7u, p.T - 1u);
-    let row = (b * p.NH + h) * p.T + tc;
-    let qi = qkv_at(b, tc, h, 0u);
+    let qi = qkv_at(r.b, r.tc, r.h, 0u);
     let q = load(qi);
-    let d_o = load_dout(out_at(b, tc, h));
+    let oi = out_at(r.b, r.tc, r.h);
+    let d_o = load_dout(oi);
     var o: Head;
 //#for e in 0..HS4
-    o[$e] = out[out_at(b, tc, h) + ${e}u];
+    o[$e] = out[oi + ${e}u];
 //#end
     let d_q = dot_head(d_o, o);
-    let l = lse[row];
+    let l = lse[r.row];
     let s0 = seed[0];
     var dq: Head;
-    for (var t2 = 0u; t2 <= last; t2++) {
-        let k = share(load_part(qkv_at(b, t2, h, 1u), lane));
-        let v = share(load_part(qkv_at(b, t2, h, 2u), lane));
-        if t2 <= t {
-            let ds = dscore(score(q, k), l, dot_head(d_o, v), drop_at(s0, row, t2), d_q);
-            dq = axpy_head(dq, ds, k);
+    for (var j0 = 0u; j0 <= r.last; j0 += TILE) {
+        stage_keys(r, j0, lid);
+        for (var j = 0u; j < TILE; j++) {
+            let t2 = j0 + j;
+            let k = key(r, j0, j);
+            let v = value(r, j0, j);
+            if t2 <= r.t && r.t < p.T {
+                let ds = dscore(score(q, k), l, dot_head(d_o, v), drop_at(s0, r.row, t2), d_q);
+                dq = axpy_head(dq, ds, k);
+            }
         }
     }
-    if t < p.T {
-        delta[row] = d_q;
+    if r.t < p.T {
+        delta[r.row] = d_q;
 //#for e in 0..HS4
         dqkv[qi + ${e}u] += dq[$e];
 //#end
     }
 }
 
-//#entry backward_dkv_sg
+//#entry backward_dkv
 //#use @load_qkv
 //#use @load_dout
-//#use @share
+//#use @rows
 @group(0) @binding(1) var<storage, read_write> dqkv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> dout: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
@@ -571,50 +383,103 @@ fn backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 @group(0) @binding(5) var<storage, read> delta: array<f32>;
 @group(0) @binding(6) var<storage, read> seed: array<u32>;
 
-// Lane `lane`'s vec4s of dout's row starting at vec4 i.
-fn load_dout_part(i: u32, lane: u32) -> Part {
-    var r: Part;
-//#for j in 0..(HS4 + 7) / 8
-    r[$j] = dout[i + min(${8 * j}u + lane, HS4 - 1u)];
+// The queries of a block's head from its first row on, TILE at a time: q, dout, lse and D.
+//#if MODE == 1
+var<workgroup> q_tile: array<Head, BC>;
+var<workgroup> do_tile: array<Head, BC>;
+var<workgroup> lse_tile: array<f32, BC>;
+var<workgroup> delta_tile: array<f32, BC>;
 //#end
-    return r;
+
+// Queries j0 .. j0 + TILE − 1 (those before T) made ready for query() and the others (see
+// stage_keys).
+fn stage_queries(r: Rows, j0: u32, lid: u32) {
+//#if MODE == 1
+    workgroupBarrier(); // the last tile is done with
+    if lid < BC && j0 + lid < p.T {
+        q_tile[lid] = load(qkv_at(r.b, j0 + lid, r.h, 0u));
+        do_tile[lid] = load_dout(out_at(r.b, j0 + lid, r.h));
+        lse_tile[lid] = lse[r.head0 + j0 + lid];
+        delta_tile[lid] = delta[r.head0 + j0 + lid];
+    }
+    workgroupBarrier();
+//#end
 }
 
-// backward_dkv_rows with a subgroup per 8 key rows sharing the queries' loads.
+// Query j0 + j's q row, its dout row, its lse and its D.
+fn query(r: Rows, j0: u32, j: u32) -> Head {
+//#if MODE == 1
+    return q_tile[j];
+//#else
+    return other_row(r, j0 + j, 0u);
+//#end
+}
+
+fn query_dout(r: Rows, j0: u32, j: u32) -> Head {
+//#if MODE == 1
+    return do_tile[j];
+//#end
+//#if MODE == 2
+    var x: Part;
+    let i = out_at(r.b, j0 + j, r.h);
+//#for m in 0..(HS4 + 7) / 8
+    x[$m] = dout[i + min(${8 * m}u + r.lane, HS4 - 1u)];
+//#end
+    return share(x);
+//#end
+//#if MODE == 0
+    return load_dout(out_at(r.b, j0 + j, r.h));
+//#end
+}
+
+fn query_lse(r: Rows, j0: u32, j: u32) -> f32 {
+//#if MODE == 1
+    return lse_tile[j];
+//#else
+    return lse[r.head0 + min(j0 + j, p.T - 1u)];
+//#end
+}
+
+fn query_delta(r: Rows, j0: u32, j: u32) -> f32 {
+//#if MODE == 1
+    return delta_tile[j];
+//#else
+    return delta[r.head0 + min(j0 + j, p.T - 1u)];
+//#end
+}
+
+// Per key row (b, h, t): over the queries t1 ≥ t in order, dk += dS·q/√hs and dv += P·drop·dout.
 @compute @workgroup_size(64)
-fn backward_dkv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let blk = sg_block(flat_index(wid, nwg, lid, 64u));
-    if blk.w == 0u {
-        return; // the whole subgroup
+fn backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let r = rows_of(wid, nwg, lid);
+    if !r.live {
+        return; // the whole invocation, subgroup or workgroup
     }
-    let lane = lid % 8u;
-    let b = blk.x;
-    let h = blk.y;
-    let t = blk.z + lane;
-    let tc = min(t, p.T - 1u);
-    let head0 = (b * p.NH + h) * p.T;
-    let ki = qkv_at(b, tc, h, 1u);
-    let vi = qkv_at(b, tc, h, 2u);
+    let ki = qkv_at(r.b, r.tc, r.h, 1u);
+    let vi = qkv_at(r.b, r.tc, r.h, 2u);
     let k = load(ki);
     let v = load(vi);
     let s0 = seed[0];
     var dk: Head;
     var dv: Head;
-    for (var t1 = blk.z; t1 < p.T; t1++) {
-        let q = share(load_part(qkv_at(b, t1, h, 0u), lane));
-        let d_o = share(load_dout_part(out_at(b, t1, h), lane));
-        let qrow = head0 + t1;
-        let lq = lse[qrow];
-        let dq = delta[qrow];
-        if t1 >= t {
-            let s = score(q, k);
-            let drop = drop_at(s0, qrow, t);
-            dk = axpy_head(dk, dscore(s, lq, dot_head(d_o, v), drop, dq), q);
-            dv = axpy_head(dv, exp(s - lq) * drop, d_o);
+    for (var j0 = r.first; j0 < p.T; j0 += TILE) {
+        stage_queries(r, j0, lid);
+        for (var j = 0u; j < TILE; j++) {
+            let t1 = j0 + j;
+            let q = query(r, j0, j);
+            let d_o = query_dout(r, j0, j);
+            let lq = query_lse(r, j0, j);
+            let dq = query_delta(r, j0, j);
+            if t1 >= r.t && t1 < p.T && r.t < p.T {
+                let s = score(q, k);
+                let drop = drop_at(s0, r.head0 + t1, r.t);
+                dk = axpy_head(dk, dscore(s, lq, dot_head(d_o, v), drop, dq), q);
+                dv = axpy_head(dv, exp(s - lq) * drop, d_o);
+            }
         }
     }
-    if t < p.T {
+    if r.t < p.T {
 //#for e in 0..HS4
         dqkv[ki + ${e}u] += dk[$e];
         dqkv[vi + ${e}u] += dv[$e];

@@ -130,38 +130,27 @@ fn tile_rows(hs4: usize) -> usize {
     (512 / (2 * hs4)).clamp(1, 32)
 }
 
-fn flash_spec(entry: &'static str, hs4: usize) -> ModuleSpec {
+/// The flash module of `entry` (forward, backward_dq, backward_dkv) by `imp`, for head size 4·hs4.
+fn flash_spec(entry: &'static str, imp: AttentionImpl, hs4: usize) -> ModuleSpec {
     let scale = 1.0 / ((4 * hs4) as f32).sqrt();
-    let spec = ModuleSpec::new::<Params>(FLASH, entry).var("HS4", hs4).var("BC", tile_rows(hs4));
-    ModuleSpec { subgroups: entry.ends_with("_sg"), ..spec.var("SCALE", format!("{scale:?}")) }
+    let mode = match imp {
+        AttentionImpl::FlashTiled => 1,
+        AttentionImpl::FlashSubgroup => 2,
+        _ => 0,
+    };
+    let spec = ModuleSpec::new::<Params>(FLASH, entry).var("HS4", hs4).var("BC", tile_rows(hs4)).var("MODE", mode);
+    ModuleSpec { subgroups: mode == 2, ..spec.var("SCALE", format!("{scale:?}")) }
 }
 
-const FLASH_ENTRIES: [&str; 9] = [
-    "forward_rows",
-    "forward_tiled",
-    "forward_sg",
-    "backward_dq_rows",
-    "backward_dq_tiled",
-    "backward_dq_sg",
-    "backward_dkv_rows",
-    "backward_dkv_tiled",
-    "backward_dkv_sg",
-];
-
-/// The flash entries (forward, dq, dk/dv) of an implementation.
-fn flash_entries(imp: AttentionImpl) -> [&'static str; 3] {
-    match imp {
-        AttentionImpl::FlashTiled => ["forward_tiled", "backward_dq_tiled", "backward_dkv_tiled"],
-        AttentionImpl::FlashSubgroup => ["forward_sg", "backward_dq_sg", "backward_dkv_sg"],
-        _ => ["forward_rows", "backward_dq_rows", "backward_dkv_rows"],
-    }
-}
+const FLASH_ENTRIES: [&str; 3] = ["forward", "backward_dq", "backward_dkv"];
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
     let mut all: Vec<ModuleSpec> =
         ["forward", "backward_scores", "backward_qkv"].map(|e| ModuleSpec::new::<Params>(CLASSIC, e)).to_vec();
     for hs4 in [1, 3, 8, 16, 17] {
-        all.extend(FLASH_ENTRIES.map(|e| flash_spec(e, hs4)));
+        for imp in AttentionKind::Flash.impls() {
+            all.extend(FLASH_ENTRIES.map(|e| flash_spec(e, *imp, hs4)));
+        }
     }
     all
 }
@@ -171,7 +160,7 @@ pub struct Attention {
     bwd_scores: Pipe,
     bwd_qkv: Pipe,
     /// The flash pipelines made so far, by (entry, hs / 4).
-    flash: PipeCache<(&'static str, usize)>,
+    flash: PipeCache<(&'static str, AttentionImpl, usize)>,
     /// Bound as the seed where there is no dropout.
     no_seed: Tensor,
 }
@@ -188,8 +177,8 @@ impl Attention {
         }
     }
 
-    fn flash_pipe(&self, entry: &'static str, hs4: usize) -> Arc<Pipe> {
-        self.flash.get((entry, hs4), || flash_spec(entry, hs4))
+    fn flash_pipe(&self, entry: &'static str, imp: AttentionImpl, hs4: usize) -> Arc<Pipe> {
+        self.flash.get((entry, imp, hs4), || flash_spec(entry, imp, hs4))
     }
 
     fn params<'a>(&'a self, shape: &Tensor, nh: usize, dropout: AttnDropout<'a>) -> (Params, &'a Tensor) {
@@ -228,7 +217,7 @@ impl Attention {
         match imp {
             AttentionImpl::Classic => prog.push(self.fwd.dispatch(&params, &tensors, grid(b * nh * t, 64))),
             _ => {
-                let pipe = self.flash_pipe(flash_entries(imp)[0], c / nh / 4);
+                let pipe = self.flash_pipe("forward", imp, c / nh / 4);
                 prog.push(pipe.dispatch(&params, &tensors, Self::flash_grid(imp, b, nh, t)));
             }
         }
@@ -252,13 +241,12 @@ impl Attention {
                 prog.push(self.bwd_qkv.dispatch(&params, &qkv, grid(b * t * 3 * c, 64)));
             }
             _ => {
-                let [_, dq, dkv] = flash_entries(imp);
                 let hs4 = c / nh / 4;
                 let wg = Self::flash_grid(imp, b, nh, t);
-                let dq = self.flash_pipe(dq, hs4);
+                let dq = self.flash_pipe("backward_dq", imp, hs4);
                 let dq_tensors = [x.dqkv, x.scratch, x.dout, x.out, x.qkv, x.saved, seed];
                 prog.push(dq.dispatch(&params, &dq_tensors, wg));
-                let dkv = self.flash_pipe(dkv, hs4);
+                let dkv = self.flash_pipe("backward_dkv", imp, hs4);
                 prog.push(dkv.dispatch(&params, &[x.dqkv, x.dout, x.qkv, x.saved, x.scratch, seed], wg));
             }
         }
