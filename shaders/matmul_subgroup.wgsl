@@ -155,11 +155,10 @@ fn stn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
 //#end
     var ai = p.a_off / 4u + am;
     var bi = p.b_off / 4u;
-    // four k per iteration (fewer loop iterations; the same fma order), then the rest
-    let k4 = p.K / 4u;
-    for (var k = 0u; k < k4; k++) {
+    // four k per loop iteration (fewer iterations; the same fma order)
+    for (var k0 = 0u; k0 < p.K; k0 += 4u) {
 //#for u in 0..4
-        {
+        if k0 + ${u}u < p.K {
             let bk = X2(b[bi + c0], b[bi + c1]);
             let ak = a[ai];
             ai += lda;
@@ -171,18 +170,6 @@ fn stn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
             r$i = axpy2(r$i, a${i / 4}[${i % 4}], bk);
 //#end
         }
-//#end
-    }
-    for (var k = 4u * k4; k < p.K; k++) {
-        let bk = X2(b[bi + c0], b[bi + c1]);
-        let ak = a[ai];
-        ai += lda;
-        bi += ldb;
-//#for s in 0..8
-        let a$s = subgroupBroadcast(ak, ${s}u);
-//#end
-//#for i in 0..32
-        r$i = axpy2(r$i, a${i / 4}[${i % 4}], bk);
 //#end
     }
 //#for i in 0..32
