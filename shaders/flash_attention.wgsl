@@ -153,11 +153,18 @@ fn load_dout(i: u32) -> Head {
 }
 
 //#entry @rows
+// The rows an invocation's workgroup (tiled) or subgroup (subgroup) owns, or the invocation's own
+// row (rows): the first and the last, and whether any exists (past the end, a whole invocation or
+// subgroup returns; a tiled workgroup never is past it). The tiled passes compute it from the
+// workgroup alone, so that their loops and barriers are in uniform control flow.
+struct Block {
+    first: u32,
+    last: u32,
+    live: bool,
+}
+
 // The row an invocation owns: its (b, h, t), t clamped into the sequence (tc), the row index of
-// (b, h, 0) and of (b, h, tc), the first and last row of its block (the rows its workgroup or
-// subgroup owns; the row itself for `rows`), its lane in the subgroup, and whether any row of
-// its block exists (past the end, a whole invocation or subgroup returns; a tiled workgroup
-// never is).
+// (b, h, 0) and of (b, h, tc), and its lane in the subgroup.
 struct Rows {
     b: u32,
     h: u32,
@@ -165,10 +172,7 @@ struct Rows {
     tc: u32,
     head0: u32,
     row: u32,
-    first: u32,
-    last: u32,
     lane: u32,
-    live: bool,
 }
 
 //#if MODE == 2
@@ -192,41 +196,57 @@ fn share(x: Part) -> Head {
 //#end
     return r;
 }
+
+// Invocation 8·block + lane owns row t = 8·(block % ceil(T/8)) + lane of head block / ceil(T/8).
+fn sg_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec2<u32> {
+    let blocks = (p.T + 7u) / 8u;
+    let block = flat_index(wid, nwg, lid, WG) / 8u;
+    return vec2(block / blocks, (block % blocks) * 8u); // (b·NH + h, first row)
+}
 //#end
+
+fn block_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Block {
+    var k: Block;
+//#if MODE == 0
+    let g = flat_index(wid, nwg, lid, WG);
+    k.first = g % p.T;
+    k.last = k.first;
+    k.live = g < p.B * p.NH * p.T;
+//#end
+//#if MODE == 1
+    k.first = wid.x * WG;
+    k.last = min(k.first + WG, p.T) - 1u;
+    k.live = true;
+//#end
+//#if MODE == 2
+    let x = sg_index(wid, nwg, lid);
+    k.first = x.y;
+    k.last = min(x.y + 7u, p.T - 1u);
+    k.live = x.x < p.B * p.NH;
+//#end
+    return k;
+}
 
 fn rows_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Rows {
     var r: Rows;
-    let rows = p.B * p.NH * p.T;
 //#if MODE == 0
-    let g = flat_index(wid, nwg, lid, WG);
-    let x = bht(min(g, rows - 1u));
+    let x = bht(min(flat_index(wid, nwg, lid, WG), p.B * p.NH * p.T - 1u));
     r.b = x.x;
     r.h = x.y;
     r.t = x.z;
-    r.first = x.z;
-    r.last = x.z;
-    r.live = g < rows;
 //#end
 //#if MODE == 1
     r.b = wid.y / p.NH;
     r.h = wid.y % p.NH;
-    r.first = wid.x * WG;
-    r.t = r.first + lid;
-    r.last = min(r.first + WG, p.T) - 1u;
-    r.live = true;
+    r.t = wid.x * WG + lid;
 //#end
 //#if MODE == 2
-    // invocation 8·block + lane; block (b·NH + h)·ceil(T/8) + t / 8
-    let blocks = (p.T + 7u) / 8u;
-    let block = flat_index(wid, nwg, lid, WG) / 8u;
-    let bh = min(block / blocks, p.B * p.NH - 1u);
+    let x = sg_index(wid, nwg, lid);
+    let bh = min(x.x, p.B * p.NH - 1u);
     r.b = bh / p.NH;
     r.h = bh % p.NH;
     r.lane = lid % 8u;
-    r.first = (block % blocks) * 8u;
-    r.t = r.first + r.lane;
-    r.last = min(r.first + 7u, p.T - 1u);
-    r.live = block < p.B * p.NH * blocks;
+    r.t = x.y + r.lane;
 //#end
     r.tc = min(r.t, p.T - 1u);
     r.head0 = (r.b * p.NH + r.h) * p.T;
@@ -251,12 +271,12 @@ var<workgroup> k_tile: array<Head, BC>;
 var<workgroup> v_tile: array<Head, BC>;
 //#end
 
-// Keys j0 .. j0 + TILE − 1 (those up to r.last) made ready for key(): staged in workgroup memory
+// Keys j0 .. j0 + TILE − 1 (those up to k.last) made ready for key(): staged in workgroup memory
 // by the tiled passes (every invocation calls this; it holds the barriers), nothing elsewhere.
-fn stage_keys(r: Rows, j0: u32, lid: u32) {
+fn stage_keys(r: Rows, k: Block, j0: u32, lid: u32) {
 //#if MODE == 1
     workgroupBarrier(); // the last tile is done with
-    if lid < BC && j0 + lid <= r.last {
+    if lid < BC && j0 + lid <= k.last {
         k_tile[lid] = load(qkv_at(r.b, j0 + lid, r.h, 1u));
         v_tile[lid] = load(qkv_at(r.b, j0 + lid, r.h, 2u));
     }
@@ -295,15 +315,16 @@ fn value(r: Rows, j0: u32, j: u32) -> Head {
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let r = rows_of(wid, nwg, lid);
-    if !r.live {
+    let blk = block_of(wid, nwg, lid);
+    if !blk.live {
         return; // the whole invocation, subgroup or workgroup
     }
+    let r = rows_of(wid, nwg, lid);
     let q = load(qkv_at(r.b, r.tc, r.h, 0u));
     let s0 = seed[0];
     var o = online_start();
-    for (var j0 = 0u; j0 <= r.last; j0 += TILE) {
-        stage_keys(r, j0, lid);
+    for (var j0 = 0u; j0 <= blk.last; j0 += TILE) {
+        stage_keys(r, blk, j0, lid);
         for (var j = 0u; j < TILE; j++) {
             let t2 = j0 + j;
             let k = key(r, j0, j);
@@ -336,10 +357,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(64)
 fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let r = rows_of(wid, nwg, lid);
-    if !r.live {
+    let blk = block_of(wid, nwg, lid);
+    if !blk.live {
         return; // the whole invocation, subgroup or workgroup
     }
+    let r = rows_of(wid, nwg, lid);
     let qi = qkv_at(r.b, r.tc, r.h, 0u);
     let q = load(qi);
     let oi = out_at(r.b, r.tc, r.h);
@@ -352,8 +374,8 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let l = lse[r.row];
     let s0 = seed[0];
     var dq: Head;
-    for (var j0 = 0u; j0 <= r.last; j0 += TILE) {
-        stage_keys(r, j0, lid);
+    for (var j0 = 0u; j0 <= blk.last; j0 += TILE) {
+        stage_keys(r, blk, j0, lid);
         for (var j = 0u; j < TILE; j++) {
             let t2 = j0 + j;
             let k = key(r, j0, j);
@@ -452,10 +474,11 @@ fn query_delta(r: Rows, j0: u32, j: u32) -> f32 {
 @compute @workgroup_size(64)
 fn backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let r = rows_of(wid, nwg, lid);
-    if !r.live {
+    let blk = block_of(wid, nwg, lid);
+    if !blk.live {
         return; // the whole invocation, subgroup or workgroup
     }
+    let r = rows_of(wid, nwg, lid);
     let ki = qkv_at(r.b, r.tc, r.h, 1u);
     let vi = qkv_at(r.b, r.tc, r.h, 2u);
     let k = load(ki);
@@ -463,7 +486,7 @@ fn backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let s0 = seed[0];
     var dk: Head;
     var dv: Head;
-    for (var j0 = r.first; j0 < p.T; j0 += TILE) {
+    for (var j0 = blk.first; j0 < p.T; j0 += TILE) {
         stage_queries(r, j0, lid);
         for (var j = 0u; j < TILE; j++) {
             let t1 = j0 + j;

@@ -86,7 +86,8 @@ impl Family {
 /// The built-in choices, what [`Tuning::matmul_default`] and [`Tuning::attention_impl`] pick
 /// without timing (part of the cache key, so a changed table invalidates cached copies of it).
 pub const BUILT_IN: &str = "8-wide subgroups (lavapipe): subgroup matmuls, flash-subgroup; other software adapters: \
-                            portable-r16, flash-rows; hardware before tuning: tiled-64x64-k8-8x8, flash-tiled";
+                            portable-r16 (NN, NT), portable-r8 (TN), flash-rows; hardware before tuning: \
+                            tiled-64x64-k8-8x8, flash-tiled";
 
 /// What identifies an adapter in the cache: a cached choice is used only by the same adapter,
 /// driver, wgpt version and kernels (a hash of every shader, variant and the built-in table).
@@ -240,17 +241,19 @@ impl Tuning {
             || ["llvmpipe", "lavapipe", "swiftshader", "warp"].iter().any(|s| name.contains(s))
     }
 
-    /// The matmul variant of products nobody chose: the family's, or for auto the built-in
-    /// table's (the subgroup kernels where subgroups are 8 wide, the portable ones on other
-    /// software adapters, the 64x64 tiles elsewhere).
-    pub fn matmul_default(&self) -> MatmulVariant {
+    /// The matmul variants of products nobody chose, for NN, NT and TN: the family's, or for
+    /// auto the built-in table's (the subgroup kernels where subgroups are 8 wide; on other
+    /// software adapters the 16-row register tiles, 8-row ones for TN, the fastest on SwiftShader;
+    /// the 64x64 tiles elsewhere until tuning chooses).
+    pub fn matmul_defaults(&self) -> [MatmulVariant; 3] {
+        let (r16, r8) = (MatmulVariant::Portable { rows: 16 }, MatmulVariant::Portable { rows: 8 });
         match self.family {
-            Family::Portable => MatmulVariant::Portable { rows: 16 },
-            Family::Subgroup => MatmulVariant::Subgroup,
-            Family::Tiled => MatmulVariant::Tiled(crate::kernels::matmul::TILES[0]),
-            Family::Auto if self.gpu.subgroups_of_8() => MatmulVariant::Subgroup,
-            Family::Auto if self.software() => MatmulVariant::Portable { rows: 16 },
-            Family::Auto => MatmulVariant::Tiled(crate::kernels::matmul::TILES[0]),
+            Family::Portable => [r16; 3],
+            Family::Subgroup => [MatmulVariant::Subgroup; 3],
+            Family::Tiled => [MatmulVariant::Tiled(crate::kernels::matmul::TILES[0]); 3],
+            Family::Auto if self.gpu.subgroups_of_8() => [MatmulVariant::Subgroup; 3],
+            Family::Auto if self.software() => [r16, r16, r8],
+            Family::Auto => [MatmulVariant::Tiled(crate::kernels::matmul::TILES[0]); 3],
         }
     }
 

@@ -19,23 +19,33 @@ use wgpt::tune::AttnShape;
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+/// println! natively, the browser console (which the runner prints) in wasm.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        #[cfg(target_arch = "wasm32")]
+        wasm_bindgen_test::console_log!($($t)*);
+        #[cfg(not(target_arch = "wasm32"))]
+        out!($($t)*);
+    }};
+}
+
 async fn candidates() {
     let k = common::kernels().await.expect("a GPU adapter");
-    println!("{}: every candidate's ms and GFLOP/s; * marks the kernel chosen", k.gpu.describe());
+    out!("{}: every candidate's ms and GFLOP/s; * marks the kernel chosen", k.gpu.describe());
     for (preset, b, t) in [("tiny", 8, 32), ("baby", 12, 64)] {
         let cfg = Gpt2Config::preset(preset).expect("preset");
         let report = k.tuning.tune(&k, &cfg, b, t, true).await.expect("timing");
-        println!("{preset} B={b} T={t} ({})", report.source);
+        out!("{preset} B={b} T={t} ({})", report.source);
         for timed in &report.tables {
             let flop = match Product::parse(&timed.problem) {
                 Some(p) => p.flop(),
                 // attention forward and backward: three times the forward's causal half
                 None => 3.0 * AttnShape { b, nh: cfg.n_head, t, hs: cfg.n_embd / cfg.n_head }.flop(),
             };
-            println!("  {}", timed.problem);
+            out!("  {}", timed.problem);
             for (name, ms) in &timed.times {
                 let mark = if *name == timed.pick { "*" } else { " " };
-                println!("    {mark} {name:<24} {ms:>9.3} ms {:>8.2} GFLOP/s", flop / ms / 1e6);
+                out!("    {mark} {name:<24} {ms:>9.3} ms {:>8.2} GFLOP/s", flop / ms / 1e6);
             }
         }
     }

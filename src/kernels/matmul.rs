@@ -424,8 +424,8 @@ pub struct Matmul {
     shared: Shared,
     /// The NN, NT and TN pipelines of each variant made so far.
     pipes: PipeCache<(MatmulVariant, Layout)>,
-    /// The variant of products the table does not name.
-    default: MatmulVariant,
+    /// The variant of products the table does not name, for NN, NT and TN.
+    defaults: [MatmulVariant; 3],
     /// The variant chosen for each product (by tuning or a built-in table).
     table: Mutex<HashMap<Product, MatmulVariant>>,
     /// Bound where there is no bias (four floats: the vec4 kernels bind it as one vec4).
@@ -435,7 +435,15 @@ pub struct Matmul {
 impl Matmul {
     /// The kernels of `gpu`, running `default` (which `gpu` must run) where no choice was set.
     pub fn new(gpu: &Gpu, default: MatmulVariant) -> Matmul {
-        assert!(default.runs_on(gpu), "{} does not run on {}", default.name(), gpu.describe());
+        Matmul::with_defaults(gpu, [default; 3])
+    }
+
+    /// [`Matmul::new`] with a default per layout: NN, NT and TN.
+    pub fn with_defaults(gpu: &Gpu, defaults: [MatmulVariant; 3]) -> Matmul {
+        for d in defaults {
+            assert!(d.runs_on(gpu), "{} does not run on {}", d.name(), gpu.describe());
+        }
+        let default = defaults[0];
         let shared = |e| Pipe::new(gpu, ModuleSpec::new::<Params>(PORTABLE, e));
         let rows = |e| Pipe::new(gpu, ModuleSpec::new::<Params>(PORTABLE, e).var("ROWS", SHARED_ROWS));
         // a decode step's products share A's row across the subgroup where the subgroup kernels run
@@ -452,7 +460,7 @@ impl Matmul {
                 vmt: single("vmt", "svmt"),
             },
             pipes: PipeCache::new(gpu),
-            default,
+            defaults,
             table: Mutex::new(HashMap::new()),
             no_bias: gpu.tensor("no_bias", &[4]),
         }
@@ -460,7 +468,8 @@ impl Matmul {
 
     /// The variant that runs `product`.
     pub fn choice(&self, product: &Product) -> MatmulVariant {
-        self.table.lock().unwrap_or_else(|e| e.into_inner()).get(product).copied().unwrap_or(self.default)
+        let layout = [Layout::Nn, Layout::Nt, Layout::Tn].iter().position(|l| *l == product.layout).unwrap_or(0);
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).get(product).copied().unwrap_or(self.defaults[layout])
     }
 
     /// Runs `product` on `variant` in programs recorded from now on.

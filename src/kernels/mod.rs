@@ -161,7 +161,7 @@ impl Kernels {
             gpu: gpu.clone(),
             encoder: Encoder::new(gpu),
             layernorm: LayerNorm::new(gpu),
-            matmul: Matmul::new(gpu, tuning.matmul_default()),
+            matmul: Matmul::with_defaults(gpu, tuning.matmul_defaults()),
             attention: Attention::new(gpu),
             gelu: Gelu::new(gpu),
             residual: Residual::new(gpu),
