@@ -25,7 +25,7 @@ macro_rules! out {
         #[cfg(target_arch = "wasm32")]
         wasm_bindgen_test::console_log!($($t)*);
         #[cfg(not(target_arch = "wasm32"))]
-        out!($($t)*);
+        println!($($t)*);
     }};
 }
 
