@@ -391,6 +391,19 @@ impl<'a> Block<'a> {
     }
 }
 
+/// One product to record: out (M, cols.1) gets a · b (+ bias) (+ out with `accumulate`) in its
+/// columns cols.0 .. cols.0 + N (the whole output when cols = (0, N); a column block only for NT
+/// products), on `variant` or, when None, the one chosen for the product.
+struct Job<'a> {
+    out: &'a Tensor,
+    cols: (usize, usize),
+    a: Block<'a>,
+    b: Block<'a>,
+    bias: Option<&'a Tensor>,
+    accumulate: bool,
+    variant: Option<MatmulVariant>,
+}
+
 /// The tensors of a Conv1D backward: dinp (N,C) += dout · weightᵀ, dweight (C,OC) += inpᵀ · dout
 /// and dbias (OC) += Σ_rows dout, given dout (N,OC) and the forward's inp (N,C) and weight (C,OC).
 pub struct LinearBwd<'a> {
@@ -494,19 +507,15 @@ impl Matmul {
     ) {
         let (m, n) = (a.dims().0, b.dims().1);
         assert_eq!(out.numel(), m * n, "matmul output has the wrong size");
-        self.gemm_cols(prog, out, (0, n), Block::whole(a), Block::whole(b), bias, accumulate);
+        let (a, b) = (Block::whole(a), Block::whole(b));
+        self.record(prog, Job { out, cols: (0, n), a, b, bias, accumulate, variant: None });
     }
 
-    /// [`Matmul::gemm`] on `variant` whatever the table says (the tuner and the bench time each).
+    /// out += a · b on `variant` whatever the table says (the tuner and the bench time each).
     pub fn gemm_on(&self, variant: MatmulVariant, prog: &mut Program, out: &Tensor, a: Operand, b: Operand) {
-        let product = Product::of(a, b).expect("gemm_on takes products of a choosable layout");
-        let saved = self.table.lock().unwrap_or_else(|e| e.into_inner()).insert(product, variant);
-        self.gemm(prog, out, a, b, None, true);
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        match saved {
-            Some(v) => table.insert(product, v),
-            None => table.remove(&product),
-        };
+        assert!(Product::of(a, b).is_some(), "gemm_on takes products of a choosable layout");
+        let (n, a, b) = (b.dims().1, Block::whole(a), Block::whole(b));
+        self.record(prog, Job { out, cols: (0, n), a, b, bias: None, accumulate: true, variant: Some(variant) });
     }
 
     /// The tied lm_head: logits (M,V) = x (M,C) · wte (V,C)ᵀ. A wte bigger than one storage
@@ -515,8 +524,8 @@ impl Matmul {
         let v = wte.shape[0];
         assert_eq!(logits.numel(), x.numel() / wte.shape[1] * v, "lm_head: logits have the wrong size");
         for (v0, chunk) in self.gpu.row_chunks(wte) {
-            let (x, chunk) = (Block::whole(Operand::n(x)), Block::whole(Operand::t(&chunk)));
-            self.gemm_cols(prog, logits, (v0, v), x, chunk, None, false);
+            let (a, b) = (Block::whole(Operand::n(x)), Block::whole(Operand::t(&chunk)));
+            self.record(prog, Job { out: logits, cols: (v0, v), a, b, bias: None, accumulate: false, variant: None });
         }
     }
 
@@ -537,12 +546,12 @@ impl Matmul {
         assert_eq!(dwte.shape, wte.shape, "lm_head backward: dwte and wte differ in shape");
         assert_eq!(dlogits.numel(), x.numel() / c * v, "lm_head backward: dlogits have the wrong size");
         for (v0, chunk) in self.gpu.row_chunks(wte) {
-            let a = Block::cols(Operand::n(dlogits), v0, chunk.shape[0]);
-            self.gemm_cols(prog, dx, (0, c), a, Block::whole(Operand::n(&chunk)), None, true);
+            let (a, b) = (Block::cols(Operand::n(dlogits), v0, chunk.shape[0]), Block::whole(Operand::n(&chunk)));
+            self.record(prog, Job { out: dx, cols: (0, c), a, b, bias: None, accumulate: true, variant: None });
         }
         for (v0, chunk) in self.gpu.row_chunks(dwte) {
-            let a = Block::cols(Operand::t(dlogits), v0, chunk.shape[0]);
-            self.gemm_cols(prog, &chunk, (0, c), a, Block::whole(Operand::n(x)), None, true);
+            let (a, b) = (Block::cols(Operand::t(dlogits), v0, chunk.shape[0]), Block::whole(Operand::n(x)));
+            self.record(prog, Job { out: &chunk, cols: (0, c), a, b, bias: None, accumulate: true, variant: None });
         }
     }
 
@@ -560,19 +569,9 @@ impl Matmul {
         all
     }
 
-    /// [`Matmul::gemm`] into columns cols.0 .. cols.0 + N of an output whose rows are cols.1
-    /// wide (the whole output when cols = (0, N); a column block only for NT products).
-    #[allow(clippy::too_many_arguments)]
-    fn gemm_cols(
-        &self,
-        prog: &mut Program,
-        out: &Tensor,
-        cols: (usize, usize),
-        a: Block,
-        b: Block,
-        bias: Option<&Tensor>,
-        accumulate: bool,
-    ) {
+    /// Records `j`'s dispatches (one per chunk of K).
+    fn record(&self, prog: &mut Program, j: Job) {
+        let Job { out, cols, a, b, bias, accumulate, variant } = j;
         let (m, k) = a.dims();
         let (k2, n) = b.dims();
         assert_eq!(k, k2, "matmul inner dimensions differ");
@@ -588,7 +587,7 @@ impl Matmul {
         let chosen;
         let (pipe, wg) = match layout {
             Some(l @ (Layout::Nn | Layout::Nt | Layout::Tn)) => {
-                let variant = self.choice(&Product { layout: l, m, k, n });
+                let variant = variant.unwrap_or_else(|| self.choice(&Product { layout: l, m, k, n }));
                 chosen = self.pipe(variant, l);
                 (&*chosen, variant.workgroups(m, n))
             }
