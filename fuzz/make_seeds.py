@@ -1,12 +1,16 @@
 """Writes the committed seed inputs of the fuzz targets into fuzz/seeds/<target>/.
 
 Small valid files (a 1-layer, 4-wide GPT-2; a parity file for it; character and BPE tokenizers;
-corpora) plus a few near misses, so libFuzzer starts from inputs that reach deep into each reader.
+corpora; run zips) plus a few near misses, so libFuzzer starts from inputs that reach deep into
+each reader.
 Needs numpy, safetensors and tokenizers (pip install numpy safetensors tokenizers).
 Run from anywhere: python3 fuzz/make_seeds.py
 """
+import io
 import json
 import os
+import struct
+import zipfile
 
 import numpy as np
 from safetensors.numpy import save
@@ -88,3 +92,30 @@ write("corpus", "unicode", "ünïcödé 🙂 text — with tabs\tand\r\nlines\n"
 write("corpus", "binary", bytes(range(256)))
 write("corpus", "latin1", "caf\xe9 au lait\n".encode("latin-1") * 10)
 write("corpus", "empty", b"")
+
+# run_zip: run zips (src/run/format.rs's files), stored and deflated, at the top and in a folder,
+# and near misses: a path out of the folder, a missing file, a lying declared size
+run = {"config.json": json.dumps(CONFIG).encode(), "tokenizer.json": char_tok.to_str().encode(),
+       "model.safetensors": save(w, metadata={"format": "pt"}), "training_state.safetensors": save(w),
+       "metrics.jsonl": b'{"iter":1,"loss":2.5,"lr":0.001,"tokens_per_sec":1.0,"ms_per_step":2.0}\n',
+       "corpus.txt": (text * 8).encode()}
+
+
+def run_zip(files, prefix="", method=zipfile.ZIP_DEFLATED):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(prefix + name, date_time=(2026, 1, 1, 0, 0, 0))  # the same bytes each run
+            info.compress_type = method
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+write("run_zip", "deflated", run_zip(run))
+write("run_zip", "stored_in_folder", run_zip(run, "out/", zipfile.ZIP_STORED))
+write("run_zip", "traversal", run_zip({**run, "../evil.txt": b"x"}))
+write("run_zip", "missing_state", run_zip({k: v for k, v in run.items() if k != "training_state.safetensors"}))
+lying = bytearray(run_zip(run, method=zipfile.ZIP_STORED))
+cd = lying.find(b"PK\x01\x02")
+lying[cd + 24:cd + 28] = struct.pack("<I", 3 << 30)  # the first entry's declared size: 3 GiB
+write("run_zip", "lying_size", bytes(lying))

@@ -3,9 +3,10 @@
 // no readback): partial sums per 65536-element chunk, then one workgroup over the partials.
 
 struct Params {
-    n: u32,           // elements of this tensor (sumsq, update) or partial sums (norm)
-    slot: u32,        // sumsq: index of this tensor's first partial sum
-    weight_decay: f32, // update: this tensor's decay (0 for rank < 2 tensors)
+    n: u32,            // elements of this tensor (sumsq, update, update_stats), partial sums
+                       // (norm_finish) or tensors (stats_finish)
+    slot: u32,         // sumsq, update_stats: index of this tensor's first partial sum
+    weight_decay: f32, // update, update_stats: this tensor's decay (0 for rank < 2 tensors)
     _pad: u32,
 }
 
@@ -88,6 +89,7 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
 }
 
 //#entry update
+//#use @adamw_step
 @group(0) @binding(1) var<storage, read_write> param: array<$T>;
 @group(0) @binding(2) var<storage, read_write> m: array<$T>;
 @group(0) @binding(3) var<storage, read_write> v: array<$T>;
@@ -104,18 +106,35 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if i >= p.n {
         return;
     }
-    var scale = 1.0;
+    let t = adamw_step(param[i], m[i], v[i], grad[i] * clip_scale());
+    m[i] = t.m;
+    v[i] = t.v;
+    param[i] = t.w;
+}
+
+//#entry @adamw_step
+// The clip factor of this step's gradients: torch.nn.utils.clip_grad_norm_ scales g by
+// clip / (norm + 1e-6) when norm > clip.
+fn clip_scale() -> f32 {
     if step.grad_clip > 0.0 {
-        // torch.nn.utils.clip_grad_norm_: g · clip / (norm + 1e-6) when norm > clip
-        scale = min(1.0, step.grad_clip / (grad_norm[0] + 1e-6));
+        return min(1.0, step.grad_clip / (grad_norm[0] + 1e-6));
     }
-    let g = grad[i] * scale;
-    // the operations and their order follow torch's single-tensor AdamW
-    let w = param[i] * (1.0 - step.lr * p.weight_decay);
-    let mi = m[i] + (1.0 - step.beta1) * (g - m[i]);
-    let vi = v[i] * step.beta2 + (1.0 - step.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
+    return 1.0;
+}
+
+struct Adamw {
+    w: $T,
+    m: $T,
+    v: $T,
+}
+
+// One element's (or vec4's) AdamW step from weight w0, moments m0 and v0 and the clipped
+// gradient g: the operations and their order follow torch's single-tensor AdamW. The update and
+// shaders/dynamics.wgsl's update_stats both call it, so they cannot drift apart.
+fn adamw_step(w0: $T, m0: $T, v0: $T, g: $T) -> Adamw {
+    let w = w0 * (1.0 - step.lr * p.weight_decay);
+    let mi = m0 + (1.0 - step.beta1) * (g - m0);
+    let vi = v0 * step.beta2 + (1.0 - step.beta2) * g * g;
     let denom = sqrt(vi) / step.bias2_sqrt + step.eps;
-    param[i] = w - (step.lr / step.bias1) * (mi / denom);
+    return Adamw(w - (step.lr / step.bias1) * (mi / denom), mi, vi);
 }

@@ -1,5 +1,5 @@
 //! Generation with a KV cache on the GPU, and sampling: greedy, temperature, top-k and top-p
-//! from a seeded RNG.
+//! from a seeded RNG, and the distribution a pick is drawn from ([`sampling_distribution`]).
 //!
 //! [`Decoder`] keeps, per layer, the keys and values of every token of its context. A prefill
 //! runs the whole prompt in one pass and fills the caches; each decode step then runs one token
@@ -19,6 +19,7 @@ use crate::model::Gpt2;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
+use serde::Serialize;
 use std::sync::Arc;
 
 /// How to pick each next token.
@@ -60,41 +61,101 @@ fn argmax(logits: &[f32]) -> u32 {
     logits.iter().enumerate().fold(0, |best, (i, &x)| if x > logits[best] { i } else { best }) as u32
 }
 
+/// The tokens a non-greedy pick chooses among: indices most likely first (ties by index), their
+/// probabilities after temperature over the top-k, and how many of them top-p keeps.
+struct Nucleus {
+    order: Vec<usize>,
+    probs: Vec<f64>,
+    keep: usize,
+}
+
+impl Nucleus {
+    fn new(logits: &[f32], cfg: &SampleConfig) -> Nucleus {
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+        if cfg.top_k > 0 && cfg.top_k < order.len() {
+            order.select_nth_unstable_by(cfg.top_k - 1, by_logit);
+            order.truncate(cfg.top_k);
+        }
+        order.sort_unstable_by(by_logit);
+        let max = logits[order[0]];
+        let mut probs: Vec<f64> = order.iter().map(|&i| (((logits[i] - max) / cfg.temperature) as f64).exp()).collect();
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+        // nucleus: the smallest prefix whose probability reaches top_p
+        let mut cum = 0.0;
+        let mut keep = probs.len();
+        for (i, p) in probs.iter().enumerate() {
+            cum += p;
+            if cum >= cfg.top_p as f64 {
+                keep = i + 1;
+                break;
+            }
+        }
+        Nucleus { order, probs, keep }
+    }
+
+    /// The probability mass top-p keeps, which a draw renormalises by.
+    fn mass(&self) -> f64 {
+        self.probs[..self.keep].iter().sum()
+    }
+}
+
 /// Picks a token from one row of logits.
 pub fn sample(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
     if cfg.is_greedy() {
         return argmax(logits);
     }
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
-    if cfg.top_k > 0 && cfg.top_k < order.len() {
-        order.select_nth_unstable_by(cfg.top_k - 1, by_logit);
-        order.truncate(cfg.top_k);
-    }
-    order.sort_unstable_by(by_logit);
-    let max = logits[order[0]];
-    let mut probs: Vec<f64> = order.iter().map(|&i| (((logits[i] - max) / cfg.temperature) as f64).exp()).collect();
-    let total: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|p| *p /= total);
-    // nucleus: the smallest prefix whose probability reaches top_p
-    let mut cum = 0.0;
-    let mut keep = probs.len();
-    for (i, p) in probs.iter().enumerate() {
-        cum += p;
-        if cum >= cfg.top_p as f64 {
-            keep = i + 1;
-            break;
-        }
-    }
-    let mass: f64 = probs[..keep].iter().sum();
-    let mut r = rng.next_f32() as f64 * mass;
-    for (i, p) in probs[..keep].iter().enumerate() {
+    let n = Nucleus::new(logits, cfg);
+    let mut r = rng.next_f32() as f64 * n.mass();
+    for (i, p) in n.probs[..n.keep].iter().enumerate() {
         r -= p;
         if r < 0.0 {
-            return order[i] as u32;
+            return n.order[i] as u32;
         }
     }
-    order[keep - 1] as u32
+    n.order[n.keep - 1] as u32
+}
+
+/// What sampling makes of one row of logits, for the page's next-token bars: the model's
+/// distribution, the one [`sample`] draws from under `cfg`, and the tokens it can pick. Pure: the
+/// logits are already there, so moving a slider needs no forward pass.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SamplingDistribution {
+    /// softmax(logits): the model's own next-token distribution (temperature 1, nothing cut).
+    pub before: Vec<f32>,
+    /// What [`sample`] draws from: temperature, top-k and top-p applied and renormalised over the
+    /// candidates, 0 elsewhere; greedy settings put all of it on the most likely token.
+    pub after: Vec<f32>,
+    /// The tokens [`sample`] can pick, most likely first.
+    pub candidates: Vec<u32>,
+}
+
+/// The distributions before and after `cfg`'s temperature, top-k and top-p (see
+/// [`SamplingDistribution`]); `cfg.max_new_tokens` and `cfg.seed` play no part.
+pub fn sampling_distribution(logits: &[f32], cfg: &SampleConfig) -> Result<SamplingDistribution> {
+    cfg.validate()?;
+    if logits.is_empty() {
+        return Err(Error::Input("no logits to sample from".into()));
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f64> = logits.iter().map(|&x| ((x - max) as f64).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    let before = exp.iter().map(|&e| (e / sum) as f32).collect();
+    let mut after = vec![0.0; logits.len()];
+    let candidates = if cfg.is_greedy() {
+        let best = argmax(logits);
+        after[best as usize] = 1.0;
+        vec![best]
+    } else {
+        let n = Nucleus::new(logits, cfg);
+        let mass = n.mass();
+        for (&i, &p) in n.order[..n.keep].iter().zip(&n.probs) {
+            after[i] = (p / mass) as f32;
+        }
+        n.order[..n.keep].iter().map(|&i| i as u32).collect()
+    };
+    Ok(SamplingDistribution { before, after, candidates })
 }
 
 /// Text of a growing list of token ids, given piece by piece as it grows, holding back an

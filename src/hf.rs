@@ -217,8 +217,8 @@ pub mod dir {
     use crate::read_file;
     use crate::tokenizer::Tokenizer;
 
-    /// Loads the weights, and the tokenizer if the directory has one.
-    pub fn load(dir: &Path) -> Result<(Weights, Option<Tokenizer>)> {
+    /// The model's shape from the directory's config.json, without reading the weights.
+    pub fn load_config(dir: &Path) -> Result<Gpt2Config> {
         if !dir.is_dir() {
             return Err(Error::Io(format!(
                 "{} is not a directory; expected an HF model directory with config.json and model.safetensors",
@@ -228,7 +228,12 @@ pub mod dir {
         let config_path = dir.join("config.json");
         let text = String::from_utf8(read_file(&config_path)?)
             .map_err(|_| Error::Format(format!("{} is not UTF-8 text", config_path.display())))?;
-        let config = parse_config(&text).map_err(|e| Error::Format(format!("{}: {e}", config_path.display())))?;
+        parse_config(&text).map_err(|e| Error::Format(format!("{}: {e}", config_path.display())))
+    }
+
+    /// Loads the weights, and the tokenizer if the directory has one.
+    pub fn load(dir: &Path) -> Result<(Weights, Option<Tokenizer>)> {
+        let config = load_config(dir)?;
         let st_path = dir.join("model.safetensors");
         let bytes = read_file(&st_path)?;
         let weights = load_weights(&st_path.display().to_string(), &bytes, config)?;

@@ -6,19 +6,22 @@ pub mod backward;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
+pub mod dynamics;
+pub mod flops;
 pub mod generate;
 pub mod gpu;
 pub mod hf;
 pub mod inspect;
 pub mod kernels;
+pub mod lens;
 pub mod model;
+pub mod params;
 pub mod parity;
 pub mod rng;
 pub mod run;
 pub mod tokenizer;
 pub mod train;
 pub mod tune;
-#[cfg(target_arch = "wasm32")]
 pub mod web;
 
 pub use gpu::{Gpu, Tensor};

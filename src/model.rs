@@ -116,6 +116,30 @@ impl Gpt2Config {
     pub fn num_params(&self) -> usize {
         self.param_specs().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
     }
+
+    /// Checks that every parameter fits `gpu` before anything is allocated: wte in one buffer
+    /// (it is bound in row chunks where it exceeds one binding, Gpu::row_chunks), every other
+    /// tensor in one storage binding.
+    pub fn check_params(&self, gpu: &Gpu) -> Result<()> {
+        for (name, shape) in self.param_specs() {
+            let bytes = 4 * shape.iter().product::<usize>() as u64;
+            if name == "wte.weight" {
+                gpu.check_buffer(&name, bytes)?;
+            } else {
+                gpu.check_binding(&name, bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the activations of a (B, T) forward (and so of its backward) with attention of
+    /// `kind` fit `gpu`'s storage bindings.
+    pub fn check_activations(&self, gpu: &Gpu, b: usize, t: usize, kind: AttentionKind) -> Result<()> {
+        for (what, shape) in ActivationTensors::specs(self, b, t, kind) {
+            gpu.check_binding(&format!("the {what} at B={b}, T={t}"), 4 * shape.iter().product::<usize>() as u64)?;
+        }
+        Ok(())
+    }
 }
 
 /// Parameters on the host, in [`Gpt2Config::param_specs`] order.
@@ -369,13 +393,8 @@ impl Gpt2 {
             if data.len() != n {
                 return Err(Error::Format(format!("{name}: expected {n} values {shape:?}, got {}", data.len())));
             }
-            if name == "wte.weight" {
-                // bound in row chunks where it exceeds one binding (Gpu::row_chunks)
-                gpu.check_buffer(name, 4 * n as u64)?;
-            } else {
-                gpu.check_binding(name, 4 * n as u64)?;
-            }
         }
+        config.check_params(gpu)?;
         let tensors =
             specs.iter().zip(&weights.tensors).map(|((name, shape), data)| gpu.upload(name, shape, data)).collect();
         let params = ParameterTensors::from_ordered(config.n_layer, tensors);
@@ -414,10 +433,7 @@ impl Gpt2 {
         }
         let gpu = &self.kernels.gpu;
         let attention = self.kernels.tuning.attention_impl(kind, self.attn_shape(b, t));
-        for (what, shape) in ActivationTensors::specs(cfg, b, t, attention.kind()) {
-            let bytes = 4 * shape.iter().product::<usize>() as u64;
-            gpu.check_binding(&format!("the {what} at B={b}, T={t}"), bytes)?;
-        }
+        cfg.check_activations(gpu, b, t, attention.kind())?;
         let acts = ActivationTensors::new(gpu, cfg, b, t, attention);
         let embed = self.record_embed(&acts, &acts.ids);
         let body = self.record_body(&acts, None);

@@ -113,6 +113,28 @@ impl ParityFile {
         let step1 = per_param("expected.step1.")?;
         Ok(ParityFile { weights, adamw, b, t, x, y, logits, loss, losses, grads, step1 })
     }
+
+    /// How the file's maker trained on its batch (AdamW at constant lr, no clipping, no dropout),
+    /// where it has AdamW settings.
+    pub fn train_config(&self) -> Option<TrainConfig> {
+        let adamw = self.adamw?;
+        Some(TrainConfig {
+            batch_size: self.b,
+            seq_len: self.t,
+            grad_accum: 1,
+            lr: adamw.lr,
+            min_lr: adamw.lr,
+            warmup_iters: 0,
+            lr_decay_iters: 0,
+            weight_decay: adamw.weight_decay,
+            beta1: adamw.beta1,
+            beta2: adamw.beta2,
+            eps: adamw.eps,
+            grad_clip: 0.0,
+            dropout: 0.0,
+            attention: None,
+        })
+    }
 }
 
 /// One compared quantity.
@@ -186,26 +208,10 @@ pub const LOSSES_TOL: f32 = 1e-3;
 /// Trains on the parity file's batch as its maker did (AdamW at constant lr, no clipping) and
 /// compares every gradient, the parameters after one step and the N losses.
 pub async fn check_training(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<Check>> {
-    let (Some(adamw), Some(grads), Some(step1)) = (p.adamw, &p.grads, &p.step1) else {
+    let (Some(cfg), Some(grads), Some(step1)) = (p.train_config(), &p.grads, &p.step1) else {
         return Err(Error::Format(
             "this parity file has no training data (adamw, expected.grad.*, expected.step1.*)".into(),
         ));
-    };
-    let cfg = TrainConfig {
-        batch_size: p.b,
-        seq_len: p.t,
-        grad_accum: 1,
-        lr: adamw.lr,
-        min_lr: adamw.lr,
-        warmup_iters: 0,
-        lr_decay_iters: 0,
-        weight_decay: adamw.weight_decay,
-        beta1: adamw.beta1,
-        beta2: adamw.beta2,
-        eps: adamw.eps,
-        grad_clip: 0.0,
-        dropout: 0.0,
-        attention: None,
     };
     let model = Gpt2::new(kernels, &p.weights)?;
     let mut trainer = Trainer::new(model, cfg)?;

@@ -1,5 +1,6 @@
 //! A small seeded RNG (xorshift64*, Box-Muller normals): reproducible across native and wasm,
-//! with its whole state in one u64 so checkpoints can save it.
+//! with its whole state in one u64 so checkpoints can save it. The tests draw their data from it
+//! too.
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rng {
@@ -31,6 +32,16 @@ impl Rng {
     /// Uniform integer in [0, n).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
+    }
+
+    /// `n` values uniform in [lo, hi).
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+
+    /// `n` token ids uniform in [0, vocab).
+    pub fn ids(&mut self, n: usize, vocab: usize) -> Vec<u32> {
+        (0..n).map(|_| self.below(vocab) as u32).collect()
     }
 
     /// A standard normal sample (Box-Muller).

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backward::GradActs;
+use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, StepParams};
@@ -81,6 +82,15 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// nanoGPT's grouping: decay matrices and embeddings (rank >= 2), not biases and layer norms.
+    pub fn weight_decay_of(&self, shape: &[usize]) -> f32 {
+        if shape.len() >= 2 {
+            self.weight_decay
+        } else {
+            0.0
+        }
+    }
+
     /// nanoGPT's get_lr: linear warmup, then cosine decay to min_lr at lr_decay_iters.
     pub fn lr_at(&self, it: usize) -> f32 {
         if it < self.warmup_iters {
@@ -154,7 +164,8 @@ pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind)
     4 * (4 * cfg.num_params() + acts + grad_acts) as u64
 }
 
-/// A model with everything a training step needs.
+/// A model with everything a training step needs: gradients, AdamW's moments, the activations
+/// of (B, T) and their gradients, and the step's programs recorded once.
 pub struct Trainer {
     pub model: Gpt2,
     pub cfg: TrainConfig,
@@ -167,11 +178,15 @@ pub struct Trainer {
     micro: Vec<Micro>,
     body: Program,
     backward: Program,
+    /// The global gradient norm (before clipping) into `norm`.
+    clip_norm: Program,
     update: Program,
-    step_params: Tensor,  // (8) StepParams
-    dropout_seed: Tensor, // (1) u32, the current micro-batch's
-    micro_seeds: Tensor,  // (grad_accum) u32, written every step
-    norm: Tensor,         // (1) global gradient norm before clipping
+    pub(crate) step_params: Tensor, // (8) StepParams
+    dropout_seed: Tensor,           // (1) u32, the current micro-batch's
+    micro_seeds: Tensor,            // (grad_accum) u32, written every step
+    pub(crate) norm: Tensor,        // (1) global gradient norm before clipping
+    /// The update with statistics, where dynamics are tracked (src/dynamics.rs).
+    pub(crate) dynamics: Option<DynamicsPlan>,
     /// Optimizer steps taken so far.
     pub step: u64,
 }
@@ -224,14 +239,14 @@ impl Trainer {
         let grad_views: Vec<Tensor> = grads.ordered().into_iter().flat_map(rows).collect();
         let grad_list: Vec<&Tensor> = grad_views.iter().collect();
         let partials = gpu.tensor("grad_norm_partials", &[AdamW::partials_len(&grad_list)]);
+        let mut clip_norm = Program::default();
+        k.adamw.grad_norm(&mut clip_norm, &norm, &partials, &grad_list);
         let mut update = Program::default();
-        k.adamw.grad_norm(&mut update, &norm, &partials, &grad_list);
         let specs = model.config.param_specs();
         for ((((p, g), mt), vt), (_, shape)) in
             model.params.ordered().into_iter().zip(grads.ordered()).zip(m.ordered()).zip(v.ordered()).zip(&specs)
         {
-            // nanoGPT's grouping: decay matrices and embeddings, not biases and layer norms
-            let wd = if shape.len() >= 2 { cfg.weight_decay } else { 0.0 };
+            let wd = cfg.weight_decay_of(shape);
             for (((param, grad), m), v) in rows(p).zip(rows(g)).zip(rows(mt)).zip(rows(vt)) {
                 let t = AdamWUpdate { param: &param, m: &m, v: &v, grad: &grad, step: &step_params, norm: &norm };
                 k.adamw.update(&mut update, t, wd);
@@ -248,11 +263,13 @@ impl Trainer {
             micro,
             body,
             backward,
+            clip_norm,
             update,
             step_params,
             dropout_seed,
             micro_seeds,
             norm,
+            dynamics: None,
             step: 0,
         })
     }
@@ -265,7 +282,8 @@ impl Trainer {
     /// GPU milliseconds per kernel (pipeline label) of one step on the batches the last
     /// [`Trainer::step`] wrote, each dispatch timed on its own in step order (`wgpt bench
     /// --profile`); empty where the device has no timestamp queries. Runs a step's work again: the
-    /// parameters move as in a step, so profile a throwaway trainer.
+    /// parameters move as in a step (twice where dynamics are tracked: their update is timed
+    /// too), so profile a throwaway trainer.
     pub async fn profile(&self) -> Result<Vec<(String, f64)>> {
         let gpu = &self.model.kernels.gpu;
         let mut by_kernel = Vec::new();
@@ -274,7 +292,12 @@ impl Trainer {
                 prog.profile(gpu, &mut by_kernel).await?;
             }
         }
+        self.clip_norm.profile(gpu, &mut by_kernel).await?;
         self.update.profile(gpu, &mut by_kernel).await?;
+        // where dynamics are tracked, their update too (under its own labels), for comparison
+        if let Some(d) = &self.dynamics {
+            d.update.profile(gpu, &mut by_kernel).await?;
+        }
         Ok(by_kernel)
     }
 
@@ -325,10 +348,16 @@ impl Trainer {
                     prog.encode(&mut pass);
                 }
             }
+            // a tracked step's update also sums the dynamics (src/dynamics.rs)
+            let update = self.dynamics.as_ref().filter(|d| d.due(self.step + 1)).map_or(&self.update, |d| &d.update);
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.update.encode(&mut pass);
+            self.clip_norm.encode(&mut pass);
+            update.encode(&mut pass);
         });
         self.step += 1;
+        if let Some(d) = self.dynamics.as_mut().filter(|d| d.due(self.step)) {
+            d.last = Some(self.step);
+        }
         Ok(())
     }
 

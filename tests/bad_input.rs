@@ -282,3 +282,95 @@ fn hostile_tokenizer_files() {
         assert!(err.to_string().contains(name), "{err}");
     }
 }
+
+/// A zip of `entries` (name, bytes), stored.
+fn zip_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in entries {
+        zip.start_file(name.as_str(), stored).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// The offset of `name`'s central directory header in `zip`.
+fn central_entry(zip: &[u8], name: &str) -> usize {
+    (0..zip.len() - 46)
+        .find(|&i| zip[i..i + 4] == *b"PK\x01\x02" && zip[i + 46..].starts_with(name.as_bytes()))
+        .unwrap_or_else(|| panic!("no {name} in the zip"))
+}
+
+/// A run zip is untrusted input: `wgpt train --resume` refuses each hostile one with exit code 2
+/// and a message, writes nothing (the --out folder is not even made), and never replaces a run
+/// that is already there.
+#[test]
+fn hostile_run_zips() {
+    if common::shared_kernels().is_none() {
+        return;
+    }
+    let dir = scratch("zips");
+    let corpus = dir.join("c.txt");
+    std::fs::write(&corpus, TEXT.repeat(50)).unwrap();
+    let run = dir.join("run");
+    let args = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "2"];
+    let (code, _, stderr) = wgpt(
+        &[
+            &["train", "--data", corpus.to_str().unwrap(), "--out", run.to_str().unwrap()],
+            &args[..],
+            &["--max-iters", "2"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let good = dir.join("good.zip");
+    let (code, stdout, stderr) = wgpt(&["export-run", run.to_str().unwrap(), good.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    println!("{}", stdout.trim());
+    let zip = std::fs::read(&good).unwrap();
+    let files: Vec<(String, Vec<u8>)> = wgpt::run::format::RUN_FILES
+        .iter()
+        .map(|name| (name.to_string(), std::fs::read(run.join(name)).unwrap()))
+        .collect();
+
+    let try_zip = |what: &str, bytes: &[u8], needles: &[&str]| {
+        let path = dir.join("hostile.zip");
+        std::fs::write(&path, bytes).unwrap();
+        let out = dir.join("unpacked");
+        refused(what, &["train", "--resume", path.to_str().unwrap(), "--out", out.to_str().unwrap()], needles);
+        assert!(!out.exists(), "{what}: something was written to {}", out.display());
+    };
+    let mut with = files.clone();
+    with.push(("../evil.sh".into(), b"rm -rf ~".to_vec()));
+    try_zip("a path out of the folder", &zip_of(&with), &["\"../evil.sh\"", "outside"]);
+    let absolute: Vec<(String, Vec<u8>)> = files.iter().map(|(n, b)| (format!("/etc/wgpt/{n}"), b.clone())).collect();
+    try_zip("absolute paths", &zip_of(&absolute), &["absolute path"]);
+    let mut huge = zip.clone();
+    let cd = central_entry(&huge, "training_state.safetensors");
+    huge[cd + 24..cd + 28].copy_from_slice(&(3u32 << 30).to_le_bytes());
+    try_zip("a huge declared size", &huge, &["declares 3221225472 bytes", "more than a run's"]);
+    let many: Vec<(String, Vec<u8>)> = (0..5000).map(|i| (format!("junk/{i}.txt"), vec![])).collect();
+    try_zip("thousands of entries", &zip_of(&many), &["5000 entries"]);
+    let missing: Vec<(String, Vec<u8>)> =
+        files.iter().filter(|(n, _)| n != "training_state.safetensors").cloned().collect();
+    try_zip("a missing file", &zip_of(&missing), &["lacks training_state.safetensors", "wgpt export-run"]);
+    let mut corrupt = zip.clone();
+    let cd = central_entry(&corrupt, "model.safetensors");
+    let local = u32::from_le_bytes(corrupt[cd + 42..cd + 46].try_into().unwrap()) as usize;
+    let data = local + 30 + u16::from_le_bytes(corrupt[local + 26..local + 28].try_into().unwrap()) as usize;
+    corrupt[data + 100] ^= 0xFF; // a byte of the stored weights: the CRC no longer matches
+    try_zip("a corrupt entry", &corrupt, &["model.safetensors is corrupt"]);
+    try_zip("not a zip", &std::fs::read(&corpus).unwrap(), &["not a readable zip"]);
+
+    // a good zip over a run that is there already: refused, the run left as it was
+    let before: Vec<Vec<u8>> = files.iter().map(|(n, _)| std::fs::read(run.join(n)).unwrap()).collect();
+    refused(
+        "unpacking over a run",
+        &["train", "--resume", good.to_str().unwrap(), "--out", run.to_str().unwrap()],
+        &["holds a run already", "--out NEWDIR"],
+    );
+    let after: Vec<Vec<u8>> = files.iter().map(|(n, _)| std::fs::read(run.join(n)).unwrap()).collect();
+    assert!(before == after, "the run in the way was changed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,14 +1,24 @@
-//! Training end to end: resuming equals not stopping, and the CLI trains, lowers the loss and
-//! writes a checkpoint that loads back with the keys and config fields transformers expects.
+//! Training end to end: resuming equals not stopping; the CLI trains, lowers the loss and writes
+//! a checkpoint that loads back with the keys and config fields transformers expects; and the
+//! page's engine (run natively) and the CLI train and resume a run alike, in either direction.
 
 mod common;
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
 
+use serde_json::json;
 use wgpt::model::{Gpt2Config, Weights};
+use wgpt::run::driver::Clock;
+use wgpt::run::format::{Metrics, Record};
 use wgpt::run::{DataSource, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
+use wgpt::web::protocol::{Event, TrainState};
+use wgpt::web::Host;
 
 /// A corpus a tiny model learns within a few dozen steps.
 fn pangrams() -> String {
@@ -264,4 +274,213 @@ fn dropout_trains_reproducibly() {
     assert!(dropped.iter().all(|l| l.is_finite()));
     assert_eq!(dropped, again, "dropout must be reproducible");
     assert_ne!(dropped, plain, "dropout 0.2 must change the losses");
+}
+
+/// Every event the engine posted, with the files it handed out.
+type Posted = Rc<RefCell<Vec<(Event, Vec<Vec<u8>>)>>>;
+
+/// A run's losses: (step, loss) of each progress report, (step, train, val) of each evaluation.
+type Losses = (Vec<(u64, f32)>, Vec<(u64, f32, f32)>);
+
+/// The page's engine, run natively.
+struct Page {
+    engine: wgpt::web::Engine,
+    events: Posted,
+}
+
+struct Recorder(Posted);
+
+impl Host for Recorder {
+    fn post(&self, event: &Event, files: &[&[u8]]) {
+        self.0.borrow_mut().push((event.clone(), files.iter().map(|f| f.to_vec()).collect()));
+    }
+
+    fn clock(&self) -> Clock {
+        || 0.0
+    }
+
+    fn settle(&self) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(async {})
+    }
+}
+
+impl Page {
+    /// An engine with a GPU (its own device, as in the page's worker) and the pangram corpus.
+    fn new() -> Page {
+        let events = Rc::default();
+        let mut page = Page { engine: wgpt::web::Engine::new(Box::new(Recorder(Rc::clone(&events)))), events };
+        page.send(json!({"type": "init"}), vec![]);
+        page.send(json!({"type": "corpus", "name": "pangrams.txt", "text": pangrams()}), vec![]);
+        page.until(|e| matches!(e, Event::Corpus { .. }));
+        page
+    }
+
+    fn send(&mut self, request: serde_json::Value, files: Vec<Vec<u8>>) {
+        self.engine.handle(&request.to_string(), files).unwrap();
+    }
+
+    /// Works until an event matching `done` arrives (failing on an error event or idleness).
+    fn until(&mut self, done: impl Fn(&Event) -> bool) -> (Event, Vec<Vec<u8>>) {
+        let seen = self.events.borrow().len();
+        loop {
+            let busy = pollster::block_on(self.engine.tick());
+            let events = self.events.borrow();
+            if let Some(e) = events[seen..].iter().find(|(e, _)| matches!(e, Event::Error { .. })) {
+                panic!("the engine reported {:?}", e.0);
+            }
+            if let Some(hit) = events[seen..].iter().find(|(e, _)| done(e)) {
+                return hit.clone();
+            }
+            assert!(busy, "the engine went idle before the awaited event; events: {:?}", &events[seen..]);
+        }
+    }
+
+    /// The losses of the progress events and the evaluations since event `from`.
+    fn losses(&self, from: usize) -> Losses {
+        let events = self.events.borrow();
+        let progress = events[from..]
+            .iter()
+            .filter_map(|(e, _)| match e {
+                Event::Progress(p) => Some((p.step, p.loss)),
+                _ => None,
+            })
+            .collect();
+        let evals = events[from..]
+            .iter()
+            .filter_map(|(e, _)| match e {
+                Event::Eval { step, train_loss, val_loss, .. } => Some((*step, *train_loss, *val_loss)),
+                _ => None,
+            })
+            .collect();
+        (progress, evals)
+    }
+}
+
+/// The losses of a run directory's metrics.jsonl: progress (step, loss) and evaluations.
+fn cli_losses(dir: &Path) -> Losses {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let metrics = Metrics::parse("metrics.jsonl", &text).unwrap();
+    let progress = metrics
+        .records()
+        .iter()
+        .filter_map(|r| match r {
+            Record::Progress { iter, loss, .. } => Some((*iter, *loss)),
+            Record::Eval(_) => None,
+        })
+        .collect();
+    let evals = metrics
+        .records()
+        .iter()
+        .filter_map(|r| match r {
+            Record::Eval(e) => Some((e.iter, e.train_loss, e.val_loss)),
+            Record::Progress { .. } => None,
+        })
+        .collect();
+    (progress, evals)
+}
+
+/// The page's settings for a small run, and the same as `wgpt train` flags.
+fn page_settings(max_iters: usize) -> serde_json::Value {
+    json!({"tokenizer": "char", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16, "batch_size": 4,
+           "max_iters": max_iters, "lr": 3e-3, "eval_interval": 4, "log_interval": 1, "seed": 5})
+}
+
+fn cli_train(corpus: &Path, out: &Path, max_iters: usize) {
+    let max_iters = max_iters.to_string();
+    let mut args = vec!["train", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16"];
+    args.extend(["--batch-size", "4", "--max-iters", &max_iters, "--lr", "3e-3", "--eval-interval", "4"]);
+    args.extend(["--log-interval", "1", "--seed", "5", "--data", corpus.to_str().unwrap(), "--out"]);
+    wgpt_ok(&args, out);
+}
+
+/// Runs wgpt with `args` then `last`, expecting success.
+fn wgpt_ok(args: &[&str], last: &Path) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt")).args(args).arg(last).output().expect("run wgpt");
+    let log = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "wgpt {args:?} {}: {log}", last.display());
+}
+
+/// The same settings and seed give the same steps, evaluations and losses through the page's
+/// engine and through `wgpt train` (one driver), bit for bit; then a run the page stopped and
+/// exported as a zip goes on identically in the page (Import run) and in the CLI (`--resume
+/// run.zip`), exactly as if it had never stopped, and the CLI's metrics keep the page's history.
+#[test]
+fn the_page_and_the_cli_train_and_resume_alike() {
+    let Some(_) = common::shared_kernels() else { return };
+    let (root, corpus) = scratch_with_corpus("alike");
+    let mut page = Page::new();
+    let from = page.events.borrow().len();
+    page.send(json!({"type": "start", "settings": page_settings(8)}), vec![]);
+    page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
+    let (page_progress, page_evals) = page.losses(from);
+    cli_train(&corpus, &root.join("cli"), 8);
+    let (cli_progress, cli_evals) = cli_losses(&root.join("cli"));
+    println!("page: {page_progress:?}\n      {page_evals:?}\ncli:  {cli_progress:?}\n      {cli_evals:?}");
+    assert_eq!(page_progress.iter().map(|p| p.0).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    assert_eq!(page_evals.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 4, 8], "evaluations at 0, 4 and the end");
+    assert_eq!(cli_progress, page_progress, "the same losses at the same steps");
+    assert_eq!(cli_evals, page_evals, "the same evaluations");
+
+    // the page stops at step 4 and exports the run
+    let from = page.events.borrow().len();
+    page.send(json!({"type": "start", "settings": page_settings(8)}), vec![]);
+    page.until(|e| matches!(e, Event::Checkpoint { step: 4, .. }));
+    page.send(json!({"type": "stop"}), vec![]);
+    page.until(|e| matches!(e, Event::State { state: TrainState::Stopped, step: 4 }));
+    page.send(json!({"type": "export_run"}), vec![]);
+    let (_, zip) = page.until(|e| matches!(e, Event::ExportRun { step: 4, .. }));
+    let (history, _) = page.losses(from);
+    let zip_path = root.join("page-run.zip");
+    std::fs::write(&zip_path, &zip[0]).unwrap();
+
+    // the CLI goes on with it
+    let out = root.join("from-page");
+    wgpt_ok(&["train", "--resume", zip_path.to_str().unwrap(), "--out"], &out);
+    let (cli_progress, cli_evals) = cli_losses(&out);
+    assert_eq!(&cli_progress[..4], &history[..], "the CLI's metrics begin with the page's history");
+    assert_eq!(cli_progress, page_progress, "the CLI went on exactly where the page stopped");
+    assert_eq!(cli_evals, page_evals);
+
+    // and so does the page, from the same zip
+    let from = page.events.borrow().len();
+    page.send(json!({"type": "import_run", "name": "page-run.zip"}), zip);
+    let (restored, _) = page.until(|e| matches!(e, Event::Restored { .. }));
+    let Event::Restored { step: 4, history: h, .. } = restored else { panic!("{restored:?}") };
+    assert_eq!(h.train, history, "the loss chart's history comes back with the run");
+    page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
+    let (progress, evals) = page.losses(from);
+    println!("page-format run resumed in the page: {progress:?}, in the CLI: {:?}", &cli_progress[4..]);
+    assert_eq!(progress, &cli_progress[4..], "page and CLI resume a page run bit-identically");
+    assert_eq!(evals, &cli_evals[2..]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A CLI run, zipped by `wgpt export-run`, goes on in the page (Import run, to more steps) with
+/// the same losses as `wgpt train --resume DIR --max-iters` gives it.
+#[test]
+fn a_cli_run_goes_on_in_the_page_as_in_the_cli() {
+    let Some(_) = common::shared_kernels() else { return };
+    let (root, corpus) = scratch_with_corpus("cli2page");
+    let dir = root.join("run");
+    cli_train(&corpus, &dir, 4);
+    let zip = root.join("run.zip");
+    wgpt_ok(&["export-run", dir.to_str().unwrap()], &zip);
+    wgpt_ok(&["train", "--max-iters", "8", "--resume"], &dir);
+    let (cli_progress, cli_evals) = cli_losses(&dir);
+
+    let mut page = Page::new();
+    let from = page.events.borrow().len();
+    page.send(json!({"type": "import_run", "name": "run.zip", "max_iters": 8}), vec![std::fs::read(&zip).unwrap()]);
+    let (restored, _) = page.until(|e| matches!(e, Event::Restored { .. }));
+    assert!(matches!(restored, Event::Restored { step: 4, max_iters: 8, .. }), "{restored:?}");
+    let (saved, files) = page.until(|e| matches!(e, Event::Checkpoint { .. }));
+    let Event::Checkpoint { step: 4, files: names, .. } = saved else { panic!("{saved:?}") };
+    assert!(names.contains(&"corpus.txt".to_string()), "an imported run is saved in the page at once: {names:?}");
+    assert_eq!(files.len(), names.len());
+    page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
+    let (progress, evals) = page.losses(from);
+    println!("CLI run resumed in the CLI: {:?}\n                in the page: {progress:?}", &cli_progress[4..]);
+    assert_eq!(progress, &cli_progress[4..], "page and CLI resume a CLI run bit-identically");
+    assert_eq!(evals, &cli_evals[2..]);
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -4,13 +4,14 @@
 use super::{grid, ModuleSpec, Pipe, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
+/// adamw.wgsl's Params (shared with shaders/dynamics.wgsl, whose modules start with its header).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    slot: u32,
-    weight_decay: f32,
-    _pad: u32,
+pub(super) struct Params {
+    pub n: u32,
+    pub slot: u32,
+    pub weight_decay: f32,
+    pub _pad: u32,
 }
 
 /// Per-step hyperparameters, mirrored by `Step` in the shader; written once per step.
@@ -40,7 +41,7 @@ impl StepParams {
 }
 
 /// Elements per partial sum of the squared norm (CHUNK in the shader).
-const CHUNK: usize = 65536;
+pub(super) const CHUNK: usize = 65536;
 
 fn spec(entry: &'static str) -> ModuleSpec {
     ModuleSpec::new::<Params>(&["adamw.wgsl"], entry)

@@ -10,9 +10,11 @@ pub mod attention;
 mod crossentropy;
 mod decode;
 pub mod dropout;
+mod dynamics;
 mod elementwise;
 mod encoder;
 pub mod layernorm;
+mod lens;
 pub mod matmul;
 pub mod template;
 
@@ -24,9 +26,11 @@ pub use attention::{Attention, AttentionImpl, AttentionKind, AttnBwd, AttnFwd};
 pub use crossentropy::{CrossEntropy, CrossEntropyFwd};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
 pub use dropout::{Dropout, Site};
+pub use dynamics::{UpdateStats, UpdateStatsArgs, SUMS};
 pub use elementwise::{Gelu, Residual};
 pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
+pub use lens::RowTop1;
 pub use matmul::{LinearBwd, Matmul, MatmulVariant, Operand};
 
 use crate::gpu::{Buffer, Gpu, Tensor};
@@ -43,10 +47,12 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("crossentropy.wgsl", include_str!("../../shaders/crossentropy.wgsl")),
     ("decode.wgsl", include_str!("../../shaders/decode.wgsl")),
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
+    ("dynamics.wgsl", include_str!("../../shaders/dynamics.wgsl")),
     ("encoder.wgsl", include_str!("../../shaders/encoder.wgsl")),
     ("flash_attention.wgsl", include_str!("../../shaders/flash_attention.wgsl")),
     ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
     ("layernorm.wgsl", include_str!("../../shaders/layernorm.wgsl")),
+    ("lens.wgsl", include_str!("../../shaders/lens.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
@@ -122,9 +128,11 @@ pub fn all_modules() -> Vec<ModuleSpec> {
     all.extend(crossentropy::modules());
     all.extend(decode::modules());
     all.extend(dropout::modules());
+    all.extend(dynamics::modules());
     all.extend(elementwise::modules());
     all.extend(encoder::modules());
     all.extend(layernorm::modules());
+    all.extend(lens::modules());
     all.extend(matmul::modules());
     all
 }
@@ -142,6 +150,8 @@ pub struct Kernels {
     pub adamw: AdamW,
     pub dropout: Dropout,
     pub decode: Decode,
+    pub update_stats: UpdateStats,
+    pub row_top1: RowTop1,
     pub tuning: Tuning,
 }
 
@@ -169,6 +179,8 @@ impl Kernels {
             adamw: AdamW::new(gpu),
             dropout: Dropout::new(gpu),
             decode: Decode::new(gpu),
+            update_stats: UpdateStats::new(gpu),
+            row_top1: RowTop1::new(gpu),
             tuning,
         })
     }

@@ -6,6 +6,10 @@
 // and seed), loads a non-UTF-8 file and checks the error while the page keeps working, reloads the
 // page and resumes the saved run at its step, and fills the storage quota (the failed checkpoint
 // is reported, the previous one kept).
+// Moves runs between the page and the CLI (`--wgpt`, the native binary): the page's Export run
+// goes on in `wgpt train --resume run.zip` (step, lr and loss go on, the metrics keep the page's
+// history), a hostile run zip is refused with the page's run untouched, and a CLI run zipped by
+// `wgpt export-run` goes on in the page's Import run at its step.
 // Prints the figures BENCHMARKS.md records and saves a screenshot.
 //
 // Then plays the Hugging Face hub (the tiny HF-layout GPT-2 of ../shared/data/hf-tiny-gpt2 under
@@ -18,8 +22,11 @@
 //                              [--export-dir DIR]   (also write the exported files there)
 //                              [--hub-dir ../shared/data/hf-tiny-gpt2]
 //                              [--parity-file ../shared/data/parity/tiny.safetensors]
+//                              [--wgpt target/debug/wgpt]
 
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { serve } from "./server.mjs";
@@ -51,6 +58,24 @@ function fail(message) {
 }
 
 const hubDir = path.resolve(args["hub-dir"] ?? "../shared/data/hf-tiny-gpt2");
+const wgptBin = path.resolve(args.wgpt ?? "target/debug/wgpt");
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "wgpt-e2e-"));
+
+// Runs the native CLI; its exit code and what it printed.
+function wgpt(...cliArgs) {
+  const r = spawnSync(wgptBin, cliArgs, { encoding: "utf8", env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? "/tmp" } });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+const haveCli = fs.existsSync(wgptBin);
+if (!haveCli && process.env.CI) throw new Error(`${wgptBin} is missing: the run-moving tests need the CLI (cargo build)`);
+
+// metrics.jsonl's records
+const metricsOf = (dir) =>
+  fs
+    .readFileSync(path.join(dir, "metrics.jsonl"), "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l));
 const { server, hubLog } = await serve(root, hubDir, { cutFirst: true });
 const url = `http://127.0.0.1:${server.address().port}/`;
 const browser = await chromium.launch({
@@ -158,6 +183,48 @@ try {
     return waitEvent("inspect", {}, 120_000);
   };
   const topBefore = (await inspectNow()).top;
+
+  // Page -> CLI: the run as a zip goes on in `wgpt train --resume run.zip` where the page stopped
+  const runDownload = page.waitForEvent("download");
+  await byId("export-run").click();
+  const runZipFile = await runDownload;
+  const runZip = fs.readFileSync(await runZipFile.path());
+  const exported = await waitEvent("export_run", {}, 60_000);
+  console.log(`export run: ${runZipFile.suggestedFilename()}, ${runZip.length} bytes at step ${exported.step}`);
+  if (exported.step !== steps || !runZipFile.suggestedFilename().endsWith(".zip")) fail(`exported ${JSON.stringify(exported)}`);
+  const pageLoss = await text("train-loss");
+  const pageLr = Number(await page.textContent("#lr-now"));
+  if (!haveCli) console.log(`SKIP page -> CLI: ${wgptBin} is missing (outside CI)`);
+  else {
+    const zipPath = path.join(scratch, runZipFile.suggestedFilename());
+    fs.writeFileSync(zipPath, runZip);
+    const cliOut = path.join(scratch, "from-page");
+    const more = steps + 6;
+    const r = wgpt("train", "--resume", zipPath, "--out", cliOut, "--max-iters", String(more));
+    if (r.code !== 0) fail(`wgpt train --resume ${zipPath} failed: ${r.out}`);
+    const records = metricsOf(cliOut);
+    const progress = records.filter((m) => "loss" in m);
+    const pageSteps = progress.filter((m) => m.iter <= steps).map((m) => m.iter);
+    const after = progress.filter((m) => m.iter > steps);
+    console.log(`CLI: ${r.out.split("\n").find((l) => l.startsWith("resuming"))}; steps ${after.map((m) => m.iter).join(",")}, lr ${after[0]?.lr}, loss ${after[0]?.loss} -> ${after.at(-1)?.loss}`);
+    if (JSON.stringify(pageSteps) !== JSON.stringify(Array.from({ length: steps }, (_, i) => i + 1)))
+      fail(`the CLI's metrics lack the page's history (steps ${pageSteps.join(",")})`);
+    if (progress.find((m) => m.iter === steps).loss.toFixed(4) !== pageLoss) fail(`the page's last loss ${pageLoss} is not in the CLI's metrics`);
+    if (after[0]?.iter !== steps + 1 || after.at(-1).iter !== more) fail(`the CLI went on at steps ${after.map((m) => m.iter)}`);
+    if (!(after[0].lr <= pageLr * 1.001 && after[0].lr > 0)) fail(`the lr did not go on from the page's ${pageLr}: ${after[0].lr}`);
+    if (!(Math.abs(after[0].loss - Number(pageLoss)) < 0.5 && after[0].loss < firstLoss - 0.5))
+      fail(`the loss did not go on from the page's ${pageLoss}: ${after[0].loss}`);
+  }
+
+  // a hostile run zip (an entry pointing outside the folder): refused, the page's run untouched
+  const hostileZip = Buffer.from(runZip.toString("latin1").replaceAll("config.json", "../fig.json"), "latin1");
+  const stepBefore = await text("step");
+  await byId("import-run-input").setInputFiles({ name: "hostile.zip", mimeType: "application/zip", buffer: hostileZip });
+  await page.waitForFunction(() => !document.querySelector('[data-testid="error"]').hidden, null, { timeout: 60_000 });
+  const hostileErr = await text("error");
+  console.log(`hostile run zip: ${JSON.stringify(hostileErr)}`);
+  if (!hostileErr.includes("../fig.json") || !hostileErr.includes("outside")) fail(`the hostile zip's error says ${hostileErr}`);
+  if ((await text("step")) !== stepBefore || (await byId("generate").isDisabled())) fail("the page lost its run to a hostile zip");
 
   // export: three downloads that make a Hugging Face GPT-2 directory
   const downloads = [];
@@ -424,6 +491,29 @@ try {
   await byId("train-stop").click();
   await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
 
+  // CLI -> page: a CLI run, zipped by `wgpt export-run`, goes on in the page at its step
+  if (!haveCli) console.log(`SKIP CLI -> page: ${wgptBin} is missing (outside CI)`);
+  else {
+    const corpusPath = path.join(scratch, "lines.txt");
+    fs.writeFileSync(corpusPath, corpus());
+    const cliRun = path.join(scratch, "cli-run");
+    const r = wgpt("train", "--preset", "tiny", "--data", corpusPath, "--max-iters", "4", "--eval-interval", "2", "--log-interval", "1", "--out", cliRun);
+    if (r.code !== 0) fail(`wgpt train failed: ${r.out}`);
+    const zip = path.join(scratch, "cli-run.zip");
+    const x = wgpt("export-run", cliRun, zip);
+    if (x.code !== 0) fail(`wgpt export-run failed: ${x.out}`);
+    await page.fill("#max_iters", "8");
+    await page.evaluate(() => (window.wgptEvents = []));
+    await byId("import-run-input").setInputFiles(zip);
+    const back = await waitEvent("restored", {}, 120_000);
+    console.log(`CLI run imported: ${back.name} at step ${back.step} of ${back.max_iters}, history ${back.history.train.length} losses and ${back.history.val.length} evaluations`);
+    if (back.step !== 4 || back.history.train.length !== 4 || back.history.val.length !== 3) fail(`restored ${JSON.stringify(back)}`);
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 5, null, { timeout: 120_000 });
+    console.log(`the CLI run goes on in the page: step ${await text("step")}, loss ${await text("train-loss")}`);
+    await byId("train-stop").click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
+  }
+
   const wasm = fs.statSync(path.join(root, "wgpt_bg.wasm")).size;
   console.log(`wasm size: ${(wasm / 1024 / 1024).toFixed(2)} MiB`);
   console.log("PASS");
@@ -442,4 +532,5 @@ try {
 } finally {
   await browser.close();
   server.close();
+  fs.rmSync(scratch, { recursive: true, force: true });
 }

@@ -1,5 +1,5 @@
-//! Shared by the integration tests: a GPU (or a loud failure in CI), the shared data folder,
-//! and a small seeded RNG.
+//! Shared by the integration tests: a GPU (or a loud failure unless skipping is asked for), the
+//! shared data folder, and the crate's seeded RNG.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -12,17 +12,26 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
-/// The kernels on the default adapter. Without an adapter: panics in CI, otherwise prints why
-/// and returns None (the test then skips).
+/// True when `WGPT_ALLOW_NO_GPU=1` asks GPU tests to skip on a machine without an adapter.
+pub fn allow_no_gpu() -> bool {
+    std::env::var("WGPT_ALLOW_NO_GPU").is_ok_and(|v| v == "1")
+}
+
+/// The kernels on the default adapter. Without an adapter the test fails, unless
+/// `WGPT_ALLOW_NO_GPU=1` (and not in CI) says to skip: then it prints why and returns None.
 #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread there
 pub async fn kernels() -> Option<Arc<Kernels>> {
     match Gpu::new().await {
         Ok(gpu) => Some(Arc::new(Kernels::new(&gpu).unwrap_or_else(|e| panic!("{e}")))),
         Err(e) if in_ci() => panic!("CI is set but there is no GPU adapter: {e}"),
-        Err(e) => {
-            println!("SKIP: no GPU adapter ({e})");
+        Err(e) if allow_no_gpu() => {
+            println!("SKIP (WGPT_ALLOW_NO_GPU=1): no GPU adapter ({e})");
             None
         }
+        Err(e) => panic!(
+            "no GPU adapter: {e}. Install one (on Linux without a GPU: apt-get install mesa-vulkan-drivers), \
+             or set WGPT_ALLOW_NO_GPU=1 to skip the GPU tests"
+        ),
     }
 }
 
@@ -57,34 +66,9 @@ pub fn i32_tensor(st: &safetensors::SafeTensors, name: &str) -> Vec<u32> {
         .collect()
 }
 
-/// xorshift64*: deterministic test data without a dependency.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [lo, hi).
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-
-    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
-    }
-
-    pub fn ids(&mut self, n: usize, v: usize) -> Vec<u32> {
-        (0..n).map(|_| (self.next_u64() % v as u64) as u32).collect()
-    }
-}
+/// The crate's seeded RNG: test data (`vec`, `ids`) from the same generator the library uses.
+#[allow(unused_imports)] // not every test binary draws data
+pub use wgpt::rng::Rng;
 
 /// Declares a GPU test that runs natively (#[test], on the shared device) and in the browser
 /// (wasm_bindgen_test): `$body` is an async fn taking `Arc<Kernels>`.

@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// queries, each dispatch in a pass of its own), largest first.
     #[arg(long)]
     profile: bool,
+    /// Train and finetune: also time steps that record training dynamics (every other step,
+    /// each read back as at a log interval), next to the plain steps in between.
+    #[arg(long)]
+    dynamics: bool,
     /// Decode: the prompt length whose prefill is timed.
     #[arg(long, default_value_t = 512)]
     prompt_len: usize,
@@ -118,16 +122,14 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     match args.workload {
         Workload::Forward => forward(&model(&k, preset)?, preset, args.batch_size, args.seq, args.iters)?,
         Workload::Decode => decode(&model(&k, preset)?, preset, &args)?,
-        Workload::Finetune => {
-            finetune(model(&k, preset)?, preset, args.batch_size, args.seq, args.iters, args.profile)?
-        }
+        Workload::Finetune => finetune(model(&k, preset)?, preset, args.batch_size, args.seq, &args)?,
         Workload::Matmul => matmul(&k, args.iters)?,
         Workload::Attention => attention(&k, args.iters)?,
-        Workload::Train => train(&k, args.iters, args.profile)?,
+        Workload::Train => train(&k, &args)?,
         Workload::All => {
             matmul(&k, args.iters)?;
             attention(&k, args.iters)?;
-            train(&k, args.iters, args.profile)?;
+            train(&k, &args)?;
             decode(&model(&k, "gpt2")?, "gpt2", &args)?;
         }
     }
@@ -245,9 +247,9 @@ fn attention(k: &Kernels, iters: usize) -> Result<()> {
 }
 
 /// A training step of each small preset at nanoGPT's batch for it.
-fn train(k: &Arc<Kernels>, iters: usize, profile: bool) -> Result<()> {
+fn train(k: &Arc<Kernels>, args: &BenchArgs) -> Result<()> {
     for (preset, b, t) in [("baby", 12, 64), ("shakespeare-char", 8, 256)] {
-        finetune(model(k, preset)?, preset, b, t, iters, profile)?;
+        finetune(model(k, preset)?, preset, b, t, args)?;
     }
     Ok(())
 }
@@ -273,8 +275,10 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
 }
 
 /// Training steps from `model` with nanoGPT's default AdamW settings (grad_accum 1), each timed
-/// up to a readback of its loss; the median of `iters` after one warm-up step.
-fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, iters: usize, profile: bool) -> Result<()> {
+/// up to a readback of its loss; the median of --iters after one warm-up step. With --dynamics,
+/// every other step also records the training dynamics and reads them back: the medians of both
+/// kinds of step, interleaved so that a busy machine slows both alike.
+fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs) -> Result<()> {
     let v = model.config.vocab_size;
     let report = tune::prepare(&model.kernels, &model.config, b, t)?;
     eprintln!(
@@ -282,21 +286,45 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, iters: usize, profile
         report.source, report.timed, report.ms
     );
     let mut trainer = Trainer::new(model, TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() })?;
+    if args.dynamics {
+        trainer.track_dynamics(2);
+    }
     let ids: Vec<u32> = (0..b * t).map(|i| (i * 7 % v) as u32).collect();
     let targets: Vec<u32> = (0..b * t).map(|i| (i * 13 % v) as u32).collect();
     let batch = [(ids, targets)];
-    let mut step = || -> Result<f64> {
+    let step = |trainer: &mut Trainer| -> Result<f64> {
         let start = Instant::now();
         trainer.step(&batch)?;
         pollster::block_on(trainer.last_loss())?;
+        if args.dynamics && trainer.step.is_multiple_of(2) {
+            pollster::block_on(trainer.dynamics())?;
+        }
         Ok(start.elapsed().as_secs_f64() * 1e3)
     };
-    step()?;
-    let mut ms = (0..iters.max(1)).map(|_| step()).collect::<Result<Vec<f64>>>()?;
-    ms.sort_by(f64::total_cmp);
-    let median = ms[ms.len() / 2];
-    tokens_row(&format!("train step {preset}"), &format!("B={b} T={t}"), median, (b * t) as f64 / median * 1e3);
-    if profile {
+    let kinds = if args.dynamics { 2 } else { 1 };
+    // warm-up: one step of each kind
+    for _ in 0..kinds {
+        step(&mut trainer)?;
+    }
+    let mut ms = vec![vec![]; kinds];
+    for i in 0..kinds * args.iters.max(1) {
+        ms[i % kinds].push(step(&mut trainer)?);
+    }
+    let medians: Vec<f64> = ms
+        .iter_mut()
+        .map(|m| {
+            m.sort_by(f64::total_cmp);
+            m[m.len() / 2]
+        })
+        .collect();
+    let shape = format!("B={b} T={t}");
+    for (median, tag) in medians.iter().zip(["", " +dynamics"]) {
+        tokens_row(&format!("train step {preset}{tag}"), &shape, *median, (b * t) as f64 / median * 1e3);
+    }
+    if let [plain, tracked] = medians[..] {
+        println!("  a step with dynamics takes {:+.1}% of a plain step's time", 100.0 * (tracked / plain - 1.0));
+    }
+    if args.profile {
         let mut by_kernel = pollster::block_on(trainer.profile())?;
         by_kernel.sort_by(|x, y| y.1.total_cmp(&x.1));
         let total: f64 = by_kernel.iter().map(|(_, ms)| ms).sum();

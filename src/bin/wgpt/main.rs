@@ -1,203 +1,195 @@
-//! The native `wgpt` command line: `train`, `sample`, `parity`, `forward` and `bench`, all on
-//! the same library the page uses.
+//! The native `wgpt` command line: `train`, `export-run`, `sample`, `inspect`, `parity`, `forward` and
+//! `bench`, all on the same library the page uses (the `cli` feature).
 
-#[cfg(not(target_arch = "wasm32"))]
 mod bench;
-#[cfg(not(target_arch = "wasm32"))]
 mod chart;
-#[cfg(not(target_arch = "wasm32"))]
+mod inspect;
 mod sample;
-#[cfg(not(target_arch = "wasm32"))]
 mod train;
 
-#[cfg(not(target_arch = "wasm32"))]
-mod cli {
-    use std::path::PathBuf;
-    use std::process::ExitCode;
-    use std::sync::Arc;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
 
-    use clap::{Parser, Subcommand};
-    use wgpt::kernels::Kernels;
-    use wgpt::model::Gpt2;
-    use wgpt::parity::{check, ParityFile};
-    use wgpt::tune::Family;
-    use wgpt::{hf, read_file, Error, Gpu, Result};
+use clap::{Parser, Subcommand};
+use wgpt::kernels::Kernels;
+use wgpt::model::Gpt2;
+use wgpt::parity::{check, ParityFile};
+use wgpt::tune::Family;
+use wgpt::{hf, read_file, Error, Gpu, Result};
 
-    #[derive(Parser)]
-    #[command(
-        name = "wgpt",
-        version,
-        about = "GPT-2 on WebGPU: our own WGSL kernels, equal to Hugging Face's GPT2LMHeadModel"
-    )]
-    struct Cli {
-        /// Kernel family: auto (per adapter: tuned on first use and cached, or a built-in table
-        /// on software adapters), portable, subgroup or tiled. Overrides WGPT_KERNELS.
-        #[arg(long, global = true, value_name = "auto|portable|subgroup|tiled")]
-        kernels: Option<String>,
-        #[command(subcommand)]
-        command: Command,
-    }
+#[derive(Parser)]
+#[command(
+    name = "wgpt",
+    version,
+    about = "GPT-2 on WebGPU: our own WGSL kernels, equal to Hugging Face's GPT2LMHeadModel"
+)]
+struct Cli {
+    /// Kernel family: auto (per adapter: tuned on first use and cached, or a built-in table
+    /// on software adapters), portable, subgroup or tiled. Overrides WGPT_KERNELS.
+    #[arg(long, global = true, value_name = "auto|portable|subgroup|tiled")]
+    kernels: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-    /// --kernels, once parsed.
-    static FAMILY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+/// --kernels, once parsed.
+static FAMILY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
-    #[derive(Subcommand)]
-    enum Command {
-        /// Train a GPT-2 on a corpus or a built-in task (nanoGPT's train.py; with no arguments:
-        /// the baby model on multi-digit addition, offline).
-        Train(Box<crate::train::TrainArgs>),
-        /// Generate text from a model directory with the KV cache, streamed to stdout as it is
-        /// generated; tokens/s on stderr at the end.
-        Sample(crate::sample::SampleArgs),
-        /// Check our GPU forward pass against a parity file made by HF transformers
-        /// (tests/fixtures/make_parity.py); exits 1 when past tolerance.
-        Parity {
-            /// A parity .safetensors file (e.g. ../shared/data/parity/baby.safetensors).
-            file: PathBuf,
-        },
-        /// Run a model directory on a prompt and print the most likely next tokens.
-        Forward {
-            /// HF model directory: config.json, model.safetensors, tokenizer.json (for --text).
-            #[arg(long)]
-            model: PathBuf,
-            /// Prompt text, tokenized with the directory's tokenizer.json.
-            #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
-            text: Option<String>,
-            /// Prompt as comma-separated token ids, e.g. 464,3290,318.
-            #[arg(long, value_delimiter = ',')]
-            ids: Option<Vec<u32>>,
-            /// How many of the most likely next tokens to print.
-            #[arg(long, default_value_t = 10)]
-            top: usize,
-            /// Write the logits of every position, [T, V] f32, to this safetensors file.
-            #[arg(long)]
-            out: Option<PathBuf>,
-        },
-        /// Time a workload on random weights of a preset's shapes (wall clock; prints a table).
-        Bench(crate::bench::BenchArgs),
-    }
-
-    pub fn main() -> ExitCode {
-        let cli = Cli::parse();
-        FAMILY.get_or_init(|| cli.kernels.clone());
-        let result = match cli.command {
-            Command::Train(args) => crate::train::train(*args),
-            Command::Parity { file } => parity(file),
-            Command::Forward { model, text, ids, top, out } => forward(model, text, ids, top, out),
-            Command::Sample(args) => crate::sample::sample(args),
-            Command::Bench(args) => crate::bench::bench(args),
-        };
-        match result {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        }
-    }
-
-    /// The kernels of the default adapter, of the family --kernels (or WGPT_KERNELS) names.
-    pub fn kernels() -> Result<Arc<Kernels>> {
-        let family = match FAMILY.get().and_then(Option::as_ref) {
-            Some(name) => Family::parse(name)?,
-            None => Family::from_env()?,
-        };
-        let gpu = pollster::block_on(Gpu::new())?;
-        eprintln!("adapter: {} (kernels: {})", gpu.describe(), family.name());
-        Ok(Arc::new(Kernels::with_family(&gpu, family)?))
-    }
-
-    fn parity(file: PathBuf) -> Result<ExitCode> {
-        let bytes = read_file(&file)?;
-        let p = ParityFile::parse(&file.display().to_string(), &bytes)?;
-        let c = p.weights.config;
-        println!(
-            "{}: n_layer {} n_head {} n_embd {} block_size {} vocab_size {}, batch {}x{}",
-            file.display(),
-            c.n_layer,
-            c.n_head,
-            c.n_embd,
-            c.block_size,
-            c.vocab_size,
-            p.b,
-            p.t
-        );
-        let k = kernels()?;
-        let checks = pollster::block_on(check(k, &p))?;
-        for check in &checks {
-            println!("{check}");
-        }
-        let failed = checks.iter().filter(|c| !c.passed()).count();
-        println!("{} passed, {failed} failed", checks.len() - failed);
-        Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-    }
-
-    fn forward(
+#[derive(Subcommand)]
+enum Command {
+    /// Train a GPT-2 on a corpus or a built-in task (nanoGPT's train.py; with no arguments:
+    /// the baby model on multi-digit addition, offline).
+    Train(Box<crate::train::TrainArgs>),
+    /// Zip a run directory (checkpoint, metrics.jsonl, corpus.txt) into one file: the page's
+    /// Import run takes it, and `wgpt train --resume run.zip` goes on with it on another machine.
+    ExportRun {
+        /// The run directory (`wgpt train --out`'s).
         dir: PathBuf,
+        /// The zip to write.
+        zip: PathBuf,
+    },
+    /// Generate text from a model directory with the KV cache, streamed to stdout as it is
+    /// generated; tokens/s on stderr at the end.
+    Sample(crate::sample::SampleArgs),
+    /// Show a model directory's parameter table (every HF name, shape, count, what it is
+    /// for, and the total), and with --prompt its tokens and the logit lens.
+    Inspect(crate::inspect::InspectArgs),
+    /// Check our GPU forward pass against a parity file made by HF transformers
+    /// (tests/fixtures/make_parity.py); exits 1 when past tolerance.
+    Parity {
+        /// A parity .safetensors file (e.g. ../shared/data/parity/baby.safetensors).
+        file: PathBuf,
+    },
+    /// Run a model directory on a prompt and print the most likely next tokens.
+    Forward {
+        /// HF model directory: config.json, model.safetensors, tokenizer.json (for --text).
+        #[arg(long)]
+        model: PathBuf,
+        /// Prompt text, tokenized with the directory's tokenizer.json.
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
         text: Option<String>,
+        /// Prompt as comma-separated token ids, e.g. 464,3290,318.
+        #[arg(long, value_delimiter = ',')]
         ids: Option<Vec<u32>>,
+        /// How many of the most likely next tokens to print.
+        #[arg(long, default_value_t = 10)]
         top: usize,
+        /// Write the logits of every position, [T, V] f32, to this safetensors file.
+        #[arg(long)]
         out: Option<PathBuf>,
-    ) -> Result<ExitCode> {
-        let (weights, tokenizer) = hf::dir::load(&dir)?;
-        let ids = match (text, ids) {
-            (_, Some(ids)) => ids,
-            (Some(text), None) => {
-                let tok = tokenizer.as_ref().ok_or_else(|| {
-                    Error::Input(format!("{} has no tokenizer.json; pass --ids instead of --text", dir.display()))
-                })?;
-                tok.encode(&text)?
-            }
-            (None, None) => unreachable!("clap requires --text or --ids"),
-        };
-        if ids.is_empty() {
-            return Err(Error::Input("the prompt is empty; give at least one token".into()));
+    },
+    /// Time a workload on random weights of a preset's shapes (wall clock; prints a table).
+    Bench(crate::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    FAMILY.get_or_init(|| cli.kernels.clone());
+    let result = match cli.command {
+        Command::Train(args) => crate::train::train(*args),
+        Command::ExportRun { dir, zip } => crate::train::export_run(&dir, &zip),
+        Command::Parity { file } => parity(file),
+        Command::Forward { model, text, ids, top, out } => forward(model, text, ids, top, out),
+        Command::Sample(args) => crate::sample::sample(args),
+        Command::Inspect(args) => crate::inspect::inspect(args),
+        Command::Bench(args) => crate::bench::bench(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
-        let model = Gpt2::new(kernels()?, &weights)?;
-        let t = ids.len();
-        let f = model.forward_plan(1, t)?;
-        model.forward(&f, &ids, None)?;
-        let logits = pollster::block_on(model.kernels.gpu.read(&f.acts.logits))?;
-        let v = model.config.vocab_size;
-        let last = &logits[(t - 1) * v..t * v];
-        let max = last.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = last.iter().map(|&x| (x - max).exp()).sum();
-        let mut order: Vec<usize> = (0..v).collect();
-        order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
-        println!("prompt: {t} tokens {ids:?}");
-        println!("{:>5}  {:>8}  {:>10}  token", "rank", "id", "prob");
-        for (rank, &id) in order.iter().take(top).enumerate() {
-            let p = (last[id] - max).exp() / sum;
-            let shown = match &tokenizer {
-                Some(tok) => format!("{:?}", tok.decode(&[id as u32])?),
-                None => String::new(),
-            };
-            println!("{:>5}  {id:>8}  {p:>10.6}  {shown}", rank + 1);
-        }
-        if let Some(path) = out {
-            let view = safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                vec![t, v],
-                bytemuck::cast_slice(&logits),
-            )
-            .map_err(|e| Error::Format(format!("cannot serialize logits: {e}")))?;
-            let bytes = safetensors::serialize([("logits", view)], None)
-                .map_err(|e| Error::Format(format!("cannot serialize logits: {e}")))?;
-            std::fs::write(&path, bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
-            println!("logits [{t}, {v}] written to {}", path.display());
-        }
-        Ok(ExitCode::SUCCESS)
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-use cli::kernels;
-
-#[cfg(not(target_arch = "wasm32"))]
-fn main() -> std::process::ExitCode {
-    cli::main()
+/// The kernels of the default adapter, of the family --kernels (or WGPT_KERNELS) names.
+pub fn kernels() -> Result<Arc<Kernels>> {
+    let family = match FAMILY.get().and_then(Option::as_ref) {
+        Some(name) => Family::parse(name)?,
+        None => Family::from_env()?,
+    };
+    let gpu = pollster::block_on(Gpu::new())?;
+    eprintln!("adapter: {} (kernels: {})", gpu.describe(), family.name());
+    Ok(Arc::new(Kernels::with_family(&gpu, family)?))
 }
 
-/// In the browser the library is driven by the page; there is no command line.
-#[cfg(target_arch = "wasm32")]
-fn main() {}
+fn parity(file: PathBuf) -> Result<ExitCode> {
+    let bytes = read_file(&file)?;
+    let p = ParityFile::parse(&file.display().to_string(), &bytes)?;
+    let c = p.weights.config;
+    println!(
+        "{}: n_layer {} n_head {} n_embd {} block_size {} vocab_size {}, batch {}x{}",
+        file.display(),
+        c.n_layer,
+        c.n_head,
+        c.n_embd,
+        c.block_size,
+        c.vocab_size,
+        p.b,
+        p.t
+    );
+    let k = kernels()?;
+    let checks = pollster::block_on(check(k, &p))?;
+    for check in &checks {
+        println!("{check}");
+    }
+    let failed = checks.iter().filter(|c| !c.passed()).count();
+    println!("{} passed, {failed} failed", checks.len() - failed);
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn forward(
+    dir: PathBuf,
+    text: Option<String>,
+    ids: Option<Vec<u32>>,
+    top: usize,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let (weights, tokenizer) = hf::dir::load(&dir)?;
+    let ids = match (text, ids) {
+        (_, Some(ids)) => ids,
+        (Some(text), None) => {
+            let tok = tokenizer.as_ref().ok_or_else(|| {
+                Error::Input(format!("{} has no tokenizer.json; pass --ids instead of --text", dir.display()))
+            })?;
+            tok.encode(&text)?
+        }
+        (None, None) => unreachable!("clap requires --text or --ids"),
+    };
+    if ids.is_empty() {
+        return Err(Error::Input("the prompt is empty; give at least one token".into()));
+    }
+    let model = Gpt2::new(kernels()?, &weights)?;
+    let t = ids.len();
+    let f = model.forward_plan(1, t)?;
+    model.forward(&f, &ids, None)?;
+    let logits = pollster::block_on(model.kernels.gpu.read(&f.acts.logits))?;
+    let v = model.config.vocab_size;
+    let last = &logits[(t - 1) * v..t * v];
+    let max = last.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = last.iter().map(|&x| (x - max).exp()).sum();
+    let mut order: Vec<usize> = (0..v).collect();
+    order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
+    println!("prompt: {t} tokens {ids:?}");
+    println!("{:>5}  {:>8}  {:>10}  token", "rank", "id", "prob");
+    for (rank, &id) in order.iter().take(top).enumerate() {
+        let p = (last[id] - max).exp() / sum;
+        let shown = match &tokenizer {
+            Some(tok) => format!("{:?}", tok.decode(&[id as u32])?),
+            None => String::new(),
+        };
+        println!("{:>5}  {id:>8}  {p:>10.6}  {shown}", rank + 1);
+    }
+    if let Some(path) = out {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![t, v], bytemuck::cast_slice(&logits))
+                .map_err(|e| Error::Format(format!("cannot serialize logits: {e}")))?;
+        let bytes = safetensors::serialize([("logits", view)], None)
+            .map_err(|e| Error::Format(format!("cannot serialize logits: {e}")))?;
+        std::fs::write(&path, bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
+        println!("logits [{t}, {v}] written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

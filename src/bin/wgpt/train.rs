@@ -1,29 +1,32 @@
-//! `wgpt train`: nanoGPT's train.py on our GPU kernels, with a progress bar, metrics as JSON
-//! lines, a loss chart and HF-format checkpoints that `--resume` continues exactly.
+//! `wgpt train`: nanoGPT's train.py on our GPU kernels through the run driver the page uses too,
+//! drawn as a progress bar, saved in the run format (a directory, or a zip to resume from) that
+//! the page's Export run and Import run share; and `wgpt export-run`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 use wgpt::data::{check_corpus_size, corpus_text, Task};
-use wgpt::generate::SampleConfig;
+use wgpt::flops::Throughput;
 use wgpt::kernels::Kernels;
-use wgpt::model::{Gpt2Config, Weights};
-use wgpt::run::{CheckpointFiles, DataSource, Eval, Run, RunConfig};
+use wgpt::model::Weights;
+use wgpt::run::driver::diverged_message;
+use wgpt::run::format::{checkpoint_files, dir, RunFiles, CORPUS_FILE};
+use wgpt::run::settings::{DEFAULT_SEED, EVAL_ITERS};
+use wgpt::run::{archive, fits, DataSource, Driver, Eval, Run, RunEvent, RunSettings, Status};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
-use wgpt::{checkpoint, hf, read_file, Error, Result};
+use wgpt::{hf, read_file, Error, Result};
 
 use super::chart;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Model shape: baby (4 layers, 4 heads, 128 dims, block 64), shakespeare-char or gpt2;
-    /// --n-layer etc. override it. The vocabulary size comes from the tokenizer.
+    /// Model shape and the training settings that go with it: tiny, baby (4 layers, 4 heads, 128
+    /// dims, block 64: nanoGPT's CPU run), shakespeare-char or gpt2; the flags below override it.
+    /// The vocabulary size comes from the tokenizer.
     #[arg(long, default_value = "baby")]
     preset: String,
     #[arg(long)]
@@ -32,51 +35,54 @@ pub struct TrainArgs {
     n_head: Option<usize>,
     #[arg(long)]
     n_embd: Option<usize>,
-    /// Context length (and the training sequence length).
+    /// Context length (and the training sequence length) [default: the preset's, or the --init
+    /// model's].
     #[arg(long)]
     block_size: Option<usize>,
-    #[arg(long, default_value_t = 12)]
-    batch_size: usize,
+    /// Sequences per micro-batch [default: the preset's].
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Micro-batches per optimizer step.
     #[arg(long, default_value_t = 1)]
     grad_accum: usize,
-    /// Optimizer steps in all [default: 2000]. With --resume: the checkpoint's, or this to extend
-    /// the run.
+    /// Optimizer steps in all [default: the preset's]. With --resume: the run's, or this to
+    /// extend it.
     #[arg(long)]
     max_iters: Option<usize>,
-    /// Peak learning rate [default: 1e-3]. With --resume it replaces the checkpoint's (lower it
+    /// Peak learning rate [default: the preset's]. With --resume it replaces the run's (lower it
     /// after a diverged run), and min_lr scales with it.
     #[arg(long)]
     lr: Option<f32>,
-    /// Learning rate at the end of the cosine decay (at max_iters).
-    #[arg(long, default_value_t = 1e-4)]
-    min_lr: f32,
-    #[arg(long, default_value_t = 100)]
-    warmup_iters: usize,
-    #[arg(long, default_value_t = 0.1)]
+    /// Learning rate at the end of the cosine decay (at max_iters) [default: lr / 10].
+    #[arg(long)]
+    min_lr: Option<f32>,
+    /// Linear warmup steps [default: max_iters / 20, at most 100].
+    #[arg(long)]
+    warmup_iters: Option<usize>,
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     weight_decay: f32,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = TrainConfig::default().beta1)]
     beta1: f32,
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = TrainConfig::default().beta2)]
     beta2: f32,
     /// Clip the global gradient norm to this (0 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = TrainConfig::default().grad_clip)]
     grad_clip: f32,
     /// Dropout on the embeddings, residual branches and attention probabilities (GPT-2's
-    /// embd_pdrop, resid_pdrop and attn_pdrop);
-    /// 0 turns it off exactly.
-    #[arg(long, default_value_t = 0.0)]
+    /// embd_pdrop, resid_pdrop and attn_pdrop); 0 turns it off exactly.
+    #[arg(long, default_value_t = TrainConfig::default().dropout)]
     dropout: f32,
-    /// Evaluate, print a sample and save a checkpoint every this many steps.
-    #[arg(long, default_value_t = 250)]
-    eval_interval: usize,
+    /// Evaluate, print a sample and save a checkpoint every this many steps (and at step 0 and
+    /// the end) [default: the preset's].
+    #[arg(long)]
+    eval_interval: Option<usize>,
     /// Batches per split in each evaluation.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = EVAL_ITERS)]
     eval_iters: usize,
-    /// Read the loss back (and log it) every this many steps.
+    /// Read the loss back (and log it) every this many steps (and at step 1 and the end).
     #[arg(long, default_value_t = 10)]
     log_interval: usize,
-    #[arg(long, default_value_t = 1337)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
     /// A UTF-8 text corpus to train on.
     #[arg(long, conflicts_with = "task")]
@@ -89,13 +95,13 @@ pub struct TrainArgs {
     /// model's own tokenizer.
     #[arg(long)]
     tokenizer: Option<String>,
-    /// Output directory: checkpoint (HF model dir + training_state.safetensors), metrics.jsonl,
-    /// loss.png [default: out; with --resume: the resumed directory].
+    /// Output directory: the run (checkpoint, metrics.jsonl, corpus.txt) and loss.png [default:
+    /// out; with --resume DIR: DIR; with --resume run.zip: run/ beside it].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue a run from its checkpoint directory (same data, same batches, same losses).
-    /// --max-iters may extend it and --lr replace its learning rate; other settings come from
-    /// the checkpoint.
+    /// Go on with a run: its directory, or a run zip (the page's Export run, `wgpt export-run`),
+    /// unpacked into --out first. Same data, batches, optimizer state and lr schedule; --max-iters
+    /// may extend it and --lr replace its learning rate; other settings come from the run.
     #[arg(long, conflicts_with_all = ["init", "data", "task"])]
     resume: Option<PathBuf>,
     /// Fine-tune a pretrained HF GPT-2 directory (its shape and, by default, its tokenizer).
@@ -103,46 +109,24 @@ pub struct TrainArgs {
     init: Option<PathBuf>,
 }
 
-/// Rebuilds a run from its checkpoint directory on `kernels`' device, continuing exactly where it
-/// was saved; `adjust` may change the saved settings first (--resume's --lr and --max-iters).
-fn load_checkpoint(
-    kernels: Arc<Kernels>,
-    dir: &Path,
-    adjust: impl FnOnce(&mut RunConfig) -> Result<()>,
-) -> Result<Run> {
-    let text = |name: &str| -> Result<String> {
-        let path = dir.join(name);
-        String::from_utf8(read_file(&path)?).map_err(|_| Error::Format(format!("{} is not UTF-8 text", path.display())))
-    };
-    let files = CheckpointFiles {
-        config_json: text("config.json")?,
-        model: read_file(&dir.join("model.safetensors"))?,
-        tokenizer_json: text("tokenizer.json")?,
-        state: read_file(&dir.join(checkpoint::STATE_FILE))?,
-    };
-    Run::from_checkpoint(kernels, &files, |cfg| {
-        adjust(cfg)?;
-        source_text(&cfg.data, cfg.seed)
-    })
-    .map_err(|e| match e {
-        Error::Format(m) => Error::Format(format!("{}: {m}", dir.display())),
-        e => e,
-    })
+/// Reads a corpus file, refusing a huge one before reading it.
+fn read_corpus(path: &str) -> Result<String> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        check_corpus_size(path, meta.len())?;
+    }
+    corpus_text(path, &read_file(Path::new(path))?)
 }
 
-/// Corpus text for a data source.
+/// The corpus a saved run refers to, where it has no corpus.txt (a run saved before runs kept
+/// one): its file, or its task regenerated.
 fn source_text(source: &DataSource, seed: u64) -> Result<String> {
-    match source {
-        DataSource::File(path) => {
-            // refuse a huge file before reading it
-            if let Ok(meta) = std::fs::metadata(path) {
-                check_corpus_size(path, meta.len())?;
-            }
-            corpus_text(path, &read_file(Path::new(path))?)
-        }
-        DataSource::Task(name) => Ok(Task::from_name(name)?.corpus(20_000, seed)),
-        DataSource::Text(name) => Err(Error::Input(format!(
-            "this run trained on text from the page ({name}); resume it in the page, or pass --data"
+    match (source.task_text(seed), source) {
+        (Some(text), _) => text,
+        (None, DataSource::File(path)) => read_corpus(path),
+        (None, _) => Err(Error::Input(format!(
+            "this run trained on text from the page ({}) and has no corpus.txt: resume it from the page's Export run \
+             zip, which holds the corpus",
+            source.name()
         ))),
     }
 }
@@ -156,226 +140,314 @@ fn tokenizer_for(spec: &str, text: &str) -> Result<Tokenizer> {
     }
 }
 
+/// The preset's settings with the flags over them.
+fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Result<RunSettings> {
+    let names: Vec<String> = RunSettings::presets().into_iter().map(|(n, _)| n).collect();
+    let mut s = RunSettings::preset(&a.preset)
+        .ok_or_else(|| Error::Input(format!("unknown preset {:?}; choose one of {}", a.preset, names.join(", "))))?;
+    if let Some(w) = init {
+        (s.n_layer, s.n_head, s.n_embd, s.block_size) =
+            (w.config.n_layer, w.config.n_head, w.config.n_embd, w.config.block_size);
+    }
+    s.n_layer = a.n_layer.unwrap_or(s.n_layer);
+    s.n_head = a.n_head.unwrap_or(s.n_head);
+    s.n_embd = a.n_embd.unwrap_or(s.n_embd);
+    s.block_size = a.block_size.unwrap_or(s.block_size);
+    s.batch_size = a.batch_size.unwrap_or(s.batch_size);
+    s.max_iters = a.max_iters.unwrap_or(s.max_iters);
+    s.eval_interval = a.eval_interval.unwrap_or(s.eval_interval);
+    s.lr = a.lr.unwrap_or(s.lr);
+    s.min_lr = a.min_lr;
+    s.warmup_iters = a.warmup_iters;
+    s.grad_accum = a.grad_accum;
+    s.weight_decay = Some(a.weight_decay);
+    s.beta1 = Some(a.beta1);
+    s.beta2 = Some(a.beta2);
+    s.grad_clip = Some(a.grad_clip);
+    s.dropout = Some(a.dropout);
+    s.eval_iters = Some(a.eval_iters);
+    s.log_interval = a.log_interval;
+    s.seed = a.seed;
+    s.tokenizer = tokenizer;
+    Ok(s)
+}
+
+/// A new run from the flags, and its corpus (written into the run with its first checkpoint).
+fn start(a: &TrainArgs, kernels: Arc<Kernels>) -> Result<(Driver, String)> {
+    let data = match (&a.data, &a.task) {
+        (Some(path), _) => DataSource::File(path.display().to_string()),
+        (None, Some(task)) => DataSource::Task(Task::from_name(task)?.name().to_string()),
+        (None, None) => DataSource::Task("addition".into()),
+    };
+    let text = source_text(&data, a.seed)?;
+    let (weights, tokenizer, spec) = match &a.init {
+        Some(dir) => {
+            let (weights, own) = hf::dir::load(dir)?;
+            let (tok, spec) = match (&a.tokenizer, own) {
+                (Some(spec), _) => (tokenizer_for(spec, &text)?, spec.clone()),
+                (None, Some(tok)) => (tok, "dir".to_string()),
+                (None, None) => {
+                    return Err(Error::Input(format!("{} has no tokenizer.json; pass --tokenizer", dir.display())))
+                }
+            };
+            let s = settings(a, spec.clone(), Some(&weights))?;
+            (weights, tok, s)
+        }
+        None => {
+            let spec = a.tokenizer.clone().unwrap_or_else(|| "char".into());
+            let tok = tokenizer_for(&spec, &text)?;
+            let s = settings(a, spec, None)?;
+            (Weights::random(s.model(tok.vocab_size())?, a.seed), tok, s)
+        }
+    };
+    let cfg = spec.run_config(weights.config, data, spec.tokenizer.clone())?;
+    let (b, t) = (cfg.train.batch_size, cfg.train.seq_len);
+    // the kind before tuning; Trainer::new checks the activations again with the tuned one
+    let kind = kernels.attention_kind(&cfg.model, b, t);
+    fits::check_fits(&kernels.gpu, &cfg.model, b, t, kind)?;
+    let tuned = wgpt::tune::prepare(&kernels, &cfg.model, b, t)?;
+    eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.source, tuned.timed, tuned.ms);
+    let run = Run::new(kernels, cfg, &weights, tokenizer, &text)?;
+    Ok((Driver::new(run, wall_clock), text))
+}
+
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+/// Unpacks a run zip into `out`, everything checked before anything is written.
+fn unpack(zip: &Path, out: &Path) -> Result<()> {
+    let files = archive::read(&zip.display().to_string(), &read_file(zip)?)?;
+    files.checkpoint.state()?;
+    if dir::holds_a_run(out) {
+        return Err(Error::Input(format!(
+            "{} holds a run already; pass --out NEWDIR to unpack {} there, or --resume {} to go on with that run",
+            out.display(),
+            zip.display(),
+            out.display()
+        )));
+    }
+    dir::commit(out, &files.named())?;
+    eprintln!("unpacked {} into {}", zip.display(), out.display());
+    Ok(())
+}
+
+/// The run in `--resume` (a directory, or a zip unpacked into --out first), where to save it,
+/// and its corpus where that directory lacks corpus.txt.
+fn resume(a: &TrainArgs, kernels: Arc<Kernels>, from: &Path) -> Result<(Driver, PathBuf, Option<String>)> {
+    let dir_of_run = if from.is_file() {
+        let out = a.out.clone().unwrap_or_else(|| from.with_file_name(from.file_stem().unwrap_or_default()));
+        if out.is_file() {
+            return Err(Error::Input(format!("{} is a file; pass --out DIR to unpack the run into", out.display())));
+        }
+        unpack(from, &out)?;
+        out
+    } else if from.is_dir() {
+        from.to_path_buf()
+    } else {
+        return Err(Error::Input(format!("{} is neither a run directory nor a run zip", from.display())));
+    };
+    let RunFiles { checkpoint, metrics, corpus } = dir::read(&dir_of_run)?;
+    let saved = checkpoint.state()?.run;
+    let out = a.out.clone().unwrap_or_else(|| dir_of_run.clone());
+    if out != dir_of_run && dir::holds_a_run(&out) {
+        return Err(Error::Input(format!(
+            "{} holds another run; pass an --out that holds none, or leave --out out to go on in {}",
+            out.display(),
+            dir_of_run.display()
+        )));
+    }
+    // a directory without corpus.txt (or a new --out) gets it, and the run, at once
+    let missing_corpus = corpus.is_none() || !out.join(CORPUS_FILE).exists();
+    let text = match corpus {
+        Some(text) => text,
+        None => source_text(&saved.data, saved.seed)?,
+    };
+    let mut changed = missing_corpus || out != dir_of_run;
+    let run = Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
+        if let Some(n) = a.max_iters.filter(|&n| n > cfg.max_iters) {
+            cfg.max_iters = n;
+            changed = true;
+        }
+        if let Some(lr) = a.lr {
+            cfg.train.set_lr(lr)?;
+            eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
+            changed = true;
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        Error::Format(m) => Error::Format(format!("{}: {m}", dir_of_run.display())),
+        e => e,
+    })?;
+    eprintln!("resuming {} at step {}", from.display(), run.step());
+    let driver = Driver::resume(run, metrics, checkpoint, changed, wall_clock);
+    Ok((driver, out, missing_corpus.then_some(text)))
+}
+
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let kernels = super::kernels()?;
-    let (run, out) = if let Some(dir) = &a.resume {
-        let run = load_checkpoint(kernels, dir, |cfg| {
-            cfg.max_iters = a.max_iters.unwrap_or(cfg.max_iters).max(cfg.max_iters);
-            if let Some(lr) = a.lr {
-                cfg.train.set_lr(lr)?;
-                eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
-            }
-            Ok(())
-        })?;
-        eprintln!("resuming {} at step {}", dir.display(), run.step());
-        (run, a.out.clone().unwrap_or_else(|| dir.clone()))
-    } else {
-        let max_iters = a.max_iters.unwrap_or(2000);
-        let data = match (&a.data, &a.task) {
-            (Some(path), _) => DataSource::File(path.display().to_string()),
-            (None, Some(task)) => DataSource::Task(Task::from_name(task)?.name().to_string()),
-            (None, None) => DataSource::Task("addition".into()),
-        };
-        let text = source_text(&data, a.seed)?;
-        let (weights, tokenizer, spec) = match &a.init {
-            Some(dir) => {
-                let (weights, own) = hf::dir::load(dir)?;
-                let (tok, spec) = match (&a.tokenizer, own) {
-                    (Some(spec), _) => (tokenizer_for(spec, &text)?, spec.clone()),
-                    (None, Some(tok)) => (tok, "dir".to_string()),
-                    (None, None) => {
-                        return Err(Error::Input(format!("{} has no tokenizer.json; pass --tokenizer", dir.display())))
-                    }
-                };
-                (weights, tok, spec)
-            }
-            None => {
-                let spec = a.tokenizer.clone().unwrap_or_else(|| "char".into());
-                let tok = tokenizer_for(&spec, &text)?;
-                let base = Gpt2Config::preset(&a.preset).ok_or_else(|| {
-                    Error::Input(format!("unknown preset {:?}; choose baby, shakespeare-char or gpt2", a.preset))
-                })?;
-                let config = Gpt2Config {
-                    n_layer: a.n_layer.unwrap_or(base.n_layer),
-                    n_head: a.n_head.unwrap_or(base.n_head),
-                    n_embd: a.n_embd.unwrap_or(base.n_embd),
-                    block_size: a.block_size.unwrap_or(base.block_size),
-                    vocab_size: tok.vocab_size(),
-                };
-                config.validate()?;
-                (Weights::random(config, a.seed), tok, spec)
-            }
-        };
-        let model = weights.config;
-        let seq_len = a.block_size.unwrap_or(model.block_size).min(model.block_size);
-        let cfg = RunConfig {
-            model,
-            train: TrainConfig {
-                batch_size: a.batch_size,
-                seq_len,
-                grad_accum: a.grad_accum,
-                lr: a.lr.unwrap_or(TrainConfig::default().lr),
-                min_lr: a.min_lr,
-                warmup_iters: a.warmup_iters,
-                lr_decay_iters: max_iters,
-                weight_decay: a.weight_decay,
-                beta1: a.beta1,
-                beta2: a.beta2,
-                eps: 1e-8,
-                grad_clip: a.grad_clip,
-                dropout: a.dropout,
-                attention: None,
-            },
-            max_iters,
-            eval_interval: a.eval_interval.max(1),
-            eval_iters: a.eval_iters,
-            log_interval: a.log_interval.max(1),
-            seed: a.seed,
-            data,
-            tokenizer: spec,
-        };
-        let t = wgpt::tune::prepare(&kernels, &cfg.model, cfg.train.batch_size, cfg.train.seq_len)?;
-        eprintln!("kernels: {}, {} problems timed in {:.0} ms", t.source, t.timed, t.ms);
-        (Run::new(kernels, cfg, &weights, tokenizer, &text)?, a.out.clone().unwrap_or_else(|| PathBuf::from("out")))
+    let (driver, out, corpus) = match &a.resume {
+        Some(from) => resume(&a, kernels, from)?,
+        None => {
+            let (driver, text) = start(&a, kernels)?;
+            (driver, a.out.clone().unwrap_or_else(|| PathBuf::from("out")), Some(text))
+        }
     };
-    std::fs::create_dir_all(&out).map_err(|e| Error::Io(format!("cannot create {}: {e}", out.display())))?;
-    let c = &run.cfg;
+    if a.resume.is_none() && dir::holds_a_run(&out) {
+        eprintln!("note: a new run in {}: its first checkpoint replaces the run there", out.display());
+    }
+    let (run, c) = (&driver.run, &driver.run.cfg);
     eprintln!(
-        "model: {} layers, {} heads, {} dims, block {}, vocab {} ({:.2}M parameters); data: {:?}, {} train / {} val tokens",
+        "model: {} layers, {} heads, {} dims, block {}, vocab {} ({:.2}M parameters); data: {}, {} train / {} val tokens",
         c.model.n_layer,
         c.model.n_head,
         c.model.n_embd,
         c.model.block_size,
         c.model.vocab_size,
         c.model.num_params() as f64 / 1e6,
-        c.data,
+        c.data.name(),
         run.data.train.len(),
         run.data.val.len()
     );
-    train_loop(run, &out)
+    train_loop(driver, &out, corpus)
 }
 
-fn train_loop(mut run: Run, out: &Path) -> Result<ExitCode> {
-    let metrics_path = out.join("metrics.jsonl");
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| Error::Io(format!("cannot open {}: {e}", metrics_path.display())))?;
-    let mut log = |v: serde_json::Value| {
-        let _ = writeln!(metrics, "{v}");
-    };
-    let cfg = run.cfg.clone();
+/// Drives the run to its end, drawing its events and writing its checkpoints into `out` (with
+/// `corpus` in the first one).
+fn train_loop(mut driver: Driver, out: &Path, mut corpus: Option<String>) -> Result<ExitCode> {
+    let cfg = driver.run.cfg.clone();
     let tokens_per_step = (cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum) as f64;
-    let bar = ProgressBar::new(cfg.max_iters as u64).with_position(run.step());
+    let bar = ProgressBar::new(cfg.max_iters as u64).with_position(driver.run.step());
     bar.set_style(
         ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")
             .expect("a valid progress template"),
     );
-    let started = Instant::now();
-    let first_step = run.step();
-    let mut last_log = (Instant::now(), run.step());
-    let mut last_saved: Option<u64> = None;
+    let (started, first_step) = (Instant::now(), driver.run.step());
     let mut lose_device_at = lose_device_at()?;
-    let mut recoveries = 0;
+    let mut diverged = None;
+    let adapter = driver.run.gpu().info.name.clone();
+    let throughput = |tokens_per_sec| Throughput::new(&cfg.model, cfg.train.seq_len, tokens_per_sec, &adapter);
     loop {
-        // One evaluation and/or one step; Ok(true) when the run is done.
-        let advanced = (|| -> Result<bool> {
-            let step = run.step();
-            if (step as usize).is_multiple_of(cfg.eval_interval) || run.done() || last_saved.is_none() {
-                let e = pollster::block_on(run.evaluate())?;
-                if !e.train_loss.is_finite() || !e.val_loss.is_finite() {
-                    return Err(diverged(step, out, last_saved));
-                }
-                say(&bar, eval_line(&e));
-                log(
-                    json!({"iter": e.iter, "train_loss": e.train_loss, "val_loss": e.val_loss, "accuracy": e.accuracy}),
-                );
-                let sample = pollster::block_on(run.sample(
-                    "",
-                    &SampleConfig { max_new_tokens: 120, temperature: 0.8, top_k: 0, top_p: 1.0, seed: step },
-                ))?;
-                say(&bar, format!("--- sample at step {step} ---\n{sample}\n---"));
-                save(&run, out)?;
-                last_saved = Some(step);
-                recoveries = 0;
-                chart::draw(&metrics_path, &out.join("loss.png"));
-            }
-            if run.done() {
-                return Ok(true);
-            }
-            run.train_step()?;
-            let step = run.step();
-            if lose_device_at == Some(step) {
-                lose_device_at = None;
-                run.trainer.model.kernels.gpu.device.destroy();
-            }
-            bar.set_position(step);
-            if (step as usize).is_multiple_of(cfg.log_interval) {
-                let loss = pollster::block_on(run.loss())?;
-                if !loss.is_finite() {
-                    return Err(diverged(step, out, last_saved));
-                }
-                let (t0, s0) = last_log;
-                let dt = t0.elapsed().as_secs_f64();
-                let tok_s = (step - s0) as f64 * tokens_per_step / dt.max(1e-9);
-                let ms = dt * 1e3 / (step - s0).max(1) as f64;
-                let lr = cfg.train.lr_at(step as usize - 1);
-                bar.set_message(format!("loss {loss:.4} | {tok_s:.0} tok/s | {ms:.1} ms/step | lr {lr:.2e}"));
-                log(json!({"iter": step, "loss": loss, "lr": lr, "tokens_per_sec": tok_s, "ms_per_step": ms}));
-                if bar.is_hidden() {
-                    println!("step {step}: loss {loss:.4} | {tok_s:.0} tok/s | {ms:.1} ms/step | lr {lr:.2e}");
-                }
-                last_log = (Instant::now(), step);
-            }
-            Ok(false)
-        })();
-        match advanced {
-            Ok(true) => break,
-            Ok(false) => {}
+        let mut sink = |ev: RunEvent<'_>| show(&bar, out, &mut corpus, &mut diverged, &throughput, ev);
+        let status = match pollster::block_on(driver.advance(&mut sink)) {
+            Ok(status) => status,
             Err(e) => {
-                // A lost device (driver reset, GPU hang, a destroyed device) loses the weights and
-                // optimizer state on it; the checkpoint on disk has them as of the last save.
-                let (Some(why), Some(saved)) = (run.trainer.model.kernels.gpu.lost(), last_saved) else {
-                    return Err(e);
-                };
-                recoveries += 1;
-                if recoveries > MAX_RECOVERIES {
-                    return Err(Error::Gpu(format!(
-                        "the GPU device was lost {MAX_RECOVERIES} times since the checkpoint of step {saved} ({why}); \
-                         giving up. The checkpoint in {} is intact: `wgpt train --resume {}`",
-                        out.display(),
-                        out.display()
-                    )));
-                }
-                say(
-                    &bar,
-                    format!(
-                        "the GPU device was lost at step {} ({why}); starting a new device and resuming from the \
-                         checkpoint of step {saved}",
-                        run.step()
-                    ),
-                );
-                drop(run);
-                run = load_checkpoint(super::kernels()?, out, |_| Ok(()))?;
-                bar.set_position(run.step());
-                last_log = (Instant::now(), run.step());
+                // a lost device (driver reset, GPU hang) loses the weights and optimizer state on
+                // it: the driver goes on from its last checkpoint on a new one
+                pollster::block_on(driver.recover(e, &mut sink)).map_err(|e| match e {
+                    Error::Gpu(m) if m.contains("giving up") => Error::Gpu(format!(
+                        "{m}. The checkpoint in {dir} is intact: `wgpt train --resume {dir}`",
+                        dir = out.display()
+                    )),
+                    e => e,
+                })?;
+                Status::Running
             }
+        };
+        match status {
+            Status::Running => {}
+            Status::Done => break,
+            Status::Diverged => return Err(diverged.unwrap_or_else(|| Error::Input("training diverged".into()))),
         }
+        if lose_device_at == Some(driver.run.step()) {
+            lose_device_at = None;
+            driver.run.gpu().device.destroy();
+        }
+        bar.set_position(driver.run.step());
     }
     bar.finish();
-    let steps = run.step() - first_step;
+    let steps = driver.run.step() - first_step;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "done: {steps} steps in {secs:.1} s ({:.0} tokens/s overall, evals included); checkpoint, metrics.jsonl and loss.png in {}",
+        "done: {steps} steps in {secs:.1} s ({:.0} tokens/s overall, evals included); the run (checkpoint, metrics.jsonl, \
+         corpus.txt) and loss.png in {}",
         steps as f64 * tokens_per_step / secs.max(1e-9),
         out.display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// Device losses in a row (with no checkpoint saved between them) that training recovers from.
-const MAX_RECOVERIES: u32 = 3;
+/// Draws one event of the run, and writes its checkpoints.
+fn show(
+    bar: &ProgressBar,
+    out: &Path,
+    corpus: &mut Option<String>,
+    diverged: &mut Option<Error>,
+    throughput: &dyn Fn(f64) -> Throughput,
+    ev: RunEvent<'_>,
+) -> Result<()> {
+    match ev {
+        RunEvent::Progress(p) => {
+            let rate = throughput(p.tokens_per_sec);
+            let mut msg = format!("loss {:.4} | {rate} | {:.1} ms/step | lr {:.2e}", p.loss, p.ms_per_step, p.lr);
+            if let Some(d) = &p.dynamics {
+                msg.push_str(&format!(" | grad norm {:.3}", d.grad_norm));
+            }
+            if bar.is_hidden() {
+                println!("step {}: {msg}", p.step);
+            }
+            bar.set_message(msg);
+        }
+        RunEvent::Eval { eval, sample } => {
+            say(bar, eval_line(&eval));
+            say(bar, format!("--- sample at step {} ---\n{sample}\n---", eval.iter));
+        }
+        RunEvent::Saved { checkpoint, metrics, .. } => {
+            let mut files = checkpoint_files(checkpoint, metrics);
+            let text = corpus.take();
+            if let Some(text) = &text {
+                files.push((CORPUS_FILE, text.as_bytes()));
+            }
+            dir::commit(out, &files)?;
+            chart::draw(metrics, &out.join("loss.png"));
+        }
+        RunEvent::Recovered { lost_at, step, reason } => say(
+            bar,
+            format!(
+                "the GPU device was lost at step {lost_at} ({reason}); a new device resumed from the checkpoint of \
+                 step {step}"
+            ),
+        ),
+        RunEvent::Diverged { step, loss, lr, saved } => {
+            let kept = match saved {
+                Some(s) => format!(
+                    "the checkpoint from step {s} in {dir} is intact; continue it with a lower learning rate: \
+                     `wgpt train --resume {dir} --lr <lower>` (e.g. a tenth of it)",
+                    dir = out.display()
+                ),
+                None => "no checkpoint was saved yet; restart with a lower --lr".into(),
+            };
+            *diverged =
+                Some(Error::Input(format!("{}. Nothing more was saved; {kept}", diverged_message(step, loss, lr))));
+        }
+        RunEvent::Done { .. } => {}
+    }
+    Ok(())
+}
+
+/// `wgpt export-run DIR run.zip`: the run in DIR (its checkpoint, metrics and corpus) as one zip,
+/// for the page's Import run or `wgpt train --resume run.zip` on another machine.
+pub fn export_run(from: &Path, zip: &Path) -> Result<ExitCode> {
+    let mut files = dir::read(from)?;
+    let state = files.checkpoint.state()?;
+    if files.corpus.is_none() {
+        files.corpus = Some(source_text(&state.run.data, state.run.seed)?);
+    }
+    let bytes = archive::write(&files.named())?;
+    let tmp = zip.with_extension("zip.tmp");
+    std::fs::write(&tmp, &bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, zip).map_err(|e| Error::Io(format!("cannot write {}: {e}", zip.display())))?;
+    println!(
+        "{}: the run of {} at step {} of {} ({} bytes)",
+        zip.display(),
+        from.display(),
+        state.step,
+        state.run.max_iters,
+        bytes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
 /// Fault injection for tests: `WGPT_LOSE_DEVICE_AT=N` destroys the GPU device right after step
 /// N, as a driver reset or a GPU hang would, to exercise the recovery.
@@ -401,38 +473,4 @@ fn say(bar: &ProgressBar, msg: String) {
 fn eval_line(e: &Eval) -> String {
     let acc = e.accuracy.map(|a| format!(", exact-match accuracy {:.0}%", a * 100.0)).unwrap_or_default();
     format!("step {}: train loss {:.4}, val loss {:.4}{acc}", e.iter, e.train_loss, e.val_loss)
-}
-
-/// The message for a NaN/inf loss: what happened, what was kept, what to do.
-fn diverged(step: u64, out: &Path, last_saved: Option<u64>) -> Error {
-    let kept = match last_saved {
-        Some(s) => format!(
-            "the checkpoint from step {s} in {dir} is intact; continue it with a lower learning rate: \
-             `wgpt train --resume {dir} --lr <lower>` (e.g. a tenth of it)",
-            dir = out.display()
-        ),
-        None => "no checkpoint was saved yet; restart with a lower --lr".into(),
-    };
-    Error::Input(format!(
-        "training diverged at step {step}: the loss is not a finite number. Nothing more was saved; {kept}"
-    ))
-}
-
-/// Writes the checkpoint so that a crash mid-write leaves the previous one whole: every file
-/// goes to a temporary name first and is renamed into place.
-fn save(run: &Run, out: &Path) -> Result<()> {
-    let files = pollster::block_on(run.checkpoint())?;
-    let items: [(&str, &[u8]); 4] = [
-        ("config.json", files.config_json.as_bytes()),
-        ("model.safetensors", &files.model),
-        ("tokenizer.json", files.tokenizer_json.as_bytes()),
-        (checkpoint::STATE_FILE, &files.state),
-    ];
-    for (name, bytes) in items {
-        let tmp = out.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, out.join(name))
-            .map_err(|e| Error::Io(format!("cannot write {}: {e}", out.join(name).display())))?;
-    }
-    Ok(())
 }

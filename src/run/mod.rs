@@ -1,5 +1,12 @@
 //! A training run: its settings, data, tokenizer, trainer and RNGs, with evaluation, samples,
-//! task accuracy and checkpoints. The CLI and the page drive the same type.
+//! task accuracy and checkpoints. The CLI and the page drive the same type through the same
+//! [`driver::Driver`], from the same [`settings`], and save it in the same [`format`].
+
+pub mod archive;
+pub mod driver;
+pub mod fits;
+pub mod format;
+pub mod settings;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +19,10 @@ use crate::model::{Gpt2, Gpt2Config, Weights};
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
 use crate::train::{TrainConfig, Trainer};
-use crate::{Error, Result};
+use crate::{Error, Gpu, Result};
+
+pub use driver::{dynamics_interval, Driver, Progress, RunEvent, Status};
+pub use settings::RunSettings;
 
 /// Where the training text comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +33,28 @@ pub enum DataSource {
     Task(String),
     /// Text handed over directly (the page's corpus), with a name for display.
     Text(String),
+}
+
+impl DataSource {
+    /// What to call the corpus: the file's or the page's name, or the task's.
+    pub fn name(&self) -> String {
+        match self {
+            DataSource::File(path) => {
+                std::path::Path::new(path).file_name().map_or(path.clone(), |n| n.to_string_lossy().into_owned())
+            }
+            DataSource::Text(name) => name.clone(),
+            DataSource::Task(task) => format!("{task} task"),
+        }
+    }
+
+    /// A built-in task's training text (regenerated from the run's seed); None for a file or
+    /// the page's text, which the run keeps as corpus.txt.
+    pub fn task_text(&self, seed: u64) -> Option<Result<String>> {
+        match self {
+            DataSource::Task(name) => Some(Task::from_name(name).map(|t| t.corpus(settings::TASK_EXAMPLES, seed))),
+            _ => None,
+        }
+    }
 }
 
 /// Everything that defines a run; saved with every checkpoint.
@@ -56,8 +88,15 @@ pub struct CheckpointFiles {
     pub state: Vec<u8>,
 }
 
+impl CheckpointFiles {
+    /// The saved settings, step and data position (training_state.safetensors' metadata).
+    pub fn state(&self) -> Result<RunState> {
+        saved_run(&self.state, &hf::parse_config(&self.config_json)?)
+    }
+}
+
 /// Losses (and, for tasks, exact-match accuracy) at one evaluation.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Eval {
     pub iter: u64,
     pub train_loss: f32,
@@ -99,29 +138,47 @@ impl Run {
         };
         let model = Gpt2::new(kernels, weights)?;
         let decoder = Decoder::new(&model)?;
-        let trainer = Trainer::new(model, cfg.train)?;
+        let mut trainer = Trainer::new(model, cfg.train)?;
+        trainer.track_dynamics(dynamics_interval(cfg.log_interval));
         // the trainer has fixed the attention numerics (TrainConfig::attention): saved with the run
         let cfg = RunConfig { train: trainer.cfg, ..cfg };
         let data_rng = Rng::new(cfg.seed);
         Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, decoder })
     }
 
-    /// Rebuilds a run from its checkpoint on `kernels`' device, continuing exactly where it was
-    /// saved (after a lost device, a page reload or `--resume`). `prepare` gets the saved
-    /// settings, may change them (a new lr, more steps) and returns the corpus text.
+    /// Rebuilds a run from its checkpoint on `kernels`' device, training on `text` (its corpus),
+    /// continuing exactly where it was saved (after a page reload, an import or `--resume`).
+    /// `adjust` gets the saved settings and may change them (a new lr, more steps).
     pub fn from_checkpoint(
         kernels: std::sync::Arc<Kernels>,
         files: &CheckpointFiles,
-        prepare: impl FnOnce(&mut RunConfig) -> Result<String>,
+        text: &str,
+        adjust: impl FnOnce(&mut RunConfig) -> Result<()>,
     ) -> Result<Run> {
         let config = hf::parse_config(&files.config_json)?;
         let weights = hf::load_weights("model.safetensors", &files.model, config)?;
         let tokenizer = Tokenizer::from_bytes("tokenizer.json", files.tokenizer_json.as_bytes())?;
         let mut cfg = saved_run(&files.state, &config)?.run;
-        let text = prepare(&mut cfg)?;
-        let mut run = Run::new(kernels, cfg, &weights, tokenizer, &text)?;
+        adjust(&mut cfg)?;
+        let mut run = Run::new(kernels, cfg, &weights, tokenizer, text)?;
         run.restore(&files.state)?;
         Ok(run)
+    }
+
+    /// The same run on a new device (after the old one was lost): the weights, optimizer state,
+    /// step and data position of `files`; the settings, data and tokenizer stay.
+    pub fn reopen(&mut self, kernels: std::sync::Arc<Kernels>, files: &CheckpointFiles) -> Result<()> {
+        let weights = hf::load_weights("model.safetensors", &files.model, self.cfg.model)?;
+        let model = Gpt2::new(kernels, &weights)?;
+        let decoder = Decoder::new(&model)?;
+        (self.trainer, self.decoder) = (Trainer::new(model, self.cfg.train)?, decoder);
+        self.trainer.track_dynamics(dynamics_interval(self.cfg.log_interval));
+        self.restore(&files.state)
+    }
+
+    /// The device the run trains on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.trainer.model.kernels.gpu
     }
 
     /// Continues a run from a checkpoint's training state.
@@ -216,12 +273,6 @@ impl Run {
         let out = self.generate(&ids, cfg, |_| true).await?;
         ids.extend(out);
         self.tokenizer.decode(&ids)
-    }
-
-    /// The model as a Hugging Face directory's files: config.json, model.safetensors and
-    /// tokenizer.json, by name (what `transformers` loads, and what the page exports).
-    pub async fn hf_files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
-        hf::files(&self.trainer.model.weights().await?, &self.tokenizer)
     }
 
     /// The model, tokenizer and training state as files.

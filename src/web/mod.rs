@@ -1,0 +1,18 @@
+//! The page's engine. It runs in a dedicated Web Worker (www/js/worker.js) and owns the GPU: the
+//! page sends it requests and gets events back ([`protocol`]), so the page's thread never waits
+//! for the GPU. One loop ([`engine::Engine::tick`]) does all GPU work in order: a request, or a
+//! unit of the training run through the run driver the CLI uses too. Everything but the glue to
+//! the browser ([`wasm`]: postMessage, the clock, the event loop) builds and is tested natively.
+
+// wgpu's web types are not Send: the worker is single-threaded, an Arc is only shared ownership
+#![allow(clippy::arc_with_non_send_sync)]
+
+pub mod engine;
+mod models;
+pub mod protocol;
+mod requests;
+mod runs;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use engine::{Engine, Host, Inbox};

@@ -1,0 +1,150 @@
+//! What the page does with a model, trained or imported: import and export Hugging Face files,
+//! generate, look inside, and check the GPU against a parity file.
+
+use crate::generate::{Decoder, SampleConfig, TextStream};
+use crate::inspect::Inspector;
+use crate::model::Gpt2;
+use crate::parity::{self, ParityFile};
+use crate::tokenizer::Tokenizer;
+use crate::web::engine::{Engine, Loaded, Model};
+use crate::web::protocol::{Event, ParityCheck};
+use crate::{hf, Error, Result};
+
+impl Engine {
+    /// Loads a Hugging Face GPT-2 directory's files; on error the current model stays.
+    pub(crate) fn import(
+        &mut self,
+        name: String,
+        config: &str,
+        tokenizer: &str,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Event> {
+        let kernels = self.kernels()?;
+        let bytes = bytes.ok_or_else(|| Error::Input("model.safetensors is missing".into()))?;
+        let cfg = hf::parse_config(config)?;
+        let weights = hf::load_weights("model.safetensors", &bytes, cfg)?;
+        drop(bytes);
+        let tokenizer = Tokenizer::from_bytes("tokenizer.json", tokenizer.as_bytes())?;
+        if tokenizer.vocab_size() > cfg.vocab_size {
+            return Err(Error::Format(format!(
+                "tokenizer.json has {} tokens but the model's vocab_size is {}",
+                tokenizer.vocab_size(),
+                cfg.vocab_size
+            )));
+        }
+        let model = Gpt2::new(kernels, &weights)?;
+        let decoder = Decoder::new(&model)?;
+        self.tokens = None;
+        self.model = Model::Loaded(Box::new(Loaded { model, decoder, tokenizer, inspector: Inspector::default() }));
+        Ok(Event::Imported {
+            name,
+            n_layer: cfg.n_layer,
+            n_head: cfg.n_head,
+            n_embd: cfg.n_embd,
+            block_size: cfg.block_size,
+            vocab_size: cfg.vocab_size,
+            params: cfg.num_params(),
+        })
+    }
+
+    /// The model, its tokenizer and the step it is at, or what to do when there is none.
+    fn current(&self, then: &str) -> Result<(&Gpt2, &Tokenizer, u64)> {
+        match &self.model {
+            Model::Training(tr) => Ok((&tr.driver.run.trainer.model, &tr.driver.run.tokenizer, tr.driver.run.step())),
+            Model::Loaded(l) => Ok((&l.model, &l.tokenizer, 0)),
+            Model::None => Err(Error::Input(format!("train or import a model first, then {then}"))),
+        }
+    }
+
+    /// The model as Hugging Face files (an `export` event with their bytes).
+    pub(crate) async fn export(&mut self) -> Result<()> {
+        let (model, tokenizer, step) = self.current("export it")?;
+        let files = hf::files(&model.weights().await?, tokenizer)?;
+        let event = Event::Export { files: files.iter().map(|(name, _)| name.to_string()).collect(), step };
+        let bytes: Vec<&[u8]> = files.iter().map(|(_, b)| b.as_slice()).collect();
+        self.host.post(&event, &bytes);
+        Ok(())
+    }
+
+    pub(crate) async fn parity(&mut self, name: String, bytes: Option<Vec<u8>>) -> Result<Event> {
+        let kernels = self.kernels()?;
+        let bytes = bytes.ok_or_else(|| Error::Input("no parity file given".into()))?;
+        let p = ParityFile::parse(&name, &bytes)?;
+        drop(bytes);
+        let checks: Vec<ParityCheck> = parity::check(kernels.clone(), &p)
+            .await?
+            .iter()
+            .map(|c| ParityCheck {
+                name: c.name.clone(),
+                passed: c.passed(),
+                max_abs: c.closeness.max_abs,
+                max_rel: c.closeness.max_rel,
+                atol: c.atol,
+                rtol: c.rtol,
+            })
+            .collect();
+        let passed = checks.iter().all(|c| c.passed);
+        Ok(Event::Parity { name, adapter: kernels.gpu.describe(), checks, passed })
+    }
+
+    /// The prompt's token ids for the current model (an empty prompt starts a trained model at
+    /// its validation text, an imported one at `<|endoftext|>`), and its tokenizer.
+    fn prompt(&self, prompt: &str, then: &str) -> Result<(Vec<u32>, Tokenizer)> {
+        match &self.model {
+            Model::Training(tr) => Ok((tr.driver.run.prompt_ids(prompt)?, tr.driver.run.tokenizer.clone())),
+            Model::Loaded(l) => Ok((l.tokenizer.prompt_ids(prompt)?, l.tokenizer.clone())),
+            Model::None => Err(Error::Input(format!("train or import a model first, then {then}"))),
+        }
+    }
+
+    pub(crate) async fn inspect(&mut self, prompt: &str, layer: usize, head: usize) -> Result<Event> {
+        let (ids, tokenizer) = self.prompt(prompt, "look inside it")?;
+        let (model, inspector) = match &mut self.model {
+            Model::Training(tr) => (&tr.driver.run.trainer.model, &mut tr.inspector),
+            Model::Loaded(l) => (&l.model, &mut l.inspector),
+            Model::None => return Err(Error::Input("train or import a model first, then look inside it".into())),
+        };
+        let seen = inspector.inspect(model, &ids, layer, head, 10).await?;
+        let text = |id: u32| tokenizer.decode(&[id]);
+        Ok(Event::Inspect {
+            tokens: seen.ids.iter().map(|&id| text(id)).collect::<Result<_>>()?,
+            top: seen.top.iter().map(|&(id, p)| Ok((text(id)?, p))).collect::<Result<_>>()?,
+            layer,
+            head,
+            n_layer: model.config.n_layer,
+            n_head: model.config.n_head,
+            attention: seen.attention,
+        })
+    }
+
+    /// Streams a continuation of `prompt` as `token` events, until max_tokens, `<|endoftext|>`
+    /// or a Cancel.
+    pub(crate) async fn generate(&mut self, prompt: &str, cfg: &SampleConfig) -> Result<()> {
+        cfg.validate()?;
+        let (ids, tokenizer) = self.prompt(prompt, "generate from it")?;
+        self.inbox.borrow_mut().cancel = false;
+        let mut stream = TextStream::new(&tokenizer, &ids)?;
+        let started = (self.host.clock())();
+        let (inbox, host) = (self.inbox.clone(), &*self.host);
+        let send = |text: String| {
+            if !text.is_empty() {
+                host.post(&Event::Token { text }, &[]);
+            }
+        };
+        let on_token = |id| {
+            if let Ok(text) = stream.push(&tokenizer, id) {
+                send(text);
+            }
+            !inbox.borrow().cancel
+        };
+        let out = match &mut self.model {
+            Model::Training(tr) => tr.driver.run.generate(&ids, cfg, on_token).await?,
+            Model::Loaded(l) => l.decoder.generate(&l.model, &ids, cfg, l.tokenizer.end_of_text(), on_token).await?,
+            Model::None => Vec::new(), // prompt() refused already
+        };
+        send(stream.finish(&tokenizer)?);
+        let secs = ((self.host.clock())() - started) / 1e3;
+        self.post(&Event::Generated { tokens: out.len(), tokens_per_sec: out.len() as f64 / secs.max(1e-3) });
+        Ok(())
+    }
+}

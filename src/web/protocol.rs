@@ -1,0 +1,468 @@
+//! The page protocol: what the page asks of the engine ([`Request`]) and what the engine tells
+//! it ([`Event`]), as JSON objects tagged by `type`. Files travel beside a message as byte
+//! arrays, in the order its `names`/`files` field lists them. The engine sends the names of
+//! every message type, training state and error scope, and the presets, in its `ready` event
+//! ([`Manifest`]): the JS takes them from there, not from a copy of its own.
+
+use serde::{Deserialize, Serialize};
+use strum::{EnumIter, IntoEnumIterator, VariantNames};
+
+use crate::data::MAX_CORPUS_BYTES;
+use crate::run::format::History;
+use crate::run::{Progress, RunSettings};
+
+/// What the page asks of the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, VariantNames)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Request {
+    /// Open the GPU, with the kernel tuning cache the page stored (crate::tune) if any.
+    Init {
+        #[serde(default)]
+        tune_cache: Option<String>,
+    },
+    /// Use a corpus: the file bytes sent alongside, `text`, or a built-in `task`'s examples.
+    Corpus {
+        name: String,
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        task: Option<String>,
+    },
+    /// Tokenize the corpus and plan `settings`: token counts, parameter count, memory estimate
+    /// and the device check, before anything is allocated.
+    Plan {
+        settings: RunSettings,
+    },
+    /// Start training: from scratch with `settings`, or fine-tuning an imported model.
+    Start {
+        settings: RunSettings,
+    },
+    Pause,
+    Resume,
+    Stop,
+    /// Continue `prompt` with the current model, streaming tokens.
+    Generate {
+        prompt: String,
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+        max_tokens: usize,
+        seed: u64,
+    },
+    /// Stop the generation in progress.
+    Cancel,
+    /// The current model as Hugging Face files (an `export` event with the bytes).
+    Export,
+    /// The current run as a run zip (an `export_run` event with its bytes).
+    ExportRun,
+    /// A GPT-2-family Hugging Face model: config.json and tokenizer.json as text, the bytes sent
+    /// alongside are model.safetensors. Replaces the current model; Start then fine-tunes it.
+    Import {
+        name: String,
+        config: String,
+        tokenizer: String,
+    },
+    /// Go on with a saved run `id` (www/js/runs.js keeps them in the browser's origin-private
+    /// file system): its files alongside, named by `names`. `lr` replaces the learning rate
+    /// (min_lr scales with it), e.g. after the run diverged.
+    Restore {
+        id: String,
+        names: Vec<String>,
+        #[serde(default)]
+        lr: Option<f32>,
+    },
+    /// Go on with a run zip (the bytes alongside) from Export run or `wgpt export-run`; with
+    /// `max_iters` past the run's, train on to it (as `wgpt train --resume --max-iters`).
+    ImportRun {
+        name: String,
+        #[serde(default)]
+        max_iters: Option<usize>,
+    },
+    /// The next-token top 10 and the attention of `layer`/`head` for `prompt` (the look-inside
+    /// view).
+    Inspect {
+        prompt: String,
+        layer: usize,
+        head: usize,
+    },
+    /// Run a parity file (its bytes alongside; the format of tests/fixtures/make_parity.py) on
+    /// this GPU.
+    Parity {
+        name: String,
+    },
+    /// Destroys the GPU device, as a driver reset would, to exercise the recovery (tests;
+    /// `wgptDebug.loseDevice()` in the page's console).
+    LoseDevice,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, VariantNames)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum TrainState {
+    Training,
+    Paused,
+    Stopped,
+    Done,
+}
+
+/// What failed, in an `error` event; the page keeps everything else as it was. `checkpoint` and
+/// `storage` come from the page's store of saved runs (www/js/runs.js), not from the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, VariantNames, EnumIter)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Scope {
+    Gpu,
+    Corpus,
+    Plan,
+    Train,
+    Generate,
+    Export,
+    Import,
+    Restore,
+    Inspect,
+    Parity,
+    Checkpoint,
+    Storage,
+}
+
+impl Scope {
+    /// What could not be done, as the page's status line says it ("Could not ...").
+    pub fn failed_to(self) -> &'static str {
+        match self {
+            Scope::Gpu => "open the GPU",
+            Scope::Corpus => "use that corpus",
+            Scope::Plan => "plan this model",
+            Scope::Train => "train",
+            Scope::Generate => "generate",
+            Scope::Export => "export",
+            Scope::Import => "import that model",
+            Scope::Restore => "resume that run",
+            Scope::Inspect => "look inside",
+            Scope::Parity => "run the parity file",
+            Scope::Checkpoint => "save the checkpoint",
+            Scope::Storage => "use the browser's storage",
+        }
+    }
+}
+
+/// One compared quantity of a parity run: the largest errors and the tolerance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParityCheck {
+    pub name: String,
+    pub passed: bool,
+    pub max_abs: f32,
+    pub max_rel: f32,
+    pub atol: f32,
+    pub rtol: f32,
+}
+
+/// What the page takes from the engine instead of keeping a copy: the protocol's names, each
+/// error scope's "Could not ..." text, the presets and the corpus limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub requests: Vec<String>,
+    pub events: Vec<String>,
+    pub states: Vec<String>,
+    /// (scope, what could not be done)
+    pub scopes: Vec<(Scope, String)>,
+    pub presets: Vec<(String, RunSettings)>,
+    pub max_corpus_bytes: u64,
+}
+
+impl Manifest {
+    pub fn new() -> Manifest {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Manifest {
+            requests: names(Request::VARIANTS),
+            events: names(Event::VARIANTS),
+            states: names(TrainState::VARIANTS),
+            scopes: Scope::iter().map(|s| (s, s.failed_to().to_string())).collect(),
+            presets: RunSettings::presets(),
+            max_corpus_bytes: MAX_CORPUS_BYTES,
+        }
+    }
+}
+
+impl Default for Manifest {
+    fn default() -> Manifest {
+        Manifest::new()
+    }
+}
+
+/// What the engine tells the page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, VariantNames)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Event {
+    Ready {
+        adapter: String,
+        max_buffer_size: u64,
+        max_storage_binding: u64,
+        protocol: Manifest,
+    },
+    /// The kernel choice for a new run: where it came from, problems timed and the ms spent;
+    /// `cache` is the tuning cache to store (crate::tune) where it changed.
+    Tuned {
+        source: String,
+        timed: usize,
+        ms: f64,
+        cache: Option<String>,
+    },
+    Corpus {
+        name: String,
+        bytes: usize,
+        chars: usize,
+        distinct: usize,
+    },
+    Plan {
+        vocab: usize,
+        tokens: usize,
+        train: usize,
+        val: usize,
+        params: usize,
+        memory_bytes: u64,
+    },
+    State {
+        state: TrainState,
+        step: u64,
+    },
+    Progress(Progress),
+    Eval {
+        step: u64,
+        train_loss: f32,
+        val_loss: f32,
+        accuracy: Option<f32>,
+        sample: String,
+    },
+    /// Newly generated text.
+    Token {
+        text: String,
+    },
+    Generated {
+        tokens: usize,
+        tokens_per_sec: f64,
+    },
+    /// The model's Hugging Face files, named by `files`, alongside.
+    Export {
+        files: Vec<String>,
+        step: u64,
+    },
+    /// The run as a zip (alongside), to download as `name`.
+    ExportRun {
+        name: String,
+        step: u64,
+    },
+    /// A checkpoint of run `id` (at step 0, every evaluation, on pause and on stop): its files,
+    /// named by `files` (the run format's; corpus.txt the first time), alongside.
+    Checkpoint {
+        id: String,
+        name: String,
+        step: u64,
+        files: Vec<String>,
+    },
+    /// The GPU device was lost after step `lost_at` (`reason`); training goes on on a new
+    /// device from the checkpoint of step `step`.
+    Recovered {
+        lost_at: u64,
+        step: u64,
+        reason: String,
+    },
+    /// The loss became NaN or infinite at `step`: training stopped; the checkpoint of step
+    /// `saved` (none if there is none) of run `id` is intact and can go on with a lower lr.
+    Diverged {
+        id: String,
+        step: u64,
+        saved: Option<u64>,
+        lr: f32,
+        message: String,
+    },
+    /// A saved or imported run is back at the step of its checkpoint, training, with its loss
+    /// history.
+    Restored {
+        id: String,
+        name: String,
+        step: u64,
+        max_iters: usize,
+        history: History,
+    },
+    /// The look inside: each token of the prompt (the last block_size), the most likely next
+    /// tokens with their probabilities, and `attention` (T x T, row i over tokens 0..=i).
+    Inspect {
+        tokens: Vec<String>,
+        top: Vec<(String, f32)>,
+        layer: usize,
+        head: usize,
+        n_layer: usize,
+        n_head: usize,
+        attention: Vec<f32>,
+    },
+    /// A parity file's checks on this GPU, each against PyTorch's numbers in the file.
+    Parity {
+        name: String,
+        adapter: String,
+        checks: Vec<ParityCheck>,
+        passed: bool,
+    },
+    /// An imported model is ready to sample from (and to fine-tune on the corpus).
+    Imported {
+        name: String,
+        n_layer: usize,
+        n_head: usize,
+        n_embd: usize,
+        block_size: usize,
+        vocab_size: usize,
+        params: usize,
+    },
+    Error {
+        scope: Scope,
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(value: &T) -> String {
+        let json = serde_json::to_string(value).unwrap();
+        let back: T = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(&back, value, "{json}");
+        json
+    }
+
+    /// The `type` tag of a message, checked against the names the manifest exports.
+    fn tag(json: &str, names: &[String]) -> String {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let t = v["type"].as_str().unwrap().to_string();
+        assert!(names.contains(&t), "{t} is not in the manifest's {names:?}");
+        t
+    }
+
+    #[test]
+    fn every_request_round_trips_under_its_manifest_name() {
+        let m = Manifest::new();
+        let settings = RunSettings::preset("tiny").unwrap();
+        let requests = [
+            Request::Init { tune_cache: Some("{}".into()) },
+            Request::Corpus { name: "a.txt".into(), text: Some("hi".into()), task: None },
+            Request::Plan { settings: settings.clone() },
+            Request::Start { settings },
+            Request::Pause,
+            Request::Resume,
+            Request::Stop,
+            Request::Generate {
+                prompt: "to be".into(),
+                temperature: 0.8,
+                top_k: 40,
+                top_p: 0.9,
+                max_tokens: 10,
+                seed: 1,
+            },
+            Request::Cancel,
+            Request::Export,
+            Request::ExportRun,
+            Request::Import { name: "gpt2".into(), config: "{}".into(), tokenizer: "{}".into() },
+            Request::Restore { id: "run-1".into(), names: vec!["config.json".into()], lr: Some(1e-4) },
+            Request::ImportRun { name: "run.zip".into(), max_iters: Some(100) },
+            Request::Inspect { prompt: "x".into(), layer: 1, head: 0 },
+            Request::Parity { name: "tiny.safetensors".into() },
+            Request::LoseDevice,
+        ];
+        let tags: Vec<String> = requests.iter().map(|r| tag(&round_trip(r), &m.requests)).collect();
+        assert_eq!(tags, m.requests, "one sample per request, in declaration order");
+        // what the page sends: optional fields may be left out
+        let r: Request = serde_json::from_str(r#"{"type":"restore","id":"run-1","names":[]}"#).unwrap();
+        assert_eq!(r, Request::Restore { id: "run-1".into(), names: vec![], lr: None });
+        assert!(serde_json::from_str::<Request>(r#"{"type":"launch"}"#).is_err());
+    }
+
+    #[test]
+    fn every_event_round_trips_under_its_manifest_name() {
+        let m = Manifest::new();
+        let progress = Progress {
+            step: 3,
+            max_iters: 60,
+            loss: 2.5,
+            lr: 1e-3,
+            ms_per_step: 20.0,
+            tokens_per_sec: 1e4,
+            eta_s: 1.2,
+            dynamics: None,
+        };
+        let history = History { train: vec![(1, 3.0), (2, 2.75)], val: vec![(0, 3.25)] };
+        let events = [
+            Event::Ready {
+                adapter: "lavapipe".into(),
+                max_buffer_size: 1 << 30,
+                max_storage_binding: 1 << 27,
+                protocol: m.clone(),
+            },
+            Event::Tuned { source: "built-in table".into(), timed: 0, ms: 0.0, cache: None },
+            Event::Corpus { name: "a.txt".into(), bytes: 10, chars: 10, distinct: 5 },
+            Event::Plan { vocab: 24, tokens: 1000, train: 900, val: 100, params: 103_680, memory_bytes: 1 << 20 },
+            Event::State { state: TrainState::Paused, step: 4 },
+            Event::Progress(progress),
+            Event::Eval { step: 30, train_loss: 2.0, val_loss: 2.25, accuracy: Some(0.5), sample: "the cat".into() },
+            Event::Token { text: "a".into() },
+            Event::Generated { tokens: 10, tokens_per_sec: 100.0 },
+            Event::Export { files: vec!["config.json".into()], step: 60 },
+            Event::ExportRun { name: "lines.txt-step60.zip".into(), step: 60 },
+            Event::Checkpoint { id: "run-1".into(), name: "a.txt".into(), step: 30, files: vec!["config.json".into()] },
+            Event::Recovered { lost_at: 33, step: 30, reason: "Destroyed".into() },
+            Event::Diverged { id: "run-1".into(), step: 5, saved: Some(0), lr: 1e6, message: "diverged".into() },
+            Event::Restored { id: "run-1".into(), name: "a.txt".into(), step: 30, max_iters: 60, history },
+            Event::Inspect {
+                tokens: vec!["a".into()],
+                top: vec![("b".into(), 0.5)],
+                layer: 0,
+                head: 1,
+                n_layer: 2,
+                n_head: 2,
+                attention: vec![1.0],
+            },
+            Event::Parity {
+                name: "tiny".into(),
+                adapter: "x".into(),
+                checks: vec![ParityCheck {
+                    name: "logits".into(),
+                    passed: true,
+                    max_abs: 1e-6,
+                    max_rel: 1e-5,
+                    atol: 1e-4,
+                    rtol: 0.0,
+                }],
+                passed: true,
+            },
+            Event::Imported {
+                name: "gpt2".into(),
+                n_layer: 12,
+                n_head: 12,
+                n_embd: 768,
+                block_size: 1024,
+                vocab_size: 50257,
+                params: 124_439_808,
+            },
+            Event::Error { scope: Scope::Checkpoint, message: "full".into() },
+        ];
+        let tags: Vec<String> = events.iter().map(|e| tag(&round_trip(e), &m.events)).collect();
+        assert_eq!(tags, m.events, "one sample per event, in declaration order");
+        // a progress report is flat: the page reads ev.step, ev.loss
+        let json = serde_json::to_string(&events[5]).unwrap();
+        assert!(json.starts_with(r#"{"type":"progress","step":3,"max_iters":60,"loss":2.5"#), "{json}");
+    }
+
+    #[test]
+    fn states_and_scopes_serialize_as_their_manifest_names() {
+        let m = Manifest::new();
+        for s in [TrainState::Training, TrainState::Paused, TrainState::Stopped, TrainState::Done] {
+            assert!(m.states.contains(&round_trip(&s).trim_matches('"').to_string()));
+        }
+        assert_eq!(m.scopes.len(), Scope::VARIANTS.len());
+        for (scope, text) in &m.scopes {
+            assert_eq!(round_trip(scope).trim_matches('"'), Scope::VARIANTS[*scope as usize]);
+            assert!(!text.is_empty());
+        }
+    }
+}

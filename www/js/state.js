@@ -1,0 +1,127 @@
+// The page's state and its one writer: reduce(state, event) returns the next state for every
+// event of the engine (src/web/protocol.rs's Event), of the worker's store of saved runs (runs,
+// saved, checkpoint) and of the page's own controls (types starting "ui_"). The views only read
+// it (app.js renders it after each event).
+
+import { bytes, fmt } from "./dom.js";
+
+export const initial = {
+  ready: false,
+  protocol: null, // the engine's manifest: message names, scopes, presets, limits
+  status: "Starting the engine…",
+  error: null, // {message, diverged: {id, saved, lr} | null}
+  corpus: null, // {name, bytes, chars, distinct}
+  plan: null, // the last plan event
+  kernels: null, // the last tuned event: the kernels a run uses and how they were chosen
+  params: null, // the model's parameter count (the plan's, or an imported model's)
+  planNote: "",
+  training: "idle", // idle | loaded | training | pausing | paused | stopped | done
+  step: 0,
+  maxIters: null,
+  progress: null, // the last progress event
+  valLoss: null,
+  sample: "",
+  history: { train: [], val: [] }, // [step, loss] pairs: the loss chart
+  generating: false,
+  output: "",
+  genSpeed: "",
+  runs: { runs: [], usage: null, quota: null, unavailable: null },
+  checkpointNote: "",
+  hubLoad: null, // the hub load in flight, until its model is imported
+};
+
+export const running = (s) => ["training", "pausing", "paused"].includes(s.training);
+
+const failedTo = (s, scope) => (s.protocol ? Object.fromEntries(s.protocol.scopes)[scope] : null) ?? "continue";
+
+function trainingStatus(ev) {
+  switch (ev.state) {
+    case "training":
+      return "Training…";
+    case "paused":
+      return `Paused at step ${ev.step}. You can generate now.`;
+    case "stopped":
+      return `Stopped at step ${ev.step}. The model is kept: generate from it.`;
+    default:
+      return `Done: ${ev.step} steps. Generate from the model.`;
+  }
+}
+
+const scoped = (pts, step) => pts.filter(([at]) => at <= step);
+
+// One handler per event the page knows (its keys): each returns the next state.
+export const on = {
+  ready: (s, ev) => ({ ...s, ready: true, protocol: ev.protocol, status: `Ready on ${ev.adapter}. Choose a corpus.` }),
+  tuned: (s, ev) => ({ ...s, kernels: ev }),
+  corpus: (s, ev) => ({ ...s, corpus: ev, plan: null, error: null, status: `Corpus: ${ev.name}.` }),
+  plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: "Fits this GPU's limits.", status: s.training === "idle" ? "Ready to train." : s.status }),
+  state: (s, ev) => ({ ...s, training: ev.state, step: ev.step, error: ev.state === "training" ? null : s.error, status: trainingStatus(ev) }),
+  progress: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, progress: ev, history: { ...s.history, train: [...s.history.train, [ev.step, ev.loss]] } }),
+  eval(s, ev) {
+    const acc = ev.accuracy ?? null;
+    const status = acc === null ? s.status : `Step ${ev.step}: val loss ${fmt.loss(ev.val_loss)}, exact-match accuracy ${(acc * 100).toFixed(0)}%.`;
+    return { ...s, valLoss: ev.val_loss, sample: ev.sample, status, history: { ...s.history, val: [...s.history.val, [ev.step, ev.val_loss]] } };
+  },
+  recovered: (s, ev) => ({
+    ...s,
+    step: ev.step,
+    status: `The GPU device was lost at step ${ev.lost_at} (${ev.reason}). Training goes on on a new device from the checkpoint of step ${ev.step}.`,
+    history: { train: scoped(s.history.train, ev.step), val: scoped(s.history.val, ev.step) },
+  }),
+  diverged: (s, ev) => ({ ...s, training: "stopped", status: `Training diverged at step ${ev.step}.`, error: { message: ev.message, diverged: ev.saved === null ? null : ev } }),
+  restored: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, history: ev.history, progress: null, valLoss: null, sample: "", status: `Resumed ${ev.name} at step ${ev.step}.` }),
+  token: (s, ev) => ({ ...s, output: s.output + ev.text }),
+  generated: (s, ev) => ({ ...s, generating: false, genSpeed: `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s`, status: s.training === "training" ? s.status : "Generated." }),
+  inspect: (s) => s, // drawn as it comes (inspect.js)
+  parity: (s, ev) => ({ ...s, status: `Parity ${ev.passed ? "passed" : "FAILED"}: ${ev.name}.` }),
+  imported(s, ev) {
+    const hub = s.hubLoad;
+    const how = hub ? ` (${bytes(hub.bytes)} ${hub.cached ? "from this browser's cache" : "downloaded"} in ${hub.seconds.toFixed(1)} s)` : "";
+    return {
+      ...s,
+      training: "loaded",
+      params: ev.params,
+      hubLoad: null,
+      planNote: `Imported ${ev.name}: ${ev.n_layer} layers, ${ev.n_head} heads, ${ev.n_embd} dims, context ${ev.block_size}, vocabulary ${fmt.int(ev.vocab_size)}.`,
+      error: hub && hub.cacheError ? { message: `The model loaded, but ${hub.cacheError}.` } : null,
+      status: `Imported ${ev.name}${how}. Generate from it, or press Start to fine-tune it on the corpus.`,
+    };
+  },
+  export: (s, ev) => ({ ...s, status: `Exported the model at step ${ev.step}: ${ev.files.join(", ")} (a Hugging Face GPT-2 directory).` }),
+  export_run: (s, ev) => ({ ...s, status: `Exported the run at step ${ev.step} as ${ev.name}: go on with it by Import run, or \`wgpt train --resume ${ev.name}\`.` }),
+  checkpoint: (s, ev) => ({ ...s, checkpointNote: `saving step ${ev.step}…` }),
+  error(s, ev) {
+    const next = { ...s, error: { message: ev.message }, status: `Could not ${failedTo(s, ev.scope)}; see above.` };
+    if (ev.scope === "generate") next.generating = false;
+    if (ev.scope === "train" && s.training !== "idle") next.training = "stopped";
+    if (ev.scope === "plan") next.planNote = "";
+    if (ev.scope === "checkpoint") next.checkpointNote = "not saved";
+    return next;
+  },
+  // the worker's store of saved runs (runs.js)
+  saved: (s, ev) => ({ ...s, checkpointNote: `step ${ev.step} saved (${bytes(ev.bytes)})` }),
+  runs: (s, ev) => ({ ...s, runs: ev }),
+  // the page's own controls
+  ui_status: (s, ev) => ({ ...s, status: ev.text }),
+  ui_error: (s, ev) => ({ ...s, error: { message: ev.message }, status: ev.status ?? s.status }),
+  ui_clear_error: (s) => ({ ...s, error: null }),
+  ui_planning: (s) => ({ ...s, planNote: "Tokenizing and checking the model against this GPU…" }),
+  ui_start: (s) => ({ ...s, step: 0, progress: null, valLoss: null, sample: "", history: { train: [], val: [] }, status: "Building the model…" }),
+  ui_pause: (s) => ({ ...s, training: "pausing", status: "Pausing after this step…" }),
+  // resumed before the engine paused: it goes on without a word
+  ui_resume: (s) => (s.training === "pausing" ? { ...s, training: "training", status: "Training…" } : s),
+  ui_generate: (s) => ({ ...s, generating: true, output: "", genSpeed: "" }),
+  ui_hub_loaded: (s, ev) => ({ ...s, hubLoad: ev.load, status: `Loading ${ev.load.repo} onto the GPU…` }),
+};
+
+// Events the store of saved runs (worker.js, runs.js) posts besides the engine's.
+export const STORE_EVENTS = ["saved", "runs"];
+
+export const reduce = (s, ev) => (on[ev.type] ? on[ev.type](s, ev) : s);
+
+// What the page and the engine disagree on: engine events the page has no handler for, and
+// handlers for events the engine does not send. Empty when they match.
+export function mismatch(protocol) {
+  const known = Object.keys(on).filter((t) => !t.startsWith("ui_") && !STORE_EVENTS.includes(t));
+  return [...protocol.events.filter((t) => !known.includes(t)), ...known.filter((t) => !protocol.events.includes(t))];
+}

@@ -1,0 +1,116 @@
+// The GPU side of the page: the wasm engine (src/web/) in a dedicated module worker, and the
+// store of saved runs (runs.js). The page posts {request, files?}: the store's own requests
+// (runs, delete_run, restore_run) are answered here, every other goes to the engine. The engine
+// posts JSON strings; each is parsed once, here: a checkpoint goes to the store, every other
+// event on to the page as {event, files?}. Messages that arrive while the wasm module loads wait.
+
+import init, { Engine } from "../wgpt.js";
+import * as runs from "./runs.js";
+
+let engine = null;
+const pending = [];
+
+const post = (event, files) => (files ? postMessage({ event, files }, files.map((f) => f.buffer)) : postMessage({ event }));
+const report = (message, scope = "gpu") => post({ type: "error", scope, message });
+
+const storageError = (what, err) =>
+  `${what} failed: ${err && err.name ? `${err.name}: ${err.message.replace(/\.$/, "")}` : err}.` +
+  (err && err.name === "QuotaExceededError"
+    ? " The browser's storage for this page is full: delete saved runs (below the training controls) or free disk space."
+    : "");
+
+// The kernel tuning cache (src/tune.rs): the engine's choices per adapter, as JSON in OPFS,
+// handed to the engine at init and replaced when a run's start reports new choices.
+const TUNE_CACHE = "wgpt-tune.json";
+
+async function readTuneCache() {
+  try {
+    const file = await (await navigator.storage.getDirectory()).getFileHandle(TUNE_CACHE);
+    return await (await file.getFile()).text();
+  } catch {
+    return null; // none yet, or no storage: the engine tunes (or uses its built-in table)
+  }
+}
+
+async function writeTuneCache(json) {
+  try {
+    const file = await (await navigator.storage.getDirectory()).getFileHandle(TUNE_CACHE, { create: true });
+    const w = await file.createWritable();
+    await w.write(json);
+    await w.close();
+  } catch {
+    // no storage only costs a retune on the next start
+  }
+}
+
+// Storage work happens one job at a time, in order.
+let storage = Promise.resolve();
+const queue = (job) => (storage = storage.then(job));
+
+async function listRuns() {
+  try {
+    post({ type: "runs", ...(await runs.list()) });
+  } catch (e) {
+    // no storage (some private modes): the page says so beside the list, not as an error
+    post({ type: "runs", runs: [], usage: null, quota: null, unavailable: storageError("Opening this browser's storage", e) });
+  }
+}
+
+function deliver({ request, files }) {
+  try {
+    switch (request.type) {
+      case "init":
+        queue(() => readTuneCache().then((cache) => engine.handle(JSON.stringify({ ...request, tune_cache: cache }), [])));
+        return;
+      case "runs":
+        queue(listRuns);
+        return;
+      case "delete_run":
+        queue(() => runs.remove(request.id).then(listRuns, (e) => report(storageError("Deleting the saved run", e), "storage")));
+        return;
+      case "restore_run":
+        queue(async () => {
+          try {
+            const { names, files } = await runs.read(request.id);
+            engine.handle(JSON.stringify({ type: "restore", id: request.id, names, lr: request.lr ?? null }), files);
+          } catch (e) {
+            report(storageError("Reading the saved run", e), "restore");
+          }
+        });
+        return;
+    }
+    engine.handle(JSON.stringify(request), files ?? []);
+  } catch (err) {
+    report(`the engine rejected a request: ${err}`);
+  }
+}
+
+self.onmessage = (e) => (engine ? deliver(e.data) : pending.push(e.data));
+
+function onEngineEvent(json, files) {
+  const event = JSON.parse(json);
+  switch (event.type) {
+    case "checkpoint":
+      queue(() =>
+        runs.save(event, files).then(
+          (saved) => post({ type: "saved", ...saved }),
+          (e) => report(`${storageError(`Saving the checkpoint of step ${event.step}`, e)} The run itself is not affected; the previous checkpoint is kept.`, "checkpoint"),
+        ),
+      );
+      post({ type: "checkpoint", id: event.id, step: event.step });
+      return;
+    case "tuned":
+      if (event.cache) queue(() => writeTuneCache(event.cache));
+      post({ ...event, cache: null });
+      return;
+    default:
+      post(event, files); // an export hands over its files' bytes (transferred)
+  }
+}
+
+init()
+  .then(() => {
+    engine = new Engine(onEngineEvent);
+    pending.splice(0).forEach(deliver);
+  })
+  .catch((err) => report(`loading the engine (wgpt_bg.wasm) failed: ${err}`));
