@@ -4,7 +4,7 @@
 //! one when its dynamics are wanted. Its modules start with adamw.wgsl's header and share its
 //! Params and its update's arithmetic.
 
-use super::adamw::{Params, CHUNK};
+use super::adamw::{AdamWUpdate, Params, CHUNK};
 use super::{grid, ModuleSpec, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
 
@@ -18,20 +18,6 @@ pub(super) fn modules() -> Vec<ModuleSpec> {
 
 /// Sums per chunk and per tensor: Σg², Σw², Σ(Δw)².
 pub const SUMS: usize = 3;
-
-/// The tensors one AdamW update with statistics reads and writes.
-pub struct UpdateStatsArgs<'a> {
-    pub param: &'a Tensor,
-    pub m: &'a Tensor,
-    pub v: &'a Tensor,
-    pub grad: &'a Tensor,
-    /// [`super::StepParams`] of the step.
-    pub step: &'a Tensor,
-    /// (1) the global gradient norm, for clipping.
-    pub norm: &'a Tensor,
-    /// (chunks, [`SUMS`]) the chunks' sums.
-    pub partials: &'a Tensor,
-}
 
 pub struct UpdateStats {
     update: Pipe,
@@ -48,12 +34,13 @@ impl UpdateStats {
         n.div_ceil(CHUNK).max(1)
     }
 
-    /// AdamW's update of `a.param` (shaders/adamw.wgsl's adamw_step), writing the sums of
-    /// its [`UpdateStats::chunks`] chunks into `a.partials` from row `slot` on.
-    pub fn update(&self, prog: &mut Program, a: &UpdateStatsArgs, slot: usize, weight_decay: f32) {
+    /// AdamW's update of `a.param` (shaders/adamw.wgsl's adamw_step, the plain update's tensors),
+    /// writing the sums of its [`UpdateStats::chunks`] chunks into `partials` (chunks, [`SUMS`])
+    /// from row `slot` on.
+    pub fn update(&self, prog: &mut Program, a: &AdamWUpdate, partials: &Tensor, slot: usize, weight_decay: f32) {
         let n = a.param.numel();
         let params = Params { n: n as u32, slot: slot as u32, weight_decay, _pad: 0 };
-        let tensors = [a.param, a.m, a.v, a.grad, a.step, a.norm, a.partials];
+        let tensors = [a.param, a.m, a.v, a.grad, a.step, a.norm, partials];
         prog.push(self.update.dispatch(&params, &tensors, grid(Self::chunks(n), 1)));
     }
 

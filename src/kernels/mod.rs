@@ -26,7 +26,7 @@ pub use attention::{Attention, AttentionImpl, AttentionKind, AttnBwd, AttnFwd};
 pub use crossentropy::{CrossEntropy, CrossEntropyFwd};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
 pub use dropout::{Dropout, Site};
-pub use dynamics::{UpdateStats, UpdateStatsArgs, SUMS};
+pub use dynamics::{UpdateStats, SUMS};
 pub use elementwise::{Gelu, Residual};
 pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
