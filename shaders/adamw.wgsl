@@ -3,9 +3,10 @@
 // no readback): partial sums per 65536-element chunk, then one workgroup over the partials.
 
 struct Params {
-    n: u32,           // elements of this tensor (sumsq, update) or partial sums (norm)
-    slot: u32,        // sumsq: index of this tensor's first partial sum
-    weight_decay: f32, // update: this tensor's decay (0 for rank < 2 tensors)
+    n: u32,            // elements of this tensor (sumsq, update, update_stats), partial sums
+                       // (norm_finish) or tensors (stats_finish)
+    slot: u32,         // sumsq, update_stats: index of this tensor's first partial sum
+    weight_decay: f32, // update, update_stats: this tensor's decay (0 for rank < 2 tensors)
     _pad: u32,
 }
 
@@ -26,16 +27,18 @@ struct Step {
 
 const WG: u32 = 256u;
 const CHUNK: u32 = 65536u; // elements per sumsq workgroup: 256 per invocation
-var<workgroup> red: array<f32, WG>;
 
+//#entry sumsq
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(2) var<storage, read> grad_in: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
 
 // One workgroup of 256 per 65536-element chunk of one gradient tensor: partials[slot + chunk].
 @compute @workgroup_size(256)
 fn sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let chunk = wid.y * nwg.x + wid.x;
+    let chunk = flat_index(wid, nwg, 0u, 1u);
     let start = chunk * CHUNK;
     if start >= p.n {
         return; // whole workgroup
@@ -43,7 +46,7 @@ fn sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let end = min(start + CHUNK, p.n);
     var s = 0.0;
     for (var i = start + lid; i < end; i += WG) {
-        let g = grad_in[i];
+        let g = grad[i];
         s = fma(g, g, s);
     }
     red[lid] = s;
@@ -59,15 +62,18 @@ fn sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
 }
 
-@group(0) @binding(3) var<storage, read_write> norm: array<f32>;
-@group(0) @binding(4) var<storage, read> partials_in: array<f32>;
+//#entry norm_finish
+@group(0) @binding(1) var<storage, read_write> norm: array<f32>;
+@group(0) @binding(2) var<storage, read> partials: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
 
 // One workgroup of 256: norm[0] = sqrt(sum of the p.n partial sums).
 @compute @workgroup_size(256)
 fn norm_finish(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
     for (var i = lid; i < p.n; i += WG) {
-        s += partials_in[i];
+        s += partials[i];
     }
     red[lid] = s;
     workgroupBarrier();
@@ -82,33 +88,53 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-@group(0) @binding(5) var<storage, read_write> param: array<f32>;
-@group(0) @binding(6) var<storage, read_write> m: array<f32>;
-@group(0) @binding(7) var<storage, read_write> v: array<f32>;
-@group(0) @binding(8) var<storage, read> grad: array<f32>;
-@group(0) @binding(9) var<storage, read> step: Step;
-@group(0) @binding(10) var<storage, read> grad_norm: array<f32>;
+//#entry update
+//#use @adamw_step
+@group(0) @binding(1) var<storage, read_write> param: array<$T>;
+@group(0) @binding(2) var<storage, read_write> m: array<$T>;
+@group(0) @binding(3) var<storage, read_write> v: array<$T>;
+@group(0) @binding(4) var<storage, read> grad: array<$T>;
+@group(0) @binding(5) var<storage, read> step: Step;
+@group(0) @binding(6) var<storage, read> grad_norm: array<f32>;
 
-// One invocation per element of one parameter tensor (2D grid of 64-wide workgroups).
+// One invocation per element ($T: vec4<f32> where the tensor's length is a multiple of 4, p.n
+// counting vec4s) of one parameter tensor (2D grid of 64-wide workgroups).
 @compute @workgroup_size(64)
 fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let i = flat_index(wid, nwg, lid, 64u);
     if i >= p.n {
         return;
     }
-    var scale = 1.0;
+    let t = adamw_step(param[i], m[i], v[i], grad[i] * clip_scale());
+    m[i] = t.m;
+    v[i] = t.v;
+    param[i] = t.w;
+}
+
+//#entry @adamw_step
+// The clip factor of this step's gradients: torch.nn.utils.clip_grad_norm_ scales g by
+// clip / (norm + 1e-6) when norm > clip.
+fn clip_scale() -> f32 {
     if step.grad_clip > 0.0 {
-        // torch.nn.utils.clip_grad_norm_: g · clip / (norm + 1e-6) when norm > clip
-        scale = min(1.0, step.grad_clip / (grad_norm[0] + 1e-6));
+        return min(1.0, step.grad_clip / (grad_norm[0] + 1e-6));
     }
-    let g = grad[i] * scale;
-    // the operations and their order follow torch's single-tensor AdamW
-    let w = param[i] * (1.0 - step.lr * p.weight_decay);
-    let mi = m[i] + (1.0 - step.beta1) * (g - m[i]);
-    let vi = v[i] * step.beta2 + (1.0 - step.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
+    return 1.0;
+}
+
+struct Adamw {
+    w: $T,
+    m: $T,
+    v: $T,
+}
+
+// One element's (or vec4's) AdamW step from weight w0, moments m0 and v0 and the clipped
+// gradient g: the operations and their order follow torch's single-tensor AdamW. The update and
+// shaders/dynamics.wgsl's update_stats both call it, so they cannot drift apart.
+fn adamw_step(w0: $T, m0: $T, v0: $T, g: $T) -> Adamw {
+    let w = w0 * (1.0 - step.lr * p.weight_decay);
+    let mi = m0 + (1.0 - step.beta1) * (g - m0);
+    let vi = v0 * step.beta2 + (1.0 - step.beta2) * g * g;
     let denom = sqrt(vi) / step.bias2_sqrt + step.eps;
-    param[i] = w - (step.lr / step.bias1) * (mi / denom);
+    return Adamw(w - (step.lr / step.bias1) * (mi / denom), mi, vi);
 }

@@ -11,6 +11,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+//#entry forward
 @group(0) @binding(1) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
@@ -21,7 +23,7 @@ struct Params {
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let r = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let r = flat_index(wid, nwg, lid, 64u);
     if r >= p.rows {
         return;
     }
@@ -42,8 +44,9 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     losses[r] = l - logits[base + min(targets[r], p.V - 1u)];
 }
 
-@group(0) @binding(5) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(6) var<storage, read> losses_in: array<f32>;
+//#entry mean
+@group(0) @binding(1) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(2) var<storage, read> losses: array<f32>;
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, WG>;
@@ -54,7 +57,7 @@ var<workgroup> partial: array<f32, WG>;
 fn mean(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
     for (var r = lid; r < p.rows; r += WG) {
-        s += losses_in[r];
+        s += losses[r];
     }
     partial[lid] = s;
     workgroupBarrier();
@@ -69,21 +72,22 @@ fn mean(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-@group(0) @binding(7) var<storage, read_write> dlogits: array<f32>;
-@group(0) @binding(8) var<storage, read> logits_b: array<f32>;
-@group(0) @binding(9) var<storage, read> lse_b: array<f32>;
-@group(0) @binding(10) var<storage, read> targets_b: array<u32>;
+//#entry backward
+@group(0) @binding(1) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read> lse: array<f32>;
+@group(0) @binding(4) var<storage, read> targets: array<u32>;
 
 // One invocation per element (r, v) on a 2D grid of 64-wide workgroups; dlogits is overwritten.
 @compute @workgroup_size(64)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let i = flat_index(wid, nwg, lid, 64u);
     if i >= p.rows * p.V {
         return;
     }
     let r = i / p.V;
     let v = i % p.V;
-    let onehot = select(0.0, 1.0, v == min(targets_b[r], p.V - 1u));
-    dlogits[i] = (exp(logits_b[i] - lse_b[r]) - onehot) * p.dloss;
+    let onehot = select(0.0, 1.0, v == min(targets[r], p.V - 1u));
+    dlogits[i] = (exp(logits[i] - lse[r]) - onehot) * p.dloss;
 }

@@ -1,33 +1,11 @@
-// Training dynamics on the GPU (src/kernels/dynamics.rs). `update_stats` is the AdamW update of
-// shaders/adamw.wgsl, element for element the same arithmetic, that also sums per 65536-element
-// chunk of one tensor the squares of the raw gradient, of the updated weights and of the update
-// (new minus old weight); a training step runs it in place of the plain update only on the
-// steps whose dynamics are read, so the other steps cost nothing extra. `stats_finish` then sums
-// each tensor's chunks. Sums run in a fixed order (no atomics), so they are deterministic.
+// Training dynamics on the GPU (src/kernels/dynamics.rs). Its modules start with
+// shaders/adamw.wgsl's header (Params, Step, WG, CHUNK). `update_stats` is AdamW's update through
+// the same adamw_step, that also sums per 65536-element chunk of one tensor the squares of the
+// raw gradient, of the updated weights and of the update (new minus old weight); a training step
+// runs it in place of the plain update only on the steps whose dynamics are read, so the other
+// steps cost nothing extra. `stats_finish` then sums each tensor's chunks. Sums run in a fixed
+// order (no atomics), so they are deterministic.
 
-struct Params {
-    n: u32,            // update_stats: elements of this tensor; stats_finish: tensors
-    slot: u32,         // update_stats: index of this tensor's first chunk
-    weight_decay: f32, // update_stats: this tensor's decay (0 for rank < 2 tensors)
-    _pad: u32,
-}
-
-// shaders/adamw.wgsl's Step: written once per step by the host.
-struct Step {
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    bias1: f32,
-    bias2_sqrt: f32,
-    grad_clip: f32,
-    _pad: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-
-const WG: u32 = 256u;
-const CHUNK: u32 = 65536u; // elements per update_stats workgroup: 256 per invocation
 var<workgroup> red: array<vec3<f32>, WG>;
 
 // red[0] = the sum of red[0..WG], by a tree over the workgroup.
@@ -41,6 +19,8 @@ fn reduce(lid: u32) {
     }
 }
 
+//#entry update_stats
+//#use @adamw_step
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
@@ -49,36 +29,28 @@ fn reduce(lid: u32) {
 @group(0) @binding(6) var<storage, read> grad_norm: array<f32>;
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>; // (chunks, 3): Σg², Σw², Σ(Δw)²
 
-// One workgroup of 256 per 65536-element chunk of one tensor, each invocation a strided 256 of
-// them; partials[slot + chunk] gets the chunk's three sums.
+// One workgroup of 256 per 65536-element chunk of one tensor (p.n elements), each invocation a
+// strided 256 of them; partials[p.slot + chunk] gets the chunk's three sums.
 @compute @workgroup_size(256)
 fn update_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let chunk = wid.y * nwg.x + wid.x;
+    let chunk = flat_index(wid, nwg, 0u, 1u);
     let start = chunk * CHUNK;
     if start >= p.n {
         return; // whole workgroup
     }
     let end = min(start + CHUNK, p.n);
-    var scale = 1.0;
-    if step.grad_clip > 0.0 {
-        scale = min(1.0, step.grad_clip / (grad_norm[0] + 1e-6));
-    }
+    let scale = clip_scale();
     var s = vec3<f32>(0.0);
     for (var i = start + lid; i < end; i += WG) {
         let raw = grad[i];
-        let g = raw * scale;
         let old = param[i];
-        let w = old * (1.0 - step.lr * p.weight_decay);
-        let mi = m[i] + (1.0 - step.beta1) * (g - m[i]);
-        let vi = v[i] * step.beta2 + (1.0 - step.beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        let denom = sqrt(vi) / step.bias2_sqrt + step.eps;
-        let updated = w - (step.lr / step.bias1) * (mi / denom);
-        param[i] = updated;
-        let d = updated - old;
-        s += vec3<f32>(raw * raw, updated * updated, d * d);
+        let t = adamw_step(old, m[i], v[i], raw * scale);
+        m[i] = t.m;
+        v[i] = t.v;
+        param[i] = t.w;
+        let d = t.w - old;
+        s += vec3<f32>(raw * raw, t.w * t.w, d * d);
     }
     red[lid] = s;
     reduce(lid);
@@ -90,21 +62,22 @@ fn update_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-@group(0) @binding(8) var<storage, read_write> sums: array<f32>;     // (tensors, 3)
-@group(0) @binding(9) var<storage, read> partials_in: array<f32>;    // (chunks, 3)
-@group(0) @binding(10) var<storage, read> ranges: array<u32>;        // (tensors, 2): first, end chunk
+//#entry stats_finish
+@group(0) @binding(1) var<storage, read_write> sums: array<f32>;  // (tensors, 3)
+@group(0) @binding(2) var<storage, read> partials: array<f32>;    // (chunks, 3)
+@group(0) @binding(3) var<storage, read> ranges: array<u32>;      // (tensors, 2): first, end chunk
 
-// One workgroup of 256 per tensor: sums[tensor] = the sums over its chunks.
+// One workgroup of 256 per tensor (p.n tensors): sums[tensor] = the sums over its chunks.
 @compute @workgroup_size(256)
 fn stats_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let t = wid.y * nwg.x + wid.x;
+    let t = flat_index(wid, nwg, 0u, 1u);
     if t >= p.n {
         return; // whole workgroup
     }
     var s = vec3<f32>(0.0);
     for (var c = ranges[2u * t] + lid; c < ranges[2u * t + 1u]; c += WG) {
-        s += vec3<f32>(partials_in[3u * c], partials_in[3u * c + 1u], partials_in[3u * c + 2u]);
+        s += vec3<f32>(partials[3u * c], partials[3u * c + 1u], partials[3u * c + 2u]);
     }
     red[lid] = s;
     reduce(lid);

@@ -12,6 +12,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+//#entry forward
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read> wte: array<f32>;
@@ -22,7 +24,7 @@ struct Params {
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let i = flat_index(wid, nwg, lid, 64u);
     if i >= p.BT * p.C {
         return;
     }
@@ -36,15 +38,16 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     out[i] = wte[(id - p.v0) * p.C + c] + wpe[t * p.C + c];
 }
 
-// Backward. dwte is deterministic without atomics: the host groups the batch's positions by
-// token (EncoderBuckets: distinct tokens ascending, CSR starts, positions ascending within each),
-// so each dwte element has exactly one writer that sums its contributors in a fixed order.
-@group(0) @binding(5) var<storage, read_write> dwte: array<f32>;
-@group(0) @binding(6) var<storage, read> dout: array<f32>;
-@group(0) @binding(7) var<storage, read> tokens: array<u32>;
-@group(0) @binding(8) var<storage, read> starts: array<u32>;
-@group(0) @binding(9) var<storage, read> positions: array<u32>;
-@group(0) @binding(10) var<storage, read> count: array<u32>;
+//#entry backward_wte
+// dwte is deterministic without atomics: the host groups the batch's positions by token
+// (EncoderBuckets: distinct tokens ascending, CSR starts, positions ascending within each), so
+// each dwte element has exactly one writer that sums its contributors in a fixed order.
+@group(0) @binding(1) var<storage, read_write> dwte: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> tokens: array<u32>;
+@group(0) @binding(4) var<storage, read> starts: array<u32>;
+@group(0) @binding(5) var<storage, read> positions: array<u32>;
+@group(0) @binding(6) var<storage, read> count: array<u32>;
 
 // One invocation per (bucket, c), bucket = one distinct token of the batch; invocations past
 // count[0] exit. Four positions per iteration (added in order), so that even a bucket holding all
@@ -53,7 +56,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(64)
 fn backward_wte(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let i = flat_index(wid, nwg, lid, 64u);
     let bucket = i / p.C;
     if bucket >= count[0] {
         return;
@@ -80,15 +83,16 @@ fn backward_wte(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     dwte[(id - p.v0) * p.C + c] += acc;
 }
 
-@group(0) @binding(11) var<storage, read_write> dwpe: array<f32>;
-@group(0) @binding(12) var<storage, read> dout_pe: array<f32>;
+//#entry backward_wpe
+@group(0) @binding(1) var<storage, read_write> dwpe: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
 
 // One invocation per (t, c) with t < T, summing dout[b, t, c] over b in order, four per
 // iteration (B can be 65536 when T = 1).
 @compute @workgroup_size(64)
 fn backward_wpe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let i = flat_index(wid, nwg, lid, 64u);
     if i >= p.T * p.C {
         return;
     }
@@ -97,14 +101,14 @@ fn backward_wpe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var j = i;
     var acc = 0.0;
     while j + 3u * stride < end {
-        acc += dout_pe[j];
-        acc += dout_pe[j + stride];
-        acc += dout_pe[j + 2u * stride];
-        acc += dout_pe[j + 3u * stride];
+        acc += dout[j];
+        acc += dout[j + stride];
+        acc += dout[j + 2u * stride];
+        acc += dout[j + 3u * stride];
         j += 4u * stride;
     }
     while j < end {
-        acc += dout_pe[j];
+        acc += dout[j];
         j += stride;
     }
     dwpe[i] += acc;

@@ -10,82 +10,109 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+
+//#entry @widths
+// Rows are read as $T: vec4<f32> where C % 4 == 0 (a quarter of the loads), the row sums still
+// taken element by element in order. at(x, j) is element j of x.
+fn at(x: $T, j: u32) -> f32 {
+//#if V4
+    return x[j];
+//#else
+    return x;
+//#end
+}
+
+
+//#entry forward
+//#use @widths
+@group(0) @binding(1) var<storage, read_write> out: array<$T>;
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
-@group(0) @binding(4) var<storage, read> inp: array<f32>;
-@group(0) @binding(5) var<storage, read> weight: array<f32>;
-@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> inp: array<$T>;
+@group(0) @binding(5) var<storage, read> weight: array<$T>;
+@group(0) @binding(6) var<storage, read> bias: array<$T>;
 
 // One invocation per row; a 2D grid of 64-wide workgroups.
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let row = flat_index(wid, nwg, lid, 64u);
     if row >= p.rows {
         return;
     }
-    let base = row * p.C;
+    let n = p.C / ${W}u;
+    let base = row * n;
     var sum = 0.0;
-    for (var c = 0u; c < p.C; c++) {
-        sum += inp[base + c];
+    for (var c = 0u; c < n; c++) {
+        let x = inp[base + c];
+//#for j in 0..W
+        sum += at(x, ${j}u);
+//#end
     }
     let m = sum / f32(p.C);
     var var_sum = 0.0;
-    for (var c = 0u; c < p.C; c++) {
+    for (var c = 0u; c < n; c++) {
         let d = inp[base + c] - m;
-        var_sum += d * d;
+//#for j in 0..W
+        var_sum += at(d, ${j}u) * at(d, ${j}u);
+//#end
     }
     let s = inverseSqrt(var_sum / f32(p.C) + p.eps);
-    for (var c = 0u; c < p.C; c++) {
+    for (var c = 0u; c < n; c++) {
         out[base + c] = (inp[base + c] - m) * s * weight[c] + bias[c];
     }
     mean[row] = m;
     rstd[row] = s;
 }
 
-@group(0) @binding(7) var<storage, read_write> dinp: array<f32>;
-@group(0) @binding(8) var<storage, read> dout: array<f32>;
-@group(0) @binding(9) var<storage, read> inp_b: array<f32>;
-@group(0) @binding(10) var<storage, read> weight_b: array<f32>;
-@group(0) @binding(11) var<storage, read> mean_b: array<f32>;
-@group(0) @binding(12) var<storage, read> rstd_b: array<f32>;
+//#entry backward
+//#use @widths
+@group(0) @binding(1) var<storage, read_write> dinp: array<$T>;
+@group(0) @binding(2) var<storage, read> dout: array<$T>;
+@group(0) @binding(3) var<storage, read> inp: array<$T>;
+@group(0) @binding(4) var<storage, read> weight: array<$T>;
+@group(0) @binding(5) var<storage, read> mean: array<f32>;
+@group(0) @binding(6) var<storage, read> rstd: array<f32>;
 
 // One invocation per row (two passes over C ≤ 1600); a 2D grid of 64-wide workgroups.
 @compute @workgroup_size(64)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let row = flat_index(wid, nwg, lid, 64u);
     if row >= p.rows {
         return;
     }
-    let base = row * p.C;
-    let m = mean_b[row];
-    let s = rstd_b[row];
+    let n = p.C / ${W}u;
+    let base = row * n;
+    let m = mean[row];
+    let s = rstd[row];
     // the means of dnorm and of dnorm · norm over the row
     var dnorm_mean = 0.0;
     var dnorm_norm_mean = 0.0;
-    for (var c = 0u; c < p.C; c++) {
-        let norm = (inp_b[base + c] - m) * s;
-        let dnorm = weight_b[c] * dout[base + c];
-        dnorm_mean += dnorm;
-        dnorm_norm_mean += dnorm * norm;
+    for (var c = 0u; c < n; c++) {
+        let norm = (inp[base + c] - m) * s;
+        let dnorm = weight[c] * dout[base + c];
+//#for j in 0..W
+        dnorm_mean += at(dnorm, ${j}u);
+        dnorm_norm_mean += at(dnorm, ${j}u) * at(norm, ${j}u);
+//#end
     }
     dnorm_mean /= f32(p.C);
     dnorm_norm_mean /= f32(p.C);
-    for (var c = 0u; c < p.C; c++) {
-        let norm = (inp_b[base + c] - m) * s;
-        let dnorm = weight_b[c] * dout[base + c];
+    for (var c = 0u; c < n; c++) {
+        let norm = (inp[base + c] - m) * s;
+        let dnorm = weight[c] * dout[base + c];
         dinp[base + c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
     }
 }
 
-@group(0) @binding(13) var<storage, read_write> dweight: array<f32>;
-@group(0) @binding(14) var<storage, read_write> dbias: array<f32>;
-@group(0) @binding(15) var<storage, read> dout_p: array<f32>;
-@group(0) @binding(16) var<storage, read> inp_p: array<f32>;
-@group(0) @binding(17) var<storage, read> mean_p: array<f32>;
-@group(0) @binding(18) var<storage, read> rstd_p: array<f32>;
+//#entry backward_params
+@group(0) @binding(1) var<storage, read_write> dweight: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(3) var<storage, read> dout: array<f32>;
+@group(0) @binding(4) var<storage, read> inp: array<f32>;
+@group(0) @binding(5) var<storage, read> mean: array<f32>;
+@group(0) @binding(6) var<storage, read> rstd: array<f32>;
 
 const COLS: u32 = 16u;
 const LANES: u32 = 16u;
@@ -98,7 +125,7 @@ var<workgroup> red_b: array<f32, 256>;
 @compute @workgroup_size(16, 16)
 fn backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_id) l: vec3<u32>) {
-    let c0 = (wid.y * nwg.x + wid.x) * COLS;
+    let c0 = flat_index(wid, nwg, 0u, COLS);
     if c0 >= p.C {
         return; // the whole workgroup: c0 is uniform, so the barriers below stay uniform
     }
@@ -107,8 +134,8 @@ fn backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     var sb = 0.0;
     if col < p.C {
         for (var r = l.y; r < p.rows; r += LANES) {
-            let d = dout_p[r * p.C + col];
-            sw += (inp_p[r * p.C + col] - mean_p[r]) * rstd_p[r] * d;
+            let d = dout[r * p.C + col];
+            sw += (inp[r * p.C + col] - mean[r]) * rstd[r] * d;
             sb += d;
         }
     }

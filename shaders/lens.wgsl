@@ -10,6 +10,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+//#entry row_top1
 @group(0) @binding(1) var<storage, read_write> top_id: array<u32>;
 @group(0) @binding(2) var<storage, read_write> top_p: array<f32>;
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
@@ -20,7 +22,7 @@ struct Params {
 @compute @workgroup_size(64)
 fn row_top1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let r = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let r = flat_index(wid, nwg, lid, 64u);
     if r >= p.rows {
         return;
     }

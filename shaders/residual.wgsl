@@ -8,31 +8,37 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
+
+// Elements are $T (the host picks vec4<f32> where the length is a multiple of 4: a quarter of
+// the loads); p.n counts them.
+
+//#entry forward
+@group(0) @binding(1) var<storage, read_write> out: array<$T>;
+@group(0) @binding(2) var<storage, read> a: array<$T>;
+@group(0) @binding(3) var<storage, read> b: array<$T>;
 
 // One invocation per element; a 2D grid of 64-wide workgroups.
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let i = flat_index(wid, nwg, lid, 64u);
     if i >= p.n {
         return;
     }
     out[i] = a[i] + b[i];
 }
 
-// Backward: both inputs receive dout, da += dout and db += dout (da and db are distinct buffers).
-@group(0) @binding(4) var<storage, read_write> da: array<f32>;
-@group(0) @binding(5) var<storage, read_write> db: array<f32>;
-@group(0) @binding(6) var<storage, read> dout: array<f32>;
+//#entry backward
+// Both inputs receive dout: da += dout and db += dout (da and db are distinct buffers).
+@group(0) @binding(1) var<storage, read_write> da: array<$T>;
+@group(0) @binding(2) var<storage, read_write> db: array<$T>;
+@group(0) @binding(3) var<storage, read> dout: array<$T>;
 
 // One invocation per element; a 2D grid of 64-wide workgroups.
 @compute @workgroup_size(64)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let i = flat_index(wid, nwg, lid, 64u);
     if i >= p.n {
         return;
     }

@@ -3,8 +3,9 @@
 //! [`ParameterTensors`] of the parameters' shapes.
 
 use crate::gpu::{Gpu, Tensor};
-use crate::kernels::{EncoderBuckets, Program};
-use crate::model::{attn_site, ActivationTensors, Gpt2, Gpt2Config, ParameterTensors};
+use crate::kernels::dropout::DropoutRate;
+use crate::kernels::{AttentionKind, AttnBwd, EncoderBuckets, LayerNormBwd, LinearBwd, Program, Site};
+use crate::model::{ActivationTensors, Gpt2, Gpt2Config, ParameterTensors};
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
 pub struct GradActs {
@@ -21,11 +22,11 @@ pub struct GradActs {
     pub datty: Vec<Tensor>,      // (L) x (B, T, C)
     pub dqkv: Vec<Tensor>,       // (L) x (B, T, 3C)
     pub dln1: Vec<Tensor>,       // (L) x (B, T, C)
-    pub dpreatt: Tensor,         // (B, NH, T, T) scratch, shared by the layers
+    pub dpreatt: Tensor, // attention's scratch, shared by the layers: (B, NH, T, T) score gradients (classic) or (B, NH, T) dout·out (flash)
 }
 
 impl GradActs {
-    pub fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize) -> GradActs {
+    pub fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize, attention: AttentionKind) -> GradActs {
         let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
         let per_layer = |name: &str, shape: &[usize]| -> Vec<Tensor> {
             (0..l).map(|i| gpu.tensor(&format!("{name}.{i}"), shape)).collect()
@@ -44,7 +45,7 @@ impl GradActs {
             datty: per_layer("datty", &[b, t, c]),
             dqkv: per_layer("dqkv", &[b, t, 3 * c]),
             dln1: per_layer("dln1", &[b, t, c]),
-            dpreatt: gpu.tensor("dpreatt", &[b, nh, t, t]),
+            dpreatt: gpu.tensor("dpreatt", &attention.saved_shape(b, nh, t)),
         }
     }
 
@@ -80,7 +81,7 @@ impl Gpt2 {
     ) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        k.crossentropy.backward(&k.gpu, &mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss);
+        k.crossentropy.backward(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss);
         prog
     }
 
@@ -93,121 +94,106 @@ impl Gpt2 {
         a: &ActivationTensors,
         d: &GradActs,
         dp: &ParameterTensors,
-        dropout: Option<(f32, &Tensor)>,
+        dropout: Option<DropoutRate>,
     ) -> Program {
-        let (k, p, g) = (&*self.kernels, &self.params, &self.kernels.gpu);
+        let (k, p) = (&*self.kernels, &self.params);
         let (nl, nh) = (self.config.n_layer, self.config.n_head);
-        let mut prog = Program::default();
-        let drop = |prog: &mut Program, x: &Tensor, site: usize| {
-            if let Some((pd, seed)) = dropout {
-                k.dropout.apply(g, prog, x, seed, site as u32, pd);
-            }
-        };
+        let mut program = Program::default();
+        let prog = &mut program;
         // tied lm_head: logits = lnf · wteᵀ, so dlnf += dlogits · wte and dwte += dlogitsᵀ · lnf
-        k.matmul.lm_head_backward(g, &mut prog, &d.dlnf, &dp.wte, &d.dlogits, &a.lnf, &p.wte);
-        let last = &a.residual3[nl - 1];
-        let dlast = &d.dresidual3[nl - 1];
-        k.layernorm.backward(
-            g,
-            &mut prog,
-            dlast,
-            &dp.ln_f_w,
-            &dp.ln_f_b,
-            &d.dlnf,
-            last,
-            &p.ln_f_w,
-            &a.lnf_mean,
-            &a.lnf_rstd,
-        );
+        k.matmul.lm_head_backward(prog, &d.dlnf, &dp.wte, &d.dlogits, &a.lnf, &p.wte);
+        let (last, dlast) = (&a.residual3[nl - 1], &d.dresidual3[nl - 1]);
+        let (mean, rstd) = (&a.lnf_mean, &a.lnf_rstd);
+        let (dweight, dbias, weight) = (&dp.ln_f_w, &dp.ln_f_b, &p.ln_f_w);
+        k.layernorm
+            .backward(prog, LayerNormBwd { dinp: dlast, dweight, dbias, dout: &d.dlnf, inp: last, weight, mean, rstd });
         for l in (0..nl).rev() {
             let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
             let dresidual = if l == 0 { &d.dencoded } else { &d.dresidual3[l - 1] };
             // residual3 = residual2 + fcproj
-            k.residual.backward(g, &mut prog, &d.dresidual2[l], &d.dfcproj[l], &d.dresidual3[l]);
-            drop(&mut prog, &d.dfcproj[l], 2 + 2 * l);
+            k.residual.backward(prog, &d.dresidual2[l], &d.dfcproj[l], &d.dresidual3[l]);
+            k.dropout.at(prog, &d.dfcproj[l], dropout, Site::MlpResidual(l));
             k.matmul.backward(
-                g,
-                &mut prog,
-                &d.dfch_gelu[l],
-                &dp.mlp_proj_w[l],
-                Some(&dp.mlp_proj_b[l]),
-                &d.dfcproj[l],
-                &a.fch_gelu[l],
-                &p.mlp_proj_w[l],
+                prog,
+                LinearBwd {
+                    dinp: &d.dfch_gelu[l],
+                    dweight: &dp.mlp_proj_w[l],
+                    dbias: Some(&dp.mlp_proj_b[l]),
+                    dout: &d.dfcproj[l],
+                    inp: &a.fch_gelu[l],
+                    weight: &p.mlp_proj_w[l],
+                },
             );
-            k.gelu.backward(g, &mut prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]);
+            k.gelu.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]);
             k.matmul.backward(
-                g,
-                &mut prog,
-                &d.dln2[l],
-                &dp.c_fc_w[l],
-                Some(&dp.c_fc_b[l]),
-                &d.dfch[l],
-                &a.ln2[l],
-                &p.c_fc_w[l],
+                prog,
+                LinearBwd {
+                    dinp: &d.dln2[l],
+                    dweight: &dp.c_fc_w[l],
+                    dbias: Some(&dp.c_fc_b[l]),
+                    dout: &d.dfch[l],
+                    inp: &a.ln2[l],
+                    weight: &p.c_fc_w[l],
+                },
             );
             k.layernorm.backward(
-                g,
-                &mut prog,
-                &d.dresidual2[l],
-                &dp.ln_2_w[l],
-                &dp.ln_2_b[l],
-                &d.dln2[l],
-                &a.residual2[l],
-                &p.ln_2_w[l],
-                &a.ln2_mean[l],
-                &a.ln2_rstd[l],
+                prog,
+                LayerNormBwd {
+                    dinp: &d.dresidual2[l],
+                    dweight: &dp.ln_2_w[l],
+                    dbias: &dp.ln_2_b[l],
+                    dout: &d.dln2[l],
+                    inp: &a.residual2[l],
+                    weight: &p.ln_2_w[l],
+                    mean: &a.ln2_mean[l],
+                    rstd: &a.ln2_rstd[l],
+                },
             );
             // residual2 = residual + attproj
-            k.residual.backward(g, &mut prog, dresidual, &d.dattproj[l], &d.dresidual2[l]);
-            drop(&mut prog, &d.dattproj[l], 1 + 2 * l);
+            k.residual.backward(prog, dresidual, &d.dattproj[l], &d.dresidual2[l]);
+            k.dropout.at(prog, &d.dattproj[l], dropout, Site::AttnResidual(l));
             k.matmul.backward(
-                g,
-                &mut prog,
-                &d.datty[l],
-                &dp.c_proj_w[l],
-                Some(&dp.c_proj_b[l]),
-                &d.dattproj[l],
-                &a.atty[l],
-                &p.c_proj_w[l],
+                prog,
+                LinearBwd {
+                    dinp: &d.datty[l],
+                    dweight: &dp.c_proj_w[l],
+                    dbias: Some(&dp.c_proj_b[l]),
+                    dout: &d.dattproj[l],
+                    inp: &a.atty[l],
+                    weight: &p.c_proj_w[l],
+                },
             );
-            let attn_drop = dropout.map(|(pd, seed)| (pd, seed, attn_site(nl, l)));
-            k.attention.backward(
-                g,
-                &mut prog,
-                &d.dqkv[l],
-                &d.dpreatt,
-                &d.datty[l],
-                &a.qkv[l],
-                &a.att[l],
-                nh,
-                attn_drop,
-            );
+            let attn_drop = dropout.map(|r| (r.p, r.seed, Site::AttnProbs(l).id(r.n_layer)));
+            let (dqkv, scratch, dout, qkv, out, saved) =
+                (&d.dqkv[l], &d.dpreatt, &d.datty[l], &a.qkv[l], &a.atty[l], &a.att[l]);
+            k.attention.backward(prog, a.attention, AttnBwd { dqkv, scratch, dout, qkv, out, saved }, nh, attn_drop);
             k.matmul.backward(
-                g,
-                &mut prog,
-                &d.dln1[l],
-                &dp.c_attn_w[l],
-                Some(&dp.c_attn_b[l]),
-                &d.dqkv[l],
-                &a.ln1[l],
-                &p.c_attn_w[l],
+                prog,
+                LinearBwd {
+                    dinp: &d.dln1[l],
+                    dweight: &dp.c_attn_w[l],
+                    dbias: Some(&dp.c_attn_b[l]),
+                    dout: &d.dqkv[l],
+                    inp: &a.ln1[l],
+                    weight: &p.c_attn_w[l],
+                },
             );
             k.layernorm.backward(
-                g,
-                &mut prog,
-                dresidual,
-                &dp.ln_1_w[l],
-                &dp.ln_1_b[l],
-                &d.dln1[l],
-                residual,
-                &p.ln_1_w[l],
-                &a.ln1_mean[l],
-                &a.ln1_rstd[l],
+                prog,
+                LayerNormBwd {
+                    dinp: dresidual,
+                    dweight: &dp.ln_1_w[l],
+                    dbias: &dp.ln_1_b[l],
+                    dout: &d.dln1[l],
+                    inp: residual,
+                    weight: &p.ln_1_w[l],
+                    mean: &a.ln1_mean[l],
+                    rstd: &a.ln1_rstd[l],
+                },
             );
         }
-        drop(&mut prog, &d.dencoded, 0);
-        prog
+        k.dropout.at(prog, &d.dencoded, dropout, Site::Embedding);
+        program
     }
 
     /// dwte and dwpe from dencoded, deterministic through the batch's token buckets.
@@ -219,7 +205,7 @@ impl Gpt2 {
     ) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        k.encoder.backward(&k.gpu, &mut prog, &dp.wte, &dp.wpe, &d.dencoded, buckets);
+        k.encoder.backward(&mut prog, &dp.wte, &dp.wpe, &d.dencoded, buckets);
         prog
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::Tensor;
-use crate::kernels::{Program, UpdateStats, UpdateStatsArgs, SUMS};
+use crate::kernels::{AdamWUpdate, Program, UpdateStats, SUMS};
 use crate::params::PREFIX;
 use crate::train::Trainer;
 use crate::{Error, Result};
@@ -137,16 +137,15 @@ impl DynamicsPlan {
             ranges.push(slot as u32);
             let wd = tr.cfg.weight_decay_of(shape);
             for (((param, grad), m), v) in rows(p).iter().zip(rows(g).iter()).zip(rows(m).iter()).zip(rows(v).iter()) {
-                let args =
-                    UpdateStatsArgs { param, m, v, grad, step: &tr.step_params, norm: &tr.norm, partials: &partials };
-                k.update_stats.update(gpu, &mut update, &args, slot, wd);
+                let args = AdamWUpdate { param, m, v, grad, step: &tr.step_params, norm: &tr.norm };
+                k.update_stats.update(&mut update, &args, &partials, slot, wd);
                 slot += UpdateStats::chunks(param.numel());
             }
             ranges.push(slot as u32);
         }
         let sums = gpu.tensor("dynamics.sums", &[specs.len(), SUMS]);
         let ranges = gpu.upload("dynamics.ranges", &[ranges.len()], &ranges);
-        k.update_stats.finish(gpu, &mut update, &sums, &partials, &ranges);
+        k.update_stats.finish(&mut update, &sums, &partials, &ranges);
         DynamicsPlan { every, update, sums, last: None, _scratch: [partials, ranges] }
     }
 }

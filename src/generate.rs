@@ -14,7 +14,7 @@
 //! prefill of block_size tokens.
 
 use crate::gpu::{Buffer, Tensor};
-use crate::kernels::{Decode, DecodeDims, Program};
+use crate::kernels::{Decode, DecodeAttn, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
 use crate::model::Gpt2;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
@@ -244,9 +244,10 @@ impl Decoder {
         let part = Decode::argmax_scratch(gpu, dims.v);
         let p = &model.params;
         let mut head = Program::default();
-        k.layernorm.forward(gpu, &mut head, &lnf, &mean, &rstd, &last, &p.ln_f_w, &p.ln_f_b);
-        k.matmul.lm_head(gpu, &mut head, &logits, &lnf, &p.wte);
-        k.decode.argmax(gpu, &mut head, &argmax, &part, &logits);
+        let ln = LayerNormFwd { out: &lnf, mean: &mean, rstd: &rstd, inp: &last, weight: &p.ln_f_w, bias: &p.ln_f_b };
+        k.layernorm.forward(&mut head, ln);
+        k.matmul.lm_head(&mut head, &logits, &lnf, &p.wte);
+        k.decode.argmax(&mut head, &argmax, &part, &logits);
         Ok(Decoder {
             dims,
             model: p.wte.buffer.clone(),
@@ -292,23 +293,34 @@ impl Decoder {
         let fch = g.tensor("decode.fch", &[t, 4 * c]);
         let fch_gelu = g.tensor("decode.fch_gelu", &[t, 4 * c]);
         let scores = g.tensor("decode.scores", &[t, d.nh, d.s]);
-        let mut prog = Program::default();
-        k.decode.embed(g, &mut prog, d, &x, &ids, &p.wte, &p.wpe, &self.pos);
+        let mut program = Program::default();
+        let prog = &mut program;
+        k.decode.embed(prog, d, DecodeEmbed { x: &x, ids: &ids, wte: &p.wte, wpe: &p.wpe, pos: &self.pos });
         for l in 0..model.config.n_layer {
+            let (mean, rstd) = (&mean, &rstd);
             // x2 = x + attn(ln_1(x)), with this layer's cache
-            k.layernorm.forward(g, &mut prog, &ln, &mean, &rstd, &x, &p.ln_1_w[l], &p.ln_1_b[l]);
-            k.matmul.forward(g, &mut prog, &qkv, &ln, &p.c_attn_w[l], Some(&p.c_attn_b[l]));
-            k.decode.attention(g, &mut prog, d, &atty, &scores, &qkv, &self.k_cache[l], &self.v_cache[l], &self.pos);
-            k.matmul.forward(g, &mut prog, &proj, &atty, &p.c_proj_w[l], Some(&p.c_proj_b[l]));
-            k.residual.forward(g, &mut prog, &x2, &x, &proj);
+            k.layernorm.forward(
+                prog,
+                LayerNormFwd { out: &ln, mean, rstd, inp: &x, weight: &p.ln_1_w[l], bias: &p.ln_1_b[l] },
+            );
+            k.matmul.forward(prog, &qkv, &ln, &p.c_attn_w[l], Some(&p.c_attn_b[l]));
+            let (k_cache, v_cache) = (&self.k_cache[l], &self.v_cache[l]);
+            let attn = DecodeAttn { out: &atty, scores: &scores, qkv: &qkv, k_cache, v_cache, pos: &self.pos };
+            k.decode.attention(prog, d, attn);
+            k.matmul.forward(prog, &proj, &atty, &p.c_proj_w[l], Some(&p.c_proj_b[l]));
+            k.residual.forward(prog, &x2, &x, &proj);
             // x = x2 + mlp(ln_2(x2))
-            k.layernorm.forward(g, &mut prog, &ln, &mean, &rstd, &x2, &p.ln_2_w[l], &p.ln_2_b[l]);
-            k.matmul.forward(g, &mut prog, &fch, &ln, &p.c_fc_w[l], Some(&p.c_fc_b[l]));
-            k.gelu.forward(g, &mut prog, &fch_gelu, &fch);
-            k.matmul.forward(g, &mut prog, &proj, &fch_gelu, &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
-            k.residual.forward(g, &mut prog, &x, &x2, &proj);
+            k.layernorm.forward(
+                prog,
+                LayerNormFwd { out: &ln, mean, rstd, inp: &x2, weight: &p.ln_2_w[l], bias: &p.ln_2_b[l] },
+            );
+            k.matmul.forward(prog, &fch, &ln, &p.c_fc_w[l], Some(&p.c_fc_b[l]));
+            k.gelu.forward(prog, &fch_gelu, &fch);
+            k.matmul.forward(prog, &proj, &fch_gelu, &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
+            k.residual.forward(prog, &x, &x2, &proj);
         }
-        k.decode.last_row(g, &mut prog, d, &self.last, &x);
+        k.decode.last_row(prog, d, &self.last, &x);
+        let prog = program;
         Ok(Step { t, ids, prog, _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores] })
     }
 

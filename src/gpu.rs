@@ -1,6 +1,6 @@
 //! The GPU context: adapter, device, queue and the limits we asked for, plus tensors (buffers
 //! with shapes), upload and readback. The one place where native and wasm differ (how to wait
-//! for a mapped buffer), as in the wgpu examples.
+//! for a mapped buffer, and the clock), as in the wgpu examples.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -164,16 +164,26 @@ impl Gpu {
     /// binding and start at an allowed binding offset: (first row, view) pairs; just `t` when it
     /// fits whole. GPT-2's wte (154 MB) takes two on a device with 128 MiB bindings.
     pub fn row_chunks(&self, t: &Tensor) -> Vec<(usize, Tensor)> {
-        let rows = t.shape[0];
-        let row_bytes = 4 * (t.numel() / rows.max(1)) as u64;
-        if 4 * t.numel() as u64 <= self.max_binding() || row_bytes == 0 {
+        let chunks = self.chunk_rows(&t.shape);
+        if chunks.len() == 1 {
             return vec![(0, t.clone())];
+        }
+        chunks.into_iter().map(|(r0, r1)| (r0, t.rows(r0, r1))).collect()
+    }
+
+    /// The row ranges [r0, r1) that [`Gpu::row_chunks`] splits a tensor of `shape` into.
+    pub fn chunk_rows(&self, shape: &[usize]) -> Vec<(usize, usize)> {
+        let rows = shape[0];
+        let numel: usize = shape.iter().product();
+        let row_bytes = 4 * (numel / rows.max(1)) as u64;
+        if 4 * numel as u64 <= self.max_binding() || row_bytes == 0 {
+            return vec![(0, rows)];
         }
         // chunks start at multiples of the offset alignment: rows per chunk a multiple of `step`
         let align = u64::from(self.limits().min_storage_buffer_offset_alignment);
         let step = align / gcd(row_bytes, align);
         let per = (self.max_binding() / row_bytes / step * step).max(step) as usize;
-        (0..rows).step_by(per).map(|r0| (r0, t.rows(r0, (r0 + per).min(rows)))).collect()
+        (0..rows).step_by(per).map(|r0| (r0, (r0 + per).min(rows))).collect()
     }
 
     /// Behave as if the device had `bytes` of memory for our buffers (None: what it has): past
@@ -429,6 +439,20 @@ impl AllocScope {
             Some(e) => Err(Error::Gpu(format!("the GPU refused an allocation: {e}"))),
             None => Ok(None),
         }
+    }
+}
+
+/// Milliseconds on a monotonic-enough clock (the tuner's wall clock where the adapter has no
+/// timestamp queries): std's Instant natively, Date.now() in the browser.
+pub fn now_ms() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Date::now()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3
     }
 }
 

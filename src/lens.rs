@@ -8,12 +8,13 @@
 //! submit, reusing the forward's logits and ln_f buffers; only the grid's (layers, T) ids and
 //! probabilities and one row of V logits per layer come back, never (layers, T, V). The same pass
 //! leaves every layer's attention probabilities in place: [`Lens::attention`] reads one layer's
-//! heads (the page's look inside shows them beside the lens).
+//! heads (the page's look inside shows them beside the lens); where the forward ran flash
+//! attention, which keeps no matrix, it recomputes that layer's from its qkv by the classic kernel.
 
 use serde::Serialize;
 
 use crate::gpu::Tensor;
-use crate::kernels::Program;
+use crate::kernels::{AttentionImpl, AttentionKind, AttnFwd, LayerNormFwd, Program};
 use crate::model::{Forward, Gpt2, Gpt2Config};
 use crate::{Error, Result};
 
@@ -49,6 +50,9 @@ struct Plan {
     top_id: Tensor, // (L+1, T) u32
     top_p: Tensor,  // (L+1, T)
     last: Tensor,   // (L+1, V) the last position's logits of each layer
+    /// Where the forward's attention keeps no matrix (flash), the classic attention's out
+    /// (1,T,C) and probabilities (1,NH,T,T), to recompute one layer's matrices into.
+    recompute: Option<(Tensor, Tensor)>,
 }
 
 /// Keeps the plan of the last prompt length, so a view that refreshes does not reallocate.
@@ -102,8 +106,18 @@ impl Lens {
                 c.n_layer
             )));
         }
-        let t = plan.f.t;
-        let mut att = model.kernels.gpu.read_range(&plan.f.acts.att[layer], 0, c.n_head * t * t).await?;
+        let (t, gpu) = (plan.f.t, &model.kernels.gpu);
+        let att = match &plan.recompute {
+            None => &plan.f.acts.att[layer],
+            Some((out, att)) => {
+                let mut prog = Program::default();
+                let fwd = AttnFwd { out, saved: att, qkv: &plan.f.acts.qkv[layer] };
+                model.kernels.attention.forward(&mut prog, AttentionImpl::Classic, fwd, c.n_head, None);
+                gpu.run(|pass| prog.encode(pass));
+                att
+            }
+        };
+        let mut att = gpu.read_range(att, 0, c.n_head * t * t).await?;
         for (r, row) in att.chunks_mut(t).enumerate() {
             row[r % t + 1..].fill(0.0);
         }
@@ -158,12 +172,17 @@ impl Plan {
             let mut prog = Program::default();
             if l < c.n_layer {
                 let h = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
-                k.layernorm.forward(g, &mut prog, &a.lnf, &a.lnf_mean, &a.lnf_rstd, h, &p.ln_f_w, &p.ln_f_b);
-                k.matmul.lm_head(g, &mut prog, &a.logits, &a.lnf, &p.wte);
+                let (out, mean, rstd, weight, bias) = (&a.lnf, &a.lnf_mean, &a.lnf_rstd, &p.ln_f_w, &p.ln_f_b);
+                k.layernorm.forward(&mut prog, LayerNormFwd { out, mean, rstd, inp: h, weight, bias });
+                k.matmul.lm_head(&mut prog, &a.logits, &a.lnf, &p.wte);
             }
-            k.row_top1.forward(g, &mut prog, &top_id, &top_p, &a.logits, l * t);
+            k.row_top1.forward(&mut prog, &top_id, &top_p, &a.logits, l * t);
             layers.push((l, prog));
         }
-        Ok(Plan { f, layers, top_id, top_p, last })
+        let recompute = (a.attention.kind() == AttentionKind::Flash).then(|| {
+            let matrices = AttentionKind::Classic.saved_shape(1, c.n_head, t);
+            (g.tensor("lens.att_out", &[1, t, c.n_embd]), g.tensor("lens.att", &matrices))
+        });
+        Ok(Plan { f, layers, top_id, top_p, last, recompute })
     }
 }

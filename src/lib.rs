@@ -20,6 +20,7 @@ pub mod rng;
 pub mod run;
 pub mod tokenizer;
 pub mod train;
+pub mod tune;
 pub mod web;
 
 pub use gpu::{Gpu, Tensor};

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{Gpu, Tensor};
-use crate::kernels::{Kernels, Program};
+use crate::kernels::dropout::DropoutRate;
+use crate::kernels::{AttentionImpl, AttentionKind, AttnFwd, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
 use crate::rng::Rng;
+use crate::tune::AttnShape;
 use crate::{Error, Result};
 
 /// The shape of a GPT-2 model. Layer norm eps is 1e-5, GELU is tanh-GELU, lm_head is tied.
@@ -130,10 +132,10 @@ impl Gpt2Config {
         Ok(())
     }
 
-    /// Checks that the activations of a (B, T) forward (and so of its backward) fit `gpu`'s
-    /// storage bindings.
-    pub fn check_activations(&self, gpu: &Gpu, b: usize, t: usize) -> Result<()> {
-        for (what, shape) in ActivationTensors::specs(self, b, t) {
+    /// Checks that the activations of a (B, T) forward (and so of its backward) with attention of
+    /// `kind` fit `gpu`'s storage bindings.
+    pub fn check_activations(&self, gpu: &Gpu, b: usize, t: usize, kind: AttentionKind) -> Result<()> {
+        for (what, shape) in ActivationTensors::specs(self, b, t, kind) {
             gpu.check_binding(&format!("the {what} at B={b}, T={t}"), 4 * shape.iter().product::<usize>() as u64)?;
         }
         Ok(())
@@ -277,7 +279,7 @@ pub struct ActivationTensors {
     pub ln1_rstd: Vec<Tensor>,  // (L) x (B, T)
     pub qkv: Vec<Tensor>,       // (L) x (B, T, 3C)
     pub atty: Vec<Tensor>,      // (L) x (B, T, C)
-    pub att: Vec<Tensor>,       // (L) x (B, NH, T, T)
+    pub att: Vec<Tensor>,       // (L) x what attention keeps: softmax (B, NH, T, T) or lse (B, NH, T)
     pub attproj: Vec<Tensor>,   // (L) x (B, T, C)
     pub residual2: Vec<Tensor>, // (L) x (B, T, C)
     pub ln2: Vec<Tensor>,       // (L) x (B, T, C)
@@ -294,22 +296,29 @@ pub struct ActivationTensors {
     pub losses: Tensor,         // (B, T)
     pub lse: Tensor,            // (B, T) logsumexp of each row of logits
     pub loss: Tensor,           // (1)
+    /// The attention kernels these activations were made for (what `att` holds).
+    pub attention: AttentionImpl,
 }
 
 impl ActivationTensors {
-    /// Every activation's name and shape for (B, T): used to check limits before allocating.
-    pub fn specs(cfg: &Gpt2Config, b: usize, t: usize) -> Vec<(&'static str, Vec<usize>)> {
+    /// Every activation's name and shape for (B, T) with attention of `kind`: used to check
+    /// limits before allocating.
+    pub fn specs(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> Vec<(&'static str, Vec<usize>)> {
         let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
+        let saved = match kind {
+            AttentionKind::Classic => "attention matrix (B,NH,T,T)",
+            AttentionKind::Flash => "attention logsumexp (B,NH,T)",
+        };
         vec![
             ("activation (B,T,C)", vec![b, t, c]),
             ("qkv (B,T,3C)", vec![b, t, 3 * c]),
-            ("attention matrix (B,NH,T,T)", vec![b, nh, t, t]),
+            (saved, kind.saved_shape(b, nh, t)),
             ("MLP activation (B,T,4C)", vec![b, t, 4 * c]),
             ("logits (B,T,V)", vec![b, t, v]),
         ]
     }
 
-    fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize) -> ActivationTensors {
+    fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize, attention: AttentionImpl) -> ActivationTensors {
         let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
         let per_layer = |name: &str, shape: &[usize]| -> Vec<Tensor> {
             (0..l).map(|i| gpu.tensor(&format!("{name}.{i}"), shape)).collect()
@@ -323,7 +332,7 @@ impl ActivationTensors {
             ln1_rstd: per_layer("ln1_rstd", &[b, t]),
             qkv: per_layer("qkv", &[b, t, 3 * c]),
             atty: per_layer("atty", &[b, t, c]),
-            att: per_layer("att", &[b, nh, t, t]),
+            att: per_layer("att", &attention.kind().saved_shape(b, nh, t)),
             attproj: per_layer("attproj", &[b, t, c]),
             residual2: per_layer("residual2", &[b, t, c]),
             ln2: per_layer("ln2", &[b, t, c]),
@@ -340,14 +349,9 @@ impl ActivationTensors {
             losses: gpu.tensor("losses", &[b, t]),
             lse: gpu.tensor("lse", &[b, t]),
             loss: gpu.tensor("loss", &[1]),
+            attention,
         }
     }
-}
-
-/// The dropout site of layer `l`'s attention probabilities (after the 1 + 2·n_layer sites of
-/// the embedding and residual dropouts).
-pub(crate) fn attn_site(n_layer: usize, l: usize) -> u32 {
-    (1 + 2 * n_layer + l) as u32
 }
 
 /// A GPT-2 model on the GPU.
@@ -403,9 +407,20 @@ impl Gpt2 {
         Ok(Weights { config: self.config, tensors })
     }
 
+    /// The attention problem of a (B, T) batch.
+    pub fn attn_shape(&self, b: usize, t: usize) -> AttnShape {
+        let c = &self.config;
+        AttnShape { b, nh: c.n_head, t, hs: c.n_embd / c.n_head }
+    }
+
     /// Checks (B, T) against the context and the device, allocates activations and records the
-    /// forward pass.
+    /// forward pass, with the attention kernels the device's tuning picks.
     pub fn forward_plan(&self, b: usize, t: usize) -> Result<Forward> {
+        self.forward_plan_with(b, t, None)
+    }
+
+    /// [`Gpt2::forward_plan`] with attention of `kind` where given (a training run's).
+    pub fn forward_plan_with(&self, b: usize, t: usize, kind: Option<AttentionKind>) -> Result<Forward> {
         let cfg = &self.config;
         if b == 0 || t == 0 {
             return Err(Error::Input(format!("batch {b} x sequence {t}: both must be at least 1")));
@@ -417,8 +432,9 @@ impl Gpt2 {
             )));
         }
         let gpu = &self.kernels.gpu;
-        cfg.check_activations(gpu, b, t)?;
-        let acts = ActivationTensors::new(gpu, cfg, b, t);
+        let attention = self.kernels.tuning.attention_impl(kind, self.attn_shape(b, t));
+        cfg.check_activations(gpu, b, t, attention.kind())?;
+        let acts = ActivationTensors::new(gpu, cfg, b, t, attention);
         let embed = self.record_embed(&acts, &acts.ids);
         let body = self.record_body(&acts, None);
         let loss = self.record_loss(&acts, &acts.targets);
@@ -429,7 +445,7 @@ impl Gpt2 {
     pub(crate) fn record_embed(&self, a: &ActivationTensors, ids: &Tensor) -> Program {
         let (k, p) = (&*self.kernels, &self.params);
         let mut prog = Program::default();
-        k.encoder.forward(&k.gpu, &mut prog, &a.encoded, ids, &p.wte, &p.wpe);
+        k.encoder.forward(&mut prog, &a.encoded, ids, &p.wte, &p.wpe);
         prog
     }
 
@@ -437,65 +453,52 @@ impl Gpt2 {
     pub(crate) fn record_loss(&self, a: &ActivationTensors, targets: &Tensor) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        k.crossentropy.forward(&k.gpu, &mut prog, &a.loss, &a.losses, &a.lse, &a.logits, targets);
+        k.crossentropy.forward(
+            &mut prog,
+            CrossEntropyFwd { loss: &a.loss, losses: &a.losses, lse: &a.lse, logits: &a.logits, targets },
+        );
         prog
     }
 
     /// llm.c's `gpt2_forward` after the embedding, recorded: residual stream (B,T,C).
-    /// With `dropout` = (p, seed tensor), inverted dropout on the embedding output, on both
-    /// residual branches of every block (sites 0, 1 + 2l, 2 + 2l) and on the attention
-    /// probabilities ([`attn_site`]), as GPT-2's embd_pdrop, resid_pdrop and attn_pdrop.
-    pub(crate) fn record_body(&self, a: &ActivationTensors, dropout: Option<(f32, &Tensor)>) -> Program {
-        let (k, p, g) = (&*self.kernels, &self.params, &self.kernels.gpu);
+    /// With `dropout`, inverted dropout on the embedding output, on both residual branches of
+    /// every block and on the attention probabilities ([`Site`]), as GPT-2's embd_pdrop,
+    /// resid_pdrop and attn_pdrop.
+    pub(crate) fn record_body(&self, a: &ActivationTensors, dropout: Option<DropoutRate>) -> Program {
+        let (k, p) = (&*self.kernels, &self.params);
         let nh = self.config.n_head;
-        let mut prog = Program::default();
-        let drop = |prog: &mut Program, x: &Tensor, site: usize| {
-            if let Some((pd, seed)) = dropout {
-                k.dropout.apply(g, prog, x, seed, site as u32, pd);
-            }
-        };
-        drop(&mut prog, &a.encoded, 0);
+        let mut program = Program::default();
+        let prog = &mut program;
+        k.dropout.at(prog, &a.encoded, dropout, Site::Embedding);
         for l in 0..self.config.n_layer {
             let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
             // x = x + attn(ln_1(x))
-            k.layernorm.forward(
-                g,
-                &mut prog,
-                &a.ln1[l],
-                &a.ln1_mean[l],
-                &a.ln1_rstd[l],
-                residual,
-                &p.ln_1_w[l],
-                &p.ln_1_b[l],
-            );
-            k.matmul.forward(g, &mut prog, &a.qkv[l], &a.ln1[l], &p.c_attn_w[l], Some(&p.c_attn_b[l]));
-            let attn_drop = dropout.map(|(pd, seed)| (pd, seed, attn_site(self.config.n_layer, l)));
-            k.attention.forward(g, &mut prog, &a.atty[l], &a.att[l], &a.qkv[l], nh, attn_drop);
-            k.matmul.forward(g, &mut prog, &a.attproj[l], &a.atty[l], &p.c_proj_w[l], Some(&p.c_proj_b[l]));
-            drop(&mut prog, &a.attproj[l], 1 + 2 * l);
-            k.residual.forward(g, &mut prog, &a.residual2[l], residual, &a.attproj[l]);
+            let (out, mean, rstd, weight, bias) =
+                (&a.ln1[l], &a.ln1_mean[l], &a.ln1_rstd[l], &p.ln_1_w[l], &p.ln_1_b[l]);
+            k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: residual, weight, bias });
+            k.matmul.forward(prog, &a.qkv[l], &a.ln1[l], &p.c_attn_w[l], Some(&p.c_attn_b[l]));
+            let attn_drop = dropout.map(|d| (d.p, d.seed, Site::AttnProbs(l).id(d.n_layer)));
+            let attn = AttnFwd { out: &a.atty[l], saved: &a.att[l], qkv: &a.qkv[l] };
+            k.attention.forward(prog, a.attention, attn, nh, attn_drop);
+            k.matmul.forward(prog, &a.attproj[l], &a.atty[l], &p.c_proj_w[l], Some(&p.c_proj_b[l]));
+            k.dropout.at(prog, &a.attproj[l], dropout, Site::AttnResidual(l));
+            k.residual.forward(prog, &a.residual2[l], residual, &a.attproj[l]);
             // x = x + mlp(ln_2(x))
-            k.layernorm.forward(
-                g,
-                &mut prog,
-                &a.ln2[l],
-                &a.ln2_mean[l],
-                &a.ln2_rstd[l],
-                &a.residual2[l],
-                &p.ln_2_w[l],
-                &p.ln_2_b[l],
-            );
-            k.matmul.forward(g, &mut prog, &a.fch[l], &a.ln2[l], &p.c_fc_w[l], Some(&p.c_fc_b[l]));
-            k.gelu.forward(g, &mut prog, &a.fch_gelu[l], &a.fch[l]);
-            k.matmul.forward(g, &mut prog, &a.fcproj[l], &a.fch_gelu[l], &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
-            drop(&mut prog, &a.fcproj[l], 2 + 2 * l);
-            k.residual.forward(g, &mut prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
+            let (out, mean, rstd, weight, bias) =
+                (&a.ln2[l], &a.ln2_mean[l], &a.ln2_rstd[l], &p.ln_2_w[l], &p.ln_2_b[l]);
+            k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: &a.residual2[l], weight, bias });
+            k.matmul.forward(prog, &a.fch[l], &a.ln2[l], &p.c_fc_w[l], Some(&p.c_fc_b[l]));
+            k.gelu.forward(prog, &a.fch_gelu[l], &a.fch[l]);
+            k.matmul.forward(prog, &a.fcproj[l], &a.fch_gelu[l], &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
+            k.dropout.at(prog, &a.fcproj[l], dropout, Site::MlpResidual(l));
+            k.residual.forward(prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
         }
         let last = &a.residual3[self.config.n_layer - 1]; // n_layer >= 1 (Gpt2Config::validate)
-        k.layernorm.forward(g, &mut prog, &a.lnf, &a.lnf_mean, &a.lnf_rstd, last, &p.ln_f_w, &p.ln_f_b);
+        let (out, mean, rstd) = (&a.lnf, &a.lnf_mean, &a.lnf_rstd);
+        k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: last, weight: &p.ln_f_w, bias: &p.ln_f_b });
         // tied lm_head: logits (B,T,V) = lnf (B,T,C) · wteᵀ
-        k.matmul.lm_head(g, &mut prog, &a.logits, &a.lnf, &p.wte);
-        prog
+        k.matmul.lm_head(prog, &a.logits, &a.lnf, &p.wte);
+        program
     }
 
     /// Checks token ids (or targets) against the plan's shape and the vocabulary.

@@ -132,6 +132,7 @@ impl ParityFile {
             eps: adamw.eps,
             grad_clip: 0.0,
             dropout: 0.0,
+            attention: None,
         })
     }
 }

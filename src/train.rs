@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::backward::GradActs;
 use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
-use crate::kernels::dropout::pcg;
-use crate::kernels::{AdamW, EncoderBuckets, Program, StepParams};
+use crate::kernels::dropout::{pcg, DropoutRate};
+use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, StepParams};
 use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
 use crate::{Error, Result};
 
@@ -35,6 +35,15 @@ pub struct TrainConfig {
     /// (0 = off, and then bit-identical to no dropout).
     #[serde(default)]
     pub dropout: f32,
+    /// The attention numerics (classic or flash), fixed for the run's whole life so that resume
+    /// and recovery stay bit-exact; None: chosen when the trainer is made (crate::tune), which
+    /// then records it here. A checkpoint from before this field trained with classic.
+    #[serde(default = "classic_attention")]
+    pub attention: Option<AttentionKind>,
+}
+
+fn classic_attention() -> Option<AttentionKind> {
+    Some(AttentionKind::Classic)
 }
 
 /// nanoGPT's settings for its small CPU models ("baby": batch 12, block 64, lr 1e-3 decaying to
@@ -56,6 +65,7 @@ impl Default for TrainConfig {
             eps: 1e-8,
             grad_clip: 1.0,
             dropout: 0.0,
+            attention: None,
         }
     }
 }
@@ -138,17 +148,18 @@ struct Micro {
     embed_backward: Program,
 }
 
-/// GPU memory a [`Trainer`] allocates for `cfg` at (B, T), in bytes, counted from the tensors it
-/// makes (parameters, gradients and both AdamW moments; the forward's activations and their
-/// gradients); the small per-step buffers and uniforms are left out.
-pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize) -> u64 {
+/// GPU memory a [`Trainer`] allocates for `cfg` at (B, T) with attention of `kind`, in bytes,
+/// counted from the tensors it makes (parameters, gradients and both AdamW moments; the
+/// forward's activations and their gradients); the small per-step buffers and uniforms are left
+/// out. Flash attention keeps (B, NH, T) per layer where classic keeps (B, NH, T, T).
+pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> u64 {
     let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
     let bt = b * t;
-    let att = b * nh * t * t;
+    let att: usize = kind.saved_shape(b, nh, t).iter().product();
     // ActivationTensors: ids, targets, encoded, per layer 18 (B,T,C)-sized pieces, 4 (B,T) stats
-    // and the attention matrix, lnf and its stats, logits, losses, lse
+    // and attention's saved tensor, lnf and its stats, logits, losses, lse
     let acts = 2 * bt + bt * c + l * (18 * bt * c + 4 * bt + att) + bt * c + 2 * bt + bt * v + 2 * bt;
-    // GradActs: dlogits, dlnf, dencoded, per layer 18 (B,T,C)-sized pieces, one dpreatt
+    // GradActs: dlogits, dlnf, dencoded, per layer 18 (B,T,C)-sized pieces, attention's scratch
     let grad_acts = bt * v + 2 * bt * c + l * 18 * bt * c + att;
     4 * (4 * cfg.num_params() + acts + grad_acts) as u64
 }
@@ -181,20 +192,22 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// Allocates gradients, optimizer state and activations, and records every program.
-    pub fn new(model: Gpt2, cfg: TrainConfig) -> Result<Trainer> {
+    /// Allocates gradients, optimizer state and activations, and records every program. Where
+    /// `cfg.attention` is None, the device's tuning picks it, and the trainer's cfg records it.
+    pub fn new(model: Gpt2, mut cfg: TrainConfig) -> Result<Trainer> {
         cfg.validate(model.config.block_size)?;
         // wte, its gradient and moments are bound in row chunks where they exceed one binding
         // (Gpu::row_chunks), as inference binds wte; Gpt2::new refused a wte over max_buffer_size
         // and forward_plan logits (and so dlogits) over one binding
         let gpu = model.kernels.gpu.clone();
         let (b, t) = (cfg.batch_size, cfg.seq_len);
-        let fwd = model.forward_plan(b, t)?;
+        let fwd = model.forward_plan_with(b, t, cfg.attention)?;
+        cfg.attention = Some(fwd.acts.attention.kind());
         let k = model.kernels.clone();
         let grads = ParameterTensors::zeros(&gpu, &model.config, "grad.");
         let m = ParameterTensors::zeros(&gpu, &model.config, "adam_m.");
         let v = ParameterTensors::zeros(&gpu, &model.config, "adam_v.");
-        let gacts = GradActs::new(&gpu, &model.config, b, t);
+        let gacts = GradActs::new(&gpu, &model.config, b, t, fwd.acts.attention.kind());
         let dloss = 1.0 / (b * t * cfg.grad_accum) as f32;
         let micro = (0..cfg.grad_accum)
             .map(|i| {
@@ -214,7 +227,8 @@ impl Trainer {
             .collect();
         let dropout_seed = gpu.tensor("dropout_seed", &[1]);
         let micro_seeds = gpu.tensor("micro_seeds", &[cfg.grad_accum]);
-        let dropout = (cfg.dropout > 0.0).then_some((cfg.dropout, &dropout_seed));
+        let n_layer = model.config.n_layer;
+        let dropout = (cfg.dropout > 0.0).then_some(DropoutRate { p: cfg.dropout, seed: &dropout_seed, n_layer });
         let body = model.record_body(&fwd.acts, dropout);
         let backward = model.record_backward(&fwd.acts, &gacts, &grads, dropout);
         let step_params = gpu.tensor("step_params", &[8]);
@@ -226,15 +240,16 @@ impl Trainer {
         let grad_list: Vec<&Tensor> = grad_views.iter().collect();
         let partials = gpu.tensor("grad_norm_partials", &[AdamW::partials_len(&grad_list)]);
         let mut clip_norm = Program::default();
-        k.adamw.grad_norm(&gpu, &mut clip_norm, &norm, &partials, &grad_list);
+        k.adamw.grad_norm(&mut clip_norm, &norm, &partials, &grad_list);
         let mut update = Program::default();
         let specs = model.config.param_specs();
         for ((((p, g), mt), vt), (_, shape)) in
             model.params.ordered().into_iter().zip(grads.ordered()).zip(m.ordered()).zip(v.ordered()).zip(&specs)
         {
             let wd = cfg.weight_decay_of(shape);
-            for (((p, g), mt), vt) in rows(p).zip(rows(g)).zip(rows(mt)).zip(rows(vt)) {
-                k.adamw.update(&gpu, &mut update, &p, &mt, &vt, &g, &step_params, &norm, wd);
+            for (((param, grad), m), v) in rows(p).zip(rows(g)).zip(rows(mt)).zip(rows(vt)) {
+                let t = AdamWUpdate { param: &param, m: &m, v: &v, grad: &grad, step: &step_params, norm: &norm };
+                k.adamw.update(&mut update, t, wd);
             }
         }
         Ok(Trainer {
@@ -269,7 +284,7 @@ impl Trainer {
     /// --profile`); empty where the device has no timestamp queries. Runs a step's work again: the
     /// parameters move as in a step (twice where dynamics are tracked: their update is timed
     /// too), so profile a throwaway trainer.
-    pub async fn profile(&self) -> Result<Vec<(&'static str, f64)>> {
+    pub async fn profile(&self) -> Result<Vec<(String, f64)>> {
         let gpu = &self.model.kernels.gpu;
         let mut by_kernel = Vec::new();
         for mi in &self.micro {

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use common::Rng;
 use wgpt::cpu;
-use wgpt::kernels::{EncoderBuckets, Kernels, Matmul, Operand, Program};
+use wgpt::kernels::{
+    AttentionImpl, AttnBwd, AttnFwd, CrossEntropyFwd, EncoderBuckets, Kernels, LayerNormBwd, LayerNormFwd, LinearBwd,
+    Matmul, MatmulVariant, Operand, Program,
+};
 use wgpt::Tensor;
 
 #[cfg(target_arch = "wasm32")]
@@ -36,14 +39,9 @@ async fn encoder(k: Arc<Kernels>) {
         let wpe = rng.vec(t * c, -1.0, 1.0);
         let out = g.tensor("out", &[b, t, c]);
         let mut prog = Program::default();
-        k.encoder.forward(
-            g,
-            &mut prog,
-            &out,
-            &g.upload("ids", &[b, t], &ids),
-            &g.upload("wte", &[v, c], &wte),
-            &g.upload("wpe", &[t, c], &wpe),
-        );
+        let (ids_t, wte_t, wpe_t) =
+            (g.upload("ids", &[b, t], &ids), g.upload("wte", &[v, c], &wte), g.upload("wpe", &[t, c], &wpe));
+        k.encoder.forward(&mut prog, &out, &ids_t, &wte_t, &wpe_t);
         let got = run_read(&k, &prog, &out).await;
         let mut want = vec![0.0; b * t * c];
         cpu::encoder_forward(&mut want, &ids, &wte, &wpe, b * t, t, c);
@@ -61,16 +59,9 @@ async fn layernorm(k: Arc<Kernels>) {
         let bias = rng.vec(c, -0.5, 0.5);
         let (out, mean, rstd) = (g.tensor("out", &[n, c]), g.tensor("mean", &[n]), g.tensor("rstd", &[n]));
         let mut prog = Program::default();
-        k.layernorm.forward(
-            g,
-            &mut prog,
-            &out,
-            &mean,
-            &rstd,
-            &g.upload("inp", &[n, c], &inp),
-            &g.upload("w", &[c], &w),
-            &g.upload("b", &[c], &bias),
-        );
+        let (inp_t, w_t, b_t) = (g.upload("inp", &[n, c], &inp), g.upload("w", &[c], &w), g.upload("b", &[c], &bias));
+        let t = LayerNormFwd { out: &out, mean: &mean, rstd: &rstd, inp: &inp_t, weight: &w_t, bias: &b_t };
+        k.layernorm.forward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&out, &mean, &rstd]).await.unwrap();
         let (mut wo, mut wm, mut wr) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
@@ -98,17 +89,19 @@ async fn matmul(k: Arc<Kernels>) {
 gpu_test!(matmul_forward, matmul);
 
 /// The vec4 kernels (NN: N % 4 == 0, NN1 when K % 4 != 0; NT: K % 4 == 0; TN: N % 4 == 0, TN1
-/// when M % 4 != 0; VM and VMT when M = 1) at ragged M and N (tiles are 16 x 16, workgroups
-/// 128 x 128; the subgroup kernels' 32 x 64 and 128 x 64), K chunking in each, and the generic
-/// fallback where the alignment is missing. Where the adapter has 8-wide subgroups (lavapipe),
-/// once with the subgroup kernels for NN, NT and TN and once without.
+/// when M % 4 != 0; VM and VMT when M = 1) at ragged M and N (the register tiles are 16 x 16 or
+/// 8 x 16, their workgroups 128 x 128; the subgroup kernels' 32 x 64 and 128 x 64; the tiled
+/// kernels' blocks 32 to 128 wide), K chunking in each and K not a multiple of the tiled K
+/// steps, and the generic fallback where the alignment is missing: on every variant the adapter
+/// runs.
 async fn matmul_fast(k: Arc<Kernels>) {
     let shapes = [
         // NN, NT, TN: a ragged tile row (M = 12 < 16) and tile column (N = 20: 16 + 4)
         (12, 8, 20),
         // NN1 (K odd), NT falls back, TN1 (M odd): dlnf / dwte of the baby model
         (37, 65, 36),
-        // NN, NT, TN over several workgroups in both directions, ragged in both
+        // NN, NT, TN over several workgroups in both directions, ragged in both; K = 20 is not a
+        // multiple of the tiled K steps (8, 16)
         (132, 20, 260),
         // NT with an odd N like lm_head's 50257 (NN and TN fall back)
         (3, 32, 4099),
@@ -129,23 +122,23 @@ async fn matmul_fast(k: Arc<Kernels>) {
     }
 }
 
-/// The matmul kernels the adapter runs, then (where those include the subgroup kernels) the
-/// portable ones.
+/// One Matmul per variant the adapter runs (every product on that variant).
 fn matmuls(k: &Kernels) -> Vec<Matmul> {
-    let mut all = vec![Matmul::new(&k.gpu)];
-    if k.gpu.subgroups_of_8() {
-        println!("testing the subgroup kernels, then the portable ones");
-        all.push(Matmul::without_subgroups(&k.gpu));
-    } else {
-        println!("no 8-wide subgroups on {}: the portable kernels only", k.gpu.describe());
-    }
-    all
+    let variants = MatmulVariant::available(&k.gpu, wgpt::tune::Family::Auto);
+    let names: Vec<String> = variants.iter().map(|v| v.name()).collect();
+    println!("{}: testing {}", k.gpu.describe(), names.join(", "));
+    variants.into_iter().map(|v| Matmul::new(&k.gpu, v)).collect()
 }
 gpu_test!(matmul_forward_fast, matmul_fast);
 
 async fn check_matmul(k: &Kernels, mm: &Matmul, shapes: &[(usize, usize, usize)], seed: u64) {
     let g = &k.gpu;
     for (i, &(m, kk, n)) in shapes.iter().enumerate() {
+        if let Some(p) =
+            wgpt::kernels::matmul::Product::of(op(&g.tensor("a", &[m, kk]), false), op(&g.tensor("b", &[kk, n]), false))
+        {
+            println!("{}: {}", p.name(), mm.choice(&p).name());
+        }
         for (ta, tb) in [(false, false), (false, true), (true, false)] {
             let mut rng = Rng::new(seed + i as u64);
             let a = rng.vec(m * kk, -1.0, 1.0);
@@ -159,7 +152,7 @@ async fn check_matmul(k: &Kernels, mm: &Matmul, shapes: &[(usize, usize, usize)]
                 let out = g.upload("c", &[m, n], &c0);
                 let bias_t = g.upload("bias", &[n], &bias);
                 let mut prog = Program::default();
-                mm.gemm(g, &mut prog, &out, op(&at, ta), op(&bt, tb), with_bias.then_some(&bias_t), accumulate);
+                mm.gemm(&mut prog, &out, op(&at, ta), op(&bt, tb), with_bias.then_some(&bias_t), accumulate);
                 let got = run_read(k, &prog, &out).await;
                 let mut want = vec![0.0; m * n];
                 cpu::matmul_forward(&mut want, &a, &b, with_bias.then_some(&bias[..]), m, kk, n);
@@ -209,7 +202,8 @@ async fn attention(k: Arc<Kernels>) {
             let mask = drop_mask(99, 5, p, b * nh * t * t);
             let mut prog = Program::default();
             let qkv_t = g.upload("qkv", &[b, t, 3 * c], &qkv);
-            k.attention.forward(g, &mut prog, &out, &att, &qkv_t, nh, (p > 0.0).then_some((p, &seed, 5)));
+            let fwd = AttnFwd { out: &out, saved: &att, qkv: &qkv_t };
+            k.attention.forward(&mut prog, AttentionImpl::Classic, fwd, nh, (p > 0.0).then_some((p, &seed, 5)));
             k.gpu.run(|pass| prog.encode(pass));
             let got = g.read_many(&[&out, &att]).await.unwrap();
             let (mut wo, mut wa) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
@@ -235,7 +229,7 @@ async fn gelu(k: Arc<Kernels>) {
         let inp = rng.vec(n, -30.0, 30.0);
         let out = g.tensor("out", &[n]);
         let mut prog = Program::default();
-        k.gelu.forward(g, &mut prog, &out, &g.upload("inp", &[n], &inp));
+        k.gelu.forward(&mut prog, &out, &g.upload("inp", &[n], &inp));
         let got = run_read(&k, &prog, &out).await;
         let mut want = vec![0.0; n];
         cpu::gelu_forward(&mut want, &inp);
@@ -251,7 +245,7 @@ async fn residual(k: Arc<Kernels>) {
         let (a, b) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
         let out = g.tensor("out", &[n]);
         let mut prog = Program::default();
-        k.residual.forward(g, &mut prog, &out, &g.upload("a", &[n], &a), &g.upload("b", &[n], &b));
+        k.residual.forward(&mut prog, &out, &g.upload("a", &[n], &a), &g.upload("b", &[n], &b));
         let got = run_read(&k, &prog, &out).await;
         let mut want = vec![0.0; n];
         cpu::residual_forward(&mut want, &a, &b);
@@ -268,15 +262,9 @@ async fn crossentropy(k: Arc<Kernels>) {
         let targets = rng.ids(rows, v);
         let (loss, losses, lse) = (g.tensor("loss", &[1]), g.tensor("losses", &[rows]), g.tensor("lse", &[rows]));
         let mut prog = Program::default();
-        k.crossentropy.forward(
-            g,
-            &mut prog,
-            &loss,
-            &losses,
-            &lse,
-            &g.upload("logits", &[rows, v], &logits),
-            &g.upload("targets", &[rows], &targets),
-        );
+        let (logits_t, targets_t) = (g.upload("logits", &[rows, v], &logits), g.upload("targets", &[rows], &targets));
+        let t = CrossEntropyFwd { loss: &loss, losses: &losses, lse: &lse, logits: &logits_t, targets: &targets_t };
+        k.crossentropy.forward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&losses, &loss, &lse]).await.unwrap();
         let mut want = vec![0.0; rows];
@@ -326,7 +314,7 @@ async fn encoder_bwd(k: Arc<Kernels>) {
         buckets.write(g, &(0..(b * t) as u32).map(|x| x % 2).collect::<Vec<_>>());
         buckets.write(g, &ids);
         let mut prog = Program::default();
-        k.encoder.backward(g, &mut prog, &dwte, &dwpe, &g.upload("dout", &[b, t, c], &dout), &buckets);
+        k.encoder.backward(&mut prog, &dwte, &dwpe, &g.upload("dout", &[b, t, c], &dout), &buckets);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&dwte, &dwpe]).await.unwrap();
         let (mut want_wte, mut want_wpe) = (dwte0, dwpe0);
@@ -352,18 +340,20 @@ async fn layernorm_bwd(k: Arc<Kernels>) {
         let (dinp, dweight, dbias) =
             (g.upload("dinp", &[n, c], &dinp0), g.upload("dw", &[c], &dw0), g.upload("db", &[c], &db0));
         let mut prog = Program::default();
-        k.layernorm.backward(
-            g,
-            &mut prog,
-            &dinp,
-            &dweight,
-            &dbias,
-            &g.upload("dout", &[n, c], &dout),
-            &g.upload("inp", &[n, c], &inp),
-            &g.upload("w", &[c], &weight),
-            &g.upload("mean", &[n], &mean),
-            &g.upload("rstd", &[n], &rstd),
-        );
+        let (dout_t, inp_t) = (g.upload("dout", &[n, c], &dout), g.upload("inp", &[n, c], &inp));
+        let (w_t, mean_t, rstd_t) =
+            (g.upload("w", &[c], &weight), g.upload("mean", &[n], &mean), g.upload("rstd", &[n], &rstd));
+        let t = LayerNormBwd {
+            dinp: &dinp,
+            dweight: &dweight,
+            dbias: &dbias,
+            dout: &dout_t,
+            inp: &inp_t,
+            weight: &w_t,
+            mean: &mean_t,
+            rstd: &rstd_t,
+        };
+        k.layernorm.backward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&dinp, &dweight, &dbias]).await.unwrap();
         let (mut wi, mut ww, mut wb) = (dinp0, dw0, db0);
@@ -412,16 +402,17 @@ async fn check_matmul_bwd(k: &Kernels, mm: &Matmul, shapes: &[(usize, usize, usi
         let (dinp, dweight, dbias) =
             (g.upload("dinp", &[n, c], &dinp0), g.upload("dw", &[c, oc], &dw0), g.upload("db", &[oc], &db0));
         let mut prog = Program::default();
-        mm.backward(
-            g,
-            &mut prog,
-            &dinp,
-            &dweight,
-            with_bias.then_some(&dbias),
-            &g.upload("dout", &[n, oc], &dout),
-            &g.upload("inp", &[n, c], &inp),
-            &g.upload("w", &[c, oc], &weight),
-        );
+        let (dout_t, inp_t, w_t) =
+            (g.upload("dout", &[n, oc], &dout), g.upload("inp", &[n, c], &inp), g.upload("w", &[c, oc], &weight));
+        let t = LinearBwd {
+            dinp: &dinp,
+            dweight: &dweight,
+            dbias: with_bias.then_some(&dbias),
+            dout: &dout_t,
+            inp: &inp_t,
+            weight: &w_t,
+        };
+        mm.backward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&dinp, &dweight, &dbias]).await.unwrap();
         let (mut wi, mut ww, mut wb) = (dinp0, dw0, db0);
@@ -458,17 +449,15 @@ async fn attention_bwd(k: Arc<Kernels>) {
             let dqkv = g.upload("dqkv", &[b, t, 3 * c], &dqkv0);
             let dpreatt = g.upload("dpreatt", &[b, nh, t, t], &vec![f32::NAN; b * nh * t * t]);
             let mut prog = Program::default();
-            k.attention.backward(
-                g,
-                &mut prog,
-                &dqkv,
-                &dpreatt,
-                &g.upload("dout", &[b, t, c], &dout),
-                &g.upload("qkv", &[b, t, 3 * c], &qkv),
-                &g.upload("att", &[b, nh, t, t], &att),
-                nh,
-                (p > 0.0).then_some((p, &seed, 3)),
+            let (dout_t, qkv_t, att_t) = (
+                g.upload("dout", &[b, t, c], &dout),
+                g.upload("qkv", &[b, t, 3 * c], &qkv),
+                g.upload("att", &[b, nh, t, t], &att),
             );
+            let out_t = g.upload("out", &[b, t, c], &out);
+            let bwd =
+                AttnBwd { dqkv: &dqkv, scratch: &dpreatt, dout: &dout_t, qkv: &qkv_t, out: &out_t, saved: &att_t };
+            k.attention.backward(&mut prog, AttentionImpl::Classic, bwd, nh, (p > 0.0).then_some((p, &seed, 3)));
             k.gpu.run(|pass| prog.encode(pass));
             let got = g.read_many(&[&dqkv, &dpreatt]).await.unwrap();
             let (mut wq, mut wp) = (dqkv0, vec![0.0; b * nh * t * t]);
@@ -481,6 +470,183 @@ async fn attention_bwd(k: Arc<Kernels>) {
 }
 gpu_test!(attention_backward, attention_bwd);
 
+/// Every matmul variant gives bit-identical results (one fma chain over k in order, then bias,
+/// then C), so switching among them cannot change a training run: NN, NT and TN at ragged shapes,
+/// K chunks, with bias and accumulation.
+async fn matmul_variants_identical(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    let all = matmuls(&k);
+    let mut compared = 0;
+    for (i, &(m, kk, n)) in
+        [(64, 128, 384), (132, 20, 260), (12, 8, 20), (8, 70000, 4), (200, 36, 100)].iter().enumerate()
+    {
+        for (ta, tb) in [(false, false), (false, true), (true, false)] {
+            let mut rng = Rng::new(1700 + i as u64);
+            let (a, b) = (rng.vec(m * kk, -1.0, 1.0), rng.vec(kk * n, -1.0, 1.0));
+            let (bias, c0) = (rng.vec(n, -1.0, 1.0), rng.vec(m * n, -1.0, 1.0));
+            let at = if ta { g.upload("a", &[kk, m], &a) } else { g.upload("a", &[m, kk], &a) };
+            let bt = if tb { g.upload("b", &[n, kk], &b) } else { g.upload("b", &[kk, n], &b) };
+            let bias_t = g.upload("bias", &[n], &bias);
+            let mut first: Option<(String, Vec<f32>)> = None;
+            for mm in &all {
+                let out = g.upload("c", &[m, n], &c0);
+                let mut prog = Program::default();
+                mm.gemm(&mut prog, &out, op(&at, ta), op(&bt, tb), Some(&bias_t), true);
+                let got = run_read(&k, &prog, &out).await;
+                let name = wgpt::kernels::matmul::Product::of(op(&at, ta), op(&bt, tb))
+                    .map_or("shared".to_string(), |p| mm.choice(&p).name());
+                match &first {
+                    None => first = Some((name, got)),
+                    Some((first_name, want)) => {
+                        let diff = got.iter().zip(want).position(|(x, y)| x.to_bits() != y.to_bits());
+                        assert!(
+                            diff.is_none(),
+                            "M{m} K{kk} N{n} ta {ta} tb {tb}: {name} differs from {first_name} at {:?}: {} vs {}",
+                            diff,
+                            got[diff.unwrap_or(0)],
+                            want[diff.unwrap_or(0)]
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!("{compared} products bit-identical to the first variant's");
+}
+gpu_test!(matmul_variants_bit_identical, matmul_variants_identical);
+
+/// The flash implementations the adapter runs.
+fn flash(k: &Kernels) -> Vec<AttentionImpl> {
+    wgpt::kernels::AttentionKind::Flash.impls().iter().copied().filter(|i| i.runs_on(&k.gpu)).collect()
+}
+
+/// Attention shapes (B, T, C, NH): T = 1, ragged T against the tiled kernels' 64-row blocks and
+/// 16- or 32-key tiles, T = block (64), one head and many, head sizes 4 to 64, and GPT-2's
+/// longest rows (T 1024, hs 64).
+const ATTN_SHAPES: [(usize, usize, usize, usize); 6] =
+    [(1, 1, 8, 1), (2, 7, 12, 3), (1, 64, 64, 4), (2, 33, 48, 6), (1, 130, 20, 1), (1, 1024, 128, 2)];
+
+/// Row-wise logsumexp of the causal scores q·k/√hs, (B, NH, T), in f64.
+fn attention_lse(qkv: &[f32], b: usize, t: usize, c: usize, nh: usize) -> Vec<f32> {
+    let hs = c / nh;
+    let mut lse = vec![0.0; b * nh * t];
+    for bi in 0..b {
+        for h in 0..nh {
+            for ti in 0..t {
+                let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
+                let s: Vec<f64> = (0..=ti)
+                    .map(|t2| {
+                        let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
+                        q.iter().zip(k).map(|(a, b)| (a * b) as f64).sum::<f64>() / (hs as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                lse[(bi * nh + h) * t + ti] = (m + s.iter().map(|x| (x - m).exp()).sum::<f64>().ln()) as f32;
+            }
+        }
+    }
+    lse
+}
+
+/// Asserts two runs' outputs are the same bits.
+fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
+    let diff = got.iter().zip(want).position(|(x, y)| x.to_bits() != y.to_bits());
+    assert!(diff.is_none(), "{what}: differs at {diff:?}");
+}
+
+/// Flash attention's forward by rows, tiled and (with 8-wide subgroups) by subgroups: out against the CPU reference (the classic
+/// test's tolerance), lse against the scores' logsumexp in f64, with and without dropout, and
+/// the implementations bit-identical.
+async fn attention_flash(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    for (i, &(b, t, c, nh)) in ATTN_SHAPES.iter().enumerate() {
+        for p in [0.0, 0.25] {
+            let mut rng = Rng::new(1800 + i as u64);
+            let qkv = rng.vec(b * t * 3 * c, -2.0, 2.0);
+            let seed = g.upload("seed", &[1], &[99u32]);
+            let mask = drop_mask(99, 5, p, b * nh * t * t);
+            let qkv_t = g.upload("qkv", &[b, t, 3 * c], &qkv);
+            let (mut wo, mut wa) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
+            cpu::attention_forward(&mut wo, &mut wa, &qkv, mask.as_deref(), b, t, c, nh);
+            let want_lse = attention_lse(&qkv, b, t, c, nh);
+            let mut first: Option<Vec<Vec<f32>>> = None;
+            for imp in flash(&k) {
+                let (out, lse) = (g.tensor("out", &[b, t, c]), g.tensor("lse", &[b, nh, t]));
+                let mut prog = Program::default();
+                let fwd = AttnFwd { out: &out, saved: &lse, qkv: &qkv_t };
+                k.attention.forward(&mut prog, imp, fwd, nh, (p > 0.0).then_some((p, &seed, 5)));
+                k.gpu.run(|pass| prog.encode(pass));
+                let got = g.read_many(&[&out, &lse]).await.unwrap();
+                let what = format!("{} B{b} T{t} C{c} NH{nh} dropout {p}", imp.name());
+                assert_close(&format!("attention out {what}"), &got[0], &wo, 1e-5, 1e-4);
+                assert_close(&format!("attention lse {what}"), &got[1], &want_lse, 1e-5, 1e-5);
+                match &first {
+                    None => first = Some(got),
+                    Some(want) => {
+                        assert_bits(&format!("{what}: out"), &got[0], &want[0]);
+                        assert_bits(&format!("{what}: lse"), &got[1], &want[1]);
+                    }
+                }
+            }
+        }
+    }
+}
+gpu_test!(attention_flash_forward, attention_flash);
+
+/// Flash attention's backward by rows, tiled and by subgroups, each from its own forward: dqkv (starting non-zero,
+/// to prove accumulation) against the CPU reference at the classic test's tolerance, the scratch
+/// (starting NaN) overwritten with dout·out per row, with and without dropout; the
+/// implementations bit-identical.
+async fn attention_flash_bwd(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    for (i, &(b, t, c, nh)) in ATTN_SHAPES.iter().enumerate() {
+        for p in [0.0, 0.25] {
+            let mut rng = Rng::new(1900 + i as u64);
+            let seed = g.upload("seed", &[1], &[7u32]);
+            let mask = drop_mask(7, 3, p, b * nh * t * t);
+            let qkv = rng.vec(b * t * 3 * c, -2.0, 2.0);
+            let dout = rng.vec(b * t * c, -1.0, 1.0);
+            let dqkv0 = rng.vec(b * t * 3 * c, -1.0, 1.0);
+            let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
+            cpu::attention_forward(&mut out, &mut att, &qkv, mask.as_deref(), b, t, c, nh);
+            let (mut wq, mut wp) = (dqkv0.clone(), vec![0.0; b * nh * t * t]);
+            cpu::attention_backward(&mut wq, &mut wp, &dout, &qkv, &att, mask.as_deref(), b, t, c, nh);
+            let hs = c / nh;
+            let want_delta: Vec<f32> = (0..b * nh * t)
+                .map(|row| {
+                    let (bi, h, ti) = (row / (nh * t), row / t % nh, row % t);
+                    let at = (bi * t + ti) * c + h * hs;
+                    (0..hs).map(|e| dout[at + e] * out[at + e]).sum()
+                })
+                .collect();
+            let (qkv_t, dout_t) = (g.upload("qkv", &[b, t, 3 * c], &qkv), g.upload("dout", &[b, t, c], &dout));
+            let drop = (p > 0.0).then_some((p, &seed, 3));
+            let mut first: Option<Vec<Vec<f32>>> = None;
+            for imp in flash(&k) {
+                let (out_t, lse) = (g.tensor("out", &[b, t, c]), g.tensor("lse", &[b, nh, t]));
+                let dqkv = g.upload("dqkv", &[b, t, 3 * c], &dqkv0);
+                let delta = g.upload("delta", &[b, nh, t], &vec![f32::NAN; b * nh * t]);
+                let mut prog = Program::default();
+                k.attention.forward(&mut prog, imp, AttnFwd { out: &out_t, saved: &lse, qkv: &qkv_t }, nh, drop);
+                let bwd =
+                    AttnBwd { dqkv: &dqkv, scratch: &delta, dout: &dout_t, qkv: &qkv_t, out: &out_t, saved: &lse };
+                k.attention.backward(&mut prog, imp, bwd, nh, drop);
+                k.gpu.run(|pass| prog.encode(pass));
+                let got = g.read_many(&[&dqkv, &delta]).await.unwrap();
+                let what = format!("{} B{b} T{t} C{c} NH{nh} dropout {p}", imp.name());
+                assert_close(&format!("attention dqkv {what}"), &got[0], &wq, 1e-5 * (t as f32).sqrt(), 1e-4);
+                assert_close(&format!("attention dout·out {what}"), &got[1], &want_delta, 1e-5, 1e-4);
+                match &first {
+                    None => first = Some(got),
+                    Some(want) => assert_bits(&format!("{what}: dqkv"), &got[0], &want[0]),
+                }
+            }
+        }
+    }
+}
+gpu_test!(attention_flash_backward, attention_flash_bwd);
+
 async fn gelu_bwd(k: Arc<Kernels>) {
     let g = &k.gpu;
     // (n, range): the widest reaches the clamped tanh, where the gradient must be 1 or 0, not NaN
@@ -491,7 +657,7 @@ async fn gelu_bwd(k: Arc<Kernels>) {
         let dinp0 = rng.vec(n, -1.0, 1.0);
         let dinp = g.upload("dinp", &[n], &dinp0);
         let mut prog = Program::default();
-        k.gelu.backward(g, &mut prog, &dinp, &g.upload("inp", &[n], &inp), &g.upload("dout", &[n], &dout));
+        k.gelu.backward(&mut prog, &dinp, &g.upload("inp", &[n], &inp), &g.upload("dout", &[n], &dout));
         let got = run_read(&k, &prog, &dinp).await;
         let mut want = dinp0;
         cpu::gelu_backward(&mut want, &inp, &dout);
@@ -508,7 +674,7 @@ async fn residual_bwd(k: Arc<Kernels>) {
         let (da0, db0, dout) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
         let (da, db) = (g.upload("da", &[n], &da0), g.upload("db", &[n], &db0));
         let mut prog = Program::default();
-        k.residual.backward(g, &mut prog, &da, &db, &g.upload("dout", &[n], &dout));
+        k.residual.backward(&mut prog, &da, &db, &g.upload("dout", &[n], &dout));
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&da, &db]).await.unwrap();
         let (mut wa, mut wb) = (da0, db0);
@@ -528,15 +694,10 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
         let dloss = 1.0 / rows as f32;
         let dlogits = g.upload("dlogits", &[rows, v], &vec![f32::NAN; rows * v]);
         let mut prog = Program::default();
-        k.crossentropy.backward(
-            g,
-            &mut prog,
-            &dlogits,
-            &g.upload("logits", &[rows, v], &logits),
-            &g.upload("lse", &[rows], &logsumexp(&logits, v)),
-            &g.upload("targets", &[rows], &targets),
-            dloss,
-        );
+        let (logits_t, lse_t) =
+            (g.upload("logits", &[rows, v], &logits), g.upload("lse", &[rows], &logsumexp(&logits, v)));
+        let targets_t = g.upload("targets", &[rows], &targets);
+        k.crossentropy.backward(&mut prog, &dlogits, &logits_t, &lse_t, &targets_t, dloss);
         let got = run_read(&k, &prog, &dlogits).await;
         let mut want = vec![0.0; rows * v];
         cpu::crossentropy_backward(&mut want, &logits, &targets, dloss, v);
@@ -548,7 +709,7 @@ gpu_test!(crossentropy_backward, crossentropy_bwd);
 /// Global gradient norm (one tensor longer than a 65536-element chunk) and AdamW with clipping
 /// active, against torch's formulas on the CPU; two steps so the moments matter.
 async fn adamw(k: Arc<Kernels>) {
-    use wgpt::kernels::{AdamW, StepParams};
+    use wgpt::kernels::{AdamW, AdamWUpdate, StepParams};
     let g = &k.gpu;
     let sizes = [1usize, 1000, 70_001];
     let mut rng = Rng::new(1300);
@@ -563,9 +724,10 @@ async fn adamw(k: Arc<Kernels>) {
     let step = g.tensor("step", &[8]);
     let wd = [0.0, 0.1, 0.1];
     let mut prog = Program::default();
-    k.adamw.grad_norm(g, &mut prog, &norm, &partials, &grad_refs);
+    k.adamw.grad_norm(&mut prog, &norm, &partials, &grad_refs);
     for i in 0..sizes.len() {
-        k.adamw.update(g, &mut prog, &p_t[i], &m_t[i], &v_t[i], &g_t[i], &step, &norm, wd[i]);
+        let t = AdamWUpdate { param: &p_t[i], m: &m_t[i], v: &v_t[i], grad: &g_t[i], step: &step, norm: &norm };
+        k.adamw.update(&mut prog, t, wd[i]);
     }
     let (lr, b1, b2, eps, clip) = (1e-2, 0.9, 0.95, 1e-8, 1.0);
     let (mut cp, mut cm, mut cv) = (params.clone(), vec![vec![]; 3], vec![vec![]; 3]);
@@ -605,7 +767,7 @@ async fn dropout(k: Arc<Kernels>) {
         let x = rng.vec(n, -1.0, 1.0);
         let t = g.upload("x", &[n], &x);
         let mut prog = Program::default();
-        k.dropout.apply(g, &mut prog, &t, &g.upload("seed", &[1], &[seed]), site, p);
+        k.dropout.apply(&mut prog, &t, &g.upload("seed", &[1], &[seed]), site, p);
         let got = run_read(&k, &prog, &t).await;
         let want: Vec<f32> = x
             .iter()

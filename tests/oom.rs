@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use serde_json::json;
+use wgpt::kernels::Kernels;
 use wgpt::model::Gpt2Config;
 use wgpt::run::driver::Clock;
 use wgpt::train::training_bytes;
@@ -29,10 +30,10 @@ fn tiny() -> Gpt2Config {
     Gpt2Config { vocab_size, ..Gpt2Config::preset("tiny").unwrap() }
 }
 
-/// What a run of `tiny()` at batch b needs: its buffers, and the staging buffer a checkpoint
-/// reads AdamW's moments back through.
-fn need(b: usize) -> u64 {
-    training_bytes(&tiny(), b, 32) + 8 * tiny().num_params() as u64
+/// What a run of `tiny()` at batch b needs on `k`'s device (with the attention it picks there):
+/// its buffers, and the staging buffer a checkpoint reads AdamW's moments back through.
+fn need(k: &Kernels, b: usize) -> u64 {
+    training_bytes(&tiny(), b, 32, k.attention_kind(&tiny(), b, 32)) + 8 * tiny().num_params() as u64
 }
 
 /// The batch the message offers ("What fits: batch size N with ...").
@@ -45,13 +46,13 @@ fn offered_batch(message: &str) -> usize {
 /// it offers then trains within the same memory.
 #[test]
 fn the_cli_says_what_fits_when_the_gpu_runs_out_of_memory() {
-    let Some(_) = common::shared_kernels() else { return };
+    let Some(k) = common::shared_kernels() else { return };
     let dir = std::env::temp_dir().join(format!("wgpt-oom-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let text = dir.join("corpus.txt");
     std::fs::write(&text, corpus()).unwrap();
-    let budget = need(3) + (64 << 10);
+    let budget = need(&k, 3) + (64 << 10);
     let train = |batch: &str, accum: &str| {
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
             .args(["train", "--preset", "tiny", "--max-iters", "2", "--eval-interval", "2", "--eval-iters", "1"])
@@ -70,7 +71,7 @@ fn the_cli_says_what_fits_when_the_gpu_runs_out_of_memory() {
     assert_eq!(code, Some(2), "{log}");
     assert!(message.contains("this GPU has") && message.contains("gradients and AdamW moments"), "{message}");
     let b = offered_batch(message);
-    assert!(need(b) <= budget && need(b + 1) > budget, "offered batch {b}");
+    assert!(need(&k, b) <= budget && need(&k, b + 1) > budget, "offered batch {b}");
     assert!(
         message.contains(&format!("batch size {b} with gradient accumulation 3 (9 sequences per step")),
         "{message}"
@@ -132,7 +133,7 @@ fn memory(engine: &mut Engine, events: &Posted) -> (u64, u64) {
 /// and an import that does not fit keeps the run too.
 #[test]
 fn the_page_keeps_its_run_when_the_next_one_runs_out_of_memory() {
-    let Some(_) = common::shared_kernels() else { return };
+    let Some(k) = common::shared_kernels() else { return };
     let events: Posted = Rc::default();
     let mut engine = Engine::new(Box::new(Recorder(events.clone())));
     ask(&mut engine, &events, json!({"type": "init"}), |e| matches!(e, Event::Ready { .. }));
@@ -143,7 +144,7 @@ fn the_page_keeps_its_run_when_the_next_one_runs_out_of_memory() {
     ask(&mut engine, &events, json!({"type": "start", "settings": settings(2)}), done);
     let before = memory(&mut engine, &events);
     // room for the run held and a second one at batch 3, not at batch 8
-    let budget = before.1 + need(3) + (64 << 10);
+    let budget = before.1 + need(&k, 3) + (64 << 10);
     engine.handle(&json!({"type": "cap_memory", "bytes": budget}).to_string(), vec![]).unwrap();
     pollster::block_on(engine.tick());
     let failed = |e: &Event| matches!(e, Event::Error { .. });
@@ -152,7 +153,7 @@ fn the_page_keeps_its_run_when_the_next_one_runs_out_of_memory() {
     println!("{message}");
     assert!(message.contains("ran out of memory") && message.contains("already held by the model in use"), "{message}");
     let b = offered_batch(message);
-    assert!(need(b) <= budget - before.1, "offered batch {b} does not fit the room left");
+    assert!(need(&k, b) <= budget - before.1, "offered batch {b} does not fit the room left");
     assert_eq!(memory(&mut engine, &events), before, "the failed run's buffers are not all freed");
     let token = |e: &Event| matches!(e, Event::Generated { .. });
     let ev = ask(&mut engine, &events, prompt(), token);

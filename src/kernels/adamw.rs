@@ -1,16 +1,17 @@
 //! AdamW with global gradient-norm clipping (shaders/adamw.wgsl): the norm is reduced on the GPU
 //! and read by the update, so a training step needs no readback.
 
-use super::{grid, Pipe, Program};
+use super::{grid, ModuleSpec, Pipe, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
+/// adamw.wgsl's Params (shared with shaders/dynamics.wgsl, whose modules start with its header).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    slot: u32,
-    weight_decay: f32,
-    _pad: u32,
+pub(super) struct Params {
+    pub n: u32,
+    pub slot: u32,
+    pub weight_decay: f32,
+    pub _pad: u32,
 }
 
 /// Per-step hyperparameters, mirrored by `Step` in the shader; written once per step.
@@ -40,20 +41,41 @@ impl StepParams {
 }
 
 /// Elements per partial sum of the squared norm (CHUNK in the shader).
-const CHUNK: usize = 65536;
+pub(super) const CHUNK: usize = 65536;
+
+fn spec(entry: &'static str) -> ModuleSpec {
+    ModuleSpec::new::<Params>(&["adamw.wgsl"], entry)
+}
+
+pub(super) fn modules() -> Vec<ModuleSpec> {
+    let mut all = vec![spec("sumsq"), spec("norm_finish")];
+    all.extend(Widths::specs(spec("update")));
+    all
+}
+
+/// One update's tensors: param, m and v are updated in place from grad (scaled by the clip
+/// factor from norm (1)); step holds the step's [`StepParams`].
+pub struct AdamWUpdate<'a> {
+    pub param: &'a Tensor,
+    pub m: &'a Tensor,
+    pub v: &'a Tensor,
+    pub grad: &'a Tensor,
+    pub step: &'a Tensor,
+    pub norm: &'a Tensor,
+}
 
 pub struct AdamW {
     sumsq: Pipe,
     norm_finish: Pipe,
-    update: Pipe,
+    update: Widths,
 }
 
 impl AdamW {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> AdamW {
+    pub fn new(gpu: &Gpu) -> AdamW {
         AdamW {
-            sumsq: Pipe::new(gpu, module, "adamw.sumsq", "sumsq", 1),
-            norm_finish: Pipe::new(gpu, module, "adamw.norm_finish", "norm_finish", 3),
-            update: Pipe::new(gpu, module, "adamw.update", "update", 5),
+            sumsq: Pipe::new(gpu, spec("sumsq")),
+            norm_finish: Pipe::new(gpu, spec("norm_finish")),
+            update: Widths::new(gpu, || spec("update")),
         }
     }
 
@@ -63,35 +85,22 @@ impl AdamW {
     }
 
     /// norm (1) = ‖all grads‖₂, through `partials` (length [`AdamW::partials_len`]).
-    pub fn grad_norm(&self, gpu: &Gpu, prog: &mut Program, norm: &Tensor, partials: &Tensor, grads: &[&Tensor]) {
+    pub fn grad_norm(&self, prog: &mut Program, norm: &Tensor, partials: &Tensor, grads: &[&Tensor]) {
         let mut slot = 0;
         for g in grads {
             let chunks = g.numel().div_ceil(CHUNK);
             let params = Params { n: g.numel() as u32, slot: slot as u32, weight_decay: 0.0, _pad: 0 };
-            prog.push(self.sumsq.dispatch(gpu, &params, &[partials, g], grid(chunks, 1)));
+            prog.push(self.sumsq.dispatch(&params, &[partials, g], grid(chunks, 1)));
             slot += chunks;
         }
         let params = Params { n: slot as u32, slot: 0, weight_decay: 0.0, _pad: 0 };
-        prog.push(self.norm_finish.dispatch(gpu, &params, &[norm, partials], [1, 1, 1]));
+        prog.push(self.norm_finish.dispatch(&params, &[norm, partials], [1, 1, 1]));
     }
 
-    /// One AdamW update of `param` from `grad` (scaled by the clip factor from `norm`), with
-    /// moments `m`, `v`; `step` holds [`StepParams`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn update(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        param: &Tensor,
-        m: &Tensor,
-        v: &Tensor,
-        grad: &Tensor,
-        step: &Tensor,
-        norm: &Tensor,
-        weight_decay: f32,
-    ) {
-        let n = param.numel();
+    /// One AdamW update of `t.param` with decoupled weight decay `weight_decay`.
+    pub fn update(&self, prog: &mut Program, t: AdamWUpdate, weight_decay: f32) {
+        let (pipe, n) = self.update.pick(t.param.numel());
         let params = Params { n: n as u32, slot: 0, weight_decay, _pad: 0 };
-        prog.push(self.update.dispatch(gpu, &params, &[param, m, v, grad, step, norm], grid(n, 64)));
+        prog.push(pipe.dispatch(&params, &[t.param, t.m, t.v, t.grad, t.step, t.norm], grid(n, 64)));
     }
 }

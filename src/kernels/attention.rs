@@ -1,7 +1,14 @@
-//! Fused causal self-attention (shaders/attention.wgsl), llm.c's `attention_forward` and
-//! `attention_backward`, with optional dropout on the attention probabilities.
+//! Fused causal self-attention, llm.c's `attention_forward` and `attention_backward`, with
+//! optional dropout on the attention probabilities, in two numerics ([`AttentionKind`]):
+//! classic (shaders/attention.wgsl) keeps the softmax (B, NH, T, T) for the backward; flash
+//! (shaders/flash_attention.wgsl) keeps each row's logsumexp (B, NH, T) and recomputes the
+//! probabilities, in two bit-identical implementations ([`AttentionImpl`]).
 
-use super::{grid, Pipe, Program};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{grid, ModuleSpec, Pipe, PipeCache, Program};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -17,25 +24,161 @@ struct Params {
     _pad: u32,
 }
 
-/// Dropout on the attention probabilities: (p, the seed tensor (1) u32, the site).
+/// Dropout on the attention probabilities: (p, the seed tensor (1) u32, the site's id).
 pub type AttnDropout<'a> = Option<(f32, &'a Tensor, u32)>;
+
+/// What attention computes and keeps, which a training run fixes for its whole life (the two
+/// round differently, so switching would break bit-exact resume): the classic kernels keep the
+/// softmax (B, NH, T, T) for the backward; flash keeps its logsumexp (B, NH, T) and recomputes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionKind {
+    Classic,
+    Flash,
+}
+
+impl AttentionKind {
+    /// The shape of what the forward keeps for the backward: the softmax or the logsumexp.
+    pub fn saved_shape(self, b: usize, nh: usize, t: usize) -> Vec<usize> {
+        match self {
+            AttentionKind::Classic => vec![b, nh, t, t],
+            AttentionKind::Flash => vec![b, nh, t],
+        }
+    }
+
+    /// The implementations of this numerics.
+    pub fn impls(self) -> &'static [AttentionImpl] {
+        match self {
+            AttentionKind::Classic => &[AttentionImpl::Classic],
+            AttentionKind::Flash => {
+                &[AttentionImpl::FlashRows, AttentionImpl::FlashTiled, AttentionImpl::FlashSubgroup]
+            }
+        }
+    }
+}
+
+/// One implementation of attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttentionImpl {
+    /// attention.wgsl: one invocation per row, the softmax kept.
+    Classic,
+    /// flash_attention.wgsl's `*_rows` entries: one invocation per row, no workgroup memory.
+    FlashRows,
+    /// flash_attention.wgsl's `*_tiled` entries: 64 rows per workgroup, tiles of the other side
+    /// in workgroup memory.
+    FlashTiled,
+    /// flash_attention.wgsl's `*_sg` entries: 8 rows per subgroup of 8 sharing the other side's
+    /// loads (adapters with 8-wide subgroups).
+    FlashSubgroup,
+}
+
+impl AttentionImpl {
+    pub const ALL: [AttentionImpl; 4] =
+        [AttentionImpl::Classic, AttentionImpl::FlashRows, AttentionImpl::FlashTiled, AttentionImpl::FlashSubgroup];
+
+    /// Whether `gpu` runs this implementation.
+    pub fn runs_on(self, gpu: &Gpu) -> bool {
+        self != AttentionImpl::FlashSubgroup || gpu.subgroups_of_8()
+    }
+
+    pub fn kind(self) -> AttentionKind {
+        match self {
+            AttentionImpl::Classic => AttentionKind::Classic,
+            _ => AttentionKind::Flash,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionImpl::Classic => "classic",
+            AttentionImpl::FlashRows => "flash-rows",
+            AttentionImpl::FlashTiled => "flash-tiled",
+            AttentionImpl::FlashSubgroup => "flash-subgroup",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<AttentionImpl> {
+        AttentionImpl::ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+/// The forward's tensors: out (B,T,C) from qkv (B,T,3C); `saved` is what the backward needs,
+/// of [`AttentionKind::saved_shape`]: the softmax (classic) or the logsumexp (flash).
+pub struct AttnFwd<'a> {
+    pub out: &'a Tensor,
+    pub saved: &'a Tensor,
+    pub qkv: &'a Tensor,
+}
+
+/// The backward's tensors: dqkv (B,T,3C) accumulates; scratch is overwritten (classic: the score
+/// gradients (B,NH,T,T); flash: D = dout·out per row (B,NH,T)); dout (B,T,C), and the forward's
+/// qkv, out (flash reads it) and saved tensors are read.
+pub struct AttnBwd<'a> {
+    pub dqkv: &'a Tensor,
+    pub scratch: &'a Tensor,
+    pub dout: &'a Tensor,
+    pub qkv: &'a Tensor,
+    pub out: &'a Tensor,
+    pub saved: &'a Tensor,
+}
+
+const CLASSIC: &[&str] = &["attention.wgsl"];
+const FLASH: &[&str] = &["flash_attention.wgsl"];
+/// Rows of the other side per workgroup-memory tile, for head size 4·hs4: two tiles of
+/// BC x hs floats in at most 8 KiB (within WebGPU's 16 KiB of workgroup memory).
+fn tile_rows(hs4: usize) -> usize {
+    (512 / (2 * hs4)).clamp(1, 32)
+}
+
+/// The flash module of `entry` (forward, backward_dq, backward_dkv) by `imp`, for head size 4·hs4.
+fn flash_spec(entry: &'static str, imp: AttentionImpl, hs4: usize) -> ModuleSpec {
+    let scale = 1.0 / ((4 * hs4) as f32).sqrt();
+    let mode = match imp {
+        AttentionImpl::FlashTiled => 1,
+        AttentionImpl::FlashSubgroup => 2,
+        _ => 0,
+    };
+    let spec = ModuleSpec::new::<Params>(FLASH, entry).var("HS4", hs4).var("BC", tile_rows(hs4)).var("MODE", mode);
+    ModuleSpec { subgroups: mode == 2, ..spec.var("SCALE", format!("{scale:?}")) }
+}
+
+const FLASH_ENTRIES: [&str; 3] = ["forward", "backward_dq", "backward_dkv"];
+
+pub(super) fn modules() -> Vec<ModuleSpec> {
+    let mut all: Vec<ModuleSpec> =
+        ["forward", "backward_scores", "backward_qkv"].map(|e| ModuleSpec::new::<Params>(CLASSIC, e)).to_vec();
+    for hs4 in [1, 3, 8, 16, 17] {
+        for imp in AttentionKind::Flash.impls() {
+            all.extend(FLASH_ENTRIES.map(|e| flash_spec(e, *imp, hs4)));
+        }
+    }
+    all
+}
 
 pub struct Attention {
     fwd: Pipe,
     bwd_scores: Pipe,
     bwd_qkv: Pipe,
+    /// The flash pipelines made so far, by (entry, hs / 4).
+    flash: PipeCache<(&'static str, AttentionImpl, usize)>,
     /// Bound as the seed where there is no dropout.
     no_seed: Tensor,
 }
 
 impl Attention {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Attention {
+    pub fn new(gpu: &Gpu) -> Attention {
+        let classic = |e| Pipe::new(gpu, ModuleSpec::new::<Params>(CLASSIC, e));
         Attention {
-            fwd: Pipe::new(gpu, module, "attention.forward", "forward", 1),
-            bwd_scores: Pipe::new(gpu, module, "attention.backward_scores", "backward_scores", 5),
-            bwd_qkv: Pipe::new(gpu, module, "attention.backward_qkv", "backward_qkv", 10),
+            fwd: classic("forward"),
+            bwd_scores: classic("backward_scores"),
+            bwd_qkv: classic("backward_qkv"),
+            flash: PipeCache::new(gpu),
             no_seed: gpu.tensor("no_seed", &[1]),
         }
+    }
+
+    fn flash_pipe(&self, entry: &'static str, imp: AttentionImpl, hs4: usize) -> Arc<Pipe> {
+        self.flash.get((entry, imp, hs4), || flash_spec(entry, imp, hs4))
     }
 
     fn params<'a>(&'a self, shape: &Tensor, nh: usize, dropout: AttnDropout<'a>) -> (Params, &'a Tensor) {
@@ -55,42 +198,57 @@ impl Attention {
         (params, seed)
     }
 
-    /// out (B,T,C) and att (B,NH,T,T) (the softmax, before dropout) from qkv (B,T,3C).
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        out: &Tensor,
-        att: &Tensor,
-        qkv: &Tensor,
-        nh: usize,
-        dropout: AttnDropout,
-    ) {
-        let (params, seed) = self.params(out, nh, dropout);
-        let rows = out.shape[0] * nh * out.shape[1];
-        prog.push(self.fwd.dispatch(gpu, &params, &[out, att, qkv, seed], grid(rows, 64)));
+    /// Workgroups of a flash pass: one invocation per row, a workgroup per 64 rows of each head,
+    /// or 8 invocations per 8 rows of each head.
+    fn flash_grid(imp: AttentionImpl, b: usize, nh: usize, t: usize) -> [u32; 3] {
+        match imp {
+            AttentionImpl::FlashTiled => [t.div_ceil(64) as u32, (b * nh) as u32, 1],
+            AttentionImpl::FlashSubgroup => grid(b * nh * t.div_ceil(8) * 8, 64),
+            _ => grid(b * nh * t, 64),
+        }
     }
 
-    /// dqkv (B,T,3C) += the gradient of the forward given dout (B,T,C), the forward's qkv
-    /// (B,T,3C) and softmax att (B,NH,T,T), with the forward's `dropout`; dpreatt (B,NH,T,T) is
-    /// scratch, overwritten with the gradient of the unscaled scores q·k.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        dqkv: &Tensor,
-        dpreatt: &Tensor,
-        dout: &Tensor,
-        qkv: &Tensor,
-        att: &Tensor,
-        nh: usize,
-        dropout: AttnDropout,
-    ) {
-        let (params, seed) = self.params(dout, nh, dropout);
-        let (b, t, c) = (dout.shape[0], dout.shape[1], dout.shape[2]);
-        prog.push(self.bwd_scores.dispatch(gpu, &params, &[dpreatt, dout, qkv, att, seed], grid(b * nh * t, 64)));
-        prog.push(self.bwd_qkv.dispatch(gpu, &params, &[dqkv, dpreatt, dout, qkv, att, seed], grid(b * t * 3 * c, 64)));
+    /// out and the saved tensor from qkv by `imp`, with the forward's `dropout`.
+    pub fn forward(&self, prog: &mut Program, imp: AttentionImpl, x: AttnFwd, nh: usize, dropout: AttnDropout) {
+        let (params, seed) = self.params(x.out, nh, dropout);
+        let (b, t, c) = (x.out.shape[0], x.out.shape[1], x.out.shape[2]);
+        assert_eq!(x.saved.shape, imp.kind().saved_shape(b, nh, t), "attention forward: saved tensor shape");
+        let tensors = [x.out, x.saved, x.qkv, seed];
+        match imp {
+            AttentionImpl::Classic => prog.push(self.fwd.dispatch(&params, &tensors, grid(b * nh * t, 64))),
+            _ => {
+                let pipe = self.flash_pipe("forward", imp, c / nh / 4);
+                prog.push(pipe.dispatch(&params, &tensors, Self::flash_grid(imp, b, nh, t)));
+            }
+        }
+    }
+
+    /// dqkv += the gradient of the forward by `imp` given dout, with the forward's `dropout`.
+    pub fn backward(&self, prog: &mut Program, imp: AttentionImpl, x: AttnBwd, nh: usize, dropout: AttnDropout) {
+        let (params, seed) = self.params(x.dout, nh, dropout);
+        let (b, t, c) = (x.dout.shape[0], x.dout.shape[1], x.dout.shape[2]);
+        assert_eq!(x.saved.shape, imp.kind().saved_shape(b, nh, t), "attention backward: saved tensor shape");
+        assert_eq!(
+            x.scratch.numel(),
+            imp.kind().saved_shape(b, nh, t).iter().product::<usize>(),
+            "attention backward: scratch"
+        );
+        match imp {
+            AttentionImpl::Classic => {
+                let scores = [x.scratch, x.dout, x.qkv, x.saved, seed];
+                prog.push(self.bwd_scores.dispatch(&params, &scores, grid(b * nh * t, 64)));
+                let qkv = [x.dqkv, x.scratch, x.dout, x.qkv, x.saved, seed];
+                prog.push(self.bwd_qkv.dispatch(&params, &qkv, grid(b * t * 3 * c, 64)));
+            }
+            _ => {
+                let hs4 = c / nh / 4;
+                let wg = Self::flash_grid(imp, b, nh, t);
+                let dq = self.flash_pipe("backward_dq", imp, hs4);
+                let dq_tensors = [x.dqkv, x.scratch, x.dout, x.out, x.qkv, x.saved, seed];
+                prog.push(dq.dispatch(&params, &dq_tensors, wg));
+                let dkv = self.flash_pipe("backward_dkv", imp, hs4);
+                prog.push(dkv.dispatch(&params, &[x.dqkv, x.dout, x.qkv, x.saved, x.scratch, seed], wg));
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Softmax cross-entropy and its mean (shaders/crossentropy.wgsl), llm.c's
 //! `crossentropy_forward` and the fused `crossentropy_softmax_backward`.
 
-use super::{grid, Pipe, Program};
+use super::{grid, ModuleSpec, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -17,6 +17,24 @@ struct Params {
 /// loop iterations per invocation); GPT-2's is 50257.
 pub const MAX_VOCAB: usize = 65535;
 
+fn spec(entry: &'static str) -> ModuleSpec {
+    ModuleSpec::new::<Params>(&["crossentropy.wgsl"], entry)
+}
+
+pub(super) fn modules() -> Vec<ModuleSpec> {
+    ["forward", "mean", "backward"].map(spec).to_vec()
+}
+
+/// The forward's tensors: loss (1), losses (N) and lse (N), the logsumexp of each row, from
+/// logits (N,V) and targets (N) u32.
+pub struct CrossEntropyFwd<'a> {
+    pub loss: &'a Tensor,
+    pub losses: &'a Tensor,
+    pub lse: &'a Tensor,
+    pub logits: &'a Tensor,
+    pub targets: &'a Tensor,
+}
+
 pub struct CrossEntropy {
     fwd: Pipe,
     mean: Pipe,
@@ -24,42 +42,29 @@ pub struct CrossEntropy {
 }
 
 impl CrossEntropy {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> CrossEntropy {
+    pub fn new(gpu: &Gpu) -> CrossEntropy {
         CrossEntropy {
-            fwd: Pipe::new(gpu, module, "crossentropy.forward", "forward", 1),
-            mean: Pipe::new(gpu, module, "crossentropy.mean", "mean", 5),
-            bwd: Pipe::new(gpu, module, "crossentropy.backward", "backward", 7),
+            fwd: Pipe::new(gpu, spec("forward")),
+            mean: Pipe::new(gpu, spec("mean")),
+            bwd: Pipe::new(gpu, spec("backward")),
         }
     }
 
-    /// losses (N) and lse (N) = logsumexp of each row from logits (N,V) and targets (N) u32;
-    /// then loss (1) = mean(losses). V is at most [`MAX_VOCAB`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        loss: &Tensor,
-        losses: &Tensor,
-        lse: &Tensor,
-        logits: &Tensor,
-        targets: &Tensor,
-    ) {
-        let rows = targets.numel();
-        let v = logits.numel() / rows;
+    /// losses and lse of each row, then loss = mean(losses). V is at most [`MAX_VOCAB`].
+    pub fn forward(&self, prog: &mut Program, t: CrossEntropyFwd) {
+        let rows = t.targets.numel();
+        let v = t.logits.numel() / rows;
         assert!(v <= MAX_VOCAB, "cross-entropy supports at most {MAX_VOCAB} classes");
         let params = Params { rows: rows as u32, v: v as u32, dloss: 0.0, _pad: 0 };
-        prog.push(self.fwd.dispatch(gpu, &params, &[losses, lse, logits, targets], grid(rows, 64)));
-        prog.push(self.mean.dispatch(gpu, &params, &[loss, losses], [1, 1, 1]));
+        prog.push(self.fwd.dispatch(&params, &[t.losses, t.lse, t.logits, t.targets], grid(rows, 64)));
+        prog.push(self.mean.dispatch(&params, &[t.loss, t.losses], [1, 1, 1]));
     }
 
     /// dlogits (N,V) = (softmax(logits (N,V)) − onehot(targets (N))) · dloss, OVERWRITTEN (not
     /// accumulated), with the softmax from the forward's lse (N); `dloss` is dL/dlosses[r] for
     /// every row, 1/N for the mean loss.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
-        gpu: &Gpu,
         prog: &mut Program,
         dlogits: &Tensor,
         logits: &Tensor,
@@ -70,6 +75,6 @@ impl CrossEntropy {
         let rows = targets.numel();
         let v = logits.numel() / rows;
         let params = Params { rows: rows as u32, v: v as u32, dloss, _pad: 0 };
-        prog.push(self.bwd.dispatch(gpu, &params, &[dlogits, logits, lse, targets], grid(rows * v, 64)));
+        prog.push(self.bwd.dispatch(&params, &[dlogits, logits, lse, targets], grid(rows * v, 64)));
     }
 }

@@ -2,7 +2,7 @@
 //! attention over the cache, the last-row pick and a GPU argmax. Every kernel reads the first
 //! new position from a one-word `pos` tensor, so one recorded program serves every position.
 
-use super::{grid, Pipe, Program};
+use super::{grid, ModuleSpec, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -48,7 +48,39 @@ impl DecodeDims {
     }
 }
 
+const ENTRIES: [&str; 8] =
+    ["embed", "kv_write", "scores", "softmax", "weighted", "last_row", "argmax_part", "argmax_final"];
+
+fn spec(entry: &'static str) -> ModuleSpec {
+    ModuleSpec::new::<Params>(&["decode.wgsl"], entry)
+}
+
+pub(super) fn modules() -> Vec<ModuleSpec> {
+    ENTRIES.map(spec).to_vec()
+}
+
+/// The embedding's tensors: x (T,C) from ids (T) u32, wte (V,C), wpe (S,C) and pos (1) u32.
+pub struct DecodeEmbed<'a> {
+    pub x: &'a Tensor,
+    pub ids: &'a Tensor,
+    pub wte: &'a Tensor,
+    pub wpe: &'a Tensor,
+    pub pos: &'a Tensor,
+}
+
+/// One decode attention's tensors: out (T,C) from qkv (T,3C) and the layer's caches (S,C),
+/// whose rows pos0.. get qkv's K and V parts first; scores (T,NH,S) is scratch; pos (1) u32.
+pub struct DecodeAttn<'a> {
+    pub out: &'a Tensor,
+    pub scores: &'a Tensor,
+    pub qkv: &'a Tensor,
+    pub k_cache: &'a Tensor,
+    pub v_cache: &'a Tensor,
+    pub pos: &'a Tensor,
+}
+
 pub struct Decode {
+    gpu: Gpu,
     embed: Pipe,
     kv_write: Pipe,
     scores: Pipe,
@@ -60,65 +92,35 @@ pub struct Decode {
 }
 
 impl Decode {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Decode {
-        Decode {
-            embed: Pipe::new(gpu, module, "decode.embed", "embed", 1),
-            kv_write: Pipe::new(gpu, module, "decode.kv_write", "kv_write", 6),
-            scores: Pipe::new(gpu, module, "decode.scores", "scores", 10),
-            softmax: Pipe::new(gpu, module, "decode.softmax", "softmax", 14),
-            weighted: Pipe::new(gpu, module, "decode.weighted", "weighted", 16),
-            last_row: Pipe::new(gpu, module, "decode.last_row", "last_row", 20),
-            argmax_part: Pipe::new(gpu, module, "decode.argmax_part", "argmax_part", 22),
-            argmax_final: Pipe::new(gpu, module, "decode.argmax_final", "argmax_final", 24),
-        }
+    pub fn new(gpu: &Gpu) -> Decode {
+        let [embed, kv_write, scores, softmax, weighted, last_row, argmax_part, argmax_final] =
+            ENTRIES.map(|e| Pipe::new(gpu, spec(e)));
+        Decode { gpu: gpu.clone(), embed, kv_write, scores, softmax, weighted, last_row, argmax_part, argmax_final }
     }
 
     /// x (T,C) = wte[ids] + wpe[pos0 + t]; wte in row chunks where it exceeds one binding.
-    #[allow(clippy::too_many_arguments)]
-    pub fn embed(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        d: DecodeDims,
-        x: &Tensor,
-        ids: &Tensor,
-        wte: &Tensor,
-        wpe: &Tensor,
-        pos: &Tensor,
-    ) {
-        for (v0, chunk) in gpu.row_chunks(wte) {
+    pub fn embed(&self, prog: &mut Program, d: DecodeDims, t: DecodeEmbed) {
+        for (v0, chunk) in self.gpu.row_chunks(t.wte) {
             let params = Params { v0: v0 as u32, rows: chunk.shape[0] as u32, ..d.params() };
-            prog.push(self.embed.dispatch(gpu, &params, &[x, ids, &chunk, wpe, pos], grid(d.t * d.c, 64)));
+            prog.push(self.embed.dispatch(&params, &[t.x, t.ids, &chunk, t.wpe, t.pos], grid(d.t * d.c, 64)));
         }
     }
 
-    /// Writes the K and V parts of qkv (T,3C) into rows pos0.. of the caches (S,C), then
-    /// out (T,C) = causal attention of the new queries over cache rows 0..=pos0 + t;
-    /// scores (T,NH,S) is scratch.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        d: DecodeDims,
-        out: &Tensor,
-        scores: &Tensor,
-        qkv: &Tensor,
-        k_cache: &Tensor,
-        v_cache: &Tensor,
-        pos: &Tensor,
-    ) {
+    /// Writes the K and V parts of qkv into rows pos0.. of the caches, then out = causal
+    /// attention of the new queries over cache rows 0..=pos0 + t.
+    pub fn attention(&self, prog: &mut Program, d: DecodeDims, t: DecodeAttn) {
         assert_eq!(d.c % (4 * d.nh), 0, "decode attention reads heads as vec4: the head size must be a multiple of 4");
         let p = d.params();
-        prog.push(self.kv_write.dispatch(gpu, &p, &[k_cache, v_cache, qkv, pos], grid(d.t * d.c, 64)));
-        prog.push(self.scores.dispatch(gpu, &p, &[scores, qkv, k_cache, pos], grid(d.t * d.nh * d.s, 64)));
-        prog.push(self.softmax.dispatch(gpu, &p, &[scores, pos], grid(d.t * d.nh, 64)));
-        prog.push(self.weighted.dispatch(gpu, &p, &[out, scores, v_cache, pos], grid(d.t * d.c / 4, 64)));
+        let (k, v) = (t.k_cache, t.v_cache);
+        prog.push(self.kv_write.dispatch(&p, &[k, v, t.qkv, t.pos], grid(d.t * d.c, 64)));
+        prog.push(self.scores.dispatch(&p, &[t.scores, t.qkv, k, t.pos], grid(d.t * d.nh * d.s, 64)));
+        prog.push(self.softmax.dispatch(&p, &[t.scores, t.pos], grid(d.t * d.nh, 64)));
+        prog.push(self.weighted.dispatch(&p, &[t.out, t.scores, v, t.pos], grid(d.t * d.c / 4, 64)));
     }
 
     /// out (1,C) = x[T − 1].
-    pub fn last_row(&self, gpu: &Gpu, prog: &mut Program, d: DecodeDims, out: &Tensor, x: &Tensor) {
-        prog.push(self.last_row.dispatch(gpu, &d.params(), &[out, x], grid(d.c, 64)));
+    pub fn last_row(&self, prog: &mut Program, d: DecodeDims, out: &Tensor, x: &Tensor) {
+        prog.push(self.last_row.dispatch(&d.params(), &[out, x], grid(d.c, 64)));
     }
 
     /// Scratch for [`Decode::argmax`] over `v` logits.
@@ -127,10 +129,10 @@ impl Decode {
     }
 
     /// out (1) u32 = the index of the first maximum of logits (V).
-    pub fn argmax(&self, gpu: &Gpu, prog: &mut Program, out: &Tensor, part: &Tensor, logits: &Tensor) {
+    pub fn argmax(&self, prog: &mut Program, out: &Tensor, part: &Tensor, logits: &Tensor) {
         let v = logits.numel();
         let d = DecodeDims { t: 1, c: 0, nh: 0, s: 0, v };
-        prog.push(self.argmax_part.dispatch(gpu, &d.params(), &[part, logits], grid(v.div_ceil(ARGMAX_CHUNK), 64)));
-        prog.push(self.argmax_final.dispatch(gpu, &d.params(), &[out, part, logits], [1, 1, 1]));
+        prog.push(self.argmax_part.dispatch(&d.params(), &[part, logits], grid(v.div_ceil(ARGMAX_CHUNK), 64)));
+        prog.push(self.argmax_final.dispatch(&d.params(), &[out, part, logits], [1, 1, 1]));
     }
 }

@@ -1,7 +1,8 @@
 //! Inverted dropout (shaders/dropout.wgsl) from a counter-based hash: the same call masks an
-//! activation in the forward and its gradient in the backward.
+//! activation in the forward and its gradient in the backward, at a [`Site`] that names which
+//! dropout of the model it is.
 
-use super::{grid, Pipe, Program};
+use super::{grid, ModuleSpec, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -13,8 +14,53 @@ struct Params {
     scale: f32,
 }
 
+fn spec() -> ModuleSpec {
+    ModuleSpec::new::<Params>(&["dropout.wgsl"], "apply")
+}
+
+pub(super) fn modules() -> Vec<ModuleSpec> {
+    Widths::specs(spec()).to_vec()
+}
+
+/// Which dropout of the model a mask belongs to: each has a mask of its own, and the forward and
+/// the backward of one dropout use the same site (GPT-2's embd_pdrop, resid_pdrop, attn_pdrop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// The embedding output.
+    Embedding,
+    /// Layer l's attention branch before the residual add.
+    AttnResidual(usize),
+    /// Layer l's MLP branch before the residual add.
+    MlpResidual(usize),
+    /// Layer l's attention probabilities.
+    AttnProbs(usize),
+}
+
+impl Site {
+    /// The site's number in the hash, for a model of `n_layer` layers: 0 for the embedding,
+    /// 1 + 2l and 2 + 2l for layer l's residual branches, then 1 + 2·n_layer + l for its
+    /// attention probabilities.
+    pub fn id(self, n_layer: usize) -> u32 {
+        (match self {
+            Site::Embedding => 0,
+            Site::AttnResidual(l) => 1 + 2 * l,
+            Site::MlpResidual(l) => 2 + 2 * l,
+            Site::AttnProbs(l) => 1 + 2 * n_layer + l,
+        }) as u32
+    }
+}
+
+/// A dropout as a model applies it: probability p with the micro-batch's seed (1) u32, at the
+/// sites of a model of n_layer layers.
+#[derive(Clone, Copy)]
+pub struct DropoutRate<'a> {
+    pub p: f32,
+    pub seed: &'a Tensor,
+    pub n_layer: usize,
+}
+
 pub struct Dropout {
-    apply: Pipe,
+    apply: Widths,
 }
 
 /// The shader's hash, for the CPU reference.
@@ -31,17 +77,24 @@ pub fn keep(seed: u32, site: u32, i: u32, p: f32) -> bool {
 }
 
 impl Dropout {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Dropout {
-        Dropout { apply: Pipe::new(gpu, module, "dropout.apply", "apply", 1) }
+    pub fn new(gpu: &Gpu) -> Dropout {
+        Dropout { apply: Widths::new(gpu, spec) }
     }
 
     /// x *= mask(seed[0], site) / (1 − p), in place; records nothing when p = 0.
-    pub fn apply(&self, gpu: &Gpu, prog: &mut Program, x: &Tensor, seed: &Tensor, site: u32, p: f32) {
+    pub fn apply(&self, prog: &mut Program, x: &Tensor, seed: &Tensor, site: u32, p: f32) {
         if p <= 0.0 {
             return;
         }
-        let n = x.numel();
+        let (pipe, n) = self.apply.pick(x.numel());
         let params = Params { n: n as u32, site, p, scale: 1.0 / (1.0 - p) };
-        prog.push(self.apply.dispatch(gpu, &params, &[x, seed], grid(n, 64)));
+        prog.push(pipe.dispatch(&params, &[x, seed], grid(n, 64)));
+    }
+
+    /// [`Dropout::apply`] at a model's `site` under `rate`, or nothing without one.
+    pub fn at(&self, prog: &mut Program, x: &Tensor, rate: Option<DropoutRate>, site: Site) {
+        if let Some(r) = rate {
+            self.apply(prog, x, r.seed, site.id(r.n_layer), r.p);
+        }
     }
 }

@@ -1,39 +1,23 @@
 //! Training dynamics (shaders/dynamics.wgsl): AdamW's update with, per chunk of each tensor, the
 //! sums of squares of the gradient, the updated weights and the update, then per tensor the sums
 //! over its chunks. Recorded into a second update program that a step runs instead of the plain
-//! one when its dynamics are wanted.
+//! one when its dynamics are wanted. Its modules start with adamw.wgsl's header and share its
+//! Params and its update's arithmetic.
 
-use super::{grid, Pipe, Program};
+use super::adamw::{AdamWUpdate, Params, CHUNK};
+use super::{grid, ModuleSpec, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    slot: u32,
-    weight_decay: f32,
-    _pad: u32,
+fn spec(entry: &'static str) -> ModuleSpec {
+    ModuleSpec::new::<Params>(&["adamw.wgsl", "dynamics.wgsl"], entry).var("T", "f32")
 }
 
-/// Elements per chunk (CHUNK in the shader).
-const CHUNK: usize = 65536;
+pub(super) fn modules() -> Vec<ModuleSpec> {
+    vec![spec("update_stats"), spec("stats_finish")]
+}
 
 /// Sums per chunk and per tensor: Σg², Σw², Σ(Δw)².
 pub const SUMS: usize = 3;
-
-/// The tensors one AdamW update with statistics reads and writes.
-pub struct UpdateStatsArgs<'a> {
-    pub param: &'a Tensor,
-    pub m: &'a Tensor,
-    pub v: &'a Tensor,
-    pub grad: &'a Tensor,
-    /// [`super::StepParams`] of the step.
-    pub step: &'a Tensor,
-    /// (1) the global gradient norm, for clipping.
-    pub norm: &'a Tensor,
-    /// (chunks, [`SUMS`]) the chunks' sums.
-    pub partials: &'a Tensor,
-}
 
 pub struct UpdateStats {
     update: Pipe,
@@ -41,11 +25,8 @@ pub struct UpdateStats {
 }
 
 impl UpdateStats {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> UpdateStats {
-        UpdateStats {
-            update: Pipe::new(gpu, module, "dynamics.update_stats", "update_stats", 1),
-            finish: Pipe::new(gpu, module, "dynamics.stats_finish", "stats_finish", 8),
-        }
+    pub fn new(gpu: &Gpu) -> UpdateStats {
+        UpdateStats { update: Pipe::new(gpu, spec("update_stats")), finish: Pipe::new(gpu, spec("stats_finish")) }
     }
 
     /// Chunks of a tensor of `n` elements: its rows in `partials`.
@@ -53,20 +34,21 @@ impl UpdateStats {
         n.div_ceil(CHUNK).max(1)
     }
 
-    /// AdamW's update of `a.param` (shaders/adamw.wgsl's, value for value), writing the sums of
-    /// its [`UpdateStats::chunks`] chunks into `a.partials` from row `slot` on.
-    pub fn update(&self, gpu: &Gpu, prog: &mut Program, a: &UpdateStatsArgs, slot: usize, weight_decay: f32) {
+    /// AdamW's update of `a.param` (shaders/adamw.wgsl's adamw_step, the plain update's tensors),
+    /// writing the sums of its [`UpdateStats::chunks`] chunks into `partials` (chunks, [`SUMS`])
+    /// from row `slot` on.
+    pub fn update(&self, prog: &mut Program, a: &AdamWUpdate, partials: &Tensor, slot: usize, weight_decay: f32) {
         let n = a.param.numel();
         let params = Params { n: n as u32, slot: slot as u32, weight_decay, _pad: 0 };
-        let tensors = [a.param, a.m, a.v, a.grad, a.step, a.norm, a.partials];
-        prog.push(self.update.dispatch(gpu, &params, &tensors, grid(Self::chunks(n), 1)));
+        let tensors = [a.param, a.m, a.v, a.grad, a.step, a.norm, partials];
+        prog.push(self.update.dispatch(&params, &tensors, grid(Self::chunks(n), 1)));
     }
 
     /// sums (tensors, [`SUMS`]) = per tensor the sums of its chunks in `partials`, chunks
     /// `ranges[2t] .. ranges[2t + 1]` (u32) for tensor t.
-    pub fn finish(&self, gpu: &Gpu, prog: &mut Program, sums: &Tensor, partials: &Tensor, ranges: &Tensor) {
+    pub fn finish(&self, prog: &mut Program, sums: &Tensor, partials: &Tensor, ranges: &Tensor) {
         let tensors = ranges.numel() / 2;
         let params = Params { n: tensors as u32, slot: 0, weight_decay: 0.0, _pad: 0 };
-        prog.push(self.finish.dispatch(gpu, &params, &[sums, partials, ranges], grid(tensors, 1)));
+        prog.push(self.finish.dispatch(&params, &[sums, partials, ranges], grid(tensors, 1)));
     }
 }

@@ -1,61 +1,75 @@
 //! Elementwise kernels: tanh-GELU (shaders/gelu.wgsl) and the residual add (shaders/residual.wgsl),
-//! forward and backward.
+//! forward and backward, on vec4s where the length is a multiple of 4 (a quarter of the loads;
+//! the same operations per element, so the same results) and on scalars elsewhere.
 
-use super::{grid, Dims4, Pipe, Program};
+use super::{grid, Dims4, ModuleSpec, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
+const GELU: &[&str] = &["gelu.wgsl"];
+const RESIDUAL: &[&str] = &["residual.wgsl"];
+
+fn spec(files: &'static [&'static str], entry: &'static str) -> ModuleSpec {
+    ModuleSpec::new::<Dims4>(files, entry)
+}
+
+pub(super) fn modules() -> Vec<ModuleSpec> {
+    [(GELU, "forward"), (GELU, "backward"), (RESIDUAL, "forward"), (RESIDUAL, "backward")]
+        .into_iter()
+        .flat_map(|(f, e)| Widths::specs(spec(f, e)))
+        .collect()
+}
+
+/// A dispatch of `pipes` over `n` elements of `tensors` (each of n elements).
+fn dispatch(pipes: &Widths, prog: &mut Program, n: usize, tensors: &[&Tensor]) {
+    let (pipe, n) = pipes.pick(n);
+    prog.push(pipe.dispatch(&Dims4::new(n, 0, 0, 0), tensors, grid(n, 64)));
+}
+
 pub struct Gelu {
-    fwd: Pipe,
-    bwd: Pipe,
+    fwd: Widths,
+    bwd: Widths,
 }
 
 impl Gelu {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Gelu {
-        Gelu {
-            fwd: Pipe::new(gpu, module, "gelu.forward", "forward", 1),
-            bwd: Pipe::new(gpu, module, "gelu.backward", "backward", 3),
-        }
+    pub fn new(gpu: &Gpu) -> Gelu {
+        Gelu { fwd: Widths::new(gpu, || spec(GELU, "forward")), bwd: Widths::new(gpu, || spec(GELU, "backward")) }
     }
 
     /// out = gelu_new(inp), any shape.
-    pub fn forward(&self, gpu: &Gpu, prog: &mut Program, out: &Tensor, inp: &Tensor) {
-        let n = inp.numel();
-        prog.push(self.fwd.dispatch(gpu, &Dims4::new(n, 0, 0, 0), &[out, inp], grid(n, 64)));
+    pub fn forward(&self, prog: &mut Program, out: &Tensor, inp: &Tensor) {
+        dispatch(&self.fwd, prog, inp.numel(), &[out, inp]);
     }
 
     /// dinp += gelu_new'(inp) · dout, any shape.
-    pub fn backward(&self, gpu: &Gpu, prog: &mut Program, dinp: &Tensor, inp: &Tensor, dout: &Tensor) {
-        let n = inp.numel();
-        prog.push(self.bwd.dispatch(gpu, &Dims4::new(n, 0, 0, 0), &[dinp, inp, dout], grid(n, 64)));
+    pub fn backward(&self, prog: &mut Program, dinp: &Tensor, inp: &Tensor, dout: &Tensor) {
+        dispatch(&self.bwd, prog, inp.numel(), &[dinp, inp, dout]);
     }
 }
 
 pub struct Residual {
-    fwd: Pipe,
-    bwd: Pipe,
+    fwd: Widths,
+    bwd: Widths,
 }
 
 impl Residual {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Residual {
+    pub fn new(gpu: &Gpu) -> Residual {
         Residual {
-            fwd: Pipe::new(gpu, module, "residual.forward", "forward", 1),
-            bwd: Pipe::new(gpu, module, "residual.backward", "backward", 4),
+            fwd: Widths::new(gpu, || spec(RESIDUAL, "forward")),
+            bwd: Widths::new(gpu, || spec(RESIDUAL, "backward")),
         }
     }
 
     /// out = a + b, any shape.
-    pub fn forward(&self, gpu: &Gpu, prog: &mut Program, out: &Tensor, a: &Tensor, b: &Tensor) {
-        let n = a.numel();
-        prog.push(self.fwd.dispatch(gpu, &Dims4::new(n, 0, 0, 0), &[out, a, b], grid(n, 64)));
+    pub fn forward(&self, prog: &mut Program, out: &Tensor, a: &Tensor, b: &Tensor) {
+        dispatch(&self.fwd, prog, a.numel(), &[out, a, b]);
     }
 
     /// da += dout and db += dout, any shape; da and db must be different tensors.
-    pub fn backward(&self, gpu: &Gpu, prog: &mut Program, da: &Tensor, db: &Tensor, dout: &Tensor) {
+    pub fn backward(&self, prog: &mut Program, da: &Tensor, db: &Tensor, dout: &Tensor) {
         assert!(
             !std::sync::Arc::ptr_eq(&da.buffer, &db.buffer),
             "residual backward: da and db must be different tensors"
         );
-        let n = dout.numel();
-        prog.push(self.bwd.dispatch(gpu, &Dims4::new(n, 0, 0, 0), &[da, db, dout], grid(n, 64)));
+        dispatch(&self.bwd, prog, dout.numel(), &[da, db, dout]);
     }
 }

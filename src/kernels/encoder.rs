@@ -1,7 +1,7 @@
 //! Token + position embedding (shaders/encoder.wgsl), llm.c's `encoder_forward` and
 //! `encoder_backward`; dwte is made deterministic by grouping positions by token on the host.
 
-use super::{grid, Pipe, Program};
+use super::{grid, ModuleSpec, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -22,7 +22,16 @@ impl Params {
     }
 }
 
+fn spec(entry: &'static str) -> ModuleSpec {
+    ModuleSpec::new::<Params>(&["encoder.wgsl"], entry)
+}
+
+pub(super) fn modules() -> Vec<ModuleSpec> {
+    ["forward", "backward_wte", "backward_wpe"].map(spec).to_vec()
+}
+
 pub struct Encoder {
+    gpu: Gpu,
     fwd: Pipe,
     bwd_wte: Pipe,
     bwd_wpe: Pipe,
@@ -79,37 +88,32 @@ impl EncoderBuckets {
 }
 
 impl Encoder {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule) -> Encoder {
+    pub fn new(gpu: &Gpu) -> Encoder {
         Encoder {
-            fwd: Pipe::new(gpu, module, "encoder.forward", "forward", 1),
-            bwd_wte: Pipe::new(gpu, module, "encoder.backward_wte", "backward_wte", 5),
-            bwd_wpe: Pipe::new(gpu, module, "encoder.backward_wpe", "backward_wpe", 11),
+            gpu: gpu.clone(),
+            fwd: Pipe::new(gpu, spec("forward")),
+            bwd_wte: Pipe::new(gpu, spec("backward_wte")),
+            bwd_wpe: Pipe::new(gpu, spec("backward_wpe")),
         }
     }
 
     /// out (B,T,C) = wte[ids] + wpe[t]; ids (B,T) u32, wte (V,C), wpe (maxT,C). A wte bigger
     /// than one storage binding is read in row chunks ([`Gpu::row_chunks`]), one dispatch each.
-    pub fn forward(&self, gpu: &Gpu, prog: &mut Program, out: &Tensor, ids: &Tensor, wte: &Tensor, wpe: &Tensor) {
+    pub fn forward(&self, prog: &mut Program, out: &Tensor, ids: &Tensor, wte: &Tensor, wpe: &Tensor) {
+        let gpu = &self.gpu;
         let (bt, c) = (ids.numel(), wte.shape[1]);
         let t = ids.shape[ids.shape.len() - 1];
         for (v0, chunk) in gpu.row_chunks(wte) {
             let params = Params { v0: v0 as u32, rows: chunk.shape[0] as u32, ..Params::new(bt, t, c, wte.shape[0]) };
-            prog.push(self.fwd.dispatch(gpu, &params, &[out, ids, &chunk, wpe], grid(bt * c, 64)));
+            prog.push(self.fwd.dispatch(&params, &[out, ids, &chunk, wpe], grid(bt * c, 64)));
         }
     }
 
     /// dwte (V,C) += dout summed per token, dwpe (maxT,C) += dout summed over the batch; dout
     /// (B,T,C); `buckets` hold the ids of this step (written before the submit). A dwte bigger
     /// than one storage binding is written in row chunks ([`Gpu::row_chunks`]), one dispatch each.
-    pub fn backward(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        dwte: &Tensor,
-        dwpe: &Tensor,
-        dout: &Tensor,
-        buckets: &EncoderBuckets,
-    ) {
+    pub fn backward(&self, prog: &mut Program, dwte: &Tensor, dwpe: &Tensor, dout: &Tensor, buckets: &EncoderBuckets) {
+        let gpu = &self.gpu;
         let (t, c, v) = (dout.shape[1], dwte.shape[1], dwte.shape[0]);
         let bt = dout.numel() / c;
         assert!(bt <= buckets.capacity(), "encoder backward: B*T = {bt} but the buckets hold {}", buckets.capacity());
@@ -118,12 +122,11 @@ impl Encoder {
             let chunk_params = Params { v0: v0 as u32, rows: chunk.shape[0] as u32, ..params };
             // at most min(B·T, V) distinct tokens; the kernel skips buckets past `count`
             prog.push(self.bwd_wte.dispatch(
-                gpu,
                 &chunk_params,
                 &[&chunk, dout, &buckets.tokens, &buckets.starts, &buckets.positions, &buckets.count],
                 grid(bt.min(v) * c, 64),
             ));
         }
-        prog.push(self.bwd_wpe.dispatch(gpu, &params, &[dwpe, dout], grid(t * c, 64)));
+        prog.push(self.bwd_wpe.dispatch(&params, &[dwpe, dout], grid(t * c, 64)));
     }
 }

@@ -1,12 +1,17 @@
-//! Matrix products (shaders/matmul.wgsl): Conv1D's x·W + b, lm_head's x·wteᵀ, and (for backward)
-//! products with transposed operands. The three layouts GPT-2 uses (NN, NT, TN) run on vec4
-//! register-tile kernels when the shapes allow vec4 access, single-row products (a decode step)
-//! on vector-matrix kernels; anything else runs on one strided generic kernel. On adapters whose
-//! subgroups are 8 invocations wide (lavapipe) NN, NT and TN run on the subgroup kernels of
-//! shaders/matmul_subgroup.wgsl instead, which share A's loads across the subgroup.
+//! Matrix products (shaders/matmul*.wgsl): Conv1D's x·W + b, lm_head's x·wteᵀ, and (for
+//! backward) products with transposed operands. The three layouts GPT-2 uses (NN, NT, TN) run on
+//! one of several families of kernels with identical results ([`MatmulVariant`]: the portable
+//! register tiles, the subgroup kernels of adapters with 8-wide subgroups, the workgroup-tiled
+//! kernels of real GPUs), chosen per product shape ([`Matmul::set_choice`], filled in by
+//! [`crate::tune`]); single-row products (a decode step) run on vector-matrix kernels, and
+//! anything else on one strided generic kernel.
 
-use super::{grid, shader_module, Pipe, Program};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{grid, ModuleSpec, Pipe, PipeCache, Program};
 use crate::gpu::{Gpu, Tensor};
+use crate::tune::Family;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -21,7 +26,7 @@ struct Params {
     flags: u32,
     a_off: u32,
     b_off: u32,
-    /// NT and VMT: C[m, n] is c[c_off + m·ldc + n] (elsewhere 0 and N).
+    /// C[m, n] is c[c_off + m·ldc + n] (0 and N but for NT's column blocks).
     c_off: u32,
     ldc: u32,
 }
@@ -30,24 +35,170 @@ const FLAG_BIAS: u32 = 1;
 const FLAG_ACCUMULATE: u32 = 2;
 /// Output tile of one generic invocation (TM x TN in the shader) times the workgroup's 8 x 8.
 const TILE: usize = 32;
-/// Output tile of one vec4-kernel invocation (ROWS x 16 in the shader) and its workgroup (x over
-/// columns, y over rows; `@workgroup_size(8, 4)`). On lavapipe 16x16 tiles were the best overall
-/// of 4x8, 8x8, 8x16 and 16x8 ones with lanes along M or N (1.5-2x over 4x8 at 1024³: more FMAs
-/// per load; smaller tiles only win on small ragged products), and 8x4 workgroups give small
-/// products more workgroups than 8x8 at no cost.
-const FAST_ROWS: usize = 16;
+/// Columns of one register-tile invocation and that kernel's workgroup (x over columns, y over
+/// rows; `@workgroup_size(8, 4)`).
 const FAST_COLS: usize = 16;
 const FAST_WG: [usize; 2] = [8, 4];
+/// Rows of the register-tile kernels that every family shares (NN1, TN1: the unaligned layouts).
+/// On lavapipe 16x16 tiles were the best overall of 4x8, 8x8, 8x16 and 16x8 ones (1.5-2x over
+/// 4x8 at 1024³: more FMAs per load; smaller tiles only win on small ragged products).
+const SHARED_ROWS: u32 = 16;
 /// C covered by one workgroup of the subgroup kernels (columns, rows): 4 subgroups of 8 lanes,
 /// each lane 8 columns of the subgroup's 32 rows.
 const SG_TILE: [usize; 2] = [64, 128];
 /// Longest K one dispatch handles; longer products are split into accumulating chunks (lavapipe
 /// caps an invocation at 65535 loop iterations). A multiple of 4, so chunks keep vec4 alignment.
+/// Every family chunks alike, so their results stay bit-identical.
 pub const K_CHUNK: usize = 16384;
 
-/// The vec4 register-tile kernels, by operand layout (C is M x N).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Layout {
+/// A workgroup-tiled kernel's shape (shaders/matmul_tiled.wgsl): a workgroup of wgx x wgy
+/// invocations, each with tm rows x 4·tn4 columns of C, K in steps of bk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tile {
+    pub wgx: u32,
+    pub wgy: u32,
+    pub tm: u32,
+    pub tn4: u32,
+    pub bk: u32,
+}
+
+impl Tile {
+    /// Rows and columns of C per workgroup.
+    pub fn block(&self) -> (u32, u32) {
+        (self.wgy * self.tm, self.wgx * self.tn4 * 4)
+    }
+}
+
+/// The tiled shapes on offer: gpu.cpp's 64x64 blocks of 8x8 per invocation with K steps of 8,
+/// 128-row and 128-column blocks of the same, 4x4 per invocation in 256-invocation workgroups,
+/// and 32x32 blocks for small products. Each loads whole tiles with whole invocations (the
+/// tile's vec4s are a multiple of the workgroup size; checked by the shader tests).
+pub const TILES: [Tile; 5] = [
+    Tile { wgx: 8, wgy: 8, tm: 8, tn4: 2, bk: 8 },
+    Tile { wgx: 8, wgy: 16, tm: 8, tn4: 2, bk: 8 },
+    Tile { wgx: 16, wgy: 8, tm: 8, tn4: 2, bk: 8 },
+    Tile { wgx: 16, wgy: 16, tm: 4, tn4: 1, bk: 16 },
+    Tile { wgx: 8, wgy: 8, tm: 4, tn4: 1, bk: 16 },
+];
+
+/// Rows per invocation of the portable register-tile variants.
+pub const PORTABLE_ROWS: [u32; 2] = [16, 8];
+
+/// One implementation of the NN, NT and TN products. All give bit-identical results (one fma
+/// chain over k in order per output, then bias, then C), so any may be chosen per product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulVariant {
+    /// matmul.wgsl's vec4 register tiles of `rows` x 16 per invocation, no workgroup memory.
+    Portable { rows: u32 },
+    /// matmul_subgroup.wgsl: 32 x 64 per subgroup of 8, A shared by subgroupBroadcast.
+    Subgroup,
+    /// matmul_tiled.wgsl: tiles staged in workgroup memory.
+    Tiled(Tile),
+}
+
+impl MatmulVariant {
+    /// Every variant, whether or not an adapter can run it.
+    pub fn all() -> Vec<MatmulVariant> {
+        let mut all: Vec<MatmulVariant> = PORTABLE_ROWS.map(|rows| MatmulVariant::Portable { rows }).to_vec();
+        all.push(MatmulVariant::Subgroup);
+        all.extend(TILES.map(MatmulVariant::Tiled));
+        all
+    }
+
+    /// The variants of `family` that `gpu` runs (auto: all of them).
+    pub fn available(gpu: &Gpu, family: Family) -> Vec<MatmulVariant> {
+        MatmulVariant::all()
+            .into_iter()
+            .filter(|v| (family == Family::Auto || v.family() == family) && v.runs_on(gpu))
+            .collect()
+    }
+
+    pub fn family(&self) -> Family {
+        match self {
+            MatmulVariant::Portable { .. } => Family::Portable,
+            MatmulVariant::Subgroup => Family::Subgroup,
+            MatmulVariant::Tiled(_) => Family::Tiled,
+        }
+    }
+
+    pub fn runs_on(&self, gpu: &Gpu) -> bool {
+        *self != MatmulVariant::Subgroup || gpu.subgroups_of_8()
+    }
+
+    /// e.g. `portable-r16`, `subgroup`, `tiled-64x64-k8-8x8` (block, K step, outputs per
+    /// invocation).
+    pub fn name(&self) -> String {
+        match self {
+            MatmulVariant::Portable { rows } => format!("portable-r{rows}"),
+            MatmulVariant::Subgroup => "subgroup".into(),
+            MatmulVariant::Tiled(t) => {
+                let (bm, bn) = t.block();
+                format!("tiled-{bm}x{bn}-k{}-{}x{}", t.bk, t.tm, 4 * t.tn4)
+            }
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<MatmulVariant> {
+        MatmulVariant::all().into_iter().find(|v| v.name() == name)
+    }
+
+    /// The module of this variant's kernel for `layout` (NN, NT or TN).
+    fn spec(&self, layout: Layout) -> ModuleSpec {
+        let (entry, subgroup_entry) = match layout {
+            Layout::Nn => ("nn", "snn"),
+            Layout::Nt => ("nt", "snt"),
+            Layout::Tn => ("tn", "stn"),
+            _ => unreachable!("variants cover NN, NT and TN"),
+        };
+        match *self {
+            MatmulVariant::Portable { rows } => ModuleSpec::new::<Params>(PORTABLE, entry).var("ROWS", rows),
+            MatmulVariant::Subgroup => {
+                ModuleSpec { subgroups: true, ..ModuleSpec::new::<Params>(SUBGROUP, subgroup_entry) }
+            }
+            MatmulVariant::Tiled(t) => ModuleSpec::new::<Params>(TILED, "tiled")
+                .var("WGX", t.wgx)
+                .var("WGY", t.wgy)
+                .var("TM", t.tm)
+                .var("TN4", t.tn4)
+                .var("BK", t.bk)
+                .var("A_ALONG_M", u32::from(layout == Layout::Tn))
+                .var("B_ALONG_K", u32::from(layout == Layout::Nt)),
+        }
+    }
+
+    /// Workgroups (x over columns, y over rows) for an M x N product.
+    fn workgroups(&self, m: usize, n: usize) -> [usize; 2] {
+        match *self {
+            MatmulVariant::Portable { rows } => {
+                [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(rows as usize * FAST_WG[1])]
+            }
+            MatmulVariant::Subgroup => [n.div_ceil(SG_TILE[0]), m.div_ceil(SG_TILE[1])],
+            MatmulVariant::Tiled(t) => {
+                let (bm, bn) = t.block();
+                [n.div_ceil(bn as usize), m.div_ceil(bm as usize)]
+            }
+        }
+    }
+}
+
+const PORTABLE: &[&str] = &["matmul.wgsl"];
+const SUBGROUP: &[&str] = &["matmul.wgsl", "matmul_subgroup.wgsl"];
+const TILED: &[&str] = &["matmul.wgsl", "matmul_tiled.wgsl"];
+
+pub(super) fn modules() -> Vec<ModuleSpec> {
+    let shared = |e| ModuleSpec::new::<Params>(PORTABLE, e);
+    let mut all = vec![shared("forward"), shared("bias_backward"), shared("vm"), shared("vmt")];
+    all.extend(["nn1", "tn1"].map(|e| shared(e).var("ROWS", SHARED_ROWS)));
+    all.extend(["svm", "svmt"].map(single_row_subgroup));
+    for v in MatmulVariant::all() {
+        all.extend([Layout::Nn, Layout::Nt, Layout::Tn].map(|l| v.spec(l)));
+    }
+    all
+}
+
+/// The kernels for an operand layout (C is M x N).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Layout {
     /// A[M,K]·B[K,N] with N % 4 == 0 and K % 4 == 0: A read as vec4 along K.
     Nn,
     /// A[M,K]·B[K,N] with N % 4 == 0, any K: A read as scalars.
@@ -65,12 +216,10 @@ enum Layout {
 }
 
 impl Layout {
-    /// The fast kernel for these operands, or None for the generic one. A vec4 operand's stored
-    /// rows may be read as vec4s ([`Block::vec4`]; always so for a whole tensor whose rows are a
-    /// multiple of 4 long).
-    fn pick(a: &Block, b: &Block, m: usize, k: usize, n: usize) -> Option<Layout> {
-        let (a4, b4) = (a.vec4(), b.vec4());
-        match (a.op.transposed, b.op.transposed) {
+    /// The fast kernel for operands of these transposes and vec4 alignments, or None for the
+    /// generic one.
+    fn pick(ta: bool, tb: bool, a4: bool, b4: bool, m: usize, k: usize, n: usize) -> Option<Layout> {
+        match (ta, tb) {
             (false, false) if m == 1 && n.is_multiple_of(4) && b4 => Some(Layout::Vm),
             (false, true) if m == 1 && k.is_multiple_of(4) && a4 && b4 => Some(Layout::Vmt),
             (false, false) if n.is_multiple_of(4) && b4 => {
@@ -82,6 +231,76 @@ impl Layout {
             }
             _ => None,
         }
+    }
+
+    fn name(self) -> &'static str {
+        ["nn", "nn1", "nt", "tn", "tn1", "vm", "vmt"][self as usize]
+    }
+}
+
+/// A product whose kernel can be chosen: its layout (NN, NT or TN) and M, K, N. Its name (the
+/// key of the tuning table) is e.g. `nn 4096x768x2304`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Product {
+    pub layout: Layout,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Product {
+    /// The product of `a` (M,K as used) and `b` (K,N as used) when it runs on a choosable layout.
+    /// Whole, vec4-aligned tensors, as a model's products are; chunks of K count as the whole.
+    pub fn of(a: Operand, b: Operand) -> Option<Product> {
+        let (m, k) = a.dims();
+        let n = b.dims().1;
+        let layout = Layout::pick(
+            a.transposed,
+            b.transposed,
+            a.stored_cols().is_multiple_of(4),
+            b.stored_cols().is_multiple_of(4),
+            m,
+            k,
+            n,
+        )?;
+        matches!(layout, Layout::Nn | Layout::Nt | Layout::Tn).then_some(Product { layout, m, k, n })
+    }
+
+    /// `layout` with M, K, N = `mkn` if operands of these transposes (`t`) and vec4 alignments
+    /// (`aligned`) run on it.
+    fn if_layout(layout: Layout, t: (bool, bool), aligned: (bool, bool), mkn: [usize; 3]) -> Option<Product> {
+        let [m, k, n] = mkn;
+        (Layout::pick(t.0, t.1, aligned.0, aligned.1, m, k, n) == Some(layout)).then_some(Product { layout, m, k, n })
+    }
+
+    /// The products of a Conv1D (N,C) → (N,OC) layer in training, where choosable: forward NN,
+    /// dinp NT and dweight TN.
+    pub fn linear(rows: usize, c: usize, oc: usize) -> Vec<Product> {
+        let (c4, oc4) = (c.is_multiple_of(4), oc.is_multiple_of(4));
+        [
+            Product::if_layout(Layout::Nn, (false, false), (c4, oc4), [rows, c, oc]),
+            Product::if_layout(Layout::Nt, (false, true), (oc4, oc4), [rows, oc, c]),
+            Product::if_layout(Layout::Tn, (true, false), (c4, oc4), [c, rows, oc]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    pub fn flop(&self) -> f64 {
+        2.0 * (self.m * self.k * self.n) as f64
+    }
+
+    pub fn name(&self) -> String {
+        format!("{} {}x{}x{}", self.layout.name(), self.m, self.k, self.n)
+    }
+
+    pub fn parse(name: &str) -> Option<Product> {
+        let (layout, dims) = name.split_once(' ')?;
+        let layout = [Layout::Nn, Layout::Nt, Layout::Tn].into_iter().find(|l| l.name() == layout)?;
+        let d: Vec<usize> = dims.split('x').map(str::parse).collect::<Result<_, _>>().ok()?;
+        let [m, k, n] = d[..] else { return None };
+        Some(Product { layout, m, k, n })
     }
 }
 
@@ -107,12 +326,12 @@ impl<'a> Operand<'a> {
     }
 
     /// The stored tensor's last dimension: its row stride.
-    fn stored_cols(&self) -> usize {
+    pub fn stored_cols(&self) -> usize {
         *self.t.shape.last().expect("matmul operand has a shape")
     }
 
     /// (rows, cols) of the operand as used, the stored tensor seen as (numel / last, last).
-    fn dims(&self) -> (usize, usize) {
+    pub fn dims(&self) -> (usize, usize) {
         let cols = self.stored_cols();
         let rows = self.t.numel() / cols;
         if self.transposed {
@@ -172,67 +391,113 @@ impl<'a> Block<'a> {
     }
 }
 
-/// The subgroup kernels (matmul_subgroup.wgsl) for NN, NT and TN.
-struct Subgroup {
-    nn: Pipe,
-    nt: Pipe,
-    tn: Pipe,
+/// One product to record: out (M, cols.1) gets a · b (+ bias) (+ out with `accumulate`) in its
+/// columns cols.0 .. cols.0 + N (the whole output when cols = (0, N); a column block only for NT
+/// products), on `variant` or, when None, the one chosen for the product.
+struct Job<'a> {
+    out: &'a Tensor,
+    cols: (usize, usize),
+    a: Block<'a>,
+    b: Block<'a>,
+    bias: Option<&'a Tensor>,
+    accumulate: bool,
+    variant: Option<MatmulVariant>,
 }
 
-pub struct Matmul {
-    sg: Option<Subgroup>,
-    fwd: Pipe,
-    nn: Pipe,
+/// The tensors of a Conv1D backward: dinp (N,C) += dout · weightᵀ, dweight (C,OC) += inpᵀ · dout
+/// and dbias (OC) += Σ_rows dout, given dout (N,OC) and the forward's inp (N,C) and weight (C,OC).
+pub struct LinearBwd<'a> {
+    pub dinp: &'a Tensor,
+    pub dweight: &'a Tensor,
+    pub dbias: Option<&'a Tensor>,
+    pub dout: &'a Tensor,
+    pub inp: &'a Tensor,
+    pub weight: &'a Tensor,
+}
+
+/// The kernels that every family shares: the generic strided product, the bias backward, the
+/// unaligned layouts and the single-row products.
+struct Shared {
+    generic: Pipe,
+    bias_bwd: Pipe,
     nn1: Pipe,
-    nt: Pipe,
-    tn: Pipe,
     tn1: Pipe,
     vm: Pipe,
     vmt: Pipe,
-    bias_bwd: Pipe,
+}
+
+/// VM and VMT for 8-wide subgroups (matmul_subgroup.wgsl's svm, svmt: the row of A loaded once
+/// per subgroup; the same fma order), used where the subgroup kernels are the default.
+fn single_row_subgroup(entry: &'static str) -> ModuleSpec {
+    ModuleSpec { subgroups: true, ..ModuleSpec::new::<Params>(SUBGROUP, entry) }
+}
+
+pub struct Matmul {
+    gpu: Gpu,
+    shared: Shared,
+    /// The NN, NT and TN pipelines of each variant made so far.
+    pipes: PipeCache<(MatmulVariant, Layout)>,
+    /// The variant of products the table does not name, for NN, NT and TN.
+    defaults: [MatmulVariant; 3],
+    /// The variant chosen for each product (by tuning or a built-in table).
+    table: Mutex<HashMap<Product, MatmulVariant>>,
     /// Bound where there is no bias (four floats: the vec4 kernels bind it as one vec4).
     no_bias: Tensor,
 }
 
 impl Matmul {
-    /// The kernels for this adapter: with the subgroup kernels where [`Gpu::subgroups_of_8`].
-    pub fn new(gpu: &Gpu) -> Matmul {
-        Matmul::build(gpu, gpu.subgroups_of_8())
+    /// The kernels of `gpu`, running `default` (which `gpu` must run) where no choice was set.
+    pub fn new(gpu: &Gpu, default: MatmulVariant) -> Matmul {
+        Matmul::with_defaults(gpu, [default; 3])
     }
 
-    /// Only the kernels of matmul.wgsl, on any adapter (tests and the bench compare both sets).
-    pub fn without_subgroups(gpu: &Gpu) -> Matmul {
-        Matmul::build(gpu, false)
-    }
-
-    /// Every pipeline from one module: matmul_subgroup.wgsl (which includes matmul.wgsl) where
-    /// `subgroups`, else matmul.wgsl. A subgroup kernel binds the tensors of its portable twin.
-    fn build(gpu: &Gpu, subgroups: bool) -> Matmul {
-        let module = &shader_module(gpu, if subgroups { "matmul_subgroup.wgsl" } else { "matmul.wgsl" });
+    /// [`Matmul::new`] with a default per layout: NN, NT and TN.
+    pub fn with_defaults(gpu: &Gpu, defaults: [MatmulVariant; 3]) -> Matmul {
+        for d in defaults {
+            assert!(d.runs_on(gpu), "{} does not run on {}", d.name(), gpu.describe());
+        }
+        let default = defaults[0];
+        let shared = |e| Pipe::new(gpu, ModuleSpec::new::<Params>(PORTABLE, e));
+        let rows = |e| Pipe::new(gpu, ModuleSpec::new::<Params>(PORTABLE, e).var("ROWS", SHARED_ROWS));
+        // a decode step's products share A's row across the subgroup where the subgroup kernels run
+        let sg = default == MatmulVariant::Subgroup;
+        let single = |e: &'static str, s| if sg { Pipe::new(gpu, single_row_subgroup(s)) } else { shared(e) };
         Matmul {
-            sg: subgroups.then(|| Subgroup {
-                nn: Pipe::new(gpu, module, "matmul.snn", "snn", 7),
-                nt: Pipe::new(gpu, module, "matmul.snt", "snt", 15),
-                tn: Pipe::new(gpu, module, "matmul.stn", "stn", 19),
-            }),
-            fwd: Pipe::new(gpu, module, "matmul.forward", "forward", 1),
-            bias_bwd: Pipe::new(gpu, module, "matmul.bias_backward", "bias_backward", 5),
-            nn: Pipe::new(gpu, module, "matmul.nn", "nn", 7),
-            nn1: Pipe::new(gpu, module, "matmul.nn1", "nn1", 11),
-            nt: Pipe::new(gpu, module, "matmul.nt", "nt", 15),
-            tn: Pipe::new(gpu, module, "matmul.tn", "tn", 19),
-            tn1: Pipe::new(gpu, module, "matmul.tn1", "tn1", 23),
-            vm: Pipe::new(gpu, module, "matmul.vm", "vm", 27),
-            vmt: Pipe::new(gpu, module, "matmul.vmt", "vmt", 31),
+            gpu: gpu.clone(),
+            shared: Shared {
+                generic: shared("forward"),
+                bias_bwd: shared("bias_backward"),
+                nn1: rows("nn1"),
+                tn1: rows("tn1"),
+                vm: single("vm", "svm"),
+                vmt: single("vmt", "svmt"),
+            },
+            pipes: PipeCache::new(gpu),
+            defaults,
+            table: Mutex::new(HashMap::new()),
             no_bias: gpu.tensor("no_bias", &[4]),
         }
     }
 
+    /// The variant that runs `product`.
+    pub fn choice(&self, product: &Product) -> MatmulVariant {
+        let layout = [Layout::Nn, Layout::Nt, Layout::Tn].iter().position(|l| *l == product.layout).unwrap_or(0);
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).get(product).copied().unwrap_or(self.defaults[layout])
+    }
+
+    /// Runs `product` on `variant` in programs recorded from now on.
+    pub fn set_choice(&self, product: Product, variant: MatmulVariant) {
+        assert!(variant.runs_on(&self.gpu), "{} does not run on {}", variant.name(), self.gpu.describe());
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).insert(product, variant);
+    }
+
+    fn pipe(&self, variant: MatmulVariant, layout: Layout) -> Arc<Pipe> {
+        self.pipes.get((variant, layout), || variant.spec(layout))
+    }
+
     /// out (M,N) = a (M,K) · b (K,N) (+ bias (N)); with `accumulate`, out += that instead.
-    #[allow(clippy::too_many_arguments)]
     pub fn gemm(
         &self,
-        gpu: &Gpu,
         prog: &mut Program,
         out: &Tensor,
         a: Operand,
@@ -242,17 +507,25 @@ impl Matmul {
     ) {
         let (m, n) = (a.dims().0, b.dims().1);
         assert_eq!(out.numel(), m * n, "matmul output has the wrong size");
-        self.gemm_cols(gpu, prog, out, (0, n), Block::whole(a), Block::whole(b), bias, accumulate);
+        let (a, b) = (Block::whole(a), Block::whole(b));
+        self.record(prog, Job { out, cols: (0, n), a, b, bias, accumulate, variant: None });
+    }
+
+    /// out += a · b on `variant` whatever the table says (the tuner and the bench time each).
+    pub fn gemm_on(&self, variant: MatmulVariant, prog: &mut Program, out: &Tensor, a: Operand, b: Operand) {
+        assert!(Product::of(a, b).is_some(), "gemm_on takes products of a choosable layout");
+        let (n, a, b) = (b.dims().1, Block::whole(a), Block::whole(b));
+        self.record(prog, Job { out, cols: (0, n), a, b, bias: None, accumulate: true, variant: Some(variant) });
     }
 
     /// The tied lm_head: logits (M,V) = x (M,C) · wte (V,C)ᵀ. A wte bigger than one storage
     /// binding is bound in row chunks ([`Gpu::row_chunks`]), each making its block of columns.
-    pub fn lm_head(&self, gpu: &Gpu, prog: &mut Program, logits: &Tensor, x: &Tensor, wte: &Tensor) {
+    pub fn lm_head(&self, prog: &mut Program, logits: &Tensor, x: &Tensor, wte: &Tensor) {
         let v = wte.shape[0];
         assert_eq!(logits.numel(), x.numel() / wte.shape[1] * v, "lm_head: logits have the wrong size");
-        for (v0, chunk) in gpu.row_chunks(wte) {
-            let (x, chunk) = (Block::whole(Operand::n(x)), Block::whole(Operand::t(&chunk)));
-            self.gemm_cols(gpu, prog, logits, (v0, v), x, chunk, None, false);
+        for (v0, chunk) in self.gpu.row_chunks(wte) {
+            let (a, b) = (Block::whole(Operand::n(x)), Block::whole(Operand::t(&chunk)));
+            self.record(prog, Job { out: logits, cols: (v0, v), a, b, bias: None, accumulate: false, variant: None });
         }
     }
 
@@ -260,10 +533,8 @@ impl Matmul {
     /// dwte (V,C) += dlogitsᵀ · x. Where wte (and so dwte) is bigger than one storage binding,
     /// each row chunk [v0, v1) pairs with dlogits' columns v0..v1: dx accumulates the chunks'
     /// products in turn and each chunk of dwte gets its own.
-    #[allow(clippy::too_many_arguments)]
     pub fn lm_head_backward(
         &self,
-        gpu: &Gpu,
         prog: &mut Program,
         dx: &Tensor,
         dwte: &Tensor,
@@ -274,30 +545,33 @@ impl Matmul {
         let (v, c) = (wte.shape[0], wte.shape[1]);
         assert_eq!(dwte.shape, wte.shape, "lm_head backward: dwte and wte differ in shape");
         assert_eq!(dlogits.numel(), x.numel() / c * v, "lm_head backward: dlogits have the wrong size");
-        for (v0, chunk) in gpu.row_chunks(wte) {
-            let a = Block::cols(Operand::n(dlogits), v0, chunk.shape[0]);
-            self.gemm_cols(gpu, prog, dx, (0, c), a, Block::whole(Operand::n(&chunk)), None, true);
+        for (v0, chunk) in self.gpu.row_chunks(wte) {
+            let (a, b) = (Block::cols(Operand::n(dlogits), v0, chunk.shape[0]), Block::whole(Operand::n(&chunk)));
+            self.record(prog, Job { out: dx, cols: (0, c), a, b, bias: None, accumulate: true, variant: None });
         }
-        for (v0, chunk) in gpu.row_chunks(dwte) {
-            let a = Block::cols(Operand::t(dlogits), v0, chunk.shape[0]);
-            self.gemm_cols(gpu, prog, &chunk, (0, c), a, Block::whole(Operand::n(x)), None, true);
+        for (v0, chunk) in self.gpu.row_chunks(dwte) {
+            let (a, b) = (Block::cols(Operand::t(dlogits), v0, chunk.shape[0]), Block::whole(Operand::n(x)));
+            self.record(prog, Job { out: &chunk, cols: (0, c), a, b, bias: None, accumulate: true, variant: None });
         }
     }
 
-    /// [`Matmul::gemm`] into columns cols.0 .. cols.0 + N of an output whose rows are cols.1
-    /// wide (the whole output when cols = (0, N); a column block only for NT products).
-    #[allow(clippy::too_many_arguments)]
-    fn gemm_cols(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        out: &Tensor,
-        cols: (usize, usize),
-        a: Block,
-        b: Block,
-        bias: Option<&Tensor>,
-        accumulate: bool,
-    ) {
+    /// The products, where choosable, that lm_head and its backward run for `rows` rows of x
+    /// (C wide) against a wte of (V,C) on this device (in its row chunks).
+    pub fn lm_head_products(&self, rows: usize, c: usize, v: usize) -> Vec<Product> {
+        let c4 = c.is_multiple_of(4);
+        let mut all = vec![];
+        for (v0, v1) in self.gpu.chunk_rows(&[v, c]) {
+            let (len, block4) = (v1 - v0, v.is_multiple_of(4) && v0.is_multiple_of(4)); // dlogits' column block
+            all.extend(Product::if_layout(Layout::Nt, (false, true), (c4, c4), [rows, c, len]));
+            all.extend(Product::if_layout(Layout::Nn, (false, false), (block4, c4), [rows, len, c]));
+            all.extend(Product::if_layout(Layout::Tn, (true, false), (block4, c4), [len, rows, c]));
+        }
+        all
+    }
+
+    /// Records `j`'s dispatches (one per chunk of K).
+    fn record(&self, prog: &mut Program, j: Job) {
+        let Job { out, cols, a, b, bias, accumulate, variant } = j;
         let (m, k) = a.dims();
         let (k2, n) = b.dims();
         assert_eq!(k, k2, "matmul inner dimensions differ");
@@ -305,17 +579,19 @@ impl Matmul {
         let (a_rs, a_cs) = a.op.strides();
         let (b_rs, b_cs) = b.op.strides();
         let bias_t = bias.unwrap_or(&self.no_bias);
-        let layout = Layout::pick(&a, &b, m, k, n);
+        let layout = Layout::pick(a.op.transposed, b.op.transposed, a.vec4(), b.vec4(), m, k, n);
         assert!(
             cols == (0, n) || matches!(layout, Some(Layout::Nt | Layout::Vmt)),
             "matmul: a column block of the output needs the NT layout with K % 4 == 0"
         );
-        let sg_tiles = [n.div_ceil(SG_TILE[0]), m.div_ceil(SG_TILE[1])];
-        let (pipe, wg) = match (layout, &self.sg) {
-            (Some(Layout::Nn), Some(sg)) => (&sg.nn, sg_tiles),
-            (Some(Layout::Nt), Some(sg)) => (&sg.nt, sg_tiles),
-            (Some(Layout::Tn), Some(sg)) => (&sg.tn, sg_tiles),
-            _ => self.portable(layout, m, n),
+        let chosen;
+        let (pipe, wg) = match layout {
+            Some(l @ (Layout::Nn | Layout::Nt | Layout::Tn)) => {
+                let variant = variant.unwrap_or_else(|| self.choice(&Product { layout: l, m, k, n }));
+                chosen = self.pipe(variant, l);
+                (&*chosen, variant.workgroups(m, n))
+            }
+            _ => self.shared_pipe(layout, m, n),
         };
         assert!(wg[0] <= 65535 && wg[1] <= 65535, "matmul {m}x{k}x{n}: too many workgroups");
         let wg = [wg[0] as u32, wg[1] as u32, 1];
@@ -342,60 +618,38 @@ impl Matmul {
                 c_off: cols.0 as u32,
                 ldc: cols.1 as u32,
             };
-            prog.push(pipe.dispatch(gpu, &params, &[out, a.op.t, b.op.t, bias_t], wg));
+            prog.push(pipe.dispatch(&params, &[out, a.op.t, b.op.t, bias_t], wg));
         }
     }
 
-    /// The pipeline of matmul.wgsl for this layout and its workgroups (x, y).
-    fn portable(&self, layout: Option<Layout>, m: usize, n: usize) -> (&Pipe, [usize; 2]) {
-        let tiles = [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(FAST_ROWS * FAST_WG[1])];
+    /// The shared pipeline for a layout no variant covers, and its workgroups (x, y).
+    fn shared_pipe(&self, layout: Option<Layout>, m: usize, n: usize) -> (&Pipe, [usize; 2]) {
+        let tiles = [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(SHARED_ROWS as usize * FAST_WG[1])];
+        let s = &self.shared;
         match layout {
-            None => (&self.fwd, [n.div_ceil(TILE), m.div_ceil(TILE)]),
-            Some(Layout::Nn) => (&self.nn, tiles),
-            Some(Layout::Nn1) => (&self.nn1, tiles),
-            Some(Layout::Nt) => (&self.nt, tiles),
-            Some(Layout::Tn) => (&self.tn, tiles),
-            Some(Layout::Tn1) => (&self.tn1, tiles),
-            Some(Layout::Vm) => (&self.vm, flat(grid(n / 4, 64))),
-            Some(Layout::Vmt) => (&self.vmt, flat(grid(n, 64))),
+            Some(Layout::Nn1) => (&s.nn1, tiles),
+            Some(Layout::Tn1) => (&s.tn1, tiles),
+            Some(Layout::Vm) => (&s.vm, flat(grid(n / 4, 64))),
+            Some(Layout::Vmt) => (&s.vmt, flat(grid(n, 64))),
+            _ => (&s.generic, [n.div_ceil(TILE), m.div_ceil(TILE)]),
         }
     }
 
     /// HF Conv1D: out (N,OC) = inp (N,C) · weight (C,OC) + bias (OC).
-    pub fn forward(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        out: &Tensor,
-        inp: &Tensor,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-    ) {
-        self.gemm(gpu, prog, out, Operand::n(inp), Operand::n(weight), bias, false);
+    pub fn forward(&self, prog: &mut Program, out: &Tensor, inp: &Tensor, weight: &Tensor, bias: Option<&Tensor>) {
+        self.gemm(prog, out, Operand::n(inp), Operand::n(weight), bias, false);
     }
 
-    /// Backward of HF Conv1D out = inp (N,C) · weight (C,OC) + bias (OC), given dout (N,OC):
-    /// dinp (N,C) += dout · weightᵀ, dweight (C,OC) += inpᵀ · dout, dbias (OC) += Σ_rows dout.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(
-        &self,
-        gpu: &Gpu,
-        prog: &mut Program,
-        dinp: &Tensor,
-        dweight: &Tensor,
-        dbias: Option<&Tensor>,
-        dout: &Tensor,
-        inp: &Tensor,
-        weight: &Tensor,
-    ) {
-        self.gemm(gpu, prog, dinp, Operand::n(dout), Operand::t(weight), None, true);
-        self.gemm(gpu, prog, dweight, Operand::t(inp), Operand::n(dout), None, true);
-        if let Some(dbias) = dbias {
-            let (rows, oc) = Operand::n(dout).dims();
+    /// Backward of HF Conv1D (see [`LinearBwd`]).
+    pub fn backward(&self, prog: &mut Program, t: LinearBwd) {
+        self.gemm(prog, t.dinp, Operand::n(t.dout), Operand::t(t.weight), None, true);
+        self.gemm(prog, t.dweight, Operand::t(t.inp), Operand::n(t.dout), None, true);
+        if let Some(dbias) = t.dbias {
+            let (rows, oc) = Operand::n(t.dout).dims();
             assert_eq!(dbias.numel(), oc, "matmul backward: dbias has the wrong size");
             let params = Params { m: rows as u32, n: oc as u32, ..bytemuck::Zeroable::zeroed() };
             // one workgroup per 16 columns
-            prog.push(self.bias_bwd.dispatch(gpu, &params, &[dbias, dout], grid(oc.div_ceil(16), 1)));
+            prog.push(self.shared.bias_bwd.dispatch(&params, &[dbias, t.dout], grid(oc.div_ceil(16), 1)));
         }
     }
 }

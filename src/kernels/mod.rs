@@ -1,10 +1,12 @@
 //! The Rust side of the WGSL kernels in `shaders/`: one file per layer, each with a params
 //! struct that mirrors its WGSL struct, its pipelines and recorders that append dispatches to a
-//! [`Program`]. Pipelines are built once per device; a program's bind groups are built once per
-//! (B, T) and replayed every step.
+//! [`Program`]. Every entry point is a module of its own (the shared prelude, its file's header
+//! and its section; see [`template`]), so its tensors bind from 1 in the order the recorder
+//! passes them, after the params at 0. Pipelines are built on first use and kept; a program's
+//! bind groups are built once per (B, T) and replayed every step.
 
 mod adamw;
-mod attention;
+pub mod attention;
 mod crossentropy;
 mod decode;
 pub mod dropout;
@@ -13,23 +15,32 @@ mod elementwise;
 mod encoder;
 pub mod layernorm;
 mod lens;
-mod matmul;
+pub mod matmul;
+pub mod template;
 
-pub use adamw::{AdamW, StepParams};
-pub use attention::Attention;
-pub use crossentropy::CrossEntropy;
-pub use decode::{Decode, DecodeDims};
-pub use dropout::Dropout;
-pub use dynamics::{UpdateStats, UpdateStatsArgs, SUMS};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use adamw::{AdamW, AdamWUpdate, StepParams};
+pub use attention::{Attention, AttentionImpl, AttentionKind, AttnBwd, AttnFwd};
+pub use crossentropy::{CrossEntropy, CrossEntropyFwd};
+pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
+pub use dropout::{Dropout, Site};
+pub use dynamics::{UpdateStats, SUMS};
 pub use elementwise::{Gelu, Residual};
 pub use encoder::{Encoder, EncoderBuckets};
-pub use layernorm::LayerNorm;
+pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
 pub use lens::RowTop1;
-pub use matmul::{Matmul, Operand};
+pub use matmul::{LinearBwd, Matmul, MatmulVariant, Operand};
 
 use crate::gpu::{Buffer, Gpu, Tensor};
+use crate::tune::{Family, Tuning};
+use crate::Result;
 
-/// Every kernel's source, by file name: what the shader tests validate with naga.
+/// The shared prelude, put before every module.
+pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// Every WGSL file of shaders/, by name (the shader tests check the list against the folder).
 pub const SHADERS: &[(&str, &str)] = &[
     ("adamw.wgsl", include_str!("../../shaders/adamw.wgsl")),
     ("attention.wgsl", include_str!("../../shaders/attention.wgsl")),
@@ -38,19 +49,95 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
     ("dynamics.wgsl", include_str!("../../shaders/dynamics.wgsl")),
     ("encoder.wgsl", include_str!("../../shaders/encoder.wgsl")),
+    ("flash_attention.wgsl", include_str!("../../shaders/flash_attention.wgsl")),
     ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
     ("layernorm.wgsl", include_str!("../../shaders/layernorm.wgsl")),
     ("lens.wgsl", include_str!("../../shaders/lens.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
-    // compiled after matmul.wgsl, whose Params and helpers it uses
-    (
-        "matmul_subgroup.wgsl",
-        concat!(include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
-    ),
+    ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
+    ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
+    ("prelude.wgsl", PRELUDE),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
 ];
 
-/// All pipelines, built once per device.
+fn shader(file: &str) -> &'static str {
+    SHADERS.iter().find(|(f, _)| *f == file).map(|(_, s)| *s).unwrap_or_else(|| panic!("{file} is not in SHADERS"))
+}
+
+/// Where one entry point's module comes from: the files whose headers it starts with (the last
+/// holds its section), the entry's name and the template variables of this instance.
+#[derive(Clone, Debug)]
+pub struct ModuleSpec {
+    pub files: &'static [&'static str],
+    pub entry: &'static str,
+    pub vars: template::Vars,
+    /// Size of the Rust params struct written to binding 0 (tests compare it with the WGSL one).
+    pub params_size: usize,
+    /// Whether the module uses subgroup operations (adapters with 8-wide subgroups only).
+    pub subgroups: bool,
+}
+
+impl ModuleSpec {
+    pub fn new<P>(files: &'static [&'static str], entry: &'static str) -> ModuleSpec {
+        ModuleSpec { files, entry, vars: vec![], params_size: std::mem::size_of::<P>(), subgroups: false }
+    }
+
+    pub fn var(mut self, name: &'static str, value: impl ToString) -> ModuleSpec {
+        self.vars.push((name, value.to_string()));
+        self
+    }
+
+    /// The module's WGSL: the prelude, every file's header, the snippets the section asks for
+    /// (`//#use @name` lines) and the section, with the template expanded.
+    pub fn wgsl(&self) -> String {
+        let mut text = String::from(PRELUDE);
+        for f in self.files {
+            text.push_str(template::split_entries(shader(f)).0);
+        }
+        let last = self.files.last().expect("a module has a file");
+        let section = template::entry_section(shader(last), self.entry)
+            .unwrap_or_else(|| panic!("{last} has no entry {}", self.entry));
+        for line in section.lines() {
+            if let Some(snippet) = line.trim().strip_prefix("//#use ") {
+                let found = self.files.iter().find_map(|f| template::entry_section(shader(f), snippet.trim()));
+                text.push_str(found.unwrap_or_else(|| panic!("no snippet {snippet} for {}", self.entry)));
+            }
+        }
+        text.push_str(section);
+        template::expand(&text, &self.vars)
+    }
+
+    /// A label naming the file, entry and variables, e.g. `matmul.nn[ROWS=16]`.
+    pub fn label(&self) -> String {
+        let file = self.files.last().expect("a module has a file").trim_end_matches(".wgsl");
+        let vars: Vec<String> = self.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if vars.is_empty() {
+            format!("{file}.{}", self.entry)
+        } else {
+            format!("{file}.{}[{}]", self.entry, vars.join(","))
+        }
+    }
+}
+
+/// Every module any kernel builds (a representative set of instances where variables depend on
+/// the model, e.g. head sizes): what the shader tests validate and check params sizes of.
+pub fn all_modules() -> Vec<ModuleSpec> {
+    let mut all = vec![];
+    all.extend(adamw::modules());
+    all.extend(attention::modules());
+    all.extend(crossentropy::modules());
+    all.extend(decode::modules());
+    all.extend(dropout::modules());
+    all.extend(dynamics::modules());
+    all.extend(elementwise::modules());
+    all.extend(encoder::modules());
+    all.extend(layernorm::modules());
+    all.extend(lens::modules());
+    all.extend(matmul::modules());
+    all
+}
+
+/// All kernels of one device, with the selection among variants ([`Tuning`]).
 pub struct Kernels {
     pub gpu: Gpu,
     pub encoder: Encoder,
@@ -65,88 +152,152 @@ pub struct Kernels {
     pub decode: Decode,
     pub update_stats: UpdateStats,
     pub row_top1: RowTop1,
+    pub tuning: Tuning,
 }
 
 impl Kernels {
-    pub fn new(gpu: &Gpu) -> Kernels {
-        let module = |file: &str| shader_module(gpu, file);
-        let adamw = module("adamw.wgsl");
-        let attention = module("attention.wgsl");
-        let crossentropy = module("crossentropy.wgsl");
-        let decode = module("decode.wgsl");
-        let dropout = module("dropout.wgsl");
-        let encoder = module("encoder.wgsl");
-        let gelu = module("gelu.wgsl");
-        let layernorm = module("layernorm.wgsl");
-        let residual = module("residual.wgsl");
-        Kernels {
+    /// The kernels of `gpu` with the family named by `WGPT_KERNELS` (auto when unset); an
+    /// unknown name, or a family this adapter cannot run, is an error saying what it takes.
+    pub fn new(gpu: &Gpu) -> Result<Kernels> {
+        Kernels::with_family(gpu, Family::from_env()?)
+    }
+
+    /// The kernels of `gpu` using `family` (auto: the adapter's built-in table or its tuned
+    /// choice, see [`crate::tune`]).
+    pub fn with_family(gpu: &Gpu, family: Family) -> Result<Kernels> {
+        family.check(gpu)?;
+        let tuning = Tuning::new(gpu, family);
+        Ok(Kernels {
             gpu: gpu.clone(),
-            encoder: Encoder::new(gpu, &encoder),
-            layernorm: LayerNorm::new(gpu, &layernorm),
-            matmul: Matmul::new(gpu),
-            attention: Attention::new(gpu, &attention),
-            gelu: Gelu::new(gpu, &gelu),
-            residual: Residual::new(gpu, &residual),
-            crossentropy: CrossEntropy::new(gpu, &crossentropy),
-            adamw: AdamW::new(gpu, &adamw),
-            dropout: Dropout::new(gpu, &dropout),
-            decode: Decode::new(gpu, &decode),
-            update_stats: UpdateStats::new(gpu, &module("dynamics.wgsl")),
-            row_top1: RowTop1::new(gpu, &module("lens.wgsl")),
-        }
+            encoder: Encoder::new(gpu),
+            layernorm: LayerNorm::new(gpu),
+            matmul: Matmul::with_defaults(gpu, tuning.matmul_defaults()),
+            attention: Attention::new(gpu),
+            gelu: Gelu::new(gpu),
+            residual: Residual::new(gpu),
+            crossentropy: CrossEntropy::new(gpu),
+            adamw: AdamW::new(gpu),
+            dropout: Dropout::new(gpu),
+            decode: Decode::new(gpu),
+            update_stats: UpdateStats::new(gpu),
+            row_top1: RowTop1::new(gpu),
+            tuning,
+        })
     }
 }
 
-/// The module of one file of [`SHADERS`].
-fn shader_module(gpu: &Gpu, file: &str) -> wgpu::ShaderModule {
-    let (_, src) = SHADERS.iter().find(|(f, _)| *f == file).expect("shader listed in SHADERS");
-    gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(file),
-        source: wgpu::ShaderSource::Wgsl((*src).into()),
-    })
+impl Kernels {
+    /// The attention numerics a new training run of `cfg` at (B, T) would get here.
+    pub fn attention_kind(&self, cfg: &crate::model::Gpt2Config, b: usize, t: usize) -> AttentionKind {
+        let shape = crate::tune::AttnShape { b, nh: cfg.n_head, t, hs: cfg.n_embd / cfg.n_head };
+        self.tuning.attention_impl(None, shape).kind()
+    }
 }
 
-/// One entry point: its pipeline (auto layout) and the binding number of its first tensor
-/// (binding 0 is always the uniform params; tensors follow in order).
+/// One entry point: its module's source and, once first used, its pipeline (auto layout).
 pub struct Pipe {
-    pipeline: wgpu::ComputePipeline,
-    first_binding: u32,
-    label: &'static str,
+    gpu: Gpu,
+    spec: ModuleSpec,
+    label: Arc<str>,
+    pipeline: OnceLock<wgpu::ComputePipeline>,
 }
 
 impl Pipe {
-    pub fn new(gpu: &Gpu, module: &wgpu::ShaderModule, label: &'static str, entry: &str, first_binding: u32) -> Pipe {
-        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(label),
-            layout: None,
-            module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        Pipe { pipeline, first_binding, label }
+    pub fn new(gpu: &Gpu, spec: ModuleSpec) -> Pipe {
+        let label = spec.label().into();
+        Pipe { gpu: gpu.clone(), spec, label, pipeline: OnceLock::new() }
+    }
+
+    fn pipeline(&self) -> &wgpu::ComputePipeline {
+        self.pipeline.get_or_init(|| {
+            let module = self.gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&self.label),
+                source: wgpu::ShaderSource::Wgsl(self.spec.wgsl().into()),
+            });
+            self.gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&self.label),
+                layout: None,
+                module: &module,
+                entry_point: Some(self.spec.entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })
     }
 
     /// A dispatch of this entry point over `workgroups`, with `params` in a uniform buffer of its
-    /// own and `tensors` bound from `first_binding` on.
-    pub fn dispatch<P: bytemuck::Pod>(
-        &self,
-        gpu: &Gpu,
-        params: &P,
-        tensors: &[&Tensor],
-        workgroups: [u32; 3],
-    ) -> Dispatch {
-        let uniform = gpu.uniform(self.label, params);
+    /// own at binding 0 and `tensors` at bindings 1, 2, ... in order.
+    pub fn dispatch<P: bytemuck::Pod>(&self, params: &P, tensors: &[&Tensor], workgroups: [u32; 3]) -> Dispatch {
+        debug_assert_eq!(std::mem::size_of::<P>(), self.spec.params_size, "{}: params type", self.label);
+        let gpu = &self.gpu;
+        let pipeline = self.pipeline();
+        let uniform = gpu.uniform(&self.label, params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.raw.as_entire_binding() }];
         for (i, t) in tensors.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: self.first_binding + i as u32, resource: t.binding() });
+            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: t.binding() });
         }
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(self.label),
-            layout: &self.pipeline.get_bind_group_layout(0),
+            label: Some(&self.label),
+            layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { pipeline: self.pipeline.clone(), bind_group, workgroups, label: self.label, _uniform: uniform }
+        Dispatch { pipeline: pipeline.clone(), bind_group, workgroups, label: self.label.clone(), _uniform: uniform }
+    }
+}
+
+/// One elementwise entry point in its scalar and vec4 instances (template variables T, the
+/// element type, W its width and V4 = W == 4):
+/// the vec4 one runs where the length is a multiple of 4, a quarter of the loads (on lavapipe a
+/// load costs about the same whatever its width) and the same operations per element.
+pub struct Widths {
+    scalar: Pipe,
+    vec4: Pipe,
+}
+
+impl Widths {
+    pub fn new(gpu: &Gpu, spec: impl Fn() -> ModuleSpec) -> Widths {
+        Widths { scalar: Pipe::new(gpu, Widths::spec(spec(), false)), vec4: Pipe::new(gpu, Widths::spec(spec(), true)) }
+    }
+
+    /// `spec` for elements of one width.
+    pub fn spec(spec: ModuleSpec, vec4: bool) -> ModuleSpec {
+        let t = if vec4 { "vec4<f32>" } else { "f32" };
+        spec.var("T", t).var("V4", u32::from(vec4)).var("W", if vec4 { 4 } else { 1 })
+    }
+
+    /// Both instances of `spec`, for the shader tests.
+    pub fn specs(spec: ModuleSpec) -> [ModuleSpec; 2] {
+        [Widths::spec(spec.clone(), false), Widths::spec(spec, true)]
+    }
+
+    /// The pipe for `n` elements and how many of its elements they are.
+    pub fn pick(&self, n: usize) -> (&Pipe, usize) {
+        if n.is_multiple_of(4) {
+            (&self.vec4, n / 4)
+        } else {
+            (&self.scalar, n)
+        }
+    }
+}
+
+/// Pipes made on first use by key, for kernels with many instances (matmul variants, flash
+/// attention per head size).
+pub struct PipeCache<K> {
+    gpu: Gpu,
+    pipes: Mutex<HashMap<K, Arc<Pipe>>>,
+}
+
+impl<K: std::hash::Hash + Eq> PipeCache<K> {
+    pub fn new(gpu: &Gpu) -> PipeCache<K> {
+        PipeCache { gpu: gpu.clone(), pipes: Mutex::new(HashMap::new()) }
+    }
+
+    /// The pipe of `key`, made from `spec()` the first time.
+    // in the browser wgpu's types are not Send: there is one thread, the Arc only shares
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    pub fn get(&self, key: K, spec: impl FnOnce() -> ModuleSpec) -> Arc<Pipe> {
+        let mut pipes = self.pipes.lock().unwrap_or_else(|e| e.into_inner());
+        pipes.entry(key).or_insert_with(|| Arc::new(Pipe::new(&self.gpu, spec()))).clone()
     }
 }
 
@@ -155,7 +306,7 @@ pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
-    label: &'static str,
+    label: Arc<str>,
     _uniform: Buffer,
 }
 
@@ -196,14 +347,14 @@ impl Program {
     /// Runs each dispatch in a pass of its own, timed by GPU timestamps, and adds its
     /// milliseconds to `by_kernel` under its pipeline's label (the order of first appearance).
     /// Nothing where the device has no timestamp queries.
-    pub async fn profile(&self, gpu: &Gpu, by_kernel: &mut Vec<(&'static str, f64)>) -> crate::Result<()> {
+    pub async fn profile(&self, gpu: &Gpu, by_kernel: &mut Vec<(String, f64)>) -> Result<()> {
         for d in &self.dispatches {
             let Some(ns) = gpu.time_pass(|pass| d.encode(pass)).await? else {
                 return Ok(());
             };
-            match by_kernel.iter_mut().find(|(label, _)| *label == d.label) {
+            match by_kernel.iter_mut().find(|(label, _)| **label == *d.label) {
                 Some((_, ms)) => *ms += ns / 1e6,
-                None => by_kernel.push((d.label, ns / 1e6)),
+                None => by_kernel.push((d.label.to_string(), ns / 1e6)),
             }
         }
         Ok(())
@@ -211,7 +362,7 @@ impl Program {
 }
 
 /// Workgroups for `n` invocations in groups of `wg` on a 2D grid (x at most 65535, WebGPU's
-/// per-dimension limit); shaders rebuild the index as (wid.y · nwg.x + wid.x) · wg + lid.
+/// per-dimension limit); shaders rebuild the index with the prelude's flat_index.
 pub fn grid(n: usize, wg: usize) -> [u32; 3] {
     let groups = n.div_ceil(wg).max(1);
     let x = groups.min(65535);

@@ -306,8 +306,13 @@ impl Driver {
         }
         self.recoveries += 1;
         let gpu = Gpu::new().await.map_err(|e| Error::Gpu(format!("the GPU device was lost ({reason}) and {e}")))?;
+        // the run's kernel family and choices carry over to the new device
+        let old = &self.run.trainer.model.kernels.tuning;
+        let kernels = Kernels::with_family(&gpu, old.family())?;
+        // the old device's choices are this adapter's own: a stale copy only costs a retune
+        let _ = kernels.tuning.load_json(&kernels, &old.to_json());
         #[allow(clippy::arc_with_non_send_sync)] // wgpu's web types are not Send; one thread there
-        let kernels = Arc::new(Kernels::new(&gpu));
+        let kernels = Arc::new(kernels);
         let (_, checkpoint) = self.saved.as_ref().expect("checked above");
         self.run.reopen(kernels, checkpoint)?;
         self.metrics.truncate(step);

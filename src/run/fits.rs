@@ -5,6 +5,7 @@
 //! and says what fits then too.
 
 use crate::gpu::OutOfMemory;
+use crate::kernels::AttentionKind;
 use crate::model::Gpt2Config;
 use crate::train::training_bytes;
 use crate::{Error, Gpu, Result};
@@ -14,8 +15,8 @@ use crate::{Error, Gpu, Result};
 pub enum Building<'a> {
     /// A model to generate from (an import).
     Model(&'a Gpt2Config),
-    /// A training run of this model at batch b and context t.
-    Run(&'a Gpt2Config, usize, usize),
+    /// A training run of this model at batch b and context t, with attention of this kind.
+    Run(&'a Gpt2Config, usize, usize, AttentionKind),
 }
 
 /// Runs `build` (which makes a model or a run on `gpu`) inside an allocation scope. Where the
@@ -54,10 +55,10 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
     let room = oom.budget.map(|b| b.saturating_sub(oom.in_use));
     let (thing, offers) = match what {
         Building::Model(_) => ("this model".to_string(), vec![]),
-        Building::Run(model, b, t) => {
+        Building::Run(model, b, t, kind) => {
             // a checkpoint reads AdamW's moments back through a staging buffer of their size
             let readback = 2 * 4 * model.num_params() as u64;
-            let need = |b, t| training_bytes(model, b, t) + readback;
+            let need = |b, t| training_bytes(model, b, t, kind) + readback;
             let fixed = 4 * 4 * model.num_params() as u64; // weights, gradients, AdamW's m and v
             let thing = format!(
                 "this run (about {}: {} for the weights, gradients and AdamW moments, {} to read a checkpoint \
@@ -103,11 +104,12 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
     ))
 }
 
-/// Checks training `model` at batch `b` and context `t` against `gpu`'s limits; past them the
+/// Checks training `model` at batch `b` and context `t` with attention of `kind` against `gpu`'s
+/// limits; past them the
 /// error also says what fits: the largest batch (with the gradient accumulation that keeps the
 /// sequences per step) and the longest context at this batch.
-pub fn check_fits(gpu: &Gpu, model: &Gpt2Config, b: usize, t: usize) -> Result<()> {
-    let fits = |b: usize, t: usize| model.check_params(gpu).and_then(|_| model.check_activations(gpu, b, t));
+pub fn check_fits(gpu: &Gpu, model: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> Result<()> {
+    let fits = |b: usize, t: usize| model.check_params(gpu).and_then(|_| model.check_activations(gpu, b, t, kind));
     let Err(e) = fits(b, t) else { return Ok(()) };
     let batch = largest_below(b, |b2| fits(b2, t).is_ok());
     let context = largest_below(t, |t2| fits(b, t2).is_ok());

@@ -140,6 +140,8 @@ impl Run {
         let decoder = Decoder::new(&model)?;
         let mut trainer = Trainer::new(model, cfg.train)?;
         trainer.track_dynamics(dynamics_interval(cfg.log_interval));
+        // the trainer has fixed the attention numerics (TrainConfig::attention): saved with the run
+        let cfg = RunConfig { train: trainer.cfg, ..cfg };
         let data_rng = Rng::new(cfg.seed);
         Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, decoder })
     }

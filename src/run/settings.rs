@@ -163,6 +163,7 @@ impl RunSettings {
             eps: d.eps,
             grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
             dropout: self.dropout.unwrap_or(d.dropout),
+            attention: None,
         };
         train.validate(model.block_size)?;
         Ok(RunConfig {

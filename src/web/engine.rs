@@ -293,7 +293,12 @@ impl Engine {
         };
         self.kernels = None;
         match Gpu::new().await {
-            Ok(gpu) => self.kernels = Some(Arc::new(Kernels::new(&gpu))),
+            Ok(gpu) => match Kernels::new(&gpu) {
+                Ok(k) => self.kernels = Some(Arc::new(k)),
+                Err(e2) => {
+                    return self.error(Scope::Gpu, Error::Gpu(format!("{e}, and the new GPU device's kernels: {e2}")))
+                }
+            },
             Err(e2) => return self.error(Scope::Gpu, Error::Gpu(format!("{e}, and no new GPU device opens: {e2}"))),
         }
         self.error(scope, e);

@@ -19,8 +19,11 @@ use crate::run::{Progress, RunSettings};
 #[serde(tag = "type", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum Request {
-    /// Open the GPU.
-    Init,
+    /// Open the GPU, with the kernel tuning cache the page stored (crate::tune) if any.
+    Init {
+        #[serde(default)]
+        tune_cache: Option<String>,
+    },
     /// Use a corpus: the file bytes sent alongside, `text`, or a built-in `task`'s examples.
     Corpus {
         name: String,
@@ -291,6 +294,14 @@ pub enum Event {
         max_storage_binding: u64,
         protocol: Manifest,
     },
+    /// The kernel choice for a new run: where it came from, problems timed and the ms spent;
+    /// `cache` is the tuning cache to store (crate::tune) where it changed.
+    Tuned {
+        source: String,
+        timed: usize,
+        ms: f64,
+        cache: Option<String>,
+    },
     Corpus {
         name: String,
         bytes: usize,
@@ -465,7 +476,7 @@ mod tests {
         let settings = RunSettings::preset("tiny").unwrap();
         let sampling = Sampler { temperature: 0.8, top_k: 40, top_p: 0.9 };
         let requests = [
-            Request::Init,
+            Request::Init { tune_cache: Some("{}".into()) },
             Request::Corpus { name: "a.txt".into(), text: Some("hi".into()), task: None },
             Request::Plan { settings: settings.clone() },
             Request::Start { settings },
@@ -542,6 +553,7 @@ mod tests {
                 max_storage_binding: 1 << 27,
                 protocol: m.clone(),
             },
+            Event::Tuned { source: "built-in table".into(), timed: 0, ms: 0.0, cache: None },
             Event::Corpus { name: "a.txt".into(), bytes: 10, chars: 10, distinct: 5 },
             Event::Plan { vocab: 24, tokens: 1000, train: 900, val: 100, params: 103_680, memory_bytes: 1 << 20 },
             Event::State { state: TrainState::Paused, step: 4 },
@@ -610,7 +622,7 @@ mod tests {
         let tags: Vec<String> = events.iter().map(|e| tag(&round_trip(e), &m.events)).collect();
         assert_eq!(tags, m.events, "one sample per event, in declaration order");
         // a progress report is flat: the page reads ev.step, ev.loss
-        let json = serde_json::to_string(&events[4]).unwrap();
+        let json = serde_json::to_string(&events[5]).unwrap();
         assert!(json.starts_with(r#"{"type":"progress","step":3,"max_iters":60,"loss":2.5"#), "{json}");
     }
 

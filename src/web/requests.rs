@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::data::{corpus_text, Dataset, Task};
 use crate::generate::SampleConfig;
-use crate::kernels::Kernels;
+use crate::kernels::{AttentionKind, Kernels};
 use crate::run::fits::check_fits;
 use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
 use crate::run::RunSettings;
@@ -21,7 +21,7 @@ impl Engine {
     pub(crate) async fn request(&mut self, request: Request, files: Vec<Vec<u8>>) {
         let file = files.first().cloned();
         match request {
-            Request::Init => match Gpu::new().await {
+            Request::Init { tune_cache } => match Gpu::new().await {
                 Ok(gpu) => {
                     let l = gpu.limits();
                     self.post(&Event::Ready {
@@ -30,7 +30,16 @@ impl Engine {
                         max_storage_binding: l.max_storage_buffer_binding_size,
                         protocol: Manifest::new(),
                     });
-                    self.kernels = Some(Arc::new(Kernels::new(&gpu)));
+                    match Kernels::new(&gpu) {
+                        Ok(k) => {
+                            if let Some(json) = tune_cache {
+                                // a stale or malformed cache only costs a retune
+                                let _ = k.tuning.load_json(&k, &json);
+                            }
+                            self.kernels = Some(Arc::new(k));
+                        }
+                        Err(e) => self.error(Scope::Gpu, e),
+                    }
                 }
                 Err(e) => self.error(Scope::Gpu, e),
             },
@@ -168,8 +177,9 @@ impl Engine {
             }
         };
         let (b, t) = (settings.batch_size.max(1), settings.block_size.clamp(1, model.block_size));
+        let kind = self.kernels.as_ref().map_or(AttentionKind::Flash, |k| k.attention_kind(&model, b, t));
         if let Some(k) = &self.kernels {
-            check_fits(&k.gpu, &model, b, t)?;
+            check_fits(&k.gpu, &model, b, t, kind)?;
         }
         Dataset::check_len(tokens, t)?;
         let train = tokens * 9 / 10;
@@ -179,7 +189,7 @@ impl Engine {
             train,
             val: tokens - train,
             params: model.num_params(),
-            memory_bytes: training_bytes(&model, b, t),
+            memory_bytes: training_bytes(&model, b, t, kind),
         })
     }
 }

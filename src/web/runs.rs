@@ -36,16 +36,22 @@ impl Engine {
         };
         let cfg = settings.run_config(weights.config, data, spec)?;
         let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
-        check_fits(&kernels.gpu, &model, b, t)?;
+        // the kind before tuning; Trainer::new checks the activations again with the tuned one
+        let kind = kernels.attention_kind(&model, b, t);
+        check_fits(&kernels.gpu, &model, b, t, kind)?;
         // a task's examples come from the run's own seed, as when `wgpt train` regenerates them
         let corpus = match cfg.data.task_text(cfg.seed) {
             Some(text) => Rc::new(Corpus { name: corpus.name.clone(), text: text?, task: corpus.task.clone() }),
             None => corpus,
         };
+        let report = kernels.tuning.tune(&kernels, &cfg.model, cfg.train.batch_size, cfg.train.seq_len, false).await?;
+        let cache = report.recorded.then(|| kernels.tuning.to_json());
+        self.post(&Event::Tuned { source: report.source, timed: report.timed, ms: report.ms, cache });
         // the old run (and its GPU memory) goes only once the new one exists
+        let kind = kernels.attention_kind(&model, b, t);
         let gpu = kernels.gpu.clone();
         let build = || Run::new(kernels, cfg, &weights, tokenizer, &corpus.text);
-        let run = allocate(&gpu, Building::Run(&model, b, t), build).await?;
+        let run = allocate(&gpu, Building::Run(&model, b, t, kind), build).await?;
         let driver = Driver::new(run, self.host.clock());
         self.begin(driver, self.new_id(), corpus, false);
         Ok(())
@@ -123,8 +129,9 @@ impl Engine {
             })?,
         };
         let mut changed = !stored;
-        let (gpu, building) =
-            (kernels.gpu.clone(), Building::Run(&saved.model, saved.train.batch_size, saved.train.seq_len));
+        let (b, t) = (saved.train.batch_size, saved.train.seq_len);
+        let kind = saved.train.attention.unwrap_or_else(|| kernels.attention_kind(&saved.model, b, t));
+        let (gpu, building) = (kernels.gpu.clone(), Building::Run(&saved.model, b, t, kind));
         let build = || {
             Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
                 if let Some(lr) = lr {

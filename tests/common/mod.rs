@@ -22,7 +22,7 @@ pub fn allow_no_gpu() -> bool {
 #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread there
 pub async fn kernels() -> Option<Arc<Kernels>> {
     match Gpu::new().await {
-        Ok(gpu) => Some(Arc::new(Kernels::new(&gpu))),
+        Ok(gpu) => Some(Arc::new(Kernels::new(&gpu).unwrap_or_else(|e| panic!("{e}")))),
         Err(e) if in_ci() => panic!("CI is set but there is no GPU adapter: {e}"),
         Err(e) if allow_no_gpu() => {
             println!("SKIP (WGPT_ALLOW_NO_GPU=1): no GPU adapter ({e})");

@@ -213,6 +213,8 @@ function render() {
   text("c-split", p ? `${fmt.int(p.train)} / ${fmt.int(p.val)}` : c ? "…" : "—");
   if (s.params !== null) text("m-params", fmt.int(s.params));
   if (p) text("m-memory", bytes(p.memory_bytes));
+  const k = s.kernels;
+  if (k) text("m-kernels", k.timed ? `tuned in ${Math.round(k.ms)} ms` : k.source.replace(/ \(.*/, ""));
   text("plan-note", s.planNote);
   text("step", String(s.step));
   text("max-step", s.maxIters === null ? "—" : String(s.maxIters));

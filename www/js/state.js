@@ -12,6 +12,7 @@ export const initial = {
   error: null, // {message, diverged: {id, saved, lr} | null}
   corpus: null, // {name, bytes, chars, distinct}
   plan: null, // the last plan event
+  kernels: null, // the last tuned event: the kernels a run uses and how they were chosen
   params: null, // the model's parameter count (the plan's, or an imported model's)
   planNote: "",
   training: "idle", // idle | loaded | training | pausing | paused | stopped | done
@@ -61,6 +62,7 @@ const scoped = (pts, step) => pts.filter(([at]) => at <= step);
 // One handler per event the page knows (its keys): each returns the next state.
 export const on = {
   ready: (s, ev) => ({ ...s, ready: true, protocol: ev.protocol, status: `Ready on ${ev.adapter}. Choose a corpus.` }),
+  tuned: (s, ev) => ({ ...s, kernels: ev }),
   corpus: (s, ev) => ({ ...s, corpus: ev, plan: null, error: null, status: `Corpus: ${ev.name}.` }),
   plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: "Fits this GPU's limits.", status: s.training === "idle" ? "Ready to train." : s.status }),
   state: (s, ev) => ({ ...s, shelved: null, training: ev.state, step: ev.step, error: ev.state === "training" ? null : s.error, status: trainingStatus(ev) }),

@@ -25,6 +25,30 @@ const storageError = (what, err) =>
     ? " The browser's storage for this page is full: delete saved runs (below the training controls) or free disk space."
     : "");
 
+// The kernel tuning cache (src/tune.rs): the engine's choices per adapter, as JSON in OPFS,
+// handed to the engine at init and replaced when a run's start reports new choices.
+const TUNE_CACHE = "wgpt-tune.json";
+
+async function readTuneCache() {
+  try {
+    const file = await (await navigator.storage.getDirectory()).getFileHandle(TUNE_CACHE);
+    return await (await file.getFile()).text();
+  } catch {
+    return null; // none yet, or no storage: the engine tunes (or uses its built-in table)
+  }
+}
+
+async function writeTuneCache(json) {
+  try {
+    const file = await (await navigator.storage.getDirectory()).getFileHandle(TUNE_CACHE, { create: true });
+    const w = await file.createWritable();
+    await w.write(json);
+    await w.close();
+  } catch {
+    // no storage only costs a retune on the next start
+  }
+}
+
 // Storage work happens one job at a time, in order.
 let storage = Promise.resolve();
 const queue = (job) => (storage = storage.then(job).catch(() => {}));
@@ -41,6 +65,9 @@ async function listRuns() {
 function deliver({ request, files }) {
   try {
     switch (request.type) {
+      case "init":
+        queue(() => readTuneCache().then((cache) => engine.handle(JSON.stringify({ ...request, tune_cache: cache }), [])));
+        return;
       case "runs":
         queue(listRuns);
         return;
@@ -119,6 +146,10 @@ function onEngineEvent(json, files) {
       }
       restoring = null;
       break;
+    case "tuned":
+      if (event.cache) queue(() => writeTuneCache(event.cache));
+      post({ ...event, cache: null });
+      return;
   }
   post(event, files); // an export hands over its files' bytes (transferred)
 }

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wgpt::generate::{sample, Decoder, SampleConfig};
-use wgpt::kernels::{Kernels, Matmul, Operand, Program};
+use wgpt::kernels::matmul::Product;
+use wgpt::kernels::{AttentionImpl, Kernels, MatmulVariant, Program};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
 use wgpt::rng::Rng;
 use wgpt::train::{TrainConfig, Trainer};
+use wgpt::tune::{self, AttnShape};
 use wgpt::{Error, Gpu, Result};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -24,11 +26,13 @@ pub enum Workload {
     /// One training step over (B, T): forward, backward, clipping and AdamW, the median of
     /// --iters steps after one warm-up (GPT-2 fine-tuning: --preset gpt2 --batch-size 1 --seq 128).
     Finetune,
-    /// Matrix products: 1024³, and GPT-2's Conv1D and lm_head shapes at B·T = 4096, each
-    /// forward and its two backward products (dinp and dweight); GFLOP/s.
+    /// Matrix products: 1024³ (and 4096³ on hardware adapters), and GPT-2's Conv1D and lm_head
+    /// shapes at B·T = 4096, each forward and its two backward products (dinp and dweight); every
+    /// kernel candidate's GFLOP/s, autotune's pick marked, then a row at the pick.
     Matmul,
-    /// Causal attention forward and backward at (B 8, NH 6, T 256) and (B 1, NH 12, T 1024),
-    /// head size 64; GFLOP/s of the causal half (q·k and att·v over T(T+1)/2 pairs).
+    /// Causal attention forward and backward at (B 8, NH 6, T 256), (B 1, NH 12, T 1024), head
+    /// size 64, and the baby's (B 12, NH 4, T 64, hs 32); every implementation's GFLOP/s of the
+    /// causal half (q·k and att·v over T(T+1)/2 pairs), autotune's pick marked.
     Attention,
     /// A training step of the baby (B 12, T 64) and shakespeare-char (B 8, T 256) presets.
     Train,
@@ -141,61 +145,67 @@ fn model(k: &Arc<Kernels>, preset: &str) -> Result<Gpt2> {
     Gpt2::new(k.clone(), &Weights::random(config, 0))
 }
 
-/// Milliseconds per run of `prog` after one warm-up run: the median of `iters` GPU timestamp
-/// readings of its pass where the device has TIMESTAMP_QUERY, else the wall clock of `iters`
-/// runs (each its own submit) back to back, ended by a device poll.
+/// Milliseconds per run of `prog` ([`tune::time_program`]: GPU timestamps where the device has
+/// them, else the wall clock up to a readback).
 fn time_program(gpu: &Gpu, prog: &Program, iters: usize) -> Result<f64> {
-    if gpu.timestamps() {
-        pollster::block_on(gpu.time_pass(|pass| prog.encode(pass)))?;
-        let mut ms = (0..iters.max(1))
-            .map(|_| Ok(pollster::block_on(gpu.time_pass(|pass| prog.encode(pass)))?.unwrap_or(0.0) / 1e6))
-            .collect::<Result<Vec<f64>>>()?;
-        ms.sort_by(f64::total_cmp);
-        return Ok(ms[ms.len() / 2]);
-    }
-    let sync = || -> Result<()> {
-        gpu.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
-        gpu.check()
-    };
-    gpu.run(|pass| prog.encode(pass));
-    sync()?;
-    let n = iters.max(1);
-    let start = Instant::now();
-    for _ in 0..n {
-        gpu.run(|pass| prog.encode(pass));
-    }
-    sync()?;
-    Ok(start.elapsed().as_secs_f64() * 1e3 / n as f64)
+    pollster::block_on(tune::time_program(gpu, prog, iters))
 }
 
 /// B·T of the GPT-2 matmul shapes (B 4, T 1024 or B 8, T 512).
 const BT: usize = 4096;
 
-/// Each product timed on its own: forward out (M,N) = inp (M,K) · w (K,N), and the backward
-/// products dinp (M,K) += dout · wᵀ and dweight (K,N) += inpᵀ · dout (src/backward.rs's Conv1D
-/// backward without the bias), then lm_head (V = 50257) and its backward (both products).
+/// Prints one problem's candidates (ms and rate), marking the one the kernels run ("*": autotune's
+/// pick where it times, else the family's or the built-in table's).
+fn candidates(problem: &str, times: &[(String, f64)], pick: &str, flop: f64) {
+    println!("candidates  {problem}");
+    for (name, ms) in times {
+        let mark = if name == pick { "*" } else { " " };
+        println!("          {mark} {name:<24} {ms:>10.3} ms {:>10.1} GFLOP/s", flop / ms / 1e6);
+    }
+}
+
+/// Every candidate of one product, the kernels' pick marked; returns the pick's milliseconds.
+fn product_candidates(k: &Kernels, p: Product, iters: usize) -> Result<f64> {
+    let mut times = vec![];
+    for v in MatmulVariant::available(&k.gpu, k.tuning.family()) {
+        times.push((v, pollster::block_on(tune::time_product(k, v, p, iters))?));
+    }
+    let pick = k.tuning.decide_matmul(k, p, &times);
+    let named: Vec<(String, f64)> = times.iter().map(|(v, ms)| (v.name(), *ms)).collect();
+    candidates(&p.name(), &named, &pick.name(), p.flop());
+    Ok(times.iter().find(|(v, _)| *v == pick).map_or(f64::NAN, |(_, ms)| *ms))
+}
+
+/// Each product of a Conv1D layer on every candidate: forward out (M,N) = inp (M,K) · w (K,N),
+/// the backward products dinp (M,K) += dout · wᵀ (NT) and dweight (K,N) += inpᵀ · dout (TN), then
+/// lm_head (V = 50257) forward (NT, per row chunk of wte) and its backward through the model's
+/// entry points; one row per product at the kernels' pick.
 fn matmul(k: &Kernels, iters: usize) -> Result<()> {
     let g = &k.gpu;
     let mut shapes = vec![(1024, 1024, 1024, "1024x1024x1024".to_string())];
+    if !k.tuning.software() {
+        // the share of a GPU's fp32 peak (a minute per candidate on a software adapter)
+        shapes.push((4096, 4096, 4096, "4096x4096x4096".to_string()));
+    }
     for (c, oc) in [(768, 2304), (768, 768), (768, 3072), (3072, 768)] {
         shapes.push((BT, c, oc, format!("BT {BT}, {c}->{oc}")));
     }
-    // where the adapter runs the subgroup kernels, 1024³ once more on the portable ones
-    let portable = g.subgroups_of_8().then(|| Matmul::without_subgroups(g));
-    for (i, (m, kk, n, shape)) in shapes.into_iter().enumerate() {
-        matmul_rows(k, &k.matmul, "", m, kk, n, &shape, iters)?;
-        if let (0, Some(portable)) = (i, &portable) {
-            matmul_rows(k, portable, " (portable)", m, kk, n, &shape, iters)?;
+    for (m, kk, n, shape) in shapes {
+        let products = Product::linear(m, kk, n);
+        for (p, what) in products.into_iter().zip(["forward", "dinp", "dweight"]) {
+            let ms = product_candidates(k, p, iters)?;
+            flops_row(&format!("matmul {what}"), &shape, ms, p.flop());
         }
+    }
+    let (c, v, rows) = (768, 50257, 512);
+    for p in k.matmul.lm_head_products(BT, c, v) {
+        product_candidates(k, p, iters)?;
     }
 
     // lm_head: logits (BT,V) = x (BT,C) · wte (V,C)ᵀ, and its backward (dx += dlogits · wte,
     // dwte += dlogitsᵀ · x) through the model's entry points, in blocks of 512 rows of x (a block
     // of logits is 103 MB: one binding on devices with 128 MiB bindings; row offsets stay
     // 256-byte aligned) and the row chunks of wte those entry points make.
-    let (c, v, rows) = (768, 50257, 512);
     let (x, wte, logits) = (g.tensor("x", &[BT, c]), g.tensor("wte", &[v, c]), g.tensor("logits", &[BT, v]));
     let (dx, dwte, dlogits) = (g.tensor("dx", &[BT, c]), g.tensor("dwte", &[v, c]), g.tensor("dlogits", &[BT, v]));
     let (shape, flop) = (format!("BT {BT}, {c}->{v}"), 2.0 * (BT * c * v) as f64);
@@ -203,62 +213,35 @@ fn matmul(k: &Kernels, iters: usize) -> Result<()> {
     for r0 in (0..BT).step_by(rows) {
         let (x, logits, dx, dlogits) =
             (x.rows(r0, r0 + rows), logits.rows(r0, r0 + rows), dx.rows(r0, r0 + rows), dlogits.rows(r0, r0 + rows));
-        k.matmul.lm_head(g, &mut fwd, &logits, &x, &wte);
-        k.matmul.lm_head_backward(g, &mut bwd, &dx, &dwte, &dlogits, &x, &wte);
+        k.matmul.lm_head(&mut fwd, &logits, &x, &wte);
+        k.matmul.lm_head_backward(&mut bwd, &dx, &dwte, &dlogits, &x, &wte);
     }
     flops_row("matmul lm_head forward", &shape, time_program(g, &fwd, iters)?, flop);
     flops_row("matmul lm_head dinp+dweight", &shape, time_program(g, &bwd, iters)?, 2.0 * flop);
     Ok(())
 }
 
-/// Forward out (M,N) = inp (M,K) · w (K,N), and the backward products dinp = dout · wᵀ and
-/// dweight = inpᵀ · dout, by `mm`; `tag` follows each row's name.
-#[allow(clippy::too_many_arguments)]
-fn matmul_rows(
-    k: &Kernels,
-    mm: &Matmul,
-    tag: &str,
-    m: usize,
-    kk: usize,
-    n: usize,
-    shape: &str,
-    iters: usize,
-) -> Result<()> {
-    let g = &k.gpu;
-    let (inp, w, out) = (g.tensor("inp", &[m, kk]), g.tensor("w", &[kk, n]), g.tensor("out", &[m, n]));
-    let (dinp, dw, dout) = (g.tensor("dinp", &[m, kk]), g.tensor("dw", &[kk, n]), g.tensor("dout", &[m, n]));
-    let flop = 2.0 * (m * kk * n) as f64;
-    let mut fwd = Program::default();
-    mm.forward(g, &mut fwd, &out, &inp, &w, None);
-    flops_row(&format!("matmul forward{tag}"), shape, time_program(g, &fwd, iters)?, flop);
-    let mut bwd = Program::default();
-    mm.gemm(g, &mut bwd, &dinp, Operand::n(&dout), Operand::t(&w), None, true);
-    flops_row(&format!("matmul dinp{tag}"), shape, time_program(g, &bwd, iters)?, flop);
-    let mut bwd = Program::default();
-    mm.gemm(g, &mut bwd, &dw, Operand::t(&inp), Operand::n(&dout), None, true);
-    flops_row(&format!("matmul dweight{tag}"), shape, time_program(g, &bwd, iters)?, flop);
-    Ok(())
-}
-
-/// Causal attention without dropout. FLOPs count the causal half: q·k and att·v over the
-/// T(T+1)/2 (query, key) pairs of each head, 2·hs each, forward; twice that backward (datt,
-/// dv, dq and dk).
+/// Causal attention without dropout, every implementation. FLOPs count the causal half: q·k
+/// and att·v over the T(T+1)/2 (query, key) pairs of each head, 2·hs each, forward; twice that
+/// backward (datt, dv, dq and dk).
 fn attention(k: &Kernels, iters: usize) -> Result<()> {
-    let g = &k.gpu;
-    for (b, nh, t, hs) in [(8, 6, 256, 64), (1, 12, 1024, 64)] {
-        let c = nh * hs;
-        let (qkv, out, att) =
-            (g.tensor("qkv", &[b, t, 3 * c]), g.tensor("out", &[b, t, c]), g.tensor("att", &[b, nh, t, t]));
-        let (dqkv, dout, dpreatt) =
-            (g.tensor("dqkv", &[b, t, 3 * c]), g.tensor("dout", &[b, t, c]), g.tensor("dpreatt", &[b, nh, t, t]));
-        let shape = format!("B{b} NH{nh} T{t} hs{hs}");
-        let flop = 2.0 * (b * nh * t * (t + 1) * hs) as f64;
-        let mut fwd = Program::default();
-        k.attention.forward(g, &mut fwd, &out, &att, &qkv, nh, None);
-        flops_row("attention forward", &shape, time_program(g, &fwd, iters)?, flop);
-        let mut bwd = Program::default();
-        k.attention.backward(g, &mut bwd, &dqkv, &dpreatt, &dout, &qkv, &att, nh, None);
-        flops_row("attention backward", &shape, time_program(g, &bwd, iters)?, 2.0 * flop);
+    for (b, nh, t, hs) in [(8, 6, 256, 64), (1, 12, 1024, 64), (12, 4, 64, 32)] {
+        let s = AttnShape { b, nh, t, hs };
+        let mut times = vec![];
+        for imp in AttentionImpl::ALL.into_iter().filter(|i| i.runs_on(&k.gpu)) {
+            if let Some(fb) = pollster::block_on(tune::time_attention(k, imp, s, iters))? {
+                times.push((imp, fb));
+            }
+        }
+        let sums: Vec<(AttentionImpl, f64)> = times.iter().map(|(i, (f, b))| (*i, f + b)).collect();
+        let pick = k.tuning.decide_attention(s, &sums);
+        for (what, part, flop) in [("forward", 0, s.flop()), ("backward", 1, 2.0 * s.flop())] {
+            let named: Vec<(String, f64)> =
+                times.iter().map(|(i, fb)| (i.name().to_string(), if part == 0 { fb.0 } else { fb.1 })).collect();
+            candidates(&format!("attention {what} {}", s.name()), &named, pick.name(), flop);
+            let ms = named.iter().find(|(n, _)| n == pick.name()).map_or(f64::NAN, |(_, ms)| *ms);
+            flops_row(&format!("attention {what}"), &s.name(), ms, flop);
+        }
     }
     Ok(())
 }
@@ -297,6 +280,11 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
 /// kinds of step, interleaved so that a busy machine slows both alike.
 fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs) -> Result<()> {
     let v = model.config.vocab_size;
+    let report = tune::prepare(&model.kernels, &model.config, b, t)?;
+    eprintln!(
+        "kernels for {preset} B={b} T={t}: {}, {} problems timed in {:.0} ms",
+        report.source, report.timed, report.ms
+    );
     let mut trainer = Trainer::new(model, TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() })?;
     if args.dynamics {
         trainer.track_dynamics(2);

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use wgpt::kernels::Kernels;
 use wgpt::model::Gpt2;
 use wgpt::parity::{check, ParityFile};
+use wgpt::tune::Family;
 use wgpt::{hf, read_file, Error, Gpu, Result};
 
 #[derive(Parser)]
@@ -24,9 +25,16 @@ use wgpt::{hf, read_file, Error, Gpu, Result};
     about = "GPT-2 on WebGPU: our own WGSL kernels, equal to Hugging Face's GPT2LMHeadModel"
 )]
 struct Cli {
+    /// Kernel family: auto (per adapter: tuned on first use and cached, or a built-in table
+    /// on software adapters), portable, subgroup or tiled. Overrides WGPT_KERNELS.
+    #[arg(long, global = true, value_name = "auto|portable|subgroup|tiled")]
+    kernels: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
+
+/// --kernels, once parsed.
+static FAMILY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -77,6 +85,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    FAMILY.get_or_init(|| cli.kernels.clone());
     let result = match cli.command {
         Command::Train(args) => crate::train::train(*args),
         Command::ExportRun { dir, zip } => crate::train::export_run(&dir, &zip),
@@ -95,15 +104,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The kernels of the default adapter, of the family --kernels (or WGPT_KERNELS) names.
 pub fn kernels() -> Result<Arc<Kernels>> {
+    let family = match FAMILY.get().and_then(Option::as_ref) {
+        Some(name) => Family::parse(name)?,
+        None => Family::from_env()?,
+    };
     let gpu = pollster::block_on(Gpu::new())?;
-    eprintln!("adapter: {}", gpu.describe());
+    eprintln!("adapter: {} (kernels: {})", gpu.describe(), family.name());
     // fault injection for tests: a device with this many bytes of memory (see Gpu::cap_memory)
     if let Ok(v) = std::env::var("WGPT_GPU_MEMORY") {
         let bytes = v.parse().map_err(|_| Error::Input(format!("WGPT_GPU_MEMORY must be bytes, got {v:?}")))?;
         gpu.cap_memory(Some(bytes));
     }
-    Ok(Arc::new(Kernels::new(&gpu)))
+    Ok(Arc::new(Kernels::with_family(&gpu, family)?))
 }
 
 fn parity(file: PathBuf) -> Result<ExitCode> {

@@ -203,10 +203,15 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>) -> Result<(Driver, String)> {
     };
     let cfg = spec.run_config(weights.config, data, spec.tokenizer.clone())?;
     let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
-    fits::check_fits(&kernels.gpu, &model, b, t)?;
+    // the kind before tuning; Trainer::new checks the activations again with the tuned one
+    let kind = kernels.attention_kind(&model, b, t);
+    fits::check_fits(&kernels.gpu, &model, b, t, kind)?;
+    let tuned = wgpt::tune::prepare(&kernels, &model, b, t)?;
+    eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.source, tuned.timed, tuned.ms);
+    let kind = kernels.attention_kind(&model, b, t);
     let gpu = kernels.gpu.clone();
     let build = || Run::new(kernels, cfg, &weights, tokenizer, &text);
-    let run = pollster::block_on(fits::allocate(&gpu, Building::Run(&model, b, t), build))?;
+    let run = pollster::block_on(fits::allocate(&gpu, Building::Run(&model, b, t, kind), build))?;
     Ok((Driver::new(run, wall_clock), text))
 }
 
@@ -263,8 +268,9 @@ fn resume(a: &TrainArgs, kernels: Arc<Kernels>, from: &Path) -> Result<(Driver, 
         None => source_text(&saved.data, saved.seed)?,
     };
     let mut changed = missing_corpus || out != dir_of_run;
-    let (gpu, building) =
-        (kernels.gpu.clone(), Building::Run(&saved.model, saved.train.batch_size, saved.train.seq_len));
+    let (b, t) = (saved.train.batch_size, saved.train.seq_len);
+    let kind = saved.train.attention.unwrap_or_else(|| kernels.attention_kind(&saved.model, b, t));
+    let (gpu, building) = (kernels.gpu.clone(), Building::Run(&saved.model, b, t, kind));
     let build = || {
         Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
             if let Some(n) = a.max_iters.filter(|&n| n > cfg.max_iters) {
