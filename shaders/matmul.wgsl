@@ -7,6 +7,10 @@
 // (their modules start with this file's header). Every output of every kernel is one fma chain
 // over k in order, then + bias, then + C: all kernels of all families sum in the same order, so
 // they give bit-identical results and switching among them changes nothing.
+//
+// B's element type is the template variable BT: f32, or f16 for inference's f16 weights (NN, NT,
+// VM, VMT of every family; ModuleSpec::f16 puts `enable f16;` first). B is widened to f32 as it
+// is loaded, so A, the accumulation, bias and C stay f32, and for f32 the load is the identity.
 
 struct Params {
     M: u32,
@@ -193,12 +197,12 @@ fn bias_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 // NN: C[M,N] = A[M,K] · B[K,N], N % 4 == 0 and K % 4 == 0 (A read as vec4 along K).
 @group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<$BT>>;
 @group(0) @binding(4) var<storage, read> bias: array<vec4<f32>>;
 
 // The tile's 16 columns of the B row starting at vec4 i.
 fn b_row(i: u32, cols: vec4<u32>) -> X4 {
-    return X4(b[i + cols.x], b[i + cols.y], b[i + cols.z], b[i + cols.w]);
+    return X4(vec4<f32>(b[i + cols.x]), vec4<f32>(b[i + cols.y]), vec4<f32>(b[i + cols.z]), vec4<f32>(b[i + cols.w]));
 }
 
 @compute @workgroup_size(8, 4)
@@ -270,12 +274,12 @@ fn nn1(@builtin(global_invocation_id) gid: vec3<u32>) {
 // NT: C[M,N] = A[M,K] · B[N,K]ᵀ, K % 4 == 0; any N (C and bias as scalars).
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<$BT>>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 // The k4 slices at k of B's rows (columns of C) i0 .. i3.
 fn b4(i: vec4<u32>, k: u32) -> X4 {
-    return X4(b[i.x + k], b[i.y + k], b[i.z + k], b[i.w + k]);
+    return X4(vec4<f32>(b[i.x + k]), vec4<f32>(b[i.y + k]), vec4<f32>(b[i.z + k]), vec4<f32>(b[i.w + k]));
 }
 
 // Four k steps for one row of the tile: b0..b3 hold the k4 slices of columns 0-3, ..., 12-15.
@@ -405,7 +409,7 @@ fn tn1(@builtin(global_invocation_id) gid: vec3<u32>) {
 // row of B is read by neighbouring invocations together). Same fma order over k as NN.
 @group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<$BT>>;
 @group(0) @binding(4) var<storage, read> bias: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
@@ -423,7 +427,7 @@ fn vm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
     var bi = p.b_off / 4u + q;
     var acc = vec4<f32>(0.0);
     for (var k = 0u; k < p.K; k++) {
-        acc = fma(vec4(a[a0 + k]), b[bi], acc);
+        acc = fma(vec4(a[a0 + k]), vec4<f32>(b[bi]), acc);
         bi += ldb;
     }
     put4(m, q, acc);
@@ -435,7 +439,7 @@ fn vm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
 // one invocation per element of C, a vec4 dot product along k in NT's order.
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<$BT>>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 @compute @workgroup_size(64)
@@ -451,7 +455,22 @@ fn vmt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let b0 = (p.b_off + n * p.b_cs) / 4u;
     var acc = 0.0;
     for (var k = 0u; k < p.K / 4u; k++) {
-        acc = dot4(a[a0 + k], b[b0 + k], acc);
+        acc = dot4(a[a0 + k], vec4<f32>(b[b0 + k]), acc);
     }
     put1(m, n, acc);
+}
+
+//#entry to_f16
+// out[c_off + i] = f16(x[a_off + i]) for i < M: (a row chunk of) a weight's f16 copy for the
+// f16-weight products (f16 modules only). One invocation per element.
+@group(0) @binding(1) var<storage, read_write> out: array<f16>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+
+@compute @workgroup_size(64)
+fn to_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid, 64u);
+    if i < p.M {
+        out[p.c_off + i] = f16(x[p.a_off + i]);
+    }
 }

@@ -49,7 +49,7 @@ fn sg_a_rows(m0: u32, lane: u32) -> vec4<u32> {
 // m0 + l, m0 + l + 8, ... of A; row i's slice is then broadcast from lane i % 8.
 @group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<$BT>>;
 @group(0) @binding(4) var<storage, read> bias: array<vec4<f32>>;
 
 @compute @workgroup_size(8, 4)
@@ -70,7 +70,7 @@ fn snn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     var bi = p.b_off / 4u;
     for (var k = 0u; k < p.K / 4u; k++) {
 //#for s in 0..4
-        let b$s = X2(b[bi + ${s}u * ldb + c0], b[bi + ${s}u * ldb + c1]);
+        let b$s = X2(vec4<f32>(b[bi + ${s}u * ldb + c0]), vec4<f32>(b[bi + ${s}u * ldb + c1]));
 //#end
         bi += 4u * ldb;
 //#for s in 0..4
@@ -92,7 +92,7 @@ fn snn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
 // c[c_off + m * ldc + n]. A is shared as in NN; each lane reads the k4 slices of its 8 columns.
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<$BT>>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 @compute @workgroup_size(8, 4)
@@ -113,8 +113,10 @@ fn snt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     var r$i = X2();
 //#end
     for (var k = 0u; k < p.K / 4u; k++) {
-        let lo = X4(b[blo.x + k], b[blo.y + k], b[blo.z + k], b[blo.w + k]);
-        let hi = X4(b[bhi.x + k], b[bhi.y + k], b[bhi.z + k], b[bhi.w + k]);
+        let lo = X4(vec4<f32>(b[blo.x + k]), vec4<f32>(b[blo.y + k]), vec4<f32>(b[blo.z + k]),
+                     vec4<f32>(b[blo.w + k]));
+        let hi = X4(vec4<f32>(b[bhi.x + k]), vec4<f32>(b[bhi.y + k]), vec4<f32>(b[bhi.z + k]),
+                     vec4<f32>(b[bhi.w + k]));
 //#for s in 0..4
         let a$s = a[ar[$s] + k];
 //#end
@@ -185,7 +187,7 @@ fn stn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
 // its own vec4 column of B in VM's fma order.
 @group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<$BT>>;
 @group(0) @binding(4) var<storage, read> bias: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
@@ -208,7 +210,7 @@ fn svm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 //#end
 //#for s in 0..8
         if k0 + ${s}u < p.K {
-            acc = fma(vec4(a$s), b[bi], acc);
+            acc = fma(vec4(a$s), vec4<f32>(b[bi]), acc);
             bi += ldb;
         }
 //#end
@@ -224,7 +226,7 @@ fn svm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 // 8 (lane l loads k4 + l) and broadcast; each lane's dot product keeps VMT's order.
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<$BT>>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 @compute @workgroup_size(64)
@@ -247,7 +249,7 @@ fn svmt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 //#end
 //#for s in 0..8
         if j0 + ${s}u < k4 {
-            acc = dot4(a$s, b[b0 + j0 + ${s}u], acc);
+            acc = dot4(a$s, vec4<f32>(b[b0 + j0 + ${s}u]), acc);
         }
 //#end
     }

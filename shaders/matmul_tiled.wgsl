@@ -17,7 +17,7 @@
 //#use @store1
 @group(0) @binding(1) var<storage, read_write> c: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<$BT>>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 const BM: u32 = ${WGY * TM}u;
@@ -82,7 +82,7 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
             let kk = 4u * (v % (BK / 4u));
             var x = vec4<f32>(0.0);
             if n0 + n < p.N && k0 + kk < p.K {
-                x = b[p.b_off / 4u + (n0 + n) * (p.b_cs / 4u) + (k0 + kk) / 4u];
+                x = vec4<f32>(b[p.b_off / 4u + (n0 + n) * (p.b_cs / 4u) + (k0 + kk) / 4u]);
             }
             let q = n / 4u;
             let e = n % 4u;
@@ -100,7 +100,7 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
             let q = v % BN4;
             var x = vec4<f32>(0.0);
             if k0 + kk < p.K && n0 + 4u * q < p.N {
-                x = b[p.b_off / 4u + (k0 + kk) * (p.b_rs / 4u) + n0 / 4u + q];
+                x = vec4<f32>(b[p.b_off / 4u + (k0 + kk) * (p.b_rs / 4u) + n0 / 4u + q]);
             }
             b_tile[kk * BN4 + q] = x;
         }

@@ -12,10 +12,16 @@
 //! The logits are therefore always exactly those of a full forward over the last block_size
 //! tokens (the same as recomputing without a cache), and every token past the window costs one
 //! prefill of block_size tokens.
+//!
+//! **Precision.** In f16 ([`Decoder::with_precision`], where the adapter has shader-f16) the
+//! matrix products read f16 copies of the weights ([`MatmulWeights::f16`]; activations and
+//! accumulation stay f32), made from the model's f32 weights at every prefill, so a model that
+//! trained in between decodes with its current weights.
 
 use crate::gpu::{Buffer, Tensor};
 use crate::kernels::{Decode, DecodeAttn, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
 use crate::model::Gpt2;
+use crate::precision::{MatmulWeights, Precision, Purpose, Resolved};
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -222,14 +228,26 @@ pub struct Decoder {
     /// ln_f, lm_head and argmax on `last`.
     head: Program,
     _head_scratch: Vec<Tensor>,
+    /// What the products read (the model's weights, or their f16 copies), and in f16 the
+    /// program that refreshes the copies.
+    weights: MatmulWeights,
+    refresh: Option<Program>,
+    precision: Resolved,
     steps: Vec<Step>,
     context: Vec<u32>,
 }
 
 impl Decoder {
     /// Allocates the caches (2 · n_layer · block_size · n_embd floats) after checking them
-    /// against the device.
+    /// against the device; f32 throughout.
     pub fn new(model: &Gpt2) -> Result<Decoder> {
+        Decoder::with_precision(model, Precision::F32)
+    }
+
+    /// [`Decoder::new`] in `precision`: f16 (and auto) runs the products on f16 copies of the
+    /// weights where the adapter has shader-f16, and f32 elsewhere, saying so in
+    /// [`Decoder::precision`]'s note.
+    pub fn with_precision(model: &Gpt2, precision: Precision) -> Result<Decoder> {
         let cfg = &model.config;
         let (k, gpu) = (&*model.kernels, &model.kernels.gpu);
         let dims = DecodeDims { t: 1, c: cfg.n_embd, nh: cfg.n_head, s: cfg.block_size, v: cfg.vocab_size };
@@ -243,10 +261,15 @@ impl Decoder {
         let argmax = gpu.tensor("decode.argmax", &[1]);
         let part = Decode::argmax_scratch(gpu, dims.v);
         let p = &model.params;
+        let precision = precision.resolve(Purpose::Inference, gpu.shader_f16());
+        let (weights, refresh) = match precision.f16() {
+            true => MatmulWeights::f16(k, p).map(|(w, r)| (w, Some(r)))?,
+            false => (MatmulWeights::f32(p), None),
+        };
         let mut head = Program::default();
         let ln = LayerNormFwd { out: &lnf, mean: &mean, rstd: &rstd, inp: &last, weight: &p.ln_f_w, bias: &p.ln_f_b };
         k.layernorm.forward(&mut head, ln);
-        k.matmul.lm_head(&mut head, &logits, &lnf, &p.wte);
+        k.matmul.lm_head(&mut head, &logits, &lnf, &weights.wte);
         k.decode.argmax(&mut head, &argmax, &part, &logits);
         Ok(Decoder {
             dims,
@@ -261,9 +284,17 @@ impl Decoder {
             argmax,
             head,
             _head_scratch: vec![lnf, mean, rstd, part],
+            weights,
+            refresh,
+            precision,
             steps: Vec::new(),
             context: Vec::new(),
         })
+    }
+
+    /// The precision that runs (f32 or f16) and, where it is not the one asked for, why.
+    pub fn precision(&self) -> &Resolved {
+        &self.precision
     }
 
     /// The tokens whose keys and values are cached, oldest first (at most block_size).
@@ -274,7 +305,7 @@ impl Decoder {
     /// Records the pass for `t` new tokens: embedding at pos0.., the blocks with the cache, and
     /// the last row into `self.last`.
     fn record(&self, model: &Gpt2, t: usize) -> Result<Step> {
-        let (k, g, p) = (&*model.kernels, &model.kernels.gpu, &model.params);
+        let (k, g, p, w) = (&*model.kernels, &model.kernels.gpu, &model.params, &self.weights);
         let d = DecodeDims { t, ..self.dims };
         let c = d.c;
         g.check_binding(
@@ -303,20 +334,20 @@ impl Decoder {
                 prog,
                 LayerNormFwd { out: &ln, mean, rstd, inp: &x, weight: &p.ln_1_w[l], bias: &p.ln_1_b[l] },
             );
-            k.matmul.forward(prog, &qkv, &ln, &p.c_attn_w[l], Some(&p.c_attn_b[l]));
+            k.matmul.forward(prog, &qkv, &ln, &w.c_attn_w[l], Some(&p.c_attn_b[l]));
             let (k_cache, v_cache) = (&self.k_cache[l], &self.v_cache[l]);
             let attn = DecodeAttn { out: &atty, scores: &scores, qkv: &qkv, k_cache, v_cache, pos: &self.pos };
             k.decode.attention(prog, d, attn);
-            k.matmul.forward(prog, &proj, &atty, &p.c_proj_w[l], Some(&p.c_proj_b[l]));
+            k.matmul.forward(prog, &proj, &atty, &w.c_proj_w[l], Some(&p.c_proj_b[l]));
             k.residual.forward(prog, &x2, &x, &proj);
             // x = x2 + mlp(ln_2(x2))
             k.layernorm.forward(
                 prog,
                 LayerNormFwd { out: &ln, mean, rstd, inp: &x2, weight: &p.ln_2_w[l], bias: &p.ln_2_b[l] },
             );
-            k.matmul.forward(prog, &fch, &ln, &p.c_fc_w[l], Some(&p.c_fc_b[l]));
+            k.matmul.forward(prog, &fch, &ln, &w.c_fc_w[l], Some(&p.c_fc_b[l]));
             k.gelu.forward(prog, &fch_gelu, &fch);
-            k.matmul.forward(prog, &proj, &fch_gelu, &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
+            k.matmul.forward(prog, &proj, &fch_gelu, &w.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
             k.residual.forward(prog, &x, &x2, &proj);
         }
         k.decode.last_row(prog, d, &self.last, &x);
@@ -324,8 +355,9 @@ impl Decoder {
         Ok(Step { t, ids, prog, _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores] })
     }
 
-    /// Runs `ids` at positions pos0.. in one submit; the last one's logits (and argmax) follow.
-    fn run(&mut self, model: &Gpt2, ids: &[u32], pos0: usize) -> Result<()> {
+    /// Runs `ids` at positions pos0.. in one submit, after refreshing the f16 weights with
+    /// `refresh`; the last one's logits (and argmax) follow.
+    fn run(&mut self, model: &Gpt2, ids: &[u32], pos0: usize, refresh: bool) -> Result<()> {
         assert!(Arc::ptr_eq(&self.model, &model.params.wte.buffer), "a Decoder is used with the model it was made for");
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.dims.v) {
             return Err(Error::Input(format!("token id {id} is outside the vocabulary (vocab_size {})", self.dims.v)));
@@ -344,15 +376,26 @@ impl Decoder {
         let gpu = &model.kernels.gpu;
         gpu.write(&step.ids, ids);
         gpu.write(&self.pos, &[pos0 as u32]);
+        let refresh = self.refresh.as_ref().filter(|_| refresh);
         gpu.run(|pass| {
+            if let Some(r) = refresh {
+                r.encode(pass);
+            }
             step.prog.encode(pass);
             self.head.encode(pass);
         });
         Ok(())
     }
 
-    /// Replaces the context with `tokens` (1 to block_size of them) in one pass.
+    /// Replaces the context with `tokens` (1 to block_size of them) in one pass, reading the
+    /// model's current weights.
     pub fn prefill(&mut self, model: &Gpt2, tokens: &[u32]) -> Result<()> {
+        self.fill(model, tokens, true)
+    }
+
+    /// [`Decoder::prefill`], refreshing the f16 weights only with `refresh` (a window slide
+    /// inside one generation keeps them).
+    fn fill(&mut self, model: &Gpt2, tokens: &[u32], refresh: bool) -> Result<()> {
         let s = self.dims.s;
         if tokens.is_empty() {
             return Err(Error::Input("the prompt is empty; give at least one token".into()));
@@ -364,7 +407,7 @@ impl Decoder {
             )));
         }
         self.context.clear();
-        self.run(model, tokens, 0)?;
+        self.run(model, tokens, 0, refresh)?;
         self.context.extend_from_slice(tokens);
         Ok(())
     }
@@ -376,13 +419,13 @@ impl Decoder {
             return self.prefill(model, &[token]);
         }
         if self.context.len() < self.dims.s {
-            self.run(model, &[token], self.context.len())?;
+            self.run(model, &[token], self.context.len(), false)?;
             self.context.push(token);
             Ok(())
         } else {
             let mut window = self.context[1..].to_vec();
             window.push(token);
-            self.prefill(model, &window)
+            self.fill(model, &window, false)
         }
     }
 

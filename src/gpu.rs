@@ -61,8 +61,9 @@ impl Gpu {
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpt"),
                 // GPU timestamps where the adapter has them (`wgpt bench` times kernels with
-                // them), and subgroups (the matmul kernels for 8-wide subgroups)
-                required_features: adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP),
+                // them), subgroups (the matmul kernels for 8-wide subgroups) and shader-f16 (the
+                // f16-weight matmuls of --precision f16)
+                required_features: adapter.features() & wanted_features(),
                 required_limits: adapter.limits(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -105,6 +106,12 @@ impl Gpu {
     /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
     pub fn describe(&self) -> String {
         format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// Whether the device has WGSL's `f16` (the WebGPU feature shader-f16), which the f16-weight
+    /// matmuls of [`crate::precision::Precision::F16`] need.
+    pub fn shader_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
     }
 
     /// Whether the device has subgroup operations with subgroups of exactly 8 invocations
@@ -164,19 +171,24 @@ impl Gpu {
     /// binding and start at an allowed binding offset: (first row, view) pairs; just `t` when it
     /// fits whole. GPT-2's wte (154 MB) takes two on a device with 128 MiB bindings.
     pub fn row_chunks(&self, t: &Tensor) -> Vec<(usize, Tensor)> {
-        let chunks = self.chunk_rows(&t.shape);
+        let chunks = self.chunk_rows_of(&t.shape, t.elem_bytes());
         if chunks.len() == 1 {
             return vec![(0, t.clone())];
         }
         chunks.into_iter().map(|(r0, r1)| (r0, t.rows(r0, r1))).collect()
     }
 
-    /// The row ranges [r0, r1) that [`Gpu::row_chunks`] splits a tensor of `shape` into.
+    /// The row ranges [r0, r1) that [`Gpu::row_chunks`] splits an f32 tensor of `shape` into.
     pub fn chunk_rows(&self, shape: &[usize]) -> Vec<(usize, usize)> {
+        self.chunk_rows_of(shape, 4)
+    }
+
+    /// [`Gpu::chunk_rows`] for elements of `elem` bytes (4: f32 and u32, 2: f16).
+    pub fn chunk_rows_of(&self, shape: &[usize], elem: u64) -> Vec<(usize, usize)> {
         let rows = shape[0];
         let numel: usize = shape.iter().product();
-        let row_bytes = 4 * (numel / rows.max(1)) as u64;
-        if 4 * numel as u64 <= self.max_binding() || row_bytes == 0 {
+        let row_bytes = elem * (numel / rows.max(1)) as u64;
+        if elem * numel as u64 <= self.max_binding() || row_bytes == 0 {
             return vec![(0, rows)];
         }
         // chunks start at multiples of the offset alignment: rows per chunk a multiple of `step`
@@ -235,6 +247,16 @@ impl Gpu {
         Buffer { raw, size, stats: self.stats.clone() }
     }
 
+    /// A zero-filled f16 tensor of `shape` (2 bytes an element, the buffer rounded up to 4 bytes),
+    /// for the f16 weights of inference; only kernels that declare f16 storage bind it.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    pub fn tensor_f16(&self, label: &str, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let buffer = self.buffer(label, 2 * n as u64, usage);
+        Tensor { buffer: Arc::new(buffer), shape: shape.to_vec(), offset: 0, half: true }
+    }
+
     /// A zero-filled f32 (or u32) tensor of `shape` usable as storage, copy source and destination.
     // in the browser wgpu's buffers are not Send: there is one thread, the Arc only shares
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
@@ -242,7 +264,7 @@ impl Gpu {
         let n: usize = shape.iter().product();
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let buffer = self.buffer(label, 4 * n as u64, usage);
-        Tensor { buffer: Arc::new(buffer), shape: shape.to_vec(), offset: 0 }
+        Tensor { buffer: Arc::new(buffer), shape: shape.to_vec(), offset: 0, half: false }
     }
 
     /// A tensor holding `data` (f32 or u32 words).
@@ -276,6 +298,7 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&Default::default());
         let mut offset = 0;
         for t in tensors {
+            assert!(!t.half, "read_many reads f32 words; an f16 tensor is read by no one");
             enc.copy_buffer_to_buffer(&t.buffer.raw, t.offset, &staging.raw, offset, t.bytes());
             offset += t.bytes();
         }
@@ -470,6 +493,22 @@ impl Drop for Buffer {
     }
 }
 
+/// The device features wgpt uses where the adapter has them: timestamps, subgroups and
+/// shader-f16. `WGPT_NO_SHADER_F16=1` leaves shader-f16 out, as on an adapter without it
+/// (SwiftShader, some RTX cards in Chrome): tests use it to check the fallback to f32.
+fn wanted_features() -> wgpu::Features {
+    let base = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+    if no_shader_f16() {
+        base
+    } else {
+        base | wgpu::Features::SHADER_F16
+    }
+}
+
+fn no_shader_f16() -> bool {
+    std::env::var("WGPT_NO_SHADER_F16").is_ok_and(|v| v == "1") // never set in a browser
+}
+
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
@@ -478,14 +517,16 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
-/// A dense row-major f32 (or u32) array on the GPU: a whole buffer, or a view of some of its rows
-/// ([`Tensor::rows`]). Clones share the buffer.
+/// A dense row-major f32 (or u32, or for inference's weights f16) array on the GPU: a whole
+/// buffer, or a view of some of its rows ([`Tensor::rows`]). Clones share the buffer.
 #[derive(Clone)]
 pub struct Tensor {
     pub buffer: Arc<Buffer>,
     pub shape: Vec<usize>,
     /// Where the tensor starts in the buffer, in bytes (0 but for views).
     pub offset: u64,
+    /// f16 elements ([`Gpu::tensor_f16`]) instead of 4-byte words.
+    pub half: bool,
 }
 
 impl Tensor {
@@ -493,9 +534,19 @@ impl Tensor {
         self.shape.iter().product()
     }
 
-    /// Bytes the tensor spans (at least 4: an empty tensor still has a 4-byte buffer).
+    /// Bytes per element: 4, or 2 for f16.
+    pub fn elem_bytes(&self) -> u64 {
+        if self.half {
+            2
+        } else {
+            4
+        }
+    }
+
+    /// Bytes the tensor spans (at least 4: an empty tensor still has a 4-byte buffer; an f16
+    /// tensor rounded up to whole words, as storage bindings take).
     pub fn bytes(&self) -> u64 {
-        (4 * self.numel() as u64).max(4)
+        (self.elem_bytes() * self.numel() as u64).div_ceil(4).max(1) * 4
     }
 
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
@@ -509,9 +560,9 @@ impl Tensor {
     /// Rows r0..r1 of a (rows, ...) tensor, as a tensor of their own over the same buffer.
     pub fn rows(&self, r0: usize, r1: usize) -> Tensor {
         assert!(r0 < r1 && r1 <= self.shape[0], "rows {r0}..{r1} of a tensor of {} rows", self.shape[0]);
-        let row = 4 * (self.numel() / self.shape[0]) as u64;
+        let row = self.elem_bytes() * (self.numel() / self.shape[0]) as u64;
         let mut shape = self.shape.clone();
         shape[0] = r1 - r0;
-        Tensor { buffer: self.buffer.clone(), shape, offset: self.offset + r0 as u64 * row }
+        Tensor { buffer: self.buffer.clone(), shape, offset: self.offset + r0 as u64 * row, half: self.half }
     }
 }

@@ -16,6 +16,7 @@ pub mod lens;
 pub mod model;
 pub mod params;
 pub mod parity;
+pub mod precision;
 pub mod rng;
 pub mod run;
 pub mod tokenizer;

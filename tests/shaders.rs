@@ -20,8 +20,12 @@ fn every_shader_validates() {
         let module =
             naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{label}: {}\n{src}", e.emit_to_string(&src)));
         // subgroup operations only where the module is for adapters that have them
-        let caps =
+        let mut caps =
             if spec.subgroups { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() };
+        // and f16 only in the f16 instances (adapters with shader-f16)
+        if spec.f16 {
+            caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+        }
         let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
             .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
             .subgroup_operations(naga::valid::SubgroupOperationSet::all())

@@ -142,15 +142,16 @@ impl MatmulVariant {
         MatmulVariant::all().into_iter().find(|v| v.name() == name)
     }
 
-    /// The module of this variant's kernel for `layout` (NN, NT or TN).
-    fn spec(&self, layout: Layout) -> ModuleSpec {
+    /// The module of this variant's kernel for `layout` (NN, NT or TN), with B in f16 where
+    /// `half` (NN and NT: inference's weights).
+    fn spec(&self, layout: Layout, half: bool) -> ModuleSpec {
         let (entry, subgroup_entry) = match layout {
             Layout::Nn => ("nn", "snn"),
             Layout::Nt => ("nt", "snt"),
             Layout::Tn => ("tn", "stn"),
             _ => unreachable!("variants cover NN, NT and TN"),
         };
-        match *self {
+        let spec = match *self {
             MatmulVariant::Portable { rows } => ModuleSpec::new::<Params>(PORTABLE, entry).var("ROWS", rows),
             MatmulVariant::Subgroup => {
                 ModuleSpec { subgroups: true, ..ModuleSpec::new::<Params>(SUBGROUP, subgroup_entry) }
@@ -163,7 +164,8 @@ impl MatmulVariant {
                 .var("BK", t.bk)
                 .var("A_ALONG_M", u32::from(layout == Layout::Tn))
                 .var("B_ALONG_K", u32::from(layout == Layout::Nt)),
-        }
+        };
+        ModuleSpec { f16: half, ..spec }
     }
 
     /// Workgroups (x over columns, y over rows) for an M x N product.
@@ -190,8 +192,11 @@ pub(super) fn modules() -> Vec<ModuleSpec> {
     let mut all = vec![shared("forward"), shared("bias_backward"), shared("vm"), shared("vmt")];
     all.extend(["nn1", "tn1"].map(|e| shared(e).var("ROWS", SHARED_ROWS)));
     all.extend(["svm", "svmt"].map(single_row_subgroup));
+    all.extend(["vm", "vmt", "to_f16"].map(|e| half(shared(e))));
+    all.extend(["svm", "svmt"].map(|e| half(single_row_subgroup(e))));
     for v in MatmulVariant::all() {
-        all.extend([Layout::Nn, Layout::Nt, Layout::Tn].map(|l| v.spec(l)));
+        all.extend([Layout::Nn, Layout::Nt, Layout::Tn].map(|l| v.spec(l, false)));
+        all.extend([Layout::Nn, Layout::Nt].map(|l| v.spec(l, true)));
     }
     all
 }
@@ -416,7 +421,7 @@ pub struct LinearBwd<'a> {
 }
 
 /// The kernels that every family shares: the generic strided product, the bias backward, the
-/// unaligned layouts and the single-row products.
+/// unaligned layouts and the single-row products (in f32 and, for f16 weights, f16).
 struct Shared {
     generic: Pipe,
     bias_bwd: Pipe,
@@ -424,6 +429,14 @@ struct Shared {
     tn1: Pipe,
     vm: Pipe,
     vmt: Pipe,
+    vm16: Pipe,
+    vmt16: Pipe,
+    to_f16: Pipe,
+}
+
+/// `spec` with B in f16.
+fn half(spec: ModuleSpec) -> ModuleSpec {
+    ModuleSpec { f16: true, ..spec }
 }
 
 /// VM and VMT for 8-wide subgroups (matmul_subgroup.wgsl's svm, svmt: the row of A loaded once
@@ -435,8 +448,8 @@ fn single_row_subgroup(entry: &'static str) -> ModuleSpec {
 pub struct Matmul {
     gpu: Gpu,
     shared: Shared,
-    /// The NN, NT and TN pipelines of each variant made so far.
-    pipes: PipeCache<(MatmulVariant, Layout)>,
+    /// The NN, NT and TN pipelines of each variant made so far (and NN and NT with B in f16).
+    pipes: PipeCache<(MatmulVariant, Layout, bool)>,
     /// The variant of products the table does not name, for NN, NT and TN.
     defaults: [MatmulVariant; 3],
     /// The variant chosen for each product (by tuning or a built-in table).
@@ -461,7 +474,10 @@ impl Matmul {
         let rows = |e| Pipe::new(gpu, ModuleSpec::new::<Params>(PORTABLE, e).var("ROWS", SHARED_ROWS));
         // a decode step's products share A's row across the subgroup where the subgroup kernels run
         let sg = default == MatmulVariant::Subgroup;
-        let single = |e: &'static str, s| if sg { Pipe::new(gpu, single_row_subgroup(s)) } else { shared(e) };
+        let spec =
+            |e: &'static str, s| if sg { single_row_subgroup(s) } else { ModuleSpec::new::<Params>(PORTABLE, e) };
+        let single = |e, s| Pipe::new(gpu, spec(e, s));
+        let single16 = |e, s| Pipe::new(gpu, half(spec(e, s)));
         Matmul {
             gpu: gpu.clone(),
             shared: Shared {
@@ -471,6 +487,9 @@ impl Matmul {
                 tn1: rows("tn1"),
                 vm: single("vm", "svm"),
                 vmt: single("vmt", "svmt"),
+                vm16: single16("vm", "svm"),
+                vmt16: single16("vmt", "svmt"),
+                to_f16: Pipe::new(gpu, half(ModuleSpec::new::<Params>(PORTABLE, "to_f16"))),
             },
             pipes: PipeCache::new(gpu),
             defaults,
@@ -491,8 +510,8 @@ impl Matmul {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).insert(product, variant);
     }
 
-    fn pipe(&self, variant: MatmulVariant, layout: Layout) -> Arc<Pipe> {
-        self.pipes.get((variant, layout), || variant.spec(layout))
+    fn pipe(&self, variant: MatmulVariant, layout: Layout, half: bool) -> Arc<Pipe> {
+        self.pipes.get((variant, layout, half), || variant.spec(layout, half))
     }
 
     /// out (M,N) = a (M,K) · b (K,N) (+ bias (N)); with `accumulate`, out += that instead.
@@ -584,14 +603,21 @@ impl Matmul {
             cols == (0, n) || matches!(layout, Some(Layout::Nt | Layout::Vmt)),
             "matmul: a column block of the output needs the NT layout with K % 4 == 0"
         );
+        // f16 weights: B only, on the layouts inference's products take
+        let half = b.op.t.half;
+        assert!(!a.op.t.half && !out.half && !bias_t.half, "matmul: only B may be f16");
+        assert!(
+            !half || matches!(layout, Some(Layout::Nn | Layout::Nt | Layout::Vm | Layout::Vmt)),
+            "matmul: an f16 B needs the NN, NT, VM or VMT layout (K and N multiples of 4), got {layout:?}"
+        );
         let chosen;
         let (pipe, wg) = match layout {
             Some(l @ (Layout::Nn | Layout::Nt | Layout::Tn)) => {
                 let variant = variant.unwrap_or_else(|| self.choice(&Product { layout: l, m, k, n }));
-                chosen = self.pipe(variant, l);
+                chosen = self.pipe(variant, l, half);
                 (&*chosen, variant.workgroups(m, n))
             }
-            _ => self.shared_pipe(layout, m, n),
+            _ => self.shared_pipe(layout, m, n, half),
         };
         assert!(wg[0] <= 65535 && wg[1] <= 65535, "matmul {m}x{k}x{n}: too many workgroups");
         let wg = [wg[0] as u32, wg[1] as u32, 1];
@@ -623,15 +649,37 @@ impl Matmul {
     }
 
     /// The shared pipeline for a layout no variant covers, and its workgroups (x, y).
-    fn shared_pipe(&self, layout: Option<Layout>, m: usize, n: usize) -> (&Pipe, [usize; 2]) {
+    fn shared_pipe(&self, layout: Option<Layout>, m: usize, n: usize, half: bool) -> (&Pipe, [usize; 2]) {
         let tiles = [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(SHARED_ROWS as usize * FAST_WG[1])];
         let s = &self.shared;
         match layout {
             Some(Layout::Nn1) => (&s.nn1, tiles),
             Some(Layout::Tn1) => (&s.tn1, tiles),
-            Some(Layout::Vm) => (&s.vm, flat(grid(n / 4, 64))),
-            Some(Layout::Vmt) => (&s.vmt, flat(grid(n, 64))),
+            Some(Layout::Vm) => (if half { &s.vm16 } else { &s.vm }, flat(grid(n / 4, 64))),
+            Some(Layout::Vmt) => (if half { &s.vmt16 } else { &s.vmt }, flat(grid(n, 64))),
             _ => (&s.generic, [n.div_ceil(TILE), m.div_ceil(TILE)]),
+        }
+    }
+
+    /// out (f16, from [`Gpu::tensor_f16`]) = x (f32) rounded to f16 element by element: the f16
+    /// copy of a weight that the f16-weight products read. Needs shader-f16. Tensors bigger than
+    /// one storage binding (GPT-2's wte) go in row chunks: one dispatch per overlap of an f32
+    /// chunk of x and an f16 chunk of out (they differ: f16 rows are half as many bytes).
+    pub fn to_f16(&self, prog: &mut Program, out: &Tensor, x: &Tensor) {
+        assert!(out.half && !x.half && out.shape == x.shape, "to_f16: an f16 out of x's shape");
+        assert!(self.gpu.shader_f16(), "to_f16 needs shader-f16 ({})", self.gpu.describe());
+        let cols = x.numel() / x.shape[0].max(1);
+        for (h0, h) in self.gpu.row_chunks(out) {
+            for (x0, xs) in self.gpu.row_chunks(x) {
+                let (r0, r1) = (h0.max(x0), (h0 + h.shape[0]).min(x0 + xs.shape[0]));
+                if r0 >= r1 {
+                    continue;
+                }
+                let n = (r1 - r0) * cols;
+                let (a_off, c_off) = (((r0 - x0) * cols) as u32, ((r0 - h0) * cols) as u32);
+                let params = Params { m: n as u32, a_off, c_off, ..bytemuck::Zeroable::zeroed() };
+                prog.push(self.shared.to_f16.dispatch(&params, &[&h, &xs], grid(n, 64)));
+            }
         }
     }
 

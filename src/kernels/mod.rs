@@ -75,11 +75,14 @@ pub struct ModuleSpec {
     pub params_size: usize,
     /// Whether the module uses subgroup operations (adapters with 8-wide subgroups only).
     pub subgroups: bool,
+    /// Whether the matmul's B operand is f16 (`enable f16;`, adapters with shader-f16 only): the
+    /// template variable BT is its element type, f16 here and f32 in every other module.
+    pub f16: bool,
 }
 
 impl ModuleSpec {
     pub fn new<P>(files: &'static [&'static str], entry: &'static str) -> ModuleSpec {
-        ModuleSpec { files, entry, vars: vec![], params_size: std::mem::size_of::<P>(), subgroups: false }
+        ModuleSpec { files, entry, vars: vec![], params_size: std::mem::size_of::<P>(), subgroups: false, f16: false }
     }
 
     pub fn var(mut self, name: &'static str, value: impl ToString) -> ModuleSpec {
@@ -90,7 +93,9 @@ impl ModuleSpec {
     /// The module's WGSL: the prelude, every file's header, the snippets the section asks for
     /// (`//#use @name` lines) and the section, with the template expanded.
     pub fn wgsl(&self) -> String {
-        let mut text = String::from(PRELUDE);
+        // `enable` comes before any declaration
+        let mut text = String::from(if self.f16 { "enable f16;\n" } else { "" });
+        text.push_str(PRELUDE);
         for f in self.files {
             text.push_str(template::split_entries(shader(f)).0);
         }
@@ -104,13 +109,18 @@ impl ModuleSpec {
             }
         }
         text.push_str(section);
-        template::expand(&text, &self.vars)
+        let mut vars = self.vars.clone();
+        vars.push(("BT", if self.f16 { "f16" } else { "f32" }.into()));
+        template::expand(&text, &vars)
     }
 
     /// A label naming the file, entry and variables, e.g. `matmul.nn[ROWS=16]`.
     pub fn label(&self) -> String {
         let file = self.files.last().expect("a module has a file").trim_end_matches(".wgsl");
-        let vars: Vec<String> = self.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut vars: Vec<String> = self.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if self.f16 {
+            vars.push("BT=f16".into());
+        }
         if vars.is_empty() {
             format!("{file}.{}", self.entry)
         } else {

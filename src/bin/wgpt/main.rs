@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use wgpt::kernels::Kernels;
 use wgpt::model::Gpt2;
 use wgpt::parity::{check, ParityFile};
+use wgpt::precision::{Precision, Purpose};
 use wgpt::tune::Family;
 use wgpt::{hf, read_file, Error, Gpu, Result};
 
@@ -29,12 +30,37 @@ struct Cli {
     /// on software adapters), portable, subgroup or tiled. Overrides WGPT_KERNELS.
     #[arg(long, global = true, value_name = "auto|portable|subgroup|tiled")]
     kernels: Option<String>,
+    /// Numeric precision: f32 (HF's numbers), f16 (inference reads f16 copies of the weights,
+    /// accumulating in f32, where the adapter has shader-f16; f32 with a note elsewhere) or auto
+    /// (f16 for inference where available, f32 for training).
+    #[arg(long, global = true, value_name = "f32|f16|auto", default_value = "f32", value_parser = parse_precision)]
+    precision: Precision,
     #[command(subcommand)]
     command: Command,
 }
 
 /// --kernels, once parsed.
 static FAMILY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+/// --precision.
+static PRECISION: std::sync::OnceLock<Precision> = std::sync::OnceLock::new();
+
+fn parse_precision(name: &str) -> std::result::Result<Precision, String> {
+    Precision::parse(name).map_err(|e| e.to_string())
+}
+
+/// --precision resolved for `purpose` on `k`'s adapter; says on stderr what runs (and why, where
+/// that is not what was asked).
+pub fn precision(k: &Kernels, purpose: Purpose) -> Precision {
+    let asked = PRECISION.get().copied().unwrap_or_default();
+    let r = asked.resolve(purpose, k.gpu.shader_f16());
+    if let Some(note) = &r.note {
+        eprintln!("note: {note}");
+    }
+    if asked != Precision::F32 {
+        eprintln!("precision: {} (asked {})", r.runs.name(), asked.name());
+    }
+    r.runs
+}
 
 #[derive(Subcommand)]
 enum Command {
@@ -86,6 +112,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     FAMILY.get_or_init(|| cli.kernels.clone());
+    PRECISION.get_or_init(|| cli.precision);
+    if cli.precision == Precision::F16
+        && matches!(cli.command, Command::Parity { .. } | Command::Forward { .. } | Command::Inspect(_))
+    {
+        eprintln!("note: --precision f16 applies to sample and bench (inference); this command runs in f32");
+    }
     let result = match cli.command {
         Command::Train(args) => crate::train::train(*args),
         Command::ExportRun { dir, zip } => crate::train::export_run(&dir, &zip),

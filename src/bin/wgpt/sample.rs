@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use wgpt::generate::{Decoder, SampleConfig, TextStream};
 use wgpt::model::Gpt2;
+use wgpt::precision::Purpose;
 use wgpt::{hf, Error, Result};
 
 #[derive(clap::Args)]
@@ -74,7 +75,8 @@ pub fn sample(args: SampleArgs) -> Result<ExitCode> {
         );
     }
     let model = Gpt2::new(super::kernels()?, &weights)?;
-    let mut decoder = Decoder::new(&model)?;
+    let precision = super::precision(&model.kernels, Purpose::Inference);
+    let mut decoder = Decoder::with_precision(&model, precision)?;
     print!("{prompt}");
     let mut stream = TextStream::new(&tokenizer, &ids)?;
     let show = |text: String| {

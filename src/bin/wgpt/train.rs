@@ -296,6 +296,8 @@ fn resume(a: &TrainArgs, kernels: Arc<Kernels>, from: &Path) -> Result<(Driver, 
 
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let kernels = super::kernels()?;
+    // training runs in f32 (auto's choice; f16 says so)
+    super::precision(&kernels, wgpt::precision::Purpose::Training);
     let (driver, out, corpus) = match &a.resume {
         Some(from) => resume(&a, kernels, from)?,
         None => {
