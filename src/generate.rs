@@ -15,8 +15,9 @@
 //!
 //! **Precision.** In f16 ([`Decoder::with_precision`], where the adapter has shader-f16) the
 //! matrix products read f16 copies of the weights ([`MatmulWeights::f16`]; activations and
-//! accumulation stay f32), made from the model's f32 weights at every prefill, so a model that
-//! trained in between decodes with its current weights.
+//! accumulation stay f32), made from the model's f32 weights before the first pass and again
+//! after [`Decoder::weights_changed`] (converting GPT-2's weights costs about as much as a prefill
+//! on lavapipe, so not at every prefill).
 
 use crate::gpu::{Buffer, Tensor};
 use crate::kernels::{Decode, DecodeAttn, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
@@ -232,6 +233,8 @@ pub struct Decoder {
     /// program that refreshes the copies.
     weights: MatmulWeights,
     refresh: Option<Program>,
+    /// Whether the f16 copies must be made again before the next pass.
+    stale: bool,
     precision: Resolved,
     steps: Vec<Step>,
     context: Vec<u32>,
@@ -286,6 +289,7 @@ impl Decoder {
             _head_scratch: vec![lnf, mean, rstd, part],
             weights,
             refresh,
+            stale: true,
             precision,
             steps: Vec::new(),
             context: Vec::new(),
@@ -295,6 +299,12 @@ impl Decoder {
     /// The precision that runs (f32 or f16) and, where it is not the one asked for, why.
     pub fn precision(&self) -> &Resolved {
         &self.precision
+    }
+
+    /// Says that the model's weights changed (a training step, a load): in f16 the next pass
+    /// makes their f16 copies again first. Nothing to do in f32.
+    pub fn weights_changed(&mut self) {
+        self.stale = true;
     }
 
     /// The tokens whose keys and values are cached, oldest first (at most block_size).
@@ -355,9 +365,9 @@ impl Decoder {
         Ok(Step { t, ids, prog, _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores] })
     }
 
-    /// Runs `ids` at positions pos0.. in one submit, after refreshing the f16 weights with
-    /// `refresh`; the last one's logits (and argmax) follow.
-    fn run(&mut self, model: &Gpt2, ids: &[u32], pos0: usize, refresh: bool) -> Result<()> {
+    /// Runs `ids` at positions pos0.. in one submit (first making the f16 weights where they are
+    /// stale); the last one's logits (and argmax) follow.
+    fn run(&mut self, model: &Gpt2, ids: &[u32], pos0: usize) -> Result<()> {
         assert!(Arc::ptr_eq(&self.model, &model.params.wte.buffer), "a Decoder is used with the model it was made for");
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.dims.v) {
             return Err(Error::Input(format!("token id {id} is outside the vocabulary (vocab_size {})", self.dims.v)));
@@ -376,7 +386,7 @@ impl Decoder {
         let gpu = &model.kernels.gpu;
         gpu.write(&step.ids, ids);
         gpu.write(&self.pos, &[pos0 as u32]);
-        let refresh = self.refresh.as_ref().filter(|_| refresh);
+        let refresh = self.refresh.as_ref().filter(|_| self.stale);
         gpu.run(|pass| {
             if let Some(r) = refresh {
                 r.encode(pass);
@@ -384,18 +394,12 @@ impl Decoder {
             step.prog.encode(pass);
             self.head.encode(pass);
         });
+        self.stale = false;
         Ok(())
     }
 
-    /// Replaces the context with `tokens` (1 to block_size of them) in one pass, reading the
-    /// model's current weights.
+    /// Replaces the context with `tokens` (1 to block_size of them) in one pass.
     pub fn prefill(&mut self, model: &Gpt2, tokens: &[u32]) -> Result<()> {
-        self.fill(model, tokens, true)
-    }
-
-    /// [`Decoder::prefill`], refreshing the f16 weights only with `refresh` (a window slide
-    /// inside one generation keeps them).
-    fn fill(&mut self, model: &Gpt2, tokens: &[u32], refresh: bool) -> Result<()> {
         let s = self.dims.s;
         if tokens.is_empty() {
             return Err(Error::Input("the prompt is empty; give at least one token".into()));
@@ -407,7 +411,7 @@ impl Decoder {
             )));
         }
         self.context.clear();
-        self.run(model, tokens, 0, refresh)?;
+        self.run(model, tokens, 0)?;
         self.context.extend_from_slice(tokens);
         Ok(())
     }
@@ -419,13 +423,13 @@ impl Decoder {
             return self.prefill(model, &[token]);
         }
         if self.context.len() < self.dims.s {
-            self.run(model, &[token], self.context.len(), false)?;
+            self.run(model, &[token], self.context.len())?;
             self.context.push(token);
             Ok(())
         } else {
             let mut window = self.context[1..].to_vec();
             window.push(token);
-            self.fill(model, &window, false)
+            self.prefill(model, &window)
         }
     }
 

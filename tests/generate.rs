@@ -11,6 +11,7 @@ use common::Rng;
 use wgpt::generate::{Decoder, SampleConfig};
 use wgpt::kernels::Kernels;
 use wgpt::model::{Gpt2, Gpt2Config, Weights};
+use wgpt::precision::Precision;
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -88,6 +89,40 @@ async fn kv_cache(k: Arc<Kernels>) {
     assert_eq!(out.len(), 3, "on_token returning false stops generation");
 }
 gpu_test!(kv_cache_matches_full_forward, kv_cache);
+
+/// `--precision f16` where the adapter has shader-f16, else f32 with a note saying why. Headless
+/// Chromium's SwiftShader (the browser tests) has none, so there the fallback must run and its
+/// logits equal the f32 decoder's bit for bit; with shader-f16 (lavapipe) the f16 logits are
+/// close to f32's and not equal (tests/precision.rs checks them against HF).
+async fn f16_or_fallback(k: Arc<Kernels>) {
+    let config = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 8, vocab_size: 64 };
+    let model = Gpt2::new(k.clone(), &Weights::random(config, 11)).unwrap();
+    let tokens = Rng::new(4).ids(5, config.vocab_size);
+    let mut runs = vec![];
+    for precision in [Precision::F32, Precision::F16] {
+        let mut dec = Decoder::with_precision(&model, precision).unwrap();
+        dec.prefill(&model, &tokens[..3]).unwrap();
+        dec.push(&model, tokens[3]).unwrap();
+        runs.push((dec.precision().clone(), dec.logits(&model).await.unwrap()));
+    }
+    let ((_, want), (r, got)) = (&runs[0], &runs[1]);
+    if cfg!(target_arch = "wasm32") {
+        assert!(!k.gpu.shader_f16(), "the browser tests run on SwiftShader, which has no shader-f16");
+    }
+    if k.gpu.shader_f16() {
+        assert_eq!((r.runs, &r.note), (Precision::F16, &None), "f16 runs where the adapter has shader-f16");
+        let c = wgpt::cpu::check_close("f16 logits vs f32", got, want, 1e-3, 1e-2).unwrap_or_else(|m| panic!("{m}"));
+        assert!(c.max_abs > 0.0, "f16 logits equal f32's: f16 did not run");
+        println!("f16 on {}: logits within {:.2e} of f32's", k.gpu.describe(), c.max_abs);
+    } else {
+        assert_eq!(r.runs, Precision::F32, "f16 without shader-f16 falls back to f32");
+        let note = r.note.as_deref().unwrap_or_default();
+        assert!(note.contains("no shader-f16") && note.contains("f32"), "the fallback says why: {note:?}");
+        assert!(got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()), "the fallback is f32 exactly");
+        println!("no shader-f16 on {}: f16 fell back to f32 ({note})", k.gpu.describe());
+    }
+}
+gpu_test!(f16_runs_or_falls_back_with_a_note, f16_or_fallback);
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {

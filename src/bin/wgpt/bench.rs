@@ -11,6 +11,7 @@ use wgpt::generate::{sample, Decoder, SampleConfig};
 use wgpt::kernels::matmul::Product;
 use wgpt::kernels::{AttentionImpl, Kernels, MatmulVariant, Program};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
+use wgpt::precision::{Precision, Purpose};
 use wgpt::rng::Rng;
 use wgpt::train::{TrainConfig, Trainer};
 use wgpt::tune::{self, AttnShape};
@@ -22,13 +23,17 @@ pub enum Workload {
     Forward,
     /// KV-cache generation: prefill of --prompt-len tokens, greedy and top-k decode tokens/s
     /// after a short prompt, and cached vs uncached time per token at a context of --context.
+    /// With --precision f16 also the prefill and greedy decode with f16 weights, alternating
+    /// with f32 runs, and their ratio.
     Decode,
     /// One training step over (B, T): forward, backward, clipping and AdamW, the median of
     /// --iters steps after one warm-up (GPT-2 fine-tuning: --preset gpt2 --batch-size 1 --seq 128).
     Finetune,
     /// Matrix products: 1024³ (and 4096³ on hardware adapters), and GPT-2's Conv1D and lm_head
     /// shapes at B·T = 4096, each forward and its two backward products (dinp and dweight); every
-    /// kernel candidate's GFLOP/s, autotune's pick marked, then a row at the pick.
+    /// kernel candidate's GFLOP/s, autotune's pick marked, then a row at the pick. With
+    /// --precision f16 also the forward products with f16 weights, and the single-row (decode)
+    /// products in f32 and f16.
     Matmul,
     /// Causal attention forward and backward at (B 8, NH 6, T 256), (B 1, NH 12, T 1024), head
     /// size 64, and the baby's (B 12, NH 4, T 64, hs 32); every implementation's GFLOP/s of the
@@ -119,18 +124,20 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     println!("timing: kernels: {kernels}; steps and tokens: wall clock up to a readback");
     println!("{:<8}  {:<32}  {:<24}  {:>12}  {:>12}", "unit", "workload", "shape", "ms", "rate");
     let preset = &args.preset;
+    // f16 rows beside the f32 ones where inference runs f16 (f16 or auto with shader-f16)
+    let f16 = super::precision(&k, Purpose::Inference) == Precision::F16;
     match args.workload {
         Workload::Forward => forward(&model(&k, preset)?, preset, args.batch_size, args.seq, args.iters)?,
-        Workload::Decode => decode(&model(&k, preset)?, preset, &args)?,
+        Workload::Decode => decode(&model(&k, preset)?, preset, &args, f16)?,
         Workload::Finetune => finetune(model(&k, preset)?, preset, args.batch_size, args.seq, &args)?,
-        Workload::Matmul => matmul(&k, args.iters)?,
+        Workload::Matmul => matmul(&k, args.iters, f16)?,
         Workload::Attention => attention(&k, args.iters)?,
         Workload::Train => train(&k, &args)?,
         Workload::All => {
-            matmul(&k, args.iters)?;
+            matmul(&k, args.iters, f16)?;
             attention(&k, args.iters)?;
             train(&k, &args)?;
-            decode(&model(&k, "gpt2")?, "gpt2", &args)?;
+            decode(&model(&k, "gpt2")?, "gpt2", &args, f16)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -180,7 +187,7 @@ fn product_candidates(k: &Kernels, p: Product, iters: usize) -> Result<f64> {
 /// the backward products dinp (M,K) += dout · wᵀ (NT) and dweight (K,N) += inpᵀ · dout (TN), then
 /// lm_head (V = 50257) forward (NT, per row chunk of wte) and its backward through the model's
 /// entry points; one row per product at the kernels' pick.
-fn matmul(k: &Kernels, iters: usize) -> Result<()> {
+fn matmul(k: &Kernels, iters: usize, f16: bool) -> Result<()> {
     let g = &k.gpu;
     let mut shapes = vec![(1024, 1024, 1024, "1024x1024x1024".to_string())];
     if !k.tuning.software() {
@@ -195,6 +202,24 @@ fn matmul(k: &Kernels, iters: usize) -> Result<()> {
         for (p, what) in products.into_iter().zip(["forward", "dinp", "dweight"]) {
             let ms = product_candidates(k, p, iters)?;
             flops_row(&format!("matmul {what}"), &shape, ms, p.flop());
+        }
+        if f16 {
+            flops_row(
+                "matmul forward f16 weights",
+                &shape,
+                time_linear(k, [m, kk, n], true, iters)?,
+                2.0 * (m * kk * n) as f64,
+            );
+        }
+    }
+    if f16 {
+        // a decode step's products (one row: VM, and VMT for lm_head), f32 and f16 weights
+        for (kk, n) in [(768, 2304), (768, 768), (768, 3072), (3072, 768), (768, 50257)] {
+            let shape = format!("1x{kk}x{n}");
+            for half in [false, true] {
+                let what = format!("matmul decode row{}", if half { " f16" } else { "" });
+                flops_row(&what, &shape, time_linear(k, [1, kk, n], half, iters)?, 2.0 * (kk * n) as f64);
+            }
         }
     }
     let (c, v, rows) = (768, 50257, 512);
@@ -219,6 +244,32 @@ fn matmul(k: &Kernels, iters: usize) -> Result<()> {
     flops_row("matmul lm_head forward", &shape, time_program(g, &fwd, iters)?, flop);
     flops_row("matmul lm_head dinp+dweight", &shape, time_program(g, &bwd, iters)?, 2.0 * flop);
     Ok(())
+}
+
+/// Milliseconds of out (M,N) = x (M,K) · w at the kernels' pick, w (K,N) a Conv1D weight, or for
+/// N = 50257 lm_head's wte (N,K); with `half` w in f16 (its f16 copy made before the timing).
+fn time_linear(k: &Kernels, [m, kk, n]: [usize; 3], half: bool, iters: usize) -> Result<f64> {
+    let g = &k.gpu;
+    let lm_head = n == 50257;
+    let w32 = g.tensor("w", &if lm_head { [n, kk] } else { [kk, n] });
+    g.write(&w32, &Rng::new(3).vec(w32.numel(), -0.1, 0.1));
+    let w = if half {
+        let h = g.tensor_f16("w.f16", &w32.shape);
+        let mut convert = Program::default();
+        k.matmul.to_f16(&mut convert, &h, &w32);
+        g.run(|pass| convert.encode(pass));
+        h
+    } else {
+        w32
+    };
+    let (x, out) = (g.tensor("x", &[m, kk]), g.tensor("out", &[m, n]));
+    let mut prog = Program::default();
+    if lm_head {
+        k.matmul.lm_head(&mut prog, &out, &x, &w);
+    } else {
+        k.matmul.forward(&mut prog, &out, &x, &w, None);
+    }
+    time_program(g, &prog, iters)
 }
 
 /// Causal attention without dropout, every implementation. FLOPs count the causal half: q·k
@@ -345,7 +396,53 @@ fn time_ms(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() * 1e3 / n.max(1) as f64)
 }
 
-fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
+/// Milliseconds of a prefill of `prompt`, up to its argmax.
+fn prefill_ms(dec: &mut Decoder, model: &Gpt2, prompt: &[u32]) -> Result<f64> {
+    time_ms(1, || {
+        dec.prefill(model, prompt)?;
+        pollster::block_on(dec.argmax(model)).map(|_| ())
+    })
+}
+
+/// Milliseconds per greedy token after `prompt`: push the token, then pick the next from its
+/// logits (GPU argmax, 4-byte readback), so each timed step ends with its own result.
+fn greedy_ms(dec: &mut Decoder, model: &Gpt2, prompt: &[u32], n: usize) -> Result<f64> {
+    dec.prefill(model, prompt)?;
+    let mut next = pollster::block_on(dec.argmax(model))?; // the prefill is not part of the timing
+    time_ms(n, || {
+        dec.push(model, next)?;
+        next = pollster::block_on(dec.argmax(model))?;
+        Ok(())
+    })
+}
+
+/// The prefill and greedy decode rows in f16 beside f32's, the two alternating (f32, f16, f32,
+/// f16: a busy machine slows both alike; each row the faster of its two runs), and the ratio.
+fn decode_f16(model: &Gpt2, preset: &str, args: &BenchArgs, ids: &[u32], dec: &mut Decoder) -> Result<()> {
+    let (p, short, n) = (args.prompt_len, args.short_prompt, args.iters.max(1));
+    let mut dec16 = Decoder::with_precision(model, Precision::F16)?;
+    greedy_ms(&mut dec16, model, &ids[..short], 1)?; // warm-up: the f16 pipelines
+    let (mut pre, mut step) = ([f64::INFINITY; 2], [f64::INFINITY; 2]);
+    for _ in 0..2 {
+        for (i, d) in [&mut *dec, &mut dec16].into_iter().enumerate() {
+            pre[i] = pre[i].min(prefill_ms(d, model, &ids[..p])?);
+            step[i] = step[i].min(greedy_ms(d, model, &ids[..short], n)?);
+        }
+    }
+    let shape = format!("prompt {short}, {n} new");
+    for (i, tag) in ["f32", "f16"].into_iter().enumerate() {
+        tokens_row(&format!("prefill {preset} {tag}"), &format!("prompt {p} tokens"), pre[i], p as f64 / pre[i] * 1e3);
+        tokens_row(&format!("decode {preset} {tag} (KV cache)"), &shape, step[i], 1e3 / step[i]);
+    }
+    println!(
+        "  f16 weights: decode {:.2}x and prefill {:.2}x f32's speed (alternating runs, best of 2 each)",
+        step[0] / step[1],
+        pre[0] / pre[1]
+    );
+    Ok(())
+}
+
+fn decode(model: &Gpt2, preset: &str, args: &BenchArgs, f16: bool) -> Result<()> {
     let (v, block) = (model.config.vocab_size, model.config.block_size);
     let n = args.iters.max(1);
     for (what, len) in
@@ -367,23 +464,16 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs) -> Result<()> {
     sync(&mut dec)?;
 
     let p = args.prompt_len;
-    let ms = time_ms(1, || {
-        dec.prefill(model, &ids[..p])?;
-        sync(&mut dec)
-    })?;
+    let ms = prefill_ms(&mut dec, model, &ids[..p])?;
     tokens_row(&format!("prefill {preset}"), &format!("prompt {p} tokens"), ms, p as f64 / ms * 1e3);
 
-    // greedy generation after a short prompt: push the token, then pick the next from its
-    // logits (GPU argmax, 4-byte readback), so each timed step ends with its own result
-    dec.prefill(model, &ids[..args.short_prompt])?;
-    let mut next = pollster::block_on(dec.argmax(model))?; // the prefill is not part of the timing
-    let ms = time_ms(n, || {
-        dec.push(model, next)?;
-        next = pollster::block_on(dec.argmax(model))?;
-        Ok(())
-    })?;
+    // greedy generation after a short prompt
+    let ms = greedy_ms(&mut dec, model, &ids[..args.short_prompt], n)?;
     let shape = format!("prompt {}, {n} new", args.short_prompt);
     tokens_row(&format!("decode {preset} (KV cache)"), &shape, ms, 1e3 / ms);
+    if f16 {
+        decode_f16(model, preset, args, &ids, &mut dec)?;
+    }
 
     // the same, sampling (temperature 1, top-k 40) on the CPU from the V logits read back
     dec.prefill(model, &ids[..args.short_prompt])?;
