@@ -267,6 +267,11 @@ impl Run {
         self.decoder.generate(&self.trainer.model, ids, cfg, self.tokenizer.end_of_text(), on_token).await
     }
 
+    /// The precision [`Run::generate`] runs in: f32, as training (the run's numbers stay HF's).
+    pub fn precision(&self) -> crate::precision::Precision {
+        self.decoder.precision().runs
+    }
+
     /// Text continuing `prompt` (the start of the validation split when empty), prompt included.
     pub async fn sample(&mut self, prompt: &str, cfg: &SampleConfig) -> Result<String> {
         let mut ids = self.prompt_ids(prompt)?;

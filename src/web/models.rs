@@ -4,6 +4,7 @@
 use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::model::Gpt2;
 use crate::parity::{self, ParityFile};
+use crate::precision::Precision;
 use crate::run::fits::{allocate, Building};
 use crate::tokenizer::Tokenizer;
 use crate::web::engine::{Engine, Loaded, Model};
@@ -34,7 +35,11 @@ impl Engine {
             )));
         }
         let gpu = kernels.gpu.clone();
-        let build = || Gpt2::new(kernels, &weights).and_then(|model| Ok((Decoder::new(&model)?, model)));
+        // the page generates from an imported model in auto precision: f16 where shader-f16 is
+        let build = || {
+            Gpt2::new(kernels, &weights)
+                .and_then(|model| Ok((Decoder::with_precision(&model, Precision::Auto)?, model)))
+        };
         let (decoder, model) = allocate(&gpu, Building::Model(&cfg), build).await?;
         self.tokens = None;
         self.post(&params_event(&cfg, cfg.block_size, &model.kernels.gpu.describe()));
@@ -120,14 +125,18 @@ impl Engine {
             }
             !inbox.borrow().cancel
         };
-        let out = match &mut self.model {
-            Model::Training(tr) => tr.driver.run.generate(&ids, cfg, on_token).await?,
-            Model::Loaded(l) => l.decoder.generate(&l.model, &ids, cfg, l.tokenizer.end_of_text(), on_token).await?,
-            Model::None => Vec::new(), // prompt() refused already
+        let (out, precision) = match &mut self.model {
+            Model::Training(tr) => (tr.driver.run.generate(&ids, cfg, on_token).await?, tr.driver.run.precision()),
+            Model::Loaded(l) => (
+                l.decoder.generate(&l.model, &ids, cfg, l.tokenizer.end_of_text(), on_token).await?,
+                l.decoder.precision().runs,
+            ),
+            Model::None => (Vec::new(), Precision::F32), // prompt() refused already
         };
         send(stream.finish(&tokenizer)?);
         let secs = ((self.host.clock())() - started) / 1e3;
-        self.post(&Event::Generated { tokens: out.len(), tokens_per_sec: out.len() as f64 / secs.max(1e-3) });
+        let (tokens, tokens_per_sec) = (out.len(), out.len() as f64 / secs.max(1e-3));
+        self.post(&Event::Generated { tokens, tokens_per_sec, precision: precision.name().into() });
         Ok(())
     }
 }

@@ -343,6 +343,9 @@ pub enum Event {
     Generated {
         tokens: usize,
         tokens_per_sec: f64,
+        /// The precision the generation ran in: "f16" (an imported model where the adapter has
+        /// shader-f16: the page's auto) or "f32".
+        precision: String,
     },
     /// The model's Hugging Face files, named by `files`, alongside.
     Export {
@@ -561,7 +564,7 @@ mod tests {
             Event::Dynamics { point: point.clone(), tensors: vec![tensor] },
             Event::Eval { step: 30, train_loss: 2.0, val_loss: 2.25, accuracy: Some(0.5), sample: "the cat".into() },
             Event::Token { text: "a".into() },
-            Event::Generated { tokens: 10, tokens_per_sec: 100.0 },
+            Event::Generated { tokens: 10, tokens_per_sec: 100.0, precision: "f16".into() },
             Event::Export { files: vec!["config.json".into()], step: 60 },
             Event::ExportRun { name: "lines.txt-step60.zip".into(), step: 60 },
             Event::Checkpoint { id: "run-1".into(), name: "a.txt".into(), step: 30, files: vec!["config.json".into()] },

@@ -378,6 +378,9 @@ try {
   const again = await text("output");
   if (again !== out) fail(`the re-imported model generated ${JSON.stringify(again)}, the trained one ${JSON.stringify(out)}`);
   console.log("re-imported: the same 40 tokens for the same prompt and seed");
+  // an imported model generates in the page's auto precision: f32 on SwiftShader (no shader-f16)
+  const speed = await page.textContent("#gen-speed");
+  if (!speed.endsWith(", f32")) fail(`the generate panel should say the precision (f32 on SwiftShader): ${JSON.stringify(speed)}`);
   const topAfter = seen(await inspectNow());
   if (JSON.stringify(topAfter) !== JSON.stringify(topBefore)) fail(`the logit lens and next-token bars after re-import ${JSON.stringify(topAfter)} != ${JSON.stringify(topBefore)}`);
   console.log(`re-imported: the same logit lens and next-token bars, bit for bit (${JSON.stringify(topAfter.bars.slice(0, 2))} ...)`);

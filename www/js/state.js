@@ -85,7 +85,7 @@ export const on = {
   diverged: (s, ev) => ({ ...s, training: "stopped", status: `Training diverged at step ${ev.step}.`, error: { message: ev.message, diverged: ev.saved === null ? null : ev } }),
   restored: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, history: ev.history, dynamics: ev.dynamics, progress: null, valLoss: null, sample: "", status: `Resumed ${ev.name} at step ${ev.step}.` }),
   token: (s, ev) => ({ ...s, output: s.output + ev.text }),
-  generated: (s, ev) => ({ ...s, generating: false, genSpeed: `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s`, status: s.training === "training" ? s.status : "Generated." }),
+  generated: (s, ev) => ({ ...s, generating: false, genSpeed: `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s, ${ev.precision}`, status: s.training === "training" ? s.status : "Generated." }),
   // drawn as they come (inspect.js); the state keeps what look inside shows
   inspect: (s, ev) => ({ ...s, look: { asked: null, shown: { step: ev.step, prompt: ev.prompt }, error: null } }),
   sampling: (s) => ({ ...s, look: { ...s.look, error: null } }),
