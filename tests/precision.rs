@@ -92,6 +92,15 @@ fn f16_logits_parity_baby() {
     check_parity_file("baby.safetensors");
 }
 
+/// The tiny HF GPT-2's weights, its prompt ids and transformers' greedy continuation.
+fn hf_tiny(data: &std::path::Path) -> (wgpt::model::Weights, Vec<u32>, Vec<u32>) {
+    let dir = data.join("hf-tiny-gpt2");
+    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (weights, _) = wgpt::hf::dir::load(&dir).unwrap();
+    (weights, common::i32_tensor(&st, "ids"), common::i32_tensor(&st, "greedy"))
+}
+
 /// transformers' 20 greedy tokens of the tiny HF GPT-2 (official layout, wte 50257 x 32) in
 /// f16 too: the f16 errors never flip the argmax here.
 #[test]
@@ -99,11 +108,7 @@ fn f16_greedy_equals_f32_on_hf_tiny_gpt2() {
     let Some(d) = common::shared_data() else {
         return;
     };
-    let dir = d.join("hf-tiny-gpt2");
-    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let (ids, want) = (common::i32_tensor(&st, "ids"), common::i32_tensor(&st, "greedy"));
-    let (weights, _) = wgpt::hf::dir::load(&dir).unwrap();
+    let (weights, ids, want) = hf_tiny(&d);
     let Some(k) = common::shared_kernels() else {
         return;
     };
@@ -167,11 +172,7 @@ fn f16_wte_in_row_chunks() {
     let Some(k) = common::shared_kernels() else {
         return;
     };
-    let dir = d.join("hf-tiny-gpt2");
-    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let (ids, want) = (common::i32_tensor(&st, "ids"), common::i32_tensor(&st, "greedy"));
-    let (weights, _) = wgpt::hf::dir::load(&dir).unwrap();
+    let (weights, ids, want) = hf_tiny(&d);
     let mut gpu = k.gpu.clone();
     gpu.cap_binding(1 << 20);
     let k = std::sync::Arc::new(wgpt::kernels::Kernels::new(&gpu).unwrap());

@@ -197,6 +197,16 @@ fn matmul(k: &Kernels, iters: usize, f16: bool) -> Result<()> {
     for (c, oc) in [(768, 2304), (768, 768), (768, 3072), (3072, 768)] {
         shapes.push((BT, c, oc, format!("BT {BT}, {c}->{oc}")));
     }
+    if f16 {
+        // a decode step's products (one row: VM, and VMT for lm_head), f32 and f16 weights
+        for (kk, n) in [(768, 2304), (768, 768), (768, 3072), (3072, 768), (768, 50257)] {
+            let shape = format!("1x{kk}x{n}");
+            for half in [false, true] {
+                let what = format!("matmul decode row{}", if half { " f16" } else { "" });
+                flops_row(&what, &shape, time_linear(k, [1, kk, n], half, iters)?, 2.0 * (kk * n) as f64);
+            }
+        }
+    }
     for (m, kk, n, shape) in shapes {
         let products = Product::linear(m, kk, n);
         for (p, what) in products.into_iter().zip(["forward", "dinp", "dweight"]) {
@@ -210,16 +220,6 @@ fn matmul(k: &Kernels, iters: usize, f16: bool) -> Result<()> {
                 time_linear(k, [m, kk, n], true, iters)?,
                 2.0 * (m * kk * n) as f64,
             );
-        }
-    }
-    if f16 {
-        // a decode step's products (one row: VM, and VMT for lm_head), f32 and f16 weights
-        for (kk, n) in [(768, 2304), (768, 768), (768, 3072), (3072, 768), (768, 50257)] {
-            let shape = format!("1x{kk}x{n}");
-            for half in [false, true] {
-                let what = format!("matmul decode row{}", if half { " f16" } else { "" });
-                flops_row(&what, &shape, time_linear(k, [1, kk, n], half, iters)?, 2.0 * (kk * n) as f64);
-            }
         }
     }
     let (c, v, rows) = (768, 50257, 512);
