@@ -210,3 +210,60 @@ fn f16_copies_follow_weights_changed() {
     assert_ne!(before, after, "zeroing c_fc changes the logits");
     assert!(after.iter().zip(&fresh).all(|(a, b)| a.to_bits() == b.to_bits()), "refreshed copies equal fresh ones");
 }
+
+/// Every family's f16-weight products against the CPU computing with the same f16-rounded
+/// weights in f32: NN and NT (x · w, x · wteᵀ) over 37 rows on each variant the adapter runs,
+/// and the single-row VM and VMT of a decode step. Only the summation order differs, so the
+/// bound is f32's (1e-5), and a kernel that read the f16 words wrongly fails it by far.
+#[test]
+fn f16_weight_products_on_every_variant() {
+    use wgpt::kernels::{MatmulVariant, Operand, Program};
+    let Some(k) = common::shared_kernels() else {
+        return;
+    };
+    let g = &k.gpu;
+    let (kk, n) = (64, 72);
+    let w = common::Rng::new(9).vec(kk * n, -1.0, 1.0);
+    let w16: Vec<f32> = w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    assert!(w16.iter().zip(&w).any(|(a, b)| a != b), "the rounding changes some weights");
+    let half_of = |t: &wgpt::Tensor| {
+        let h = g.tensor_f16("w.f16", &t.shape);
+        let mut p = Program::default();
+        k.matmul.to_f16(&mut p, &h, t);
+        g.run(|pass| p.encode(pass));
+        h
+    };
+    // w as a Conv1D weight (K, N) and as a wte (N, K): the CPU's B[k][j] for each
+    let (w_nn, w_nt) = (g.upload("w", &[kk, n], &w), g.upload("wte", &[n, kk], &w));
+    let (h_nn, h_nt) = (half_of(&w_nn), half_of(&w_nt));
+    let b = |nt: bool, kx: usize, j: usize| if nt { w16[j * kk + kx] } else { w16[kx * n + j] };
+    let cpu = |x: &[f32], m: usize, nt: bool| -> Vec<f32> {
+        (0..m * n).map(|i| (0..kk).map(|kx| x[i / n * kk + kx] * b(nt, kx, i % n)).sum()).collect()
+    };
+    let run = |what: &str, m: usize, nt: bool, record: &dyn Fn(&mut Program, &wgpt::Tensor, &wgpt::Tensor)| {
+        let x = rng_vec(m * kk);
+        let (xt, out) = (g.upload("x", &[m, kk], &x), g.tensor("out", &[m, n]));
+        let mut p = Program::default();
+        record(&mut p, &out, &xt);
+        g.run(|pass| p.encode(pass));
+        let got = pollster::block_on(g.read(&out)).unwrap();
+        let c = wgpt::cpu::check_close(what, &got, &cpu(&x, m, nt), 1e-5, 1e-5).unwrap_or_else(|e| panic!("{e}"));
+        println!("{what}: max abs err {:.2e}", c.max_abs);
+    };
+    for v in MatmulVariant::available(g, wgpt::tune::Family::Auto) {
+        let name = v.name();
+        run(&format!("{name} NN f16"), 37, false, &|p, out, x| {
+            k.matmul.gemm_on(v, p, out, Operand::n(x), Operand::n(&h_nn))
+        });
+        run(&format!("{name} NT f16"), 37, true, &|p, out, x| {
+            k.matmul.gemm_on(v, p, out, Operand::n(x), Operand::t(&h_nt))
+        });
+    }
+    run("VM f16", 1, false, &|p, out, x| k.matmul.forward(p, out, x, &h_nn, None));
+    run("VMT f16", 1, true, &|p, out, x| k.matmul.lm_head(p, out, x, &h_nt));
+}
+
+/// Inputs in [-1, 1) from a fixed seed per length.
+fn rng_vec(n: usize) -> Vec<f32> {
+    common::Rng::new(n as u64).vec(n, -1.0, 1.0)
+}
