@@ -391,7 +391,7 @@ async function room() {
     log(`room: 110 MiB of quota: ${JSON.stringify(lean)}; the offer: ${JSON.stringify(offer)}`);
     if (!lean.includes("has no room for that") || !lean.includes("but has for checkpoints saved without the optimizer state"))
       fail(`with 110 MiB of quota the plan says ${JSON.stringify(lean)}`);
-    if (!(await page.isVisible("#model-only-offer")) || !/without the optimizer state \(\d+(\.\d+)? MB each instead of \d+(\.\d+)? MB\)/.test(offer))
+    if (!(await page.isVisible("#model-only-offer")) || !/without the optimizer state \(\d+(\.\d+)? MiB each instead of \d+(\.\d+)? MiB\)/.test(offer))
       fail(`the plan's offer is ${JSON.stringify(offer)}, visible: ${await page.isVisible("#model-only-offer")}`);
     await kit.byId("model-only").check();
     await kit.byId("train-start").click();

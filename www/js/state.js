@@ -66,7 +66,15 @@ export const on = {
   tuned: (s, ev) => ({ ...s, kernels: ev }),
   corpus: (s, ev) => ({ ...s, corpus: ev, plan: null, error: null, status: `Corpus: ${ev.name}.` }),
   plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: "Fits this GPU's limits.", status: s.training === "idle" ? "Ready to train." : s.status }),
-  state: (s, ev) => ({ ...s, shelved: null, training: ev.state, step: ev.step, error: ev.state === "training" ? null : s.error, status: trainingStatus(ev) }),
+  // a resumed run's "Resumed ..." (what became of its optimizer state) stays while it trains
+  state: (s, ev) => ({
+    ...s,
+    shelved: null,
+    training: ev.state,
+    step: ev.step,
+    error: ev.state === "training" ? null : s.error,
+    status: ev.state === "training" && s.status.startsWith("Resumed ") ? s.status : trainingStatus(ev),
+  }),
   progress: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, progress: ev, history: { ...s.history, train: [...s.history.train, [ev.step, ev.loss]] } }),
   dynamics: (s, ev) => ({ ...s, dynamics: [...s.dynamics, ev.point], tensors: { step: ev.point.step, tensors: ev.tensors, layers: ev.point.layers } }),
   // a new model (imported, or a run started or resumed): its table; its dynamics start afresh
