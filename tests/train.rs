@@ -573,5 +573,60 @@ fn a_run_saved_without_its_optimizer_state_resumes_with_fresh_moments() {
     assert_eq!(lean_losses.len(), 9, "the model-only run's steps: {lean_losses:?}");
     assert_eq!(lean_losses[..7], full_losses[..7]);
     assert!(lean_losses[7..].iter().zip(&full_losses[7..]).all(|(a, b)| a.1 != b.1 && a.1.is_finite()));
+
+    // a run zip of it (Export run's format) goes on as the directory does
+    let zip = root.join("model-only.zip");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["export-run", model_only.to_str().unwrap(), zip.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let unzipped = root.join("unzipped");
+    let said =
+        wgpt(&["train", "--resume", zip.to_str().unwrap(), "--out", unzipped.to_str().unwrap(), "--max-iters", "10"]);
+    assert!(said.contains("moments start fresh, from zero, at step 9"), "--resume run.zip says {said}");
+    let after = wgpt::run::saved_run(&state(&unzipped), &config).unwrap();
+    assert!(after.step == 10 && after.model_only, "the unzipped run saved {after:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A run the page saves without its optimizer state (Request::Checkpoints) exports as a model-only
+/// run zip; the CLI (`--resume run.zip`) and the page (Import run) both go on with it from fresh
+/// moments, saying so, to the same losses.
+#[test]
+fn a_model_only_run_moves_between_the_page_and_the_cli() {
+    let Some(_) = common::shared_kernels() else { return };
+    let (root, _) = scratch_with_corpus("model-only-page");
+    let mut page = Page::new();
+    page.send(json!({"type": "checkpoints", "optimizer_state": false}), vec![]);
+    page.send(json!({"type": "start", "settings": page_settings(8)}), vec![]);
+    page.until(|e| matches!(e, Event::Checkpoint { step: 4, .. }));
+    page.send(json!({"type": "stop"}), vec![]);
+    page.until(|e| matches!(e, Event::State { state: TrainState::Stopped, step: 4 }));
+    page.send(json!({"type": "export_run"}), vec![]);
+    let (_, zip) = page.until(|e| matches!(e, Event::ExportRun { step: 4, .. }));
+    let files = wgpt::run::archive::read("page-run.zip", &zip[0]).unwrap();
+    assert!(files.checkpoint.state().unwrap().model_only, "the page's run zip holds the optimizer state");
+    let zip_path = root.join("page-run.zip");
+    std::fs::write(&zip_path, &zip[0]).unwrap();
+
+    let out = root.join("from-page");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["train", "--resume", zip_path.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && said.contains("moments start fresh, from zero, at step 4"), "{said}");
+    let (cli_progress, cli_evals) = cli_losses(&out);
+
+    let from = page.events.borrow().len();
+    page.send(json!({"type": "import_run", "name": "page-run.zip"}), zip);
+    let (restored, _) = page.until(|e| matches!(e, Event::Restored { .. }));
+    assert!(matches!(restored, Event::Restored { step: 4, fresh_moments: true, .. }), "{restored:?}");
+    page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
+    let (progress, evals) = page.losses(from);
+    println!("a model-only page run resumed in the page: {progress:?}, in the CLI: {:?}", &cli_progress[4..]);
+    assert_eq!(progress, &cli_progress[4..], "page and CLI resume a model-only run alike");
+    assert_eq!(evals, &cli_evals[2..]);
     let _ = std::fs::remove_dir_all(&root);
 }
