@@ -335,6 +335,16 @@ impl Page {
         }
     }
 
+    /// Starts an 8-step run, stops it at its checkpoint of step 4 and exports it: the zip.
+    fn stop_at_4_and_export(&mut self) -> Vec<Vec<u8>> {
+        self.send(json!({"type": "start", "settings": page_settings(8)}), vec![]);
+        self.until(|e| matches!(e, Event::Checkpoint { step: 4, .. }));
+        self.send(json!({"type": "stop"}), vec![]);
+        self.until(|e| matches!(e, Event::State { state: TrainState::Stopped, step: 4 }));
+        self.send(json!({"type": "export_run"}), vec![]);
+        self.until(|e| matches!(e, Event::ExportRun { step: 4, .. })).1
+    }
+
     /// The losses of the progress events and the evaluations since event `from`.
     fn losses(&self, from: usize) -> Losses {
         let events = self.events.borrow();
@@ -423,12 +433,7 @@ fn the_page_and_the_cli_train_and_resume_alike() {
 
     // the page stops at step 4 and exports the run
     let from = page.events.borrow().len();
-    page.send(json!({"type": "start", "settings": page_settings(8)}), vec![]);
-    page.until(|e| matches!(e, Event::Checkpoint { step: 4, .. }));
-    page.send(json!({"type": "stop"}), vec![]);
-    page.until(|e| matches!(e, Event::State { state: TrainState::Stopped, step: 4 }));
-    page.send(json!({"type": "export_run"}), vec![]);
-    let (_, zip) = page.until(|e| matches!(e, Event::ExportRun { step: 4, .. }));
+    let zip = page.stop_at_4_and_export();
     let (history, _) = page.losses(from);
     let zip_path = root.join("page-run.zip");
     std::fs::write(&zip_path, &zip[0]).unwrap();
@@ -599,12 +604,7 @@ fn a_model_only_run_moves_between_the_page_and_the_cli() {
     let (root, _) = scratch_with_corpus("model-only-page");
     let mut page = Page::new();
     page.send(json!({"type": "checkpoints", "optimizer_state": false}), vec![]);
-    page.send(json!({"type": "start", "settings": page_settings(8)}), vec![]);
-    page.until(|e| matches!(e, Event::Checkpoint { step: 4, .. }));
-    page.send(json!({"type": "stop"}), vec![]);
-    page.until(|e| matches!(e, Event::State { state: TrainState::Stopped, step: 4 }));
-    page.send(json!({"type": "export_run"}), vec![]);
-    let (_, zip) = page.until(|e| matches!(e, Event::ExportRun { step: 4, .. }));
+    let zip = page.stop_at_4_and_export();
     let files = wgpt::run::archive::read("page-run.zip", &zip[0]).unwrap();
     assert!(files.checkpoint.state().unwrap().model_only, "the page's run zip holds the optimizer state");
     let zip_path = root.join("page-run.zip");
