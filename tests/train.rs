@@ -592,6 +592,17 @@ fn a_run_saved_without_its_optimizer_state_resumes_with_fresh_moments() {
     assert!(said.contains("moments start fresh, from zero, at step 9"), "--resume run.zip says {said}");
     let after = wgpt::run::saved_run(&state(&unzipped), &config).unwrap();
     assert!(after.step == 10 && after.model_only, "the unzipped run saved {after:?}");
+
+    // a training state with no moments that does not say it was saved so is refused, not resumed
+    let damaged = wgpt::run::RunState { model_only: false, ..after };
+    let bytes = wgpt::checkpoint::state_bytes(&config, None, &damaged).unwrap();
+    std::fs::write(unzipped.join(wgpt::checkpoint::STATE_FILE), bytes).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["train", "--resume", unzipped.to_str().unwrap(), "--max-iters", "11"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && said.contains("holds no optimizer state but does not say"), "{said}");
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -206,6 +206,13 @@ impl Run {
                 self.trainer.restore(&m, &v, state.step)?;
                 self.trainer.moments_since = state.moments_since;
             }
+            None if !state.model_only => {
+                return Err(Error::Format(format!(
+                    "{} holds no optimizer state but does not say it was saved without it: the run is damaged; \
+                     resume an earlier copy or export it again",
+                    checkpoint::STATE_FILE
+                )))
+            }
             None => {
                 self.trainer.step = state.step;
                 self.trainer.moments_since = state.step;
