@@ -201,6 +201,14 @@ impl Run {
     pub fn restore(&mut self, state_bytes: &[u8]) -> Result<()> {
         let (moments, state): (_, RunState) =
             checkpoint::parse_state(checkpoint::STATE_FILE, state_bytes, &self.cfg.model)?;
+        if state.moments_since > state.step {
+            return Err(Error::Format(format!(
+                "{}: its moments start at step {}, after its step {}: the run is damaged",
+                checkpoint::STATE_FILE,
+                state.moments_since,
+                state.step
+            )));
+        }
         match moments {
             Some((m, v)) => {
                 self.trainer.restore(&m, &v, state.step)?;
