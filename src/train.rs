@@ -189,6 +189,9 @@ pub struct Trainer {
     pub(crate) dynamics: Option<DynamicsPlan>,
     /// Optimizer steps taken so far.
     pub step: u64,
+    /// The step AdamW's moments started from (0, or where a run resumed without them): bias
+    /// correction counts the steps since.
+    pub moments_since: u64,
 }
 
 impl Trainer {
@@ -271,6 +274,7 @@ impl Trainer {
             norm,
             dynamics: None,
             step: 0,
+            moments_since: 0,
         })
     }
 
@@ -321,7 +325,7 @@ impl Trainer {
         }
         let c = &self.cfg;
         let lr = c.lr_at(self.step as usize);
-        let sp = StepParams::new(self.step + 1, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
+        let sp = StepParams::new(self.step + 1 - self.moments_since, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
         gpu.write(&self.step_params, bytemuck::bytes_of(&sp));
         // dropout masks: a fresh seed per micro-batch, a function of the step (so resuming
         // reproduces them)

@@ -86,7 +86,7 @@ fn resume_continues_exactly() {
 
     let mut first = new_run(&k, &weights);
     let mut got = losses(&mut first, 10);
-    let ckpt = pollster::block_on(first.checkpoint()).unwrap();
+    let ckpt = pollster::block_on(first.checkpoint(true)).unwrap();
     drop(first);
     let saved = wgpt::hf::load_weights("checkpoint", &ckpt.model, tiny_run_config().model).unwrap();
     let mut resumed = new_run(&k, &saved);
@@ -335,6 +335,16 @@ impl Page {
         }
     }
 
+    /// Starts an 8-step run, stops it at its checkpoint of step 4 and exports it: the zip.
+    fn stop_at_4_and_export(&mut self) -> Vec<Vec<u8>> {
+        self.send(json!({"type": "start", "settings": page_settings(8)}), vec![]);
+        self.until(|e| matches!(e, Event::Checkpoint { step: 4, .. }));
+        self.send(json!({"type": "stop"}), vec![]);
+        self.until(|e| matches!(e, Event::State { state: TrainState::Stopped, step: 4 }));
+        self.send(json!({"type": "export_run"}), vec![]);
+        self.until(|e| matches!(e, Event::ExportRun { step: 4, .. })).1
+    }
+
     /// The losses of the progress events and the evaluations since event `from`.
     fn losses(&self, from: usize) -> Losses {
         let events = self.events.borrow();
@@ -423,12 +433,7 @@ fn the_page_and_the_cli_train_and_resume_alike() {
 
     // the page stops at step 4 and exports the run
     let from = page.events.borrow().len();
-    page.send(json!({"type": "start", "settings": page_settings(8)}), vec![]);
-    page.until(|e| matches!(e, Event::Checkpoint { step: 4, .. }));
-    page.send(json!({"type": "stop"}), vec![]);
-    page.until(|e| matches!(e, Event::State { state: TrainState::Stopped, step: 4 }));
-    page.send(json!({"type": "export_run"}), vec![]);
-    let (_, zip) = page.until(|e| matches!(e, Event::ExportRun { step: 4, .. }));
+    let zip = page.stop_at_4_and_export();
     let (history, _) = page.losses(from);
     let zip_path = root.join("page-run.zip");
     std::fs::write(&zip_path, &zip[0]).unwrap();
@@ -481,6 +486,158 @@ fn a_cli_run_goes_on_in_the_page_as_in_the_cli() {
     let (progress, evals) = page.losses(from);
     println!("CLI run resumed in the CLI: {:?}\n                in the page: {progress:?}", &cli_progress[4..]);
     assert_eq!(progress, &cli_progress[4..], "page and CLI resume a CLI run bit-identically");
+    assert_eq!(evals, &cli_evals[2..]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `wgpt train --no-optimizer-state`: every checkpoint's training state keeps its step, data
+/// position and settings but none of AdamW's moments (a small file); training itself is the same
+/// as a run saving them. `--resume` says the moments start fresh and goes on at the saved step, as
+/// a fresh AdamW: its first step moves every weight by lr · g/(|g| + eps), the learning rate
+/// wherever the gradient is not tiny (bias correction counts from the resume; counted from step 0
+/// it would move by half that), where a run resumed from its full checkpoint moves by other
+/// amounts, and the losses after differ from that run's.
+#[test]
+fn a_run_saved_without_its_optimizer_state_resumes_with_fresh_moments() {
+    let Some(_) = common::shared_kernels() else { return };
+    let (root, corpus) = scratch_with_corpus("model-only");
+    let wgpt = |args: &[&str]| -> String {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt")).args(args).output().expect("run wgpt");
+        let log = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "wgpt {args:?}: {log}");
+        log
+    };
+    let (model_only, full) = (root.join("model-only"), root.join("full"));
+    for (out, extra) in [(&model_only, Some("--no-optimizer-state")), (&full, None)] {
+        let mut args = vec!["train", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16"];
+        args.extend(["--batch-size", "4", "--lr", "3e-3", "--warmup-iters", "0", "--weight-decay", "0", "--seed", "5"]);
+        args.extend(["--max-iters", "6", "--eval-interval", "3", "--eval-iters", "1", "--log-interval", "1"]);
+        args.extend(["--data", corpus.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        wgpt(&args);
+    }
+    let state = |dir: &Path| std::fs::read(dir.join(wgpt::checkpoint::STATE_FILE)).unwrap();
+    let weights = |dir: &Path| wgpt::hf::dir::load(dir).unwrap().0;
+    let config = weights(&full).config;
+    let (lean, whole) = (state(&model_only), state(&full));
+    let saved = wgpt::run::saved_run(&lean, &config).unwrap();
+    println!("training_state.safetensors: {} bytes model-only, {} bytes with the moments", lean.len(), whole.len());
+    assert!(saved.model_only && saved.step == 6, "the model-only state says {saved:?}");
+    assert!(!wgpt::run::saved_run(&whole, &config).unwrap().model_only);
+    let (moments, _): (_, wgpt::run::RunState) =
+        wgpt::checkpoint::parse_state("model-only state", &lean, &config).unwrap();
+    assert!(moments.is_none() && lean.len() * 10 < whole.len(), "the model-only state holds moments");
+    assert_eq!(cli_losses(&model_only), cli_losses(&full), "saving without the moments changed the training");
+    let before = weights(&model_only);
+    assert_eq!(before.tensors, weights(&full).tensors);
+
+    // one step on from step 6: a fresh AdamW's first step for the model-only run
+    let resume = |dir: &Path, to: &str| wgpt(&["train", "--resume", dir.to_str().unwrap(), "--max-iters", to]);
+    let said = resume(&model_only, "7");
+    assert!(said.contains("AdamW's moments start fresh, from zero, at step 6"), "--resume says {said}");
+    assert!(!resume(&full, "7").contains("start fresh"));
+    let lr_of_step_7 = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        let metrics = Metrics::parse("metrics.jsonl", &text).unwrap();
+        let lr = metrics.records().iter().find_map(|r| match r {
+            Record::Progress { iter: 7, lr, .. } => Some(*lr),
+            _ => None,
+        });
+        lr.expect("a progress record of step 7")
+    };
+    // each weight's move over the learning rate: (share within 1% of 1, the largest)
+    let moves = |dir: &Path| {
+        let (after, lr) = (weights(dir), lr_of_step_7(dir));
+        assert_eq!(wgpt::run::saved_run(&state(dir), &config).unwrap().step, 7);
+        let ratios: Vec<f32> = after
+            .tensors
+            .iter()
+            .flatten()
+            .zip(before.tensors.iter().flatten())
+            .map(|(a, b)| (a - b).abs() / lr)
+            .collect();
+        let near_one = ratios.iter().filter(|r| (**r - 1.0).abs() < 0.01).count() as f64 / ratios.len() as f64;
+        (near_one, ratios.iter().copied().fold(0.0, f32::max))
+    };
+    let (fresh, fresh_max) = moves(&model_only);
+    let (kept, kept_max) = moves(&full);
+    println!(
+        "step 7's moves over lr: model-only run {:.1}% within 1% of 1 (largest {fresh_max:.4}); full run {:.1}% \
+         (largest {kept_max:.4})",
+        fresh * 100.0,
+        kept * 100.0
+    );
+    assert!(fresh > 0.9 && fresh_max < 1.001, "the step after a model-only resume is not a fresh AdamW's");
+    assert!(kept < 0.5, "the full run's step looks like a fresh AdamW's: the check cannot tell them apart");
+
+    // and on: the losses after the resume differ from those of the run that kept its moments
+    resume(&model_only, "9");
+    resume(&full, "9");
+    let (lean_losses, full_losses) = (cli_losses(&model_only).0, cli_losses(&full).0);
+    println!("losses after step 7: model-only {:?}, full {:?}", &lean_losses[7..], &full_losses[7..]);
+    assert_eq!(lean_losses.len(), 9, "the model-only run's steps: {lean_losses:?}");
+    assert_eq!(lean_losses[..7], full_losses[..7]);
+    assert!(lean_losses[7..].iter().zip(&full_losses[7..]).all(|(a, b)| a.1 != b.1 && a.1.is_finite()));
+
+    // a run zip of it (Export run's format) goes on as the directory does
+    let zip = root.join("model-only.zip");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["export-run", model_only.to_str().unwrap(), zip.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let unzipped = root.join("unzipped");
+    let said =
+        wgpt(&["train", "--resume", zip.to_str().unwrap(), "--out", unzipped.to_str().unwrap(), "--max-iters", "10"]);
+    assert!(said.contains("moments start fresh, from zero, at step 9"), "--resume run.zip says {said}");
+    let after = wgpt::run::saved_run(&state(&unzipped), &config).unwrap();
+    assert!(after.step == 10 && after.model_only, "the unzipped run saved {after:?}");
+
+    // a training state with no moments that does not say it was saved so is refused, not resumed
+    let damaged = wgpt::run::RunState { model_only: false, ..after };
+    let bytes = wgpt::checkpoint::state_bytes(&config, None, &damaged).unwrap();
+    std::fs::write(unzipped.join(wgpt::checkpoint::STATE_FILE), bytes).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["train", "--resume", unzipped.to_str().unwrap(), "--max-iters", "11"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && said.contains("holds no optimizer state but does not say"), "{said}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A run the page saves without its optimizer state (Request::Checkpoints) exports as a model-only
+/// run zip; the CLI (`--resume run.zip`) and the page (Import run) both go on with it from fresh
+/// moments, saying so, to the same losses.
+#[test]
+fn a_model_only_run_moves_between_the_page_and_the_cli() {
+    let Some(_) = common::shared_kernels() else { return };
+    let (root, _) = scratch_with_corpus("model-only-page");
+    let mut page = Page::new();
+    page.send(json!({"type": "checkpoints", "optimizer_state": false}), vec![]);
+    let zip = page.stop_at_4_and_export();
+    let files = wgpt::run::archive::read("page-run.zip", &zip[0]).unwrap();
+    assert!(files.checkpoint.state().unwrap().model_only, "the page's run zip holds the optimizer state");
+    let zip_path = root.join("page-run.zip");
+    std::fs::write(&zip_path, &zip[0]).unwrap();
+
+    let out = root.join("from-page");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["train", "--resume", zip_path.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && said.contains("moments start fresh, from zero, at step 4"), "{said}");
+    let (cli_progress, cli_evals) = cli_losses(&out);
+
+    let from = page.events.borrow().len();
+    page.send(json!({"type": "import_run", "name": "page-run.zip"}), zip);
+    let (restored, _) = page.until(|e| matches!(e, Event::Restored { .. }));
+    assert!(matches!(restored, Event::Restored { step: 4, fresh_moments: true, .. }), "{restored:?}");
+    page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
+    let (progress, evals) = page.losses(from);
+    println!("a model-only page run resumed in the page: {progress:?}, in the CLI: {:?}", &cli_progress[4..]);
+    assert_eq!(progress, &cli_progress[4..], "page and CLI resume a model-only run alike");
     assert_eq!(evals, &cli_evals[2..]);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -114,6 +114,8 @@ pub struct Driver {
     /// save before going on.
     unsaved: bool,
     recoveries: u32,
+    /// Checkpoints hold AdamW's moments (true) or are model-only (where storage is short).
+    optimizer_state: bool,
     /// When the last progress report was made, and at which step.
     last: (f64, u64),
     /// The step the unit of work in progress started at (a lost device is reported after it).
@@ -138,6 +140,7 @@ impl Driver {
             evaluated: None,
             unsaved: false,
             recoveries: 0,
+            optimizer_state: true,
             last,
             unit: last.1,
             status: Status::Running,
@@ -155,7 +158,19 @@ impl Driver {
         d.saved = Some((step, checkpoint));
         d.evaluated = Some(step);
         d.unsaved = changed;
+        // a run saved without its optimizer state goes on saving so (where storage is short)
+        d.optimizer_state = !d.run.fresh_moments;
         d
+    }
+
+    /// Whether checkpoints from now on hold AdamW's moments (true) or are model-only: a third of
+    /// the size, resumed with the moments starting from zero.
+    pub fn set_optimizer_state(&mut self, on: bool) {
+        self.optimizer_state = on;
+    }
+
+    pub fn optimizer_state(&self) -> bool {
+        self.optimizer_state
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -278,7 +293,7 @@ impl Driver {
         }
         let step = self.run.step();
         self.saved = None; // one checkpoint in memory at a time
-        let checkpoint = self.run.checkpoint().await?;
+        let checkpoint = self.run.checkpoint(self.optimizer_state).await?;
         self.unsaved = false;
         self.recoveries = 0;
         let (_, checkpoint) = self.saved.insert((step, checkpoint));

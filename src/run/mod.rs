@@ -78,6 +78,18 @@ pub struct RunState {
     pub step: u64,
     pub data_rng: u64,
     pub run: RunConfig,
+    /// Saved without AdamW's moments ("model only", where storage is short): resumed, the run
+    /// goes on at `step` with the moments starting from zero.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_only: bool,
+    /// The step AdamW's moments started from: 0, or the step a run resumed from a model-only
+    /// checkpoint at (bias correction counts from there).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub moments_since: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A checkpoint as files: config.json, model.safetensors, tokenizer.json and the training state.
@@ -112,6 +124,8 @@ pub struct Run {
     pub task: Option<Task>,
     /// Draws the training batches; saved in checkpoints.
     pub data_rng: Rng,
+    /// Restored from a model-only checkpoint: AdamW's moments started from zero at its step.
+    pub fresh_moments: bool,
     decoder: Decoder,
 }
 
@@ -143,7 +157,7 @@ impl Run {
         // the trainer has fixed the attention numerics (TrainConfig::attention): saved with the run
         let cfg = RunConfig { train: trainer.cfg, ..cfg };
         let data_rng = Rng::new(cfg.seed);
-        Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, decoder })
+        Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, fresh_moments: false, decoder })
     }
 
     /// Rebuilds a run from its checkpoint on `kernels`' device, training on `text` (its corpus),
@@ -181,11 +195,38 @@ impl Run {
         &self.trainer.model.kernels.gpu
     }
 
-    /// Continues a run from a checkpoint's training state.
+    /// Continues a run, just built, from a checkpoint's training state; one saved without the
+    /// moments goes on at its step with the trainer's moments as built (zero), AdamW's bias
+    /// correction counting from that step as for a fresh optimizer.
     pub fn restore(&mut self, state_bytes: &[u8]) -> Result<()> {
-        let ((m, v), state): (_, RunState) =
+        let (moments, state): (_, RunState) =
             checkpoint::parse_state(checkpoint::STATE_FILE, state_bytes, &self.cfg.model)?;
-        self.trainer.restore(&m, &v, state.step)?;
+        if state.moments_since > state.step {
+            return Err(Error::Format(format!(
+                "{}: its moments start at step {}, after its step {}: the run is damaged",
+                checkpoint::STATE_FILE,
+                state.moments_since,
+                state.step
+            )));
+        }
+        match moments {
+            Some((m, v)) => {
+                self.trainer.restore(&m, &v, state.step)?;
+                self.trainer.moments_since = state.moments_since;
+            }
+            None if !state.model_only => {
+                return Err(Error::Format(format!(
+                    "{} holds no optimizer state but does not say it was saved without it: the run is damaged; \
+                     resume an earlier copy or export it again",
+                    checkpoint::STATE_FILE
+                )))
+            }
+            None => {
+                self.trainer.step = state.step;
+                self.trainer.moments_since = state.step;
+            }
+        }
+        self.fresh_moments = state.model_only;
         self.data_rng = Rng { state: state.data_rng };
         Ok(())
     }
@@ -280,21 +321,29 @@ impl Run {
         self.tokenizer.decode(&ids)
     }
 
-    /// The model, tokenizer and training state as files.
-    pub async fn checkpoint(&self) -> Result<CheckpointFiles> {
+    /// The model, tokenizer and training state as files; with `moments` false a model-only
+    /// checkpoint (the training state without AdamW's moments).
+    pub async fn checkpoint(&self, moments: bool) -> Result<CheckpointFiles> {
         let weights = self.trainer.model.weights().await?;
-        let (m, v) = self.trainer.moments().await?;
-        let state = RunState { step: self.trainer.step, data_rng: self.data_rng.state, run: self.cfg.clone() };
+        let moments = if moments { Some(self.trainer.moments().await?) } else { None };
+        let state = RunState {
+            step: self.trainer.step,
+            data_rng: self.data_rng.state,
+            run: self.cfg.clone(),
+            model_only: moments.is_none(),
+            moments_since: self.trainer.moments_since,
+        };
         Ok(CheckpointFiles {
             config_json: hf::config_json(&self.cfg.model),
             model: hf::save_weights(&weights)?,
             tokenizer_json: self.tokenizer.to_json()?,
-            state: checkpoint::state_bytes(&self.cfg.model, &m, &v, &state)?,
+            state: checkpoint::state_bytes(&self.cfg.model, moments.as_ref(), &state)?,
         })
     }
 }
 
-/// Reads the run settings saved in a checkpoint's training state.
+/// Reads the run settings saved in a checkpoint's training state (checking its moments, where it
+/// has them, against `model`).
 pub fn saved_run(state_bytes: &[u8], model: &Gpt2Config) -> Result<RunState> {
     let (_, state) = checkpoint::parse_state(checkpoint::STATE_FILE, state_bytes, model)?;
     Ok(state)

@@ -113,6 +113,8 @@ pub struct Engine {
     /// (BPE training is slow: kept until the corpus or the spec changes).
     pub(crate) tokens: Option<(String, Tokenizer, usize)>,
     pub(crate) model: Model,
+    /// Whether checkpoints hold AdamW's moments (Request::Checkpoints; a restored run's kind).
+    pub(crate) optimizer_state: bool,
 }
 
 /// Posts what the driver did as the page's events; a checkpoint hands out its files (and the
@@ -164,7 +166,15 @@ fn post_run_event(host: &dyn Host, id: &str, corpus: &Corpus, corpus_sent: &mut 
 
 impl Engine {
     pub fn new(host: Box<dyn Host>) -> Engine {
-        Engine { host, inbox: Rc::default(), kernels: None, corpus: None, tokens: None, model: Model::None }
+        Engine {
+            host,
+            inbox: Rc::default(),
+            kernels: None,
+            corpus: None,
+            tokens: None,
+            model: Model::None,
+            optimizer_state: true,
+        }
     }
 
     /// The inbox, shared with whoever hands the engine its messages.

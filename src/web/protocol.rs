@@ -102,6 +102,13 @@ pub enum Request {
     LoseDevice,
     /// The engine's memory: a `memory` event (`wgptDebug.memory()`; the soak test reads it).
     Memory,
+    /// Save the current run's checkpoints, and those of runs started after, with AdamW's moments
+    /// (true) or without them (false: model-only, a third of the size, where storage is short;
+    /// resumed, the moments start from zero). A restored run keeps the kind it was saved as
+    /// until this says otherwise.
+    Checkpoints {
+        optimizer_state: bool,
+    },
     /// Behave as if the GPU had `bytes` of memory for our buffers (None: what it has), past
     /// which building a model or run fails as out of memory (tests; `wgptDebug.capMemory(bytes)`).
     CapMemory {
@@ -382,7 +389,9 @@ pub enum Event {
         message: String,
     },
     /// A saved or imported run is back at the step of its checkpoint, training, with its loss
-    /// history and its training dynamics so far.
+    /// history and its training dynamics so far. `fresh_moments`: the checkpoint was saved
+    /// without the optimizer state, so AdamW's moments start from zero (and its checkpoints go on
+    /// being saved so).
     Restored {
         id: String,
         name: String,
@@ -390,6 +399,8 @@ pub enum Event {
         max_iters: usize,
         history: History,
         dynamics: Vec<DynamicsPoint>,
+        #[serde(default)]
+        fresh_moments: bool,
     },
     /// The current model's parameter table (HF names, shapes, counts, what each is for;
     /// lm_head tied and counted once), its total, and what throughput means for it: model FLOPs
@@ -505,6 +516,7 @@ mod tests {
             Request::Parity { name: "tiny.safetensors".into() },
             Request::LoseDevice,
             Request::Memory,
+            Request::Checkpoints { optimizer_state: false },
             Request::CapMemory { bytes: Some(1 << 20) },
         ];
         let tags: Vec<String> = requests.iter().map(|r| tag(&round_trip(r), &m.requests)).collect();
@@ -577,6 +589,7 @@ mod tests {
                 max_iters: 60,
                 history,
                 dynamics: vec![point],
+                fresh_moments: true,
             },
             Event::Params {
                 total: crate::params::total(&params),

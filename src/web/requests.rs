@@ -108,6 +108,12 @@ impl Engine {
                 let (gpu_buffers, gpu_bytes) = self.kernels.as_ref().map_or((0, 0), |k| k.gpu.buffer_stats());
                 self.post(&Event::Memory { wasm_bytes: self.host.memory_bytes(), gpu_buffers, gpu_bytes });
             }
+            Request::Checkpoints { optimizer_state } => {
+                self.optimizer_state = optimizer_state;
+                if let Model::Training(tr) = &mut self.model {
+                    tr.driver.set_optimizer_state(optimizer_state);
+                }
+            }
             Request::CapMemory { bytes } => match &self.kernels {
                 Some(k) => k.gpu.cap_memory(bytes),
                 None => self.error(Scope::Gpu, Error::Gpu("the GPU is not ready".into())),

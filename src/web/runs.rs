@@ -52,7 +52,8 @@ impl Engine {
         let gpu = kernels.gpu.clone();
         let build = || Run::new(kernels, cfg, &weights, tokenizer, &corpus.text);
         let run = allocate(&gpu, Building::Run(&model, b, t, kind), build).await?;
-        let driver = Driver::new(run, self.host.clock());
+        let mut driver = Driver::new(run, self.host.clock());
+        driver.set_optimizer_state(self.optimizer_state);
         self.begin(driver, self.new_id(), corpus, false);
         Ok(())
     }
@@ -152,12 +153,14 @@ impl Engine {
             DataSource::Task(task) => Some(task.clone()),
             _ => None,
         };
+        let fresh_moments = run.fresh_moments;
         let driver = Driver::resume(run, metrics, checkpoint, changed, self.host.clock());
+        self.optimizer_state = driver.optimizer_state();
         let (history, dynamics) = (driver.metrics().history(), dynamics_history(driver.metrics()));
         let corpus = Rc::new(Corpus { name: name.clone(), text, task });
         self.post(&corpus_event(&corpus));
         self.begin(driver, id.clone(), corpus, stored);
-        self.post(&Event::Restored { id, name, step, max_iters, history, dynamics });
+        self.post(&Event::Restored { id, name, step, max_iters, history, dynamics, fresh_moments });
         self.post(&Event::State { state: TrainState::Training, step });
         Ok(())
     }

@@ -18,7 +18,10 @@
 //             the run before still generates.
 // room        a model whose checkpoints are big against the storage quota: the page says the
 //             checkpoint's size before training and whether the storage has room (probed);
-//             persist() asked on Start shows in the runs' storage line.
+//             persist() asked on Start shows in the runs' storage line. With room for model-only
+//             checkpoints only, the plan offers to save without the optimizer state; taken, the
+//             run saves so, a reload lists it as model only, and it resumes saying AdamW's
+//             moments start fresh, and trains and saves on.
 //
 //   node --experimental-websocket tests/browser/reliability.mjs [--dist dist] [--only tabs,kill,background,oom,room]
 //                                  [--kills 4] [--seed 17] [--hub-dir ../shared/data/hf-tiny-gpt2]
@@ -378,6 +381,51 @@ async function room() {
     const roomy = await plan(5, 2 ** 30);
     log(`room: 1 GiB of quota: ${JSON.stringify(roomy)}`);
     if (!roomy.includes("has room for that")) fail(`with 1 GiB of quota the plan says ${JSON.stringify(roomy)}`);
+    if (await page.isVisible("#model-only-offer")) fail("with room for full checkpoints the page offers model-only ones");
+
+    // room for model-only checkpoints (2 x 31 MB) but not full ones (2 x 87 MB): the plan offers to
+    // save without the optimizer state; taken, the run saves model-only checkpoints that a reload
+    // lists as such and that resume with AdamW's moments starting fresh
+    const lean = await plan(4, 110 * 2 ** 20);
+    const offer = await kit.text("model-only-label").catch(() => "");
+    log(`room: 110 MiB of quota: ${JSON.stringify(lean)}; the offer: ${JSON.stringify(offer)}`);
+    if (!lean.includes("has no room for that") || !lean.includes("but has for checkpoints saved without the optimizer state"))
+      fail(`with 110 MiB of quota the plan says ${JSON.stringify(lean)}`);
+    if (!(await page.isVisible("#model-only-offer")) || !/without the optimizer state \(\d+(\.\d+)? MiB each instead of \d+(\.\d+)? MiB\)/.test(offer))
+      fail(`the plan's offer is ${JSON.stringify(offer)}, visible: ${await page.isVisible("#model-only-offer")}`);
+    await kit.byId("model-only").check();
+    await kit.byId("train-start").click();
+    for (const step of [0, 2]) {
+      const saved = await kit.event("saved", { step }, 300_000);
+      log(`room: step ${step} saved, ${saved.bytes} bytes, model only: ${saved.model_only}`);
+      if (!saved.model_only) fail(`the checkpoint of step ${step} holds the optimizer state: ${JSON.stringify(saved)}`);
+    }
+    await kit.byId("train-stop").click();
+    await kit.status("Stopped");
+    const stoppedAt = await kit.step();
+    await kit.event("saved", { step: stoppedAt }, 120_000);
+    const errors = (await kit.events("error")).filter((e) => e.scope === "checkpoint");
+    if (errors.length) fail(`saving failed: ${JSON.stringify(errors)}`);
+    await page.reload();
+    await kit.ready();
+    await kit.listedAtLeast(1);
+    const [run] = await kit.listed();
+    const kind = await page.getAttribute(`li[data-run="${run.id}"]`, "data-model-only");
+    log(`room: after a reload the page lists ${JSON.stringify(run.text)}`);
+    if (run.step !== stoppedAt || kind !== "true" || !run.text.includes("model only")) fail(`after a reload the run is listed as ${JSON.stringify(run)} (model only: ${kind}); it stopped at ${stoppedAt}`);
+    await kit.byId("resume").click();
+    const restored = await kit.event("restored", {}, 300_000);
+    const status = await kit.text("status");
+    log(`room: resumed at step ${restored.step}: ${JSON.stringify(status)}`);
+    if (restored.step !== stoppedAt || !restored.fresh_moments || !status.includes("AdamW's moments start fresh"))
+      fail(`resuming the model-only run: ${JSON.stringify(restored)}, the page says ${JSON.stringify(status)}`);
+    if (!(await kit.byId("model-only").isChecked())) fail("the resumed model-only run's saves are not marked model-only in the plan");
+    const next = stoppedAt + 2 - (stoppedAt % 2);
+    const again = await kit.event("saved", { step: next }, 300_000);
+    if (!again.model_only) fail(`after the resume step ${next} was saved with the optimizer state`);
+    const loss = Number(await kit.text("train-loss"));
+    log(`room: trained on to step ${await kit.step()} (saved ${next}, model only), loss ${loss}`);
+    if (!Number.isFinite(loss)) fail(`the loss after the resume is ${loss}`);
   } finally {
     await browser.close();
   }

@@ -14,7 +14,7 @@ import { headChosen, hover } from "./attention.js";
 import { initViews, renderViews } from "./views.js";
 import { showParity } from "./parity.js";
 import { showRuns } from "./saved-runs.js";
-import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches, paramsOf, roomNeeded, watchLifecycle } from "./reliability.js";
+import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches, modelOnlyLabel, offersModelOnly, paramsOf, roomNeeded, watchLifecycle } from "./reliability.js";
 import { initial, reduce, running, mismatch } from "./state.js";
 
 // The store's requests, answered by worker.js (runs.js) rather than the engine.
@@ -230,6 +230,9 @@ function render() {
   text("gen-speed", s.genSpeed);
   text("checkpoint-note", s.checkpointNote);
   text("checkpoint-plan", checkpointPlan(s));
+  $("model-only-offer").hidden = !offersModelOnly(s);
+  $("model-only").checked = s.modelOnly;
+  text("model-only-label", modelOnlyLabel(s));
   const note = backgroundNote(s);
   text("background-note", note);
   $("background-note").hidden = !note;
@@ -466,6 +469,11 @@ function wire() {
     }
   });
   on("train-stop", "click", () => send({ type: "stop" }));
+  // the plan's offer: checkpoints without AdamW's moments, for this run and the next
+  on("model-only", "change", (e) => {
+    dispatch({ type: "ui_model_only", on: e.target.checked });
+    send({ type: "checkpoints", optimizer_state: !e.target.checked });
+  });
   on("export", "click", () => {
     say("Exporting the model…");
     send({ type: "export" });
@@ -497,7 +505,7 @@ function wire() {
 // Whether the storage has room to save a big run's checkpoints (asked once per size).
 function probeRoom() {
   const need = roomNeeded(state);
-  if (need && (!state.room || state.room.bytes !== need)) send({ type: "room", bytes: need });
+  if (need && (!state.room || state.room.bytes !== need.full)) send({ type: "room", bytes: need.full, model_bytes: need.model });
 }
 
 function startEngine() {

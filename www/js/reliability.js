@@ -18,18 +18,27 @@ export const paramsOf = ({ n_layer, n_embd, block_size }, vocab = 256) => 12 * n
 const PROBE_FROM = 64 * 2 ** 20;
 
 // A checkpoint's size: the weights (4 bytes a parameter) and AdamW's two moments (8), and the
-// tokenizer, metrics and corpus (at most `extra`).
+// tokenizer, metrics and corpus (at most `extra`); a model-only one (saved without the optimizer
+// state) lacks the moments.
 export function checkpointSize(s) {
   if (s.params === null) return null;
   const extra = (s.corpus ? s.corpus.bytes : 0) + 2 * 2 ** 20;
-  return { model: 4 * s.params, moments: 8 * s.params, total: 12 * s.params + extra };
+  return { model: 4 * s.params, moments: 8 * s.params, total: 12 * s.params + extra, modelOnly: 4 * s.params + extra };
 }
 
-// The room a save needs: the new checkpoint beside the one before, which stays whole until the
-// new one is complete.
+// The room saving needs, full and model-only: the new checkpoint beside the one before, which
+// stays whole until the new one is complete (so a browser killed mid-save keeps it).
 export function roomNeeded(s) {
   const c = checkpointSize(s);
-  return c && c.total >= PROBE_FROM ? 2 * c.total : null;
+  return c && c.total >= PROBE_FROM ? { full: 2 * c.total, model: 2 * c.modelOnly } : null;
+}
+
+// Whether the plan offers to save without the optimizer state: the probe found no room for full
+// checkpoints but room for model-only ones (or the user chose that already).
+export function offersModelOnly(s) {
+  const need = roomNeeded(s);
+  const probed = need && s.room && s.room.bytes === need.full;
+  return s.modelOnly || Boolean(probed && !s.room.fits && s.room.model_fits);
 }
 
 // The line under the plan: the checkpoint's size and whether the storage has room for saving.
@@ -39,11 +48,19 @@ export function checkpointPlan(s) {
   let line = `Each checkpoint: about ${bytes(c.total)} (the model ${bytes(c.model)}, AdamW's moments ${bytes(c.moments)}).`;
   const need = roomNeeded(s);
   if (!need) return line;
-  line += ` While one is saved the one before stays whole, so saving needs room for about ${bytes(need)}.`;
-  if (!s.room || s.room.bytes !== need) return `${line} Checking this page's storage…`;
-  return s.room.fits
-    ? `${line} This page's storage has room for that.`
-    : `${line} This page's storage has no room for that (checked): checkpoints will fail. Delete saved runs, free disk space, or use a normal window (a private one keeps a page's storage in memory, 5 to 7% of the machine's RAM).`;
+  line += ` While one is saved the one before stays whole (a browser killed mid-save keeps it), so saving needs room for about ${bytes(need.full)}.`;
+  if (!s.room || s.room.bytes !== need.full) return `${line} Checking this page's storage…`;
+  if (s.room.fits) return `${line} This page's storage has room for that.`;
+  line += " This page's storage has no room for that (checked)";
+  if (s.room.model_fits)
+    return `${line}, but has for checkpoints saved without the optimizer state: about ${bytes(c.modelOnly)} each, ${bytes(need.model)} while saving. Resumed, such a run goes on at its step with AdamW's moments starting from zero.${s.modelOnly ? "" : " Without that, checkpoints will fail."}`;
+  return `${line}, not even without the optimizer state (${bytes(need.model)}): checkpoints will fail. Delete saved runs, free disk space, or use a normal window (a private one keeps a page's storage in memory, 5 to 7% of the machine's RAM).`;
+}
+
+// The offer's checkbox text: the sizes it chooses between.
+export function modelOnlyLabel(s) {
+  const c = checkpointSize(s);
+  return c ? `Save checkpoints without the optimizer state (${bytes(c.modelOnly)} each instead of ${bytes(c.total)})` : "Save checkpoints without the optimizer state";
 }
 
 // What the tab being in the background means for the run, for the note under the status.

@@ -330,7 +330,8 @@ async function summary(id, dir) {
   let bytes = 0;
   for await (const [fname, handle] of dir.entries()) if (handle.kind === "file" && RUN_FILES.includes(fname)) bytes += (await handle.getFile()).size;
   const m = state.run.model;
-  return { id, name, step: state.step, max_iters: state.run.max_iters, shape: `${m.n_layer} layers, ${m.n_embd} dims`, bytes, saved_at: file.lastModified, settings: state.run };
+  // model_only: saved without AdamW's moments (src/run/mod.rs's RunState)
+  return { id, name, step: state.step, max_iters: state.run.max_iters, shape: `${m.n_layer} layers, ${m.n_embd} dims`, bytes, saved_at: file.lastModified, settings: state.run, model_only: Boolean(state.model_only) };
 }
 
 // Every saved run's summary, newest first, with the runs another tab holds marked

@@ -40,11 +40,12 @@ export function showRuns(state, act) {
       del.onclick = () => act.remove(r);
       const when = new Date(r.saved_at).toLocaleString();
       const elsewhere = r.open_elsewhere ? h("em", { "data-testid": "open-elsewhere" }, "this run is open in another tab ") : null;
+      const kind = r.model_only ? "model only, no optimizer state (AdamW's moments start fresh on resume)" : "with optimizer state";
       return h(
         "li",
-        { "data-run": r.id, "data-step": String(r.step), "data-open-elsewhere": String(Boolean(r.open_elsewhere)) },
+        { "data-run": r.id, "data-step": String(r.step), "data-open-elsewhere": String(Boolean(r.open_elsewhere)), "data-model-only": String(r.model_only) },
         h("strong", {}, r.name),
-        ` · step ${fmt.int(r.step)} of ${fmt.int(r.max_iters)} · ${r.shape} · ${bytes(r.bytes)} · ${when} `,
+        ` · step ${fmt.int(r.step)} of ${fmt.int(r.max_iters)} · ${r.shape} · ${bytes(r.bytes)}, ${kind} · ${when} `,
         elsewhere,
         again,
         " ",

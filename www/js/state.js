@@ -34,7 +34,8 @@ export const initial = {
   look: { asked: null, shown: null, error: null }, // look inside: the prompt asked, the {step, prompt} shown, {prompt, message} of a failure
   compare: { ids: [], curves: {} }, // Compare runs: the ticked runs, each one's {history} or {error}
   background: null, // hidden | resumed | discarded: what the tab's lifecycle did (reliability.js)
-  room: null, // {bytes, fits}: the last storage probe for a checkpoint's save
+  room: null, // {bytes, fits, model_bytes, model_fits}: the last storage probe for saving full and model-only checkpoints
+  modelOnly: false, // checkpoints are saved without the optimizer state (the plan's offer, or a restored run's kind)
   shelved: null, // the run before's step and history while a Start builds the next (ui_start)
 };
 
@@ -65,7 +66,15 @@ export const on = {
   tuned: (s, ev) => ({ ...s, kernels: ev }),
   corpus: (s, ev) => ({ ...s, corpus: ev, plan: null, error: null, status: `Corpus: ${ev.name}.` }),
   plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: "Fits this GPU's limits.", status: s.training === "idle" ? "Ready to train." : s.status }),
-  state: (s, ev) => ({ ...s, shelved: null, training: ev.state, step: ev.step, error: ev.state === "training" ? null : s.error, status: trainingStatus(ev) }),
+  // a resumed run's "Resumed ..." (what became of its optimizer state) stays while it trains
+  state: (s, ev) => ({
+    ...s,
+    shelved: null,
+    training: ev.state,
+    step: ev.step,
+    error: ev.state === "training" ? null : s.error,
+    status: ev.state === "training" && s.status.startsWith("Resumed ") ? s.status : trainingStatus(ev),
+  }),
   progress: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, progress: ev, history: { ...s.history, train: [...s.history.train, [ev.step, ev.loss]] } }),
   dynamics: (s, ev) => ({ ...s, dynamics: [...s.dynamics, ev.point], tensors: { step: ev.point.step, tensors: ev.tensors, layers: ev.point.layers } }),
   // a new model (imported, or a run started or resumed): its table; its dynamics start afresh
@@ -83,7 +92,18 @@ export const on = {
     dynamics: s.dynamics.filter((p) => p.step <= ev.step),
   }),
   diverged: (s, ev) => ({ ...s, training: "stopped", status: `Training diverged at step ${ev.step}.`, error: { message: ev.message, diverged: ev.saved === null ? null : ev } }),
-  restored: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, history: ev.history, dynamics: ev.dynamics, progress: null, valLoss: null, sample: "", status: `Resumed ${ev.name} at step ${ev.step}.` }),
+  restored: (s, ev) => ({
+    ...s,
+    step: ev.step,
+    maxIters: ev.max_iters,
+    history: ev.history,
+    dynamics: ev.dynamics,
+    progress: null,
+    valLoss: null,
+    sample: "",
+    modelOnly: Boolean(ev.fresh_moments),
+    status: `Resumed ${ev.name} at step ${ev.step}.${ev.fresh_moments ? " It was saved without the optimizer state: AdamW's moments start fresh, from zero, here (and its checkpoints are saved so)." : ""}`,
+  }),
   token: (s, ev) => ({ ...s, output: s.output + ev.text }),
   generated: (s, ev) => ({ ...s, generating: false, genSpeed: `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s, ${ev.precision}`, status: s.training === "training" ? s.status : "Generated." }),
   // drawn as they come (inspect.js); the state keeps what look inside shows
@@ -118,13 +138,14 @@ export const on = {
     return next;
   },
   // the worker's store of saved runs (runs.js)
-  saved: (s, ev) => ({ ...s, checkpointNote: `step ${ev.step} saved (${bytes(ev.bytes)})` }),
+  saved: (s, ev) => ({ ...s, checkpointNote: `step ${ev.step} saved (${bytes(ev.bytes)}${ev.model_only ? ", without the optimizer state" : ""})` }),
   runs: (s, ev) => ({ ...s, runs: ev }),
   run_histories: (s, ev) => ({ ...s, compare: { ...s.compare, curves: { ...s.compare.curves, ...Object.fromEntries(ev.runs.map((r) => [r.id, r])) } } }),
   room: (s, ev) => ({ ...s, room: ev }),
   memory: (s) => s, // answered to wgptDebug.memory() (reliability.js)
   // the page's own controls
   ui_status: (s, ev) => ({ ...s, status: ev.text }),
+  ui_model_only: (s, ev) => ({ ...s, modelOnly: ev.on }),
   ui_error: (s, ev) => ({ ...s, error: { message: ev.message }, status: ev.status ?? s.status }),
   ui_clear_error: (s) => ({ ...s, error: null }),
   ui_planning: (s) => ({ ...s, planNote: "Tokenizing and checking the model against this GPU…" }),

@@ -90,7 +90,13 @@ function deliver({ request, files }) {
         });
         return;
       case "room":
-        queue(() => runs.room(request.bytes).then((fits) => post({ type: "room", bytes: request.bytes, fits }), () => post({ type: "room", bytes: request.bytes, fits: false })));
+        // full checkpoints first; where they do not fit, model-only ones (the plan offers those)
+        queue(async () => {
+          const probe = (n) => (n ? runs.room(n).catch(() => false) : Promise.resolve(false));
+          const fits = await probe(request.bytes);
+          const model_fits = fits || (await probe(request.model_bytes));
+          post({ type: "room", bytes: request.bytes, fits, model_bytes: request.model_bytes ?? null, model_fits });
+        });
         return;
       case "commit_pause":
         runs.setCommitPause(request.ms);

@@ -108,6 +108,14 @@ pub struct TrainArgs {
     /// Fine-tune a pretrained HF GPT-2 directory (its shape and, by default, its tokenizer).
     #[arg(long)]
     init: Option<PathBuf>,
+    /// Save checkpoints without AdamW's moments ("model only": a third of the size, where disk
+    /// space is short). Resumed, such a run goes on at its step with the moments starting from
+    /// zero (a fresh AdamW), and goes on saving without them unless --optimizer-state.
+    #[arg(long, overrides_with = "optimizer_state")]
+    no_optimizer_state: bool,
+    /// Save AdamW's moments again (with --resume of a run saved with --no-optimizer-state).
+    #[arg(long, overrides_with = "no_optimizer_state")]
+    optimizer_state: bool,
 }
 
 /// Reads a corpus file, refusing a huge one before reading it.
@@ -290,6 +298,13 @@ fn resume(a: &TrainArgs, kernels: Arc<Kernels>, from: &Path) -> Result<(Driver, 
         e => e,
     })?;
     eprintln!("resuming {} at step {}", from.display(), run.step());
+    if run.fresh_moments {
+        eprintln!(
+            "its checkpoint was saved without the optimizer state (--no-optimizer-state): AdamW's moments start \
+             fresh, from zero, at step {} (the loss may wobble for a few steps)",
+            run.step()
+        );
+    }
     let driver = Driver::resume(run, metrics, checkpoint, changed, wall_clock);
     Ok((driver, out, missing_corpus.then_some(text)))
 }
@@ -298,13 +313,19 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let kernels = super::kernels()?;
     // training runs in f32 (auto's choice; f16 says so)
     super::precision(&kernels, wgpt::precision::Purpose::Training);
-    let (driver, out, corpus) = match &a.resume {
+    let (mut driver, out, corpus) = match &a.resume {
         Some(from) => resume(&a, kernels, from)?,
         None => {
             let (driver, text) = start(&a, kernels)?;
             (driver, a.out.clone().unwrap_or_else(|| PathBuf::from("out")), Some(text))
         }
     };
+    if a.no_optimizer_state || a.optimizer_state {
+        driver.set_optimizer_state(a.optimizer_state);
+    }
+    if !driver.optimizer_state() {
+        eprintln!("checkpoints are saved without AdamW's moments (model only); --optimizer-state saves them again");
+    }
     if a.resume.is_none() && dir::holds_a_run(&out) {
         eprintln!("note: a new run in {}: its first checkpoint replaces the run there", out.display());
     }
