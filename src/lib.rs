@@ -18,6 +18,7 @@ pub mod params;
 pub mod parity;
 pub mod rng;
 pub mod run;
+pub mod submit;
 pub mod tokenizer;
 pub mod train;
 pub mod tune;

@@ -1,5 +1,6 @@
-//! Training on the GPU: forward, backward, global-norm clipping and AdamW for one step in one
-//! command buffer and one submit (nanoGPT's train.py loop, llm.c's kernels). Buffers are
+//! Training on the GPU: forward, backward, global-norm clipping and AdamW for one step, in one
+//! submit or, where that would run past the submit budget, several cut at layer boundaries
+//! (src/submit.rs) (nanoGPT's train.py loop, llm.c's kernels). Buffers are
 //! allocated once per (B, T, grad_accum); the step allocates nothing on the GPU.
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, StepParams};
 use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
+use crate::submit::{self, Piece, SubmitPlan, SubmitStats};
 use crate::{Error, Result};
 
 /// Optimisation settings, named as nanoGPT's train.py.
@@ -176,8 +178,9 @@ pub struct Trainer {
     pub v: ParameterTensors,
     gacts: GradActs,
     micro: Vec<Micro>,
-    body: Program,
-    backward: Program,
+    /// The forward's blocks and head, and the backward's head and blocks: one program each.
+    body: Vec<Program>,
+    backward: Vec<Program>,
     /// The global gradient norm (before clipping) into `norm`.
     clip_norm: Program,
     update: Program,
@@ -187,6 +190,8 @@ pub struct Trainer {
     pub(crate) norm: Tensor,        // (1) global gradient norm before clipping
     /// The update with statistics, where dynamics are tracked (src/dynamics.rs).
     pub(crate) dynamics: Option<DynamicsPlan>,
+    /// Where a step's submits are cut (src/submit.rs).
+    plan: SubmitPlan,
     /// Optimizer steps taken so far.
     pub step: u64,
 }
@@ -270,13 +275,31 @@ impl Trainer {
             micro_seeds,
             norm,
             dynamics: None,
+            plan: SubmitPlan::from_env()?,
             step: 0,
         })
     }
 
     /// A micro-batch's programs in the order a step runs them: forward, loss, backward.
-    fn micro_programs<'a>(&'a self, mi: &'a Micro) -> [&'a Program; 6] {
-        [&mi.embed, &self.body, &mi.loss, &mi.loss_backward, &self.backward, &mi.embed_backward]
+    fn micro_programs<'a>(&'a self, mi: &'a Micro) -> Vec<&'a Program> {
+        let mut progs = vec![&mi.embed];
+        progs.extend(&self.body);
+        progs.extend([&mi.loss, &mi.loss_backward]);
+        progs.extend(&self.backward);
+        progs.push(&mi.embed_backward);
+        progs
+    }
+
+    /// How the last step was submitted (src/submit.rs).
+    pub fn submits(&self) -> SubmitStats {
+        self.plan.stats()
+    }
+
+    /// Sets the submit budget of this trainer's steps and evaluations in milliseconds (0: one
+    /// submit each).
+    pub fn set_submit_budget(&mut self, ms: f64) {
+        self.plan.set_budget_ms(ms);
+        self.fwd.set_submit_budget(ms);
     }
 
     /// GPU milliseconds per kernel (pipeline label) of one step on the batches the last
@@ -302,7 +325,8 @@ impl Trainer {
     }
 
     /// One optimizer step on `batches` (grad_accum pairs of ids and targets, each B·T): forward,
-    /// backward, clip and AdamW in one command buffer and one submit, no readback.
+    /// backward, clip and AdamW, no readback; in one submit, or several cut at layer boundaries
+    /// where one would take longer than the budget ([`Trainer::submits`]).
     pub fn step(&mut self, batches: &[(Vec<u32>, Vec<u32>)]) -> Result<()> {
         if batches.len() != self.micro.len() {
             return Err(Error::Input(format!(
@@ -328,32 +352,37 @@ impl Trainer {
         let seeds: Vec<u32> =
             (0..self.micro.len()).map(|i| pcg((self.step * self.micro.len() as u64 + i as u64) as u32)).collect();
         gpu.write(&self.micro_seeds, &seeds);
-        gpu.encode(|enc| {
-            for g in self.grads.ordered() {
-                enc.clear_buffer(&g.buffer.raw, 0, None);
-            }
-            for (i, mi) in self.micro.iter().enumerate() {
-                enc.copy_buffer_to_buffer(
-                    &self.micro_seeds.buffer.raw,
-                    4 * i as u64,
-                    &self.dropout_seed.buffer.raw,
-                    0,
-                    4,
-                );
-                for d in self.gacts.all() {
+        // the step's pieces, each the commands before one cut point: a micro-batch's embedding
+        // (after clearing its gradients), each block forward, the head, the loss and its
+        // gradient, each block backward, the embeddings' backward; then the clip and the update
+        let mut plan = std::mem::replace(&mut self.plan, SubmitPlan::new(0.0));
+        let this = &*self;
+        let mut pieces: Vec<Piece> = Vec::new();
+        for (i, mi) in this.micro.iter().enumerate() {
+            let mut progs = this.micro_programs(mi).into_iter();
+            let embed = progs.next().expect("a micro-batch starts with its embedding");
+            pieces.push(Box::new(move |enc: &mut wgpu::CommandEncoder| {
+                if i == 0 {
+                    for g in this.grads.ordered() {
+                        enc.clear_buffer(&g.buffer.raw, 0, None);
+                    }
+                }
+                let seeds = &this.micro_seeds.buffer.raw;
+                enc.copy_buffer_to_buffer(seeds, 4 * i as u64, &this.dropout_seed.buffer.raw, 0, 4);
+                for d in this.gacts.all() {
                     enc.clear_buffer(&d.buffer.raw, 0, None);
                 }
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                for prog in self.micro_programs(mi) {
-                    prog.encode(&mut pass);
-                }
-            }
-            // a tracked step's update also sums the dynamics (src/dynamics.rs)
-            let update = self.dynamics.as_ref().filter(|d| d.due(self.step + 1)).map_or(&self.update, |d| &d.update);
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            self.clip_norm.encode(&mut pass);
-            update.encode(&mut pass);
-        });
+                embed.encode(&mut enc.begin_compute_pass(&Default::default()));
+            }));
+            pieces.extend(progs.map(|p| submit::pass(vec![p])));
+        }
+        // a tracked step's update also sums the dynamics (src/dynamics.rs)
+        let update = this.dynamics.as_ref().filter(|d| d.due(this.step + 1)).map_or(&this.update, |d| &d.update);
+        pieces.push(submit::pass(vec![&this.clip_norm]));
+        pieces.push(submit::pass(vec![update]));
+        plan.run(&gpu, &pieces);
+        drop(pieces);
+        self.plan = plan;
         self.step += 1;
         if let Some(d) = self.dynamics.as_mut().filter(|d| d.due(self.step)) {
             d.last = Some(self.step);

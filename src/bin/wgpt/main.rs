@@ -29,6 +29,11 @@ struct Cli {
     /// on software adapters), portable, subgroup or tiled. Overrides WGPT_KERNELS.
     #[arg(long, global = true, value_name = "auto|portable|subgroup|tiled")]
     kernels: Option<String>,
+    /// Split a training step, prefill or evaluation into several submits at layer boundaries
+    /// where one would run longer than this many milliseconds, so no driver resets the GPU (TDR);
+    /// 0: one submit always. Overrides WGPT_SUBMIT_BUDGET_MS (default 500).
+    #[arg(long, global = true, value_name = "MS")]
+    submit_budget_ms: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -86,6 +91,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     FAMILY.get_or_init(|| cli.kernels.clone());
+    if let Some(Err(e)) = cli.submit_budget_ms.map(wgpt::submit::set_budget_ms) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Train(args) => crate::train::train(*args),
         Command::ExportRun { dir, zip } => crate::train::export_run(&dir, &zip),
