@@ -71,17 +71,22 @@ impl GradActs {
 }
 
 impl Gpt2 {
-    /// dlogits (B,T,V) = (softmax(logits) − onehot(targets))·dloss: the loss's backward.
+    /// dlogits (B,T,V) = (softmax(logits) − onehot(targets))·dloss: the loss's backward; times
+    /// the loss scale in `scaler` where given (dynamic loss scaling, src/train.rs).
     pub(crate) fn record_loss_backward(
         &self,
         a: &ActivationTensors,
         d: &GradActs,
         targets: &Tensor,
         dloss: f32,
+        scaler: Option<&Tensor>,
     ) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        k.crossentropy.backward(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss);
+        match scaler {
+            Some(s) => k.crossentropy.backward_scaled(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss, s),
+            None => k.crossentropy.backward(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss),
+        }
         prog
     }
 

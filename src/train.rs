@@ -9,7 +9,9 @@ use crate::backward::GradActs;
 use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
-use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, StepParams};
+use crate::kernels::{
+    AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW,
+};
 use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
 use crate::submit::{self, Piece, SubmitPlan, SubmitStats};
 use crate::{Error, Result};
@@ -42,6 +44,41 @@ pub struct TrainConfig {
     /// then records it here. A checkpoint from before this field trained with classic.
     #[serde(default = "classic_attention")]
     pub attention: Option<AttentionKind>,
+    /// Dynamic loss scaling (for mixed-precision training); None: off, the loss gradient as is.
+    #[serde(default)]
+    pub loss_scaling: Option<LossScaling>,
+}
+
+/// Dynamic loss scaling as torch.cuda.amp.GradScaler: the loss gradient is multiplied by a
+/// scale S and the gradients divided by it before the norm, clipping and AdamW; a step whose
+/// gradients overflow (a gradient norm that is not finite) is skipped (parameters and moments
+/// untouched; AdamW's bias correction counts applied steps only) and halves S; `growth_interval`
+/// clean steps in a row double it. All on the GPU, no readback ([`Trainer::loss_scale`] reads it
+/// on demand). With a power-of-two scale and no overflow, f32 training is bit-identical to
+/// training without scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScaling {
+    /// The first scale (GradScaler's init_scale, 65536); a power of two keeps f32 exact.
+    pub init_scale: f32,
+    /// Clean steps in a row after which the scale doubles (GradScaler's growth_interval, 2000).
+    pub growth_interval: u32,
+}
+
+impl Default for LossScaling {
+    fn default() -> LossScaling {
+        LossScaling { init_scale: 65536.0, growth_interval: 2000 }
+    }
+}
+
+/// The loss scaler's state on the GPU, read back by [`Trainer::loss_scale`] (and saved in
+/// checkpoints so that a resumed run goes on with it).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScale {
+    pub scale: f32,
+    /// Clean steps since the scale last changed.
+    pub good: u32,
+    /// Steps skipped for overflow so far.
+    pub skipped: u32,
 }
 
 fn classic_attention() -> Option<AttentionKind> {
@@ -68,6 +105,7 @@ impl Default for TrainConfig {
             grad_clip: 1.0,
             dropout: 0.0,
             attention: None,
+            loss_scaling: None,
         }
     }
 }
@@ -135,6 +173,15 @@ impl TrainConfig {
         if self.eps.is_nan() || self.eps <= 0.0 {
             return bad(format!("eps must be > 0, got {}", self.eps));
         }
+        if let Some(ls) = self.loss_scaling {
+            // 1/S must stay a normal f32 (the scaler keeps S within these bounds too)
+            if !(ls.init_scale >= f32::MIN_POSITIVE && ls.init_scale <= 2f32.powi(126)) {
+                return bad(format!("the initial loss scale must be in [2^-126, 2^126], got {}", ls.init_scale));
+            }
+            if ls.growth_interval == 0 {
+                return bad("the loss scale's growth interval must be at least 1 step".into());
+            }
+        }
         Ok(())
     }
 }
@@ -188,6 +235,10 @@ pub struct Trainer {
     dropout_seed: Tensor,           // (1) u32, the current micro-batch's
     micro_seeds: Tensor,            // (grad_accum) u32, written every step
     pub(crate) norm: Tensor,        // (1) global gradient norm before clipping
+    /// The loss scaler's state (ScalerHead, then the bias corrections of skipped steps).
+    pub(crate) scaler: Tensor,
+    /// The scaler's update after a step (empty without loss scaling).
+    scaler_update: Program,
     /// The update with statistics, where dynamics are tracked (src/dynamics.rs).
     pub(crate) dynamics: Option<DynamicsPlan>,
     /// Where a step's submits are cut (src/submit.rs).
@@ -214,6 +265,12 @@ impl Trainer {
         let v = ParameterTensors::zeros(&gpu, &model.config, "adam_v.");
         let gacts = GradActs::new(&gpu, &model.config, b, t, fwd.acts.attention.kind());
         let dloss = 1.0 / (b * t * cfg.grad_accum) as f32;
+        let scaler = match cfg.loss_scaling {
+            Some(ls) => ScalerHead::on(ls.init_scale, 0, 0),
+            None => ScalerHead::off(),
+        }
+        .tensor(&gpu);
+        let scaled = cfg.loss_scaling.map(|_| &scaler);
         let micro = (0..cfg.grad_accum)
             .map(|i| {
                 let ids = gpu.tensor(&format!("ids.{i}"), &[b, t]);
@@ -222,7 +279,7 @@ impl Trainer {
                 Micro {
                     embed: model.record_embed(&fwd.acts, &ids),
                     loss: model.record_loss(&fwd.acts, &targets),
-                    loss_backward: model.record_loss_backward(&fwd.acts, &gacts, &targets, dloss),
+                    loss_backward: model.record_loss_backward(&fwd.acts, &gacts, &targets, dloss, scaled),
                     embed_backward: model.record_embed_backward(&gacts, &grads, &buckets),
                     ids,
                     targets,
@@ -245,7 +302,7 @@ impl Trainer {
         let grad_list: Vec<&Tensor> = grad_views.iter().collect();
         let partials = gpu.tensor("grad_norm_partials", &[AdamW::partials_len(&grad_list)]);
         let mut clip_norm = Program::default();
-        k.adamw.grad_norm(&mut clip_norm, &norm, &partials, &grad_list);
+        k.adamw.grad_norm(&mut clip_norm, &norm, &partials, &grad_list, &scaler);
         let mut update = Program::default();
         let specs = model.config.param_specs();
         for ((((p, g), mt), vt), (_, shape)) in
@@ -253,9 +310,14 @@ impl Trainer {
         {
             let wd = cfg.weight_decay_of(shape);
             for (((param, grad), m), v) in rows(p).zip(rows(g)).zip(rows(mt)).zip(rows(vt)) {
-                let t = AdamWUpdate { param: &param, m: &m, v: &v, grad: &grad, step: &step_params, norm: &norm };
+                let (step, norm, scaler) = (&step_params, &norm, &scaler);
+                let t = AdamWUpdate { param: &param, m: &m, v: &v, grad: &grad, step, norm, scaler };
                 k.adamw.update(&mut update, t, wd);
             }
+        }
+        let mut scaler_update = Program::default();
+        if let Some(ls) = cfg.loss_scaling {
+            k.adamw.scaler_update(&mut scaler_update, &scaler, &norm, ls.growth_interval);
         }
         Ok(Trainer {
             model,
@@ -274,6 +336,8 @@ impl Trainer {
             dropout_seed,
             micro_seeds,
             norm,
+            scaler,
+            scaler_update,
             dynamics: None,
             plan: SubmitPlan::from_env()?,
             step: 0,
@@ -347,6 +411,18 @@ impl Trainer {
         let lr = c.lr_at(self.step as usize);
         let sp = StepParams::new(self.step + 1, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
         gpu.write(&self.step_params, bytemuck::bytes_of(&sp));
+        if c.loss_scaling.is_some() {
+            // the bias corrections of step − k, for the update to pick where k steps were skipped
+            let bias: Vec<f32> = (0..BIAS_WINDOW as u64)
+                .flat_map(|k| {
+                    let t = (self.step + 1).saturating_sub(k).max(1);
+                    let sp = StepParams::new(t, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
+                    [sp.bias1, sp.bias2_sqrt]
+                })
+                .collect();
+            let at = std::mem::size_of::<ScalerHead>() as u64;
+            gpu.queue.write_buffer(&self.scaler.buffer.raw, self.scaler.offset + at, bytemuck::cast_slice(&bias));
+        }
         // dropout masks: a fresh seed per micro-batch, a function of the step (so resuming
         // reproduces them)
         let seeds: Vec<u32> =
@@ -379,7 +455,7 @@ impl Trainer {
         // a tracked step's update also sums the dynamics (src/dynamics.rs)
         let update = this.dynamics.as_ref().filter(|d| d.due(this.step + 1)).map_or(&this.update, |d| &d.update);
         pieces.push(submit::pass(vec![&this.clip_norm]));
-        pieces.push(submit::pass(vec![update]));
+        pieces.push(submit::pass(vec![update, &this.scaler_update]));
         plan.run(&gpu, &pieces);
         drop(pieces);
         self.plan = plan;
@@ -399,6 +475,29 @@ impl Trainer {
     /// The global gradient norm of the last step, before clipping.
     pub async fn grad_norm(&self) -> Result<f32> {
         Ok(self.model.kernels.gpu.read(&self.norm).await?[0])
+    }
+
+    /// The loss scaler's state (a readback: for logs and tests); None without loss scaling.
+    pub async fn loss_scale(&self) -> Result<Option<LossScale>> {
+        if self.cfg.loss_scaling.is_none() {
+            return Ok(None);
+        }
+        let words = self.model.kernels.gpu.read(&self.scaler).await?;
+        let head: ScalerHead = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&words[..8]));
+        Ok(Some(LossScale { scale: head.scale, good: head.good, skipped: head.skipped }))
+    }
+
+    /// Restores the loss scaler's state (a checkpoint's); nothing without loss scaling.
+    pub fn restore_loss_scale(&mut self, s: &LossScale) -> Result<()> {
+        if self.cfg.loss_scaling.is_none() {
+            return Ok(());
+        }
+        if !(s.scale >= f32::MIN_POSITIVE && s.scale <= 2f32.powi(126)) {
+            return Err(Error::Format(format!("the saved loss scale {} is outside [2^-126, 2^126]", s.scale)));
+        }
+        let head = ScalerHead::on(s.scale, s.good, s.skipped);
+        self.model.kernels.gpu.write(&self.scaler, bytemuck::bytes_of(&head));
+        Ok(())
     }
 
     /// Mean loss over `batches` without touching gradients or optimizer state.

@@ -21,7 +21,7 @@ pub mod template;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-pub use adamw::{AdamW, AdamWUpdate, StepParams};
+pub use adamw::{AdamW, AdamWUpdate, ScalerHead, StepParams, BIAS_WINDOW};
 pub use attention::{Attention, AttentionImpl, AttentionKind, AttnBwd, AttnFwd};
 pub use crossentropy::{CrossEntropy, CrossEntropyFwd};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
