@@ -78,6 +78,9 @@ pub struct RunState {
     pub step: u64,
     pub data_rng: u64,
     pub run: RunConfig,
+    /// The loss scaler's state where the run scales its loss (absent in older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::train::LossScale>,
 }
 
 /// A checkpoint as files: config.json, model.safetensors, tokenizer.json and the training state.
@@ -186,6 +189,9 @@ impl Run {
         let ((m, v), state): (_, RunState) =
             checkpoint::parse_state(checkpoint::STATE_FILE, state_bytes, &self.cfg.model)?;
         self.trainer.restore(&m, &v, state.step)?;
+        if let Some(s) = &state.loss_scale {
+            self.trainer.restore_loss_scale(s)?;
+        }
         self.data_rng = Rng { state: state.data_rng };
         Ok(())
     }
@@ -279,7 +285,8 @@ impl Run {
     pub async fn checkpoint(&self) -> Result<CheckpointFiles> {
         let weights = self.trainer.model.weights().await?;
         let (m, v) = self.trainer.moments().await?;
-        let state = RunState { step: self.trainer.step, data_rng: self.data_rng.state, run: self.cfg.clone() };
+        let loss_scale = self.trainer.loss_scale().await?;
+        let state = RunState { step: self.trainer.step, data_rng: self.data_rng.state, run: self.cfg.clone(), loss_scale };
         Ok(CheckpointFiles {
             config_json: hf::config_json(&self.cfg.model),
             model: hf::save_weights(&weights)?,
