@@ -338,7 +338,13 @@ impl Decoder {
         k.decode.last_row(&mut program, d, &self.last, &x);
         pieces.push(program);
         let plan = SubmitPlan::new(self.budget_ms);
-        Ok(Step { t, ids, prog: pieces, plan, _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores] })
+        Ok(Step {
+            t,
+            ids,
+            prog: pieces,
+            plan,
+            _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores],
+        })
     }
 
     /// Runs `ids` at positions pos0.. in one submit, or several cut at block boundaries where

@@ -42,9 +42,7 @@ fn check_budget(ms: f64, what: &str) -> Result<f64> {
     if ms.is_finite() && ms >= 0.0 {
         Ok(ms)
     } else {
-        Err(Error::Input(format!(
-            "{what} must be a number of milliseconds >= 0 (0: one submit per step), got {ms}"
-        )))
+        Err(Error::Input(format!("{what} must be a number of milliseconds >= 0 (0: one submit per step), got {ms}")))
     }
 }
 

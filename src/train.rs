@@ -9,9 +9,7 @@ use crate::backward::GradActs;
 use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
-use crate::kernels::{
-    AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW,
-};
+use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
 use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
 use crate::submit::{self, Piece, SubmitPlan, SubmitStats};
 use crate::{Error, Result};

@@ -46,7 +46,13 @@ fn assert_bitwise(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let differ: Vec<usize> = (0..g.len()).filter(|&j| g[j].to_bits() != w[j].to_bits()).collect();
         if let Some(&j) = differ.iter().max_by(|&&a, &&b| (g[a] - w[a]).abs().total_cmp(&(g[b] - w[b]).abs())) {
-            panic!("{what}: tensor {i}: {} of {} elements differ; worst [{j}]: {:e} vs {:e}", differ.len(), g.len(), g[j], w[j]);
+            panic!(
+                "{what}: tensor {i}: {} of {} elements differ; worst [{j}]: {:e} vs {:e}",
+                differ.len(),
+                g.len(),
+                g[j],
+                w[j]
+            );
         }
     }
 }
@@ -138,7 +144,9 @@ fn power_of_two_scaling_without_overflow_equals_no_scaling_bitwise() {
     assert_eq!(scale(&on), LossScale { scale: 65536.0, good: 4, skipped: 0 });
     assert_bitwise("4 steps with scale 65536 vs without", &state(&on), &state(&off));
     assert_eq!(pollster::block_on(off.loss_scale()).unwrap(), None);
-    println!("4 steps (dropout 0.1, grad_accum 2) with loss scale 65536: parameters and moments bitwise equal to no scaling");
+    println!(
+        "4 steps (dropout 0.1, grad_accum 2) with loss scale 65536: parameters and moments bitwise equal to no scaling"
+    );
 }
 
 #[test]
@@ -174,4 +182,56 @@ fn bad_scaling_settings_are_refused() {
         };
         assert!(cfg.validate(64).is_err(), "init {init}, interval {interval} was accepted");
     }
+}
+
+/// A run with loss scaling: 6 steps straight equal 3 steps + checkpoint + a fresh run restored
+/// from it + 3 steps, losses and the scaler's state (which grows every 2 steps here) included.
+#[test]
+fn a_checkpoint_keeps_the_loss_scale() {
+    use wgpt::run::{DataSource, Run, RunConfig};
+    use wgpt::tokenizer::Tokenizer;
+    let Some(k) = common::shared_kernels() else { return };
+    let text = "the quick brown fox jumps over the lazy dog. ".repeat(20);
+    let tok = Tokenizer::char_level(&text).unwrap();
+    let model = Gpt2Config { vocab_size: tok.vocab_size(), ..CFG };
+    let cfg = RunConfig {
+        model,
+        train: TrainConfig {
+            batch_size: 2,
+            seq_len: 16,
+            loss_scaling: Some(LossScaling { init_scale: 256.0, growth_interval: 2 }),
+            ..TrainConfig::default()
+        },
+        max_iters: 6,
+        eval_interval: 100,
+        eval_iters: 1,
+        log_interval: 1,
+        seed: 3,
+        data: DataSource::Text("fox".into()),
+        tokenizer: "char".into(),
+    };
+    let weights = Weights::random(model, 5);
+    let new_run = |w: &Weights| Run::new(k.clone(), cfg.clone(), w, tok.clone(), &text).unwrap();
+    let losses = |run: &mut Run, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                run.train_step().unwrap();
+                pollster::block_on(run.loss()).unwrap()
+            })
+            .collect()
+    };
+    let mut straight = new_run(&weights);
+    let want = losses(&mut straight, 6);
+    let mut first = new_run(&weights);
+    let mut got = losses(&mut first, 3);
+    let ckpt = pollster::block_on(first.checkpoint()).unwrap();
+    assert_eq!(ckpt.state().unwrap().loss_scale, Some(LossScale { scale: 512.0, good: 1, skipped: 0 }));
+    let saved = wgpt::hf::load_weights("checkpoint", &ckpt.model, model).unwrap();
+    let mut resumed = new_run(&saved);
+    resumed.restore(&ckpt.state).unwrap();
+    got.extend(losses(&mut resumed, 3));
+    assert_eq!(got, want, "resumed losses differ from an uninterrupted run");
+    assert_eq!(scale(&resumed.trainer), scale(&straight.trainer));
+    assert_eq!(scale(&resumed.trainer).scale, 2048.0);
+    println!("6 steps with scaling: resumed at step 3 (scale 512) equals straight; scale 2048 at the end");
 }

@@ -140,6 +140,21 @@ fn a_split_prefill_equals_one_submit() {
     println!("prefill of 12 tokens in 5 submits: logits bitwise equal to one submit, and the decode step after it");
 }
 
+/// The plan is decided after the first measured run: with a budget far above the whole run,
+/// the first evaluation batch is measured piece by piece and the later ones go in one submit.
+#[test]
+fn a_generous_budget_submits_once_after_the_first_measured_run() {
+    let Some(k) = common::shared_kernels() else { return };
+    let t = trainer(&k, 1e6);
+    let b = batches(&mut common::Rng::new(8), 1, 2 * 16);
+    pollster::block_on(t.eval_loss(&b)).unwrap();
+    assert_eq!(t.fwd.submits().submits, 6, "the first run measures every piece");
+    pollster::block_on(t.eval_loss(&b)).unwrap();
+    let s = t.fwd.submits();
+    assert_eq!(s.submits, 1, "the measured pieces fit one submit");
+    assert!(s.longest_ms.is_some_and(|ms| ms < 1e6));
+}
+
 #[test]
 fn the_budget_comes_from_the_environment_or_its_default() {
     // WGPT_SUBMIT_BUDGET_MS is not set by the test runner: the default holds

@@ -286,7 +286,8 @@ impl Run {
         let weights = self.trainer.model.weights().await?;
         let (m, v) = self.trainer.moments().await?;
         let loss_scale = self.trainer.loss_scale().await?;
-        let state = RunState { step: self.trainer.step, data_rng: self.data_rng.state, run: self.cfg.clone(), loss_scale };
+        let state =
+            RunState { step: self.trainer.step, data_rng: self.data_rng.state, run: self.cfg.clone(), loss_scale };
         Ok(CheckpointFiles {
             config_json: hf::config_json(&self.cfg.model),
             model: hf::save_weights(&weights)?,
