@@ -69,7 +69,8 @@ pub struct SubmitStats {
     /// Command buffers submitted.
     pub submits: usize,
     /// The longest of their measured GPU times in milliseconds; None where nothing was measured
-    /// (budget 0, or in the browser before the times came back).
+    /// (budget 0, or in the browser before the times came back; there it is the latest run
+    /// whose times came back).
     pub longest_ms: Option<f64>,
 }
 
@@ -191,7 +192,8 @@ impl SubmitPlan {
             return;
         }
         let groups = self.groups(pieces.len());
-        self.last = SubmitStats { submits: groups.len(), longest_ms: None };
+        // in the browser longest_ms stays the last measured run's (harvest)
+        self.last.submits = groups.len();
         #[cfg(not(target_arch = "wasm32"))]
         {
             let mut times = Vec::with_capacity(groups.len());
@@ -210,6 +212,8 @@ impl SubmitPlan {
         }
         #[cfg(target_arch = "wasm32")]
         {
+            // one measured run at a time: while one's times are still coming back, submit only
+            let measure = self.pending.is_none();
             let done = Arc::new(Mutex::new(vec![None; groups.len()]));
             let mut submitted = Vec::with_capacity(groups.len());
             for (i, g) in groups.iter().enumerate() {
@@ -219,22 +223,30 @@ impl SubmitPlan {
                 }
                 submitted.push(now_ms());
                 gpu.queue.submit([enc.finish()]);
-                let done = done.clone();
-                gpu.queue.on_submitted_work_done(move || {
-                    done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(now_ms());
-                });
+                if measure {
+                    let done = done.clone();
+                    gpu.queue.on_submitted_work_done(move || {
+                        done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(now_ms());
+                    });
+                }
             }
-            self.pending = Some(Pending { groups, submitted, done });
+            if measure {
+                self.pending = Some(Pending { groups, submitted, done });
+            }
         }
     }
 
-    /// Learns from the previous run's times where they have all come back: a group ran from
-    /// its submit or the previous group's end, whichever was later, to its own end.
+    /// Learns from the measured run's times once they have all come back: a group ran from
+    /// its submit or the previous group's end, whichever was later, to its own end (the event
+    /// loop's delays make this coarser than the native wait).
     #[cfg(target_arch = "wasm32")]
     fn harvest(&mut self) {
         let Some(p) = self.pending.take() else { return };
         let done: Option<Vec<f64>> = p.done.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
-        let Some(done) = done else { return };
+        let Some(done) = done else {
+            self.pending = Some(p);
+            return;
+        };
         let mut prev = f64::MIN;
         let times: Vec<f64> = done
             .iter()

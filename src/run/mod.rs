@@ -204,7 +204,7 @@ impl Run {
         self.trainer.step as usize >= self.cfg.max_iters
     }
 
-    /// One optimizer step on grad_accum fresh training batches (one submit, no readback).
+    /// One optimizer step on grad_accum fresh training batches (no readback).
     pub fn train_step(&mut self) -> Result<()> {
         let (b, t) = (self.cfg.train.batch_size, self.cfg.train.seq_len);
         let batches: Vec<_> =
