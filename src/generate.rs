@@ -17,7 +17,7 @@ use crate::gpu::{Buffer, Tensor};
 use crate::kernels::{Decode, DecodeAttn, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
 use crate::model::Gpt2;
 use crate::rng::Rng;
-use crate::submit::{self, SubmitPlan, SubmitStats};
+use crate::submit::{self, Piece, SubmitPlan, SubmitStats};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -368,8 +368,8 @@ impl Decoder {
         let gpu = &model.kernels.gpu;
         gpu.write(&step.ids, ids);
         gpu.write(&self.pos, &[pos0 as u32]);
-        let mut pieces: Vec<_> = step.prog.iter().map(|p| submit::pass(vec![p])).collect();
-        pieces.push(submit::pass(vec![&self.head]));
+        let mut pieces: Vec<_> = step.prog.iter().map(|p| Piece::pass(vec![p])).collect();
+        pieces.push(Piece::pass(vec![&self.head]));
         step.plan.run(gpu, &pieces);
         self.last_submits = step.plan.stats();
         Ok(())

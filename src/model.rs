@@ -9,7 +9,7 @@ use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{AttentionImpl, AttentionKind, AttnFwd, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
 use crate::rng::Rng;
-use crate::submit::{self, SubmitPlan, SubmitStats};
+use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::tune::AttnShape;
 use crate::{Error, Result};
 
@@ -548,10 +548,10 @@ impl Gpt2 {
             self.check_ids("targets", y, f)?;
             gpu.write(&f.acts.targets, y);
         }
-        let mut pieces = vec![submit::pass(vec![&f.embed])];
-        pieces.extend(f.body.iter().map(|p| submit::pass(vec![p])));
+        let mut pieces = vec![Piece::pass(vec![&f.embed])];
+        pieces.extend(f.body.iter().map(|p| Piece::pass(vec![p])));
         if targets.is_some() {
-            pieces.push(submit::pass(vec![&f.loss]));
+            pieces.push(Piece::pass(vec![&f.loss]));
         }
         f.plan.lock().unwrap_or_else(|e| e.into_inner()).run(gpu, &pieces);
         Ok(())

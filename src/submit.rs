@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
 use crate::gpu::{now_ms, Gpu};
+use crate::kernels::Program;
 use crate::{Error, Result};
 
 /// The budget where neither `--submit-budget-ms` nor `WGPT_SUBMIT_BUDGET_MS` says otherwise: a
@@ -74,23 +75,60 @@ pub struct SubmitStats {
     pub longest_ms: Option<f64>,
 }
 
-/// One piece of a run: records its commands (usually one compute pass) into an encoder.
-pub type Piece<'a> = Box<dyn Fn(&mut wgpu::CommandEncoder) + 'a>;
-
-/// A piece that runs `programs` in one compute pass.
-pub fn pass<'a>(programs: Vec<&'a crate::kernels::Program>) -> Piece<'a> {
-    Box::new(move |enc| {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        for p in &programs {
-            p.encode(&mut pass);
-        }
-    })
+/// One piece of a run: commands before it (buffer clears and copies) and programs run in one
+/// compute pass. Pieces are the preferred cut points; a piece that alone runs over the budget is
+/// cut between its dispatches too.
+pub struct Piece<'a> {
+    pre: Option<Box<dyn Fn(&mut wgpu::CommandEncoder) + 'a>>,
+    programs: Vec<&'a Program>,
 }
 
-/// Times of one run's groups in the browser: submit time, and the done time once reported.
+impl<'a> Piece<'a> {
+    /// A piece that runs `programs` in one compute pass.
+    pub fn pass(programs: Vec<&'a Program>) -> Piece<'a> {
+        Piece { pre: None, programs }
+    }
+
+    /// A piece whose encoder commands `pre` come before its programs.
+    pub fn with_pre(pre: impl Fn(&mut wgpu::CommandEncoder) + 'a, programs: Vec<&'a Program>) -> Piece<'a> {
+        Piece { pre: Some(Box::new(pre)), programs }
+    }
+
+    fn dispatches(&self) -> usize {
+        self.programs.iter().map(|p| p.len()).sum()
+    }
+
+    /// Records dispatches `range` of the piece (the commands before it with the first).
+    fn encode(&self, enc: &mut wgpu::CommandEncoder, range: Range<usize>) {
+        if range.start == 0 {
+            if let Some(pre) = &self.pre {
+                pre(enc);
+            }
+        }
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        let mut at = 0;
+        for p in &self.programs {
+            let (start, end) = (range.start.max(at), range.end.min(at + p.len()));
+            if start < end {
+                p.encode_range(&mut pass, start - at..end - at);
+            }
+            at += p.len();
+        }
+    }
+}
+
+/// What one submit holds: whole pieces, or a part (dispatches) of one piece.
+#[derive(Debug, Clone, PartialEq)]
+enum Unit {
+    Pieces(Range<usize>),
+    Part { piece: usize, dispatches: Range<usize> },
+}
+
+/// Times of one run's submits in the browser: submit time, and the done time once reported.
 #[cfg(target_arch = "wasm32")]
 struct Pending {
-    groups: Vec<Range<usize>>,
+    units: Vec<Unit>,
+    dispatches: Vec<usize>,
     submitted: Vec<f64>,
     done: Arc<Mutex<Vec<Option<f64>>>>,
 }
@@ -101,6 +139,8 @@ pub struct SubmitPlan {
     budget_ms: f64,
     /// Estimated GPU milliseconds of each piece (empty until measured).
     est: Vec<f64>,
+    /// Into how many submits each piece is cut (1: whole; more where it alone is over budget).
+    parts: Vec<usize>,
     last: SubmitStats,
     #[cfg(target_arch = "wasm32")]
     pending: Option<Pending>,
@@ -117,6 +157,7 @@ impl SubmitPlan {
         SubmitPlan {
             budget_ms: budget_ms.max(0.0),
             est: Vec::new(),
+            parts: Vec::new(),
             last: SubmitStats::default(),
             #[cfg(target_arch = "wasm32")]
             pending: None,
@@ -130,6 +171,11 @@ impl SubmitPlan {
     /// Changes the budget; what was measured is kept.
     pub fn set_budget_ms(&mut self, ms: f64) {
         self.budget_ms = ms.max(0.0);
+        for (p, &e) in self.parts.iter_mut().zip(&self.est) {
+            if e <= self.budget_ms {
+                *p = 1;
+            }
+        }
     }
 
     /// How the last run was submitted.
@@ -137,40 +183,84 @@ impl SubmitPlan {
         self.last
     }
 
-    /// The groups of `n` pieces: every piece alone until measured, else consecutive pieces
-    /// whose estimates add up to at most the budget (a piece over it alone).
-    fn groups(&self, n: usize) -> Vec<Range<usize>> {
+    /// The submits of pieces with `dispatches` each: every piece alone until measured, else
+    /// consecutive pieces whose estimates add up to at most the budget, and a piece over it
+    /// alone or, cut between its dispatches, in parts.
+    fn units(&self, dispatches: &[usize]) -> Vec<Unit> {
+        let n = dispatches.len();
         if self.est.len() < n {
-            return (0..n).map(|i| i..i + 1).collect();
+            return (0..n).map(|i| Unit::Pieces(i..i + 1)).collect();
         }
-        let mut groups = Vec::new();
+        let mut units = Vec::new();
         let (mut start, mut sum) = (0, 0.0);
         for (i, &ms) in self.est[..n].iter().enumerate() {
-            if i > start && sum + ms > self.budget_ms {
-                groups.push(start..i);
+            let parts = self.parts[i].min(dispatches[i]);
+            if i > start && (sum + ms > self.budget_ms || parts > 1) {
+                units.push(Unit::Pieces(start..i));
                 (start, sum) = (i, 0.0);
+            }
+            if parts > 1 {
+                let d = dispatches[i];
+                units.extend(
+                    (0..parts).map(|j| Unit::Part { piece: i, dispatches: j * d / parts..(j + 1) * d / parts }),
+                );
+                (start, sum) = (i + 1, 0.0);
+                continue;
             }
             sum += ms;
         }
-        if n > 0 {
-            groups.push(start..n);
+        if start < n {
+            units.push(Unit::Pieces(start..n));
         }
-        groups
+        units
     }
 
-    /// Learns from the measured milliseconds of `groups`: a run that measured every piece alone
-    /// sets the estimates; a group over the budget scales its pieces' estimates up to its time.
-    fn learn(&mut self, groups: &[Range<usize>], times: &[f64]) {
-        let n = groups.last().map_or(0, |g| g.end);
-        if self.est.len() < n && groups.len() == n {
+    /// Cuts a piece measured at `ms` alone into enough parts for the budget (at most one
+    /// dispatch each).
+    fn cut(&mut self, piece: usize, ms: f64, dispatches: usize) {
+        let want = (ms / self.budget_ms).ceil() as usize;
+        self.parts[piece] = want.max(self.parts[piece]).clamp(1, dispatches.max(1));
+    }
+
+    /// Learns from the measured milliseconds of `units`: a run that measured every piece alone
+    /// sets the estimates; a submit over the budget raises its pieces' estimates to its time,
+    /// or cuts its piece into more parts.
+    fn learn(&mut self, units: &[Unit], dispatches: &[usize], times: &[f64]) {
+        let n = dispatches.len();
+        if self.est.len() < n {
+            if units.len() != n {
+                return;
+            }
             self.est = times.to_vec();
-        } else if self.est.len() >= n {
-            for (g, &ms) in groups.iter().zip(times) {
-                let sum: f64 = self.est[g.clone()].iter().sum();
-                if ms > self.budget_ms && g.len() > 1 {
-                    for e in &mut self.est[g.clone()] {
-                        *e = if sum > 0.0 { *e * ms / sum } else { ms / g.len() as f64 };
+            self.parts = vec![1; n];
+            for (i, &ms) in times.iter().enumerate() {
+                if ms > self.budget_ms {
+                    self.cut(i, ms, dispatches[i]);
+                }
+            }
+        } else {
+            let mut over_parts = vec![0.0f64; n];
+            for (u, &ms) in units.iter().zip(times) {
+                match u {
+                    Unit::Pieces(g) if ms > self.budget_ms && g.len() > 1 => {
+                        let sum: f64 = self.est[g.clone()].iter().sum();
+                        for e in &mut self.est[g.clone()] {
+                            *e = if sum > 0.0 { *e * ms / sum } else { ms / g.len() as f64 };
+                        }
                     }
+                    Unit::Pieces(g) if ms > self.budget_ms => {
+                        self.est[g.start] = ms;
+                        self.cut(g.start, ms, dispatches[g.start]);
+                    }
+                    Unit::Part { piece, .. } => over_parts[*piece] = over_parts[*piece].max(ms),
+                    Unit::Pieces(_) => {}
+                }
+            }
+            for (i, &ms) in over_parts.iter().enumerate() {
+                if ms > self.budget_ms {
+                    // the longest part over budget: that many times more parts
+                    let more = self.parts[i] as f64 * ms / self.budget_ms;
+                    self.cut(i, more * self.budget_ms, dispatches[i]);
                 }
             }
         }
@@ -178,51 +268,54 @@ impl SubmitPlan {
     }
 
     /// Submits `pieces` in order: in one command buffer where the budget is 0, else in the
-    /// plan's groups, each timed.
+    /// plan's submits, each timed.
     pub fn run(&mut self, gpu: &Gpu, pieces: &[Piece]) {
         #[cfg(target_arch = "wasm32")]
         self.harvest();
-        if self.budget_ms <= 0.0 {
+        let dispatches: Vec<usize> = pieces.iter().map(Piece::dispatches).collect();
+        let encode = |u: &Unit| {
             let mut enc = gpu.device.create_command_encoder(&Default::default());
-            for p in pieces {
-                p(&mut enc);
+            match u {
+                Unit::Pieces(g) => {
+                    for (p, &d) in pieces[g.clone()].iter().zip(&dispatches[g.clone()]) {
+                        p.encode(&mut enc, 0..d);
+                    }
+                }
+                Unit::Part { piece, dispatches } => pieces[*piece].encode(&mut enc, dispatches.clone()),
             }
-            gpu.queue.submit([enc.finish()]);
+            enc.finish()
+        };
+        if self.budget_ms <= 0.0 {
+            gpu.queue.submit([encode(&Unit::Pieces(0..pieces.len()))]);
             self.last = SubmitStats { submits: 1, longest_ms: None };
             return;
         }
-        let groups = self.groups(pieces.len());
+        let units = self.units(&dispatches);
         // in the browser longest_ms stays the last measured run's (harvest)
-        self.last.submits = groups.len();
+        self.last.submits = units.len();
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let mut times = Vec::with_capacity(groups.len());
-            for g in &groups {
-                let mut enc = gpu.device.create_command_encoder(&Default::default());
-                for p in &pieces[g.clone()] {
-                    p(&mut enc);
-                }
+            let mut times = Vec::with_capacity(units.len());
+            for u in &units {
+                let commands = encode(u);
                 let t0 = now_ms();
-                let index = gpu.queue.submit([enc.finish()]);
+                let index = gpu.queue.submit([commands]);
                 // an error here (a lost device) is reported by the next readback
                 let _ = gpu.device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None });
                 times.push(now_ms() - t0);
             }
-            self.learn(&groups, &times);
+            self.learn(&units, &dispatches, &times);
         }
         #[cfg(target_arch = "wasm32")]
         {
             // one measured run at a time: while one's times are still coming back, submit only
             let measure = self.pending.is_none();
-            let done = Arc::new(Mutex::new(vec![None; groups.len()]));
-            let mut submitted = Vec::with_capacity(groups.len());
-            for (i, g) in groups.iter().enumerate() {
-                let mut enc = gpu.device.create_command_encoder(&Default::default());
-                for p in &pieces[g.clone()] {
-                    p(&mut enc);
-                }
+            let done = Arc::new(Mutex::new(vec![None; units.len()]));
+            let mut submitted = Vec::with_capacity(units.len());
+            for (i, u) in units.iter().enumerate() {
+                let commands = encode(u);
                 submitted.push(now_ms());
-                gpu.queue.submit([enc.finish()]);
+                gpu.queue.submit([commands]);
                 if measure {
                     let done = done.clone();
                     gpu.queue.on_submitted_work_done(move || {
@@ -231,13 +324,13 @@ impl SubmitPlan {
                 }
             }
             if measure {
-                self.pending = Some(Pending { groups, submitted, done });
+                self.pending = Some(Pending { units, dispatches, submitted, done });
             }
         }
     }
 
-    /// Learns from the measured run's times once they have all come back: a group ran from
-    /// its submit or the previous group's end, whichever was later, to its own end (the event
+    /// Learns from the measured run's times once they have all come back: a submit ran from
+    /// its own start or the previous one's end, whichever was later, to its own end (the event
     /// loop's delays make this coarser than the native wait).
     #[cfg(target_arch = "wasm32")]
     fn harvest(&mut self) {
@@ -258,7 +351,7 @@ impl SubmitPlan {
             })
             .collect();
         let submits = self.last.submits;
-        self.learn(&p.groups, &times);
+        self.learn(&p.units, &p.dispatches, &times);
         self.last.submits = submits;
     }
 }
@@ -267,19 +360,41 @@ impl SubmitPlan {
 mod tests {
     use super::*;
 
+    fn pieces(units: &[Unit]) -> Vec<Range<usize>> {
+        units.iter().map(|u| if let Unit::Pieces(g) = u { g.clone() } else { panic!("{u:?} is a part") }).collect()
+    }
+
     #[test]
-    fn groups_follow_the_estimates() {
+    fn units_follow_the_estimates() {
+        let d = [3, 3, 3, 3];
         let mut plan = SubmitPlan::new(10.0);
-        assert_eq!(plan.groups(3), vec![0..1, 1..2, 2..3], "unmeasured: every piece alone");
-        plan.learn(&plan.groups(4), &[4.0, 5.0, 12.0, 3.0]);
-        assert_eq!(plan.est, vec![4.0, 5.0, 12.0, 3.0]);
-        assert_eq!(plan.groups(4), vec![0..2, 2..3, 3..4]);
-        assert_eq!(plan.groups(2), vec![0..2], "a prefix uses the prefix's estimates");
-        // the first group measured 20 ms: its pieces scale to 20 and split apart
-        plan.learn(&[0..2, 2..3, 3..4], &[20.0, 12.0, 3.0]);
-        assert_eq!(plan.groups(4), vec![0..1, 1..2, 2..3, 3..4]);
+        assert_eq!(pieces(&plan.units(&d[..3])), vec![0..1, 1..2, 2..3], "unmeasured: every piece alone");
+        plan.learn(&plan.units(&d), &d, &[4.0, 5.0, 9.0, 3.0]);
+        assert_eq!(plan.est, vec![4.0, 5.0, 9.0, 3.0]);
+        assert_eq!(pieces(&plan.units(&d)), vec![0..2, 2..3, 3..4]);
+        assert_eq!(pieces(&plan.units(&d[..2])), vec![0..2], "a prefix uses the prefix's estimates");
+        // the first submit measured 20 ms: its pieces scale to 20 and split apart
+        plan.learn(&plan.units(&d), &d, &[20.0, 9.0, 3.0]);
+        assert_eq!(pieces(&plan.units(&d)), vec![0..1, 1..2, 2..3, 3..4]);
         assert_eq!(plan.stats().longest_ms, Some(20.0));
         plan.set_budget_ms(1000.0);
-        assert_eq!(plan.groups(4), vec![0..4]);
+        assert_eq!(pieces(&plan.units(&d)), vec![0..4]);
+    }
+
+    #[test]
+    fn a_piece_over_the_budget_is_cut_between_its_dispatches() {
+        let d = [2, 10, 2];
+        let mut plan = SubmitPlan::new(10.0);
+        plan.learn(&plan.units(&d), &d, &[1.0, 25.0, 1.0]);
+        let part = |piece, r: Range<usize>| Unit::Part { piece, dispatches: r };
+        let want = vec![Unit::Pieces(0..1), part(1, 0..3), part(1, 3..6), part(1, 6..10), Unit::Pieces(2..3)];
+        assert_eq!(plan.units(&d), want);
+        // a part measured at 15 ms: 3 parts x 15/10 = 4.5, so 5 parts
+        plan.learn(&want, &d, &[1.0, 15.0, 8.0, 8.0, 1.0]);
+        assert_eq!(plan.parts[1], 5);
+        // never more parts than dispatches
+        plan.learn(&plan.units(&d), &d, &[1.0, 100.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(plan.parts[1], 10);
+        assert_eq!(plan.units(&d).len(), 12);
     }
 }

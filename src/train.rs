@@ -11,7 +11,7 @@ use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
 use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
-use crate::submit::{self, Piece, SubmitPlan, SubmitStats};
+use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::{Error, Result};
 
 /// Optimisation settings, named as nanoGPT's train.py.
@@ -435,7 +435,7 @@ impl Trainer {
         for (i, mi) in this.micro.iter().enumerate() {
             let mut progs = this.micro_programs(mi).into_iter();
             let embed = progs.next().expect("a micro-batch starts with its embedding");
-            pieces.push(Box::new(move |enc: &mut wgpu::CommandEncoder| {
+            let pre = move |enc: &mut wgpu::CommandEncoder| {
                 if i == 0 {
                     for g in this.grads.ordered() {
                         enc.clear_buffer(&g.buffer.raw, 0, None);
@@ -446,14 +446,14 @@ impl Trainer {
                 for d in this.gacts.all() {
                     enc.clear_buffer(&d.buffer.raw, 0, None);
                 }
-                embed.encode(&mut enc.begin_compute_pass(&Default::default()));
-            }));
-            pieces.extend(progs.map(|p| submit::pass(vec![p])));
+            };
+            pieces.push(Piece::with_pre(pre, vec![embed]));
+            pieces.extend(progs.map(|p| Piece::pass(vec![p])));
         }
         // a tracked step's update also sums the dynamics (src/dynamics.rs)
         let update = this.dynamics.as_ref().filter(|d| d.due(this.step + 1)).map_or(&this.update, |d| &d.update);
-        pieces.push(submit::pass(vec![&this.clip_norm]));
-        pieces.push(submit::pass(vec![update, &this.scaler_update]));
+        pieces.push(Piece::pass(vec![&this.clip_norm]));
+        pieces.push(Piece::pass(vec![update, &this.scaler_update]));
         plan.run(&gpu, &pieces);
         drop(pieces);
         self.plan = plan;

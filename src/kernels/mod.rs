@@ -339,7 +339,12 @@ impl Program {
     }
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
+        self.encode_range(pass, 0..self.dispatches.len());
+    }
+
+    /// Encodes dispatches `range` only (a split submit's part of a program).
+    pub fn encode_range(&self, pass: &mut wgpu::ComputePass<'_>, range: std::ops::Range<usize>) {
+        for d in &self.dispatches[range] {
             d.encode(pass);
         }
     }
