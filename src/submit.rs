@@ -75,11 +75,14 @@ pub struct SubmitStats {
     pub longest_ms: Option<f64>,
 }
 
+/// Commands recorded straight into an encoder (buffer clears and copies).
+type Encoding<'a> = Box<dyn Fn(&mut wgpu::CommandEncoder) + 'a>;
+
 /// One piece of a run: commands before it (buffer clears and copies) and programs run in one
 /// compute pass. Pieces are the preferred cut points; a piece that alone runs over the budget is
 /// cut between its dispatches too.
 pub struct Piece<'a> {
-    pre: Option<Box<dyn Fn(&mut wgpu::CommandEncoder) + 'a>>,
+    pre: Option<Encoding<'a>>,
     programs: Vec<&'a Program>,
 }
 
