@@ -83,10 +83,7 @@ impl Gpt2 {
     ) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        match scaler {
-            Some(s) => k.crossentropy.backward_scaled(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss, s),
-            None => k.crossentropy.backward(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss),
-        }
+        k.crossentropy.backward(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss, scaler);
         prog
     }
 

@@ -697,7 +697,7 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
         let (logits_t, lse_t) =
             (g.upload("logits", &[rows, v], &logits), g.upload("lse", &[rows], &logsumexp(&logits, v)));
         let targets_t = g.upload("targets", &[rows], &targets);
-        k.crossentropy.backward(&mut prog, &dlogits, &logits_t, &lse_t, &targets_t, dloss);
+        k.crossentropy.backward(&mut prog, &dlogits, &logits_t, &lse_t, &targets_t, dloss, None);
         let got = run_read(&k, &prog, &dlogits).await;
         let mut want = vec![0.0; rows * v];
         cpu::crossentropy_backward(&mut want, &logits, &targets, dloss, v);

@@ -64,7 +64,9 @@ impl CrossEntropy {
 
     /// dlogits (N,V) = (softmax(logits (N,V)) − onehot(targets (N))) · dloss, OVERWRITTEN (not
     /// accumulated), with the softmax from the forward's lse (N); `dloss` is dL/dlosses[r] for
-    /// every row, 1/N for the mean loss.
+    /// every row, 1/N for the mean loss. With `scale`, also times the loss scale in `scale[0]`
+    /// (the trainer's scaler state, shaders/adamw.wgsl's Scaler): dynamic loss scaling.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         prog: &mut Program,
@@ -73,29 +75,15 @@ impl CrossEntropy {
         lse: &Tensor,
         targets: &Tensor,
         dloss: f32,
+        scale: Option<&Tensor>,
     ) {
         let rows = targets.numel();
         let v = logits.numel() / rows;
         let params = Params { rows: rows as u32, v: v as u32, dloss, _pad: 0 };
-        prog.push(self.bwd.dispatch(&params, &[dlogits, logits, lse, targets], grid(rows * v, 64)));
-    }
-
-    /// [`CrossEntropy::backward`] times the loss scale in `scale[0]` (the trainer's scaler state,
-    /// shaders/adamw.wgsl's Scaler): dynamic loss scaling.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward_scaled(
-        &self,
-        prog: &mut Program,
-        dlogits: &Tensor,
-        logits: &Tensor,
-        lse: &Tensor,
-        targets: &Tensor,
-        dloss: f32,
-        scale: &Tensor,
-    ) {
-        let rows = targets.numel();
-        let v = logits.numel() / rows;
-        let params = Params { rows: rows as u32, v: v as u32, dloss, _pad: 0 };
-        prog.push(self.bwd_scaled.dispatch(&params, &[dlogits, logits, lse, targets, scale], grid(rows * v, 64)));
+        let wg = grid(rows * v, 64);
+        prog.push(match scale {
+            Some(scale) => self.bwd_scaled.dispatch(&params, &[dlogits, logits, lse, targets, scale], wg),
+            None => self.bwd.dispatch(&params, &[dlogits, logits, lse, targets], wg),
+        });
     }
 }
