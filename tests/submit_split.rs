@@ -187,3 +187,24 @@ fn the_budget_comes_from_the_environment_or_its_default() {
     assert!(wgpt::submit::set_budget_ms(-1.0).is_err());
     assert!(wgpt::submit::set_budget_ms(f64::NAN).is_err());
 }
+
+/// The CLI refuses a budget that is not a number of milliseconds, from the flag or the
+/// environment, with a message naming it.
+#[test]
+fn the_cli_refuses_a_bad_budget() {
+    let Some(d) = common::shared_data() else { return };
+    let Some(_) = common::shared_kernels() else { return };
+    let wgpt = || std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"));
+    let model = d.join("hf-tiny-gpt2");
+    let forward = ["forward", "--model", model.to_str().unwrap(), "--ids", "464,3290,318"];
+    let out = wgpt().arg("--submit-budget-ms=-5").args(forward).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--submit-budget-ms must be a number of milliseconds >= 0"), "{err}");
+    let out = wgpt().env(wgpt::submit::BUDGET_ENV, "half a second").args(forward).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("WGPT_SUBMIT_BUDGET_MS=\"half a second\" is not a number"), "{err}");
+    let out = wgpt().env(wgpt::submit::BUDGET_ENV, "0").args(forward).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
