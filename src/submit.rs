@@ -174,10 +174,10 @@ impl SubmitPlan {
     /// Changes the budget; what was measured is kept.
     pub fn set_budget_ms(&mut self, ms: f64) {
         self.budget_ms = ms.max(0.0);
+        // pieces over the new budget are cut as the first measurement would (at most one
+        // dispatch per part: `units` caps it)
         for (p, &e) in self.parts.iter_mut().zip(&self.est) {
-            if e <= self.budget_ms {
-                *p = 1;
-            }
+            *p = if e <= self.budget_ms { 1 } else { (e / self.budget_ms).ceil() as usize };
         }
     }
 
