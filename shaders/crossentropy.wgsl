@@ -73,6 +73,7 @@ fn mean(@builtin(local_invocation_index) lid: u32) {
 }
 
 //#entry backward
+//#use @dlogit
 @group(0) @binding(1) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read> lse: array<f32>;
@@ -86,8 +87,33 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if i >= p.rows * p.V {
         return;
     }
+    dlogits[i] = dlogit(i);
+}
+
+//#entry backward_scaled
+//#use @dlogit
+@group(0) @binding(1) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read> lse: array<f32>;
+@group(0) @binding(4) var<storage, read> targets: array<u32>;
+@group(0) @binding(5) var<storage, read> scale: array<f32>; // [0]: the loss scale (adamw.wgsl's Scaler)
+
+// backward, times the dynamic loss scale (mixed-precision training, src/train.rs).
+@compute @workgroup_size(64)
+fn backward_scaled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid, 64u);
+    if i >= p.rows * p.V {
+        return;
+    }
+    dlogits[i] = dlogit(i) * scale[0];
+}
+
+//#entry @dlogit
+// dL/dlogits[i] for element i = (r, v).
+fn dlogit(i: u32) -> f32 {
     let r = i / p.V;
     let v = i % p.V;
     let onehot = select(0.0, 1.0, v == min(targets[r], p.V - 1u));
-    dlogits[i] = (exp(logits[i] - lse[r]) - onehot) * p.dloss;
+    return (exp(logits[i] - lse[r]) - onehot) * p.dloss;
 }

@@ -28,9 +28,11 @@ fn reduce(lid: u32) {
 @group(0) @binding(5) var<storage, read> step: Step;
 @group(0) @binding(6) var<storage, read> grad_norm: array<f32>;
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>; // (chunks, 3): Σg², Σw², Σ(Δw)²
+@group(0) @binding(8) var<storage, read> scaler: Scaler;
 
 // One workgroup of 256 per 65536-element chunk of one tensor (p.n elements), each invocation a
-// strided 256 of them; partials[p.slot + chunk] gets the chunk's three sums.
+// strided 256 of them; partials[p.slot + chunk] gets the chunk's three sums (of the unscaled
+// gradient; a step that loss scaling skips leaves the weights, so Δw = 0).
 @compute @workgroup_size(256)
 fn update_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -41,16 +43,21 @@ fn update_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     let end = min(start + CHUNK, p.n);
     let scale = clip_scale();
+    let skip = skip_step();
     var s = vec3<f32>(0.0);
     for (var i = start + lid; i < end; i += WG) {
-        let raw = grad[i];
+        let raw = unscale(grad[i]);
         let old = param[i];
-        let t = adamw_step(old, m[i], v[i], raw * scale);
-        m[i] = t.m;
-        v[i] = t.v;
-        param[i] = t.w;
-        let d = t.w - old;
-        s += vec3<f32>(raw * raw, t.w * t.w, d * d);
+        var w = old;
+        if !skip {
+            let t = adamw_step(old, m[i], v[i], raw * scale);
+            m[i] = t.m;
+            v[i] = t.v;
+            param[i] = t.w;
+            w = t.w;
+        }
+        let d = w - old;
+        s += vec3<f32>(raw * raw, w * w, d * d);
     }
     red[lid] = s;
     reduce(lid);

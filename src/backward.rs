@@ -71,33 +71,38 @@ impl GradActs {
 }
 
 impl Gpt2 {
-    /// dlogits (B,T,V) = (softmax(logits) − onehot(targets))·dloss: the loss's backward.
+    /// dlogits (B,T,V) = (softmax(logits) − onehot(targets))·dloss: the loss's backward; times
+    /// the loss scale in `scaler` where given (dynamic loss scaling, src/train.rs).
     pub(crate) fn record_loss_backward(
         &self,
         a: &ActivationTensors,
         d: &GradActs,
         targets: &Tensor,
         dloss: f32,
+        scaler: Option<&Tensor>,
     ) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        k.crossentropy.backward(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss);
+        k.crossentropy.backward(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss, scaler);
         prog
     }
 
     /// From dlogits back to dencoded, accumulating parameter gradients into `dp` (all but the
     /// embeddings' share from the encoder, see [`Gpt2::record_embed_backward`]).
     /// `dropout` must be what the forward used ([`Gpt2::record_body`]): the same masks are
-    /// applied to the gradients.
+    /// applied to the gradients. One program for the head (lm_head and ln_f), then one per
+    /// block from the last (the first block's with the embedding's dropout): the cut points of
+    /// split submits.
     pub(crate) fn record_backward(
         &self,
         a: &ActivationTensors,
         d: &GradActs,
         dp: &ParameterTensors,
         dropout: Option<DropoutRate>,
-    ) -> Program {
+    ) -> Vec<Program> {
         let (k, p) = (&*self.kernels, &self.params);
         let (nl, nh) = (self.config.n_layer, self.config.n_head);
+        let mut pieces = Vec::with_capacity(nl + 1);
         let mut program = Program::default();
         let prog = &mut program;
         // tied lm_head: logits = lnf · wteᵀ, so dlnf += dlogits · wte and dwte += dlogitsᵀ · lnf
@@ -108,6 +113,8 @@ impl Gpt2 {
         k.layernorm
             .backward(prog, LayerNormBwd { dinp: dlast, dweight, dbias, dout: &d.dlnf, inp: last, weight, mean, rstd });
         for l in (0..nl).rev() {
+            pieces.push(std::mem::take(&mut program));
+            let prog = &mut program;
             let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
             let dresidual = if l == 0 { &d.dencoded } else { &d.dresidual3[l - 1] };
             // residual3 = residual2 + fcproj
@@ -192,8 +199,9 @@ impl Gpt2 {
                 },
             );
         }
-        k.dropout.at(prog, &d.dencoded, dropout, Site::Embedding);
-        program
+        k.dropout.at(&mut program, &d.dencoded, dropout, Site::Embedding);
+        pieces.push(program);
+        pieces
     }
 
     /// dwte and dwpe from dencoded, deterministic through the batch's token buckets.

@@ -137,7 +137,7 @@ impl DynamicsPlan {
             ranges.push(slot as u32);
             let wd = tr.cfg.weight_decay_of(shape);
             for (((param, grad), m), v) in rows(p).iter().zip(rows(g).iter()).zip(rows(m).iter()).zip(rows(v).iter()) {
-                let args = AdamWUpdate { param, m, v, grad, step: &tr.step_params, norm: &tr.norm };
+                let args = AdamWUpdate { param, m, v, grad, step: &tr.step_params, norm: &tr.norm, scaler: &tr.scaler };
                 k.update_stats.update(&mut update, &args, &partials, slot, wd);
                 slot += UpdateStats::chunks(param.numel());
             }

@@ -24,6 +24,7 @@ use crate::kernels::{Decode, DecodeAttn, DecodeDims, DecodeEmbed, LayerNormFwd, 
 use crate::model::Gpt2;
 use crate::precision::{MatmulWeights, Precision, Purpose, Resolved};
 use crate::rng::Rng;
+use crate::submit::{self, Piece, SubmitPlan, SubmitStats};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -204,7 +205,11 @@ impl TextStream {
 struct Step {
     t: usize,
     ids: Tensor,
-    prog: Program,
+    /// The embedding with the first block, each further block, and the last row: one program
+    /// each (the cut points of split submits).
+    prog: Vec<Program>,
+    /// Where this length's submits are cut (src/submit.rs).
+    plan: SubmitPlan,
     /// The activations the program writes (shared by all layers: inference keeps nothing).
     _scratch: Vec<Tensor>,
 }
@@ -238,6 +243,10 @@ pub struct Decoder {
     precision: Resolved,
     steps: Vec<Step>,
     context: Vec<u32>,
+    /// The submit budget of new steps' plans in milliseconds.
+    budget_ms: f64,
+    /// How the last call was submitted.
+    last_submits: SubmitStats,
 }
 
 impl Decoder {
@@ -293,6 +302,8 @@ impl Decoder {
             precision,
             steps: Vec::new(),
             context: Vec::new(),
+            budget_ms: submit::budget_ms()?,
+            last_submits: SubmitStats::default(),
         })
     }
 
@@ -334,10 +345,14 @@ impl Decoder {
         let fch = g.tensor("decode.fch", &[t, 4 * c]);
         let fch_gelu = g.tensor("decode.fch_gelu", &[t, 4 * c]);
         let scores = g.tensor("decode.scores", &[t, d.nh, d.s]);
+        let mut pieces = Vec::with_capacity(model.config.n_layer + 1);
         let mut program = Program::default();
-        let prog = &mut program;
-        k.decode.embed(prog, d, DecodeEmbed { x: &x, ids: &ids, wte: &p.wte, wpe: &p.wpe, pos: &self.pos });
+        k.decode.embed(&mut program, d, DecodeEmbed { x: &x, ids: &ids, wte: &p.wte, wpe: &p.wpe, pos: &self.pos });
         for l in 0..model.config.n_layer {
+            if l > 0 {
+                pieces.push(std::mem::take(&mut program));
+            }
+            let prog = &mut program;
             let (mean, rstd) = (&mean, &rstd);
             // x2 = x + attn(ln_1(x)), with this layer's cache
             k.layernorm.forward(
@@ -360,13 +375,22 @@ impl Decoder {
             k.matmul.forward(prog, &proj, &fch_gelu, &w.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
             k.residual.forward(prog, &x, &x2, &proj);
         }
-        k.decode.last_row(prog, d, &self.last, &x);
-        let prog = program;
-        Ok(Step { t, ids, prog, _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores] })
+        pieces.push(std::mem::take(&mut program));
+        k.decode.last_row(&mut program, d, &self.last, &x);
+        pieces.push(program);
+        let plan = SubmitPlan::new(self.budget_ms);
+        Ok(Step {
+            t,
+            ids,
+            prog: pieces,
+            plan,
+            _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores],
+        })
     }
 
-    /// Runs `ids` at positions pos0.. in one submit (first making the f16 weights where they are
-    /// stale); the last one's logits (and argmax) follow.
+    /// Runs `ids` at positions pos0.. (first making the f16 weights where they are stale, in a
+    /// submit of its own) in one submit, or several cut at block boundaries where one would take
+    /// longer than the budget; the last one's logits (and argmax) follow.
     fn run(&mut self, model: &Gpt2, ids: &[u32], pos0: usize) -> Result<()> {
         assert!(Arc::ptr_eq(&self.model, &model.params.wte.buffer), "a Decoder is used with the model it was made for");
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.dims.v) {
@@ -382,20 +406,33 @@ impl Decoder {
             }
             self.steps.push(step);
         }
-        let step = self.steps.iter().find(|s| s.t == t).expect("recorded above");
+        let step = self.steps.iter_mut().find(|s| s.t == t).expect("recorded above");
         let gpu = &model.kernels.gpu;
         gpu.write(&step.ids, ids);
         gpu.write(&self.pos, &[pos0 as u32]);
-        let refresh = self.refresh.as_ref().filter(|_| self.stale);
-        gpu.run(|pass| {
-            if let Some(r) = refresh {
-                r.encode(pass);
-            }
-            step.prog.encode(pass);
-            self.head.encode(pass);
-        });
+        if let Some(r) = self.refresh.as_ref().filter(|_| self.stale) {
+            gpu.run(|pass| r.encode(pass));
+        }
         self.stale = false;
+        let mut pieces: Vec<_> = step.prog.iter().map(|p| Piece::pass(vec![p])).collect();
+        pieces.push(Piece::pass(vec![&self.head]));
+        step.plan.run(gpu, &pieces);
+        self.last_submits = step.plan.stats();
         Ok(())
+    }
+
+    /// How the last prefill or decode step was submitted (src/submit.rs).
+    pub fn submits(&self) -> SubmitStats {
+        self.last_submits
+    }
+
+    /// Sets the submit budget of this decoder's prefills and steps in milliseconds (0: one
+    /// submit each).
+    pub fn set_submit_budget(&mut self, ms: f64) {
+        self.budget_ms = ms;
+        for s in &mut self.steps {
+            s.plan.set_budget_ms(ms);
+        }
     }
 
     /// Replaces the context with `tokens` (1 to block_size of them) in one pass.

@@ -19,6 +19,7 @@ pub mod parity;
 pub mod precision;
 pub mod rng;
 pub mod run;
+pub mod submit;
 pub mod tokenizer;
 pub mod train;
 pub mod tune;

@@ -1,7 +1,7 @@
 //! GPT-2: the config, parameters under Hugging Face's names, activations, and the forward pass
 //! as a straight list of kernel calls (llm.c's `gpt2_forward`), recorded once per (B, T).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,7 @@ use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{AttentionImpl, AttentionKind, AttnFwd, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
 use crate::rng::Rng;
+use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::tune::AttnShape;
 use crate::{Error, Result};
 
@@ -368,10 +369,25 @@ pub struct Forward {
     pub acts: ActivationTensors,
     /// Token + position embedding of `acts.ids`.
     embed: Program,
-    /// The transformer blocks, ln_f and the lm_head: `acts.encoded` to `acts.logits`.
-    body: Program,
+    /// The transformer blocks, ln_f and the lm_head: `acts.encoded` to `acts.logits`, one
+    /// program per block and one for the head (the submit plan's cut points).
+    body: Vec<Program>,
     /// Cross-entropy against `acts.targets` and its mean.
     loss: Program,
+    /// Where [`Gpt2::forward`]'s submits are cut (src/submit.rs).
+    plan: Mutex<SubmitPlan>,
+}
+
+impl Forward {
+    /// How the last forward (or evaluation batch) was submitted.
+    pub fn submits(&self) -> SubmitStats {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner()).stats()
+    }
+
+    /// Sets the submit budget of this plan's forwards in milliseconds (0: one submit).
+    pub fn set_submit_budget(&self, ms: f64) {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner()).set_budget_ms(ms);
+    }
 }
 
 impl Gpt2 {
@@ -438,7 +454,8 @@ impl Gpt2 {
         let embed = self.record_embed(&acts, &acts.ids);
         let body = self.record_body(&acts, None);
         let loss = self.record_loss(&acts, &acts.targets);
-        Ok(Forward { b, t, acts, embed, body, loss })
+        let plan = Mutex::new(SubmitPlan::from_env()?);
+        Ok(Forward { b, t, acts, embed, body, loss, plan })
     }
 
     /// encoded (B,T,C) = wte[ids] + wpe.
@@ -463,14 +480,16 @@ impl Gpt2 {
     /// llm.c's `gpt2_forward` after the embedding, recorded: residual stream (B,T,C).
     /// With `dropout`, inverted dropout on the embedding output, on both residual branches of
     /// every block and on the attention probabilities ([`Site`]), as GPT-2's embd_pdrop,
-    /// resid_pdrop and attn_pdrop.
-    pub(crate) fn record_body(&self, a: &ActivationTensors, dropout: Option<DropoutRate>) -> Program {
+    /// resid_pdrop and attn_pdrop. One program per block (the first with the embedding's
+    /// dropout), then one for ln_f and the lm_head: the cut points of split submits.
+    pub(crate) fn record_body(&self, a: &ActivationTensors, dropout: Option<DropoutRate>) -> Vec<Program> {
         let (k, p) = (&*self.kernels, &self.params);
         let nh = self.config.n_head;
+        let mut pieces = Vec::with_capacity(self.config.n_layer + 1);
         let mut program = Program::default();
-        let prog = &mut program;
-        k.dropout.at(prog, &a.encoded, dropout, Site::Embedding);
+        k.dropout.at(&mut program, &a.encoded, dropout, Site::Embedding);
         for l in 0..self.config.n_layer {
+            let prog = &mut program;
             let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
             // x = x + attn(ln_1(x))
             let (out, mean, rstd, weight, bias) =
@@ -492,13 +511,16 @@ impl Gpt2 {
             k.matmul.forward(prog, &a.fcproj[l], &a.fch_gelu[l], &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
             k.dropout.at(prog, &a.fcproj[l], dropout, Site::MlpResidual(l));
             k.residual.forward(prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
+            pieces.push(std::mem::take(&mut program));
         }
+        let prog = &mut program;
         let last = &a.residual3[self.config.n_layer - 1]; // n_layer >= 1 (Gpt2Config::validate)
         let (out, mean, rstd) = (&a.lnf, &a.lnf_mean, &a.lnf_rstd);
         k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: last, weight: &p.ln_f_w, bias: &p.ln_f_b });
         // tied lm_head: logits (B,T,V) = lnf (B,T,C) · wteᵀ
         k.matmul.lm_head(prog, &a.logits, &a.lnf, &p.wte);
-        program
+        pieces.push(program);
+        pieces
     }
 
     /// Checks token ids (or targets) against the plan's shape and the vocabulary.
@@ -515,8 +537,9 @@ impl Gpt2 {
         Ok(())
     }
 
-    /// Runs the forward pass on `ids` (B·T) in one command buffer and one submit; with
-    /// `targets`, also the loss. Read results from `f.acts`.
+    /// Runs the forward pass on `ids` (B·T); with `targets`, also the loss. Read results from
+    /// `f.acts`. One submit, or several cut at block boundaries where one would take longer
+    /// than the plan's budget (src/submit.rs; [`Forward::submits`] says how it went).
     pub fn forward(&self, f: &Forward, ids: &[u32], targets: Option<&[u32]>) -> Result<()> {
         let gpu = &self.kernels.gpu;
         self.check_ids("ids", ids, f)?;
@@ -525,13 +548,12 @@ impl Gpt2 {
             self.check_ids("targets", y, f)?;
             gpu.write(&f.acts.targets, y);
         }
-        gpu.run(|pass| {
-            f.embed.encode(pass);
-            f.body.encode(pass);
-            if targets.is_some() {
-                f.loss.encode(pass);
-            }
-        });
+        let mut pieces = vec![Piece::pass(vec![&f.embed])];
+        pieces.extend(f.body.iter().map(|p| Piece::pass(vec![p])));
+        if targets.is_some() {
+            pieces.push(Piece::pass(vec![&f.loss]));
+        }
+        f.plan.lock().unwrap_or_else(|e| e.into_inner()).run(gpu, &pieces);
         Ok(())
     }
 }

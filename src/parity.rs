@@ -133,6 +133,7 @@ impl ParityFile {
             grad_clip: 0.0,
             dropout: 0.0,
             attention: None,
+            loss_scaling: None,
         })
     }
 }

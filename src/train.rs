@@ -1,5 +1,6 @@
-//! Training on the GPU: forward, backward, global-norm clipping and AdamW for one step in one
-//! command buffer and one submit (nanoGPT's train.py loop, llm.c's kernels). Buffers are
+//! Training on the GPU: forward, backward, global-norm clipping and AdamW for one step, in one
+//! submit or, where that would run past the submit budget, several cut at layer boundaries
+//! (src/submit.rs) (nanoGPT's train.py loop, llm.c's kernels). Buffers are
 //! allocated once per (B, T, grad_accum); the step allocates nothing on the GPU.
 
 use serde::{Deserialize, Serialize};
@@ -8,8 +9,9 @@ use crate::backward::GradActs;
 use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
-use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, StepParams};
+use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
 use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
+use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::{Error, Result};
 
 /// Optimisation settings, named as nanoGPT's train.py.
@@ -40,6 +42,41 @@ pub struct TrainConfig {
     /// then records it here. A checkpoint from before this field trained with classic.
     #[serde(default = "classic_attention")]
     pub attention: Option<AttentionKind>,
+    /// Dynamic loss scaling (for mixed-precision training); None: off, the loss gradient as is.
+    #[serde(default)]
+    pub loss_scaling: Option<LossScaling>,
+}
+
+/// Dynamic loss scaling as torch.cuda.amp.GradScaler: the loss gradient is multiplied by a
+/// scale S and the gradients divided by it before the norm, clipping and AdamW; a step whose
+/// gradients overflow (a gradient norm that is not finite) is skipped (parameters and moments
+/// untouched; AdamW's bias correction counts applied steps only) and halves S; `growth_interval`
+/// clean steps in a row double it. All on the GPU, no readback ([`Trainer::loss_scale`] reads it
+/// on demand). With a power-of-two scale and no overflow, f32 training is bit-identical to
+/// training without scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScaling {
+    /// The first scale (GradScaler's init_scale, 65536); a power of two keeps f32 exact.
+    pub init_scale: f32,
+    /// Clean steps in a row after which the scale doubles (GradScaler's growth_interval, 2000).
+    pub growth_interval: u32,
+}
+
+impl Default for LossScaling {
+    fn default() -> LossScaling {
+        LossScaling { init_scale: 65536.0, growth_interval: 2000 }
+    }
+}
+
+/// The loss scaler's state on the GPU, read back by [`Trainer::loss_scale`] (and saved in
+/// checkpoints so that a resumed run goes on with it).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScale {
+    pub scale: f32,
+    /// Clean steps since the scale last changed.
+    pub good: u32,
+    /// Steps skipped for overflow so far.
+    pub skipped: u32,
 }
 
 fn classic_attention() -> Option<AttentionKind> {
@@ -66,6 +103,7 @@ impl Default for TrainConfig {
             grad_clip: 1.0,
             dropout: 0.0,
             attention: None,
+            loss_scaling: None,
         }
     }
 }
@@ -133,6 +171,15 @@ impl TrainConfig {
         if self.eps.is_nan() || self.eps <= 0.0 {
             return bad(format!("eps must be > 0, got {}", self.eps));
         }
+        if let Some(ls) = self.loss_scaling {
+            // 1/S must stay a normal f32 (the scaler keeps S within these bounds too)
+            if !(ls.init_scale >= f32::MIN_POSITIVE && ls.init_scale <= 2f32.powi(126)) {
+                return bad(format!("the initial loss scale must be in [2^-126, 2^126], got {}", ls.init_scale));
+            }
+            if ls.growth_interval == 0 {
+                return bad("the loss scale's growth interval must be at least 1 step".into());
+            }
+        }
         Ok(())
     }
 }
@@ -176,8 +223,9 @@ pub struct Trainer {
     pub v: ParameterTensors,
     gacts: GradActs,
     micro: Vec<Micro>,
-    body: Program,
-    backward: Program,
+    /// The forward's blocks and head, and the backward's head and blocks: one program each.
+    body: Vec<Program>,
+    backward: Vec<Program>,
     /// The global gradient norm (before clipping) into `norm`.
     clip_norm: Program,
     update: Program,
@@ -185,8 +233,14 @@ pub struct Trainer {
     dropout_seed: Tensor,           // (1) u32, the current micro-batch's
     micro_seeds: Tensor,            // (grad_accum) u32, written every step
     pub(crate) norm: Tensor,        // (1) global gradient norm before clipping
+    /// The loss scaler's state (ScalerHead, then the bias corrections of skipped steps).
+    pub(crate) scaler: Tensor,
+    /// The scaler's update after a step (empty without loss scaling).
+    scaler_update: Program,
     /// The update with statistics, where dynamics are tracked (src/dynamics.rs).
     pub(crate) dynamics: Option<DynamicsPlan>,
+    /// Where a step's submits are cut (src/submit.rs).
+    plan: SubmitPlan,
     /// Optimizer steps taken so far.
     pub step: u64,
     /// The step AdamW's moments started from (0, or where a run resumed without them): bias
@@ -212,6 +266,12 @@ impl Trainer {
         let v = ParameterTensors::zeros(&gpu, &model.config, "adam_v.");
         let gacts = GradActs::new(&gpu, &model.config, b, t, fwd.acts.attention.kind());
         let dloss = 1.0 / (b * t * cfg.grad_accum) as f32;
+        let scaler = match cfg.loss_scaling {
+            Some(ls) => ScalerHead::on(ls.init_scale, 0, 0),
+            None => ScalerHead::off(),
+        }
+        .tensor(&gpu);
+        let scaled = cfg.loss_scaling.map(|_| &scaler);
         let micro = (0..cfg.grad_accum)
             .map(|i| {
                 let ids = gpu.tensor(&format!("ids.{i}"), &[b, t]);
@@ -220,7 +280,7 @@ impl Trainer {
                 Micro {
                     embed: model.record_embed(&fwd.acts, &ids),
                     loss: model.record_loss(&fwd.acts, &targets),
-                    loss_backward: model.record_loss_backward(&fwd.acts, &gacts, &targets, dloss),
+                    loss_backward: model.record_loss_backward(&fwd.acts, &gacts, &targets, dloss, scaled),
                     embed_backward: model.record_embed_backward(&gacts, &grads, &buckets),
                     ids,
                     targets,
@@ -243,7 +303,7 @@ impl Trainer {
         let grad_list: Vec<&Tensor> = grad_views.iter().collect();
         let partials = gpu.tensor("grad_norm_partials", &[AdamW::partials_len(&grad_list)]);
         let mut clip_norm = Program::default();
-        k.adamw.grad_norm(&mut clip_norm, &norm, &partials, &grad_list);
+        k.adamw.grad_norm(&mut clip_norm, &norm, &partials, &grad_list, &scaler);
         let mut update = Program::default();
         let specs = model.config.param_specs();
         for ((((p, g), mt), vt), (_, shape)) in
@@ -251,9 +311,14 @@ impl Trainer {
         {
             let wd = cfg.weight_decay_of(shape);
             for (((param, grad), m), v) in rows(p).zip(rows(g)).zip(rows(mt)).zip(rows(vt)) {
-                let t = AdamWUpdate { param: &param, m: &m, v: &v, grad: &grad, step: &step_params, norm: &norm };
+                let (step, norm, scaler) = (&step_params, &norm, &scaler);
+                let t = AdamWUpdate { param: &param, m: &m, v: &v, grad: &grad, step, norm, scaler };
                 k.adamw.update(&mut update, t, wd);
             }
+        }
+        let mut scaler_update = Program::default();
+        if let Some(ls) = cfg.loss_scaling {
+            k.adamw.scaler_update(&mut scaler_update, &scaler, &norm, ls.growth_interval);
         }
         Ok(Trainer {
             model,
@@ -272,15 +337,35 @@ impl Trainer {
             dropout_seed,
             micro_seeds,
             norm,
+            scaler,
+            scaler_update,
             dynamics: None,
+            plan: SubmitPlan::from_env()?,
             step: 0,
             moments_since: 0,
         })
     }
 
     /// A micro-batch's programs in the order a step runs them: forward, loss, backward.
-    fn micro_programs<'a>(&'a self, mi: &'a Micro) -> [&'a Program; 6] {
-        [&mi.embed, &self.body, &mi.loss, &mi.loss_backward, &self.backward, &mi.embed_backward]
+    fn micro_programs<'a>(&'a self, mi: &'a Micro) -> Vec<&'a Program> {
+        let mut progs = vec![&mi.embed];
+        progs.extend(&self.body);
+        progs.extend([&mi.loss, &mi.loss_backward]);
+        progs.extend(&self.backward);
+        progs.push(&mi.embed_backward);
+        progs
+    }
+
+    /// How the last step was submitted (src/submit.rs).
+    pub fn submits(&self) -> SubmitStats {
+        self.plan.stats()
+    }
+
+    /// Sets the submit budget of this trainer's steps and evaluations in milliseconds (0: one
+    /// submit each).
+    pub fn set_submit_budget(&mut self, ms: f64) {
+        self.plan.set_budget_ms(ms);
+        self.fwd.set_submit_budget(ms);
     }
 
     /// GPU milliseconds per kernel (pipeline label) of one step on the batches the last
@@ -306,7 +391,8 @@ impl Trainer {
     }
 
     /// One optimizer step on `batches` (grad_accum pairs of ids and targets, each B·T): forward,
-    /// backward, clip and AdamW in one command buffer and one submit, no readback.
+    /// backward, clip and AdamW, no readback; in one submit, or several cut at layer boundaries
+    /// where one would take longer than the budget ([`Trainer::submits`]).
     pub fn step(&mut self, batches: &[(Vec<u32>, Vec<u32>)]) -> Result<()> {
         if batches.len() != self.micro.len() {
             return Err(Error::Input(format!(
@@ -327,37 +413,54 @@ impl Trainer {
         let lr = c.lr_at(self.step as usize);
         let sp = StepParams::new(self.step + 1 - self.moments_since, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
         gpu.write(&self.step_params, bytemuck::bytes_of(&sp));
+        if c.loss_scaling.is_some() {
+            // the bias corrections of step − k, for the update to pick where k steps were skipped
+            let bias: Vec<f32> = (0..BIAS_WINDOW as u64)
+                .flat_map(|k| {
+                    let t = (self.step + 1 - self.moments_since).saturating_sub(k).max(1);
+                    let sp = StepParams::new(t, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
+                    [sp.bias1, sp.bias2_sqrt]
+                })
+                .collect();
+            let at = std::mem::size_of::<ScalerHead>() as u64;
+            gpu.queue.write_buffer(&self.scaler.buffer.raw, self.scaler.offset + at, bytemuck::cast_slice(&bias));
+        }
         // dropout masks: a fresh seed per micro-batch, a function of the step (so resuming
         // reproduces them)
         let seeds: Vec<u32> =
             (0..self.micro.len()).map(|i| pcg((self.step * self.micro.len() as u64 + i as u64) as u32)).collect();
         gpu.write(&self.micro_seeds, &seeds);
-        gpu.encode(|enc| {
-            for g in self.grads.ordered() {
-                enc.clear_buffer(&g.buffer.raw, 0, None);
-            }
-            for (i, mi) in self.micro.iter().enumerate() {
-                enc.copy_buffer_to_buffer(
-                    &self.micro_seeds.buffer.raw,
-                    4 * i as u64,
-                    &self.dropout_seed.buffer.raw,
-                    0,
-                    4,
-                );
-                for d in self.gacts.all() {
+        // the step's pieces, each the commands before one cut point: a micro-batch's embedding
+        // (after clearing its gradients), each block forward, the head, the loss and its
+        // gradient, each block backward, the embeddings' backward; then the clip and the update
+        let mut plan = std::mem::replace(&mut self.plan, SubmitPlan::new(0.0));
+        let this = &*self;
+        let mut pieces: Vec<Piece> = Vec::new();
+        for (i, mi) in this.micro.iter().enumerate() {
+            let mut progs = this.micro_programs(mi).into_iter();
+            let embed = progs.next().expect("a micro-batch starts with its embedding");
+            let pre = move |enc: &mut wgpu::CommandEncoder| {
+                if i == 0 {
+                    for g in this.grads.ordered() {
+                        enc.clear_buffer(&g.buffer.raw, 0, None);
+                    }
+                }
+                let seeds = &this.micro_seeds.buffer.raw;
+                enc.copy_buffer_to_buffer(seeds, 4 * i as u64, &this.dropout_seed.buffer.raw, 0, 4);
+                for d in this.gacts.all() {
                     enc.clear_buffer(&d.buffer.raw, 0, None);
                 }
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                for prog in self.micro_programs(mi) {
-                    prog.encode(&mut pass);
-                }
-            }
-            // a tracked step's update also sums the dynamics (src/dynamics.rs)
-            let update = self.dynamics.as_ref().filter(|d| d.due(self.step + 1)).map_or(&self.update, |d| &d.update);
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            self.clip_norm.encode(&mut pass);
-            update.encode(&mut pass);
-        });
+            };
+            pieces.push(Piece::with_pre(pre, vec![embed]));
+            pieces.extend(progs.map(|p| Piece::pass(vec![p])));
+        }
+        // a tracked step's update also sums the dynamics (src/dynamics.rs)
+        let update = this.dynamics.as_ref().filter(|d| d.due(this.step + 1)).map_or(&this.update, |d| &d.update);
+        pieces.push(Piece::pass(vec![&this.clip_norm]));
+        pieces.push(Piece::pass(vec![update, &this.scaler_update]));
+        plan.run(&gpu, &pieces);
+        drop(pieces);
+        self.plan = plan;
         self.step += 1;
         if let Some(d) = self.dynamics.as_mut().filter(|d| d.due(self.step)) {
             d.last = Some(self.step);
@@ -374,6 +477,29 @@ impl Trainer {
     /// The global gradient norm of the last step, before clipping.
     pub async fn grad_norm(&self) -> Result<f32> {
         Ok(self.model.kernels.gpu.read(&self.norm).await?[0])
+    }
+
+    /// The loss scaler's state (a readback: for logs and tests); None without loss scaling.
+    pub async fn loss_scale(&self) -> Result<Option<LossScale>> {
+        if self.cfg.loss_scaling.is_none() {
+            return Ok(None);
+        }
+        let words = self.model.kernels.gpu.read(&self.scaler).await?;
+        let head: ScalerHead = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&words[..8]));
+        Ok(Some(LossScale { scale: head.scale, good: head.good, skipped: head.skipped }))
+    }
+
+    /// Restores the loss scaler's state (a checkpoint's); nothing without loss scaling.
+    pub fn restore_loss_scale(&mut self, s: &LossScale) -> Result<()> {
+        if self.cfg.loss_scaling.is_none() {
+            return Ok(());
+        }
+        if !(s.scale >= f32::MIN_POSITIVE && s.scale <= 2f32.powi(126)) {
+            return Err(Error::Format(format!("the saved loss scale {} is outside [2^-126, 2^126]", s.scale)));
+        }
+        let head = ScalerHead::on(s.scale, s.good, s.skipped);
+        self.model.kernels.gpu.write(&self.scaler, bytemuck::bytes_of(&head));
+        Ok(())
     }
 
     /// Mean loss over `batches` without touching gradients or optimizer state.

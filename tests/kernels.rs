@@ -697,7 +697,7 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
         let (logits_t, lse_t) =
             (g.upload("logits", &[rows, v], &logits), g.upload("lse", &[rows], &logsumexp(&logits, v)));
         let targets_t = g.upload("targets", &[rows], &targets);
-        k.crossentropy.backward(&mut prog, &dlogits, &logits_t, &lse_t, &targets_t, dloss);
+        k.crossentropy.backward(&mut prog, &dlogits, &logits_t, &lse_t, &targets_t, dloss, None);
         let got = run_read(&k, &prog, &dlogits).await;
         let mut want = vec![0.0; rows * v];
         cpu::crossentropy_backward(&mut want, &logits, &targets, dloss, v);
@@ -709,7 +709,7 @@ gpu_test!(crossentropy_backward, crossentropy_bwd);
 /// Global gradient norm (one tensor longer than a 65536-element chunk) and AdamW with clipping
 /// active, against torch's formulas on the CPU; two steps so the moments matter.
 async fn adamw(k: Arc<Kernels>) {
-    use wgpt::kernels::{AdamW, AdamWUpdate, StepParams};
+    use wgpt::kernels::{AdamW, AdamWUpdate, ScalerHead, StepParams};
     let g = &k.gpu;
     let sizes = [1usize, 1000, 70_001];
     let mut rng = Rng::new(1300);
@@ -722,11 +722,13 @@ async fn adamw(k: Arc<Kernels>) {
     let grad_refs: Vec<&Tensor> = g_t.iter().collect();
     let (norm, partials) = (g.tensor("norm", &[1]), g.tensor("partials", &[AdamW::partials_len(&grad_refs)]));
     let step = g.tensor("step", &[8]);
+    let scaler = ScalerHead::off().tensor(g);
     let wd = [0.0, 0.1, 0.1];
     let mut prog = Program::default();
-    k.adamw.grad_norm(&mut prog, &norm, &partials, &grad_refs);
+    k.adamw.grad_norm(&mut prog, &norm, &partials, &grad_refs, &scaler);
     for i in 0..sizes.len() {
-        let t = AdamWUpdate { param: &p_t[i], m: &m_t[i], v: &v_t[i], grad: &g_t[i], step: &step, norm: &norm };
+        let (step, norm, scaler) = (&step, &norm, &scaler);
+        let t = AdamWUpdate { param: &p_t[i], m: &m_t[i], v: &v_t[i], grad: &g_t[i], step, norm, scaler };
         k.adamw.update(&mut prog, t, wd[i]);
     }
     let (lr, b1, b2, eps, clip) = (1e-2, 0.9, 0.95, 1e-8, 1.0);

@@ -40,6 +40,50 @@ impl StepParams {
     }
 }
 
+/// Skipped steps whose bias corrections the scaler state holds (the size of Scaler's bias array
+/// in the shader): AdamW counts applied steps exactly while fewer steps were skipped; past that
+/// it uses those of step − (BIAS_WINDOW − 1).
+pub const BIAS_WINDOW: usize = 256;
+
+/// The head of the loss scaler's state (Scaler in shaders/adamw.wgsl), kept on the GPU; the bias
+/// corrections follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ScalerHead {
+    pub scale: f32,
+    pub inv_scale: f32,
+    /// Clean steps since the scale last changed.
+    pub good: u32,
+    /// Steps skipped for overflow so far.
+    pub skipped: u32,
+    /// 0: no loss scaling (the scale is 1 and nothing is skipped).
+    pub enabled: u32,
+    pub _pad: [u32; 3],
+}
+
+impl ScalerHead {
+    /// 32-bit words of the whole state: the head and the bias corrections.
+    pub const WORDS: usize = 8 + 2 * BIAS_WINDOW;
+
+    /// No loss scaling.
+    pub fn off() -> ScalerHead {
+        ScalerHead { scale: 1.0, inv_scale: 1.0, good: 0, skipped: 0, enabled: 0, _pad: [0; 3] }
+    }
+
+    /// Scaling from `scale` (1/scale computed in f64: exact for a power of two).
+    pub fn on(scale: f32, good: u32, skipped: u32) -> ScalerHead {
+        let inv_scale = (1.0 / scale as f64) as f32;
+        ScalerHead { scale, inv_scale, good, skipped, enabled: 1, _pad: [0; 3] }
+    }
+
+    /// A state tensor holding `self` (the bias corrections zero).
+    pub fn tensor(&self, gpu: &Gpu) -> Tensor {
+        let t = gpu.tensor("loss_scaler", &[Self::WORDS]);
+        gpu.write(&t, bytemuck::bytes_of(self));
+        t
+    }
+}
+
 /// Elements per partial sum of the squared norm (CHUNK in the shader).
 pub(super) const CHUNK: usize = 65536;
 
@@ -48,13 +92,14 @@ fn spec(entry: &'static str) -> ModuleSpec {
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    let mut all = vec![spec("sumsq"), spec("norm_finish")];
+    let mut all = vec![spec("sumsq"), spec("norm_finish"), spec("scaler_update")];
     all.extend(Widths::specs(spec("update")));
     all
 }
 
-/// One update's tensors: param, m and v are updated in place from grad (scaled by the clip
-/// factor from norm (1)); step holds the step's [`StepParams`].
+/// One update's tensors: param, m and v are updated in place from grad (unscaled by the loss
+/// scale and scaled by the clip factor from norm (1)); step holds the step's [`StepParams`],
+/// scaler the loss scaler's state ([`ScalerHead`]).
 pub struct AdamWUpdate<'a> {
     pub param: &'a Tensor,
     pub m: &'a Tensor,
@@ -62,12 +107,14 @@ pub struct AdamWUpdate<'a> {
     pub grad: &'a Tensor,
     pub step: &'a Tensor,
     pub norm: &'a Tensor,
+    pub scaler: &'a Tensor,
 }
 
 pub struct AdamW {
     sumsq: Pipe,
     norm_finish: Pipe,
     update: Widths,
+    scaler_update: Pipe,
 }
 
 impl AdamW {
@@ -76,6 +123,7 @@ impl AdamW {
             sumsq: Pipe::new(gpu, spec("sumsq")),
             norm_finish: Pipe::new(gpu, spec("norm_finish")),
             update: Widths::new(gpu, || spec("update")),
+            scaler_update: Pipe::new(gpu, spec("scaler_update")),
         }
     }
 
@@ -84,8 +132,9 @@ impl AdamW {
         grads.iter().map(|g| g.numel().div_ceil(CHUNK)).sum::<usize>().max(1)
     }
 
-    /// norm (1) = ‖all grads‖₂, through `partials` (length [`AdamW::partials_len`]).
-    pub fn grad_norm(&self, prog: &mut Program, norm: &Tensor, partials: &Tensor, grads: &[&Tensor]) {
+    /// norm (1) = ‖all grads‖₂, through `partials` (length [`AdamW::partials_len`]), divided by
+    /// the loss scale where `scaler` has scaling on.
+    pub fn grad_norm(&self, prog: &mut Program, norm: &Tensor, partials: &Tensor, grads: &[&Tensor], scaler: &Tensor) {
         let mut slot = 0;
         for g in grads {
             let chunks = g.numel().div_ceil(CHUNK);
@@ -94,13 +143,20 @@ impl AdamW {
             slot += chunks;
         }
         let params = Params { n: slot as u32, slot: 0, weight_decay: 0.0, _pad: 0 };
-        prog.push(self.norm_finish.dispatch(&params, &[norm, partials], [1, 1, 1]));
+        prog.push(self.norm_finish.dispatch(&params, &[norm, partials, scaler], [1, 1, 1]));
+    }
+
+    /// After a step's updates: the loss scale halves where `norm` overflowed (and the step
+    /// counts as skipped) and doubles after `growth_interval` clean steps in a row.
+    pub fn scaler_update(&self, prog: &mut Program, scaler: &Tensor, norm: &Tensor, growth_interval: u32) {
+        let params = Params { n: growth_interval, slot: 0, weight_decay: 0.0, _pad: 0 };
+        prog.push(self.scaler_update.dispatch(&params, &[scaler, norm], [1, 1, 1]));
     }
 
     /// One AdamW update of `t.param` with decoupled weight decay `weight_decay`.
     pub fn update(&self, prog: &mut Program, t: AdamWUpdate, weight_decay: f32) {
         let (pipe, n) = self.update.pick(t.param.numel());
         let params = Params { n: n as u32, slot: 0, weight_decay, _pad: 0 };
-        prog.push(pipe.dispatch(&params, &[t.param, t.m, t.v, t.grad, t.step, t.norm], grid(n, 64)));
+        prog.push(pipe.dispatch(&params, &[t.param, t.m, t.v, t.grad, t.step, t.norm, t.scaler], grid(n, 64)));
     }
 }

@@ -22,7 +22,7 @@ fn spec(entry: &'static str) -> ModuleSpec {
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    ["forward", "mean", "backward"].map(spec).to_vec()
+    ["forward", "mean", "backward", "backward_scaled"].map(spec).to_vec()
 }
 
 /// The forward's tensors: loss (1), losses (N) and lse (N), the logsumexp of each row, from
@@ -39,6 +39,7 @@ pub struct CrossEntropy {
     fwd: Pipe,
     mean: Pipe,
     bwd: Pipe,
+    bwd_scaled: Pipe,
 }
 
 impl CrossEntropy {
@@ -47,6 +48,7 @@ impl CrossEntropy {
             fwd: Pipe::new(gpu, spec("forward")),
             mean: Pipe::new(gpu, spec("mean")),
             bwd: Pipe::new(gpu, spec("backward")),
+            bwd_scaled: Pipe::new(gpu, spec("backward_scaled")),
         }
     }
 
@@ -62,7 +64,9 @@ impl CrossEntropy {
 
     /// dlogits (N,V) = (softmax(logits (N,V)) − onehot(targets (N))) · dloss, OVERWRITTEN (not
     /// accumulated), with the softmax from the forward's lse (N); `dloss` is dL/dlosses[r] for
-    /// every row, 1/N for the mean loss.
+    /// every row, 1/N for the mean loss. With `scale`, also times the loss scale in `scale[0]`
+    /// (the trainer's scaler state, shaders/adamw.wgsl's Scaler): dynamic loss scaling.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         prog: &mut Program,
@@ -71,10 +75,15 @@ impl CrossEntropy {
         lse: &Tensor,
         targets: &Tensor,
         dloss: f32,
+        scale: Option<&Tensor>,
     ) {
         let rows = targets.numel();
         let v = logits.numel() / rows;
         let params = Params { rows: rows as u32, v: v as u32, dloss, _pad: 0 };
-        prog.push(self.bwd.dispatch(&params, &[dlogits, logits, lse, targets], grid(rows * v, 64)));
+        let wg = grid(rows * v, 64);
+        prog.push(match scale {
+            Some(scale) => self.bwd_scaled.dispatch(&params, &[dlogits, logits, lse, targets, scale], wg),
+            None => self.bwd.dispatch(&params, &[dlogits, logits, lse, targets], wg),
+        });
     }
 }

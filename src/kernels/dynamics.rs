@@ -40,7 +40,7 @@ impl UpdateStats {
     pub fn update(&self, prog: &mut Program, a: &AdamWUpdate, partials: &Tensor, slot: usize, weight_decay: f32) {
         let n = a.param.numel();
         let params = Params { n: n as u32, slot: slot as u32, weight_decay, _pad: 0 };
-        let tensors = [a.param, a.m, a.v, a.grad, a.step, a.norm, partials];
+        let tensors = [a.param, a.m, a.v, a.grad, a.step, a.norm, partials, a.scaler];
         prog.push(self.update.dispatch(&params, &tensors, grid(Self::chunks(n), 1)));
     }
 

@@ -21,7 +21,7 @@ pub mod template;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-pub use adamw::{AdamW, AdamWUpdate, StepParams};
+pub use adamw::{AdamW, AdamWUpdate, ScalerHead, StepParams, BIAS_WINDOW};
 pub use attention::{Attention, AttentionImpl, AttentionKind, AttnBwd, AttnFwd};
 pub use crossentropy::{CrossEntropy, CrossEntropyFwd};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
@@ -349,7 +349,12 @@ impl Program {
     }
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
+        self.encode_range(pass, 0..self.dispatches.len());
+    }
+
+    /// Encodes dispatches `range` only (a split submit's part of a program).
+    pub fn encode_range(&self, pass: &mut wgpu::ComputePass<'_>, range: std::ops::Range<usize>) {
+        for d in &self.dispatches[range] {
             d.encode(pass);
         }
     }

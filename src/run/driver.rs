@@ -43,6 +43,9 @@ pub struct Progress {
     pub eta_s: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamics: Option<Dynamics>,
+    /// The dynamic loss scale after the step, where the run scales its loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f32>,
 }
 
 /// Training dynamics are tracked every this many steps: the smallest multiple of the log
@@ -241,6 +244,7 @@ impl Driver {
                 return self.diverge(loss, sink);
             }
             let mut p = self.progress(loss);
+            p.loss_scale = self.run.trainer.loss_scale().await?.map(|s| s.scale);
             if self.run.trainer.dynamics_step() == Some(p.step) {
                 p.dynamics = Some(self.run.trainer.dynamics().await?);
             }
@@ -266,6 +270,7 @@ impl Driver {
             tokens_per_sec: tokens / ms_per_step.max(1e-6) * 1e3,
             eta_s: ms_per_step * cfg.max_iters.saturating_sub(step as usize) as f64 / 1e3,
             dynamics: None,
+            loss_scale: None,
         }
     }
 

@@ -86,6 +86,9 @@ pub struct RunState {
     /// checkpoint at (bias correction counts from there).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub moments_since: u64,
+    /// The loss scaler's state where the run scales its loss (absent in older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::train::LossScale>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -209,6 +212,9 @@ impl Run {
                 state.step
             )));
         }
+        // the steps the loss scaler skipped count towards bias correction only while the
+        // moments they skipped are kept: fresh moments start the count again
+        let mut loss_scale = state.loss_scale;
         match moments {
             Some((m, v)) => {
                 self.trainer.restore(&m, &v, state.step)?;
@@ -224,7 +230,13 @@ impl Run {
             None => {
                 self.trainer.step = state.step;
                 self.trainer.moments_since = state.step;
+                if let Some(s) = loss_scale.as_mut() {
+                    s.skipped = 0;
+                }
             }
+        }
+        if let Some(s) = &loss_scale {
+            self.trainer.restore_loss_scale(s)?;
         }
         self.fresh_moments = state.model_only;
         self.data_rng = Rng { state: state.data_rng };
@@ -239,7 +251,7 @@ impl Run {
         self.trainer.step as usize >= self.cfg.max_iters
     }
 
-    /// One optimizer step on grad_accum fresh training batches (one submit, no readback).
+    /// One optimizer step on grad_accum fresh training batches (no readback).
     pub fn train_step(&mut self) -> Result<()> {
         let (b, t) = (self.cfg.train.batch_size, self.cfg.train.seq_len);
         let batches: Vec<_> =
@@ -326,12 +338,14 @@ impl Run {
     pub async fn checkpoint(&self, moments: bool) -> Result<CheckpointFiles> {
         let weights = self.trainer.model.weights().await?;
         let moments = if moments { Some(self.trainer.moments().await?) } else { None };
+        let loss_scale = self.trainer.loss_scale().await?;
         let state = RunState {
             step: self.trainer.step,
             data_rng: self.data_rng.state,
             run: self.cfg.clone(),
             model_only: moments.is_none(),
             moments_since: self.trainer.moments_since,
+            loss_scale,
         };
         Ok(CheckpointFiles {
             config_json: hf::config_json(&self.cfg.model),

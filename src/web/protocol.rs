@@ -539,6 +539,7 @@ mod tests {
             tokens_per_sec: 1e4,
             eta_s: 1.2,
             dynamics: None,
+            loss_scale: None,
         };
         let history = History { train: vec![(1, 3.0), (2, 2.75)], val: vec![(0, 3.25)] };
         let layer = LayerDynamics { name: "h.0".into(), grad_norm: 0.5, update_ratio: 1e-3 };

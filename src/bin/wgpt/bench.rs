@@ -13,6 +13,7 @@ use wgpt::kernels::{AttentionImpl, Kernels, MatmulVariant, Program};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
 use wgpt::precision::{Precision, Purpose};
 use wgpt::rng::Rng;
+use wgpt::submit::SubmitStats;
 use wgpt::train::{TrainConfig, Trainer};
 use wgpt::tune::{self, AttnShape};
 use wgpt::{Error, Gpu, Result};
@@ -358,8 +359,10 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs) -> 
         step(&mut trainer)?;
     }
     let mut ms = vec![vec![]; kinds];
+    let mut submits = vec![];
     for i in 0..kinds * args.iters.max(1) {
         ms[i % kinds].push(step(&mut trainer)?);
+        submits.push(trainer.submits());
     }
     let medians: Vec<f64> = ms
         .iter_mut()
@@ -375,6 +378,7 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs) -> 
     if let [plain, tracked] = medians[..] {
         println!("  a step with dynamics takes {:+.1}% of a plain step's time", 100.0 * (tracked / plain - 1.0));
     }
+    submit_line(&format!("train step {preset}"), &submits);
     if args.profile {
         let mut by_kernel = pollster::block_on(trainer.profile())?;
         by_kernel.sort_by(|x, y| y.1.total_cmp(&x.1));
@@ -385,6 +389,20 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs) -> 
         }
     }
     Ok(())
+}
+
+/// The longest measured submit of runs after the first measured one against the budget, and
+/// the most submits one of them used.
+fn submit_line(what: &str, runs: &[SubmitStats]) {
+    let budget = wgpt::submit::budget_ms().unwrap_or(wgpt::submit::DEFAULT_BUDGET_MS);
+    let most = runs.iter().map(|s| s.submits).max().unwrap_or(0);
+    match runs.iter().filter_map(|s| s.longest_ms).reduce(f64::max) {
+        Some(longest) => println!(
+            "  {what}: longest submit {longest:.1} ms after the first measured run, budget {budget} ms ({}), up to {most} submits",
+            if longest <= budget { "within" } else { "OVER" }
+        ),
+        None => println!("  {what}: one submit per run (budget 0), not measured"),
+    }
 }
 
 /// Milliseconds per call of `f` over `n` calls.
@@ -466,6 +484,10 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs, f16: bool) -> Result<()>
     let p = args.prompt_len;
     let ms = prefill_ms(&mut dec, model, &ids[..p])?;
     tokens_row(&format!("prefill {preset}"), &format!("prompt {p} tokens"), ms, p as f64 / ms * 1e3);
+    // the timed prefill was this length's first, measured one; the next follows its plan
+    dec.prefill(model, &ids[..p])?;
+    sync(&mut dec)?;
+    submit_line(&format!("prefill {preset}"), &[dec.submits()]);
 
     // greedy generation after a short prompt
     let ms = greedy_ms(&mut dec, model, &ids[..args.short_prompt], n)?;

@@ -35,6 +35,11 @@ struct Cli {
     /// (f16 for inference where available, f32 for training).
     #[arg(long, global = true, value_name = "f32|f16|auto", default_value = "f32", value_parser = parse_precision)]
     precision: Precision,
+    /// Split a training step, prefill or evaluation into several submits at layer boundaries
+    /// where one would run longer than this many milliseconds, so no driver resets the GPU (TDR);
+    /// 0: one submit always. Overrides WGPT_SUBMIT_BUDGET_MS (default 500).
+    #[arg(long, global = true, value_name = "MS")]
+    submit_budget_ms: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,6 +122,10 @@ fn main() -> ExitCode {
         && matches!(cli.command, Command::Parity { .. } | Command::Forward { .. } | Command::Inspect(_))
     {
         eprintln!("note: --precision f16 applies to sample and bench (inference); this command runs in f32");
+    }
+    if let Some(Err(e)) = cli.submit_budget_ms.map(wgpt::submit::set_budget_ms) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     let result = match cli.command {
         Command::Train(args) => crate::train::train(*args),

@@ -416,6 +416,9 @@ fn show(
             if let Some(d) = &p.dynamics {
                 msg.push_str(&format!(" | grad norm {:.3}", d.grad_norm));
             }
+            if let Some(s) = p.loss_scale {
+                msg.push_str(&format!(" | loss scale {s}"));
+            }
             if bar.is_hidden() {
                 println!("step {}: {msg}", p.step);
             }

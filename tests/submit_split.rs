@@ -1,0 +1,210 @@
+//! Split submits (src/submit.rs): with a budget so small that every layer boundary cuts, a
+//! training step (with dropout and gradient accumulation), a prefill and an evaluation must give
+//! bit-identical results to one submit per run, and must really have been split.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::sync::Arc;
+
+use wgpt::generate::Decoder;
+use wgpt::kernels::Kernels;
+use wgpt::model::{Gpt2, Gpt2Config, Weights};
+use wgpt::train::{TrainConfig, Trainer};
+
+/// A budget every piece exceeds: the first run measures every piece as its own submit, and after
+/// it every dispatch is a submit of its own.
+const TINY: f64 = 1e-9;
+
+const CFG: Gpt2Config = Gpt2Config { n_layer: 3, n_head: 2, n_embd: 32, block_size: 16, vocab_size: 61 };
+
+fn weights() -> Weights {
+    Weights::random(CFG, 7)
+}
+
+/// Panics with the worst element where `got` and `want` differ in any bit.
+fn assert_bitwise(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let differ: Vec<usize> = (0..got.len()).filter(|&i| got[i].to_bits() != want[i].to_bits()).collect();
+    if let Some(&worst) = differ.iter().max_by(|&&i, &&j| (got[i] - want[i]).abs().total_cmp(&(got[j] - want[j]).abs()))
+    {
+        panic!(
+            "{what}: {} of {} elements differ from one submit; worst [{worst}]: {:e} vs {:e}",
+            differ.len(),
+            got.len(),
+            got[worst],
+            want[worst]
+        );
+    }
+}
+
+fn batches(rng: &mut common::Rng, n: usize, len: usize) -> Vec<(Vec<u32>, Vec<u32>)> {
+    (0..n)
+        .map(|_| {
+            let ids = (0..len).map(|_| rng.below(CFG.vocab_size) as u32).collect();
+            let targets = (0..len).map(|_| rng.below(CFG.vocab_size) as u32).collect();
+            (ids, targets)
+        })
+        .collect()
+}
+
+fn trainer(k: &Arc<Kernels>, budget: f64) -> Trainer {
+    let cfg = TrainConfig {
+        batch_size: 2,
+        seq_len: 16,
+        grad_accum: 2,
+        dropout: 0.1,
+        warmup_iters: 1,
+        lr_decay_iters: 10,
+        ..TrainConfig::default()
+    };
+    let mut t = Trainer::new(Gpt2::new(k.clone(), &weights()).unwrap(), cfg).unwrap();
+    t.set_submit_budget(budget);
+    t
+}
+
+#[test]
+fn a_split_training_step_equals_one_submit() {
+    let Some(k) = common::shared_kernels() else { return };
+    let (mut one, mut split) = (trainer(&k, 0.0), trainer(&k, TINY));
+    let mut rng = common::Rng::new(11);
+    for step in 0..3 {
+        let b = batches(&mut rng, 2, 2 * 16);
+        one.step(&b).unwrap();
+        split.step(&b).unwrap();
+        assert_eq!(one.submits().submits, 1, "budget 0 submits a step at once");
+        let s = split.submits();
+        // per micro-batch: embedding, 3 blocks, head, loss, its gradient, head and 3 blocks
+        // backward, embeddings' backward; then the clip and the update
+        if step == 0 {
+            assert_eq!(s.submits, 2 * 12 + 2, "the first step measures every piece alone");
+        } else {
+            assert!(s.submits > 4 * (2 * 12 + 2), "step {step}: {} submits, pieces not cut", s.submits);
+        }
+        assert!(s.longest_ms.is_some());
+        let loss = |t: &Trainer| pollster::block_on(t.last_loss()).unwrap();
+        assert_eq!(loss(&one).to_bits(), loss(&split).to_bits(), "step {step}: loss");
+    }
+    let read = |t: &Trainer| {
+        let w = pollster::block_on(t.model.weights()).unwrap().tensors;
+        let (m, v) = pollster::block_on(t.moments()).unwrap();
+        (w, m, v)
+    };
+    let (w1, m1, v1) = read(&one);
+    let (w2, m2, v2) = read(&split);
+    let names = CFG.param_specs();
+    for (i, (name, _)) in names.iter().enumerate() {
+        assert_bitwise(&format!("{name} after 3 steps"), &w2[i], &w1[i]);
+        assert_bitwise(&format!("adam_m.{name}"), &m2[i], &m1[i]);
+        assert_bitwise(&format!("adam_v.{name}"), &v2[i], &v1[i]);
+    }
+    println!(
+        "3 steps (dropout 0.1, grad_accum 2), the last in {} submits: every parameter and moment bitwise equal to one submit",
+        split.submits().submits
+    );
+}
+
+#[test]
+fn a_split_evaluation_equals_one_submit() {
+    let Some(k) = common::shared_kernels() else { return };
+    let (one, split) = (trainer(&k, 0.0), trainer(&k, TINY));
+    let mut rng = common::Rng::new(5);
+    let b = batches(&mut rng, 3, 2 * 16);
+    // the first batch measures the embedding, 3 blocks, head and loss alone; the next ones
+    // submit every dispatch alone
+    let l1 = pollster::block_on(one.eval_loss(&b[..1])).unwrap();
+    let l2 = pollster::block_on(split.eval_loss(&b[..1])).unwrap();
+    assert_eq!(l1.to_bits(), l2.to_bits(), "first eval loss {l2} vs {l1}");
+    assert_eq!(split.fwd.submits().submits, 6, "every cut point splits");
+    let l1 = pollster::block_on(one.eval_loss(&b)).unwrap();
+    let l2 = pollster::block_on(split.eval_loss(&b)).unwrap();
+    assert_eq!(one.fwd.submits().submits, 1);
+    let n = split.fwd.submits().submits;
+    assert!(n > 6 * 3, "{n} submits: the pieces were not cut");
+    assert_eq!(l1.to_bits(), l2.to_bits(), "eval loss {l2} vs {l1}");
+    let logits = |t: &Trainer| pollster::block_on(t.model.kernels.gpu.read(&t.fwd.acts.logits)).unwrap();
+    assert_bitwise("logits of the last eval batch", &logits(&split), &logits(&one));
+    println!("evaluation of 3 batches in {n} submits each: loss {l2} and logits bitwise equal to one submit");
+}
+
+#[test]
+fn a_split_prefill_equals_one_submit() {
+    let Some(k) = common::shared_kernels() else { return };
+    let model = Gpt2::new(k.clone(), &weights()).unwrap();
+    let (mut one, mut split) = (Decoder::new(&model).unwrap(), Decoder::new(&model).unwrap());
+    one.set_submit_budget(0.0);
+    split.set_submit_budget(TINY);
+    let prompt: Vec<u32> = (0..12).map(|i| (i * 17 % CFG.vocab_size) as u32).collect();
+    for round in 0..2 {
+        one.prefill(&model, &prompt).unwrap();
+        split.prefill(&model, &prompt).unwrap();
+        assert_eq!(one.submits().submits, 1);
+        // embedding with the first block, 2 more blocks, the last row, the head; then every
+        // dispatch alone
+        let n = split.submits().submits;
+        if round == 0 {
+            assert_eq!(n, 5, "the first prefill measures every piece alone");
+        } else {
+            assert!(n > 5 * 3, "{n} submits: the pieces were not cut");
+        }
+        let l1 = pollster::block_on(one.logits(&model)).unwrap();
+        let l2 = pollster::block_on(split.logits(&model)).unwrap();
+        assert_bitwise(&format!("prefill logits, round {round}"), &l2, &l1);
+        // and a decode step on the caches the split prefill wrote
+        one.push(&model, 3).unwrap();
+        split.push(&model, 3).unwrap();
+        let l1 = pollster::block_on(one.logits(&model)).unwrap();
+        let l2 = pollster::block_on(split.logits(&model)).unwrap();
+        assert_bitwise(&format!("logits after a decode step, round {round}"), &l2, &l1);
+    }
+    println!(
+        "prefill of 12 tokens in 5, then {} submits: logits bitwise equal to one submit, and the decode step after it",
+        split.submits().submits
+    );
+}
+
+/// The plan is decided after the first measured run: with a budget far above the whole run,
+/// the first evaluation batch is measured piece by piece and the later ones go in one submit.
+#[test]
+fn a_generous_budget_submits_once_after_the_first_measured_run() {
+    let Some(k) = common::shared_kernels() else { return };
+    let t = trainer(&k, 1e6);
+    let b = batches(&mut common::Rng::new(8), 1, 2 * 16);
+    pollster::block_on(t.eval_loss(&b)).unwrap();
+    assert_eq!(t.fwd.submits().submits, 6, "the first run measures every piece");
+    pollster::block_on(t.eval_loss(&b)).unwrap();
+    let s = t.fwd.submits();
+    assert_eq!(s.submits, 1, "the measured pieces fit one submit");
+    assert!(s.longest_ms.is_some_and(|ms| ms < 1e6));
+}
+
+#[test]
+fn the_budget_comes_from_the_environment_or_its_default() {
+    // WGPT_SUBMIT_BUDGET_MS is not set by the test runner: the default holds
+    if std::env::var(wgpt::submit::BUDGET_ENV).is_err() {
+        assert_eq!(wgpt::submit::budget_ms().unwrap(), wgpt::submit::DEFAULT_BUDGET_MS);
+    }
+    assert!(wgpt::submit::set_budget_ms(-1.0).is_err());
+    assert!(wgpt::submit::set_budget_ms(f64::NAN).is_err());
+}
+
+/// The CLI refuses a budget that is not a number of milliseconds, from the flag or the
+/// environment, with a message naming it.
+#[test]
+fn the_cli_refuses_a_bad_budget() {
+    let Some(d) = common::shared_data() else { return };
+    let Some(_) = common::shared_kernels() else { return };
+    let wgpt = || std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"));
+    let model = d.join("hf-tiny-gpt2");
+    let forward = ["forward", "--model", model.to_str().unwrap(), "--ids", "464,3290,318"];
+    let out = wgpt().arg("--submit-budget-ms=-5").args(forward).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--submit-budget-ms must be a number of milliseconds >= 0"), "{err}");
+    let out = wgpt().env(wgpt::submit::BUDGET_ENV, "half a second").args(forward).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("WGPT_SUBMIT_BUDGET_MS=\"half a second\" is not a number"), "{err}");
+    let out = wgpt().env(wgpt::submit::BUDGET_ENV, "0").args(forward).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
