@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use wgpt::generate::{sample, Decoder, SampleConfig};
 use wgpt::kernels::matmul::Product;
-use wgpt::kernels::{AttentionImpl, Kernels, MatmulVariant, Program};
+use wgpt::kernels::{AttentionImpl, Kernels, LmHeadBwd, MatmulVariant, Program};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
 use wgpt::precision::{Precision, Purpose};
 use wgpt::rng::Rng;
@@ -240,7 +240,8 @@ fn matmul(k: &Kernels, iters: usize, f16: bool) -> Result<()> {
         let (x, logits, dx, dlogits) =
             (x.rows(r0, r0 + rows), logits.rows(r0, r0 + rows), dx.rows(r0, r0 + rows), dlogits.rows(r0, r0 + rows));
         k.matmul.lm_head(&mut fwd, &logits, &x, &wte);
-        k.matmul.lm_head_backward(&mut bwd, &dx, &dwte, &dlogits, &x, &wte);
+        let (dx, dwte, dlogits, x, wte) = (&dx, &dwte, &dlogits, &x, &wte);
+        k.matmul.lm_head_backward(&mut bwd, LmHeadBwd { dx, dwte, dlogits, x, wte, wte16: None });
     }
     flops_row("matmul lm_head forward", &shape, time_program(g, &fwd, iters)?, flop);
     flops_row("matmul lm_head dinp+dweight", &shape, time_program(g, &bwd, iters)?, 2.0 * flop);
