@@ -65,7 +65,7 @@ fn f16_training_reaches_f32_val_loss_on_baby_shakespeare_char() {
         let eval = pollster::block_on(run.evaluate()).unwrap();
         let scale = pollster::block_on(run.trainer.loss_scale()).unwrap();
         println!(
-            "{}: val loss {:.4}, train loss {:.4} after {BABY_STEPS} steps ({secs:.1} s); every 10th loss {losses:?}; \
+            "{}: val loss {:.6}, train loss {:.6} after {BABY_STEPS} steps ({secs:.1} s); every 10th loss {losses:?}; \
              loss scale {scale:?}",
             precision.name(),
             eval.val_loss,
@@ -77,7 +77,7 @@ fn f16_training_reaches_f32_val_loss_on_baby_shakespeare_char() {
     assert!(losses16 != losses32, "f16 training gave f32's losses bit for bit: f16 did not run");
     assert!(val32 < &2.8, "f32 should have learned something in {BABY_STEPS} steps: val loss {val32}");
     let diff = (val16 - val32).abs();
-    println!("val loss f32 {val32:.4}, f16 {val16:.4}: |diff| {diff:.4} (bound 0.02)");
+    println!("val loss f32 {val32:.6}, f16 {val16:.6}: |diff| {diff:.2e} (bound 0.02)");
     assert!(diff <= 0.02, "f16's val loss {val16} is {diff} off f32's {val32} (bound 0.02)");
 }
 

@@ -54,10 +54,15 @@ fn parse_precision(name: &str) -> std::result::Result<Precision, String> {
     Precision::parse(name).map_err(|e| e.to_string())
 }
 
+/// --precision as given (f32 unless told).
+pub fn asked_precision() -> Precision {
+    PRECISION.get().copied().unwrap_or_default()
+}
+
 /// --precision resolved for `purpose` on `k`'s adapter; says on stderr what runs (and why, where
 /// that is not what was asked).
 pub fn precision(k: &Kernels, purpose: Purpose) -> Precision {
-    let asked = PRECISION.get().copied().unwrap_or_default();
+    let asked = asked_precision();
     let r = asked.resolve(purpose, k.gpu.shader_f16());
     if let Some(note) = &r.note {
         eprintln!("note: {note}");

@@ -299,7 +299,11 @@ fn resume(
             }
             // --precision (f32 by default, as on every command) decides; the master weights are f32
             if cfg.train.precision != precision {
-                eprintln!("precision {} from now on (the run trained in {})", precision.name(), cfg.train.precision.name());
+                eprintln!(
+                    "precision {} from now on (the run trained in {})",
+                    precision.name(),
+                    cfg.train.precision.name()
+                );
                 cfg.train.precision = precision;
                 changed = true;
             }
