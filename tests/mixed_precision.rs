@@ -17,7 +17,7 @@ use wgpt::parity::ParityFile;
 use wgpt::precision::Precision;
 use wgpt::run::{DataSource, Run, RunSettings};
 use wgpt::tokenizer::Tokenizer;
-use wgpt::train::{LossScaling, Trainer};
+use wgpt::train::{LossScaling, TrainConfig, Trainer};
 
 /// The kernels, checked to have shader-f16 (lavapipe has it; these tests need it).
 fn f16_kernels() -> Option<Arc<Kernels>> {
@@ -187,4 +187,40 @@ fn cli_trains_in_f16_and_resumes() {
     assert!(stderr.contains("no shader-f16") && stderr.contains("precision: f32 (asked f16)"), "{stderr}");
     assert_eq!(state(&fallback).run.train.precision, Precision::F32);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An f16 training step split into a submit per piece (the f16 copies' refresh one more piece
+/// after the update) equals one submit bitwise: losses and every parameter after 3 steps.
+#[test]
+fn a_split_f16_step_equals_one_submit() {
+    use wgpt::model::Gpt2Config;
+    let Some(k) = f16_kernels() else { return };
+    let model = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 16, vocab_size: 64 };
+    let trainer = |budget_ms: f64| {
+        let cfg = TrainConfig { batch_size: 2, seq_len: 16, precision: Precision::F16, ..TrainConfig::default() };
+        let mut t = Trainer::new(Gpt2::new(k.clone(), &Weights::random(model, 3)).unwrap(), cfg).unwrap();
+        t.set_submit_budget(budget_ms);
+        t
+    };
+    let (mut one, mut split) = (trainer(0.0), trainer(1e-9));
+    let mut rng = common::Rng::new(5);
+    for step in 0..3 {
+        let batch = [(rng.ids(32, model.vocab_size), rng.ids(32, model.vocab_size))];
+        one.step(&batch).unwrap();
+        split.step(&batch).unwrap();
+        // the first step measures every piece alone: embedding, 2 blocks, head, loss, its
+        // gradient, head and 2 blocks backward, the embeddings' backward; the clip, the update
+        // and the f16 refresh (later steps cut inside the pieces too)
+        assert_eq!(one.submits().submits, 1);
+        let n = split.submits().submits;
+        assert!(if step == 0 { n == 13 } else { n > 13 }, "step {step}: {n} submits");
+        let loss = |t: &Trainer| pollster::block_on(t.last_loss()).unwrap().to_bits();
+        assert_eq!(loss(&one), loss(&split), "step {step}: loss");
+    }
+    let w = |t: &Trainer| pollster::block_on(t.model.weights()).unwrap().tensors;
+    assert!(w(&one) == w(&split), "parameters after 3 split f16 steps differ from one submit's");
+    println!(
+        "3 f16 steps, the last in {} submits: losses and parameters bitwise equal to one submit",
+        split.submits().submits
+    );
 }
