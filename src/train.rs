@@ -587,3 +587,20 @@ impl Trainer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings saved before mixed precision (no `precision` field) load as f32; f16 is saved
+    /// by name.
+    #[test]
+    fn precision_defaults_to_f32_in_old_settings() {
+        let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+        old.as_object_mut().unwrap().remove("precision");
+        let cfg: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(cfg.precision, Precision::F32);
+        let f16 = TrainConfig { precision: Precision::F16, ..TrainConfig::default() };
+        assert_eq!(serde_json::to_value(f16).unwrap()["precision"], "f16");
+    }
+}
