@@ -354,10 +354,8 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16
     if let Some(model) = twin {
         trainers.push((" f16", Trainer::new(model, TrainConfig { precision: Precision::F16, ..cfg })?));
     }
-    for (_, trainer) in &mut trainers {
-        if args.dynamics {
-            trainer.track_dynamics(2);
-        }
+    if args.dynamics {
+        trainers.iter_mut().for_each(|(_, trainer)| trainer.track_dynamics(2));
     }
     let ids: Vec<u32> = (0..b * t).map(|i| (i * 7 % v) as u32).collect();
     let targets: Vec<u32> = (0..b * t).map(|i| (i * 13 % v) as u32).collect();
