@@ -4,8 +4,9 @@
 
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
-use crate::kernels::{AttentionKind, AttnBwd, EncoderBuckets, LayerNormBwd, LinearBwd, Program, Site};
+use crate::kernels::{AttentionKind, AttnBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, Site};
 use crate::model::{ActivationTensors, Gpt2, Gpt2Config, ParameterTensors};
+use crate::precision::MatmulWeights;
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
 pub struct GradActs {
@@ -92,12 +93,14 @@ impl Gpt2 {
     /// `dropout` must be what the forward used ([`Gpt2::record_body`]): the same masks are
     /// applied to the gradients. One program for the head (lm_head and ln_f), then one per
     /// block from the last (the first block's with the embedding's dropout): the cut points of
-    /// split submits.
+    /// split submits. The products of dinp = dout · weightᵀ read `w` (the forward's weights, or
+    /// f16 copies of them); the weight gradients' products read only f32 activations.
     pub(crate) fn record_backward(
         &self,
         a: &ActivationTensors,
         d: &GradActs,
         dp: &ParameterTensors,
+        w: &MatmulWeights,
         dropout: Option<DropoutRate>,
     ) -> Vec<Program> {
         let (k, p) = (&*self.kernels, &self.params);
@@ -106,7 +109,9 @@ impl Gpt2 {
         let mut program = Program::default();
         let prog = &mut program;
         // tied lm_head: logits = lnf · wteᵀ, so dlnf += dlogits · wte and dwte += dlogitsᵀ · lnf
-        k.matmul.lm_head_backward(prog, &d.dlnf, &dp.wte, &d.dlogits, &a.lnf, &p.wte);
+        let wte16 = Some(&w.wte).filter(|t| t.half);
+        let (dx, dwte, dlogits, x, wte) = (&d.dlnf, &dp.wte, &d.dlogits, &a.lnf, &p.wte);
+        k.matmul.lm_head_backward(prog, LmHeadBwd { dx, dwte, dlogits, x, wte, wte16 });
         let (last, dlast) = (&a.residual3[nl - 1], &d.dresidual3[nl - 1]);
         let (mean, rstd) = (&a.lnf_mean, &a.lnf_rstd);
         let (dweight, dbias, weight) = (&dp.ln_f_w, &dp.ln_f_b, &p.ln_f_w);
@@ -128,7 +133,7 @@ impl Gpt2 {
                     dbias: Some(&dp.mlp_proj_b[l]),
                     dout: &d.dfcproj[l],
                     inp: &a.fch_gelu[l],
-                    weight: &p.mlp_proj_w[l],
+                    weight: &w.mlp_proj_w[l],
                 },
             );
             k.gelu.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]);
@@ -140,7 +145,7 @@ impl Gpt2 {
                     dbias: Some(&dp.c_fc_b[l]),
                     dout: &d.dfch[l],
                     inp: &a.ln2[l],
-                    weight: &p.c_fc_w[l],
+                    weight: &w.c_fc_w[l],
                 },
             );
             k.layernorm.backward(
@@ -167,7 +172,7 @@ impl Gpt2 {
                     dbias: Some(&dp.c_proj_b[l]),
                     dout: &d.dattproj[l],
                     inp: &a.atty[l],
-                    weight: &p.c_proj_w[l],
+                    weight: &w.c_proj_w[l],
                 },
             );
             let attn_drop = dropout.map(|r| (r.p, r.seed, Site::AttnProbs(l).id(r.n_layer)));
@@ -182,7 +187,7 @@ impl Gpt2 {
                     dbias: Some(&dp.c_attn_b[l]),
                     dout: &d.dqkv[l],
                     inp: &a.ln1[l],
-                    weight: &p.c_attn_w[l],
+                    weight: &w.c_attn_w[l],
                 },
             );
             k.layernorm.backward(

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{AttentionImpl, AttentionKind, AttnFwd, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
+use crate::precision::MatmulWeights;
 use crate::rng::Rng;
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::tune::AttnShape;
@@ -452,7 +453,7 @@ impl Gpt2 {
         cfg.check_activations(gpu, b, t, attention.kind())?;
         let acts = ActivationTensors::new(gpu, cfg, b, t, attention);
         let embed = self.record_embed(&acts, &acts.ids);
-        let body = self.record_body(&acts, None);
+        let body = self.record_body(&acts, &MatmulWeights::f32(&self.params), None);
         let loss = self.record_loss(&acts, &acts.targets);
         let plan = Mutex::new(SubmitPlan::from_env()?);
         Ok(Forward { b, t, acts, embed, body, loss, plan })
@@ -481,8 +482,14 @@ impl Gpt2 {
     /// With `dropout`, inverted dropout on the embedding output, on both residual branches of
     /// every block and on the attention probabilities ([`Site`]), as GPT-2's embd_pdrop,
     /// resid_pdrop and attn_pdrop. One program per block (the first with the embedding's
-    /// dropout), then one for ln_f and the lm_head: the cut points of split submits.
-    pub(crate) fn record_body(&self, a: &ActivationTensors, dropout: Option<DropoutRate>) -> Vec<Program> {
+    /// dropout), then one for ln_f and the lm_head: the cut points of split submits. The
+    /// matrix products read `w` (the model's weights, or f16 copies of them).
+    pub(crate) fn record_body(
+        &self,
+        a: &ActivationTensors,
+        w: &MatmulWeights,
+        dropout: Option<DropoutRate>,
+    ) -> Vec<Program> {
         let (k, p) = (&*self.kernels, &self.params);
         let nh = self.config.n_head;
         let mut pieces = Vec::with_capacity(self.config.n_layer + 1);
@@ -495,20 +502,20 @@ impl Gpt2 {
             let (out, mean, rstd, weight, bias) =
                 (&a.ln1[l], &a.ln1_mean[l], &a.ln1_rstd[l], &p.ln_1_w[l], &p.ln_1_b[l]);
             k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: residual, weight, bias });
-            k.matmul.forward(prog, &a.qkv[l], &a.ln1[l], &p.c_attn_w[l], Some(&p.c_attn_b[l]));
+            k.matmul.forward(prog, &a.qkv[l], &a.ln1[l], &w.c_attn_w[l], Some(&p.c_attn_b[l]));
             let attn_drop = dropout.map(|d| (d.p, d.seed, Site::AttnProbs(l).id(d.n_layer)));
             let attn = AttnFwd { out: &a.atty[l], saved: &a.att[l], qkv: &a.qkv[l] };
             k.attention.forward(prog, a.attention, attn, nh, attn_drop);
-            k.matmul.forward(prog, &a.attproj[l], &a.atty[l], &p.c_proj_w[l], Some(&p.c_proj_b[l]));
+            k.matmul.forward(prog, &a.attproj[l], &a.atty[l], &w.c_proj_w[l], Some(&p.c_proj_b[l]));
             k.dropout.at(prog, &a.attproj[l], dropout, Site::AttnResidual(l));
             k.residual.forward(prog, &a.residual2[l], residual, &a.attproj[l]);
             // x = x + mlp(ln_2(x))
             let (out, mean, rstd, weight, bias) =
                 (&a.ln2[l], &a.ln2_mean[l], &a.ln2_rstd[l], &p.ln_2_w[l], &p.ln_2_b[l]);
             k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: &a.residual2[l], weight, bias });
-            k.matmul.forward(prog, &a.fch[l], &a.ln2[l], &p.c_fc_w[l], Some(&p.c_fc_b[l]));
+            k.matmul.forward(prog, &a.fch[l], &a.ln2[l], &w.c_fc_w[l], Some(&p.c_fc_b[l]));
             k.gelu.forward(prog, &a.fch_gelu[l], &a.fch[l]);
-            k.matmul.forward(prog, &a.fcproj[l], &a.fch_gelu[l], &p.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
+            k.matmul.forward(prog, &a.fcproj[l], &a.fch_gelu[l], &w.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
             k.dropout.at(prog, &a.fcproj[l], dropout, Site::MlpResidual(l));
             k.residual.forward(prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
             pieces.push(std::mem::take(&mut program));
@@ -518,7 +525,7 @@ impl Gpt2 {
         let (out, mean, rstd) = (&a.lnf, &a.lnf_mean, &a.lnf_rstd);
         k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: last, weight: &p.ln_f_w, bias: &p.ln_f_b });
         // tied lm_head: logits (B,T,V) = lnf (B,T,C) · wteᵀ
-        k.matmul.lm_head(prog, &a.logits, &a.lnf, &p.wte);
+        k.matmul.lm_head(prog, &a.logits, &a.lnf, &w.wte);
         pieces.push(program);
         pieces
     }

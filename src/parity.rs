@@ -133,6 +133,7 @@ impl ParityFile {
             grad_clip: 0.0,
             dropout: 0.0,
             attention: None,
+            precision: crate::precision::Precision::F32,
             loss_scaling: None,
         })
     }

@@ -1,6 +1,10 @@
 //! The numeric precision a command runs in (`--precision f32|f16|auto`, the page's choice):
-//! f32 everywhere (HF's numbers), or f16 weights with f32 accumulation for inference where the
-//! adapter has shader-f16. Without it f16 falls back to f32 with a message, never an error.
+//! f32 everywhere (HF's numbers), or f16 weights with f32 accumulation where the adapter has
+//! shader-f16: for inference, and for mixed-precision training (the matrix products read f16
+//! copies of the f32 master weights; activations, gradients and AdamW stay f32). Without
+//! shader-f16, f16 falls back to f32 with a message, never an error.
+
+use serde::{Deserialize, Serialize};
 
 use crate::gpu::Tensor;
 use crate::kernels::{Kernels, Program};
@@ -8,7 +12,8 @@ use crate::model::ParameterTensors;
 use crate::{Error, Result};
 
 /// What the user asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// f32 weights and activations: results equal to HF's (the CLI's default).
     #[default]
@@ -20,7 +25,7 @@ pub enum Precision {
     Auto,
 }
 
-/// What a precision is for: inference runs f16 weights, training stays f32.
+/// What a precision is for: auto means f16 for inference and f32 for training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
     Inference,
@@ -62,32 +67,28 @@ impl Precision {
     }
 
     /// What runs for `purpose` on an adapter with (or without) shader-f16. An f16 that cannot
-    /// run gives f32 and a note saying why; auto picks quietly.
+    /// run gives f32 and a note saying why; auto picks quietly (f32 for training).
     pub fn resolve(self, purpose: Purpose, shader_f16: bool) -> Resolved {
         let f32 = |note: Option<String>| Resolved { runs: Precision::F32, note };
         match (self, purpose) {
             (Precision::F32, _) | (Precision::Auto, Purpose::Training) => f32(None),
-            (Precision::F16 | Precision::Auto, Purpose::Inference) if shader_f16 => {
+            (Precision::F16, _) | (Precision::Auto, Purpose::Inference) if shader_f16 => {
                 Resolved { runs: Precision::F16, note: None }
             }
             (Precision::Auto, Purpose::Inference) => f32(None),
-            (Precision::F16, Purpose::Inference) => {
+            (Precision::F16, _) => {
                 f32(Some("f16 asked, but this GPU adapter has no shader-f16 (WGSL f16); running in f32 instead".into()))
             }
-            (Precision::F16, Purpose::Training) => f32(Some(
-                "f16 asked for training, which runs in f32 (f16 applies to inference: sample, bench's decode and \
-                 matmul rows, the page's generation)"
-                    .into(),
-            )),
         }
     }
 }
 
-/// The weights inference's matrix products read (the Conv1D weights of every block and the tied
+/// The weights the matrix products read (the Conv1D weights of every block and the tied
 /// lm_head's wte): the model's own f32 tensors, or f16 copies of them. The copies come beside
-/// the f32 weights, which stay the model's (training, checkpoints, the lens and the embedding
-/// gather read them): 2 bytes more per matmul weight, 247 MB for GPT-2 124M's 123.5 M, so that a
-/// decode step reads 247 MB of weights instead of 494 MB.
+/// the f32 weights, which stay the model's (AdamW's master weights, the weight gradients'
+/// products, checkpoints, the lens and the embedding gather read them): 2 bytes more per
+/// matmul weight, 247 MB for GPT-2 124M's 123.5 M, so that a decode step reads 247 MB of
+/// weights instead of 494 MB.
 pub struct MatmulWeights {
     pub c_attn_w: Vec<Tensor>,   // (L) x (C, 3C)
     pub c_proj_w: Vec<Tensor>,   // (L) x (C, C)
@@ -144,8 +145,11 @@ mod tests {
         assert!(r.note.unwrap().contains("no shader-f16"));
         assert_eq!(Precision::Auto.resolve(inf, true).runs, Precision::F16);
         assert_eq!(Precision::Auto.resolve(inf, false), Resolved { runs: Precision::F32, note: None });
-        assert_eq!(Precision::Auto.resolve(Purpose::Training, true), Resolved { runs: Precision::F32, note: None });
-        assert!(Precision::F16.resolve(Purpose::Training, true).note.is_some());
+        let train = Purpose::Training;
+        assert_eq!(Precision::Auto.resolve(train, true), Resolved { runs: Precision::F32, note: None });
+        assert_eq!(Precision::F16.resolve(train, true), Resolved { runs: Precision::F16, note: None });
+        assert!(Precision::F16.resolve(train, false).note.unwrap().contains("no shader-f16"));
+        assert_eq!(serde_json::to_string(&Precision::F16).unwrap(), "\"f16\"");
         assert_eq!(Precision::F32.resolve(inf, true), Resolved { runs: Precision::F32, note: None });
         for p in [Precision::F32, Precision::F16, Precision::Auto] {
             assert_eq!(Precision::parse(p.name()).unwrap(), p);

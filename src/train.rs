@@ -11,6 +11,7 @@ use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
 use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
+use crate::precision::{MatmulWeights, Precision, Purpose, Resolved};
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::{Error, Result};
 
@@ -43,6 +44,13 @@ pub struct TrainConfig {
     #[serde(default = "classic_attention")]
     pub attention: Option<AttentionKind>,
     /// Dynamic loss scaling (for mixed-precision training); None: off, the loss gradient as is.
+    /// f32, or mixed precision (f16): the forward's matrix products and the backward's
+    /// dinp = dout · Wᵀ products read f16 copies of the weights, accumulating in f32; master
+    /// weights, activations, gradients (the weight gradients' products too) and AdamW stay f32.
+    /// f16 needs shader-f16 ([`Trainer::new`] falls back to f32 with a note) and turns loss
+    /// scaling on ([`LossScaling::default`]) where `loss_scaling` is None. Auto trains in f32.
+    #[serde(default)]
+    pub precision: Precision,
     #[serde(default)]
     pub loss_scaling: Option<LossScaling>,
 }
@@ -103,6 +111,7 @@ impl Default for TrainConfig {
             grad_clip: 1.0,
             dropout: 0.0,
             attention: None,
+            precision: Precision::F32,
             loss_scaling: None,
         }
     }
@@ -237,6 +246,11 @@ pub struct Trainer {
     pub(crate) scaler: Tensor,
     /// The scaler's update after a step (empty without loss scaling).
     scaler_update: Program,
+    /// The precision that runs (and, where it is not the one asked for, why).
+    pub precision: Resolved,
+    /// In f16: the program that refreshes the products' f16 weight copies from the master
+    /// weights (run once at the start, then after every update); the copies are its bindings.
+    refresh: Option<(Program, MatmulWeights)>,
     /// The update with statistics, where dynamics are tracked (src/dynamics.rs).
     pub(crate) dynamics: Option<DynamicsPlan>,
     /// Where a step's submits are cut (src/submit.rs).
@@ -250,9 +264,15 @@ pub struct Trainer {
 
 impl Trainer {
     /// Allocates gradients, optimizer state and activations, and records every program. Where
-    /// `cfg.attention` is None, the device's tuning picks it, and the trainer's cfg records it.
+    /// `cfg.attention` is None, the device's tuning picks it, and the trainer's cfg records it;
+    /// likewise cfg.precision records what runs, and f16 turns loss scaling on.
     pub fn new(model: Gpt2, mut cfg: TrainConfig) -> Result<Trainer> {
         cfg.validate(model.config.block_size)?;
+        let precision = cfg.precision.resolve(Purpose::Training, model.kernels.gpu.shader_f16());
+        cfg.precision = precision.runs;
+        if precision.f16() && cfg.loss_scaling.is_none() {
+            cfg.loss_scaling = Some(LossScaling::default());
+        }
         // wte, its gradient and moments are bound in row chunks where they exceed one binding
         // (Gpu::row_chunks), as inference binds wte; Gpt2::new refused a wte over max_buffer_size
         // and forward_plan logits (and so dlogits) over one binding
@@ -292,8 +312,18 @@ impl Trainer {
         let micro_seeds = gpu.tensor("micro_seeds", &[cfg.grad_accum]);
         let n_layer = model.config.n_layer;
         let dropout = (cfg.dropout > 0.0).then_some(DropoutRate { p: cfg.dropout, seed: &dropout_seed, n_layer });
-        let body = model.record_body(&fwd.acts, dropout);
-        let backward = model.record_backward(&fwd.acts, &gacts, &grads, dropout);
+        let refresh = match precision.f16() {
+            true => Some(MatmulWeights::f16(&k, &model.params)?),
+            false => None,
+        };
+        let f32_weights = MatmulWeights::f32(&model.params);
+        let weights = refresh.as_ref().map_or(&f32_weights, |(w, _)| w);
+        let body = model.record_body(&fwd.acts, weights, dropout);
+        let backward = model.record_backward(&fwd.acts, &gacts, &grads, weights, dropout);
+        let refresh = refresh.map(|(w, prog)| {
+            gpu.run(|pass| prog.encode(pass));
+            (prog, w)
+        });
         let step_params = gpu.tensor("step_params", &[8]);
         let norm = gpu.tensor("grad_norm", &[1]);
         // the norm and the update bind each tensor whole or, where it exceeds one binding (wte),
@@ -339,6 +369,8 @@ impl Trainer {
             norm,
             scaler,
             scaler_update,
+            precision,
+            refresh,
             dynamics: None,
             plan: SubmitPlan::from_env()?,
             step: 0,
@@ -387,6 +419,9 @@ impl Trainer {
         if let Some(d) = &self.dynamics {
             d.update.profile(gpu, &mut by_kernel).await?;
         }
+        if let Some((refresh, _)) = &self.refresh {
+            refresh.profile(gpu, &mut by_kernel).await?;
+        }
         Ok(by_kernel)
     }
 
@@ -432,7 +467,8 @@ impl Trainer {
         gpu.write(&self.micro_seeds, &seeds);
         // the step's pieces, each the commands before one cut point: a micro-batch's embedding
         // (after clearing its gradients), each block forward, the head, the loss and its
-        // gradient, each block backward, the embeddings' backward; then the clip and the update
+        // gradient, each block backward, the embeddings' backward; then the clip, the update
+        // and (in f16) the weights' f16 copies
         let mut plan = std::mem::replace(&mut self.plan, SubmitPlan::new(0.0));
         let this = &*self;
         let mut pieces: Vec<Piece> = Vec::new();
@@ -458,6 +494,10 @@ impl Trainer {
         let update = this.dynamics.as_ref().filter(|d| d.due(this.step + 1)).map_or(&this.update, |d| &d.update);
         pieces.push(Piece::pass(vec![&this.clip_norm]));
         pieces.push(Piece::pass(vec![update, &this.scaler_update]));
+        // mixed precision: the f16 copies of the updated master weights, for the next step
+        if let Some((refresh, _)) = &this.refresh {
+            pieces.push(Piece::pass(vec![refresh]));
+        }
         plan.run(&gpu, &pieces);
         drop(pieces);
         self.plan = plan;
@@ -545,5 +585,22 @@ impl Trainer {
         }
         self.step = step;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings saved before mixed precision (no `precision` field) load as f32; f16 is saved
+    /// by name.
+    #[test]
+    fn precision_defaults_to_f32_in_old_settings() {
+        let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+        old.as_object_mut().unwrap().remove("precision");
+        let cfg: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(cfg.precision, Precision::F32);
+        let f16 = TrainConfig { precision: Precision::F16, ..TrainConfig::default() };
+        assert_eq!(serde_json::to_value(f16).unwrap()["precision"], "f16");
     }
 }

@@ -420,6 +420,18 @@ pub struct LinearBwd<'a> {
     pub weight: &'a Tensor,
 }
 
+/// The tensors of the tied lm_head's backward ([`Matmul::lm_head_backward`]): dx (M,C) and
+/// dwte (V,C) from dlogits (M,V), the forward's x (M,C) and wte (V,C), and optionally wte's f16
+/// copy for dx's product.
+pub struct LmHeadBwd<'a> {
+    pub dx: &'a Tensor,
+    pub dwte: &'a Tensor,
+    pub dlogits: &'a Tensor,
+    pub x: &'a Tensor,
+    pub wte: &'a Tensor,
+    pub wte16: Option<&'a Tensor>,
+}
+
 /// The kernels that every family shares: the generic strided product, the bias backward, the
 /// unaligned layouts and the single-row products (in f32 and, for f16 weights, f16).
 struct Shared {
@@ -551,20 +563,17 @@ impl Matmul {
     /// Backward of [`Matmul::lm_head`] given dlogits (M,V): dx (M,C) += dlogits · wte and
     /// dwte (V,C) += dlogitsᵀ · x. Where wte (and so dwte) is bigger than one storage binding,
     /// each row chunk [v0, v1) pairs with dlogits' columns v0..v1: dx accumulates the chunks'
-    /// products in turn and each chunk of dwte gets its own.
-    pub fn lm_head_backward(
-        &self,
-        prog: &mut Program,
-        dx: &Tensor,
-        dwte: &Tensor,
-        dlogits: &Tensor,
-        x: &Tensor,
-        wte: &Tensor,
-    ) {
+    /// products in turn and each chunk of dwte gets its own. With `wte16` (an f16 copy of wte),
+    /// dx's product reads it where that is an NN product (V and every chunk's first row
+    /// multiples of 4), and wte elsewhere.
+    pub fn lm_head_backward(&self, prog: &mut Program, t: LmHeadBwd) {
+        let LmHeadBwd { dx, dwte, dlogits, x, wte, wte16 } = t;
         let (v, c) = (wte.shape[0], wte.shape[1]);
         assert_eq!(dwte.shape, wte.shape, "lm_head backward: dwte and wte differ in shape");
         assert_eq!(dlogits.numel(), x.numel() / c * v, "lm_head backward: dlogits have the wrong size");
-        for (v0, chunk) in self.gpu.row_chunks(wte) {
+        let nn = |w: &Tensor| v.is_multiple_of(4) && self.gpu.row_chunks(w).iter().all(|(v0, _)| v0.is_multiple_of(4));
+        let read = wte16.filter(|w| nn(w)).unwrap_or(wte);
+        for (v0, chunk) in self.gpu.row_chunks(read) {
             let (a, b) = (Block::cols(Operand::n(dlogits), v0, chunk.shape[0]), Block::whole(Operand::n(&chunk)));
             self.record(prog, Job { out: dx, cols: (0, c), a, b, bias: None, accumulate: true, variant: None });
         }

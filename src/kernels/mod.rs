@@ -31,7 +31,7 @@ pub use elementwise::{Gelu, Residual};
 pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
 pub use lens::RowTop1;
-pub use matmul::{LinearBwd, Matmul, MatmulVariant, Operand};
+pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
 
 use crate::gpu::{Buffer, Gpu, Tensor};
 use crate::tune::{Family, Tuning};

@@ -164,6 +164,7 @@ impl RunSettings {
             grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
             dropout: self.dropout.unwrap_or(d.dropout),
             attention: None,
+            precision: crate::precision::Precision::F32,
             loss_scaling: None,
         };
         train.validate(model.block_size)?;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use wgpt::generate::{sample, Decoder, SampleConfig};
 use wgpt::kernels::matmul::Product;
-use wgpt::kernels::{AttentionImpl, Kernels, MatmulVariant, Program};
+use wgpt::kernels::{AttentionImpl, Kernels, LmHeadBwd, MatmulVariant, Program};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
 use wgpt::precision::{Precision, Purpose};
 use wgpt::rng::Rng;
@@ -29,6 +29,8 @@ pub enum Workload {
     Decode,
     /// One training step over (B, T): forward, backward, clipping and AdamW, the median of
     /// --iters steps after one warm-up (GPT-2 fine-tuning: --preset gpt2 --batch-size 1 --seq 128).
+    /// With --precision f16 also the mixed-precision step, alternating with f32 steps, and their
+    /// ratio.
     Finetune,
     /// Matrix products: 1024³ (and 4096³ on hardware adapters), and GPT-2's Conv1D and lm_head
     /// shapes at B·T = 4096, each forward and its two backward products (dinp and dweight); every
@@ -40,7 +42,8 @@ pub enum Workload {
     /// size 64, and the baby's (B 12, NH 4, T 64, hs 32); every implementation's GFLOP/s of the
     /// causal half (q·k and att·v over T(T+1)/2 pairs), autotune's pick marked.
     Attention,
-    /// A training step of the baby (B 12, T 64) and shakespeare-char (B 8, T 256) presets.
+    /// A training step of the baby (B 12, T 64) and shakespeare-char (B 8, T 256) presets (with
+    /// --precision f16 also in mixed precision, as finetune).
     Train,
     /// matmul, attention, train, and decode with GPT-2 124M's shapes (--preset, --batch-size
     /// and --seq are not used).
@@ -125,19 +128,21 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     println!("timing: kernels: {kernels}; steps and tokens: wall clock up to a readback");
     println!("{:<8}  {:<32}  {:<24}  {:>12}  {:>12}", "unit", "workload", "shape", "ms", "rate");
     let preset = &args.preset;
-    // f16 rows beside the f32 ones where inference runs f16 (f16 or auto with shader-f16)
+    // f16 rows beside the f32 ones where inference runs f16 (f16 or auto with shader-f16), and
+    // train rows where training does (f16 with shader-f16)
     let f16 = super::precision(&k, Purpose::Inference) == Precision::F16;
+    let f16_train = super::asked_precision().resolve(Purpose::Training, k.gpu.shader_f16()).f16();
     match args.workload {
         Workload::Forward => forward(&model(&k, preset)?, preset, args.batch_size, args.seq, args.iters)?,
         Workload::Decode => decode(&model(&k, preset)?, preset, &args, f16)?,
-        Workload::Finetune => finetune(model(&k, preset)?, preset, args.batch_size, args.seq, &args)?,
+        Workload::Finetune => finetune(model(&k, preset)?, preset, args.batch_size, args.seq, &args, f16_train)?,
         Workload::Matmul => matmul(&k, args.iters, f16)?,
         Workload::Attention => attention(&k, args.iters)?,
-        Workload::Train => train(&k, &args)?,
+        Workload::Train => train(&k, &args, f16_train)?,
         Workload::All => {
             matmul(&k, args.iters, f16)?;
             attention(&k, args.iters)?;
-            train(&k, &args)?;
+            train(&k, &args, f16_train)?;
             decode(&model(&k, "gpt2")?, "gpt2", &args, f16)?;
         }
     }
@@ -240,7 +245,8 @@ fn matmul(k: &Kernels, iters: usize, f16: bool) -> Result<()> {
         let (x, logits, dx, dlogits) =
             (x.rows(r0, r0 + rows), logits.rows(r0, r0 + rows), dx.rows(r0, r0 + rows), dlogits.rows(r0, r0 + rows));
         k.matmul.lm_head(&mut fwd, &logits, &x, &wte);
-        k.matmul.lm_head_backward(&mut bwd, &dx, &dwte, &dlogits, &x, &wte);
+        let (dx, dwte, dlogits, x, wte) = (&dx, &dwte, &dlogits, &x, &wte);
+        k.matmul.lm_head_backward(&mut bwd, LmHeadBwd { dx, dwte, dlogits, x, wte, wte16: None });
     }
     flops_row("matmul lm_head forward", &shape, time_program(g, &fwd, iters)?, flop);
     flops_row("matmul lm_head dinp+dweight", &shape, time_program(g, &bwd, iters)?, 2.0 * flop);
@@ -299,9 +305,9 @@ fn attention(k: &Kernels, iters: usize) -> Result<()> {
 }
 
 /// A training step of each small preset at nanoGPT's batch for it.
-fn train(k: &Arc<Kernels>, args: &BenchArgs) -> Result<()> {
+fn train(k: &Arc<Kernels>, args: &BenchArgs, f16: bool) -> Result<()> {
     for (preset, b, t) in [("baby", 12, 64), ("shakespeare-char", 8, 256)] {
-        finetune(model(k, preset)?, preset, b, t, args)?;
+        finetune(model(k, preset)?, preset, b, t, args, f16)?;
     }
     Ok(())
 }
@@ -329,17 +335,27 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
 /// Training steps from `model` with nanoGPT's default AdamW settings (grad_accum 1), each timed
 /// up to a readback of its loss; the median of --iters after one warm-up step. With --dynamics,
 /// every other step also records the training dynamics and reads them back: the medians of both
-/// kinds of step, interleaved so that a busy machine slows both alike.
-fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs) -> Result<()> {
+/// kinds of step, interleaved so that a busy machine slows both alike. With `f16`, a second
+/// trainer from the same weights trains in mixed precision (f16 weight operands), its steps
+/// alternating with the f32 one's, and the ratio of their medians.
+fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16: bool) -> Result<()> {
     let v = model.config.vocab_size;
     let report = tune::prepare(&model.kernels, &model.config, b, t)?;
     eprintln!(
         "kernels for {preset} B={b} T={t}: {}, {} problems timed in {:.0} ms",
         report.source, report.timed, report.ms
     );
-    let mut trainer = Trainer::new(model, TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() })?;
+    let cfg = TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() };
+    let twin = match f16 {
+        true => Some(Gpt2::new(model.kernels.clone(), &pollster::block_on(model.weights())?)?),
+        false => None,
+    };
+    let mut trainers = vec![("", Trainer::new(model, cfg)?)];
+    if let Some(model) = twin {
+        trainers.push((" f16", Trainer::new(model, TrainConfig { precision: Precision::F16, ..cfg })?));
+    }
     if args.dynamics {
-        trainer.track_dynamics(2);
+        trainers.iter_mut().for_each(|(_, trainer)| trainer.track_dynamics(2));
     }
     let ids: Vec<u32> = (0..b * t).map(|i| (i * 7 % v) as u32).collect();
     let targets: Vec<u32> = (0..b * t).map(|i| (i * 13 % v) as u32).collect();
@@ -355,38 +371,50 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs) -> 
     };
     let kinds = if args.dynamics { 2 } else { 1 };
     // warm-up: one step of each kind
-    for _ in 0..kinds {
-        step(&mut trainer)?;
-    }
-    let mut ms = vec![vec![]; kinds];
-    let mut submits = vec![];
-    for i in 0..kinds * args.iters.max(1) {
-        ms[i % kinds].push(step(&mut trainer)?);
-        submits.push(trainer.submits());
-    }
-    let medians: Vec<f64> = ms
-        .iter_mut()
-        .map(|m| {
-            m.sort_by(f64::total_cmp);
-            m[m.len() / 2]
-        })
-        .collect();
-    let shape = format!("B={b} T={t}");
-    for (median, tag) in medians.iter().zip(["", " +dynamics"]) {
-        tokens_row(&format!("train step {preset}{tag}"), &shape, *median, (b * t) as f64 / median * 1e3);
-    }
-    if let [plain, tracked] = medians[..] {
-        println!("  a step with dynamics takes {:+.1}% of a plain step's time", 100.0 * (tracked / plain - 1.0));
-    }
-    submit_line(&format!("train step {preset}"), &submits);
-    if args.profile {
-        let mut by_kernel = pollster::block_on(trainer.profile())?;
-        by_kernel.sort_by(|x, y| y.1.total_cmp(&x.1));
-        let total: f64 = by_kernel.iter().map(|(_, ms)| ms).sum();
-        println!("  profile of one step, GPU time per kernel (sum {total:.1} ms):");
-        for (label, ms) in by_kernel {
-            println!("  {label:<28} {ms:>10.2} ms {:>6.1}%", 100.0 * ms / total);
+    for (_, trainer) in &mut trainers {
+        for _ in 0..kinds {
+            step(trainer)?;
         }
+    }
+    let mut ms = vec![vec![vec![]; kinds]; trainers.len()];
+    let mut submits = vec![vec![]; trainers.len()];
+    for i in 0..kinds * args.iters.max(1) {
+        for (j, (_, trainer)) in trainers.iter_mut().enumerate() {
+            ms[j][i % kinds].push(step(trainer)?);
+            submits[j].push(trainer.submits());
+        }
+    }
+    let shape = format!("B={b} T={t}");
+    let mut plain = vec![];
+    for (((precision, trainer), ms), submits) in trainers.iter().zip(&mut ms).zip(&submits) {
+        let medians: Vec<f64> = ms
+            .iter_mut()
+            .map(|m| {
+                m.sort_by(f64::total_cmp);
+                m[m.len() / 2]
+            })
+            .collect();
+        for (median, tag) in medians.iter().zip(["", " +dynamics"]) {
+            let name = format!("train step {preset}{precision}{tag}");
+            tokens_row(&name, &shape, *median, (b * t) as f64 / median * 1e3);
+        }
+        if let [plain, tracked] = medians[..] {
+            println!("  a step with dynamics takes {:+.1}% of a plain step's time", 100.0 * (tracked / plain - 1.0));
+        }
+        plain.push(medians[0]);
+        submit_line(&format!("train step {preset}{precision}"), submits);
+        if args.profile {
+            let mut by_kernel = pollster::block_on(trainer.profile())?;
+            by_kernel.sort_by(|x, y| y.1.total_cmp(&x.1));
+            let total: f64 = by_kernel.iter().map(|(_, ms)| ms).sum();
+            println!("  profile of one{precision} step, GPU time per kernel (sum {total:.1} ms):");
+            for (label, ms) in by_kernel {
+                println!("  {label:<28} {ms:>10.2} ms {:>6.1}%", 100.0 * ms / total);
+            }
+        }
+    }
+    if let [f32_ms, f16_ms] = plain[..] {
+        println!("  train step {preset}: f16 is {:.2}x f32's speed (steps alternating)", f32_ms / f16_ms);
     }
     Ok(())
 }

@@ -30,9 +30,10 @@ struct Cli {
     /// on software adapters), portable, subgroup or tiled. Overrides WGPT_KERNELS.
     #[arg(long, global = true, value_name = "auto|portable|subgroup|tiled")]
     kernels: Option<String>,
-    /// Numeric precision: f32 (HF's numbers), f16 (inference reads f16 copies of the weights,
-    /// accumulating in f32, where the adapter has shader-f16; f32 with a note elsewhere) or auto
-    /// (f16 for inference where available, f32 for training).
+    /// Numeric precision: f32 (HF's numbers), f16 (the matrix products read f16 copies of the
+    /// weights, accumulating in f32, where the adapter has shader-f16; f32 with a note
+    /// elsewhere; training keeps f32 master weights, activations, gradients and AdamW, with
+    /// loss scaling) or auto (f16 for inference where available, f32 for training).
     #[arg(long, global = true, value_name = "f32|f16|auto", default_value = "f32", value_parser = parse_precision)]
     precision: Precision,
     /// Split a training step, prefill or evaluation into several submits at layer boundaries
@@ -53,10 +54,15 @@ fn parse_precision(name: &str) -> std::result::Result<Precision, String> {
     Precision::parse(name).map_err(|e| e.to_string())
 }
 
+/// --precision as given (f32 unless told).
+pub fn asked_precision() -> Precision {
+    PRECISION.get().copied().unwrap_or_default()
+}
+
 /// --precision resolved for `purpose` on `k`'s adapter; says on stderr what runs (and why, where
 /// that is not what was asked).
 pub fn precision(k: &Kernels, purpose: Purpose) -> Precision {
-    let asked = PRECISION.get().copied().unwrap_or_default();
+    let asked = asked_precision();
     let r = asked.resolve(purpose, k.gpu.shader_f16());
     if let Some(note) = &r.note {
         eprintln!("note: {note}");
@@ -121,7 +127,7 @@ fn main() -> ExitCode {
     if cli.precision == Precision::F16
         && matches!(cli.command, Command::Parity { .. } | Command::Forward { .. } | Command::Inspect(_))
     {
-        eprintln!("note: --precision f16 applies to sample and bench (inference); this command runs in f32");
+        eprintln!("note: --precision f16 applies to train, sample and bench; this command runs in f32");
     }
     if let Some(Err(e)) = cli.submit_budget_ms.map(wgpt::submit::set_budget_ms) {
         eprintln!("error: {e}");

@@ -12,6 +12,7 @@ use wgpt::data::{check_corpus_size, corpus_text, Task};
 use wgpt::flops::Throughput;
 use wgpt::kernels::Kernels;
 use wgpt::model::Weights;
+use wgpt::precision::{Precision, Purpose};
 use wgpt::run::driver::diverged_message;
 use wgpt::run::fits::Building;
 use wgpt::run::format::{checkpoint_files, dir, RunFiles, CORPUS_FILE};
@@ -182,7 +183,7 @@ fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Result<
 }
 
 /// A new run from the flags, and its corpus (written into the run with its first checkpoint).
-fn start(a: &TrainArgs, kernels: Arc<Kernels>) -> Result<(Driver, String)> {
+fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(Driver, String)> {
     let data = match (&a.data, &a.task) {
         (Some(path), _) => DataSource::File(path.display().to_string()),
         (None, Some(task)) => DataSource::Task(Task::from_name(task)?.name().to_string()),
@@ -209,7 +210,8 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>) -> Result<(Driver, String)> {
             (Weights::random(s.model(tok.vocab_size())?, a.seed), tok, s)
         }
     };
-    let cfg = spec.run_config(weights.config, data, spec.tokenizer.clone())?;
+    let mut cfg = spec.run_config(weights.config, data, spec.tokenizer.clone())?;
+    cfg.train.precision = precision;
     let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
     // the kind before tuning; Trainer::new checks the activations again with the tuned one
     let kind = kernels.attention_kind(&model, b, t);
@@ -246,7 +248,12 @@ fn unpack(zip: &Path, out: &Path) -> Result<()> {
 
 /// The run in `--resume` (a directory, or a zip unpacked into --out first), where to save it,
 /// and its corpus where that directory lacks corpus.txt.
-fn resume(a: &TrainArgs, kernels: Arc<Kernels>, from: &Path) -> Result<(Driver, PathBuf, Option<String>)> {
+fn resume(
+    a: &TrainArgs,
+    kernels: Arc<Kernels>,
+    from: &Path,
+    precision: Precision,
+) -> Result<(Driver, PathBuf, Option<String>)> {
     let dir_of_run = if from.is_file() {
         let out = a.out.clone().unwrap_or_else(|| from.with_file_name(from.file_stem().unwrap_or_default()));
         if out.is_file() {
@@ -290,6 +297,16 @@ fn resume(a: &TrainArgs, kernels: Arc<Kernels>, from: &Path) -> Result<(Driver, 
                 eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
                 changed = true;
             }
+            // --precision (f32 by default, as on every command) decides; the master weights are f32
+            if cfg.train.precision != precision {
+                eprintln!(
+                    "precision {} from now on (the run trained in {})",
+                    precision.name(),
+                    cfg.train.precision.name()
+                );
+                cfg.train.precision = precision;
+                changed = true;
+            }
             Ok(())
         })
     };
@@ -311,12 +328,12 @@ fn resume(a: &TrainArgs, kernels: Arc<Kernels>, from: &Path) -> Result<(Driver, 
 
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let kernels = super::kernels()?;
-    // training runs in f32 (auto's choice; f16 says so)
-    super::precision(&kernels, wgpt::precision::Purpose::Training);
+    // f32, or mixed precision (f16 weight operands) where the adapter has shader-f16; auto: f32
+    let precision = super::precision(&kernels, Purpose::Training);
     let (mut driver, out, corpus) = match &a.resume {
-        Some(from) => resume(&a, kernels, from)?,
+        Some(from) => resume(&a, kernels, from, precision)?,
         None => {
-            let (driver, text) = start(&a, kernels)?;
+            let (driver, text) = start(&a, kernels, precision)?;
             (driver, a.out.clone().unwrap_or_else(|| PathBuf::from("out")), Some(text))
         }
     };
