@@ -240,6 +240,8 @@ pub struct Decoder {
     refresh: Option<Program>,
     /// Whether the f16 copies must be made again before the next pass.
     stale: bool,
+    /// The precision asked for (f32, f16 or auto) and what runs.
+    asked: Precision,
     precision: Resolved,
     steps: Vec<Step>,
     context: Vec<u32>,
@@ -273,6 +275,7 @@ impl Decoder {
         let argmax = gpu.tensor("decode.argmax", &[1]);
         let part = Decode::argmax_scratch(gpu, dims.v);
         let p = &model.params;
+        let asked = precision;
         let precision = precision.resolve(Purpose::Inference, gpu.shader_f16());
         let (weights, refresh) = match precision.f16() {
             true => MatmulWeights::f16(k, p).map(|(w, r)| (w, Some(r)))?,
@@ -299,12 +302,18 @@ impl Decoder {
             weights,
             refresh,
             stale: true,
+            asked,
             precision,
             steps: Vec::new(),
             context: Vec::new(),
             budget_ms: submit::budget_ms()?,
             last_submits: SubmitStats::default(),
         })
+    }
+
+    /// The precision asked for when the decoder was made (f32, f16 or auto).
+    pub fn asked(&self) -> Precision {
+        self.asked
     }
 
     /// The precision that runs (f32 or f16) and, where it is not the one asked for, why.

@@ -312,8 +312,9 @@ impl SubmitPlan {
         self.last.submits = units.len();
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let measure =
-                self.est.len() < dispatches.len() || self.runs < MEASURED_FIRST || self.runs % MEASURE_EVERY == 0;
+            let measure = self.est.len() < dispatches.len()
+                || self.runs < MEASURED_FIRST
+                || self.runs.is_multiple_of(MEASURE_EVERY);
             self.runs += 1;
             if !measure {
                 for u in &units {

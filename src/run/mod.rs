@@ -317,12 +317,21 @@ impl Run {
         cfg: &SampleConfig,
         on_token: impl FnMut(u32) -> bool,
     ) -> Result<Vec<u32>> {
+        // training moves the weights between generations: in f16 the copies are made again
+        self.decoder.weights_changed();
         self.decoder.generate(&self.trainer.model, ids, cfg, self.tokenizer.end_of_text(), on_token).await
     }
 
-    /// The precision [`Run::generate`] runs in: f32, as training (the run's numbers stay HF's).
-    pub fn precision(&self) -> crate::precision::Precision {
-        self.decoder.precision().runs
+    /// The precision [`Run::generate`] runs in (f32 unless another decoder was put in through
+    /// [`Run::decoder_mut`]; training's precision is the run's own) and, where it is not the one
+    /// asked for, why.
+    pub fn precision(&self) -> &crate::precision::Resolved {
+        self.decoder.precision()
+    }
+
+    /// The model and the decoder [`Run::generate`] uses (to make another in a new precision).
+    pub fn decoder_mut(&mut self) -> (&Gpt2, &mut Decoder) {
+        (&self.trainer.model, &mut self.decoder)
     }
 
     /// Text continuing `prompt` (the start of the validation split when empty), prompt included.

@@ -4,7 +4,7 @@
 use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::model::Gpt2;
 use crate::parity::{self, ParityFile};
-use crate::precision::Precision;
+use crate::precision::{Precision, Purpose};
 use crate::run::fits::{allocate, Building};
 use crate::tokenizer::Tokenizer;
 use crate::web::engine::{Engine, Loaded, Model};
@@ -105,10 +105,37 @@ impl Engine {
         }
     }
 
+    /// Makes the current model's decoder run in `precision` where it was made for another. Where
+    /// its f16 copies of the weights do not fit in the GPU's memory, the decoder in use stays and
+    /// the note says so (never an error).
+    async fn set_precision(&mut self, precision: Precision) -> Option<String> {
+        let (model, decoder) = match &mut self.model {
+            Model::Training(tr) => tr.driver.run.decoder_mut(),
+            Model::Loaded(l) => (&l.model, &mut l.decoder),
+            Model::None => return None,
+        };
+        if decoder.asked() == precision {
+            return None;
+        }
+        let gpu = model.kernels.gpu.clone();
+        match allocate(&gpu, Building::Model(&model.config), || Decoder::with_precision(model, precision)).await {
+            Ok(d) => {
+                *decoder = d;
+                None
+            }
+            Err(_) => Some(format!(
+                "{} asked, but the f16 copies of the weights do not fit in this GPU's memory; generating in {}",
+                precision.name(),
+                decoder.precision().runs.name()
+            )),
+        }
+    }
+
     /// Streams a continuation of `prompt` as `token` events, until max_tokens, `<|endoftext|>`
     /// or a Cancel.
-    pub(crate) async fn generate(&mut self, prompt: &str, cfg: &SampleConfig) -> Result<()> {
+    pub(crate) async fn generate(&mut self, prompt: &str, cfg: &SampleConfig, precision: Precision) -> Result<()> {
         cfg.validate()?;
+        let not_fitted = self.set_precision(precision).await;
         let (ids, tokenizer) = self.prompt(prompt, "generate from it")?;
         self.inbox.borrow_mut().cancel = false;
         let mut stream = TextStream::new(&tokenizer, &ids)?;
@@ -126,17 +153,24 @@ impl Engine {
             !inbox.borrow().cancel
         };
         let (out, precision) = match &mut self.model {
-            Model::Training(tr) => (tr.driver.run.generate(&ids, cfg, on_token).await?, tr.driver.run.precision()),
+            Model::Training(tr) => {
+                (tr.driver.run.generate(&ids, cfg, on_token).await?, tr.driver.run.precision().clone())
+            }
             Model::Loaded(l) => (
                 l.decoder.generate(&l.model, &ids, cfg, l.tokenizer.end_of_text(), on_token).await?,
-                l.decoder.precision().runs,
+                l.decoder.precision().clone(),
             ),
-            Model::None => (Vec::new(), Precision::F32), // prompt() refused already
+            Model::None => (Vec::new(), Precision::F32.resolve(Purpose::Inference, false)), // prompt() refused already
         };
         send(stream.finish(&tokenizer)?);
         let secs = ((self.host.clock())() - started) / 1e3;
         let (tokens, tokens_per_sec) = (out.len(), out.len() as f64 / secs.max(1e-3));
-        self.post(&Event::Generated { tokens, tokens_per_sec, precision: precision.name().into() });
+        self.post(&Event::Generated {
+            tokens,
+            tokens_per_sec,
+            precision: precision.runs.name().into(),
+            precision_note: not_fitted.or(precision.note),
+        });
         Ok(())
     }
 }

@@ -11,8 +11,14 @@ use crate::data::MAX_CORPUS_BYTES;
 use crate::dynamics::{Dynamics, LayerDynamics, TensorDynamics};
 use crate::generate::SampleConfig;
 use crate::params::ParamRow;
+use crate::precision::Precision;
 use crate::run::format::History;
 use crate::run::{Progress, RunSettings};
+
+/// The page generates in auto precision unless it asks for another.
+fn auto() -> Precision {
+    Precision::Auto
+}
 
 /// What the page asks of the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, VariantNames)]
@@ -52,6 +58,9 @@ pub enum Request {
         top_p: f32,
         max_tokens: usize,
         seed: u64,
+        /// f32, f16 or auto (the page's default: f16 where the adapter has shader-f16).
+        #[serde(default = "auto")]
+        precision: Precision,
     },
     /// Stop the generation in progress.
     Cancel,
@@ -350,9 +359,12 @@ pub enum Event {
     Generated {
         tokens: usize,
         tokens_per_sec: f64,
-        /// The precision the generation ran in: "f16" (an imported model where the adapter has
-        /// shader-f16: the page's auto) or "f32".
+        /// The precision the generation ran in: "f16" (where the adapter has shader-f16 and f16
+        /// or auto was asked for) or "f32".
         precision: String,
+        /// Why it is not the one asked for (f16 without shader-f16), if so.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        precision_note: Option<String>,
     },
     /// The model's Hugging Face files, named by `files`, alongside.
     Export {
@@ -504,6 +516,7 @@ mod tests {
                 top_p: 0.9,
                 max_tokens: 10,
                 seed: 1,
+                precision: Precision::F16,
             },
             Request::Cancel,
             Request::Export,
@@ -577,7 +590,7 @@ mod tests {
             Event::Dynamics { point: point.clone(), tensors: vec![tensor] },
             Event::Eval { step: 30, train_loss: 2.0, val_loss: 2.25, accuracy: Some(0.5), sample: "the cat".into() },
             Event::Token { text: "a".into() },
-            Event::Generated { tokens: 10, tokens_per_sec: 100.0, precision: "f16".into() },
+            Event::Generated { tokens: 10, tokens_per_sec: 100.0, precision: "f16".into(), precision_note: None },
             Event::Export { files: vec!["config.json".into()], step: 60 },
             Event::ExportRun { name: "lines.txt-step60.zip".into(), step: 60 },
             Event::Checkpoint { id: "run-1".into(), name: "a.txt".into(), step: 30, files: vec!["config.json".into()] },

@@ -85,9 +85,9 @@ impl Engine {
                     self.fail(Scope::Export, e).await;
                 }
             }
-            Request::Generate { prompt, temperature, top_k, top_p, max_tokens, seed } => {
+            Request::Generate { prompt, temperature, top_k, top_p, max_tokens, seed, precision } => {
                 let cfg = SampleConfig { max_new_tokens: max_tokens, temperature, top_k, top_p, seed };
-                if let Err(e) = self.generate(&prompt, &cfg).await {
+                if let Err(e) = self.generate(&prompt, &cfg, precision).await {
                     self.fail(Scope::Generate, e).await;
                 }
             }

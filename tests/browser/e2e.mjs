@@ -381,6 +381,15 @@ try {
   // an imported model generates in the page's auto precision: f32 on SwiftShader (no shader-f16)
   const speed = await page.textContent("#gen-speed");
   if (!speed.endsWith(", f32")) fail(`the generate panel should say the precision (f32 on SwiftShader): ${JSON.stringify(speed)}`);
+  // f16 asked on SwiftShader: f32 with the note, the same text, never an error
+  await byId("precision").selectOption("f16");
+  await byId("generate").click();
+  await page.waitForFunction(() => document.getElementById("gen-speed").textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
+  const f16Speed = await page.textContent("#gen-speed");
+  if (!f16Speed.includes(", f32 (f16 asked, but this GPU adapter has no shader-f16")) fail(`f16 without shader-f16 should fall back to f32 and say so: ${JSON.stringify(f16Speed)}`);
+  if ((await text("output")) !== out) fail(`f16 falling back to f32 generated ${JSON.stringify(await text("output"))}, f32 ${JSON.stringify(out)}`);
+  console.log(`precision f16 on SwiftShader: ${f16Speed.slice(f16Speed.indexOf("f32"))}, the same text`);
+  await byId("precision").selectOption("auto");
   const topAfter = seen(await inspectNow());
   if (JSON.stringify(topAfter) !== JSON.stringify(topBefore)) fail(`the logit lens and next-token bars after re-import ${JSON.stringify(topAfter)} != ${JSON.stringify(topBefore)}`);
   console.log(`re-imported: the same logit lens and next-token bars, bit for bit (${JSON.stringify(topAfter.bars.slice(0, 2))} ...)`);

@@ -408,6 +408,7 @@ function generate() {
     ...sampler(),
     max_tokens: Math.max(1, Math.floor(num("max-tokens"))),
     seed: Math.max(0, Math.floor(num("seed"))),
+    precision: $("precision").value,
   });
 }
 

@@ -105,7 +105,7 @@ export const on = {
     status: `Resumed ${ev.name} at step ${ev.step}.${ev.fresh_moments ? " It was saved without the optimizer state: AdamW's moments start fresh, from zero, here (and its checkpoints are saved so)." : ""}`,
   }),
   token: (s, ev) => ({ ...s, output: s.output + ev.text }),
-  generated: (s, ev) => ({ ...s, generating: false, genSpeed: `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s, ${ev.precision}`, status: s.training === "training" ? s.status : "Generated." }),
+  generated: (s, ev) => ({ ...s, generating: false, genSpeed: `${ev.tokens} tokens, ${ev.tokens_per_sec.toFixed(1)} tokens/s, ${ev.precision}${ev.precision_note ? ` (${ev.precision_note})` : ""}`, status: s.training === "training" ? s.status : "Generated." }),
   // drawn as they come (inspect.js); the state keeps what look inside shows
   inspect: (s, ev) => ({ ...s, look: { asked: null, shown: { step: ev.step, prompt: ev.prompt }, error: null } }),
   sampling: (s) => ({ ...s, look: { ...s.look, error: null } }),
