@@ -108,7 +108,12 @@ impl Engine {
     /// Makes the current model's decoder run in `precision` where it was made for another. Where
     /// its f16 copies of the weights do not fit in the GPU's memory, the decoder in use stays and
     /// the note says so (never an error).
+    /// Auto is f32 for a training run: its samples (and evaluations' samples) stay the CLI's.
     async fn set_precision(&mut self, precision: Precision) -> Option<String> {
+        let precision = match (&self.model, precision) {
+            (Model::Training(_), Precision::Auto) => Precision::F32,
+            (_, p) => p,
+        };
         let (model, decoder) = match &mut self.model {
             Model::Training(tr) => tr.driver.run.decoder_mut(),
             Model::Loaded(l) => (&l.model, &mut l.decoder),
