@@ -212,14 +212,7 @@ fn a_checkpoint_keeps_the_loss_scale() {
     };
     let weights = Weights::random(model, 5);
     let new_run = |w: &Weights| Run::new(k.clone(), cfg.clone(), w, tok.clone(), &text).unwrap();
-    let losses = |run: &mut Run, n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                run.train_step().unwrap();
-                pollster::block_on(run.loss()).unwrap()
-            })
-            .collect()
-    };
+    let losses = common::step_losses;
     let mut straight = new_run(&weights);
     let want = losses(&mut straight, 6);
     let mut first = new_run(&weights);

@@ -73,14 +73,7 @@ fn new_run(k: &std::sync::Arc<wgpt::kernels::Kernels>, weights: &Weights) -> Run
 fn resume_continues_exactly() {
     let Some(k) = common::shared_kernels() else { return };
     let weights = Weights::random(tiny_run_config().model, 1);
-    let losses = |run: &mut Run, n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                run.train_step().unwrap();
-                pollster::block_on(run.loss()).unwrap()
-            })
-            .collect()
-    };
+    let losses = common::step_losses;
     let mut straight = new_run(&k, &weights);
     let want = losses(&mut straight, 20);
 

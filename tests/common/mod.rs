@@ -91,3 +91,14 @@ macro_rules! gpu_test {
         }
     };
 }
+
+/// The loss of each of `n` training steps of `run` (a readback after each).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn step_losses(run: &mut wgpt::run::Run, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            run.train_step().unwrap();
+            pollster::block_on(run.loss()).unwrap()
+        })
+        .collect()
+}
