@@ -23,8 +23,12 @@ struct Params {
     flags: u32, // 1: add bias[n]; 2: accumulate into C (C += ...)
     a_off: u32, // element offsets of A and B: a K-chunk of a longer product, or a block of
     b_off: u32, // columns of a wider stored matrix (lm_head's backward over wte chunks), starts there
-    c_off: u32, // C[m, n] is c[c_off + m * ldc + n]: a column block of a wider C (lm_head over
-    ldc: u32,   // one row chunk of wte, NT only); elsewhere 0 and N
+    // C[m, n] is c[c_off + m * ldc + n]: a column block of a wider C (lm_head over one row chunk
+    // of wte, NT only), or a block of C's rows (a product cut into several dispatches, each
+    // with M, a_off and c_off moved to its first row: RowBlocks in src/kernels/matmul.rs);
+    // elsewhere 0 and N
+    c_off: u32,
+    ldc: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -49,12 +53,12 @@ fn tile_cols(gid: vec3<u32>) -> vec4<u32> {
 }
 
 //#entry @store4
-// For kernels that write C and read bias as vec4s (N % 4 == 0, c_off = 0, ldc = N):
-// C[m, 4q .. 4q + 3] = v (+ bias) (+ C) where row m and vec4 column q exist.
+// For kernels that write C and read bias as vec4s (N % 4 == 0, ldc = N, c_off a multiple of N:
+// whole rows): C[m, 4q .. 4q + 3] = v (+ bias) (+ C) where row m and vec4 column q exist.
 fn put4(m: u32, q: u32, v: vec4<f32>) {
     let nq = p.N / 4u;
     if m < p.M && q < nq {
-        let o = m * nq + q;
+        let o = p.c_off / 4u + m * nq + q;
         var x = v;
         if (p.flags & 1u) != 0u {
             x += bias[q];

@@ -2,11 +2,14 @@
 //! submission runs longer than about 2 s (TDR). A training step, prefill or evaluation is a list
 //! of pieces cut at layer boundaries (the embedding, each block, the head, the loss, each block's
 //! backward, the clip and the update); a [`SubmitPlan`] submits them in as few groups as keep
-//! every group's measured GPU time under a budget. The first run of a plan submits every piece on
-//! its own and measures each; later runs group the pieces by those times, and a group measured
-//! over the budget scales its pieces' estimates up, so the next run splits it further. Splitting
-//! changes only where command buffers end, never the arithmetic: results are bit-identical to
-//! one submit.
+//! every group's measured GPU time under a budget. The first run of a plan submits every
+//! dispatch on its own and measures each (so even that run holds no submit longer than one
+//! dispatch); later runs group whole pieces by those times up to [`FILL`] of the budget, cut a
+//! piece over it between its dispatches, and a dispatch over it (a big matrix product) into
+//! blocks of its output's rows. A submit measured over the budget scales its dispatches'
+//! estimates up, so the next run splits it further. Splitting changes only where command
+//! buffers end and which workgroups a dispatch holds, never the arithmetic: results are
+//! bit-identical to one submit.
 //!
 //! Natively each group is timed from its submit to the device's wait on it returning; waiting
 //! keeps the CPU from recording ahead, so after a plan's first few runs only every 16th is timed
@@ -20,7 +23,7 @@ use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
 use crate::gpu::{now_ms, Gpu};
-use crate::kernels::Program;
+use crate::kernels::{Dispatch, Program};
 use crate::{Error, Result};
 
 /// The budget where neither `--submit-budget-ms` nor `WGPT_SUBMIT_BUDGET_MS` says otherwise: a
@@ -81,7 +84,8 @@ type Encoding<'a> = Box<dyn Fn(&mut wgpu::CommandEncoder) + 'a>;
 
 /// One piece of a run: commands before it (buffer clears and copies) and programs run in one
 /// compute pass. Pieces are the preferred cut points; a piece that alone runs over the budget is
-/// cut between its dispatches too.
+/// cut between its dispatches, and a dispatch that alone does (a big matrix product) into
+/// blocks of its output's rows where it can be ([`Dispatch::max_slices`]).
 pub struct Piece<'a> {
     pre: Option<Encoding<'a>>,
     programs: Vec<&'a Program>,
@@ -98,8 +102,13 @@ impl<'a> Piece<'a> {
         Piece { pre: Some(Box::new(pre)), programs }
     }
 
-    fn dispatches(&self) -> usize {
-        self.programs.iter().map(|p| p.len()).sum()
+    fn dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.programs.iter().flat_map(|p| p.dispatches())
+    }
+
+    /// Into how many slices each of its dispatches can be cut.
+    fn shape(&self) -> Vec<usize> {
+        self.dispatches().map(Dispatch::max_slices).collect()
     }
 
     /// Records dispatches `range` of the piece (the commands before it with the first).
@@ -119,20 +128,34 @@ impl<'a> Piece<'a> {
             at += p.len();
         }
     }
+
+    /// Records slice `j` of dispatch `d` cut into `of` (the commands before the piece with the
+    /// first slice of its first dispatch).
+    fn encode_slice(&self, enc: &mut wgpu::CommandEncoder, d: usize, j: usize, of: usize) {
+        if d == 0 && j == 0 {
+            if let Some(pre) = &self.pre {
+                pre(enc);
+            }
+        }
+        let dispatch = self.dispatches().nth(d).expect("a slice of one of the piece's dispatches");
+        dispatch.encode_slice(&mut enc.begin_compute_pass(&Default::default()), j, of);
+    }
 }
 
-/// What one submit holds: whole pieces, or a part (dispatches) of one piece.
+/// What one submit holds: whole pieces, a part (dispatches) of one piece, or a slice of one
+/// dispatch.
 #[derive(Debug, Clone, PartialEq)]
 enum Unit {
     Pieces(Range<usize>),
     Part { piece: usize, dispatches: Range<usize> },
+    Slice { piece: usize, dispatch: usize, slice: usize, of: usize },
 }
 
 /// Times of one run's submits in the browser: submit time, and the done time once reported.
 #[cfg(target_arch = "wasm32")]
 struct Pending {
     units: Vec<Unit>,
-    dispatches: Vec<usize>,
+    shape: Vec<Vec<usize>>,
     submitted: Vec<f64>,
     done: Arc<Mutex<Vec<Option<f64>>>>,
 }
@@ -141,10 +164,9 @@ struct Pending {
 /// one length) are cut, learned from measured times.
 pub struct SubmitPlan {
     budget_ms: f64,
-    /// Estimated GPU milliseconds of each piece (empty until measured).
-    est: Vec<f64>,
-    /// Into how many submits each piece is cut (1: whole; more where it alone is over budget).
-    parts: Vec<usize>,
+    /// Estimated GPU milliseconds of each dispatch of each piece; a piece not measured yet (or
+    /// whose dispatches changed in number) has none.
+    est: Vec<Vec<f64>>,
     last: SubmitStats,
     /// Runs since the plan was made (which runs wait on their submits to time them).
     #[cfg(not(target_arch = "wasm32"))]
@@ -161,6 +183,17 @@ const MEASURED_FIRST: u64 = 4;
 #[cfg(not(target_arch = "wasm32"))]
 const MEASURE_EVERY: u64 = 16;
 
+/// The share of the budget a plan fills with its estimates: a submit's time varies from run to
+/// run (by a tenth or two on lavapipe), and the margin keeps such a submit under the budget.
+const FILL: f64 = 0.75;
+
+/// Closes the open group of whole pieces (its first piece and estimate) before piece `end`.
+fn close(units: &mut Vec<Unit>, group: &mut Option<(usize, f64)>, end: usize) {
+    if let Some((start, _)) = group.take() {
+        units.push(Unit::Pieces(start..end));
+    }
+}
+
 impl SubmitPlan {
     /// A plan with the process's budget ([`budget_ms`]).
     pub fn from_env() -> Result<SubmitPlan> {
@@ -172,7 +205,6 @@ impl SubmitPlan {
         SubmitPlan {
             budget_ms: budget_ms.max(0.0),
             est: Vec::new(),
-            parts: Vec::new(),
             last: SubmitStats::default(),
             #[cfg(not(target_arch = "wasm32"))]
             runs: 0,
@@ -188,11 +220,6 @@ impl SubmitPlan {
     /// Changes the budget; what was measured is kept.
     pub fn set_budget_ms(&mut self, ms: f64) {
         self.budget_ms = ms.max(0.0);
-        // pieces over the new budget are cut as the first measurement would (at most one
-        // dispatch per part: `units` caps it)
-        for (p, &e) in self.parts.iter_mut().zip(&self.est) {
-            *p = if e <= self.budget_ms { 1 } else { (e / self.budget_ms).ceil() as usize };
-        }
     }
 
     /// How the last run was submitted.
@@ -200,88 +227,115 @@ impl SubmitPlan {
         self.last
     }
 
-    /// The submits of pieces with `dispatches` each: every piece alone until measured, else
-    /// consecutive pieces whose estimates add up to at most the budget, and a piece over it
-    /// alone or, cut between its dispatches, in parts.
-    fn units(&self, dispatches: &[usize]) -> Vec<Unit> {
-        let n = dispatches.len();
-        if self.est.len() < n {
-            return (0..n).map(|i| Unit::Pieces(i..i + 1)).collect();
+    /// Whether piece `i`, of `dispatches` dispatches, has been measured.
+    fn known(&self, i: usize, dispatches: usize) -> bool {
+        self.est.get(i).is_some_and(|e| e.len() == dispatches)
+    }
+
+    /// Into how many slices a dispatch estimated at `ms` is cut (at most `max`).
+    fn slices(&self, ms: f64, max: usize) -> usize {
+        let cap = FILL * self.budget_ms;
+        if ms <= cap {
+            1
+        } else {
+            ((ms / cap).ceil() as usize).clamp(1, max.max(1))
         }
+    }
+
+    /// The submits of pieces whose dispatches can be cut into `shape` slices each: a piece not
+    /// measured yet has every dispatch alone; measured pieces go in groups of consecutive whole
+    /// pieces whose estimates add up to at most [`FILL`] of the budget, a piece over that is
+    /// cut between its dispatches by their estimates, and a dispatch over it alone into slices.
+    fn units(&self, shape: &[Vec<usize>]) -> Vec<Unit> {
+        let cap = FILL * self.budget_ms;
         let mut units = Vec::new();
-        let (mut start, mut sum) = (0, 0.0);
-        for (i, &ms) in self.est[..n].iter().enumerate() {
-            let parts = self.parts[i].min(dispatches[i]);
-            if i > start && (sum + ms > self.budget_ms || parts > 1) {
-                units.push(Unit::Pieces(start..i));
-                (start, sum) = (i, 0.0);
-            }
-            if parts > 1 {
-                let d = dispatches[i];
-                units.extend(
-                    (0..parts).map(|j| Unit::Part { piece: i, dispatches: j * d / parts..(j + 1) * d / parts }),
-                );
-                (start, sum) = (i + 1, 0.0);
+        let mut group: Option<(usize, f64)> = None;
+        for (i, max) in shape.iter().enumerate() {
+            if max.is_empty() {
+                // nothing to time: it goes with the open group or opens one
+                group.get_or_insert((i, 0.0));
                 continue;
             }
-            sum += ms;
+            if !self.known(i, max.len()) {
+                close(&mut units, &mut group, i);
+                units.extend((0..max.len()).map(|d| Unit::Part { piece: i, dispatches: d..d + 1 }));
+                continue;
+            }
+            let est = &self.est[i];
+            let total: f64 = est.iter().sum();
+            if total <= cap {
+                match &mut group {
+                    Some((_, sum)) if *sum + total <= cap => *sum += total,
+                    _ => {
+                        close(&mut units, &mut group, i);
+                        group = Some((i, total));
+                    }
+                }
+                continue;
+            }
+            close(&mut units, &mut group, i);
+            let (mut start, mut sum) = (0, 0.0);
+            for (d, (&ms, &m)) in est.iter().zip(max).enumerate() {
+                let of = self.slices(ms, m);
+                if d > start && (of > 1 || sum + ms > cap) {
+                    units.push(Unit::Part { piece: i, dispatches: start..d });
+                    (start, sum) = (d, 0.0);
+                }
+                if of > 1 {
+                    units.extend((0..of).map(|slice| Unit::Slice { piece: i, dispatch: d, slice, of }));
+                    (start, sum) = (d + 1, 0.0);
+                    continue;
+                }
+                sum += ms;
+            }
+            if start < est.len() {
+                units.push(Unit::Part { piece: i, dispatches: start..est.len() });
+            }
         }
-        if start < n {
-            units.push(Unit::Pieces(start..n));
-        }
+        close(&mut units, &mut group, shape.len());
         units
     }
 
-    /// Cuts a piece measured at `ms` alone into enough parts for the budget (at most one
-    /// dispatch each).
-    fn cut(&mut self, piece: usize, ms: f64, dispatches: usize) {
-        let want = (ms / self.budget_ms).ceil() as usize;
-        self.parts[piece] = want.max(self.parts[piece]).clamp(1, dispatches.max(1));
-    }
-
-    /// Learns from the measured milliseconds of `units`: a run that measured every piece alone
-    /// sets the estimates; a submit over the budget raises its pieces' estimates to its time,
-    /// or cuts its piece into more parts.
-    fn learn(&mut self, units: &[Unit], dispatches: &[usize], times: &[f64]) {
-        let n = dispatches.len();
-        if self.est.len() < n {
-            if units.len() != n {
-                return;
+    /// Learns from the measured milliseconds of `units` (made by [`SubmitPlan::units`] for
+    /// `shape`): a piece measured for the first time gets its dispatches' times; a submit over
+    /// the budget raises the estimates of what it held to its time (so the next run cuts it
+    /// further), a slice over it cuts its dispatch into more.
+    fn learn(&mut self, units: &[Unit], shape: &[Vec<usize>], times: &[f64]) {
+        let fresh: Vec<bool> = shape.iter().enumerate().map(|(i, m)| !self.known(i, m.len())).collect();
+        if self.est.len() < shape.len() {
+            self.est.resize(shape.len(), Vec::new());
+        }
+        for (i, m) in shape.iter().enumerate() {
+            if fresh[i] {
+                self.est[i] = vec![0.0; m.len()];
             }
-            self.est = times.to_vec();
-            self.parts = vec![1; n];
-            for (i, &ms) in times.iter().enumerate() {
-                if ms > self.budget_ms {
-                    self.cut(i, ms, dispatches[i]);
-                }
-            }
-        } else {
-            let mut over_parts = vec![0.0f64; n];
-            for (u, &ms) in units.iter().zip(times) {
-                match u {
-                    Unit::Pieces(g) if ms > self.budget_ms && g.len() > 1 => {
-                        let sum: f64 = self.est[g.clone()].iter().sum();
-                        for e in &mut self.est[g.clone()] {
-                            *e = if sum > 0.0 { *e * ms / sum } else { ms / g.len() as f64 };
-                        }
-                    }
-                    Unit::Pieces(g) if ms > self.budget_ms => {
-                        self.est[g.start] = ms;
-                        self.cut(g.start, ms, dispatches[g.start]);
-                    }
-                    Unit::Part { piece, .. } => over_parts[*piece] = over_parts[*piece].max(ms),
-                    Unit::Pieces(_) => {}
-                }
-            }
-            for (i, &ms) in over_parts.iter().enumerate() {
-                if ms > self.budget_ms {
-                    // the longest part over budget: that many times more parts
-                    let more = self.parts[i] as f64 * ms / self.budget_ms;
-                    self.cut(i, more * self.budget_ms, dispatches[i]);
+        }
+        for (u, &ms) in units.iter().zip(times) {
+            match *u {
+                // a piece not measured before ran one dispatch per submit
+                Unit::Part { piece, ref dispatches } if fresh[piece] => self.est[piece][dispatches.start] = ms,
+                _ if ms <= self.budget_ms => {}
+                Unit::Pieces(ref g) => self.scale(g.clone().map(|i| (i, 0..shape[i].len())).collect(), ms),
+                Unit::Part { piece, ref dispatches } => self.scale(vec![(piece, dispatches.clone())], ms),
+                Unit::Slice { piece, dispatch, of, .. } => {
+                    let e = &mut self.est[piece][dispatch];
+                    *e = e.max(ms * of as f64);
                 }
             }
         }
         self.last.longest_ms = times.iter().copied().reduce(f64::max);
+    }
+
+    /// Raises the estimates of the dispatches `spans` (piece, dispatches) that ran in one
+    /// submit measured at `ms` so they add up to it.
+    fn scale(&mut self, spans: Vec<(usize, Range<usize>)>, ms: f64) {
+        let sum: f64 = spans.iter().map(|(i, r)| self.est[*i][r.clone()].iter().sum::<f64>()).sum();
+        let n: usize = spans.iter().map(|(_, r)| r.len()).sum();
+        for (i, r) in spans {
+            for e in &mut self.est[i][r] {
+                *e = if sum > 0.0 { *e * ms / sum } else { ms / n as f64 };
+            }
+        }
     }
 
     /// Submits `pieces` in order: in one command buffer where the budget is 0, else in the
@@ -289,16 +343,19 @@ impl SubmitPlan {
     pub fn run(&mut self, gpu: &Gpu, pieces: &[Piece]) {
         #[cfg(target_arch = "wasm32")]
         self.harvest();
-        let dispatches: Vec<usize> = pieces.iter().map(Piece::dispatches).collect();
+        let shape: Vec<Vec<usize>> = pieces.iter().map(Piece::shape).collect();
         let encode = |u: &Unit| {
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             match u {
                 Unit::Pieces(g) => {
-                    for (p, &d) in pieces[g.clone()].iter().zip(&dispatches[g.clone()]) {
-                        p.encode(&mut enc, 0..d);
+                    for (p, m) in pieces[g.clone()].iter().zip(&shape[g.clone()]) {
+                        p.encode(&mut enc, 0..m.len());
                     }
                 }
                 Unit::Part { piece, dispatches } => pieces[*piece].encode(&mut enc, dispatches.clone()),
+                &Unit::Slice { piece, dispatch, slice, of } => {
+                    pieces[piece].encode_slice(&mut enc, dispatch, slice, of)
+                }
             }
             enc.finish()
         };
@@ -307,12 +364,12 @@ impl SubmitPlan {
             self.last = SubmitStats { submits: 1, longest_ms: None };
             return;
         }
-        let units = self.units(&dispatches);
+        let units = self.units(&shape);
         // in the browser longest_ms stays the last measured run's (harvest)
         self.last.submits = units.len();
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let measure = self.est.len() < dispatches.len()
+            let measure = shape.iter().enumerate().any(|(i, m)| !self.known(i, m.len()))
                 || self.runs < MEASURED_FIRST
                 || self.runs.is_multiple_of(MEASURE_EVERY);
             self.runs += 1;
@@ -331,7 +388,7 @@ impl SubmitPlan {
                 let _ = gpu.device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None });
                 times.push(now_ms() - t0);
             }
-            self.learn(&units, &dispatches, &times);
+            self.learn(&units, &shape, &times);
         }
         #[cfg(target_arch = "wasm32")]
         {
@@ -351,7 +408,7 @@ impl SubmitPlan {
                 }
             }
             if measure {
-                self.pending = Some(Pending { units, dispatches, submitted, done });
+                self.pending = Some(Pending { units, shape, submitted, done });
             }
         }
     }
@@ -378,7 +435,7 @@ impl SubmitPlan {
             })
             .collect();
         let submits = self.last.submits;
-        self.learn(&p.units, &p.dispatches, &times);
+        self.learn(&p.units, &p.shape, &times);
         self.last.submits = submits;
     }
 }
@@ -387,41 +444,58 @@ impl SubmitPlan {
 mod tests {
     use super::*;
 
-    fn pieces(units: &[Unit]) -> Vec<Range<usize>> {
-        units.iter().map(|u| if let Unit::Pieces(g) = u { g.clone() } else { panic!("{u:?} is a part") }).collect()
+    fn part(piece: usize, r: Range<usize>) -> Unit {
+        Unit::Part { piece, dispatches: r }
+    }
+
+    fn slices(piece: usize, dispatch: usize, of: usize) -> Vec<Unit> {
+        (0..of).map(|slice| Unit::Slice { piece, dispatch, slice, of }).collect()
     }
 
     #[test]
     fn units_follow_the_estimates() {
-        let d = [3, 3, 3, 3];
-        let mut plan = SubmitPlan::new(10.0);
-        assert_eq!(pieces(&plan.units(&d[..3])), vec![0..1, 1..2, 2..3], "unmeasured: every piece alone");
-        plan.learn(&plan.units(&d), &d, &[4.0, 5.0, 9.0, 3.0]);
-        assert_eq!(plan.est, vec![4.0, 5.0, 9.0, 3.0]);
-        assert_eq!(pieces(&plan.units(&d)), vec![0..2, 2..3, 3..4]);
-        assert_eq!(pieces(&plan.units(&d[..2])), vec![0..2], "a prefix uses the prefix's estimates");
-        // the first submit measured 20 ms: its pieces scale to 20 and split apart
-        plan.learn(&plan.units(&d), &d, &[20.0, 9.0, 3.0]);
-        assert_eq!(pieces(&plan.units(&d)), vec![0..1, 1..2, 2..3, 3..4]);
+        let shape = vec![vec![1; 3]; 4];
+        let mut plan = SubmitPlan::new(10.0); // fills up to 7.5
+        let first = plan.units(&shape);
+        assert_eq!(first.len(), 12, "unmeasured: every dispatch alone");
+        plan.learn(&first, &shape, &[1.0, 1.0, 2.0, 1.0, 2.0, 2.0, 3.0, 3.0, 3.0, 1.0, 1.0, 1.0]);
+        assert_eq!(plan.est[2], vec![3.0, 3.0, 3.0]);
+        let want = vec![Unit::Pieces(0..1), Unit::Pieces(1..2), part(2, 0..2), part(2, 2..3), Unit::Pieces(3..4)];
+        assert_eq!(plan.units(&shape), want);
+        assert_eq!(plan.units(&shape[..2]), want[..2], "a prefix uses the prefix's estimates");
+        // the first submit measured 20 ms: its dispatches scale to 5, 5, 10 and split apart
+        // (the 10 ms one cannot be cut: alone)
+        plan.learn(&want, &shape, &[20.0, 5.0, 6.0, 3.0, 3.0]);
+        assert_eq!(plan.est[0], vec![5.0, 5.0, 10.0]);
+        assert_eq!(plan.units(&shape)[..3], [part(0, 0..1), part(0, 1..2), part(0, 2..3)]);
         assert_eq!(plan.stats().longest_ms, Some(20.0));
         plan.set_budget_ms(1000.0);
-        assert_eq!(pieces(&plan.units(&d)), vec![0..4]);
+        assert_eq!(plan.units(&shape), vec![Unit::Pieces(0..4)]);
+        // a piece whose dispatches changed in number is measured again, dispatch by dispatch
+        let mut changed = shape.clone();
+        changed[1].push(1);
+        assert_eq!(
+            plan.units(&changed),
+            [vec![Unit::Pieces(0..1)], (0..4).map(|d| part(1, d..d + 1)).collect(), vec![Unit::Pieces(2..4)]].concat()
+        );
     }
 
     #[test]
-    fn a_piece_over_the_budget_is_cut_between_its_dispatches() {
-        let d = [2, 10, 2];
+    fn a_dispatch_over_the_budget_is_cut_into_slices() {
+        let shape = vec![vec![1, 8, 1], vec![]];
         let mut plan = SubmitPlan::new(10.0);
-        plan.learn(&plan.units(&d), &d, &[1.0, 25.0, 1.0]);
-        let part = |piece, r: Range<usize>| Unit::Part { piece, dispatches: r };
-        let want = vec![Unit::Pieces(0..1), part(1, 0..3), part(1, 3..6), part(1, 6..10), Unit::Pieces(2..3)];
-        assert_eq!(plan.units(&d), want);
-        // a part measured at 15 ms: 3 parts x 15/10 = 4.5, so 5 parts
-        plan.learn(&want, &d, &[1.0, 15.0, 8.0, 8.0, 1.0]);
-        assert_eq!(plan.parts[1], 5);
-        // never more parts than dispatches
-        plan.learn(&plan.units(&d), &d, &[1.0, 100.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
-        assert_eq!(plan.parts[1], 10);
-        assert_eq!(plan.units(&d).len(), 12);
+        let first = plan.units(&shape);
+        assert_eq!(first, vec![part(0, 0..1), part(0, 1..2), part(0, 2..3), Unit::Pieces(1..2)]);
+        plan.learn(&first, &shape, &[1.0, 30.0, 1.0, 0.1]);
+        // 30 ms over 7.5 a slice: 4 slices
+        let want = [vec![part(0, 0..1)], slices(0, 1, 4), vec![part(0, 2..3), Unit::Pieces(1..2)]].concat();
+        assert_eq!(plan.units(&shape), want);
+        // a slice measured at 12 ms: 4 x 12 = 48 ms, so 7 slices
+        plan.learn(&want, &shape, &[1.0, 12.0, 8.0, 8.0, 8.0, 1.0, 0.1]);
+        assert_eq!(plan.units(&shape)[1..8], slices(0, 1, 7)[..]);
+        // never more slices than the dispatch has (its workgroup rows)
+        plan.learn(&plan.units(&shape), &shape, &[1.0, 100.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.1]);
+        assert_eq!(plan.units(&shape)[1..9], slices(0, 1, 8)[..]);
+        assert_eq!(plan.units(&shape).len(), 11);
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{grid, ModuleSpec, Pipe, PipeCache, Program};
+use super::{grid, Dispatch, ModuleSpec, Pipe, PipeCache, Program};
 use crate::gpu::{Gpu, Tensor};
 use crate::tune::Family;
 
@@ -168,18 +168,22 @@ impl MatmulVariant {
         ModuleSpec { f16: half, ..spec }
     }
 
-    /// Workgroups (x over columns, y over rows) for an M x N product.
-    fn workgroups(&self, m: usize, n: usize) -> [usize; 2] {
+    /// Columns and rows of C one workgroup computes.
+    fn block(&self) -> [usize; 2] {
         match *self {
-            MatmulVariant::Portable { rows } => {
-                [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(rows as usize * FAST_WG[1])]
-            }
-            MatmulVariant::Subgroup => [n.div_ceil(SG_TILE[0]), m.div_ceil(SG_TILE[1])],
+            MatmulVariant::Portable { rows } => [FAST_COLS * FAST_WG[0], rows as usize * FAST_WG[1]],
+            MatmulVariant::Subgroup => SG_TILE,
             MatmulVariant::Tiled(t) => {
                 let (bm, bn) = t.block();
-                [n.div_ceil(bn as usize), m.div_ceil(bm as usize)]
+                [bn as usize, bm as usize]
             }
         }
+    }
+
+    /// Workgroups (x over columns, y over rows) for an M x N product.
+    fn workgroups(&self, m: usize, n: usize) -> [usize; 2] {
+        let [cols, rows] = self.block();
+        [n.div_ceil(cols), m.div_ceil(rows)]
     }
 }
 
@@ -457,6 +461,59 @@ fn single_row_subgroup(entry: &'static str) -> ModuleSpec {
     ModuleSpec { subgroups: true, ..ModuleSpec::new::<Params>(SUBGROUP, entry) }
 }
 
+/// A variant's dispatch run as several over blocks of C's rows, so that a submit which one
+/// product alone would keep past its budget can be cut (src/submit.rs): each block is the same
+/// kernel with M, A's and C's offsets moved to its first row (a multiple of the workgroup's
+/// rows), so every element of C is the same fma chain as in the whole dispatch. The blocks'
+/// dispatches are made when first asked for.
+pub(super) struct RowBlocks {
+    pipe: Arc<Pipe>,
+    variant: MatmulVariant,
+    params: Params,
+    tensors: [Tensor; 4],
+    /// The dispatches of the last cut asked for, and into how many blocks.
+    made: Mutex<Option<(usize, Vec<Dispatch>)>>,
+}
+
+impl RowBlocks {
+    fn new(pipe: &Arc<Pipe>, variant: MatmulVariant, params: Params, tensors: [&Tensor; 4]) -> RowBlocks {
+        RowBlocks { pipe: pipe.clone(), variant, params, tensors: tensors.map(Tensor::clone), made: Mutex::new(None) }
+    }
+
+    /// The most blocks: one per workgroup row.
+    pub(super) fn max(&self) -> usize {
+        (self.params.m as usize).div_ceil(self.variant.block()[1])
+    }
+
+    /// Records block `j` of the product cut into `of` (at most [`RowBlocks::max`]).
+    pub(super) fn encode(&self, pass: &mut wgpu::ComputePass<'_>, j: usize, of: usize) {
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if made.as_ref().is_none_or(|(n, _)| *n != of) {
+            *made = Some((of, self.make(of)));
+        }
+        made.as_ref().expect("made above").1[j].encode(pass);
+    }
+
+    fn make(&self, of: usize) -> Vec<Dispatch> {
+        let (p, rows, block) = (self.params, self.max(), self.variant.block()[1]);
+        let [out, a, b, bias] = &self.tensors;
+        (0..of)
+            .map(|j| {
+                let m0 = j * rows / of * block;
+                let m1 = ((j + 1) * rows / of * block).min(p.m as usize);
+                let params = Params {
+                    m: (m1 - m0) as u32,
+                    a_off: p.a_off + m0 as u32 * p.a_rs,
+                    c_off: p.c_off + m0 as u32 * p.ldc,
+                    ..p
+                };
+                let wg = self.variant.workgroups(m1 - m0, p.n as usize);
+                self.pipe.dispatch(&params, &[out, a, b, bias], [wg[0] as u32, wg[1] as u32, 1])
+            })
+            .collect()
+    }
+}
+
 pub struct Matmul {
     gpu: Gpu,
     shared: Shared,
@@ -619,17 +676,22 @@ impl Matmul {
             !half || matches!(layout, Some(Layout::Nn | Layout::Nt | Layout::Vm | Layout::Vmt)),
             "matmul: an f16 B needs the NN, NT, VM or VMT layout (K and N multiples of 4), got {layout:?}"
         );
-        let chosen;
-        let (pipe, wg) = match layout {
+        // a variant's product can be cut into blocks of rows (RowBlocks); the shared kernels'
+        // are not (they run the small and the single-row products)
+        let chosen = match layout {
             Some(l @ (Layout::Nn | Layout::Nt | Layout::Tn)) => {
                 let variant = variant.unwrap_or_else(|| self.choice(&Product { layout: l, m, k, n }));
-                chosen = self.pipe(variant, l, half);
-                (&*chosen, variant.workgroups(m, n))
+                Some((self.pipe(variant, l, half), variant))
             }
-            _ => self.shared_pipe(layout, m, n, half),
+            _ => None,
+        };
+        let (pipe, wg) = match &chosen {
+            Some((pipe, variant)) => (&**pipe, variant.workgroups(m, n)),
+            None => self.shared_pipe(layout, m, n, half),
         };
         assert!(wg[0] <= 65535 && wg[1] <= 65535, "matmul {m}x{k}x{n}: too many workgroups");
         let wg = [wg[0] as u32, wg[1] as u32, 1];
+        let tensors = [out, a.op.t, b.op.t, bias_t];
         for k0 in (0..k.max(1)).step_by(K_CHUNK) {
             let first = k0 == 0;
             let mut flags = 0;
@@ -653,7 +715,11 @@ impl Matmul {
                 c_off: cols.0 as u32,
                 ldc: cols.1 as u32,
             };
-            prog.push(pipe.dispatch(&params, &[out, a.op.t, b.op.t, bias_t], wg));
+            let d = pipe.dispatch(&params, &tensors, wg);
+            prog.push(match (&chosen, wg[1]) {
+                (Some((pipe, variant)), 2..) => d.with_rows(RowBlocks::new(pipe, *variant, params, tensors)),
+                _ => d,
+            });
         }
     }
 

@@ -251,7 +251,14 @@ impl Pipe {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { pipeline: pipeline.clone(), bind_group, workgroups, label: self.label.clone(), _uniform: uniform }
+        Dispatch {
+            pipeline: pipeline.clone(),
+            bind_group,
+            workgroups,
+            label: self.label.clone(),
+            _uniform: uniform,
+            rows: None,
+        }
     }
 }
 
@@ -318,6 +325,9 @@ pub struct Dispatch {
     workgroups: [u32; 3],
     label: Arc<str>,
     _uniform: Buffer,
+    /// Where the dispatch can also run as several, each over a block of its output's rows (a
+    /// matmul's), for submits that it alone would keep past their budget.
+    rows: Option<Box<matmul::RowBlocks>>,
 }
 
 impl Dispatch {
@@ -326,6 +336,25 @@ impl Dispatch {
         pass.set_bind_group(0, &self.bind_group, &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
+    }
+
+    fn with_rows(self, rows: matmul::RowBlocks) -> Dispatch {
+        Dispatch { rows: Some(Box::new(rows)), ..self }
+    }
+
+    /// Into how many dispatches this one can be cut, each over a block of its output's rows
+    /// with the same results (1: it cannot be cut).
+    pub fn max_slices(&self) -> usize {
+        self.rows.as_ref().map_or(1, |r| r.max())
+    }
+
+    /// Records slice `j` of this dispatch cut into `of` (at most [`Dispatch::max_slices`]; 1:
+    /// the whole dispatch).
+    pub fn encode_slice(&self, pass: &mut wgpu::ComputePass<'_>, j: usize, of: usize) {
+        match &self.rows {
+            Some(rows) if of > 1 => rows.encode(pass, j, of),
+            _ => self.encode(pass),
+        }
     }
 }
 
@@ -357,6 +386,10 @@ impl Program {
         for d in &self.dispatches[range] {
             d.encode(pass);
         }
+    }
+
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
     }
 
     /// Runs each dispatch in a pass of its own, timed by GPU timestamps, and adds its
