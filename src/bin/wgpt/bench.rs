@@ -323,12 +323,16 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
         pollster::block_on(gpu.read(&f.acts.loss))?;
     }
     let start = Instant::now();
+    let mut submits = vec![];
     for _ in 0..iters {
         model.forward(&f, &ids, Some(&targets))?;
+        submits.push(f.submits());
     }
     pollster::block_on(gpu.read(&f.acts.loss))?;
     let ms = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
     tokens_row(&format!("forward {preset}"), &format!("B={b} T={t}"), ms, (b * t) as f64 / ms * 1e3);
+    // an evaluation batch is this forward with the loss
+    submit_line(&format!("forward (an evaluation batch) {preset}"), &submits);
     Ok(())
 }
 
