@@ -62,11 +62,10 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
             let readback = 2 * 4 * model.num_params() as u64;
             let need = |b, t| training_bytes(model, b, t, kind, f16) + readback;
             let fixed = 4 * 4 * model.num_params() as u64; // weights, gradients, AdamW's m and v
-            let copies = match f16 {
-                true => {
-                    format!(", {} for the f16 weight copies of mixed precision", mib(MatmulWeights::f16_bytes(model)))
-                }
-                false => String::new(),
+            let copies = if f16 {
+                format!(", {} for the f16 weight copies of mixed precision", mib(MatmulWeights::f16_bytes(model)))
+            } else {
+                String::new()
             };
             let thing = format!(
                 "this run (about {}: {} for the weights, gradients and AdamW moments{copies}, {} to read a \
