@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::Tensor;
 use crate::kernels::{Kernels, Program};
-use crate::model::ParameterTensors;
+use crate::model::{Gpt2Config, ParameterTensors};
 use crate::{Error, Result};
 
 /// What the user asked for.
@@ -109,6 +109,16 @@ impl MatmulWeights {
         }
     }
 
+    /// The bytes of the f16 copies [`MatmulWeights::f16`] makes for `cfg`: 2 per element of
+    /// every Conv1D weight and wte (each buffer rounded up to 4 bytes, as [`crate::Gpu::buffer`]
+    /// rounds it), 247 MB for GPT-2 124M.
+    pub fn f16_bytes(cfg: &Gpt2Config) -> u64 {
+        let specs = cfg.param_specs();
+        // the matrices of the products: every 2-D parameter but wpe (which only the gather reads)
+        let products = specs.iter().filter(|(name, shape)| shape.len() == 2 && name != "wpe.weight");
+        products.map(|(_, shape)| (2 * shape.iter().product::<usize>() as u64).div_ceil(4) * 4).sum()
+    }
+
     /// f16 copies of `p`'s weights and the program that fills them from the f32 ones (run it
     /// whenever those may have changed). Needs shader-f16.
     pub fn f16(k: &Kernels, p: &ParameterTensors) -> Result<(MatmulWeights, Program)> {
@@ -135,6 +145,21 @@ impl MatmulWeights {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What mixed precision adds to a run (training_bytes): 2 bytes per element of every Conv1D
+    /// weight and wte, 12·L·C² + V·C elements.
+    #[test]
+    fn the_f16_copies_are_2_bytes_per_matmul_weight() {
+        for (name, v, want) in
+            [("baby", 65, 1_589_504), ("shakespeare-char", 65, 21_283_584), ("gpt2", 50257, 247_064_064)]
+        {
+            let cfg = Gpt2Config { vocab_size: v, ..Gpt2Config::preset(name).unwrap() };
+            let (l, c) = (cfg.n_layer as u64, cfg.n_embd as u64);
+            assert_eq!(2 * (12 * l * c * c + v as u64 * c), want, "{name}");
+            println!("{name} (vocab {v}): {want} bytes of f16 copies");
+            assert_eq!(MatmulWeights::f16_bytes(&cfg), want, "{name}");
+        }
+    }
 
     #[test]
     fn f16_falls_back_with_a_note_and_auto_quietly() {

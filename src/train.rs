@@ -207,8 +207,11 @@ struct Micro {
 /// GPU memory a [`Trainer`] allocates for `cfg` at (B, T) with attention of `kind`, in bytes,
 /// counted from the tensors it makes (parameters, gradients and both AdamW moments; the
 /// forward's activations and their gradients); the small per-step buffers and uniforms are left
-/// out. Flash attention keeps (B, NH, T) per layer where classic keeps (B, NH, T, T).
-pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> u64 {
+/// out. Flash attention keeps (B, NH, T) per layer where classic keeps (B, NH, T, T). `f16`:
+/// the run's precision resolves to f16 on this adapter ([`Precision::resolve`]), which adds the
+/// products' f16 weight copies ([`MatmulWeights::f16_bytes`]); the loss scaler's state is one of
+/// the small buffers every run has.
+pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool) -> u64 {
     let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
     let bt = b * t;
     let att: usize = kind.saved_shape(b, nh, t).iter().product();
@@ -217,7 +220,8 @@ pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind)
     let acts = 2 * bt + bt * c + l * (18 * bt * c + 4 * bt + att) + bt * c + 2 * bt + bt * v + 2 * bt;
     // GradActs: dlogits, dlnf, dencoded, per layer 18 (B,T,C)-sized pieces, attention's scratch
     let grad_acts = bt * v + 2 * bt * c + l * 18 * bt * c + att;
-    4 * (4 * cfg.num_params() + acts + grad_acts) as u64
+    let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
+    4 * (4 * cfg.num_params() + acts + grad_acts) as u64 + copies
 }
 
 /// A model with everything a training step needs: gradients, AdamW's moments, the activations

@@ -7,41 +7,69 @@ mod common;
 
 use wgpt::kernels::AttentionKind;
 use wgpt::model::{Gpt2, Gpt2Config, Weights};
+use wgpt::precision::{MatmulWeights, Precision};
 use wgpt::train::{training_bytes, TrainConfig, Trainer};
 
 /// Held by each test while it counts buffers.
 static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// In f32 and in f16 (mixed precision, which adds the products' f16 weight copies where the
+/// adapter has shader-f16; without it the run trains in f32 and the estimate counts no copies).
 #[test]
 fn training_bytes_matches_allocations() {
     let _lock = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let Some(k) = common::shared_kernels() else { return };
+    if !k.gpu.shader_f16() {
+        println!("this adapter has no shader-f16: f16 runs train in f32, and their estimate must count no copies");
+    }
     for (cfg, b) in [
         (Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65 }, 8),
         (Gpt2Config { n_layer: 3, n_head: 4, n_embd: 48, block_size: 40, vocab_size: 300 }, 3),
     ] {
         for kind in [AttentionKind::Classic, AttentionKind::Flash] {
-            let (_, before) = k.gpu.buffer_stats();
-            let model = Gpt2::new(k.clone(), &Weights::random(cfg, 1)).unwrap();
-            let train = TrainConfig {
-                batch_size: b,
-                seq_len: cfg.block_size,
-                lr: 1e-3,
-                min_lr: 1e-4,
-                warmup_iters: 1,
-                lr_decay_iters: 10,
-                attention: Some(kind),
-                ..TrainConfig::default()
-            };
-            let trainer = Trainer::new(model, train).unwrap();
-            let (_, after) = k.gpu.buffer_stats();
-            let actual = after - before;
-            let estimate = training_bytes(&cfg, b, cfg.block_size, kind);
-            let ratio = estimate as f64 / actual as f64;
-            println!("{cfg:?} B={b} {kind:?}: estimate {estimate} bytes, allocated {actual} ({ratio:.3})");
-            // the estimate leaves out only small buffers (uniforms, token buckets, step scalars)
-            assert!((0.98..=1.0).contains(&ratio), "estimate {estimate} vs allocated {actual}: ratio {ratio:.3}");
-            drop(trainer);
+            let mut in_f32 = 0;
+            for precision in [Precision::F32, Precision::F16] {
+                let (_, before) = k.gpu.buffer_stats();
+                let model = Gpt2::new(k.clone(), &Weights::random(cfg, 1)).unwrap();
+                let train = TrainConfig {
+                    batch_size: b,
+                    seq_len: cfg.block_size,
+                    lr: 1e-3,
+                    min_lr: 1e-4,
+                    warmup_iters: 1,
+                    lr_decay_iters: 10,
+                    attention: Some(kind),
+                    precision,
+                    ..TrainConfig::default()
+                };
+                let trainer = Trainer::new(model, train).unwrap();
+                let (_, after) = k.gpu.buffer_stats();
+                let actual = after - before;
+                let f16 = trainer.precision.f16();
+                assert_eq!(f16, precision == Precision::F16 && k.gpu.shader_f16(), "{:?}", trainer.precision);
+                let estimate = training_bytes(&cfg, b, cfg.block_size, kind, f16);
+                let ratio = estimate as f64 / actual as f64;
+                println!(
+                    "{cfg:?} B={b} {kind:?} {} asked, {} runs: estimate {estimate} bytes, allocated {actual} ({ratio:.3})",
+                    precision.name(),
+                    trainer.precision.runs.name()
+                );
+                // the estimate leaves out only small buffers (uniforms, token buckets, step scalars)
+                assert!((0.98..=1.0).contains(&ratio), "estimate {estimate} vs allocated {actual}: ratio {ratio:.3}");
+                match precision {
+                    Precision::F32 => in_f32 = actual,
+                    // f16 allocates the copies more than f32 (none where it fell back), and the
+                    // uniforms of the programs that fill them and scale the loss
+                    _ => {
+                        let copies = if f16 { MatmulWeights::f16_bytes(&cfg) } else { 0 };
+                        let more = actual - in_f32;
+                        println!("  f16 allocates {more} bytes more than f32: {copies} of f16 weight copies");
+                        assert!((copies..=copies + 1024).contains(&more), "{more} bytes more, {copies} of copies");
+                        assert_eq!(estimate - training_bytes(&cfg, b, cfg.block_size, kind, false), copies);
+                    }
+                }
+                drop(trainer);
+            }
         }
     }
 }
@@ -53,8 +81,8 @@ fn training_bytes_matches_allocations() {
 fn flash_attention_drops_the_matrix() {
     let cfg = Gpt2Config::preset("gpt2").unwrap();
     let (b, t) = (8, 1024);
-    let classic = training_bytes(&cfg, b, t, AttentionKind::Classic);
-    let flash = training_bytes(&cfg, b, t, AttentionKind::Flash);
+    let classic = training_bytes(&cfg, b, t, AttentionKind::Classic, false);
+    let flash = training_bytes(&cfg, b, t, AttentionKind::Flash, false);
     let matrix = 4 * (cfg.n_layer + 1) * b * cfg.n_head * t * (t - 1);
     println!("GPT-2 124M, B {b}, T {t}: classic {classic} bytes, flash {flash} bytes");
     assert_eq!(classic - flash, matrix as u64);

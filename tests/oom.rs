@@ -9,12 +9,14 @@ mod common;
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
 
 use serde_json::json;
 use wgpt::kernels::Kernels;
 use wgpt::model::Gpt2Config;
+use wgpt::precision::MatmulWeights;
 use wgpt::run::driver::Clock;
 use wgpt::train::training_bytes;
 use wgpt::web::protocol::{Event, Scope, TrainState};
@@ -33,7 +35,44 @@ fn tiny() -> Gpt2Config {
 /// What a run of `tiny()` at batch b needs on `k`'s device (with the attention it picks there):
 /// its buffers, and the staging buffer a checkpoint reads AdamW's moments back through.
 fn need(k: &Kernels, b: usize) -> u64 {
-    training_bytes(&tiny(), b, 32, k.attention_kind(&tiny(), b, 32)) + 8 * tiny().num_params() as u64
+    need_in(k, b, false)
+}
+
+/// The same in f16 (mixed precision) where `f16`: the f16 weight copies too.
+fn need_in(k: &Kernels, b: usize, f16: bool) -> u64 {
+    training_bytes(&tiny(), b, 32, k.attention_kind(&tiny(), b, 32), f16) + 8 * tiny().num_params() as u64
+}
+
+/// A new scratch directory holding the corpus (corpus.txt).
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("corpus.txt"), corpus()).unwrap();
+    dir
+}
+
+/// `wgpt --precision P train` of the tiny preset for 2 steps at `batch` and `accum` on `dir`'s
+/// corpus into `dir`/`out`, with `budget` bytes of GPU memory: its exit code and stderr.
+fn train_tiny(dir: &Path, out: &str, precision: &str, budget: u64, batch: &str, accum: &str) -> (Option<i32>, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["--precision", precision, "train", "--preset", "tiny", "--max-iters", "2", "--eval-interval", "2"])
+        .args(["--eval-iters", "1", "--batch-size", batch, "--grad-accum", accum, "--data"])
+        .arg(dir.join("corpus.txt"))
+        .arg("--out")
+        .arg(dir.join(out))
+        .env("WGPT_GPU_MEMORY", budget.to_string())
+        .output()
+        .unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
+/// The out-of-memory line of a run that exited with it (code 2).
+fn out_of_memory((code, log): (Option<i32>, String)) -> String {
+    let message = log.lines().find(|l| l.contains("out of memory")).unwrap_or_else(|| panic!("no message: {log}"));
+    println!("{message}");
+    assert_eq!(code, Some(2), "{log}");
+    message.to_string()
 }
 
 /// The batch the message offers ("What fits: batch size N with ...").
@@ -47,30 +86,12 @@ fn offered_batch(message: &str) -> usize {
 #[test]
 fn the_cli_says_what_fits_when_the_gpu_runs_out_of_memory() {
     let Some(k) = common::shared_kernels() else { return };
-    let dir = std::env::temp_dir().join(format!("wgpt-oom-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = dir.join("corpus.txt");
-    std::fs::write(&text, corpus()).unwrap();
+    let dir = scratch("wgpt-oom-test");
     let budget = need(&k, 3) + (64 << 10);
-    let train = |batch: &str, accum: &str| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
-            .args(["train", "--preset", "tiny", "--max-iters", "2", "--eval-interval", "2", "--eval-iters", "1"])
-            .args(["--batch-size", batch, "--grad-accum", accum, "--data"])
-            .arg(&text)
-            .arg("--out")
-            .arg(dir.join("run"))
-            .env("WGPT_GPU_MEMORY", budget.to_string())
-            .output()
-            .unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string())
-    };
-    let (code, log) = train("8", "1");
-    let message = log.lines().find(|l| l.contains("out of memory")).unwrap_or_else(|| panic!("no message: {log}"));
-    println!("{message}");
-    assert_eq!(code, Some(2), "{log}");
+    let train = |batch: &str, accum: &str| train_tiny(&dir, "run", "f32", budget, batch, accum);
+    let message = out_of_memory(train("8", "1"));
     assert!(message.contains("this GPU has") && message.contains("gradients and AdamW moments"), "{message}");
-    let b = offered_batch(message);
+    let b = offered_batch(&message);
     assert!(need(&k, b) <= budget && need(&k, b + 1) > budget, "offered batch {b}");
     assert!(
         message.contains(&format!("batch size {b} with gradient accumulation 3 (9 sequences per step")),
@@ -79,6 +100,37 @@ fn the_cli_says_what_fits_when_the_gpu_runs_out_of_memory() {
     assert!(!dir.join("run").join("training_state.safetensors").exists(), "nothing saved from a run that never was");
     let (code, log) = train(&b.to_string(), "3");
     assert_eq!(code, Some(0), "the offered batch does not fit: {log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Mixed precision's f16 weight copies count: `wgpt --precision f16 train` on a device with room
+/// for the f32 run's buffers but not for the copies beside them exits with a message that counts
+/// the copies, and the batch it offers then trains in f16 within the same memory. (The estimate
+/// keeps room for reading a checkpoint back, so a budget between the f32 and f16 estimates
+/// leaves the f16 run room; src/run/fits.rs's unit test checks what the message offers there.)
+#[test]
+fn the_f16_weight_copies_count_against_the_memory() {
+    let Some(k) = common::shared_kernels() else { return };
+    if !k.gpu.shader_f16() {
+        println!("SKIP: this adapter has no shader-f16, so f16 trains in f32 and holds no copies");
+        return;
+    }
+    let copies = MatmulWeights::f16_bytes(&tiny());
+    // 2 bytes per element of every Conv1D weight and wte
+    assert_eq!(copies, 2 * (12 * 2 * 64 * 64 + tiny().vocab_size * 64) as u64);
+    assert_eq!(need_in(&k, 8, true) - need(&k, 8), copies);
+    let dir = scratch("wgpt-oom-f16-test");
+    // the f32 run's buffers and its small ones, not the f16 copies beside them
+    let kind = k.attention_kind(&tiny(), 8, 32);
+    let budget = training_bytes(&tiny(), 8, 32, kind, false) + (64 << 10);
+    let train = |batch: &str, accum: &str| train_tiny(&dir, batch, "f16", budget, batch, accum);
+    let message = out_of_memory(train("8", "1"));
+    assert!(message.contains("MiB for the f16 weight copies of mixed precision"), "{message}");
+    let b = offered_batch(&message);
+    assert!(need_in(&k, b, true) <= budget && need_in(&k, b + 1, true) > budget, "offered batch {b}");
+    let (code, log) = train(&b.to_string(), "2");
+    assert_eq!(code, Some(0), "the offered batch does not fit in f16: {log}");
+    assert!(log.contains("precision: f16"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

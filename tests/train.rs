@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use serde_json::json;
 use wgpt::model::{Gpt2Config, Weights};
+use wgpt::precision::{MatmulWeights, Precision};
 use wgpt::run::driver::Clock;
 use wgpt::run::format::{Metrics, Record};
 use wgpt::run::{DataSource, Run, RunConfig};
@@ -331,9 +332,10 @@ impl Page {
         }
     }
 
-    /// Starts an 8-step run, stops it at its checkpoint of step 4 and exports it: the zip.
-    fn stop_at_4_and_export(&mut self) -> Vec<Vec<u8>> {
-        self.send(json!({"type": "start", "settings": page_settings(8)}), vec![]);
+    /// Starts an 8-step run of `settings`, stops it at its checkpoint of step 4 and exports it:
+    /// the zip.
+    fn stop_at_4_and_export(&mut self, settings: serde_json::Value) -> Vec<Vec<u8>> {
+        self.send(json!({"type": "start", "settings": settings}), vec![]);
         self.until(|e| matches!(e, Event::Checkpoint { step: 4, .. }));
         self.send(json!({"type": "stop"}), vec![]);
         self.until(|e| matches!(e, Event::State { state: TrainState::Stopped, step: 4 }));
@@ -429,7 +431,7 @@ fn the_page_and_the_cli_train_and_resume_alike() {
 
     // the page stops at step 4 and exports the run
     let from = page.events.borrow().len();
-    let zip = page.stop_at_4_and_export();
+    let zip = page.stop_at_4_and_export(page_settings(8));
     let (history, _) = page.losses(from);
     let zip_path = root.join("page-run.zip");
     std::fs::write(&zip_path, &zip[0]).unwrap();
@@ -454,6 +456,71 @@ fn the_page_and_the_cli_train_and_resume_alike() {
     assert_eq!(progress, &cli_progress[4..], "page and CLI resume a page run bit-identically");
     assert_eq!(evals, &cli_evals[2..]);
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The page's precision choice for training: f16 plans with mixed precision's f16 weight copies
+/// (or, without shader-f16, f32 with a note and no copies), trains in it (other losses than f32's
+/// where it runs), and a run stopped and exported in f16 goes on in f16 (Import run) exactly as
+/// if it had never stopped.
+#[test]
+fn the_page_trains_in_f16_and_its_runs_resume_in_it() {
+    let Some(k) = common::shared_kernels() else { return };
+    let shader_f16 = k.gpu.shader_f16();
+    let mut page = Page::new();
+    let mut f16 = page_settings(8);
+    f16["precision"] = json!("f16");
+    let plan = |page: &mut Page, settings: &serde_json::Value| {
+        page.send(json!({"type": "plan", "settings": settings}), vec![]);
+        match page.until(|e| matches!(e, Event::Plan { .. })).0 {
+            Event::Plan { memory_bytes, precision, precision_note, .. } => (memory_bytes, precision, precision_note),
+            e => panic!("{e:?}"),
+        }
+    };
+    let (f32_bytes, runs, note) = plan(&mut page, &page_settings(8));
+    assert_eq!((runs, note), (Precision::F32, None));
+    let (f16_bytes, runs, note) = plan(&mut page, &f16);
+    let vocab_size = Tokenizer::char_level(&pangrams()).unwrap().vocab_size();
+    let copies =
+        MatmulWeights::f16_bytes(&Gpt2Config { n_layer: 1, n_head: 2, n_embd: 16, block_size: 16, vocab_size });
+    println!("plan in f16: {runs:?} ({note:?}), {f16_bytes} bytes, f32 {f32_bytes}, f16 copies {copies}");
+    if shader_f16 {
+        assert_eq!((runs, note), (Precision::F16, None));
+        assert_eq!(f16_bytes - f32_bytes, copies, "the plan counts the f16 weight copies");
+    } else {
+        println!("this adapter has no shader-f16: f16 trains in f32, with a note");
+        assert_eq!(runs, Precision::F32);
+        assert!(note.unwrap().contains("no shader-f16"));
+        assert_eq!(f16_bytes, f32_bytes, "no copies where f16 falls back");
+    }
+
+    let losses_of = |page: &mut Page, settings: &serde_json::Value| {
+        let from = page.events.borrow().len();
+        page.send(json!({"type": "start", "settings": settings}), vec![]);
+        page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
+        page.losses(from)
+    };
+    let (f32_progress, _) = losses_of(&mut page, &page_settings(8));
+    let (progress, evals) = losses_of(&mut page, &f16);
+    println!("f16: {progress:?}\nf32: {f32_progress:?}");
+    assert_eq!(progress.len(), 8);
+    assert!(progress.iter().all(|p| p.1.is_finite()));
+    if shader_f16 {
+        assert_ne!(progress, f32_progress, "f16 trains with other numbers than f32");
+    } else {
+        assert_eq!(progress, f32_progress, "f16 falling back trains as f32");
+    }
+
+    // stopped at step 4 and exported: the zip's settings keep the precision, and the page goes on in it
+    let zip = page.stop_at_4_and_export(f16.clone());
+    let files = wgpt::run::archive::read("f16-run.zip", &zip[0]).unwrap();
+    let saved = files.checkpoint.state().unwrap().run;
+    assert_eq!(saved.train.precision, if shader_f16 { Precision::F16 } else { Precision::F32 });
+    let from = page.events.borrow().len();
+    page.send(json!({"type": "import_run", "name": "f16-run.zip"}), zip);
+    page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
+    let (resumed, resumed_evals) = page.losses(from);
+    assert_eq!(resumed, &progress[4..], "the f16 run resumed in f16 exactly where it stopped");
+    assert_eq!(resumed_evals, &evals[2..]);
 }
 
 /// A CLI run, zipped by `wgpt export-run`, goes on in the page (Import run, to more steps) with
@@ -611,7 +678,7 @@ fn a_model_only_run_moves_between_the_page_and_the_cli() {
     let (root, _) = scratch_with_corpus("model-only-page");
     let mut page = Page::new();
     page.send(json!({"type": "checkpoints", "optimizer_state": false}), vec![]);
-    let zip = page.stop_at_4_and_export();
+    let zip = page.stop_at_4_and_export(page_settings(8));
     let files = wgpt::run::archive::read("page-run.zip", &zip[0]).unwrap();
     assert!(files.checkpoint.state().unwrap().model_only, "the page's run zip holds the optimizer state");
     let zip_path = root.join("page-run.zip");

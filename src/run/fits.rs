@@ -7,6 +7,7 @@
 use crate::gpu::OutOfMemory;
 use crate::kernels::AttentionKind;
 use crate::model::Gpt2Config;
+use crate::precision::MatmulWeights;
 use crate::train::training_bytes;
 use crate::{Error, Gpu, Result};
 
@@ -15,8 +16,9 @@ use crate::{Error, Gpu, Result};
 pub enum Building<'a> {
     /// A model to generate from (an import).
     Model(&'a Gpt2Config),
-    /// A training run of this model at batch b and context t, with attention of this kind.
-    Run(&'a Gpt2Config, usize, usize, AttentionKind),
+    /// A training run of `model` at batch `b` and context `t` with attention of `kind`; `f16`:
+    /// its precision resolves to f16 here, so it holds f16 copies of the products' weights too.
+    Run { model: &'a Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool },
 }
 
 /// Runs `build` (which makes a model or a run on `gpu`) inside an allocation scope. Where the
@@ -55,14 +57,19 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
     let room = oom.budget.map(|b| b.saturating_sub(oom.in_use));
     let (thing, offers) = match what {
         Building::Model(_) => ("this model".to_string(), vec![]),
-        Building::Run(model, b, t, kind) => {
+        Building::Run { model, b, t, kind, f16 } => {
             // a checkpoint reads AdamW's moments back through a staging buffer of their size
             let readback = 2 * 4 * model.num_params() as u64;
-            let need = |b, t| training_bytes(model, b, t, kind) + readback;
+            let need = |b, t| training_bytes(model, b, t, kind, f16) + readback;
             let fixed = 4 * 4 * model.num_params() as u64; // weights, gradients, AdamW's m and v
+            let copies = if f16 {
+                format!(", {} for the f16 weight copies of mixed precision", mib(MatmulWeights::f16_bytes(model)))
+            } else {
+                String::new()
+            };
             let thing = format!(
-                "this run (about {}: {} for the weights, gradients and AdamW moments, {} to read a checkpoint \
-                 back, the rest activations at batch {b}, context {t})",
+                "this run (about {}: {} for the weights, gradients and AdamW moments{copies}, {} to read a \
+                 checkpoint back, the rest activations at batch {b}, context {t})",
                 mib(need(b, t)),
                 mib(fixed),
                 mib(readback)
@@ -70,6 +77,13 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
             let offers = match room {
                 Some(room) => {
                     let mut offers = vec![];
+                    let in_f32 = training_bytes(model, b, t, kind, false) + readback;
+                    if f16 && in_f32 <= room {
+                        offers.push(format!(
+                            "precision f32 at batch {b}, context {t} (about {}, without the f16 copies)",
+                            mib(in_f32)
+                        ));
+                    }
                     if let Some(b2) = largest_below(b, |b2| need(b2, t) <= room) {
                         offers.push(format!(
                             "batch size {b2} with gradient accumulation {} ({} sequences per step, about {})",
@@ -151,7 +165,35 @@ fn largest_below(limit: usize, ok: impl Fn(usize) -> bool) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::largest_below;
+    use super::*;
+
+    /// An f16 run counts its f16 weight copies (2 bytes per element of every Conv1D weight and
+    /// wte): on a device with room for the f32 run but not for the copies, it does not fit, and
+    /// the message says so and offers f32, or a batch whose f16 run fits; in f32 the same
+    /// room would do.
+    #[test]
+    fn the_f16_copies_count_where_memory_runs_out() {
+        let model = Gpt2Config::preset("baby").unwrap();
+        let (b, t, kind) = (12, 64, AttentionKind::Flash);
+        let readback = 8 * model.num_params() as u64;
+        let need = |b, f16| training_bytes(&model, b, t, kind, f16) + readback;
+        let copies = MatmulWeights::f16_bytes(&model);
+        assert_eq!(need(b, true) - need(b, false), copies);
+        let budget = need(b, false) + copies / 2;
+        let oom = OutOfMemory { in_use: 0, requested: need(b, true), budget: Some(budget) };
+        let run = |f16| out_of_memory(Building::Run { model: &model, b, t, kind, f16 }, &oom).to_string();
+        let message = run(true);
+        println!("{message}");
+        assert!(message.contains(&format!("{} for the f16 weight copies", mib(copies))), "{message}");
+        assert!(message.contains("What fits: precision f32 at batch 12, context 64"), "{message}");
+        let batch: usize =
+            message.split("; or batch size ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        assert!(need(batch, true) <= budget && need(batch + 1, true) > budget, "offered batch {batch}");
+        // in f32 the same budget holds batch 12, and an f32 run's message says nothing of f16
+        assert!(need(b, false) <= budget);
+        let message = run(false);
+        assert!(!message.contains("f16") && !message.contains("precision f32"), "{message}");
+    }
 
     #[test]
     fn largest_below_finds_the_edge() {

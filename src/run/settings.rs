@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::generate::SampleConfig;
 use crate::model::Gpt2Config;
+use crate::precision::Precision;
 use crate::run::{DataSource, RunConfig};
 use crate::train::TrainConfig;
 use crate::{Error, Result};
@@ -86,6 +87,10 @@ pub struct RunSettings {
     /// Dropout on the embeddings, residual branches and attention probabilities (0 = off).
     #[serde(default)]
     pub dropout: Option<f32>,
+    /// f32, f16 (mixed precision where the adapter has shader-f16, f32 with a note elsewhere)
+    /// or auto (f32 for training) [default: f32].
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn one() -> usize {
@@ -118,6 +123,7 @@ impl RunSettings {
             beta2: None,
             grad_clip: None,
             dropout: None,
+            precision: Precision::F32,
         })
     }
 
@@ -164,7 +170,7 @@ impl RunSettings {
             grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
             dropout: self.dropout.unwrap_or(d.dropout),
             attention: None,
-            precision: crate::precision::Precision::F32,
+            precision: self.precision,
             loss_scaling: None,
         };
         train.validate(model.block_size)?;
@@ -211,6 +217,10 @@ mod tests {
         let cfg = s.run_config(s.model(24).unwrap(), DataSource::Text("x".into()), "char".into()).unwrap();
         assert_eq!(cfg.train.beta2, TrainConfig::default().beta2);
         assert_eq!(cfg.train.min_lr, 0.002 / 10.0);
+        assert_eq!(cfg.train.precision, Precision::F32, "settings from before the page's precision train in f32");
+        let f16: RunSettings = serde_json::from_str(&json.replace("}", r#","precision":"f16"}"#)).unwrap();
+        let cfg16 = f16.run_config(f16.model(24).unwrap(), DataSource::Text("x".into()), "char".into()).unwrap();
+        assert_eq!(cfg16.train.precision, Precision::F16);
         let mut bad = s.clone();
         bad.block_size = 0;
         assert!(bad.model(24).is_err());

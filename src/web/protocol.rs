@@ -330,7 +330,13 @@ pub enum Event {
         train: usize,
         val: usize,
         params: usize,
+        /// GPU memory the run would hold (with the f16 weight copies where it trains in f16).
         memory_bytes: u64,
+        /// The precision it would train in: f32, or f16 (mixed precision) where the settings ask
+        /// for f16 and the adapter has shader-f16.
+        precision: Precision,
+        /// Why that is not the one asked for (f16 without shader-f16), if so.
+        precision_note: Option<String>,
     },
     State {
         state: TrainState,
@@ -584,7 +590,16 @@ mod tests {
             },
             Event::Tuned { source: "built-in table".into(), timed: 0, ms: 0.0, cache: None },
             Event::Corpus { name: "a.txt".into(), bytes: 10, chars: 10, distinct: 5 },
-            Event::Plan { vocab: 24, tokens: 1000, train: 900, val: 100, params: 103_680, memory_bytes: 1 << 20 },
+            Event::Plan {
+                vocab: 24,
+                tokens: 1000,
+                train: 900,
+                val: 100,
+                params: 103_680,
+                memory_bytes: 1 << 20,
+                precision: Precision::F32,
+                precision_note: Some("f16 asked, but ...".into()),
+            },
             Event::State { state: TrainState::Paused, step: 4 },
             Event::Progress(progress),
             Event::Dynamics { point: point.clone(), tensors: vec![tensor] },

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::data::{corpus_text, Dataset, Task};
 use crate::generate::SampleConfig;
 use crate::kernels::{AttentionKind, Kernels};
+use crate::precision::Purpose;
 use crate::run::fits::check_fits;
 use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
 use crate::run::RunSettings;
@@ -187,6 +188,8 @@ impl Engine {
         if let Some(k) = &self.kernels {
             check_fits(&k.gpu, &model, b, t, kind)?;
         }
+        let shader_f16 = self.kernels.as_ref().is_some_and(|k| k.gpu.shader_f16());
+        let precision = settings.precision.resolve(Purpose::Training, shader_f16);
         Dataset::check_len(tokens, t)?;
         let train = tokens * 9 / 10;
         Ok(Event::Plan {
@@ -195,7 +198,9 @@ impl Engine {
             train,
             val: tokens - train,
             params: model.num_params(),
-            memory_bytes: training_bytes(&model, b, t, kind),
+            memory_bytes: training_bytes(&model, b, t, kind, precision.f16()),
+            precision: precision.runs,
+            precision_note: precision.note,
         })
     }
 }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use crate::data::corpus_text;
 use crate::model::Weights;
+use crate::precision::Purpose;
 use crate::run::fits::{allocate, check_fits, Building};
 use crate::run::format::{checkpoint_files, RunFiles, CORPUS_FILE};
 use crate::run::{archive, DataSource, Driver, Run, RunSettings};
@@ -50,8 +51,9 @@ impl Engine {
         // the old run (and its GPU memory) goes only once the new one exists
         let kind = kernels.attention_kind(&model, b, t);
         let gpu = kernels.gpu.clone();
+        let f16 = cfg.train.precision.resolve(Purpose::Training, gpu.shader_f16()).f16();
         let build = || Run::new(kernels, cfg, &weights, tokenizer, &corpus.text);
-        let run = allocate(&gpu, Building::Run(&model, b, t, kind), build).await?;
+        let run = allocate(&gpu, Building::Run { model: &model, b, t, kind, f16 }, build).await?;
         let mut driver = Driver::new(run, self.host.clock());
         driver.set_optimizer_state(self.optimizer_state);
         self.begin(driver, self.new_id(), corpus, false);
@@ -132,7 +134,9 @@ impl Engine {
         let mut changed = !stored;
         let (b, t) = (saved.train.batch_size, saved.train.seq_len);
         let kind = saved.train.attention.unwrap_or_else(|| kernels.attention_kind(&saved.model, b, t));
-        let (gpu, building) = (kernels.gpu.clone(), Building::Run(&saved.model, b, t, kind));
+        // a saved run goes on in its precision
+        let f16 = saved.train.precision.resolve(Purpose::Training, kernels.gpu.shader_f16()).f16();
+        let (gpu, building) = (kernels.gpu.clone(), Building::Run { model: &saved.model, b, t, kind, f16 });
         let build = || {
             Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
                 if let Some(lr) = lr {

@@ -402,12 +402,20 @@ try {
   }, Object.entries(files).map(([name, bytes]) => [name, bytes.toString("base64")]));
   await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Imported"), null, { timeout: 60_000 });
   console.log("dropped the three files on the page: imported");
-  // fine-tune the imported model a few steps on the corpus, then stop
+  // fine-tune the imported model a few steps on the corpus, in f16 asked: on SwiftShader (no
+  // shader-f16) the plan says it trains in f32 and why, and it trains; then stop
+  await byId("train-precision").selectOption("f16");
+  await page.waitForFunction(() => document.getElementById("plan-note").textContent.includes("f16 asked"), null, { timeout: 60_000 }).catch(() => {});
+  const precisionPlan = await page.textContent("#plan-note");
+  if (!precisionPlan.includes("Trains in f32. Note: f16 asked, but this GPU adapter has no shader-f16")) fail(`f16 training without shader-f16 should plan f32 and say why: ${JSON.stringify(precisionPlan)}`);
   await byId("train-start").click();
   await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 3, null, { timeout: 120_000 });
   await byId("train-stop").click();
   await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 60_000 });
-  console.log(`fine-tuned the imported model to step ${await text("step")}, train loss ${await text("train-loss")}`);
+  const tunedLoss = Number(await text("train-loss"));
+  if (!Number.isFinite(tunedLoss)) fail(`the f16-asked fine-tune's loss is ${tunedLoss}`);
+  console.log(`fine-tuned the imported model (f16 asked: ${JSON.stringify(precisionPlan)}) to step ${await text("step")}, train loss ${tunedLoss}`);
+  await byId("train-precision").selectOption("f32");
 
   // a non-UTF-8 file: a message, and the page keeps its corpus and keeps working
   await byId("corpus-input").setInputFiles({ name: "image.bin", mimeType: "application/octet-stream", buffer: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff, 0xfe, 0x00]) });

@@ -20,7 +20,7 @@ import { initial, reduce, running, mismatch } from "./state.js";
 // The store's requests, answered by worker.js (runs.js) rather than the engine.
 const STORE_REQUESTS = ["runs", "delete_run", "restore_run", "run_histories", "room", "commit_pause"];
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
-const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed"];
+const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision"];
 const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 
 let state = initial;
@@ -61,6 +61,7 @@ function settings() {
     eval_iters: Math.max(1, num("eval_iters")),
     log_interval: 1, // every step: the chart moves with each one
     seed: num("train_seed"),
+    precision: $("train_precision").value,
   };
 }
 

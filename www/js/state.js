@@ -56,6 +56,11 @@ function trainingStatus(ev) {
   }
 }
 
+// The line under the plan: that the run fits, and the precision it will train in (f16 asked
+// without shader-f16 trains in f32, and the note says so).
+const planNote = (ev) =>
+  `Fits this GPU's limits. Trains in ${ev.precision === "f16" ? "f16 (mixed precision)" : "f32"}.${ev.precision_note ? ` Note: ${ev.precision_note}.` : ""}`;
+
 const shelf = ({ step, progress, valLoss, sample, history }) => ({ step, progress, valLoss, sample, history });
 
 const scoped = (pts, step) => pts.filter(([at]) => at <= step);
@@ -65,7 +70,7 @@ export const on = {
   ready: (s, ev) => ({ ...s, ready: true, protocol: ev.protocol, status: `Ready on ${ev.adapter}. Choose a corpus.` }),
   tuned: (s, ev) => ({ ...s, kernels: ev }),
   corpus: (s, ev) => ({ ...s, corpus: ev, plan: null, error: null, status: `Corpus: ${ev.name}.` }),
-  plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: "Fits this GPU's limits.", status: s.training === "idle" ? "Ready to train." : s.status }),
+  plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: planNote(ev), status: s.training === "idle" ? "Ready to train." : s.status }),
   // a resumed run's "Resumed ..." (what became of its optimizer state) stays while it trains
   state: (s, ev) => ({
     ...s,

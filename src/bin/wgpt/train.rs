@@ -221,7 +221,8 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(
     let kind = kernels.attention_kind(&model, b, t);
     let gpu = kernels.gpu.clone();
     let build = || Run::new(kernels, cfg, &weights, tokenizer, &text);
-    let run = pollster::block_on(fits::allocate(&gpu, Building::Run(&model, b, t, kind), build))?;
+    let building = Building::Run { model: &model, b, t, kind, f16: precision == Precision::F16 };
+    let run = pollster::block_on(fits::allocate(&gpu, building, build))?;
     Ok((Driver::new(run, wall_clock), text))
 }
 
@@ -285,7 +286,9 @@ fn resume(
     let mut changed = missing_corpus || out != dir_of_run;
     let (b, t) = (saved.train.batch_size, saved.train.seq_len);
     let kind = saved.train.attention.unwrap_or_else(|| kernels.attention_kind(&saved.model, b, t));
-    let (gpu, building) = (kernels.gpu.clone(), Building::Run(&saved.model, b, t, kind));
+    // --precision decides (below), resolved already
+    let f16 = precision == Precision::F16;
+    let (gpu, building) = (kernels.gpu.clone(), Building::Run { model: &saved.model, b, t, kind, f16 });
     let build = || {
         Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
             if let Some(n) = a.max_iters.filter(|&n| n > cfg.max_iters) {
