@@ -24,9 +24,9 @@ struct Params {
     a_off: u32, // element offsets of A and B: a K-chunk of a longer product, or a block of
     b_off: u32, // columns of a wider stored matrix (lm_head's backward over wte chunks), starts there
     // C[m, n] is c[c_off + m * ldc + n]: a column block of a wider C (lm_head over one row chunk
-    // of wte, NT only), or a block of C's rows (a product cut into several dispatches, each
-    // with M, a_off and c_off moved to its first row: RowBlocks in src/kernels/matmul.rs);
-    // elsewhere 0 and N
+    // of wte, NT only), or a block of C's rows or an NT product's columns (a product cut into
+    // several dispatches, each with M or N and the offsets moved to its first row or column:
+    // Blocks in src/kernels/matmul.rs); elsewhere 0 and N
     c_off: u32,
     ldc: u32,
 }

@@ -218,26 +218,30 @@ fn the_cli_refuses_a_bad_budget() {
 }
 
 /// Every variant's NN, NT and TN products (and NN and NT with f16 weights where the adapter has
-/// shader-f16), and a Conv1D forward with its bias, cut into blocks of rows (one per workgroup
-/// row, and in two) equal the whole dispatch bit for bit: 300 rows, several workgroup rows for
-/// every variant and the last one ragged, accumulating into a C that is not zero.
+/// shader-f16), the shared kernels' unaligned NN and TN and the generic one, and a Conv1D forward
+/// with its bias, cut into blocks of rows (one per workgroup row, and in two) equal the whole
+/// dispatch bit for bit: 300 rows, several workgroup rows for every kernel and the last one
+/// ragged, accumulating into a C that is not zero. An NT product one workgroup row high (20 rows,
+/// 300 columns: lm_head over a short prompt) is cut into blocks of columns.
 #[test]
-fn a_product_cut_into_row_blocks_equals_the_whole() {
+fn a_product_cut_into_blocks_equals_the_whole() {
     use wgpt::kernels::{MatmulVariant, Operand, Program};
     let Some(k) = common::shared_kernels() else { return };
     let g = &k.gpu;
-    let (m, kk, n) = (300, 64, 72);
     let mut rng = common::Rng::new(3);
-    let mut up = |name: &str, shape: &[usize]| {
-        let data = rng.vec(shape.iter().product(), -1.0, 1.0);
-        (g.upload(name, shape, &data), data)
-    };
-    let (a, _) = up("a", &[m, kk]); // NN, NT: A (M, K)
-    let (at, _) = up("at", &[kk, m]); // TN: A stored (K, M)
-    let (b, _) = up("b", &[kk, n]); // NN, TN: B (K, N)
-    let (bt, _) = up("bt", &[n, kk]); // NT: B stored (N, K)
-    let (bias, _) = up("bias", &[n]);
-    let (_, c0) = up("c0", &[m, n]);
+    let mut up = |name: &str, shape: &[usize]| g.upload(name, shape, &rng.vec(shape.iter().product(), -1.0, 1.0));
+    let (m, kk, n) = (300, 64, 72);
+    let a = up("a", &[m, kk]); // NN, NT: A (M, K)
+    let at = up("at", &[kk, m]); // TN: A stored (K, M)
+    let b = up("b", &[kk, n]); // NN, TN: B (K, N)
+    let bt = up("bt", &[n, kk]); // NT: B stored (N, K)
+    let bias = up("bias", &[n]);
+    let a65 = up("a65", &[m, 65]); // K % 4 != 0: NN1, and NT on the generic kernel
+    let b65 = up("b65", &[65, n]);
+    let bt65 = up("bt65", &[n, 65]);
+    let at302 = up("at302", &[kk, 302]); // M % 4 != 0: TN1
+    let (short, wide) = (up("short", &[20, kk]), up("wide", &[m, kk])); // NT one workgroup row high
+    let c0 = |rows: usize, cols: usize| common::Rng::new(rows as u64).vec(rows * cols, -1.0, 1.0);
     let half_of = |t: &wgpt::Tensor| {
         let h = g.tensor_f16("f16", &t.shape);
         let mut p = Program::default();
@@ -247,41 +251,49 @@ fn a_product_cut_into_row_blocks_equals_the_whole() {
     };
     let halves = g.shader_f16().then(|| (half_of(&b), half_of(&bt)));
     type Record<'a> = Box<dyn Fn(&mut Program, &wgpt::Tensor) + 'a>;
-    let mut cases: Vec<(String, Record)> = vec![];
+    // (what, C's rows and columns, the product into C)
+    let gemm =
+        |x: Operand<'_>, y: Operand<'_>, p: &mut Program, c: &wgpt::Tensor| k.matmul.gemm(p, c, x, y, None, true);
+    let mut cases: Vec<(String, [usize; 2], Record)> = vec![];
     for v in MatmulVariant::available(g, wgpt::tune::Family::Auto) {
-        let (a, at, b, bt, k) = (&a, &at, &b, &bt, &k);
+        let (a, at, b, bt, short, wide, k) = (&a, &at, &b, &bt, &short, &wide, &k);
         let name = v.name();
-        cases.push((
-            format!("{name} NN"),
-            Box::new(move |p, c| k.matmul.gemm_on(v, p, c, Operand::n(a), Operand::n(b))),
-        ));
-        cases.push((
-            format!("{name} NT"),
-            Box::new(move |p, c| k.matmul.gemm_on(v, p, c, Operand::n(a), Operand::t(bt))),
-        ));
-        cases.push((
-            format!("{name} TN"),
-            Box::new(move |p, c| k.matmul.gemm_on(v, p, c, Operand::t(at), Operand::n(b))),
-        ));
+        let on =
+            move |x: Operand<'_>, y: Operand<'_>, p: &mut Program, c: &wgpt::Tensor| k.matmul.gemm_on(v, p, c, x, y);
+        cases.push((format!("{name} NN"), [m, n], Box::new(move |p, c| on(Operand::n(a), Operand::n(b), p, c))));
+        cases.push((format!("{name} NT"), [m, n], Box::new(move |p, c| on(Operand::n(a), Operand::t(bt), p, c))));
+        cases.push((format!("{name} TN"), [m, n], Box::new(move |p, c| on(Operand::t(at), Operand::n(b), p, c))));
+        let cols = Box::new(move |p: &mut Program, c: &wgpt::Tensor| on(Operand::n(short), Operand::t(wide), p, c));
+        cases.push((format!("{name} NT 20 rows, in columns"), [20, m], cols));
         if let Some((h, ht)) = &halves {
             cases.push((
                 format!("{name} NN f16"),
-                Box::new(move |p, c| k.matmul.gemm_on(v, p, c, Operand::n(a), Operand::n(h))),
+                [m, n],
+                Box::new(move |p, c| on(Operand::n(a), Operand::n(h), p, c)),
             ));
             cases.push((
                 format!("{name} NT f16"),
-                Box::new(move |p, c| k.matmul.gemm_on(v, p, c, Operand::n(a), Operand::t(ht))),
+                [m, n],
+                Box::new(move |p, c| on(Operand::n(a), Operand::t(ht), p, c)),
             ));
         }
     }
-    cases.push(("Conv1D forward with bias".into(), Box::new(|p, c| k.matmul.forward(p, c, &a, &b, Some(&bias)))));
-    for (what, record) in &cases {
+    cases.push(("NN1 (K 65)".into(), [m, n], Box::new(|p, c| gemm(Operand::n(&a65), Operand::n(&b65), p, c))));
+    cases.push(("TN1 (M 302)".into(), [302, n], Box::new(|p, c| gemm(Operand::t(&at302), Operand::n(&b), p, c))));
+    cases.push(("generic (NT, K 65)".into(), [m, n], Box::new(|p, c| gemm(Operand::n(&a65), Operand::t(&bt65), p, c))));
+    cases.push((
+        "Conv1D forward with bias".into(),
+        [m, n],
+        Box::new(|p, c| k.matmul.forward(p, c, &a, &b, Some(&bias))),
+    ));
+    for (what, [rows, cols], record) in &cases {
+        let c0 = c0(*rows, *cols);
         let run = |of: Option<usize>| {
-            let c = g.upload("c", &[m, n], &c0);
+            let c = g.upload("c", &[*rows, *cols], &c0);
             let mut p = Program::default();
             record(&mut p, &c);
             let max = p.dispatches().iter().map(|d| d.max_slices()).min().unwrap();
-            assert!(max > 1, "{what}: {max} row blocks, the product cannot be cut");
+            assert!(max > 1, "{what}: {max} blocks, the product cannot be cut");
             g.run(|pass| match of {
                 None => p.encode(pass),
                 Some(of) => {
@@ -296,8 +308,8 @@ fn a_product_cut_into_row_blocks_equals_the_whole() {
         let (whole, max) = run(None);
         assert_ne!(whole, c0, "{what}: the product changed nothing");
         for of in [2, max] {
-            assert_bitwise(&format!("{what} in {of} row blocks"), &run(Some(of)).0, &whole);
+            assert_bitwise(&format!("{what} in {of} blocks"), &run(Some(of)).0, &whole);
         }
-        println!("{what}: in 2 and {max} row blocks bitwise equal to the whole");
+        println!("{what}: in 2 and {max} blocks bitwise equal to the whole");
     }
 }

@@ -439,14 +439,14 @@ pub struct LmHeadBwd<'a> {
 /// The kernels that every family shares: the generic strided product, the bias backward, the
 /// unaligned layouts and the single-row products (in f32 and, for f16 weights, f16).
 struct Shared {
-    generic: Pipe,
+    generic: Arc<Pipe>,
     bias_bwd: Pipe,
-    nn1: Pipe,
-    tn1: Pipe,
-    vm: Pipe,
-    vmt: Pipe,
-    vm16: Pipe,
-    vmt16: Pipe,
+    nn1: Arc<Pipe>,
+    tn1: Arc<Pipe>,
+    vm: Arc<Pipe>,
+    vmt: Arc<Pipe>,
+    vm16: Arc<Pipe>,
+    vmt16: Arc<Pipe>,
     to_f16: Pipe,
 }
 
@@ -461,31 +461,69 @@ fn single_row_subgroup(entry: &'static str) -> ModuleSpec {
     ModuleSpec { subgroups: true, ..ModuleSpec::new::<Params>(SUBGROUP, entry) }
 }
 
-/// A variant's dispatch run as several over blocks of C's rows, so that a submit which one
-/// product alone would keep past its budget can be cut (src/submit.rs): each block is the same
-/// kernel with M, A's and C's offsets moved to its first row (a multiple of the workgroup's
-/// rows), so every element of C is the same fma chain as in the whole dispatch. The blocks'
-/// dispatches are made when first asked for.
-pub(super) struct RowBlocks {
+/// Which way a product's dispatch is cut ([`Blocks`]), with the rows or columns of C that one
+/// workgroup computes.
+#[derive(Clone, Copy)]
+enum Along {
+    Rows(usize),
+    Cols(usize),
+}
+
+/// A product's dispatch run as several over blocks of C, so that a submit which one product
+/// alone would keep past its budget can be cut (src/submit.rs): blocks of rows (M, A's and C's
+/// offsets moved to the block's first row, a multiple of the workgroup's rows), or for an NT
+/// product without bias whose rows are one workgroup high (lm_head over a short prompt) blocks
+/// of columns (N, B's and C's offsets moved; the NT kernels store through `put1`, which takes
+/// any column offset). Every element of C is the same fma chain as in the whole dispatch. The
+/// blocks' dispatches are made when first asked for.
+pub(super) struct Blocks {
     pipe: Arc<Pipe>,
-    variant: MatmulVariant,
     params: Params,
     tensors: [Tensor; 4],
+    /// The whole dispatch's workgroups (x over columns, y over rows).
+    workgroups: [u32; 2],
+    along: Along,
     /// The dispatches of the last cut asked for, and into how many blocks.
     made: Mutex<Option<(usize, Vec<Dispatch>)>>,
 }
 
-impl RowBlocks {
-    fn new(pipe: &Arc<Pipe>, variant: MatmulVariant, params: Params, tensors: [&Tensor; 4]) -> RowBlocks {
-        RowBlocks { pipe: pipe.clone(), variant, params, tensors: tensors.map(Tensor::clone), made: Mutex::new(None) }
+impl Blocks {
+    /// The blocks of a dispatch of `params` over `workgroups` of `block` (columns, rows of C)
+    /// each, where it has more than one workgroup along a way it can be cut.
+    fn new(
+        pipe: &Arc<Pipe>,
+        layout: Option<Layout>,
+        block: [usize; 2],
+        params: Params,
+        tensors: [&Tensor; 4],
+        workgroups: [u32; 3],
+    ) -> Option<Blocks> {
+        let along = if workgroups[1] > 1 {
+            Along::Rows(block[1])
+        } else if workgroups[0] > 1 && layout == Some(Layout::Nt) && params.flags & FLAG_BIAS == 0 {
+            Along::Cols(block[0])
+        } else {
+            return None;
+        };
+        Some(Blocks {
+            pipe: pipe.clone(),
+            params,
+            tensors: tensors.map(Tensor::clone),
+            workgroups: [workgroups[0], workgroups[1]],
+            along,
+            made: Mutex::new(None),
+        })
     }
 
-    /// The most blocks: one per workgroup row.
+    /// The most blocks: one per workgroup row (or column).
     pub(super) fn max(&self) -> usize {
-        (self.params.m as usize).div_ceil(self.variant.block()[1])
+        match self.along {
+            Along::Rows(_) => self.workgroups[1] as usize,
+            Along::Cols(_) => self.workgroups[0] as usize,
+        }
     }
 
-    /// Records block `j` of the product cut into `of` (at most [`RowBlocks::max`]).
+    /// Records block `j` of the product cut into `of` (at most [`Blocks::max`]).
     pub(super) fn encode(&self, pass: &mut wgpu::ComputePass<'_>, j: usize, of: usize) {
         let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
         if made.as_ref().is_none_or(|(n, _)| *n != of) {
@@ -495,20 +533,27 @@ impl RowBlocks {
     }
 
     fn make(&self, of: usize) -> Vec<Dispatch> {
-        let (p, rows, block) = (self.params, self.max(), self.variant.block()[1]);
+        let (p, n, [wx, wy]) = (self.params, self.max(), self.workgroups);
         let [out, a, b, bias] = &self.tensors;
         (0..of)
             .map(|j| {
-                let m0 = j * rows / of * block;
-                let m1 = ((j + 1) * rows / of * block).min(p.m as usize);
-                let params = Params {
-                    m: (m1 - m0) as u32,
-                    a_off: p.a_off + m0 as u32 * p.a_rs,
-                    c_off: p.c_off + m0 as u32 * p.ldc,
-                    ..p
+                let (w0, w1) = (j * n / of, (j + 1) * n / of);
+                let (params, wg) = match self.along {
+                    Along::Rows(rows) => {
+                        let (m0, m1) = (w0 * rows, (w1 * rows).min(p.m as usize));
+                        let (m, m0) = ((m1 - m0) as u32, m0 as u32);
+                        (
+                            Params { m, a_off: p.a_off + m0 * p.a_rs, c_off: p.c_off + m0 * p.ldc, ..p },
+                            [wx, (w1 - w0) as u32],
+                        )
+                    }
+                    Along::Cols(cols) => {
+                        let (n0, n1) = (w0 * cols, (w1 * cols).min(p.n as usize));
+                        let (n, n0) = ((n1 - n0) as u32, n0 as u32);
+                        (Params { n, b_off: p.b_off + n0 * p.b_cs, c_off: p.c_off + n0, ..p }, [(w1 - w0) as u32, wy])
+                    }
                 };
-                let wg = self.variant.workgroups(m1 - m0, p.n as usize);
-                self.pipe.dispatch(&params, &[out, a, b, bias], [wg[0] as u32, wg[1] as u32, 1])
+                self.pipe.dispatch(&params, &[out, a, b, bias], [wg[0], wg[1], 1])
             })
             .collect()
     }
@@ -534,6 +579,8 @@ impl Matmul {
     }
 
     /// [`Matmul::new`] with a default per layout: NN, NT and TN.
+    // in the browser wgpu's types are not Send: there is one thread, the Arcs only share
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn with_defaults(gpu: &Gpu, defaults: [MatmulVariant; 3]) -> Matmul {
         for d in defaults {
             assert!(d.runs_on(gpu), "{} does not run on {}", d.name(), gpu.describe());
@@ -545,15 +592,15 @@ impl Matmul {
         let sg = default == MatmulVariant::Subgroup;
         let spec =
             |e: &'static str, s| if sg { single_row_subgroup(s) } else { ModuleSpec::new::<Params>(PORTABLE, e) };
-        let single = |e, s| Pipe::new(gpu, spec(e, s));
-        let single16 = |e, s| Pipe::new(gpu, half(spec(e, s)));
+        let single = |e, s| Arc::new(Pipe::new(gpu, spec(e, s)));
+        let single16 = |e, s| Arc::new(Pipe::new(gpu, half(spec(e, s))));
         Matmul {
             gpu: gpu.clone(),
             shared: Shared {
-                generic: shared("forward"),
+                generic: Arc::new(shared("forward")),
                 bias_bwd: shared("bias_backward"),
-                nn1: rows("nn1"),
-                tn1: rows("tn1"),
+                nn1: Arc::new(rows("nn1")),
+                tn1: Arc::new(rows("tn1")),
                 vm: single("vm", "svm"),
                 vmt: single("vmt", "svmt"),
                 vm16: single16("vm", "svm"),
@@ -676,18 +723,14 @@ impl Matmul {
             !half || matches!(layout, Some(Layout::Nn | Layout::Nt | Layout::Vm | Layout::Vmt)),
             "matmul: an f16 B needs the NN, NT, VM or VMT layout (K and N multiples of 4), got {layout:?}"
         );
-        // a variant's product can be cut into blocks of rows (RowBlocks); the shared kernels'
-        // are not (they run the small and the single-row products)
-        let chosen = match layout {
+        // the pipe, its workgroups and the block of C (columns, rows) one workgroup computes
+        // (None: the single-row products, which are not cut)
+        let (pipe, wg, block) = match layout {
             Some(l @ (Layout::Nn | Layout::Nt | Layout::Tn)) => {
                 let variant = variant.unwrap_or_else(|| self.choice(&Product { layout: l, m, k, n }));
-                Some((self.pipe(variant, l, half), variant))
+                (self.pipe(variant, l, half), variant.workgroups(m, n), Some(variant.block()))
             }
-            _ => None,
-        };
-        let (pipe, wg) = match &chosen {
-            Some((pipe, variant)) => (&**pipe, variant.workgroups(m, n)),
-            None => self.shared_pipe(layout, m, n, half),
+            _ => self.shared_pipe(layout, m, n, half),
         };
         assert!(wg[0] <= 65535 && wg[1] <= 65535, "matmul {m}x{k}x{n}: too many workgroups");
         let wg = [wg[0] as u32, wg[1] as u32, 1];
@@ -716,23 +759,31 @@ impl Matmul {
                 ldc: cols.1 as u32,
             };
             let d = pipe.dispatch(&params, &tensors, wg);
-            prog.push(match (&chosen, wg[1]) {
-                (Some((pipe, variant)), 2..) => d.with_rows(RowBlocks::new(pipe, *variant, params, tensors)),
-                _ => d,
+            prog.push(match block.and_then(|block| Blocks::new(&pipe, layout, block, params, tensors, wg)) {
+                Some(blocks) => d.with_blocks(blocks),
+                None => d,
             });
         }
     }
 
-    /// The shared pipeline for a layout no variant covers, and its workgroups (x, y).
-    fn shared_pipe(&self, layout: Option<Layout>, m: usize, n: usize, half: bool) -> (&Pipe, [usize; 2]) {
-        let tiles = [n.div_ceil(FAST_COLS * FAST_WG[0]), m.div_ceil(SHARED_ROWS as usize * FAST_WG[1])];
+    /// The shared pipeline for a layout no variant covers, its workgroups (x, y) and the block
+    /// of C (columns, rows) one workgroup computes (None for the single-row products).
+    fn shared_pipe(
+        &self,
+        layout: Option<Layout>,
+        m: usize,
+        n: usize,
+        half: bool,
+    ) -> (Arc<Pipe>, [usize; 2], Option<[usize; 2]>) {
+        let fast = [FAST_COLS * FAST_WG[0], SHARED_ROWS as usize * FAST_WG[1]];
+        let tiles = |[cols, rows]: [usize; 2]| [n.div_ceil(cols), m.div_ceil(rows)];
         let s = &self.shared;
         match layout {
-            Some(Layout::Nn1) => (&s.nn1, tiles),
-            Some(Layout::Tn1) => (&s.tn1, tiles),
-            Some(Layout::Vm) => (if half { &s.vm16 } else { &s.vm }, flat(grid(n / 4, 64))),
-            Some(Layout::Vmt) => (if half { &s.vmt16 } else { &s.vmt }, flat(grid(n, 64))),
-            _ => (&s.generic, [n.div_ceil(TILE), m.div_ceil(TILE)]),
+            Some(Layout::Nn1) => (s.nn1.clone(), tiles(fast), Some(fast)),
+            Some(Layout::Tn1) => (s.tn1.clone(), tiles(fast), Some(fast)),
+            Some(Layout::Vm) => (if half { &s.vm16 } else { &s.vm }.clone(), flat(grid(n / 4, 64)), None),
+            Some(Layout::Vmt) => (if half { &s.vmt16 } else { &s.vmt }.clone(), flat(grid(n, 64)), None),
+            _ => (s.generic.clone(), tiles([TILE, TILE]), Some([TILE, TILE])),
         }
     }
 

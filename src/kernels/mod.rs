@@ -257,7 +257,7 @@ impl Pipe {
             workgroups,
             label: self.label.clone(),
             _uniform: uniform,
-            rows: None,
+            blocks: None,
         }
     }
 }
@@ -325,9 +325,9 @@ pub struct Dispatch {
     workgroups: [u32; 3],
     label: Arc<str>,
     _uniform: Buffer,
-    /// Where the dispatch can also run as several, each over a block of its output's rows (a
-    /// matmul's), for submits that it alone would keep past their budget.
-    rows: Option<Box<matmul::RowBlocks>>,
+    /// Where the dispatch can also run as several, each over a block of its output (a
+    /// matmul's rows or columns), for submits that it alone would keep past their budget.
+    blocks: Option<Box<matmul::Blocks>>,
 }
 
 impl Dispatch {
@@ -338,21 +338,21 @@ impl Dispatch {
         pass.dispatch_workgroups(x, y, z);
     }
 
-    fn with_rows(self, rows: matmul::RowBlocks) -> Dispatch {
-        Dispatch { rows: Some(Box::new(rows)), ..self }
+    fn with_blocks(self, blocks: matmul::Blocks) -> Dispatch {
+        Dispatch { blocks: Some(Box::new(blocks)), ..self }
     }
 
-    /// Into how many dispatches this one can be cut, each over a block of its output's rows
-    /// with the same results (1: it cannot be cut).
+    /// Into how many dispatches this one can be cut, each over a block of its output with the
+    /// same results (1: it cannot be cut).
     pub fn max_slices(&self) -> usize {
-        self.rows.as_ref().map_or(1, |r| r.max())
+        self.blocks.as_ref().map_or(1, |b| b.max())
     }
 
     /// Records slice `j` of this dispatch cut into `of` (at most [`Dispatch::max_slices`]; 1:
     /// the whole dispatch).
     pub fn encode_slice(&self, pass: &mut wgpu::ComputePass<'_>, j: usize, of: usize) {
-        match &self.rows {
-            Some(rows) if of > 1 => rows.encode(pass, j, of),
+        match &self.blocks {
+            Some(blocks) if of > 1 => blocks.encode(pass, j, of),
             _ => self.encode(pass),
         }
     }
