@@ -204,16 +204,20 @@ fn a_split_f16_step_equals_one_submit() {
     };
     let (mut one, mut split) = (trainer(0.0), trainer(1e-9));
     let mut rng = common::Rng::new(5);
+    let mut first = 0;
     for step in 0..3 {
         let batch = [(rng.ids(32, model.vocab_size), rng.ids(32, model.vocab_size))];
         one.step(&batch).unwrap();
         split.step(&batch).unwrap();
-        // the first step measures every piece alone: embedding, 2 blocks, head, loss, its
-        // gradient, head and 2 blocks backward, the embeddings' backward; the clip, the update
-        // and the f16 refresh (later steps cut inside the pieces too)
+        // 13 pieces: embedding, 2 blocks, head, loss, its gradient, head and 2 blocks backward,
+        // the embeddings' backward; the clip, the update and the f16 refresh. The first step
+        // measures every dispatch alone, and so do the later ones under this budget
         assert_eq!(one.submits().submits, 1);
         let n = split.submits().submits;
-        assert!(if step == 0 { n == 13 } else { n > 13 }, "step {step}: {n} submits");
+        if step == 0 {
+            first = n;
+        }
+        assert!(n > 13 && n >= first, "step {step}: {n} submits (the first {first})");
         let loss = |t: &Trainer| pollster::block_on(t.last_loss()).unwrap().to_bits();
         assert_eq!(loss(&one), loss(&split), "step {step}: loss");
     }
