@@ -6,16 +6,16 @@
 //! dispatch on its own and measures each (so even that run holds no submit longer than one
 //! dispatch); later runs group whole pieces by those times up to [`FILL`] of the budget, cut a
 //! piece over it between its dispatches, and a dispatch over it (a big matrix product) into
-//! blocks of its output's rows. A submit measured over the budget scales its dispatches'
+//! blocks of its output's rows or columns. A submit measured over the budget scales its dispatches'
 //! estimates up, so the next run splits it further. Splitting changes only where command
 //! buffers end and which workgroups a dispatch holds, never the arithmetic: results are
 //! bit-identical to one submit.
 //!
 //! Natively each group is timed from its submit to the device's wait on it returning; waiting
 //! keeps the CPU from recording ahead, so after a plan's first few runs only every 16th is timed
-//! (the others submit the same groups without waiting). In the browser nothing can block: each submit's `onSubmittedWorkDone` records when it finished, and
-//! the next run learns from the previous one's times (until they arrive, every piece is its own
-//! submit).
+//! (the others submit the same groups without waiting). In the browser nothing can block: each
+//! submit's `onSubmittedWorkDone` records when it finished, and the next run learns from the
+//! previous one's times (until they arrive, every dispatch is its own submit).
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -85,7 +85,7 @@ type Encoding<'a> = Box<dyn Fn(&mut wgpu::CommandEncoder) + 'a>;
 /// One piece of a run: commands before it (buffer clears and copies) and programs run in one
 /// compute pass. Pieces are the preferred cut points; a piece that alone runs over the budget is
 /// cut between its dispatches, and a dispatch that alone does (a big matrix product) into
-/// blocks of its output's rows where it can be ([`Dispatch::max_slices`]).
+/// blocks of its output where it can be ([`Dispatch::max_slices`]).
 pub struct Piece<'a> {
     pre: Option<Encoding<'a>>,
     programs: Vec<&'a Program>,
