@@ -226,13 +226,7 @@ fn f16_weight_products_on_every_variant() {
     let w = common::Rng::new(9).vec(kk * n, -1.0, 1.0);
     let w16: Vec<f32> = w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
     assert!(w16.iter().zip(&w).any(|(a, b)| a != b), "the rounding changes some weights");
-    let half_of = |t: &wgpt::Tensor| {
-        let h = g.tensor_f16("w.f16", &t.shape);
-        let mut p = Program::default();
-        k.matmul.to_f16(&mut p, &h, t);
-        g.run(|pass| p.encode(pass));
-        h
-    };
+    let half_of = |t: &wgpt::Tensor| common::f16_copy(&k, t);
     // w as a Conv1D weight (K, N) and as a wte (N, K): the CPU's B[k][j] for each
     let (w_nn, w_nt) = (g.upload("w", &[kk, n], &w), g.upload("wte", &[n, kk], &w));
     let (h_nn, h_nt) = (half_of(&w_nn), half_of(&w_nt));

@@ -242,13 +242,7 @@ fn a_product_cut_into_blocks_equals_the_whole() {
     let at302 = up("at302", &[kk, 302]); // M % 4 != 0: TN1
     let (short, wide) = (up("short", &[20, kk]), up("wide", &[m, kk])); // NT one workgroup row high
     let c0 = |rows: usize, cols: usize| common::Rng::new(rows as u64).vec(rows * cols, -1.0, 1.0);
-    let half_of = |t: &wgpt::Tensor| {
-        let h = g.tensor_f16("f16", &t.shape);
-        let mut p = Program::default();
-        k.matmul.to_f16(&mut p, &h, t);
-        g.run(|pass| p.encode(pass));
-        h
-    };
+    let half_of = |t: &wgpt::Tensor| common::f16_copy(&k, t);
     let halves = g.shader_f16().then(|| (half_of(&b), half_of(&bt)));
     type Record<'a> = Box<dyn Fn(&mut Program, &wgpt::Tensor) + 'a>;
     // (what, C's rows and columns, the product into C)

@@ -42,6 +42,15 @@ pub fn shared_kernels() -> Option<Arc<Kernels>> {
     K.get_or_init(|| pollster::block_on(kernels())).clone()
 }
 
+/// An f16 copy of `t` made on the GPU (the weights f16 products read); needs shader-f16.
+pub fn f16_copy(k: &Kernels, t: &wgpt::Tensor) -> wgpt::Tensor {
+    let h = k.gpu.tensor_f16("f16", &t.shape);
+    let mut p = wgpt::kernels::Program::default();
+    k.matmul.to_f16(&mut p, &h, t);
+    k.gpu.run(|pass| p.encode(pass));
+    h
+}
+
 /// ../shared/data, or None (with the reason printed) outside CI when it is absent.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn shared_data() -> Option<std::path::PathBuf> {
