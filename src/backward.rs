@@ -4,7 +4,9 @@
 
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
-use crate::kernels::{AttentionKind, AttnBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, Site};
+use crate::kernels::{
+    AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, Site,
+};
 use crate::model::{ActivationTensors, Gpt2, Gpt2Config, ParameterTensors};
 use crate::precision::MatmulWeights;
 
@@ -84,7 +86,8 @@ impl Gpt2 {
     ) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        k.crossentropy.backward(&mut prog, &d.dlogits, &a.logits, &a.lse, targets, dloss, scaler);
+        let t = CrossEntropyBwd { dlogits: &d.dlogits, logits: &a.logits, lse: &a.lse, targets, scale: scaler };
+        k.crossentropy.backward(&mut prog, t, dloss);
         prog
     }
 

@@ -69,12 +69,26 @@ fn layernorm() {
     let w = rng.vec(n * c, -1.0, 1.0);
     let forward = |inp: &[f32], weight: &[f32], bias: &[f32]| {
         let (mut out, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
-        cpu::layernorm_forward(&mut out, &mut mean, &mut rstd, inp, weight, bias, n, c);
+        cpu::layernorm_forward(
+            cpu::LayerNormFwd { out: &mut out, mean: &mut mean, rstd: &mut rstd, inp, weight, bias },
+            n,
+            c,
+        );
         (dot(&out, &w), mean, rstd)
     };
     let (_, mean, rstd) = forward(&inp, &weight, &bias);
     let (mut dinp, mut dweight, mut dbias) = (vec![0.0; n * c], vec![0.0; c], vec![0.0; c]);
-    cpu::layernorm_backward(&mut dinp, &mut dweight, &mut dbias, &w, &inp, &weight, &mean, &rstd, n, c);
+    let io = cpu::LayerNormBwd {
+        dinp: &mut dinp,
+        dweight: &mut dweight,
+        dbias: &mut dbias,
+        dout: &w,
+        inp: &inp,
+        weight: &weight,
+        mean: &mean,
+        rstd: &rstd,
+    };
+    cpu::layernorm_backward(io, n, c);
     assert_grad("layernorm dinp", &dinp, &numeric_grad(&inp, |x| forward(x, &weight, &bias).0));
     assert_grad("layernorm dweight", &dweight, &numeric_grad(&weight, |x| forward(&inp, x, &bias).0));
     assert_grad("layernorm dbias", &dbias, &numeric_grad(&bias, |x| forward(&inp, &weight, x).0));
@@ -94,7 +108,15 @@ fn matmul() {
         dot(&out, &w)
     };
     let (mut dinp, mut dweight, mut dbias) = (vec![0.0; m * k], vec![0.0; k * n], vec![0.0; n]);
-    cpu::matmul_backward(&mut dinp, &mut dweight, Some(&mut dbias), &w, &inp, &weight, m, k, n);
+    let io = cpu::MatmulBwd {
+        dinp: &mut dinp,
+        dweight: &mut dweight,
+        dbias: Some(&mut dbias),
+        dout: &w,
+        inp: &inp,
+        weight: &weight,
+    };
+    cpu::matmul_backward(io, m, k, n);
     assert_grad("matmul dinp", &dinp, &numeric_grad(&inp, |x| forward(x, &weight, &bias)));
     assert_grad("matmul dweight", &dweight, &numeric_grad(&weight, |x| forward(&inp, x, &bias)));
     assert_grad("matmul dbias", &dbias, &numeric_grad(&bias, |x| forward(&inp, &weight, x)));
@@ -112,12 +134,13 @@ fn attention() {
             let w = rng.vec(b * t * c, -1.0, 1.0);
             let forward = |qkv: &[f32]| {
                 let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-                cpu::attention_forward(&mut out, &mut att, qkv, drop, b, t, c, nh);
+                cpu::attention_forward(cpu::AttnFwd { out: &mut out, att: &mut att, qkv, drop }, b, t, c, nh);
                 (dot(&out, &w), att)
             };
             let (_, att) = forward(&qkv);
             let (mut dqkv, mut dpreatt) = (vec![0.0; b * t * 3 * c], vec![0.0; b * nh * t * t]);
-            cpu::attention_backward(&mut dqkv, &mut dpreatt, &w, &qkv, &att, drop, b, t, c, nh);
+            let io = cpu::AttnBwd { dqkv: &mut dqkv, dpreatt: &mut dpreatt, dout: &w, qkv: &qkv, att: &att, drop };
+            cpu::attention_backward(io, b, t, c, nh);
             let numeric = numeric_grad(&qkv, |x| forward(x).0);
             let what = format!("attention dqkv B{b} T{t} C{c} NH{nh} dropout {}", drop.is_some());
             assert_grad(&what, &dqkv, &numeric);

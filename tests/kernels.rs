@@ -9,8 +9,8 @@ use std::sync::Arc;
 use common::Rng;
 use wgpt::cpu;
 use wgpt::kernels::{
-    AttentionImpl, AttnBwd, AttnFwd, CrossEntropyFwd, EncoderBuckets, Kernels, LayerNormBwd, LayerNormFwd, LinearBwd,
-    Matmul, MatmulVariant, Operand, Program,
+    AttentionImpl, AttnBwd, AttnFwd, CrossEntropyBwd, CrossEntropyFwd, EncoderBuckets, Kernels, LayerNormBwd,
+    LayerNormFwd, LinearBwd, Matmul, MatmulVariant, Operand, Program,
 };
 use wgpt::Tensor;
 
@@ -65,7 +65,8 @@ async fn layernorm(k: Arc<Kernels>) {
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&out, &mean, &rstd]).await.unwrap();
         let (mut wo, mut wm, mut wr) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
-        cpu::layernorm_forward(&mut wo, &mut wm, &mut wr, &inp, &w, &bias, n, c);
+        let io = cpu::LayerNormFwd { out: &mut wo, mean: &mut wm, rstd: &mut wr, inp: &inp, weight: &w, bias: &bias };
+        cpu::layernorm_forward(io, n, c);
         assert_close(&format!("layernorm out N{n} C{c}"), &got[0], &wo, 1e-5, 1e-4);
         assert_close(&format!("layernorm mean N{n} C{c}"), &got[1], &wm, 1e-6, 1e-5);
         assert_close(&format!("layernorm rstd N{n} C{c}"), &got[2], &wr, 1e-6, 1e-4);
@@ -207,7 +208,8 @@ async fn attention(k: Arc<Kernels>) {
             k.gpu.run(|pass| prog.encode(pass));
             let got = g.read_many(&[&out, &att]).await.unwrap();
             let (mut wo, mut wa) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-            cpu::attention_forward(&mut wo, &mut wa, &qkv, mask.as_deref(), b, t, c, nh);
+            let io = cpu::AttnFwd { out: &mut wo, att: &mut wa, qkv: &qkv, drop: mask.as_deref() };
+            cpu::attention_forward(io, b, t, c, nh);
             assert_close(&format!("attention out B{b} T{t} C{c} NH{nh} dropout {p}"), &got[0], &wo, 1e-5, 1e-4);
             assert_close(&format!("attention att B{b} T{t} C{c} NH{nh} dropout {p}"), &got[1], &wa, 1e-6, 1e-4);
         }
@@ -336,7 +338,15 @@ async fn layernorm_bwd(k: Arc<Kernels>) {
         let dout = rng.vec(n * c, -1.0, 1.0);
         let (dinp0, dw0, db0) = (rng.vec(n * c, -1.0, 1.0), rng.vec(c, -1.0, 1.0), rng.vec(c, -1.0, 1.0));
         let (mut out, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
-        cpu::layernorm_forward(&mut out, &mut mean, &mut rstd, &inp, &weight, &bias, n, c);
+        let io = cpu::LayerNormFwd {
+            out: &mut out,
+            mean: &mut mean,
+            rstd: &mut rstd,
+            inp: &inp,
+            weight: &weight,
+            bias: &bias,
+        };
+        cpu::layernorm_forward(io, n, c);
         let (dinp, dweight, dbias) =
             (g.upload("dinp", &[n, c], &dinp0), g.upload("dw", &[c], &dw0), g.upload("db", &[c], &db0));
         let mut prog = Program::default();
@@ -357,7 +367,17 @@ async fn layernorm_bwd(k: Arc<Kernels>) {
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&dinp, &dweight, &dbias]).await.unwrap();
         let (mut wi, mut ww, mut wb) = (dinp0, dw0, db0);
-        cpu::layernorm_backward(&mut wi, &mut ww, &mut wb, &dout, &inp, &weight, &mean, &rstd, n, c);
+        let io = cpu::LayerNormBwd {
+            dinp: &mut wi,
+            dweight: &mut ww,
+            dbias: &mut wb,
+            dout: &dout,
+            inp: &inp,
+            weight: &weight,
+            mean: &mean,
+            rstd: &rstd,
+        };
+        cpu::layernorm_backward(io, n, c);
         // column sums over n rows: f32 rounding grows with √n
         let sum_tol = 1e-5 * (n as f32).sqrt();
         assert_close(&format!("layernorm dinp N{n} C{c}"), &got[0], &wi, 1e-5, 1e-4);
@@ -416,7 +436,9 @@ async fn check_matmul_bwd(k: &Kernels, mm: &Matmul, shapes: &[(usize, usize, usi
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&dinp, &dweight, &dbias]).await.unwrap();
         let (mut wi, mut ww, mut wb) = (dinp0, dw0, db0);
-        cpu::matmul_backward(&mut wi, &mut ww, with_bias.then_some(&mut wb[..]), &dout, &inp, &weight, n, c, oc);
+        let dbias = with_bias.then_some(&mut wb[..]);
+        let io = cpu::MatmulBwd { dinp: &mut wi, dweight: &mut ww, dbias, dout: &dout, inp: &inp, weight: &weight };
+        cpu::matmul_backward(io, n, c, oc);
         let what = format!("N{n} C{c} OC{oc} bias {with_bias}");
         let sum_tol = 1e-5 * (n as f32).sqrt();
         assert_close(&format!("matmul dinp {what}"), &got[0], &wi, 1e-5 * (oc as f32).sqrt(), 1e-4);
@@ -445,7 +467,7 @@ async fn attention_bwd(k: Arc<Kernels>) {
             let dout = rng.vec(b * t * c, -1.0, 1.0);
             let dqkv0 = rng.vec(b * t * 3 * c, -1.0, 1.0);
             let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-            cpu::attention_forward(&mut out, &mut att, &qkv, None, b, t, c, nh);
+            cpu::attention_forward(cpu::AttnFwd { out: &mut out, att: &mut att, qkv: &qkv, drop: None }, b, t, c, nh);
             let dqkv = g.upload("dqkv", &[b, t, 3 * c], &dqkv0);
             let dpreatt = g.upload("dpreatt", &[b, nh, t, t], &vec![f32::NAN; b * nh * t * t]);
             let mut prog = Program::default();
@@ -461,7 +483,15 @@ async fn attention_bwd(k: Arc<Kernels>) {
             k.gpu.run(|pass| prog.encode(pass));
             let got = g.read_many(&[&dqkv, &dpreatt]).await.unwrap();
             let (mut wq, mut wp) = (dqkv0, vec![0.0; b * nh * t * t]);
-            cpu::attention_backward(&mut wq, &mut wp, &dout, &qkv, &att, mask.as_deref(), b, t, c, nh);
+            let io = cpu::AttnBwd {
+                dqkv: &mut wq,
+                dpreatt: &mut wp,
+                dout: &dout,
+                qkv: &qkv,
+                att: &att,
+                drop: mask.as_deref(),
+            };
+            cpu::attention_backward(io, b, t, c, nh);
             let what = format!("B{b} T{t} C{c} NH{nh} dropout {p}");
             assert_close(&format!("attention dqkv {what}"), &got[0], &wq, 1e-5 * (t as f32).sqrt(), 1e-4);
             assert_close(&format!("attention dpreatt {what}"), &got[1], &wp, 1e-6, 1e-4);
@@ -568,7 +598,8 @@ async fn attention_flash(k: Arc<Kernels>) {
             let mask = drop_mask(99, 5, p, b * nh * t * t);
             let qkv_t = g.upload("qkv", &[b, t, 3 * c], &qkv);
             let (mut wo, mut wa) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-            cpu::attention_forward(&mut wo, &mut wa, &qkv, mask.as_deref(), b, t, c, nh);
+            let io = cpu::AttnFwd { out: &mut wo, att: &mut wa, qkv: &qkv, drop: mask.as_deref() };
+            cpu::attention_forward(io, b, t, c, nh);
             let want_lse = attention_lse(&qkv, b, t, c, nh);
             let mut first: Option<Vec<Vec<f32>>> = None;
             for imp in flash(&k) {
@@ -609,9 +640,18 @@ async fn attention_flash_bwd(k: Arc<Kernels>) {
             let dout = rng.vec(b * t * c, -1.0, 1.0);
             let dqkv0 = rng.vec(b * t * 3 * c, -1.0, 1.0);
             let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-            cpu::attention_forward(&mut out, &mut att, &qkv, mask.as_deref(), b, t, c, nh);
+            let io = cpu::AttnFwd { out: &mut out, att: &mut att, qkv: &qkv, drop: mask.as_deref() };
+            cpu::attention_forward(io, b, t, c, nh);
             let (mut wq, mut wp) = (dqkv0.clone(), vec![0.0; b * nh * t * t]);
-            cpu::attention_backward(&mut wq, &mut wp, &dout, &qkv, &att, mask.as_deref(), b, t, c, nh);
+            let io = cpu::AttnBwd {
+                dqkv: &mut wq,
+                dpreatt: &mut wp,
+                dout: &dout,
+                qkv: &qkv,
+                att: &att,
+                drop: mask.as_deref(),
+            };
+            cpu::attention_backward(io, b, t, c, nh);
             let hs = c / nh;
             let want_delta: Vec<f32> = (0..b * nh * t)
                 .map(|row| {
@@ -697,7 +737,8 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
         let (logits_t, lse_t) =
             (g.upload("logits", &[rows, v], &logits), g.upload("lse", &[rows], &logsumexp(&logits, v)));
         let targets_t = g.upload("targets", &[rows], &targets);
-        k.crossentropy.backward(&mut prog, &dlogits, &logits_t, &lse_t, &targets_t, dloss, None);
+        let t = CrossEntropyBwd { dlogits: &dlogits, logits: &logits_t, lse: &lse_t, targets: &targets_t, scale: None };
+        k.crossentropy.backward(&mut prog, t, dloss);
         let got = run_read(&k, &prog, &dlogits).await;
         let mut want = vec![0.0; rows * v];
         cpu::crossentropy_backward(&mut want, &logits, &targets, dloss, v);
@@ -742,9 +783,11 @@ async fn adamw(k: Arc<Kernels>) {
     for t in 1..=2 {
         g.write(&step, bytemuck::bytes_of(&StepParams::new(t as u64, lr, b1, b2, eps, clip)));
         g.run(|pass| prog.encode(pass));
-        let scale = (clip / (want_norm + 1e-6)).min(1.0);
+        let clip_scale = (clip / (want_norm + 1e-6)).min(1.0);
+        let step = cpu::AdamWStep { lr, beta1: b1, beta2: b2, eps, t, clip_scale };
         for i in 0..3 {
-            cpu::adamw_update(&mut cp[i], &mut cm[i], &mut cv[i], &grads[i], lr, b1, b2, eps, wd[i], t, scale);
+            let io = cpu::AdamWUpdate { param: &mut cp[i], m: &mut cm[i], v: &mut cv[i], grad: &grads[i] };
+            cpu::adamw_update(io, &step, wd[i]);
         }
     }
     let got_norm = g.read(&norm).await.unwrap();

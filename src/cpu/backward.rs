@@ -15,21 +15,23 @@ pub fn encoder_backward(dwte: &mut [f32], dwpe: &mut [f32], dout: &[f32], ids: &
     }
 }
 
+/// The layernorm backward's slices: dinp (N,C), dweight (C), dbias (C) accumulate; dout (N,C)
+/// and the forward's inp (N,C), weight (C), mean (N), rstd (N) are read.
+pub struct LayerNormBwd<'a> {
+    pub dinp: &'a mut [f32],
+    pub dweight: &'a mut [f32],
+    pub dbias: &'a mut [f32],
+    pub dout: &'a [f32],
+    pub inp: &'a [f32],
+    pub weight: &'a [f32],
+    pub mean: &'a [f32],
+    pub rstd: &'a [f32],
+}
+
 /// dinp (N,C), dweight (C), dbias (C) += the gradients of layernorm given dout (N,C) and the
 /// forward's inp, weight, mean (N), rstd (N).
-#[allow(clippy::too_many_arguments)]
-pub fn layernorm_backward(
-    dinp: &mut [f32],
-    dweight: &mut [f32],
-    dbias: &mut [f32],
-    dout: &[f32],
-    inp: &[f32],
-    weight: &[f32],
-    mean: &[f32],
-    rstd: &[f32],
-    n: usize,
-    c: usize,
-) {
+pub fn layernorm_backward(io: LayerNormBwd, n: usize, c: usize) {
+    let LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd } = io;
     for r in 0..n {
         let (x, dy) = (&inp[r * c..(r + 1) * c], &dout[r * c..(r + 1) * c]);
         let (m, s) = (mean[r], rstd[r]);
@@ -54,20 +56,21 @@ pub fn layernorm_backward(
     }
 }
 
+/// The matmul backward's slices: dinp (M,K), dweight (K,N) and dbias (N), if any, accumulate;
+/// dout (M,N) and the forward's inp (M,K) and weight (K,N) are read.
+pub struct MatmulBwd<'a> {
+    pub dinp: &'a mut [f32],
+    pub dweight: &'a mut [f32],
+    pub dbias: Option<&'a mut [f32]>,
+    pub dout: &'a [f32],
+    pub inp: &'a [f32],
+    pub weight: &'a [f32],
+}
+
 /// Backward of out (M,N) = inp (M,K) · weight (K,N) + bias (N), given dout (M,N):
 /// dinp += dout · weightᵀ, dweight += inpᵀ · dout, dbias += column sums of dout.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_backward(
-    dinp: &mut [f32],
-    dweight: &mut [f32],
-    dbias: Option<&mut [f32]>,
-    dout: &[f32],
-    inp: &[f32],
-    weight: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-) {
+pub fn matmul_backward(io: MatmulBwd, m: usize, k: usize, n: usize) {
+    let MatmulBwd { dinp, dweight, dbias, dout, inp, weight } = io;
     for i in 0..m {
         for l in 0..k {
             dinp[i * k + l] += (0..n).map(|j| dout[i * n + j] * weight[l * n + j]).sum::<f32>();
@@ -85,22 +88,23 @@ pub fn matmul_backward(
     }
 }
 
+/// The attention backward's slices: dqkv (B,T,3C) accumulates; dpreatt (B,NH,T,T) is scratch,
+/// overwritten; dout (B,T,C) and the forward's qkv (B,T,3C), softmax att (B,NH,T,T) and dropout
+/// multiplier `drop` (B,NH,T,T), if any, are read.
+pub struct AttnBwd<'a> {
+    pub dqkv: &'a mut [f32],
+    pub dpreatt: &'a mut [f32],
+    pub dout: &'a [f32],
+    pub qkv: &'a [f32],
+    pub att: &'a [f32],
+    pub drop: Option<&'a [f32]>,
+}
+
 /// dqkv (B,T,3C) += the gradient of causal attention given dout (B,T,C) and the forward's qkv
 /// and softmax att (B,NH,T,T); dpreatt (B,NH,T,T) is scratch, overwritten with the gradient of
 /// the unscaled scores q·k (zero above the diagonal). `drop` is the forward's dropout multiplier.
-#[allow(clippy::too_many_arguments)]
-pub fn attention_backward(
-    dqkv: &mut [f32],
-    dpreatt: &mut [f32],
-    dout: &[f32],
-    qkv: &[f32],
-    att: &[f32],
-    drop: Option<&[f32]>,
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
+pub fn attention_backward(io: AttnBwd, b: usize, t: usize, c: usize, nh: usize) {
+    let AttnBwd { dqkv, dpreatt, dout, qkv, att, drop } = io;
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
     // offset of q[bi, ti, h, :] in qkv; k and v follow at + c and + 2c
@@ -180,22 +184,31 @@ pub fn grad_norm(grads: &[&[f32]]) -> f32 {
     grads.iter().flat_map(|g| g.iter()).map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
 }
 
-/// torch.optim.AdamW's update of one tensor at step `t` (1-based), the gradient first scaled by
-/// `clip_scale` (clip_grad_norm_'s factor, 1 for none).
-#[allow(clippy::too_many_arguments)]
-pub fn adamw_update(
-    param: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    grad: &[f32],
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    t: i32,
-    clip_scale: f32,
-) {
+/// One AdamW update's slices: param, m and v are updated in place from grad.
+pub struct AdamWUpdate<'a> {
+    pub param: &'a mut [f32],
+    pub m: &'a mut [f32],
+    pub v: &'a mut [f32],
+    pub grad: &'a [f32],
+}
+
+/// What an AdamW step shares across tensors: the hyperparameters, the step `t` (1-based) and
+/// `clip_scale`, clip_grad_norm_'s factor on the gradient (1 for none).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamWStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub t: i32,
+    pub clip_scale: f32,
+}
+
+/// torch.optim.AdamW's update of one tensor with that tensor's `weight_decay`, the gradient
+/// first scaled by the step's `clip_scale`.
+pub fn adamw_update(io: AdamWUpdate, step: &AdamWStep, weight_decay: f32) {
+    let AdamWUpdate { param, m, v, grad } = io;
+    let AdamWStep { lr, beta1, beta2, eps, t, clip_scale } = *step;
     let bias1 = 1.0 - (beta1 as f64).powi(t);
     let bias2 = 1.0 - (beta2 as f64).powi(t);
     for i in 0..param.len() {

@@ -11,18 +11,20 @@ pub fn encoder_forward(out: &mut [f32], ids: &[u32], wte: &[f32], wpe: &[f32], b
     }
 }
 
+/// The layernorm forward's slices: out (N,C), mean (N), rstd (N) written from inp (N,C),
+/// weight (C), bias (C).
+pub struct LayerNormFwd<'a> {
+    pub out: &'a mut [f32],
+    pub mean: &'a mut [f32],
+    pub rstd: &'a mut [f32],
+    pub inp: &'a [f32],
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+}
+
 /// out (N,C), mean (N), rstd (N) = layernorm(inp (N,C)) · weight + bias, eps 1e-5.
-#[allow(clippy::too_many_arguments)]
-pub fn layernorm_forward(
-    out: &mut [f32],
-    mean: &mut [f32],
-    rstd: &mut [f32],
-    inp: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    n: usize,
-    c: usize,
-) {
+pub fn layernorm_forward(io: LayerNormFwd, n: usize, c: usize) {
+    let LayerNormFwd { out, mean, rstd, inp, weight, bias } = io;
     for r in 0..n {
         let x = &inp[r * c..(r + 1) * c];
         let m = x.iter().sum::<f32>() / c as f32;
@@ -66,20 +68,20 @@ pub fn matmul_nt_forward(out: &mut [f32], inp: &[f32], weight: &[f32], m: usize,
     }
 }
 
+/// The attention forward's slices: out (B,T,C) and att (B,NH,T,T) written from qkv (B,T,3C);
+/// `drop` (B,NH,T,T), if any, is the dropout multiplier on att (0 or 1/(1−p)).
+pub struct AttnFwd<'a> {
+    pub out: &'a mut [f32],
+    pub att: &'a mut [f32],
+    pub qkv: &'a [f32],
+    pub drop: Option<&'a [f32]>,
+}
+
 /// out (B,T,C), att (B,NH,T,T) from qkv (B,T,3C): causal softmax attention for every head.
-/// `drop` (B,NH,T,T) multiplies the probabilities (0 or 1/(1−p)) in the weighted sum of v: the
-/// dropout on att; att itself is kept before dropout.
-#[allow(clippy::too_many_arguments)]
-pub fn attention_forward(
-    out: &mut [f32],
-    att: &mut [f32],
-    qkv: &[f32],
-    drop: Option<&[f32]>,
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
+/// `drop` multiplies the probabilities in the weighted sum of v: the dropout on att; att itself
+/// is kept before dropout.
+pub fn attention_forward(io: AttnFwd, b: usize, t: usize, c: usize, nh: usize) {
+    let AttnFwd { out, att, qkv, drop } = io;
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
     for bi in 0..b {

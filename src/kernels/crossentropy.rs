@@ -35,6 +35,17 @@ pub struct CrossEntropyFwd<'a> {
     pub targets: &'a Tensor,
 }
 
+/// The backward's tensors: dlogits (N,V) is overwritten from logits (N,V), the forward's lse (N)
+/// and targets (N) u32; `scale`, if any, holds the loss scale in `scale[0]` (the trainer's scaler
+/// state, shaders/adamw.wgsl's Scaler).
+pub struct CrossEntropyBwd<'a> {
+    pub dlogits: &'a Tensor,
+    pub logits: &'a Tensor,
+    pub lse: &'a Tensor,
+    pub targets: &'a Tensor,
+    pub scale: Option<&'a Tensor>,
+}
+
 pub struct CrossEntropy {
     fwd: Pipe,
     mean: Pipe,
@@ -66,17 +77,8 @@ impl CrossEntropy {
     /// accumulated), with the softmax from the forward's lse (N); `dloss` is dL/dlosses[r] for
     /// every row, 1/N for the mean loss. With `scale`, also times the loss scale in `scale[0]`
     /// (the trainer's scaler state, shaders/adamw.wgsl's Scaler): dynamic loss scaling.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(
-        &self,
-        prog: &mut Program,
-        dlogits: &Tensor,
-        logits: &Tensor,
-        lse: &Tensor,
-        targets: &Tensor,
-        dloss: f32,
-        scale: Option<&Tensor>,
-    ) {
+    pub fn backward(&self, prog: &mut Program, t: CrossEntropyBwd, dloss: f32) {
+        let CrossEntropyBwd { dlogits, logits, lse, targets, scale } = t;
         let rows = targets.numel();
         let v = logits.numel() / rows;
         let params = Params { rows: rows as u32, v: v as u32, dloss, _pad: 0 };
