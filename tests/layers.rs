@@ -40,7 +40,7 @@ impl Table {
         let code = code_only(lib_rs);
         for stmt in code.split(';') {
             let stmt = stmt.split_whitespace().collect::<Vec<_>>().join(" ");
-            if let Some(rest) = stmt.rsplit("pub use ").next().filter(|_| stmt.contains("pub use ")) {
+            if let Some((_, rest)) = stmt.split_once("pub use ") {
                 if let Some((module, names)) = rest.split_once("::") {
                     for name in names.trim_matches(|c| c == '{' || c == '}' || c == ' ').split(',') {
                         lib_names.insert(name.trim().to_string(), module.trim().to_string());
@@ -96,87 +96,82 @@ fn is_ident(c: char) -> bool {
 fn code_only(src: &str) -> String {
     let c: Vec<char> = src.chars().collect();
     let mut out = String::with_capacity(src.len());
-    let blank = |ch: char| if ch == '\n' { '\n' } else { ' ' };
     let mut i = 0;
     while i < c.len() {
         let next = c.get(i + 1).copied();
-        if c[i] == '/' && next == Some('/') {
-            while i < c.len() && c[i] != '\n' {
-                out.push(' ');
-                i += 1;
-            }
+        let raw_hashes = c[i + 1..].iter().take_while(|&&h| h == '#').count();
+        i = if c[i] == '/' && next == Some('/') {
+            let end = c[i..].iter().position(|&ch| ch == '\n').map_or(c.len(), |n| i + n);
+            blank(&c[i..end], &mut out);
+            end
         } else if c[i] == '/' && next == Some('*') {
-            let mut depth = 0;
-            while i < c.len() {
-                if c[i] == '/' && c.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    out.push_str("  ");
-                    i += 2;
-                } else if c[i] == '*' && c.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    out.push_str("  ");
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    out.push(blank(c[i]));
-                    i += 1;
-                }
-            }
-        } else if c[i] == 'r' && (next == Some('"') || next == Some('#')) && (i == 0 || !is_ident(c[i - 1])) {
-            // a raw string r"..." or r#"..."#
-            let hashes = c[i + 1..].iter().take_while(|&&h| h == '#').count();
-            if c.get(i + 1 + hashes) != Some(&'"') {
-                out.push(c[i]);
-                i += 1;
-                continue;
-            }
-            out.push('"');
-            i += 2 + hashes;
-            while i < c.len()
-                && !(c[i] == '"' && c[i + 1..].iter().take(hashes).filter(|&&h| h == '#').count() == hashes)
-            {
-                out.push(blank(c[i]));
-                i += 1;
-            }
-            out.push('"');
-            i += 1 + hashes;
-        } else if c[i] == '"' {
-            out.push('"');
-            i += 1;
-            while i < c.len() && c[i] != '"' {
-                if c[i] == '\\' {
-                    out.push(' ');
-                    i += 1;
-                }
-                if i < c.len() {
-                    out.push(blank(c[i]));
-                    i += 1;
-                }
-            }
-            out.push('"');
-            i += 1;
-        } else if c[i] == '\'' && (next == Some('\\') || c.get(i + 2) == Some(&'\'')) {
-            // a char literal ('x', '\n', '\''); a lifetime ('a) has no closing quote
-            out.push('\'');
-            i += 1;
-            while i < c.len() && c[i] != '\'' {
-                if c[i] == '\\' {
-                    out.push(' ');
-                    i += 1;
-                }
-                out.push(' ');
-                i += 1;
-            }
-            out.push('\'');
-            i += 1;
+            block_comment(&c, i, &mut out)
+        } else if c[i] == 'r' && c.get(i + 1 + raw_hashes) == Some(&'"') && (i == 0 || !is_ident(c[i - 1])) {
+            raw_string(&c, i, raw_hashes, &mut out)
+        } else if c[i] == '"' || (c[i] == '\'' && (next == Some('\\') || c.get(i + 2) == Some(&'\''))) {
+            // a string, or a char literal ('x', '\n', '\''; a lifetime 'a has no closing quote)
+            quoted(&c, i, &mut out)
         } else {
             out.push(c[i]);
-            i += 1;
-        }
+            i + 1
+        };
     }
     out
+}
+
+/// Pushes `chars` as spaces, newlines kept.
+fn blank(chars: &[char], out: &mut String) {
+    out.extend(chars.iter().map(|&ch| if ch == '\n' { '\n' } else { ' ' }));
+}
+
+/// Blanks the (nested) block comment opening at `i`; returns where it ends.
+fn block_comment(c: &[char], mut i: usize, out: &mut String) -> usize {
+    let mut depth = 0;
+    while i < c.len() {
+        let two = (c[i], c.get(i + 1).copied());
+        let step = match two {
+            ('/', Some('*')) => {
+                depth += 1;
+                2
+            }
+            ('*', Some('/')) => {
+                depth -= 1;
+                2
+            }
+            _ => 1,
+        };
+        blank(&c[i..(i + step).min(c.len())], out);
+        i += step;
+        if depth == 0 {
+            break;
+        }
+    }
+    i
+}
+
+/// Blanks the contents of the raw string r#"..."# (with `hashes` #) starting at `i`.
+fn raw_string(c: &[char], i: usize, hashes: usize, out: &mut String) -> usize {
+    let start = i + 2 + hashes;
+    let closes = |j: &usize| c[*j] == '"' && c[j + 1..].iter().take(hashes).filter(|&&h| h == '#').count() == hashes;
+    let end = (start..c.len()).find(closes).unwrap_or(c.len());
+    out.push('"');
+    blank(&c[start..end], out);
+    out.push('"');
+    end + 1 + hashes
+}
+
+/// Blanks the contents of the string or char literal whose quote is at `i`.
+fn quoted(c: &[char], i: usize, out: &mut String) -> usize {
+    let quote = c[i];
+    let mut j = i + 1;
+    while j < c.len() && c[j] != quote {
+        j += if c[j] == '\\' { 2 } else { 1 };
+    }
+    let end = j.min(c.len());
+    out.push(quote);
+    blank(&c[i + 1..end], out);
+    out.push(quote);
+    end + 1
 }
 
 /// `code` (from [`code_only`]) with every item under `#[cfg(test)]` blanked: the attribute up to
@@ -186,6 +181,7 @@ fn without_tests(code: &str) -> Option<String> {
         return None;
     }
     let mut c: Vec<char> = code.chars().collect();
+    let code_len = c.len();
     let attr: Vec<char> = "#[cfg(test)]".chars().collect();
     let mut i = 0;
     while i + attr.len() <= c.len() {
@@ -211,7 +207,7 @@ fn without_tests(code: &str) -> Option<String> {
                 break;
             }
         }
-        for ch in &mut c[i..j.min(code.len())] {
+        for ch in &mut c[i..j.min(code_len)] {
             if *ch != '\n' {
                 *ch = ' ';
             }

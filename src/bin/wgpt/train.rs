@@ -381,12 +381,11 @@ fn train_loop(mut driver: Driver, out: &Path, mut corpus: Option<String>, opts: 
             .expect("a valid progress template"),
     );
     let (started, first_step) = (Instant::now(), driver.run.step());
-    let mut lose_device_at = opts.lose_device_at;
+    let (mut lose_device_at, pause) = (opts.lose_device_at, opts.commit_pause);
     let mut diverged = None;
     let adapter = driver.run.gpu().info.name.clone();
     let throughput = |tokens_per_sec| Throughput::new(&cfg.model, cfg.train.seq_len, tokens_per_sec, &adapter);
     loop {
-        let pause = opts.commit_pause;
         let mut sink = |ev: RunEvent<'_>| show(&bar, out, pause, &mut corpus, &mut diverged, &throughput, ev);
         let status = match pollster::block_on(driver.advance(&mut sink)) {
             Ok(status) => status,
