@@ -8,7 +8,7 @@ use crate::kernels::{
     AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, Site,
 };
 use crate::model::{ActivationTensors, Gpt2, Gpt2Config, ParameterTensors};
-use crate::precision::MatmulWeights;
+use crate::weights16::MatmulWeights;
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
 pub struct GradActs {

@@ -22,10 +22,11 @@
 use crate::gpu::{Buffer, Tensor};
 use crate::kernels::{Decode, DecodeAttn, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
 use crate::model::Gpt2;
-use crate::precision::{MatmulWeights, Precision, Purpose, Resolved};
+use crate::precision::{Precision, Purpose, Resolved};
 use crate::rng::Rng;
-use crate::submit::{self, Piece, SubmitPlan, SubmitStats};
+use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::tokenizer::Tokenizer;
+use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::sync::Arc;
@@ -306,7 +307,7 @@ impl Decoder {
             precision,
             steps: Vec::new(),
             context: Vec::new(),
-            budget_ms: submit::budget_ms()?,
+            budget_ms: model.submit_budget_ms,
             last_submits: SubmitStats::default(),
         })
     }

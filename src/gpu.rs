@@ -17,6 +17,18 @@ pub struct Gpu {
     /// A lower storage-binding limit than the device's, set by tests to exercise chunking.
     binding_cap: Option<u64>,
     faults: Arc<Faults>,
+    settings: DeviceSettings,
+}
+
+/// What a device is asked for beyond the adapter's own: the test injections of an adapter without
+/// shader-f16 and of a device with little memory. The default asks for nothing (the page's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceSettings {
+    /// Leave shader-f16 out, as on an adapter without it (SwiftShader, some RTX cards in Chrome):
+    /// tests use it to check the fallback to f32.
+    pub hide_shader_f16: bool,
+    /// A device with this many bytes of memory ([`Gpu::cap_memory`]).
+    pub memory: Option<u64>,
 }
 
 /// What the device reported on its own: that it was lost (destroyed, driver reset, a browser's
@@ -40,8 +52,9 @@ pub struct BufferStats {
 
 impl Gpu {
     /// Picks the high-performance adapter and requests a device with every limit the adapter
-    /// offers (GPT-2's wte alone is 154 MB, over WebGPU's default 128 MiB storage binding).
-    pub async fn new() -> Result<Gpu> {
+    /// offers (GPT-2's wte alone is 154 MB, over WebGPU's default 128 MiB storage binding), with
+    /// `settings`' injections.
+    pub async fn new(settings: DeviceSettings) -> Result<Gpu> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -63,7 +76,7 @@ impl Gpu {
                 // GPU timestamps where the adapter has them (`wgpt bench` times kernels with
                 // them), subgroups (the matmul kernels for 8-wide subgroups) and shader-f16 (the
                 // f16-weight matmuls of --precision f16)
-                required_features: adapter.features() & wanted_features(),
+                required_features: adapter.features() & wanted_features(settings),
                 required_limits: adapter.limits(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -83,7 +96,15 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             f.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
         }));
-        Ok(Gpu { device, queue, info, stats: Arc::new(BufferStats::default()), binding_cap: None, faults })
+        let stats = Arc::new(BufferStats::default());
+        let gpu = Gpu { device, queue, info, stats, binding_cap: None, faults, settings };
+        gpu.cap_memory(settings.memory);
+        Ok(gpu)
+    }
+
+    /// What the device was asked for (a device made again after a loss asks for the same).
+    pub fn settings(&self) -> DeviceSettings {
+        self.settings
     }
 
     /// Why the device was lost, once it has been: it and everything on it are gone, and only a
@@ -494,19 +515,14 @@ impl Drop for Buffer {
 }
 
 /// The device features wgpt uses where the adapter has them: timestamps, subgroups and
-/// shader-f16. `WGPT_NO_SHADER_F16=1` leaves shader-f16 out, as on an adapter without it
-/// (SwiftShader, some RTX cards in Chrome): tests use it to check the fallback to f32.
-fn wanted_features() -> wgpu::Features {
+/// shader-f16 (unless `settings` hides it).
+fn wanted_features(settings: DeviceSettings) -> wgpu::Features {
     let base = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
-    if no_shader_f16() {
+    if settings.hide_shader_f16 {
         base
     } else {
         base | wgpu::Features::SHADER_F16
     }
-}
-
-fn no_shader_f16() -> bool {
-    std::env::var("WGPT_NO_SHADER_F16").is_ok_and(|v| v == "1") // never set in a browser
 }
 
 fn gcd(a: u64, b: u64) -> u64 {

@@ -1,6 +1,20 @@
 //! wgpt: GPT-2 on WebGPU. Forward, backward and AdamW in our own WGSL kernels, run through wgpu
 //! natively (Vulkan, Metal, DX12) and in the browser (WebGPU). Semantics follow Hugging Face's
 //! `GPT2LMHeadModel`; the layer structure follows llm.c's `train_gpt2.c`.
+//!
+//! The modules form layers, bottom to top. A module uses its own layer and those below, never
+//! one above (tests/layers.rs reads this table and checks every `crate::` path outside comments
+//! and `#[cfg(test)]`); a new top-level module gets a row here.
+//!
+//! | layer | modules |
+//! |---|---|
+//! | device | gpu, rng, error (lib.rs only re-exports) |
+//! | kernels | kernels/, cpu/ |
+//! | selection | tune, submit, precision, options |
+//! | model | model, backward, hf, params, lens, flops, checkpoint, tokenizer, data, weights16 |
+//! | training | train, generate, dynamics, parity |
+//! | run | run/ |
+//! | front | web/, bin/ |
 
 pub mod backward;
 pub mod checkpoint;
@@ -14,6 +28,7 @@ pub mod hf;
 pub mod kernels;
 pub mod lens;
 pub mod model;
+pub mod options;
 pub mod params;
 pub mod parity;
 pub mod precision;
@@ -24,6 +39,7 @@ pub mod tokenizer;
 pub mod train;
 pub mod tune;
 pub mod web;
+pub mod weights16;
 
 pub use gpu::{Gpu, Tensor};
 pub use model::{Gpt2, Gpt2Config};

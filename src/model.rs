@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{AttentionImpl, AttentionKind, AttnFwd, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
-use crate::precision::MatmulWeights;
 use crate::rng::Rng;
-use crate::submit::{Piece, SubmitPlan, SubmitStats};
+use crate::submit::{Piece, SubmitPlan, SubmitStats, DEFAULT_BUDGET_MS};
 use crate::tune::AttnShape;
+use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
 /// The shape of a GPT-2 model. Layer norm eps is 1e-5, GELU is tanh-GELU, lm_head is tied.
@@ -361,6 +361,9 @@ pub struct Gpt2 {
     pub config: Gpt2Config,
     pub kernels: Arc<Kernels>,
     pub params: ParameterTensors,
+    /// The submit budget in milliseconds of the plans made for this model from now on (its
+    /// forwards, trainer and decoder; those made already keep theirs).
+    pub submit_budget_ms: f64,
 }
 
 /// Activations and recorded programs for one (B, T).
@@ -392,7 +395,8 @@ impl Forward {
 }
 
 impl Gpt2 {
-    /// Uploads `weights` after checking that the largest tensor fits the device's bindings.
+    /// Uploads `weights` after checking that the largest tensor fits the device's bindings; its
+    /// plans split submits at [`DEFAULT_BUDGET_MS`] ([`Gpt2::with_submit_budget`] sets another).
     pub fn new(kernels: Arc<Kernels>, weights: &Weights) -> Result<Gpt2> {
         let config = weights.config;
         config.validate()?;
@@ -415,7 +419,13 @@ impl Gpt2 {
         let tensors =
             specs.iter().zip(&weights.tensors).map(|((name, shape), data)| gpu.upload(name, shape, data)).collect();
         let params = ParameterTensors::from_ordered(config.n_layer, tensors);
-        Ok(Gpt2 { config, kernels, params })
+        Ok(Gpt2 { config, kernels, params, submit_budget_ms: DEFAULT_BUDGET_MS })
+    }
+
+    /// The model with plans that split submits at `ms` milliseconds (0: one submit each).
+    pub fn with_submit_budget(mut self, ms: f64) -> Gpt2 {
+        self.submit_budget_ms = ms;
+        self
     }
 
     /// Reads every parameter back to the host.
@@ -455,7 +465,7 @@ impl Gpt2 {
         let embed = self.record_embed(&acts, &acts.ids);
         let body = self.record_body(&acts, &MatmulWeights::f32(&self.params), None);
         let loss = self.record_loss(&acts, &acts.targets);
-        let plan = Mutex::new(SubmitPlan::from_env()?);
+        let plan = Mutex::new(SubmitPlan::new(self.submit_budget_ms));
         Ok(Forward { b, t, acts, embed, body, loss, plan })
     }
 

@@ -179,9 +179,10 @@ impl std::fmt::Display for Check {
 pub const LOGITS_TOL: f32 = 1e-4;
 pub const LOSS_TOL: f32 = 1e-5;
 
-/// Runs the forward pass of a parity file on the GPU and compares logits and loss.
-pub async fn check_forward(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<Check>> {
-    let model = Gpt2::new(kernels, &p.weights)?;
+/// Runs the forward pass of a parity file on the GPU (submits split at `submit_budget_ms`) and
+/// compares logits and loss.
+pub async fn check_forward(kernels: Arc<Kernels>, p: &ParityFile, submit_budget_ms: f64) -> Result<Vec<Check>> {
+    let model = Gpt2::new(kernels, &p.weights)?.with_submit_budget(submit_budget_ms);
     let f = model.forward_plan(p.b, p.t)?;
     model.forward(&f, &p.x, Some(&p.y))?;
     let out = model.kernels.gpu.read_many(&[&f.acts.logits, &f.acts.loss]).await?;
@@ -192,10 +193,10 @@ pub async fn check_forward(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<
 }
 
 /// Every check the file has data for: the forward pass, and training where it has gradients.
-pub async fn check(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<Check>> {
-    let mut checks = check_forward(kernels.clone(), p).await?;
+pub async fn check(kernels: Arc<Kernels>, p: &ParityFile, submit_budget_ms: f64) -> Result<Vec<Check>> {
+    let mut checks = check_forward(kernels.clone(), p, submit_budget_ms).await?;
     if p.grads.is_some() {
-        checks.extend(check_training(kernels, p).await?);
+        checks.extend(check_training(kernels, p, submit_budget_ms).await?);
     }
     Ok(checks)
 }
@@ -209,13 +210,13 @@ pub const LOSSES_TOL: f32 = 1e-3;
 
 /// Trains on the parity file's batch as its maker did (AdamW at constant lr, no clipping) and
 /// compares every gradient, the parameters after one step and the N losses.
-pub async fn check_training(kernels: Arc<Kernels>, p: &ParityFile) -> Result<Vec<Check>> {
+pub async fn check_training(kernels: Arc<Kernels>, p: &ParityFile, submit_budget_ms: f64) -> Result<Vec<Check>> {
     let (Some(cfg), Some(grads), Some(step1)) = (p.train_config(), &p.grads, &p.step1) else {
         return Err(Error::Format(
             "this parity file has no training data (adamw, expected.grad.*, expected.step1.*)".into(),
         ));
     };
-    let model = Gpt2::new(kernels, &p.weights)?;
+    let model = Gpt2::new(kernels, &p.weights)?.with_submit_budget(submit_budget_ms);
     let mut trainer = Trainer::new(model, cfg)?;
     let batch = [(p.x.clone(), p.y.clone())];
     trainer.step(&batch)?;

@@ -18,55 +18,15 @@
 //! previous one's times (until they arrive, every dispatch is its own submit).
 
 use std::ops::Range;
-use std::sync::OnceLock;
 #[cfg(target_arch = "wasm32")]
 use std::sync::{Arc, Mutex};
 
 use crate::gpu::{now_ms, Gpu};
 use crate::kernels::{Dispatch, Program};
-use crate::{Error, Result};
 
-/// The budget where neither `--submit-budget-ms` nor `WGPT_SUBMIT_BUDGET_MS` says otherwise: a
+/// The budget where the caller says nothing else ([`crate::options::Options`]' default): a
 /// quarter of Windows' 2 s TDR limit.
 pub const DEFAULT_BUDGET_MS: f64 = 500.0;
-
-/// The environment variable that sets the budget in milliseconds (0: one submit always).
-pub const BUDGET_ENV: &str = "WGPT_SUBMIT_BUDGET_MS";
-
-static BUDGET_OVERRIDE: OnceLock<f64> = OnceLock::new();
-
-/// Sets the process's budget over `WGPT_SUBMIT_BUDGET_MS` (the CLI's `--submit-budget-ms`);
-/// plans made afterwards start with it. Only the first call counts.
-pub fn set_budget_ms(ms: f64) -> Result<()> {
-    let ms = check_budget(ms, "--submit-budget-ms")?;
-    let _ = BUDGET_OVERRIDE.set(ms);
-    Ok(())
-}
-
-fn check_budget(ms: f64, what: &str) -> Result<f64> {
-    if ms.is_finite() && ms >= 0.0 {
-        Ok(ms)
-    } else {
-        Err(Error::Input(format!("{what} must be a number of milliseconds >= 0 (0: one submit per step), got {ms}")))
-    }
-}
-
-/// The budget new plans get: [`set_budget_ms`]'s, else `WGPT_SUBMIT_BUDGET_MS`, else
-/// [`DEFAULT_BUDGET_MS`]. A variable that is not a number is an error saying so.
-pub fn budget_ms() -> Result<f64> {
-    if let Some(&ms) = BUDGET_OVERRIDE.get() {
-        return Ok(ms);
-    }
-    match std::env::var(BUDGET_ENV) {
-        Ok(s) => {
-            let ms = s.trim().parse::<f64>().map_err(|_| {
-                Error::Input(format!("{BUDGET_ENV}={s:?} is not a number of milliseconds (0: one submit per step)"))
-            })?;
-            check_budget(ms, BUDGET_ENV)
-        }
-        Err(_) => Ok(DEFAULT_BUDGET_MS),
-    }
-}
 
 /// How the last run of a plan was submitted.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -195,11 +155,6 @@ fn close(units: &mut Vec<Unit>, group: &mut Option<(usize, f64)>, end: usize) {
 }
 
 impl SubmitPlan {
-    /// A plan with the process's budget ([`budget_ms`]).
-    pub fn from_env() -> Result<SubmitPlan> {
-        Ok(SubmitPlan::new(budget_ms()?))
-    }
-
     /// A plan with `budget_ms` (0: one submit always).
     pub fn new(budget_ms: f64) -> SubmitPlan {
         SubmitPlan {

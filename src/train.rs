@@ -11,8 +11,9 @@ use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
 use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
-use crate::precision::{MatmulWeights, Precision, Purpose, Resolved};
+use crate::precision::{Precision, Purpose, Resolved};
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
+use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
 /// Optimisation settings, named as nanoGPT's train.py.
@@ -350,6 +351,7 @@ impl Trainer {
                 k.adamw.update(&mut update, t, wd);
             }
         }
+        let plan = SubmitPlan::new(model.submit_budget_ms);
         let mut scaler_update = Program::default();
         if let Some(ls) = cfg.loss_scaling {
             k.adamw.scaler_update(&mut scaler_update, &scaler, &norm, ls.growth_interval);
@@ -376,7 +378,7 @@ impl Trainer {
             precision,
             refresh,
             dynamics: None,
-            plan: SubmitPlan::from_env()?,
+            plan,
             step: 0,
             moments_since: 0,
         })
@@ -397,9 +399,10 @@ impl Trainer {
         self.plan.stats()
     }
 
-    /// Sets the submit budget of this trainer's steps and evaluations in milliseconds (0: one
-    /// submit each).
+    /// Sets the submit budget of this trainer's steps and evaluations (and of the plans its model
+    /// makes from now on) in milliseconds (0: one submit each).
     pub fn set_submit_budget(&mut self, ms: f64) {
+        self.model.submit_budget_ms = ms;
         self.plan.set_budget_ms(ms);
         self.fwd.set_submit_budget(ms);
     }

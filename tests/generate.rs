@@ -239,9 +239,9 @@ mod native {
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let want_logits = wgpt::hf::to_f32("logits", &st.tensor("logits").unwrap()).unwrap();
         let (weights, _) = wgpt::hf::dir::load(&dir).unwrap();
-        let mut gpu = pollster::block_on(wgpt::Gpu::new()).unwrap();
+        let mut gpu = pollster::block_on(wgpt::Gpu::new(common::options().device)).unwrap();
         gpu.cap_binding(4 << 20);
-        let k = Arc::new(Kernels::new(&gpu).unwrap());
+        let k = Arc::new(Kernels::with_family(&gpu, common::options().family).unwrap());
         let model = Gpt2::new(k, &weights).unwrap();
         let chunks = gpu.row_chunks(&model.params.wte);
         assert_eq!(chunks.len(), 2, "50257 rows of 128 bytes in 4 MiB chunks");

@@ -7,8 +7,9 @@ mod common;
 
 use wgpt::kernels::AttentionKind;
 use wgpt::model::{Gpt2, Gpt2Config, Weights};
-use wgpt::precision::{MatmulWeights, Precision};
+use wgpt::precision::Precision;
 use wgpt::train::{training_bytes, TrainConfig, Trainer};
+use wgpt::weights16::MatmulWeights;
 
 /// Held by each test while it counts buffers.
 static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -16,11 +16,11 @@ use std::rc::Rc;
 use serde_json::json;
 use wgpt::kernels::Kernels;
 use wgpt::model::Gpt2Config;
-use wgpt::precision::MatmulWeights;
 use wgpt::run::driver::Clock;
 use wgpt::train::training_bytes;
 use wgpt::web::protocol::{Event, Scope, TrainState};
 use wgpt::web::{Engine, Host};
+use wgpt::weights16::MatmulWeights;
 
 fn corpus() -> String {
     "the cat sat on the mat. a dog ran to the door. my friend sang for the moon.\n".repeat(30)

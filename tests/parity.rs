@@ -14,8 +14,9 @@ fn run_parity_file(path: &Path) {
     let Some(k) = common::shared_kernels() else {
         return;
     };
-    let mut checks = pollster::block_on(check_forward(k.clone(), &p)).unwrap();
-    checks.extend(pollster::block_on(check_training(k, &p)).unwrap());
+    let budget = common::options().submit_budget_ms;
+    let mut checks = pollster::block_on(check_forward(k.clone(), &p, budget)).unwrap();
+    checks.extend(pollster::block_on(check_training(k, &p, budget)).unwrap());
     for c in &checks {
         println!("{}: {c}", path.display());
     }

@@ -175,7 +175,7 @@ fn f16_wte_in_row_chunks() {
     let (weights, ids, want) = hf_tiny(&d);
     let mut gpu = k.gpu.clone();
     gpu.cap_binding(1 << 20);
-    let k = std::sync::Arc::new(wgpt::kernels::Kernels::new(&gpu).unwrap());
+    let k = std::sync::Arc::new(wgpt::kernels::Kernels::with_family(&gpu, common::options().family).unwrap());
     let model = Gpt2::new(k, &weights).unwrap();
     let (f32_chunks, f16_chunks) = (gpu.chunk_rows_of(&[50257, 32], 4).len(), gpu.chunk_rows_of(&[50257, 32], 2).len());
     assert!(f16_chunks > 1 && f32_chunks > f16_chunks, "chunks: {f32_chunks} f32, {f16_chunks} f16");

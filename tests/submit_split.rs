@@ -12,6 +12,7 @@ use std::sync::Arc;
 use wgpt::generate::Decoder;
 use wgpt::kernels::Kernels;
 use wgpt::model::{Gpt2, Gpt2Config, Weights};
+use wgpt::options::{vars, Options};
 use wgpt::train::{TrainConfig, Trainer};
 
 /// A budget every dispatch exceeds: the first run measures every dispatch as its own submit, and
@@ -189,11 +190,11 @@ fn a_generous_budget_submits_once_after_the_first_measured_run() {
 #[test]
 fn the_budget_comes_from_the_environment_or_its_default() {
     // WGPT_SUBMIT_BUDGET_MS is not set by the test runner: the default holds
-    if std::env::var(wgpt::submit::BUDGET_ENV).is_err() {
-        assert_eq!(wgpt::submit::budget_ms().unwrap(), wgpt::submit::DEFAULT_BUDGET_MS);
+    if std::env::var(vars::SUBMIT_BUDGET_MS).is_err() {
+        assert_eq!(common::options().submit_budget_ms, wgpt::submit::DEFAULT_BUDGET_MS);
     }
-    assert!(wgpt::submit::set_budget_ms(-1.0).is_err());
-    assert!(wgpt::submit::set_budget_ms(f64::NAN).is_err());
+    assert!(Options::check_budget(-1.0, "--submit-budget-ms").is_err());
+    assert!(Options::check_budget(f64::NAN, "--submit-budget-ms").is_err());
 }
 
 /// The CLI refuses a budget that is not a number of milliseconds, from the flag or the
@@ -209,11 +210,11 @@ fn the_cli_refuses_a_bad_budget() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--submit-budget-ms must be a number of milliseconds >= 0"), "{err}");
-    let out = wgpt().env(wgpt::submit::BUDGET_ENV, "half a second").args(forward).output().unwrap();
+    let out = wgpt().env(vars::SUBMIT_BUDGET_MS, "half a second").args(forward).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("WGPT_SUBMIT_BUDGET_MS=\"half a second\" is not a number"), "{err}");
-    let out = wgpt().env(wgpt::submit::BUDGET_ENV, "0").args(forward).output().unwrap();
+    let out = wgpt().env(vars::SUBMIT_BUDGET_MS, "0").args(forward).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

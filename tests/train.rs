@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use serde_json::json;
 use wgpt::model::{Gpt2Config, Weights};
-use wgpt::precision::{MatmulWeights, Precision};
+use wgpt::precision::Precision;
 use wgpt::run::driver::Clock;
 use wgpt::run::format::{Metrics, Record};
 use wgpt::run::{DataSource, Run, RunConfig};
@@ -20,6 +20,7 @@ use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
 use wgpt::web::protocol::{Event, TrainState};
 use wgpt::web::Host;
+use wgpt::weights16::MatmulWeights;
 
 /// A corpus a tiny model learns within a few dozen steps.
 fn pangrams() -> String {

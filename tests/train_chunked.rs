@@ -64,9 +64,9 @@ fn check_all(what: &str, got: &[Vec<f32>], want: &[Vec<f32>], names: &[String], 
 /// rows of wte (which must split into at least 3 chunks) and once uncapped.
 fn chunked_matches_whole(cfg: Gpt2Config, b: usize, t: usize, rows: usize) {
     let Some(whole_k) = common::shared_kernels() else { return };
-    let mut gpu = pollster::block_on(wgpt::Gpu::new()).unwrap();
+    let mut gpu = pollster::block_on(wgpt::Gpu::new(common::options().device)).unwrap();
     gpu.cap_binding((rows * cfg.n_embd * 4) as u64);
-    let chunked_k = Arc::new(Kernels::new(&gpu).unwrap());
+    let chunked_k = Arc::new(Kernels::with_family(&gpu, common::options().family).unwrap());
     let weights = Weights::random(cfg, 5);
     let starts: Vec<usize> = {
         let model = Gpt2::new(chunked_k.clone(), &weights).unwrap();

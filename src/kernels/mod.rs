@@ -33,8 +33,10 @@ pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
 
+pub use crate::tune::Family;
+
 use crate::gpu::{Buffer, Gpu, Tensor};
-use crate::tune::{Family, Tuning};
+use crate::tune::Tuning;
 use crate::Result;
 
 /// The shared prelude, put before every module.
@@ -166,14 +168,9 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// The kernels of `gpu` with the family named by `WGPT_KERNELS` (auto when unset); an
-    /// unknown name, or a family this adapter cannot run, is an error saying what it takes.
-    pub fn new(gpu: &Gpu) -> Result<Kernels> {
-        Kernels::with_family(gpu, Family::from_env()?)
-    }
-
     /// The kernels of `gpu` using `family` (auto: the adapter's built-in table or its tuned
-    /// choice, see [`crate::tune`]).
+    /// choice, see [`crate::tune`]); a family this adapter cannot run is an error saying what it
+    /// takes.
     pub fn with_family(gpu: &Gpu, family: Family) -> Result<Kernels> {
         family.check(gpu)?;
         let tuning = Tuning::new(gpu, family);

@@ -325,7 +325,10 @@ impl Driver {
             )));
         }
         self.recoveries += 1;
-        let gpu = Gpu::new().await.map_err(|e| Error::Gpu(format!("the GPU device was lost ({reason}) and {e}")))?;
+        // the new device is asked for what the old one was
+        let gpu = Gpu::new(self.run.gpu().settings())
+            .await
+            .map_err(|e| Error::Gpu(format!("the GPU device was lost ({reason}) and {e}")))?;
         // the run's kernel family and choices carry over to the new device
         let old = &self.run.trainer.model.kernels.tuning;
         let kernels = Kernels::with_family(&gpu, old.family())?;

@@ -7,8 +7,8 @@
 use crate::gpu::OutOfMemory;
 use crate::kernels::AttentionKind;
 use crate::model::Gpt2Config;
-use crate::precision::MatmulWeights;
 use crate::train::training_bytes;
+use crate::weights16::MatmulWeights;
 use crate::{Error, Gpu, Result};
 
 /// What is being built, for the message when it does not fit the device's memory.

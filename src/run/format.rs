@@ -222,6 +222,7 @@ pub mod dir {
     use std::collections::BTreeMap;
     use std::io::Write;
     use std::path::Path;
+    use std::time::Duration;
 
     use super::{RunFiles, CORPUS_FILE, RUN_FILES};
     use crate::{Error, Result};
@@ -236,11 +237,11 @@ pub mod dir {
         format!(".{name}.tmp")
     }
 
-    /// Test hook: `WGPT_COMMIT_PAUSE_MS=N` sleeps N ms after each step of a commit, widening the
-    /// window a kill test aims at (tests/kill.rs).
-    fn pause() {
-        if let Some(ms) = std::env::var("WGPT_COMMIT_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
-            std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// Test hook: sleeps `pause` after each step of a commit (none where it is zero), widening the
+    /// window a kill test aims at (tests/kill.rs, through [`crate::options::Options::commit_pause`]).
+    fn hold(pause: Duration) {
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
         }
     }
 
@@ -258,25 +259,31 @@ pub mod dir {
         }
     }
 
-    /// Writes `files` (name, bytes) into `dir` as one commit (see the module docs).
-    pub fn commit(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+    /// Writes `files` (name, bytes) into `dir` as one commit (see the module docs), sleeping
+    /// `pause` after each of its steps (a test hook; zero but in tests/kill.rs).
+    pub fn commit(dir: &Path, files: &[(&str, &[u8])], pause: Duration) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
         for (name, bytes) in files {
             write_synced(&dir.join(tmp(name)), bytes)?;
-            pause();
+            hold(pause);
         }
         let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
         let list = serde_json::to_vec(&names).map_err(|e| Error::Format(format!("cannot list the commit: {e}")))?;
         write_synced(&dir.join(tmp(COMMIT)), &list)?;
         std::fs::rename(dir.join(tmp(COMMIT)), dir.join(COMMIT)).map_err(|e| io("write", &dir.join(COMMIT), e))?;
         sync_dir(dir);
-        pause();
-        finish(dir)
+        hold(pause);
+        roll(dir, pause)
     }
 
     /// Finishes an interrupted commit in `dir` (rolls it forward), or removes the temporary
     /// files of one that did not reach its commit point (rolls it back).
     pub fn finish(dir: &Path) -> Result<()> {
+        roll(dir, Duration::ZERO)
+    }
+
+    /// [`finish`], sleeping `pause` after each rename.
+    fn roll(dir: &Path, pause: Duration) -> Result<()> {
         let marker = dir.join(COMMIT);
         match std::fs::read(&marker) {
             Ok(list) => {
@@ -286,7 +293,7 @@ pub mod dir {
                     let from = dir.join(tmp(name));
                     if from.exists() {
                         std::fs::rename(&from, dir.join(name)).map_err(|e| io("write", &dir.join(name), e))?;
-                        pause();
+                        hold(pause);
                     }
                 }
                 sync_dir(dir);
@@ -379,7 +386,7 @@ mod tests {
     fn an_interrupted_commit_rolls_forward_after_its_commit_point_and_back_before_it() {
         let d = std::env::temp_dir().join(format!("wgpt-commit-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        dir::commit(&d, &[("config.json", b"old"), ("metrics.jsonl", b"1\n")]).unwrap();
+        dir::commit(&d, &[("config.json", b"old"), ("metrics.jsonl", b"1\n")], std::time::Duration::ZERO).unwrap();
         // killed before the commit point: a temporary file, no .commit
         std::fs::write(d.join(".config.json.tmp"), b"half").unwrap();
         dir::finish(&d).unwrap();

@@ -186,11 +186,19 @@ impl Run {
     /// step and data position of `files`; the settings, data and tokenizer stay.
     pub fn reopen(&mut self, kernels: std::sync::Arc<Kernels>, files: &CheckpointFiles) -> Result<()> {
         let weights = hf::load_weights("model.safetensors", &files.model, self.cfg.model)?;
-        let model = Gpt2::new(kernels, &weights)?;
+        // the submit budget carries over to the new device
+        let model = Gpt2::new(kernels, &weights)?.with_submit_budget(self.trainer.model.submit_budget_ms);
         let decoder = Decoder::new(&model)?;
         (self.trainer, self.decoder) = (Trainer::new(model, self.cfg.train)?, decoder);
         self.trainer.track_dynamics(dynamics_interval(self.cfg.log_interval));
         self.restore(&files.state)
+    }
+
+    /// Sets the submit budget of the run's steps, evaluations and samples in milliseconds (0: one
+    /// submit each); a new run's is [`crate::submit::DEFAULT_BUDGET_MS`].
+    pub fn set_submit_budget(&mut self, ms: f64) {
+        self.trainer.set_submit_budget(ms);
+        self.decoder.set_submit_budget(ms);
     }
 
     /// The device the run trains on.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::generate::Decoder;
 use crate::kernels::Kernels;
 use crate::model::Gpt2;
+use crate::options::Options;
 use crate::run::driver::{diverged_message, Clock};
 use crate::run::format::checkpoint_files;
 use crate::run::{Driver, RunEvent, Status};
@@ -302,8 +303,9 @@ impl Engine {
             )),
         };
         self.kernels = None;
-        match Gpu::new().await {
-            Ok(gpu) => match Kernels::new(&gpu) {
+        let options = Options::default();
+        match Gpu::new(options.device).await {
+            Ok(gpu) => match Kernels::with_family(&gpu, options.family) {
                 Ok(k) => self.kernels = Some(Arc::new(k)),
                 Err(e2) => {
                     return self.error(Scope::Gpu, Error::Gpu(format!("{e}, and the new GPU device's kernels: {e2}")))

@@ -3,6 +3,7 @@
 
 use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::model::Gpt2;
+use crate::options::Options;
 use crate::parity::{self, ParityFile};
 use crate::precision::{Precision, Purpose};
 use crate::run::fits::{allocate, Building};
@@ -79,7 +80,7 @@ impl Engine {
         let bytes = bytes.ok_or_else(|| Error::Input("no parity file given".into()))?;
         let p = ParityFile::parse(&name, &bytes)?;
         drop(bytes);
-        let checks: Vec<ParityCheck> = parity::check(kernels.clone(), &p)
+        let checks: Vec<ParityCheck> = parity::check(kernels.clone(), &p, Options::default().submit_budget_ms)
             .await?
             .iter()
             .map(|c| ParityCheck {

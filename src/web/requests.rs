@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::data::{corpus_text, Dataset, Task};
 use crate::generate::SampleConfig;
 use crate::kernels::{AttentionKind, Kernels};
+use crate::options::Options;
 use crate::precision::Purpose;
 use crate::run::fits::check_fits;
 use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
@@ -22,7 +23,7 @@ impl Engine {
     pub(crate) async fn request(&mut self, request: Request, files: Vec<Vec<u8>>) {
         let file = files.first().cloned();
         match request {
-            Request::Init { tune_cache } => match Gpu::new().await {
+            Request::Init { tune_cache } => match Gpu::new(Options::default().device).await {
                 Ok(gpu) => {
                     let l = gpu.limits();
                     self.post(&Event::Ready {
@@ -31,7 +32,7 @@ impl Engine {
                         max_storage_binding: l.max_storage_buffer_binding_size,
                         protocol: Manifest::new(),
                     });
-                    match Kernels::new(&gpu) {
+                    match Kernels::with_family(&gpu, Options::default().family) {
                         Ok(k) => {
                             if let Some(json) = tune_cache {
                                 // a stale or malformed cache only costs a retune

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use wgpt::kernels::Kernels;
+use wgpt::options::Options;
 use wgpt::Gpu;
 
 /// True when running in CI: missing GPUs and data are failures there, not skips.
@@ -17,12 +18,19 @@ pub fn allow_no_gpu() -> bool {
     std::env::var("WGPT_ALLOW_NO_GPU").is_ok_and(|v| v == "1")
 }
 
-/// The kernels on the default adapter. Without an adapter the test fails, unless
-/// `WGPT_ALLOW_NO_GPU=1` (and not in CI) says to skip: then it prints why and returns None.
+/// The options the tests run with, from the environment variables the CLI reads (CI sets
+/// `WGPT_KERNELS`; none is set in the browser), parsed as the CLI parses them.
+pub fn options() -> Options {
+    Options::from_vars(|name| std::env::var(name).ok()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The kernels on the default adapter, of [`options`]' family. Without an adapter the test fails,
+/// unless `WGPT_ALLOW_NO_GPU=1` (and not in CI) says to skip: then it prints why and returns None.
 #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread there
 pub async fn kernels() -> Option<Arc<Kernels>> {
-    match Gpu::new().await {
-        Ok(gpu) => Some(Arc::new(Kernels::new(&gpu).unwrap_or_else(|e| panic!("{e}")))),
+    let options = options();
+    match Gpu::new(options.device).await {
+        Ok(gpu) => Some(Arc::new(Kernels::with_family(&gpu, options.family).unwrap_or_else(|e| panic!("{e}")))),
         Err(e) if in_ci() => panic!("CI is set but there is no GPU adapter: {e}"),
         Err(e) if allow_no_gpu() => {
             println!("SKIP (WGPT_ALLOW_NO_GPU=1): no GPU adapter ({e})");

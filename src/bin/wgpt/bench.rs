@@ -11,6 +11,7 @@ use wgpt::generate::{sample, Decoder, SampleConfig};
 use wgpt::kernels::matmul::Product;
 use wgpt::kernels::{AttentionImpl, Kernels, LmHeadBwd, MatmulVariant, Program};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
+use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
 use wgpt::rng::Rng;
 use wgpt::submit::SubmitStats;
@@ -114,8 +115,8 @@ fn flops_row(workload: &str, shape: &str, ms: f64, flop: f64) {
     row(Unit::GflopPerSec, workload, shape, ms, flop / ms / 1e6);
 }
 
-pub fn bench(args: BenchArgs) -> Result<ExitCode> {
-    let k = super::kernels()?;
+pub fn bench(args: BenchArgs, opts: &Options) -> Result<ExitCode> {
+    let k = super::kernels(opts)?;
     let kernels = if k.gpu.timestamps() {
         format!("GPU timestamps of each kernel's pass, the median of --iters {} after 1 warm-up", args.iters.max(1))
     } else {
@@ -130,32 +131,33 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let preset = &args.preset;
     // f16 rows beside the f32 ones where inference runs f16 (f16 or auto with shader-f16), and
     // train rows where training does (f16 with shader-f16)
-    let f16 = super::precision(&k, Purpose::Inference) == Precision::F16;
-    let f16_train = super::asked_precision().resolve(Purpose::Training, k.gpu.shader_f16()).f16();
+    let f16 = super::precision(opts, &k, Purpose::Inference) == Precision::F16;
+    let f16_train = opts.precision.resolve(Purpose::Training, k.gpu.shader_f16()).f16();
+    let model_of = |preset: &str| model(&k, preset, opts.submit_budget_ms);
     match args.workload {
-        Workload::Forward => forward(&model(&k, preset)?, preset, args.batch_size, args.seq, args.iters)?,
-        Workload::Decode => decode(&model(&k, preset)?, preset, &args, f16)?,
-        Workload::Finetune => finetune(model(&k, preset)?, preset, args.batch_size, args.seq, &args, f16_train)?,
+        Workload::Forward => forward(&model_of(preset)?, preset, args.batch_size, args.seq, args.iters)?,
+        Workload::Decode => decode(&model_of(preset)?, preset, &args, f16)?,
+        Workload::Finetune => finetune(model_of(preset)?, preset, args.batch_size, args.seq, &args, f16_train)?,
         Workload::Matmul => matmul(&k, args.iters, f16)?,
         Workload::Attention => attention(&k, args.iters)?,
-        Workload::Train => train(&k, &args, f16_train)?,
+        Workload::Train => train(&k, &args, f16_train, opts.submit_budget_ms)?,
         Workload::All => {
             matmul(&k, args.iters, f16)?;
             attention(&k, args.iters)?;
-            train(&k, &args, f16_train)?;
-            decode(&model(&k, "gpt2")?, "gpt2", &args, f16)?;
+            train(&k, &args, f16_train, opts.submit_budget_ms)?;
+            decode(&model_of("gpt2")?, "gpt2", &args, f16)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A model with a preset's shapes and random weights.
-fn model(k: &Arc<Kernels>, preset: &str) -> Result<Gpt2> {
+/// A model with a preset's shapes and random weights, its submits split at `budget_ms`.
+fn model(k: &Arc<Kernels>, preset: &str, budget_ms: f64) -> Result<Gpt2> {
     let config = Gpt2Config::preset(preset).ok_or_else(|| {
         let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
         Error::Input(format!("unknown preset {preset:?}; choose one of {}", names.join(", ")))
     })?;
-    Gpt2::new(k.clone(), &Weights::random(config, 0))
+    Ok(Gpt2::new(k.clone(), &Weights::random(config, 0))?.with_submit_budget(budget_ms))
 }
 
 /// Milliseconds per run of `prog` ([`tune::time_program`]: GPU timestamps where the device has
@@ -305,9 +307,9 @@ fn attention(k: &Kernels, iters: usize) -> Result<()> {
 }
 
 /// A training step of each small preset at nanoGPT's batch for it.
-fn train(k: &Arc<Kernels>, args: &BenchArgs, f16: bool) -> Result<()> {
+fn train(k: &Arc<Kernels>, args: &BenchArgs, f16: bool, budget_ms: f64) -> Result<()> {
     for (preset, b, t) in [("baby", 12, 64), ("shakespeare-char", 8, 256)] {
-        finetune(model(k, preset)?, preset, b, t, args, f16)?;
+        finetune(model(k, preset, budget_ms)?, preset, b, t, args, f16)?;
     }
     Ok(())
 }
@@ -332,7 +334,7 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
     let ms = start.elapsed().as_secs_f64() * 1e3 / iters as f64;
     tokens_row(&format!("forward {preset}"), &format!("B={b} T={t}"), ms, (b * t) as f64 / ms * 1e3);
     // an evaluation batch is this forward with the loss
-    submit_line(&format!("forward (an evaluation batch) {preset}"), &submits);
+    submit_line(&format!("forward (an evaluation batch) {preset}"), &submits, model.submit_budget_ms);
     Ok(())
 }
 
@@ -351,7 +353,10 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16
     );
     let cfg = TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() };
     let twin = match f16 {
-        true => Some(Gpt2::new(model.kernels.clone(), &pollster::block_on(model.weights())?)?),
+        true => Some(
+            Gpt2::new(model.kernels.clone(), &pollster::block_on(model.weights())?)?
+                .with_submit_budget(model.submit_budget_ms),
+        ),
         false => None,
     };
     let mut trainers = vec![("", Trainer::new(model, cfg)?)];
@@ -406,7 +411,7 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16
             println!("  a step with dynamics takes {:+.1}% of a plain step's time", 100.0 * (tracked / plain - 1.0));
         }
         plain.push(medians[0]);
-        submit_line(&format!("train step {preset}{precision}"), submits);
+        submit_line(&format!("train step {preset}{precision}"), submits, trainer.model.submit_budget_ms);
         if args.profile {
             let mut by_kernel = pollster::block_on(trainer.profile())?;
             by_kernel.sort_by(|x, y| y.1.total_cmp(&x.1));
@@ -425,8 +430,7 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16
 
 /// The longest measured submit of runs after the first measured one against the budget, and
 /// the most submits one of them used.
-fn submit_line(what: &str, runs: &[SubmitStats]) {
-    let budget = wgpt::submit::budget_ms().unwrap_or(wgpt::submit::DEFAULT_BUDGET_MS);
+fn submit_line(what: &str, runs: &[SubmitStats], budget: f64) {
     let most = runs.iter().map(|s| s.submits).max().unwrap_or(0);
     match runs.iter().filter_map(|s| s.longest_ms).reduce(f64::max) {
         Some(longest) => println!(
@@ -519,7 +523,7 @@ fn decode(model: &Gpt2, preset: &str, args: &BenchArgs, f16: bool) -> Result<()>
     // the timed prefill was this length's first, measured one; the next follows its plan
     dec.prefill(model, &ids[..p])?;
     sync(&mut dec)?;
-    submit_line(&format!("prefill {preset}"), &[dec.submits()]);
+    submit_line(&format!("prefill {preset}"), &[dec.submits()], model.submit_budget_ms);
 
     // greedy generation after a short prompt
     let ms = greedy_ms(&mut dec, model, &ids[..args.short_prompt], n)?;

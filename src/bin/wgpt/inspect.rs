@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use wgpt::lens::{check_prompt, Lens, LogitLens};
-use wgpt::model::{Gpt2, Gpt2Config};
+use wgpt::model::Gpt2Config;
+use wgpt::options::Options;
 use wgpt::params::{param_table, total, ParamRow};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::{hf, Error, Result};
@@ -41,11 +42,11 @@ struct Looked {
     text: std::collections::HashMap<u32, String>,
 }
 
-pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
+pub fn inspect(args: InspectArgs, opts: &Options) -> Result<ExitCode> {
     let cfg = hf::dir::load_config(&args.model)?;
     let rows = param_table(&cfg);
     let looked = match &args.prompt {
-        Some(prompt) => Some(look(&args, &cfg, prompt)?),
+        Some(prompt) => Some(look(&args, opts, &cfg, prompt)?),
         None => None,
     };
     if args.json {
@@ -60,7 +61,7 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
 }
 
 /// Tokenizes the prompt, checks it fits, and runs the lens on the GPU.
-fn look(args: &InspectArgs, cfg: &Gpt2Config, prompt: &str) -> Result<Looked> {
+fn look(args: &InspectArgs, opts: &Options, cfg: &Gpt2Config, prompt: &str) -> Result<Looked> {
     let tok_path = args.model.join("tokenizer.json");
     if !tok_path.exists() {
         return Err(Error::Input(format!(
@@ -75,7 +76,7 @@ fn look(args: &InspectArgs, cfg: &Gpt2Config, prompt: &str) -> Result<Looked> {
     }
     check_prompt(cfg, &ids)?;
     let (weights, _) = hf::dir::load(&args.model)?;
-    let model = Gpt2::new(super::kernels()?, &weights)?;
+    let model = super::model(opts, &weights)?;
     let lens = pollster::block_on(Lens::default().run(&model, &ids, args.top as usize))?;
     let mut text = std::collections::HashMap::new();
     let shown = lens.layers.iter().flat_map(|l| l.top.iter().map(|t| t.0).chain(l.cells.iter().map(|c| c.0)));

@@ -12,11 +12,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use wgpt::kernels::Kernels;
-use wgpt::model::Gpt2;
+use wgpt::kernels::{Family, Kernels};
+use wgpt::model::{Gpt2, Weights};
+use wgpt::options::{vars, Options};
 use wgpt::parity::{check, ParityFile};
 use wgpt::precision::{Precision, Purpose};
-use wgpt::tune::Family;
 use wgpt::{hf, read_file, Error, Gpu, Result};
 
 #[derive(Parser)]
@@ -45,24 +45,33 @@ struct Cli {
     command: Command,
 }
 
-/// --kernels, once parsed.
-static FAMILY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-/// --precision.
-static PRECISION: std::sync::OnceLock<Precision> = std::sync::OnceLock::new();
-
 fn parse_precision(name: &str) -> std::result::Result<Precision, String> {
     Precision::parse(name).map_err(|e| e.to_string())
 }
 
-/// --precision as given (f32 unless told).
-pub fn asked_precision() -> Precision {
-    PRECISION.get().copied().unwrap_or_default()
+/// The options of this invocation: the environment variables (see [`vars`]), with the flags
+/// over them (a variable a flag overrides is not read).
+fn options(cli: &Cli) -> Result<Options> {
+    let overridden = |name: &str| match name {
+        vars::KERNELS => cli.kernels.is_some(),
+        vars::SUBMIT_BUDGET_MS => cli.submit_budget_ms.is_some(),
+        _ => false,
+    };
+    let mut o = Options::from_vars(|name| std::env::var(name).ok().filter(|_| !overridden(name)))?;
+    if let Some(ms) = cli.submit_budget_ms {
+        o.submit_budget_ms = Options::check_budget(ms, "--submit-budget-ms")?;
+    }
+    if let Some(name) = &cli.kernels {
+        o.family = Family::parse(name)?;
+    }
+    o.precision = cli.precision;
+    Ok(o)
 }
 
 /// --precision resolved for `purpose` on `k`'s adapter; says on stderr what runs (and why, where
 /// that is not what was asked).
-pub fn precision(k: &Kernels, purpose: Purpose) -> Precision {
-    let asked = asked_precision();
+pub fn precision(opts: &Options, k: &Kernels, purpose: Purpose) -> Precision {
+    let asked = opts.precision;
     let r = asked.resolve(purpose, k.gpu.shader_f16());
     if let Some(note) = &r.note {
         eprintln!("note: {note}");
@@ -122,25 +131,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    FAMILY.get_or_init(|| cli.kernels.clone());
-    PRECISION.get_or_init(|| cli.precision);
     if cli.precision == Precision::F16
         && matches!(cli.command, Command::Parity { .. } | Command::Forward { .. } | Command::Inspect(_))
     {
         eprintln!("note: --precision f16 applies to train, sample and bench; this command runs in f32");
     }
-    if let Some(Err(e)) = cli.submit_budget_ms.map(wgpt::submit::set_budget_ms) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+    let opts = match options(&cli) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
-        Command::Train(args) => crate::train::train(*args),
+        Command::Train(args) => crate::train::train(*args, &opts),
         Command::ExportRun { dir, zip } => crate::train::export_run(&dir, &zip),
-        Command::Parity { file } => parity(file),
-        Command::Forward { model, text, ids, top, out } => forward(model, text, ids, top, out),
-        Command::Sample(args) => crate::sample::sample(args),
-        Command::Inspect(args) => crate::inspect::inspect(args),
-        Command::Bench(args) => crate::bench::bench(args),
+        Command::Parity { file } => parity(file, &opts),
+        Command::Forward { model, text, ids, top, out } => forward(&opts, model, text, ids, top, out),
+        Command::Sample(args) => crate::sample::sample(args, &opts),
+        Command::Inspect(args) => crate::inspect::inspect(args, &opts),
+        Command::Bench(args) => crate::bench::bench(args, &opts),
     };
     match result {
         Ok(code) => code,
@@ -151,23 +161,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// The kernels of the default adapter, of the family --kernels (or WGPT_KERNELS) names.
-pub fn kernels() -> Result<Arc<Kernels>> {
-    let family = match FAMILY.get().and_then(Option::as_ref) {
-        Some(name) => Family::parse(name)?,
-        None => Family::from_env()?,
-    };
-    let gpu = pollster::block_on(Gpu::new())?;
-    eprintln!("adapter: {} (kernels: {})", gpu.describe(), family.name());
-    // fault injection for tests: a device with this many bytes of memory (see Gpu::cap_memory)
-    if let Ok(v) = std::env::var("WGPT_GPU_MEMORY") {
-        let bytes = v.parse().map_err(|_| Error::Input(format!("WGPT_GPU_MEMORY must be bytes, got {v:?}")))?;
-        gpu.cap_memory(Some(bytes));
-    }
-    Ok(Arc::new(Kernels::with_family(&gpu, family)?))
+/// The kernels of the default adapter (asked for what `opts.device` says), of `opts`' family.
+pub fn kernels(opts: &Options) -> Result<Arc<Kernels>> {
+    let gpu = pollster::block_on(Gpu::new(opts.device))?;
+    eprintln!("adapter: {} (kernels: {})", gpu.describe(), opts.family.name());
+    Ok(Arc::new(Kernels::with_family(&gpu, opts.family)?))
 }
 
-fn parity(file: PathBuf) -> Result<ExitCode> {
+/// A model of `weights` on [`kernels`], its submits split at `opts`' budget.
+pub fn model(opts: &Options, weights: &Weights) -> Result<Gpt2> {
+    Ok(Gpt2::new(kernels(opts)?, weights)?.with_submit_budget(opts.submit_budget_ms))
+}
+
+fn parity(file: PathBuf, opts: &Options) -> Result<ExitCode> {
     let bytes = read_file(&file)?;
     let p = ParityFile::parse(&file.display().to_string(), &bytes)?;
     let c = p.weights.config;
@@ -182,8 +188,8 @@ fn parity(file: PathBuf) -> Result<ExitCode> {
         p.b,
         p.t
     );
-    let k = kernels()?;
-    let checks = pollster::block_on(check(k, &p))?;
+    let k = kernels(opts)?;
+    let checks = pollster::block_on(check(k, &p, opts.submit_budget_ms))?;
     for check in &checks {
         println!("{check}");
     }
@@ -193,6 +199,7 @@ fn parity(file: PathBuf) -> Result<ExitCode> {
 }
 
 fn forward(
+    opts: &Options,
     dir: PathBuf,
     text: Option<String>,
     ids: Option<Vec<u32>>,
@@ -213,7 +220,7 @@ fn forward(
     if ids.is_empty() {
         return Err(Error::Input("the prompt is empty; give at least one token".into()));
     }
-    let model = Gpt2::new(kernels()?, &weights)?;
+    let model = model(opts, &weights)?;
     let t = ids.len();
     let f = model.forward_plan(1, t)?;
     model.forward(&f, &ids, None)?;

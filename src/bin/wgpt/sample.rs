@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use wgpt::generate::{Decoder, SampleConfig, TextStream};
-use wgpt::model::Gpt2;
+use wgpt::options::Options;
 use wgpt::precision::Purpose;
 use wgpt::{hf, Error, Result};
 
@@ -40,7 +40,7 @@ pub struct SampleArgs {
     seed: u64,
 }
 
-pub fn sample(args: SampleArgs) -> Result<ExitCode> {
+pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
     let cfg = SampleConfig {
         max_new_tokens: args.max_new_tokens,
         temperature: args.temperature,
@@ -74,8 +74,8 @@ pub fn sample(args: SampleArgs) -> Result<ExitCode> {
             ids.len()
         );
     }
-    let model = Gpt2::new(super::kernels()?, &weights)?;
-    let precision = super::precision(&model.kernels, Purpose::Inference);
+    let model = super::model(opts, &weights)?;
+    let precision = super::precision(opts, &model.kernels, Purpose::Inference);
     let mut decoder = Decoder::with_precision(&model, precision)?;
     print!("{prompt}");
     let mut stream = TextStream::new(&tokenizer, &ids)?;

@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wgpt::data::{check_corpus_size, corpus_text, Task};
 use wgpt::flops::Throughput;
 use wgpt::kernels::Kernels;
 use wgpt::model::Weights;
+use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
 use wgpt::run::driver::diverged_message;
 use wgpt::run::fits::Building;
@@ -230,8 +231,9 @@ fn wall_clock() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
-/// Unpacks a run zip into `out`, everything checked before anything is written.
-fn unpack(zip: &Path, out: &Path) -> Result<()> {
+/// Unpacks a run zip into `out`, everything checked before anything is written (the commit
+/// pausing `pause` after each step, a test hook).
+fn unpack(zip: &Path, out: &Path, pause: Duration) -> Result<()> {
     let files = archive::read(&zip.display().to_string(), &read_file(zip)?)?;
     files.checkpoint.state()?;
     if dir::holds_a_run(out) {
@@ -242,7 +244,7 @@ fn unpack(zip: &Path, out: &Path) -> Result<()> {
             out.display()
         )));
     }
-    dir::commit(out, &files.named())?;
+    dir::commit(out, &files.named(), pause)?;
     eprintln!("unpacked {} into {}", zip.display(), out.display());
     Ok(())
 }
@@ -254,13 +256,14 @@ fn resume(
     kernels: Arc<Kernels>,
     from: &Path,
     precision: Precision,
+    opts: &Options,
 ) -> Result<(Driver, PathBuf, Option<String>)> {
     let dir_of_run = if from.is_file() {
         let out = a.out.clone().unwrap_or_else(|| from.with_file_name(from.file_stem().unwrap_or_default()));
         if out.is_file() {
             return Err(Error::Input(format!("{} is a file; pass --out DIR to unpack the run into", out.display())));
         }
-        unpack(from, &out)?;
+        unpack(from, &out, opts.commit_pause)?;
         out
     } else if from.is_dir() {
         from.to_path_buf()
@@ -329,17 +332,18 @@ fn resume(
     Ok((driver, out, missing_corpus.then_some(text)))
 }
 
-pub fn train(a: TrainArgs) -> Result<ExitCode> {
-    let kernels = super::kernels()?;
+pub fn train(a: TrainArgs, opts: &Options) -> Result<ExitCode> {
+    let kernels = super::kernels(opts)?;
     // f32, or mixed precision (f16 weight operands) where the adapter has shader-f16; auto: f32
-    let precision = super::precision(&kernels, Purpose::Training);
+    let precision = super::precision(opts, &kernels, Purpose::Training);
     let (mut driver, out, corpus) = match &a.resume {
-        Some(from) => resume(&a, kernels, from, precision)?,
+        Some(from) => resume(&a, kernels, from, precision, opts)?,
         None => {
             let (driver, text) = start(&a, kernels, precision)?;
             (driver, a.out.clone().unwrap_or_else(|| PathBuf::from("out")), Some(text))
         }
     };
+    driver.run.set_submit_budget(opts.submit_budget_ms);
     if a.no_optimizer_state || a.optimizer_state {
         driver.set_optimizer_state(a.optimizer_state);
     }
@@ -362,12 +366,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         run.data.train.len(),
         run.data.val.len()
     );
-    train_loop(driver, &out, corpus)
+    train_loop(driver, &out, corpus, opts)
 }
 
 /// Drives the run to its end, drawing its events and writing its checkpoints into `out` (with
-/// `corpus` in the first one).
-fn train_loop(mut driver: Driver, out: &Path, mut corpus: Option<String>) -> Result<ExitCode> {
+/// `corpus` in the first one); destroys the device after the step `opts` says, if any, to
+/// exercise the recovery.
+fn train_loop(mut driver: Driver, out: &Path, mut corpus: Option<String>, opts: &Options) -> Result<ExitCode> {
     let cfg = driver.run.cfg.clone();
     let tokens_per_step = (cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum) as f64;
     let bar = ProgressBar::new(cfg.max_iters as u64).with_position(driver.run.step());
@@ -376,12 +381,12 @@ fn train_loop(mut driver: Driver, out: &Path, mut corpus: Option<String>) -> Res
             .expect("a valid progress template"),
     );
     let (started, first_step) = (Instant::now(), driver.run.step());
-    let mut lose_device_at = lose_device_at()?;
+    let (mut lose_device_at, pause) = (opts.lose_device_at, opts.commit_pause);
     let mut diverged = None;
     let adapter = driver.run.gpu().info.name.clone();
     let throughput = |tokens_per_sec| Throughput::new(&cfg.model, cfg.train.seq_len, tokens_per_sec, &adapter);
     loop {
-        let mut sink = |ev: RunEvent<'_>| show(&bar, out, &mut corpus, &mut diverged, &throughput, ev);
+        let mut sink = |ev: RunEvent<'_>| show(&bar, out, pause, &mut corpus, &mut diverged, &throughput, ev);
         let status = match pollster::block_on(driver.advance(&mut sink)) {
             Ok(status) => status,
             Err(e) => {
@@ -420,10 +425,12 @@ fn train_loop(mut driver: Driver, out: &Path, mut corpus: Option<String>) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// Draws one event of the run, and writes its checkpoints.
+/// Draws one event of the run, and writes its checkpoints into `out` (each commit pausing as
+/// long as the test hook says).
 fn show(
     bar: &ProgressBar,
     out: &Path,
+    pause: Duration,
     corpus: &mut Option<String>,
     diverged: &mut Option<Error>,
     throughput: &dyn Fn(f64) -> Throughput,
@@ -454,7 +461,7 @@ fn show(
             if let Some(text) = &text {
                 files.push((CORPUS_FILE, text.as_bytes()));
             }
-            dir::commit(out, &files)?;
+            dir::commit(out, &files, pause)?;
             chart::draw(metrics, &out.join("loss.png"));
         }
         RunEvent::Recovered { lost_at, step, reason } => say(
@@ -502,18 +509,6 @@ pub fn export_run(from: &Path, zip: &Path) -> Result<ExitCode> {
         bytes.len()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Fault injection for tests: `WGPT_LOSE_DEVICE_AT=N` destroys the GPU device right after step
-/// N, as a driver reset or a GPU hang would, to exercise the recovery.
-fn lose_device_at() -> Result<Option<u64>> {
-    match std::env::var("WGPT_LOSE_DEVICE_AT") {
-        Err(_) => Ok(None),
-        Ok(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| Error::Input(format!("WGPT_LOSE_DEVICE_AT must be a step number, got {v:?}"))),
-    }
 }
 
 /// Prints above the progress bar, or plainly when the bar is hidden (output not a terminal).
