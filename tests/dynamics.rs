@@ -160,7 +160,7 @@ fn update_ratios_with_wte_in_row_chunks() {
     let mut gpu = pollster::block_on(wgpt::Gpu::new()).unwrap();
     gpu.cap_binding(2 << 20);
     let (weights, _) = wgpt::hf::dir::load(&d.join("hf-tiny-gpt2")).unwrap();
-    let k = Arc::new(Kernels::new(&gpu).unwrap());
+    let k = Arc::new(Kernels::with_family(&gpu, common::family()).unwrap());
     let chunks = gpu.row_chunks(&Gpt2::new(k.clone(), &weights).unwrap().params.wte).len();
     assert!(chunks >= 3, "wte in {chunks} chunks");
     check_against_host(k, &weights, train_cfg(), &format!("wte in {chunks} row chunks"));

@@ -241,7 +241,7 @@ mod native {
         let (weights, _) = wgpt::hf::dir::load(&dir).unwrap();
         let mut gpu = pollster::block_on(wgpt::Gpu::new()).unwrap();
         gpu.cap_binding(4 << 20);
-        let k = Arc::new(Kernels::new(&gpu).unwrap());
+        let k = Arc::new(Kernels::with_family(&gpu, common::family()).unwrap());
         let model = Gpt2::new(k, &weights).unwrap();
         let chunks = gpu.row_chunks(&model.params.wte);
         assert_eq!(chunks.len(), 2, "50257 rows of 128 bytes in 4 MiB chunks");

@@ -175,7 +175,7 @@ fn f16_wte_in_row_chunks() {
     let (weights, ids, want) = hf_tiny(&d);
     let mut gpu = k.gpu.clone();
     gpu.cap_binding(1 << 20);
-    let k = std::sync::Arc::new(wgpt::kernels::Kernels::new(&gpu).unwrap());
+    let k = std::sync::Arc::new(wgpt::kernels::Kernels::with_family(&gpu, common::family()).unwrap());
     let model = Gpt2::new(k, &weights).unwrap();
     let (f32_chunks, f16_chunks) = (gpu.chunk_rows_of(&[50257, 32], 4).len(), gpu.chunk_rows_of(&[50257, 32], 2).len());
     assert!(f16_chunks > 1 && f32_chunks > f16_chunks, "chunks: {f32_chunks} f32, {f16_chunks} f16");
@@ -244,7 +244,7 @@ fn f16_weight_products_on_every_variant() {
         let c = wgpt::cpu::check_close(what, &got, &cpu(&x, m, nt), 1e-5, 1e-5).unwrap_or_else(|e| panic!("{e}"));
         println!("{what}: max abs err {:.2e}", c.max_abs);
     };
-    for v in MatmulVariant::available(g, wgpt::tune::Family::Auto) {
+    for v in MatmulVariant::available(g, wgpt::kernels::Family::Auto) {
         let name = v.name();
         run(&format!("{name} NN f16"), 37, false, &|p, out, x| {
             k.matmul.gemm_on(v, p, out, Operand::n(x), Operand::n(&h_nn))

@@ -66,7 +66,7 @@ fn chunked_matches_whole(cfg: Gpt2Config, b: usize, t: usize, rows: usize) {
     let Some(whole_k) = common::shared_kernels() else { return };
     let mut gpu = pollster::block_on(wgpt::Gpu::new()).unwrap();
     gpu.cap_binding((rows * cfg.n_embd * 4) as u64);
-    let chunked_k = Arc::new(Kernels::new(&gpu).unwrap());
+    let chunked_k = Arc::new(Kernels::with_family(&gpu, common::family()).unwrap());
     let weights = Weights::random(cfg, 5);
     let starts: Vec<usize> = {
         let model = Gpt2::new(chunked_k.clone(), &weights).unwrap();

@@ -303,7 +303,7 @@ impl Engine {
         };
         self.kernels = None;
         match Gpu::new().await {
-            Ok(gpu) => match Kernels::new(&gpu) {
+            Ok(gpu) => match Kernels::with_family(&gpu, crate::kernels::Family::Auto) {
                 Ok(k) => self.kernels = Some(Arc::new(k)),
                 Err(e2) => {
                     return self.error(Scope::Gpu, Error::Gpu(format!("{e}, and the new GPU device's kernels: {e2}")))

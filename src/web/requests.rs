@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use crate::data::{corpus_text, Dataset, Task};
 use crate::generate::SampleConfig;
-use crate::kernels::{AttentionKind, Kernels};
+use crate::kernels::{AttentionKind, Family, Kernels};
 use crate::precision::Purpose;
 use crate::run::fits::check_fits;
 use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
 use crate::run::RunSettings;
 use crate::tokenizer::Tokenizer;
 use crate::train::training_bytes;
+use crate::tune::CacheFile;
 use crate::web::engine::{Corpus, Engine, Model};
 use crate::web::protocol::{Event, Manifest, Request, Scope, TrainState};
 use crate::{Error, Gpu, Result};
@@ -31,11 +32,11 @@ impl Engine {
                         max_storage_binding: l.max_storage_buffer_binding_size,
                         protocol: Manifest::new(),
                     });
-                    match Kernels::new(&gpu) {
+                    match Kernels::with_family(&gpu, Family::Auto) {
                         Ok(k) => {
-                            if let Some(json) = tune_cache {
-                                // a stale or malformed cache only costs a retune
-                                let _ = k.tuning.load_json(&k, &json);
+                            // a stale or malformed cache only costs a retune
+                            if let Some(file) = tune_cache.and_then(|json| CacheFile::parse(&json).ok()) {
+                                file.choices(&gpu).inspect(|c| k.set_selection(k.selection().with_cached(&gpu, c)));
                             }
                             self.kernels = Some(Arc::new(k));
                         }
@@ -184,7 +185,7 @@ impl Engine {
             }
         };
         let (b, t) = (settings.batch_size.max(1), settings.block_size.clamp(1, model.block_size));
-        let kind = self.kernels.as_ref().map_or(AttentionKind::Flash, |k| k.attention_kind(&model, b, t));
+        let kind = self.kernels.as_ref().map_or(AttentionKind::Flash, |k| model.attention_kind(&k.selection(), b, t));
         if let Some(k) = &self.kernels {
             check_fits(&k.gpu, &model, b, t, kind)?;
         }

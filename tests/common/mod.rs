@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use wgpt::kernels::Kernels;
+use wgpt::kernels::{Family, Kernels};
 use wgpt::Gpu;
 
 /// True when running in CI: missing GPUs and data are failures there, not skips.
@@ -17,12 +17,22 @@ pub fn allow_no_gpu() -> bool {
     std::env::var("WGPT_ALLOW_NO_GPU").is_ok_and(|v| v == "1")
 }
 
-/// The kernels on the default adapter. Without an adapter the test fails, unless
+/// The kernel family `WGPT_KERNELS` names (auto when unset or empty, and always in the
+/// browser, which has no environment); an unknown name panics with the error saying what it
+/// takes.
+pub fn family() -> Family {
+    match std::env::var("WGPT_KERNELS") {
+        Ok(v) if !v.trim().is_empty() => Family::parse(&v).unwrap_or_else(|e| panic!("{e}")),
+        _ => Family::Auto,
+    }
+}
+
+/// The kernels on the default adapter, of the family `WGPT_KERNELS` names. Without an adapter the test fails, unless
 /// `WGPT_ALLOW_NO_GPU=1` (and not in CI) says to skip: then it prints why and returns None.
 #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread there
 pub async fn kernels() -> Option<Arc<Kernels>> {
     match Gpu::new().await {
-        Ok(gpu) => Some(Arc::new(Kernels::new(&gpu).unwrap_or_else(|e| panic!("{e}")))),
+        Ok(gpu) => Some(Arc::new(Kernels::with_family(&gpu, family()).unwrap_or_else(|e| panic!("{e}")))),
         Err(e) if in_ci() => panic!("CI is set but there is no GPU adapter: {e}"),
         Err(e) if allow_no_gpu() => {
             println!("SKIP (WGPT_ALLOW_NO_GPU=1): no GPU adapter ({e})");

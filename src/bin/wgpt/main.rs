@@ -12,11 +12,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use wgpt::kernels::Kernels;
+use wgpt::kernels::{Family, Kernels};
 use wgpt::model::Gpt2;
 use wgpt::parity::{check, ParityFile};
 use wgpt::precision::{Precision, Purpose};
-use wgpt::tune::Family;
 use wgpt::{hf, read_file, Error, Gpu, Result};
 
 #[derive(Parser)]
@@ -155,7 +154,11 @@ fn main() -> ExitCode {
 pub fn kernels() -> Result<Arc<Kernels>> {
     let family = match FAMILY.get().and_then(Option::as_ref) {
         Some(name) => Family::parse(name)?,
-        None => Family::from_env()?,
+        // unset or empty: auto
+        None => match std::env::var("WGPT_KERNELS") {
+            Ok(v) if !v.trim().is_empty() => Family::parse(&v)?,
+            _ => Family::Auto,
+        },
     };
     let gpu = pollster::block_on(Gpu::new())?;
     eprintln!("adapter: {} (kernels: {})", gpu.describe(), family.name());
@@ -165,6 +168,24 @@ pub fn kernels() -> Result<Arc<Kernels>> {
         gpu.cap_memory(Some(bytes));
     }
     Ok(Arc::new(Kernels::with_family(&gpu, family)?))
+}
+
+/// The kernel tuning cache file (crate::tune): `WGPT_TUNE_CACHE` if set, else wgpt/tune.json in
+/// the user's cache directory (XDG_CACHE_HOME or ~/.cache on Linux, ~/Library/Caches on macOS,
+/// %LOCALAPPDATA% on Windows); None where none is known.
+pub fn cache_path() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(p) = var("WGPT_TUNE_CACHE") {
+        return Some(p);
+    }
+    let dir = if cfg!(target_os = "windows") {
+        var("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        var("HOME").map(|h| h.join("Library/Caches"))
+    } else {
+        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
+    }?;
+    Some(dir.join("wgpt").join("tune.json"))
 }
 
 fn parity(file: PathBuf) -> Result<ExitCode> {
