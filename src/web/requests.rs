@@ -35,8 +35,9 @@ impl Engine {
                     match Kernels::with_family(&gpu, Family::Auto) {
                         Ok(k) => {
                             // a stale or malformed cache only costs a retune
-                            if let Some(file) = tune_cache.and_then(|json| CacheFile::parse(&json).ok()) {
-                                file.choices(&gpu).inspect(|c| k.set_selection(k.selection().with_cached(&gpu, c)));
+                            let file = tune_cache.and_then(|json| CacheFile::parse(&json).ok()).unwrap_or_default();
+                            if let Some(cached) = file.choices(&gpu) {
+                                k.set_selection(k.selection().with_cached(&gpu, cached));
                             }
                             self.kernels = Some(Arc::new(k));
                         }

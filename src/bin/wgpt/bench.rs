@@ -358,12 +358,8 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
 fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16: bool) -> Result<()> {
     let v = model.config.vocab_size;
     let report = tune::prepare(&model.kernels, model.config.run_shape(b, t), super::cache_path().as_deref())?;
-    eprintln!(
-        "kernels for {preset} B={b} T={t}: {}, {} problems timed in {:.0} ms",
-        report.describe(),
-        report.timed,
-        report.ms
-    );
+    let (how, n, ms) = (report.describe(), report.timed, report.ms);
+    eprintln!("kernels for {preset} B={b} T={t}: {how}, {n} problems timed in {ms:.0} ms");
     let cfg = TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() };
     let twin = match f16 {
         true => Some(Gpt2::new(model.kernels.clone(), &pollster::block_on(model.weights())?)?),
