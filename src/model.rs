@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
-use crate::kernels::{AttentionImpl, AttentionKind, AttnFwd, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
+use crate::kernels::{
+    AttentionImpl, AttentionKind, AttnFwd, AttnShape, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Selection, Site,
+};
 use crate::rng::Rng;
 use crate::submit::{Piece, SubmitPlan, SubmitStats, DEFAULT_BUDGET_MS};
-use crate::tune::AttnShape;
+use crate::tune::RunShape;
 use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
@@ -141,6 +143,21 @@ impl Gpt2Config {
             gpu.check_binding(&format!("the {what} at B={b}, T={t}"), 4 * shape.iter().product::<usize>() as u64)?;
         }
         Ok(())
+    }
+
+    /// The attention problem of a (B, T) batch.
+    pub fn attn_shape(&self, b: usize, t: usize) -> AttnShape {
+        AttnShape { b, nh: self.n_head, t, hs: self.n_embd / self.n_head }
+    }
+
+    /// The attention numerics a new training run at (B, T) gets from `selection`.
+    pub fn attention_kind(&self, selection: &Selection, b: usize, t: usize) -> AttentionKind {
+        selection.attention(None, self.attn_shape(b, t)).kind()
+    }
+
+    /// The sizes the tuner chooses a training run's kernels by.
+    pub fn run_shape(&self, b: usize, t: usize) -> RunShape {
+        RunShape { n_embd: self.n_embd, n_head: self.n_head, vocab: self.vocab_size, b, t }
     }
 }
 
@@ -436,8 +453,7 @@ impl Gpt2 {
 
     /// The attention problem of a (B, T) batch.
     pub fn attn_shape(&self, b: usize, t: usize) -> AttnShape {
-        let c = &self.config;
-        AttnShape { b, nh: c.n_head, t, hs: c.n_embd / c.n_head }
+        self.config.attn_shape(b, t)
     }
 
     /// Checks (B, T) against the context and the device, allocates activations and records the
@@ -459,7 +475,7 @@ impl Gpt2 {
             )));
         }
         let gpu = &self.kernels.gpu;
-        let attention = self.kernels.tuning.attention_impl(kind, self.attn_shape(b, t));
+        let attention = self.kernels.selection().attention(kind, self.attn_shape(b, t));
         cfg.check_activations(gpu, b, t, attention.kind())?;
         let acts = ActivationTensors::new(gpu, cfg, b, t, attention);
         let embed = self.record_embed(&acts, &acts.ids);

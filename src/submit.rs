@@ -6,7 +6,7 @@
 //! dispatch on its own and measures each (so even that run holds no submit longer than one
 //! dispatch); later runs group whole pieces by those times up to [`FILL`] of the budget, cut a
 //! piece over it between its dispatches, and a dispatch over it (a big matrix product) into
-//! blocks of its output's rows or columns. A submit measured over the budget scales its dispatches'
+//! slices of its output's rows or columns. A submit measured over the budget scales its dispatches'
 //! estimates up, so the next run splits it further. Splitting changes only where command
 //! buffers end and which workgroups a dispatch holds, never the arithmetic: results are
 //! bit-identical to one submit.
@@ -22,7 +22,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use crate::gpu::{now_ms, Gpu};
-use crate::kernels::{Dispatch, Program};
+use crate::kernels::{Launch, Program};
 
 /// The budget where the caller says nothing else ([`crate::options::Options`]' default): a
 /// quarter of Windows' 2 s TDR limit.
@@ -45,7 +45,7 @@ type Encoding<'a> = Box<dyn Fn(&mut wgpu::CommandEncoder) + 'a>;
 /// One piece of a run: commands before it (buffer clears and copies) and programs run in one
 /// compute pass. Pieces are the preferred cut points; a piece that alone runs over the budget is
 /// cut between its dispatches, and a dispatch that alone does (a big matrix product) into
-/// blocks of its output where it can be ([`Dispatch::max_slices`]).
+/// slices of its output where it can be ([`Launch::max_slices`]).
 pub struct Piece<'a> {
     pre: Option<Encoding<'a>>,
     programs: Vec<&'a Program>,
@@ -62,13 +62,13 @@ impl<'a> Piece<'a> {
         Piece { pre: Some(Box::new(pre)), programs }
     }
 
-    fn dispatches(&self) -> impl Iterator<Item = &Dispatch> {
-        self.programs.iter().flat_map(|p| p.dispatches())
+    fn launches(&self) -> impl Iterator<Item = &Launch> {
+        self.programs.iter().flat_map(|p| p.launches())
     }
 
     /// Into how many slices each of its dispatches can be cut.
     fn shape(&self) -> Vec<usize> {
-        self.dispatches().map(Dispatch::max_slices).collect()
+        self.launches().map(Launch::max_slices).collect()
     }
 
     /// Records dispatches `range` of the piece (the commands before it with the first).
@@ -90,15 +90,17 @@ impl<'a> Piece<'a> {
     }
 
     /// Records slice `j` of dispatch `d` cut into `of` (the commands before the piece with the
-    /// first slice of its first dispatch).
+    /// first slice of its first dispatch). The cut's dispatches are made the first time it is
+    /// asked for, before the pass begins, and kept.
     fn encode_slice(&self, enc: &mut wgpu::CommandEncoder, d: usize, j: usize, of: usize) {
         if d == 0 && j == 0 {
             if let Some(pre) = &self.pre {
                 pre(enc);
             }
         }
-        let dispatch = self.dispatches().nth(d).expect("a slice of one of the piece's dispatches");
-        dispatch.encode_slice(&mut enc.begin_compute_pass(&Default::default()), j, of);
+        let launch = self.launches().nth(d).expect("a slice of one of the piece's dispatches");
+        launch.prepare(of);
+        launch.encode_slice(&mut enc.begin_compute_pass(&Default::default()), j, of);
     }
 }
 

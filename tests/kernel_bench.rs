@@ -14,7 +14,6 @@ mod common;
 
 use wgpt::kernels::matmul::Product;
 use wgpt::model::Gpt2Config;
-use wgpt::tune::AttnShape;
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -34,13 +33,14 @@ async fn candidates() {
     out!("{}: every candidate's ms and GFLOP/s; * marks the kernel chosen", k.gpu.describe());
     for (preset, b, t) in [("tiny", 8, 32), ("baby", 12, 64)] {
         let cfg = Gpt2Config::preset(preset).expect("preset");
-        let report = k.tuning.tune(&k, &cfg, b, t, true).await.expect("timing");
-        out!("{preset} B={b} T={t} ({})", report.source);
+        let problems = wgpt::tune::run_problems(&k, cfg.run_shape(b, t));
+        let (_, report) = wgpt::tune::tune(&k, k.selection(), &problems, true).await.expect("timing");
+        out!("{preset} B={b} T={t} ({})", report.describe());
         for timed in &report.tables {
             let flop = match Product::parse(&timed.problem) {
                 Some(p) => p.flop(),
                 // attention forward and backward: three times the forward's causal half
-                None => 3.0 * AttnShape { b, nh: cfg.n_head, t, hs: cfg.n_embd / cfg.n_head }.flop(),
+                None => 3.0 * cfg.attn_shape(b, t).flop(),
             };
             out!("  {}", timed.problem);
             for (name, ms) in &timed.times {

@@ -10,7 +10,7 @@ use common::Rng;
 use wgpt::cpu;
 use wgpt::kernels::{
     AttentionImpl, AttnBwd, AttnFwd, CrossEntropyBwd, CrossEntropyFwd, EncoderBuckets, Kernels, LayerNormBwd,
-    LayerNormFwd, LinearBwd, Matmul, MatmulVariant, Operand, Program,
+    LayerNormFwd, LinearBwd, Matmul, MatmulVariant, Operand, Program, Selection,
 };
 use wgpt::Tensor;
 
@@ -125,10 +125,10 @@ async fn matmul_fast(k: Arc<Kernels>) {
 
 /// One Matmul per variant the adapter runs (every product on that variant).
 fn matmuls(k: &Kernels) -> Vec<Matmul> {
-    let variants = MatmulVariant::available(&k.gpu, wgpt::tune::Family::Auto);
+    let variants = MatmulVariant::available(&k.gpu, wgpt::kernels::Family::Auto);
     let names: Vec<String> = variants.iter().map(|v| v.name()).collect();
     println!("{}: testing {}", k.gpu.describe(), names.join(", "));
-    variants.into_iter().map(|v| Matmul::new(&k.gpu, v)).collect()
+    variants.into_iter().map(|v| Matmul::new(&k.gpu, Selection::all_on(&k.gpu, v))).collect()
 }
 gpu_test!(matmul_forward_fast, matmul_fast);
 

@@ -40,7 +40,7 @@ fn need(k: &Kernels, b: usize) -> u64 {
 
 /// The same in f16 (mixed precision) where `f16`: the f16 weight copies too.
 fn need_in(k: &Kernels, b: usize, f16: bool) -> u64 {
-    training_bytes(&tiny(), b, 32, k.attention_kind(&tiny(), b, 32), f16) + 8 * tiny().num_params() as u64
+    training_bytes(&tiny(), b, 32, tiny().attention_kind(&k.selection(), b, 32), f16) + 8 * tiny().num_params() as u64
 }
 
 /// A new scratch directory holding the corpus (corpus.txt).
@@ -121,7 +121,7 @@ fn the_f16_weight_copies_count_against_the_memory() {
     assert_eq!(need_in(&k, 8, true) - need(&k, 8), copies);
     let dir = scratch("wgpt-oom-f16-test");
     // the f32 run's buffers and its small ones, not the f16 copies beside them
-    let kind = k.attention_kind(&tiny(), 8, 32);
+    let kind = tiny().attention_kind(&k.selection(), 8, 32);
     let budget = training_bytes(&tiny(), 8, 32, kind, false) + (64 << 10);
     let train = |batch: &str, accum: &str| train_tiny(&dir, batch, "f16", budget, batch, accum);
     let message = out_of_memory(train("8", "1"));

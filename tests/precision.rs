@@ -244,7 +244,7 @@ fn f16_weight_products_on_every_variant() {
         let c = wgpt::cpu::check_close(what, &got, &cpu(&x, m, nt), 1e-5, 1e-5).unwrap_or_else(|e| panic!("{e}"));
         println!("{what}: max abs err {:.2e}", c.max_abs);
     };
-    for v in MatmulVariant::available(g, wgpt::tune::Family::Auto) {
+    for v in MatmulVariant::available(g, wgpt::kernels::Family::Auto) {
         let name = v.name();
         run(&format!("{name} NN f16"), 37, false, &|p, out, x| {
             k.matmul.gemm_on(v, p, out, Operand::n(x), Operand::n(&h_nn))

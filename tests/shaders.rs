@@ -63,7 +63,7 @@ fn every_shader_validates() {
 fn tiles_load_evenly() {
     for t in wgpt::kernels::matmul::TILES {
         let threads = t.wgx * t.wgy;
-        let (bm, bn) = t.block();
+        let (bm, bn) = t.size();
         assert_eq!(bm * t.bk / 4 % threads, 0, "{t:?}: A's tile");
         assert_eq!(t.bk * bn / 4 % threads, 0, "{t:?}: B's tile");
         assert_eq!(t.bk % 4, 0, "{t:?}: K step");

@@ -1,8 +1,8 @@
 //! Split submits (src/submit.rs): with a budget so small that every dispatch is a submit of its
-//! own and every matrix product that can be cut into blocks of rows is, a training step (with
+//! own and every matrix product that can be cut into slices of rows is, a training step (with
 //! dropout and gradient accumulation), a prefill and an evaluation must give bit-identical
 //! results to one submit per run, and must really have been split; and every matmul variant cut
-//! into row blocks must equal its whole dispatch.
+//! into row slices must equal its whole dispatch.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -87,7 +87,7 @@ fn a_split_training_step_equals_one_submit() {
             first = s.submits;
             assert!(first > 2 * 12 + 2, "the first step measures every dispatch alone: {first} submits");
         } else {
-            // every dispatch alone again, and the products over B·T rows in blocks of rows
+            // every dispatch alone again, and the products over B·T rows in slices of rows
             assert!(s.submits > first, "step {step}: {} submits, no product cut into rows", s.submits);
         }
         assert!(s.longest_ms.is_some());
@@ -120,7 +120,7 @@ fn a_split_evaluation_equals_one_submit() {
     let mut rng = common::Rng::new(5);
     let b = batches(&mut rng, 3, ROWS);
     // the first batch measures every dispatch alone; the next ones cut the products over B·T
-    // rows into blocks of rows too
+    // rows into slices of rows too
     let l1 = pollster::block_on(one.eval_loss(&b[..1])).unwrap();
     let l2 = pollster::block_on(split.eval_loss(&b[..1])).unwrap();
     assert_eq!(l1.to_bits(), l2.to_bits(), "first eval loss {l2} vs {l1}");
@@ -220,12 +220,12 @@ fn the_cli_refuses_a_bad_budget() {
 
 /// Every variant's NN, NT and TN products (and NN and NT with f16 weights where the adapter has
 /// shader-f16), the shared kernels' unaligned NN and TN and the generic one, and a Conv1D forward
-/// with its bias, cut into blocks of rows (one per workgroup row, and in two) equal the whole
+/// with its bias, cut into slices of rows (one per workgroup row, and in two) equal the whole
 /// dispatch bit for bit: 300 rows, several workgroup rows for every kernel and the last one
 /// ragged, accumulating into a C that is not zero. An NT product one workgroup row high (20 rows,
-/// 300 columns: lm_head over a short prompt) is cut into blocks of columns.
+/// 300 columns: lm_head over a short prompt) is cut into slices of columns.
 #[test]
-fn a_product_cut_into_blocks_equals_the_whole() {
+fn a_product_cut_into_slices_equals_the_whole() {
     use wgpt::kernels::{MatmulVariant, Operand, Program};
     let Some(k) = common::shared_kernels() else { return };
     let g = &k.gpu;
@@ -250,7 +250,7 @@ fn a_product_cut_into_blocks_equals_the_whole() {
     let gemm =
         |x: Operand<'_>, y: Operand<'_>, p: &mut Program, c: &wgpt::Tensor| k.matmul.gemm(p, c, x, y, None, true);
     let mut cases: Vec<(String, [usize; 2], Record)> = vec![];
-    for v in MatmulVariant::available(g, wgpt::tune::Family::Auto) {
+    for v in MatmulVariant::available(g, wgpt::kernels::Family::Auto) {
         let (a, at, b, bt, short, wide, k) = (&a, &at, &b, &bt, &short, &wide, &k);
         let name = v.name();
         let on =
@@ -287,12 +287,15 @@ fn a_product_cut_into_blocks_equals_the_whole() {
             let c = g.upload("c", &[*rows, *cols], &c0);
             let mut p = Program::default();
             record(&mut p, &c);
-            let max = p.dispatches().iter().map(|d| d.max_slices()).min().unwrap();
-            assert!(max > 1, "{what}: {max} blocks, the product cannot be cut");
+            let max = p.launches().iter().map(|d| d.max_slices()).min().unwrap();
+            assert!(max > 1, "{what}: {max} slices, the product cannot be cut");
+            if let Some(of) = of {
+                p.launches().iter().for_each(|d| d.prepare(of.min(d.max_slices())));
+            }
             g.run(|pass| match of {
                 None => p.encode(pass),
                 Some(of) => {
-                    for d in p.dispatches() {
+                    for d in p.launches() {
                         let of = of.min(d.max_slices());
                         (0..of).for_each(|j| d.encode_slice(pass, j, of));
                     }
@@ -303,8 +306,8 @@ fn a_product_cut_into_blocks_equals_the_whole() {
         let (whole, max) = run(None);
         assert_ne!(whole, c0, "{what}: the product changed nothing");
         for of in [2, max] {
-            assert_bitwise(&format!("{what} in {of} blocks"), &run(Some(of)).0, &whole);
+            assert_bitwise(&format!("{what} in {of} slices"), &run(Some(of)).0, &whole);
         }
-        println!("{what}: in 2 and {max} blocks bitwise equal to the whole");
+        println!("{what}: in 2 and {max} slices bitwise equal to the whole");
     }
 }

@@ -16,6 +16,7 @@ mod encoder;
 pub mod layernorm;
 mod lens;
 pub mod matmul;
+mod selection;
 pub mod template;
 
 use std::collections::HashMap;
@@ -32,11 +33,10 @@ pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
+pub use selection::{software, AttnShape, Choices, Family, Selection, Source, BUILT_IN};
 
-pub use crate::tune::Family;
 
 use crate::gpu::{Buffer, Gpu, Tensor};
-use crate::tune::Tuning;
 use crate::Result;
 
 /// The shared prelude, put before every module.
@@ -149,7 +149,9 @@ pub fn all_modules() -> Vec<ModuleSpec> {
     all
 }
 
-/// All kernels of one device, with the selection among variants ([`Tuning`]).
+/// All kernels of one device. The live [`Selection`] (which variant runs each product and each
+/// attention) is kept by the matmul recorders, which read it whenever they record; the model
+/// reads attention's choice from it.
 pub struct Kernels {
     pub gpu: Gpu,
     pub encoder: Encoder,
@@ -164,21 +166,23 @@ pub struct Kernels {
     pub decode: Decode,
     pub update_stats: UpdateStats,
     pub row_top1: RowTop1,
-    pub tuning: Tuning,
 }
 
 impl Kernels {
-    /// The kernels of `gpu` using `family` (auto: the adapter's built-in table or its tuned
-    /// choice, see [`crate::tune`]); a family this adapter cannot run is an error saying what it
-    /// takes.
+    /// The kernels of `gpu` using `family`'s built-in selection ([`Selection::built_in`]); a
+    /// family this adapter cannot run is an error saying what it takes.
     pub fn with_family(gpu: &Gpu, family: Family) -> Result<Kernels> {
         family.check(gpu)?;
-        let tuning = Tuning::new(gpu, family);
-        Ok(Kernels {
+        Ok(Kernels::with_selection(gpu, Selection::built_in(gpu, family)))
+    }
+
+    /// The kernels of `gpu` running `selection` (whose variants `gpu` must run).
+    pub fn with_selection(gpu: &Gpu, selection: Selection) -> Kernels {
+        Kernels {
             gpu: gpu.clone(),
             encoder: Encoder::new(gpu),
             layernorm: LayerNorm::new(gpu),
-            matmul: Matmul::with_defaults(gpu, tuning.matmul_defaults()),
+            matmul: Matmul::new(gpu, selection),
             attention: Attention::new(gpu),
             gelu: Gelu::new(gpu),
             residual: Residual::new(gpu),
@@ -188,16 +192,21 @@ impl Kernels {
             decode: Decode::new(gpu),
             update_stats: UpdateStats::new(gpu),
             row_top1: RowTop1::new(gpu),
-            tuning,
-        })
+        }
     }
-}
 
-impl Kernels {
-    /// The attention numerics a new training run of `cfg` at (B, T) would get here.
-    pub fn attention_kind(&self, cfg: &crate::model::Gpt2Config, b: usize, t: usize) -> AttentionKind {
-        let shape = crate::tune::AttnShape { b, nh: cfg.n_head, t, hs: cfg.n_embd / cfg.n_head };
-        self.tuning.attention_impl(None, shape).kind()
+    /// A copy of the live selection.
+    pub fn selection(&self) -> Selection {
+        self.matmul.selection()
+    }
+
+    /// Makes `selection` live: programs recorded from now on run it.
+    pub fn set_selection(&self, selection: Selection) {
+        self.matmul.set_selection(selection);
+    }
+
+    pub fn family(&self) -> Family {
+        self.matmul.selection().family
     }
 }
 
@@ -248,14 +257,7 @@ impl Pipe {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch {
-            pipeline: pipeline.clone(),
-            bind_group,
-            workgroups,
-            label: self.label.clone(),
-            _uniform: uniform,
-            blocks: None,
-        }
+        Dispatch { pipeline: pipeline.clone(), bind_group, workgroups, label: self.label.clone(), _uniform: uniform }
     }
 }
 
@@ -322,78 +324,122 @@ pub struct Dispatch {
     workgroups: [u32; 3],
     label: Arc<str>,
     _uniform: Buffer,
-    /// Where the dispatch can also run as several, each over a block of its output (a
-    /// matmul's rows or columns), for submits that it alone would keep past their budget.
-    blocks: Option<Box<matmul::Blocks>>,
 }
 
 impl Dispatch {
-    fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
+}
 
-    fn with_blocks(self, blocks: matmul::Blocks) -> Dispatch {
-        Dispatch { blocks: Some(Box::new(blocks)), ..self }
+/// A launch that can also run as several dispatches, each over a slice of its output, with the
+/// same results: what lets a submit plan (crate::submit) cut a dispatch that alone would keep a
+/// submit past its budget. A cut's dispatches are made once, by [`Slices::prepare`] before any
+/// of them is encoded, and kept for every later run cut the same way.
+pub trait Slices: wgpu::WasmNotSendSync {
+    /// The launch uncut.
+    fn whole(&self) -> &Dispatch;
+
+    /// Into how many slices it can be cut.
+    fn max_slices(&self) -> usize;
+
+    /// Makes the dispatches of the cut into `of` slices (2 ..= [`Slices::max_slices`]) unless
+    /// they were made before.
+    fn prepare(&self, of: usize);
+
+    /// Records slice `j` of the cut into `of`, made by [`Slices::prepare`].
+    fn encode_slice(&self, pass: &mut wgpu::ComputePass<'_>, j: usize, of: usize);
+}
+
+/// One entry of a [`Program`]: a dispatch, or a launch that can be cut into slices.
+pub enum Launch {
+    Whole(Dispatch),
+    Sliceable(Box<dyn Slices>),
+}
+
+impl Launch {
+    /// The launch uncut.
+    pub fn dispatch(&self) -> &Dispatch {
+        match self {
+            Launch::Whole(d) => d,
+            Launch::Sliceable(s) => s.whole(),
+        }
     }
 
-    /// Into how many dispatches this one can be cut, each over a block of its output with the
-    /// same results (1: it cannot be cut).
+    /// Into how many slices it can be cut (1: it cannot).
     pub fn max_slices(&self) -> usize {
-        self.blocks.as_ref().map_or(1, |b| b.max())
+        match self {
+            Launch::Whole(_) => 1,
+            Launch::Sliceable(s) => s.max_slices(),
+        }
     }
 
-    /// Records slice `j` of this dispatch cut into `of` (at most [`Dispatch::max_slices`]; 1:
-    /// the whole dispatch).
+    /// Makes the dispatches of the cut into `of` slices where it has them (nothing for 1);
+    /// call it before [`Launch::encode_slice`] with that `of`, outside the compute pass.
+    pub fn prepare(&self, of: usize) {
+        match self {
+            Launch::Sliceable(s) if of > 1 => s.prepare(of),
+            _ => {}
+        }
+    }
+
+    /// Records slice `j` of this launch cut into `of` (at most [`Launch::max_slices`], prepared;
+    /// 1: the whole launch).
     pub fn encode_slice(&self, pass: &mut wgpu::ComputePass<'_>, j: usize, of: usize) {
-        match &self.blocks {
-            Some(blocks) if of > 1 => blocks.encode(pass, j, of),
-            _ => self.encode(pass),
+        match self {
+            Launch::Sliceable(s) if of > 1 => s.encode_slice(pass, j, of),
+            _ => self.dispatch().encode(pass),
         }
     }
 }
 
-/// A list of dispatches recorded once and encoded into a compute pass as often as needed.
+/// A list of launches recorded once and encoded into a compute pass as often as needed.
 #[derive(Default)]
 pub struct Program {
-    dispatches: Vec<Dispatch>,
+    launches: Vec<Launch>,
 }
 
 impl Program {
     pub fn push(&mut self, d: Dispatch) {
-        self.dispatches.push(d);
+        self.launches.push(Launch::Whole(d));
+    }
+
+    pub fn push_launch(&mut self, l: Launch) {
+        self.launches.push(l);
     }
 
     pub fn len(&self) -> usize {
-        self.dispatches.len()
+        self.launches.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.dispatches.is_empty()
+        self.launches.is_empty()
     }
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.encode_range(pass, 0..self.dispatches.len());
+        self.encode_range(pass, 0..self.launches.len());
     }
 
-    /// Encodes dispatches `range` only (a split submit's part of a program).
+    /// Encodes launches `range` only, each whole (a split submit's part of a program).
     pub fn encode_range(&self, pass: &mut wgpu::ComputePass<'_>, range: std::ops::Range<usize>) {
-        for d in &self.dispatches[range] {
-            d.encode(pass);
+        for l in &self.launches[range] {
+            l.dispatch().encode(pass);
         }
     }
 
-    pub fn dispatches(&self) -> &[Dispatch] {
-        &self.dispatches
+    pub fn launches(&self) -> &[Launch] {
+        &self.launches
     }
 
-    /// Runs each dispatch in a pass of its own, timed by GPU timestamps, and adds its
+    /// Runs each launch in a pass of its own, timed by GPU timestamps, and adds its
     /// milliseconds to `by_kernel` under its pipeline's label (the order of first appearance).
     /// Nothing where the device has no timestamp queries.
     pub async fn profile(&self, gpu: &Gpu, by_kernel: &mut Vec<(String, f64)>) -> Result<()> {
-        for d in &self.dispatches {
+        for l in &self.launches {
+            let d = l.dispatch();
             let Some(ns) = gpu.time_pass(|pass| d.encode(pass)).await? else {
                 return Ok(());
             };

@@ -20,6 +20,7 @@ use crate::kernels::Kernels;
 use crate::run::format::{Metrics, Record};
 use crate::run::settings::eval_sample;
 use crate::run::{CheckpointFiles, Eval, Run};
+use crate::tune::AdapterKey;
 use crate::{Error, Gpu, Result};
 
 /// Device losses in a row (no checkpoint saved between them) that a run recovers from.
@@ -330,10 +331,12 @@ impl Driver {
             .await
             .map_err(|e| Error::Gpu(format!("the GPU device was lost ({reason}) and {e}")))?;
         // the run's kernel family and choices carry over to the new device
-        let old = &self.run.trainer.model.kernels.tuning;
+        let old = &self.run.trainer.model.kernels;
         let kernels = Kernels::with_family(&gpu, old.family())?;
-        // the old device's choices are this adapter's own: a stale copy only costs a retune
-        let _ = kernels.tuning.load_json(&kernels, &old.to_json());
+        // the old device's choices, where the same adapter opened again
+        if AdapterKey::of(&old.gpu) == AdapterKey::of(&gpu) {
+            kernels.set_selection(old.selection());
+        }
         #[allow(clippy::arc_with_non_send_sync)] // wgpu's web types are not Send; one thread there
         let kernels = Arc::new(kernels);
         let (_, checkpoint) = self.saved.as_ref().expect("checked above");

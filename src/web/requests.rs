@@ -15,6 +15,7 @@ use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
 use crate::run::RunSettings;
 use crate::tokenizer::Tokenizer;
 use crate::train::training_bytes;
+use crate::tune::CacheFile;
 use crate::web::engine::{Corpus, Engine, Model};
 use crate::web::protocol::{Event, Manifest, Request, Scope, TrainState};
 use crate::{Error, Gpu, Result};
@@ -34,9 +35,10 @@ impl Engine {
                     });
                     match Kernels::with_family(&gpu, Options::default().family) {
                         Ok(k) => {
-                            if let Some(json) = tune_cache {
-                                // a stale or malformed cache only costs a retune
-                                let _ = k.tuning.load_json(&k, &json);
+                            // a stale or malformed cache only costs a retune
+                            let file = tune_cache.and_then(|json| CacheFile::parse(&json).ok()).unwrap_or_default();
+                            if let Some(cached) = file.choices(&gpu) {
+                                k.set_selection(k.selection().with_cached(&gpu, cached));
                             }
                             self.kernels = Some(Arc::new(k));
                         }
@@ -185,7 +187,7 @@ impl Engine {
             }
         };
         let (b, t) = (settings.batch_size.max(1), settings.block_size.clamp(1, model.block_size));
-        let kind = self.kernels.as_ref().map_or(AttentionKind::Flash, |k| k.attention_kind(&model, b, t));
+        let kind = self.kernels.as_ref().map_or(AttentionKind::Flash, |k| model.attention_kind(&k.selection(), b, t));
         if let Some(k) = &self.kernels {
             check_fits(&k.gpu, &model, b, t, kind)?;
         }

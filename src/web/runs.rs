@@ -11,6 +11,7 @@ use crate::precision::Purpose;
 use crate::run::fits::{allocate, check_fits, Building};
 use crate::run::format::{checkpoint_files, RunFiles, CORPUS_FILE};
 use crate::run::{archive, DataSource, Driver, Run, RunSettings};
+use crate::tune::{tune_live, CacheFile};
 use crate::web::engine::{Corpus, Engine, Model, Training};
 use crate::web::protocol::{Event, TrainState};
 use crate::web::requests::corpus_event;
@@ -38,18 +39,18 @@ impl Engine {
         let cfg = settings.run_config(weights.config, data, spec)?;
         let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
         // the kind before tuning; Trainer::new checks the activations again with the tuned one
-        let kind = kernels.attention_kind(&model, b, t);
+        let kind = model.attention_kind(&kernels.selection(), b, t);
         check_fits(&kernels.gpu, &model, b, t, kind)?;
         // a task's examples come from the run's own seed, as when `wgpt train` regenerates them
         let corpus = match cfg.data.task_text(cfg.seed) {
             Some(text) => Rc::new(Corpus { name: corpus.name.clone(), text: text?, task: corpus.task.clone() }),
             None => corpus,
         };
-        let report = kernels.tuning.tune(&kernels, &cfg.model, cfg.train.batch_size, cfg.train.seq_len, false).await?;
-        let cache = report.recorded.then(|| kernels.tuning.to_json());
-        self.post(&Event::Tuned { source: report.source, timed: report.timed, ms: report.ms, cache });
+        let report = tune_live(&kernels, model.run_shape(b, t)).await?;
+        let cache = report.recorded.then(|| CacheFile::one(&kernels.gpu, &kernels.selection().choices).to_json());
+        self.post(&Event::Tuned { source: report.describe(), timed: report.timed, ms: report.ms, cache });
         // the old run (and its GPU memory) goes only once the new one exists
-        let kind = kernels.attention_kind(&model, b, t);
+        let kind = model.attention_kind(&kernels.selection(), b, t);
         let gpu = kernels.gpu.clone();
         let f16 = cfg.train.precision.resolve(Purpose::Training, gpu.shader_f16()).f16();
         let build = || Run::new(kernels, cfg, &weights, tokenizer, &corpus.text);
@@ -133,7 +134,7 @@ impl Engine {
         };
         let mut changed = !stored;
         let (b, t) = (saved.train.batch_size, saved.train.seq_len);
-        let kind = saved.train.attention.unwrap_or_else(|| kernels.attention_kind(&saved.model, b, t));
+        let kind = saved.train.attention.unwrap_or_else(|| saved.model.attention_kind(&kernels.selection(), b, t));
         // a saved run goes on in its precision
         let f16 = saved.train.precision.resolve(Purpose::Training, kernels.gpu.shader_f16()).f16();
         let (gpu, building) = (kernels.gpu.clone(), Building::Run { model: &saved.model, b, t, kind, f16 });

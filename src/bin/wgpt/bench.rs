@@ -9,14 +9,14 @@ use std::time::Instant;
 
 use wgpt::generate::{sample, Decoder, SampleConfig};
 use wgpt::kernels::matmul::Product;
-use wgpt::kernels::{AttentionImpl, Kernels, LmHeadBwd, MatmulVariant, Program};
+use wgpt::kernels::{software, AttentionImpl, AttnShape, Kernels, LmHeadBwd, Matmul, MatmulVariant, Program};
 use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
 use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
 use wgpt::rng::Rng;
 use wgpt::submit::SubmitStats;
 use wgpt::train::{TrainConfig, Trainer};
-use wgpt::tune::{self, AttnShape};
+use wgpt::tune;
 use wgpt::{Error, Gpu, Result};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -179,13 +179,21 @@ fn candidates(problem: &str, times: &[(String, f64)], pick: &str, flop: f64) {
     }
 }
 
-/// Every candidate of one product, the kernels' pick marked; returns the pick's milliseconds.
-fn product_candidates(k: &Kernels, p: Product, iters: usize) -> Result<f64> {
+/// Every candidate of one product, the pick marked (the fastest where autotune times, kept in
+/// `mm`, the bench's own matmul recorders; else the family's or the built-in table's); returns
+/// the pick's milliseconds.
+fn product_candidates(k: &Kernels, mm: &Matmul, p: Product, iters: usize) -> Result<f64> {
+    let mut sel = mm.selection();
     let mut times = vec![];
-    for v in MatmulVariant::available(&k.gpu, k.tuning.family()) {
+    for v in MatmulVariant::available(&k.gpu, sel.family) {
         times.push((v, pollster::block_on(tune::time_product(k, v, p, iters))?));
     }
-    let pick = k.tuning.decide_matmul(k, p, &times);
+    let timing = tune::times(&k.gpu, sel.family);
+    let pick = tune::decide(timing, &times, sel.matmul(&p));
+    if timing {
+        sel.choices.matmul.insert(p, pick);
+        mm.set_selection(sel);
+    }
     let named: Vec<(String, f64)> = times.iter().map(|(v, ms)| (v.name(), *ms)).collect();
     candidates(&p.name(), &named, &pick.name(), p.flop());
     Ok(times.iter().find(|(v, _)| *v == pick).map_or(f64::NAN, |(_, ms)| *ms))
@@ -194,11 +202,13 @@ fn product_candidates(k: &Kernels, p: Product, iters: usize) -> Result<f64> {
 /// Each product of a Conv1D layer on every candidate: forward out (M,N) = inp (M,K) · w (K,N),
 /// the backward products dinp (M,K) += dout · wᵀ (NT) and dweight (K,N) += inpᵀ · dout (TN), then
 /// lm_head (V = 50257) forward (NT, per row chunk of wte) and its backward through the model's
-/// entry points; one row per product at the kernels' pick.
+/// entry points; one row per product at the pick. The picks go to matmul recorders of the
+/// bench's own, never to the kernels' live selection.
 fn matmul(k: &Kernels, iters: usize, f16: bool) -> Result<()> {
     let g = &k.gpu;
+    let mm = Matmul::new(g, k.selection());
     let mut shapes = vec![(1024, 1024, 1024, "1024x1024x1024".to_string())];
-    if !k.tuning.software() {
+    if !software(g) {
         // the share of a GPU's fp32 peak (a minute per candidate on a software adapter)
         shapes.push((4096, 4096, 4096, "4096x4096x4096".to_string()));
     }
@@ -211,28 +221,28 @@ fn matmul(k: &Kernels, iters: usize, f16: bool) -> Result<()> {
             let shape = format!("1x{kk}x{n}");
             for half in [false, true] {
                 let what = format!("matmul decode row{}", if half { " f16" } else { "" });
-                flops_row(&what, &shape, time_linear(k, [1, kk, n], half, iters)?, 2.0 * (kk * n) as f64);
+                flops_row(&what, &shape, time_linear(k, &mm, [1, kk, n], half, iters)?, 2.0 * (kk * n) as f64);
             }
         }
     }
     for (m, kk, n, shape) in shapes {
         let products = Product::linear(m, kk, n);
         for (p, what) in products.into_iter().zip(["forward", "dinp", "dweight"]) {
-            let ms = product_candidates(k, p, iters)?;
+            let ms = product_candidates(k, &mm, p, iters)?;
             flops_row(&format!("matmul {what}"), &shape, ms, p.flop());
         }
         if f16 {
             flops_row(
                 "matmul forward f16 weights",
                 &shape,
-                time_linear(k, [m, kk, n], true, iters)?,
+                time_linear(k, &mm, [m, kk, n], true, iters)?,
                 2.0 * (m * kk * n) as f64,
             );
         }
     }
     let (c, v, rows) = (768, 50257, 512);
     for p in k.matmul.lm_head_products(BT, c, v) {
-        product_candidates(k, p, iters)?;
+        product_candidates(k, &mm, p, iters)?;
     }
 
     // lm_head: logits (BT,V) = x (BT,C) · wte (V,C)ᵀ, and its backward (dx += dlogits · wte,
@@ -246,18 +256,18 @@ fn matmul(k: &Kernels, iters: usize, f16: bool) -> Result<()> {
     for r0 in (0..BT).step_by(rows) {
         let (x, logits, dx, dlogits) =
             (x.rows(r0, r0 + rows), logits.rows(r0, r0 + rows), dx.rows(r0, r0 + rows), dlogits.rows(r0, r0 + rows));
-        k.matmul.lm_head(&mut fwd, &logits, &x, &wte);
+        mm.lm_head(&mut fwd, &logits, &x, &wte);
         let (dx, dwte, dlogits, x, wte) = (&dx, &dwte, &dlogits, &x, &wte);
-        k.matmul.lm_head_backward(&mut bwd, LmHeadBwd { dx, dwte, dlogits, x, wte, wte16: None });
+        mm.lm_head_backward(&mut bwd, LmHeadBwd { dx, dwte, dlogits, x, wte, wte16: None });
     }
     flops_row("matmul lm_head forward", &shape, time_program(g, &fwd, iters)?, flop);
     flops_row("matmul lm_head dinp+dweight", &shape, time_program(g, &bwd, iters)?, 2.0 * flop);
     Ok(())
 }
 
-/// Milliseconds of out (M,N) = x (M,K) · w at the kernels' pick, w (K,N) a Conv1D weight, or for
+/// Milliseconds of out (M,N) = x (M,K) · w at `mm`'s pick, w (K,N) a Conv1D weight, or for
 /// N = 50257 lm_head's wte (N,K); with `half` w in f16 (its f16 copy made before the timing).
-fn time_linear(k: &Kernels, [m, kk, n]: [usize; 3], half: bool, iters: usize) -> Result<f64> {
+fn time_linear(k: &Kernels, mm: &Matmul, [m, kk, n]: [usize; 3], half: bool, iters: usize) -> Result<f64> {
     let g = &k.gpu;
     let lm_head = n == 50257;
     let w32 = g.tensor("w", &if lm_head { [n, kk] } else { [kk, n] });
@@ -274,17 +284,20 @@ fn time_linear(k: &Kernels, [m, kk, n]: [usize; 3], half: bool, iters: usize) ->
     let (x, out) = (g.tensor("x", &[m, kk]), g.tensor("out", &[m, n]));
     let mut prog = Program::default();
     if lm_head {
-        k.matmul.lm_head(&mut prog, &out, &x, &w);
+        mm.lm_head(&mut prog, &out, &x, &w);
     } else {
-        k.matmul.forward(&mut prog, &out, &x, &w, None);
+        mm.forward(&mut prog, &out, &x, &w, None);
     }
     time_program(g, &prog, iters)
 }
 
 /// Causal attention without dropout, every implementation. FLOPs count the causal half: q·k
 /// and att·v over the T(T+1)/2 (query, key) pairs of each head, 2·hs each, forward; twice that
-/// backward (datt, dv, dq and dk).
+/// backward (datt, dv, dq and dk). The pick is the fastest where autotune times, else the
+/// family's or the built-in table's (the live selection stays as it is).
 fn attention(k: &Kernels, iters: usize) -> Result<()> {
+    let sel = k.selection();
+    let timing = tune::times(&k.gpu, sel.family);
     for (b, nh, t, hs) in [(8, 6, 256, 64), (1, 12, 1024, 64), (12, 4, 64, 32)] {
         let s = AttnShape { b, nh, t, hs };
         let mut times = vec![];
@@ -294,7 +307,7 @@ fn attention(k: &Kernels, iters: usize) -> Result<()> {
             }
         }
         let sums: Vec<(AttentionImpl, f64)> = times.iter().map(|(i, (f, b))| (*i, f + b)).collect();
-        let pick = k.tuning.decide_attention(s, &sums);
+        let pick = tune::decide(timing, &sums, sel.attention(None, s));
         for (what, part, flop) in [("forward", 0, s.flop()), ("backward", 1, 2.0 * s.flop())] {
             let named: Vec<(String, f64)> =
                 times.iter().map(|(i, fb)| (i.name().to_string(), if part == 0 { fb.0 } else { fb.1 })).collect();
@@ -346,11 +359,9 @@ fn forward(model: &Gpt2, preset: &str, b: usize, t: usize, iters: usize) -> Resu
 /// alternating with the f32 one's, and the ratio of their medians.
 fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16: bool) -> Result<()> {
     let v = model.config.vocab_size;
-    let report = tune::prepare(&model.kernels, &model.config, b, t)?;
-    eprintln!(
-        "kernels for {preset} B={b} T={t}: {}, {} problems timed in {:.0} ms",
-        report.source, report.timed, report.ms
-    );
+    let report = tune::prepare(&model.kernels, model.config.run_shape(b, t), super::cache_path().as_deref())?;
+    let (how, n, ms) = (report.describe(), report.timed, report.ms);
+    eprintln!("kernels for {preset} B={b} T={t}: {how}, {n} problems timed in {ms:.0} ms");
     let cfg = TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() };
     let twin = match f16 {
         true => Some(

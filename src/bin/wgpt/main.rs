@@ -173,6 +173,24 @@ pub fn model(opts: &Options, weights: &Weights) -> Result<Gpt2> {
     Ok(Gpt2::new(kernels(opts)?, weights)?.with_submit_budget(opts.submit_budget_ms))
 }
 
+/// The kernel tuning cache file (crate::tune): `WGPT_TUNE_CACHE` if set, else wgpt/tune.json in
+/// the user's cache directory (XDG_CACHE_HOME or ~/.cache on Linux, ~/Library/Caches on macOS,
+/// %LOCALAPPDATA% on Windows); None where none is known.
+pub fn cache_path() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(p) = var("WGPT_TUNE_CACHE") {
+        return Some(p);
+    }
+    let dir = if cfg!(target_os = "windows") {
+        var("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        var("HOME").map(|h| h.join("Library/Caches"))
+    } else {
+        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
+    }?;
+    Some(dir.join("wgpt").join("tune.json"))
+}
+
 fn parity(file: PathBuf, opts: &Options) -> Result<ExitCode> {
     let bytes = read_file(&file)?;
     let p = ParityFile::parse(&file.display().to_string(), &bytes)?;

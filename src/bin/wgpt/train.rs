@@ -215,11 +215,11 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(
     cfg.train.precision = precision;
     let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
     // the kind before tuning; Trainer::new checks the activations again with the tuned one
-    let kind = kernels.attention_kind(&model, b, t);
+    let kind = model.attention_kind(&kernels.selection(), b, t);
     fits::check_fits(&kernels.gpu, &model, b, t, kind)?;
-    let tuned = wgpt::tune::prepare(&kernels, &model, b, t)?;
-    eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.source, tuned.timed, tuned.ms);
-    let kind = kernels.attention_kind(&model, b, t);
+    let tuned = wgpt::tune::prepare(&kernels, model.run_shape(b, t), super::cache_path().as_deref())?;
+    eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.describe(), tuned.timed, tuned.ms);
+    let kind = model.attention_kind(&kernels.selection(), b, t);
     let gpu = kernels.gpu.clone();
     let build = || Run::new(kernels, cfg, &weights, tokenizer, &text);
     let building = Building::Run { model: &model, b, t, kind, f16: precision == Precision::F16 };
@@ -288,7 +288,7 @@ fn resume(
     };
     let mut changed = missing_corpus || out != dir_of_run;
     let (b, t) = (saved.train.batch_size, saved.train.seq_len);
-    let kind = saved.train.attention.unwrap_or_else(|| kernels.attention_kind(&saved.model, b, t));
+    let kind = saved.train.attention.unwrap_or_else(|| saved.model.attention_kind(&kernels.selection(), b, t));
     // --precision decides (below), resolved already
     let f16 = precision == Precision::F16;
     let (gpu, building) = (kernels.gpu.clone(), Building::Run { model: &saved.model, b, t, kind, f16 });
