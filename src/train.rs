@@ -40,12 +40,18 @@ struct Micro {
 /// ([`MatmulWeights::f16_bytes`]); the loss scaler's state is one of the small buffers every run
 /// has.
 pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool) -> u64 {
-    let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
     let acts = total_bytes(&ActivationTensors::specs(cfg, b, t, kind));
     let grad_acts = total_bytes(&GradActs::specs(cfg, b, t, kind));
     let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
-    // a parameter, its gradient and AdamW's two moments (ParameterTensors::zeros)
-    4 * params + acts + grad_acts + copies
+    optimizer_bytes(cfg) + acts + grad_acts + copies
+}
+
+/// The bytes of the weights, their gradients and AdamW's two moments: four tensors of every
+/// parameter spec's shape ([`ParameterTensors::zeros`]), the part of [`training_bytes`] that
+/// does not depend on (B, T).
+pub fn optimizer_bytes(cfg: &Gpt2Config) -> u64 {
+    let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
+    4 * params
 }
 
 /// A step's programs, recorded once, and the buffers only they use.
