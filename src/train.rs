@@ -12,7 +12,7 @@ use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
 use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, ParameterTensors};
-use crate::precision::{MatmulWeights, Purpose, Resolved};
+use crate::precision::{MatmulWeights, Precision, Purpose, Resolved};
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::{Error, Result};
 
@@ -103,7 +103,7 @@ pub struct Trainer {
 
 impl StepPrograms {
     /// Records every program of a step of `model` under `cfg` on `fwd`'s activations, the
-    /// products reading f16 weight copies where `f16`.
+    /// products reading f16 weight copies where `cfg.precision` (what runs) is f16.
     fn record(
         model: &Gpt2,
         cfg: &TrainConfig,
@@ -111,7 +111,6 @@ impl StepPrograms {
         grads: &ParameterTensors,
         slots: &[Slot],
         shared: &StepTensors,
-        f16: bool,
     ) -> Result<StepPrograms> {
         let (k, gpu) = (&*model.kernels, &model.kernels.gpu);
         let (b, t) = (fwd.b, fwd.t);
@@ -138,7 +137,7 @@ impl StepPrograms {
         let micro_seeds = gpu.tensor("micro_seeds", &[cfg.grad_accum]);
         let n_layer = model.config.n_layer;
         let dropout = (cfg.dropout > 0.0).then_some(DropoutRate { p: cfg.dropout, seed: &dropout_seed, n_layer });
-        let refresh = match f16 {
+        let refresh = match cfg.precision == Precision::F16 {
             true => Some(MatmulWeights::f16(k, &model.params)?),
             false => None,
         };
@@ -253,7 +252,7 @@ impl Trainer {
         .tensor(&gpu);
         let shared =
             StepTensors { params: gpu.tensor("step_params", &[8]), norm: gpu.tensor("grad_norm", &[1]), scaler };
-        let programs = StepPrograms::record(&model, &cfg, &fwd, &grads, &slots, &shared, precision.f16())?;
+        let programs = StepPrograms::record(&model, &cfg, &fwd, &grads, &slots, &shared)?;
         Ok(Trainer {
             model,
             cfg,
