@@ -7,7 +7,7 @@ use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{
     AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, Site,
 };
-use crate::model::{ActivationTensors, Gpt2, Gpt2Config, ParameterTensors};
+use crate::model::{ActivationTensors, Allocated, Gpt2, Gpt2Config, ParameterTensors, TensorSpec};
 use crate::weights16::MatmulWeights;
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
@@ -29,27 +29,50 @@ pub struct GradActs {
 }
 
 impl GradActs {
-    pub fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize, attention: AttentionKind) -> GradActs {
+    /// Every gradient's name and shape for (B, T) with attention of `kind`, in field order:
+    /// what [`GradActs::new`] allocates and [`crate::train::training_bytes`] sums.
+    pub fn specs(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> Vec<TensorSpec> {
         let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
-        let per_layer = |name: &str, shape: &[usize]| -> Vec<Tensor> {
-            (0..l).map(|i| gpu.tensor(&format!("{name}.{i}"), shape)).collect()
+        let (act, mlp) = ("activation gradient (B,T,C)", "MLP activation gradient (B,T,4C)");
+        let layer = |name, what, shape| TensorSpec::per_layer(l, name, what, shape);
+        vec![
+            TensorSpec::one("dlogits", "logits gradient (B,T,V)", vec![b, t, v]),
+            TensorSpec::one("dlnf", act, vec![b, t, c]),
+            TensorSpec::one("dencoded", act, vec![b, t, c]),
+            layer("dresidual3", act, vec![b, t, c]),
+            layer("dresidual2", act, vec![b, t, c]),
+            layer("dfcproj", act, vec![b, t, c]),
+            layer("dfch_gelu", mlp, vec![b, t, 4 * c]),
+            layer("dfch", mlp, vec![b, t, 4 * c]),
+            layer("dln2", act, vec![b, t, c]),
+            layer("dattproj", act, vec![b, t, c]),
+            layer("datty", act, vec![b, t, c]),
+            layer("dqkv", "qkv gradient (B,T,3C)", vec![b, t, 3 * c]),
+            layer("dln1", act, vec![b, t, c]),
+            TensorSpec::one("dpreatt", "attention scratch", kind.saved_shape(b, nh, t)),
+        ]
+    }
+
+    pub fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize, attention: AttentionKind) -> GradActs {
+        let mut a = Allocated::new(gpu, GradActs::specs(cfg, b, t, attention));
+        let grads = GradActs {
+            dlogits: a.one("dlogits"),
+            dlnf: a.one("dlnf"),
+            dencoded: a.one("dencoded"),
+            dresidual3: a.layers("dresidual3"),
+            dresidual2: a.layers("dresidual2"),
+            dfcproj: a.layers("dfcproj"),
+            dfch_gelu: a.layers("dfch_gelu"),
+            dfch: a.layers("dfch"),
+            dln2: a.layers("dln2"),
+            dattproj: a.layers("dattproj"),
+            datty: a.layers("datty"),
+            dqkv: a.layers("dqkv"),
+            dln1: a.layers("dln1"),
+            dpreatt: a.one("dpreatt"),
         };
-        GradActs {
-            dlogits: gpu.tensor("dlogits", &[b, t, v]),
-            dlnf: gpu.tensor("dlnf", &[b, t, c]),
-            dencoded: gpu.tensor("dencoded", &[b, t, c]),
-            dresidual3: per_layer("dresidual3", &[b, t, c]),
-            dresidual2: per_layer("dresidual2", &[b, t, c]),
-            dfcproj: per_layer("dfcproj", &[b, t, c]),
-            dfch_gelu: per_layer("dfch_gelu", &[b, t, 4 * c]),
-            dfch: per_layer("dfch", &[b, t, 4 * c]),
-            dln2: per_layer("dln2", &[b, t, c]),
-            dattproj: per_layer("dattproj", &[b, t, c]),
-            datty: per_layer("datty", &[b, t, c]),
-            dqkv: per_layer("dqkv", &[b, t, 3 * c]),
-            dln1: per_layer("dln1", &[b, t, c]),
-            dpreatt: gpu.tensor("dpreatt", &attention.saved_shape(b, nh, t)),
-        }
+        a.done();
+        grads
     }
 
     /// Every tensor, for zeroing.
@@ -71,6 +94,18 @@ impl GradActs {
         }
         v
     }
+}
+
+/// What the backward of every block reads and writes: the forward's activations, their
+/// gradients, the parameter gradients, the weights the dinp products read and the forward's
+/// dropout.
+#[derive(Clone, Copy)]
+struct BlockBackward<'a> {
+    a: &'a ActivationTensors,
+    d: &'a GradActs,
+    dp: &'a ParameterTensors,
+    w: &'a MatmulWeights,
+    dropout: Option<DropoutRate<'a>>,
 }
 
 impl Gpt2 {
@@ -106,11 +141,24 @@ impl Gpt2 {
         w: &MatmulWeights,
         dropout: Option<DropoutRate>,
     ) -> Vec<Program> {
-        let (k, p) = (&*self.kernels, &self.params);
-        let (nl, nh) = (self.config.n_layer, self.config.n_head);
+        let bw = BlockBackward { a, d, dp, w, dropout };
+        let nl = self.config.n_layer;
         let mut pieces = Vec::with_capacity(nl + 1);
         let mut program = Program::default();
-        let prog = &mut program;
+        self.record_head_backward(&mut program, &bw);
+        for l in (0..nl).rev() {
+            pieces.push(std::mem::take(&mut program));
+            self.record_block_backward(&mut program, &bw, l);
+        }
+        self.kernels.dropout.at(&mut program, &d.dencoded, dropout, Site::Embedding);
+        pieces.push(program);
+        pieces
+    }
+
+    /// The head's backward: the tied lm_head, then ln_f into the last block's dresidual3.
+    fn record_head_backward(&self, prog: &mut Program, bw: &BlockBackward) {
+        let (k, p, nl) = (&*self.kernels, &self.params, self.config.n_layer);
+        let BlockBackward { a, d, dp, w, .. } = *bw;
         // tied lm_head: logits = lnf · wteᵀ, so dlnf += dlogits · wte and dwte += dlogitsᵀ · lnf
         let wte16 = Some(&w.wte).filter(|t| t.half);
         let (dx, dwte, dlogits, x, wte) = (&d.dlnf, &dp.wte, &d.dlogits, &a.lnf, &p.wte);
@@ -120,96 +168,44 @@ impl Gpt2 {
         let (dweight, dbias, weight) = (&dp.ln_f_w, &dp.ln_f_b, &p.ln_f_w);
         k.layernorm
             .backward(prog, LayerNormBwd { dinp: dlast, dweight, dbias, dout: &d.dlnf, inp: last, weight, mean, rstd });
-        for l in (0..nl).rev() {
-            pieces.push(std::mem::take(&mut program));
-            let prog = &mut program;
-            let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
-            let dresidual = if l == 0 { &d.dencoded } else { &d.dresidual3[l - 1] };
-            // residual3 = residual2 + fcproj
-            k.residual.backward(prog, &d.dresidual2[l], &d.dfcproj[l], &d.dresidual3[l]);
-            k.dropout.at(prog, &d.dfcproj[l], dropout, Site::MlpResidual(l));
-            k.matmul.backward(
-                prog,
-                LinearBwd {
-                    dinp: &d.dfch_gelu[l],
-                    dweight: &dp.mlp_proj_w[l],
-                    dbias: Some(&dp.mlp_proj_b[l]),
-                    dout: &d.dfcproj[l],
-                    inp: &a.fch_gelu[l],
-                    weight: &w.mlp_proj_w[l],
-                },
-            );
-            k.gelu.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]);
-            k.matmul.backward(
-                prog,
-                LinearBwd {
-                    dinp: &d.dln2[l],
-                    dweight: &dp.c_fc_w[l],
-                    dbias: Some(&dp.c_fc_b[l]),
-                    dout: &d.dfch[l],
-                    inp: &a.ln2[l],
-                    weight: &w.c_fc_w[l],
-                },
-            );
-            k.layernorm.backward(
-                prog,
-                LayerNormBwd {
-                    dinp: &d.dresidual2[l],
-                    dweight: &dp.ln_2_w[l],
-                    dbias: &dp.ln_2_b[l],
-                    dout: &d.dln2[l],
-                    inp: &a.residual2[l],
-                    weight: &p.ln_2_w[l],
-                    mean: &a.ln2_mean[l],
-                    rstd: &a.ln2_rstd[l],
-                },
-            );
-            // residual2 = residual + attproj
-            k.residual.backward(prog, dresidual, &d.dattproj[l], &d.dresidual2[l]);
-            k.dropout.at(prog, &d.dattproj[l], dropout, Site::AttnResidual(l));
-            k.matmul.backward(
-                prog,
-                LinearBwd {
-                    dinp: &d.datty[l],
-                    dweight: &dp.c_proj_w[l],
-                    dbias: Some(&dp.c_proj_b[l]),
-                    dout: &d.dattproj[l],
-                    inp: &a.atty[l],
-                    weight: &w.c_proj_w[l],
-                },
-            );
-            let attn_drop = dropout.map(|r| (r.p, r.seed, Site::AttnProbs(l).id(r.n_layer)));
-            let (dqkv, scratch, dout, qkv, out, saved) =
-                (&d.dqkv[l], &d.dpreatt, &d.datty[l], &a.qkv[l], &a.atty[l], &a.att[l]);
-            k.attention.backward(prog, a.attention, AttnBwd { dqkv, scratch, dout, qkv, out, saved }, nh, attn_drop);
-            k.matmul.backward(
-                prog,
-                LinearBwd {
-                    dinp: &d.dln1[l],
-                    dweight: &dp.c_attn_w[l],
-                    dbias: Some(&dp.c_attn_b[l]),
-                    dout: &d.dqkv[l],
-                    inp: &a.ln1[l],
-                    weight: &w.c_attn_w[l],
-                },
-            );
-            k.layernorm.backward(
-                prog,
-                LayerNormBwd {
-                    dinp: dresidual,
-                    dweight: &dp.ln_1_w[l],
-                    dbias: &dp.ln_1_b[l],
-                    dout: &d.dln1[l],
-                    inp: residual,
-                    weight: &p.ln_1_w[l],
-                    mean: &a.ln1_mean[l],
-                    rstd: &a.ln1_rstd[l],
-                },
-            );
-        }
-        k.dropout.at(&mut program, &d.dencoded, dropout, Site::Embedding);
-        pieces.push(program);
-        pieces
+    }
+
+    /// Block `l`'s backward: the forward's block ([`Gpt2::record_block`]) reversed, from
+    /// dresidual3 to the gradient of its residual stream in.
+    fn record_block_backward(&self, prog: &mut Program, bw: &BlockBackward, l: usize) {
+        let (k, p, nh) = (&*self.kernels, &self.params, self.config.n_head);
+        let BlockBackward { a, d, dp, w, dropout } = *bw;
+        let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
+        let dresidual = if l == 0 { &d.dencoded } else { &d.dresidual3[l - 1] };
+        // residual3 = residual2 + fcproj
+        k.residual.backward(prog, &d.dresidual2[l], &d.dfcproj[l], &d.dresidual3[l]);
+        k.dropout.at(prog, &d.dfcproj[l], dropout, Site::MlpResidual(l));
+        let (dinp, dweight, dbias) = (&d.dfch_gelu[l], &dp.mlp_proj_w[l], Some(&dp.mlp_proj_b[l]));
+        let (dout, inp, weight) = (&d.dfcproj[l], &a.fch_gelu[l], &w.mlp_proj_w[l]);
+        k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
+        k.gelu.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]);
+        let (dinp, dweight, dbias) = (&d.dln2[l], &dp.c_fc_w[l], Some(&dp.c_fc_b[l]));
+        let (dout, inp, weight) = (&d.dfch[l], &a.ln2[l], &w.c_fc_w[l]);
+        k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
+        let (dinp, dweight, dbias, dout) = (&d.dresidual2[l], &dp.ln_2_w[l], &dp.ln_2_b[l], &d.dln2[l]);
+        let (inp, weight, mean, rstd) = (&a.residual2[l], &p.ln_2_w[l], &a.ln2_mean[l], &a.ln2_rstd[l]);
+        k.layernorm.backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd });
+        // residual2 = residual + attproj
+        k.residual.backward(prog, dresidual, &d.dattproj[l], &d.dresidual2[l]);
+        k.dropout.at(prog, &d.dattproj[l], dropout, Site::AttnResidual(l));
+        let (dinp, dweight, dbias) = (&d.datty[l], &dp.c_proj_w[l], Some(&dp.c_proj_b[l]));
+        let (dout, inp, weight) = (&d.dattproj[l], &a.atty[l], &w.c_proj_w[l]);
+        k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
+        let attn_drop = dropout.map(|r| (r.p, r.seed, Site::AttnProbs(l).id(r.n_layer)));
+        let (dqkv, scratch, dout, qkv, out, saved) =
+            (&d.dqkv[l], &d.dpreatt, &d.datty[l], &a.qkv[l], &a.atty[l], &a.att[l]);
+        k.attention.backward(prog, a.attention, AttnBwd { dqkv, scratch, dout, qkv, out, saved }, nh, attn_drop);
+        let (dinp, dweight, dbias) = (&d.dln1[l], &dp.c_attn_w[l], Some(&dp.c_attn_b[l]));
+        let (dout, inp, weight) = (&d.dqkv[l], &a.ln1[l], &w.c_attn_w[l]);
+        k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
+        let (dinp, dweight, dbias, dout) = (dresidual, &dp.ln_1_w[l], &dp.ln_1_b[l], &d.dln1[l]);
+        let (inp, weight, mean, rstd) = (residual, &p.ln_1_w[l], &a.ln1_mean[l], &a.ln1_rstd[l]);
+        k.layernorm.backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd });
     }
 
     /// dwte and dwpe from dencoded, deterministic through the batch's token buckets.

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::Tensor;
-use crate::kernels::{AdamWUpdate, Program, UpdateStats, SUMS};
+use crate::kernels::{Program, UpdateStats, SUMS};
 use crate::params::PREFIX;
 use crate::train::Trainer;
 use crate::{Error, Result};
@@ -111,39 +111,26 @@ impl DynamicsPlan {
         step.is_multiple_of(self.every)
     }
 
-    /// Records AdamW's update of every parameter with statistics: the trainer's own tensors, in
+    /// Records AdamW's update of every parameter with statistics: the trainer's own slots, in
     /// the row chunks its plain update binds, each tensor's chunks in one range of the partials.
     fn new(tr: &Trainer, every: u64) -> DynamicsPlan {
         let k = &*tr.model.kernels;
         let gpu = &k.gpu;
-        let rows = |t: &Tensor| gpu.row_chunks(t).into_iter().map(|(_, view)| view).collect::<Vec<_>>();
-        let specs = tr.model.config.param_specs();
-        let tensors: Vec<_> = tr
-            .model
-            .params
-            .ordered()
-            .into_iter()
-            .zip(tr.grads.ordered())
-            .zip(tr.m.ordered())
-            .zip(tr.v.ordered())
-            .collect();
-        let chunks: usize =
-            tensors.iter().flat_map(|(((p, _), _), _)| rows(p)).map(|view| UpdateStats::chunks(view.numel())).sum();
-        let partials = gpu.tensor("dynamics.partials", &[chunks, SUMS]);
+        let chunks = tr.slots.iter().flat_map(|s| &s.chunks);
+        let partials =
+            gpu.tensor("dynamics.partials", &[chunks.map(|c| UpdateStats::chunks(c.param.numel())).sum(), SUMS]);
         let mut update = Program::default();
-        let mut ranges = Vec::with_capacity(2 * tensors.len());
+        let mut ranges = Vec::with_capacity(2 * tr.slots.len());
         let mut slot = 0;
-        for ((((p, g), m), v), (_, shape)) in tensors.into_iter().zip(&specs) {
+        for s in &tr.slots {
             ranges.push(slot as u32);
-            let wd = tr.cfg.weight_decay_of(shape);
-            for (((param, grad), m), v) in rows(p).iter().zip(rows(g).iter()).zip(rows(m).iter()).zip(rows(v).iter()) {
-                let args = AdamWUpdate { param, m, v, grad, step: &tr.step_params, norm: &tr.norm, scaler: &tr.scaler };
-                k.update_stats.update(&mut update, &args, &partials, slot, wd);
-                slot += UpdateStats::chunks(param.numel());
+            for chunk in &s.chunks {
+                k.update_stats.update(&mut update, &chunk.adamw(&tr.shared), &partials, slot, s.decay);
+                slot += UpdateStats::chunks(chunk.param.numel());
             }
             ranges.push(slot as u32);
         }
-        let sums = gpu.tensor("dynamics.sums", &[specs.len(), SUMS]);
+        let sums = gpu.tensor("dynamics.sums", &[tr.slots.len(), SUMS]);
         let ranges = gpu.upload("dynamics.ranges", &[ranges.len()], &ranges);
         k.update_stats.finish(&mut update, &sums, &partials, &ranges);
         DynamicsPlan { every, update, sums, last: None, _scratch: [partials, ranges] }
@@ -177,17 +164,15 @@ impl Trainer {
         let plan = self.dynamics.as_ref().expect("a tracked step has a plan");
         let sums = self.model.kernels.gpu.read(&plan.sums).await?;
         let tensors: Vec<TensorDynamics> = self
-            .model
-            .config
-            .param_specs()
-            .into_iter()
+            .slots
+            .iter()
             .zip(sums.chunks_exact(SUMS))
-            .map(|((name, shape), s)| {
-                let count: usize = shape.iter().product();
+            .map(|(slot, s)| {
+                let count: usize = slot.shape.iter().product();
                 let n = count as f64;
                 let (g2, w2, d2) = (s[0] as f64, s[1] as f64, s[2] as f64);
                 TensorDynamics {
-                    name: format!("{PREFIX}{name}"),
+                    name: format!("{PREFIX}{}", slot.name),
                     count,
                     grad_norm: g2.sqrt() as f32,
                     grad_rms: ratio(g2, n),

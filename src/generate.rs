@@ -20,13 +20,13 @@
 //! on lavapipe, so not at every prefill).
 
 use crate::gpu::{Buffer, Tensor};
-use crate::kernels::{Decode, DecodeAttn, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
-use crate::model::Gpt2;
+use crate::kernels::{Decode, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
+use crate::model::{Block, BlockActs, BlockAttn, Gpt2};
 use crate::precision::{Precision, Purpose, Resolved};
+use crate::weights16::MatmulWeights;
 use crate::rng::Rng;
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::tokenizer::Tokenizer;
-use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::sync::Arc;
@@ -358,32 +358,31 @@ impl Decoder {
         let mut pieces = Vec::with_capacity(model.config.n_layer + 1);
         let mut program = Program::default();
         k.decode.embed(&mut program, d, DecodeEmbed { x: &x, ids: &ids, wte: &p.wte, wpe: &p.wpe, pos: &self.pos });
+        let acts = BlockActs {
+            inp: &x,
+            ln1: &ln,
+            ln1_mean: &mean,
+            ln1_rstd: &rstd,
+            qkv: &qkv,
+            atty: &atty,
+            attproj: &proj,
+            residual2: &x2,
+            ln2: &ln,
+            ln2_mean: &mean,
+            ln2_rstd: &rstd,
+            fch: &fch,
+            fch_gelu: &fch_gelu,
+            fcproj: &proj,
+            out: &x,
+        };
         for l in 0..model.config.n_layer {
             if l > 0 {
                 pieces.push(std::mem::take(&mut program));
             }
-            let prog = &mut program;
-            let (mean, rstd) = (&mean, &rstd);
-            // x2 = x + attn(ln_1(x)), with this layer's cache
-            k.layernorm.forward(
-                prog,
-                LayerNormFwd { out: &ln, mean, rstd, inp: &x, weight: &p.ln_1_w[l], bias: &p.ln_1_b[l] },
-            );
-            k.matmul.forward(prog, &qkv, &ln, &w.c_attn_w[l], Some(&p.c_attn_b[l]));
-            let (k_cache, v_cache) = (&self.k_cache[l], &self.v_cache[l]);
-            let attn = DecodeAttn { out: &atty, scores: &scores, qkv: &qkv, k_cache, v_cache, pos: &self.pos };
-            k.decode.attention(prog, d, attn);
-            k.matmul.forward(prog, &proj, &atty, &w.c_proj_w[l], Some(&p.c_proj_b[l]));
-            k.residual.forward(prog, &x2, &x, &proj);
-            // x = x2 + mlp(ln_2(x2))
-            k.layernorm.forward(
-                prog,
-                LayerNormFwd { out: &ln, mean, rstd, inp: &x2, weight: &p.ln_2_w[l], bias: &p.ln_2_b[l] },
-            );
-            k.matmul.forward(prog, &fch, &ln, &w.c_fc_w[l], Some(&p.c_fc_b[l]));
-            k.gelu.forward(prog, &fch_gelu, &fch);
-            k.matmul.forward(prog, &proj, &fch_gelu, &w.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
-            k.residual.forward(prog, &x, &x2, &proj);
+            // x = x + attn(ln_1(x)), with this layer's cache, then x = x + mlp(ln_2(x))
+            let (k_cache, v_cache, pos) = (&self.k_cache[l], &self.v_cache[l], &self.pos);
+            let attn = BlockAttn::Cached { dims: d, scores: &scores, k_cache, v_cache, pos };
+            model.record_block(&mut program, Block { l, x: acts, attn, w, dropout: None });
         }
         pieces.push(std::mem::take(&mut program));
         k.decode.last_row(&mut program, d, &self.last, &x);

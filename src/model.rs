@@ -8,13 +8,20 @@ use serde::{Deserialize, Serialize};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{
-    AttentionImpl, AttentionKind, AttnFwd, AttnShape, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Selection, Site,
+    AttentionImpl, AttentionKind, AttnShape, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Selection, Site,
 };
 use crate::rng::Rng;
 use crate::submit::{Piece, SubmitPlan, SubmitStats, DEFAULT_BUDGET_MS};
 use crate::tune::RunShape;
 use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
+
+mod block;
+mod specs;
+
+pub(crate) use block::{Block, BlockActs, BlockAttn};
+pub(crate) use specs::Allocated;
+pub use specs::{total_bytes, TensorSpec};
 
 /// The shape of a GPT-2 model. Layer norm eps is 1e-5, GELU is tanh-GELU, lm_head is tied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,8 +146,8 @@ impl Gpt2Config {
     /// Checks that the activations of a (B, T) forward (and so of its backward) with attention of
     /// `kind` fit `gpu`'s storage bindings.
     pub fn check_activations(&self, gpu: &Gpu, b: usize, t: usize, kind: AttentionKind) -> Result<()> {
-        for (what, shape) in ActivationTensors::specs(self, b, t, kind) {
-            gpu.check_binding(&format!("the {what} at B={b}, T={t}"), 4 * shape.iter().product::<usize>() as u64)?;
+        for s in ActivationTensors::specs(self, b, t, kind) {
+            gpu.check_binding(&format!("the {} at B={b}, T={t}", s.what), s.tensor_bytes())?;
         }
         Ok(())
     }
@@ -320,56 +327,78 @@ pub struct ActivationTensors {
 }
 
 impl ActivationTensors {
-    /// Every activation's name and shape for (B, T) with attention of `kind`: used to check
-    /// limits before allocating.
-    pub fn specs(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> Vec<(&'static str, Vec<usize>)> {
-        let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
+    /// Every activation's name and shape for (B, T) with attention of `kind`, in field order:
+    /// what [`ActivationTensors`] allocates, what [`Gpt2Config::check_activations`] checks
+    /// against the device's bindings and what [`crate::train::training_bytes`] sums.
+    pub fn specs(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> Vec<TensorSpec> {
+        let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
         let saved = match kind {
             AttentionKind::Classic => "attention matrix (B,NH,T,T)",
             AttentionKind::Flash => "attention logsumexp (B,NH,T)",
         };
+        let (ids, stats, act) = ("token ids (B,T)", "row statistics (B,T)", "activation (B,T,C)");
+        let layer = |name, what, shape| TensorSpec::per_layer(l, name, what, shape);
         vec![
-            ("activation (B,T,C)", vec![b, t, c]),
-            ("qkv (B,T,3C)", vec![b, t, 3 * c]),
-            (saved, kind.saved_shape(b, nh, t)),
-            ("MLP activation (B,T,4C)", vec![b, t, 4 * c]),
-            ("logits (B,T,V)", vec![b, t, v]),
+            TensorSpec::one("ids", ids, vec![b, t]),
+            TensorSpec::one("targets", ids, vec![b, t]),
+            TensorSpec::one("encoded", act, vec![b, t, c]),
+            layer("ln1", act, vec![b, t, c]),
+            layer("ln1_mean", stats, vec![b, t]),
+            layer("ln1_rstd", stats, vec![b, t]),
+            layer("qkv", "qkv (B,T,3C)", vec![b, t, 3 * c]),
+            layer("atty", act, vec![b, t, c]),
+            layer("att", saved, kind.saved_shape(b, nh, t)),
+            layer("attproj", act, vec![b, t, c]),
+            layer("residual2", act, vec![b, t, c]),
+            layer("ln2", act, vec![b, t, c]),
+            layer("ln2_mean", stats, vec![b, t]),
+            layer("ln2_rstd", stats, vec![b, t]),
+            layer("fch", "MLP activation (B,T,4C)", vec![b, t, 4 * c]),
+            layer("fch_gelu", "MLP activation (B,T,4C)", vec![b, t, 4 * c]),
+            layer("fcproj", act, vec![b, t, c]),
+            layer("residual3", act, vec![b, t, c]),
+            TensorSpec::one("lnf", act, vec![b, t, c]),
+            TensorSpec::one("lnf_mean", stats, vec![b, t]),
+            TensorSpec::one("lnf_rstd", stats, vec![b, t]),
+            TensorSpec::one("logits", "logits (B,T,V)", vec![b, t, v]),
+            TensorSpec::one("losses", stats, vec![b, t]),
+            TensorSpec::one("lse", stats, vec![b, t]),
+            TensorSpec::one("loss", "loss (1)", vec![1]),
         ]
     }
 
     fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize, attention: AttentionImpl) -> ActivationTensors {
-        let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
-        let per_layer = |name: &str, shape: &[usize]| -> Vec<Tensor> {
-            (0..l).map(|i| gpu.tensor(&format!("{name}.{i}"), shape)).collect()
-        };
-        ActivationTensors {
-            ids: gpu.tensor("ids", &[b, t]),
-            targets: gpu.tensor("targets", &[b, t]),
-            encoded: gpu.tensor("encoded", &[b, t, c]),
-            ln1: per_layer("ln1", &[b, t, c]),
-            ln1_mean: per_layer("ln1_mean", &[b, t]),
-            ln1_rstd: per_layer("ln1_rstd", &[b, t]),
-            qkv: per_layer("qkv", &[b, t, 3 * c]),
-            atty: per_layer("atty", &[b, t, c]),
-            att: per_layer("att", &attention.kind().saved_shape(b, nh, t)),
-            attproj: per_layer("attproj", &[b, t, c]),
-            residual2: per_layer("residual2", &[b, t, c]),
-            ln2: per_layer("ln2", &[b, t, c]),
-            ln2_mean: per_layer("ln2_mean", &[b, t]),
-            ln2_rstd: per_layer("ln2_rstd", &[b, t]),
-            fch: per_layer("fch", &[b, t, 4 * c]),
-            fch_gelu: per_layer("fch_gelu", &[b, t, 4 * c]),
-            fcproj: per_layer("fcproj", &[b, t, c]),
-            residual3: per_layer("residual3", &[b, t, c]),
-            lnf: gpu.tensor("lnf", &[b, t, c]),
-            lnf_mean: gpu.tensor("lnf_mean", &[b, t]),
-            lnf_rstd: gpu.tensor("lnf_rstd", &[b, t]),
-            logits: gpu.tensor("logits", &[b, t, v]),
-            losses: gpu.tensor("losses", &[b, t]),
-            lse: gpu.tensor("lse", &[b, t]),
-            loss: gpu.tensor("loss", &[1]),
+        let mut a = Allocated::new(gpu, ActivationTensors::specs(cfg, b, t, attention.kind()));
+        let acts = ActivationTensors {
+            ids: a.one("ids"),
+            targets: a.one("targets"),
+            encoded: a.one("encoded"),
+            ln1: a.layers("ln1"),
+            ln1_mean: a.layers("ln1_mean"),
+            ln1_rstd: a.layers("ln1_rstd"),
+            qkv: a.layers("qkv"),
+            atty: a.layers("atty"),
+            att: a.layers("att"),
+            attproj: a.layers("attproj"),
+            residual2: a.layers("residual2"),
+            ln2: a.layers("ln2"),
+            ln2_mean: a.layers("ln2_mean"),
+            ln2_rstd: a.layers("ln2_rstd"),
+            fch: a.layers("fch"),
+            fch_gelu: a.layers("fch_gelu"),
+            fcproj: a.layers("fcproj"),
+            residual3: a.layers("residual3"),
+            lnf: a.one("lnf"),
+            lnf_mean: a.one("lnf_mean"),
+            lnf_rstd: a.one("lnf_rstd"),
+            logits: a.one("logits"),
+            losses: a.one("losses"),
+            lse: a.one("lse"),
+            loss: a.one("loss"),
             attention,
-        }
+        };
+        a.done();
+        acts
     }
 }
 
@@ -517,33 +546,12 @@ impl Gpt2 {
         dropout: Option<DropoutRate>,
     ) -> Vec<Program> {
         let (k, p) = (&*self.kernels, &self.params);
-        let nh = self.config.n_head;
         let mut pieces = Vec::with_capacity(self.config.n_layer + 1);
         let mut program = Program::default();
         k.dropout.at(&mut program, &a.encoded, dropout, Site::Embedding);
         for l in 0..self.config.n_layer {
-            let prog = &mut program;
-            let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
-            // x = x + attn(ln_1(x))
-            let (out, mean, rstd, weight, bias) =
-                (&a.ln1[l], &a.ln1_mean[l], &a.ln1_rstd[l], &p.ln_1_w[l], &p.ln_1_b[l]);
-            k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: residual, weight, bias });
-            k.matmul.forward(prog, &a.qkv[l], &a.ln1[l], &w.c_attn_w[l], Some(&p.c_attn_b[l]));
-            let attn_drop = dropout.map(|d| (d.p, d.seed, Site::AttnProbs(l).id(d.n_layer)));
-            let attn = AttnFwd { out: &a.atty[l], saved: &a.att[l], qkv: &a.qkv[l] };
-            k.attention.forward(prog, a.attention, attn, nh, attn_drop);
-            k.matmul.forward(prog, &a.attproj[l], &a.atty[l], &w.c_proj_w[l], Some(&p.c_proj_b[l]));
-            k.dropout.at(prog, &a.attproj[l], dropout, Site::AttnResidual(l));
-            k.residual.forward(prog, &a.residual2[l], residual, &a.attproj[l]);
-            // x = x + mlp(ln_2(x))
-            let (out, mean, rstd, weight, bias) =
-                (&a.ln2[l], &a.ln2_mean[l], &a.ln2_rstd[l], &p.ln_2_w[l], &p.ln_2_b[l]);
-            k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: &a.residual2[l], weight, bias });
-            k.matmul.forward(prog, &a.fch[l], &a.ln2[l], &w.c_fc_w[l], Some(&p.c_fc_b[l]));
-            k.gelu.forward(prog, &a.fch_gelu[l], &a.fch[l]);
-            k.matmul.forward(prog, &a.fcproj[l], &a.fch_gelu[l], &w.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
-            k.dropout.at(prog, &a.fcproj[l], dropout, Site::MlpResidual(l));
-            k.residual.forward(prog, &a.residual3[l], &a.residual2[l], &a.fcproj[l]);
+            let (x, attn) = (BlockActs::layer(a, l), BlockAttn::Causal { imp: a.attention, saved: &a.att[l] });
+            self.record_block(&mut program, Block { l, x, attn, w, dropout });
             pieces.push(std::mem::take(&mut program));
         }
         let prog = &mut program;

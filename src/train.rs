@@ -3,196 +3,22 @@
 //! (src/submit.rs) (nanoGPT's train.py loop, llm.c's kernels). Buffers are
 //! allocated once per (B, T, grad_accum); the step allocates nothing on the GPU.
 
-use serde::{Deserialize, Serialize};
+mod config;
+pub(crate) mod slots;
 
 use crate::backward::GradActs;
 use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
-use crate::kernels::{AdamW, AdamWUpdate, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
-use crate::model::{Forward, Gpt2, Gpt2Config, ParameterTensors};
+use crate::kernels::{AdamW, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
+use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, ParameterTensors};
 use crate::precision::{Precision, Purpose, Resolved};
-use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::weights16::MatmulWeights;
+use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::{Error, Result};
 
-/// Optimisation settings, named as nanoGPT's train.py.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub batch_size: usize,
-    /// Tokens per sequence (T ≤ block_size).
-    pub seq_len: usize,
-    /// Micro-batches per optimizer step.
-    pub grad_accum: usize,
-    pub lr: f32,
-    pub min_lr: f32,
-    pub warmup_iters: usize,
-    /// Cosine decay from lr to min_lr ends here (nanoGPT's lr_decay_iters; usually max_iters).
-    pub lr_decay_iters: usize,
-    pub weight_decay: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    /// Clip the global gradient norm to this; 0 turns clipping off.
-    pub grad_clip: f32,
-    /// Dropout probability on the embeddings, residual branches and attention probabilities
-    /// (0 = off, and then bit-identical to no dropout).
-    #[serde(default)]
-    pub dropout: f32,
-    /// The attention numerics (classic or flash), fixed for the run's whole life so that resume
-    /// and recovery stay bit-exact; None: chosen when the trainer is made (crate::tune), which
-    /// then records it here. A checkpoint from before this field trained with classic.
-    #[serde(default = "classic_attention")]
-    pub attention: Option<AttentionKind>,
-    /// Dynamic loss scaling (for mixed-precision training); None: off, the loss gradient as is.
-    /// f32, or mixed precision (f16): the forward's matrix products and the backward's
-    /// dinp = dout · Wᵀ products read f16 copies of the weights, accumulating in f32; master
-    /// weights, activations, gradients (the weight gradients' products too) and AdamW stay f32.
-    /// f16 needs shader-f16 ([`Trainer::new`] falls back to f32 with a note) and turns loss
-    /// scaling on ([`LossScaling::default`]) where `loss_scaling` is None. Auto trains in f32.
-    #[serde(default)]
-    pub precision: Precision,
-    #[serde(default)]
-    pub loss_scaling: Option<LossScaling>,
-}
-
-/// Dynamic loss scaling as torch.cuda.amp.GradScaler: the loss gradient is multiplied by a
-/// scale S and the gradients divided by it before the norm, clipping and AdamW; a step whose
-/// gradients overflow (a gradient norm that is not finite) is skipped (parameters and moments
-/// untouched; AdamW's bias correction counts applied steps only) and halves S; `growth_interval`
-/// clean steps in a row double it. All on the GPU, no readback ([`Trainer::loss_scale`] reads it
-/// on demand). With a power-of-two scale and no overflow, f32 training is bit-identical to
-/// training without scaling.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LossScaling {
-    /// The first scale (GradScaler's init_scale, 65536); a power of two keeps f32 exact.
-    pub init_scale: f32,
-    /// Clean steps in a row after which the scale doubles (GradScaler's growth_interval, 2000).
-    pub growth_interval: u32,
-}
-
-impl Default for LossScaling {
-    fn default() -> LossScaling {
-        LossScaling { init_scale: 65536.0, growth_interval: 2000 }
-    }
-}
-
-/// The loss scaler's state on the GPU, read back by [`Trainer::loss_scale`] (and saved in
-/// checkpoints so that a resumed run goes on with it).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LossScale {
-    pub scale: f32,
-    /// Clean steps since the scale last changed.
-    pub good: u32,
-    /// Steps skipped for overflow so far.
-    pub skipped: u32,
-}
-
-fn classic_attention() -> Option<AttentionKind> {
-    Some(AttentionKind::Classic)
-}
-
-/// nanoGPT's settings for its small CPU models ("baby": batch 12, block 64, lr 1e-3 decaying to
-/// 1e-4 over 2000 iterations after 100 of warmup, beta2 0.99, weight decay 0.1, clip 1.0, no
-/// dropout): what `wgpt train` starts from and what other settings override.
-impl Default for TrainConfig {
-    fn default() -> TrainConfig {
-        TrainConfig {
-            batch_size: 12,
-            seq_len: 64,
-            grad_accum: 1,
-            lr: 1e-3,
-            min_lr: 1e-4,
-            warmup_iters: 100,
-            lr_decay_iters: 2000,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            grad_clip: 1.0,
-            dropout: 0.0,
-            attention: None,
-            precision: Precision::F32,
-            loss_scaling: None,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Replaces the peak learning rate (to go on with a lower one after a run diverged); min_lr
-    /// keeps its ratio to it.
-    pub fn set_lr(&mut self, lr: f32) -> Result<()> {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::Input(format!("the learning rate must be a positive number, got {lr}")));
-        }
-        self.min_lr *= lr / self.lr;
-        self.lr = lr;
-        Ok(())
-    }
-
-    /// nanoGPT's grouping: decay matrices and embeddings (rank >= 2), not biases and layer norms.
-    pub fn weight_decay_of(&self, shape: &[usize]) -> f32 {
-        if shape.len() >= 2 {
-            self.weight_decay
-        } else {
-            0.0
-        }
-    }
-
-    /// nanoGPT's get_lr: linear warmup, then cosine decay to min_lr at lr_decay_iters.
-    pub fn lr_at(&self, it: usize) -> f32 {
-        if it < self.warmup_iters {
-            return self.lr * (it + 1) as f32 / (self.warmup_iters + 1) as f32;
-        }
-        if it > self.lr_decay_iters || self.lr_decay_iters <= self.warmup_iters {
-            return self.min_lr;
-        }
-        let ratio = (it - self.warmup_iters) as f64 / (self.lr_decay_iters - self.warmup_iters) as f64;
-        let coeff = 0.5 * (1.0 + (std::f64::consts::PI * ratio).cos());
-        (self.min_lr as f64 + coeff * (self.lr - self.min_lr) as f64) as f32
-    }
-
-    pub fn validate(&self, block_size: usize) -> Result<()> {
-        let bad = |m: String| Err(Error::Input(m));
-        if self.batch_size == 0 || self.grad_accum == 0 || self.seq_len == 0 {
-            return bad("batch_size, grad_accum and the sequence length must be at least 1".into());
-        }
-        if self.seq_len > block_size {
-            return bad(format!("sequence length {} is longer than the model's block_size {block_size}", self.seq_len));
-        }
-        for (name, v) in [
-            ("lr", self.lr),
-            ("min_lr", self.min_lr),
-            ("weight_decay", self.weight_decay),
-            ("grad_clip", self.grad_clip),
-        ] {
-            if !v.is_finite() || v < 0.0 {
-                return bad(format!("{name} must be a finite number >= 0, got {v}"));
-            }
-        }
-        for (name, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
-            if !(0.0..1.0).contains(&v) {
-                return bad(format!("{name} must be in [0, 1), got {v}"));
-            }
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
-        }
-        if self.eps.is_nan() || self.eps <= 0.0 {
-            return bad(format!("eps must be > 0, got {}", self.eps));
-        }
-        if let Some(ls) = self.loss_scaling {
-            // 1/S must stay a normal f32 (the scaler keeps S within these bounds too)
-            if !(ls.init_scale >= f32::MIN_POSITIVE && ls.init_scale <= 2f32.powi(126)) {
-                return bad(format!("the initial loss scale must be in [2^-126, 2^126], got {}", ls.init_scale));
-            }
-            if ls.growth_interval == 0 {
-                return bad("the loss scale's growth interval must be at least 1 step".into());
-            }
-        }
-        Ok(())
-    }
-}
+pub use config::{LossScale, LossScaling, TrainConfig};
+use slots::{param_slots, Slot, StepTensors};
 
 /// The inputs of one micro-batch and the programs bound to them.
 struct Micro {
@@ -206,23 +32,46 @@ struct Micro {
 }
 
 /// GPU memory a [`Trainer`] allocates for `cfg` at (B, T) with attention of `kind`, in bytes,
-/// counted from the tensors it makes (parameters, gradients and both AdamW moments; the
-/// forward's activations and their gradients); the small per-step buffers and uniforms are left
-/// out. Flash attention keeps (B, NH, T) per layer where classic keeps (B, NH, T, T). `f16`:
-/// the run's precision resolves to f16 on this adapter ([`Precision::resolve`]), which adds the
-/// products' f16 weight copies ([`MatmulWeights::f16_bytes`]); the loss scaler's state is one of
-/// the small buffers every run has.
+/// summed over the specs its tensors are made from: parameters, gradients and both AdamW
+/// moments ([`Gpt2Config::param_specs`]), the forward's activations
+/// ([`ActivationTensors::specs`]) and their gradients ([`GradActs::specs`]); the small per-step
+/// buffers and uniforms are left out. Flash attention keeps (B, NH, T) per layer where classic
+/// keeps (B, NH, T, T). `f16`: the run's precision resolves to f16 on this adapter
+/// ([`crate::precision::Precision::resolve`]), which adds the products' f16 weight copies
+/// ([`MatmulWeights::f16_bytes`]); the loss scaler's state is one of the small buffers every run
+/// has.
 pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool) -> u64 {
-    let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
-    let bt = b * t;
-    let att: usize = kind.saved_shape(b, nh, t).iter().product();
-    // ActivationTensors: ids, targets, encoded, per layer 18 (B,T,C)-sized pieces, 4 (B,T) stats
-    // and attention's saved tensor, lnf and its stats, logits, losses, lse
-    let acts = 2 * bt + bt * c + l * (18 * bt * c + 4 * bt + att) + bt * c + 2 * bt + bt * v + 2 * bt;
-    // GradActs: dlogits, dlnf, dencoded, per layer 18 (B,T,C)-sized pieces, attention's scratch
-    let grad_acts = bt * v + 2 * bt * c + l * 18 * bt * c + att;
+    let acts = total_bytes(&ActivationTensors::specs(cfg, b, t, kind));
+    let grad_acts = total_bytes(&GradActs::specs(cfg, b, t, kind));
     let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
-    4 * (4 * cfg.num_params() + acts + grad_acts) as u64 + copies
+    optimizer_bytes(cfg) + acts + grad_acts + copies
+}
+
+/// The bytes of the weights, their gradients and AdamW's two moments: four tensors of every
+/// parameter spec's shape ([`ParameterTensors::zeros`]), the part of [`training_bytes`] that
+/// does not depend on (B, T).
+pub fn optimizer_bytes(cfg: &Gpt2Config) -> u64 {
+    let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
+    4 * params
+}
+
+/// A step's programs, recorded once, and the buffers only they use.
+struct StepPrograms {
+    gacts: GradActs,
+    micro: Vec<Micro>,
+    /// The forward's blocks and head, and the backward's head and blocks: one program each.
+    body: Vec<Program>,
+    backward: Vec<Program>,
+    /// The global gradient norm (before clipping) into `norm`.
+    clip_norm: Program,
+    update: Program,
+    /// The scaler's update after a step (empty without loss scaling).
+    scaler_update: Program,
+    /// In f16: the program that refreshes the products' f16 weight copies from the master
+    /// weights (run once at the start, then after every update); the copies are its bindings.
+    refresh: Option<(Program, MatmulWeights)>,
+    dropout_seed: Tensor, // (1) u32, the current micro-batch's
+    micro_seeds: Tensor,  // (grad_accum) u32, written every step
 }
 
 /// A model with everything a training step needs: gradients, AdamW's moments, the activations
@@ -235,27 +84,13 @@ pub struct Trainer {
     pub grads: ParameterTensors,
     pub m: ParameterTensors,
     pub v: ParameterTensors,
-    gacts: GradActs,
-    micro: Vec<Micro>,
-    /// The forward's blocks and head, and the backward's head and blocks: one program each.
-    body: Vec<Program>,
-    backward: Vec<Program>,
-    /// The global gradient norm (before clipping) into `norm`.
-    clip_norm: Program,
-    update: Program,
-    pub(crate) step_params: Tensor, // (8) StepParams
-    dropout_seed: Tensor,           // (1) u32, the current micro-batch's
-    micro_seeds: Tensor,            // (grad_accum) u32, written every step
-    pub(crate) norm: Tensor,        // (1) global gradient norm before clipping
-    /// The loss scaler's state (ScalerHead, then the bias corrections of skipped steps).
-    pub(crate) scaler: Tensor,
-    /// The scaler's update after a step (empty without loss scaling).
-    scaler_update: Program,
+    /// Every parameter with its gradient and moments, as the updates bind them.
+    pub(crate) slots: Vec<Slot>,
+    /// What every update reads: the step's parameters, the gradient norm, the loss scaler.
+    pub(crate) shared: StepTensors,
+    programs: StepPrograms,
     /// The precision that runs (and, where it is not the one asked for, why).
     pub precision: Resolved,
-    /// In f16: the program that refreshes the products' f16 weight copies from the master
-    /// weights (run once at the start, then after every update); the copies are its bindings.
-    refresh: Option<(Program, MatmulWeights)>,
     /// The update with statistics, where dynamics are tracked (src/dynamics.rs).
     pub(crate) dynamics: Option<DynamicsPlan>,
     /// Where a step's submits are cut (src/submit.rs).
@@ -265,6 +100,128 @@ pub struct Trainer {
     /// The step AdamW's moments started from (0, or where a run resumed without them): bias
     /// correction counts the steps since.
     pub moments_since: u64,
+}
+
+impl StepPrograms {
+    /// Records every program of a step of `model` under `cfg` on `fwd`'s activations, the
+    /// products reading f16 weight copies where `cfg.precision` (what runs) is f16.
+    fn record(
+        model: &Gpt2,
+        cfg: &TrainConfig,
+        fwd: &Forward,
+        grads: &ParameterTensors,
+        slots: &[Slot],
+        shared: &StepTensors,
+    ) -> Result<StepPrograms> {
+        let (k, gpu) = (&*model.kernels, &model.kernels.gpu);
+        let (b, t) = (fwd.b, fwd.t);
+        let gacts = GradActs::new(gpu, &model.config, b, t, fwd.acts.attention.kind());
+        let dloss = 1.0 / (b * t * cfg.grad_accum) as f32;
+        let scaled = cfg.loss_scaling.map(|_| &shared.scaler);
+        let micro = (0..cfg.grad_accum)
+            .map(|i| {
+                let ids = gpu.tensor(&format!("ids.{i}"), &[b, t]);
+                let targets = gpu.tensor(&format!("targets.{i}"), &[b, t]);
+                let buckets = EncoderBuckets::new(gpu, b * t);
+                Micro {
+                    embed: model.record_embed(&fwd.acts, &ids),
+                    loss: model.record_loss(&fwd.acts, &targets),
+                    loss_backward: model.record_loss_backward(&fwd.acts, &gacts, &targets, dloss, scaled),
+                    embed_backward: model.record_embed_backward(&gacts, grads, &buckets),
+                    ids,
+                    targets,
+                    buckets,
+                }
+            })
+            .collect();
+        let dropout_seed = gpu.tensor("dropout_seed", &[1]);
+        let micro_seeds = gpu.tensor("micro_seeds", &[cfg.grad_accum]);
+        let n_layer = model.config.n_layer;
+        let dropout = (cfg.dropout > 0.0).then_some(DropoutRate { p: cfg.dropout, seed: &dropout_seed, n_layer });
+        let refresh = match cfg.precision == Precision::F16 {
+            true => Some(MatmulWeights::f16(k, &model.params)?),
+            false => None,
+        };
+        let f32_weights = MatmulWeights::f32(&model.params);
+        let weights = refresh.as_ref().map_or(&f32_weights, |(w, _)| w);
+        let body = model.record_body(&fwd.acts, weights, dropout);
+        let backward = model.record_backward(&fwd.acts, &gacts, grads, weights, dropout);
+        let refresh = refresh.map(|(w, prog)| {
+            gpu.run(|pass| prog.encode(pass));
+            (prog, w)
+        });
+        // the norm and the update bind each tensor whole or, where it exceeds one binding (wte),
+        // in row chunks (the slots')
+        let grad_list: Vec<&Tensor> = slots.iter().flat_map(|s| &s.chunks).map(|c| &c.grad).collect();
+        let partials = gpu.tensor("grad_norm_partials", &[AdamW::partials_len(&grad_list)]);
+        let mut clip_norm = Program::default();
+        k.adamw.grad_norm(&mut clip_norm, &shared.norm, &partials, &grad_list, &shared.scaler);
+        let mut update = Program::default();
+        for slot in slots {
+            for chunk in &slot.chunks {
+                k.adamw.update(&mut update, chunk.adamw(shared), slot.decay);
+            }
+        }
+        let mut scaler_update = Program::default();
+        if let Some(ls) = cfg.loss_scaling {
+            k.adamw.scaler_update(&mut scaler_update, &shared.scaler, &shared.norm, ls.growth_interval);
+        }
+        Ok(StepPrograms {
+            gacts,
+            micro,
+            body,
+            backward,
+            clip_norm,
+            update,
+            scaler_update,
+            refresh,
+            dropout_seed,
+            micro_seeds,
+        })
+    }
+
+    /// A micro-batch's programs in the order a step runs them: forward, loss, backward.
+    fn micro_programs<'a>(&'a self, mi: &'a Micro) -> Vec<&'a Program> {
+        let mut progs = vec![&mi.embed];
+        progs.extend(&self.body);
+        progs.extend([&mi.loss, &mi.loss_backward]);
+        progs.extend(&self.backward);
+        progs.push(&mi.embed_backward);
+        progs
+    }
+
+    /// The step's pieces, each the commands before one cut point: a micro-batch's embedding
+    /// (after clearing its gradients, and `grads` before the first), each block forward, the
+    /// head, the loss and its gradient, each block backward, the embeddings' backward; then the
+    /// clip, `update` (AdamW's, or the one with statistics) and (in f16) the weights' f16 copies.
+    fn pieces<'a>(&'a self, grads: &'a ParameterTensors, update: &'a Program) -> Vec<Piece<'a>> {
+        let mut pieces: Vec<Piece> = Vec::new();
+        for (i, mi) in self.micro.iter().enumerate() {
+            let mut progs = self.micro_programs(mi).into_iter();
+            let embed = progs.next().expect("a micro-batch starts with its embedding");
+            let pre = move |enc: &mut wgpu::CommandEncoder| {
+                if i == 0 {
+                    for g in grads.ordered() {
+                        enc.clear_buffer(&g.buffer.raw, 0, None);
+                    }
+                }
+                let seeds = &self.micro_seeds.buffer.raw;
+                enc.copy_buffer_to_buffer(seeds, 4 * i as u64, &self.dropout_seed.buffer.raw, 0, 4);
+                for d in self.gacts.all() {
+                    enc.clear_buffer(&d.buffer.raw, 0, None);
+                }
+            };
+            pieces.push(Piece::with_pre(pre, vec![embed]));
+            pieces.extend(progs.map(|p| Piece::pass(vec![p])));
+        }
+        pieces.push(Piece::pass(vec![&self.clip_norm]));
+        pieces.push(Piece::pass(vec![update, &self.scaler_update]));
+        // mixed precision: the f16 copies of the updated master weights, for the next step
+        if let Some((refresh, _)) = &self.refresh {
+            pieces.push(Piece::pass(vec![refresh]));
+        }
+        pieces
+    }
 }
 
 impl Trainer {
@@ -285,77 +242,19 @@ impl Trainer {
         let (b, t) = (cfg.batch_size, cfg.seq_len);
         let fwd = model.forward_plan_with(b, t, cfg.attention)?;
         cfg.attention = Some(fwd.acts.attention.kind());
-        let k = model.kernels.clone();
         let grads = ParameterTensors::zeros(&gpu, &model.config, "grad.");
         let m = ParameterTensors::zeros(&gpu, &model.config, "adam_m.");
         let v = ParameterTensors::zeros(&gpu, &model.config, "adam_v.");
-        let gacts = GradActs::new(&gpu, &model.config, b, t, fwd.acts.attention.kind());
-        let dloss = 1.0 / (b * t * cfg.grad_accum) as f32;
+        let slots = param_slots(&gpu, &model, [&grads, &m, &v], &cfg);
         let scaler = match cfg.loss_scaling {
             Some(ls) => ScalerHead::on(ls.init_scale, 0, 0),
             None => ScalerHead::off(),
         }
         .tensor(&gpu);
-        let scaled = cfg.loss_scaling.map(|_| &scaler);
-        let micro = (0..cfg.grad_accum)
-            .map(|i| {
-                let ids = gpu.tensor(&format!("ids.{i}"), &[b, t]);
-                let targets = gpu.tensor(&format!("targets.{i}"), &[b, t]);
-                let buckets = EncoderBuckets::new(&gpu, b * t);
-                Micro {
-                    embed: model.record_embed(&fwd.acts, &ids),
-                    loss: model.record_loss(&fwd.acts, &targets),
-                    loss_backward: model.record_loss_backward(&fwd.acts, &gacts, &targets, dloss, scaled),
-                    embed_backward: model.record_embed_backward(&gacts, &grads, &buckets),
-                    ids,
-                    targets,
-                    buckets,
-                }
-            })
-            .collect();
-        let dropout_seed = gpu.tensor("dropout_seed", &[1]);
-        let micro_seeds = gpu.tensor("micro_seeds", &[cfg.grad_accum]);
-        let n_layer = model.config.n_layer;
-        let dropout = (cfg.dropout > 0.0).then_some(DropoutRate { p: cfg.dropout, seed: &dropout_seed, n_layer });
-        let refresh = match precision.f16() {
-            true => Some(MatmulWeights::f16(&k, &model.params)?),
-            false => None,
-        };
-        let f32_weights = MatmulWeights::f32(&model.params);
-        let weights = refresh.as_ref().map_or(&f32_weights, |(w, _)| w);
-        let body = model.record_body(&fwd.acts, weights, dropout);
-        let backward = model.record_backward(&fwd.acts, &gacts, &grads, weights, dropout);
-        let refresh = refresh.map(|(w, prog)| {
-            gpu.run(|pass| prog.encode(pass));
-            (prog, w)
-        });
-        let step_params = gpu.tensor("step_params", &[8]);
-        let norm = gpu.tensor("grad_norm", &[1]);
-        // the norm and the update bind each tensor whole or, where it exceeds one binding (wte),
-        // in row chunks: a parameter, its gradient and moments have one shape, so chunks match
-        let rows = |t: &Tensor| gpu.row_chunks(t).into_iter().map(|(_, view)| view);
-        let grad_views: Vec<Tensor> = grads.ordered().into_iter().flat_map(rows).collect();
-        let grad_list: Vec<&Tensor> = grad_views.iter().collect();
-        let partials = gpu.tensor("grad_norm_partials", &[AdamW::partials_len(&grad_list)]);
-        let mut clip_norm = Program::default();
-        k.adamw.grad_norm(&mut clip_norm, &norm, &partials, &grad_list, &scaler);
-        let mut update = Program::default();
-        let specs = model.config.param_specs();
-        for ((((p, g), mt), vt), (_, shape)) in
-            model.params.ordered().into_iter().zip(grads.ordered()).zip(m.ordered()).zip(v.ordered()).zip(&specs)
-        {
-            let wd = cfg.weight_decay_of(shape);
-            for (((param, grad), m), v) in rows(p).zip(rows(g)).zip(rows(mt)).zip(rows(vt)) {
-                let (step, norm, scaler) = (&step_params, &norm, &scaler);
-                let t = AdamWUpdate { param: &param, m: &m, v: &v, grad: &grad, step, norm, scaler };
-                k.adamw.update(&mut update, t, wd);
-            }
-        }
+        let shared =
+            StepTensors { params: gpu.tensor("step_params", &[8]), norm: gpu.tensor("grad_norm", &[1]), scaler };
+        let programs = StepPrograms::record(&model, &cfg, &fwd, &grads, &slots, &shared)?;
         let plan = SubmitPlan::new(model.submit_budget_ms);
-        let mut scaler_update = Program::default();
-        if let Some(ls) = cfg.loss_scaling {
-            k.adamw.scaler_update(&mut scaler_update, &scaler, &norm, ls.growth_interval);
-        }
         Ok(Trainer {
             model,
             cfg,
@@ -363,35 +262,15 @@ impl Trainer {
             grads,
             m,
             v,
-            gacts,
-            micro,
-            body,
-            backward,
-            clip_norm,
-            update,
-            step_params,
-            dropout_seed,
-            micro_seeds,
-            norm,
-            scaler,
-            scaler_update,
+            slots,
+            shared,
+            programs,
             precision,
-            refresh,
             dynamics: None,
             plan,
             step: 0,
             moments_since: 0,
         })
-    }
-
-    /// A micro-batch's programs in the order a step runs them: forward, loss, backward.
-    fn micro_programs<'a>(&'a self, mi: &'a Micro) -> Vec<&'a Program> {
-        let mut progs = vec![&mi.embed];
-        progs.extend(&self.body);
-        progs.extend([&mi.loss, &mi.loss_backward]);
-        progs.extend(&self.backward);
-        progs.push(&mi.embed_backward);
-        progs
     }
 
     /// How the last step was submitted (src/submit.rs).
@@ -414,19 +293,20 @@ impl Trainer {
     /// too), so profile a throwaway trainer.
     pub async fn profile(&self) -> Result<Vec<(String, f64)>> {
         let gpu = &self.model.kernels.gpu;
+        let p = &self.programs;
         let mut by_kernel = Vec::new();
-        for mi in &self.micro {
-            for prog in self.micro_programs(mi) {
+        for mi in &p.micro {
+            for prog in p.micro_programs(mi) {
                 prog.profile(gpu, &mut by_kernel).await?;
             }
         }
-        self.clip_norm.profile(gpu, &mut by_kernel).await?;
-        self.update.profile(gpu, &mut by_kernel).await?;
+        p.clip_norm.profile(gpu, &mut by_kernel).await?;
+        p.update.profile(gpu, &mut by_kernel).await?;
         // where dynamics are tracked, their update too (under its own labels), for comparison
         if let Some(d) = &self.dynamics {
             d.update.profile(gpu, &mut by_kernel).await?;
         }
-        if let Some((refresh, _)) = &self.refresh {
+        if let Some((refresh, _)) = &p.refresh {
             refresh.profile(gpu, &mut by_kernel).await?;
         }
         Ok(by_kernel)
@@ -436,25 +316,42 @@ impl Trainer {
     /// backward, clip and AdamW, no readback; in one submit, or several cut at layer boundaries
     /// where one would take longer than the budget ([`Trainer::submits`]).
     pub fn step(&mut self, batches: &[(Vec<u32>, Vec<u32>)]) -> Result<()> {
-        if batches.len() != self.micro.len() {
-            return Err(Error::Input(format!(
-                "{} micro-batches given, grad_accum is {}",
-                batches.len(),
-                self.micro.len()
-            )));
+        let micro = &self.programs.micro;
+        if batches.len() != micro.len() {
+            return Err(Error::Input(format!("{} micro-batches given, grad_accum is {}", batches.len(), micro.len())));
         }
         let gpu = self.model.kernels.gpu.clone();
-        for ((ids, targets), mi) in batches.iter().zip(&self.micro) {
+        for ((ids, targets), mi) in batches.iter().zip(micro) {
             self.model.check_ids("ids", ids, &self.fwd)?;
             self.model.check_ids("targets", targets, &self.fwd)?;
             gpu.write(&mi.ids, ids);
             gpu.write(&mi.targets, targets);
             mi.buckets.write(&gpu, ids);
         }
-        let c = &self.cfg;
+        self.write_step_params();
+        // dropout masks: a fresh seed per micro-batch, a function of the step (so resuming
+        // reproduces them)
+        let seeds: Vec<u32> =
+            (0..micro.len()).map(|i| pcg((self.step * micro.len() as u64 + i as u64) as u32)).collect();
+        gpu.write(&self.programs.micro_seeds, &seeds);
+        // a tracked step's update also sums the dynamics (src/dynamics.rs)
+        let tracked = self.dynamics.as_ref().filter(|d| d.due(self.step + 1));
+        let update = tracked.map_or(&self.programs.update, |d| &d.update);
+        self.plan.run(&gpu, &self.programs.pieces(&self.grads, update));
+        self.step += 1;
+        if let Some(d) = self.dynamics.as_mut().filter(|d| d.due(self.step)) {
+            d.last = Some(self.step);
+        }
+        Ok(())
+    }
+
+    /// Writes the step's [`StepParams`] (and, with loss scaling, the bias corrections of the
+    /// steps that skipped ones may leave it at).
+    fn write_step_params(&self) {
+        let (gpu, c) = (&self.model.kernels.gpu, &self.cfg);
         let lr = c.lr_at(self.step as usize);
         let sp = StepParams::new(self.step + 1 - self.moments_since, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
-        gpu.write(&self.step_params, bytemuck::bytes_of(&sp));
+        gpu.write(&self.shared.params, bytemuck::bytes_of(&sp));
         if c.loss_scaling.is_some() {
             // the bias corrections of step − k, for the update to pick where k steps were skipped
             let bias: Vec<f32> = (0..BIAS_WINDOW as u64)
@@ -464,55 +361,9 @@ impl Trainer {
                     [sp.bias1, sp.bias2_sqrt]
                 })
                 .collect();
-            let at = std::mem::size_of::<ScalerHead>() as u64;
-            gpu.queue.write_buffer(&self.scaler.buffer.raw, self.scaler.offset + at, bytemuck::cast_slice(&bias));
+            let (scaler, at) = (&self.shared.scaler, std::mem::size_of::<ScalerHead>() as u64);
+            gpu.queue.write_buffer(&scaler.buffer.raw, scaler.offset + at, bytemuck::cast_slice(&bias));
         }
-        // dropout masks: a fresh seed per micro-batch, a function of the step (so resuming
-        // reproduces them)
-        let seeds: Vec<u32> =
-            (0..self.micro.len()).map(|i| pcg((self.step * self.micro.len() as u64 + i as u64) as u32)).collect();
-        gpu.write(&self.micro_seeds, &seeds);
-        // the step's pieces, each the commands before one cut point: a micro-batch's embedding
-        // (after clearing its gradients), each block forward, the head, the loss and its
-        // gradient, each block backward, the embeddings' backward; then the clip, the update
-        // and (in f16) the weights' f16 copies
-        let mut plan = std::mem::replace(&mut self.plan, SubmitPlan::new(0.0));
-        let this = &*self;
-        let mut pieces: Vec<Piece> = Vec::new();
-        for (i, mi) in this.micro.iter().enumerate() {
-            let mut progs = this.micro_programs(mi).into_iter();
-            let embed = progs.next().expect("a micro-batch starts with its embedding");
-            let pre = move |enc: &mut wgpu::CommandEncoder| {
-                if i == 0 {
-                    for g in this.grads.ordered() {
-                        enc.clear_buffer(&g.buffer.raw, 0, None);
-                    }
-                }
-                let seeds = &this.micro_seeds.buffer.raw;
-                enc.copy_buffer_to_buffer(seeds, 4 * i as u64, &this.dropout_seed.buffer.raw, 0, 4);
-                for d in this.gacts.all() {
-                    enc.clear_buffer(&d.buffer.raw, 0, None);
-                }
-            };
-            pieces.push(Piece::with_pre(pre, vec![embed]));
-            pieces.extend(progs.map(|p| Piece::pass(vec![p])));
-        }
-        // a tracked step's update also sums the dynamics (src/dynamics.rs)
-        let update = this.dynamics.as_ref().filter(|d| d.due(this.step + 1)).map_or(&this.update, |d| &d.update);
-        pieces.push(Piece::pass(vec![&this.clip_norm]));
-        pieces.push(Piece::pass(vec![update, &this.scaler_update]));
-        // mixed precision: the f16 copies of the updated master weights, for the next step
-        if let Some((refresh, _)) = &this.refresh {
-            pieces.push(Piece::pass(vec![refresh]));
-        }
-        plan.run(&gpu, &pieces);
-        drop(pieces);
-        self.plan = plan;
-        self.step += 1;
-        if let Some(d) = self.dynamics.as_mut().filter(|d| d.due(self.step)) {
-            d.last = Some(self.step);
-        }
-        Ok(())
     }
 
     /// The mean loss of the last micro-batch of the last step (a readback: call it only when
@@ -523,7 +374,7 @@ impl Trainer {
 
     /// The global gradient norm of the last step, before clipping.
     pub async fn grad_norm(&self) -> Result<f32> {
-        Ok(self.model.kernels.gpu.read(&self.norm).await?[0])
+        Ok(self.model.kernels.gpu.read(&self.shared.norm).await?[0])
     }
 
     /// The loss scaler's state (a readback: for logs and tests); None without loss scaling.
@@ -531,7 +382,7 @@ impl Trainer {
         if self.cfg.loss_scaling.is_none() {
             return Ok(None);
         }
-        let words = self.model.kernels.gpu.read(&self.scaler).await?;
+        let words = self.model.kernels.gpu.read(&self.shared.scaler).await?;
         let head: ScalerHead = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&words[..8]));
         Ok(Some(LossScale { scale: head.scale, good: head.good, skipped: head.skipped }))
     }
@@ -545,7 +396,7 @@ impl Trainer {
             return Err(Error::Format(format!("the saved loss scale {} is outside [2^-126, 2^126]", s.scale)));
         }
         let head = ScalerHead::on(s.scale, s.good, s.skipped);
-        self.model.kernels.gpu.write(&self.scaler, bytemuck::bytes_of(&head));
+        self.model.kernels.gpu.write(&self.shared.scaler, bytemuck::bytes_of(&head));
         Ok(())
     }
 
@@ -592,22 +443,5 @@ impl Trainer {
         }
         self.step = step;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Settings saved before mixed precision (no `precision` field) load as f32; f16 is saved
-    /// by name.
-    #[test]
-    fn precision_defaults_to_f32_in_old_settings() {
-        let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
-        old.as_object_mut().unwrap().remove("precision");
-        let cfg: TrainConfig = serde_json::from_value(old).unwrap();
-        assert_eq!(cfg.precision, Precision::F32);
-        let f16 = TrainConfig { precision: Precision::F16, ..TrainConfig::default() };
-        assert_eq!(serde_json::to_value(f16).unwrap()["precision"], "f16");
     }
 }

@@ -89,8 +89,8 @@ fn flash_attention_drops_the_matrix() {
     assert_eq!(classic - flash, matrix as u64);
     // one layer's matrix is 403 MB, past a 128 MiB binding; its logsumexp is 393 KB
     for (kind, fits) in [(AttentionKind::Classic, false), (AttentionKind::Flash, true)] {
-        for (what, shape) in wgpt::model::ActivationTensors::specs(&cfg, b, t, kind) {
-            let bytes = 4 * shape.iter().product::<usize>();
+        for spec in wgpt::model::ActivationTensors::specs(&cfg, b, t, kind) {
+            let (what, bytes) = (spec.what, spec.tensor_bytes() as usize);
             if !what.starts_with("logits") {
                 assert!(
                     bytes <= 128 << 20 || !fits && what.starts_with("attention"),
