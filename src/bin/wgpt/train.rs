@@ -13,11 +13,11 @@ use wgpt::flops::Throughput;
 use wgpt::kernels::Kernels;
 use wgpt::model::Weights;
 use wgpt::precision::{Precision, Purpose};
+use wgpt::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use wgpt::run::driver::diverged_message;
-use wgpt::run::fits::Building;
 use wgpt::run::format::{checkpoint_files, dir, RunFiles, CORPUS_FILE};
 use wgpt::run::settings::{DEFAULT_SEED, EVAL_ITERS};
-use wgpt::run::{archive, fits, DataSource, Driver, Eval, Run, RunEvent, RunSettings, Status};
+use wgpt::run::{archive, DataSource, Driver, Eval, RunEvent, RunSettings, Status};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
 use wgpt::{hf, read_file, Error, Result};
@@ -212,18 +212,11 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(
     };
     let mut cfg = spec.run_config(weights.config, data, spec.tokenizer.clone())?;
     cfg.train.precision = precision;
-    let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
-    // the kind before tuning; Trainer::new checks the activations again with the tuned one
-    let kind = kernels.attention_kind(&model, b, t);
-    fits::check_fits(&kernels.gpu, &model, b, t, kind)?;
-    let tuned = wgpt::tune::prepare(&kernels, &model, b, t)?;
-    eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.source, tuned.timed, tuned.ms);
-    let kind = kernels.attention_kind(&model, b, t);
-    let gpu = kernels.gpu.clone();
-    let build = || Run::new(kernels, cfg, &weights, tokenizer, &text);
-    let building = Building::Run { model: &model, b, t, kind, f16: precision == Precision::F16 };
-    let run = pollster::block_on(fits::allocate(&gpu, building, build))?;
-    Ok((Driver::new(run, wall_clock), text))
+    let new = NewRun { cfg, weights, tokenizer, optimizer_state: a.optimizer_state || !a.no_optimizer_state };
+    let say =
+        |tuned: &Tuned| eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.source, tuned.timed, tuned.ms);
+    let driver = pollster::block_on(builder::start(kernels, new, &text, TuneCache::File, wall_clock, say))?;
+    Ok((driver, text))
 }
 
 fn wall_clock() -> f64 {
@@ -283,40 +276,23 @@ fn resume(
         Some(text) => text,
         None => source_text(&saved.data, saved.seed)?,
     };
-    let mut changed = missing_corpus || out != dir_of_run;
-    let (b, t) = (saved.train.batch_size, saved.train.seq_len);
-    let kind = saved.train.attention.unwrap_or_else(|| kernels.attention_kind(&saved.model, b, t));
-    // --precision decides (below), resolved already
-    let f16 = precision == Precision::F16;
-    let (gpu, building) = (kernels.gpu.clone(), Building::Run { model: &saved.model, b, t, kind, f16 });
-    let build = || {
-        Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
-            if let Some(n) = a.max_iters.filter(|&n| n > cfg.max_iters) {
-                cfg.max_iters = n;
-                changed = true;
-            }
-            if let Some(lr) = a.lr {
-                cfg.train.set_lr(lr)?;
-                eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
-                changed = true;
-            }
-            // --precision (f32 by default, as on every command) decides; the master weights are f32
-            if cfg.train.precision != precision {
-                eprintln!(
-                    "precision {} from now on (the run trained in {})",
-                    precision.name(),
-                    cfg.train.precision.name()
-                );
-                cfg.train.precision = precision;
-                changed = true;
-            }
-            Ok(())
-        })
+    let over = Overrides {
+        max_iters: a.max_iters,
+        lr: a.lr,
+        // --precision (f32 by default, as on every command) decides; the master weights are f32
+        precision: Some(precision),
+        optimizer_state: (a.no_optimizer_state || a.optimizer_state).then_some(a.optimizer_state),
+        save: missing_corpus || out != dir_of_run,
     };
-    let run = pollster::block_on(fits::allocate(&gpu, building, build)).map_err(|e| match e {
+    let resumed = pollster::block_on(builder::resume(kernels, checkpoint, metrics, &text, over, wall_clock));
+    let Resumed { driver, notes } = resumed.map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", dir_of_run.display())),
         e => e,
     })?;
+    for note in notes {
+        eprintln!("{note}");
+    }
+    let run = &driver.run;
     eprintln!("resuming {} at step {}", from.display(), run.step());
     if run.fresh_moments {
         eprintln!(
@@ -325,7 +301,6 @@ fn resume(
             run.step()
         );
     }
-    let driver = Driver::resume(run, metrics, checkpoint, changed, wall_clock);
     Ok((driver, out, missing_corpus.then_some(text)))
 }
 
@@ -333,16 +308,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let kernels = super::kernels()?;
     // f32, or mixed precision (f16 weight operands) where the adapter has shader-f16; auto: f32
     let precision = super::precision(&kernels, Purpose::Training);
-    let (mut driver, out, corpus) = match &a.resume {
+    let (driver, out, corpus) = match &a.resume {
         Some(from) => resume(&a, kernels, from, precision)?,
         None => {
             let (driver, text) = start(&a, kernels, precision)?;
             (driver, a.out.clone().unwrap_or_else(|| PathBuf::from("out")), Some(text))
         }
     };
-    if a.no_optimizer_state || a.optimizer_state {
-        driver.set_optimizer_state(a.optimizer_state);
-    }
     if !driver.optimizer_state() {
         eprintln!("checkpoints are saved without AdamW's moments (model only); --optimizer-state saves them again");
     }
