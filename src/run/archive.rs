@@ -172,10 +172,12 @@ fn check_entry(
     match method {
         CompressionMethod::Stored if size == packed => {}
         CompressionMethod::Deflated if size <= packed.saturating_mul(MAX_DEFLATE_RATIO) + 1024 => {}
-        CompressionMethod::Stored | CompressionMethod::Deflated => return Err(Error::Format(format!(
+        CompressionMethod::Stored | CompressionMethod::Deflated => {
+            return Err(Error::Format(format!(
             "{what}: {file} declares {size} bytes unpacked from {packed} packed, which its method ({method}) cannot \
                  do: the zip is corrupt or a zip bomb. Nothing was unpacked"
-        ))),
+        )))
+        }
         other => {
             return Err(Error::Format(format!(
                 "{what}: {file} is compressed with {other}; wgpt reads stored and deflated entries (what zip and \

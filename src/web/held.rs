@@ -3,8 +3,9 @@
 
 use std::rc::Rc;
 
-use crate::generate::Decoder;
+use crate::generate::{Decoder, SampleConfig};
 use crate::model::Gpt2;
+use crate::precision::Resolved;
 use crate::run::Driver;
 use crate::tokenizer::Tokenizer;
 use crate::web::host::Host;
@@ -122,13 +123,6 @@ impl Held {
         }
     }
 
-    pub fn loaded_mut(&mut self) -> Option<&mut Loaded> {
-        match &mut self.now {
-            Holding::Loaded(l) => Some(l),
-            Holding::Training(_) | Holding::None => None,
-        }
-    }
-
     /// The current model with its decoder, and whether it is a run's.
     pub fn decoder_mut(&mut self) -> Option<(&Gpt2, &mut Decoder, bool)> {
         match &mut self.now {
@@ -138,6 +132,27 @@ impl Held {
             }
             Holding::Loaded(l) => Some((&l.model, &mut l.decoder, false)),
             Holding::None => None,
+        }
+    }
+
+    /// Continues `ids` with the current model, calling `on_token` with each new token until it
+    /// says stop; the tokens, and the precision they were generated in.
+    pub async fn generate(
+        &mut self,
+        ids: &[u32],
+        cfg: &SampleConfig,
+        on_token: impl FnMut(u32) -> bool,
+    ) -> Result<(Vec<u32>, Resolved)> {
+        match &mut self.now {
+            Holding::Training(tr) => {
+                let out = tr.driver.run.generate(ids, cfg, on_token).await?;
+                Ok((out, tr.driver.run.precision().clone()))
+            }
+            Holding::Loaded(l) => {
+                let out = l.decoder.generate(&l.model, ids, cfg, l.tokenizer.end_of_text(), on_token).await?;
+                Ok((out, l.decoder.precision().clone()))
+            }
+            Holding::None => Err(Error::Input("train or import a model first, then generate from it".into())),
         }
     }
 

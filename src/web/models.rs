@@ -7,7 +7,7 @@ use std::rc::Rc;
 use crate::generate::{Decoder, SampleConfig, TextStream};
 use crate::model::Gpt2;
 use crate::parity::{self, ParityFile};
-use crate::precision::{Precision, Purpose};
+use crate::precision::Precision;
 use crate::run::fits::{allocate, Building};
 use crate::tokenizer::Tokenizer;
 use crate::web::held::{Held, Loaded, With};
@@ -75,14 +75,7 @@ impl Models {
             }
             !self.inbox.borrow().cancelled()
         };
-        let (out, precision) = if let Some(tr) = held.training_mut() {
-            (tr.driver.run.generate(&ids, cfg, on_token).await?, tr.driver.run.precision().clone())
-        } else if let Some(l) = held.loaded_mut() {
-            let out = l.decoder.generate(&l.model, &ids, cfg, l.tokenizer.end_of_text(), on_token).await?;
-            (out, l.decoder.precision().clone())
-        } else {
-            (Vec::new(), Precision::F32.resolve(Purpose::Inference, false)) // prompt() refused already
-        };
+        let (out, precision) = held.generate(&ids, cfg, on_token).await?;
         send(stream.finish(&tokenizer)?);
         let secs = ((host.clock())() - started) / 1e3;
         let (tokens, tokens_per_sec) = (out.len(), out.len() as f64 / secs.max(1e-3));
