@@ -646,7 +646,7 @@ try {
     document.body.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
   }, runZip.toString("base64"));
   const early = await waitEvent("restored", {}, 300_000);
-  const earlyErrors = await page.evaluate(() => window.wgptEvents.filter((e) => e.type === "error").map((e) => e.message));
+  const earlyErrors = await page.evaluate(() => window.wgptEvents.filter((e) => e.type === "error" && ["gpu", "restore"].includes(e.scope)).map((e) => e.message));
   console.log(`a run zip dropped at once after the page loaded: restored at step ${early.step}; errors ${JSON.stringify(earlyErrors)}`);
   if (early.step !== steps || earlyErrors.length) fail(`the run dropped at load: ${JSON.stringify(early)}, errors ${JSON.stringify(earlyErrors)}`);
   await page.waitForFunction(() => !document.querySelector('[data-testid="train-stop"]').disabled, null, { timeout: 120_000 });
