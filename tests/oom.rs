@@ -237,5 +237,6 @@ fn the_page_keeps_its_run_when_the_next_one_runs_out_of_memory() {
 }
 
 fn prompt() -> serde_json::Value {
-    json!({"type": "generate", "prompt": "the", "temperature": 0.0, "top_k": 0, "top_p": 1.0, "max_tokens": 5, "seed": 1})
+    let sampling = json!({"temperature": 0.0, "top_k": 0, "top_p": 1.0});
+    json!({"type": "generate", "prompt": "the", "sampling": sampling, "max_tokens": 5, "seed": 1})
 }

@@ -303,10 +303,15 @@ impl Host for Recorder {
 }
 
 impl Page {
+    /// An engine that has been sent nothing yet.
+    fn bare() -> Page {
+        let events = Rc::default();
+        Page { engine: wgpt::web::Engine::new(Box::new(Recorder(Rc::clone(&events)))), events }
+    }
+
     /// An engine with a GPU (its own device, as in the page's worker) and the pangram corpus.
     fn new() -> Page {
-        let events = Rc::default();
-        let mut page = Page { engine: wgpt::web::Engine::new(Box::new(Recorder(Rc::clone(&events)))), events };
+        let mut page = Page::bare();
         page.send(json!({"type": "init"}), vec![]);
         page.send(json!({"type": "corpus", "name": "pangrams.txt", "text": pangrams()}), vec![]);
         page.until(|e| matches!(e, Event::Corpus { .. }));
@@ -457,6 +462,30 @@ fn the_page_and_the_cli_train_and_resume_alike() {
     assert_eq!(progress, &cli_progress[4..], "page and CLI resume a page run bit-identically");
     assert_eq!(evals, &cli_evals[2..]);
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A run zip imported as the page opens, before or at once after the request that opens the GPU
+/// (a zip dropped while the engine loads), waits for the GPU and goes on at its step, instead of
+/// failing with "the GPU is not ready" (and the import being lost).
+#[test]
+fn a_run_imported_as_the_page_opens_waits_for_the_gpu() {
+    let Some(_) = common::shared_kernels() else { return };
+    let zip = Page::new().stop_at_4_and_export(page_settings(8));
+    let init = json!({"type": "init"});
+    let import = json!({"type": "import_run", "name": "early.zip"});
+    for (first, then) in [(import.clone(), init.clone()), (init, import)] {
+        let mut page = Page::bare();
+        let files = |m: &serde_json::Value| if m["type"] == "import_run" { zip.clone() } else { vec![] };
+        page.send(first.clone(), files(&first));
+        page.send(then.clone(), files(&then));
+        let (restored, _) = page.until(|e| matches!(e, Event::Restored { .. }));
+        assert!(matches!(restored, Event::Restored { step: 4, .. }), "{first} then {then}: {restored:?}");
+        let events = page.events.borrow();
+        let ready = events.iter().position(|(e, _)| matches!(e, Event::Ready { .. }));
+        assert_eq!(ready, Some(0), "{first} then {then}: the GPU opens first: {:?}", events.first());
+        drop(events);
+        page.until(|e| matches!(e, Event::State { state: TrainState::Done, step: 8 }));
+    }
 }
 
 /// The page's precision choice for training: f16 plans with mixed precision's f16 weight copies

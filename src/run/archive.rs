@@ -89,70 +89,7 @@ fn split_name(what: &str, name: &str) -> Result<(String, String)> {
 /// Reads a run zip (`what` names it in errors), checking it as the module docs say.
 pub fn read(what: &str, bytes: &[u8]) -> Result<RunFiles> {
     let mut zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| zip_error(what, e))?;
-    if zip.len() > MAX_ENTRIES {
-        return Err(Error::Format(format!(
-            "{what} has {} entries; a run zip has its 6 files (at most {MAX_ENTRIES} entries are read). Nothing was \
-             unpacked",
-            zip.len()
-        )));
-    }
-    // the run's files, by name: (index, declared size); everything else is left alone
-    let mut wanted: BTreeMap<String, (usize, u64)> = BTreeMap::new();
-    let mut folder: Option<String> = None;
-    let mut total = 0u64;
-    for i in 0..zip.len() {
-        let entry = zip.by_index_raw(i).map_err(|e| zip_error(what, e))?;
-        let name = entry.name().map_err(|e| zip_error(what, e))?.into_owned();
-        let (dir, file) = split_name(what, &name)?;
-        if entry.is_dir() || dir == "__MACOSX" || !RUN_FILES.contains(&file.as_str()) {
-            continue;
-        }
-        if folder.get_or_insert_with(|| dir.clone()) != &dir {
-            return Err(Error::Format(format!(
-                "{what} holds run files in more than one folder ({:?} and {dir:?}); zip one run's folder. Nothing was \
-                 unpacked",
-                folder.unwrap_or_default()
-            )));
-        }
-        let (size, packed) = (entry.size(), entry.compressed_size());
-        let cap = max_bytes(&file);
-        if size > cap {
-            return Err(Error::Format(format!(
-                "{what}: {file} declares {size} bytes unpacked, more than a run's {file} may be ({cap} bytes). \
-                 Nothing was unpacked"
-            )));
-        }
-        match entry.compression() {
-            CompressionMethod::Stored if size == packed => {}
-            CompressionMethod::Deflated if size <= packed.saturating_mul(MAX_DEFLATE_RATIO) + 1024 => {}
-            CompressionMethod::Stored | CompressionMethod::Deflated => {
-                return Err(Error::Format(format!(
-                    "{what}: {file} declares {size} bytes unpacked from {packed} packed, which its method ({}) cannot \
-                     do: the zip is corrupt or a zip bomb. Nothing was unpacked",
-                    entry.compression()
-                )))
-            }
-            other => {
-                return Err(Error::Format(format!(
-                    "{what}: {file} is compressed with {other}; wgpt reads stored and deflated entries (what zip and \
-                     Export run write)"
-                )))
-            }
-        }
-        if entry.encrypted() {
-            return Err(Error::Format(format!("{what}: {file} is encrypted; zip the run without a password")));
-        }
-        total += size;
-        if total > MAX_TOTAL_BYTES {
-            return Err(Error::Format(format!(
-                "{what} declares more than {MAX_TOTAL_BYTES} bytes unpacked in all, more than a run may be. Nothing \
-                 was unpacked"
-            )));
-        }
-        if wanted.insert(file.clone(), (i, size)).is_some() {
-            return Err(Error::Format(format!("{what} holds {file} twice; zip one run")));
-        }
-    }
+    let wanted = run_entries(what, &mut zip)?;
     let mut files = BTreeMap::new();
     for (name, (i, size)) in wanted {
         let entry = zip.by_index(i).map_err(|e| zip_error(what, e))?;
@@ -170,6 +107,88 @@ pub fn read(what: &str, bytes: &[u8]) -> Result<RunFiles> {
         files.insert(name, out);
     }
     RunFiles::from_named(what, files)
+}
+
+/// The run's files among the zip's entries, by name: (index, declared size), every one checked
+/// before anything is decompressed; everything else is left alone.
+fn run_entries(what: &str, zip: &mut ZipArchive<Cursor<&[u8]>>) -> Result<BTreeMap<String, (usize, u64)>> {
+    if zip.len() > MAX_ENTRIES {
+        return Err(Error::Format(format!(
+            "{what} has {} entries; a run zip has its 6 files (at most {MAX_ENTRIES} entries are read). Nothing was \
+             unpacked",
+            zip.len()
+        )));
+    }
+    let mut wanted: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let mut folder: Option<String> = None;
+    let mut total = 0u64;
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(|e| zip_error(what, e))?;
+        let name = entry.name().map_err(|e| zip_error(what, e))?.into_owned();
+        let (dir, file) = split_name(what, &name)?;
+        if entry.is_dir() || dir == "__MACOSX" || !RUN_FILES.contains(&file.as_str()) {
+            continue;
+        }
+        if folder.get_or_insert_with(|| dir.clone()) != &dir {
+            return Err(Error::Format(format!(
+                "{what} holds run files in more than one folder ({:?} and {dir:?}); zip one run's folder. Nothing was \
+                 unpacked",
+                folder.unwrap_or_default()
+            )));
+        }
+        let size = entry.size();
+        check_entry(what, &file, size, entry.compressed_size(), entry.compression(), entry.encrypted())?;
+        total += size;
+        if total > MAX_TOTAL_BYTES {
+            return Err(Error::Format(format!(
+                "{what} declares more than {MAX_TOTAL_BYTES} bytes unpacked in all, more than a run may be. Nothing \
+                 was unpacked"
+            )));
+        }
+        if wanted.insert(file.clone(), (i, size)).is_some() {
+            return Err(Error::Format(format!("{what} holds {file} twice; zip one run")));
+        }
+    }
+    Ok(wanted)
+}
+
+/// Checks one run file's entry by what it declares: its unpacked `size` under the cap for
+/// `file`, consistent with its `packed` size and `method` (stored or deflate), no password.
+fn check_entry(
+    what: &str,
+    file: &str,
+    size: u64,
+    packed: u64,
+    method: CompressionMethod,
+    encrypted: bool,
+) -> Result<()> {
+    let cap = max_bytes(file);
+    if size > cap {
+        return Err(Error::Format(format!(
+            "{what}: {file} declares {size} bytes unpacked, more than a run's {file} may be ({cap} bytes). \
+             Nothing was unpacked"
+        )));
+    }
+    match method {
+        CompressionMethod::Stored if size == packed => {}
+        CompressionMethod::Deflated if size <= packed.saturating_mul(MAX_DEFLATE_RATIO) + 1024 => {}
+        CompressionMethod::Stored | CompressionMethod::Deflated => {
+            return Err(Error::Format(format!(
+            "{what}: {file} declares {size} bytes unpacked from {packed} packed, which its method ({method}) cannot \
+                 do: the zip is corrupt or a zip bomb. Nothing was unpacked"
+        )))
+        }
+        other => {
+            return Err(Error::Format(format!(
+                "{what}: {file} is compressed with {other}; wgpt reads stored and deflated entries (what zip and \
+                 Export run write)"
+            )))
+        }
+    }
+    if encrypted {
+        return Err(Error::Format(format!("{what}: {file} is encrypted; zip the run without a password")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! [`driver::Driver`], from the same [`settings`], and save it in the same [`format`].
 
 pub mod archive;
+pub mod builder;
 pub mod driver;
 pub mod fits;
 pub mod format;

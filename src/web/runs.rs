@@ -1,33 +1,173 @@
-//! The page's runs: a new one (from scratch, or fine-tuning an imported model), one going on
-//! from the page's store of saved runs or from a run zip, and Export run. All three are the run
-//! format's files ([`crate::run::format`]), the same as `wgpt train`'s.
+//! The runs part of the engine: the corpus (and its tokenizer), the plan, a new run (from
+//! scratch, or fine-tuning an imported model), one going on from the page's store of saved runs
+//! or from a run zip, Export run, and what checkpoints hold. Runs start and resume through the
+//! run builder `wgpt train` uses ([`crate::run::builder`]), and are the run format's files
+//! ([`crate::run::format`]), the same as `wgpt train`'s.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use crate::data::corpus_text;
+use crate::data::{corpus_text, Dataset, Task};
 use crate::model::Weights;
-use crate::precision::Purpose;
-use crate::run::fits::{allocate, check_fits, Building};
+use crate::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use crate::run::format::{checkpoint_files, RunFiles, CORPUS_FILE};
-use crate::run::{archive, DataSource, Driver, Run, RunSettings};
-use crate::tune::{tune_live, CacheFile};
-use crate::web::engine::{Corpus, Engine, Model, Training};
-use crate::web::protocol::{Event, TrainState};
-use crate::web::requests::corpus_event;
-use crate::web::views::{dynamics_history, params_event, Looker};
+use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
+use crate::run::{archive, DataSource, RunSettings};
+use crate::tokenizer::Tokenizer;
+use crate::web::held::{Corpus, Held, Training, With};
+use crate::web::host::Inbox;
+use crate::web::protocol::{Event, Request, TrainState};
+use crate::web::run_loop;
+use crate::web::views::{dynamics_history, params_event};
 use crate::{Error, Result};
 
-impl Engine {
-    /// A new run on the current corpus: from random weights of `settings`' shape or, after an
-    /// import, fine-tuning the imported model with its own tokenizer.
-    pub(crate) async fn start(&mut self, settings: &RunSettings) -> Result<()> {
-        let kernels = self.kernels()?;
+/// A tokenizer built on the current corpus, and the corpus's token count.
+struct Tokens {
+    spec: String,
+    /// For "dir" (the imported model's own tokenizer): the [`Held::generation`] of that model.
+    of: Option<u64>,
+    tokenizer: Tokenizer,
+    n: usize,
+}
+
+/// The runs part: the page's corpus, what checkpoints hold, and the run the engine holds.
+pub(crate) struct Runs {
+    inbox: Rc<RefCell<Inbox>>,
+    corpus: Option<Rc<Corpus>>,
+    /// The current corpus's tokens (BPE training is slow: kept until the corpus, the spec or,
+    /// for "dir", the model changes).
+    tokens: Option<Tokens>,
+    /// Whether checkpoints hold AdamW's moments (Request::Checkpoints; a restored run's kind).
+    optimizer_state: bool,
+}
+
+impl Runs {
+    pub fn new(inbox: Rc<RefCell<Inbox>>) -> Runs {
+        Runs { inbox, corpus: None, tokens: None, optimizer_state: true }
+    }
+
+    /// Handles `corpus`, `plan`, `start`, `restore`, `import_run`, `export_run` and
+    /// `checkpoints`.
+    pub async fn handle(&mut self, request: Request, files: Vec<Vec<u8>>, mut w: With<'_>) -> Result<()> {
+        match request {
+            Request::Corpus { name, text, task } => {
+                let event = self.corpus(name, text, task, files.into_iter().next())?;
+                w.host.post(&event, &[]);
+            }
+            Request::Plan { settings } => {
+                let event = self.plan(&settings, &w)?;
+                w.host.post(&event, &[]);
+            }
+            Request::Start { settings } => {
+                self.start(&settings, &mut w).await?;
+                w.host.post(&Event::State { state: TrainState::Training, step: 0 }, &[]);
+            }
+            Request::Restore { id, names, lr } => self.restore(id, names, files, lr, &mut w).await?,
+            Request::ImportRun { name, max_iters } => {
+                self.import_run(&name, files.into_iter().next(), max_iters, &mut w).await?
+            }
+            Request::ExportRun => export_run(&mut w).await?,
+            Request::Checkpoints { optimizer_state } => {
+                self.optimizer_state = optimizer_state;
+                if let Some(tr) = w.held.training_mut() {
+                    tr.driver.set_optimizer_state(optimizer_state);
+                }
+            }
+            other => unreachable!("the runs part does not handle {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// One unit of the run the engine holds (see [`run_loop::tick`]).
+    pub async fn tick(&self, w: With<'_>) -> bool {
+        let flags = self.inbox.borrow_mut().run_flags();
+        run_loop::tick(flags, w).await
+    }
+
+    /// Checks and keeps a new corpus; on error the current one stays.
+    fn corpus(
+        &mut self,
+        name: String,
+        text: Option<String>,
+        task: Option<String>,
+        file: Option<Vec<u8>>,
+    ) -> Result<Event> {
+        let (text, task) = match (task, text, file) {
+            (Some(task), _, _) => {
+                let t = Task::from_name(&task)?;
+                // the run regenerates it from its own seed (DataSource::task_text)
+                (t.corpus(TASK_EXAMPLES, DEFAULT_SEED), Some(t.name().to_string()))
+            }
+            (None, Some(text), _) => (corpus_text(&name, text.as_bytes())?, None),
+            (None, None, Some(bytes)) => (corpus_text(&name, &bytes)?, None),
+            (None, None, None) => return Err(Error::Input("no corpus given".into())),
+        };
+        let corpus = Corpus { name, text, task };
+        let event = corpus_event(&corpus);
+        self.corpus = Some(Rc::new(corpus));
+        self.tokens = None;
+        Ok(event)
+    }
+
+    fn current_corpus(&self) -> Result<Rc<Corpus>> {
+        self.corpus.clone().ok_or_else(|| Error::Input("choose a corpus first".into()))
+    }
+
+    /// The tokenizer for `spec` on the current corpus and the corpus's token count (cached).
+    fn tokenizer(&mut self, spec: &str, held: &Held) -> Result<(&Tokenizer, usize)> {
         let corpus = self.current_corpus()?;
-        let (weights, tokenizer, spec) = match &self.model {
-            Model::Loaded(l) => (l.model.weights().await?, l.tokenizer.clone(), "dir".to_string()),
-            _ => {
-                let tok = self.tokenizer(&settings.tokenizer)?.0.clone();
+        let of = (spec == "dir").then(|| held.generation());
+        if self.tokens.as_ref().is_none_or(|t| t.spec != spec || t.of != of) {
+            let tokenizer = match (held.loaded(), spec) {
+                // "dir": the imported model's own tokenizer
+                (Some(l), "dir") => l.tokenizer.clone(),
+                _ => Tokenizer::from_spec(spec, &corpus.text)?,
+            };
+            let n = tokenizer.encode(&corpus.text)?.len();
+            self.tokens = Some(Tokens { spec: spec.to_string(), of, tokenizer, n });
+        }
+        let t = self.tokens.as_ref().expect("set above");
+        Ok((&t.tokenizer, t.n))
+    }
+
+    /// What a Start would train, checked against this GPU before anything is allocated: the
+    /// imported model (with its tokenizer) or a new one of `settings`' shape, its token count on
+    /// the corpus, parameters and memory. Past the device's limits the error says what fits.
+    fn plan(&mut self, settings: &RunSettings, w: &With<'_>) -> Result<Event> {
+        let (model, tokens) = match w.held.loaded() {
+            Some(l) => (l.model.config, self.tokenizer("dir", w.held)?.1),
+            None => {
+                let (tok, tokens) = self.tokenizer(&settings.tokenizer, w.held)?;
+                (settings.model(tok.vocab_size())?, tokens)
+            }
+        };
+        let (b, t) = (settings.batch_size.max(1), settings.block_size.clamp(1, model.block_size));
+        let plan = builder::plan(w.session.open().map(|k| &**k), &model, b, t, settings.precision)?;
+        Dataset::check_len(tokens, t)?;
+        let train = tokens * 9 / 10;
+        Ok(Event::Plan {
+            vocab: model.vocab_size,
+            tokens,
+            train,
+            val: tokens - train,
+            params: model.num_params(),
+            memory_bytes: plan.memory_bytes,
+            precision: plan.precision.runs,
+            precision_note: plan.precision.note,
+        })
+    }
+
+    /// A new run on the current corpus: from random weights of `settings`' shape or, after an
+    /// import, fine-tuning the imported model with its own tokenizer. The run before (and its
+    /// GPU memory) goes only once the new one exists.
+    async fn start(&mut self, settings: &RunSettings, w: &mut With<'_>) -> Result<()> {
+        let kernels = w.session.kernels()?;
+        let corpus = self.current_corpus()?;
+        let (weights, tokenizer, spec) = match w.held.loaded() {
+            Some(l) => (l.model.weights().await?, l.tokenizer.clone(), "dir".to_string()),
+            None => {
+                let tok = self.tokenizer(&settings.tokenizer, w.held)?.0.clone();
                 let model = settings.model(tok.vocab_size())?;
                 (Weights::random(model, settings.seed), tok, settings.tokenizer.clone())
             }
@@ -37,76 +177,68 @@ impl Engine {
             None => DataSource::Text(corpus.name.clone()),
         };
         let cfg = settings.run_config(weights.config, data, spec)?;
-        let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
-        // the kind before tuning; Trainer::new checks the activations again with the tuned one
-        let kind = model.attention_kind(&kernels.selection(), b, t);
-        check_fits(&kernels.gpu, &model, b, t, kind)?;
         // a task's examples come from the run's own seed, as when `wgpt train` regenerates them
         let corpus = match cfg.data.task_text(cfg.seed) {
             Some(text) => Rc::new(Corpus { name: corpus.name.clone(), text: text?, task: corpus.task.clone() }),
             None => corpus,
         };
-        let report = tune_live(&kernels, model.run_shape(b, t)).await?;
-        let cache = report.recorded.then(|| CacheFile::one(&kernels.gpu, &kernels.selection().choices).to_json());
-        self.post(&Event::Tuned { source: report.describe(), timed: report.timed, ms: report.ms, cache });
-        // the old run (and its GPU memory) goes only once the new one exists
-        let kind = model.attention_kind(&kernels.selection(), b, t);
-        let gpu = kernels.gpu.clone();
-        let f16 = cfg.train.precision.resolve(Purpose::Training, gpu.shader_f16()).f16();
-        let build = || Run::new(kernels, cfg, &weights, tokenizer, &corpus.text);
-        let run = allocate(&gpu, Building::Run { model: &model, b, t, kind, f16 }, build).await?;
-        let mut driver = Driver::new(run, self.host.clock());
-        driver.set_optimizer_state(self.optimizer_state);
-        self.begin(driver, self.new_id(), corpus, false);
+        let new = NewRun { cfg, weights, tokenizer, optimizer_state: self.optimizer_state };
+        let host = w.host;
+        let tuned = |t: &Tuned| {
+            host.post(&Event::Tuned { source: t.source.clone(), timed: t.timed, ms: t.ms }, &[]);
+            if let Some(cache) = &t.cache {
+                host.post(&Event::TuneCache { cache: cache.clone() }, &[]);
+            }
+        };
+        let driver = builder::start(kernels, new, &corpus.text, TuneCache::Returned, host.clock(), tuned).await?;
+        let id = host.new_run_id();
+        self.begin(Training { driver, id, corpus, corpus_sent: false, state: TrainState::Training }, w);
         Ok(())
     }
 
-    fn new_id(&self) -> String {
-        self.host.new_run_id()
-    }
-
-    /// Makes `driver` the current run, training on `corpus` (which becomes the current corpus).
-    fn begin(&mut self, driver: Driver, id: String, corpus: Rc<Corpus>, corpus_sent: bool) {
-        if self.corpus.as_ref().is_none_or(|c| !Rc::ptr_eq(c, &corpus)) {
-            self.corpus = Some(corpus.clone());
+    /// Makes `tr` the run the engine holds, training on its corpus (which becomes the current
+    /// corpus).
+    fn begin(&mut self, tr: Training, w: &mut With<'_>) {
+        if self.corpus.as_ref().is_none_or(|c| !Rc::ptr_eq(c, &tr.corpus)) {
+            self.corpus = Some(tr.corpus.clone());
             self.tokens = None;
         }
-        let cfg = &driver.run.cfg;
-        self.post(&params_event(&cfg.model, cfg.train.seq_len, &driver.run.gpu().describe()));
-        let state = TrainState::Training;
-        let look = Looker::default();
-        self.model = Model::Training(Box::new(Training { driver, id, corpus, corpus_sent, state, look }));
-        self.unpause();
+        let cfg = &tr.driver.run.cfg;
+        w.host.post(&params_event(&cfg.model, cfg.train.seq_len, &tr.driver.run.gpu().describe()), &[]);
+        w.held.train(Box::new(tr));
+        self.inbox.borrow_mut().unpause();
     }
 
     /// Goes on with a saved run of the page's store: its files by `names`.
-    pub(crate) async fn restore(
+    async fn restore(
         &mut self,
         id: String,
         names: Vec<String>,
         files: Vec<Vec<u8>>,
         lr: Option<f32>,
+        w: &mut With<'_>,
     ) -> Result<()> {
         if names.len() != files.len() {
             return Err(Error::Input(format!("{} file names for {} files", names.len(), files.len())));
         }
         let files = RunFiles::from_named("the saved run", names.into_iter().zip(files).collect::<BTreeMap<_, _>>())?;
-        self.resume(id, files, lr, None, true).await
+        self.resume(id, files, Overrides { lr, ..Overrides::default() }, true, w).await
     }
 
     /// Goes on with a run zip (Export run's, or `wgpt export-run`'s); on error the page keeps
     /// what it had.
-    pub(crate) async fn import_run(
+    async fn import_run(
         &mut self,
         name: &str,
         zip: Option<Vec<u8>>,
         max_iters: Option<usize>,
+        w: &mut With<'_>,
     ) -> Result<()> {
         let zip = zip.ok_or_else(|| Error::Input("no run zip given".into()))?;
         let files = archive::read(name, &zip)?;
         drop(zip);
-        let id = self.new_id();
-        self.resume(id, files, None, max_iters, false).await
+        let id = w.host.new_run_id();
+        self.resume(id, files, Overrides { max_iters, ..Overrides::default() }, false, w).await
     }
 
     /// Rebuilds a run from its files and makes it the current one, training. `stored`: the files
@@ -115,11 +247,11 @@ impl Engine {
         &mut self,
         id: String,
         files: RunFiles,
-        lr: Option<f32>,
-        max_iters: Option<usize>,
+        over: Overrides,
         stored: bool,
+        w: &mut With<'_>,
     ) -> Result<()> {
-        let kernels = self.kernels()?;
+        let kernels = w.session.kernels()?;
         let saved = files.checkpoint.state()?.run;
         let RunFiles { checkpoint, metrics, corpus } = files;
         let text = match corpus {
@@ -132,65 +264,55 @@ impl Engine {
                 ))
             })?,
         };
-        let mut changed = !stored;
-        let (b, t) = (saved.train.batch_size, saved.train.seq_len);
-        let kind = saved.train.attention.unwrap_or_else(|| saved.model.attention_kind(&kernels.selection(), b, t));
-        // a saved run goes on in its precision
-        let f16 = saved.train.precision.resolve(Purpose::Training, kernels.gpu.shader_f16()).f16();
-        let (gpu, building) = (kernels.gpu.clone(), Building::Run { model: &saved.model, b, t, kind, f16 });
-        let build = || {
-            Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
-                if let Some(lr) = lr {
-                    cfg.train.set_lr(lr)?;
-                    changed = true;
-                }
-                if let Some(n) = max_iters.filter(|&n| n > cfg.max_iters) {
-                    cfg.max_iters = n;
-                    changed = true;
-                }
-                Ok(())
-            })
-        };
-        let run = allocate(&gpu, building, build).await?;
-        let (step, max_iters) = (run.step(), run.cfg.max_iters);
-        let name = run.cfg.data.name();
+        let over = Overrides { save: !stored, ..over };
+        let Resumed { driver, .. } = builder::resume(kernels, checkpoint, metrics, &text, over, w.host.clock()).await?;
+        let run = &driver.run;
+        let (step, max_iters, name, fresh_moments) =
+            (run.step(), run.cfg.max_iters, run.cfg.data.name(), run.fresh_moments);
         let task = match &run.cfg.data {
             DataSource::Task(task) => Some(task.clone()),
             _ => None,
         };
-        let fresh_moments = run.fresh_moments;
-        let driver = Driver::resume(run, metrics, checkpoint, changed, self.host.clock());
         self.optimizer_state = driver.optimizer_state();
         let (history, dynamics) = (driver.metrics().history(), dynamics_history(driver.metrics()));
         let corpus = Rc::new(Corpus { name: name.clone(), text, task });
-        self.post(&corpus_event(&corpus));
-        self.begin(driver, id.clone(), corpus, stored);
-        self.post(&Event::Restored { id, name, step, max_iters, history, dynamics, fresh_moments });
-        self.post(&Event::State { state: TrainState::Training, step });
+        w.host.post(&corpus_event(&corpus), &[]);
+        let tr = Training { driver, id: id.clone(), corpus, corpus_sent: stored, state: TrainState::Training };
+        self.begin(tr, w);
+        w.host.post(&Event::Restored { id, name, step, max_iters, history, dynamics, fresh_moments }, &[]);
+        w.host.post(&Event::State { state: TrainState::Training, step }, &[]);
         Ok(())
     }
+}
 
-    /// The current run as a run zip (saved first where it is not saved at its step).
-    pub(crate) async fn export_run(&mut self) -> Result<()> {
-        self.save().await?;
-        let Model::Training(tr) = &self.model else {
-            return Err(Error::Input(
-                "there is no run to export: train (or fine-tune) first; Export model saves an imported model".into(),
-            ));
-        };
-        let checkpoint = tr.driver.current_checkpoint().ok_or_else(|| Error::Input("the run is not saved".into()))?;
-        let mut files = checkpoint_files(checkpoint, tr.driver.metrics());
-        files.push((CORPUS_FILE, tr.corpus.text.as_bytes()));
-        let zip = archive::write(&files)?;
-        let step = tr.driver.run.step();
-        let stem: String = tr
-            .corpus
-            .name
-            .trim_end_matches(".txt")
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
-            .collect();
-        self.host.post(&Event::ExportRun { name: format!("{stem}-step{step}.zip"), step }, &[&zip]);
-        Ok(())
+/// The current run as a run zip (saved first where it is not saved at its step).
+async fn export_run(w: &mut With<'_>) -> Result<()> {
+    let host = w.host;
+    if let Some(tr) = w.held.training_mut() {
+        run_loop::save(tr, host).await?;
     }
+    let Some(tr) = w.held.training() else {
+        return Err(Error::Input(
+            "there is no run to export: train (or fine-tune) first; Export model saves an imported model".into(),
+        ));
+    };
+    let checkpoint = tr.driver.current_checkpoint().ok_or_else(|| Error::Input("the run is not saved".into()))?;
+    let mut files = checkpoint_files(checkpoint, tr.driver.metrics());
+    files.push((CORPUS_FILE, tr.corpus.text.as_bytes()));
+    let zip = archive::write(&files)?;
+    let step = tr.driver.run.step();
+    let stem: String = tr
+        .corpus
+        .name
+        .trim_end_matches(".txt")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .collect();
+    host.post(&Event::ExportRun { name: format!("{stem}-step{step}.zip"), step }, &[&zip]);
+    Ok(())
+}
+
+fn corpus_event(c: &Corpus) -> Event {
+    let distinct = c.text.chars().collect::<BTreeSet<_>>().len();
+    Event::Corpus { name: c.name.clone(), bytes: c.text.len(), chars: c.text.chars().count(), distinct }
 }

@@ -14,8 +14,9 @@ use crate::model::Gpt2Config;
 use crate::params::{param_table, total};
 use crate::run::format::{Metrics, Record};
 use crate::tokenizer::Tokenizer;
-use crate::web::engine::{Engine, Model};
-use crate::web::protocol::{Bar, DynamicsPoint, Event, Guess, LensRow, Sampler, SamplingView};
+use crate::web::held::{Current, Held};
+use crate::web::host::Host;
+use crate::web::protocol::{Bar, DynamicsPoint, Event, Guess, LensRow, Request, Sampler, SamplingView};
 use crate::{Error, Result};
 
 /// The lens' tokens per layer at the last position.
@@ -29,7 +30,7 @@ pub const WINDOW: usize = 128;
 /// A model's look inside: the lens (its forward plan kept for the prompt's length) and the last
 /// look's next-token logits.
 #[derive(Default)]
-pub(crate) struct Looker {
+struct Looker {
     lens: Lens,
     seen: Option<Seen>,
 }
@@ -132,24 +133,53 @@ fn notes(prompt: &str, ids: &[u32], window: usize, trained: bool, tokenizer: &To
     Ok(notes)
 }
 
-impl Engine {
+/// The look-inside part of the engine: it answers `inspect` and `sampling` for the model the
+/// engine holds, keeping the last look (and the lens' plan) until that model changes.
+pub(crate) struct Views {
+    look: Looker,
+    /// The [`Held::generation`] the look belongs to.
+    of: u64,
+}
+
+impl Views {
+    pub fn new() -> Views {
+        Views { look: Looker::default(), of: 0 }
+    }
+
+    /// Forgets the last look (and frees the lens' buffers) once the model it was of is gone.
+    pub fn follow(&mut self, held: &Held) {
+        if held.generation() != self.of {
+            self.look = Looker::default();
+            self.of = held.generation();
+        }
+    }
+
+    /// Handles `inspect` and `sampling`.
+    pub async fn handle(&mut self, request: Request, held: &Held, host: &dyn Host) -> Result<()> {
+        self.follow(held);
+        match request {
+            Request::Inspect { prompt, layer, sampling } => self.inspect(held, host, &prompt, layer, sampling).await,
+            Request::Sampling(sampling) => {
+                host.post(&self.sampling(held, sampling)?, &[]);
+                Ok(())
+            }
+            other => unreachable!("the views do not handle {other:?}"),
+        }
+    }
+
     /// Looks inside the current model for `prompt`: its tokens, the logit lens, every head's
     /// attention in `layer` (the last layer where the model has fewer) and the next-token bars
     /// under `s`, as an `inspect` event with the attention alongside.
-    pub(crate) async fn inspect(&mut self, prompt: &str, layer: usize, s: Sampler) -> Result<()> {
+    async fn inspect(&mut self, held: &Held, host: &dyn Host, prompt: &str, layer: usize, s: Sampler) -> Result<()> {
         s.config().validate()?;
-        let (all, tokenizer) = self.prompt(prompt, "look inside it")?;
-        let trained = matches!(self.model, Model::Training(_));
-        let (model, look, step) = match &mut self.model {
-            Model::Training(tr) => (&tr.driver.run.trainer.model, &mut tr.look, tr.driver.run.step()),
-            Model::Loaded(l) => (&l.model, &mut l.look, 0),
-            Model::None => return Err(Error::Input("train or import a model first, then look inside it".into())),
-        };
+        let (all, tokenizer) = held.prompt(prompt, "look inside it")?;
+        let Current { model, step, trained, .. } = held.current("look inside it")?;
         let c = model.config;
         let window = c.block_size.min(WINDOW);
         let notes = notes(prompt, &all, window, trained, &tokenizer)?;
         let ids = &all[all.len().saturating_sub(window)..];
         let layer = layer.min(c.n_layer - 1);
+        let look = &mut self.look;
         let lens = look.lens.run(model, ids, LENS_TOP).await?;
         let attention = look.lens.attention(model, layer).await?;
         let mut texts = Texts { tokenizer: &tokenizer, known: HashMap::new() };
@@ -171,18 +201,14 @@ impl Engine {
             n_head: c.n_head,
         };
         look.seen = Some(Seen { step, prompt: prompt.to_string(), logits: lens.logits });
-        self.host.post(&event, &[bytemuck::cast_slice(&attention)]);
+        host.post(&event, &[bytemuck::cast_slice(&attention)]);
         Ok(())
     }
 
     /// The last look's next-token bars under `s`, from its logits.
-    pub(crate) fn sampling(&self, s: Sampler) -> Result<Event> {
-        let (look, tokenizer) = match &self.model {
-            Model::Training(tr) => (&tr.look, &tr.driver.run.tokenizer),
-            Model::Loaded(l) => (&l.look, &l.tokenizer),
-            Model::None => return Err(Error::Input("train or import a model first, then look inside it".into())),
-        };
-        let seen = look.seen.as_ref().ok_or_else(|| Error::Input("type a prompt to look inside first".into()))?;
+    fn sampling(&self, held: &Held, s: Sampler) -> Result<Event> {
+        let tokenizer = held.current("look inside it")?.tokenizer;
+        let seen = self.look.seen.as_ref().ok_or_else(|| Error::Input("type a prompt to look inside first".into()))?;
         let mut texts = Texts { tokenizer, known: HashMap::new() };
         let sampling = sampling_view(&seen.logits, s, &mut texts)?;
         Ok(Event::Sampling { step: seen.step, prompt: seen.prompt.clone(), sampling })

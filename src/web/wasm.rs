@@ -10,7 +10,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 use crate::run::driver::Clock;
-use crate::web::engine::{Host, Inbox};
+use crate::web::host::{Host, Inbox};
 use crate::web::protocol::Event;
 
 struct Worker {

@@ -9,7 +9,8 @@
 // Moves runs between the page and the CLI (`--wgpt`, the native binary): the page's Export run
 // goes on in `wgpt train --resume run.zip` (step, lr and loss go on, the metrics keep the page's
 // history), a hostile run zip is refused with the page's run untouched, and a CLI run zipped by
-// `wgpt export-run` goes on in the page's Import run at its step.
+// `wgpt export-run` goes on in the page's Import run at its step; a run zip dropped at once after
+// a reload (the engine still loading) waits for the GPU and goes on.
 // The views of issue 15, each with the engine's numbers: `param-table` has a row per tensor and
 // the plan's total, look inside mid-training for "the" fills `prompt-tokens`, the next-token bars,
 // `logit-lens` and every head's attention, the bars follow the temperature, a prompt the
@@ -634,6 +635,23 @@ try {
     await byId("train-stop").click();
     await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
   }
+
+  // Import run at once after a reload: a run zip dropped while the engine still loads waits for
+  // the GPU and goes on at its step (it used to fail with "the GPU is not ready" and be lost)
+  await page.reload();
+  await page.waitForFunction(() => Array.isArray(window.wgptEvents), null, { timeout: 60_000 });
+  await page.evaluate((b64) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], "early-run.zip"));
+    document.body.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, runZip.toString("base64"));
+  const early = await waitEvent("restored", {}, 300_000);
+  const earlyErrors = await page.evaluate(() => window.wgptEvents.filter((e) => e.type === "error" && ["gpu", "restore"].includes(e.scope)).map((e) => e.message));
+  console.log(`a run zip dropped at once after the page loaded: restored at step ${early.step}; errors ${JSON.stringify(earlyErrors)}`);
+  if (early.step !== steps || earlyErrors.length) fail(`the run dropped at load: ${JSON.stringify(early)}, errors ${JSON.stringify(earlyErrors)}`);
+  await page.waitForFunction(() => !document.querySelector('[data-testid="train-stop"]').disabled, null, { timeout: 120_000 });
+  await byId("train-stop").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
 
   const wasm = fs.statSync(path.join(root, "wgpt_bg.wasm")).size;
   console.log(`wasm size: ${(wasm / 1024 / 1024).toFixed(2)} MiB`);

@@ -17,8 +17,6 @@ import { showRuns } from "./saved-runs.js";
 import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches, modelOnlyLabel, offersModelOnly, paramsOf, roomNeeded, watchLifecycle } from "./reliability.js";
 import { initial, reduce, running, mismatch } from "./state.js";
 
-// The store's requests, answered by worker.js (runs.js) rather than the engine.
-const STORE_REQUESTS = ["runs", "delete_run", "restore_run", "run_histories", "room", "commit_pause"];
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
 const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision"];
 const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
@@ -36,7 +34,8 @@ const say = (text) => dispatch({ type: "ui_status", text });
 const showError = (message, status) => dispatch({ type: "ui_error", message, status });
 
 function send(request, bytes) {
-  const known = state.protocol && [...state.protocol.requests, ...STORE_REQUESTS];
+  // the engine's requests, and those of the store of saved runs (answered in worker.js)
+  const known = state.protocol && [...state.protocol.requests, ...state.protocol.store_requests];
   if (known && !known.includes(request.type)) throw new Error(`the engine has no request "${request.type}"`);
   if (bytes) worker.postMessage({ request, files: [bytes] }, [bytes.buffer]);
   else worker.postMessage({ request });
@@ -406,7 +405,7 @@ function generate() {
   send({
     type: "generate",
     prompt: $("prompt").value,
-    ...sampler(),
+    sampling: sampler(),
     max_tokens: Math.max(1, Math.floor(num("max-tokens"))),
     seed: Math.max(0, Math.floor(num("seed"))),
     precision: $("precision").value,
@@ -529,7 +528,7 @@ function startEngine() {
   };
   worker.onerror = (e) =>
     showError(`The engine failed to start: ${e.message || "the worker could not load"}. Reload the page; if it persists, your browser may not support module workers.`, "Engine failed.");
-  send({ type: "init" });
+  // the worker opens the GPU itself (init) once the engine has loaded
 }
 
 checkWebGPU()

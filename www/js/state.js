@@ -1,6 +1,6 @@
 // The page's state and its one writer: reduce(state, event) returns the next state for every
-// event of the engine (src/web/protocol.rs's Event), of the worker's store of saved runs (runs,
-// saved, checkpoint) and of the page's own controls (types starting "ui_"). The views only read
+// event of the engine (src/web/protocol/events.rs's Event), of the worker's store of saved runs
+// (src/web/protocol/store.rs's StoreEvent) and of the page's own controls (types starting "ui_"). The views only read
 // it (app.js renders it after each event).
 
 import { bytes, fmt } from "./dom.js";
@@ -69,6 +69,7 @@ const scoped = (pts, step) => pts.filter(([at]) => at <= step);
 export const on = {
   ready: (s, ev) => ({ ...s, ready: true, protocol: ev.protocol, status: `Ready on ${ev.adapter}. Choose a corpus.` }),
   tuned: (s, ev) => ({ ...s, kernels: ev }),
+  tune_cache: (s) => s, // stored by the worker
   corpus: (s, ev) => ({ ...s, corpus: ev, plan: null, error: null, status: `Corpus: ${ev.name}.` }),
   plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: planNote(ev), status: s.training === "idle" ? "Ready to train." : s.status }),
   // a resumed run's "Resumed ..." (what became of its optimizer state) stays while it trains
@@ -168,14 +169,12 @@ export const on = {
   ui_background: (s, ev) => ({ ...s, background: ev.what === "visible" ? (s.background === "hidden" ? null : s.background) : ev.what }),
 };
 
-// Events the store of saved runs (worker.js, runs.js) posts besides the engine's.
-export const STORE_EVENTS = ["saved", "runs", "run_histories", "room"];
-
 export const reduce = (s, ev) => (on[ev.type] ? on[ev.type](s, ev) : s);
 
-// What the page and the engine disagree on: engine events the page has no handler for, and
-// handlers for events the engine does not send. Empty when they match.
+// What the page and the engine disagree on: events of the engine or the store the page has no
+// handler for, and handlers for events neither sends. Empty when they match.
 export function mismatch(protocol) {
-  const known = Object.keys(on).filter((t) => !t.startsWith("ui_") && !STORE_EVENTS.includes(t));
-  return [...protocol.events.filter((t) => !known.includes(t)), ...known.filter((t) => !protocol.events.includes(t))];
+  const known = Object.keys(on).filter((t) => !t.startsWith("ui_"));
+  const sent = [...protocol.events, ...protocol.store_events];
+  return [...sent.filter((t) => !known.includes(t)), ...known.filter((t) => !sent.includes(t))];
 }

@@ -1,10 +1,12 @@
 // The GPU side of the page: the wasm engine (src/web/) in a dedicated module worker, and the
-// store of saved runs (runs.js). The page posts {request, files?}: the store's own requests
-// (runs, delete_run, restore_run, run_histories, room, commit_pause) are answered here, every
-// other goes to the engine. The engine posts JSON strings; each is parsed once, here: a checkpoint
-// goes to the store (its files are views into the engine's memory, written before this returns),
-// every other event on to the page as {event, files?}. Messages that arrive while the wasm
-// module loads wait.
+// store of saved runs (runs.js). The page posts {request, files?}: the store's requests (the
+// manifest's store_requests, src/web/protocol/store.rs) are answered here, every other goes to the
+// engine as it is. The engine posts JSON strings; each is parsed once, here, and goes on to the
+// page as it is, {event, files?}; the store also acts on two of them: a checkpoint's files (views
+// into the engine's memory) are written before this returns, and a tune_cache is stored. The
+// worker opens the GPU itself (`init`, with the stored tuning cache) as soon as the engine has
+// loaded; messages that arrive while the wasm module loads wait, and the engine keeps requests
+// that need the GPU until it is open.
 // The run this tab trains holds its Web Lock (runs.js) until it stops or the tab moves on.
 
 import init, { Engine } from "../wgpt.js";
@@ -26,7 +28,7 @@ const storageError = (what, err) =>
     : "");
 
 // The kernel tuning cache (src/tune.rs): the engine's choices per adapter, as JSON in OPFS,
-// handed to the engine at init and replaced when a run's start reports new choices.
+// handed to the engine at init and replaced when a run's start reports new choices (tune_cache).
 const TUNE_CACHE = "wgpt-tune.json";
 
 async function readTuneCache() {
@@ -65,9 +67,6 @@ async function listRuns() {
 function deliver({ request, files }) {
   try {
     switch (request.type) {
-      case "init":
-        queue(() => readTuneCache().then((cache) => engine.handle(JSON.stringify({ ...request, tune_cache: cache }), [])));
-        return;
       case "runs":
         queue(listRuns);
         return;
@@ -130,8 +129,7 @@ function onEngineEvent(json, files) {
           (e) => report(`${storageError(`Saving the checkpoint of step ${event.step}`, e)} The run itself is not affected; the previous checkpoint is kept.`, "checkpoint"),
         ),
       );
-      post({ type: "checkpoint", id: event.id, step: event.step });
-      return;
+      break;
     }
     case "restored":
       restoring = null;
@@ -152,17 +150,20 @@ function onEngineEvent(json, files) {
       }
       restoring = null;
       break;
-    case "tuned":
-      if (event.cache) queue(() => writeTuneCache(event.cache));
-      post({ ...event, cache: null });
-      return;
+    case "tune_cache":
+      queue(() => writeTuneCache(event.cache));
+      break;
   }
-  post(event, files); // an export hands over its files' bytes (transferred)
+  // an export hands over its files' bytes (transferred); a checkpoint's are the engine's memory
+  post(event, event.type === "checkpoint" ? undefined : files);
 }
 
 init()
   .then(async () => {
-    engine = new Engine(onEngineEvent);
+    const fresh = new Engine(onEngineEvent);
+    // the GPU opens first: every request of the page comes after init
+    fresh.handle(JSON.stringify({ type: "init", tune_cache: await readTuneCache() }), []);
+    engine = fresh;
     pending.splice(0).forEach(deliver);
     await runs.sweep().catch(() => {});
     await runs.prepare();

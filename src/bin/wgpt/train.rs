@@ -14,11 +14,11 @@ use wgpt::kernels::Kernels;
 use wgpt::model::Weights;
 use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
+use wgpt::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use wgpt::run::driver::diverged_message;
-use wgpt::run::fits::Building;
 use wgpt::run::format::{checkpoint_files, dir, RunFiles, CORPUS_FILE};
 use wgpt::run::settings::{DEFAULT_SEED, EVAL_ITERS};
-use wgpt::run::{archive, fits, DataSource, Driver, Eval, Run, RunEvent, RunSettings, Status};
+use wgpt::run::{archive, DataSource, Driver, Eval, RunEvent, RunSettings, Status};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
 use wgpt::{hf, read_file, Error, Result};
@@ -213,26 +213,18 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(
     };
     let mut cfg = spec.run_config(weights.config, data, spec.tokenizer.clone())?;
     cfg.train.precision = precision;
-    let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
-    // the kind before tuning; Trainer::new checks the activations again with the tuned one
-    let kind = model.attention_kind(&kernels.selection(), b, t);
-    fits::check_fits(&kernels.gpu, &model, b, t, kind)?;
-    let tuned = wgpt::tune::prepare(&kernels, model.run_shape(b, t), super::cache_path().as_deref())?;
-    eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.describe(), tuned.timed, tuned.ms);
-    let kind = model.attention_kind(&kernels.selection(), b, t);
-    let gpu = kernels.gpu.clone();
-    let build = || Run::new(kernels, cfg, &weights, tokenizer, &text);
-    let building = Building::Run { model: &model, b, t, kind, f16: precision == Precision::F16 };
-    let run = pollster::block_on(fits::allocate(&gpu, building, build))?;
-    Ok((Driver::new(run, wall_clock), text))
+    let new = NewRun { cfg, weights, tokenizer, optimizer_state: a.optimizer_state || !a.no_optimizer_state };
+    let say =
+        |tuned: &Tuned| eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.source, tuned.timed, tuned.ms);
+    let driver = pollster::block_on(builder::start(kernels, new, &text, TuneCache::File(super::cache_path()), wall_clock, say))?;
+    Ok((driver, text))
 }
 
 fn wall_clock() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
-/// Unpacks a run zip into `out`, everything checked before anything is written (the commit
-/// pausing `pause` after each step, a test hook).
+/// Unpacks a run zip into `out`, everything checked before anything is written.
 fn unpack(zip: &Path, out: &Path, pause: Duration) -> Result<()> {
     let files = archive::read(&zip.display().to_string(), &read_file(zip)?)?;
     files.checkpoint.state()?;
@@ -286,40 +278,23 @@ fn resume(
         Some(text) => text,
         None => source_text(&saved.data, saved.seed)?,
     };
-    let mut changed = missing_corpus || out != dir_of_run;
-    let (b, t) = (saved.train.batch_size, saved.train.seq_len);
-    let kind = saved.train.attention.unwrap_or_else(|| saved.model.attention_kind(&kernels.selection(), b, t));
-    // --precision decides (below), resolved already
-    let f16 = precision == Precision::F16;
-    let (gpu, building) = (kernels.gpu.clone(), Building::Run { model: &saved.model, b, t, kind, f16 });
-    let build = || {
-        Run::from_checkpoint(kernels, &checkpoint, &text, |cfg| {
-            if let Some(n) = a.max_iters.filter(|&n| n > cfg.max_iters) {
-                cfg.max_iters = n;
-                changed = true;
-            }
-            if let Some(lr) = a.lr {
-                cfg.train.set_lr(lr)?;
-                eprintln!("learning rate {lr:e} (min_lr {:e}) from now on", cfg.train.min_lr);
-                changed = true;
-            }
-            // --precision (f32 by default, as on every command) decides; the master weights are f32
-            if cfg.train.precision != precision {
-                eprintln!(
-                    "precision {} from now on (the run trained in {})",
-                    precision.name(),
-                    cfg.train.precision.name()
-                );
-                cfg.train.precision = precision;
-                changed = true;
-            }
-            Ok(())
-        })
+    let over = Overrides {
+        max_iters: a.max_iters,
+        lr: a.lr,
+        // --precision (f32 by default, as on every command) decides; the master weights are f32
+        precision: Some(precision),
+        optimizer_state: (a.no_optimizer_state || a.optimizer_state).then_some(a.optimizer_state),
+        save: missing_corpus || out != dir_of_run,
     };
-    let run = pollster::block_on(fits::allocate(&gpu, building, build)).map_err(|e| match e {
+    let resumed = pollster::block_on(builder::resume(kernels, checkpoint, metrics, &text, over, wall_clock));
+    let Resumed { driver, notes } = resumed.map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", dir_of_run.display())),
         e => e,
     })?;
+    for note in notes {
+        eprintln!("{note}");
+    }
+    let run = &driver.run;
     eprintln!("resuming {} at step {}", from.display(), run.step());
     if run.fresh_moments {
         eprintln!(
@@ -328,7 +303,6 @@ fn resume(
             run.step()
         );
     }
-    let driver = Driver::resume(run, metrics, checkpoint, changed, wall_clock);
     Ok((driver, out, missing_corpus.then_some(text)))
 }
 
@@ -344,9 +318,6 @@ pub fn train(a: TrainArgs, opts: &Options) -> Result<ExitCode> {
         }
     };
     driver.run.set_submit_budget(opts.submit_budget_ms);
-    if a.no_optimizer_state || a.optimizer_state {
-        driver.set_optimizer_state(a.optimizer_state);
-    }
     if !driver.optimizer_state() {
         eprintln!("checkpoints are saved without AdamW's moments (model only); --optimizer-state saves them again");
     }

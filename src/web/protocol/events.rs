@@ -1,0 +1,314 @@
+//! What the engine tells the page ([`Event`]), and the values its events carry: the manifest of
+//! the protocol's names (in `ready`), the look inside's rows and bars, the dynamics chart's
+//! points, a parity run's checks.
+
+use serde::{Deserialize, Serialize};
+use strum::{IntoEnumIterator, VariantNames};
+
+use crate::data::MAX_CORPUS_BYTES;
+use crate::dynamics::{Dynamics, LayerDynamics, TensorDynamics};
+use crate::params::ParamRow;
+use crate::precision::Precision;
+use crate::run::format::History;
+use crate::run::{Progress, RunSettings};
+use crate::web::protocol::requests::{Request, Sampler, Scope, TrainState};
+use crate::web::protocol::store::{StoreEvent, StoreRequest};
+
+/// A token with its visible text and a probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Guess {
+    pub id: u32,
+    pub text: String,
+    pub p: f32,
+}
+
+/// One layer of the logit lens: 0 the embeddings, l the output of block l (h.{l-1}), n_layer the
+/// model's own prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LensRow {
+    pub layer: usize,
+    /// The most likely next tokens after the last position.
+    pub top: Vec<Guess>,
+    /// At each position, the most likely next token.
+    pub cells: Vec<Guess>,
+}
+
+/// One bar of the next-token distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bar {
+    pub id: u32,
+    pub text: String,
+    /// The model's probability (softmax of the logits).
+    pub before: f32,
+    /// The probability sampling draws it with under the settings.
+    pub after: f32,
+    /// Whether sampling can pick it.
+    pub candidate: bool,
+}
+
+/// The next-token distribution before and after sampling's settings: the most likely tokens as
+/// bars, and how many tokens remain candidates with how much of the model's probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingView {
+    pub settings: Sampler,
+    pub bars: Vec<Bar>,
+    pub candidates: usize,
+    /// The model's probability of all the candidates together.
+    pub mass: f32,
+}
+
+/// What the dynamics chart draws of one tracked step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DynamicsPoint {
+    pub step: u64,
+    pub lr: f32,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// The clipping threshold (0 = none).
+    pub grad_clip: f32,
+    /// Embeddings, each block, ln_f.
+    pub layers: Vec<LayerDynamics>,
+}
+
+impl From<&Dynamics> for DynamicsPoint {
+    fn from(d: &Dynamics) -> DynamicsPoint {
+        DynamicsPoint { step: d.step, lr: d.lr, grad_norm: d.grad_norm, grad_clip: d.grad_clip, layers: d.layers() }
+    }
+}
+
+/// One compared quantity of a parity run: the largest errors and the tolerance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParityCheck {
+    pub name: String,
+    pub passed: bool,
+    pub max_abs: f32,
+    pub max_rel: f32,
+    pub atol: f32,
+    pub rtol: f32,
+}
+
+/// What the engine tells the page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, VariantNames)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Event {
+    Ready {
+        adapter: String,
+        max_buffer_size: u64,
+        max_storage_binding: u64,
+        protocol: Manifest,
+    },
+    /// The kernel choice for a new run: where it came from, problems timed and the ms spent.
+    Tuned {
+        source: String,
+        timed: usize,
+        ms: f64,
+    },
+    /// The kernel tuning cache (crate::tune) changed with a new run's choices: the worker stores
+    /// it, and hands it back with `init` when the page opens again.
+    TuneCache {
+        cache: String,
+    },
+    Corpus {
+        name: String,
+        bytes: usize,
+        chars: usize,
+        distinct: usize,
+    },
+    Plan {
+        vocab: usize,
+        tokens: usize,
+        train: usize,
+        val: usize,
+        params: usize,
+        /// GPU memory the run would hold (with the f16 weight copies where it trains in f16).
+        memory_bytes: u64,
+        /// The precision it would train in: f32, or f16 (mixed precision) where the settings ask
+        /// for f16 and the adapter has shader-f16.
+        precision: Precision,
+        /// Why that is not the one asked for (f16 without shader-f16), if so.
+        precision_note: Option<String>,
+    },
+    State {
+        state: TrainState,
+        step: u64,
+    },
+    /// A training step's loss and pace; its training dynamics, where the step tracked them,
+    /// follow as a `dynamics` event.
+    Progress(Progress),
+    /// The training dynamics of a tracked step (every multiple of the log interval that is at
+    /// least 10 steps): per layer for the chart, per tensor for the parameter table.
+    Dynamics {
+        point: DynamicsPoint,
+        tensors: Vec<TensorDynamics>,
+    },
+    Eval {
+        step: u64,
+        train_loss: f32,
+        val_loss: f32,
+        accuracy: Option<f32>,
+        sample: String,
+    },
+    /// Newly generated text.
+    Token {
+        text: String,
+    },
+    Generated {
+        tokens: usize,
+        tokens_per_sec: f64,
+        /// The precision the generation ran in: f16 (where the adapter has shader-f16 and f16 or
+        /// auto was asked for) or f32.
+        precision: Precision,
+        /// Why it is not the one asked for (f16 without shader-f16), if so.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        precision_note: Option<String>,
+    },
+    /// The model's Hugging Face files, named by `files`, alongside.
+    Export {
+        files: Vec<String>,
+        step: u64,
+    },
+    /// The run as a zip (alongside), to download as `name`.
+    ExportRun {
+        name: String,
+        step: u64,
+    },
+    /// A checkpoint of run `id` (at step 0, every evaluation, on pause and on stop): its files,
+    /// named by `files` (the run format's; corpus.txt the first time), alongside.
+    Checkpoint {
+        id: String,
+        name: String,
+        step: u64,
+        files: Vec<String>,
+    },
+    /// The GPU device was lost after step `lost_at` (`reason`); training goes on on a new
+    /// device from the checkpoint of step `step`.
+    Recovered {
+        lost_at: u64,
+        step: u64,
+        reason: String,
+    },
+    /// The loss became NaN or infinite at `step`: training stopped; the checkpoint of step
+    /// `saved` (none if there is none) of run `id` is intact and can go on with a lower lr.
+    Diverged {
+        id: String,
+        step: u64,
+        saved: Option<u64>,
+        lr: f32,
+        message: String,
+    },
+    /// A saved or imported run is back at the step of its checkpoint, training, with its loss
+    /// history and its training dynamics so far. `fresh_moments`: the checkpoint was saved
+    /// without the optimizer state, so AdamW's moments start from zero (and its checkpoints go on
+    /// being saved so).
+    Restored {
+        id: String,
+        name: String,
+        step: u64,
+        max_iters: usize,
+        history: History,
+        dynamics: Vec<DynamicsPoint>,
+        #[serde(default)]
+        fresh_moments: bool,
+    },
+    /// The current model's parameter table (HF names, shapes, counts, what each is for;
+    /// lm_head tied and counted once), its total, and what throughput means for it: model FLOPs
+    /// per trained token and the adapter's fp32 peak where it is known. Sent when a model is
+    /// imported or a run starts.
+    Params {
+        rows: Vec<ParamRow>,
+        total: usize,
+        flops_per_token: f64,
+        peak_flops: Option<f64>,
+    },
+    /// Look inside, at training step `step`, for `prompt` (`notes` say what became of it: an
+    /// empty prompt's start, characters the vocabulary lacks, a window): the tokens looked at
+    /// (`ids`, each one's text), the logit lens, the next-token distribution, and alongside as
+    /// bytes the attention probabilities of every head of `layer`, f32 (n_head, T, T) row-major,
+    /// row i over tokens 0..=i.
+    Inspect {
+        step: u64,
+        prompt: String,
+        notes: Vec<String>,
+        ids: Vec<u32>,
+        tokens: Vec<String>,
+        lens: Vec<LensRow>,
+        sampling: SamplingView,
+        layer: usize,
+        n_layer: usize,
+        n_head: usize,
+    },
+    /// The last look inside's next-token distribution under new sampling settings.
+    Sampling {
+        step: u64,
+        prompt: String,
+        sampling: SamplingView,
+    },
+    /// A parity file's checks on this GPU, each against PyTorch's numbers in the file.
+    Parity {
+        name: String,
+        adapter: String,
+        checks: Vec<ParityCheck>,
+        passed: bool,
+    },
+    /// An imported model is ready to sample from (and to fine-tune on the corpus).
+    Imported {
+        name: String,
+        n_layer: usize,
+        n_head: usize,
+        n_embd: usize,
+        block_size: usize,
+        vocab_size: usize,
+        params: usize,
+    },
+    Error {
+        scope: Scope,
+        message: String,
+    },
+    /// The engine's memory: the worker's wasm memory (None natively), and the GPU buffers alive
+    /// and their bytes (what the engine made; 0 before the GPU is ready).
+    Memory {
+        wasm_bytes: Option<u64>,
+        gpu_buffers: u64,
+        gpu_bytes: u64,
+    },
+}
+
+/// What the page takes from the engine instead of keeping a copy: the protocol's names (the
+/// store's too), each
+/// error scope's "Could not ..." text, the presets and the corpus limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub requests: Vec<String>,
+    pub events: Vec<String>,
+    /// The store of saved runs' requests and events (answered in the worker, not the engine).
+    pub store_requests: Vec<String>,
+    pub store_events: Vec<String>,
+    pub states: Vec<String>,
+    /// (scope, what could not be done)
+    pub scopes: Vec<(Scope, String)>,
+    pub presets: Vec<(String, RunSettings)>,
+    pub max_corpus_bytes: u64,
+}
+
+impl Manifest {
+    pub fn new() -> Manifest {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Manifest {
+            requests: names(Request::VARIANTS),
+            events: names(Event::VARIANTS),
+            store_requests: names(StoreRequest::VARIANTS),
+            store_events: names(StoreEvent::VARIANTS),
+            states: names(TrainState::VARIANTS),
+            scopes: Scope::iter().map(|s| (s, s.failed_to().to_string())).collect(),
+            presets: RunSettings::presets(),
+            max_corpus_bytes: MAX_CORPUS_BYTES,
+        }
+    }
+}
+
+impl Default for Manifest {
+    fn default() -> Manifest {
+        Manifest::new()
+    }
+}
