@@ -13,8 +13,8 @@ use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
 use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, ParameterTensors};
 use crate::precision::{Precision, Purpose, Resolved};
-use crate::weights16::MatmulWeights;
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
+use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
 pub use config::{LossScale, LossScaling, TrainConfig};

@@ -35,7 +35,6 @@ pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
 pub use selection::{software, AttnShape, Choices, Family, Selection, Source, BUILT_IN};
 
-
 use crate::gpu::{Buffer, Gpu, Tensor};
 use crate::Result;
 

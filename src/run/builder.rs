@@ -15,8 +15,8 @@ use crate::run::fits::{allocate, check_fits, Building};
 use crate::run::format::Metrics;
 use crate::run::{CheckpointFiles, Driver, Run, RunConfig};
 use crate::tokenizer::Tokenizer;
-use crate::tune::CacheFile;
 use crate::train::training_bytes;
+use crate::tune::CacheFile;
 use crate::Result;
 
 /// Where the kernels' tuning choices are kept between runs.

@@ -101,8 +101,11 @@ impl Session {
     /// one); where none opens, the error to report instead of `e`, saying so.
     pub async fn reopen(&mut self, e: &Error) -> Result<()> {
         self.device = Device::Closed;
-        let gpu = Gpu::new(self.options.device).await.map_err(|e2| Error::Gpu(format!("{e}, and no new GPU device opens: {e2}")))?;
-        let k = Kernels::with_family(&gpu, self.options.family).map_err(|e2| Error::Gpu(format!("{e}, and the new GPU device's kernels: {e2}")))?;
+        let gpu = Gpu::new(self.options.device)
+            .await
+            .map_err(|e2| Error::Gpu(format!("{e}, and no new GPU device opens: {e2}")))?;
+        let k = Kernels::with_family(&gpu, self.options.family)
+            .map_err(|e2| Error::Gpu(format!("{e}, and the new GPU device's kernels: {e2}")))?;
         self.device = Device::Open(Arc::new(k));
         Ok(())
     }

@@ -216,7 +216,8 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(
     let new = NewRun { cfg, weights, tokenizer, optimizer_state: a.optimizer_state || !a.no_optimizer_state };
     let say =
         |tuned: &Tuned| eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.source, tuned.timed, tuned.ms);
-    let driver = pollster::block_on(builder::start(kernels, new, &text, TuneCache::File(super::cache_path()), wall_clock, say))?;
+    let driver =
+        pollster::block_on(builder::start(kernels, new, &text, TuneCache::File(super::cache_path()), wall_clock, say))?;
     Ok((driver, text))
 }
 
