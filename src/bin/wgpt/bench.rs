@@ -424,17 +424,23 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16
         plain.push(medians[0]);
         submit_line(&format!("train step {preset}{precision}"), submits, trainer.model.submit_budget_ms);
         if args.profile {
-            let mut by_kernel = pollster::block_on(trainer.profile())?;
-            by_kernel.sort_by(|x, y| y.1.total_cmp(&x.1));
-            let total: f64 = by_kernel.iter().map(|(_, ms)| ms).sum();
-            println!("  profile of one{precision} step, GPU time per kernel (sum {total:.1} ms):");
-            for (label, ms) in by_kernel {
-                println!("  {label:<28} {ms:>10.2} ms {:>6.1}%", 100.0 * ms / total);
-            }
+            print_profile(trainer, precision)?;
         }
     }
     if let [f32_ms, f16_ms] = plain[..] {
         println!("  train step {preset}: f16 is {:.2}x f32's speed (steps alternating)", f32_ms / f16_ms);
+    }
+    Ok(())
+}
+
+/// The GPU time of each kernel in one step of `trainer`, largest first.
+fn print_profile(trainer: &Trainer, precision: &str) -> Result<()> {
+    let mut by_kernel = pollster::block_on(trainer.profile())?;
+    by_kernel.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let total: f64 = by_kernel.iter().map(|(_, ms)| ms).sum();
+    println!("  profile of one{precision} step, GPU time per kernel (sum {total:.1} ms):");
+    for (label, ms) in by_kernel {
+        println!("  {label:<28} {ms:>10.2} ms {:>6.1}%", 100.0 * ms / total);
     }
     Ok(())
 }
