@@ -1,0 +1,107 @@
+//! The shape of a model: `Gpt2Config`, the named size presets, and the checks that a config is
+//! usable and fits a device before anything is allocated.
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::Gpu;
+use crate::kernels::{AttentionKind, AttnShape, Selection};
+use crate::tune::RunShape;
+use crate::{Error, Result};
+
+use super::ActivationTensors;
+
+/// The shape of a GPT-2 model. Layer norm eps is 1e-5, GELU is tanh-GELU, lm_head is tied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpt2Config {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    pub block_size: usize,
+    pub vocab_size: usize,
+}
+
+/// Named configs: `gpt2` (124M), `shakespeare-char` (nanoGPT's) and `baby` (nanoGPT's CPU run).
+pub const PRESETS: &[(&str, Gpt2Config)] = &[
+    ("gpt2", Gpt2Config { n_layer: 12, n_head: 12, n_embd: 768, block_size: 1024, vocab_size: 50257 }),
+    ("shakespeare-char", Gpt2Config { n_layer: 6, n_head: 6, n_embd: 384, block_size: 256, vocab_size: 65 }),
+    ("baby", Gpt2Config { n_layer: 4, n_head: 4, n_embd: 128, block_size: 64, vocab_size: 65 }),
+    // the page's default: trains at a useful pace even on a software WebGPU adapter
+    ("tiny", Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65 }),
+];
+
+impl Gpt2Config {
+    pub fn preset(name: &str) -> Option<Gpt2Config> {
+        PRESETS.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    }
+
+    /// Checks the config is usable; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let fields = [
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_embd", self.n_embd),
+            ("block_size", self.block_size),
+            ("vocab_size", self.vocab_size),
+        ];
+        for (name, v) in fields {
+            if v == 0 {
+                return Err(Error::Format(format!("config: {name} must be at least 1")));
+            }
+            if v > 1 << 24 {
+                return Err(Error::Format(format!("config: {name} = {v} is implausibly large")));
+            }
+        }
+        if !self.n_embd.is_multiple_of(self.n_head) {
+            return Err(Error::Format(format!(
+                "config: n_embd ({}) must be a multiple of n_head ({})",
+                self.n_embd, self.n_head
+            )));
+        }
+        if !(self.n_embd / self.n_head).is_multiple_of(4) {
+            return Err(Error::Format(format!(
+                "config: the head size n_embd / n_head = {} must be a multiple of 4 (the attention kernels read vec4s)",
+                self.n_embd / self.n_head
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that every parameter fits `gpu` before anything is allocated: wte in one buffer
+    /// (it is bound in row chunks where it exceeds one binding, Gpu::row_chunks), every other
+    /// tensor in one storage binding.
+    pub fn check_params(&self, gpu: &Gpu) -> Result<()> {
+        for (name, shape) in self.param_specs() {
+            let bytes = 4 * shape.iter().product::<usize>() as u64;
+            if name == "wte.weight" {
+                gpu.check_buffer(&name, bytes)?;
+            } else {
+                gpu.check_binding(&name, bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the activations of a (B, T) forward (and so of its backward) with attention of
+    /// `kind` fit `gpu`'s storage bindings.
+    pub fn check_activations(&self, gpu: &Gpu, b: usize, t: usize, kind: AttentionKind) -> Result<()> {
+        for s in ActivationTensors::specs(self, b, t, kind) {
+            gpu.check_binding(&format!("the {} at B={b}, T={t}", s.what), s.tensor_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The attention problem of a (B, T) batch.
+    pub fn attn_shape(&self, b: usize, t: usize) -> AttnShape {
+        AttnShape { b, nh: self.n_head, t, hs: self.n_embd / self.n_head }
+    }
+
+    /// The attention numerics a new training run at (B, T) gets from `selection`.
+    pub fn attention_kind(&self, selection: &Selection, b: usize, t: usize) -> AttentionKind {
+        selection.attention(None, self.attn_shape(b, t)).kind()
+    }
+
+    /// The sizes the tuner chooses a training run's kernels by.
+    pub fn run_shape(&self, b: usize, t: usize) -> RunShape {
+        RunShape { n_embd: self.n_embd, n_head: self.n_head, vocab: self.vocab_size, b, t }
+    }
+}
