@@ -32,6 +32,7 @@ pub fn parse_config(text: &str) -> Result<Gpt2Config> {
         n_embd: field(&["n_embd"])?,
         block_size: field(&["n_positions", "n_ctx"])?,
         vocab_size: field(&["vocab_size"])?,
+        arch: crate::model::Arch::GPT2,
     };
     if let Some(t) = obj.get("model_type").and_then(Value::as_str) {
         if t != "gpt2" {

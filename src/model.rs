@@ -12,12 +12,14 @@ use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
 mod acts;
+mod arch;
 mod block;
 mod config;
 mod specs;
 mod weights;
 
 pub use acts::ActivationTensors;
+pub use arch::{Arch, ArchChoice, ArchPreset, HfClass, Mlp, Named, Norm, Positions};
 pub(crate) use block::{Block, BlockActs, BlockAttn};
 pub use config::{Gpt2Config, PRESETS};
 pub(crate) use specs::Allocated;

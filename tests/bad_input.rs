@@ -40,7 +40,14 @@ const TEXT: &str = "a small corpus of plain words, repeated to be long enough.\n
 /// A valid HF directory of a random 1-layer model with a char tokenizer.
 fn model_dir(dir: &Path) {
     let tok = Tokenizer::char_level(TEXT).unwrap();
-    let cfg = Gpt2Config { n_layer: 1, n_head: 2, n_embd: 16, block_size: 8, vocab_size: tok.vocab_size() };
+    let cfg = Gpt2Config {
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 16,
+        block_size: 8,
+        vocab_size: tok.vocab_size(),
+        arch: wgpt::model::Arch::GPT2,
+    };
     wgpt::hf::dir::save(dir, &Weights::random(cfg, 1), Some(&tok)).unwrap();
 }
 
@@ -372,5 +379,40 @@ fn hostile_run_zips() {
     );
     let after: Vec<Vec<u8>> = files.iter().map(|(n, _)| std::fs::read(run.join(n)).unwrap()).collect();
     assert!(before == after, "the run in the way was changed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Architecture flags: unknown names, bad combinations and switches the kernels do not run yet
+/// are refused by name, before anything trains.
+#[test]
+fn architecture_rows() {
+    refused(
+        "an unknown norm",
+        &["train", "--norm", "batchnorm"],
+        &["unknown norm \"batchnorm\"", "layernorm, rmsnorm"],
+    );
+    refused("architecture flags on a resume", &["train", "--resume", "nowhere", "--arch", "llama"], &["--resume"]);
+    if common::shared_kernels().is_none() {
+        return;
+    }
+    let dir = scratch("arch");
+    let corpus = dir.join("c.txt");
+    std::fs::write(&corpus, TEXT.repeat(20)).unwrap();
+    let c = corpus.to_str().unwrap();
+    let small = ["train", "--data", c, "--preset", "tiny", "--max-iters", "1"];
+    let with = |extra: &[&str]| -> Vec<String> { small.iter().chain(extra).map(|s| s.to_string()).collect() };
+    let refused = |what: &str, args: &[String], needles: &[&str]| {
+        refused(what, &args.iter().map(String::as_str).collect::<Vec<_>>(), needles)
+    };
+    refused(
+        "an unknown arch",
+        &with(&["--arch", "mamba"]),
+        &["unknown arch \"mamba\"", "gpt2, llama, qwen3, speedrun"],
+    );
+    refused("kv heads not dividing the heads", &with(&["--n-kv-head", "3"]), &["n_kv_head (3) must divide n_head (2)"]);
+    refused("a negative softcap", &with(&["--logit-softcap=-2"]), &["logit_softcap = -2"]);
+    refused("rope, not yet", &with(&["--positions", "rope"]), &["positions = rope", "not yet supported"]);
+    model_dir(&dir);
+    refused("architecture flags on --init", &with(&["--init", dir.to_str().unwrap(), "--untied"]), &["--init"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

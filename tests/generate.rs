@@ -33,7 +33,8 @@ fn cpu_argmax(x: &[f32]) -> u32 {
 /// the GPU argmax equals the CPU's (V = 600: three argmax chunks). Then a prefill of a full
 /// block, and seeded sampling reproducible through `generate`.
 async fn kv_cache(k: Arc<Kernels>) {
-    let config = Gpt2Config { n_layer: 2, n_head: 3, n_embd: 24, block_size: 8, vocab_size: 600 };
+    let config =
+        Gpt2Config { n_layer: 2, n_head: 3, n_embd: 24, block_size: 8, vocab_size: 600, arch: wgpt::model::Arch::GPT2 };
     let model = Gpt2::new(k, &Weights::random(config, 7)).unwrap();
     let mut dec = Decoder::new(&model).unwrap();
     let tokens = Rng::new(3).ids(12, config.vocab_size);
@@ -95,7 +96,8 @@ gpu_test!(kv_cache_matches_full_forward, kv_cache);
 /// logits equal the f32 decoder's bit for bit; with shader-f16 (lavapipe) the f16 logits are
 /// close to f32's and not equal (tests/precision.rs checks them against HF).
 async fn f16_or_fallback(k: Arc<Kernels>) {
-    let config = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 8, vocab_size: 64 };
+    let config =
+        Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 8, vocab_size: 64, arch: wgpt::model::Arch::GPT2 };
     let model = Gpt2::new(k.clone(), &Weights::random(config, 11)).unwrap();
     let tokens = Rng::new(4).ids(5, config.vocab_size);
     let mut runs = vec![];

@@ -10,7 +10,8 @@ use safetensors::Dtype;
 use wgpt::hf::{config_json, load_weights, parse_config, save_weights};
 use wgpt::model::{Gpt2Config, Weights};
 
-const CFG: Gpt2Config = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 8, block_size: 5, vocab_size: 11 };
+const CFG: Gpt2Config =
+    Gpt2Config { n_layer: 2, n_head: 2, n_embd: 8, block_size: 5, vocab_size: 11, arch: wgpt::model::Arch::GPT2 };
 
 fn random_weights(seed: u64) -> Weights {
     let mut rng = common::Rng::new(seed);
@@ -138,5 +139,15 @@ fn the_shared_official_config_parses() {
     };
     let text = std::fs::read_to_string(d.join("hf-tiny-gpt2/config.json")).unwrap();
     let c = parse_config(&text).unwrap();
-    assert_eq!(c, Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 128, vocab_size: 50257 });
+    assert_eq!(
+        c,
+        Gpt2Config {
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 32,
+            block_size: 128,
+            vocab_size: 50257,
+            arch: wgpt::model::Arch::GPT2
+        }
+    );
 }

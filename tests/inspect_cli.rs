@@ -33,7 +33,14 @@ fn small_model(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wgpt-inspect-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let tok = Tokenizer::char_level("abc de").unwrap();
-    let cfg = Gpt2Config { n_layer: 1, n_head: 2, n_embd: 16, block_size: 8, vocab_size: tok.vocab_size() };
+    let cfg = Gpt2Config {
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 16,
+        block_size: 8,
+        vocab_size: tok.vocab_size(),
+        arch: wgpt::model::Arch::GPT2,
+    };
     wgpt::hf::dir::save(&dir, &Weights::random(cfg, 1), Some(&tok)).unwrap();
     dir
 }

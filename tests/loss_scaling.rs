@@ -12,7 +12,8 @@ use wgpt::kernels::Kernels;
 use wgpt::model::{Gpt2, Gpt2Config, Weights};
 use wgpt::train::{LossScale, LossScaling, TrainConfig, Trainer};
 
-const CFG: Gpt2Config = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 16, vocab_size: 61 };
+const CFG: Gpt2Config =
+    Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 16, vocab_size: 61, arch: wgpt::model::Arch::GPT2 };
 
 fn trainer(k: &Arc<Kernels>, scaling: Option<LossScaling>, dropout: f32) -> Trainer {
     let cfg = TrainConfig {

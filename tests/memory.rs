@@ -24,8 +24,28 @@ fn training_bytes_matches_allocations() {
         println!("this adapter has no shader-f16: f16 runs train in f32, and their estimate must count no copies");
     }
     for (cfg, b) in [
-        (Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65 }, 8),
-        (Gpt2Config { n_layer: 3, n_head: 4, n_embd: 48, block_size: 40, vocab_size: 300 }, 3),
+        (
+            Gpt2Config {
+                n_layer: 2,
+                n_head: 2,
+                n_embd: 64,
+                block_size: 32,
+                vocab_size: 65,
+                arch: wgpt::model::Arch::GPT2,
+            },
+            8,
+        ),
+        (
+            Gpt2Config {
+                n_layer: 3,
+                n_head: 4,
+                n_embd: 48,
+                block_size: 40,
+                vocab_size: 300,
+                arch: wgpt::model::Arch::GPT2,
+            },
+            3,
+        ),
     ] {
         for kind in [AttentionKind::Classic, AttentionKind::Flash] {
             let mut in_f32 = 0;
@@ -117,7 +137,14 @@ fn no_leaks_over_2000_steps() {
     let Some(k) = common::shared_kernels() else { return };
     let text = "the quick brown fox jumps over the lazy dog.\n".repeat(60);
     let tokenizer = wgpt::tokenizer::Tokenizer::char_level(&text).unwrap();
-    let model = Gpt2Config { n_layer: 1, n_head: 2, n_embd: 16, block_size: 16, vocab_size: tokenizer.vocab_size() };
+    let model = Gpt2Config {
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 16,
+        block_size: 16,
+        vocab_size: tokenizer.vocab_size(),
+        arch: wgpt::model::Arch::GPT2,
+    };
     let cfg = wgpt::run::RunConfig {
         model,
         train: TrainConfig {

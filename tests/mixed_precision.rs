@@ -195,7 +195,8 @@ fn cli_trains_in_f16_and_resumes() {
 fn a_split_f16_step_equals_one_submit() {
     use wgpt::model::Gpt2Config;
     let Some(k) = f16_kernels() else { return };
-    let model = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 16, vocab_size: 64 };
+    let model =
+        Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 16, vocab_size: 64, arch: wgpt::model::Arch::GPT2 };
     let trainer = |budget_ms: f64| {
         let cfg = TrainConfig { batch_size: 2, seq_len: 16, precision: Precision::F16, ..TrainConfig::default() };
         let mut t = Trainer::new(Gpt2::new(k.clone(), &Weights::random(model, 3)).unwrap(), cfg).unwrap();

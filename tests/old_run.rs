@@ -61,7 +61,8 @@ fn an_old_run_resumes_with_the_recorded_losses() {
         .output()
         .expect("run wgpt");
     assert!(o.status.success(), "resuming the old run: {}", String::from_utf8_lossy(&o.stderr));
-    let metrics = Metrics::parse("metrics.jsonl", &std::fs::read_to_string(out.join("metrics.jsonl")).unwrap()).unwrap();
+    let metrics =
+        Metrics::parse("metrics.jsonl", &std::fs::read_to_string(out.join("metrics.jsonl")).unwrap()).unwrap();
     let got: Vec<(u64, f32)> = metrics
         .records()
         .iter()

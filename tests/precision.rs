@@ -193,7 +193,14 @@ fn f16_copies_follow_weights_changed() {
     let Some(k) = common::shared_kernels() else {
         return;
     };
-    let config = wgpt::Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 8, vocab_size: 64 };
+    let config = wgpt::Gpt2Config {
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 32,
+        block_size: 8,
+        vocab_size: 64,
+        arch: wgpt::model::Arch::GPT2,
+    };
     let model = Gpt2::new(k.clone(), &wgpt::model::Weights::random(config, 5)).unwrap();
     let ids = [3, 1, 4, 1, 5];
     let logits = |dec: &mut Decoder| {

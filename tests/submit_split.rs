@@ -21,7 +21,8 @@ const TINY: f64 = 1e-9;
 
 /// Batches of 4 x 64 = 256 rows: the products over B·T rows have more than one workgroup row
 /// (the subgroup kernels' 128 rows, the portable ones' 64), so they are cut.
-const CFG: Gpt2Config = Gpt2Config { n_layer: 3, n_head: 2, n_embd: 32, block_size: 64, vocab_size: 61 };
+const CFG: Gpt2Config =
+    Gpt2Config { n_layer: 3, n_head: 2, n_embd: 32, block_size: 64, vocab_size: 61, arch: wgpt::model::Arch::GPT2 };
 const ROWS: usize = 4 * 64;
 
 fn weights() -> Weights {

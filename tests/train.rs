@@ -40,7 +40,14 @@ fn scratch_with_corpus(name: &str) -> (PathBuf, PathBuf) {
 
 fn tiny_run_config() -> RunConfig {
     RunConfig {
-        model: Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 16, vocab_size: 30 },
+        model: Gpt2Config {
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 32,
+            block_size: 16,
+            vocab_size: 30,
+            arch: wgpt::model::Arch::GPT2,
+        },
         train: TrainConfig {
             batch_size: 4,
             seq_len: 16,
@@ -510,8 +517,14 @@ fn the_page_trains_in_f16_and_its_runs_resume_in_it() {
     assert_eq!((runs, note), (Precision::F32, None));
     let (f16_bytes, runs, note) = plan(&mut page, &f16);
     let vocab_size = Tokenizer::char_level(&pangrams()).unwrap().vocab_size();
-    let copies =
-        MatmulWeights::f16_bytes(&Gpt2Config { n_layer: 1, n_head: 2, n_embd: 16, block_size: 16, vocab_size });
+    let copies = MatmulWeights::f16_bytes(&Gpt2Config {
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 16,
+        block_size: 16,
+        vocab_size,
+        arch: wgpt::model::Arch::GPT2,
+    });
     println!("plan in f16: {runs:?} ({note:?}), {f16_bytes} bytes, f32 {f32_bytes}, f16 copies {copies}");
     if shader_f16 {
         assert_eq!((runs, note), (Precision::F16, None));

@@ -148,7 +148,8 @@ fn chunked_matches_whole(cfg: Gpt2Config, b: usize, t: usize, rows: usize) {
 /// (NN, TN), the last chunk is shorter (144 rows).
 #[test]
 fn chunked_wte_vec4_chunks() {
-    let cfg = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 8, vocab_size: 600 };
+    let cfg =
+        Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 8, vocab_size: 600, arch: wgpt::model::Arch::GPT2 };
     chunked_matches_whole(cfg, 2, 4, 152);
 }
 
@@ -156,6 +157,7 @@ fn chunked_wte_vec4_chunks() {
 /// (NN1, TN1), and a last chunk of a single row.
 #[test]
 fn chunked_wte_ragged_chunks() {
-    let cfg = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 8, vocab_size: 601 };
+    let cfg =
+        Gpt2Config { n_layer: 2, n_head: 2, n_embd: 32, block_size: 8, vocab_size: 601, arch: wgpt::model::Arch::GPT2 };
     chunked_matches_whole(cfg, 2, 3, 150);
 }

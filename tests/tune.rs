@@ -10,7 +10,8 @@ use wgpt::kernels::{AttentionImpl, AttnShape, Family, Kernels, MatmulVariant, So
 use wgpt::model::Gpt2Config;
 use wgpt::tune::{self, CacheFile};
 
-const CFG: Gpt2Config = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65 };
+const CFG: Gpt2Config =
+    Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65, arch: wgpt::model::Arch::GPT2 };
 
 #[test]
 fn family_names_and_errors() {

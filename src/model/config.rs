@@ -8,25 +8,34 @@ use crate::kernels::{AttentionKind, AttnShape, Selection};
 use crate::tune::RunShape;
 use crate::{Error, Result};
 
-use super::ActivationTensors;
+use super::{ActivationTensors, Arch};
 
-/// The shape of a GPT-2 model. Layer norm eps is 1e-5, GELU is tanh-GELU, lm_head is tied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The shape of a model and its architecture switches ([`Arch`]; GPT-2's unless set).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Gpt2Config {
     pub n_layer: usize,
     pub n_head: usize,
     pub n_embd: usize,
     pub block_size: usize,
     pub vocab_size: usize,
+    /// The architecture switches (GPT-2's by default), under their own keys.
+    #[serde(flatten)]
+    pub arch: Arch,
 }
 
 /// Named configs: `gpt2` (124M), `shakespeare-char` (nanoGPT's) and `baby` (nanoGPT's CPU run).
 pub const PRESETS: &[(&str, Gpt2Config)] = &[
-    ("gpt2", Gpt2Config { n_layer: 12, n_head: 12, n_embd: 768, block_size: 1024, vocab_size: 50257 }),
-    ("shakespeare-char", Gpt2Config { n_layer: 6, n_head: 6, n_embd: 384, block_size: 256, vocab_size: 65 }),
-    ("baby", Gpt2Config { n_layer: 4, n_head: 4, n_embd: 128, block_size: 64, vocab_size: 65 }),
+    (
+        "gpt2",
+        Gpt2Config { n_layer: 12, n_head: 12, n_embd: 768, block_size: 1024, vocab_size: 50257, arch: Arch::GPT2 },
+    ),
+    (
+        "shakespeare-char",
+        Gpt2Config { n_layer: 6, n_head: 6, n_embd: 384, block_size: 256, vocab_size: 65, arch: Arch::GPT2 },
+    ),
+    ("baby", Gpt2Config { n_layer: 4, n_head: 4, n_embd: 128, block_size: 64, vocab_size: 65, arch: Arch::GPT2 }),
     // the page's default: trains at a useful pace even on a software WebGPU adapter
-    ("tiny", Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65 }),
+    ("tiny", Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65, arch: Arch::GPT2 }),
 ];
 
 impl Gpt2Config {
@@ -51,19 +60,19 @@ impl Gpt2Config {
                 return Err(Error::Format(format!("config: {name} = {v} is implausibly large")));
             }
         }
-        if !self.n_embd.is_multiple_of(self.n_head) {
+        if self.arch.head_dim.is_none() && !self.n_embd.is_multiple_of(self.n_head) {
             return Err(Error::Format(format!(
                 "config: n_embd ({}) must be a multiple of n_head ({})",
                 self.n_embd, self.n_head
             )));
         }
-        if !(self.n_embd / self.n_head).is_multiple_of(4) {
+        if self.arch.head_dim.is_none() && !(self.n_embd / self.n_head).is_multiple_of(4) {
             return Err(Error::Format(format!(
                 "config: the head size n_embd / n_head = {} must be a multiple of 4 (the attention kernels read vec4s)",
                 self.n_embd / self.n_head
             )));
         }
-        Ok(())
+        self.arch.validate(self)
     }
 
     /// Checks that every parameter fits `gpu` before anything is allocated: wte in one buffer

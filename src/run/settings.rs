@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::generate::SampleConfig;
-use crate::model::Gpt2Config;
+use crate::model::{ArchChoice, Gpt2Config};
 use crate::precision::Precision;
 use crate::run::{DataSource, RunConfig};
 use crate::train::TrainConfig;
@@ -91,6 +91,10 @@ pub struct RunSettings {
     /// or auto (f32 for training) [default: f32].
     #[serde(default)]
     pub precision: Precision,
+    // architecture (issue 25): `arch` (a preset) and the switches over it, under their own keys
+    /// The architecture: a preset (`arch`) and explicit switches over it [default: GPT-2's].
+    #[serde(flatten)]
+    pub architecture: ArchChoice,
 }
 
 fn one() -> usize {
@@ -124,6 +128,7 @@ impl RunSettings {
             grad_clip: None,
             dropout: None,
             precision: Precision::F32,
+            architecture: ArchChoice::default(),
         })
     }
 
@@ -143,6 +148,7 @@ impl RunSettings {
             n_embd: self.n_embd,
             block_size: self.block_size,
             vocab_size,
+            arch: self.architecture.arch(self.n_head)?,
         };
         model.validate()?;
         Ok(model)

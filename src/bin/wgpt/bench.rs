@@ -19,6 +19,8 @@ use wgpt::train::{TrainConfig, Trainer};
 use wgpt::tune;
 use wgpt::{Error, Gpu, Result};
 
+use super::arch::ArchArgs;
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Workload {
     /// The forward pass with the loss over (B, T).
@@ -86,6 +88,9 @@ pub struct BenchArgs {
     /// Decode: the context length where cached and uncached decoding are compared.
     #[arg(long, default_value_t = 256)]
     context: usize,
+    // architecture (issue 25): the preset's shapes with these switches
+    #[command(flatten)]
+    arch: ArchArgs,
 }
 
 /// What a row's rate counts.
@@ -133,7 +138,7 @@ pub fn bench(args: BenchArgs, opts: &Options) -> Result<ExitCode> {
     // train rows where training does (f16 with shader-f16)
     let f16 = super::precision(opts, &k, Purpose::Inference) == Precision::F16;
     let f16_train = opts.precision.resolve(Purpose::Training, k.gpu.shader_f16()).f16();
-    let model_of = |preset: &str| model(&k, preset, opts.submit_budget_ms);
+    let model_of = |preset: &str| model(&k, preset, &args.arch, opts.submit_budget_ms);
     match args.workload {
         Workload::Forward => forward(&model_of(preset)?, preset, args.batch_size, args.seq, args.iters)?,
         Workload::Decode => decode(&model_of(preset)?, preset, &args, f16)?,
@@ -151,12 +156,14 @@ pub fn bench(args: BenchArgs, opts: &Options) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A model with a preset's shapes and random weights, its submits split at `budget_ms`.
-fn model(k: &Arc<Kernels>, preset: &str, budget_ms: f64) -> Result<Gpt2> {
-    let config = Gpt2Config::preset(preset).ok_or_else(|| {
+/// A model with a preset's shapes, `arch`'s switches and random weights, its submits split at
+/// `budget_ms`.
+fn model(k: &Arc<Kernels>, preset: &str, arch: &ArchArgs, budget_ms: f64) -> Result<Gpt2> {
+    let mut config = Gpt2Config::preset(preset).ok_or_else(|| {
         let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
         Error::Input(format!("unknown preset {preset:?}; choose one of {}", names.join(", ")))
     })?;
+    config.arch = arch.choice().arch(config.n_head)?;
     Ok(Gpt2::new(k.clone(), &Weights::random(config, 0))?.with_submit_budget(budget_ms))
 }
 
@@ -322,7 +329,7 @@ fn attention(k: &Kernels, iters: usize) -> Result<()> {
 /// A training step of each small preset at nanoGPT's batch for it.
 fn train(k: &Arc<Kernels>, args: &BenchArgs, f16: bool, budget_ms: f64) -> Result<()> {
     for (preset, b, t) in [("baby", 12, 64), ("shakespeare-char", 8, 256)] {
-        finetune(model(k, preset, budget_ms)?, preset, b, t, args, f16)?;
+        finetune(model(k, preset, &args.arch, budget_ms)?, preset, b, t, args, f16)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The native `wgpt` command line: `train`, `export-run`, `sample`, `inspect`, `parity`, `forward` and
 //! `bench`, all on the same library the page uses (the `cli` feature).
 
+mod arch;
 mod bench;
 mod chart;
 mod inspect;

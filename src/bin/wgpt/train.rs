@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wgpt::data::{check_corpus_size, corpus_text, Task};
 use wgpt::flops::Throughput;
 use wgpt::kernels::Kernels;
-use wgpt::model::Weights;
+use wgpt::model::{ArchChoice, Weights};
 use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
 use wgpt::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
@@ -23,6 +23,7 @@ use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
 use wgpt::{hf, read_file, Error, Result};
 
+use super::arch::ArchArgs;
 use super::chart;
 
 #[derive(clap::Args)]
@@ -118,6 +119,9 @@ pub struct TrainArgs {
     /// Save AdamW's moments again (with --resume of a run saved with --no-optimizer-state).
     #[arg(long, overrides_with = "no_optimizer_state")]
     optimizer_state: bool,
+    // architecture (issue 25)
+    #[command(flatten)]
+    arch: ArchArgs,
 }
 
 /// Reads a corpus file, refusing a huge one before reading it.
@@ -157,8 +161,19 @@ fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Result<
     let mut s = RunSettings::preset(&a.preset)
         .ok_or_else(|| Error::Input(format!("unknown preset {:?}; choose one of {}", a.preset, names.join(", "))))?;
     if let Some(w) = init {
+        if a.arch.given() {
+            return Err(Error::Input(
+                "the architecture flags (--arch, --positions, ...) do not go with --init: the model's \
+                 architecture is its own"
+                    .into(),
+            ));
+        }
         (s.n_layer, s.n_head, s.n_embd, s.block_size) =
             (w.config.n_layer, w.config.n_head, w.config.n_embd, w.config.block_size);
+        s.architecture = ArchChoice::of(&w.config.arch);
+    }
+    if init.is_none() {
+        s.architecture = a.arch.choice();
     }
     s.n_layer = a.n_layer.unwrap_or(s.n_layer);
     s.n_head = a.n_head.unwrap_or(s.n_head);
@@ -308,6 +323,12 @@ fn resume(
 }
 
 pub fn train(a: TrainArgs, opts: &Options) -> Result<ExitCode> {
+    if a.resume.is_some() && a.arch.given() {
+        return Err(Error::Input(
+            "the architecture flags (--arch, --positions, ...) do not go with --resume: a run keeps its architecture"
+                .into(),
+        ));
+    }
     let kernels = super::kernels(opts)?;
     // f32, or mixed precision (f16 weight operands) where the adapter has shader-f16; auto: f32
     let precision = super::precision(opts, &kernels, Purpose::Training);
