@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{
-    AttentionImpl, AttentionKind, AttnShape, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Selection, Site,
+    AttentionImpl, AttentionKind, AttnDims, AttnShape, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Selection, Site,
 };
 use crate::rng::Rng;
 use crate::submit::{Piece, SubmitPlan, SubmitStats, DEFAULT_BUDGET_MS};
@@ -152,9 +152,14 @@ impl Gpt2Config {
         Ok(())
     }
 
+    /// The attention's heads: n_head query heads, as many key and value heads, of n_embd / n_head.
+    pub fn attn_dims(&self) -> AttnDims {
+        AttnDims { nh: self.n_head, kv: self.n_head, hs: self.n_embd / self.n_head }
+    }
+
     /// The attention problem of a (B, T) batch.
     pub fn attn_shape(&self, b: usize, t: usize) -> AttnShape {
-        AttnShape { b, nh: self.n_head, t, hs: self.n_embd / self.n_head }
+        AttnShape::new(b, t, self.attn_dims())
     }
 
     /// The attention numerics a new training run at (B, T) gets from `selection`.
@@ -164,7 +169,7 @@ impl Gpt2Config {
 
     /// The sizes the tuner chooses a training run's kernels by.
     pub fn run_shape(&self, b: usize, t: usize) -> RunShape {
-        RunShape { n_embd: self.n_embd, n_head: self.n_head, vocab: self.vocab_size, b, t }
+        RunShape { n_embd: self.n_embd, attn: self.attn_dims(), vocab: self.vocab_size, b, t }
     }
 }
 
@@ -480,11 +485,6 @@ impl Gpt2 {
         Ok(Weights { config: self.config, tensors })
     }
 
-    /// The attention problem of a (B, T) batch.
-    pub fn attn_shape(&self, b: usize, t: usize) -> AttnShape {
-        self.config.attn_shape(b, t)
-    }
-
     /// Checks (B, T) against the context and the device, allocates activations and records the
     /// forward pass, with the attention kernels the device's tuning picks.
     pub fn forward_plan(&self, b: usize, t: usize) -> Result<Forward> {
@@ -504,7 +504,7 @@ impl Gpt2 {
             )));
         }
         let gpu = &self.kernels.gpu;
-        let attention = self.kernels.selection().attention(kind, self.attn_shape(b, t));
+        let attention = self.kernels.selection().attention(kind, cfg.attn_shape(b, t));
         cfg.check_activations(gpu, b, t, attention.kind())?;
         let acts = ActivationTensors::new(gpu, cfg, b, t, attention);
         let embed = self.record_embed(&acts, &acts.ids);
