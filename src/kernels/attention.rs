@@ -55,13 +55,13 @@ impl AttnDims {
     /// Panics unless the kernels can run these heads (a config error caught before here).
     fn check(&self) {
         assert!(
-            self.kv > 0 && self.nh % self.kv == 0,
+            self.kv > 0 && self.nh.is_multiple_of(self.kv),
             "attention: {} KV heads do not divide {} heads",
             self.kv,
             self.nh
         );
         assert!(
-            self.hs > 0 && self.hs % 4 == 0,
+            self.hs > 0 && self.hs.is_multiple_of(4),
             "attention reads heads as vec4: head size {} is not a multiple of 4",
             self.hs
         );

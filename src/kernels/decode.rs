@@ -121,7 +121,12 @@ impl Decode {
     /// attention of the new queries over cache rows 0..=pos0 + t.
     pub fn attention(&self, prog: &mut Program, d: DecodeDims, t: DecodeAttn) {
         assert_eq!(d.hd % 4, 0, "decode attention reads heads as vec4: the head size must be a multiple of 4");
-        assert!(d.kv > 0 && d.nh % d.kv == 0, "decode attention: {} KV heads do not divide {} heads", d.kv, d.nh);
+        assert!(
+            d.kv > 0 && d.nh.is_multiple_of(d.kv),
+            "decode attention: {} KV heads do not divide {} heads",
+            d.kv,
+            d.nh
+        );
         assert_eq!(t.k_cache.numel(), d.s * d.kv * d.hd, "decode attention: the caches are (S, kv·hd)");
         assert_eq!(t.qkv.numel(), d.t * (d.nh + 2 * d.kv) * d.hd, "decode attention: qkv is (T, (nh+2·kv)·hd)");
         let p = d.params();
