@@ -2,20 +2,25 @@
 // prompt for a prefill, 1 for a decode step), attending to every cached position before them.
 // pos0 is read from a one-word storage buffer written before each submit, so one recorded
 // program serves every position. Per layer, K and V of the new tokens go into caches of S =
-// block_size rows of C; attention reads them in three barrier-free passes (scores, softmax,
+// block_size rows of KV·HD (qkv rows are [q NH·HD | k KV·HD | v KV·HD]; query head h reads KV
+// head h / (NH / KV)); attention reads them in three barrier-free passes (scores, softmax,
 // weighted sum), each parallel over keys or head columns so that a single decode token still
 // fills the GPU. The head of the model then needs only the last row (last_row), and greedy
 // decoding reads back one u32 (argmax_part, argmax_final) instead of V logits.
 
 struct Params {
     T: u32,  // new tokens (rows of x, qkv, out)
-    C: u32,
-    NH: u32,
+    C: u32,  // the residual stream's width
+    NH: u32, // query heads
+    KV: u32, // key and value heads; divides NH
+    HD: u32, // head size, a multiple of 4
     S: u32,  // cache rows (block_size)
     V: u32,  // vocabulary (embed, argmax)
     v0: u32, // embed: the bound wte holds rows v0 .. v0 + rows (one chunk of a table bigger than
     rows: u32, // one storage binding)
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -49,7 +54,7 @@ fn embed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 }
 
 //#entry kv_write
-// Rows pos0 + t of the caches = the k and v parts of qkv (T, 3C).
+// Rows pos0 + t of the caches (S, KV·HD) = the k and v parts of qkv (T, (NH + 2·KV)·HD).
 @group(0) @binding(1) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding(2) var<storage, read_write> v_cache: array<f32>;
 @group(0) @binding(3) var<storage, read> qkv: array<f32>;
@@ -59,21 +64,23 @@ fn embed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 fn kv_write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid, 64u);
-    if i >= p.T * p.C {
+    let KVW = p.KV * p.HD;
+    if i >= p.T * KVW {
         return;
     }
-    let t = i / p.C;
-    let c = i % p.C;
+    let t = i / KVW;
+    let c = i % KVW;
     let row = pos[0] + t;
     if row >= p.S {
         return;
     }
-    k_cache[row * p.C + c] = qkv[t * 3u * p.C + p.C + c];
-    v_cache[row * p.C + c] = qkv[t * 3u * p.C + 2u * p.C + c];
+    let q = t * (p.NH + 2u * p.KV) * p.HD; // the token's qkv row
+    k_cache[row * KVW + c] = qkv[q + p.NH * p.HD + c];
+    v_cache[row * KVW + c] = qkv[q + p.NH * p.HD + KVW + c];
 }
 
 //#entry scores
-// s[t, h, j] = q[t, h] · k[j, h] / √hs for the keys j ≤ pos0 + t (the causal mask; the
+// s[t, h, j] = q[t, h] · k[j, h / (NH / KV)] / √hs for the keys j ≤ pos0 + t (the causal mask; the
 // entries past it are never read). One invocation per (t, h, j), j < S. q, k read as vec4s.
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;
@@ -93,9 +100,9 @@ fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if j > pos[0] + t {
         return;
     }
-    let hs4 = p.C / p.NH / 4u;
-    let q = t * 3u * p.C / 4u + h * hs4;
-    let k = j * p.C / 4u + h * hs4;
+    let hs4 = p.HD / 4u;
+    let q = t * (p.NH + 2u * p.KV) * hs4 + h * hs4;
+    let k = j * p.KV * hs4 + h / (p.NH / p.KV) * hs4;
     var s = 0.0;
     for (var e = 0u; e < hs4; e++) {
         s += dot(qkv[q + e], k_cache[k + e]);
@@ -135,8 +142,8 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 }
 
 //#entry weighted
-// out[t, h·hs + 4e ..] = Σ_{j ≤ pos0 + t} s[t, h, j] · v[j, h·hs + 4e ..]. One
-// invocation per vec4 of out.
+// out[t, h·hs + 4e ..] = Σ_{j ≤ pos0 + t} s[t, h, j] · v[j, kh·hs + 4e ..] (kh = h / (NH / KV)).
+// One invocation per vec4 of out (T, NH·HD).
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> scores: array<f32>;
 @group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
@@ -146,18 +153,19 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 fn weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid, 64u);
-    let C4 = p.C / 4u;
-    if i >= p.T * C4 {
+    let hs4 = p.HD / 4u;
+    let O4 = p.NH * hs4;
+    if i >= p.T * O4 {
         return;
     }
-    let t = i / C4;
-    let c4 = i % C4;
-    let h = c4 / (C4 / p.NH);
+    let t = i / O4;
+    let h = (i % O4) / hs4;
+    let c4 = h / (p.NH / p.KV) * hs4 + i % hs4; // the vec4 within a cache row
     let n = min(pos[0] + t + 1u, p.S);
     let base = (t * p.NH + h) * p.S;
     var acc = vec4<f32>(0.0);
     for (var j = 0u; j < n; j++) {
-        acc = fma(vec4<f32>(scores[base + j]), v_cache[j * C4 + c4], acc);
+        acc = fma(vec4<f32>(scores[base + j]), v_cache[j * p.KV * hs4 + c4], acc);
     }
     out[i] = acc;
 }

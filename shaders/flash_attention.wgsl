@@ -1,10 +1,12 @@
 // Flash attention (FlashAttention-2's algorithm with a per-key online softmax): causal
-// self-attention over qkv [B, T, 3C] into out [B, T, C] that never stores the T x T matrix. The
-// forward keeps each query row's logsumexp lse [B, NH, T]; the backward recomputes the
-// probabilities from it, P = exp(q·k/√hs − lse), takes D = dout·out per query row (Σ P·dP, as
-// FlashAttention-2) and accumulates dq per query row and dk, dv per key row, each by the one
-// invocation that owns the row (no atomics, deterministic). Dropout on the probabilities uses
-// the same (seed, site, (b·NH + h)·T·T + t·T + t2) mask as attention.wgsl.
+// self-attention over qkv [B, T, (NH + 2·KV)·hs] (NH query heads, then KV key and KV value heads;
+// query head h reads key and value head h / (NH / KV)) into out [B, T, NH·hs] that never stores
+// the T x T matrix. The forward keeps each query row's logsumexp lse [B, NH, T]; the backward
+// recomputes the probabilities from it, P = exp(q·k/√hs − lse), takes D = dout·out per query row
+// (Σ P·dP, as FlashAttention-2) and accumulates dq per query row and dk, dv per key row of a KV
+// head, each by the one invocation that owns the row (no atomics, deterministic): a key row sums
+// its group's query heads in order, each over its queries in order. Dropout on the probabilities
+// uses the same (seed, site, (b·NH + h)·T·T + t·T + t2) mask as attention.wgsl.
 //
 // A template over the head size (HS4 = hs / 4 vec4s; q, k, v rows and accumulators are arrays
 // indexed only by unrolled constants, so they live in registers) and the implementation (MODE)
@@ -20,12 +22,12 @@
 struct Params {
     B: u32,
     T: u32,
-    C: u32,
-    NH: u32,
+    NH: u32, // query heads
+    KV: u32, // key and value heads; divides NH
+    HS: u32, // head size (4·HS4)
     drop_p: f32,     // dropout on the attention probabilities; 0 = off
     drop_scale: f32, // 1 / (1 − drop_p)
     drop_site: u32,  // dropout site of this layer (kernels::dropout::Site)
-    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,19 +41,26 @@ const TILE: u32 = ${1 + (MODE == 1) * (BC - 1)}u; // rows of the other side per 
 // One head's row of q, k, v, dout or an accumulator.
 alias Head = array<vec4<f32>, HS4>;
 
-// (b, h, t) of a row index (b·NH + h)·T + t of the [B, NH, T] arrays.
-fn bht(row: u32) -> vec3<u32> {
-    return vec3(row / (p.T * p.NH), (row / p.T) % p.NH, row % p.T);
+// (b, h, t) of a row index (b·heads + h)·T + t over `heads` heads (NH query rows, KV key rows).
+fn bht(row: u32, heads: u32) -> vec3<u32> {
+    return vec3(row / (p.T * heads), (row / p.T) % heads, row % p.T);
 }
 
-// The vec4 index of part (0 q, 1 k, 2 v) of head h at token t of batch row b in qkv.
+// The vec4 index of part (0 q, 1 k, 2 v) of head h (a query head for q, a KV head for k and v)
+// at token t of batch row b in qkv.
 fn qkv_at(b: u32, t: u32, h: u32, part: u32) -> u32 {
-    return (b * p.T + t) * (3u * p.C / 4u) + part * (p.C / 4u) + h * HS4;
+    var start = 0u; // heads before the part
+    if part == 1u {
+        start = p.NH;
+    } else if part == 2u {
+        start = p.NH + p.KV;
+    }
+    return (b * p.T + t) * ((p.NH + 2u * p.KV) * HS4) + (start + h) * HS4;
 }
 
-// The vec4 index of head h at token t of batch row b in out and dout.
+// The vec4 index of query head h at token t of batch row b in out and dout.
 fn out_at(b: u32, t: u32, h: u32) -> u32 {
-    return (b * p.T + t) * (p.C / 4u) + h * HS4;
+    return (b * p.T + t) * (p.NH * HS4) + h * HS4;
 }
 
 // x · y / √hs, summed over the head's vec4s in order.
@@ -163,11 +172,13 @@ struct Block {
     live: bool,
 }
 
-// The row an invocation owns: its (b, h, t), t clamped into the sequence (tc), the row index of
-// (b, h, 0) and of (b, h, tc), and its lane in the subgroup.
+// The row an invocation owns: its (b, h, t) (h a query head in forward and backward_dq, a KV
+// head in backward_dkv), the KV head kh its keys and values come from, t clamped into the
+// sequence (tc), the row index of (b, h, 0) and of (b, h, tc), and its lane in the subgroup.
 struct Rows {
     b: u32,
     h: u32,
+    kh: u32,
     t: u32,
     tc: u32,
     head0: u32,
@@ -201,17 +212,18 @@ fn share(x: Part) -> Head {
 fn sg_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec2<u32> {
     let blocks = (p.T + 7u) / 8u;
     let block = flat_index(wid, nwg, lid, WG) / 8u;
-    return vec2(block / blocks, (block % blocks) * 8u); // (b·NH + h, first row)
+    return vec2(block / blocks, (block % blocks) * 8u); // (b·heads + h, first row)
 }
 //#end
 
-fn block_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Block {
+// The block of rows of `heads` heads (NH: query rows; KV: key rows).
+fn block_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, heads: u32) -> Block {
     var k: Block;
 //#if MODE == 0
     let g = flat_index(wid, nwg, lid, WG);
     k.first = g % p.T;
     k.last = k.first;
-    k.live = g < p.B * p.NH * p.T;
+    k.live = g < p.B * heads * p.T;
 //#end
 //#if MODE == 1
     k.first = wid.x * WG;
@@ -222,45 +234,47 @@ fn block_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Block {
     let x = sg_index(wid, nwg, lid);
     k.first = x.y;
     k.last = min(x.y + 7u, p.T - 1u);
-    k.live = x.x < p.B * p.NH;
+    k.live = x.x < p.B * heads;
 //#end
     return k;
 }
 
-fn rows_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Rows {
+// The row an invocation owns among those of `heads` heads (see block_of).
+fn rows_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, heads: u32) -> Rows {
     var r: Rows;
 //#if MODE == 0
-    let x = bht(min(flat_index(wid, nwg, lid, WG), p.B * p.NH * p.T - 1u));
+    let x = bht(min(flat_index(wid, nwg, lid, WG), p.B * heads * p.T - 1u), heads);
     r.b = x.x;
     r.h = x.y;
     r.t = x.z;
 //#end
 //#if MODE == 1
-    r.b = wid.y / p.NH;
-    r.h = wid.y % p.NH;
+    r.b = wid.y / heads;
+    r.h = wid.y % heads;
     r.t = wid.x * WG + lid;
 //#end
 //#if MODE == 2
     let x = sg_index(wid, nwg, lid);
-    let bh = min(x.x, p.B * p.NH - 1u);
-    r.b = bh / p.NH;
-    r.h = bh % p.NH;
+    let bh = min(x.x, p.B * heads - 1u);
+    r.b = bh / heads;
+    r.h = bh % heads;
     r.lane = lid % 8u;
     r.t = x.y + r.lane;
 //#end
+    r.kh = r.h / (heads / p.KV);
     r.tc = min(r.t, p.T - 1u);
-    r.head0 = (r.b * p.NH + r.h) * p.T;
+    r.head0 = (r.b * heads + r.h) * p.T;
     r.row = r.head0 + r.tc;
     return r;
 }
 
-// Head h's `part` (0 q, 1 k, 2 v) at token tr of batch row b, as every invocation of a block
+// Head h's `part` (0 q, 1 k, 2 v) at token tr of batch row r.b, as every invocation of a block
 // reads it: from storage, or from a lane's share.
-fn other_row(r: Rows, tr: u32, part: u32) -> Head {
+fn other_row(r: Rows, tr: u32, h: u32, part: u32) -> Head {
 //#if MODE == 2
-    return share(load_part(qkv_at(r.b, tr, r.h, part), r.lane));
+    return share(load_part(qkv_at(r.b, tr, h, part), r.lane));
 //#else
-    return load(qkv_at(r.b, tr, r.h, part));
+    return load(qkv_at(r.b, tr, h, part));
 //#end
 }
 
@@ -277,19 +291,19 @@ fn stage_keys(r: Rows, k: Block, j0: u32, lid: u32) {
 //#if MODE == 1
     workgroupBarrier(); // the last tile is done with
     if lid < BC && j0 + lid <= k.last {
-        k_tile[lid] = load(qkv_at(r.b, j0 + lid, r.h, 1u));
-        v_tile[lid] = load(qkv_at(r.b, j0 + lid, r.h, 2u));
+        k_tile[lid] = load(qkv_at(r.b, j0 + lid, r.kh, 1u));
+        v_tile[lid] = load(qkv_at(r.b, j0 + lid, r.kh, 2u));
     }
     workgroupBarrier();
 //#end
 }
 
-// Key j0 + j of the block's head, and its value.
+// Key j0 + j of the block's KV head, and its value.
 fn key(r: Rows, j0: u32, j: u32) -> Head {
 //#if MODE == 1
     return k_tile[j];
 //#else
-    return other_row(r, j0 + j, 1u);
+    return other_row(r, j0 + j, r.kh, 1u);
 //#end
 }
 
@@ -297,7 +311,7 @@ fn value(r: Rows, j0: u32, j: u32) -> Head {
 //#if MODE == 1
     return v_tile[j];
 //#else
-    return other_row(r, j0 + j, 2u);
+    return other_row(r, j0 + j, r.kh, 2u);
 //#end
 }
 
@@ -311,15 +325,15 @@ fn value(r: Rows, j0: u32, j: u32) -> Head {
 @group(0) @binding(3) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> seed: array<u32>;
 
-// Per query row (b, h, t): keys 0..=t in order through the online softmax; out and lse.
+// Per query row (b, h, t): keys 0..=t of KV head kh in order through the online softmax; out and lse.
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let blk = block_of(wid, nwg, lid);
+    let blk = block_of(wid, nwg, lid, p.NH);
     if !blk.live {
         return; // the whole invocation, subgroup or workgroup
     }
-    let r = rows_of(wid, nwg, lid);
+    let r = rows_of(wid, nwg, lid, p.NH);
     let q = load(qkv_at(r.b, r.tc, r.h, 0u));
     let s0 = seed[0];
     var o = online_start();
@@ -357,11 +371,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(64)
 fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let blk = block_of(wid, nwg, lid);
+    let blk = block_of(wid, nwg, lid, p.NH);
     if !blk.live {
         return; // the whole invocation, subgroup or workgroup
     }
-    let r = rows_of(wid, nwg, lid);
+    let r = rows_of(wid, nwg, lid, p.NH);
     let qi = qkv_at(r.b, r.tc, r.h, 0u);
     let q = load(qi);
     let oi = out_at(r.b, r.tc, r.h);
@@ -405,7 +419,8 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @group(0) @binding(5) var<storage, read> delta: array<f32>;
 @group(0) @binding(6) var<storage, read> seed: array<u32>;
 
-// The queries of a block's head from its first row on, TILE at a time: q, dout, lse and D.
+// The queries of one query head of a block's group from its first row on, TILE at a time: q,
+// dout, lse and D.
 //#if MODE == 1
 var<workgroup> q_tile: array<Head, BC>;
 var<workgroup> do_tile: array<Head, BC>;
@@ -413,92 +428,106 @@ var<workgroup> lse_tile: array<f32, BC>;
 var<workgroup> delta_tile: array<f32, BC>;
 //#end
 
-// Queries j0 .. j0 + TILE − 1 (those before T) made ready for query() and the others (see
-// stage_keys).
-fn stage_queries(r: Rows, j0: u32, lid: u32) {
+// The query head of a key row's group that a backward_dkv pass is on: h, and the row index of
+// (b, h, 0) in lse and delta.
+struct QHead {
+    h: u32,
+    head0: u32,
+}
+
+// Queries j0 .. j0 + TILE − 1 (those before T) of query head qh made ready for query() and the
+// others (see stage_keys).
+fn stage_queries(r: Rows, qh: QHead, j0: u32, lid: u32) {
 //#if MODE == 1
     workgroupBarrier(); // the last tile is done with
     if lid < BC && j0 + lid < p.T {
-        q_tile[lid] = load(qkv_at(r.b, j0 + lid, r.h, 0u));
-        do_tile[lid] = load_dout(out_at(r.b, j0 + lid, r.h));
-        lse_tile[lid] = lse[r.head0 + j0 + lid];
-        delta_tile[lid] = delta[r.head0 + j0 + lid];
+        q_tile[lid] = load(qkv_at(r.b, j0 + lid, qh.h, 0u));
+        do_tile[lid] = load_dout(out_at(r.b, j0 + lid, qh.h));
+        lse_tile[lid] = lse[qh.head0 + j0 + lid];
+        delta_tile[lid] = delta[qh.head0 + j0 + lid];
     }
     workgroupBarrier();
 //#end
 }
 
 // Query j0 + j's q row, its dout row, its lse and its D.
-fn query(r: Rows, j0: u32, j: u32) -> Head {
+fn query(r: Rows, qh: QHead, j0: u32, j: u32) -> Head {
 //#if MODE == 1
     return q_tile[j];
 //#else
-    return other_row(r, j0 + j, 0u);
+    return other_row(r, j0 + j, qh.h, 0u);
 //#end
 }
 
-fn query_dout(r: Rows, j0: u32, j: u32) -> Head {
+fn query_dout(r: Rows, qh: QHead, j0: u32, j: u32) -> Head {
 //#if MODE == 1
     return do_tile[j];
 //#end
 //#if MODE == 2
     var x: Part;
-    let i = out_at(r.b, j0 + j, r.h);
+    let i = out_at(r.b, j0 + j, qh.h);
 //#for m in 0..(HS4 + 7) / 8
     x[$m] = dout[i + min(${8 * m}u + r.lane, HS4 - 1u)];
 //#end
     return share(x);
 //#end
 //#if MODE == 0
-    return load_dout(out_at(r.b, j0 + j, r.h));
+    return load_dout(out_at(r.b, j0 + j, qh.h));
 //#end
 }
 
-fn query_lse(r: Rows, j0: u32, j: u32) -> f32 {
+fn query_lse(qh: QHead, j0: u32, j: u32) -> f32 {
 //#if MODE == 1
     return lse_tile[j];
 //#else
-    return lse[r.head0 + min(j0 + j, p.T - 1u)];
+    return lse[qh.head0 + min(j0 + j, p.T - 1u)];
 //#end
 }
 
-fn query_delta(r: Rows, j0: u32, j: u32) -> f32 {
+fn query_delta(qh: QHead, j0: u32, j: u32) -> f32 {
 //#if MODE == 1
     return delta_tile[j];
 //#else
-    return delta[r.head0 + min(j0 + j, p.T - 1u)];
+    return delta[qh.head0 + min(j0 + j, p.T - 1u)];
 //#end
 }
 
-// Per key row (b, h, t): over the queries t1 ≥ t in order, dk += dS·q/√hs and dv += P·drop·dout.
+// Per key row (b, kh, t) of a KV head: over the group's query heads h in order, and for each over
+// its queries t1 ≥ t in order, dk += dS·q/√hs and dv += P·drop·dout.
 @compute @workgroup_size(64)
 fn backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let blk = block_of(wid, nwg, lid);
+    let blk = block_of(wid, nwg, lid, p.KV);
     if !blk.live {
         return; // the whole invocation, subgroup or workgroup
     }
-    let r = rows_of(wid, nwg, lid);
+    let r = rows_of(wid, nwg, lid, p.KV);
     let ki = qkv_at(r.b, r.tc, r.h, 1u);
     let vi = qkv_at(r.b, r.tc, r.h, 2u);
     let k = load(ki);
     let v = load(vi);
     let s0 = seed[0];
+    let group = p.NH / p.KV;
     var dk: Head;
     var dv: Head;
-    for (var j0 = blk.first; j0 < p.T; j0 += TILE) {
-        stage_queries(r, j0, lid);
-        for (var j = 0u; j < TILE; j++) {
-            let t1 = j0 + j;
-            let q = query(r, j0, j);
-            let d_o = query_dout(r, j0, j);
-            let lq = query_lse(r, j0, j);
-            let dq = query_delta(r, j0, j);
-            if t1 >= r.t && t1 < p.T && r.t < p.T {
-                let s = score(q, k);
-                let drop = drop_at(s0, r.head0 + t1, r.t);
-                dk = axpy_head(dk, dscore(s, lq, dot_head(d_o, v), drop, dq), q);
-                dv = axpy_head(dv, exp(s - lq) * drop, d_o);
+    for (var g = 0u; g < group; g++) {
+        var qh: QHead;
+        qh.h = r.h * group + g;
+        qh.head0 = (r.b * p.NH + qh.h) * p.T;
+        for (var j0 = blk.first; j0 < p.T; j0 += TILE) {
+            stage_queries(r, qh, j0, lid);
+            for (var j = 0u; j < TILE; j++) {
+                let t1 = j0 + j;
+                let q = query(r, qh, j0, j);
+                let d_o = query_dout(r, qh, j0, j);
+                let lq = query_lse(qh, j0, j);
+                let dq = query_delta(qh, j0, j);
+                if t1 >= r.t && t1 < p.T && r.t < p.T {
+                    let s = score(q, k);
+                    let drop = drop_at(s0, qh.head0 + t1, r.t);
+                    dk = axpy_head(dk, dscore(s, lq, dot_head(d_o, v), drop, dq), q);
+                    dv = axpy_head(dv, exp(s - lq) * drop, d_o);
+                }
             }
         }
     }

@@ -173,7 +173,7 @@ impl Gpt2 {
     /// Block `l`'s backward: the forward's block ([`Gpt2::record_block`]) reversed, from
     /// dresidual3 to the gradient of its residual stream in.
     fn record_block_backward(&self, prog: &mut Program, bw: &BlockBackward, l: usize) {
-        let (k, p, nh) = (&*self.kernels, &self.params, self.config.n_head);
+        let (k, p, dims) = (&*self.kernels, &self.params, self.config.attn_dims());
         let BlockBackward { a, d, dp, w, dropout } = *bw;
         let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
         let dresidual = if l == 0 { &d.dencoded } else { &d.dresidual3[l - 1] };
@@ -199,7 +199,7 @@ impl Gpt2 {
         let attn_drop = dropout.map(|r| (r.p, r.seed, Site::AttnProbs(l).id(r.n_layer)));
         let (dqkv, scratch, dout, qkv, out, saved) =
             (&d.dqkv[l], &d.dpreatt, &d.datty[l], &a.qkv[l], &a.atty[l], &a.att[l]);
-        k.attention.backward(prog, a.attention, AttnBwd { dqkv, scratch, dout, qkv, out, saved }, nh, attn_drop);
+        k.attention.backward(prog, a.attention, AttnBwd { dqkv, scratch, dout, qkv, out, saved }, dims, attn_drop);
         let (dinp, dweight, dbias) = (&d.dln1[l], &dp.c_attn_w[l], Some(&dp.c_attn_b[l]));
         let (dout, inp, weight) = (&d.dqkv[l], &a.ln1[l], &w.c_attn_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });

@@ -221,8 +221,8 @@ pub struct Decoder {
     dims: DecodeDims,
     /// The model this decoder was made for (its wte buffer).
     model: Arc<Buffer>,
-    k_cache: Vec<Tensor>, // (L) x (S, C)
-    v_cache: Vec<Tensor>, // (L) x (S, C)
+    k_cache: Vec<Tensor>, // (L) x (S, kv·hs)
+    v_cache: Vec<Tensor>, // (L) x (S, kv·hs)
     /// (1) u32: the position of the first token of the current call.
     pos: Tensor,
     /// The last position's residual stream (1, C).
@@ -253,7 +253,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Allocates the caches (2 · n_layer · block_size · n_embd floats) after checking them
+    /// Allocates the caches (2 · n_layer · block_size · n_kv_head · head size floats) after checking them
     /// against the device; f32 throughout.
     pub fn new(model: &Gpt2) -> Result<Decoder> {
         Decoder::with_precision(model, Precision::F32)
@@ -265,10 +265,15 @@ impl Decoder {
     pub fn with_precision(model: &Gpt2, precision: Precision) -> Result<Decoder> {
         let cfg = &model.config;
         let (k, gpu) = (&*model.kernels, &model.kernels.gpu);
-        let dims = DecodeDims { t: 1, c: cfg.n_embd, nh: cfg.n_head, s: cfg.block_size, v: cfg.vocab_size };
-        gpu.check_binding("the KV cache of one layer (block_size x n_embd)", 4 * (dims.s * dims.c) as u64)?;
+        let a = cfg.attn_dims();
+        let (s, v) = (cfg.block_size, cfg.vocab_size);
+        let dims = DecodeDims { t: 1, c: cfg.n_embd, nh: a.nh, kv: a.kv, hd: a.hs, s, v };
+        gpu.check_binding(
+            "the KV cache of one layer (block_size x n_kv_head x head size)",
+            4 * (s * a.kv_width()) as u64,
+        )?;
         let per_layer =
-            |name: &str| (0..cfg.n_layer).map(|l| gpu.tensor(&format!("{name}.{l}"), &[dims.s, dims.c])).collect();
+            |name: &str| (0..cfg.n_layer).map(|l| gpu.tensor(&format!("{name}.{l}"), &[s, a.kv_width()])).collect();
         let last = gpu.tensor("decode.last", &[1, dims.c]);
         let lnf = gpu.tensor("decode.lnf", &[1, dims.c]);
         let (mean, rstd) = (gpu.tensor("decode.lnf_mean", &[1]), gpu.tensor("decode.lnf_rstd", &[1]));
@@ -349,8 +354,9 @@ impl Decoder {
         let x2 = g.tensor("decode.x2", &[t, c]);
         let ln = g.tensor("decode.ln", &[t, c]);
         let (mean, rstd) = (g.tensor("decode.mean", &[t]), g.tensor("decode.rstd", &[t]));
-        let qkv = g.tensor("decode.qkv", &[t, 3 * c]);
-        let atty = g.tensor("decode.atty", &[t, c]);
+        let a = model.config.attn_dims();
+        let qkv = g.tensor("decode.qkv", &[t, a.qkv_width()]);
+        let atty = g.tensor("decode.atty", &[t, a.out_width()]);
         let proj = g.tensor("decode.proj", &[t, c]);
         let fch = g.tensor("decode.fch", &[t, 4 * c]);
         let fch_gelu = g.tensor("decode.fch_gelu", &[t, 4 * c]);

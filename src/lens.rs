@@ -112,7 +112,7 @@ impl Lens {
             Some((out, att)) => {
                 let mut prog = Program::default();
                 let fwd = AttnFwd { out, saved: att, qkv: &plan.f.acts.qkv[layer] };
-                model.kernels.attention.forward(&mut prog, AttentionImpl::Classic, fwd, c.n_head, None);
+                model.kernels.attention.forward(&mut prog, AttentionImpl::Classic, fwd, c.attn_dims(), None);
                 gpu.run(|pass| prog.encode(pass));
                 att
             }
@@ -181,7 +181,7 @@ impl Plan {
         }
         let recompute = (a.attention.kind() == AttentionKind::Flash).then(|| {
             let matrices = AttentionKind::Classic.saved_shape(1, c.n_head, t);
-            (g.tensor("lens.att_out", &[1, t, c.n_embd]), g.tensor("lens.att", &matrices))
+            (g.tensor("lens.att_out", &[1, t, c.attn_dims().out_width()]), g.tensor("lens.att", &matrices))
         });
         Ok(Plan { f, layers, top_id, top_p, last, recompute })
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::gpu::Tensor;
 use crate::kernels::dropout::DropoutRate;
-use crate::kernels::{AttentionKind, AttnShape, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
+use crate::kernels::{AttentionKind, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
 use crate::submit::{Piece, SubmitPlan, SubmitStats, DEFAULT_BUDGET_MS};
 use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
@@ -105,9 +105,6 @@ impl Gpt2 {
     }
 
     /// The attention problem of a (B, T) batch.
-    pub fn attn_shape(&self, b: usize, t: usize) -> AttnShape {
-        self.config.attn_shape(b, t)
-    }
 
     /// Checks (B, T) against the context and the device, allocates activations and records the
     /// forward pass, with the attention kernels the device's tuning picks.
@@ -128,7 +125,7 @@ impl Gpt2 {
             )));
         }
         let gpu = &self.kernels.gpu;
-        let attention = self.kernels.selection().attention(kind, self.attn_shape(b, t));
+        let attention = self.kernels.selection().attention(kind, cfg.attn_shape(b, t));
         cfg.check_activations(gpu, b, t, attention.kind())?;
         let acts = ActivationTensors::new(gpu, cfg, b, t, attention);
         let embed = self.record_embed(&acts, &acts.ids);

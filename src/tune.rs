@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::matmul::{Layout, Product};
 use crate::kernels::{
-    software, AttentionImpl, AttnBwd, AttnFwd, AttnShape, Choices, Family, Kernels, MatmulVariant, Operand, Program,
-    Selection, Source,
+    software, AttentionImpl, AttnBwd, AttnDims, AttnFwd, AttnShape, Choices, Family, Kernels, MatmulVariant, Operand,
+    Program, Selection, Source,
 };
 use crate::{Error, Result};
 
@@ -122,7 +122,7 @@ impl CacheFile {
 #[derive(Clone, Copy, Debug)]
 pub struct RunShape {
     pub n_embd: usize,
-    pub n_head: usize,
+    pub attn: AttnDims,
     pub vocab: usize,
     pub b: usize,
     pub t: usize,
@@ -138,14 +138,15 @@ pub struct Problems {
 /// The matmul products and attention problems of a training run of shape `s` on `k`'s device.
 pub fn run_problems(k: &Kernels, s: RunShape) -> Problems {
     let (bt, c) = (s.b * s.t, s.n_embd);
-    let mut products: Vec<Product> = [(c, 3 * c), (c, c), (c, 4 * c), (4 * c, c)]
+    let (qkv, atty) = (s.attn.qkv_width(), s.attn.out_width());
+    let mut products: Vec<Product> = [(c, qkv), (atty, c), (c, 4 * c), (4 * c, c)]
         .into_iter()
         .flat_map(|(i, o)| Product::linear(bt, i, o))
         .chain(k.matmul.lm_head_products(bt, c, s.vocab))
         .collect();
     products.sort();
     products.dedup();
-    Problems { products, attention: vec![AttnShape { b: s.b, nh: s.n_head, t: s.t, hs: c / s.n_head }] }
+    Problems { products, attention: vec![AttnShape::new(s.b, s.t, s.attn)] }
 }
 
 /// Where a [`prepare`] left the cache file.
@@ -418,24 +419,25 @@ pub async fn time_product(k: &Kernels, variant: MatmulVariant, p: Product, iters
 
 /// Milliseconds of attention's forward and of its backward for `s` by `imp` (medians of `iters`
 /// runs; the batch cut so the classic matrix stays within 64 MiB, times scaled back to the whole
-/// batch), or None where `imp`'s saved tensor would not fit one binding at the whole batch.
+/// batch), or None where `imp`'s saved tensor would not fit one binding at the whole batch, or
+/// where `imp` is classic past its loop cap.
 pub async fn time_attention(k: &Kernels, imp: AttentionImpl, s: AttnShape, iters: usize) -> Result<Option<(f64, f64)>> {
     let g = &k.gpu;
     let full: usize = imp.kind().saved_shape(s.b, s.nh, s.t).iter().product();
-    if 4 * full as u64 > g.max_binding() {
+    if 4 * full as u64 > g.max_binding() || (imp == AttentionImpl::Classic && !s.classic_fits()) {
         return Ok(None);
     }
     let per_b = 4 * (s.nh * s.t * s.t) as u64;
     let b = s.b.min(((64 << 20) / per_b.max(1)).max(1) as usize);
     let saved_shape = imp.kind().saved_shape(b, s.nh, s.t);
-    let c = s.nh * s.hs;
-    let (qkv, out) = (g.tensor("tune.qkv", &[b, s.t, 3 * c]), g.tensor("tune.out", &[b, s.t, c]));
+    let (d, t) = (s.dims(), s.t);
+    let (qkv, out) = (g.tensor("tune.qkv", &[b, t, d.qkv_width()]), g.tensor("tune.out", &[b, t, d.out_width()]));
     let (saved, scratch) = (g.tensor("tune.saved", &saved_shape), g.tensor("tune.scratch", &saved_shape));
-    let (dqkv, dout) = (g.tensor("tune.dqkv", &[b, s.t, 3 * c]), g.tensor("tune.dout", &[b, s.t, c]));
+    let (dqkv, dout) = (g.tensor("tune.dqkv", &[b, t, d.qkv_width()]), g.tensor("tune.dout", &[b, t, d.out_width()]));
     let (mut fwd, mut bwd) = (Program::default(), Program::default());
-    k.attention.forward(&mut fwd, imp, AttnFwd { out: &out, saved: &saved, qkv: &qkv }, s.nh, None);
+    k.attention.forward(&mut fwd, imp, AttnFwd { out: &out, saved: &saved, qkv: &qkv }, d, None);
     let tensors = AttnBwd { dqkv: &dqkv, scratch: &scratch, dout: &dout, qkv: &qkv, out: &out, saved: &saved };
-    k.attention.backward(&mut bwd, imp, tensors, s.nh, None);
+    k.attention.backward(&mut bwd, imp, tensors, d, None);
     let scale = s.b as f64 / b as f64;
     Ok(Some((time_program(g, &fwd, iters).await? * scale, time_program(g, &bwd, iters).await? * scale)))
 }

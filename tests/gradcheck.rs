@@ -134,13 +134,13 @@ fn attention() {
             let w = rng.vec(b * t * c, -1.0, 1.0);
             let forward = |qkv: &[f32]| {
                 let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-                cpu::attention_forward(cpu::AttnFwd { out: &mut out, att: &mut att, qkv, drop }, b, t, c, nh);
+                cpu::attention_forward(cpu::AttnFwd { out: &mut out, att: &mut att, qkv, drop }, b, t, nh, nh, c / nh);
                 (dot(&out, &w), att)
             };
             let (_, att) = forward(&qkv);
             let (mut dqkv, mut dpreatt) = (vec![0.0; b * t * 3 * c], vec![0.0; b * nh * t * t]);
             let io = cpu::AttnBwd { dqkv: &mut dqkv, dpreatt: &mut dpreatt, dout: &w, qkv: &qkv, att: &att, drop };
-            cpu::attention_backward(io, b, t, c, nh);
+            cpu::attention_backward(io, b, t, nh, nh, c / nh);
             let numeric = numeric_grad(&qkv, |x| forward(x).0);
             let what = format!("attention dqkv B{b} T{t} C{c} NH{nh} dropout {}", drop.is_some());
             assert_grad(&what, &dqkv, &numeric);

@@ -48,7 +48,7 @@ fn next_token_logits_and_every_heads_attention() {
         let qkv = pollster::block_on(model.kernels.gpu.read(&f.acts.qkv[layer])).unwrap();
         let (mut out, mut att) = (vec![0.0; t * c], vec![0.0; nh * t * t]);
         let io = wgpt::cpu::AttnFwd { out: &mut out, att: &mut att, qkv: &qkv, drop: None };
-        wgpt::cpu::attention_forward(io, 1, t, c, nh);
+        wgpt::cpu::attention_forward(io, 1, t, nh, nh, c / nh);
         let ca = wgpt::cpu::check_close(&format!("layer {layer} attention"), &att_got, &att, 1e-6, 1e-4)
             .unwrap_or_else(|m| panic!("{m}"));
         worst = worst.max(ca.max_abs);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::Rng;
 use wgpt::cpu;
 use wgpt::kernels::{
-    AttentionImpl, AttnBwd, AttnFwd, CrossEntropyBwd, CrossEntropyFwd, EncoderBuckets, Kernels, LayerNormBwd,
+    AttentionImpl, AttnBwd, AttnDims, AttnFwd, CrossEntropyBwd, CrossEntropyFwd, EncoderBuckets, Kernels, LayerNormBwd,
     LayerNormFwd, LinearBwd, Matmul, MatmulVariant, Operand, Program, Selection,
 };
 use wgpt::Tensor;
@@ -204,12 +204,12 @@ async fn attention(k: Arc<Kernels>) {
             let mut prog = Program::default();
             let qkv_t = g.upload("qkv", &[b, t, 3 * c], &qkv);
             let fwd = AttnFwd { out: &out, saved: &att, qkv: &qkv_t };
-            k.attention.forward(&mut prog, AttentionImpl::Classic, fwd, nh, (p > 0.0).then_some((p, &seed, 5)));
+            k.attention.forward(&mut prog, AttentionImpl::Classic, fwd, mha(c, nh), (p > 0.0).then_some((p, &seed, 5)));
             k.gpu.run(|pass| prog.encode(pass));
             let got = g.read_many(&[&out, &att]).await.unwrap();
             let (mut wo, mut wa) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
             let io = cpu::AttnFwd { out: &mut wo, att: &mut wa, qkv: &qkv, drop: mask.as_deref() };
-            cpu::attention_forward(io, b, t, c, nh);
+            cpu::attention_forward(io, b, t, nh, nh, c / nh);
             assert_close(&format!("attention out B{b} T{t} C{c} NH{nh} dropout {p}"), &got[0], &wo, 1e-5, 1e-4);
             assert_close(&format!("attention att B{b} T{t} C{c} NH{nh} dropout {p}"), &got[1], &wa, 1e-6, 1e-4);
         }
@@ -467,7 +467,14 @@ async fn attention_bwd(k: Arc<Kernels>) {
             let dout = rng.vec(b * t * c, -1.0, 1.0);
             let dqkv0 = rng.vec(b * t * 3 * c, -1.0, 1.0);
             let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-            cpu::attention_forward(cpu::AttnFwd { out: &mut out, att: &mut att, qkv: &qkv, drop: None }, b, t, c, nh);
+            cpu::attention_forward(
+                cpu::AttnFwd { out: &mut out, att: &mut att, qkv: &qkv, drop: None },
+                b,
+                t,
+                nh,
+                nh,
+                c / nh,
+            );
             let dqkv = g.upload("dqkv", &[b, t, 3 * c], &dqkv0);
             let dpreatt = g.upload("dpreatt", &[b, nh, t, t], &vec![f32::NAN; b * nh * t * t]);
             let mut prog = Program::default();
@@ -479,7 +486,13 @@ async fn attention_bwd(k: Arc<Kernels>) {
             let out_t = g.upload("out", &[b, t, c], &out);
             let bwd =
                 AttnBwd { dqkv: &dqkv, scratch: &dpreatt, dout: &dout_t, qkv: &qkv_t, out: &out_t, saved: &att_t };
-            k.attention.backward(&mut prog, AttentionImpl::Classic, bwd, nh, (p > 0.0).then_some((p, &seed, 3)));
+            k.attention.backward(
+                &mut prog,
+                AttentionImpl::Classic,
+                bwd,
+                mha(c, nh),
+                (p > 0.0).then_some((p, &seed, 3)),
+            );
             k.gpu.run(|pass| prog.encode(pass));
             let got = g.read_many(&[&dqkv, &dpreatt]).await.unwrap();
             let (mut wq, mut wp) = (dqkv0, vec![0.0; b * nh * t * t]);
@@ -491,7 +504,7 @@ async fn attention_bwd(k: Arc<Kernels>) {
                 att: &att,
                 drop: mask.as_deref(),
             };
-            cpu::attention_backward(io, b, t, c, nh);
+            cpu::attention_backward(io, b, t, nh, nh, c / nh);
             let what = format!("B{b} T{t} C{c} NH{nh} dropout {p}");
             assert_close(&format!("attention dqkv {what}"), &got[0], &wq, 1e-5 * (t as f32).sqrt(), 1e-4);
             assert_close(&format!("attention dpreatt {what}"), &got[1], &wp, 1e-6, 1e-4);
@@ -547,6 +560,11 @@ async fn matmul_variants_identical(k: Arc<Kernels>) {
 gpu_test!(matmul_variants_bit_identical, matmul_variants_identical);
 
 /// The flash implementations the adapter runs.
+/// GPT-2's heads: `nh` of C / nh, each its own key and value head.
+fn mha(c: usize, nh: usize) -> AttnDims {
+    AttnDims { nh, kv: nh, hs: c / nh }
+}
+
 fn flash(k: &Kernels) -> Vec<AttentionImpl> {
     wgpt::kernels::AttentionKind::Flash.impls().iter().copied().filter(|i| i.runs_on(&k.gpu)).collect()
 }
@@ -599,14 +617,14 @@ async fn attention_flash(k: Arc<Kernels>) {
             let qkv_t = g.upload("qkv", &[b, t, 3 * c], &qkv);
             let (mut wo, mut wa) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
             let io = cpu::AttnFwd { out: &mut wo, att: &mut wa, qkv: &qkv, drop: mask.as_deref() };
-            cpu::attention_forward(io, b, t, c, nh);
+            cpu::attention_forward(io, b, t, nh, nh, c / nh);
             let want_lse = attention_lse(&qkv, b, t, c, nh);
             let mut first: Option<Vec<Vec<f32>>> = None;
             for imp in flash(&k) {
                 let (out, lse) = (g.tensor("out", &[b, t, c]), g.tensor("lse", &[b, nh, t]));
                 let mut prog = Program::default();
                 let fwd = AttnFwd { out: &out, saved: &lse, qkv: &qkv_t };
-                k.attention.forward(&mut prog, imp, fwd, nh, (p > 0.0).then_some((p, &seed, 5)));
+                k.attention.forward(&mut prog, imp, fwd, mha(c, nh), (p > 0.0).then_some((p, &seed, 5)));
                 k.gpu.run(|pass| prog.encode(pass));
                 let got = g.read_many(&[&out, &lse]).await.unwrap();
                 let what = format!("{} B{b} T{t} C{c} NH{nh} dropout {p}", imp.name());
@@ -641,7 +659,7 @@ async fn attention_flash_bwd(k: Arc<Kernels>) {
             let dqkv0 = rng.vec(b * t * 3 * c, -1.0, 1.0);
             let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
             let io = cpu::AttnFwd { out: &mut out, att: &mut att, qkv: &qkv, drop: mask.as_deref() };
-            cpu::attention_forward(io, b, t, c, nh);
+            cpu::attention_forward(io, b, t, nh, nh, c / nh);
             let (mut wq, mut wp) = (dqkv0.clone(), vec![0.0; b * nh * t * t]);
             let io = cpu::AttnBwd {
                 dqkv: &mut wq,
@@ -651,7 +669,7 @@ async fn attention_flash_bwd(k: Arc<Kernels>) {
                 att: &att,
                 drop: mask.as_deref(),
             };
-            cpu::attention_backward(io, b, t, c, nh);
+            cpu::attention_backward(io, b, t, nh, nh, c / nh);
             let hs = c / nh;
             let want_delta: Vec<f32> = (0..b * nh * t)
                 .map(|row| {
@@ -668,10 +686,16 @@ async fn attention_flash_bwd(k: Arc<Kernels>) {
                 let dqkv = g.upload("dqkv", &[b, t, 3 * c], &dqkv0);
                 let delta = g.upload("delta", &[b, nh, t], &vec![f32::NAN; b * nh * t]);
                 let mut prog = Program::default();
-                k.attention.forward(&mut prog, imp, AttnFwd { out: &out_t, saved: &lse, qkv: &qkv_t }, nh, drop);
+                k.attention.forward(
+                    &mut prog,
+                    imp,
+                    AttnFwd { out: &out_t, saved: &lse, qkv: &qkv_t },
+                    mha(c, nh),
+                    drop,
+                );
                 let bwd =
                     AttnBwd { dqkv: &dqkv, scratch: &delta, dout: &dout_t, qkv: &qkv_t, out: &out_t, saved: &lse };
-                k.attention.backward(&mut prog, imp, bwd, nh, drop);
+                k.attention.backward(&mut prog, imp, bwd, mha(c, nh), drop);
                 k.gpu.run(|pass| prog.encode(pass));
                 let got = g.read_many(&[&dqkv, &delta]).await.unwrap();
                 let what = format!("{} B{b} T{t} C{c} NH{nh} dropout {p}", imp.name());

@@ -29,7 +29,7 @@ fn forced_families_choose_their_kernels() {
     let Some(k) = common::shared_kernels() else { return };
     let g = &k.gpu;
     let p = Product::linear(256, 64, 192)[0];
-    let s = AttnShape { b: 8, nh: 2, t: 32, hs: 32 };
+    let s = AttnShape { b: 8, nh: 2, kv: 2, t: 32, hs: 32 };
     for family in [Family::Portable, Family::Tiled, Family::Subgroup] {
         if family == Family::Subgroup && !g.subgroups_of_8() {
             let e = Kernels::with_family(g, family).err().expect("subgroup needs 8-wide subgroups").to_string();

@@ -1,6 +1,8 @@
 //! Backward passes of every layer on the CPU, llm.c's `*_backward`: gradients get a `d` prefix
 //! and are accumulated (+=) unless noted, mirroring the GPU kernels' API.
 
+use super::forward::QkvLayout;
+
 /// dwte (V,C) += dout at each position's token, dwpe (maxT,C) += dout at each position's t;
 /// dout (B,T,C), ids (B,T).
 pub fn encoder_backward(dwte: &mut [f32], dwpe: &mut [f32], dout: &[f32], ids: &[u32], bt: usize, t: usize, c: usize) {
@@ -88,9 +90,9 @@ pub fn matmul_backward(io: MatmulBwd, m: usize, k: usize, n: usize) {
     }
 }
 
-/// The attention backward's slices: dqkv (B,T,3C) accumulates; dpreatt (B,NH,T,T) is scratch,
-/// overwritten; dout (B,T,C) and the forward's qkv (B,T,3C), softmax att (B,NH,T,T) and dropout
-/// multiplier `drop` (B,NH,T,T), if any, are read.
+/// The attention backward's slices: dqkv (B,T,(NH+2·KV)·hs) accumulates; dpreatt (B,NH,T,T) is
+/// scratch, overwritten; dout (B,T,NH·hs) and the forward's qkv, softmax att (B,NH,T,T) and
+/// dropout multiplier `drop` (B,NH,T,T), if any, are read.
 pub struct AttnBwd<'a> {
     pub dqkv: &'a mut [f32],
     pub dpreatt: &'a mut [f32],
@@ -100,26 +102,25 @@ pub struct AttnBwd<'a> {
     pub drop: Option<&'a [f32]>,
 }
 
-/// dqkv (B,T,3C) += the gradient of causal attention given dout (B,T,C) and the forward's qkv
-/// and softmax att (B,NH,T,T); dpreatt (B,NH,T,T) is scratch, overwritten with the gradient of
-/// the unscaled scores q·k (zero above the diagonal). `drop` is the forward's dropout multiplier.
-pub fn attention_backward(io: AttnBwd, b: usize, t: usize, c: usize, nh: usize) {
+/// dqkv += the gradient of causal attention given dout and the forward's qkv and softmax att
+/// (shapes as [`AttnBwd`]); dpreatt is scratch, overwritten with the gradient of the unscaled
+/// scores q·k (zero above the diagonal). A KV head's dk and dv sum over the query heads that
+/// read it. `drop` is the forward's dropout multiplier.
+pub fn attention_backward(io: AttnBwd, b: usize, t: usize, nh: usize, kv: usize, hs: usize) {
     let AttnBwd { dqkv, dpreatt, dout, qkv, att, drop } = io;
-    let hs = c / nh;
+    let at = QkvLayout { t, nh, kv, hs };
     let scale = 1.0 / (hs as f32).sqrt();
-    // offset of q[bi, ti, h, :] in qkv; k and v follow at + c and + 2c
-    let q_at = |bi: usize, ti: usize, h: usize| (bi * t + ti) * 3 * c + h * hs;
     for bi in 0..b {
         for h in 0..nh {
             for ti in 0..t {
                 let row = ((bi * nh + h) * t + ti) * t;
                 let a = &att[row..row + t];
-                let dy = &dout[(bi * t + ti) * c + h * hs..][..hs];
+                let dy = &dout[at.out(bi, ti, h)..][..hs];
                 // datt[t2] = dout · v[t2]; dv[t2] += att[t2] · dout
                 let mut datt = vec![0.0f32; ti + 1];
                 for t2 in 0..=ti {
                     let dm = drop.map_or(1.0, |d| d[row + t2]);
-                    let v = q_at(bi, t2, h) + 2 * c;
+                    let v = at.v(bi, t2, h);
                     datt[t2] = dm * (0..hs).map(|i| dy[i] * qkv[v + i]).sum::<f32>();
                     for i in 0..hs {
                         dqkv[v + i] += dm * a[t2] * dy[i];
@@ -133,9 +134,9 @@ pub fn attention_backward(io: AttnBwd, b: usize, t: usize, c: usize, nh: usize) 
                     dp[t2] = a[t2] * (datt[t2] - s) * scale;
                 }
                 // dq += dp · k, dk[t2] += dp[t2] · q
-                let q = q_at(bi, ti, h);
+                let q = at.q(bi, ti, h);
                 for (t2, &d) in dp.iter().enumerate().take(ti + 1) {
-                    let k = q_at(bi, t2, h) + c;
+                    let k = at.k(bi, t2, h);
                     for i in 0..hs {
                         dqkv[q + i] += d * qkv[k + i];
                         dqkv[k + i] += d * qkv[q + i];

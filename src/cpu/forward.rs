@@ -68,8 +68,8 @@ pub fn matmul_nt_forward(out: &mut [f32], inp: &[f32], weight: &[f32], m: usize,
     }
 }
 
-/// The attention forward's slices: out (B,T,C) and att (B,NH,T,T) written from qkv (B,T,3C);
-/// `drop` (B,NH,T,T), if any, is the dropout multiplier on att (0 or 1/(1−p)).
+/// The attention forward's slices: out (B,T,NH·hs) and att (B,NH,T,T) written from qkv
+/// (B,T,(NH+2·KV)·hs); `drop` (B,NH,T,T), if any, is the dropout multiplier on att (0 or 1/(1−p)).
 pub struct AttnFwd<'a> {
     pub out: &'a mut [f32],
     pub att: &'a mut [f32],
@@ -77,22 +77,58 @@ pub struct AttnFwd<'a> {
     pub drop: Option<&'a [f32]>,
 }
 
-/// out (B,T,C), att (B,NH,T,T) from qkv (B,T,3C): causal softmax attention for every head.
-/// `drop` multiplies the probabilities in the weighted sum of v: the dropout on att; att itself
-/// is kept before dropout.
-pub fn attention_forward(io: AttnFwd, b: usize, t: usize, c: usize, nh: usize) {
+/// Offsets into qkv (B,T,(NH+2·KV)·hs), whose rows are [q NH·hs | k KV·hs | v KV·hs]: query head
+/// h reads key and value head h / (NH / KV).
+#[derive(Clone, Copy)]
+pub(crate) struct QkvLayout {
+    pub t: usize,
+    pub nh: usize,
+    pub kv: usize,
+    pub hs: usize,
+}
+
+impl QkvLayout {
+    fn row(&self, bi: usize, ti: usize) -> usize {
+        (bi * self.t + ti) * (self.nh + 2 * self.kv) * self.hs
+    }
+
+    /// q of query head h at token (bi, ti).
+    pub fn q(&self, bi: usize, ti: usize, h: usize) -> usize {
+        self.row(bi, ti) + h * self.hs
+    }
+
+    /// k of the KV head query head h reads, at token (bi, ti).
+    pub fn k(&self, bi: usize, ti: usize, h: usize) -> usize {
+        self.row(bi, ti) + (self.nh + h / (self.nh / self.kv)) * self.hs
+    }
+
+    /// v of the KV head query head h reads, at token (bi, ti).
+    pub fn v(&self, bi: usize, ti: usize, h: usize) -> usize {
+        self.k(bi, ti, h) + self.kv * self.hs
+    }
+
+    /// Query head h at token (bi, ti) in out (B,T,NH·hs).
+    pub fn out(&self, bi: usize, ti: usize, h: usize) -> usize {
+        (bi * self.t + ti) * self.nh * self.hs + h * self.hs
+    }
+}
+
+/// out (B,T,NH·hs), att (B,NH,T,T) from qkv (B,T,(NH+2·KV)·hs): causal softmax attention for
+/// every query head h over key and value head h / (NH / KV). `drop` multiplies the probabilities
+/// in the weighted sum of v: the dropout on att; att itself is kept before dropout.
+pub fn attention_forward(io: AttnFwd, b: usize, t: usize, nh: usize, kv: usize, hs: usize) {
     let AttnFwd { out, att, qkv, drop } = io;
-    let hs = c / nh;
+    let at = QkvLayout { t, nh, kv, hs };
     let scale = 1.0 / (hs as f32).sqrt();
     for bi in 0..b {
         for h in 0..nh {
             for ti in 0..t {
-                let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
+                let q = &qkv[at.q(bi, ti, h)..][..hs];
                 let row_at = ((bi * nh + h) * t + ti) * t;
                 let row = &mut att[row_at..][..t];
                 let mut maxv = f32::NEG_INFINITY;
                 for t2 in 0..=ti {
-                    let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
+                    let k = &qkv[at.k(bi, t2, h)..][..hs];
                     let s = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
                     row[t2] = s;
                     maxv = maxv.max(s);
@@ -105,11 +141,11 @@ pub fn attention_forward(io: AttnFwd, b: usize, t: usize, c: usize, nh: usize) {
                 for (t2, v) in row.iter_mut().enumerate() {
                     *v = if t2 <= ti { *v / sum } else { 0.0 };
                 }
-                let o = &mut out[(bi * t + ti) * c + h * hs..][..hs];
+                let o = &mut out[at.out(bi, ti, h)..][..hs];
                 o.fill(0.0);
                 for (t2, &a) in row.iter().enumerate().take(ti + 1) {
                     let a = a * drop.map_or(1.0, |d| d[row_at + t2]);
-                    let v = &qkv[(bi * t + t2) * 3 * c + 2 * c + h * hs..][..hs];
+                    let v = &qkv[at.v(bi, t2, h)..][..hs];
                     for i in 0..hs {
                         o[i] += a * v[i];
                     }

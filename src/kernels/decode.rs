@@ -11,11 +11,13 @@ struct Params {
     t: u32,
     c: u32,
     nh: u32,
+    kv: u32,
+    hd: u32,
     s: u32,
     v: u32,
     v0: u32,
     rows: u32,
-    _pad: u32,
+    _pad: [u32; 3],
 }
 
 /// Logits per argmax_part invocation (CHUNK in the shader).
@@ -26,8 +28,14 @@ const ARGMAX_CHUNK: usize = 256;
 pub struct DecodeDims {
     /// New tokens per call.
     pub t: usize,
+    /// The residual stream's width.
     pub c: usize,
+    /// Query heads.
     pub nh: usize,
+    /// Key and value heads (dividing nh).
+    pub kv: usize,
+    /// Head size (a multiple of 4).
+    pub hd: usize,
     /// Cache rows (block_size).
     pub s: usize,
     pub v: usize,
@@ -39,11 +47,13 @@ impl DecodeDims {
             t: self.t as u32,
             c: self.c as u32,
             nh: self.nh as u32,
+            kv: self.kv as u32,
+            hd: self.hd as u32,
             s: self.s as u32,
             v: self.v as u32,
             v0: 0,
             rows: self.v as u32,
-            _pad: 0,
+            _pad: [0; 3],
         }
     }
 }
@@ -68,7 +78,8 @@ pub struct DecodeEmbed<'a> {
     pub pos: &'a Tensor,
 }
 
-/// One decode attention's tensors: out (T,C) from qkv (T,3C) and the layer's caches (S,C),
+/// One decode attention's tensors: out (T,nh·hd) from qkv (T,(nh+2·kv)·hd) and the layer's
+/// caches (S,kv·hd),
 /// whose rows pos0.. get qkv's K and V parts first; scores (T,NH,S) is scratch; pos (1) u32.
 pub struct DecodeAttn<'a> {
     pub out: &'a Tensor,
@@ -109,13 +120,21 @@ impl Decode {
     /// Writes the K and V parts of qkv into rows pos0.. of the caches, then out = causal
     /// attention of the new queries over cache rows 0..=pos0 + t.
     pub fn attention(&self, prog: &mut Program, d: DecodeDims, t: DecodeAttn) {
-        assert_eq!(d.c % (4 * d.nh), 0, "decode attention reads heads as vec4: the head size must be a multiple of 4");
+        assert_eq!(d.hd % 4, 0, "decode attention reads heads as vec4: the head size must be a multiple of 4");
+        assert!(
+            d.kv > 0 && d.nh.is_multiple_of(d.kv),
+            "decode attention: {} KV heads do not divide {} heads",
+            d.kv,
+            d.nh
+        );
+        assert_eq!(t.k_cache.numel(), d.s * d.kv * d.hd, "decode attention: the caches are (S, kv·hd)");
+        assert_eq!(t.qkv.numel(), d.t * (d.nh + 2 * d.kv) * d.hd, "decode attention: qkv is (T, (nh+2·kv)·hd)");
         let p = d.params();
         let (k, v) = (t.k_cache, t.v_cache);
-        prog.push(self.kv_write.dispatch(&p, &[k, v, t.qkv, t.pos], grid(d.t * d.c, 64)));
+        prog.push(self.kv_write.dispatch(&p, &[k, v, t.qkv, t.pos], grid(d.t * d.kv * d.hd, 64)));
         prog.push(self.scores.dispatch(&p, &[t.scores, t.qkv, k, t.pos], grid(d.t * d.nh * d.s, 64)));
         prog.push(self.softmax.dispatch(&p, &[t.scores, t.pos], grid(d.t * d.nh, 64)));
-        prog.push(self.weighted.dispatch(&p, &[t.out, t.scores, v, t.pos], grid(d.t * d.c / 4, 64)));
+        prog.push(self.weighted.dispatch(&p, &[t.out, t.scores, v, t.pos], grid(d.t * d.nh * d.hd / 4, 64)));
     }
 
     /// out (1,C) = x[T − 1].
@@ -131,7 +150,7 @@ impl Decode {
     /// out (1) u32 = the index of the first maximum of logits (V).
     pub fn argmax(&self, prog: &mut Program, out: &Tensor, part: &Tensor, logits: &Tensor) {
         let v = logits.numel();
-        let d = DecodeDims { t: 1, c: 0, nh: 0, s: 0, v };
+        let d = DecodeDims { t: 1, c: 0, nh: 0, kv: 0, hd: 0, s: 0, v };
         prog.push(self.argmax_part.dispatch(&d.params(), &[part, logits], grid(v.div_ceil(ARGMAX_CHUNK), 64)));
         prog.push(self.argmax_final.dispatch(&d.params(), &[out, part, logits], [1, 1, 1]));
     }

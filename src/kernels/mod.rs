@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use adamw::{AdamW, AdamWUpdate, ScalerHead, StepParams, BIAS_WINDOW};
-pub use attention::{Attention, AttentionImpl, AttentionKind, AttnBwd, AttnFwd};
+pub use attention::{Attention, AttentionImpl, AttentionKind, AttnBwd, AttnDims, AttnFwd};
 pub use crossentropy::{CrossEntropy, CrossEntropyBwd, CrossEntropyFwd};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
 pub use dropout::{Dropout, Site};

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::matmul::{Layout, Product, TILES};
-use super::{AttentionImpl, AttentionKind, MatmulVariant};
+use super::{AttentionImpl, AttentionKind, AttnDims, MatmulVariant};
 use crate::gpu::Gpu;
 use crate::{Error, Result};
 
@@ -84,34 +84,69 @@ pub fn software(gpu: &Gpu) -> bool {
         || ["llvmpipe", "lavapipe", "swiftshader", "warp"].iter().any(|s| name.contains(s))
 }
 
-/// An attention problem: batch, heads, sequence and head size (the key of its choice).
+/// The most loop iterations one invocation of the classic attention kernels may run: lavapipe
+/// stops a loop at 65535 iterations, and this leaves a margin below it.
+pub const CLASSIC_LOOP_CAP: usize = 60_000;
+
+/// An attention problem: batch, query heads, key and value heads, sequence and head size (the key
+/// of its choice).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AttnShape {
     pub b: usize,
     pub nh: usize,
+    pub kv: usize,
     pub t: usize,
     pub hs: usize,
 }
 
 impl AttnShape {
-    /// e.g. `B8 NH2 T32 hs32`.
-    pub fn name(&self) -> String {
-        format!("B{} NH{} T{} hs{}", self.b, self.nh, self.t, self.hs)
+    /// The problem of a (B, T) batch through heads `d`.
+    pub fn new(b: usize, t: usize, d: AttnDims) -> AttnShape {
+        AttnShape { b, nh: d.nh, kv: d.kv, t, hs: d.hs }
     }
 
+    pub fn dims(&self) -> AttnDims {
+        AttnDims { nh: self.nh, kv: self.kv, hs: self.hs }
+    }
+
+    /// e.g. `B8 NH9 KV3 T64 hs64`.
+    pub fn name(&self) -> String {
+        format!("B{} NH{} KV{} T{} hs{}", self.b, self.nh, self.kv, self.t, self.hs)
+    }
+
+    /// The shape `name` names; the names of wgpt before grouped heads (`B8 NH2 T32 hs32`) read
+    /// with as many KV heads as heads, so tuning caches stay valid.
     pub fn parse(s: &str) -> Option<AttnShape> {
-        let v: Vec<usize> = s
-            .split(' ')
-            .zip(["B", "NH", "T", "hs"])
-            .map(|(part, tag)| part.strip_prefix(tag)?.parse().ok())
-            .collect::<Option<_>>()?;
-        let [b, nh, t, hs] = v[..] else { return None };
-        Some(AttnShape { b, nh, t, hs })
+        let parts: Vec<&str> = s.split(' ').collect();
+        let tags: &[&str] = if parts.len() == 4 { &["B", "NH", "T", "hs"] } else { &["B", "NH", "KV", "T", "hs"] };
+        if parts.len() != tags.len() {
+            return None;
+        }
+        let v: Vec<usize> =
+            parts.iter().zip(tags).map(|(part, tag)| part.strip_prefix(tag)?.parse().ok()).collect::<Option<_>>()?;
+        match v[..] {
+            [b, nh, t, hs] => Some(AttnShape { b, nh, kv: nh, t, hs }),
+            [b, nh, kv, t, hs] => Some(AttnShape { b, nh, kv, t, hs }),
+            _ => None,
+        }
     }
 
     /// FLOPs of the causal half, forward (q·k and att·v over T(T+1)/2 pairs); twice that backward.
     pub fn flop(&self) -> f64 {
         2.0 * (self.b * self.nh * self.t * (self.t + 1) * self.hs) as f64
+    }
+
+    /// Loop iterations of the busiest classic invocation: a forward row runs T keys of hs/4 vec4
+    /// steps for the scores and again for the weighted sum, plus three passes over T (the
+    /// backward's score row is lighter; its dk and dv elements run G·T).
+    pub fn classic_iterations(&self) -> usize {
+        let group = self.nh / self.kv.max(1);
+        (2 * self.t * self.hs / 4 + 3 * self.t).max(group * self.t)
+    }
+
+    /// Whether the classic kernels run this shape within [`CLASSIC_LOOP_CAP`].
+    pub fn classic_fits(&self) -> bool {
+        self.classic_iterations() <= CLASSIC_LOOP_CAP
     }
 }
 
@@ -250,8 +285,32 @@ impl Selection {
     /// The attention implementation for `shape`, within `kind` where a run has fixed it: the
     /// family's (classic for portable and subgroup, tiled flash for tiled), or for auto the
     /// chosen one, else the built-in flash. A run fixed to the other numerics keeps them, on the
-    /// family's nearest implementation.
+    /// family's nearest implementation. Classic never runs a shape past the loop cap
+    /// ([`AttnShape::classic_fits`]): flash runs it instead ([`Selection::attention_note`]).
     pub fn attention(&self, kind: Option<AttentionKind>, shape: AttnShape) -> AttentionImpl {
+        let imp = self.attention_wanted(kind, shape);
+        if imp == AttentionImpl::Classic && !shape.classic_fits() {
+            let chosen = self.choices.attention.get(&shape).copied();
+            return chosen.filter(|i| i.kind() == AttentionKind::Flash).unwrap_or(self.flash);
+        }
+        imp
+    }
+
+    /// Why `shape` runs flash attention where classic was asked for (by the family or by `kind`),
+    /// in a sentence for the front ends; None where it runs what was asked.
+    pub fn attention_note(&self, kind: Option<AttentionKind>, shape: AttnShape) -> Option<String> {
+        (self.attention_wanted(kind, shape) == AttentionImpl::Classic && !shape.classic_fits()).then(|| {
+            format!(
+                "attention {}: flash instead of classic, whose {} loop iterations per row would pass the cap of \
+                 {CLASSIC_LOOP_CAP} (lavapipe stops loops at 65535)",
+                shape.name(),
+                shape.classic_iterations()
+            )
+        })
+    }
+
+    /// [`Selection::attention`] before the loop-cap fallback.
+    fn attention_wanted(&self, kind: Option<AttentionKind>, shape: AttnShape) -> AttentionImpl {
         let chosen = self.choices.attention.get(&shape).copied();
         let default = match self.family {
             Family::Portable | Family::Subgroup => AttentionImpl::Classic,
@@ -276,5 +335,71 @@ impl Selection {
     /// Every variant this selection runs, for checking that a device runs them.
     pub fn variants(&self) -> impl Iterator<Item = MatmulVariant> + '_ {
         self.defaults.iter().chain(self.choices.matmul.values()).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(t: usize, hs: usize) -> AttnShape {
+        AttnShape { b: 1, nh: 12, kv: 4, t, hs }
+    }
+
+    fn portable() -> Selection {
+        let r16 = MatmulVariant::Portable { rows: 16 };
+        let flash = AttentionImpl::FlashRows;
+        Selection {
+            family: Family::Portable,
+            defaults: [r16; 3],
+            flash,
+            choices: Choices::default(),
+            source: Source::Forced,
+        }
+    }
+
+    /// Classic's iterations per row, 2·T·hs/4 + 3·T, against the cap: GPT-2's longest rows fit,
+    /// hs 128 fits up to T = 895 and not at 896.
+    #[test]
+    fn classic_loop_cap_boundary() {
+        assert_eq!(shape(1024, 64).classic_iterations(), 35 * 1024);
+        assert!(shape(1024, 64).classic_fits());
+        assert_eq!(shape(895, 128).classic_iterations(), 59_965);
+        assert!(shape(895, 128).classic_fits());
+        assert_eq!(shape(896, 128).classic_iterations(), 60_032);
+        assert!(!shape(896, 128).classic_fits());
+        // the dk and dv elements of a group of 64 heads over one run 64·T
+        assert_eq!(AttnShape { b: 1, nh: 64, kv: 1, t: 1000, hs: 4 }.classic_iterations(), 64_000);
+    }
+
+    /// Past the cap the selection runs flash where classic was asked for, by the family or by a
+    /// run's fixed numerics, and says why; within it nothing changes.
+    #[test]
+    fn classic_falls_back_to_flash_past_the_cap() {
+        let mut sel = portable();
+        for kind in [None, Some(AttentionKind::Classic)] {
+            assert_eq!(sel.attention(kind, shape(895, 128)), AttentionImpl::Classic);
+            assert_eq!(sel.attention_note(kind, shape(895, 128)), None);
+            assert_eq!(sel.attention(kind, shape(896, 128)), AttentionImpl::FlashRows);
+            let note = sel.attention_note(kind, shape(896, 128)).expect("a note past the cap");
+            assert!(note.contains("B1 NH12 KV4 T896 hs128") && note.contains("60032"), "{note}");
+        }
+        assert_eq!(sel.attention(Some(AttentionKind::Flash), shape(896, 128)), AttentionImpl::FlashRows);
+        // a cached classic choice for a shape past the cap (auto) runs the built-in flash
+        sel.family = Family::Auto;
+        sel.choices.attention.insert(shape(896, 128), AttentionImpl::Classic);
+        assert_eq!(sel.attention(None, shape(896, 128)), AttentionImpl::FlashRows);
+    }
+
+    /// Names carry the KV heads; names from before them read with KV = NH.
+    #[test]
+    fn shape_names_old_and_new() {
+        let s = AttnShape { b: 8, nh: 9, kv: 3, t: 64, hs: 64 };
+        assert_eq!(s.name(), "B8 NH9 KV3 T64 hs64");
+        assert_eq!(AttnShape::parse(&s.name()), Some(s));
+        assert_eq!(AttnShape::parse("B8 NH2 T32 hs32"), Some(AttnShape { b: 8, nh: 2, kv: 2, t: 32, hs: 32 }));
+        for bad in ["B8 NH2 T32", "B8 NH2 KV1 T32 hs32 x", "B8 NH2 X1 T32 hs32", "B8 NH2 Tx hs32"] {
+            assert_eq!(AttnShape::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -62,7 +62,7 @@ pub(crate) enum BlockAttn<'a> {
     /// The forward's: causal attention over the batch's own tokens by `imp`, keeping `saved`
     /// (the softmax or the logsumexp) for the backward.
     Causal { imp: AttentionImpl, saved: &'a Tensor },
-    /// The decoder's: the new tokens' keys and values go into the layer's caches (S,C) at rows
+    /// The decoder's: the new tokens' keys and values go into the layer's caches (S,kv·hs) at rows
     /// pos.., and the new queries attend over the cache; `scores` (T,NH,S) is scratch.
     Cached { dims: DecodeDims, scores: &'a Tensor, k_cache: &'a Tensor, v_cache: &'a Tensor, pos: &'a Tensor },
 }
@@ -81,7 +81,7 @@ pub(crate) struct Block<'a> {
 impl Gpt2 {
     /// Records transformer block `b.l`: residual stream `x.inp` to `x.out`.
     pub(crate) fn record_block(&self, prog: &mut Program, b: Block) {
-        let (k, p, nh) = (&*self.kernels, &self.params, self.config.n_head);
+        let (k, p, dims) = (&*self.kernels, &self.params, self.config.attn_dims());
         let Block { l, x, attn, w, dropout } = b;
         // x = x + attn(ln_1(x))
         let (out, mean, rstd, weight, bias) = (x.ln1, x.ln1_mean, x.ln1_rstd, &p.ln_1_w[l], &p.ln_1_b[l]);
@@ -90,7 +90,7 @@ impl Gpt2 {
         match attn {
             BlockAttn::Causal { imp, saved } => {
                 let attn_drop = dropout.map(|d| (d.p, d.seed, Site::AttnProbs(l).id(d.n_layer)));
-                k.attention.forward(prog, imp, AttnFwd { out: x.atty, saved, qkv: x.qkv }, nh, attn_drop);
+                k.attention.forward(prog, imp, AttnFwd { out: x.atty, saved, qkv: x.qkv }, dims, attn_drop);
             }
             BlockAttn::Cached { dims, scores, k_cache, v_cache, pos } => {
                 let cached = DecodeAttn { out: x.atty, scores, qkv: x.qkv, k_cache, v_cache, pos };

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::Gpu;
-use crate::kernels::{AttentionKind, AttnShape, Selection};
+use crate::kernels::{AttentionKind, AttnDims, AttnShape, Selection};
 use crate::tune::RunShape;
 use crate::{Error, Result};
 
@@ -99,9 +99,14 @@ impl Gpt2Config {
         Ok(())
     }
 
+    /// The attention's heads: n_head query heads, as many key and value heads, of n_embd / n_head.
+    pub fn attn_dims(&self) -> AttnDims {
+        AttnDims { nh: self.n_head, kv: self.n_head, hs: self.n_embd / self.n_head }
+    }
+
     /// The attention problem of a (B, T) batch.
     pub fn attn_shape(&self, b: usize, t: usize) -> AttnShape {
-        AttnShape { b, nh: self.n_head, t, hs: self.n_embd / self.n_head }
+        AttnShape::new(b, t, self.attn_dims())
     }
 
     /// The attention numerics a new training run at (B, T) gets from `selection`.
@@ -111,6 +116,6 @@ impl Gpt2Config {
 
     /// The sizes the tuner chooses a training run's kernels by.
     pub fn run_shape(&self, b: usize, t: usize) -> RunShape {
-        RunShape { n_embd: self.n_embd, n_head: self.n_head, vocab: self.vocab_size, b, t }
+        RunShape { n_embd: self.n_embd, attn: self.attn_dims(), vocab: self.vocab_size, b, t }
     }
 }

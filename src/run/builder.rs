@@ -83,21 +83,26 @@ fn attention_kind(kernels: &Kernels, model: &Gpt2Config, b: usize, t: usize) -> 
 }
 
 /// Chooses the kernels for a run of `model` at (B, T): this adapter's cached choices, with what
-/// is missing timed now, the cache kept as `cache` says.
+/// is missing timed now, the cache kept as `cache` says. The source names a shape whose classic
+/// attention would pass the loop cap and runs flash instead.
 async fn tune(kernels: &Kernels, model: &Gpt2Config, b: usize, t: usize, cache: TuneCache) -> Result<Tuned> {
     let shape = model.run_shape(b, t);
-    match cache {
+    let mut tuned = match cache {
         #[cfg(not(target_arch = "wasm32"))]
         TuneCache::File(path) => {
             let report = crate::tune::prepare(kernels, shape, path.as_deref())?;
-            Ok(Tuned { source: report.describe(), timed: report.timed, ms: report.ms, cache: None })
+            Tuned { source: report.describe(), timed: report.timed, ms: report.ms, cache: None }
         }
         TuneCache::Returned => {
             let report = crate::tune::tune_live(kernels, shape).await?;
             let cache = report.recorded.then(|| CacheFile::one(&kernels.gpu, &kernels.selection().choices).to_json());
-            Ok(Tuned { source: report.describe(), timed: report.timed, ms: report.ms, cache })
+            Tuned { source: report.describe(), timed: report.timed, ms: report.ms, cache }
         }
+    };
+    if let Some(note) = kernels.selection().attention_note(None, model.attn_shape(b, t)) {
+        tuned.source = format!("{}; {note}", tuned.source);
     }
+    Ok(tuned)
 }
 
 /// What a run would hold on the GPU: the precision it would train in and its memory.

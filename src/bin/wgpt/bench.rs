@@ -306,7 +306,7 @@ fn attention(k: &Kernels, iters: usize) -> Result<()> {
     let sel = k.selection();
     let timing = tune::times(&k.gpu, sel.family);
     for (b, nh, t, hs) in [(8, 6, 256, 64), (1, 12, 1024, 64), (12, 4, 64, 32)] {
-        let s = AttnShape { b, nh, t, hs };
+        let s = AttnShape { b, nh, kv: nh, t, hs };
         let mut times = vec![];
         for imp in AttentionImpl::ALL.into_iter().filter(|i| i.runs_on(&k.gpu)) {
             if let Some(fb) = pollster::block_on(tune::time_attention(k, imp, s, iters))? {
