@@ -124,6 +124,11 @@ fn resume(
     precision: Precision,
     opts: &Options,
 ) -> Result<(Driver, PathBuf, Option<String>)> {
+    if let Some(flag) = a.optimizer_flags().first() {
+        return Err(Error::Input(format!(
+            "{flag} does not apply to --resume: a run keeps the optimizer and schedule it started with"
+        )));
+    }
     let dir_of_run = if from.is_file() {
         let out = a.out.clone().unwrap_or_else(|| from.with_file_name(from.file_stem().unwrap_or_default()));
         if out.is_file() {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use wgpt::model::Weights;
 use wgpt::run::settings::{DEFAULT_SEED, EVAL_ITERS};
 use wgpt::run::RunSettings;
-use wgpt::train::{Optimizer, Schedule, TrainConfig, MUON_LR};
+use wgpt::train::{Optimizer, Schedule, TrainConfig};
 use wgpt::{Error, Result};
 
 #[derive(clap::Args)]
@@ -107,12 +107,14 @@ pub struct TrainArgs {
     pub optimizer_state: bool,
     // optimizers and schedules (issue 26)
     /// adamw, muon (Newton-Schulz orthogonalised momentum on the hidden matrices, AdamW on the
-    /// embeddings and 1-D tensors) or sgd (with momentum). --lr is AdamW's or SGD's.
-    #[arg(long, default_value = "adamw")]
-    pub optimizer: String,
-    /// Muon's peak learning rate for the hidden matrices (the schedule scales it as --lr).
-    #[arg(long, default_value_t = MUON_LR)]
-    pub muon_lr: f32,
+    /// embeddings and 1-D tensors) or sgd (with momentum) [default: adamw]. --lr is AdamW's or
+    /// SGD's. A resumed run keeps its optimizer and the settings below.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Muon's peak learning rate for the hidden matrices (the schedule scales it as --lr)
+    /// [default: 0.02].
+    #[arg(long)]
+    pub muon_lr: Option<f32>,
     /// Momentum of Muon or SGD [default: 0.95 for Muon, 0.9 for SGD].
     #[arg(long)]
     pub momentum: Option<f32>,
@@ -123,9 +125,23 @@ pub struct TrainArgs {
     #[arg(long, overrides_with = "nesterov")]
     pub no_nesterov: bool,
     /// cosine (nanoGPT's decay to min_lr), wsd (hold the lr, cool down linearly to min_lr over
-    /// the last 20%) or constant; after --warmup-iters of linear warmup.
-    #[arg(long, default_value = "cosine")]
-    pub lr_schedule: String,
+    /// the last 20%) or constant; after --warmup-iters of linear warmup [default: cosine].
+    #[arg(long)]
+    pub lr_schedule: Option<String>,
+}
+
+impl TrainArgs {
+    /// The flags a resumed run cannot take: its optimizer and schedule are its own.
+    pub fn optimizer_flags(&self) -> Vec<&'static str> {
+        let given = [
+            (self.optimizer.is_some(), "--optimizer"),
+            (self.muon_lr.is_some(), "--muon-lr"),
+            (self.momentum.is_some(), "--momentum"),
+            (self.nesterov || self.no_nesterov, "--nesterov/--no-nesterov"),
+            (self.lr_schedule.is_some(), "--lr-schedule"),
+        ];
+        given.into_iter().filter(|g| g.0).map(|g| g.1).collect()
+    }
 }
 
 /// The preset's settings with the flags over them.
@@ -157,10 +173,11 @@ pub fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Res
     s.log_interval = a.log_interval;
     s.seed = a.seed;
     s.tokenizer = tokenizer;
-    s.optimizer = Some(Optimizer::parse(&a.optimizer).map_err(|e| Error::Input(format!("--optimizer: {e}")))?);
-    s.muon_lr = Some(a.muon_lr);
+    let flag = |name: &'static str| move |e: Error| Error::Input(format!("{name}: {e}"));
+    s.optimizer = a.optimizer.as_deref().map(Optimizer::parse).transpose().map_err(flag("--optimizer"))?;
+    s.muon_lr = a.muon_lr;
     s.momentum = a.momentum;
     s.nesterov = Some(a.nesterov || !a.no_nesterov);
-    s.lr_schedule = Some(Schedule::parse(&a.lr_schedule).map_err(|e| Error::Input(format!("--lr-schedule: {e}")))?);
+    s.lr_schedule = a.lr_schedule.as_deref().map(Schedule::parse).transpose().map_err(flag("--lr-schedule"))?;
     Ok(s)
 }
