@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::gpu::Tensor;
 use crate::kernels::{Program, UpdateStats, SUMS};
 use crate::params::PREFIX;
-use crate::train::Trainer;
+use crate::train::slots::sgd_consts;
+use crate::train::{Rule, Trainer};
 use crate::{Error, Result};
 
 /// One tensor's dynamics at one step.
@@ -125,7 +126,16 @@ impl DynamicsPlan {
         for s in &tr.slots {
             ranges.push(slot as u32);
             for chunk in &s.chunks {
-                k.update_stats.update(&mut update, &chunk.adamw(&tr.shared), &partials, slot, s.decay);
+                match (s.rule, chunk.adamw(&tr.shared), chunk.sgd(&tr.shared)) {
+                    (Rule::AdamW { decay }, Some(a), _) => {
+                        k.update_stats.update(&mut update, &a, &partials, slot, decay)
+                    }
+                    (Rule::Sgd { decay }, _, Some(a)) => {
+                        k.update_stats.update_sgd(&mut update, &a, &partials, slot, sgd_consts(&tr.cfg, decay))
+                    }
+                    // TrainConfig::validate lets no Muon run through until its kernels land
+                    (rule, ..) => unreachable!("{}: no statistics update for {rule:?}", s.name),
+                }
                 slot += UpdateStats::chunks(chunk.param.numel());
             }
             ranges.push(slot as u32);

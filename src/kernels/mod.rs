@@ -16,6 +16,7 @@ mod encoder;
 pub mod layernorm;
 mod lens;
 pub mod matmul;
+mod optim;
 mod selection;
 pub mod template;
 
@@ -33,6 +34,7 @@ pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
+pub use optim::{Sgd, SgdConsts, SgdUpdate};
 pub use selection::{software, AttnShape, Choices, Family, Selection, Source, BUILT_IN};
 
 use crate::gpu::{Buffer, Gpu, Tensor};
@@ -57,6 +59,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
+    ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("prelude.wgsl", PRELUDE),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
 ];
@@ -145,6 +148,7 @@ pub fn all_modules() -> Vec<ModuleSpec> {
     all.extend(layernorm::modules());
     all.extend(lens::modules());
     all.extend(matmul::modules());
+    all.extend(optim::modules());
     all
 }
 
@@ -165,6 +169,7 @@ pub struct Kernels {
     pub decode: Decode,
     pub update_stats: UpdateStats,
     pub row_top1: RowTop1,
+    pub sgd: Sgd,
 }
 
 impl Kernels {
@@ -191,6 +196,7 @@ impl Kernels {
             decode: Decode::new(gpu),
             update_stats: UpdateStats::new(gpu),
             row_top1: RowTop1::new(gpu),
+            sgd: Sgd::new(gpu),
         }
     }
 
