@@ -187,7 +187,7 @@ fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Result<
 fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(Driver, String)> {
     let data = match (&a.data, &a.task) {
         (Some(path), _) => DataSource::File(path.display().to_string()),
-        (None, Some(task)) => DataSource::Task(Task::from_name(task)?.name().to_string()),
+        (None, Some(task)) => DataSource::Task(Task::parse(task)?.spec()),
         (None, None) => DataSource::Task("addition".into()),
     };
     let text = source_text(&data, a.seed)?;
