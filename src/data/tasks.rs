@@ -227,9 +227,10 @@ impl Task {
         if let Some(i) = self.index("min") {
             if self.values[i] > self.param("max") {
                 return Err(Error::Input(format!(
-                    "task {name}: min={} is more than max={}",
+                    "task {name}: min={} is more than max={}; its parameters are {}",
                     self.values[i],
-                    self.param("max")
+                    self.param("max"),
+                    self.spec.params_line()
                 )));
             }
         }
