@@ -217,3 +217,37 @@ fn bad_tasks_are_refused_naming_the_parameters() {
     }
     assert!(Task::parse("subtraction").unwrap_err().to_string().contains("modular-addition"), "lists the tasks");
 }
+
+#[test]
+fn the_page_and_the_cli_list_every_task() {
+    let manifest = wgpt::web::protocol::Manifest::new();
+    let names: Vec<&str> = manifest.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, TASKS.iter().map(|t| t.name).collect::<Vec<_>>());
+    for t in &manifest.tasks {
+        assert_eq!(t.examples.len(), 3, "{}: examples to show before training", t.name);
+        assert_eq!(t.params.len(), Task::parse(&t.name).unwrap().values.len());
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt")).arg("tasks").output().expect("run wgpt");
+    assert!(o.status.success());
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), TASKS.len(), "{out}");
+    for (line, t) in lines.iter().zip(TASKS) {
+        assert_eq!(line.split_whitespace().next(), Some(t.name), "a line per task, its name first: {line}");
+        assert!(line.contains(t.describe) && line.contains(&t.params_line()), "{line}");
+    }
+}
+
+#[test]
+fn wgpt_train_refuses_a_bad_task() {
+    for (task, says) in [("reverse:max=99", "its parameters are min=3"), ("nope", "unknown task \"nope\"")] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+            .args(["train", "--task", task, "--max-iters", "1", "--out"])
+            .arg(std::env::temp_dir().join(format!("wgpt-bad-task-{}", std::process::id())))
+            .output()
+            .expect("run wgpt");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{task}: {err}");
+        assert!(err.contains(says) && !err.contains("panicked"), "{task}: {err}");
+    }
+}

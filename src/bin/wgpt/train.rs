@@ -309,6 +309,8 @@ fn resume(
 }
 
 pub fn train(a: TrainArgs, opts: &Options) -> Result<ExitCode> {
+    // a bad task is refused before the adapter is opened
+    a.task.as_deref().map(Task::parse).transpose()?;
     let kernels = super::kernels(opts)?;
     // f32, or mixed precision (f16 weight operands) where the adapter has shader-f16; auto: f32
     let precision = super::precision(opts, &kernels, Purpose::Training);
