@@ -1,5 +1,10 @@
 //! Data: corpus text → token ids → 90/10 train/val split → seeded random (B, T+1) windows, as
-//! nanoGPT's prepare.py and get_batch. Also the built-in synthetic tasks, which need no files.
+//! nanoGPT's prepare.py and get_batch. The built-in synthetic tasks, which need no files, are in
+//! [`tasks`].
+
+pub mod tasks;
+
+pub use tasks::{Task, TASKS};
 
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
@@ -99,67 +104,5 @@ impl Dataset {
             y.extend_from_slice(&data[i + 1..i + t + 1]);
         }
         (x, y)
-    }
-}
-
-/// Built-in synthetic tasks: lines of `prompt answer`, exact-match checkable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    /// "123+4567=4690": multi-digit addition.
-    Addition,
-    /// "hello|olleh": string reversal.
-    Reverse,
-    /// "dbca|abcd": sort the letters.
-    Sort,
-}
-
-pub const TASKS: &[(&str, Task)] = &[("addition", Task::Addition), ("reverse", Task::Reverse), ("sort", Task::Sort)];
-
-impl Task {
-    pub fn from_name(name: &str) -> Result<Task> {
-        TASKS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).ok_or_else(|| {
-            let names: Vec<&str> = TASKS.iter().map(|(n, _)| *n).collect();
-            Error::Input(format!("unknown task {name:?}; choose one of {}", names.join(", ")))
-        })
-    }
-
-    pub fn name(&self) -> &'static str {
-        TASKS.iter().find(|(_, t)| t == self).map(|(n, _)| *n).unwrap_or("task")
-    }
-
-    /// One example: (prompt, answer); the training line is prompt + answer + "\n".
-    pub fn example(&self, rng: &mut Rng) -> (String, String) {
-        match self {
-            Task::Addition => {
-                let a = rng.below(10_000);
-                let b = rng.below(10_000);
-                (format!("{a}+{b}="), format!("{}", a + b))
-            }
-            Task::Reverse | Task::Sort => {
-                let len = 3 + rng.below(6);
-                let s: String = (0..len).map(|_| (b'a' + rng.below(26) as u8) as char).collect();
-                let answer: String = if *self == Task::Reverse {
-                    s.chars().rev().collect()
-                } else {
-                    let mut c: Vec<char> = s.chars().collect();
-                    c.sort();
-                    c.into_iter().collect()
-                };
-                (format!("{s}|"), answer)
-            }
-        }
-    }
-
-    /// A training corpus of `n` examples, one per line, from `seed`; the held-out examples come
-    /// from another seed (see [`Task::held_out`]).
-    pub fn corpus(&self, n: usize, seed: u64) -> String {
-        let mut rng = Rng::new(seed);
-        (0..n).map(|_| self.example(&mut rng)).map(|(p, a)| format!("{p}{a}\n")).collect()
-    }
-
-    /// Examples for the exact-match accuracy, disjoint in seed from the training corpus.
-    pub fn held_out(&self, n: usize, seed: u64) -> Vec<(String, String)> {
-        let mut rng = Rng::new(seed ^ 0xA5A5_5A5A_F00D);
-        (0..n).map(|_| self.example(&mut rng)).collect()
     }
 }

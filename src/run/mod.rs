@@ -7,11 +7,13 @@ pub mod builder;
 pub mod driver;
 pub mod fits;
 pub mod format;
+pub mod score;
 pub mod settings;
 
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
+use crate::data::tasks::HELD_OUT_EXAMPLES;
 use crate::data::{Dataset, Split, Task};
 use crate::generate::{Decoder, SampleConfig};
 use crate::hf;
@@ -30,7 +32,8 @@ pub use settings::RunSettings;
 pub enum DataSource {
     /// A UTF-8 text file (its path, as given).
     File(String),
-    /// A built-in synthetic task, by name.
+    /// A built-in synthetic task: its name and parameters (`reverse:max=12`, see
+    /// [`Task::parse`]).
     Task(String),
     /// Text handed over directly (the page's corpus), with a name for display.
     Text(String),
@@ -52,7 +55,7 @@ impl DataSource {
     /// the page's text, which the run keeps as corpus.txt.
     pub fn task_text(&self, seed: u64) -> Option<Result<String>> {
         match self {
-            DataSource::Task(name) => Some(Task::from_name(name).map(|t| t.corpus(settings::TASK_EXAMPLES, seed))),
+            DataSource::Task(spec) => Some(Task::parse(spec).map(|t| t.corpus(settings::TASK_EXAMPLES, seed))),
             _ => None,
         }
     }
@@ -126,6 +129,8 @@ pub struct Run {
     pub data: Dataset,
     pub tokenizer: Tokenizer,
     pub task: Option<Task>,
+    /// The held-out examples of the last evaluation, scored (tasks only).
+    pub task_score: Option<score::TaskScore>,
     /// Draws the training batches; saved in checkpoints.
     pub data_rng: Rng,
     /// Restored from a model-only checkpoint: AdamW's moments started from zero at its step.
@@ -151,7 +156,7 @@ impl Run {
         }
         let data = Dataset::from_text(text, &tokenizer, cfg.train.seq_len)?;
         let task = match &cfg.data {
-            DataSource::Task(name) => Some(Task::from_name(name)?),
+            DataSource::Task(spec) => Some(Task::parse(spec)?),
             _ => None,
         };
         let model = Gpt2::new(kernels, weights)?;
@@ -161,7 +166,7 @@ impl Run {
         // the trainer has fixed the attention numerics (TrainConfig::attention): saved with the run
         let cfg = RunConfig { train: trainer.cfg, ..cfg };
         let data_rng = Rng::new(cfg.seed);
-        Ok(Run { cfg, trainer, data, tokenizer, task, data_rng, fresh_moments: false, decoder })
+        Ok(Run { cfg, trainer, data, tokenizer, task, task_score: None, data_rng, fresh_moments: false, decoder })
     }
 
     /// Rebuilds a run from its checkpoint on `kernels`' device, training on `text` (its corpus),
@@ -284,29 +289,16 @@ impl Run {
         let (train_batches, val_batches) = (draw(Split::Train), draw(Split::Val));
         let train_loss = self.trainer.eval_loss(&train_batches).await?;
         let val_loss = self.trainer.eval_loss(&val_batches).await?;
-        let accuracy = match self.task {
-            Some(task) => Some(self.task_accuracy(task, 20).await?),
+        let accuracy = match self.task.clone() {
+            Some(task) => {
+                let score = self.task_score(&task, HELD_OUT_EXAMPLES).await?;
+                let accuracy = score.accuracy();
+                self.task_score = Some(score);
+                Some(accuracy)
+            }
             None => None,
         };
         Ok(Eval { iter: self.trainer.step, train_loss, val_loss, accuracy })
-    }
-
-    /// Exact-match accuracy of greedy answers on `n` held-out task examples.
-    pub async fn task_accuracy(&mut self, task: Task, n: usize) -> Result<f32> {
-        let newline = self.tokenizer.encode("\n")?.first().copied();
-        let mut correct = 0;
-        for (prompt, answer) in task.held_out(n, self.cfg.seed) {
-            let ids = self.tokenizer.encode(&prompt)?;
-            let out = self
-                .decoder
-                .generate(&self.trainer.model, &ids, &SampleConfig::greedy(answer.len() + 1), newline, |_| true)
-                .await?;
-            let text = self.tokenizer.decode(&out)?;
-            if text.trim_end_matches('\n') == answer {
-                correct += 1;
-            }
-        }
-        Ok(correct as f32 / n as f32)
     }
 
     /// Token ids of `prompt`, or the first token of the validation split when it is empty.

@@ -95,9 +95,9 @@ impl Runs {
     ) -> Result<Event> {
         let (text, task) = match (task, text, file) {
             (Some(task), _, _) => {
-                let t = Task::from_name(&task)?;
+                let t = Task::parse(&task)?;
                 // the run regenerates it from its own seed (DataSource::task_text)
-                (t.corpus(TASK_EXAMPLES, DEFAULT_SEED), Some(t.name().to_string()))
+                (t.corpus(TASK_EXAMPLES, DEFAULT_SEED), Some(t.spec()))
             }
             (None, Some(text), _) => (corpus_text(&name, text.as_bytes())?, None),
             (None, None, Some(bytes)) => (corpus_text(&name, &bytes)?, None),

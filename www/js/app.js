@@ -14,6 +14,7 @@ import { headChosen, hover } from "./attention.js";
 import { initViews, renderViews } from "./views.js";
 import { showParity } from "./parity.js";
 import { showRuns } from "./saved-runs.js";
+import { fillTasks } from "./tasks.js";
 import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches, modelOnlyLabel, offersModelOnly, paramsOf, roomNeeded, watchLifecycle } from "./reliability.js";
 import { initial, reduce, running, mismatch } from "./state.js";
 
@@ -257,6 +258,7 @@ function effects(ev, files) {
       const off = mismatch(ev.protocol);
       if (off.length) showError(`This page and its engine disagree about the messages ${off.join(", ")}: reload the page (a cached old copy?).`);
       fillPresets(ev.protocol.presets);
+      fillTasks(ev.protocol.tasks);
       schedulePlan();
       send({ type: "runs" });
       break;

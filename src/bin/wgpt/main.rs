@@ -1,5 +1,5 @@
-//! The native `wgpt` command line: `train`, `export-run`, `sample`, `inspect`, `parity`, `forward` and
-//! `bench`, all on the same library the page uses (the `cli` feature).
+//! The native `wgpt` command line: `train`, `tasks`, `export-run`, `sample`, `inspect`, `parity`,
+//! `forward` and `bench`, all on the same library the page uses (the `cli` feature).
 
 mod arch;
 mod bench;
@@ -89,6 +89,9 @@ enum Command {
     /// Train a GPT-2 on a corpus or a built-in task (nanoGPT's train.py; with no arguments:
     /// the baby model on multi-digit addition, offline).
     Train(Box<crate::train::TrainArgs>),
+    /// List the built-in tasks (`wgpt train --task NAME[:k=v,...]`): a line each, its name first,
+    /// then what a model must learn, its parameters with defaults and bounds, and an example.
+    Tasks,
     /// Zip a run directory (checkpoint, metrics.jsonl, corpus.txt) into one file: the page's
     /// Import run takes it, and `wgpt train --resume run.zip` goes on with it on another machine.
     ExportRun {
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Train(args) => crate::train::train(*args, &opts),
+        Command::Tasks => tasks(),
         Command::ExportRun { dir, zip } => crate::train::export_run(&dir, &zip),
         Command::Parity { file } => parity(file, &opts),
         Command::Forward { model, text, ids, top, out } => forward(&opts, model, text, ids, top, out),
@@ -191,6 +195,14 @@ pub fn cache_path() -> Option<PathBuf> {
         var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
     }?;
     Some(dir.join("wgpt").join("tune.json"))
+}
+
+fn tasks() -> Result<ExitCode> {
+    for spec in wgpt::data::TASKS {
+        let example = wgpt::data::Task::parse(spec.name)?.examples(1, 1).concat();
+        println!("{:<19} {}; params: {}; e.g. {example}", spec.name, spec.describe, spec.params_line());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parity(file: PathBuf, opts: &Options) -> Result<ExitCode> {

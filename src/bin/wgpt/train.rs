@@ -60,7 +60,7 @@ fn tokenizer_for(spec: &str, text: &str) -> Result<Tokenizer> {
 fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(Driver, String)> {
     let data = match (&a.data, &a.task) {
         (Some(path), _) => DataSource::File(path.display().to_string()),
-        (None, Some(task)) => DataSource::Task(Task::from_name(task)?.name().to_string()),
+        (None, Some(task)) => DataSource::Task(Task::parse(task)?.spec()),
         (None, None) => DataSource::Task("addition".into()),
     };
     let text = source_text(&data, a.seed)?;
@@ -192,6 +192,8 @@ pub fn train(a: TrainArgs, opts: &Options) -> Result<ExitCode> {
                 .into(),
         ));
     }
+    // a bad task is refused before the adapter is opened
+    a.task.as_deref().map(Task::parse).transpose()?;
     let kernels = super::kernels(opts)?;
     // f32, or mixed precision (f16 weight operands) where the adapter has shader-f16; auto: f32
     let precision = super::precision(opts, &kernels, Purpose::Training);

@@ -78,7 +78,8 @@ pub struct TrainArgs {
     /// A UTF-8 text corpus to train on.
     #[arg(long, conflicts_with = "task")]
     pub data: Option<PathBuf>,
-    /// A built-in synthetic task: addition (default when no --data), reverse or sort.
+    /// A built-in synthetic task, NAME[:k=v,...] (`wgpt tasks` lists them): addition (the
+    /// default when no --data), reverse:max=12, modular-addition:p=97,frac=0.3, ...
     #[arg(long)]
     pub task: Option<String>,
     /// char (one token per character), bpe:N (byte-level BPE with N tokens trained on the

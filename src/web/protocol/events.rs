@@ -5,11 +5,12 @@
 use serde::{Deserialize, Serialize};
 use strum::{IntoEnumIterator, VariantNames};
 
-use crate::data::MAX_CORPUS_BYTES;
+use crate::data::{Task, MAX_CORPUS_BYTES, TASKS};
 use crate::dynamics::{Dynamics, LayerDynamics, TensorDynamics};
 use crate::params::ParamRow;
 use crate::precision::Precision;
 use crate::run::format::History;
+use crate::run::settings::DEFAULT_SEED;
 use crate::run::{Progress, RunSettings};
 use crate::web::protocol::requests::{Request, Sampler, Scope, TrainState};
 use crate::web::protocol::store::{StoreEvent, StoreRequest};
@@ -276,7 +277,7 @@ pub enum Event {
 
 /// What the page takes from the engine instead of keeping a copy: the protocol's names (the
 /// store's too), each
-/// error scope's "Could not ..." text, the presets and the corpus limit.
+/// error scope's "Could not ..." text, the presets, the corpus limit and the built-in tasks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub requests: Vec<String>,
@@ -289,6 +290,36 @@ pub struct Manifest {
     pub scopes: Vec<(Scope, String)>,
     pub presets: Vec<(String, RunSettings)>,
     pub max_corpus_bytes: u64,
+    // issue 27, tasks: the built-in tasks the page's corpus choice lists
+    /// Every built-in task, in `wgpt tasks`' order.
+    #[serde(default)]
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// A built-in task as the page shows it: what it teaches, its parameters, a few examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub name: String,
+    pub describe: String,
+    /// (name, what it is, default, min, max)
+    pub params: Vec<(String, String, f64, f64, f64)>,
+    /// Training lines of the task at its defaults, from the default seed.
+    pub examples: Vec<String>,
+}
+
+impl TaskInfo {
+    /// Every task of [`TASKS`] with three examples each.
+    pub fn all() -> Vec<TaskInfo> {
+        TASKS
+            .iter()
+            .map(|t| TaskInfo {
+                name: t.name.to_string(),
+                describe: t.describe.to_string(),
+                params: t.params.iter().map(|p| (p.name.into(), p.what.into(), p.default, p.min, p.max)).collect(),
+                examples: Task::parse(t.name).map(|task| task.examples(3, DEFAULT_SEED)).unwrap_or_default(),
+            })
+            .collect()
+    }
 }
 
 impl Manifest {
@@ -303,6 +334,7 @@ impl Manifest {
             scopes: Scope::iter().map(|s| (s, s.failed_to().to_string())).collect(),
             presets: RunSettings::presets(),
             max_corpus_bytes: MAX_CORPUS_BYTES,
+            tasks: TaskInfo::all(),
         }
     }
 }

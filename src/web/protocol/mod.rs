@@ -9,7 +9,7 @@ mod events;
 mod requests;
 mod store;
 
-pub use events::{Bar, DynamicsPoint, Event, Guess, LensRow, Manifest, ParityCheck, SamplingView};
+pub use events::{Bar, DynamicsPoint, Event, Guess, LensRow, Manifest, ParityCheck, SamplingView, TaskInfo};
 pub use requests::{Request, Sampler, Scope, TrainState};
 pub use store::{RunCurves, SavedRun, StoreEvent, StoreRequest};
 
