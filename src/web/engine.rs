@@ -36,7 +36,7 @@ fn scope(request: &Request) -> Scope {
         Request::Init { .. } | Request::LoseDevice | Request::Memory | Request::CapMemory { .. } => Scope::Gpu,
         Request::Corpus { .. } => Scope::Corpus,
         Request::Plan { .. } => Scope::Plan,
-        Request::Start { .. } | Request::Checkpoints { .. } => Scope::Train,
+        Request::Start { .. } | Request::Checkpoints { .. } | Request::TrainOn { .. } => Scope::Train,
         Request::Restore { .. } | Request::ImportRun { .. } => Scope::Restore,
         Request::Export | Request::ExportRun => Scope::Export,
         Request::Import { .. } => Scope::Import,
@@ -117,7 +117,8 @@ impl Engine {
             | Request::Restore { .. }
             | Request::ImportRun { .. }
             | Request::ExportRun
-            | Request::Checkpoints { .. } => self.runs.handle(request, files, w).await,
+            | Request::Checkpoints { .. }
+            | Request::TrainOn { .. } => self.runs.handle(request, files, w).await,
             Request::Import { .. } | Request::Export | Request::Generate { .. } | Request::Parity { .. } => {
                 self.models.handle(request, files.into_iter().next(), w).await
             }

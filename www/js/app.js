@@ -184,8 +184,10 @@ function renderButtons() {
   const busy = running(s);
   $("train-start").disabled = !(s.ready && s.corpus) || busy;
   $("train-start").textContent = t === "idle" ? "Start training" : t === "loaded" ? "Fine-tune" : "Start again";
-  $("train-pause").disabled = !busy;
-  $("train-pause").textContent = t === "paused" || t === "pausing" ? "Resume" : "Pause";
+  // a done run offers to train on to the Steps above, where those are more than its own
+  const more = t === "done" && s.maxIters !== null && Number($("max_iters").value) > s.maxIters;
+  $("train-pause").disabled = !busy && !more;
+  $("train-pause").textContent = t === "paused" || t === "pausing" ? "Resume" : t === "done" ? `Train on to ${$("max_iters").value} steps` : "Pause";
   $("train-stop").disabled = !busy;
   $("generate").disabled = t === "idle" || s.generating;
   $("gen-stop").disabled = !s.generating;
@@ -337,12 +339,12 @@ async function importModel(files) {
   send({ type: "import", name: "the imported model", config, tokenizer }, new Uint8Array(model));
 }
 
-// A run zip (Export run's, or `wgpt export-run`'s): it goes on training, to the Steps above
-// where those are more than its own.
+// A run zip (Export run's, or `wgpt export-run`'s): it comes back paused at its step (done where
+// it finished); Resume (or Train on) goes on.
 async function importRun(file) {
   if (!file) return;
   say(`Reading the run ${file.name}…`);
-  send({ type: "import_run", name: file.name, max_iters: Number($("max_iters").value) }, new Uint8Array(await file.arrayBuffer()));
+  send({ type: "import_run", name: file.name }, new Uint8Array(await file.arrayBuffer()));
 }
 
 async function runParity(file) {
@@ -461,7 +463,8 @@ function wire() {
     askPersistence().then(() => send({ type: "runs" }));
   });
   on("train-pause", "click", () => {
-    if (state.training === "training") {
+    if (state.training === "done") send({ type: "train_on", max_iters: Number($("max_iters").value) });
+    else if (state.training === "training") {
       send({ type: "pause" });
       dispatch({ type: "ui_pause" });
     } else {

@@ -66,6 +66,7 @@ mod tests {
             Request::Memory,
             Request::Checkpoints { optimizer_state: false },
             Request::CapMemory { bytes: Some(1 << 20) },
+            Request::TrainOn { max_iters: 40 },
         ];
         let tags: Vec<String> = requests.iter().map(|r| tag(&round_trip(r), &m.requests)).collect();
         assert_eq!(tags, m.requests, "one sample per request, in declaration order");

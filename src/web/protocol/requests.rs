@@ -117,6 +117,12 @@ pub enum Request {
         #[serde(default)]
         bytes: Option<u64>,
     },
+    // issue 27 (nothing trains unasked, links)
+    /// Train the held run on to `max_iters` steps, more than it has (a restored run that is done
+    /// goes on; as `wgpt train --resume --max-iters`).
+    TrainOn {
+        max_iters: usize,
+    },
 }
 
 /// Where a run is.
