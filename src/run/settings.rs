@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::generate::SampleConfig;
+use crate::kernels::AttentionKind;
 use crate::model::Gpt2Config;
 use crate::precision::Precision;
 use crate::run::{DataSource, RunConfig};
@@ -91,6 +92,11 @@ pub struct RunSettings {
     /// or auto (f32 for training) [default: f32].
     #[serde(default)]
     pub precision: Precision,
+    // issue 27 (links): what a link must pin to reproduce a run on the same adapter
+    /// The attention numerics, classic or flash (they round differently) [default: the device's
+    /// tuning picks, and the run records it].
+    #[serde(default)]
+    pub attention: Option<AttentionKind>,
 }
 
 fn one() -> usize {
@@ -124,6 +130,7 @@ impl RunSettings {
             grad_clip: None,
             dropout: None,
             precision: Precision::F32,
+            attention: None,
         })
     }
 
@@ -169,7 +176,7 @@ impl RunSettings {
             eps: d.eps,
             grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
             dropout: self.dropout.unwrap_or(d.dropout),
-            attention: None,
+            attention: self.attention,
             precision: self.precision,
             loss_scaling: None,
         };
@@ -221,6 +228,10 @@ mod tests {
         let f16: RunSettings = serde_json::from_str(&json.replace("}", r#","precision":"f16"}"#)).unwrap();
         let cfg16 = f16.run_config(f16.model(24).unwrap(), DataSource::Text("x".into()), "char".into()).unwrap();
         assert_eq!(cfg16.train.precision, Precision::F16);
+        assert_eq!(cfg.train.attention, None, "without a choice the device's tuning picks the attention");
+        let flash: RunSettings = serde_json::from_str(&json.replace("}", r#","attention":"flash"}"#)).unwrap();
+        let cfg = flash.run_config(flash.model(24).unwrap(), DataSource::Text("x".into()), "char".into()).unwrap();
+        assert_eq!(cfg.train.attention, Some(AttentionKind::Flash), "a chosen attention numerics reaches the trainer");
         let mut bad = s.clone();
         bad.block_size = 0;
         assert!(bad.model(24).is_err());
