@@ -16,6 +16,7 @@ import { showParity } from "./parity.js";
 import { showRuns } from "./saved-runs.js";
 import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches, modelOnlyLabel, offersModelOnly, paramsOf, roomNeeded, watchLifecycle } from "./reliability.js";
 import { initial, reduce, running, mismatch } from "./state.js";
+import { initShare, linkExtras, onLink, openHash } from "./share.js";
 
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
 const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision"];
@@ -61,6 +62,7 @@ function settings() {
     log_interval: 1, // every step: the chart moves with each one
     seed: num("train_seed"),
     precision: $("train_precision").value,
+    ...linkExtras(), // an opened link's settings the form has no field for
   };
 }
 
@@ -259,6 +261,7 @@ function effects(ev, files) {
       const off = mismatch(ev.protocol);
       if (off.length) showError(`This page and its engine disagree about the messages ${off.join(", ")}: reload the page (a cached old copy?).`);
       fillPresets(ev.protocol.presets);
+      openHash(); // a link in the address fills the form over the presets
       schedulePlan();
       send({ type: "runs" });
       break;
@@ -307,6 +310,10 @@ function effects(ev, files) {
       break;
     case "export_run":
       download(ev.name, files[0]);
+      break;
+    case "link":
+    case "link_opened":
+      onLink(ev);
       break;
   }
 }
@@ -517,6 +524,11 @@ function startEngine() {
   $("status-bar").hidden = false;
   wire();
   initViews(() => state);
+  const changed = () => {
+    renderButtons();
+    schedulePlan();
+  };
+  initShare({ send, settings, corpus: () => state.corpus, running: () => running(state), changed, say });
   render();
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   // the last events, for tests and for anyone curious in the console

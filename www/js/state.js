@@ -158,6 +158,9 @@ export const on = {
   run_histories: (s, ev) => ({ ...s, compare: { ...s.compare, curves: { ...s.compare.curves, ...Object.fromEntries(ev.runs.map((r) => [r.id, r])) } } }),
   room: (s, ev) => ({ ...s, room: ev }),
   memory: (s) => s, // answered to wgptDebug.memory() (reliability.js)
+  // links: share.js shows them and fills the form (nothing trains)
+  link: (s) => s,
+  link_opened: (s) => ({ ...s, error: null }),
   // the page's own controls
   ui_status: (s, ev) => ({ ...s, status: ev.text }),
   ui_model_only: (s, ev) => ({ ...s, modelOnly: ev.on }),
