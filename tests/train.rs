@@ -274,8 +274,11 @@ fn dropout_trains_reproducibly() {
     assert_ne!(dropped, plain, "dropout 0.2 must change the losses");
 }
 
+/// An event the engine posted, with the files it handed out.
+type PostedEvent = (Event, Vec<Vec<u8>>);
+
 /// Every event the engine posted, with the files it handed out.
-type Posted = Rc<RefCell<Vec<(Event, Vec<Vec<u8>>)>>>;
+type Posted = Rc<RefCell<Vec<PostedEvent>>>;
 
 /// A run's losses: (step, loss) of each progress report, (step, train, val) of each evaluation.
 type Losses = (Vec<(u64, f32)>, Vec<(u64, f32, f32)>);
@@ -353,7 +356,7 @@ impl Page {
     /// `state` (paused, or done where it reached max_iters) and that nothing trains unasked: the
     /// engine goes idle without a step or an evaluation. The restored event, and the events since
     /// the request.
-    fn restored(&mut self, state: TrainState) -> (Event, Vec<(Event, Vec<Vec<u8>>)>) {
+    fn restored(&mut self, state: TrainState) -> (Event, Vec<PostedEvent>) {
         let seen = self.events.borrow().len();
         let (restored, _) = self.until(|e| matches!(e, Event::Restored { .. }));
         while pollster::block_on(self.engine.tick()) {}
