@@ -6,6 +6,7 @@ each reader.
 Needs numpy, safetensors and tokenizers (pip install numpy safetensors tokenizers).
 Run from anywhere: python3 fuzz/make_seeds.py
 """
+import base64
 import io
 import json
 import os
@@ -119,3 +120,18 @@ lying = bytearray(run_zip(run, method=zipfile.ZIP_STORED))
 cd = lying.find(b"PK\x01\x02")
 lying[cd + 24:cd + 28] = struct.pack("<I", 3 << 30)  # the first entry's declared size: 3 GiB
 write("run_zip", "lying_size", bytes(lying))
+
+# link: a link of every setting, an old one of a few, and near misses (see also
+# tests/fixtures/hostile/links, made by tests/fixtures/make_hostile_links.py)
+def link(obj):
+    return ("#run=" + base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")).encode()
+
+
+every = dict(v=1, tokenizer="bpe:512", n_layer=2, n_head=2, n_embd=64, block_size=32, batch_size=8, grad_accum=1,
+             max_iters=500, lr=0.002, eval_interval=50, log_interval=1, seed=1337, min_lr=None, warmup_iters=25,
+             eval_iters=20, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, dropout=0.0, precision="f32",
+             attention="flash", corpus={"task": {"name": "addition", "params": ""}})
+write("link", "every", link(every))
+write("link", "old", link(dict(v=1, n_layer=3, corpus="own")))
+write("link", "bad_fields", link(dict(v=1, n_layer=-1, lr="x", corpus={"builtin": "nope"}, knob=1)))
+write("link", "newer", link(dict(v=2)))

@@ -18,7 +18,7 @@ use wgpt::run::format::{Metrics, Record};
 use wgpt::run::{DataSource, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
-use wgpt::web::protocol::{Event, TrainState};
+use wgpt::web::protocol::{Event, Scope, TrainState};
 use wgpt::web::Host;
 use wgpt::weights16::MatmulWeights;
 
@@ -281,8 +281,11 @@ fn dropout_trains_reproducibly() {
     assert_ne!(dropped, plain, "dropout 0.2 must change the losses");
 }
 
+/// An event the engine posted, with the files it handed out.
+type PostedEvent = (Event, Vec<Vec<u8>>);
+
 /// Every event the engine posted, with the files it handed out.
-type Posted = Rc<RefCell<Vec<(Event, Vec<Vec<u8>>)>>>;
+type Posted = Rc<RefCell<Vec<PostedEvent>>>;
 
 /// A run's losses: (step, loss) of each progress report, (step, train, val) of each evaluation.
 type Losses = (Vec<(u64, f32)>, Vec<(u64, f32, f32)>);
@@ -354,6 +357,30 @@ impl Page {
         self.until(|e| matches!(e, Event::State { state: TrainState::Stopped, step: 4 }));
         self.send(json!({"type": "export_run"}), vec![]);
         self.until(|e| matches!(e, Event::ExportRun { step: 4, .. })).1
+    }
+
+    /// Works until a restored or imported run is back, then checks that it waits at its step in
+    /// `state` (paused, or done where it reached max_iters) and that nothing trains unasked: the
+    /// engine goes idle without a step or an evaluation. The restored event, and the events since
+    /// the request.
+    fn restored(&mut self, state: TrainState) -> (Event, Vec<PostedEvent>) {
+        let seen = self.events.borrow().len();
+        let (restored, _) = self.until(|e| matches!(e, Event::Restored { .. }));
+        while pollster::block_on(self.engine.tick()) {}
+        let events = self.events.borrow()[seen..].to_vec();
+        let Event::Restored { step, .. } = restored else { unreachable!("matched above") };
+        let states: Vec<(TrainState, u64)> = events
+            .iter()
+            .filter_map(|(e, _)| match e {
+                Event::State { state, step } => Some((*state, *step)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(states, [(state, step)], "the restored run's states");
+        let moved =
+            events.iter().find(|(e, _)| matches!(e, Event::Progress(_) | Event::Eval { .. } | Event::Error { .. }));
+        assert!(moved.is_none(), "a restored run trained (or failed) unasked: {:?}", moved.map(|m| &m.0));
+        (restored, events)
     }
 
     /// The losses of the progress events and the evaluations since event `from`.
@@ -460,9 +487,10 @@ fn the_page_and_the_cli_train_and_resume_alike() {
     // and so does the page, from the same zip
     let from = page.events.borrow().len();
     page.send(json!({"type": "import_run", "name": "page-run.zip"}), zip);
-    let (restored, _) = page.until(|e| matches!(e, Event::Restored { .. }));
+    let (restored, _) = page.restored(TrainState::Paused);
     let Event::Restored { step: 4, history: h, .. } = restored else { panic!("{restored:?}") };
     assert_eq!(h.train, history, "the loss chart's history comes back with the run");
+    page.send(json!({"type": "resume"}), vec![]);
     page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
     let (progress, evals) = page.losses(from);
     println!("page-format run resumed in the page: {progress:?}, in the CLI: {:?}", &cli_progress[4..]);
@@ -472,8 +500,8 @@ fn the_page_and_the_cli_train_and_resume_alike() {
 }
 
 /// A run zip imported as the page opens, before or at once after the request that opens the GPU
-/// (a zip dropped while the engine loads), waits for the GPU and goes on at its step, instead of
-/// failing with "the GPU is not ready" (and the import being lost).
+/// (a zip dropped while the engine loads), waits for the GPU and comes back paused at its step,
+/// instead of failing with "the GPU is not ready" (and the import being lost); Resume goes on.
 #[test]
 fn a_run_imported_as_the_page_opens_waits_for_the_gpu() {
     let Some(_) = common::shared_kernels() else { return };
@@ -485,14 +513,44 @@ fn a_run_imported_as_the_page_opens_waits_for_the_gpu() {
         let files = |m: &serde_json::Value| if m["type"] == "import_run" { zip.clone() } else { vec![] };
         page.send(first.clone(), files(&first));
         page.send(then.clone(), files(&then));
-        let (restored, _) = page.until(|e| matches!(e, Event::Restored { .. }));
+        let (restored, _) = page.restored(TrainState::Paused);
         assert!(matches!(restored, Event::Restored { step: 4, .. }), "{first} then {then}: {restored:?}");
         let events = page.events.borrow();
         let ready = events.iter().position(|(e, _)| matches!(e, Event::Ready { .. }));
         assert_eq!(ready, Some(0), "{first} then {then}: the GPU opens first: {:?}", events.first());
         drop(events);
+        page.send(json!({"type": "resume"}), vec![]);
         page.until(|e| matches!(e, Event::State { state: TrainState::Done, step: 8 }));
     }
+}
+
+/// A saved run of the page's store (Request::Restore, its files as the page keeps them: the
+/// checkpoint's and the corpus of the first) that finished comes back done at its step and
+/// trains nothing until asked; told to, it trains on to more steps.
+#[test]
+fn a_restored_run_waits_until_asked() {
+    let Some(_) = common::shared_kernels() else { return };
+    let mut page = Page::new();
+    let from = page.events.borrow().len();
+    page.send(json!({"type": "start", "settings": page_settings(4)}), vec![]);
+    page.until(|e| matches!(e, Event::State { state: TrainState::Done, step: 4 }));
+    // the store's copy of the run: the last checkpoint's files, and corpus.txt from the first
+    let mut store: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    for (e, files) in page.events.borrow()[from..].iter() {
+        if let Event::Checkpoint { files: names, .. } = e {
+            store.extend(names.iter().cloned().zip(files.iter().cloned()));
+        }
+    }
+    let (names, files): (Vec<String>, Vec<Vec<u8>>) = store.into_iter().unzip();
+    let mut page = Page::new();
+    page.send(json!({"type": "restore", "id": "run-1", "names": names}), files);
+    let (restored, _) = page.restored(TrainState::Done);
+    assert!(matches!(restored, Event::Restored { step: 4, max_iters: 4, .. }), "{restored:?}");
+    let from = page.events.borrow().len();
+    page.send(json!({"type": "train_on", "max_iters": 6}), vec![]);
+    page.until(|e| matches!(e, Event::State { state: TrainState::Done, step: 6 }));
+    let steps: Vec<u64> = page.losses(from).0.iter().map(|p| p.0).collect();
+    assert_eq!(steps, [5, 6], "trained on from step 4 to 6");
 }
 
 /// The page's precision choice for training: f16 plans with mixed precision's f16 weight copies
@@ -560,14 +618,18 @@ fn the_page_trains_in_f16_and_its_runs_resume_in_it() {
     assert_eq!(saved.train.precision, if shader_f16 { Precision::F16 } else { Precision::F32 });
     let from = page.events.borrow().len();
     page.send(json!({"type": "import_run", "name": "f16-run.zip"}), zip);
+    page.restored(TrainState::Paused);
+    page.send(json!({"type": "resume"}), vec![]);
     page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
     let (resumed, resumed_evals) = page.losses(from);
     assert_eq!(resumed, &progress[4..], "the f16 run resumed in f16 exactly where it stopped");
     assert_eq!(resumed_evals, &evals[2..]);
 }
 
-/// A CLI run, zipped by `wgpt export-run`, goes on in the page (Import run, to more steps) with
-/// the same losses as `wgpt train --resume DIR --max-iters` gives it.
+/// A CLI run that finished, zipped by `wgpt export-run`, comes back in the page done at its
+/// step (Import run sends no steps of the page's), is saved there at once, and goes on when
+/// asked (Train on, to more steps) with the same losses as `wgpt train --resume DIR --max-iters`
+/// gives it; Train on to no more steps than it has is refused.
 #[test]
 fn a_cli_run_goes_on_in_the_page_as_in_the_cli() {
     let Some(_) = common::shared_kernels() else { return };
@@ -581,13 +643,22 @@ fn a_cli_run_goes_on_in_the_page_as_in_the_cli() {
 
     let mut page = Page::new();
     let from = page.events.borrow().len();
-    page.send(json!({"type": "import_run", "name": "run.zip", "max_iters": 8}), vec![std::fs::read(&zip).unwrap()]);
-    let (restored, _) = page.until(|e| matches!(e, Event::Restored { .. }));
-    assert!(matches!(restored, Event::Restored { step: 4, max_iters: 8, .. }), "{restored:?}");
-    let (saved, files) = page.until(|e| matches!(e, Event::Checkpoint { .. }));
+    page.send(json!({"type": "import_run", "name": "run.zip"}), vec![std::fs::read(&zip).unwrap()]);
+    let (restored, events) = page.restored(TrainState::Done);
+    assert!(matches!(restored, Event::Restored { step: 4, max_iters: 4, .. }), "{restored:?}");
+    let (saved, files) = events.iter().find(|(e, _)| matches!(e, Event::Checkpoint { .. })).expect("a checkpoint");
     let Event::Checkpoint { step: 4, files: names, .. } = saved else { panic!("{saved:?}") };
     assert!(names.contains(&"corpus.txt".to_string()), "an imported run is saved in the page at once: {names:?}");
     assert_eq!(files.len(), names.len());
+    let seen = page.events.borrow().len();
+    page.send(json!({"type": "train_on", "max_iters": 4}), vec![]);
+    while pollster::block_on(page.engine.tick()) {}
+    let refused = page.events.borrow()[seen..].iter().find_map(|(e, _)| match e {
+        Event::Error { scope: Scope::Train, message } => Some(message.clone()),
+        _ => None,
+    });
+    assert!(refused.as_deref().is_some_and(|m| m.contains("4 steps already")), "train on to 4 of 4: {refused:?}");
+    page.send(json!({"type": "train_on", "max_iters": 8}), vec![]);
     page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
     let (progress, evals) = page.losses(from);
     println!("CLI run resumed in the CLI: {:?}\n                in the page: {progress:?}", &cli_progress[4..]);
@@ -738,8 +809,9 @@ fn a_model_only_run_moves_between_the_page_and_the_cli() {
 
     let from = page.events.borrow().len();
     page.send(json!({"type": "import_run", "name": "page-run.zip"}), zip);
-    let (restored, _) = page.until(|e| matches!(e, Event::Restored { .. }));
+    let (restored, _) = page.restored(TrainState::Paused);
     assert!(matches!(restored, Event::Restored { step: 4, fresh_moments: true, .. }), "{restored:?}");
+    page.send(json!({"type": "resume"}), vec![]);
     page.until(|e| matches!(e, Event::State { state: TrainState::Done, .. }));
     let (progress, evals) = page.losses(from);
     println!("a model-only page run resumed in the page: {progress:?}, in the CLI: {:?}", &cli_progress[4..]);

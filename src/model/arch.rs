@@ -154,13 +154,13 @@ pub struct Arch {
     #[serde(default, skip_serializing_if = "is_default")]
     pub mlp: Mlp,
     /// The MLP's hidden width [default: see [`Gpt2Config::intermediate_size`]].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub intermediate_size: Option<usize>,
     /// Key/value heads, dividing n_head (fewer: grouped-query attention) [default: n_head].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub n_kv_head: Option<usize>,
     /// The width of a head [default: n_embd / n_head].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub head_dim: Option<usize>,
     /// An RMSNorm over each head's q and k (Qwen3).
     #[serde(default, skip_serializing_if = "is_default")]
@@ -172,7 +172,7 @@ pub struct Arch {
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub tied: bool,
     /// logits = c · tanh(logits / c) (Gemma-2, the speedruns); None: off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub logit_softcap: Option<f32>,
 }
 
@@ -429,32 +429,32 @@ impl Arch {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ArchChoice {
     /// gpt2, llama, qwen3 or speedrun.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub arch: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub positions: Option<Positions>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub rope_theta: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub norm: Option<Norm>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub norm_eps: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub mlp: Option<Mlp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub intermediate_size: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub n_kv_head: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub head_dim: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub qk_norm: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub bias: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tied: Option<bool>,
     /// The softcap; 0 turns a preset's off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub logit_softcap: Option<f32>,
 }
 

@@ -140,7 +140,8 @@ pub async fn start(
     // the kind before tuning; Trainer::new checks the activations again with the tuned one
     check_fits(&kernels.gpu, &model, b, t, attention_kind(&kernels, &model, b, t))?;
     on_tuned(&tune(&kernels, &model, b, t, cache).await?);
-    let kind = attention_kind(&kernels, &model, b, t);
+    // the settings' numerics where they name one (a link's), else the tuned choice
+    let kind = cfg.train.attention.unwrap_or_else(|| attention_kind(&kernels, &model, b, t));
     let gpu = kernels.gpu.clone();
     let f16 = cfg.train.precision.resolve(Purpose::Training, gpu.shader_f16()).f16();
     let build = || Run::new(kernels, cfg, &weights, tokenizer, text);

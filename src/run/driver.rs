@@ -173,6 +173,24 @@ impl Driver {
         self.optimizer_state = on;
     }
 
+    /// Trains on to `max_iters` steps, more than the run's: a finished run goes on (saved first,
+    /// its settings changed), on the run's own schedule, as `wgpt train --resume --max-iters`.
+    pub fn train_on(&mut self, max_iters: usize) -> Result<()> {
+        if self.status == Status::Diverged {
+            return Err(Error::Input(
+                "the run diverged: resume its last checkpoint with a lower learning rate instead".into(),
+            ));
+        }
+        let has = self.run.cfg.max_iters;
+        if max_iters <= has {
+            return Err(Error::Input(format!("the run has {has} steps already: choose more steps to train on to")));
+        }
+        self.run.cfg.max_iters = max_iters;
+        self.status = Status::Running;
+        self.unsaved = true;
+        Ok(())
+    }
+
     pub fn optimizer_state(&self) -> bool {
         self.optimizer_state
     }

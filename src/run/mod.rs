@@ -7,6 +7,7 @@ pub mod builder;
 pub mod driver;
 pub mod fits;
 pub mod format;
+pub mod link;
 pub mod score;
 pub mod settings;
 

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::generate::SampleConfig;
+use crate::kernels::AttentionKind;
 use crate::model::{ArchChoice, Gpt2Config};
 use crate::precision::Precision;
 use crate::run::{DataSource, RunConfig};
@@ -111,6 +112,11 @@ pub struct RunSettings {
     /// cosine, wsd or constant [default: cosine].
     #[serde(default)]
     pub lr_schedule: Option<Schedule>,
+    // issue 27 (links): what a link must pin to reproduce a run on the same adapter
+    /// The attention numerics, classic or flash (they round differently) [default: the device's
+    /// tuning picks, and the run records it].
+    #[serde(default)]
+    pub attention: Option<AttentionKind>,
 }
 
 fn one() -> usize {
@@ -150,6 +156,7 @@ impl RunSettings {
             momentum: None,
             nesterov: None,
             lr_schedule: None,
+            attention: None,
         })
     }
 
@@ -207,7 +214,7 @@ impl RunSettings {
             eps: d.eps,
             grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
             dropout: self.dropout.unwrap_or(d.dropout),
-            attention: None,
+            attention: self.attention,
             precision: self.precision,
             loss_scaling: None,
             optimizer: self.optimizer_config(),
@@ -262,6 +269,10 @@ mod tests {
         let f16: RunSettings = serde_json::from_str(&json.replace("}", r#","precision":"f16"}"#)).unwrap();
         let cfg16 = f16.run_config(f16.model(24).unwrap(), DataSource::Text("x".into()), "char".into()).unwrap();
         assert_eq!(cfg16.train.precision, Precision::F16);
+        assert_eq!(cfg.train.attention, None, "without a choice the device's tuning picks the attention");
+        let flash: RunSettings = serde_json::from_str(&json.replace("}", r#","attention":"flash"}"#)).unwrap();
+        let cfg = flash.run_config(flash.model(24).unwrap(), DataSource::Text("x".into()), "char".into()).unwrap();
+        assert_eq!(cfg.train.attention, Some(AttentionKind::Flash), "a chosen attention numerics reaches the trainer");
         let mut bad = s.clone();
         bad.block_size = 0;
         assert!(bad.model(24).is_err());

@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use crate::web::held::{Held, With};
 use crate::web::host::{Host, Inbox, Message};
+use crate::web::links;
 use crate::web::models::Models;
 use crate::web::protocol::{Request, Scope};
 use crate::web::run_loop::fail;
@@ -36,7 +37,7 @@ fn scope(request: &Request) -> Scope {
         Request::Init { .. } | Request::LoseDevice | Request::Memory | Request::CapMemory { .. } => Scope::Gpu,
         Request::Corpus { .. } => Scope::Corpus,
         Request::Plan { .. } => Scope::Plan,
-        Request::Start { .. } | Request::Checkpoints { .. } => Scope::Train,
+        Request::Start { .. } | Request::Checkpoints { .. } | Request::TrainOn { .. } => Scope::Train,
         Request::Restore { .. } | Request::ImportRun { .. } => Scope::Restore,
         Request::Export | Request::ExportRun => Scope::Export,
         Request::Import { .. } => Scope::Import,
@@ -44,7 +45,13 @@ fn scope(request: &Request) -> Scope {
         Request::Inspect { .. } | Request::Sampling(_) => Scope::Inspect,
         Request::Parity { .. } => Scope::Parity,
         Request::Pause | Request::Resume | Request::Stop | Request::Cancel => Scope::Train,
+        Request::ShareLink { .. } | Request::OpenLink { .. } => Scope::Link,
     }
+}
+
+/// Whether a request waits for `init` to open the GPU (links never touch it).
+fn needs_gpu(request: &Request) -> bool {
+    !matches!(request, Request::Init { .. } | Request::ShareLink { .. } | Request::OpenLink { .. })
 }
 
 impl Engine {
@@ -88,11 +95,11 @@ impl Engine {
     }
 
     /// Hands `request` to its part; a request that fails reports an error of its scope and
-    /// changes nothing else. Until `init` has opened the GPU (or failed to), every other request
-    /// waits for it, in order.
+    /// changes nothing else. Until `init` has opened the GPU (or failed to), every request that
+    /// needs it waits for it, in order.
     async fn request(&mut self, request: Request, files: Vec<Vec<u8>>) {
         let opens = matches!(request, Request::Init { .. });
-        if !opens && self.session.waits() {
+        if needs_gpu(&request) && self.session.waits() {
             self.waiting.push_back((request, files));
             return;
         }
@@ -117,11 +124,13 @@ impl Engine {
             | Request::Restore { .. }
             | Request::ImportRun { .. }
             | Request::ExportRun
-            | Request::Checkpoints { .. } => self.runs.handle(request, files, w).await,
+            | Request::Checkpoints { .. }
+            | Request::TrainOn { .. } => self.runs.handle(request, files, w).await,
             Request::Import { .. } | Request::Export | Request::Generate { .. } | Request::Parity { .. } => {
                 self.models.handle(request, files.into_iter().next(), w).await
             }
             Request::Inspect { .. } | Request::Sampling(_) => self.views.handle(request, w.held, w.host).await,
+            Request::ShareLink { .. } | Request::OpenLink { .. } => links::handle(request, w.host),
             // flags, flipped by Inbox::handle as they arrive
             Request::Pause | Request::Resume | Request::Stop | Request::Cancel => Ok(()),
         }

@@ -77,9 +77,16 @@ impl Inbox {
         (self.paused, std::mem::take(&mut self.stop))
     }
 
-    /// A new or restored run starts running, whatever the last one was told.
+    /// A new run starts running, whatever the last one was told.
     pub(crate) fn unpause(&mut self) {
         self.paused = false;
+        self.stop = false;
+    }
+
+    /// A restored or imported run waits, paused, until the page says Resume: nothing trains
+    /// unasked.
+    pub(crate) fn hold(&mut self) {
+        self.paused = true;
         self.stop = false;
     }
 

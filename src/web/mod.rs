@@ -11,6 +11,7 @@
 pub mod engine;
 mod held;
 mod host;
+mod links;
 mod models;
 pub mod protocol;
 mod run_loop;

@@ -47,7 +47,7 @@ impl Runs {
         Runs { inbox, corpus: None, tokens: None, optimizer_state: true }
     }
 
-    /// Handles `corpus`, `plan`, `start`, `restore`, `import_run`, `export_run` and
+    /// Handles `corpus`, `plan`, `start`, `restore`, `import_run`, `train_on`, `export_run` and
     /// `checkpoints`.
     pub async fn handle(&mut self, request: Request, files: Vec<Vec<u8>>, mut w: With<'_>) -> Result<()> {
         match request {
@@ -67,6 +67,7 @@ impl Runs {
             Request::ImportRun { name, max_iters } => {
                 self.import_run(&name, files.into_iter().next(), max_iters, &mut w).await?
             }
+            Request::TrainOn { max_iters } => self.train_on(max_iters, &mut w)?,
             Request::ExportRun => export_run(&mut w).await?,
             Request::Checkpoints { optimizer_state } => {
                 self.optimizer_state = optimizer_state;
@@ -196,8 +197,8 @@ impl Runs {
         Ok(())
     }
 
-    /// Makes `tr` the run the engine holds, training on its corpus (which becomes the current
-    /// corpus).
+    /// Makes `tr` the run the engine holds, on its corpus (which becomes the current corpus):
+    /// training where its state says so, else held (paused or done) until the page asks.
     fn begin(&mut self, tr: Training, w: &mut With<'_>) {
         if self.corpus.as_ref().is_none_or(|c| !Rc::ptr_eq(c, &tr.corpus)) {
             self.corpus = Some(tr.corpus.clone());
@@ -205,8 +206,13 @@ impl Runs {
         }
         let cfg = &tr.driver.run.cfg;
         w.host.post(&params_event(&cfg.model, cfg.train.seq_len, &tr.driver.run.gpu().describe()), &[]);
+        let training = tr.state == TrainState::Training;
         w.held.train(Box::new(tr));
-        self.inbox.borrow_mut().unpause();
+        if training {
+            self.inbox.borrow_mut().unpause();
+        } else {
+            self.inbox.borrow_mut().hold();
+        }
     }
 
     /// Goes on with a saved run of the page's store: its files by `names`.
@@ -241,8 +247,10 @@ impl Runs {
         self.resume(id, files, Overrides { max_iters, ..Overrides::default() }, false, w).await
     }
 
-    /// Rebuilds a run from its files and makes it the current one, training. `stored`: the files
-    /// come from the page's store (which has them; it saves anew only where the settings change).
+    /// Rebuilds a run from its files and makes it the current one, paused at its step (done where
+    /// it reached max_iters): nothing trains until the page says Resume (or, for a done run,
+    /// Train on). `stored`: the files come from the page's store (which has them; it saves anew
+    /// only where the settings change); otherwise it is saved at once, so the store keeps it.
     async fn resume(
         &mut self,
         id: String,
@@ -277,10 +285,27 @@ impl Runs {
         let (history, dynamics) = (driver.metrics().history(), dynamics_history(driver.metrics()));
         let corpus = Rc::new(Corpus { name: name.clone(), text, task });
         w.host.post(&corpus_event(&corpus), &[]);
-        let tr = Training { driver, id: id.clone(), corpus, corpus_sent: stored, state: TrainState::Training };
+        let state = if step as usize >= max_iters { TrainState::Done } else { TrainState::Paused };
+        let tr = Training { driver, id: id.clone(), corpus, corpus_sent: stored, state };
         self.begin(tr, w);
         w.host.post(&Event::Restored { id, name, step, max_iters, history, dynamics, fresh_moments }, &[]);
-        w.host.post(&Event::State { state: TrainState::Training, step }, &[]);
+        w.host.post(&Event::State { state, step }, &[]);
+        if let Some(tr) = w.held.training_mut() {
+            run_loop::save(tr, w.host).await?;
+        }
+        Ok(())
+    }
+
+    /// Trains the held run on to `max_iters` steps (more than it has): a done run goes on, as
+    /// `wgpt train --resume --max-iters` does (saved first, its settings changed).
+    fn train_on(&self, max_iters: usize, w: &mut With<'_>) -> Result<()> {
+        let Some(tr) = w.held.training_mut() else {
+            return Err(Error::Input("there is no run to train on: start or resume one first".into()));
+        };
+        tr.driver.train_on(max_iters)?;
+        tr.state = TrainState::Training;
+        self.inbox.borrow_mut().unpause();
+        w.host.post(&Event::State { state: TrainState::Training, step: tr.driver.run.step() }, &[]);
         Ok(())
     }
 }

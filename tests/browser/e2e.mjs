@@ -4,79 +4,37 @@
 // from a prompt, loses the GPU device mid-run (training goes on from the last auto-checkpoint),
 // exports the model as Hugging Face files and imports them back (the same text for the same prompt
 // and seed), loads a non-UTF-8 file and checks the error while the page keeps working, reloads the
-// page and resumes the saved run at its step, and fills the storage quota (the failed checkpoint
-// is reported, the previous one kept).
+// page and resumes the saved run at its step (paused until Resume: nothing trains unasked), and
+// fills the storage quota (the failed checkpoint is reported, the previous one kept).
 // Moves runs between the page and the CLI (`--wgpt`, the native binary): the page's Export run
 // goes on in `wgpt train --resume run.zip` (step, lr and loss go on, the metrics keep the page's
-// history), a hostile run zip is refused with the page's run untouched, and a CLI run zipped by
-// `wgpt export-run` goes on in the page's Import run at its step; a run zip dropped at once after
-// a reload (the engine still loading) waits for the GPU and goes on.
-// The views of issue 15, each with the engine's numbers: `param-table` has a row per tensor and
-// the plan's total, look inside mid-training for "the" fills `prompt-tokens`, the next-token bars,
-// `logit-lens` and every head's attention, the bars follow the temperature, a prompt the
-// vocabulary cannot spell is explained in look inside's own box, model FLOP/s shows beside
-// tokens/s, `dynamics-chart` is drawn after the tracked steps with the table's live
-// columns, the lens and bars are the same bit for bit after export and import, the hub model's
-// lens' last layer top-1 is greedy's first token and hovering its attention names query, key and
-// weight, and `compare-runs` overlays two saved runs with their differing settings.
-// Prints the figures BENCHMARKS.md records and saves a screenshot.
-//
-// Then plays the Hugging Face hub (the tiny HF-layout GPT-2 of ../shared/data/hf-tiny-gpt2 under
-// /hubmock/{repo}/resolve/main/{file}, the first download of model.safetensors cut off half way):
-// "Load GPT-2" retries from where it broke, the greedy continuation equals the file's
-// `greedy_text` (HF transformers' own), the second load comes from the browser's cache, and the
-// model fine-tunes a few steps.
+// history), and a hostile run zip is refused with the page's run untouched.
+// The views of issue 15 on the run it trains, each with the engine's numbers: `param-table` has a
+// row per tensor and the plan's total, look inside mid-training for "the" fills `prompt-tokens`,
+// the next-token bars, `logit-lens` and every head's attention, the bars follow the temperature,
+// a prompt the vocabulary cannot spell is explained in look inside's own box, model FLOP/s shows
+// beside tokens/s, `dynamics-chart` is drawn after the tracked steps with the table's live
+// columns, the lens and bars are the same bit for bit after export and import, and
+// `compare-runs` overlays two saved runs with their differing settings.
+// Prints the figures BENCHMARKS.md records and saves a screenshot. e2e-views.mjs goes on with the
+// hub model and its views, parity, divergence and runs from the CLI.
 //
 //   node tests/browser/e2e.mjs [--dist dist] [--screenshot target/browser/playground.png] [--steps 60]
 //                              [--export-dir DIR]   (also write the exported files there)
-//                              [--hub-dir ../shared/data/hf-tiny-gpt2]
-//                              [--parity-file ../shared/data/parity/tiny.safetensors]
 //                              [--wgpt target/debug/wgpt]
 
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
-import { serve } from "./server.mjs";
+import { checkLook, cliArgs, corpus, fail, inked, openE2e, resumeHeld } from "./lib.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
+const args = cliArgs();
 const root = path.resolve(args.dist ?? "dist");
 const shot = path.resolve(args.screenshot ?? "target/browser/playground.png");
 const steps = Number(args.steps ?? 60);
-const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-
-// A small corpus of our own: short lines from a tiny grammar, so a small model learns fast.
-function corpus() {
-  const who = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the baker"];
-  const did = ["sat on", "looked at", "ran to", "sang for", "waited by", "walked past"];
-  const what = ["the mat", "the door", "a tree", "the river", "the moon", "a red house"];
-  let s = 1;
-  const pick = (xs) => xs[(s = (s * 1103515245 + 12345) % 2147483648) % xs.length];
-  const lines = [];
-  for (let i = 0; i < 600; i++) lines.push(`${pick(who)} ${pick(did)} ${pick(what)}.`);
-  return lines.join("\n") + "\n";
-}
-
-function fail(message) {
-  console.error(`FAIL: ${message}`);
-  process.exitCode = 1;
-  throw new Error(message);
-}
-
 const hubDir = path.resolve(args["hub-dir"] ?? "../shared/data/hf-tiny-gpt2");
 const wgptBin = path.resolve(args.wgpt ?? "target/debug/wgpt");
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "wgpt-e2e-"));
-
-// Runs the native CLI; its exit code and what it printed.
-function wgpt(...cliArgs) {
-  const r = spawnSync(wgptBin, cliArgs, { encoding: "utf8", env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? "/tmp" } });
-  return { code: r.status, out: `${r.stdout}${r.stderr}` };
-}
-const haveCli = fs.existsSync(wgptBin);
-if (!haveCli && process.env.CI) throw new Error(`${wgptBin} is missing: the run-moving tests need the CLI (cargo build)`);
+const e2e = await openE2e({ root, hubDir, wgptBin, cutFirst: false });
+const { page, byId, text, waitEvent, url, hubLog, scratch, wgpt, haveCli } = e2e;
 
 // metrics.jsonl's records
 const metricsOf = (dir) =>
@@ -85,76 +43,10 @@ const metricsOf = (dir) =>
     .split("\n")
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l));
-const { server, hubLog } = await serve(root, hubDir, { cutFirst: true });
-const url = `http://127.0.0.1:${server.address().port}/`;
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader"],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-const consoleLines = [];
-page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
-page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
-page.on("worker", (w) => w.on("console", (m) => consoleLines.push(`[worker ${m.type()}] ${m.text()}`)));
-page.on("requestfailed", (r) => consoleLines.push(`[requestfailed] ${r.url()}`));
-page.on("response", (r) => r.status() >= 400 && consoleLines.push(`[http ${r.status()}] ${r.url()}`));
-const byId = (id) => page.locator(`[data-testid="${id}"]`);
-const text = async (id) => (await byId(id).textContent()) ?? "";
-// the first engine event of `type` (matching `props`) seen since the page loaded
-const waitEvent = (type, props = {}, timeout = 120_000) =>
-  page
-    .waitForFunction(
-      ([type, props]) => (window.wgptEvents || []).find((e) => e.type === type && Object.entries(props).every(([k, v]) => e[k] === v)),
-      [type, props],
-      { timeout },
-    )
-    .then((h) => h.jsonValue());
-// the share of a canvas' pixels that are not white
-const inked = (id) =>
-  page.evaluate((id) => {
-    const c = document.querySelector(`[data-testid="${id}"]`);
-    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-    let n = 0;
-    for (let i = 0; i < d.length; i += 4) if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) n++;
-    return n / (c.width * c.height);
-  }, id);
-// Look inside as drawn for the `inspect` event `ev`: the prompt's tokens, the next-token bars, the
-// logit lens (a row per layer, a cell per token) and every head's attention, each with the
-// engine's numbers, and the caption naming the step and the prompt.
-async function checkLook(ev, what) {
-  const look = await page.evaluate(() => {
-    const q = (s) => document.querySelector(`[data-testid="${s}"]`);
-    const rows = [...q("logit-lens").querySelectorAll("tbody tr")];
-    return {
-      count: Number(q("prompt-tokens").dataset.count),
-      boxes: q("prompt-tokens").querySelectorAll(".tok").length,
-      bars: [...q("next-token-probs").querySelectorAll("li")].map((li) => [li.dataset.text, Number(li.dataset.before), Number(li.dataset.after)]),
-      lens: rows.map((tr) => ({ layer: Number(tr.dataset.layer), top1: tr.dataset.top1, cells: tr.querySelectorAll("td.cell").length })),
-      heads: q("attention-heads").querySelectorAll("canvas").length,
-      caption: q("look-caption").textContent,
-    };
-  });
-  const t = ev.ids.length;
-  if (!(t > 0) || look.count !== t || look.boxes !== t) fail(`${what}: prompt-tokens shows ${look.count} (${look.boxes} boxes), the engine looked at ${t} tokens`);
-  if (look.bars.length !== Math.min(10, ev.sampling.bars.length) || !look.bars.every(([, b, a]) => b > 0 && b <= 1 && a >= 0 && a <= 1))
-    fail(`${what}: next-token bars ${JSON.stringify(look.bars)}`);
-  if (look.bars[0][0] !== ev.lens.at(-1).top[0].text) fail(`${what}: the first bar ${look.bars[0][0]} is not the lens' last layer's top-1 ${ev.lens.at(-1).top[0].text}`);
-  if (look.lens.length !== ev.n_layer + 1 || !look.lens.every((r) => r.cells === t && r.top1 !== undefined))
-    fail(`${what}: logit lens rows ${JSON.stringify(look.lens)}, expected ${ev.n_layer + 1} layers x ${t} tokens`);
-  if (look.heads !== ev.n_head) fail(`${what}: ${look.heads} small multiples for ${ev.n_head} heads`);
-  const ink = await inked("attention-canvas");
-  if (!(ink > 0.01)) fail(`${what}: the attention canvas is (nearly) blank: ${ink}`);
-  if (!look.caption.includes(`step ${ev.step.toLocaleString("en-US")}`)) fail(`${what}: the caption says ${JSON.stringify(look.caption)}`);
-  console.log(`${what}: ${look.caption} ${t} tokens; next token ${JSON.stringify(look.bars.slice(0, 3))}; lens top-1 per layer ${JSON.stringify(look.lens.map((r) => r.top1))}; ${look.heads} heads, attention ${(ink * 100).toFixed(1)}% inked`);
-}
 
 try {
   const t0 = Date.now();
-  await page.goto(url);
-  await page.waitForSelector('#gpu:not([data-state="checking"])', { timeout: 60_000 });
-  const gpuState = await page.getAttribute("#gpu", "data-state");
-  if (gpuState !== "ok") fail(`WebGPU check says ${gpuState}: ${await page.textContent("#gpu")}`);
-  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Ready on"), null, { timeout: 120_000 });
+  await e2e.open();
   console.log(`page ready (WebGPU + engine) after ${((Date.now() - t0) / 1e3).toFixed(1)} s`);
 
   // corpus through the file input
@@ -191,7 +83,7 @@ try {
   const midLook = await waitEvent("inspect", { prompt: "the" }, 120_000);
   await page.waitForFunction(() => document.querySelector('[data-testid="look-caption"]').textContent.startsWith("Showing step"), null, { timeout: 30_000 });
   if (!(midLook.step >= 1 && midLook.step < steps)) fail(`the mid-training look is of step ${midLook.step}`);
-  await checkLook(midLook, `look inside mid-training (step ${midLook.step})`);
+  await checkLook(page, midLook, `look inside mid-training (step ${midLook.step})`);
   // the sampling bars follow the temperature, from the look's logits (no forward pass)
   const afterOf = () => page.$$eval('[data-testid="next-token-probs"] li', (lis) => lis.map((li) => li.dataset.after));
   const barsBefore = await afterOf();
@@ -252,7 +144,7 @@ try {
   if (!Number.isFinite(valLoss)) fail(`val loss is not a number: ${await text("val-loss")}`);
   // the training dynamics of every tracked step, charted per layer; the table's live columns
   await page.waitForFunction(() => Number(document.querySelector('[data-testid="dynamics-chart"]').dataset.points) >= 3, null, { timeout: 30_000 });
-  const dynInk = await inked("dynamics-chart");
+  const dynInk = await inked(page, "dynamics-chart");
   const points = await page.getAttribute('[data-testid="dynamics-chart"]', "data-points");
   const live = await page.$$eval('[data-testid="param-table"] tr[data-name="transformer.h.0.attn.c_attn.weight"] td', (tds) => tds.slice(4).map((td) => td.textContent));
   console.log(`dynamics-chart: ${points} tracked steps, ${(dynInk * 100).toFixed(1)}% inked; h.0.attn.c_attn.weight weight RMS, gradient RMS, update/weight: ${live.join(", ")} (${await text("params-caption")})`);
@@ -484,7 +376,8 @@ try {
     await page.click("#paste-use");
   }, ["at least 330"]);
 
-  // reload: the saved runs are listed, and the newest (the fine-tune, saved on Stop) resumes at its step
+  // reload: the saved runs are listed, and the newest (the fine-tune, saved on Stop) comes back
+  // paused at its step and goes on at Resume
   const stoppedAt = Number(await text("step"));
   await page.reload();
   await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Ready on"), null, { timeout: 120_000 });
@@ -497,7 +390,7 @@ try {
   await ticks.nth(1).check();
   await page.waitForFunction(() => document.querySelector('[data-testid="compare-runs"]').dataset.runs === "2", null, { timeout: 60_000 });
   const differs = await page.$$eval('[data-testid="compare-legend"] tr[data-differs="true"]', (trs) => trs.map((tr) => tr.dataset.key));
-  const cmpInk = await inked("compare-runs");
+  const cmpInk = await inked(page, "compare-runs");
   console.log(`compare-runs: 2 runs, ${(cmpInk * 100).toFixed(1)}% inked; differing settings ${differs.join(", ")}`);
   if (!(cmpInk > 0.02) || !differs.length) fail(`compare-runs drew ${cmpInk} with differing settings ${JSON.stringify(differs)}`);
   const newestStep = Number(await page.getAttribute('[data-testid="saved-runs"] li[data-run]', "data-step"));
@@ -506,6 +399,7 @@ try {
   await byId("resume").click();
   const restored = await waitEvent("restored", {}, 120_000);
   if (restored.step !== stoppedAt) fail(`resumed at step ${restored.step}, saved at ${stoppedAt}`);
+  await resumeHeld(page);
   await page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n, stoppedAt + 2, { timeout: 120_000 });
   console.log(`resumed ${restored.name} at step ${restored.step}; now at step ${await text("step")}, loss ${await text("train-loss")}`);
   // delete the oldest saved run: the list loses it
@@ -523,153 +417,11 @@ try {
   console.log(`quota: ${JSON.stringify(quotaErr)}`);
   if (!quotaErr.includes("QuotaExceededError") || !quotaErr.includes("the previous checkpoint is kept")) fail(`the quota error says ${quotaErr}`);
   await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(url).origin });
-  // the hub: load GPT-2 (here the tiny HF-layout one) with progress, through a cut connection
-  if (!fs.existsSync(path.join(hubDir, "model.safetensors"))) {
-    if (process.env.CI) fail(`${hubDir} is missing: the hub test needs ../shared/data/hf-tiny-gpt2`);
-    console.log(`SKIP the hub test: ${hubDir} is missing (outside CI)`);
-  } else {
-    const st = fs.readFileSync(path.join(hubDir, "expected.safetensors"));
-    const meta = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString("utf8")).__metadata__;
-    await byId("hub-url").fill(`${url}hubmock`);
-    const t1 = Date.now();
-    await byId("load-gpt2").click();
-    await page.waitForFunction(() => !document.querySelector('[data-testid="download-progress"]').hidden, null, { timeout: 30_000 });
-    await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Imported"), null, { timeout: 300_000 });
-    const first = (Date.now() - t1) / 1e3;
-    console.log(`hub load: ${await text("download-progress")}; ${await text("status")}`);
-    console.log(`hub requests ${JSON.stringify(hubLog.requests)}, ranges ${JSON.stringify(hubLog.ranges)}, cut ${hubLog.cut}`);
-    if (hubLog.cut !== 1 || !hubLog.ranges.some((r) => r.startsWith("model.safetensors from ")) || !(await text("download-progress")).includes("100%"))
-      fail("the cut download was not resumed with a range request");
-    await byId("prompt").fill(meta.prompt);
-    await byId("temperature").fill("0");
-    await byId("max-tokens").fill("20");
-    await byId("generate").click();
-    await page.waitForFunction(() => document.getElementById("gen-speed").textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
-    const greedy = await text("output");
-    console.log(`greedy from the hub model: ${JSON.stringify(greedy)} (${await page.textContent("#gen-speed")})`);
-    if (greedy !== meta.greedy_text) fail(`greedy ${JSON.stringify(greedy)} != transformers' ${JSON.stringify(meta.greedy_text)}`);
-    // look inside: the logit lens' last layer (the model's own distribution) starts greedy's text;
-    // layer 1's heads, head 1 large
-    const hubLook = await waitEvent("inspect", { prompt: meta.prompt }, 60_000);
-    await checkLook(hubLook, "look inside the hub model");
-    const lensTop1 = await page.getAttribute(`[data-testid="logit-lens"] tr[data-layer="${hubLook.n_layer}"]`, "data-top1");
-    if (!meta.greedy_text.startsWith(lensTop1)) fail(`the logit lens' last layer's top-1 ${JSON.stringify(lensTop1)} is not greedy's first token`);
-    await page.selectOption('[data-testid="attention-layer"]', "1");
-    await page.waitForFunction(() => (window.wgptEvents || []).some((e) => e.type === "inspect" && e.layer === 1), null, { timeout: 60_000 });
-    await page.selectOption('[data-testid="attention-head"]', "1");
-    const box = await byId("attention-canvas").boundingBox();
-    await byId("attention-canvas").hover({ position: { x: box.width * 0.6, y: box.height * 0.9 } });
-    const hovered = await text("attention-hover");
-    console.log(`logit lens' last layer top-1 ${JSON.stringify(lensTop1)} starts greedy's ${JSON.stringify(meta.greedy_text.slice(0, 20))}; hover: ${hovered}`);
-    if (!/query .* attends to key .* with weight \d\.\d{3}/.test(hovered) || !hovered.includes("Layer 1, head 1")) fail(`hovering the attention says ${JSON.stringify(hovered)}`);
-    // the second load comes from the cache: no request reaches the hub
-    const before = JSON.stringify(hubLog.requests);
-    const t2 = Date.now();
-    await byId("load-gpt2").click();
-    await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.includes("from this browser's cache"), null, { timeout: 300_000 });
-    console.log(`hub load: ${first.toFixed(1)} s downloading, ${((Date.now() - t2) / 1e3).toFixed(1)} s from the cache (${await text("status")})`);
-    if (JSON.stringify(hubLog.requests) !== before) fail(`the second load went to the hub: ${before} -> ${JSON.stringify(hubLog.requests)}`);
-    // fine-tune it a few steps on the corpus with GPT-2's tokenizer
-    await byId("train-start").click();
-    await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 2, null, { timeout: 300_000 });
-    await byId("train-stop").click();
-    await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
-    console.log(`fine-tuned the hub model to step ${await text("step")}, train loss ${await text("train-loss")}, ${await text("tokens-per-sec")} tokens/s`);
-  }
-  // parity in the page: PyTorch's numbers for the tiny parity file, on this browser's GPU
-  const parityFile = path.resolve(args["parity-file"] ?? "../shared/data/parity/tiny.safetensors");
-  if (!fs.existsSync(parityFile)) {
-    if (process.env.CI) fail(`${parityFile} is missing: the parity test needs ../shared/data/parity`);
-    console.log(`SKIP the parity test: ${parityFile} is missing (outside CI)`);
-  } else {
-    await page.evaluate(() => (document.getElementById("parity-input").closest("details").open = true));
-    await byId("parity-input").setInputFiles(parityFile);
-    await page.waitForFunction(() => ["pass", "fail"].includes(document.querySelector('[data-testid="parity-result"]').dataset.state), null, { timeout: 300_000 });
-    const rows = await page.$$eval('[data-testid="parity-result"] tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent).join(" | ")));
-    console.log(`parity in the page (${path.basename(parityFile)}):\n  ${rows.join("\n  ")}`);
-    if ((await page.getAttribute('[data-testid="parity-result"]', "data-state")) !== "pass") fail("parity failed in the page");
-    if (rows.length < 5) fail(`parity ran ${rows.length} checks; expected logits, loss, gradients, the AdamW step and the losses`);
-  }
-  // an absurd learning rate: the loss becomes NaN, training stops with a message, and the saved
-  // checkpoint resumes with the lower learning rate the page offers
-  await page.selectOption("#preset", "tiny");
-  await page.dispatchEvent("#preset", "change");
-  await page.evaluate(() => {
-    const lr = document.getElementById("lr");
-    lr.value = "1e6";
-    lr.dispatchEvent(new Event("change"));
-  });
-  await byId("train-start").click();
-  const diverged = await waitEvent("diverged", {}, 300_000);
-  console.log(`diverged: ${diverged.message}`);
-  if (diverged.saved !== 0 || !diverged.message.includes("kept")) fail(`diverged ${JSON.stringify(diverged)}`);
-  await byId("lower-lr").fill("0.002");
-  await byId("resume-lower-lr").click();
-  const lowered = await waitEvent("restored", { id: diverged.id }, 120_000);
-  await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 5, null, { timeout: 120_000 });
-  const after = Number(await text("train-loss"));
-  console.log(`resumed from step ${lowered.step} with lr 0.002: step ${await text("step")}, loss ${after}`);
-  if (!Number.isFinite(after)) fail(`the loss after resuming is ${after}`);
-  await byId("train-stop").click();
-  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
-
-  // CLI -> page: a CLI run, zipped by `wgpt export-run`, goes on in the page at its step
-  if (!haveCli) console.log(`SKIP CLI -> page: ${wgptBin} is missing (outside CI)`);
-  else {
-    const corpusPath = path.join(scratch, "lines.txt");
-    fs.writeFileSync(corpusPath, corpus());
-    const cliRun = path.join(scratch, "cli-run");
-    const r = wgpt("train", "--preset", "tiny", "--data", corpusPath, "--max-iters", "4", "--eval-interval", "2", "--log-interval", "1", "--out", cliRun);
-    if (r.code !== 0) fail(`wgpt train failed: ${r.out}`);
-    const zip = path.join(scratch, "cli-run.zip");
-    const x = wgpt("export-run", cliRun, zip);
-    if (x.code !== 0) fail(`wgpt export-run failed: ${x.out}`);
-    await page.fill("#max_iters", "8");
-    await page.evaluate(() => (window.wgptEvents = []));
-    await byId("import-run-input").setInputFiles(zip);
-    const back = await waitEvent("restored", {}, 120_000);
-    console.log(`CLI run imported: ${back.name} at step ${back.step} of ${back.max_iters}, history ${back.history.train.length} losses and ${back.history.val.length} evaluations`);
-    if (back.step !== 4 || back.history.train.length !== 4 || back.history.val.length !== 3) fail(`restored ${JSON.stringify(back)}`);
-    await page.waitForFunction(() => Number(document.querySelector('[data-testid="step"]').textContent) >= 5, null, { timeout: 120_000 });
-    console.log(`the CLI run goes on in the page: step ${await text("step")}, loss ${await text("train-loss")}`);
-    await byId("train-stop").click();
-    await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
-  }
-
-  // Import run at once after a reload: a run zip dropped while the engine still loads waits for
-  // the GPU and goes on at its step (it used to fail with "the GPU is not ready" and be lost)
-  await page.reload();
-  await page.waitForFunction(() => Array.isArray(window.wgptEvents), null, { timeout: 60_000 });
-  await page.evaluate((b64) => {
-    const dt = new DataTransfer();
-    dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], "early-run.zip"));
-    document.body.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
-  }, runZip.toString("base64"));
-  const early = await waitEvent("restored", {}, 300_000);
-  const earlyErrors = await page.evaluate(() => window.wgptEvents.filter((e) => e.type === "error" && ["gpu", "restore"].includes(e.scope)).map((e) => e.message));
-  console.log(`a run zip dropped at once after the page loaded: restored at step ${early.step}; errors ${JSON.stringify(earlyErrors)}`);
-  if (early.step !== steps || earlyErrors.length) fail(`the run dropped at load: ${JSON.stringify(early)}, errors ${JSON.stringify(earlyErrors)}`);
-  await page.waitForFunction(() => !document.querySelector('[data-testid="train-stop"]').disabled, null, { timeout: 120_000 });
-  await byId("train-stop").click();
-  await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Stopped"), null, { timeout: 120_000 });
-
   const wasm = fs.statSync(path.join(root, "wgpt_bg.wasm")).size;
   console.log(`wasm size: ${(wasm / 1024 / 1024).toFixed(2)} MiB`);
   console.log("PASS");
 } catch (e) {
-  process.exitCode = 1;
-  console.error(e.message);
-  console.error("browser console:\n" + consoleLines.slice(-40).join("\n"));
-  try {
-    const events = await page.evaluate(() => JSON.stringify((window.wgptEvents || []).slice(-15)));
-    console.error(`last engine events: ${events}`);
-    console.error(`status: ${await text("status")}`);
-  } catch {}
-  try {
-    await page.screenshot({ path: shot.replace(/\.png$/, "-failed.png"), fullPage: true });
-  } catch {}
+  await e2e.failed(e, shot);
 } finally {
-  await browser.close();
-  server.close();
-  fs.rmSync(scratch, { recursive: true, force: true });
+  await e2e.close();
 }

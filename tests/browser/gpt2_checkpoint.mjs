@@ -84,7 +84,7 @@ try {
   log(`resumed ${restored.name} at step ${restored.step}, ${((Date.now() - t0) / 1e3).toFixed(0)} s since Start`);
   if (restored.step !== 1) fail(`resumed at step ${restored.step}`);
   if (restored.fresh_moments) fail("the resumed run lost its optimizer state");
-  // at its end: it says so, with nothing failed
+  // at its end (its one step): it comes back done and says so, with nothing failed
   await kit.event("state", { state: "done" }, 300_000);
   const late = await kit.events("error");
   if (late.length) fail(`errors after the resume: ${JSON.stringify(late)}`);

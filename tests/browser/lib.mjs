@@ -1,6 +1,6 @@
-// Helpers for the page tests that drive several browsers, tabs and profiles (reliability.mjs,
-// soak.mjs): the browser's flags, the command line, a small corpus, the page's controls, and
-// the memory figures (wgptDebug.memory() with the worker's JS heap read over CDP).
+// Helpers for the page tests: the browser's flags, the command line, a small corpus, the page's
+// controls, the memory figures (wgptDebug.memory() with the worker's JS heap read over CDP), the
+// end-to-end scripts' session, look inside's check, and a restored run's Resume.
 
 import { execSync } from "node:child_process";
 import fs from "node:fs";
@@ -140,4 +140,132 @@ export function browserPid() {
   });
   if (!pid) throw new Error("no Chromium browser process among this process's children");
   return pid;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The end-to-end scripts' session (e2e.mjs, e2e-views.mjs, e2e-playground.mjs): the page built
+// in `root` served on localhost (with the hub mock of `hubDir`), one Chromium page with its
+// console kept, the native CLI (`wgptBin`) and a scratch folder.
+export async function openE2e({ root, hubDir, wgptBin, cutFirst = false, viewport = { width: 1280, height: 1000 } }) {
+  const { spawnSync } = await import("node:child_process");
+  const os = await import("node:os");
+  const path = await import("node:path");
+  const { chromium } = await import("playwright-core");
+  const { serve } = await import("./server.mjs");
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "wgpt-e2e-"));
+  const haveCli = fs.existsSync(wgptBin);
+  if (!haveCli && process.env.CI) throw new Error(`${wgptBin} is missing: the run-moving tests need the CLI (cargo build)`);
+  const { server, hubLog } = await serve(root, hubDir, { cutFirst });
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS.slice(0, 4) });
+  const page = await browser.newPage({ viewport });
+  const consoleLines = [];
+  page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+  page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
+  page.on("worker", (w) => w.on("console", (m) => consoleLines.push(`[worker ${m.type()}] ${m.text()}`)));
+  page.on("requestfailed", (r) => consoleLines.push(`[requestfailed] ${r.url()}`));
+  page.on("response", (r) => r.status() >= 400 && consoleLines.push(`[http ${r.status()}] ${r.url()}`));
+  const kit = pageKit(page);
+  return {
+    ...kit,
+    page,
+    browser,
+    server,
+    hubLog,
+    url,
+    scratch,
+    haveCli,
+    // runs the native CLI: its exit code and what it printed
+    wgpt: (...cliArgs) => {
+      const r = spawnSync(wgptBin, cliArgs, { encoding: "utf8", env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? "/tmp" } });
+      return { code: r.status, out: `${r.stdout}${r.stderr}` };
+    },
+    // the first engine event of `type` (matching `props`) seen since the page loaded
+    waitEvent: kit.event,
+    // the page opened, its WebGPU check passed and the engine ready
+    open: async () => {
+      await page.goto(url);
+      await page.waitForSelector('#gpu:not([data-state="checking"])', { timeout: 60_000 });
+      const gpuState = await page.getAttribute("#gpu", "data-state");
+      if (gpuState !== "ok") fail(`WebGPU check says ${gpuState}: ${await page.textContent("#gpu")}`);
+      await kit.ready();
+    },
+    // what a failure leaves to read: the console, the last events, the status and a screenshot
+    failed: async (e, shot) => {
+      process.exitCode = 1;
+      console.error(e.message);
+      console.error("browser console:\n" + consoleLines.slice(-40).join("\n"));
+      try {
+        console.error(`last engine events: ${await page.evaluate(() => JSON.stringify((window.wgptEvents || []).slice(-15)))}`);
+        console.error(`status: ${await kit.text("status")}`);
+      } catch {}
+      try {
+        await page.screenshot({ path: shot.replace(/\.png$/, "-failed.png"), fullPage: true });
+      } catch {}
+    },
+    close: async () => {
+      await browser.close();
+      server.close();
+      fs.rmSync(scratch, { recursive: true, force: true });
+    },
+  };
+}
+
+// The share of a canvas' pixels that are not white.
+export const inked = (page, id) =>
+  page.evaluate((id) => {
+    const c = document.querySelector(`[data-testid="${id}"]`);
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250) n++;
+    return n / (c.width * c.height);
+  }, id);
+
+// A restored or imported run waits at its step (nothing trains unasked): the step holds for 2 s
+// and the state is paused (or done); then Resume goes on (for a done run: Train on, to `to`
+// steps, typed into Steps first).
+export async function resumeHeld(page, { to } = {}) {
+  const kit = pageKit(page);
+  await page.waitForFunction(() => /^(Resume|Train on)/.test(document.querySelector('[data-testid="train-pause"]').textContent), null, { timeout: 120_000 });
+  const held = await kit.step();
+  await page.waitForTimeout(2000);
+  const label = await kit.text("train-pause");
+  if ((await kit.step()) !== held || (await kit.events("progress")).some((p) => p.step > held)) fail(`a restored run trained unasked: step ${held} -> ${await kit.step()}`);
+  if (label.startsWith("Train on")) {
+    if (!to) fail(`the restored run is done at step ${held}; the test gave no steps to train on to`);
+    await kit.set("max_iters", to);
+    await page.waitForFunction((n) => document.querySelector('[data-testid="train-pause"]').textContent === `Train on to ${n} steps`, to, { timeout: 30_000 });
+  }
+  await kit.byId("train-pause").click();
+  return held;
+}
+
+// Look inside as drawn for the `inspect` event `ev`: the prompt's tokens, the next-token bars, the
+// logit lens (a row per layer, a cell per token) and every head's attention, each with the
+// engine's numbers, and the caption naming the step and the prompt.
+export async function checkLook(page, ev, what) {
+  const look = await page.evaluate(() => {
+    const q = (s) => document.querySelector(`[data-testid="${s}"]`);
+    const rows = [...q("logit-lens").querySelectorAll("tbody tr")];
+    return {
+      count: Number(q("prompt-tokens").dataset.count),
+      boxes: q("prompt-tokens").querySelectorAll(".tok").length,
+      bars: [...q("next-token-probs").querySelectorAll("li")].map((li) => [li.dataset.text, Number(li.dataset.before), Number(li.dataset.after)]),
+      lens: rows.map((tr) => ({ layer: Number(tr.dataset.layer), top1: tr.dataset.top1, cells: tr.querySelectorAll("td.cell").length })),
+      heads: q("attention-heads").querySelectorAll("canvas").length,
+      caption: q("look-caption").textContent,
+    };
+  });
+  const t = ev.ids.length;
+  if (!(t > 0) || look.count !== t || look.boxes !== t) fail(`${what}: prompt-tokens shows ${look.count} (${look.boxes} boxes), the engine looked at ${t} tokens`);
+  if (look.bars.length !== Math.min(10, ev.sampling.bars.length) || !look.bars.every(([, b, a]) => b > 0 && b <= 1 && a >= 0 && a <= 1))
+    fail(`${what}: next-token bars ${JSON.stringify(look.bars)}`);
+  if (look.bars[0][0] !== ev.lens.at(-1).top[0].text) fail(`${what}: the first bar ${look.bars[0][0]} is not the lens' last layer's top-1 ${ev.lens.at(-1).top[0].text}`);
+  if (look.lens.length !== ev.n_layer + 1 || !look.lens.every((r) => r.cells === t && r.top1 !== undefined))
+    fail(`${what}: logit lens rows ${JSON.stringify(look.lens)}, expected ${ev.n_layer + 1} layers x ${t} tokens`);
+  if (look.heads !== ev.n_head) fail(`${what}: ${look.heads} small multiples for ${ev.n_head} heads`);
+  const ink = await inked(page, "attention-canvas");
+  if (!(ink > 0.01)) fail(`${what}: the attention canvas is (nearly) blank: ${ink}`);
+  if (!look.caption.includes(`step ${ev.step.toLocaleString("en-US")}`)) fail(`${what}: the caption says ${JSON.stringify(look.caption)}`);
+  console.log(`${what}: ${look.caption} ${t} tokens; next token ${JSON.stringify(look.bars.slice(0, 3))}; lens top-1 per layer ${JSON.stringify(look.lens.map((r) => r.top1))}; ${look.heads} heads, attention ${(ink * 100).toFixed(1)}% inked`);
 }

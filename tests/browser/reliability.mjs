@@ -32,7 +32,7 @@ import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { serve } from "./server.mjs";
-import { CHROMIUM, FLAGS, browserPid, cliArgs, corpus, fail, log, pageKit, smallRun } from "./lib.mjs";
+import { CHROMIUM, FLAGS, browserPid, cliArgs, corpus, fail, log, pageKit, resumeHeld, smallRun } from "./lib.mjs";
 
 const args = cliArgs();
 const root = path.resolve(args.dist ?? "dist");
@@ -124,6 +124,7 @@ async function tabs() {
       await c.page.click(`[data-testid="resume-run"][data-run="${id}"]`);
       const restored = await c.kit.event("restored", { id });
       if (restored.step !== step) fail(`${id} resumed at step ${restored.step}, saved at ${step}`);
+      await resumeHeld(c.page);
       await c.kit.stepAtLeast(step + 2);
       await c.kit.byId("train-stop").click();
       await c.kit.status("Stopped");
@@ -185,6 +186,7 @@ async function kill() {
       await kit.byId("resume").click();
       const restored = await kit.event("restored", { id });
       if (restored.step !== at) fail(`resumed at ${restored.step}, listed at ${at}`);
+      await resumeHeld(page);
       await kit.event("saved", { step: at + 2 }, 300_000);
     }
     await kit.byId("train-stop").click();
@@ -420,6 +422,7 @@ async function room() {
     if (restored.step !== stoppedAt || !restored.fresh_moments || !status.includes("AdamW's moments start fresh"))
       fail(`resuming the model-only run: ${JSON.stringify(restored)}, the page says ${JSON.stringify(status)}`);
     if (!(await kit.byId("model-only").isChecked())) fail("the resumed model-only run's saves are not marked model-only in the plan");
+    await resumeHeld(page);
     const next = stoppedAt + 2 - (stoppedAt % 2);
     const again = await kit.event("saved", { step: next }, 300_000);
     if (!again.model_only) fail(`after the resume step ${next} was saved with the optimizer state`);

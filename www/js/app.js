@@ -17,6 +17,7 @@ import { showRuns } from "./saved-runs.js";
 import { fillTasks } from "./tasks.js";
 import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches, modelOnlyLabel, offersModelOnly, paramsOf, roomNeeded, watchLifecycle } from "./reliability.js";
 import { initial, reduce, running, mismatch } from "./state.js";
+import { initShare, linkExtras, onLink, openHash } from "./share.js";
 
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
 const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision"];
@@ -62,6 +63,7 @@ function settings() {
     log_interval: 1, // every step: the chart moves with each one
     seed: num("train_seed"),
     precision: $("train_precision").value,
+    ...linkExtras(), // an opened link's settings the form has no field for
   };
 }
 
@@ -185,8 +187,10 @@ function renderButtons() {
   const busy = running(s);
   $("train-start").disabled = !(s.ready && s.corpus) || busy;
   $("train-start").textContent = t === "idle" ? "Start training" : t === "loaded" ? "Fine-tune" : "Start again";
-  $("train-pause").disabled = !busy;
-  $("train-pause").textContent = t === "paused" || t === "pausing" ? "Resume" : "Pause";
+  // a done run offers to train on to the Steps above, where those are more than its own
+  const more = t === "done" && s.maxIters !== null && Number($("max_iters").value) > s.maxIters;
+  $("train-pause").disabled = !busy && !more;
+  $("train-pause").textContent = t === "paused" || t === "pausing" ? "Resume" : t === "done" ? `Train on to ${$("max_iters").value} steps` : "Pause";
   $("train-stop").disabled = !busy;
   $("generate").disabled = t === "idle" || s.generating;
   $("gen-stop").disabled = !s.generating;
@@ -259,6 +263,7 @@ function effects(ev, files) {
       if (off.length) showError(`This page and its engine disagree about the messages ${off.join(", ")}: reload the page (a cached old copy?).`);
       fillPresets(ev.protocol.presets);
       fillTasks(ev.protocol.tasks);
+      openHash(); // a link in the address fills the form over the presets
       schedulePlan();
       send({ type: "runs" });
       break;
@@ -308,6 +313,10 @@ function effects(ev, files) {
     case "export_run":
       download(ev.name, files[0]);
       break;
+    case "link":
+    case "link_opened":
+      onLink(ev);
+      break;
   }
 }
 
@@ -339,12 +348,12 @@ async function importModel(files) {
   send({ type: "import", name: "the imported model", config, tokenizer }, new Uint8Array(model));
 }
 
-// A run zip (Export run's, or `wgpt export-run`'s): it goes on training, to the Steps above
-// where those are more than its own.
+// A run zip (Export run's, or `wgpt export-run`'s): it comes back paused at its step (done where
+// it finished); Resume (or Train on) goes on.
 async function importRun(file) {
   if (!file) return;
   say(`Reading the run ${file.name}…`);
-  send({ type: "import_run", name: file.name, max_iters: Number($("max_iters").value) }, new Uint8Array(await file.arrayBuffer()));
+  send({ type: "import_run", name: file.name }, new Uint8Array(await file.arrayBuffer()));
 }
 
 async function runParity(file) {
@@ -463,7 +472,8 @@ function wire() {
     askPersistence().then(() => send({ type: "runs" }));
   });
   on("train-pause", "click", () => {
-    if (state.training === "training") {
+    if (state.training === "done") send({ type: "train_on", max_iters: Number($("max_iters").value) });
+    else if (state.training === "training") {
       send({ type: "pause" });
       dispatch({ type: "ui_pause" });
     } else {
@@ -516,6 +526,11 @@ function startEngine() {
   $("status-bar").hidden = false;
   wire();
   initViews(() => state);
+  const changed = () => {
+    renderButtons();
+    schedulePlan();
+  };
+  initShare({ send, settings, corpus: () => state.corpus, running: () => running(state), changed, say });
   render();
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   // the last events, for tests and for anyone curious in the console

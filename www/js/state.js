@@ -37,6 +37,7 @@ export const initial = {
   room: null, // {bytes, fits, model_bytes, model_fits}: the last storage probe for saving full and model-only checkpoints
   modelOnly: false, // checkpoints are saved without the optimizer state (the plan's offer, or a restored run's kind)
   shelved: null, // the run before's step and history while a Start builds the next (ui_start)
+  held: false, // a restored or imported run is back and waits (paused, or done) until asked
 };
 
 export const running = (s) => ["training", "pausing", "paused"].includes(s.training);
@@ -72,14 +73,21 @@ export const on = {
   tune_cache: (s) => s, // stored by the worker
   corpus: (s, ev) => ({ ...s, corpus: ev, plan: null, error: null, status: `Corpus: ${ev.name}.` }),
   plan: (s, ev) => ({ ...s, plan: ev, params: ev.params, planNote: planNote(ev), status: s.training === "idle" ? "Ready to train." : s.status }),
-  // a resumed run's "Resumed ..." (what became of its optimizer state) stays while it trains
+  // a resumed run's "Resumed ..." (what became of its optimizer state) stays while it trains;
+  // back from a save or a zip, it waits and says how to go on (nothing trains unasked)
   state: (s, ev) => ({
     ...s,
     shelved: null,
+    held: false,
     training: ev.state,
     step: ev.step,
     error: ev.state === "training" ? null : s.error,
-    status: ev.state === "training" && s.status.startsWith("Resumed ") ? s.status : trainingStatus(ev),
+    status:
+      s.held && ev.state !== "training"
+        ? `${s.status} ${ev.state === "done" ? "It finished: set Steps above its own and press Train on to go on." : "Paused: press Resume to train on."}`
+        : ev.state === "training" && s.status.startsWith("Resumed ")
+          ? s.status
+          : trainingStatus(ev),
   }),
   progress: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, progress: ev, history: { ...s.history, train: [...s.history.train, [ev.step, ev.loss]] } }),
   dynamics: (s, ev) => ({ ...s, dynamics: [...s.dynamics, ev.point], tensors: { step: ev.point.step, tensors: ev.tensors, layers: ev.point.layers } }),
@@ -108,6 +116,7 @@ export const on = {
     valLoss: null,
     sample: "",
     modelOnly: Boolean(ev.fresh_moments),
+    held: true,
     status: `Resumed ${ev.name} at step ${ev.step}.${ev.fresh_moments ? " It was saved without the optimizer state: AdamW's moments start fresh, from zero, here (and its checkpoints are saved so)." : ""}`,
   }),
   token: (s, ev) => ({ ...s, output: s.output + ev.text }),
@@ -149,6 +158,9 @@ export const on = {
   run_histories: (s, ev) => ({ ...s, compare: { ...s.compare, curves: { ...s.compare.curves, ...Object.fromEntries(ev.runs.map((r) => [r.id, r])) } } }),
   room: (s, ev) => ({ ...s, room: ev }),
   memory: (s) => s, // answered to wgptDebug.memory() (reliability.js)
+  // links: share.js shows them and fills the form (nothing trains)
+  link: (s) => s,
+  link_opened: (s) => ({ ...s, error: null }),
   // the page's own controls
   ui_status: (s, ev) => ({ ...s, status: ev.text }),
   ui_model_only: (s, ev) => ({ ...s, modelOnly: ev.on }),

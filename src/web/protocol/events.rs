@@ -10,6 +10,7 @@ use crate::dynamics::{Dynamics, LayerDynamics, TensorDynamics};
 use crate::params::ParamRow;
 use crate::precision::Precision;
 use crate::run::format::History;
+use crate::run::link::Opened;
 use crate::run::settings::DEFAULT_SEED;
 use crate::run::{Progress, RunSettings};
 use crate::web::protocol::requests::{Request, Sampler, Scope, TrainState};
@@ -273,6 +274,14 @@ pub enum Event {
         gpu_buffers: u64,
         gpu_bytes: u64,
     },
+    // issue 27 (links)
+    /// The link of the page's settings: `#run=...`, for the page to put after its address.
+    Link {
+        fragment: String,
+    },
+    /// A link opened: the settings to fill the form with, the corpus to choose, and what it set,
+    /// ignored and refused (every string of it to be shown as text, never as HTML).
+    LinkOpened(Opened),
 }
 
 /// What the page takes from the engine instead of keeping a copy: the protocol's names (the

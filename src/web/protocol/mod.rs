@@ -66,6 +66,12 @@ mod tests {
             Request::Memory,
             Request::Checkpoints { optimizer_state: false },
             Request::CapMemory { bytes: Some(1 << 20) },
+            Request::TrainOn { max_iters: 40 },
+            Request::ShareLink {
+                settings: RunSettings::preset("tiny").unwrap(),
+                corpus: Some(crate::run::link::LinkCorpus::Builtin("shakespeare".into())),
+            },
+            Request::OpenLink { fragment: "#run=e30".into(), settings: RunSettings::preset("tiny").unwrap() },
         ];
         let tags: Vec<String> = requests.iter().map(|r| tag(&round_trip(r), &m.requests)).collect();
         assert_eq!(tags, m.requests, "one sample per request, in declaration order");
@@ -193,6 +199,14 @@ mod tests {
             },
             Event::Error { scope: Scope::Checkpoint, message: "full".into() },
             Event::Memory { wasm_bytes: Some(1 << 24), gpu_buffers: 300, gpu_bytes: 1 << 22 },
+            Event::Link { fragment: "#run=e30".into() },
+            Event::LinkOpened(crate::run::link::Opened {
+                settings: RunSettings::preset("tiny").unwrap(),
+                corpus: Some(crate::run::link::LinkCorpus::Own),
+                set: vec!["n_layer".into()],
+                ignored: vec!["future_knob".into()],
+                refused: vec![crate::run::link::Refusal { field: "lr".into(), why: "must be a number".into() }],
+            }),
         ];
         let tags: Vec<String> = events.iter().map(|e| tag(&round_trip(e), &m.events)).collect();
         assert_eq!(tags, m.events, "one sample per event, in declaration order");

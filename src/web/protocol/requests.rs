@@ -6,6 +6,7 @@ use strum::{EnumIter, VariantNames};
 
 use crate::generate::SampleConfig;
 use crate::precision::Precision;
+use crate::run::link::LinkCorpus;
 use crate::run::RunSettings;
 
 /// The page generates in auto precision unless it asks for another.
@@ -117,6 +118,26 @@ pub enum Request {
         #[serde(default)]
         bytes: Option<u64>,
     },
+    // issue 27 (nothing trains unasked, links)
+    /// Train the held run on to `max_iters` steps, more than it has (a restored run that is done
+    /// goes on; as `wgpt train --resume --max-iters`).
+    TrainOn {
+        max_iters: usize,
+    },
+    /// A link of the page's `settings` and corpus choice (a `link` event); answered at once,
+    /// without the GPU.
+    ShareLink {
+        settings: RunSettings,
+        #[serde(default)]
+        corpus: Option<LinkCorpus>,
+    },
+    /// Open a link's `fragment` over the page's `settings` (a `link_opened` event: what it set,
+    /// ignored and refused; a link that is no link is an error); answered at once, without the
+    /// GPU. Opening trains nothing.
+    OpenLink {
+        fragment: String,
+        settings: RunSettings,
+    },
 }
 
 /// Where a run is.
@@ -148,6 +169,7 @@ pub enum Scope {
     Parity,
     Checkpoint,
     Storage,
+    Link,
 }
 
 impl Scope {
@@ -166,6 +188,7 @@ impl Scope {
             Scope::Parity => "run the parity file",
             Scope::Checkpoint => "save the checkpoint",
             Scope::Storage => "use the browser's storage",
+            Scope::Link => "use that link",
         }
     }
 }
