@@ -124,25 +124,28 @@ fn matmul() {
 
 #[test]
 fn attention() {
-    for (i, &(b, t, c, nh)) in [(1, 1, 4, 1), (2, 4, 6, 2), (1, 5, 8, 1)].iter().enumerate() {
+    // (B, T, NH, KV, hs): GPT-2's heads (KV = NH), grouped heads and one KV head for all (MQA)
+    let shapes = [(1, 1, 1, 1, 4), (2, 4, 2, 2, 3), (1, 5, 1, 1, 8), (2, 4, 4, 2, 2), (1, 5, 3, 1, 4)];
+    for (i, &(b, t, nh, kv, hs)) in shapes.iter().enumerate() {
+        let (w_qkv, w_out) = ((nh + 2 * kv) * hs, nh * hs);
         // without dropout, and with a fixed dropout mask on the probabilities (every other
         // element dropped, the rest scaled by 2)
         let mask: Vec<f32> = (0..b * nh * t * t).map(|j| if j % 2 == 0 { 2.0 } else { 0.0 }).collect();
         for drop in [None, Some(&mask[..])] {
             let mut rng = Rng::new(40 + i as u64);
-            let qkv = rng.vec(b * t * 3 * c, -1.0, 1.0);
-            let w = rng.vec(b * t * c, -1.0, 1.0);
+            let qkv = rng.vec(b * t * w_qkv, -1.0, 1.0);
+            let w = rng.vec(b * t * w_out, -1.0, 1.0);
             let forward = |qkv: &[f32]| {
-                let (mut out, mut att) = (vec![0.0; b * t * c], vec![0.0; b * nh * t * t]);
-                cpu::attention_forward(cpu::AttnFwd { out: &mut out, att: &mut att, qkv, drop }, b, t, nh, nh, c / nh);
+                let (mut out, mut att) = (vec![0.0; b * t * w_out], vec![0.0; b * nh * t * t]);
+                cpu::attention_forward(cpu::AttnFwd { out: &mut out, att: &mut att, qkv, drop }, b, t, nh, kv, hs);
                 (dot(&out, &w), att)
             };
             let (_, att) = forward(&qkv);
-            let (mut dqkv, mut dpreatt) = (vec![0.0; b * t * 3 * c], vec![0.0; b * nh * t * t]);
+            let (mut dqkv, mut dpreatt) = (vec![0.0; b * t * w_qkv], vec![0.0; b * nh * t * t]);
             let io = cpu::AttnBwd { dqkv: &mut dqkv, dpreatt: &mut dpreatt, dout: &w, qkv: &qkv, att: &att, drop };
-            cpu::attention_backward(io, b, t, nh, nh, c / nh);
+            cpu::attention_backward(io, b, t, nh, kv, hs);
             let numeric = numeric_grad(&qkv, |x| forward(x).0);
-            let what = format!("attention dqkv B{b} T{t} C{c} NH{nh} dropout {}", drop.is_some());
+            let what = format!("attention dqkv B{b} T{t} NH{nh} KV{kv} hs{hs} dropout {}", drop.is_some());
             assert_grad(&what, &dqkv, &numeric);
         }
     }
