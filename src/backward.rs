@@ -22,8 +22,8 @@ pub struct GradActs {
     pub dfch: Vec<Tensor>,       // (L) x (B, T, 4C)
     pub dln2: Vec<Tensor>,       // (L) x (B, T, C)
     pub dattproj: Vec<Tensor>,   // (L) x (B, T, C)
-    pub datty: Vec<Tensor>,      // (L) x (B, T, C)
-    pub dqkv: Vec<Tensor>,       // (L) x (B, T, 3C)
+    pub datty: Vec<Tensor>,      // (L) x (B, T, NH·hs)
+    pub dqkv: Vec<Tensor>,       // (L) x (B, T, (NH + 2·KV)·hs)
     pub dln1: Vec<Tensor>,       // (L) x (B, T, C)
     pub dpreatt: Tensor, // attention's scratch, shared by the layers: (B, NH, T, T) score gradients (classic) or (B, NH, T) dout·out (flash)
 }
@@ -33,6 +33,7 @@ impl GradActs {
     /// what [`GradActs::new`] allocates and [`crate::train::training_bytes`] sums.
     pub fn specs(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> Vec<TensorSpec> {
         let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
+        let (qkv, q) = (cfg.attn_dims().qkv_width(), cfg.attn_dims().out_width());
         let (act, mlp) = ("activation gradient (B,T,C)", "MLP activation gradient (B,T,4C)");
         let layer = |name, what, shape| TensorSpec::per_layer(l, name, what, shape);
         vec![
@@ -46,8 +47,8 @@ impl GradActs {
             layer("dfch", mlp, vec![b, t, 4 * c]),
             layer("dln2", act, vec![b, t, c]),
             layer("dattproj", act, vec![b, t, c]),
-            layer("datty", act, vec![b, t, c]),
-            layer("dqkv", "qkv gradient (B,T,3C)", vec![b, t, 3 * c]),
+            layer("datty", "attention output gradient (B,T,NH·hs)", vec![b, t, q]),
+            layer("dqkv", "qkv gradient (B,T,(NH+2KV)hs)", vec![b, t, qkv]),
             layer("dln1", act, vec![b, t, c]),
             TensorSpec::one("dpreatt", "attention scratch", kind.saved_shape(b, nh, t)),
         ]

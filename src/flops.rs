@@ -11,7 +11,7 @@ use crate::model::Gpt2Config;
 /// Model FLOPs of one token's forward and backward when training on sequences of `t` tokens.
 pub fn flops_per_token(cfg: &Gpt2Config, t: usize) -> f64 {
     let n = (cfg.num_params() - cfg.block_size * cfg.n_embd) as f64;
-    let (l, h, q) = (cfg.n_layer as f64, cfg.n_head as f64, (cfg.n_embd / cfg.n_head) as f64);
+    let (l, h, q) = (cfg.n_layer as f64, cfg.n_head as f64, cfg.head_dim() as f64);
     6.0 * n + 12.0 * l * h * q * t as f64
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde_json::{json, Value};
 
-use crate::model::{Gpt2Config, Weights};
+use crate::model::{Gpt2Config, HfClass, Weights};
 use crate::{Error, Result};
 
 /// Parses an HF GPT-2 config.json; unsupported settings are errors naming the field.
@@ -16,6 +16,9 @@ pub fn parse_config(text: &str) -> Result<Gpt2Config> {
     let v: Value =
         serde_json::from_str(text).map_err(|e| Error::Format(format!("config.json is not valid JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| Error::Format("config.json must be a JSON object".into()))?;
+    if obj.get("model_type").and_then(Value::as_str) == Some("wgpt") {
+        return parse_wgpt_config(v.clone());
+    }
     let field = |names: &[&str]| -> Result<usize> {
         for name in names {
             if let Some(x) = obj.get(*name) {
@@ -72,8 +75,25 @@ pub fn parse_config(text: &str) -> Result<Gpt2Config> {
     Ok(config)
 }
 
-/// The config.json that `transformers` writes for a GPT2LMHeadModel of this shape.
+/// A config.json of wgpt's own model type: the config's keys as [`Gpt2Config`] serializes them.
+fn parse_wgpt_config(v: Value) -> Result<Gpt2Config> {
+    let config: Gpt2Config =
+        serde_json::from_value(v).map_err(|e| Error::Format(format!("config.json (model_type \"wgpt\"): {e}")))?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// The config.json of this shape: the one `transformers` writes for a GPT2LMHeadModel where the
+/// architecture is GPT-2's, else wgpt's own model type with every key of the config (the
+/// tensors keep GPT-2's names and [in, out] layout).
 pub fn config_json(c: &Gpt2Config) -> String {
+    if HfClass::of(c) != HfClass::Gpt2 {
+        let mut v = serde_json::to_value(c).expect("a config serializes");
+        let obj = v.as_object_mut().expect("a config is a JSON object");
+        obj.insert("architectures".into(), json!([HfClass::Wgpt.class_name()]));
+        obj.insert("model_type".into(), json!(HfClass::Wgpt.model_type()));
+        return serde_json::to_string_pretty(&v).expect("a JSON value serializes");
+    }
     let v = json!({
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",

@@ -114,8 +114,6 @@ fn every_bad_key_gets_its_own_message() {
         (Arch { rope_theta: f32::NAN, ..Arch::GPT2 }, &["rope_theta = NaN"]),
         (Arch { logit_softcap: Some(-1.0), ..Arch::GPT2 }, &["logit_softcap = -1"]),
         (Arch { intermediate_size: Some(0), ..Arch::GPT2 }, &["intermediate_size"]),
-        (Arch { n_kv_head: Some(2), ..Arch::GPT2 }, &["n_kv_head = 2", "not yet supported by the kernels"]),
-        (Arch { head_dim: Some(16), ..Arch::GPT2 }, &["head_dim = 16", "not yet supported"]),
         (Arch { positions: Positions::Rope, ..Arch::GPT2 }, &["positions = rope", "not yet supported"]),
         (Arch { qk_norm: true, ..Arch::GPT2 }, &["qk_norm", "not yet supported"]),
     ];
@@ -127,9 +125,15 @@ fn every_bad_key_gets_its_own_message() {
         }
     }
     assert!(base.validate().is_ok());
+    // grouped KV heads and a head size apart from n_embd / n_head run
+    let gqa = Gpt2Config { arch: Arch { n_kv_head: Some(2), head_dim: Some(12), ..Arch::GPT2 }, ..base };
+    assert!(gqa.validate().is_ok(), "{:?}", gqa.validate());
     // a head_dim set makes n_embd / n_head's divisibility moot, and is checked instead
     let odd = Gpt2Config { n_embd: 30, arch: Arch { head_dim: Some(8), ..Arch::GPT2 }, ..base };
-    assert!(!odd.validate().unwrap_err().to_string().contains("multiple of n_head"));
+    assert!(odd.validate().is_ok(), "{:?}", odd.validate());
+    let odd = Gpt2Config { n_embd: 30, arch: Arch { head_dim: Some(6), ..Arch::GPT2 }, ..base };
+    let e = odd.validate().unwrap_err().to_string();
+    assert!(!e.contains("multiple of n_head") && e.contains("head_dim = 6"), "{e}");
 }
 
 #[test]

@@ -15,8 +15,8 @@ pub struct ActivationTensors {
     pub ln1: Vec<Tensor>,       // (L) x (B, T, C)
     pub ln1_mean: Vec<Tensor>,  // (L) x (B, T)
     pub ln1_rstd: Vec<Tensor>,  // (L) x (B, T)
-    pub qkv: Vec<Tensor>,       // (L) x (B, T, 3C)
-    pub atty: Vec<Tensor>,      // (L) x (B, T, C)
+    pub qkv: Vec<Tensor>,       // (L) x (B, T, (NH + 2·KV)·hs)
+    pub atty: Vec<Tensor>,      // (L) x (B, T, NH·hs)
     pub att: Vec<Tensor>,       // (L) x what attention keeps: softmax (B, NH, T, T) or lse (B, NH, T)
     pub attproj: Vec<Tensor>,   // (L) x (B, T, C)
     pub residual2: Vec<Tensor>, // (L) x (B, T, C)
@@ -44,6 +44,7 @@ impl ActivationTensors {
     /// against the device's bindings and what [`crate::train::training_bytes`] sums.
     pub fn specs(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> Vec<TensorSpec> {
         let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
+        let (qkv, q) = (cfg.attn_dims().qkv_width(), cfg.attn_dims().out_width());
         let saved = match kind {
             AttentionKind::Classic => "attention matrix (B,NH,T,T)",
             AttentionKind::Flash => "attention logsumexp (B,NH,T)",
@@ -57,8 +58,8 @@ impl ActivationTensors {
             layer("ln1", act, vec![b, t, c]),
             layer("ln1_mean", stats, vec![b, t]),
             layer("ln1_rstd", stats, vec![b, t]),
-            layer("qkv", "qkv (B,T,3C)", vec![b, t, 3 * c]),
-            layer("atty", act, vec![b, t, c]),
+            layer("qkv", "qkv (B,T,(NH+2KV)hs)", vec![b, t, qkv]),
+            layer("atty", "attention output (B,T,NH·hs)", vec![b, t, q]),
             layer("att", saved, kind.saved_shape(b, nh, t)),
             layer("attproj", act, vec![b, t, c]),
             layer("residual2", act, vec![b, t, c]),

@@ -19,8 +19,8 @@ pub(crate) struct BlockActs<'a> {
     pub ln1: &'a Tensor,      // (B,T,C)
     pub ln1_mean: &'a Tensor, // (B,T)
     pub ln1_rstd: &'a Tensor, // (B,T)
-    pub qkv: &'a Tensor,      // (B,T,3C)
-    pub atty: &'a Tensor,     // (B,T,C)
+    pub qkv: &'a Tensor,      // (B,T,(NH+2KV)hs)
+    pub atty: &'a Tensor,     // (B,T,NH·hs)
     pub attproj: &'a Tensor,  // (B,T,C)
     /// The residual stream after attention (B,T,C).
     pub residual2: &'a Tensor,

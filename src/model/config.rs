@@ -99,9 +99,9 @@ impl Gpt2Config {
         Ok(())
     }
 
-    /// The attention's heads: n_head query heads, as many key and value heads, of n_embd / n_head.
+    /// The attention's heads: n_head query heads over n_kv_head key and value heads, of head_dim.
     pub fn attn_dims(&self) -> AttnDims {
-        AttnDims { nh: self.n_head, kv: self.n_head, hs: self.n_embd / self.n_head }
+        AttnDims { nh: self.n_head, kv: self.n_kv_head(), hs: self.head_dim() }
     }
 
     /// The attention problem of a (B, T) batch.

@@ -26,14 +26,15 @@ impl Gpt2Config {
     /// Conv1D weights are [in, out].
     pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
         let (c, v, t) = (self.n_embd, self.vocab_size, self.block_size);
+        let (qkv, q) = (self.attn_dims().qkv_width(), self.attn_dims().out_width());
         let mut specs = vec![("wte.weight".to_string(), vec![v, c]), ("wpe.weight".to_string(), vec![t, c])];
         for l in 0..self.n_layer {
             let shapes = [
                 vec![c],
                 vec![c],
-                vec![c, 3 * c],
-                vec![3 * c],
-                vec![c, c],
+                vec![c, qkv],
+                vec![qkv],
+                vec![q, c],
                 vec![c],
                 vec![c],
                 vec![c],
@@ -102,9 +103,9 @@ pub struct ParameterTensors {
     pub wpe: Tensor,         // (maxT, C)
     pub ln_1_w: Vec<Tensor>, // (L) x (C)
     pub ln_1_b: Vec<Tensor>,
-    pub c_attn_w: Vec<Tensor>, // (L) x (C, 3C)
-    pub c_attn_b: Vec<Tensor>, // (L) x (3C)
-    pub c_proj_w: Vec<Tensor>, // (L) x (C, C)
+    pub c_attn_w: Vec<Tensor>, // (L) x (C, (NH + 2·KV)·hs): q, k and v of every head
+    pub c_attn_b: Vec<Tensor>, // (L) x ((NH + 2·KV)·hs)
+    pub c_proj_w: Vec<Tensor>, // (L) x (NH·hs, C)
     pub c_proj_b: Vec<Tensor>,
     pub ln_2_w: Vec<Tensor>,
     pub ln_2_b: Vec<Tensor>,

@@ -1,0 +1,104 @@
+//! Grouped KV heads (GQA, MQA) and a head size apart from n_embd / n_head in the whole model: the
+//! KV-cache decoder equals full forwards over the same tokens, a run trains and resumes bit for
+//! bit, and its checkpoint's config.json (wgpt's own model type) reads back as the same config.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Rng;
+use wgpt::generate::Decoder;
+use wgpt::kernels::Kernels;
+use wgpt::model::{Arch, Gpt2, Gpt2Config, HfClass, Weights};
+use wgpt::run::{DataSource, Run, RunConfig};
+use wgpt::tokenizer::Tokenizer;
+use wgpt::train::TrainConfig;
+
+/// 6 heads of 12 over 2 KV heads at a width of 20 (head_dim ≠ n_embd / n_head), and MQA: 4 heads
+/// of 8 over 1 at a width of 32.
+fn configs() -> [Gpt2Config; 2] {
+    let base = Gpt2Config { n_layer: 2, n_head: 6, n_embd: 20, block_size: 8, vocab_size: 70, arch: Arch::GPT2 };
+    [
+        Gpt2Config { arch: Arch { n_kv_head: Some(2), head_dim: Some(12), ..Arch::GPT2 }, ..base },
+        Gpt2Config { n_head: 4, n_embd: 32, arch: Arch { n_kv_head: Some(1), ..Arch::GPT2 }, ..base },
+    ]
+}
+
+/// The last position's logits of a full forward over `ids` (no cache).
+async fn full_forward_last(model: &Gpt2, ids: &[u32]) -> Vec<f32> {
+    let v = model.config.vocab_size;
+    let f = model.forward_plan(1, ids.len()).unwrap();
+    model.forward(&f, ids, None).unwrap();
+    model.kernels.gpu.read_range(&f.acts.logits, (ids.len() - 1) * v, v).await.unwrap()
+}
+
+/// A 3-token prefill, then one token at a time to 11 on a block of 8 (through 3 slides): every
+/// step's logits equal a full forward over the window.
+async fn kv_cache(k: Arc<Kernels>) {
+    for config in configs() {
+        config.validate().unwrap();
+        let model = Gpt2::new(k.clone(), &Weights::random(config, 7)).unwrap();
+        let mut dec = Decoder::new(&model).unwrap();
+        let tokens = Rng::new(3).ids(11, config.vocab_size);
+        let mut worst = 0.0f32;
+        dec.prefill(&model, &tokens[..3]).unwrap();
+        for n in 3..=tokens.len() {
+            if n > 3 {
+                dec.push(&model, tokens[n - 1]).unwrap();
+            }
+            let window = &tokens[n.saturating_sub(config.block_size)..n];
+            let got = dec.logits(&model).await.unwrap();
+            let want = full_forward_last(&model, window).await;
+            let c = wgpt::cpu::check_close(&format!("logits after {n} tokens"), &got, &want, 1e-4, 1e-4)
+                .unwrap_or_else(|m| panic!("{config:?}: {m}"));
+            worst = worst.max(c.max_abs);
+        }
+        let a = config.attn_dims();
+        println!("NH {} KV {} hs {}: KV cache vs full forward, max abs err {worst:.2e}", a.nh, a.kv, a.hs);
+    }
+}
+gpu_test!(gqa_kv_cache_matches_full_forward, kv_cache);
+
+fn text() -> String {
+    "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!\n".repeat(20)
+}
+
+fn run_config(model: Gpt2Config) -> RunConfig {
+    RunConfig {
+        model,
+        train: TrainConfig { batch_size: 2, seq_len: 8, lr: 3e-3, warmup_iters: 2, ..TrainConfig::default() },
+        max_iters: 8,
+        eval_interval: 4,
+        eval_iters: 1,
+        log_interval: 1,
+        seed: 7,
+        data: DataSource::Text("pangrams".into()),
+        tokenizer: "char".into(),
+    }
+}
+
+/// 8 steps straight equal 4 steps + checkpoint + a fresh run restored from it + 4 steps; the
+/// checkpoint's config.json is wgpt's model type and parses back to the config.
+#[test]
+fn gqa_trains_and_resumes_exactly() {
+    let Some(k) = common::shared_kernels() else { return };
+    let tok = Tokenizer::char_level(&text()).unwrap();
+    let model = Gpt2Config { vocab_size: tok.vocab_size(), ..configs()[0] };
+    let new_run = |w: &Weights| Run::new(k.clone(), run_config(model), w, tok.clone(), &text()).unwrap();
+    let weights = Weights::random(model, 1);
+    let want = common::step_losses(&mut new_run(&weights), 8);
+    let mut first = new_run(&weights);
+    let mut got = common::step_losses(&mut first, 4);
+    let ckpt = pollster::block_on(first.checkpoint(true)).unwrap();
+    drop(first);
+    assert_eq!(HfClass::of(&model), HfClass::Wgpt);
+    assert!(ckpt.config_json.contains(r#""model_type": "wgpt""#), "{}", ckpt.config_json);
+    assert_eq!(wgpt::hf::parse_config(&ckpt.config_json).unwrap(), model, "config.json reads back");
+    let saved = wgpt::hf::load_weights("checkpoint", &ckpt.model, model).unwrap();
+    let mut resumed = new_run(&saved);
+    resumed.restore(&ckpt.state).unwrap();
+    got.extend(common::step_losses(&mut resumed, 4));
+    println!("straight: {want:?}\nresumed:  {got:?}");
+    assert_eq!(got, want, "resumed losses differ from an uninterrupted run");
+    assert!(want[7] < want[0], "the loss should fall: {} -> {}", want[0], want[7]);
+}
