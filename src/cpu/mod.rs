@@ -5,10 +5,12 @@
 mod backward;
 mod forward;
 mod optim;
+mod rope;
 
 pub use backward::*;
 pub use forward::*;
 pub use optim::*;
+pub use rope::{rope_backward, rope_forward, RopeBwd, RopeFwd, RopeShape};
 
 /// `|got − want| ≤ atol + rtol·|want|` over two slices; on failure the message names the worst
 /// element (by how far past its tolerance it is), its index and both values.

@@ -17,6 +17,7 @@ pub mod layernorm;
 mod lens;
 pub mod matmul;
 mod optim;
+pub mod rope;
 mod selection;
 pub mod template;
 
@@ -35,6 +36,7 @@ pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
 pub use optim::{Sgd, SgdConsts, SgdUpdate};
+pub use rope::{rope_table, QkNorm, Rope, RopeBwd, RopeDims, RopeFwd};
 pub use selection::{software, AttnShape, Choices, Family, Selection, Source, BUILT_IN};
 
 use crate::gpu::{Buffer, Gpu, Tensor};
@@ -62,6 +64,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("prelude.wgsl", PRELUDE),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
+    ("rope.wgsl", include_str!("../../shaders/rope.wgsl")),
 ];
 
 fn shader(file: &str) -> &'static str {
@@ -149,6 +152,7 @@ pub fn all_modules() -> Vec<ModuleSpec> {
     all.extend(lens::modules());
     all.extend(matmul::modules());
     all.extend(optim::modules());
+    all.extend(rope::modules());
     all
 }
 
@@ -170,6 +174,7 @@ pub struct Kernels {
     pub update_stats: UpdateStats,
     pub row_top1: RowTop1,
     pub sgd: Sgd,
+    pub rope: Rope,
 }
 
 impl Kernels {
@@ -197,6 +202,7 @@ impl Kernels {
             update_stats: UpdateStats::new(gpu),
             row_top1: RowTop1::new(gpu),
             sgd: Sgd::new(gpu),
+            rope: Rope::new(gpu),
         }
     }
 
