@@ -5,7 +5,7 @@
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{
-    AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, Site,
+    AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, RopeBwd, Site,
 };
 use crate::model::{ActivationTensors, Allocated, Gpt2, Gpt2Config, ParameterTensors, TensorSpec};
 use crate::weights16::MatmulWeights;
@@ -26,6 +26,8 @@ pub struct GradActs {
     pub dqkv: Vec<Tensor>,       // (L) x (B, T, (NH + 2·KV)·hs)
     pub dln1: Vec<Tensor>,       // (L) x (B, T, C)
     pub dpreatt: Tensor, // attention's scratch, shared by the layers: (B, NH, T, T) score gradients (classic) or (B, NH, T) dout·out (flash)
+    /// With rope or qk-norm: the gradient of the product's qkv, before that pass.
+    pub dqkv_raw: Option<Vec<Tensor>>, // (L) x (B, T, (NH + 2·KV)·hs)
 }
 
 impl GradActs {
@@ -36,7 +38,7 @@ impl GradActs {
         let (qkv, q) = (cfg.attn_dims().qkv_width(), cfg.attn_dims().out_width());
         let (act, mlp) = ("activation gradient (B,T,C)", "MLP activation gradient (B,T,4C)");
         let layer = |name, what, shape| TensorSpec::per_layer(l, name, what, shape);
-        vec![
+        let mut specs = vec![
             TensorSpec::one("dlogits", "logits gradient (B,T,V)", vec![b, t, v]),
             TensorSpec::one("dlnf", act, vec![b, t, c]),
             TensorSpec::one("dencoded", act, vec![b, t, c]),
@@ -51,7 +53,11 @@ impl GradActs {
             layer("dqkv", "qkv gradient (B,T,(NH+2KV)hs)", vec![b, t, qkv]),
             layer("dln1", act, vec![b, t, c]),
             TensorSpec::one("dpreatt", "attention scratch", kind.saved_shape(b, nh, t)),
-        ]
+        ];
+        if cfg.rope_dims(t).is_some() {
+            specs.push(layer("dqkv_raw", "qkv gradient before rope (B,T,(NH+2KV)hs)", vec![b, t, qkv]));
+        }
+        specs
     }
 
     pub fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize, attention: AttentionKind) -> GradActs {
@@ -71,6 +77,7 @@ impl GradActs {
             dqkv: a.layers("dqkv"),
             dln1: a.layers("dln1"),
             dpreatt: a.one("dpreatt"),
+            dqkv_raw: a.layers_if(cfg.rope_dims(t).is_some(), "dqkv_raw"),
         };
         a.done();
         grads
@@ -93,6 +100,7 @@ impl GradActs {
         ] {
             v.extend(group.iter());
         }
+        v.extend(self.dqkv_raw.iter().flatten());
         v
     }
 }
@@ -201,12 +209,26 @@ impl Gpt2 {
         let (dqkv, scratch, dout, qkv, out, saved) =
             (&d.dqkv[l], &d.dpreatt, &d.datty[l], &a.qkv[l], &a.atty[l], &a.att[l]);
         k.attention.backward(prog, a.attention, AttnBwd { dqkv, scratch, dout, qkv, out, saved }, dims, attn_drop);
+        let dout = self.record_rope_backward(prog, bw, l).unwrap_or(&d.dqkv[l]);
         let (dinp, dweight, dbias) = (&d.dln1[l], &dp.c_attn_w[l], Some(&dp.c_attn_b[l]));
-        let (dout, inp, weight) = (&d.dqkv[l], &a.ln1[l], &w.c_attn_w[l]);
+        let (inp, weight) = (&a.ln1[l], &w.c_attn_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
         let (dinp, dweight, dbias, dout) = (dresidual, &dp.ln_1_w[l], &dp.ln_1_b[l], &d.dln1[l]);
         let (inp, weight, mean, rstd) = (residual, &p.ln_1_w[l], &a.ln1_mean[l], &a.ln1_rstd[l]);
         k.layernorm.backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd });
+    }
+
+    /// With rope or qk-norm, block `l`'s pass backward: dqkv_raw from dqkv, the gradient the
+    /// qkv product's backward then reads (None without the pass).
+    fn record_rope_backward<'a>(&self, prog: &mut Program, bw: &BlockBackward<'a>, l: usize) -> Option<&'a Tensor> {
+        let (a, d) = (bw.a, bw.d);
+        let (r, draw) = (a.rope.as_ref()?, d.dqkv_raw.as_ref()?);
+        let dims = self.config.rope_dims(r.t).expect("rope activations only where the model rotates");
+        let (dqkv_raw, dqkv, qkv_raw, rstd) = (&draw[l], &d.dqkv[l], &r.qkv_raw[l], &r.qk_rstd[l]);
+        let (table, pos) = (r.table.as_ref(), &r.pos);
+        let bwd = RopeBwd { dqkv_raw, dnorm: None, dqkv, qkv_raw, rstd, norm: None, table, pos };
+        self.kernels.rope.backward(prog, dims, bwd);
+        Some(dqkv_raw)
     }
 
     /// dwte and dwpe from dencoded, deterministic through the batch's token buckets.

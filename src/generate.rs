@@ -21,7 +21,7 @@
 
 use crate::gpu::{Buffer, Tensor};
 use crate::kernels::{Decode, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
-use crate::model::{Block, BlockActs, BlockAttn, Gpt2};
+use crate::model::{Block, BlockActs, BlockAttn, BlockRope, Gpt2};
 use crate::precision::{Precision, Purpose, Resolved};
 use crate::rng::Rng;
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
@@ -223,6 +223,8 @@ pub struct Decoder {
     model: Arc<Buffer>,
     k_cache: Vec<Tensor>, // (L) x (S, kv·hs)
     v_cache: Vec<Tensor>, // (L) x (S, kv·hs)
+    /// With rope: cos | sin of positions 0..S (S, hs); the cache holds rotated keys.
+    rope_table: Option<Tensor>,
     /// (1) u32: the position of the first token of the current call.
     pos: Tensor,
     /// The last position's residual stream (1, C).
@@ -297,6 +299,7 @@ impl Decoder {
             model: p.wte.buffer.clone(),
             k_cache: per_layer("k_cache"),
             v_cache: per_layer("v_cache"),
+            rope_table: cfg.rope_table(s).map(|v| gpu.upload("decode.rope_table", &[s, a.hs], &v)),
             pos: gpu.tensor("decode.pos", &[1]),
             last,
             staging_logits: gpu.staging(4 * dims.v as u64),
@@ -358,6 +361,8 @@ impl Decoder {
         let qkv = g.tensor("decode.qkv", &[t, a.qkv_width()]);
         let atty = g.tensor("decode.atty", &[t, a.out_width()]);
         let proj = g.tensor("decode.proj", &[t, c]);
+        let qkv_raw = g.tensor("decode.qkv_raw", &[t, a.qkv_width()]);
+        let qk_rstd = g.tensor("decode.qk_rstd", &[t, a.nh + a.kv]);
         let fch = g.tensor("decode.fch", &[t, 4 * c]);
         let fch_gelu = g.tensor("decode.fch_gelu", &[t, 4 * c]);
         let scores = g.tensor("decode.scores", &[t, d.nh, d.s]);
@@ -380,6 +385,13 @@ impl Decoder {
             fch_gelu: &fch_gelu,
             fcproj: &proj,
             out: &x,
+            rope: model.config.rope_dims(t).map(|_| BlockRope {
+                t,
+                qkv_raw: &qkv_raw,
+                rstd: &qk_rstd,
+                table: self.rope_table.as_ref(),
+                pos: &self.pos,
+            }),
         };
         for l in 0..model.config.n_layer {
             if l > 0 {
@@ -399,7 +411,7 @@ impl Decoder {
             ids,
             prog: pieces,
             plan,
-            _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores],
+            _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores, qkv_raw, qk_rstd],
         })
     }
 

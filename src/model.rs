@@ -18,9 +18,9 @@ mod config;
 mod specs;
 mod weights;
 
-pub use acts::ActivationTensors;
+pub use acts::{ActivationTensors, RopeActs};
 pub use arch::{Arch, ArchChoice, ArchPreset, HfClass, Mlp, Named, Norm, Positions};
-pub(crate) use block::{Block, BlockActs, BlockAttn};
+pub(crate) use block::{Block, BlockActs, BlockAttn, BlockRope};
 pub use config::{Gpt2Config, PRESETS};
 pub(crate) use specs::Allocated;
 pub use specs::{total_bytes, TensorSpec};

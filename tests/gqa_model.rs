@@ -9,18 +9,21 @@ use std::sync::Arc;
 use common::Rng;
 use wgpt::generate::Decoder;
 use wgpt::kernels::Kernels;
-use wgpt::model::{Arch, Gpt2, Gpt2Config, HfClass, Weights};
+use wgpt::model::{Arch, Gpt2, Gpt2Config, HfClass, Positions, Weights};
 use wgpt::run::{DataSource, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
 
-/// 6 heads of 12 over 2 KV heads at a width of 20 (head_dim ≠ n_embd / n_head), and MQA: 4 heads
-/// of 8 over 1 at a width of 32.
-fn configs() -> [Gpt2Config; 2] {
+/// 6 heads of 12 over 2 KV heads at a width of 20 (head_dim ≠ n_embd / n_head), MQA: 4 heads
+/// of 8 over 1 at a width of 32, and the first with rotary positions (theta 100, so that the
+/// angles turn within the 8 positions).
+fn configs() -> [Gpt2Config; 3] {
     let base = Gpt2Config { n_layer: 2, n_head: 6, n_embd: 20, block_size: 8, vocab_size: 70, arch: Arch::GPT2 };
+    let gqa = Arch { n_kv_head: Some(2), head_dim: Some(12), ..Arch::GPT2 };
     [
-        Gpt2Config { arch: Arch { n_kv_head: Some(2), head_dim: Some(12), ..Arch::GPT2 }, ..base },
+        Gpt2Config { arch: gqa, ..base },
         Gpt2Config { n_head: 4, n_embd: 32, arch: Arch { n_kv_head: Some(1), ..Arch::GPT2 }, ..base },
+        Gpt2Config { arch: Arch { positions: Positions::Rope, rope_theta: 100.0, ..gqa }, ..base },
     ]
 }
 
@@ -54,7 +57,8 @@ async fn kv_cache(k: Arc<Kernels>) {
             worst = worst.max(c.max_abs);
         }
         let a = config.attn_dims();
-        println!("NH {} KV {} hs {}: KV cache vs full forward, max abs err {worst:.2e}", a.nh, a.kv, a.hs);
+        let rope = config.arch.positions == Positions::Rope;
+        println!("NH {} KV {} hs {} rope {rope}: KV cache vs full forward, max abs err {worst:.2e}", a.nh, a.kv, a.hs);
     }
 }
 gpu_test!(gqa_kv_cache_matches_full_forward, kv_cache);
@@ -79,11 +83,9 @@ fn run_config(model: Gpt2Config) -> RunConfig {
 
 /// 8 steps straight equal 4 steps + checkpoint + a fresh run restored from it + 4 steps; the
 /// checkpoint's config.json is wgpt's model type and parses back to the config.
-#[test]
-fn gqa_trains_and_resumes_exactly() {
-    let Some(k) = common::shared_kernels() else { return };
+fn trains_and_resumes_exactly(k: &Arc<Kernels>, model: Gpt2Config) {
     let tok = Tokenizer::char_level(&text()).unwrap();
-    let model = Gpt2Config { vocab_size: tok.vocab_size(), ..configs()[0] };
+    let model = Gpt2Config { vocab_size: tok.vocab_size(), ..model };
     let new_run = |w: &Weights| Run::new(k.clone(), run_config(model), w, tok.clone(), &text()).unwrap();
     let weights = Weights::random(model, 1);
     let want = common::step_losses(&mut new_run(&weights), 8);
@@ -101,4 +103,16 @@ fn gqa_trains_and_resumes_exactly() {
     println!("straight: {want:?}\nresumed:  {got:?}");
     assert_eq!(got, want, "resumed losses differ from an uninterrupted run");
     assert!(want[7] < want[0], "the loss should fall: {} -> {}", want[0], want[7]);
+}
+
+#[test]
+fn gqa_trains_and_resumes_exactly() {
+    let Some(k) = common::shared_kernels() else { return };
+    trains_and_resumes_exactly(&k, configs()[0]);
+}
+
+#[test]
+fn rope_trains_and_resumes_exactly() {
+    let Some(k) = common::shared_kernels() else { return };
+    trains_and_resumes_exactly(&k, configs()[2]);
 }

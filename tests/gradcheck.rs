@@ -201,3 +201,27 @@ fn crossentropy() {
     });
     assert_grad("crossentropy dlogits", &dlogits, &numeric);
 }
+
+#[test]
+fn rope_and_qk_norm() {
+    let (rows, t, nh, kv, hd) = (4, 2, 2, 1, 6);
+    let w = (nh + 2 * kv) * hd;
+    let mut rng = Rng::new(9);
+    let inp = rng.vec(rows * w, -1.0, 1.0);
+    let (qn, kn) = (rng.vec(hd, 0.5, 1.5), rng.vec(hd, 0.5, 1.5));
+    let dout = rng.vec(rows * w, -1.0, 1.0);
+    let s = cpu::RopeShape { t, nh, kv, hd, pos0: 3, theta: Some(100.0), eps: 1e-5 };
+    let forward = |inp: &[f32], qn: &[f32], kn: &[f32]| {
+        let (mut out, mut rstd) = (vec![0.0; rows * w], vec![0.0; rows * (nh + kv)]);
+        cpu::rope_forward(cpu::RopeFwd { out: &mut out, rstd: &mut rstd, inp, norm: Some((qn, kn)) }, s);
+        (dot(&out, &dout), rstd)
+    };
+    let rstd = forward(&inp, &qn, &kn).1;
+    let (mut dinp, mut dq, mut dk) = (vec![0.0; rows * w], vec![0.0; hd], vec![0.0; hd]);
+    let dnorm = Some((dq.as_mut_slice(), dk.as_mut_slice()));
+    let norm = Some((qn.as_slice(), kn.as_slice()));
+    cpu::rope_backward(cpu::RopeBwd { dinp: &mut dinp, dnorm, dout: &dout, inp: &inp, rstd: &rstd, norm }, s);
+    assert_grad("rope dinp", &dinp, &numeric_grad(&inp, |x| forward(x, &qn, &kn).0));
+    assert_grad("rope dq_norm", &dq, &numeric_grad(&qn, |x| forward(&inp, x, &kn).0));
+    assert_grad("rope dk_norm", &dk, &numeric_grad(&kn, |x| forward(&inp, &qn, x).0));
+}

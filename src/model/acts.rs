@@ -36,6 +36,17 @@ pub struct ActivationTensors {
     pub loss: Tensor,           // (1)
     /// The attention kernels these activations were made for (what `att` holds).
     pub attention: AttentionImpl,
+    /// With rope or qk-norm: what that pass reads and keeps (None for GPT-2).
+    pub rope: Option<RopeActs>,
+}
+
+/// The rope + qk-norm pass's tensors for one (B, T): qkv is written from `qkv_raw`.
+pub struct RopeActs {
+    pub t: usize,
+    pub qkv_raw: Vec<Tensor>,  // (L) x (B, T, (NH + 2·KV)·hs): the product's, before the pass
+    pub qk_rstd: Vec<Tensor>,  // (L) x (B, T, NH + KV): the qk-norm's row statistics
+    pub pos: Tensor,           // (1) u32: the first token's position, 0
+    pub table: Option<Tensor>, // (T, hs): cos | sin of every position (rope only)
 }
 
 impl ActivationTensors {
@@ -51,7 +62,7 @@ impl ActivationTensors {
         };
         let (ids, stats, act) = ("token ids (B,T)", "row statistics (B,T)", "activation (B,T,C)");
         let layer = |name, what, shape| TensorSpec::per_layer(l, name, what, shape);
-        vec![
+        let mut specs = vec![
             TensorSpec::one("ids", ids, vec![b, t]),
             TensorSpec::one("targets", ids, vec![b, t]),
             TensorSpec::one("encoded", act, vec![b, t, c]),
@@ -77,12 +88,23 @@ impl ActivationTensors {
             TensorSpec::one("losses", stats, vec![b, t]),
             TensorSpec::one("lse", stats, vec![b, t]),
             TensorSpec::one("loss", "loss (1)", vec![1]),
-        ]
+        ];
+        if cfg.rope_dims(t).is_some() {
+            specs.extend([
+                layer("qkv_raw", "qkv before rope (B,T,(NH+2KV)hs)", vec![b, t, qkv]),
+                layer("qk_rstd", "q and k heads' row statistics (B,T,NH+KV)", vec![b, t, nh + cfg.n_kv_head()]),
+                TensorSpec::one("rope_pos", "first position (1)", vec![1]),
+            ]);
+        }
+        if cfg.rope_table(0).is_some() {
+            specs.push(TensorSpec::one("rope_table", "rotary cos|sin table (T,hs)", vec![t, cfg.head_dim()]));
+        }
+        specs
     }
 
     pub(super) fn new(gpu: &Gpu, cfg: &Gpt2Config, b: usize, t: usize, attention: AttentionImpl) -> ActivationTensors {
         let mut a = Allocated::new(gpu, ActivationTensors::specs(cfg, b, t, attention.kind()));
-        let acts = ActivationTensors {
+        let mut acts = ActivationTensors {
             ids: a.one("ids"),
             targets: a.one("targets"),
             encoded: a.one("encoded"),
@@ -109,7 +131,18 @@ impl ActivationTensors {
             lse: a.one("lse"),
             loss: a.one("loss"),
             attention,
+            rope: None,
         };
+        let qkv_raw = a.layers_if(cfg.rope_dims(t).is_some(), "qkv_raw");
+        if let Some(qkv_raw) = qkv_raw {
+            let (qk_rstd, pos) = (a.layers("qk_rstd"), a.one("rope_pos"));
+            let table = cfg.rope_table(t).map(|values| {
+                let table = a.one("rope_table");
+                gpu.write(&table, &values);
+                table
+            });
+            acts.rope = Some(RopeActs { t, qkv_raw, qk_rstd, pos, table });
+        }
         a.done();
         acts
     }

@@ -380,9 +380,6 @@ impl Arch {
     /// Refuses, by name, the switches the kernels do not run yet.
     fn supported(&self, cfg: &Gpt2Config) -> Result<()> {
         let mut not_yet = vec![];
-        if self.positions == Positions::Rope {
-            not_yet.push("positions = rope".into());
-        }
         if self.qk_norm {
             not_yet.push("qk_norm".into());
         }

@@ -5,7 +5,7 @@
 
 use crate::gpu::Tensor;
 use crate::kernels::dropout::DropoutRate;
-use crate::kernels::{AttentionImpl, AttnFwd, DecodeAttn, DecodeDims, LayerNormFwd, Program, Site};
+use crate::kernels::{AttentionImpl, AttnFwd, DecodeAttn, DecodeDims, LayerNormFwd, Program, RopeFwd, Site};
 use crate::weights16::MatmulWeights;
 
 use super::{ActivationTensors, Gpt2};
@@ -32,6 +32,18 @@ pub(crate) struct BlockActs<'a> {
     pub fcproj: &'a Tensor,   // (B,T,C)
     /// The residual stream out (B,T,C).
     pub out: &'a Tensor,
+    /// With rope or qk-norm: the product writes qkv_raw, and the pass qkv from it.
+    pub rope: Option<BlockRope<'a>>,
+}
+
+/// The rope + qk-norm pass of one block: sequences of `t` tokens from position pos[0].
+#[derive(Clone, Copy)]
+pub(crate) struct BlockRope<'a> {
+    pub t: usize,
+    pub qkv_raw: &'a Tensor, // (B,T,(NH+2KV)hs)
+    pub rstd: &'a Tensor,    // (B,T,NH+KV)
+    pub table: Option<&'a Tensor>,
+    pub pos: &'a Tensor,
 }
 
 impl<'a> BlockActs<'a> {
@@ -53,6 +65,13 @@ impl<'a> BlockActs<'a> {
             fch_gelu: &a.fch_gelu[l],
             fcproj: &a.fcproj[l],
             out: &a.residual3[l],
+            rope: a.rope.as_ref().map(|r| BlockRope {
+                t: r.t,
+                qkv_raw: &r.qkv_raw[l],
+                rstd: &r.qk_rstd[l],
+                table: r.table.as_ref(),
+                pos: &r.pos,
+            }),
         }
     }
 }
@@ -86,7 +105,13 @@ impl Gpt2 {
         // x = x + attn(ln_1(x))
         let (out, mean, rstd, weight, bias) = (x.ln1, x.ln1_mean, x.ln1_rstd, &p.ln_1_w[l], &p.ln_1_b[l]);
         k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: x.inp, weight, bias });
-        k.matmul.forward(prog, x.qkv, x.ln1, &w.c_attn_w[l], Some(&p.c_attn_b[l]));
+        // with rope or qk-norm: qkv = rope(qk_norm(qkv_raw)) (B,T,(NH+2KV)hs)
+        k.matmul.forward(prog, x.rope.map_or(x.qkv, |r| r.qkv_raw), x.ln1, &w.c_attn_w[l], Some(&p.c_attn_b[l]));
+        if let Some(r) = x.rope {
+            let d = self.config.rope_dims(r.t).expect("rope activations only where the model rotates");
+            let (qkv, rstd, qkv_raw, table, pos) = (x.qkv, r.rstd, r.qkv_raw, r.table, r.pos);
+            k.rope.forward(prog, d, RopeFwd { qkv, rstd, qkv_raw, norm: None, table, pos });
+        }
         match attn {
             BlockAttn::Causal { imp, saved } => {
                 let attn_drop = dropout.map(|d| (d.p, d.seed, Site::AttnProbs(l).id(d.n_layer)));

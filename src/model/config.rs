@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::Gpu;
-use crate::kernels::{AttentionKind, AttnDims, AttnShape, Selection};
+use crate::kernels::{rope_table, AttentionKind, AttnDims, AttnShape, RopeDims, Selection};
 use crate::tune::RunShape;
 use crate::{Error, Result};
 
-use super::{ActivationTensors, Arch};
+use super::{ActivationTensors, Arch, Positions};
 
 /// The shape of a model and its architecture switches ([`Arch`]; GPT-2's unless set).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -102,6 +102,20 @@ impl Gpt2Config {
     /// The attention's heads: n_head query heads over n_kv_head key and value heads, of head_dim.
     pub fn attn_dims(&self) -> AttnDims {
         AttnDims { nh: self.n_head, kv: self.n_kv_head(), hs: self.head_dim() }
+    }
+
+    /// The rope + qk-norm pass of sequences of `t` tokens, where the model rotates or normalizes
+    /// q and k (None: the product's qkv goes to the attention as it is, as GPT-2's).
+    pub fn rope_dims(&self, t: usize) -> Option<RopeDims> {
+        let a = self.attn_dims();
+        let on = self.arch.positions == Positions::Rope || self.arch.qk_norm;
+        on.then_some(RopeDims { nh: a.nh, kv: a.kv, hd: a.hs, t, eps: self.arch.norm_eps })
+    }
+
+    /// The rotary cos/sin table of positions 0..`positions` (None without rope).
+    pub fn rope_table(&self, positions: usize) -> Option<Vec<f32>> {
+        let on = self.arch.positions == Positions::Rope;
+        on.then(|| rope_table(self.arch.rope_theta, self.head_dim(), positions))
     }
 
     /// The attention problem of a (B, T) batch.

@@ -82,6 +82,11 @@ impl Allocated {
         tensors
     }
 
+    /// The next spec's per-layer tensors where `cond` (its specs listed them), else None.
+    pub(crate) fn layers_if(&mut self, cond: bool, name: &str) -> Option<Vec<Tensor>> {
+        cond.then(|| self.layers(name))
+    }
+
     /// Checks that every spec was taken.
     pub(crate) fn done(mut self) {
         if let Some((spec, _)) = self.made.next() {
