@@ -226,7 +226,8 @@ impl Gpt2 {
         let dims = self.config.rope_dims(r.t).expect("rope activations only where the model rotates");
         let (dqkv_raw, dqkv, qkv_raw, rstd) = (&draw[l], &d.dqkv[l], &r.qkv_raw[l], &r.qk_rstd[l]);
         let (table, pos) = (r.table.as_ref(), &r.pos);
-        let bwd = RopeBwd { dqkv_raw, dnorm: None, dqkv, qkv_raw, rstd, norm: None, table, pos };
+        let (dnorm, norm) = (bw.dp.qk_norm(l), self.params.qk_norm(l));
+        let bwd = RopeBwd { dqkv_raw, dnorm, dqkv, qkv_raw, rstd, norm, table, pos };
         self.kernels.rope.backward(prog, dims, bwd);
         Some(dqkv_raw)
     }

@@ -16,14 +16,15 @@ use wgpt::train::TrainConfig;
 
 /// 6 heads of 12 over 2 KV heads at a width of 20 (head_dim ≠ n_embd / n_head), MQA: 4 heads
 /// of 8 over 1 at a width of 32, and the first with rotary positions (theta 100, so that the
-/// angles turn within the 8 positions).
-fn configs() -> [Gpt2Config; 3] {
+/// angles turn within the 8 positions), and that with qk-norm.
+fn configs() -> [Gpt2Config; 4] {
     let base = Gpt2Config { n_layer: 2, n_head: 6, n_embd: 20, block_size: 8, vocab_size: 70, arch: Arch::GPT2 };
     let gqa = Arch { n_kv_head: Some(2), head_dim: Some(12), ..Arch::GPT2 };
     [
         Gpt2Config { arch: gqa, ..base },
         Gpt2Config { n_head: 4, n_embd: 32, arch: Arch { n_kv_head: Some(1), ..Arch::GPT2 }, ..base },
         Gpt2Config { arch: Arch { positions: Positions::Rope, rope_theta: 100.0, ..gqa }, ..base },
+        Gpt2Config { arch: Arch { positions: Positions::Rope, rope_theta: 100.0, qk_norm: true, ..gqa }, ..base },
     ]
 }
 
@@ -58,7 +59,11 @@ async fn kv_cache(k: Arc<Kernels>) {
         }
         let a = config.attn_dims();
         let rope = config.arch.positions == Positions::Rope;
-        println!("NH {} KV {} hs {} rope {rope}: KV cache vs full forward, max abs err {worst:.2e}", a.nh, a.kv, a.hs);
+        let qk = config.arch.qk_norm;
+        println!(
+            "NH {} KV {} hs {} rope {rope} qk_norm {qk}: KV cache vs full forward, max abs err {worst:.2e}",
+            a.nh, a.kv, a.hs
+        );
     }
 }
 gpu_test!(gqa_kv_cache_matches_full_forward, kv_cache);
@@ -115,4 +120,10 @@ fn gqa_trains_and_resumes_exactly() {
 fn rope_trains_and_resumes_exactly() {
     let Some(k) = common::shared_kernels() else { return };
     trains_and_resumes_exactly(&k, configs()[2]);
+}
+
+#[test]
+fn qk_norm_trains_and_resumes_exactly() {
+    let Some(k) = common::shared_kernels() else { return };
+    trains_and_resumes_exactly(&k, configs()[3]);
 }

@@ -380,9 +380,6 @@ impl Arch {
     /// Refuses, by name, the switches the kernels do not run yet.
     fn supported(&self, cfg: &Gpt2Config) -> Result<()> {
         let mut not_yet = vec![];
-        if self.qk_norm {
-            not_yet.push("qk_norm".into());
-        }
         if self.norm == Norm::RmsNorm {
             not_yet.push("norm = rmsnorm".into());
         }

@@ -110,7 +110,7 @@ impl Gpt2 {
         if let Some(r) = x.rope {
             let d = self.config.rope_dims(r.t).expect("rope activations only where the model rotates");
             let (qkv, rstd, qkv_raw, table, pos) = (x.qkv, r.rstd, r.qkv_raw, r.table, r.pos);
-            k.rope.forward(prog, d, RopeFwd { qkv, rstd, qkv_raw, norm: None, table, pos });
+            k.rope.forward(prog, d, RopeFwd { qkv, rstd, qkv_raw, norm: p.qk_norm(l), table, pos });
         }
         match attn {
             BlockAttn::Causal { imp, saved } => {

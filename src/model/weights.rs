@@ -2,6 +2,7 @@
 //! (`Weights`, with GPT-2's initialisation) and the GPU copy (`ParameterTensors`).
 
 use crate::gpu::{Gpu, Tensor};
+use crate::kernels::QkNorm;
 use crate::rng::Rng;
 
 use super::Gpt2Config;
@@ -49,6 +50,13 @@ impl Gpt2Config {
         }
         specs.push(("ln_f.weight".to_string(), vec![c]));
         specs.push(("ln_f.bias".to_string(), vec![c]));
+        if self.arch.qk_norm {
+            // Qwen3's RMSNorm weights over each head's q and k, after the rest
+            for l in 0..self.n_layer {
+                specs.push((format!("h.{l}.attn.q_norm.weight"), vec![self.head_dim()]));
+                specs.push((format!("h.{l}.attn.k_norm.weight"), vec![self.head_dim()]));
+            }
+        }
         specs
     }
 
@@ -73,7 +81,7 @@ impl std::fmt::Debug for Weights {
 impl Weights {
     /// GPT-2's initialisation (as HF's `_init_weights` and nanoGPT): weights N(0, 0.02), the
     /// residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02/√(2·n_layer)), biases 0,
-    /// layer norm weights 1.
+    /// layer norm (and qk-norm) weights 1.
     pub fn random(config: Gpt2Config, seed: u64) -> Weights {
         let mut rng = Rng::new(seed);
         let proj_std = 0.02 / (2.0 * config.n_layer as f32).sqrt();
@@ -82,7 +90,7 @@ impl Weights {
             .iter()
             .map(|(name, shape)| {
                 let n: usize = shape.iter().product();
-                if name.contains("ln_") && name.ends_with(".weight") {
+                if (name.contains("ln_") || name.contains("_norm.")) && name.ends_with(".weight") {
                     vec![1.0; n]
                 } else if name.ends_with(".bias") {
                     vec![0.0; n]
@@ -115,6 +123,16 @@ pub struct ParameterTensors {
     pub mlp_proj_b: Vec<Tensor>, // (L) x (C)
     pub ln_f_w: Tensor,          // (C)
     pub ln_f_b: Tensor,
+    /// With qk_norm: the RMSNorm weights of each head's q and of its k, (L) x (hs) each.
+    pub q_norm: Option<Vec<Tensor>>,
+    pub k_norm: Option<Vec<Tensor>>,
+}
+
+impl ParameterTensors {
+    /// Layer `l`'s qk-norm weights, where the model has them.
+    pub fn qk_norm(&self, l: usize) -> Option<QkNorm<'_>> {
+        Some(QkNorm { q: &self.q_norm.as_ref()?[l], k: &self.k_norm.as_ref()?[l] })
+    }
 }
 
 impl ParameterTensors {
@@ -132,6 +150,15 @@ impl ParameterTensors {
         let [ln_1_w, ln_1_b, c_attn_w, c_attn_b, c_proj_w, c_proj_b, ln_2_w, ln_2_b, c_fc_w, c_fc_b, mlp_proj_w, mlp_proj_b] =
             blocks;
         let (ln_f_w, ln_f_b) = (next(), next());
+        // what is left: the qk-norm weights, q then k per layer, where the model has them
+        let rest: Vec<Tensor> = it.collect();
+        let (q_norm, k_norm) = match rest.is_empty() {
+            true => (None, None),
+            false => {
+                let (q, k): (Vec<_>, Vec<_>) = rest.chunks(2).map(|p| (p[0].clone(), p[1].clone())).unzip();
+                (Some(q), Some(k))
+            }
+        };
         ParameterTensors {
             wte,
             wpe,
@@ -149,6 +176,8 @@ impl ParameterTensors {
             mlp_proj_b,
             ln_f_w,
             ln_f_b,
+            q_norm,
+            k_norm,
         }
     }
 
@@ -179,6 +208,9 @@ impl ParameterTensors {
             ]);
         }
         v.extend([&self.ln_f_w, &self.ln_f_b]);
+        if let (Some(q), Some(k)) = (&self.q_norm, &self.k_norm) {
+            v.extend(q.iter().zip(k).flat_map(|(q, k)| [q, k]));
+        }
         v
     }
 }
