@@ -104,8 +104,6 @@ impl Gpt2 {
         Ok(Weights { config: self.config, tensors })
     }
 
-    /// The attention problem of a (B, T) batch.
-
     /// Checks (B, T) against the context and the device, allocates activations and records the
     /// forward pass, with the attention kernels the device's tuning picks.
     pub fn forward_plan(&self, b: usize, t: usize) -> Result<Forward> {
