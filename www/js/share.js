@@ -77,13 +77,15 @@ function fill(ev) {
   const s = ev.settings;
   const keys = new Set(ev.set);
   if ([...keys].some((k) => ["n_layer", "n_head", "n_embd", "block_size"].includes(k))) $("preset").value = "custom";
-  for (const [key, id] of Object.entries(FORM)) if (keys.has(key)) $(id).value = String(s[key]);
+  for (const [key, id] of Object.entries(FORM)) if (keys.has(key) && s[key] !== null) $(id).value = String(s[key]);
   if (keys.has("tokenizer")) {
     const bpe = s.tokenizer.startsWith("bpe:");
     $("tokenizer").value = bpe ? "bpe" : "char";
     if (bpe) $("bpe_vocab").value = s.tokenizer.slice(4);
   }
-  extras = Object.fromEntries(ev.set.filter((k) => !(k in FORM) && k !== "tokenizer").map((k) => [k, s[k]]));
+  // what the form cannot show: settings it has no field for, and optional ones left to the
+  // defaults (null), which the link's run leaves so too
+  extras = Object.fromEntries(ev.set.filter((k) => k !== "tokenizer" && (!(k in FORM) || s[k] === null)).map((k) => [k, s[k]]));
   const lines = [`Opened a link: set ${ev.set.length ? ev.set.join(", ") : "nothing"}. Nothing trains until you press Start.`];
   const beyond = Object.entries(extras).map(([k, v]) => `${k} ${v === null ? "default" : v}`);
   if (beyond.length) lines.push(`Beyond the form, for the next run: ${beyond.join(", ")}.`);
