@@ -322,6 +322,7 @@ pub struct ActivationTensors {
     pub losses: Tensor,         // (B, T)
     pub lse: Tensor,            // (B, T) logsumexp of each row of logits
     pub loss: Tensor,           // (1)
+    pub counted: Tensor,        // (1) targets the loss counts (not crossentropy's IGNORE)
     /// The attention kernels these activations were made for (what `att` holds).
     pub attention: AttentionImpl,
 }
@@ -364,6 +365,7 @@ impl ActivationTensors {
             TensorSpec::one("losses", stats, vec![b, t]),
             TensorSpec::one("lse", stats, vec![b, t]),
             TensorSpec::one("loss", "loss (1)", vec![1]),
+            TensorSpec::one("counted", "loss (1)", vec![1]),
         ]
     }
 
@@ -395,6 +397,7 @@ impl ActivationTensors {
             losses: a.one("losses"),
             lse: a.one("lse"),
             loss: a.one("loss"),
+            counted: a.one("counted"),
             attention,
         };
         a.done();
@@ -522,14 +525,11 @@ impl Gpt2 {
         prog
     }
 
-    /// losses (B,T) and loss (1) of the logits against `targets`.
+    /// losses (B,T), loss (1) and counted (1) of the logits against `targets` (IGNORE not counted).
     pub(crate) fn record_loss(&self, a: &ActivationTensors, targets: &Tensor) -> Program {
-        let k = &*self.kernels;
-        let mut prog = Program::default();
-        k.crossentropy.forward(
-            &mut prog,
-            CrossEntropyFwd { loss: &a.loss, losses: &a.losses, lse: &a.lse, logits: &a.logits, targets },
-        );
+        let (k, mut prog) = (&*self.kernels, Program::default());
+        let (loss, counted, losses, lse, logits) = (&a.loss, &a.counted, &a.losses, &a.lse, &a.logits);
+        k.crossentropy.forward(&mut prog, CrossEntropyFwd { loss, counted, losses, lse, logits, targets });
         prog
     }
 
