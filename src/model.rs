@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{
-    AttentionImpl, AttentionKind, AttnShape, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Selection, Site,
+    AttentionImpl, AttentionKind, AttnShape, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Selection, Site, IGNORE,
 };
 use crate::rng::Rng;
 use crate::submit::{Piece, SubmitPlan, SubmitStats, DEFAULT_BUDGET_MS};
@@ -564,16 +564,16 @@ impl Gpt2 {
         pieces
     }
 
-    /// Checks token ids (or targets) against the plan's shape and the vocabulary.
+    /// Checks token ids (or "targets", which may also be [`IGNORE`]: not counted in the loss)
+    /// against the plan's shape and the vocabulary.
     pub(crate) fn check_ids(&self, what: &str, ids: &[u32], f: &Forward) -> Result<()> {
         if ids.len() != f.b * f.t {
             return Err(Error::Input(format!("{what}: {} ids, expected B*T = {}x{}", ids.len(), f.b, f.t)));
         }
-        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= self.config.vocab_size) {
-            return Err(Error::Input(format!(
-                "{what}[{i}] = {id} is outside the vocabulary (vocab_size {})",
-                self.config.vocab_size
-            )));
+        let v = self.config.vocab_size;
+        let bad = |id: u32| id as usize >= v && !(what == "targets" && id == IGNORE);
+        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| bad(id)) {
+            return Err(Error::Input(format!("{what}[{i}] = {id} is outside the vocabulary (vocab_size {v})")));
         }
         Ok(())
     }

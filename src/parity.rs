@@ -135,6 +135,7 @@ impl ParityFile {
             attention: None,
             precision: crate::precision::Precision::F32,
             loss_scaling: None,
+            answer_loss: false,
         })
     }
 }

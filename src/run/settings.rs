@@ -91,6 +91,10 @@ pub struct RunSettings {
     /// or auto (f32 for training) [default: f32].
     #[serde(default)]
     pub precision: Precision,
+    // issue 27, tasks
+    /// On a task, count only the answers' tokens in the loss (grokking) [default: false].
+    #[serde(default)]
+    pub answer_loss: bool,
 }
 
 fn one() -> usize {
@@ -124,6 +128,7 @@ impl RunSettings {
             grad_clip: None,
             dropout: None,
             precision: Precision::F32,
+            answer_loss: false,
         })
     }
 
@@ -172,6 +177,7 @@ impl RunSettings {
             attention: None,
             precision: self.precision,
             loss_scaling: None,
+            answer_loss: self.answer_loss,
         };
         train.validate(model.block_size)?;
         Ok(RunConfig {

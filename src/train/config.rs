@@ -46,6 +46,11 @@ pub struct TrainConfig {
     pub precision: Precision,
     #[serde(default)]
     pub loss_scaling: Option<LossScaling>,
+    // issue 27, tasks: answer-only loss
+    /// On a task, count only the answers' tokens in the loss (the run's batches mark the others
+    /// with crossentropy's IGNORE, and windows start at a line): what grokking needs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answer_loss: bool,
 }
 
 /// Dynamic loss scaling as torch.cuda.amp.GradScaler: the loss gradient is multiplied by a
@@ -107,6 +112,7 @@ impl Default for TrainConfig {
             attention: None,
             precision: Precision::F32,
             loss_scaling: None,
+            answer_loss: false,
         }
     }
 }

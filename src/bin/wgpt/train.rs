@@ -119,6 +119,11 @@ pub struct TrainArgs {
     /// Save AdamW's moments again (with --resume of a run saved with --no-optimizer-state).
     #[arg(long, overrides_with = "no_optimizer_state")]
     optimizer_state: bool,
+    // issue 27, tasks
+    /// On a task, count only the answers' tokens in the loss (the grokking setup); windows
+    /// start at a line.
+    #[arg(long)]
+    answer_loss: bool,
 }
 
 /// Reads a corpus file, refusing a huge one before reading it.
@@ -181,6 +186,7 @@ fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Result<
     s.log_interval = a.log_interval;
     s.seed = a.seed;
     s.tokenizer = tokenizer;
+    s.answer_loss = a.answer_loss;
     Ok(s)
 }
 
