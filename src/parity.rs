@@ -137,6 +137,7 @@ impl ParityFile {
             loss_scaling: None,
             optimizer: crate::train::OptimizerConfig::default(),
             lr_schedule: crate::train::Schedule::Constant,
+            answer_loss: false,
         })
     }
 }
