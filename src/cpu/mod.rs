@@ -4,9 +4,11 @@
 
 mod backward;
 mod forward;
+mod muon;
 
 pub use backward::*;
 pub use forward::*;
+pub use muon::*;
 
 /// `|got − want| ≤ atol + rtol·|want|` over two slices; on failure the message names the worst
 /// element (by how far past its tolerance it is), its index and both values.

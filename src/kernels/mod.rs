@@ -16,6 +16,7 @@ mod encoder;
 pub mod layernorm;
 mod lens;
 pub mod matmul;
+mod muon;
 mod selection;
 pub mod template;
 
@@ -33,6 +34,7 @@ pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
+pub use muon::{Muon, MuonStep, MuonUpdate, NsConsts, NsScratch};
 pub use selection::{software, AttnShape, Choices, Family, Selection, Source, BUILT_IN};
 
 use crate::gpu::{Buffer, Gpu, Tensor};
@@ -57,6 +59,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
+    ("muon.wgsl", include_str!("../../shaders/muon.wgsl")),
     ("prelude.wgsl", PRELUDE),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
 ];
@@ -145,6 +148,7 @@ pub fn all_modules() -> Vec<ModuleSpec> {
     all.extend(layernorm::modules());
     all.extend(lens::modules());
     all.extend(matmul::modules());
+    all.extend(muon::modules());
     all
 }
 
@@ -161,6 +165,7 @@ pub struct Kernels {
     pub residual: Residual,
     pub crossentropy: CrossEntropy,
     pub adamw: AdamW,
+    pub muon: Muon,
     pub dropout: Dropout,
     pub decode: Decode,
     pub update_stats: UpdateStats,
@@ -187,6 +192,7 @@ impl Kernels {
             residual: Residual::new(gpu),
             crossentropy: CrossEntropy::new(gpu),
             adamw: AdamW::new(gpu),
+            muon: Muon::new(gpu),
             dropout: Dropout::new(gpu),
             decode: Decode::new(gpu),
             update_stats: UpdateStats::new(gpu),
