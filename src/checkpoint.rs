@@ -1,5 +1,6 @@
 //! Training checkpoints: an HF model directory (config.json, model.safetensors, tokenizer.json)
-//! that `transformers` loads as-is, plus training_state.safetensors with AdamW's moments and, in
+//! that `transformers` loads as-is, plus training_state.safetensors with the optimizer's state
+//! (AdamW's moments `adam_m.*`, `adam_v.*`; SGD's and Muon's `momentum_buffer.*`) and, in
 //! its metadata, the step, the data RNG and the run's settings, so that a resumed run continues
 //! exactly where it stopped. A model-only checkpoint (saved without the optimizer state, where
 //! storage is short) has the metadata and no moments: a third of the size; resumed, it goes on
@@ -21,18 +22,30 @@ const META_KEY: &str = "wgpt_state";
 /// AdamW's first and second moments, each in parameter order.
 pub type Moments = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
-/// training_state.safetensors bytes: `adam_m.<name>`, `adam_v.<name>` (none for a model-only
+/// An optimizer's state by key: `adam_m.<name>`, `adam_v.<name>` or `momentum_buffer.<name>`
+/// (torch's state names), each of the shape of its parameter `<name>` of
+/// [`Gpt2Config::param_specs`].
+pub type OptimizerTensors = Vec<(String, Vec<f32>)>;
+
+/// The prefixes of the optimizer's state tensors in training_state.safetensors.
+pub const STATE_PREFIXES: [&str; 3] = ["adam_m.", "adam_v.", "momentum_buffer."];
+
+/// The shape of the parameter an optimizer state key belongs to, where it is one.
+fn state_shape(config: &Gpt2Config, key: &str) -> Option<Vec<usize>> {
+    let name = STATE_PREFIXES.iter().find_map(|p| key.strip_prefix(p))?;
+    config.param_specs().into_iter().find(|(n, _)| n == name).map(|(_, shape)| shape)
+}
+
+/// training_state.safetensors bytes: the optimizer's state tensors (none for a model-only
 /// checkpoint) and `meta` as JSON.
-pub fn state_bytes<M: Serialize>(config: &Gpt2Config, moments: Option<&Moments>, meta: &M) -> Result<Vec<u8>> {
-    let specs = config.param_specs();
+pub fn state_bytes<M: Serialize>(config: &Gpt2Config, state: Option<&OptimizerTensors>, meta: &M) -> Result<Vec<u8>> {
     let mut views = vec![];
-    let (m, v): (&[Vec<f32>], &[Vec<f32>]) = moments.map_or((&[], &[]), |(m, v)| (m, v));
-    for (prefix, moments) in [("adam_m.", m), ("adam_v.", v)] {
-        for ((name, shape), data) in specs.iter().zip(moments) {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
-                .map_err(|e| Error::Format(format!("cannot serialize {prefix}{name}: {e}")))?;
-            views.push((format!("{prefix}{name}"), view));
-        }
+    for (key, data) in state.map_or(&[][..], |s| &s[..]) {
+        let shape = state_shape(config, key)
+            .ok_or_else(|| Error::Format(format!("cannot serialize {key}: not an optimizer state of this model")))?;
+        let view = TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(data))
+            .map_err(|e| Error::Format(format!("cannot serialize {key}: {e}")))?;
+        views.push((key.clone(), view));
     }
     let meta =
         serde_json::to_string(meta).map_err(|e| Error::Format(format!("cannot serialize the training state: {e}")))?;
@@ -51,32 +64,34 @@ fn parse_meta<M: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<M> {
     serde_json::from_str(meta_text).map_err(|e| Error::Format(format!("{what}: malformed training state: {e}")))
 }
 
-/// Parses training_state.safetensors: the moments (None in a model-only checkpoint, which has
-/// no `adam_` tensor at all) and the metadata.
-pub fn parse_state<M: DeserializeOwned>(what: &str, bytes: &[u8], config: &Gpt2Config) -> Result<(Option<Moments>, M)> {
+/// Parses training_state.safetensors: the optimizer's state (None in a model-only checkpoint,
+/// which has none at all), each tensor checked against its parameter's shape, and the metadata.
+/// Which tensors a run needs is the optimizer's to check (crate::train::OptimizerState).
+pub fn parse_state<M: DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+    config: &Gpt2Config,
+) -> Result<(Option<OptimizerTensors>, M)> {
     let meta = parse_meta(what, bytes)?;
     let st = parse_safetensors(what, bytes)?;
-    if !st.names().iter().any(|n| n.starts_with("adam_")) {
+    let mut keys: Vec<String> =
+        st.names().into_iter().filter(|n| STATE_PREFIXES.iter().any(|p| n.starts_with(p))).map(String::from).collect();
+    if keys.is_empty() {
         return Ok((None, meta));
     }
-    let specs = config.param_specs();
-    let read = |prefix: &str| -> Result<Vec<Vec<f32>>> {
-        specs
-            .iter()
-            .map(|(name, shape)| {
-                let key = format!("{prefix}{name}");
-                let view = st.tensor(&key).map_err(|_| Error::Format(format!("{what}: missing tensor {key}")))?;
-                if view.shape() != shape.as_slice() {
-                    return Err(Error::Format(format!(
-                        "{what}: {key} has shape {:?}, expected {shape:?}",
-                        view.shape()
-                    )));
-                }
-                to_f32(&key, &view)
-            })
-            .collect()
-    };
-    let m = read("adam_m.")?;
-    let v = read("adam_v.")?;
-    Ok((Some((m, v)), meta))
+    keys.sort();
+    let state = keys
+        .into_iter()
+        .map(|key| {
+            let shape = state_shape(config, &key)
+                .ok_or_else(|| Error::Format(format!("{what}: {key} names no parameter of this model")))?;
+            let view = st.tensor(&key).map_err(|_| Error::Format(format!("{what}: missing tensor {key}")))?;
+            if view.shape() != shape.as_slice() {
+                return Err(Error::Format(format!("{what}: {key} has shape {:?}, expected {shape:?}", view.shape())));
+            }
+            let data = to_f32(&key, &view)?;
+            Ok((key, data))
+        })
+        .collect::<Result<OptimizerTensors>>()?;
+    Ok((Some(state), meta))
 }

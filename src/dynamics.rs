@@ -125,7 +125,10 @@ impl DynamicsPlan {
         for s in &tr.slots {
             ranges.push(slot as u32);
             for chunk in &s.chunks {
-                k.update_stats.update(&mut update, &chunk.adamw(&tr.shared), &partials, slot, s.decay);
+                // TrainConfig::validate lets only AdamW runs through until the others' statistics
+                // kernels land
+                let adamw = chunk.adamw(&tr.shared).expect("an AdamW rule keeps Adam's moments");
+                k.update_stats.update(&mut update, &adamw, &partials, slot, s.rule.decay());
                 slot += UpdateStats::chunks(chunk.param.numel());
             }
             ranges.push(slot as u32);

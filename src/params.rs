@@ -67,6 +67,35 @@ pub fn total(rows: &[ParamRow]) -> usize {
     rows.iter().map(|r| r.count).sum()
 }
 
+/// What a parameter does in the model, as optimizers group them: Muon takes the hidden
+/// matrices and leaves the embeddings, the head and every 1-D tensor to AdamW.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Token embeddings (GPT-2's wte, also its tied output layer).
+    Embedding,
+    /// Position embeddings (wpe).
+    Position,
+    /// An untied output layer (lm_head).
+    Head,
+    /// A hidden matrix: the attention and MLP projections.
+    Matrix,
+    /// A 1-D tensor: biases and layer norm gains and shifts.
+    Vector,
+}
+
+/// The role of a parameter of [`Gpt2Config::param_specs`] (name without the prefix) or
+/// `lm_head.weight`, of `shape`.
+pub fn role(name: &str, shape: &[usize]) -> Role {
+    match name {
+        "wte.weight" => Role::Embedding,
+        "wpe.weight" => Role::Position,
+        LM_HEAD => Role::Head,
+        _ if shape.len() >= 2 => Role::Matrix,
+        _ => Role::Vector,
+    }
+}
+
 /// What a parameter of [`Gpt2Config::param_specs`] (name without the prefix) is for.
 fn about(name: &str) -> &'static str {
     let local = match name.strip_prefix("h.") {
@@ -110,5 +139,15 @@ mod tests {
         assert_eq!(rows[rows.len() - 4].block(), Some(11));
         assert_eq!(rows[0].block(), None);
         assert_eq!(rows.last().unwrap().block(), None);
+    }
+
+    #[test]
+    fn roles_follow_names_and_ranks() {
+        let cfg = Gpt2Config::preset("tiny").unwrap();
+        let roles: Vec<Role> = cfg.param_specs().iter().map(|(n, s)| role(n, s)).collect();
+        assert_eq!(&roles[..4], [Role::Embedding, Role::Position, Role::Vector, Role::Vector]);
+        assert_eq!(roles[4], Role::Matrix, "attn.c_attn.weight");
+        assert_eq!(roles.iter().filter(|r| **r == Role::Matrix).count(), 4 * cfg.n_layer);
+        assert_eq!(role(LM_HEAD, &[cfg.vocab_size, cfg.n_embd]), Role::Head);
     }
 }

@@ -135,6 +135,8 @@ impl ParityFile {
             attention: None,
             precision: crate::precision::Precision::F32,
             loss_scaling: None,
+            optimizer: crate::train::OptimizerConfig::default(),
+            lr_schedule: crate::train::Schedule::Constant,
         })
     }
 }

@@ -4,7 +4,10 @@
 //! allocated once per (B, T, grad_accum); the step allocates nothing on the GPU.
 
 mod config;
+mod optim;
+mod schedule;
 pub(crate) mod slots;
+mod state;
 
 use crate::backward::GradActs;
 use crate::dynamics::DynamicsPlan;
@@ -18,7 +21,10 @@ use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
 pub use config::{LossScale, LossScaling, TrainConfig};
-use slots::{param_slots, Slot, StepTensors};
+pub use optim::{rules, Optimizer, OptimizerConfig, Rule, MUON_LR};
+pub use schedule::{wsd_cooldown_start, Schedule};
+use slots::{param_slots, record_update, Slot, StepTensors};
+pub use state::OptimizerState;
 
 /// The inputs of one micro-batch and the programs bound to them.
 struct Micro {
@@ -31,9 +37,9 @@ struct Micro {
     embed_backward: Program,
 }
 
-/// GPU memory a [`Trainer`] allocates for `cfg` at (B, T) with attention of `kind`, in bytes,
-/// summed over the specs its tensors are made from: parameters, gradients and both AdamW
-/// moments ([`Gpt2Config::param_specs`]), the forward's activations
+/// GPU memory an AdamW [`Trainer`] allocates for `cfg` at (B, T) with attention of `kind`, in
+/// bytes, summed over the specs its tensors are made from: parameters, gradients and both AdamW
+/// moments ([`optimizer_bytes`]), the forward's activations
 /// ([`ActivationTensors::specs`]) and their gradients ([`GradActs::specs`]); the small per-step
 /// buffers and uniforms are left out. Flash attention keeps (B, NH, T) per layer where classic
 /// keeps (B, NH, T, T). `f16`: the run's precision resolves to f16 on this adapter
@@ -44,15 +50,16 @@ pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind,
     let acts = total_bytes(&ActivationTensors::specs(cfg, b, t, kind));
     let grad_acts = total_bytes(&GradActs::specs(cfg, b, t, kind));
     let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
-    optimizer_bytes(cfg) + acts + grad_acts + copies
+    optimizer_bytes(cfg, &TrainConfig::default()) + acts + grad_acts + copies
 }
 
-/// The bytes of the weights, their gradients and AdamW's two moments: four tensors of every
-/// parameter spec's shape ([`ParameterTensors::zeros`]), the part of [`training_bytes`] that
+/// The bytes of the weights, their gradients ([`ParameterTensors::zeros`]) and the state of
+/// `train`'s optimizer ([`OptimizerState::specs`]: AdamW two tensors of every parameter's shape,
+/// SGD one, Muon one per matrix and two per other tensor), the part of [`training_bytes`] that
 /// does not depend on (B, T).
-pub fn optimizer_bytes(cfg: &Gpt2Config) -> u64 {
+pub fn optimizer_bytes(cfg: &Gpt2Config, train: &TrainConfig) -> u64 {
     let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
-    4 * params
+    2 * params + OptimizerState::bytes(cfg, train)
 }
 
 /// A step's programs, recorded once, and the buffers only they use.
@@ -74,17 +81,17 @@ struct StepPrograms {
     micro_seeds: Tensor,  // (grad_accum) u32, written every step
 }
 
-/// A model with everything a training step needs: gradients, AdamW's moments, the activations
-/// of (B, T) and their gradients, and the step's programs recorded once.
+/// A model with everything a training step needs: gradients, the optimizer's state, the
+/// activations of (B, T) and their gradients, and the step's programs recorded once.
 pub struct Trainer {
     pub model: Gpt2,
     pub cfg: TrainConfig,
     /// Activations for (B, T); eval batches run through it too.
     pub fwd: Forward,
     pub grads: ParameterTensors,
-    pub m: ParameterTensors,
-    pub v: ParameterTensors,
-    /// Every parameter with its gradient and moments, as the updates bind them.
+    /// What the optimizer keeps per parameter (AdamW's moments, momentum buffers).
+    pub state: OptimizerState,
+    /// Every parameter with its gradient, rule and state, as the updates bind them.
     pub(crate) slots: Vec<Slot>,
     /// What every update reads: the step's parameters, the gradient norm, the loss scaler.
     pub(crate) shared: StepTensors,
@@ -158,9 +165,7 @@ impl StepPrograms {
         k.adamw.grad_norm(&mut clip_norm, &shared.norm, &partials, &grad_list, &shared.scaler);
         let mut update = Program::default();
         for slot in slots {
-            for chunk in &slot.chunks {
-                k.adamw.update(&mut update, chunk.adamw(shared), slot.decay);
-            }
+            record_update(k, &mut update, slot, shared)?;
         }
         let mut scaler_update = Program::default();
         if let Some(ls) = cfg.loss_scaling {
@@ -243,9 +248,8 @@ impl Trainer {
         let fwd = model.forward_plan_with(b, t, cfg.attention)?;
         cfg.attention = Some(fwd.acts.attention.kind());
         let grads = ParameterTensors::zeros(&gpu, &model.config, "grad.");
-        let m = ParameterTensors::zeros(&gpu, &model.config, "adam_m.");
-        let v = ParameterTensors::zeros(&gpu, &model.config, "adam_v.");
-        let slots = param_slots(&gpu, &model, [&grads, &m, &v], &cfg);
+        let state = OptimizerState::zeros(&gpu, &model.config, &cfg);
+        let slots = param_slots(&gpu, &model, &grads, &state, &cfg);
         let scaler = match cfg.loss_scaling {
             Some(ls) => ScalerHead::on(ls.init_scale, 0, 0),
             None => ScalerHead::off(),
@@ -260,8 +264,7 @@ impl Trainer {
             cfg,
             fwd,
             grads,
-            m,
-            v,
+            state,
             slots,
             shared,
             programs,
@@ -408,40 +411,5 @@ impl Trainer {
             sum += self.model.kernels.gpu.read(&self.fwd.acts.loss).await?[0];
         }
         Ok(sum / batches.len().max(1) as f32)
-    }
-}
-
-impl Trainer {
-    /// AdamW's first and second moments, in parameter order (for checkpoints).
-    pub async fn moments(&self) -> Result<crate::checkpoint::Moments> {
-        let gpu = &self.model.kernels.gpu;
-        Ok((gpu.read_many(&self.m.ordered()).await?, gpu.read_many(&self.v.ordered()).await?))
-    }
-
-    /// Restores the optimizer from a checkpoint: moments in parameter order and the step count.
-    pub fn restore(&mut self, m: &[Vec<f32>], v: &[Vec<f32>], step: u64) -> Result<()> {
-        let gpu = &self.model.kernels.gpu;
-        let specs = self.model.config.param_specs();
-        for (moments, tensors) in [(m, self.m.ordered()), (v, self.v.ordered())] {
-            if moments.len() != tensors.len() {
-                return Err(Error::Format(format!(
-                    "optimizer state has {} tensors, expected {}",
-                    moments.len(),
-                    tensors.len()
-                )));
-            }
-            for ((data, t), (name, _)) in moments.iter().zip(tensors).zip(&specs) {
-                if data.len() != t.numel() {
-                    return Err(Error::Format(format!(
-                        "optimizer state for {name}: {} values, expected {}",
-                        data.len(),
-                        t.numel()
-                    )));
-                }
-                gpu.write(t, data);
-            }
-        }
-        self.step = step;
-        Ok(())
     }
 }

@@ -7,7 +7,7 @@
 use crate::gpu::OutOfMemory;
 use crate::kernels::AttentionKind;
 use crate::model::Gpt2Config;
-use crate::train::{optimizer_bytes, training_bytes};
+use crate::train::{optimizer_bytes, training_bytes, TrainConfig};
 use crate::weights16::MatmulWeights;
 use crate::{Error, Gpu, Result};
 
@@ -61,7 +61,7 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
             // a checkpoint reads AdamW's moments back through a staging buffer of their size
             let readback = 2 * 4 * model.num_params() as u64;
             let need = |b, t| training_bytes(model, b, t, kind, f16) + readback;
-            let fixed = optimizer_bytes(model); // weights, gradients, AdamW's m and v
+            let fixed = optimizer_bytes(model, &TrainConfig::default()); // weights, gradients, AdamW's m and v
             let copies = if f16 {
                 format!(", {} for the f16 weight copies of mixed precision", mib(MatmulWeights::f16_bytes(model)))
             } else {

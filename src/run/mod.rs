@@ -225,8 +225,8 @@ impl Run {
         // moments they skipped are kept: fresh moments start the count again
         let mut loss_scale = state.loss_scale;
         match moments {
-            Some((m, v)) => {
-                self.trainer.restore(&m, &v, state.step)?;
+            Some(optimizer) => {
+                self.trainer.restore(&optimizer, state.step)?;
                 self.trainer.moments_since = state.moments_since;
             }
             None if !state.model_only => {
@@ -355,7 +355,7 @@ impl Run {
     /// checkpoint (the training state without AdamW's moments).
     pub async fn checkpoint(&self, moments: bool) -> Result<CheckpointFiles> {
         let weights = self.trainer.model.weights().await?;
-        let moments = if moments { Some(self.trainer.moments().await?) } else { None };
+        let moments = if moments { Some(self.trainer.optimizer_state().await?) } else { None };
         let loss_scale = self.trainer.loss_scale().await?;
         let state = RunState {
             step: self.trainer.step,

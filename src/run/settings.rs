@@ -9,7 +9,7 @@ use crate::generate::SampleConfig;
 use crate::model::Gpt2Config;
 use crate::precision::Precision;
 use crate::run::{DataSource, RunConfig};
-use crate::train::TrainConfig;
+use crate::train::{Optimizer, OptimizerConfig, Schedule, TrainConfig};
 use crate::{Error, Result};
 
 /// Batches per split in each evaluation (nanoGPT evaluates on 200; 20 keeps the page's
@@ -91,6 +91,22 @@ pub struct RunSettings {
     /// or auto (f32 for training) [default: f32].
     #[serde(default)]
     pub precision: Precision,
+    // optimizers and schedules (issue 26)
+    /// adamw, muon or sgd [default: adamw].
+    #[serde(default)]
+    pub optimizer: Option<Optimizer>,
+    /// Muon's peak learning rate for the hidden matrices [default: MUON_LR].
+    #[serde(default)]
+    pub muon_lr: Option<f32>,
+    /// Muon's or SGD's momentum [default: 0.95 for Muon, 0.9 for SGD].
+    #[serde(default)]
+    pub momentum: Option<f32>,
+    /// Nesterov momentum for Muon and SGD [default: on].
+    #[serde(default)]
+    pub nesterov: Option<bool>,
+    /// cosine, wsd or constant [default: cosine].
+    #[serde(default)]
+    pub lr_schedule: Option<Schedule>,
 }
 
 fn one() -> usize {
@@ -124,6 +140,11 @@ impl RunSettings {
             grad_clip: None,
             dropout: None,
             precision: Precision::F32,
+            optimizer: None,
+            muon_lr: None,
+            momentum: None,
+            nesterov: None,
+            lr_schedule: None,
         })
     }
 
@@ -146,6 +167,17 @@ impl RunSettings {
         };
         model.validate()?;
         Ok(model)
+    }
+
+    /// The optimizer these settings choose, its unset settings at the chosen one's defaults.
+    pub fn optimizer_config(&self) -> OptimizerConfig {
+        let d = OptimizerConfig::of(self.optimizer.unwrap_or_default());
+        OptimizerConfig {
+            muon_lr: self.muon_lr.unwrap_or(d.muon_lr),
+            momentum: self.momentum.unwrap_or(d.momentum),
+            nesterov: self.nesterov.unwrap_or(d.nesterov),
+            ..d
+        }
     }
 
     /// Everything a run needs: these settings on `model` (a new one of their shape, or a
@@ -172,6 +204,8 @@ impl RunSettings {
             attention: None,
             precision: self.precision,
             loss_scaling: None,
+            optimizer: self.optimizer_config(),
+            lr_schedule: self.lr_schedule.unwrap_or_default(),
         };
         train.validate(model.block_size)?;
         Ok(RunConfig {
@@ -218,6 +252,7 @@ mod tests {
         assert_eq!(cfg.train.beta2, TrainConfig::default().beta2);
         assert_eq!(cfg.train.min_lr, 0.002 / 10.0);
         assert_eq!(cfg.train.precision, Precision::F32, "settings from before the page's precision train in f32");
+        assert_eq!((cfg.train.optimizer, cfg.train.lr_schedule), (OptimizerConfig::default(), Schedule::Cosine));
         let f16: RunSettings = serde_json::from_str(&json.replace("}", r#","precision":"f16"}"#)).unwrap();
         let cfg16 = f16.run_config(f16.model(24).unwrap(), DataSource::Text("x".into()), "char".into()).unwrap();
         assert_eq!(cfg16.train.precision, Precision::F16);
@@ -227,5 +262,30 @@ mod tests {
         bad = s;
         bad.max_iters = 0;
         assert!(bad.run_config(bad.model(24).unwrap(), DataSource::Text("x".into()), "char".into()).is_err());
+    }
+
+    #[test]
+    fn optimizer_keys_fill_the_chosen_optimizers_defaults() {
+        let mut s = RunSettings::preset("tiny").unwrap();
+        let json = serde_json::to_value(&s).unwrap();
+        for key in ["optimizer", "muon_lr", "momentum", "nesterov", "lr_schedule"] {
+            assert!(json.get(key).is_some(), "settings carry {key}");
+        }
+        s.optimizer = Some(Optimizer::Muon);
+        let muon = s.optimizer_config();
+        assert_eq!((muon.momentum, muon.muon_lr, muon.nesterov), (0.95, 0.02, true));
+        s.optimizer = Some(Optimizer::Sgd);
+        assert_eq!(s.optimizer_config().momentum, 0.9);
+        s.momentum = Some(0.5);
+        s.nesterov = Some(false);
+        s.lr_schedule = Some(Schedule::Wsd);
+        let parsed: RunSettings = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(parsed, s);
+        assert_eq!(serde_json::to_value(&s).unwrap()["lr_schedule"], "wsd");
+        assert_eq!(serde_json::to_value(&s).unwrap()["optimizer"], "sgd");
+        let (cfg, bad) = (s.optimizer_config(), RunSettings { momentum: Some(1.5), ..s.clone() });
+        assert_eq!((cfg.momentum, cfg.nesterov), (0.5, false));
+        let err = bad.run_config(bad.model(24).unwrap(), DataSource::Text("x".into()), "char".into()).unwrap_err();
+        assert!(err.to_string().contains("momentum must be in [0, 1)"), "{err}");
     }
 }

@@ -7,6 +7,8 @@ use crate::kernels::AttentionKind;
 use crate::precision::Precision;
 use crate::{Error, Result};
 
+use super::{OptimizerConfig, Schedule};
+
 /// Optimisation settings, named as nanoGPT's train.py.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -46,6 +48,13 @@ pub struct TrainConfig {
     pub precision: Precision,
     #[serde(default)]
     pub loss_scaling: Option<LossScaling>,
+    // optimizers and schedules (issue 26); a checkpoint from before them trained AdamW on cosine
+    /// The optimizer and its settings beyond AdamW's (lr, betas, eps and weight decay above).
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// The learning rate's schedule after warmup.
+    #[serde(default)]
+    pub lr_schedule: Schedule,
 }
 
 /// Dynamic loss scaling as torch.cuda.amp.GradScaler: the loss gradient is multiplied by a
@@ -107,18 +116,21 @@ impl Default for TrainConfig {
             attention: None,
             precision: Precision::F32,
             loss_scaling: None,
+            optimizer: OptimizerConfig::default(),
+            lr_schedule: Schedule::Cosine,
         }
     }
 }
 
 impl TrainConfig {
     /// Replaces the peak learning rate (to go on with a lower one after a run diverged); min_lr
-    /// keeps its ratio to it.
+    /// and Muon's lr keep their ratios to it.
     pub fn set_lr(&mut self, lr: f32) -> Result<()> {
         if !(lr.is_finite() && lr > 0.0) {
             return Err(Error::Input(format!("the learning rate must be a positive number, got {lr}")));
         }
         self.min_lr *= lr / self.lr;
+        self.optimizer.muon_lr *= lr / self.lr;
         self.lr = lr;
         Ok(())
     }
@@ -130,19 +142,6 @@ impl TrainConfig {
         } else {
             0.0
         }
-    }
-
-    /// nanoGPT's get_lr: linear warmup, then cosine decay to min_lr at lr_decay_iters.
-    pub fn lr_at(&self, it: usize) -> f32 {
-        if it < self.warmup_iters {
-            return self.lr * (it + 1) as f32 / (self.warmup_iters + 1) as f32;
-        }
-        if it > self.lr_decay_iters || self.lr_decay_iters <= self.warmup_iters {
-            return self.min_lr;
-        }
-        let ratio = (it - self.warmup_iters) as f64 / (self.lr_decay_iters - self.warmup_iters) as f64;
-        let coeff = 0.5 * (1.0 + (std::f64::consts::PI * ratio).cos());
-        (self.min_lr as f64 + coeff * (self.lr - self.min_lr) as f64) as f32
     }
 
     pub fn validate(&self, block_size: usize) -> Result<()> {
@@ -174,6 +173,7 @@ impl TrainConfig {
         if self.eps.is_nan() || self.eps <= 0.0 {
             return bad(format!("eps must be > 0, got {}", self.eps));
         }
+        self.optimizer.validate()?;
         if let Some(ls) = self.loss_scaling {
             // 1/S must stay a normal f32 (the scaler keeps S within these bounds too)
             if !(ls.init_scale >= f32::MIN_POSITIVE && ls.init_scale <= 2f32.powi(126)) {
@@ -201,5 +201,16 @@ mod tests {
         assert_eq!(cfg.precision, Precision::F32);
         let f16 = TrainConfig { precision: Precision::F16, ..TrainConfig::default() };
         assert_eq!(serde_json::to_value(f16).unwrap()["precision"], "f16");
+    }
+
+    /// Settings saved before the choice of optimizer and schedule load as AdamW on cosine.
+    #[test]
+    fn old_settings_train_adamw_on_cosine() {
+        let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+        old.as_object_mut().unwrap().remove("optimizer");
+        old.as_object_mut().unwrap().remove("lr_schedule");
+        let cfg: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!((cfg.optimizer, cfg.lr_schedule), (OptimizerConfig::default(), Schedule::Cosine));
+        assert_eq!(cfg.optimizer.kind, crate::train::Optimizer::AdamW);
     }
 }

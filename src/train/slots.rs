@@ -1,12 +1,14 @@
-//! The walk over parameter slots: every parameter with its gradient and AdamW moments, in the row
-//! chunks an update binds. AdamW's update (train.rs), the update with statistics (dynamics.rs) and
-//! the gradient norm all record their per-tensor programs from this one list.
+//! The walk over parameter slots: every parameter with its gradient, its optimizer rule and the
+//! state that rule keeps, in the row chunks an update binds. The step's update (train.rs), the
+//! update with statistics (dynamics.rs) and the gradient norm all record their per-tensor
+//! programs from this one list; [`record_update`] is where an optimizer is one more arm.
 
 use crate::gpu::{Gpu, Tensor};
-use crate::kernels::AdamWUpdate;
+use crate::kernels::{AdamWUpdate, Kernels, Program};
 use crate::model::{Gpt2, ParameterTensors};
+use crate::{Error, Result};
 
-use super::TrainConfig;
+use super::{rules, OptimizerState, Rule, TrainConfig};
 
 /// One parameter and the tensors of its shape an optimizer updates it with.
 pub(crate) struct Slot {
@@ -14,20 +16,27 @@ pub(crate) struct Slot {
     /// `transformer.` prefix).
     pub name: String,
     pub shape: Vec<usize>,
-    /// Its weight decay ([`TrainConfig::weight_decay_of`]).
-    pub decay: f32,
+    /// Its optimizer and weight decay ([`Rule::of`]).
+    pub rule: Rule,
     /// Its rows in chunks that each fit one storage binding ([`Gpu::row_chunks`]; one chunk, the
-    /// whole tensor, where it fits): a parameter, its gradient and moments have one shape, so
+    /// whole tensor, where it fits): a parameter, its gradient and its state have one shape, so
     /// their chunks match.
     pub chunks: Vec<Chunk>,
 }
 
-/// The same rows of a parameter, its gradient and its moments.
+/// The same rows of a parameter, its gradient and its optimizer state.
 pub(crate) struct Chunk {
     pub param: Tensor,
     pub grad: Tensor,
-    pub m: Tensor,
-    pub v: Tensor,
+    pub state: State,
+}
+
+/// What a rule keeps of a parameter (the same rows as its chunk).
+pub(crate) enum State {
+    /// AdamW's first and second moments.
+    Adam { m: Tensor, v: Tensor },
+    /// SGD's or Muon's momentum buffer.
+    Momentum { buf: Tensor },
 }
 
 /// What every update reads besides its chunk.
@@ -42,33 +51,53 @@ pub(crate) struct StepTensors {
 }
 
 impl Chunk {
-    /// AdamW's update of this chunk in the step that `s` describes.
-    pub(crate) fn adamw<'a>(&'a self, s: &'a StepTensors) -> AdamWUpdate<'a> {
+    /// AdamW's update of this chunk in the step that `s` describes, where it keeps Adam's
+    /// moments.
+    pub(crate) fn adamw<'a>(&'a self, s: &'a StepTensors) -> Option<AdamWUpdate<'a>> {
+        let State::Adam { m, v } = &self.state else { return None };
         let (step, norm, scaler) = (&s.params, &s.norm, &s.scaler);
-        AdamWUpdate { param: &self.param, m: &self.m, v: &self.v, grad: &self.grad, step, norm, scaler }
+        Some(AdamWUpdate { param: &self.param, m, v, grad: &self.grad, step, norm, scaler })
     }
 }
 
-/// Every parameter of `model` with its gradient and moments (`grads`, `m`, `v`), in
-/// [`crate::Gpt2Config::param_specs`] order, with `cfg`'s weight decay.
+/// Records `slot`'s update by its rule into `prog`, chunk by chunk.
+pub(crate) fn record_update(k: &Kernels, prog: &mut Program, slot: &Slot, shared: &StepTensors) -> Result<()> {
+    for chunk in &slot.chunks {
+        match (slot.rule, chunk.adamw(shared)) {
+            (Rule::AdamW { decay }, Some(update)) => k.adamw.update(prog, update, decay),
+            (rule, _) => return Err(Error::Input(format!("{}: no kernel updates it by {rule:?} yet", slot.name))),
+        }
+    }
+    Ok(())
+}
+
+/// Every parameter of `model` with its gradient (`grads`), rule under `cfg` and state (`state`,
+/// allocated for the same rules), in [`crate::Gpt2Config::param_specs`] order.
 pub(crate) fn param_slots(
     gpu: &Gpu,
     model: &Gpt2,
-    [grads, m, v]: [&ParameterTensors; 3],
+    grads: &ParameterTensors,
+    state: &OptimizerState,
     cfg: &TrainConfig,
 ) -> Vec<Slot> {
     let rows = |t: &Tensor| gpu.row_chunks(t).into_iter().map(|(_, view)| view);
-    let tensors = model.params.ordered().into_iter().zip(grads.ordered()).zip(m.ordered()).zip(v.ordered());
+    let tensors = model.params.ordered().into_iter().zip(grads.ordered());
     tensors
-        .zip(model.config.param_specs())
-        .map(|((((p, g), m), v), (name, shape))| {
-            let chunks = rows(p)
-                .zip(rows(g))
-                .zip(rows(m))
-                .zip(rows(v))
-                .map(|(((param, grad), m), v)| Chunk { param, grad, m, v })
-                .collect();
-            Slot { decay: cfg.weight_decay_of(&shape), name, shape, chunks }
+        .zip(rules(&model.config, cfg))
+        .map(|((p, g), (name, shape, rule))| {
+            let kept = |prefix: &str| {
+                let key = format!("{prefix}{name}");
+                rows(state.get(&key).expect("OptimizerState::specs lists every tensor the rules keep"))
+            };
+            let states: Vec<State> = match rule {
+                Rule::AdamW { .. } => kept("adam_m.").zip(kept("adam_v.")).map(|(m, v)| State::Adam { m, v }).collect(),
+                Rule::Sgd { .. } | Rule::Muon { .. } => {
+                    kept("momentum_buffer.").map(|buf| State::Momentum { buf }).collect()
+                }
+            };
+            let chunks =
+                rows(p).zip(rows(g)).zip(states).map(|((param, grad), state)| Chunk { param, grad, state }).collect();
+            Slot { rule, name, shape, chunks }
         })
         .collect()
 }
