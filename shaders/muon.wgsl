@@ -1,9 +1,10 @@
 // Muon (torch.optim.Muon): momentum in torch's lerp form, Newton-Schulz orthogonalisation of the
 // update (src/kernels/muon.rs records it from these entries and the matrix products), then the
 // update applied with decoupled weight decay. momentum and apply start with adamw.wgsl's header
-// (Step, Scaler: clipping, loss scaling, skipped steps); normalize and axpby stand alone.
+// (Step, Scaler: clipping, loss scaling, skipped steps); normalize, axpby and copy stand alone;
+// stats also starts with dynamics.wgsl's header (its workgroup reduction).
 
-// Params of normalize and axpby.
+// Params of normalize, axpby and copy.
 struct NsParams {
     n: u32,     // elements ($T's) of x
     parts: u32, // normalize: partial sums of squares of x (adamw.wgsl's sumsq)
@@ -123,4 +124,58 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
     let m = muon.m[p.slot];
     param[i] = fma(o[i], $T(-m.adj), param[i] * m.keep);
+}
+
+//#entry copy
+@group(0) @binding(0) var<uniform> p: NsParams;
+@group(0) @binding(1) var<storage, read_write> x: array<$T>;
+@group(0) @binding(2) var<storage, read> y: array<$T>;
+
+// One invocation per element ($T): x = y (the weights before a step whose dynamics are read).
+@compute @workgroup_size(64)
+fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid, 64u);
+    if i >= p.n {
+        return;
+    }
+    x[i] = y[i];
+}
+
+//#entry stats
+@group(0) @binding(1) var<storage, read> param: array<f32>;
+@group(0) @binding(2) var<storage, read> old: array<f32>;
+@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>; // (chunks, 3): Σg², Σw², Σ(Δw)²
+@group(0) @binding(5) var<storage, read> scaler: Scaler;
+
+// After a Muon step, dynamics.wgsl's update_stats sums: one workgroup of 256 per 65536-element
+// chunk of one matrix (p.n elements); partials[p.slot + chunk] gets the sums of the unscaled
+// gradient's squares (adamw.wgsl's unscale), of the weights' and of the update's (the weights
+// minus the old ones: 0 where the step was skipped).
+@compute @workgroup_size(256)
+fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let chunk = flat_index(wid, nwg, 0u, 1u);
+    let start = chunk * CHUNK;
+    if start >= p.n {
+        return; // whole workgroup
+    }
+    let end = min(start + CHUNK, p.n);
+    let inv = select(1.0, scaler.inv_scale, scaler.enabled != 0u);
+    var s = vec3<f32>(0.0);
+    for (var i = start + lid; i < end; i += WG) {
+        let raw = grad[i] * inv;
+        let w = param[i];
+        let d = w - old[i];
+        s += vec3<f32>(raw * raw, w * w, d * d);
+    }
+    red[lid] = s;
+    reduce(lid);
+    if lid == 0u {
+        let at = 3u * (p.slot + chunk);
+        partials[at] = red[0].x;
+        partials[at + 1u] = red[0].y;
+        partials[at + 2u] = red[0].z;
+    }
 }

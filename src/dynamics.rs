@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::Tensor;
-use crate::kernels::{Program, UpdateStats, SUMS};
+use crate::kernels::{NsConsts, Program, UpdateStats, SUMS};
 use crate::params::PREFIX;
 use crate::train::Trainer;
 use crate::{Error, Result};
@@ -124,12 +124,19 @@ impl DynamicsPlan {
         let mut slot = 0;
         for s in &tr.slots {
             ranges.push(slot as u32);
-            for chunk in &s.chunks {
-                // TrainConfig::validate lets only AdamW runs through until the others' statistics
-                // kernels land
-                let adamw = chunk.adamw(&tr.shared).expect("an AdamW rule keeps Adam's moments");
-                k.update_stats.update(&mut update, &adamw, &partials, slot, s.rule.decay());
-                slot += UpdateStats::chunks(chunk.param.numel());
+            if let Some((muon, t)) = s.muon(&tr.shared) {
+                // a Muon matrix is one chunk
+                let stats = (&partials, slot);
+                k.muon.update_stats(&mut update, &k.matmul, muon, t.scratch(&s.shape), NsConsts::default(), stats);
+                slot += UpdateStats::chunks(s.chunks[0].param.numel());
+            } else {
+                for chunk in &s.chunks {
+                    // TrainConfig::validate lets only AdamW and Muon runs through until SGD's
+                    // statistics kernel lands
+                    let adamw = chunk.adamw(&tr.shared).expect("an AdamW rule keeps Adam's moments");
+                    k.update_stats.update(&mut update, &adamw, &partials, slot, s.rule.decay());
+                    slot += UpdateStats::chunks(chunk.param.numel());
+                }
             }
             ranges.push(slot as u32);
         }

@@ -28,9 +28,14 @@ fn ns_spec(entry: &'static str) -> ModuleSpec {
     ModuleSpec::new::<NsParams>(&["muon.wgsl"], entry)
 }
 
+/// The statistics entry, which also starts with dynamics.wgsl's header (its reduction).
+fn stats_spec() -> ModuleSpec {
+    ModuleSpec::new::<adamw::Params>(&["adamw.wgsl", "dynamics.wgsl", "muon.wgsl"], "stats").var("T", "f32")
+}
+
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    let mut all = vec![];
-    for spec in [step_spec("momentum"), step_spec("apply"), ns_spec("normalize"), ns_spec("axpby")] {
+    let mut all = vec![stats_spec()];
+    for spec in [step_spec("momentum"), step_spec("apply"), ns_spec("normalize"), ns_spec("axpby"), ns_spec("copy")] {
         all.extend(Widths::specs(spec));
     }
     all
@@ -141,6 +146,8 @@ pub struct Muon {
     normalize: Widths,
     axpby: Widths,
     apply: Widths,
+    copy: Widths,
+    stats: Pipe,
 }
 
 impl Muon {
@@ -151,18 +158,51 @@ impl Muon {
             normalize: Widths::new(gpu, || ns_spec("normalize")),
             axpby: Widths::new(gpu, || ns_spec("axpby")),
             apply: Widths::new(gpu, || step_spec("apply")),
+            copy: Widths::new(gpu, || ns_spec("copy")),
+            stats: Pipe::new(gpu, stats_spec()),
         }
     }
 
     /// One Muon step of `t.param` with `s` (made for its shape): momentum into s.x, s.x
     /// orthogonalised, then the update applied.
     pub fn update(&self, prog: &mut Program, matmul: &Matmul, t: MuonUpdate, s: &NsScratch, ns: NsConsts) {
+        self.orthogonal_update(prog, matmul, &t, s, ns);
+        self.apply(prog, &t, s);
+    }
+
+    /// [`Muon::update`] that also writes dynamics.wgsl's sums (Σg², Σw², Σ(Δw)²) of the
+    /// matrix's chunks of 65536 elements into rows `stats.1 ..` of `stats.0` (chunks, 3), as
+    /// [`super::UpdateStats::update`] does for AdamW: the weights are copied into s.y first.
+    pub fn update_stats(
+        &self,
+        prog: &mut Program,
+        matmul: &Matmul,
+        t: MuonUpdate,
+        s: &NsScratch,
+        ns: NsConsts,
+        stats: (&Tensor, usize),
+    ) {
+        self.orthogonal_update(prog, matmul, &t, s, ns);
+        self.elementwise(prog, &self.copy, &[&s.y, t.param], 0, [0.0, 0.0]);
+        self.apply(prog, &t, s);
+        let n = t.param.numel();
+        let params = adamw::Params { n: n as u32, slot: stats.1 as u32, weight_decay: 0.0, _pad: 0 };
+        let tensors = [t.param, &s.y, t.grad, stats.0, t.scaler];
+        prog.push(self.stats.dispatch(&params, &tensors, grid(n.div_ceil(CHUNK).max(1), 1)));
+    }
+
+    /// Momentum into s.x, then s.x orthogonalised.
+    fn orthogonal_update(&self, prog: &mut Program, matmul: &Matmul, t: &MuonUpdate, s: &NsScratch, ns: NsConsts) {
         assert_eq!(t.param.shape, s.x.shape, "muon: the scratch is for another shape");
         let (pipe, n) = self.momentum.pick(t.param.numel());
         let params = adamw::Params { n: n as u32, slot: 0, weight_decay: 0.0, _pad: 0 };
         let tensors = [t.buf, &s.x, t.grad, t.step, t.norm, t.scaler, t.muon];
         prog.push(pipe.dispatch(&params, &tensors, grid(n, 64)));
         self.orthogonalize(prog, matmul, s, ns);
+    }
+
+    /// w = w·keep − adj·O for O in s.x.
+    fn apply(&self, prog: &mut Program, t: &MuonUpdate, s: &NsScratch) {
         let (pipe, n) = self.apply.pick(t.param.numel());
         let params = adamw::Params { n: n as u32, slot: t.slot as u32, weight_decay: 0.0, _pad: 0 };
         prog.push(pipe.dispatch(&params, &[t.param, &s.x, t.norm, t.scaler, t.muon], grid(n, 64)));
@@ -197,7 +237,7 @@ impl Muon {
         }
     }
 
-    /// A normalize or axpby dispatch over the first tensor's elements.
+    /// A normalize, axpby or copy dispatch over the first tensor's elements.
     fn elementwise(&self, prog: &mut Program, pipes: &Widths, tensors: &[&Tensor], parts: usize, ab: [f32; 2]) {
         let (pipe, n) = pipes.pick(tensors[0].numel());
         let params = NsParams { n: n as u32, parts: parts as u32, alpha: ab[0], beta: ab[1] };

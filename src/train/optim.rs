@@ -91,8 +91,11 @@ impl OptimizerConfig {
         if self.kind == Optimizer::Sgd && self.nesterov && self.momentum == 0.0 {
             return bad("SGD's Nesterov momentum needs a momentum above 0: set one, or turn Nesterov off".into());
         }
-        if self.kind != Optimizer::AdamW {
-            return bad(format!("optimizer {} is not available in this build yet: use adamw", self.kind.name()));
+        if self.kind == Optimizer::Sgd {
+            return bad(format!(
+                "optimizer {} is not available in this build yet: use adamw or muon",
+                self.kind.name()
+            ));
         }
         Ok(())
     }

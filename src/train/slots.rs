@@ -4,10 +4,11 @@
 //! programs from this one list; [`record_update`] is where an optimizer is one more arm.
 
 use crate::gpu::{Gpu, Tensor};
-use crate::kernels::{AdamWUpdate, Kernels, Program};
+use crate::kernels::{AdamWUpdate, Kernels, MuonUpdate, NsConsts, Program};
 use crate::model::{Gpt2, ParameterTensors};
 use crate::{Error, Result};
 
+use super::muon::MuonTensors;
 use super::{rules, OptimizerState, Rule, TrainConfig};
 
 /// One parameter and the tensors of its shape an optimizer updates it with.
@@ -48,6 +49,8 @@ pub(crate) struct StepTensors {
     /// The loss scaler's state ([`crate::kernels::ScalerHead`], then the bias corrections of
     /// skipped steps).
     pub scaler: Tensor,
+    /// Muon's step table and Newton-Schulz scratch, where some parameter takes Muon.
+    pub muon: Option<MuonTensors>,
 }
 
 impl Chunk {
@@ -60,8 +63,24 @@ impl Chunk {
     }
 }
 
+impl Slot {
+    /// Muon's update of this matrix and its scratch, where its rule is Muon (a matrix is never
+    /// bound in row chunks: only wte can exceed a binding, and wte takes AdamW).
+    pub(crate) fn muon<'a>(&'a self, s: &'a StepTensors) -> Option<(MuonUpdate<'a>, &'a MuonTensors)> {
+        let (Rule::Muon { .. }, [chunk], Some(muon)) = (self.rule, &self.chunks[..], &s.muon) else { return None };
+        let State::Momentum { buf } = &chunk.state else { return None };
+        let (param, grad, step, norm, scaler) = (&chunk.param, &chunk.grad, &s.params, &s.norm, &s.scaler);
+        let slot = muon.slot(&self.name)?;
+        Some((MuonUpdate { param, buf, grad, step, muon: &muon.step, norm, scaler, slot }, muon))
+    }
+}
+
 /// Records `slot`'s update by its rule into `prog`, chunk by chunk.
 pub(crate) fn record_update(k: &Kernels, prog: &mut Program, slot: &Slot, shared: &StepTensors) -> Result<()> {
+    if let Some((update, muon)) = slot.muon(shared) {
+        k.muon.update(prog, &k.matmul, update, muon.scratch(&slot.shape), NsConsts::default());
+        return Ok(());
+    }
     for chunk in &slot.chunks {
         match (slot.rule, chunk.adamw(shared)) {
             (Rule::AdamW { decay }, Some(update)) => k.adamw.update(prog, update, decay),
