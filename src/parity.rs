@@ -2,6 +2,8 @@
 //! (logits, loss, and for training the gradients, the parameters after one AdamW step and N
 //! losses). The format is in tests/fixtures/README.md; `wgpt parity FILE` and the tests run it.
 
+mod muon;
+
 use std::sync::Arc;
 
 use safetensors::Dtype;
@@ -38,6 +40,9 @@ pub struct ParityFile {
     pub grads: Option<Vec<Vec<f32>>>,
     /// Parameters after one AdamW step, in parameter order, where the file has them.
     pub step1: Option<Vec<Vec<f32>>>,
+    // Muon (issue 26)
+    /// Muon's settings, where the file's `optimizer` metadata names Muon.
+    pub muon: Option<muon::MuonMeta>,
 }
 
 impl ParityFile {
@@ -58,6 +63,7 @@ impl ParityFile {
             ),
             None => None,
         };
+        let muon = muon::parse(what, meta.get("optimizer"))?;
         let weights = load_weights(what, bytes, config)?;
         let st = parse_safetensors(what, bytes)?;
         let get = |name: &str| st.tensor(name).map_err(|_| Error::Format(format!("{what}: missing tensor {name}")));
@@ -111,12 +117,15 @@ impl ParityFile {
         };
         let grads = per_param("expected.grad.")?;
         let step1 = per_param("expected.step1.")?;
-        Ok(ParityFile { weights, adamw, b, t, x, y, logits, loss, losses, grads, step1 })
+        Ok(ParityFile { weights, adamw, b, t, x, y, logits, loss, losses, grads, step1, muon })
     }
 
-    /// How the file's maker trained on its batch (AdamW at constant lr, no clipping, no dropout),
+    /// How the file's maker trained on its batch (AdamW, or Muon with AdamW, at constant lr, no clipping, no dropout),
     /// where it has AdamW settings.
     pub fn train_config(&self) -> Option<TrainConfig> {
+        if let Some(muon) = &self.muon {
+            return Some(muon.train_config(self.b, self.t));
+        }
         let adamw = self.adamw?;
         Some(TrainConfig {
             batch_size: self.b,
