@@ -6,9 +6,14 @@ struct Params {
     n: u32,            // elements of this tensor (sumsq, update, update_stats), partial sums
                        // (norm_finish), tensors (stats_finish) or the loss scale's growth
                        // interval (scaler_update)
-    slot: u32,         // sumsq, update_stats: index of this tensor's first partial sum
-    weight_decay: f32, // update, update_stats: this tensor's decay (0 for rank < 2 tensors)
-    _pad: u32,
+    slot: u32,         // sumsq, update_stats, muon's stats: index of this tensor's first partial
+                       // sum; muon's apply: the matrix's number in MuonStep (shaders/muon.wgsl)
+    weight_decay: f32, // update, update_stats, sgd: this tensor's decay (0 for rank < 2 tensors)
+    momentum: f32,     // sgd (shaders/optim.wgsl): the momentum factor
+    nesterov: u32,     // sgd: 1 for Nesterov momentum
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Written once per step by the host: lr, beta1, beta2, eps, 1 − beta1^t, √(1 − beta2^t) and
@@ -120,6 +125,7 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
 }
 
 //#entry update
+//#use @scaled_grad
 //#use @adamw_step
 @group(0) @binding(1) var<storage, read_write> param: array<$T>;
 @group(0) @binding(2) var<storage, read_write> m: array<$T>;
@@ -174,7 +180,10 @@ fn scaler_update() {
     }
 }
 
-//#entry @adamw_step
+//#entry @scaled_grad
+// What every optimizer's update does with the gradient (shaders/optim.wgsl's too): whether the
+// step is skipped, the loss scale taken off, the clip factor.
+
 // Whether this step is skipped: loss scaling is on and the gradients overflowed (their norm is
 // not finite); parameters and moments then stay as they are.
 fn skip_step() -> bool {
@@ -189,15 +198,6 @@ fn unscale(g: $T) -> $T {
     return g;
 }
 
-// The bias corrections of this step: Step's, or where k steps were skipped those of t − k.
-fn bias() -> vec2<f32> {
-    let k = min(scaler.skipped, 255u);
-    if k == 0u {
-        return vec2<f32>(step.bias1, step.bias2_sqrt);
-    }
-    return scaler.bias[k];
-}
-
 // The clip factor of this step's gradients: torch.nn.utils.clip_grad_norm_ scales g by
 // clip / (norm + 1e-6) when norm > clip.
 fn clip_scale() -> f32 {
@@ -205,6 +205,16 @@ fn clip_scale() -> f32 {
         return min(1.0, step.grad_clip / (grad_norm[0] + 1e-6));
     }
     return 1.0;
+}
+
+//#entry @adamw_step
+// The bias corrections of this step: Step's, or where k steps were skipped those of t − k.
+fn bias() -> vec2<f32> {
+    let k = min(scaler.skipped, 255u);
+    if k == 0u {
+        return vec2<f32>(step.bias1, step.bias2_sqrt);
+    }
+    return scaler.bias[k];
 }
 
 struct Adamw {

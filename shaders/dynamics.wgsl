@@ -3,7 +3,8 @@
 // the same adamw_step, that also sums per 65536-element chunk of one tensor the squares of the
 // raw gradient, of the updated weights and of the update (new minus old weight); a training step
 // runs it in place of the plain update only on the steps whose dynamics are read, so the other
-// steps cost nothing extra. `stats_finish` then sums each tensor's chunks. Sums run in a fixed
+// steps cost nothing extra; `update_stats_sgd` is the same through SGD's sgd_step
+// (shaders/optim.wgsl). `stats_finish` then sums each tensor's chunks. Sums run in a fixed
 // order (no atomics), so they are deterministic.
 
 var<workgroup> red: array<vec3<f32>, WG>;
@@ -20,7 +21,9 @@ fn reduce(lid: u32) {
 }
 
 //#entry update_stats
+//#use @scaled_grad
 //#use @adamw_step
+//#use @put_sums
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
@@ -59,6 +62,53 @@ fn update_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         let d = w - old;
         s += vec3<f32>(raw * raw, w * w, d * d);
     }
+    put_sums(lid, chunk, s);
+}
+
+//#entry update_stats_sgd
+//#use @scaled_grad
+//#use @sgd_step
+//#use @put_sums
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read_write> buf: array<f32>;
+@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(4) var<storage, read> step: Step;
+@group(0) @binding(5) var<storage, read> grad_norm: array<f32>;
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>; // (chunks, 3): Σg², Σw², Σ(Δw)²
+@group(0) @binding(7) var<storage, read> scaler: Scaler;
+
+// As update_stats, through SGD's step (shaders/optim.wgsl's sgd_step).
+@compute @workgroup_size(256)
+fn update_stats_sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let chunk = flat_index(wid, nwg, 0u, 1u);
+    let start = chunk * CHUNK;
+    if start >= p.n {
+        return; // whole workgroup
+    }
+    let end = min(start + CHUNK, p.n);
+    let scale = clip_scale();
+    let skip = skip_step();
+    var s = vec3<f32>(0.0);
+    for (var i = start + lid; i < end; i += WG) {
+        let raw = unscale(grad[i]);
+        let old = param[i];
+        var w = old;
+        if !skip {
+            let t = sgd_step(old, buf[i], raw * scale);
+            buf[i] = t.buf;
+            param[i] = t.w;
+            w = t.w;
+        }
+        let d = w - old;
+        s += vec3<f32>(raw * raw, w * w, d * d);
+    }
+    put_sums(lid, chunk, s);
+}
+
+//#entry @put_sums
+// partials[p.slot + chunk] = the workgroup's sums s, reduced over its invocations.
+fn put_sums(lid: u32, chunk: u32, s: vec3<f32>) {
     red[lid] = s;
     reduce(lid);
     if lid == 0u {

@@ -39,7 +39,7 @@ fn lerp_torch(start: $T, end: $T, w: f32) -> $T {
 }
 
 //#entry momentum
-//#use @adamw_step
+//#use @scaled_grad
 @group(0) @binding(1) var<storage, read_write> buf: array<$T>;
 @group(0) @binding(2) var<storage, read_write> x: array<$T>;
 @group(0) @binding(3) var<storage, read> grad: array<$T>;
@@ -143,6 +143,7 @@ fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 //#entry stats
+//#use @put_sums
 @group(0) @binding(1) var<storage, read> param: array<f32>;
 @group(0) @binding(2) var<storage, read> old: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
@@ -170,12 +171,5 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         let d = w - old[i];
         s += vec3<f32>(raw * raw, w * w, d * d);
     }
-    red[lid] = s;
-    reduce(lid);
-    if lid == 0u {
-        let at = 3u * (p.slot + chunk);
-        partials[at] = red[0].x;
-        partials[at + 1u] = red[0].y;
-        partials[at + 2u] = red[0].z;
-    }
+    put_sums(lid, chunk, s);
 }

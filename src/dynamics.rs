@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::gpu::Tensor;
 use crate::kernels::{NsConsts, Program, UpdateStats, SUMS};
 use crate::params::PREFIX;
-use crate::train::Trainer;
+use crate::train::slots::sgd_consts;
+use crate::train::{Rule, Trainer};
 use crate::{Error, Result};
 
 /// One tensor's dynamics at one step.
@@ -129,14 +130,21 @@ impl DynamicsPlan {
                 let stats = (&partials, slot);
                 k.muon.update_stats(&mut update, &k.matmul, muon, t.scratch(&s.shape), NsConsts::default(), stats);
                 slot += UpdateStats::chunks(s.chunks[0].param.numel());
-            } else {
-                for chunk in &s.chunks {
-                    // TrainConfig::validate lets only AdamW and Muon runs through until SGD's
-                    // statistics kernel lands
-                    let adamw = chunk.adamw(&tr.shared).expect("an AdamW rule keeps Adam's moments");
-                    k.update_stats.update(&mut update, &adamw, &partials, slot, s.rule.decay());
-                    slot += UpdateStats::chunks(chunk.param.numel());
+                ranges.push(slot as u32);
+                continue;
+            }
+            for chunk in &s.chunks {
+                match (s.rule, chunk.adamw(&tr.shared), chunk.sgd(&tr.shared)) {
+                    (Rule::AdamW { decay }, Some(a), _) => {
+                        k.update_stats.update(&mut update, &a, &partials, slot, decay)
+                    }
+                    (Rule::Sgd { decay }, _, Some(a)) => {
+                        k.update_stats.update_sgd(&mut update, &a, &partials, slot, sgd_consts(&tr.cfg, decay))
+                    }
+                    // Muon's matrices were recorded above
+                    (rule, ..) => unreachable!("{}: no statistics update for {rule:?}", s.name),
                 }
+                slot += UpdateStats::chunks(chunk.param.numel());
             }
             ranges.push(slot as u32);
         }

@@ -167,7 +167,7 @@ impl StepPrograms {
         k.adamw.grad_norm(&mut clip_norm, &shared.norm, &partials, &grad_list, &shared.scaler);
         let mut update = Program::default();
         for slot in slots {
-            record_update(k, &mut update, slot, shared)?;
+            record_update(k, &mut update, slot, shared, cfg)?;
         }
         let mut scaler_update = Program::default();
         if let Some(ls) = cfg.loss_scaling {

@@ -827,3 +827,65 @@ async fn dropout(k: Arc<Kernels>) {
     }
 }
 gpu_test!(dropout_apply, dropout);
+
+/// SGD with momentum (Nesterov and not, with decay and without) at ragged sizes (the scalar and
+/// vec4 paths, odd tails, a tensor over one 65536-element norm chunk), clipping active and the
+/// loss scaled by 1024, two steps against torch's formulas on the CPU; then a step whose
+/// gradients overflow is skipped: weights and buffers stay bit for bit.
+async fn sgd(k: Arc<Kernels>) {
+    use wgpt::kernels::{AdamW, ScalerHead, SgdConsts, SgdUpdate, StepParams};
+    let g = &k.gpu;
+    let sizes = [1usize, 3, 4, 5, 1023, 65537];
+    let scale = 1024.0f32;
+    let mut rng = Rng::new(2600);
+    let params: Vec<Vec<f32>> = sizes.iter().map(|&n| rng.vec(n, -1.0, 1.0)).collect();
+    let grads: Vec<Vec<f32>> = sizes.iter().map(|&n| rng.vec(n, -0.1, 0.1)).collect();
+    let scaled: Vec<Vec<f32>> = grads.iter().map(|gr| gr.iter().map(|x| x * scale).collect()).collect();
+    let p_t: Vec<Tensor> = params.iter().map(|p| g.upload("p", &[p.len()], p)).collect();
+    let g_t: Vec<Tensor> = scaled.iter().map(|gr| g.upload("g", &[gr.len()], gr)).collect();
+    let b_t: Vec<Tensor> = sizes.iter().map(|&n| g.tensor("buf", &[n])).collect();
+    let grad_refs: Vec<&Tensor> = g_t.iter().collect();
+    let (norm, partials) = (g.tensor("norm", &[1]), g.tensor("partials", &[AdamW::partials_len(&grad_refs)]));
+    let step = g.tensor("step", &[8]);
+    let scaler = ScalerHead::on(scale, 0, 0).tensor(g);
+    let consts =
+        |i: usize| SgdConsts { weight_decay: if i % 2 == 0 { 0.1 } else { 0.0 }, momentum: 0.9, nesterov: i % 3 != 0 };
+    let mut prog = Program::default();
+    k.adamw.grad_norm(&mut prog, &norm, &partials, &grad_refs, &scaler);
+    for i in 0..sizes.len() {
+        let (step, norm, scaler) = (&step, &norm, &scaler);
+        let t = SgdUpdate { param: &p_t[i], buf: &b_t[i], grad: &g_t[i], step, norm, scaler };
+        k.sgd.update(&mut prog, t, consts(i));
+    }
+    let (lr, clip) = (0.05f32, 1.0f32);
+    let want_norm = cpu::grad_norm(&grads.iter().map(|x| &x[..]).collect::<Vec<_>>());
+    assert!(want_norm > clip, "the test must exercise clipping");
+    let (mut cp, mut cb) = (params.clone(), sizes.iter().map(|&n| vec![0.0; n]).collect::<Vec<_>>());
+    for t in 1..=2 {
+        g.write(&step, bytemuck::bytes_of(&StepParams::new(t, lr, 0.9, 0.99, 1e-8, clip)));
+        g.run(|pass| prog.encode(pass));
+        let clip_scale = (clip / (want_norm + 1e-6)).min(1.0);
+        for (i, c) in (0..sizes.len()).map(|i| (i, consts(i))) {
+            let s = cpu::SgdStep { lr, momentum: c.momentum, nesterov: c.nesterov, clip_scale };
+            cpu::sgd_update(&mut cp[i], &mut cb[i], &grads[i], &s, c.weight_decay);
+        }
+    }
+    let mut before = vec![];
+    for i in 0..sizes.len() {
+        let got = g.read_many(&[&p_t[i], &b_t[i]]).await.unwrap();
+        assert_close(&format!("sgd param n{}", sizes[i]), &got[0], &cp[i], 1e-6, 1e-5);
+        assert_close(&format!("sgd buf n{}", sizes[i]), &got[1], &cb[i], 1e-6, 1e-5);
+        before.push(got);
+    }
+    // a gradient overflows: the norm is not finite and every tensor's update is skipped
+    let mut overflow = scaled[4].clone();
+    overflow[7] = f32::INFINITY;
+    g.write(&g_t[4], &overflow);
+    g.run(|pass| prog.encode(pass));
+    for i in 0..sizes.len() {
+        let got = g.read_many(&[&p_t[i], &b_t[i]]).await.unwrap();
+        assert_close(&format!("skipped sgd param n{}", sizes[i]), &got[0], &before[i][0], 0.0, 0.0);
+        assert_close(&format!("skipped sgd buf n{}", sizes[i]), &got[1], &before[i][1], 0.0, 0.0);
+    }
+}
+gpu_test!(sgd_update, sgd);

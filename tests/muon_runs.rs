@@ -11,7 +11,7 @@ use wgpt::run::{DataSource, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::{optimizer_bytes, training_bytes, Optimizer, OptimizerConfig, TrainConfig, Trainer};
 
-/// Tests that count the device's allocations run one at a time.
+/// The tests of this binary run one at a time, so that one can count the device's allocations.
 static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn pangrams() -> String {
@@ -59,6 +59,7 @@ fn new_run(k: &std::sync::Arc<wgpt::kernels::Kernels>, weights: &Weights) -> Run
 /// with statistics.
 #[test]
 fn a_muon_run_resumes_exactly() {
+    let _lock = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let Some(k) = common::shared_kernels() else { return };
     let weights = Weights::random(run_config().model, 1);
     let mut straight = new_run(&k, &weights);
@@ -87,6 +88,7 @@ fn a_muon_run_resumes_exactly() {
 /// that step changed.
 #[test]
 fn muon_statistics_update_equals_the_plain_one() {
+    let _lock = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let Some(k) = common::shared_kernels() else { return };
     let cfg = run_config().model;
     let weights = Weights::random(cfg, 3);

@@ -1,6 +1,6 @@
 //! The whole forward pass against Hugging Face: the shared parity files, our own odd-shaped
-//! fixtures (tests/fixtures/make_parity.py) and the official-layout tiny GPT-2 directory with the
-//! real GPT-2 tokenizer.
+//! fixtures and SGD's (tests/fixtures/make_parity.py) and the official-layout tiny GPT-2
+//! directory with the real GPT-2 tokenizer.
 
 mod common;
 
@@ -50,14 +50,30 @@ fn parity_one_head() {
     run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/odd1.safetensors"));
 }
 
+/// torch.optim.SGD, momentum 0.9 (two groups: decay 0.1 on rank >= 2 tensors, none on 1-D
+/// ones), lr 0.05: 2 layers, head size 8, vocab 37, B 2, T 13. The decay moves a weight by up to
+/// 3.4e-4 in the first step (over STEP1_TOL) and the tenth loss by 0.069, so a run without it
+/// fails.
+#[test]
+fn parity_sgd() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sgd.safetensors"));
+}
+
+/// As parity_sgd with Nesterov momentum (the tenth loss 0.075 from plain momentum's).
+#[test]
+fn parity_sgd_nesterov() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sgd-nesterov.safetensors"));
+}
+
 /// Muon (torch.optim.Muon, Newton-Schulz patched to f32) on the hidden matrices and AdamW on
-/// the rest, with Nesterov; n_embd 18, so the products take the unaligned kernels.
+/// the rest, with Nesterov: 2 layers, n_embd 16, vocab 29, B 2, T 11; mlp.c_proj (64, 16) is
+/// tall, so Newton-Schulz runs on its transpose and its lr is doubled.
 #[test]
 fn parity_muon() {
     run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon.safetensors"));
 }
 
-/// Muon without Nesterov; n_embd 16, the aligned kernels.
+/// Muon without Nesterov: 1 layer, 3 heads of 4, n_embd 12.
 #[test]
 fn parity_muon_nonesterov() {
     run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon-nonesterov.safetensors"));

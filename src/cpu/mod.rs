@@ -5,10 +5,12 @@
 mod backward;
 mod forward;
 mod muon;
+mod optim;
 
 pub use backward::*;
 pub use forward::*;
 pub use muon::*;
+pub use optim::*;
 
 /// `|got − want| ≤ atol + rtol·|want|` over two slices; on failure the message names the worst
 /// element (by how far past its tolerance it is), its index and both values.

@@ -4,14 +4,25 @@
 use super::{grid, ModuleSpec, Pipe, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
-/// adamw.wgsl's Params (shared with shaders/dynamics.wgsl, whose modules start with its header).
+/// adamw.wgsl's Params (shared with shaders/dynamics.wgsl and shaders/optim.wgsl, whose modules
+/// start with its header).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(super) struct Params {
     pub n: u32,
     pub slot: u32,
     pub weight_decay: f32,
-    pub _pad: u32,
+    /// SGD's momentum factor and Nesterov flag (src/kernels/optim.rs).
+    pub momentum: f32,
+    pub nesterov: u32,
+    pub _pad: [u32; 3],
+}
+
+impl Params {
+    /// `n` elements (or partials, tensors), from partial sum `slot`, with `weight_decay`.
+    pub(super) fn new(n: usize, slot: usize, weight_decay: f32) -> Params {
+        Params { n: n as u32, slot: slot as u32, weight_decay, momentum: 0.0, nesterov: 0, _pad: [0; 3] }
+    }
 }
 
 /// Per-step hyperparameters, mirrored by `Step` in the shader; written once per step.
@@ -138,25 +149,25 @@ impl AdamW {
         let mut slot = 0;
         for g in grads {
             let chunks = g.numel().div_ceil(CHUNK);
-            let params = Params { n: g.numel() as u32, slot: slot as u32, weight_decay: 0.0, _pad: 0 };
+            let params = Params::new(g.numel(), slot, 0.0);
             prog.push(self.sumsq.dispatch(&params, &[partials, g], grid(chunks, 1)));
             slot += chunks;
         }
-        let params = Params { n: slot as u32, slot: 0, weight_decay: 0.0, _pad: 0 };
+        let params = Params::new(slot, 0, 0.0);
         prog.push(self.norm_finish.dispatch(&params, &[norm, partials, scaler], [1, 1, 1]));
     }
 
     /// After a step's updates: the loss scale halves where `norm` overflowed (and the step
     /// counts as skipped) and doubles after `growth_interval` clean steps in a row.
     pub fn scaler_update(&self, prog: &mut Program, scaler: &Tensor, norm: &Tensor, growth_interval: u32) {
-        let params = Params { n: growth_interval, slot: 0, weight_decay: 0.0, _pad: 0 };
+        let params = Params::new(growth_interval as usize, 0, 0.0);
         prog.push(self.scaler_update.dispatch(&params, &[scaler, norm], [1, 1, 1]));
     }
 
     /// One AdamW update of `t.param` with decoupled weight decay `weight_decay`.
     pub fn update(&self, prog: &mut Program, t: AdamWUpdate, weight_decay: f32) {
         let (pipe, n) = self.update.pick(t.param.numel());
-        let params = Params { n: n as u32, slot: 0, weight_decay, _pad: 0 };
+        let params = Params::new(n, 0, weight_decay);
         prog.push(pipe.dispatch(&params, &[t.param, t.m, t.v, t.grad, t.step, t.norm, t.scaler], grid(n, 64)));
     }
 }

@@ -17,6 +17,7 @@ pub mod layernorm;
 mod lens;
 pub mod matmul;
 mod muon;
+mod optim;
 mod selection;
 pub mod template;
 
@@ -35,6 +36,7 @@ pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
 pub use muon::{Muon, MuonStep, MuonUpdate, NsConsts, NsScratch};
+pub use optim::{Sgd, SgdConsts, SgdUpdate};
 pub use selection::{software, AttnShape, Choices, Family, Selection, Source, BUILT_IN};
 
 use crate::gpu::{Buffer, Gpu, Tensor};
@@ -60,6 +62,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
     ("muon.wgsl", include_str!("../../shaders/muon.wgsl")),
+    ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("prelude.wgsl", PRELUDE),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
 ];
@@ -149,6 +152,7 @@ pub fn all_modules() -> Vec<ModuleSpec> {
     all.extend(lens::modules());
     all.extend(matmul::modules());
     all.extend(muon::modules());
+    all.extend(optim::modules());
     all
 }
 
@@ -170,6 +174,7 @@ pub struct Kernels {
     pub decode: Decode,
     pub update_stats: UpdateStats,
     pub row_top1: RowTop1,
+    pub sgd: Sgd,
 }
 
 impl Kernels {
@@ -197,6 +202,7 @@ impl Kernels {
             decode: Decode::new(gpu),
             update_stats: UpdateStats::new(gpu),
             row_top1: RowTop1::new(gpu),
+            sgd: Sgd::new(gpu),
         }
     }
 

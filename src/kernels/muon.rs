@@ -186,7 +186,7 @@ impl Muon {
         self.elementwise(prog, &self.copy, &[&s.y, t.param], 0, [0.0, 0.0]);
         self.apply(prog, &t, s);
         let n = t.param.numel();
-        let params = adamw::Params { n: n as u32, slot: stats.1 as u32, weight_decay: 0.0, _pad: 0 };
+        let params = adamw::Params::new(n, stats.1, 0.0);
         let tensors = [t.param, &s.y, t.grad, stats.0, t.scaler];
         prog.push(self.stats.dispatch(&params, &tensors, grid(n.div_ceil(CHUNK).max(1), 1)));
     }
@@ -195,7 +195,7 @@ impl Muon {
     fn orthogonal_update(&self, prog: &mut Program, matmul: &Matmul, t: &MuonUpdate, s: &NsScratch, ns: NsConsts) {
         assert_eq!(t.param.shape, s.x.shape, "muon: the scratch is for another shape");
         let (pipe, n) = self.momentum.pick(t.param.numel());
-        let params = adamw::Params { n: n as u32, slot: 0, weight_decay: 0.0, _pad: 0 };
+        let params = adamw::Params::new(n, 0, 0.0);
         let tensors = [t.buf, &s.x, t.grad, t.step, t.norm, t.scaler, t.muon];
         prog.push(pipe.dispatch(&params, &tensors, grid(n, 64)));
         self.orthogonalize(prog, matmul, s, ns);
@@ -204,7 +204,7 @@ impl Muon {
     /// w = w·keep − adj·O for O in s.x.
     fn apply(&self, prog: &mut Program, t: &MuonUpdate, s: &NsScratch) {
         let (pipe, n) = self.apply.pick(t.param.numel());
-        let params = adamw::Params { n: n as u32, slot: t.slot as u32, weight_decay: 0.0, _pad: 0 };
+        let params = adamw::Params::new(n, t.slot, 0.0);
         prog.push(pipe.dispatch(&params, &[t.param, &s.x, t.norm, t.scaler, t.muon], grid(n, 64)));
     }
 
@@ -215,7 +215,7 @@ impl Muon {
     pub fn orthogonalize(&self, prog: &mut Program, matmul: &Matmul, s: &NsScratch, ns: NsConsts) {
         let (rows, cols) = (s.x.shape[0], s.x.shape[1]);
         let n = rows * cols;
-        let sumsq = adamw::Params { n: n as u32, slot: 0, weight_decay: 0.0, _pad: 0 };
+        let sumsq = adamw::Params::new(n, 0, 0.0);
         prog.push(self.sumsq.dispatch(&sumsq, &[&s.partials, &s.x], grid(n.div_ceil(CHUNK), 1)));
         let parts = n.div_ceil(CHUNK);
         self.elementwise(prog, &self.normalize, &[&s.x, &s.partials], parts, [ns.eps, 0.0]);

@@ -4,7 +4,7 @@
 //! programs from this one list; [`record_update`] is where an optimizer is one more arm.
 
 use crate::gpu::{Gpu, Tensor};
-use crate::kernels::{AdamWUpdate, Kernels, MuonUpdate, NsConsts, Program};
+use crate::kernels::{AdamWUpdate, Kernels, MuonUpdate, NsConsts, Program, SgdConsts, SgdUpdate};
 use crate::model::{Gpt2, ParameterTensors};
 use crate::{Error, Result};
 
@@ -61,6 +61,14 @@ impl Chunk {
         let (step, norm, scaler) = (&s.params, &s.norm, &s.scaler);
         Some(AdamWUpdate { param: &self.param, m, v, grad: &self.grad, step, norm, scaler })
     }
+
+    /// SGD's update of this chunk in the step that `s` describes, where it keeps a momentum
+    /// buffer.
+    pub(crate) fn sgd<'a>(&'a self, s: &'a StepTensors) -> Option<SgdUpdate<'a>> {
+        let State::Momentum { buf } = &self.state else { return None };
+        let (step, norm, scaler) = (&s.params, &s.norm, &s.scaler);
+        Some(SgdUpdate { param: &self.param, buf, grad: &self.grad, step, norm, scaler })
+    }
 }
 
 impl Slot {
@@ -75,16 +83,28 @@ impl Slot {
     }
 }
 
-/// Records `slot`'s update by its rule into `prog`, chunk by chunk.
-pub(crate) fn record_update(k: &Kernels, prog: &mut Program, slot: &Slot, shared: &StepTensors) -> Result<()> {
+/// An SGD rule's constants under `cfg`.
+pub(crate) fn sgd_consts(cfg: &TrainConfig, decay: f32) -> SgdConsts {
+    SgdConsts { weight_decay: decay, momentum: cfg.optimizer.momentum, nesterov: cfg.optimizer.nesterov }
+}
+
+/// Records `slot`'s update by its rule under `cfg` into `prog`, chunk by chunk.
+pub(crate) fn record_update(
+    k: &Kernels,
+    prog: &mut Program,
+    slot: &Slot,
+    shared: &StepTensors,
+    cfg: &TrainConfig,
+) -> Result<()> {
     if let Some((update, muon)) = slot.muon(shared) {
         k.muon.update(prog, &k.matmul, update, muon.scratch(&slot.shape), NsConsts::default());
         return Ok(());
     }
     for chunk in &slot.chunks {
-        match (slot.rule, chunk.adamw(shared)) {
-            (Rule::AdamW { decay }, Some(update)) => k.adamw.update(prog, update, decay),
-            (rule, _) => return Err(Error::Input(format!("{}: no kernel updates it by {rule:?} yet", slot.name))),
+        match (slot.rule, chunk.adamw(shared), chunk.sgd(shared)) {
+            (Rule::AdamW { decay }, Some(update), _) => k.adamw.update(prog, update, decay),
+            (Rule::Sgd { decay }, _, Some(update)) => k.sgd.update(prog, update, sgd_consts(cfg, decay)),
+            (rule, ..) => return Err(Error::Input(format!("{}: no kernel updates it by {rule:?} yet", slot.name))),
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ mod chart;
 mod inspect;
 mod sample;
 mod train;
+mod train_args;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -17,108 +17,13 @@ use wgpt::precision::{Precision, Purpose};
 use wgpt::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use wgpt::run::driver::diverged_message;
 use wgpt::run::format::{checkpoint_files, dir, RunFiles, CORPUS_FILE};
-use wgpt::run::settings::{DEFAULT_SEED, EVAL_ITERS};
-use wgpt::run::{archive, DataSource, Driver, Eval, RunEvent, RunSettings, Status};
+use wgpt::run::{archive, DataSource, Driver, Eval, RunEvent, Status};
 use wgpt::tokenizer::Tokenizer;
-use wgpt::train::TrainConfig;
 use wgpt::{hf, read_file, Error, Result};
 
 use super::chart;
-
-#[derive(clap::Args)]
-pub struct TrainArgs {
-    /// Model shape and the training settings that go with it: tiny, baby (4 layers, 4 heads, 128
-    /// dims, block 64: nanoGPT's CPU run), shakespeare-char or gpt2; the flags below override it.
-    /// The vocabulary size comes from the tokenizer.
-    #[arg(long, default_value = "baby")]
-    preset: String,
-    #[arg(long)]
-    n_layer: Option<usize>,
-    #[arg(long)]
-    n_head: Option<usize>,
-    #[arg(long)]
-    n_embd: Option<usize>,
-    /// Context length (and the training sequence length) [default: the preset's, or the --init
-    /// model's].
-    #[arg(long)]
-    block_size: Option<usize>,
-    /// Sequences per micro-batch [default: the preset's].
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Micro-batches per optimizer step.
-    #[arg(long, default_value_t = 1)]
-    grad_accum: usize,
-    /// Optimizer steps in all [default: the preset's]. With --resume: the run's, or this to
-    /// extend it.
-    #[arg(long)]
-    max_iters: Option<usize>,
-    /// Peak learning rate [default: the preset's]. With --resume it replaces the run's (lower it
-    /// after a diverged run), and min_lr scales with it.
-    #[arg(long)]
-    lr: Option<f32>,
-    /// Learning rate at the end of the cosine decay (at max_iters) [default: lr / 10].
-    #[arg(long)]
-    min_lr: Option<f32>,
-    /// Linear warmup steps [default: max_iters / 20, at most 100].
-    #[arg(long)]
-    warmup_iters: Option<usize>,
-    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
-    weight_decay: f32,
-    #[arg(long, default_value_t = TrainConfig::default().beta1)]
-    beta1: f32,
-    #[arg(long, default_value_t = TrainConfig::default().beta2)]
-    beta2: f32,
-    /// Clip the global gradient norm to this (0 = off).
-    #[arg(long, default_value_t = TrainConfig::default().grad_clip)]
-    grad_clip: f32,
-    /// Dropout on the embeddings, residual branches and attention probabilities (GPT-2's
-    /// embd_pdrop, resid_pdrop and attn_pdrop); 0 turns it off exactly.
-    #[arg(long, default_value_t = TrainConfig::default().dropout)]
-    dropout: f32,
-    /// Evaluate, print a sample and save a checkpoint every this many steps (and at step 0 and
-    /// the end) [default: the preset's].
-    #[arg(long)]
-    eval_interval: Option<usize>,
-    /// Batches per split in each evaluation.
-    #[arg(long, default_value_t = EVAL_ITERS)]
-    eval_iters: usize,
-    /// Read the loss back (and log it) every this many steps (and at step 1 and the end).
-    #[arg(long, default_value_t = 10)]
-    log_interval: usize,
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    seed: u64,
-    /// A UTF-8 text corpus to train on.
-    #[arg(long, conflicts_with = "task")]
-    data: Option<PathBuf>,
-    /// A built-in synthetic task: addition (default when no --data), reverse or sort.
-    #[arg(long)]
-    task: Option<String>,
-    /// char (one token per character), bpe:N (byte-level BPE with N tokens trained on the
-    /// corpus) or a model directory whose tokenizer.json to use. Default: char, or the --init
-    /// model's own tokenizer.
-    #[arg(long)]
-    tokenizer: Option<String>,
-    /// Output directory: the run (checkpoint, metrics.jsonl, corpus.txt) and loss.png [default:
-    /// out; with --resume DIR: DIR; with --resume run.zip: run/ beside it].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Go on with a run: its directory, or a run zip (the page's Export run, `wgpt export-run`),
-    /// unpacked into --out first. Same data, batches, optimizer state and lr schedule; --max-iters
-    /// may extend it and --lr replace its learning rate; other settings come from the run.
-    #[arg(long, conflicts_with_all = ["init", "data", "task"])]
-    resume: Option<PathBuf>,
-    /// Fine-tune a pretrained HF GPT-2 directory (its shape and, by default, its tokenizer).
-    #[arg(long)]
-    init: Option<PathBuf>,
-    /// Save checkpoints without AdamW's moments ("model only": a third of the size, where disk
-    /// space is short). Resumed, such a run goes on at its step with the moments starting from
-    /// zero (a fresh AdamW), and goes on saving without them unless --optimizer-state.
-    #[arg(long, overrides_with = "optimizer_state")]
-    no_optimizer_state: bool,
-    /// Save AdamW's moments again (with --resume of a run saved with --no-optimizer-state).
-    #[arg(long, overrides_with = "no_optimizer_state")]
-    optimizer_state: bool,
-}
+use super::train_args::settings;
+pub use super::train_args::TrainArgs;
 
 /// Reads a corpus file, refusing a huge one before reading it.
 fn read_corpus(path: &str) -> Result<String> {
@@ -149,38 +54,6 @@ fn tokenizer_for(spec: &str, text: &str) -> Result<Tokenizer> {
     } else {
         Tokenizer::from_file(&Path::new(spec).join("tokenizer.json"))
     }
-}
-
-/// The preset's settings with the flags over them.
-fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Result<RunSettings> {
-    let names: Vec<String> = RunSettings::presets().into_iter().map(|(n, _)| n).collect();
-    let mut s = RunSettings::preset(&a.preset)
-        .ok_or_else(|| Error::Input(format!("unknown preset {:?}; choose one of {}", a.preset, names.join(", "))))?;
-    if let Some(w) = init {
-        (s.n_layer, s.n_head, s.n_embd, s.block_size) =
-            (w.config.n_layer, w.config.n_head, w.config.n_embd, w.config.block_size);
-    }
-    s.n_layer = a.n_layer.unwrap_or(s.n_layer);
-    s.n_head = a.n_head.unwrap_or(s.n_head);
-    s.n_embd = a.n_embd.unwrap_or(s.n_embd);
-    s.block_size = a.block_size.unwrap_or(s.block_size);
-    s.batch_size = a.batch_size.unwrap_or(s.batch_size);
-    s.max_iters = a.max_iters.unwrap_or(s.max_iters);
-    s.eval_interval = a.eval_interval.unwrap_or(s.eval_interval);
-    s.lr = a.lr.unwrap_or(s.lr);
-    s.min_lr = a.min_lr;
-    s.warmup_iters = a.warmup_iters;
-    s.grad_accum = a.grad_accum;
-    s.weight_decay = Some(a.weight_decay);
-    s.beta1 = Some(a.beta1);
-    s.beta2 = Some(a.beta2);
-    s.grad_clip = Some(a.grad_clip);
-    s.dropout = Some(a.dropout);
-    s.eval_iters = Some(a.eval_iters);
-    s.log_interval = a.log_interval;
-    s.seed = a.seed;
-    s.tokenizer = tokenizer;
-    Ok(s)
 }
 
 /// A new run from the flags, and its corpus (written into the run with its first checkpoint).
@@ -251,6 +124,11 @@ fn resume(
     precision: Precision,
     opts: &Options,
 ) -> Result<(Driver, PathBuf, Option<String>)> {
+    if let Some(flag) = a.optimizer_flags().first() {
+        return Err(Error::Input(format!(
+            "{flag} does not apply to --resume: a run keeps the optimizer and schedule it started with"
+        )));
+    }
     let dir_of_run = if from.is_file() {
         let out = a.out.clone().unwrap_or_else(|| from.with_file_name(from.file_stem().unwrap_or_default()));
         if out.is_file() {

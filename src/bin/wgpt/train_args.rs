@@ -1,0 +1,183 @@
+//! `wgpt train`'s flags (clap) and the run settings they make: the preset's with the flags over
+//! them.
+
+use std::path::PathBuf;
+
+use wgpt::model::Weights;
+use wgpt::run::settings::{DEFAULT_SEED, EVAL_ITERS};
+use wgpt::run::RunSettings;
+use wgpt::train::{Optimizer, Schedule, TrainConfig};
+use wgpt::{Error, Result};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Model shape and the training settings that go with it: tiny, baby (4 layers, 4 heads, 128
+    /// dims, block 64: nanoGPT's CPU run), shakespeare-char or gpt2; the flags below override it.
+    /// The vocabulary size comes from the tokenizer.
+    #[arg(long, default_value = "baby")]
+    pub preset: String,
+    #[arg(long)]
+    pub n_layer: Option<usize>,
+    #[arg(long)]
+    pub n_head: Option<usize>,
+    #[arg(long)]
+    pub n_embd: Option<usize>,
+    /// Context length (and the training sequence length) [default: the preset's, or the --init
+    /// model's].
+    #[arg(long)]
+    pub block_size: Option<usize>,
+    /// Sequences per micro-batch [default: the preset's].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Optimizer steps in all [default: the preset's]. With --resume: the run's, or this to
+    /// extend it.
+    #[arg(long)]
+    pub max_iters: Option<usize>,
+    /// Peak learning rate [default: the preset's]. With --resume it replaces the run's (lower it
+    /// after a diverged run), and min_lr scales with it.
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Learning rate at the end of the cosine decay (at max_iters) [default: lr / 10].
+    #[arg(long)]
+    pub min_lr: Option<f32>,
+    /// Linear warmup steps [default: max_iters / 20, at most 100].
+    #[arg(long)]
+    pub warmup_iters: Option<usize>,
+    /// Weight decay on every tensor of rank >= 2 (never on 1-D ones): decoupled for AdamW and
+    /// Muon, added to the gradient for SGD (as torch.optim.SGD).
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = TrainConfig::default().beta1)]
+    pub beta1: f32,
+    #[arg(long, default_value_t = TrainConfig::default().beta2)]
+    pub beta2: f32,
+    /// Clip the global gradient norm to this (0 = off).
+    #[arg(long, default_value_t = TrainConfig::default().grad_clip)]
+    pub grad_clip: f32,
+    /// Dropout on the embeddings, residual branches and attention probabilities (GPT-2's
+    /// embd_pdrop, resid_pdrop and attn_pdrop); 0 turns it off exactly.
+    #[arg(long, default_value_t = TrainConfig::default().dropout)]
+    pub dropout: f32,
+    /// Evaluate, print a sample and save a checkpoint every this many steps (and at step 0 and
+    /// the end) [default: the preset's].
+    #[arg(long)]
+    pub eval_interval: Option<usize>,
+    /// Batches per split in each evaluation.
+    #[arg(long, default_value_t = EVAL_ITERS)]
+    pub eval_iters: usize,
+    /// Read the loss back (and log it) every this many steps (and at step 1 and the end).
+    #[arg(long, default_value_t = 10)]
+    pub log_interval: usize,
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+    /// A UTF-8 text corpus to train on.
+    #[arg(long, conflicts_with = "task")]
+    pub data: Option<PathBuf>,
+    /// A built-in synthetic task: addition (default when no --data), reverse or sort.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// char (one token per character), bpe:N (byte-level BPE with N tokens trained on the
+    /// corpus) or a model directory whose tokenizer.json to use. Default: char, or the --init
+    /// model's own tokenizer.
+    #[arg(long)]
+    pub tokenizer: Option<String>,
+    /// Output directory: the run (checkpoint, metrics.jsonl, corpus.txt) and loss.png [default:
+    /// out; with --resume DIR: DIR; with --resume run.zip: run/ beside it].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Go on with a run: its directory, or a run zip (the page's Export run, `wgpt export-run`),
+    /// unpacked into --out first. Same data, batches, optimizer (and its state) and lr schedule;
+    /// --max-iters may extend it and --lr replace its learning rate (Muon's scales with it);
+    /// other settings come from the run.
+    #[arg(long, conflicts_with_all = ["init", "data", "task"])]
+    pub resume: Option<PathBuf>,
+    /// Fine-tune a pretrained HF GPT-2 directory (its shape and, by default, its tokenizer).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Save checkpoints without AdamW's moments ("model only": a third of the size, where disk
+    /// space is short). Resumed, such a run goes on at its step with the moments starting from
+    /// zero (a fresh AdamW), and goes on saving without them unless --optimizer-state.
+    #[arg(long, overrides_with = "optimizer_state")]
+    pub no_optimizer_state: bool,
+    /// Save AdamW's moments again (with --resume of a run saved with --no-optimizer-state).
+    #[arg(long, overrides_with = "no_optimizer_state")]
+    pub optimizer_state: bool,
+    // optimizers and schedules (issue 26)
+    /// adamw, muon (Newton-Schulz orthogonalised momentum on the hidden matrices, AdamW on the
+    /// embeddings and 1-D tensors) or sgd (with momentum) [default: adamw]. --lr is AdamW's or
+    /// SGD's. A resumed run keeps its optimizer and the settings below.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Muon's peak learning rate for the hidden matrices (the schedule scales it as --lr)
+    /// [default: 0.02].
+    #[arg(long)]
+    pub muon_lr: Option<f32>,
+    /// Momentum of Muon or SGD [default: 0.95 for Muon, 0.9 for SGD].
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Nesterov momentum for Muon and SGD (on by default).
+    #[arg(long, overrides_with = "no_nesterov")]
+    pub nesterov: bool,
+    /// Plain (heavy-ball) momentum for Muon and SGD.
+    #[arg(long, overrides_with = "nesterov")]
+    pub no_nesterov: bool,
+    /// cosine (nanoGPT's decay to min_lr), wsd (hold the lr, cool down linearly to min_lr over
+    /// the last 20%) or constant; after --warmup-iters of linear warmup [default: cosine].
+    #[arg(long)]
+    pub lr_schedule: Option<String>,
+}
+
+impl TrainArgs {
+    /// The flags a resumed run cannot take: its optimizer and schedule are its own.
+    pub fn optimizer_flags(&self) -> Vec<&'static str> {
+        let given = [
+            (self.optimizer.is_some(), "--optimizer"),
+            (self.muon_lr.is_some(), "--muon-lr"),
+            (self.momentum.is_some(), "--momentum"),
+            (self.nesterov || self.no_nesterov, "--nesterov/--no-nesterov"),
+            (self.lr_schedule.is_some(), "--lr-schedule"),
+        ];
+        given.into_iter().filter(|g| g.0).map(|g| g.1).collect()
+    }
+}
+
+/// The preset's settings with the flags over them.
+pub fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Result<RunSettings> {
+    let names: Vec<String> = RunSettings::presets().into_iter().map(|(n, _)| n).collect();
+    let mut s = RunSettings::preset(&a.preset)
+        .ok_or_else(|| Error::Input(format!("unknown preset {:?}; choose one of {}", a.preset, names.join(", "))))?;
+    if let Some(w) = init {
+        (s.n_layer, s.n_head, s.n_embd, s.block_size) =
+            (w.config.n_layer, w.config.n_head, w.config.n_embd, w.config.block_size);
+    }
+    s.n_layer = a.n_layer.unwrap_or(s.n_layer);
+    s.n_head = a.n_head.unwrap_or(s.n_head);
+    s.n_embd = a.n_embd.unwrap_or(s.n_embd);
+    s.block_size = a.block_size.unwrap_or(s.block_size);
+    s.batch_size = a.batch_size.unwrap_or(s.batch_size);
+    s.max_iters = a.max_iters.unwrap_or(s.max_iters);
+    s.eval_interval = a.eval_interval.unwrap_or(s.eval_interval);
+    s.lr = a.lr.unwrap_or(s.lr);
+    s.min_lr = a.min_lr;
+    s.warmup_iters = a.warmup_iters;
+    s.grad_accum = a.grad_accum;
+    s.weight_decay = Some(a.weight_decay);
+    s.beta1 = Some(a.beta1);
+    s.beta2 = Some(a.beta2);
+    s.grad_clip = Some(a.grad_clip);
+    s.dropout = Some(a.dropout);
+    s.eval_iters = Some(a.eval_iters);
+    s.log_interval = a.log_interval;
+    s.seed = a.seed;
+    s.tokenizer = tokenizer;
+    let flag = |name: &'static str| move |e: Error| Error::Input(format!("{name}: {e}"));
+    s.optimizer = a.optimizer.as_deref().map(Optimizer::parse).transpose().map_err(flag("--optimizer"))?;
+    s.muon_lr = a.muon_lr;
+    s.momentum = a.momentum;
+    s.nesterov = Some(a.nesterov || !a.no_nesterov);
+    s.lr_schedule = a.lr_schedule.as_deref().map(Schedule::parse).transpose().map_err(flag("--lr-schedule"))?;
+    Ok(s)
+}
