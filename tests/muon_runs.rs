@@ -1,5 +1,5 @@
 //! Muon in training runs: resuming equals not stopping (momentum buffers through the
-//! checkpoint), the update with dynamics statistics moves the weights exactly as the plain one and
+//! checkpoint), also through the CLI's recovery from a lost device, the update with dynamics statistics moves the weights exactly as the plain one and
 //! its sums match the weights it moved, the loss falls, and the memory estimate counts the
 //! Newton-Schulz scratch the trainer allocates.
 #![cfg(not(target_arch = "wasm32"))]
@@ -155,4 +155,43 @@ fn muon_memory_estimate_matches_allocations() {
     let ratio = estimate as f64 / (after - before) as f64;
     println!("Muon: estimate {estimate} bytes, allocated {} ({ratio:.3}); AdamW's estimate {adamw}", after - before);
     assert!((0.98..=1.0).contains(&ratio), "estimate {estimate} vs allocated {}", after - before);
+}
+
+/// `wgpt train --optimizer muon` that loses its device at step 15 goes on from its step-10
+/// checkpoint (momentum buffers included) as Muon and ends bit for bit where an uninterrupted run
+/// does; the run records Muon's settings.
+#[test]
+fn cli_muon_recovers_from_device_loss() {
+    let _lock = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_) = common::shared_kernels() else { return };
+    let root = std::env::temp_dir().join(format!("wgpt-muon-lost-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let corpus = root.join("corpus.txt");
+    std::fs::write(&corpus, pangrams()).unwrap();
+    let train = |out: &str, lose_at: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"));
+        cmd.args(["train", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16"])
+            .args(["--batch-size", "4", "--max-iters", "20", "--eval-interval", "10", "--eval-iters", "1"])
+            .args(["--log-interval", "1", "--warmup-iters", "2", "--data", corpus.to_str().unwrap()])
+            .args(["--optimizer", "muon", "--muon-lr", "0.03", "--momentum", "0.9", "--no-nesterov"])
+            .arg("--out")
+            .arg(root.join(out));
+        if let Some(step) = lose_at {
+            cmd.env("WGPT_LOSE_DEVICE_AT", step);
+        }
+        let o = cmd.output().expect("run wgpt");
+        let log = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{log}");
+        log
+    };
+    assert!(train("lost", Some("15")).contains("device was lost"));
+    train("clean", None);
+    let (lost, _) = wgpt::hf::dir::load(&root.join("lost")).unwrap();
+    let (clean, _) = wgpt::hf::dir::load(&root.join("clean")).unwrap();
+    assert!(lost.tensors == clean.tensors, "the recovered Muon run must continue exactly");
+    let state = std::fs::read(root.join("lost").join(wgpt::checkpoint::STATE_FILE)).unwrap();
+    let o = wgpt::run::saved_run(&state, &lost.config).unwrap().run.train.optimizer;
+    assert_eq!((o.kind, o.muon_lr, o.momentum, o.nesterov), (Optimizer::Muon, 0.03, 0.9, false));
+    let _ = std::fs::remove_dir_all(&root);
 }
