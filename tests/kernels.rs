@@ -848,8 +848,11 @@ async fn sgd(k: Arc<Kernels>) {
     let (norm, partials) = (g.tensor("norm", &[1]), g.tensor("partials", &[AdamW::partials_len(&grad_refs)]));
     let step = g.tensor("step", &[8]);
     let scaler = ScalerHead::on(scale, 0, 0).tensor(g);
-    let consts =
-        |i: usize| SgdConsts { weight_decay: if i % 2 == 0 { 0.1 } else { 0.0 }, momentum: 0.9, nesterov: i % 3 != 0 };
+    let consts = |i: usize| SgdConsts {
+        weight_decay: if i.is_multiple_of(2) { 0.1 } else { 0.0 },
+        momentum: 0.9,
+        nesterov: !i.is_multiple_of(3),
+    };
     let mut prog = Program::default();
     k.adamw.grad_norm(&mut prog, &norm, &partials, &grad_refs, &scaler);
     for i in 0..sizes.len() {

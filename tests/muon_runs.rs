@@ -9,7 +9,7 @@ mod common;
 use wgpt::model::{Gpt2, Gpt2Config, Weights};
 use wgpt::run::{DataSource, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
-use wgpt::train::{optimizer_bytes, training_bytes, Optimizer, OptimizerConfig, TrainConfig, Trainer};
+use wgpt::train::{training_bytes, training_bytes_for, Optimizer, OptimizerConfig, TrainConfig, Trainer};
 
 /// The tests of this binary run one at a time, so that one can count the device's allocations.
 static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -138,8 +138,8 @@ fn muon_statistics_update_equals_the_plain_one() {
     assert!(trained[0] == trained[1], "the update with statistics moved the weights differently");
 }
 
-/// The estimate of a Muon run (training_bytes with Muon's optimizer bytes in place of AdamW's:
-/// one momentum buffer per matrix, and the Newton-Schulz scratch) is what its trainer allocates.
+/// The estimate of a Muon run (the memory plan's: one momentum buffer per matrix in place of
+/// AdamW's two moments, and the Newton-Schulz scratch) is what its trainer allocates.
 #[test]
 fn muon_memory_estimate_matches_allocations() {
     let _lock = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,7 +151,7 @@ fn muon_memory_estimate_matches_allocations() {
     let (_, after) = k.gpu.buffer_stats();
     let kind = trainer.cfg.attention.unwrap();
     let adamw = training_bytes(&cfg, 4, 32, kind, false);
-    let estimate = adamw - optimizer_bytes(&cfg, &TrainConfig::default()) + optimizer_bytes(&cfg, &train);
+    let estimate = training_bytes_for(&cfg, &train.optimizer, 4, 32, kind, false);
     let ratio = estimate as f64 / (after - before) as f64;
     println!("Muon: estimate {estimate} bytes, allocated {} ({ratio:.3}); AdamW's estimate {adamw}", after - before);
     assert!((0.98..=1.0).contains(&ratio), "estimate {estimate} vs allocated {}", after - before);
