@@ -1,7 +1,8 @@
 //! Muon's share of a trainer (src/kernels/muon.rs): the Newton-Schulz scratch, allocated once per
-//! stored shape of the Muon matrices (its (m, m) products once per smaller dimension m) from one
-//! list of specs that the memory estimate sums too, and the table of Muon's per-step scalars
-//! ([`MuonStep`]) written before every step.
+//! oriented shape (m, n), m ≤ n, of the Muon matrices (so GPT-2's (C, 4C) and (4C, C) share one,
+//! each seeing it in its own shape; the (m, m) products once per m) from one list of specs that
+//! the memory estimate sums too, and the table of Muon's per-step scalars ([`MuonStep`]) written
+//! before every step.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,11 @@ fn matrices(model: &Gpt2Config, cfg: &TrainConfig) -> Vec<Matrix> {
         .collect()
 }
 
+/// (min, max) of a stored shape: the shape Newton-Schulz works in.
+fn oriented((rows, cols): (usize, usize)) -> (usize, usize) {
+    (rows.min(cols), rows.max(cols))
+}
+
 /// The step table and the scratch of every Muon matrix.
 pub(crate) struct MuonTensors {
     /// The step's [`MuonStep`], matrices in `matrices` order.
@@ -38,8 +44,8 @@ pub(crate) struct MuonTensors {
 }
 
 impl MuonTensors {
-    /// Each tensor's key and shape: the step table, then per distinct stored shape
-    /// `ns_x.RxC`, `ns_y.RxC`, `ns_partials.RxC`, and per distinct m `ns_a.M`, `ns_aa.M`
+    /// Each tensor's key and shape: the step table, then per distinct oriented shape (m, n)
+    /// `ns_x.MxN`, `ns_y.MxN`, `ns_partials.MxN`, and per distinct m `ns_a.M`, `ns_aa.M`
     /// ([`NsScratch::specs`]); nothing where no parameter takes Muon.
     pub fn specs(model: &Gpt2Config, cfg: &TrainConfig) -> Vec<(String, Vec<usize>)> {
         let matrices = matrices(model, cfg);
@@ -47,12 +53,12 @@ impl MuonTensors {
             return vec![];
         }
         let mut specs = vec![("muon_step".to_string(), vec![MuonStep::words_len(matrices.len())])];
-        let shapes: std::collections::BTreeSet<(usize, usize)> = matrices.iter().map(|m| m.shape).collect();
-        for &(rows, cols) in &shapes {
-            for (label, shape) in NsScratch::specs(rows, cols) {
+        let oriented: std::collections::BTreeSet<(usize, usize)> = matrices.iter().map(|m| oriented(m.shape)).collect();
+        for &(m, n) in &oriented {
+            for (label, shape) in NsScratch::specs(m, n) {
                 let key = match label {
-                    "ns_a" | "ns_aa" => format!("{label}.{}", rows.min(cols)),
-                    _ => format!("{label}.{rows}x{cols}"),
+                    "ns_a" | "ns_aa" => format!("{label}.{m}"),
+                    _ => format!("{label}.{m}x{n}"),
                 };
                 if !specs.iter().any(|(k, _)| *k == key) {
                     specs.push((key, shape));
@@ -80,13 +86,15 @@ impl MuonTensors {
         let get = |key: String| all.iter().find(|(k, _)| *k == key).map(|(_, t)| t.clone()).expect("in the specs");
         let mut scratch = BTreeMap::new();
         for &(rows, cols) in matrices.iter().map(|m| &m.shape) {
-            let (shape, m) = (format!("{rows}x{cols}"), rows.min(cols));
+            let ((m, n), stored) = (oriented((rows, cols)), vec![rows, cols]);
+            // x and y seen in the stored shape, whichever orientation allocated them
+            let view = |t: Tensor| Tensor { shape: stored.clone(), ..t };
             scratch.entry((rows, cols)).or_insert_with(|| NsScratch {
-                x: get(format!("ns_x.{shape}")),
-                y: get(format!("ns_y.{shape}")),
+                x: view(get(format!("ns_x.{m}x{n}"))),
+                y: view(get(format!("ns_y.{m}x{n}"))),
                 a: get(format!("ns_a.{m}")),
                 aa: get(format!("ns_aa.{m}")),
-                partials: get(format!("ns_partials.{shape}")),
+                partials: get(format!("ns_partials.{m}x{n}")),
             });
         }
         Some(MuonTensors { step: get("muon_step".into()), matrices, scratch })
