@@ -16,6 +16,7 @@ mod encoder;
 pub mod layernorm;
 mod lens;
 pub mod matmul;
+mod muon;
 mod optim;
 mod selection;
 pub mod template;
@@ -34,6 +35,7 @@ pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
+pub use muon::{Muon, MuonStep, MuonUpdate, NsConsts, NsScratch};
 pub use optim::{Sgd, SgdConsts, SgdUpdate};
 pub use selection::{software, AttnShape, Choices, Family, Selection, Source, BUILT_IN};
 
@@ -59,6 +61,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
+    ("muon.wgsl", include_str!("../../shaders/muon.wgsl")),
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("prelude.wgsl", PRELUDE),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
@@ -148,6 +151,7 @@ pub fn all_modules() -> Vec<ModuleSpec> {
     all.extend(layernorm::modules());
     all.extend(lens::modules());
     all.extend(matmul::modules());
+    all.extend(muon::modules());
     all.extend(optim::modules());
     all
 }
@@ -165,6 +169,7 @@ pub struct Kernels {
     pub residual: Residual,
     pub crossentropy: CrossEntropy,
     pub adamw: AdamW,
+    pub muon: Muon,
     pub dropout: Dropout,
     pub decode: Decode,
     pub update_stats: UpdateStats,
@@ -192,6 +197,7 @@ impl Kernels {
             residual: Residual::new(gpu),
             crossentropy: CrossEntropy::new(gpu),
             adamw: AdamW::new(gpu),
+            muon: Muon::new(gpu),
             dropout: Dropout::new(gpu),
             decode: Decode::new(gpu),
             update_stats: UpdateStats::new(gpu),
