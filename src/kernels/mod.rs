@@ -28,9 +28,9 @@ pub use crossentropy::{CrossEntropy, CrossEntropyBwd, CrossEntropyFwd};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
 pub use dropout::{Dropout, Site};
 pub use dynamics::{UpdateStats, SUMS};
-pub use elementwise::{Gelu, Residual};
+pub use elementwise::{Gelu, Residual, Softcap};
 pub use encoder::{Encoder, EncoderBuckets};
-pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
+pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd, NormKind};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
 pub use selection::{software, AttnShape, Choices, Family, Selection, Source, BUILT_IN};
@@ -59,6 +59,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
     ("prelude.wgsl", PRELUDE),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
+    ("softcap.wgsl", include_str!("../../shaders/softcap.wgsl")),
 ];
 
 fn shader(file: &str) -> &'static str {
@@ -159,6 +160,7 @@ pub struct Kernels {
     pub attention: Attention,
     pub gelu: Gelu,
     pub residual: Residual,
+    pub softcap: Softcap,
     pub crossentropy: CrossEntropy,
     pub adamw: AdamW,
     pub dropout: Dropout,
@@ -185,6 +187,7 @@ impl Kernels {
             attention: Attention::new(gpu),
             gelu: Gelu::new(gpu),
             residual: Residual::new(gpu),
+            softcap: Softcap::new(gpu),
             crossentropy: CrossEntropy::new(gpu),
             adamw: AdamW::new(gpu),
             dropout: Dropout::new(gpu),
