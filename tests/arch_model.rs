@@ -230,3 +230,26 @@ fn untied_and_mixed_models_round_trip_through_hf_files() {
         "GPT-2's eps as before"
     );
 }
+
+/// The untied head's f16 copy: an f16 decoder of the mixed model (products on f16 copies, the
+/// head's being lm_head's) gives the f32 decoder's logits within f16's tolerance.
+#[test]
+fn an_untied_model_decodes_in_f16() {
+    let Some(k) = common::shared_kernels() else { return };
+    if !k.gpu.shader_f16() {
+        return;
+    }
+    let (_, arch) = arches().pop().unwrap();
+    let model = Gpt2::new(k.clone(), &Weights::random(cfg(arch), 11)).unwrap();
+    let tokens = common::Rng::new(12).ids(6, 37);
+    let logits = |precision| {
+        let mut dec = Decoder::with_precision(&model, precision).unwrap();
+        assert_eq!(dec.precision().f16(), precision == wgpt::precision::Precision::F16);
+        dec.prefill(&model, &tokens).unwrap();
+        pollster::block_on(dec.logits(&model)).unwrap()
+    };
+    let (f32s, f16s) = (logits(wgpt::precision::Precision::F32), logits(wgpt::precision::Precision::F16));
+    let c = cpu::check_close("f16 vs f32 decoder logits", &f16s, &f32s, 2e-2, 2e-2).unwrap_or_else(|m| panic!("{m}"));
+    assert!(c.max_abs > 0.0, "the f16 decoder ran on f16 copies");
+    println!("mixed model, f16 vs f32 decoder logits: max abs err {:.2e}", c.max_abs);
+}
