@@ -7,7 +7,7 @@ use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{
     AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, Site,
 };
-use crate::model::{layer, ActivationTensors, Allocated, Gpt2, Gpt2Config, ParameterTensors, TensorSpec};
+use crate::model::{layer, ActivationTensors, Allocated, Gpt2, Gpt2Config, Mlp, ParameterTensors, TensorSpec};
 use crate::weights16::MatmulWeights;
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
@@ -186,7 +186,11 @@ impl Gpt2 {
         let (dinp, dweight, dbias) = (&d.dfch_gelu[l], &dp.mlp_proj_w[l], layer(&dp.mlp_proj_b, l));
         let (dout, inp, weight) = (&d.dfcproj[l], &a.fch_gelu[l], &w.mlp_proj_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
-        k.gelu.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]);
+        match self.config.arch.mlp {
+            Mlp::Gelu => k.gelu.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]),
+            Mlp::Relu2 => k.relu2.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]),
+            Mlp::SwiGlu => unreachable!("Gpt2Config::validate refuses swiglu until its kernels land"),
+        }
         let (dinp, dweight, dbias) = (&d.dln2[l], &dp.c_fc_w[l], layer(&dp.c_fc_b, l));
         let (dout, inp, weight) = (&d.dfch[l], &a.ln2[l], &w.c_fc_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });

@@ -1,5 +1,5 @@
 //! Models with the architecture switches the kernels run (RMSNorm, no biases, an untied head,
-//! no learned positions, the logit softcap; alone and mixed): the GPU forward against a plain CPU model built from
+//! no learned positions, the logit softcap, ReLU²; alone and mixed): the GPU forward against a plain CPU model built from
 //! src/cpu's references, the KV-cache decoder against full forwards, training that resumes bit
 //! for bit, and their Hugging Face files read back as the same model.
 
@@ -7,7 +7,7 @@ mod common;
 
 use wgpt::cpu;
 use wgpt::generate::Decoder;
-use wgpt::model::{Arch, Gpt2, Gpt2Config, HfClass, Norm, Positions, Weights};
+use wgpt::model::{Arch, Gpt2, Gpt2Config, HfClass, Mlp, Norm, Positions, Weights};
 use wgpt::run::{DataSource, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
@@ -25,6 +25,7 @@ fn arches() -> Vec<(&'static str, Arch)> {
         ("untied", Arch { tied: false, ..g }),
         ("no positions", Arch { positions: Positions::Off, ..g }),
         ("softcap", Arch { logit_softcap: Some(2.0), ..g }),
+        ("relu2", Arch { mlp: Mlp::Relu2, ..g }),
         (
             "mixed",
             Arch {
@@ -33,6 +34,7 @@ fn arches() -> Vec<(&'static str, Arch)> {
                 tied: false,
                 positions: Positions::Off,
                 logit_softcap: Some(15.0),
+                mlp: Mlp::Relu2,
                 ..g
             },
         ),
@@ -81,7 +83,10 @@ fn cpu_logits(w: &Weights, ids: &[u32], b: usize, t: usize) -> Vec<f32> {
         cpu::residual_forward(&mut x2, &x, &linear(&att_out, &h("attn.c_proj"), ch, ch));
         let fc = linear(&norm(&x2, &h("ln_2")), &h("mlp.c_fc"), ch, 4 * ch);
         let mut act = vec![0.0; fc.len()];
-        cpu::gelu_forward(&mut act, &fc);
+        match c.arch.mlp {
+            Mlp::Relu2 => cpu::relu2_forward(&mut act, &fc),
+            _ => cpu::gelu_forward(&mut act, &fc),
+        }
         cpu::residual_forward(&mut x, &x2, &linear(&act, &h("mlp.c_proj"), 4 * ch, ch));
     }
     let head = get("lm_head.weight").or(get("wte.weight")).unwrap();
@@ -177,7 +182,7 @@ fn run_config(model: Gpt2Config) -> RunConfig {
 }
 
 /// 16 steps straight equal 8 + a checkpoint + a fresh run restored from it + 8, bit for bit, for
-/// the mixed model (RMSNorm, no biases, untied, no positions, softcap 15); the checkpoint's config.json is
+/// the mixed model (RMSNorm, no biases, untied, no positions, softcap 15, ReLU²); the checkpoint's config.json is
 /// wgpt's model type and reads back as the same config.
 #[test]
 fn a_mixed_run_resumes_exactly() {

@@ -95,6 +95,22 @@ fn layernorm() {
 }
 
 #[test]
+fn relu2() {
+    let mut rng = Rng::new(14);
+    // away from 0, where relu² is not differentiable twice and finite differences straddle it
+    let x: Vec<f32> = rng.vec(9, -2.0, 2.0).into_iter().map(|v| if v.abs() < 0.1 { v + 0.3 } else { v }).collect();
+    let w = rng.vec(9, -1.0, 1.0);
+    let forward = |x: &[f32]| {
+        let mut y = vec![0.0; x.len()];
+        cpu::relu2_forward(&mut y, x);
+        dot(&y, &w)
+    };
+    let mut dx = vec![0.0; 9];
+    cpu::relu2_backward(&mut dx, &x, &w);
+    assert_grad("relu2 dx", &dx, &numeric_grad(&x, forward));
+}
+
+#[test]
 fn softcap() {
     let cap = 1.5;
     let mut rng = Rng::new(13);

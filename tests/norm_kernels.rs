@@ -1,6 +1,6 @@
 //! The architecture switches' kernel paths against their CPU references at ragged shapes:
 //! RMSNorm forward and backward, a LayerNorm without a bias, the embedding without learned
-//! positions, and the logit softcap with the cross-entropy backward through it. Outputs the backward accumulates into start from random values (a `+=` that
+//! positions, the logit softcap with the cross-entropy backward through it, and ReLU². Outputs the backward accumulates into start from random values (a `+=` that
 //! overwrote would fail); the forward's outputs start as NaN (a row left unwritten would fail).
 
 mod common;
@@ -201,3 +201,27 @@ async fn softcap(k: Arc<Kernels>) {
     }
 }
 gpu_test!(softcap_and_its_backward, softcap);
+
+/// ReLU² forward and backward on vec4s (n % 4 == 0) and scalars.
+async fn relu2(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    for (i, &n) in [1usize, 7, 13, 340, 1021].iter().enumerate() {
+        let mut rng = Rng::new(1000 + i as u64);
+        let (inp, dout, dinp0) = (rng.vec(n, -2.0, 2.0), rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+        let out = g.upload("out", &[n], &vec![f32::NAN; n]);
+        let (inp_t, dout_t, dinp) =
+            (g.upload("inp", &[n], &inp), g.upload("dout", &[n], &dout), g.upload("dinp", &[n], &dinp0));
+        let mut prog = Program::default();
+        k.relu2.forward(&mut prog, &out, &inp_t);
+        k.relu2.backward(&mut prog, &dinp, &inp_t, &dout_t);
+        k.gpu.run(|pass| prog.encode(pass));
+        let got = g.read_many(&[&out, &dinp]).await.unwrap();
+        let mut want = vec![0.0; n];
+        cpu::relu2_forward(&mut want, &inp);
+        let mut wd = dinp0;
+        cpu::relu2_backward(&mut wd, &inp, &dout);
+        assert_close(&format!("relu2 N{n}"), &got[0], &want, 0.0, 0.0);
+        assert_close(&format!("relu2 dinp N{n}"), &got[1], &wd, 1e-6, 1e-6);
+    }
+}
+gpu_test!(relu2_forward_backward, relu2);

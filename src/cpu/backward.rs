@@ -63,6 +63,13 @@ pub fn softcap_backward(dinp: &mut [f32], y: &[f32], dout: &[f32], cap: f32) {
     }
 }
 
+/// dinp += 2·relu(inp)·dout: ReLU²'s backward.
+pub fn relu2_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
+        *d += 2.0 * x.max(0.0) * g;
+    }
+}
+
 /// The RMSNorm backward's slices: dinp (N,C) and dweight (C) accumulate; dout (N,C) and the
 /// forward's inp (N,C), weight (C) and rstd (N) are read.
 pub struct RmsNormBwd<'a> {

@@ -149,6 +149,13 @@ pub fn softcap_forward(x: &mut [f32], cap: f32) {
     }
 }
 
+/// out = relu(inp)².
+pub fn relu2_forward(out: &mut [f32], inp: &[f32]) {
+    for (o, &x) in out.iter_mut().zip(inp) {
+        *o = x.max(0.0) * x.max(0.0);
+    }
+}
+
 /// out = gelu_new(inp).
 pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
     let s = (2.0f32 / std::f32::consts::PI).sqrt();

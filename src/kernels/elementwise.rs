@@ -1,4 +1,5 @@
-//! Elementwise kernels: tanh-GELU (shaders/gelu.wgsl) and the residual add (shaders/residual.wgsl),
+//! Elementwise kernels: tanh-GELU (shaders/gelu.wgsl), ReLU² (shaders/relu2.wgsl) and the
+//! residual add (shaders/residual.wgsl),
 //! forward and backward, on vec4s where the length is a multiple of 4 (a quarter of the loads;
 //! the same operations per element, so the same results) and on scalars elsewhere; and the logit
 //! softcap (shaders/softcap.wgsl), in place, whose backward is the cross-entropy's.
@@ -8,17 +9,25 @@ use crate::gpu::{Gpu, Tensor};
 
 const GELU: &[&str] = &["gelu.wgsl"];
 const RESIDUAL: &[&str] = &["residual.wgsl"];
+const RELU2: &[&str] = &["relu2.wgsl"];
 
 fn spec(files: &'static [&'static str], entry: &'static str) -> ModuleSpec {
     ModuleSpec::new::<Dims4>(files, entry)
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    [(GELU, "forward"), (GELU, "backward"), (RESIDUAL, "forward"), (RESIDUAL, "backward")]
-        .into_iter()
-        .flat_map(|(f, e)| Widths::specs(spec(f, e)))
-        .chain([softcap_spec()])
-        .collect()
+    [
+        (GELU, "forward"),
+        (GELU, "backward"),
+        (RELU2, "forward"),
+        (RELU2, "backward"),
+        (RESIDUAL, "forward"),
+        (RESIDUAL, "backward"),
+    ]
+    .into_iter()
+    .flat_map(|(f, e)| Widths::specs(spec(f, e)))
+    .chain([softcap_spec()])
+    .collect()
 }
 
 #[repr(C)]
@@ -71,6 +80,27 @@ impl Gelu {
     }
 
     /// dinp += gelu_new'(inp) · dout, any shape.
+    pub fn backward(&self, prog: &mut Program, dinp: &Tensor, inp: &Tensor, dout: &Tensor) {
+        dispatch(&self.bwd, prog, inp.numel(), &[dinp, inp, dout]);
+    }
+}
+
+pub struct Relu2 {
+    fwd: Widths,
+    bwd: Widths,
+}
+
+impl Relu2 {
+    pub fn new(gpu: &Gpu) -> Relu2 {
+        Relu2 { fwd: Widths::new(gpu, || spec(RELU2, "forward")), bwd: Widths::new(gpu, || spec(RELU2, "backward")) }
+    }
+
+    /// out = relu(inp)², any shape.
+    pub fn forward(&self, prog: &mut Program, out: &Tensor, inp: &Tensor) {
+        dispatch(&self.fwd, prog, inp.numel(), &[out, inp]);
+    }
+
+    /// dinp += 2·relu(inp)·dout, any shape.
     pub fn backward(&self, prog: &mut Program, dinp: &Tensor, inp: &Tensor, dout: &Tensor) {
         dispatch(&self.bwd, prog, inp.numel(), &[dinp, inp, dout]);
     }

@@ -28,7 +28,7 @@ pub use crossentropy::{CrossEntropy, CrossEntropyBwd, CrossEntropyFwd};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
 pub use dropout::{Dropout, Site};
 pub use dynamics::{UpdateStats, SUMS};
-pub use elementwise::{Gelu, Residual, Softcap};
+pub use elementwise::{Gelu, Relu2, Residual, Softcap};
 pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd, NormKind};
 pub use lens::RowTop1;
@@ -58,6 +58,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
     ("prelude.wgsl", PRELUDE),
+    ("relu2.wgsl", include_str!("../../shaders/relu2.wgsl")),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
     ("softcap.wgsl", include_str!("../../shaders/softcap.wgsl")),
 ];
@@ -159,6 +160,7 @@ pub struct Kernels {
     pub matmul: Matmul,
     pub attention: Attention,
     pub gelu: Gelu,
+    pub relu2: Relu2,
     pub residual: Residual,
     pub softcap: Softcap,
     pub crossentropy: CrossEntropy,
@@ -186,6 +188,7 @@ impl Kernels {
             matmul: Matmul::new(gpu, selection),
             attention: Attention::new(gpu),
             gelu: Gelu::new(gpu),
+            relu2: Relu2::new(gpu),
             residual: Residual::new(gpu),
             softcap: Softcap::new(gpu),
             crossentropy: CrossEntropy::new(gpu),

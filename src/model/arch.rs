@@ -402,7 +402,7 @@ impl Arch {
         if self.qk_norm {
             not_yet.push("qk_norm".into());
         }
-        if self.mlp != Mlp::Gelu {
+        if self.mlp == Mlp::SwiGlu {
             not_yet.push(format!("mlp = {}", self.mlp.name()));
         }
         if self.intermediate_size.is_some_and(|i| i != 4 * cfg.n_embd) {

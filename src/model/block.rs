@@ -8,7 +8,7 @@ use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{AttentionImpl, AttnFwd, DecodeAttn, DecodeDims, LayerNormFwd, Program, Site};
 use crate::weights16::MatmulWeights;
 
-use super::{layer, ActivationTensors, Gpt2};
+use super::{layer, ActivationTensors, Gpt2, Mlp};
 
 /// The tensors one block reads and writes, each (B,T,·) (the decoder's (T,·)); the decoder
 /// reuses its scratch across layers, so several may be one tensor.
@@ -105,7 +105,11 @@ impl Gpt2 {
         let (out, mean, rstd, weight, bias) = (x.ln2, x.ln2_mean, x.ln2_rstd, &p.ln_2_w[l], layer(&p.ln_2_b, l));
         k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: x.residual2, weight, bias, kind, eps });
         k.matmul.forward(prog, x.fch, x.ln2, &w.c_fc_w[l], layer(&p.c_fc_b, l));
-        k.gelu.forward(prog, x.fch_gelu, x.fch);
+        match self.config.arch.mlp {
+            Mlp::Gelu => k.gelu.forward(prog, x.fch_gelu, x.fch),
+            Mlp::Relu2 => k.relu2.forward(prog, x.fch_gelu, x.fch),
+            Mlp::SwiGlu => unreachable!("Gpt2Config::validate refuses swiglu until its kernels land"),
+        }
         k.matmul.forward(prog, x.fcproj, x.fch_gelu, &w.mlp_proj_w[l], layer(&p.mlp_proj_b, l));
         k.dropout.at(prog, x.fcproj, dropout, Site::MlpResidual(l));
         k.residual.forward(prog, x.out, x.residual2, x.fcproj);
