@@ -190,7 +190,7 @@ impl Trainer {
                 let n = count as f64;
                 let (g2, w2, d2) = (s[0] as f64, s[1] as f64, s[2] as f64);
                 TensorDynamics {
-                    name: format!("{PREFIX}{}", slot.name),
+                    name: crate::model::hf_name(&slot.name),
                     count,
                     grad_norm: g2.sqrt() as f32,
                     grad_rms: ratio(g2, n),

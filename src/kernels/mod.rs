@@ -30,9 +30,9 @@ pub use crossentropy::{CrossEntropy, CrossEntropyBwd, CrossEntropyFwd, IGNORE};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
 pub use dropout::{Dropout, Site};
 pub use dynamics::{UpdateStats, SUMS};
-pub use elementwise::{Gelu, Residual};
+pub use elementwise::{Gelu, Relu2, Residual, Softcap};
 pub use encoder::{Encoder, EncoderBuckets};
-pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
+pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd, NormKind};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
 pub use muon::{Muon, MuonStep, MuonUpdate, NsConsts, NsScratch};
@@ -64,7 +64,9 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("muon.wgsl", include_str!("../../shaders/muon.wgsl")),
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("prelude.wgsl", PRELUDE),
+    ("relu2.wgsl", include_str!("../../shaders/relu2.wgsl")),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
+    ("softcap.wgsl", include_str!("../../shaders/softcap.wgsl")),
 ];
 
 fn shader(file: &str) -> &'static str {
@@ -166,7 +168,9 @@ pub struct Kernels {
     pub matmul: Matmul,
     pub attention: Attention,
     pub gelu: Gelu,
+    pub relu2: Relu2,
     pub residual: Residual,
+    pub softcap: Softcap,
     pub crossentropy: CrossEntropy,
     pub adamw: AdamW,
     pub muon: Muon,
@@ -194,7 +198,9 @@ impl Kernels {
             matmul: Matmul::new(gpu, selection),
             attention: Attention::new(gpu),
             gelu: Gelu::new(gpu),
+            relu2: Relu2::new(gpu),
             residual: Residual::new(gpu),
+            softcap: Softcap::new(gpu),
             crossentropy: CrossEntropy::new(gpu),
             adamw: AdamW::new(gpu),
             muon: Muon::new(gpu),
