@@ -8,17 +8,16 @@ use std::collections::HashMap;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde_json::{json, Value};
 
-use crate::model::{Gpt2Config, HfClass, Weights};
+use crate::model::{hf_name, Arch, Gpt2Config, HfClass, Named, Weights, LM_HEAD};
 use crate::{Error, Result};
 
-/// Parses an HF GPT-2 config.json; unsupported settings are errors naming the field.
+/// Parses an HF config.json: a GPT-2 (`model_type` "gpt2", or none) or wgpt's own model type
+/// ("wgpt": GPT-2's keys plus the architecture switches under their names). Unsupported
+/// settings are errors naming the field.
 pub fn parse_config(text: &str) -> Result<Gpt2Config> {
     let v: Value =
         serde_json::from_str(text).map_err(|e| Error::Format(format!("config.json is not valid JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| Error::Format("config.json must be a JSON object".into()))?;
-    if obj.get("model_type").and_then(Value::as_str) == Some("wgpt") {
-        return parse_wgpt_config(v.clone());
-    }
     let field = |names: &[&str]| -> Result<usize> {
         for name in names {
             if let Some(x) = obj.get(*name) {
@@ -29,21 +28,33 @@ pub fn parse_config(text: &str) -> Result<Gpt2Config> {
         }
         Err(Error::Format(format!("config.json: missing field \"{}\"", names[0])))
     };
-    let config = Gpt2Config {
+    let mut config = Gpt2Config {
         n_layer: field(&["n_layer"])?,
         n_head: field(&["n_head"])?,
         n_embd: field(&["n_embd"])?,
         block_size: field(&["n_positions", "n_ctx"])?,
         vocab_size: field(&["vocab_size"])?,
-        arch: crate::model::Arch::GPT2,
+        arch: Arch::GPT2,
     };
-    if let Some(t) = obj.get("model_type").and_then(Value::as_str) {
-        if t != "gpt2" {
+    match obj.get("model_type").and_then(Value::as_str) {
+        None | Some("gpt2") => config.arch = gpt2_arch(obj, config.n_embd)?,
+        Some("wgpt") => {
+            config.arch = serde_json::from_value(v.clone())
+                .map_err(|e| Error::Format(format!("config.json: the architecture switches: {e}")))?;
+        }
+        Some(t) => {
             return Err(Error::Format(format!(
-                "config.json: model_type is \"{t}\"; wgpt runs GPT-2 (\"gpt2\") models only"
+                "config.json: model_type is \"{t}\"; wgpt runs GPT-2 (\"gpt2\") models and its own (\"wgpt\") only"
             )));
         }
     }
+    config.validate()?;
+    Ok(config)
+}
+
+/// A GPT-2 config's architecture: GPT-2's, with its head tied or not, its n_inner and its
+/// layer_norm_epsilon; other settings it cannot run are errors naming the field.
+fn gpt2_arch(obj: &serde_json::Map<String, Value>, n_embd: usize) -> Result<Arch> {
     let expect_str = |name: &str, want: &str| -> Result<()> {
         match obj.get(name) {
             None | Some(Value::Null) => Ok(()),
@@ -52,48 +63,38 @@ pub fn parse_config(text: &str) -> Result<Gpt2Config> {
         }
     };
     expect_str("activation_function", "gelu_new")?;
+    let mut arch = Arch::GPT2;
     if let Some(eps) = obj.get("layer_norm_epsilon").and_then(Value::as_f64) {
-        if (eps - 1e-5).abs() > 1e-9 {
-            return Err(Error::Format(format!("config.json: layer_norm_epsilon is {eps}; wgpt supports 1e-5 only")));
-        }
+        arch.norm_eps = eps as f32;
     }
     if let Some(n_inner) = obj.get("n_inner").and_then(Value::as_u64) {
-        if n_inner as usize != 4 * config.n_embd {
-            return Err(Error::Format(format!("config.json: n_inner is {n_inner}; wgpt supports 4 * n_embd only")));
-        }
+        arch.intermediate_size = (n_inner as usize != 4 * n_embd).then_some(n_inner as usize);
     }
-    for (name, want) in
-        [("tie_word_embeddings", true), ("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false)]
-    {
+    if let Some(tied) = obj.get("tie_word_embeddings").and_then(Value::as_bool) {
+        arch.tied = tied;
+    }
+    for (name, want) in [("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false)] {
         if let Some(b) = obj.get(name).and_then(Value::as_bool) {
             if b != want {
                 return Err(Error::Format(format!("config.json: \"{name}\" is {b}; wgpt supports {want} only")));
             }
         }
     }
-    config.validate()?;
-    Ok(config)
+    Ok(arch)
 }
 
-/// A config.json of wgpt's own model type: the config's keys as [`Gpt2Config`] serializes them.
-fn parse_wgpt_config(v: Value) -> Result<Gpt2Config> {
-    let config: Gpt2Config =
-        serde_json::from_value(v).map_err(|e| Error::Format(format!("config.json (model_type \"wgpt\"): {e}")))?;
-    config.validate()?;
-    Ok(config)
+/// An f32 as the shortest decimal that reads back as it (1e-5, not 9.99999974e-6).
+fn short(x: f32) -> f64 {
+    x.to_string().parse().expect("an f32 prints as a number")
 }
 
-/// The config.json of this shape: the one `transformers` writes for a GPT2LMHeadModel where the
-/// architecture is GPT-2's, else wgpt's own model type with every key of the config (the
-/// tensors keep GPT-2's names and [in, out] layout).
+/// The config.json that `transformers` writes for a GPT2LMHeadModel of this shape; any other
+/// combination of switches is wgpt's own model type, its switches under their names.
 pub fn config_json(c: &Gpt2Config) -> String {
     if HfClass::of(c) != HfClass::Gpt2 {
-        let mut v = serde_json::to_value(c).expect("a config serializes");
-        let obj = v.as_object_mut().expect("a config is a JSON object");
-        obj.insert("architectures".into(), json!([HfClass::Wgpt.class_name()]));
-        obj.insert("model_type".into(), json!(HfClass::Wgpt.model_type()));
-        return serde_json::to_string_pretty(&v).expect("a JSON value serializes");
+        return wgpt_config_json(c);
     }
+    let n_inner = c.arch.intermediate_size.filter(|&i| i != 4 * c.n_embd);
     let v = json!({
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
@@ -104,19 +105,50 @@ pub fn config_json(c: &Gpt2Config) -> String {
         "bos_token_id": c.vocab_size - 1,
         "eos_token_id": c.vocab_size - 1,
         "initializer_range": 0.02,
-        "layer_norm_epsilon": 1e-5,
+        "layer_norm_epsilon": short(c.arch.norm_eps),
         "n_ctx": c.block_size,
         "n_embd": c.n_embd,
         "n_head": c.n_head,
-        "n_inner": null,
+        "n_inner": n_inner,
         "n_layer": c.n_layer,
         "n_positions": c.block_size,
         "reorder_and_upcast_attn": false,
         "scale_attn_by_inverse_layer_idx": false,
         "scale_attn_weights": true,
-        "tie_word_embeddings": true,
+        "tie_word_embeddings": c.arch.tied,
         "use_cache": true,
         "vocab_size": c.vocab_size,
+    });
+    serde_json::to_string_pretty(&v).expect("a JSON value serializes")
+}
+
+/// config.json for model_type "wgpt": GPT-2's size keys and every switch (null: the default
+/// from the sizes), so that it reads back as the same config.
+fn wgpt_config_json(c: &Gpt2Config) -> String {
+    let a = &c.arch;
+    let v = json!({
+        "architectures": [HfClass::Wgpt.class_name()],
+        "model_type": HfClass::Wgpt.model_type(),
+        "bos_token_id": c.vocab_size - 1,
+        "eos_token_id": c.vocab_size - 1,
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_embd": c.n_embd,
+        "n_positions": c.block_size,
+        "vocab_size": c.vocab_size,
+        "positions": a.positions.name(),
+        "rope_theta": short(a.rope_theta),
+        "norm": a.norm.name(),
+        "norm_eps": short(a.norm_eps),
+        "mlp": a.mlp.name(),
+        "intermediate_size": a.intermediate_size,
+        "n_kv_head": a.n_kv_head,
+        "head_dim": a.head_dim,
+        "qk_norm": a.qk_norm,
+        "bias": a.bias,
+        "tied": a.tied,
+        "tie_word_embeddings": a.tied,
+        "logit_softcap": a.logit_softcap.map(short),
     });
     serde_json::to_string_pretty(&v).expect("a JSON value serializes")
 }
@@ -141,7 +173,8 @@ pub fn parse_safetensors<'a>(what: &str, bytes: &'a [u8]) -> Result<SafeTensors<
 
 /// Reads GPT-2 parameters for `config` from safetensors bytes laid out as HF writes them. Keys
 /// may carry the `transformer.` prefix (GPT2LMHeadModel's files) or not (GPT2Model's); `attn.bias`/`attn.masked_bias` are
-/// ignored; `lm_head.weight`, if present, must equal wte (tied).
+/// ignored; `lm_head.weight` is the untied head's tensor, and where the config ties it, if
+/// present, must equal wte.
 pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weights> {
     let st = parse_safetensors(what, bytes)?;
     let mut by_name: HashMap<String, TensorView> = HashMap::new();
@@ -151,7 +184,7 @@ pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weig
         if key.ends_with(".attn.bias") || key.ends_with(".attn.masked_bias") {
             continue;
         }
-        if key == "lm_head.weight" {
+        if name == LM_HEAD && config.arch.tied {
             lm_head = Some(view);
             continue;
         }
@@ -195,7 +228,8 @@ pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weig
         let lm = to_f32("lm_head.weight", &view)?;
         if view.shape() != [config.vocab_size, config.n_embd] || lm != tensors[0] {
             return Err(Error::Format(format!(
-                "{what}: lm_head.weight differs from wte.weight; wgpt supports tied embeddings only"
+                "{what}: lm_head.weight differs from wte.weight but config.json ties them (tie_word_embeddings); \
+                 set it to false for an untied head"
             )));
         }
     }
@@ -203,7 +237,8 @@ pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weig
 }
 
 /// model.safetensors bytes for `weights`, keys `transformer.<name>` (GPT2LMHeadModel's own
-/// layout, lm_head tied and so absent), metadata format "pt" as transformers requires.
+/// layout; lm_head absent where tied, `lm_head.weight` where not), metadata format "pt" as
+/// transformers requires.
 pub fn save_weights(weights: &Weights) -> Result<Vec<u8>> {
     let specs = weights.config.param_specs();
     let views: Vec<(String, TensorView)> = specs
@@ -212,7 +247,7 @@ pub fn save_weights(weights: &Weights) -> Result<Vec<u8>> {
         .map(|((name, shape), data)| {
             let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
                 .map_err(|e| Error::Format(format!("cannot serialize {name}: {e}")))?;
-            Ok((format!("transformer.{name}"), view))
+            Ok((hf_name(name), view))
         })
         .collect::<Result<_>>()?;
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::gpu::Tensor;
 use crate::kernels::dropout::DropoutRate;
-use crate::kernels::{AttentionKind, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
+use crate::kernels::{AttentionKind, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site, IGNORE};
 use crate::submit::{Piece, SubmitPlan, SubmitStats, DEFAULT_BUDGET_MS};
 use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
@@ -24,7 +24,7 @@ pub(crate) use block::{Block, BlockActs, BlockAttn, BlockRope};
 pub use config::{Gpt2Config, PRESETS};
 pub(crate) use specs::Allocated;
 pub use specs::{total_bytes, TensorSpec};
-pub use weights::{ParameterTensors, Weights, BLOCK_PARAMS};
+pub use weights::{hf_name, layer, ParameterTensors, Weights, BLOCK_PARAMS, LM_HEAD};
 
 /// A GPT-2 model on the GPU.
 pub struct Gpt2 {
@@ -88,7 +88,7 @@ impl Gpt2 {
         config.check_params(gpu)?;
         let tensors =
             specs.iter().zip(&weights.tensors).map(|((name, shape), data)| gpu.upload(name, shape, data)).collect();
-        let params = ParameterTensors::from_ordered(config.n_layer, tensors);
+        let params = ParameterTensors::from_ordered(&config, tensors);
         Ok(Gpt2 { config, kernels, params, submit_budget_ms: DEFAULT_BUDGET_MS })
     }
 
@@ -103,8 +103,6 @@ impl Gpt2 {
         let tensors = self.kernels.gpu.read_many(&self.params.ordered()).await?;
         Ok(Weights { config: self.config, tensors })
     }
-
-    /// The attention problem of a (B, T) batch.
 
     /// Checks (B, T) against the context and the device, allocates activations and records the
     /// forward pass, with the attention kernels the device's tuning picks.
@@ -139,18 +137,15 @@ impl Gpt2 {
     pub(crate) fn record_embed(&self, a: &ActivationTensors, ids: &Tensor) -> Program {
         let (k, p) = (&*self.kernels, &self.params);
         let mut prog = Program::default();
-        k.encoder.forward(&mut prog, &a.encoded, ids, &p.wte, &p.wpe);
+        k.encoder.forward(&mut prog, &a.encoded, ids, &p.wte, p.wpe.as_ref());
         prog
     }
 
-    /// losses (B,T) and loss (1) of the logits against `targets`.
+    /// losses (B,T), loss (1) and counted (1) of the logits against `targets` (IGNORE not counted).
     pub(crate) fn record_loss(&self, a: &ActivationTensors, targets: &Tensor) -> Program {
-        let k = &*self.kernels;
-        let mut prog = Program::default();
-        k.crossentropy.forward(
-            &mut prog,
-            CrossEntropyFwd { loss: &a.loss, losses: &a.losses, lse: &a.lse, logits: &a.logits, targets },
-        );
+        let (k, mut prog) = (&*self.kernels, Program::default());
+        let (loss, counted, losses, lse, logits) = (&a.loss, &a.counted, &a.losses, &a.lse, &a.logits);
+        k.crossentropy.forward(&mut prog, CrossEntropyFwd { loss, counted, losses, lse, logits, targets });
         prog
     }
 
@@ -178,23 +173,27 @@ impl Gpt2 {
         let prog = &mut program;
         let last = &a.residual3[self.config.n_layer - 1]; // n_layer >= 1 (Gpt2Config::validate)
         let (out, mean, rstd) = (&a.lnf, &a.lnf_mean, &a.lnf_rstd);
-        k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: last, weight: &p.ln_f_w, bias: &p.ln_f_b });
-        // tied lm_head: logits (B,T,V) = lnf (B,T,C) · wteᵀ
-        k.matmul.lm_head(prog, &a.logits, &a.lnf, &w.wte);
+        let ((kind, eps), bias) = (self.config.norm(), p.ln_f_b.as_ref());
+        k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: last, weight: &p.ln_f_w, bias, kind, eps });
+        // lm_head: logits (B,T,V) = lnf (B,T,C) · headᵀ (head: wte where tied)
+        k.matmul.lm_head(prog, &a.logits, &a.lnf, &w.head);
+        if let Some(cap) = self.config.arch.logit_softcap {
+            k.softcap.forward(prog, &a.logits, cap);
+        }
         pieces.push(program);
         pieces
     }
 
-    /// Checks token ids (or targets) against the plan's shape and the vocabulary.
+    /// Checks token ids (or "targets", which may also be [`IGNORE`]: not counted in the loss)
+    /// against the plan's shape and the vocabulary.
     pub(crate) fn check_ids(&self, what: &str, ids: &[u32], f: &Forward) -> Result<()> {
         if ids.len() != f.b * f.t {
             return Err(Error::Input(format!("{what}: {} ids, expected B*T = {}x{}", ids.len(), f.b, f.t)));
         }
-        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= self.config.vocab_size) {
-            return Err(Error::Input(format!(
-                "{what}[{i}] = {id} is outside the vocabulary (vocab_size {})",
-                self.config.vocab_size
-            )));
+        let v = self.config.vocab_size;
+        let bad = |id: u32| id as usize >= v && !(what == "targets" && id == IGNORE);
+        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| bad(id)) {
+            return Err(Error::Input(format!("{what}[{i}] = {id} is outside the vocabulary (vocab_size {v})")));
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! allocated once per (B, T, grad_accum); the step allocates nothing on the GPU.
 
 mod config;
+mod muon;
 mod optim;
 mod schedule;
 pub(crate) mod slots;
@@ -21,6 +22,7 @@ use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
 pub use config::{LossScale, LossScaling, TrainConfig};
+use muon::MuonTensors;
 pub use optim::{rules, Optimizer, OptimizerConfig, Rule, MUON_LR};
 pub use schedule::{wsd_cooldown_start, Schedule};
 use slots::{param_slots, record_update, Slot, StepTensors};
@@ -37,29 +39,43 @@ struct Micro {
     embed_backward: Program,
 }
 
-/// GPU memory an AdamW [`Trainer`] allocates for `cfg` at (B, T) with attention of `kind`, in
-/// bytes, summed over the specs its tensors are made from: parameters, gradients and both AdamW
-/// moments ([`optimizer_bytes`]), the forward's activations
+/// GPU memory an AdamW [`Trainer`] allocates for `cfg` at (B, T) with attention of `kind`:
+/// [`training_bytes_for`] AdamW.
+pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool) -> u64 {
+    training_bytes_for(cfg, &OptimizerConfig::default(), b, t, kind, f16)
+}
+
+/// GPU memory a [`Trainer`] with `optimizer` allocates for `cfg` at (B, T) with attention of
+/// `kind`, in bytes, summed over the specs its tensors are made from: parameters, gradients and
+/// the optimizer's state ([`optimizer_bytes`]), the forward's activations
 /// ([`ActivationTensors::specs`]) and their gradients ([`GradActs::specs`]); the small per-step
 /// buffers and uniforms are left out. Flash attention keeps (B, NH, T) per layer where classic
 /// keeps (B, NH, T, T). `f16`: the run's precision resolves to f16 on this adapter
 /// ([`crate::precision::Precision::resolve`]), which adds the products' f16 weight copies
 /// ([`MatmulWeights::f16_bytes`]); the loss scaler's state is one of the small buffers every run
 /// has.
-pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool) -> u64 {
+pub fn training_bytes_for(
+    cfg: &Gpt2Config,
+    optimizer: &OptimizerConfig,
+    b: usize,
+    t: usize,
+    kind: AttentionKind,
+    f16: bool,
+) -> u64 {
     let acts = total_bytes(&ActivationTensors::specs(cfg, b, t, kind));
     let grad_acts = total_bytes(&GradActs::specs(cfg, b, t, kind));
     let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
-    optimizer_bytes(cfg, &TrainConfig::default()) + acts + grad_acts + copies
+    let train = TrainConfig { optimizer: *optimizer, ..TrainConfig::default() };
+    optimizer_bytes(cfg, &train) + acts + grad_acts + copies
 }
 
 /// The bytes of the weights, their gradients ([`ParameterTensors::zeros`]) and the state of
 /// `train`'s optimizer ([`OptimizerState::specs`]: AdamW two tensors of every parameter's shape,
-/// SGD one, Muon one per matrix and two per other tensor), the part of [`training_bytes`] that
-/// does not depend on (B, T).
+/// SGD one, Muon one per matrix and two per other tensor) with Muon's Newton-Schulz scratch
+/// ([`MuonTensors::specs`]), the part of [`training_bytes`] that does not depend on (B, T).
 pub fn optimizer_bytes(cfg: &Gpt2Config, train: &TrainConfig) -> u64 {
     let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
-    2 * params + OptimizerState::bytes(cfg, train)
+    2 * params + OptimizerState::bytes(cfg, train) + MuonTensors::bytes(cfg, train)
 }
 
 /// A step's programs, recorded once, and the buffers only they use.
@@ -255,8 +271,9 @@ impl Trainer {
             None => ScalerHead::off(),
         }
         .tensor(&gpu);
+        let muon = MuonTensors::new(&gpu, &model.config, &cfg);
         let shared =
-            StepTensors { params: gpu.tensor("step_params", &[8]), norm: gpu.tensor("grad_norm", &[1]), scaler };
+            StepTensors { params: gpu.tensor("step_params", &[8]), norm: gpu.tensor("grad_norm", &[1]), scaler, muon };
         let programs = StepPrograms::record(&model, &cfg, &fwd, &grads, &slots, &shared)?;
         let plan = SubmitPlan::new(model.submit_budget_ms);
         Ok(Trainer {
@@ -355,6 +372,9 @@ impl Trainer {
         let lr = c.lr_at(self.step as usize);
         let sp = StepParams::new(self.step + 1 - self.moments_since, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
         gpu.write(&self.shared.params, bytemuck::bytes_of(&sp));
+        if let Some(muon) = &self.shared.muon {
+            muon.write(gpu, c, self.step as usize);
+        }
         if c.loss_scaling.is_some() {
             // the bias corrections of step − k, for the update to pick where k steps were skipped
             let bias: Vec<f32> = (0..BIAS_WINDOW as u64)

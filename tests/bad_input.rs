@@ -411,7 +411,7 @@ fn architecture_rows() {
     );
     refused("kv heads not dividing the heads", &with(&["--n-kv-head", "3"]), &["n_kv_head (3) must divide n_head (2)"]);
     refused("a negative softcap", &with(&["--logit-softcap=-2"]), &["logit_softcap = -2"]);
-    refused("rmsnorm, not yet", &with(&["--norm", "rmsnorm"]), &["norm = rmsnorm", "not yet supported"]);
+    refused("swiglu, not yet", &with(&["--mlp", "swiglu"]), &["mlp = swiglu", "not yet supported"]);
     model_dir(&dir);
     refused("architecture flags on --init", &with(&["--init", dir.to_str().unwrap(), "--untied"]), &["--init"]);
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,7 +10,7 @@ use common::Rng;
 use wgpt::cpu;
 use wgpt::kernels::{
     AttentionImpl, AttnBwd, AttnDims, AttnFwd, CrossEntropyBwd, CrossEntropyFwd, EncoderBuckets, Kernels, LayerNormBwd,
-    LayerNormFwd, LinearBwd, Matmul, MatmulVariant, Operand, Program, Selection,
+    LayerNormFwd, LinearBwd, Matmul, MatmulVariant, NormKind, Operand, Program, Selection,
 };
 use wgpt::Tensor;
 
@@ -41,7 +41,7 @@ async fn encoder(k: Arc<Kernels>) {
         let mut prog = Program::default();
         let (ids_t, wte_t, wpe_t) =
             (g.upload("ids", &[b, t], &ids), g.upload("wte", &[v, c], &wte), g.upload("wpe", &[t, c], &wpe));
-        k.encoder.forward(&mut prog, &out, &ids_t, &wte_t, &wpe_t);
+        k.encoder.forward(&mut prog, &out, &ids_t, &wte_t, Some(&wpe_t));
         let got = run_read(&k, &prog, &out).await;
         let mut want = vec![0.0; b * t * c];
         cpu::encoder_forward(&mut want, &ids, &wte, &wpe, b * t, t, c);
@@ -60,7 +60,17 @@ async fn layernorm(k: Arc<Kernels>) {
         let (out, mean, rstd) = (g.tensor("out", &[n, c]), g.tensor("mean", &[n]), g.tensor("rstd", &[n]));
         let mut prog = Program::default();
         let (inp_t, w_t, b_t) = (g.upload("inp", &[n, c], &inp), g.upload("w", &[c], &w), g.upload("b", &[c], &bias));
-        let t = LayerNormFwd { out: &out, mean: &mean, rstd: &rstd, inp: &inp_t, weight: &w_t, bias: &b_t };
+        let (kind, eps) = (NormKind::Layer, 1e-5);
+        let t = LayerNormFwd {
+            out: &out,
+            mean: &mean,
+            rstd: &rstd,
+            inp: &inp_t,
+            weight: &w_t,
+            bias: Some(&b_t),
+            kind,
+            eps,
+        };
         k.layernorm.forward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&out, &mean, &rstd]).await.unwrap();
@@ -265,7 +275,15 @@ async fn crossentropy(k: Arc<Kernels>) {
         let (loss, losses, lse) = (g.tensor("loss", &[1]), g.tensor("losses", &[rows]), g.tensor("lse", &[rows]));
         let mut prog = Program::default();
         let (logits_t, targets_t) = (g.upload("logits", &[rows, v], &logits), g.upload("targets", &[rows], &targets));
-        let t = CrossEntropyFwd { loss: &loss, losses: &losses, lse: &lse, logits: &logits_t, targets: &targets_t };
+        let counted = g.tensor("counted", &[1]);
+        let t = CrossEntropyFwd {
+            loss: &loss,
+            counted: &counted,
+            losses: &losses,
+            lse: &lse,
+            logits: &logits_t,
+            targets: &targets_t,
+        };
         k.crossentropy.forward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&losses, &loss, &lse]).await.unwrap();
@@ -316,7 +334,7 @@ async fn encoder_bwd(k: Arc<Kernels>) {
         buckets.write(g, &(0..(b * t) as u32).map(|x| x % 2).collect::<Vec<_>>());
         buckets.write(g, &ids);
         let mut prog = Program::default();
-        k.encoder.backward(&mut prog, &dwte, &dwpe, &g.upload("dout", &[b, t, c], &dout), &buckets);
+        k.encoder.backward(&mut prog, &dwte, Some(&dwpe), &g.upload("dout", &[b, t, c], &dout), &buckets);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&dwte, &dwpe]).await.unwrap();
         let (mut want_wte, mut want_wpe) = (dwte0, dwpe0);
@@ -356,12 +374,13 @@ async fn layernorm_bwd(k: Arc<Kernels>) {
         let t = LayerNormBwd {
             dinp: &dinp,
             dweight: &dweight,
-            dbias: &dbias,
+            dbias: Some(&dbias),
             dout: &dout_t,
             inp: &inp_t,
             weight: &w_t,
             mean: &mean_t,
             rstd: &rstd_t,
+            kind: NormKind::Layer,
         };
         k.layernorm.backward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
@@ -761,7 +780,16 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
         let (logits_t, lse_t) =
             (g.upload("logits", &[rows, v], &logits), g.upload("lse", &[rows], &logsumexp(&logits, v)));
         let targets_t = g.upload("targets", &[rows], &targets);
-        let t = CrossEntropyBwd { dlogits: &dlogits, logits: &logits_t, lse: &lse_t, targets: &targets_t, scale: None };
+        let counted = g.upload("counted", &[1], &[rows as f32]); // every target counts
+        let t = CrossEntropyBwd {
+            dlogits: &dlogits,
+            logits: &logits_t,
+            lse: &lse_t,
+            targets: &targets_t,
+            counted: &counted,
+            scale: None,
+            softcap: None,
+        };
         k.crossentropy.backward(&mut prog, t, dloss);
         let got = run_read(&k, &prog, &dlogits).await;
         let mut want = vec![0.0; rows * v];
@@ -770,6 +798,63 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
     }
 }
 gpu_test!(crossentropy_backward, crossentropy_bwd);
+
+/// Cross-entropy with about half the targets IGNOREd (answer-only loss): losses, the mean over
+/// the counted targets, the count, and the backward reading the forward's count, against the CPU
+/// reference at ragged shapes, and a batch where nothing counts (loss and gradient 0).
+async fn crossentropy_ignore(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    for (i, &(rows, v, keep)) in [(7, 65, 2), (33, 97, 2), (300, 11, 3), (5, 13, 0)].iter().enumerate() {
+        let mut rng = Rng::new(1250 + i as u64);
+        let logits = rng.vec(rows * v, -10.0, 10.0);
+        let mut targets = rng.ids(rows, v);
+        for y in targets.iter_mut() {
+            if keep == 0 || rng.below(keep) == 0 {
+                *y = wgpt::kernels::IGNORE;
+            }
+        }
+        let counted_want = targets.iter().filter(|&&y| y != wgpt::kernels::IGNORE).count();
+        let (loss, counted) = (g.tensor("loss", &[1]), g.tensor("counted", &[1]));
+        let (losses, lse) = (g.tensor("losses", &[rows]), g.tensor("lse", &[rows]));
+        let (logits_t, targets_t) = (g.upload("logits", &[rows, v], &logits), g.upload("targets", &[rows], &targets));
+        let dlogits = g.upload("dlogits", &[rows, v], &vec![f32::NAN; rows * v]);
+        let dloss = 1.0 / rows as f32;
+        let mut prog = Program::default();
+        let (counted_t, logits_r, targets_r) = (&counted, &logits_t, &targets_t);
+        let fwd = CrossEntropyFwd {
+            loss: &loss,
+            counted: counted_t,
+            losses: &losses,
+            lse: &lse,
+            logits: logits_r,
+            targets: targets_r,
+        };
+        k.crossentropy.forward(&mut prog, fwd);
+        let bwd = CrossEntropyBwd {
+            dlogits: &dlogits,
+            logits: logits_r,
+            lse: &lse,
+            targets: targets_r,
+            counted: counted_t,
+            scale: None,
+            softcap: None,
+        };
+        k.crossentropy.backward(&mut prog, bwd, dloss);
+        k.gpu.run(|pass| prog.encode(pass));
+        let got = g.read_many(&[&losses, &loss, &counted, &dlogits]).await.unwrap();
+        let mut want = vec![0.0; rows];
+        let mean = cpu::crossentropy_forward(&mut want, &logits, &targets, v);
+        let what = format!("N{rows} V{v}, {counted_want} counted");
+        assert_close(&format!("crossentropy ignore losses {what}"), &got[0], &want, 1e-5, 1e-5);
+        assert_close(&format!("crossentropy ignore mean {what}"), &got[1], &[mean], 1e-5, 1e-5);
+        assert_eq!(got[2], [counted_want as f32], "counted {what}");
+        let mut dwant = vec![0.0; rows * v];
+        cpu::crossentropy_backward(&mut dwant, &logits, &targets, dloss, v);
+        assert_close(&format!("crossentropy ignore dlogits {what}"), &got[3], &dwant, 1e-6 * dloss, 1e-4);
+        assert!(got[3].iter().all(|x| x.is_finite()), "{what}: dlogits finite");
+    }
+}
+gpu_test!(crossentropy_ignored_targets, crossentropy_ignore);
 
 /// Global gradient norm (one tensor longer than a 65536-element chunk) and AdamW with clipping
 /// active, against torch's formulas on the CPU; two steps so the moments matter.
@@ -872,8 +957,11 @@ async fn sgd(k: Arc<Kernels>) {
     let (norm, partials) = (g.tensor("norm", &[1]), g.tensor("partials", &[AdamW::partials_len(&grad_refs)]));
     let step = g.tensor("step", &[8]);
     let scaler = ScalerHead::on(scale, 0, 0).tensor(g);
-    let consts =
-        |i: usize| SgdConsts { weight_decay: if i % 2 == 0 { 0.1 } else { 0.0 }, momentum: 0.9, nesterov: i % 3 != 0 };
+    let consts = |i: usize| SgdConsts {
+        weight_decay: if i.is_multiple_of(2) { 0.1 } else { 0.0 },
+        momentum: 0.9,
+        nesterov: !i.is_multiple_of(3),
+    };
     let mut prog = Program::default();
     k.adamw.grad_norm(&mut prog, &norm, &partials, &grad_refs, &scaler);
     for i in 0..sizes.len() {

@@ -58,6 +58,45 @@ pub fn layernorm_backward(io: LayerNormBwd, n: usize, c: usize) {
     }
 }
 
+/// dinp = dout · (1 − (y/cap)²): the softcap's backward from its output y = cap·tanh(x/cap).
+pub fn softcap_backward(dinp: &mut [f32], y: &[f32], dout: &[f32], cap: f32) {
+    for ((d, &yi), &g) in dinp.iter_mut().zip(y).zip(dout) {
+        *d = g * (1.0 - (yi / cap) * (yi / cap));
+    }
+}
+
+/// dinp += 2·relu(inp)·dout: ReLU²'s backward.
+pub fn relu2_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
+        *d += 2.0 * x.max(0.0) * g;
+    }
+}
+
+/// The RMSNorm backward's slices: dinp (N,C) and dweight (C) accumulate; dout (N,C) and the
+/// forward's inp (N,C), weight (C) and rstd (N) are read.
+pub struct RmsNormBwd<'a> {
+    pub dinp: &'a mut [f32],
+    pub dweight: &'a mut [f32],
+    pub dout: &'a [f32],
+    pub inp: &'a [f32],
+    pub weight: &'a [f32],
+    pub rstd: &'a [f32],
+}
+
+/// dinp (N,C), dweight (C) += the gradients of y = x·s·w, s = 1/sqrt(mean(x²) + eps):
+/// dx_j = s·(w_j·dy_j − x_j·s²·mean_k(w_k·dy_k·x_k)), dw_j = Σ_rows x_j·s·dy_j.
+pub fn rmsnorm_backward(io: RmsNormBwd, n: usize, c: usize) {
+    let RmsNormBwd { dinp, dweight, dout, inp, weight, rstd } = io;
+    for r in 0..n {
+        let (x, dy, s) = (&inp[r * c..(r + 1) * c], &dout[r * c..(r + 1) * c], rstd[r]);
+        let dot = (0..c).map(|j| weight[j] * dy[j] * x[j]).sum::<f32>() / c as f32;
+        for j in 0..c {
+            dweight[j] += x[j] * s * dy[j];
+            dinp[r * c + j] += s * (weight[j] * dy[j] - x[j] * s * s * dot);
+        }
+    }
+}
+
 /// The matmul backward's slices: dinp (M,K), dweight (K,N) and dbias (N), if any, accumulate;
 /// dout (M,N) and the forward's inp (M,K) and weight (K,N) are read.
 pub struct MatmulBwd<'a> {
@@ -167,9 +206,17 @@ pub fn residual_backward(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
 }
 
 /// dlogits (N,V) = (softmax(logits) − onehot(targets)) · dloss, OVERWRITTEN: the fused backward
-/// of crossentropy_forward with dL/dlosses[r] = dloss for every row (1/N for the mean).
+/// of crossentropy_forward with dL/dlosses[r] = dloss for every row (1/N for the mean), scaled
+/// by N/counted where targets are [`crate::kernels::IGNORE`]d (whose rows are 0), so the mean is
+/// over the counted ones.
 pub fn crossentropy_backward(dlogits: &mut [f32], logits: &[f32], targets: &[u32], dloss: f32, v: usize) {
+    let counted = targets.iter().filter(|&&y| y != crate::kernels::IGNORE).count();
+    let dloss = dloss * (targets.len() as f32 / counted as f32);
     for (r, &y) in targets.iter().enumerate() {
+        if y == crate::kernels::IGNORE {
+            dlogits[r * v..(r + 1) * v].fill(0.0);
+            continue;
+        }
         let row = &logits[r * v..(r + 1) * v];
         let maxv = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let sum: f32 = row.iter().map(|&x| (x - maxv).exp()).sum();

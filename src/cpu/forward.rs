@@ -38,6 +38,29 @@ pub fn layernorm_forward(io: LayerNormFwd, n: usize, c: usize) {
     }
 }
 
+/// The RMSNorm forward's slices: out (N,C) and rstd (N) written from inp (N,C), weight (C).
+pub struct RmsNormFwd<'a> {
+    pub out: &'a mut [f32],
+    pub rstd: &'a mut [f32],
+    pub inp: &'a [f32],
+    pub weight: &'a [f32],
+}
+
+/// out (N,C) = inp / sqrt(mean(inp²) + eps) · weight, rstd (N) = 1 / sqrt(mean(inp²) + eps):
+/// Llama's RMSNorm (transformers' LlamaRMSNorm, in f32).
+pub fn rmsnorm_forward(io: RmsNormFwd, n: usize, c: usize, eps: f32) {
+    let RmsNormFwd { out, rstd, inp, weight } = io;
+    for r in 0..n {
+        let x = &inp[r * c..(r + 1) * c];
+        let ms = x.iter().map(|&xi| xi * xi).sum::<f32>() / c as f32;
+        let s = 1.0 / (ms + eps).sqrt();
+        for j in 0..c {
+            out[r * c + j] = x[j] * s * weight[j];
+        }
+        rstd[r] = s;
+    }
+}
+
 /// out (M,N) = inp (M,K) · weight (K,N) + bias (N): HF Conv1D.
 pub fn matmul_forward(
     out: &mut [f32],
@@ -155,6 +178,20 @@ pub fn attention_forward(io: AttnFwd, b: usize, t: usize, nh: usize, kv: usize, 
     }
 }
 
+/// x = cap·tanh(x / cap) in place: the logit softcap.
+pub fn softcap_forward(x: &mut [f32], cap: f32) {
+    for v in x.iter_mut() {
+        *v = cap * (*v / cap).tanh();
+    }
+}
+
+/// out = relu(inp)².
+pub fn relu2_forward(out: &mut [f32], inp: &[f32]) {
+    for (o, &x) in out.iter_mut().zip(inp) {
+        *o = x.max(0.0) * x.max(0.0);
+    }
+}
+
 /// out = gelu_new(inp).
 pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
     let s = (2.0f32 / std::f32::consts::PI).sqrt();
@@ -170,13 +207,18 @@ pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
     }
 }
 
-/// losses (N) = logsumexp(logits (N,V)) − logits[targets]; returns their mean.
+/// losses (N) = logsumexp(logits (N,V)) − logits[targets]; returns their mean. A target of
+/// [`crate::kernels::IGNORE`] has loss 0 and is left out of the mean (0 when none counts).
 pub fn crossentropy_forward(losses: &mut [f32], logits: &[f32], targets: &[u32], v: usize) -> f32 {
     for (r, loss) in losses.iter_mut().enumerate() {
         let row = &logits[r * v..(r + 1) * v];
         let maxv = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let sum: f32 = row.iter().map(|&x| (x - maxv).exp()).sum();
-        *loss = sum.ln() + maxv - row[targets[r] as usize];
+        *loss = if targets[r] == crate::kernels::IGNORE { 0.0 } else { sum.ln() + maxv - row[targets[r] as usize] };
     }
-    losses.iter().sum::<f32>() / losses.len() as f32
+    let counted = targets.iter().filter(|&&y| y != crate::kernels::IGNORE).count();
+    if counted == 0 {
+        return 0.0;
+    }
+    losses.iter().sum::<f32>() / counted as f32
 }

@@ -4,11 +4,13 @@
 
 mod backward;
 mod forward;
+mod muon;
 mod optim;
 mod rope;
 
 pub use backward::*;
 pub use forward::*;
+pub use muon::*;
 pub use optim::*;
 pub use rope::{rope_backward, rope_forward, RopeBwd, RopeFwd, RopeShape};
 

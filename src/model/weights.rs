@@ -1,13 +1,17 @@
 //! Parameters: the one (name, shape) table under Hugging Face's names, the host copy
 //! (`Weights`, with GPT-2's initialisation) and the GPU copy (`ParameterTensors`).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::QkNorm;
 use crate::rng::Rng;
 
-use super::Gpt2Config;
+use super::{Gpt2Config, Norm, Positions};
 
-/// Parameter names of one transformer block, after `h.N.`, in Hugging Face's order.
+/// Parameter names of one transformer block, after `h.N.`, in Hugging Face's order (GPT-2's
+/// full set; an architecture without biases or with RMSNorm leaves the biases out).
 pub const BLOCK_PARAMS: [&str; 12] = [
     "ln_1.weight",
     "ln_1.bias",
@@ -22,40 +26,70 @@ pub const BLOCK_PARAMS: [&str; 12] = [
     "mlp.c_proj.weight",
     "mlp.c_proj.bias",
 ];
+
+/// The untied head's name (a tensor of its own, outside `transformer.` in HF's files).
+pub const LM_HEAD: &str = "lm_head.weight";
+
+/// A spec name as HF's state dict names it: `transformer.` before everything but the untied
+/// head.
+pub fn hf_name(name: &str) -> String {
+    match name {
+        LM_HEAD => name.to_string(),
+        _ => format!("transformer.{name}"),
+    }
+}
+
 impl Gpt2Config {
-    /// Every parameter's HF name (without the `transformer.` prefix) and shape, in HF's order.
-    /// Conv1D weights are [in, out].
+    /// Whether the norms have biases: LayerNorm with `bias` (RMSNorm has none).
+    pub fn norm_bias(&self) -> bool {
+        self.arch.bias && self.arch.norm == Norm::LayerNorm
+    }
+
+    /// Every parameter's HF name (without the `transformer.` prefix) and shape, in HF's order;
+    /// tensors the architecture does not have (wpe without learned positions, biases without
+    /// `bias`, norm biases with RMSNorm, lm_head when tied) are left out. Conv1D weights are
+    /// [in, out].
     pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
-        let (c, v, t) = (self.n_embd, self.vocab_size, self.block_size);
+        let (c, v, t, i, w) =
+            (self.n_embd, self.vocab_size, self.block_size, self.intermediate_size(), self.mlp_width());
+        let (bias, norm_bias) = (self.arch.bias, self.norm_bias());
         let (qkv, q) = (self.attn_dims().qkv_width(), self.attn_dims().out_width());
-        let mut specs = vec![("wte.weight".to_string(), vec![v, c]), ("wpe.weight".to_string(), vec![t, c])];
+        let mut specs = vec![("wte.weight".to_string(), vec![v, c])];
+        if self.arch.positions == Positions::Learned {
+            specs.push(("wpe.weight".to_string(), vec![t, c]));
+        }
         for l in 0..self.n_layer {
             let shapes = [
-                vec![c],
-                vec![c],
-                vec![c, qkv],
-                vec![qkv],
-                vec![q, c],
-                vec![c],
-                vec![c],
-                vec![c],
-                vec![c, 4 * c],
-                vec![4 * c],
-                vec![4 * c, c],
-                vec![c],
+                (vec![c], true),
+                (vec![c], norm_bias),
+                (vec![c, qkv], true),
+                (vec![qkv], bias),
+                (vec![q, c], true),
+                (vec![c], bias),
+                (vec![c], true),
+                (vec![c], norm_bias),
+                (vec![c, w], true),
+                (vec![w], bias),
+                (vec![i, c], true),
+                (vec![c], bias),
             ];
-            for (name, shape) in BLOCK_PARAMS.iter().zip(shapes) {
-                specs.push((format!("h.{l}.{name}"), shape));
+            for (name, (shape, present)) in BLOCK_PARAMS.iter().zip(shapes) {
+                if present {
+                    specs.push((format!("h.{l}.{name}"), shape));
+                }
             }
-        }
-        specs.push(("ln_f.weight".to_string(), vec![c]));
-        specs.push(("ln_f.bias".to_string(), vec![c]));
-        if self.arch.qk_norm {
-            // Qwen3's RMSNorm weights over each head's q and k, after the rest
-            for l in 0..self.n_layer {
+            if self.arch.qk_norm {
+                // Qwen3's RMSNorm weights over each head's q and k
                 specs.push((format!("h.{l}.attn.q_norm.weight"), vec![self.head_dim()]));
                 specs.push((format!("h.{l}.attn.k_norm.weight"), vec![self.head_dim()]));
             }
+        }
+        specs.push(("ln_f.weight".to_string(), vec![c]));
+        if norm_bias {
+            specs.push(("ln_f.bias".to_string(), vec![c]));
+        }
+        if !self.arch.tied {
+            specs.push((LM_HEAD.to_string(), vec![v, c]));
         }
         specs
     }
@@ -81,7 +115,7 @@ impl std::fmt::Debug for Weights {
 impl Weights {
     /// GPT-2's initialisation (as HF's `_init_weights` and nanoGPT): weights N(0, 0.02), the
     /// residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02/√(2·n_layer)), biases 0,
-    /// layer norm (and qk-norm) weights 1.
+    /// layer norm weights 1.
     pub fn random(config: Gpt2Config, seed: u64) -> Weights {
         let mut rng = Rng::new(seed);
         let proj_std = 0.02 / (2.0 * config.n_layer as f32).sqrt();
@@ -105,112 +139,128 @@ impl Weights {
 }
 
 /// Parameters on the GPU, llm.c's `ParameterTensors` under HF's names; per-layer fields are
-/// indexed by layer.
+/// indexed by layer. Tensors the architecture does not have are None (see
+/// [`Gpt2Config::param_specs`]).
 pub struct ParameterTensors {
-    pub wte: Tensor,         // (V, C)
-    pub wpe: Tensor,         // (maxT, C)
-    pub ln_1_w: Vec<Tensor>, // (L) x (C)
-    pub ln_1_b: Vec<Tensor>,
-    pub c_attn_w: Vec<Tensor>, // (L) x (C, (NH + 2·KV)·hs): q, k and v of every head
-    pub c_attn_b: Vec<Tensor>, // (L) x ((NH + 2·KV)·hs)
-    pub c_proj_w: Vec<Tensor>, // (L) x (NH·hs, C)
-    pub c_proj_b: Vec<Tensor>,
-    pub ln_2_w: Vec<Tensor>,
-    pub ln_2_b: Vec<Tensor>,
-    pub c_fc_w: Vec<Tensor>,     // (L) x (C, 4C)
-    pub c_fc_b: Vec<Tensor>,     // (L) x (4C)
-    pub mlp_proj_w: Vec<Tensor>, // (L) x (4C, C)
-    pub mlp_proj_b: Vec<Tensor>, // (L) x (C)
-    pub ln_f_w: Tensor,          // (C)
-    pub ln_f_b: Tensor,
+    pub wte: Tensor,                     // (V, C)
+    pub wpe: Option<Tensor>,             // (maxT, C), learned positions only
+    pub ln_1_w: Vec<Tensor>,             // (L) x (C)
+    pub ln_1_b: Option<Vec<Tensor>>,     // (L) x (C), LayerNorm with bias only
+    pub c_attn_w: Vec<Tensor>,           // (L) x (C, 3C)
+    pub c_attn_b: Option<Vec<Tensor>>,   // (L) x (3C)
+    pub c_proj_w: Vec<Tensor>,           // (L) x (C, C)
+    pub c_proj_b: Option<Vec<Tensor>>,   // (L) x (C)
+    pub ln_2_w: Vec<Tensor>,             // (L) x (C)
+    pub ln_2_b: Option<Vec<Tensor>>,     // (L) x (C)
+    pub c_fc_w: Vec<Tensor>,             // (L) x (C, I) (swiglu: (C, 2I), gate | up)
+    pub c_fc_b: Option<Vec<Tensor>>,     // (L) x (I)
+    pub mlp_proj_w: Vec<Tensor>,         // (L) x (I, C)
+    pub mlp_proj_b: Option<Vec<Tensor>>, // (L) x (C)
+    pub ln_f_w: Tensor,                  // (C)
+    pub ln_f_b: Option<Tensor>,          // (C)
+    pub lm_head: Option<Tensor>,         // (V, C), untied only
     /// With qk_norm: the RMSNorm weights of each head's q and of its k, (L) x (hs) each.
     pub q_norm: Option<Vec<Tensor>>,
     pub k_norm: Option<Vec<Tensor>>,
+    /// The spec names, in [`Gpt2Config::param_specs`] order.
+    names: Vec<String>,
 }
 
-impl ParameterTensors {
-    /// Layer `l`'s qk-norm weights, where the model has them.
-    pub fn qk_norm(&self, l: usize) -> Option<QkNorm<'_>> {
-        Some(QkNorm { q: &self.q_norm.as_ref()?[l], k: &self.k_norm.as_ref()?[l] })
-    }
+/// Layer `l`'s tensor of a per-layer field the architecture may leave out.
+pub fn layer(field: &Option<Vec<Tensor>>, l: usize) -> Option<&Tensor> {
+    field.as_ref().map(|ts| &ts[l])
 }
 
 impl ParameterTensors {
     /// Builds from tensors in [`Gpt2Config::param_specs`] order.
-    pub(super) fn from_ordered(n_layer: usize, tensors: Vec<Tensor>) -> ParameterTensors {
-        let mut it = tensors.into_iter();
-        let mut next = || it.next().expect("one tensor per parameter spec");
-        let (wte, wpe) = (next(), next());
-        let mut blocks: [Vec<Tensor>; 12] = Default::default();
-        for _ in 0..n_layer {
-            for field in blocks.iter_mut() {
-                field.push(next());
-            }
-        }
-        let [ln_1_w, ln_1_b, c_attn_w, c_attn_b, c_proj_w, c_proj_b, ln_2_w, ln_2_b, c_fc_w, c_fc_b, mlp_proj_w, mlp_proj_b] =
-            blocks;
-        let (ln_f_w, ln_f_b) = (next(), next());
-        // what is left: the qk-norm weights, q then k per layer, where the model has them
-        let rest: Vec<Tensor> = it.collect();
-        let (q_norm, k_norm) = match rest.is_empty() {
-            true => (None, None),
-            false => {
-                let (q, k): (Vec<_>, Vec<_>) = rest.chunks(2).map(|p| (p[0].clone(), p[1].clone())).unzip();
-                (Some(q), Some(k))
-            }
+    pub(super) fn from_ordered(cfg: &Gpt2Config, tensors: Vec<Tensor>) -> ParameterTensors {
+        let specs = cfg.param_specs();
+        assert_eq!(specs.len(), tensors.len(), "one tensor per parameter spec");
+        let names: Vec<String> = specs.into_iter().map(|(name, _)| name).collect();
+        let by_name: RefCell<HashMap<String, Tensor>> = RefCell::new(names.iter().cloned().zip(tensors).collect());
+        let opt = |name: &str| by_name.borrow_mut().remove(name);
+        let n = cfg.n_layer;
+        let layers =
+            |suffix: &str| -> Option<Vec<Tensor>> { (0..n).map(|l| opt(&format!("h.{l}.{suffix}"))).collect() };
+        let p = ParameterTensors {
+            wte: opt("wte.weight").expect("wte"),
+            wpe: opt("wpe.weight"),
+            ln_1_w: layers("ln_1.weight").expect("ln_1.weight"),
+            ln_1_b: layers("ln_1.bias"),
+            c_attn_w: layers("attn.c_attn.weight").expect("c_attn.weight"),
+            c_attn_b: layers("attn.c_attn.bias"),
+            c_proj_w: layers("attn.c_proj.weight").expect("c_proj.weight"),
+            c_proj_b: layers("attn.c_proj.bias"),
+            ln_2_w: layers("ln_2.weight").expect("ln_2.weight"),
+            ln_2_b: layers("ln_2.bias"),
+            c_fc_w: layers("mlp.c_fc.weight").expect("c_fc.weight"),
+            c_fc_b: layers("mlp.c_fc.bias"),
+            mlp_proj_w: layers("mlp.c_proj.weight").expect("mlp c_proj.weight"),
+            mlp_proj_b: layers("mlp.c_proj.bias"),
+            ln_f_w: opt("ln_f.weight").expect("ln_f.weight"),
+            ln_f_b: opt("ln_f.bias"),
+            lm_head: opt(LM_HEAD),
+            q_norm: layers("attn.q_norm.weight"),
+            k_norm: layers("attn.k_norm.weight"),
+            names,
         };
-        ParameterTensors {
-            wte,
-            wpe,
-            ln_1_w,
-            ln_1_b,
-            c_attn_w,
-            c_attn_b,
-            c_proj_w,
-            c_proj_b,
-            ln_2_w,
-            ln_2_b,
-            c_fc_w,
-            c_fc_b,
-            mlp_proj_w,
-            mlp_proj_b,
-            ln_f_w,
-            ln_f_b,
-            q_norm,
-            k_norm,
-        }
+        assert!(by_name.borrow().is_empty(), "every spec has a field");
+        p
     }
 
     /// Zero-filled tensors of the parameters' shapes: gradients and optimizer moments.
     pub fn zeros(gpu: &Gpu, config: &Gpt2Config, prefix: &str) -> ParameterTensors {
         let tensors =
             config.param_specs().iter().map(|(name, shape)| gpu.tensor(&format!("{prefix}{name}"), shape)).collect();
-        ParameterTensors::from_ordered(config.n_layer, tensors)
+        ParameterTensors::from_ordered(config, tensors)
+    }
+
+    /// Layer `l`'s qk-norm weights, where the model has them.
+    pub fn qk_norm(&self, l: usize) -> Option<QkNorm<'_>> {
+        Some(QkNorm { q: layer(&self.q_norm, l)?, k: layer(&self.k_norm, l)? })
+    }
+
+    /// The head's (V, C) matrix: lm_head where untied, else wte.
+    pub fn head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.wte)
+    }
+
+    /// The tensor of a spec name.
+    fn get(&self, name: &str) -> Option<&Tensor> {
+        let one = match name {
+            "wte.weight" => Some(&self.wte),
+            "wpe.weight" => self.wpe.as_ref(),
+            "ln_f.weight" => Some(&self.ln_f_w),
+            "ln_f.bias" => self.ln_f_b.as_ref(),
+            LM_HEAD => self.lm_head.as_ref(),
+            _ => None,
+        };
+        if one.is_some() {
+            return one;
+        }
+        let (l, suffix) = name.strip_prefix("h.").and_then(|r| r.split_once('.'))?;
+        let l: usize = l.parse().ok()?;
+        match suffix {
+            "ln_1.weight" => Some(&self.ln_1_w[l]),
+            "ln_1.bias" => layer(&self.ln_1_b, l),
+            "attn.c_attn.weight" => Some(&self.c_attn_w[l]),
+            "attn.c_attn.bias" => layer(&self.c_attn_b, l),
+            "attn.c_proj.weight" => Some(&self.c_proj_w[l]),
+            "attn.c_proj.bias" => layer(&self.c_proj_b, l),
+            "ln_2.weight" => Some(&self.ln_2_w[l]),
+            "ln_2.bias" => layer(&self.ln_2_b, l),
+            "mlp.c_fc.weight" => Some(&self.c_fc_w[l]),
+            "mlp.c_fc.bias" => layer(&self.c_fc_b, l),
+            "mlp.c_proj.weight" => Some(&self.mlp_proj_w[l]),
+            "mlp.c_proj.bias" => layer(&self.mlp_proj_b, l),
+            "attn.q_norm.weight" => layer(&self.q_norm, l),
+            "attn.k_norm.weight" => layer(&self.k_norm, l),
+            _ => None,
+        }
     }
 
     /// Every tensor in [`Gpt2Config::param_specs`] order.
     pub fn ordered(&self) -> Vec<&Tensor> {
-        let mut v = vec![&self.wte, &self.wpe];
-        for l in 0..self.ln_1_w.len() {
-            v.extend([
-                &self.ln_1_w[l],
-                &self.ln_1_b[l],
-                &self.c_attn_w[l],
-                &self.c_attn_b[l],
-                &self.c_proj_w[l],
-                &self.c_proj_b[l],
-                &self.ln_2_w[l],
-                &self.ln_2_b[l],
-                &self.c_fc_w[l],
-                &self.c_fc_b[l],
-                &self.mlp_proj_w[l],
-                &self.mlp_proj_b[l],
-            ]);
-        }
-        v.extend([&self.ln_f_w, &self.ln_f_b]);
-        if let (Some(q), Some(k)) = (&self.q_norm, &self.k_norm) {
-            v.extend(q.iter().zip(k).flat_map(|(q, k)| [q, k]));
-        }
-        v
+        self.names.iter().map(|n| self.get(n).expect("every spec name has a tensor")).collect()
     }
 }

@@ -120,6 +120,8 @@ pub const FIELDS: &[Field] = &[
     opt("momentum", Bound::Float(0.0, 0.9999)),
     opt("nesterov", Bound::Bool),
     opt("lr_schedule", Bound::Choice(&["cosine", "wsd", "constant"])),
+    // tasks (issue 27)
+    set("answer_loss", Bound::Bool),
 ];
 
 /// A run as a link carries it.
@@ -153,9 +155,7 @@ impl Link {
     /// The fragment: `#run=` + base64url (no padding) of the settings' JSON with `v` and the
     /// corpus.
     pub fn encode(&self) -> String {
-        let Ok(Value::Object(mut map)) = serde_json::to_value(&self.settings) else {
-            unreachable!("RunSettings serialises as an object")
-        };
+        let mut map = settings_map(&self.settings);
         map.insert("v".into(), LINK_VERSION.into());
         if let Some(c) = &self.corpus {
             map.insert("corpus".into(), serde_json::to_value(c).expect("a corpus choice serialises"));
@@ -166,9 +166,7 @@ impl Link {
     /// The link of the page's settings, checked as opening it will check them: a setting the
     /// link could not carry (outside [`FIELDS`]' bounds) is an error naming it.
     pub fn share(settings: RunSettings, corpus: Option<LinkCorpus>) -> Result<String> {
-        let Ok(Value::Object(map)) = serde_json::to_value(&settings) else {
-            unreachable!("RunSettings serialises as an object")
-        };
+        let map = settings_map(&settings);
         for field in FIELDS {
             if let Err(why) = check(field, map.get(field.key).unwrap_or(&Value::Null)) {
                 return Err(Error::Input(format!("a link cannot carry this {}: it {why}", field.key)));
@@ -212,11 +210,19 @@ impl Link {
     }
 }
 
+/// `settings` as a JSON object, each f32 written as its shortest decimal ("0.0015", not the
+/// f64 "0.001500000013038516" that `serde_json::to_value` makes of it), as the page sends them.
+fn settings_map(settings: &RunSettings) -> Map<String, Value> {
+    let json = serde_json::to_string(settings).expect("RunSettings serialises");
+    match serde_json::from_str(&json) {
+        Ok(Value::Object(map)) => map,
+        _ => unreachable!("RunSettings serialises as an object"),
+    }
+}
+
 /// Takes `fields` over `settings` one by one.
 fn open_fields(fields: Map<String, Value>, settings: &RunSettings) -> Opened {
-    let Ok(Value::Object(mut merged)) = serde_json::to_value(settings) else {
-        unreachable!("RunSettings serialises as an object")
-    };
+    let mut merged = settings_map(settings);
     let mut opened = Opened { settings: settings.clone(), corpus: None, set: vec![], ignored: vec![], refused: vec![] };
     let mut refuse = |field: &str, why: String| opened.refused.push(Refusal { field: field.into(), why });
     let mut corpus = None;
@@ -507,6 +513,7 @@ mod tests {
             momentum: Some(0.8),
             nesterov: Some(false),
             lr_schedule: Some(Schedule::Wsd),
+            answer_loss: true,
         };
         let Value::Object(keys) = serde_json::to_value(&every).unwrap() else { panic!() };
         let base = page();
@@ -523,6 +530,8 @@ mod tests {
             let fragment = Link::share(every.clone(), corpus.clone()).unwrap();
             assert_eq!(fragment, link.encode());
             assert!(fragment.len() < 1500, "{} characters", fragment.len());
+            let json = String::from_utf8(unbase64url(&fragment[PREFIX.len()..]).unwrap()).unwrap();
+            assert!(json.contains(r#""lr":0.00033,"#), "f32s are written as their shortest decimal: {json}");
             let opened = Link::decode(&fragment, &base).unwrap();
             assert_eq!(opened.settings, every, "{fragment}");
             assert_eq!(opened.corpus, corpus);

@@ -230,7 +230,13 @@ export async function resumeHeld(page, { to } = {}) {
   const held = await kit.step();
   await page.waitForTimeout(2000);
   const label = await kit.text("train-pause");
-  if ((await kit.step()) !== held || (await kit.events("progress")).some((p) => p.step > held)) fail(`a restored run trained unasked: step ${held} -> ${await kit.step()}`);
+  // the progress reported since the run came back (the events before are the run before's)
+  const since = await page.evaluate(() => {
+    const events = window.wgptEvents || [];
+    const back = events.findLastIndex((e) => e.type === "restored");
+    return events.slice(back + 1).filter((e) => e.type === "progress").map((e) => e.step);
+  });
+  if ((await kit.step()) !== held || since.length) fail(`a restored run trained unasked: step ${held} -> ${await kit.step()}, progress at ${since}`);
   if (label.startsWith("Train on")) {
     if (!to) fail(`the restored run is done at step ${held}; the test gave no steps to train on to`);
     await kit.set("max_iters", to);
