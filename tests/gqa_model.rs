@@ -9,22 +9,27 @@ use std::sync::Arc;
 use common::Rng;
 use wgpt::generate::Decoder;
 use wgpt::kernels::Kernels;
-use wgpt::model::{Arch, Gpt2, Gpt2Config, HfClass, Positions, Weights};
+use wgpt::model::{Arch, Gpt2, Gpt2Config, HfClass, Mlp, Norm, Positions, Weights};
 use wgpt::run::{DataSource, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
 
 /// 6 heads of 12 over 2 KV heads at a width of 20 (head_dim ≠ n_embd / n_head), MQA: 4 heads
 /// of 8 over 1 at a width of 32, and the first with rotary positions (theta 100, so that the
-/// angles turn within the 8 positions), and that with qk-norm.
-fn configs() -> [Gpt2Config; 4] {
+/// angles turn within the 8 positions), that with qk-norm, and that with Qwen3's other choices
+/// the kernels run (rmsnorm at eps 1e-6, no biases, an untied head; relu2 for swiglu).
+fn configs() -> [Gpt2Config; 5] {
     let base = Gpt2Config { n_layer: 2, n_head: 6, n_embd: 20, block_size: 8, vocab_size: 70, arch: Arch::GPT2 };
     let gqa = Arch { n_kv_head: Some(2), head_dim: Some(12), ..Arch::GPT2 };
+    let (norm, mlp) = (Norm::RmsNorm, Mlp::Relu2);
+    let qwen3ish =
+        Arch { positions: Positions::Rope, qk_norm: true, norm, norm_eps: 1e-6, mlp, bias: false, tied: false, ..gqa };
     [
         Gpt2Config { arch: gqa, ..base },
         Gpt2Config { n_head: 4, n_embd: 32, arch: Arch { n_kv_head: Some(1), ..Arch::GPT2 }, ..base },
         Gpt2Config { arch: Arch { positions: Positions::Rope, rope_theta: 100.0, ..gqa }, ..base },
         Gpt2Config { arch: Arch { positions: Positions::Rope, rope_theta: 100.0, qk_norm: true, ..gqa }, ..base },
+        Gpt2Config { arch: qwen3ish, ..base },
     ]
 }
 
@@ -126,4 +131,5 @@ fn rope_trains_and_resumes_exactly() {
 fn qk_norm_trains_and_resumes_exactly() {
     let Some(k) = common::shared_kernels() else { return };
     trains_and_resumes_exactly(&k, configs()[3]);
+    trains_and_resumes_exactly(&k, configs()[4]);
 }
