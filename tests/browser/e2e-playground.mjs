@@ -65,7 +65,9 @@ try {
   if (clip !== first) console.log(`note: the clipboard holds ${JSON.stringify(clip.slice(0, 80))}`);
 
   // a fresh page opens it: the same form, corpus and settings; nothing starts
-  const fresh = await page.context().newPage();
+  // a page of its own context: no storage, no state shared with the first
+  const fresh = await page.context().browser().newPage({ viewport: page.viewportSize() });
+  await fresh.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(url).origin });
   await fresh.goto(first);
   await fresh.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Opened a link") || (window.wgptEvents || []).some((e) => e.type === "link_opened"), null, { timeout: 180_000 });
   await fresh.waitForFunction(() => document.getElementById("c-name").textContent === "reverse task", null, { timeout: 60_000 });
