@@ -38,14 +38,18 @@ fn opt_int(obj: &Obj, name: &str) -> Result<Option<usize>> {
 fn float(obj: &Obj, name: &str, default: f64) -> Result<f64> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(default),
-        Some(x) => x.as_f64().ok_or_else(|| Error::Format(format!("config.json: \"{name}\" must be a number, found {x}"))),
+        Some(x) => {
+            x.as_f64().ok_or_else(|| Error::Format(format!("config.json: \"{name}\" must be a number, found {x}")))
+        }
     }
 }
 
 fn boolean(obj: &Obj, name: &str, default: bool) -> Result<bool> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(default),
-        Some(x) => x.as_bool().ok_or_else(|| Error::Format(format!("config.json: \"{name}\" must be true or false, found {x}"))),
+        Some(x) => x
+            .as_bool()
+            .ok_or_else(|| Error::Format(format!("config.json: \"{name}\" must be true or false, found {x}"))),
     }
 }
 
@@ -172,9 +176,7 @@ fn llama(obj: &Obj, class: HfClass) -> Result<Gpt2Config> {
     let (n_head, n_embd) = (int(obj, &["num_attention_heads"])?, int(obj, &["hidden_size"])?);
     let n_kv_head = opt_int(obj, "num_key_value_heads")?.unwrap_or(n_head);
     if n_kv_head == 0 || n_head == 0 || !n_head.is_multiple_of(n_kv_head) {
-        return bad(format!(
-            "num_key_value_heads ({n_kv_head}) must divide num_attention_heads ({n_head})"
-        ));
+        return bad(format!("num_key_value_heads ({n_kv_head}) must divide num_attention_heads ({n_head})"));
     }
     match obj.get("hidden_act").and_then(Value::as_str) {
         None | Some("silu") => {}
@@ -345,9 +347,9 @@ pub fn eos_tokens(text: &str) -> Result<Vec<u32>> {
     let v: Value = serde_json::from_str(text)
         .map_err(|e| Error::Format(format!("generation_config.json is not valid JSON: {e}")))?;
     let id = |x: &Value| {
-        x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
-            Error::Format(format!("generation_config.json: eos_token_id must be token ids, found {x}"))
-        })
+        x.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| Error::Format(format!("generation_config.json: eos_token_id must be token ids, found {x}")))
     };
     match v.get("eos_token_id") {
         None | Some(Value::Null) => Ok(vec![]),

@@ -43,9 +43,10 @@ pub fn read_safetensors(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     })?;
     let mut shards: Vec<&str> = Vec::new();
     for file in map.values() {
-        let name = file.as_str().filter(|n| !n.is_empty() && !n.contains(['/', '\\']) && *n != "..").ok_or_else(|| {
-            Error::Format(format!("{}: weight_map names {file}, not a file in the directory", index.display()))
-        })?;
+        let name =
+            file.as_str().filter(|n| !n.is_empty() && !n.contains(['/', '\\']) && *n != "..").ok_or_else(|| {
+                Error::Format(format!("{}: weight_map names {file}, not a file in the directory", index.display()))
+            })?;
         if !shards.contains(&name) {
             shards.push(name);
         }

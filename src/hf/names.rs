@@ -100,7 +100,9 @@ pub fn table(cfg: &Gpt2Config) -> Vec<HfTensor> {
                 HfTensor { name: internal.clone(), shape, internal, part: Part::Whole, transpose: linear }
             })
             .collect(),
-        HfClass::Llama | HfClass::Qwen3 => specs.iter().flat_map(|(name, shape)| llama_rows(cfg, name, shape)).collect(),
+        HfClass::Llama | HfClass::Qwen3 => {
+            specs.iter().flat_map(|(name, shape)| llama_rows(cfg, name, shape)).collect()
+        }
     }
 }
 
@@ -205,8 +207,9 @@ pub fn to_internal(
         internal_specs(cfg).into_iter().map(|(n, s)| (n, s.clone(), vec![0.0; s.iter().product()])).collect();
     let index: HashMap<String, usize> = out.iter().enumerate().map(|(k, (n, _, _))| (n.clone(), k)).collect();
     for t in table(cfg) {
-        let (shape, values) = get(&t.name)?
-            .ok_or_else(|| Error::Format(format!("{what}: missing tensor {} (expected shape {:?})", t.name, t.shape)))?;
+        let (shape, values) = get(&t.name)?.ok_or_else(|| {
+            Error::Format(format!("{what}: missing tensor {} (expected shape {:?})", t.name, t.shape))
+        })?;
         if shape != t.shape {
             return Err(Error::Format(format!(
                 "{what}: tensor {} has shape {shape:?}, expected {:?}",

@@ -55,15 +55,7 @@ pub fn read_internal(
         }
     }
     let lm_head = if config.arch.tied { by_name.remove("lm_head.weight") } else { None };
-    // before anything is sized by the config: a hostile n_layer must not allocate a table of
-    // millions of tensor names (each layer has several tensors)
-    if config.n_layer > by_name.len() {
-        return Err(Error::Format(format!(
-            "{what} has {} tensors, far too few for config.json's n_layer {}",
-            by_name.len(),
-            config.n_layer
-        )));
-    }
+    enough_tensors(what, by_name.len(), config)?;
     let tensors = names::to_internal(what, config, |name| match by_name.remove(name) {
         None => Ok(None),
         Some(view) => Ok(Some((view.shape().to_vec(), to_f32(name, &view).map_err(|e| in_file(what, e))?))),
@@ -96,6 +88,19 @@ pub fn read_internal(
     Ok(tensors)
 }
 
+/// Checks, before anything is sized by the config, that the files could hold `config`'s
+/// layers: a hostile n_layer must not allocate a table of millions of tensor names (each layer
+/// has several tensors).
+fn enough_tensors(what: &str, count: usize, config: &Gpt2Config) -> Result<()> {
+    if config.n_layer > count {
+        return Err(Error::Format(format!(
+            "{what} has {count} tensors, far too few for config.json's n_layer {}",
+            config.n_layer
+        )));
+    }
+    Ok(())
+}
+
 fn in_file(what: &str, e: Error) -> Error {
     Error::Format(format!("{what}: {e}"))
 }
@@ -103,6 +108,7 @@ fn in_file(what: &str, e: Error) -> Error {
 /// The model's parameters (in [`Gpt2Config::param_specs`] order) from `files`; a switch whose
 /// tensors this build's model does not have is refused by name before anything is read.
 pub fn load_files(what: &str, files: &[SafeTensors], config: Gpt2Config) -> Result<Weights> {
+    enough_tensors(what, files.iter().map(SafeTensors::len).sum(), &config)?;
     names::check_specs(&config)?;
     let mut by_name: HashMap<String, Vec<f32>> =
         read_internal(what, files, &config)?.into_iter().map(|(n, _, v)| (n, v)).collect();
