@@ -2,6 +2,8 @@
 // losses[r] = lse[r] − logits[r, targets[r]] with lse[r] = logsumexp(logits[r, :]) kept for the
 // backward; the mean of the losses; and the fused backward
 // dlogits[r, v] = (exp(logits[r, v] − lse[r]) − [v == targets[r]]) · dloss.
+// A target of IGNORE is not counted (torch's ignore_index): its loss and dlogits are 0, and the
+// mean is over the counted targets (the backward's dloss, 1/rows, is scaled by rows/counted).
 
 struct Params {
     rows: u32,
@@ -11,6 +13,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// A target that is not counted (src/kernels/crossentropy.rs IGNORE).
+const IGNORE: u32 = 0xffffffffu;
 
 //#entry forward
 @group(0) @binding(1) var<storage, read_write> losses: array<f32>;
@@ -41,34 +46,43 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     let l = log(s) + m;
     lse[r] = l;
-    losses[r] = l - logits[base + min(targets[r], p.V - 1u)];
+    losses[r] = select(l - logits[base + min(targets[r], p.V - 1u)], 0.0, targets[r] == IGNORE);
 }
 
 //#entry mean
 @group(0) @binding(1) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(2) var<storage, read> losses: array<f32>;
+@group(0) @binding(2) var<storage, read_write> counted: array<f32>;
+@group(0) @binding(3) var<storage, read> losses: array<f32>;
+@group(0) @binding(4) var<storage, read> targets: array<u32>;
 
 const WG: u32 = 256u;
 var<workgroup> partial: array<f32, WG>;
+var<workgroup> counts: array<u32, WG>;
 
-// One workgroup of 256: each invocation sums a strided slice, then a tree reduction; the order
-// is fixed, so the mean is deterministic.
+// One workgroup of 256: each invocation sums a strided slice of the losses (an ignored one is 0)
+// and counts its counted targets, then a tree reduction of both; the order is fixed, so the
+// mean is deterministic. counted[0] is the count, for the backward (0 counted: the loss is 0).
 @compute @workgroup_size(256)
 fn mean(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
+    var c = 0u;
     for (var r = lid; r < p.rows; r += WG) {
         s += losses[r];
+        c += select(1u, 0u, targets[r] == IGNORE);
     }
     partial[lid] = s;
+    counts[lid] = c;
     workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
         if lid < stride {
             partial[lid] += partial[lid + stride];
+            counts[lid] += counts[lid + stride];
         }
         workgroupBarrier();
     }
     if lid == 0u {
-        loss[0] = partial[0] / f32(p.rows);
+        counted[0] = f32(counts[0]);
+        loss[0] = select(partial[0] / f32(counts[0]), 0.0, counts[0] == 0u);
     }
 }
 
@@ -78,6 +92,7 @@ fn mean(@builtin(local_invocation_index) lid: u32) {
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read> lse: array<f32>;
 @group(0) @binding(4) var<storage, read> targets: array<u32>;
+@group(0) @binding(5) var<storage, read> counted: array<f32>; // [0]: the forward's count
 
 // One invocation per element (r, v) on a 2D grid of 64-wide workgroups; dlogits is overwritten.
 @compute @workgroup_size(64)
@@ -96,7 +111,8 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read> lse: array<f32>;
 @group(0) @binding(4) var<storage, read> targets: array<u32>;
-@group(0) @binding(5) var<storage, read> scale: array<f32>; // [0]: the loss scale (adamw.wgsl's Scaler)
+@group(0) @binding(5) var<storage, read> counted: array<f32>; // [0]: the forward's count
+@group(0) @binding(6) var<storage, read> scale: array<f32>; // [0]: the loss scale (adamw.wgsl's Scaler)
 
 // backward, times the dynamic loss scale (mixed-precision training, src/train.rs).
 @compute @workgroup_size(64)
@@ -110,10 +126,14 @@ fn backward_scaled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 }
 
 //#entry @dlogit
-// dL/dlogits[i] for element i = (r, v).
+// dL/dlogits[i] for element i = (r, v): 0 for an ignored target; dloss (1/rows) times
+// rows/counted, exactly 1 when no target is ignored, so the mean is over the counted targets.
 fn dlogit(i: u32) -> f32 {
     let r = i / p.V;
     let v = i % p.V;
+    if targets[r] == IGNORE {
+        return 0.0;
+    }
     let onehot = select(0.0, 1.0, v == min(targets[r], p.V - 1u));
-    return (exp(logits[i] - lse[r]) - onehot) * p.dloss;
+    return (exp(logits[i] - lse[r]) - onehot) * (p.dloss * (f32(p.rows) / counted[0]));
 }

@@ -121,7 +121,8 @@ impl Gpt2 {
     ) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        let t = CrossEntropyBwd { dlogits: &d.dlogits, logits: &a.logits, lse: &a.lse, targets, scale: scaler };
+        let (logits, lse, counted) = (&a.logits, &a.lse, &a.counted);
+        let t = CrossEntropyBwd { dlogits: &d.dlogits, logits, lse, targets, counted, scale: scaler };
         k.crossentropy.backward(&mut prog, t, dloss);
         prog
     }

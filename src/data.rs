@@ -6,6 +6,7 @@ pub mod tasks;
 
 pub use tasks::{Task, TASKS};
 
+use crate::kernels::IGNORE;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -56,10 +57,28 @@ pub enum Split {
     Val,
 }
 
-/// Token ids split 90/10 into train and val.
+/// Token ids split 90/10 into train and val; for an answer-only loss, which targets count.
 pub struct Dataset {
     pub train: Vec<u32>,
     pub val: Vec<u32>,
+    /// Answer-only loss (tasks): the counted tokens and line starts of (train, val); None: every
+    /// target counts and windows start anywhere.
+    pub answers: Option<(Answers, Answers)>,
+}
+
+/// Which tokens of a split are answer tokens (counted in the loss) and where its lines start:
+/// windows start at a line, so no answer is cut from its prompt.
+pub struct Answers {
+    pub counted: Vec<bool>,
+    pub starts: Vec<usize>,
+}
+
+impl Answers {
+    /// `counted` with the line starts of `starts` that leave a full window of `t + 1` tokens.
+    fn new(counted: Vec<bool>, starts: impl Iterator<Item = usize>, t: usize) -> Answers {
+        let starts = starts.filter(|s| s + t < counted.len()).collect();
+        Answers { counted, starts }
+    }
 }
 
 impl Dataset {
@@ -82,7 +101,33 @@ impl Dataset {
         let val = tokens[n..].to_vec();
         let mut train = tokens;
         train.truncate(n);
-        Ok(Dataset { train, val })
+        Ok(Dataset { train, val, answers: None })
+    }
+
+    /// A task's examples for an answer-only loss: each tokenized as prompt, then answer + "\n"
+    /// (the targets counted), split 90/10 at a line start; windows start at lines.
+    pub fn from_examples(examples: &[(String, String)], tokenizer: &Tokenizer, t: usize) -> Result<Dataset> {
+        let (mut tokens, mut counted, mut starts) = (vec![], vec![], vec![]);
+        for (prompt, answer) in examples {
+            starts.push(tokens.len());
+            let (p, a) = (tokenizer.encode(prompt)?, tokenizer.encode(&format!("{answer}\n"))?);
+            counted.extend(std::iter::repeat_n(false, p.len()).chain(std::iter::repeat_n(true, a.len())));
+            tokens.extend(p.into_iter().chain(a));
+        }
+        Dataset::check_len(tokens.len(), t)?;
+        let n = starts.iter().copied().find(|&s| s >= tokens.len() * 9 / 10).unwrap_or(tokens.len());
+        let (val, val_counted) = (tokens.split_off(n), counted.split_off(n));
+        let split = starts.iter().position(|&s| s >= n).unwrap_or(starts.len());
+        let val_starts: Vec<usize> = starts.split_off(split).into_iter().map(|s| s - n).collect();
+        let answers =
+            (Answers::new(counted, starts.into_iter(), t), Answers::new(val_counted, val_starts.into_iter(), t));
+        if answers.0.starts.is_empty() || answers.1.starts.is_empty() {
+            return Err(Error::Input(format!(
+                "the task's lines are too long for a context of {t}: no window of T+1 tokens starts at a line in both \
+                 splits; give a larger block size"
+            )));
+        }
+        Ok(Dataset { train: tokens, val, answers: Some(answers) })
     }
 
     /// Tokenizes `text` and splits it.
@@ -91,17 +136,26 @@ impl Dataset {
     }
 
     /// B random windows of T+1 tokens from `split`: inputs x and next-token targets y, each B·T.
+    /// With an answer-only loss the windows start at lines and the targets that are not answer
+    /// tokens are IGNORE (not counted in the loss).
     pub fn batch(&self, split: Split, rng: &mut Rng, b: usize, t: usize) -> (Vec<u32>, Vec<u32>) {
         let data = match split {
             Split::Train => &self.train,
             Split::Val => &self.val,
         };
+        let answers = self.answers.as_ref().map(|(train, val)| if split == Split::Train { train } else { val });
         let mut x = Vec::with_capacity(b * t);
         let mut y = Vec::with_capacity(b * t);
         for _ in 0..b {
-            let i = rng.below(data.len() - t);
+            let i = match answers {
+                Some(a) => a.starts[rng.below(a.starts.len())],
+                None => rng.below(data.len() - t),
+            };
             x.extend_from_slice(&data[i..i + t]);
-            y.extend_from_slice(&data[i + 1..i + t + 1]);
+            match answers {
+                Some(a) => y.extend((i + 1..i + t + 1).map(|k| if a.counted[k] { data[k] } else { IGNORE })),
+                None => y.extend_from_slice(&data[i + 1..i + t + 1]),
+            }
         }
         (x, y)
     }

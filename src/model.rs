@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::gpu::Tensor;
 use crate::kernels::dropout::DropoutRate;
-use crate::kernels::{AttentionKind, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site};
+use crate::kernels::{AttentionKind, CrossEntropyFwd, Kernels, LayerNormFwd, Program, Site, IGNORE};
 use crate::submit::{Piece, SubmitPlan, SubmitStats, DEFAULT_BUDGET_MS};
 use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
@@ -141,14 +141,11 @@ impl Gpt2 {
         prog
     }
 
-    /// losses (B,T) and loss (1) of the logits against `targets`.
+    /// losses (B,T), loss (1) and counted (1) of the logits against `targets` (IGNORE not counted).
     pub(crate) fn record_loss(&self, a: &ActivationTensors, targets: &Tensor) -> Program {
-        let k = &*self.kernels;
-        let mut prog = Program::default();
-        k.crossentropy.forward(
-            &mut prog,
-            CrossEntropyFwd { loss: &a.loss, losses: &a.losses, lse: &a.lse, logits: &a.logits, targets },
-        );
+        let (k, mut prog) = (&*self.kernels, Program::default());
+        let (loss, counted, losses, lse, logits) = (&a.loss, &a.counted, &a.losses, &a.lse, &a.logits);
+        k.crossentropy.forward(&mut prog, CrossEntropyFwd { loss, counted, losses, lse, logits, targets });
         prog
     }
 
@@ -183,16 +180,16 @@ impl Gpt2 {
         pieces
     }
 
-    /// Checks token ids (or targets) against the plan's shape and the vocabulary.
+    /// Checks token ids (or "targets", which may also be [`IGNORE`]: not counted in the loss)
+    /// against the plan's shape and the vocabulary.
     pub(crate) fn check_ids(&self, what: &str, ids: &[u32], f: &Forward) -> Result<()> {
         if ids.len() != f.b * f.t {
             return Err(Error::Input(format!("{what}: {} ids, expected B*T = {}x{}", ids.len(), f.b, f.t)));
         }
-        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= self.config.vocab_size) {
-            return Err(Error::Input(format!(
-                "{what}[{i}] = {id} is outside the vocabulary (vocab_size {})",
-                self.config.vocab_size
-            )));
+        let v = self.config.vocab_size;
+        let bad = |id: u32| id as usize >= v && !(what == "targets" && id == IGNORE);
+        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| bad(id)) {
+            return Err(Error::Input(format!("{what}[{i}] = {id} is outside the vocabulary (vocab_size {v})")));
         }
         Ok(())
     }

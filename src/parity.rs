@@ -1,6 +1,9 @@
 //! Parity files: a model, a batch and what Hugging Face's GPT2LMHeadModel computed for it
-//! (logits, loss, and for training the gradients, the parameters after one AdamW step and N
-//! losses). The format is in tests/fixtures/README.md; `wgpt parity FILE` and the tests run it.
+//! (logits, loss, and for training the gradients, the parameters after one optimizer step and N
+//! losses, by torch.optim's AdamW or SGD). The format is in tests/fixtures/README.md; `wgpt
+//! parity FILE` and the tests run it.
+
+mod optimizer;
 
 use std::sync::Arc;
 
@@ -14,8 +17,10 @@ use crate::model::{Gpt2, Gpt2Config, Weights};
 use crate::train::{TrainConfig, Trainer};
 use crate::{Error, Result};
 
+pub use optimizer::{OptimizerMeta, SgdConfig};
+
 /// AdamW settings of a parity file (constant lr, no clipping, decay on rank >= 2 only).
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 pub struct AdamWConfig {
     pub lr: f32,
     pub beta1: f32,
@@ -26,6 +31,9 @@ pub struct AdamWConfig {
 
 pub struct ParityFile {
     pub weights: Weights,
+    /// The optimizer that made the expected steps (metadata `optimizer`, or the older `adamw`).
+    pub optimizer: Option<OptimizerMeta>,
+    /// Its AdamW settings, where it trains with AdamW.
     pub adamw: Option<AdamWConfig>,
     pub b: usize,
     pub t: usize,
@@ -36,7 +44,7 @@ pub struct ParityFile {
     pub losses: Vec<f32>, // (N)
     /// Gradients of `loss` in parameter order, where the file has them.
     pub grads: Option<Vec<Vec<f32>>>,
-    /// Parameters after one AdamW step, in parameter order, where the file has them.
+    /// Parameters after one optimizer step, in parameter order, where the file has them.
     pub step1: Option<Vec<Vec<f32>>>,
 }
 
@@ -51,13 +59,8 @@ impl ParityFile {
         let config: Gpt2Config = serde_json::from_str(config_text)
             .map_err(|e| Error::Format(format!("{what}: metadata \"config\" is not a GPT-2 config: {e}")))?;
         config.validate()?;
-        let adamw = match meta.get("adamw") {
-            Some(text) => Some(
-                serde_json::from_str(text)
-                    .map_err(|e| Error::Format(format!("{what}: metadata \"adamw\" is malformed: {e}")))?,
-            ),
-            None => None,
-        };
+        let optimizer = OptimizerMeta::parse(what, &meta)?;
+        let adamw = optimizer.and_then(|o| o.adamw());
         let weights = load_weights(what, bytes, config)?;
         let st = parse_safetensors(what, bytes)?;
         let get = |name: &str| st.tensor(name).map_err(|_| Error::Format(format!("{what}: missing tensor {name}")));
@@ -111,33 +114,27 @@ impl ParityFile {
         };
         let grads = per_param("expected.grad.")?;
         let step1 = per_param("expected.step1.")?;
-        Ok(ParityFile { weights, adamw, b, t, x, y, logits, loss, losses, grads, step1 })
+        Ok(ParityFile { weights, optimizer, adamw, b, t, x, y, logits, loss, losses, grads, step1 })
     }
 
-    /// How the file's maker trained on its batch (AdamW at constant lr, no clipping, no dropout),
-    /// where it has AdamW settings.
+    /// How the file's maker trained on its batch (its optimizer at constant lr, no clipping, no
+    /// dropout), where it has optimizer settings.
     pub fn train_config(&self) -> Option<TrainConfig> {
-        let adamw = self.adamw?;
-        Some(TrainConfig {
+        let cfg = TrainConfig {
             batch_size: self.b,
             seq_len: self.t,
             grad_accum: 1,
-            lr: adamw.lr,
-            min_lr: adamw.lr,
             warmup_iters: 0,
-            lr_decay_iters: 0,
-            weight_decay: adamw.weight_decay,
-            beta1: adamw.beta1,
-            beta2: adamw.beta2,
-            eps: adamw.eps,
             grad_clip: 0.0,
             dropout: 0.0,
             attention: None,
             precision: crate::precision::Precision::F32,
             loss_scaling: None,
-            optimizer: crate::train::OptimizerConfig::default(),
             lr_schedule: crate::train::Schedule::Constant,
-        })
+            ..TrainConfig::default()
+        };
+        let cfg = self.optimizer?.apply(cfg);
+        Some(TrainConfig { min_lr: cfg.lr, lr_decay_iters: 0, ..cfg })
     }
 }
 
@@ -215,7 +212,7 @@ pub const LOSSES_TOL: f32 = 1e-3;
 pub async fn check_training(kernels: Arc<Kernels>, p: &ParityFile, submit_budget_ms: f64) -> Result<Vec<Check>> {
     let (Some(cfg), Some(grads), Some(step1)) = (p.train_config(), &p.grads, &p.step1) else {
         return Err(Error::Format(
-            "this parity file has no training data (adamw, expected.grad.*, expected.step1.*)".into(),
+            "this parity file has no training data (optimizer or adamw, expected.grad.*, expected.step1.*)".into(),
         ));
     };
     let model = Gpt2::new(kernels, &p.weights)?.with_submit_budget(submit_budget_ms);
@@ -234,7 +231,8 @@ pub async fn check_training(kernels: Arc<Kernels>, p: &ParityFile, submit_budget
     let specs = p.weights.config.param_specs();
     let flat = |v: &[Vec<f32>]| v.concat();
     checks.push(Check::new("grads (all)", &flat(&got_grads), &flat(grads), GRAD_ATOL, GRAD_RTOL));
-    checks.push(Check::new("params after 1 AdamW step", &flat(&got_step1), &flat(step1), STEP1_TOL, 0.0));
+    let name = p.optimizer.map_or("AdamW", |o| o.title());
+    checks.push(Check::new(&format!("params after 1 {name} step"), &flat(&got_step1), &flat(step1), STEP1_TOL, 0.0));
     checks.push(Check::new(&format!("losses of {} steps", p.losses.len()), &losses, &p.losses, LOSSES_TOL, 0.0));
     for (((name, _), got), want) in specs.iter().zip(&got_grads).zip(grads) {
         let c = Check::new(&format!("grad {name}"), got, want, GRAD_ATOL, GRAD_RTOL);

@@ -37,20 +37,34 @@ struct Micro {
     embed_backward: Program,
 }
 
-/// GPU memory an AdamW [`Trainer`] allocates for `cfg` at (B, T) with attention of `kind`, in
-/// bytes, summed over the specs its tensors are made from: parameters, gradients and both AdamW
-/// moments ([`optimizer_bytes`]), the forward's activations
+/// GPU memory an AdamW [`Trainer`] allocates for `cfg` at (B, T) with attention of `kind`:
+/// [`training_bytes_for`] AdamW.
+pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool) -> u64 {
+    training_bytes_for(cfg, &OptimizerConfig::default(), b, t, kind, f16)
+}
+
+/// GPU memory a [`Trainer`] with `optimizer` allocates for `cfg` at (B, T) with attention of
+/// `kind`, in bytes, summed over the specs its tensors are made from: parameters, gradients and
+/// the optimizer's state ([`optimizer_bytes`]), the forward's activations
 /// ([`ActivationTensors::specs`]) and their gradients ([`GradActs::specs`]); the small per-step
 /// buffers and uniforms are left out. Flash attention keeps (B, NH, T) per layer where classic
 /// keeps (B, NH, T, T). `f16`: the run's precision resolves to f16 on this adapter
 /// ([`crate::precision::Precision::resolve`]), which adds the products' f16 weight copies
 /// ([`MatmulWeights::f16_bytes`]); the loss scaler's state is one of the small buffers every run
 /// has.
-pub fn training_bytes(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool) -> u64 {
+pub fn training_bytes_for(
+    cfg: &Gpt2Config,
+    optimizer: &OptimizerConfig,
+    b: usize,
+    t: usize,
+    kind: AttentionKind,
+    f16: bool,
+) -> u64 {
     let acts = total_bytes(&ActivationTensors::specs(cfg, b, t, kind));
     let grad_acts = total_bytes(&GradActs::specs(cfg, b, t, kind));
     let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
-    optimizer_bytes(cfg, &TrainConfig::default()) + acts + grad_acts + copies
+    let train = TrainConfig { optimizer: *optimizer, ..TrainConfig::default() };
+    optimizer_bytes(cfg, &train) + acts + grad_acts + copies
 }
 
 /// The bytes of the weights, their gradients ([`ParameterTensors::zeros`]) and the state of

@@ -265,7 +265,15 @@ async fn crossentropy(k: Arc<Kernels>) {
         let (loss, losses, lse) = (g.tensor("loss", &[1]), g.tensor("losses", &[rows]), g.tensor("lse", &[rows]));
         let mut prog = Program::default();
         let (logits_t, targets_t) = (g.upload("logits", &[rows, v], &logits), g.upload("targets", &[rows], &targets));
-        let t = CrossEntropyFwd { loss: &loss, losses: &losses, lse: &lse, logits: &logits_t, targets: &targets_t };
+        let counted = g.tensor("counted", &[1]);
+        let t = CrossEntropyFwd {
+            loss: &loss,
+            counted: &counted,
+            losses: &losses,
+            lse: &lse,
+            logits: &logits_t,
+            targets: &targets_t,
+        };
         k.crossentropy.forward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&losses, &loss, &lse]).await.unwrap();
@@ -761,7 +769,15 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
         let (logits_t, lse_t) =
             (g.upload("logits", &[rows, v], &logits), g.upload("lse", &[rows], &logsumexp(&logits, v)));
         let targets_t = g.upload("targets", &[rows], &targets);
-        let t = CrossEntropyBwd { dlogits: &dlogits, logits: &logits_t, lse: &lse_t, targets: &targets_t, scale: None };
+        let counted = g.upload("counted", &[1], &[rows as f32]); // every target counts
+        let t = CrossEntropyBwd {
+            dlogits: &dlogits,
+            logits: &logits_t,
+            lse: &lse_t,
+            targets: &targets_t,
+            counted: &counted,
+            scale: None,
+        };
         k.crossentropy.backward(&mut prog, t, dloss);
         let got = run_read(&k, &prog, &dlogits).await;
         let mut want = vec![0.0; rows * v];
@@ -770,6 +786,62 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
     }
 }
 gpu_test!(crossentropy_backward, crossentropy_bwd);
+
+/// Cross-entropy with about half the targets IGNOREd (answer-only loss): losses, the mean over
+/// the counted targets, the count, and the backward reading the forward's count, against the CPU
+/// reference at ragged shapes, and a batch where nothing counts (loss and gradient 0).
+async fn crossentropy_ignore(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    for (i, &(rows, v, keep)) in [(7, 65, 2), (33, 97, 2), (300, 11, 3), (5, 13, 0)].iter().enumerate() {
+        let mut rng = Rng::new(1250 + i as u64);
+        let logits = rng.vec(rows * v, -10.0, 10.0);
+        let mut targets = rng.ids(rows, v);
+        for y in targets.iter_mut() {
+            if keep == 0 || rng.below(keep) == 0 {
+                *y = wgpt::kernels::IGNORE;
+            }
+        }
+        let counted_want = targets.iter().filter(|&&y| y != wgpt::kernels::IGNORE).count();
+        let (loss, counted) = (g.tensor("loss", &[1]), g.tensor("counted", &[1]));
+        let (losses, lse) = (g.tensor("losses", &[rows]), g.tensor("lse", &[rows]));
+        let (logits_t, targets_t) = (g.upload("logits", &[rows, v], &logits), g.upload("targets", &[rows], &targets));
+        let dlogits = g.upload("dlogits", &[rows, v], &vec![f32::NAN; rows * v]);
+        let dloss = 1.0 / rows as f32;
+        let mut prog = Program::default();
+        let (counted_t, logits_r, targets_r) = (&counted, &logits_t, &targets_t);
+        let fwd = CrossEntropyFwd {
+            loss: &loss,
+            counted: counted_t,
+            losses: &losses,
+            lse: &lse,
+            logits: logits_r,
+            targets: targets_r,
+        };
+        k.crossentropy.forward(&mut prog, fwd);
+        let bwd = CrossEntropyBwd {
+            dlogits: &dlogits,
+            logits: logits_r,
+            lse: &lse,
+            targets: targets_r,
+            counted: counted_t,
+            scale: None,
+        };
+        k.crossentropy.backward(&mut prog, bwd, dloss);
+        k.gpu.run(|pass| prog.encode(pass));
+        let got = g.read_many(&[&losses, &loss, &counted, &dlogits]).await.unwrap();
+        let mut want = vec![0.0; rows];
+        let mean = cpu::crossentropy_forward(&mut want, &logits, &targets, v);
+        let what = format!("N{rows} V{v}, {counted_want} counted");
+        assert_close(&format!("crossentropy ignore losses {what}"), &got[0], &want, 1e-5, 1e-5);
+        assert_close(&format!("crossentropy ignore mean {what}"), &got[1], &[mean], 1e-5, 1e-5);
+        assert_eq!(got[2], [counted_want as f32], "counted {what}");
+        let mut dwant = vec![0.0; rows * v];
+        cpu::crossentropy_backward(&mut dwant, &logits, &targets, dloss, v);
+        assert_close(&format!("crossentropy ignore dlogits {what}"), &got[3], &dwant, 1e-6 * dloss, 1e-4);
+        assert!(got[3].iter().all(|x| x.is_finite()), "{what}: dlogits finite");
+    }
+}
+gpu_test!(crossentropy_ignored_targets, crossentropy_ignore);
 
 /// Global gradient norm (one tensor longer than a 65536-element chunk) and AdamW with clipping
 /// active, against torch's formulas on the CPU; two steps so the moments matter.

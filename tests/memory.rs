@@ -8,7 +8,7 @@ mod common;
 use wgpt::kernels::AttentionKind;
 use wgpt::model::{Gpt2, Gpt2Config, Weights};
 use wgpt::precision::Precision;
-use wgpt::train::{training_bytes, TrainConfig, Trainer};
+use wgpt::train::{training_bytes, training_bytes_for, Optimizer, OptimizerConfig, TrainConfig, Trainer};
 use wgpt::weights16::MatmulWeights;
 
 /// Held by each test while it counts buffers.
@@ -93,6 +93,39 @@ fn training_bytes_matches_allocations() {
             }
         }
     }
+}
+
+/// The optimizer's state is in the estimate as it is allocated: SGD keeps one buffer per
+/// parameter where AdamW keeps two moments, so an SGD trainer allocates one parameter set's
+/// bytes less, exactly, and its estimate (the page's plan too) says so.
+#[test]
+fn the_estimate_follows_the_optimizers_state() {
+    let _lock = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(k) = common::shared_kernels() else { return };
+    let cfg =
+        Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65, arch: wgpt::model::Arch::GPT2 };
+    let (b, kind) = (4, AttentionKind::Flash);
+    let mut allocated = vec![];
+    for optimizer in [OptimizerConfig::default(), OptimizerConfig::of(Optimizer::Sgd)] {
+        let (_, before) = k.gpu.buffer_stats();
+        let model = Gpt2::new(k.clone(), &Weights::random(cfg, 1)).unwrap();
+        let train =
+            TrainConfig { batch_size: b, seq_len: 32, attention: Some(kind), optimizer, ..TrainConfig::default() };
+        let trainer = Trainer::new(model, train).unwrap();
+        let actual = k.gpu.buffer_stats().1 - before;
+        let estimate = training_bytes_for(&cfg, &optimizer, b, 32, kind, false);
+        let ratio = estimate as f64 / actual as f64;
+        println!("{}: estimate {estimate} bytes, allocated {actual} ({ratio:.3})", optimizer.kind.name());
+        assert!((0.98..=1.0).contains(&ratio), "estimate {estimate} vs allocated {actual}: ratio {ratio:.3}");
+        allocated.push((actual, estimate));
+        drop(trainer);
+    }
+    let one_set = 4 * cfg.num_params() as u64;
+    assert_eq!(allocated[0].0 - allocated[1].0, one_set, "SGD allocates one parameter set less than AdamW");
+    assert_eq!(allocated[0].1 - allocated[1].1, one_set);
+    let plan =
+        |o: &OptimizerConfig| wgpt::run::builder::plan(None, &cfg, b, 32, Precision::F32, o).unwrap().memory_bytes;
+    assert_eq!(plan(&OptimizerConfig::default()) - plan(&OptimizerConfig::of(Optimizer::Sgd)), one_set);
 }
 
 /// Flash attention keeps (B, NH, T) per layer where classic keeps (B, NH, T, T), forward and

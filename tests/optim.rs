@@ -105,6 +105,28 @@ fn another_optimizers_state_is_refused() {
     }
 }
 
+/// A model-only checkpoint of an SGD run resumes at its step with its momentum buffers at zero
+/// (torch's fresh SGD), and trains on.
+#[test]
+fn a_model_only_sgd_checkpoint_resumes_with_fresh_buffers() {
+    let Some(k) = common::shared_kernels() else { return };
+    let cfg = run_config(sgd(), Schedule::Cosine);
+    let mut run = new_run(&k, cfg.clone(), &Weights::random(cfg.model, 1));
+    common::step_losses(&mut run, 3);
+    let kept = pollster::block_on(run.trainer.optimizer_state()).unwrap();
+    assert!(kept.iter().any(|(_, v)| v.iter().any(|&x| x != 0.0)), "three steps fill the buffers");
+    let ckpt = pollster::block_on(run.checkpoint(false)).unwrap();
+    let saved = wgpt::hf::load_weights("checkpoint", &ckpt.model, cfg.model).unwrap();
+    let mut resumed = new_run(&k, cfg, &saved);
+    resumed.restore(&ckpt.state).unwrap();
+    assert!(resumed.fresh_moments && resumed.step() == 3);
+    let fresh = pollster::block_on(resumed.trainer.optimizer_state()).unwrap();
+    assert_eq!(fresh.len(), kept.len());
+    assert!(fresh.iter().all(|(_, v)| v.iter().all(|&x| x == 0.0)), "the buffers start from zero");
+    let losses = common::step_losses(&mut resumed, 2);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+}
+
 /// A fresh folder wgpt-{name}-test-{pid} in the temp dir and the pangram corpus in it.
 fn scratch_with_corpus(name: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("wgpt-{name}-test-{}", std::process::id()));

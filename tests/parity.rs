@@ -1,6 +1,6 @@
 //! The whole forward pass against Hugging Face: the shared parity files, our own odd-shaped
-//! fixtures (tests/fixtures/make_parity.py) and the official-layout tiny GPT-2 directory with the
-//! real GPT-2 tokenizer.
+//! fixtures and SGD's (tests/fixtures/make_parity.py) and the official-layout tiny GPT-2
+//! directory with the real GPT-2 tokenizer.
 
 mod common;
 
@@ -48,6 +48,21 @@ fn parity_odd_shapes() {
 #[test]
 fn parity_one_head() {
     run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/odd1.safetensors"));
+}
+
+/// torch.optim.SGD, momentum 0.9 (two groups: decay 0.1 on rank >= 2 tensors, none on 1-D
+/// ones), lr 0.05: 2 layers, head size 8, vocab 37, B 2, T 13. The decay moves a weight by up to
+/// 3.4e-4 in the first step (over STEP1_TOL) and the tenth loss by 0.069, so a run without it
+/// fails.
+#[test]
+fn parity_sgd() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sgd.safetensors"));
+}
+
+/// As parity_sgd with Nesterov momentum (the tenth loss 0.075 from plain momentum's).
+#[test]
+fn parity_sgd_nesterov() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sgd-nesterov.safetensors"));
 }
 
 /// The official file layout (no `transformer.` prefix, attn.bias buffers) and GPT-2's tokenizer:

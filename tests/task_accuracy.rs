@@ -17,11 +17,12 @@ use wgpt::run::{DataSource, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::TrainConfig;
 
-/// A tiny run (2 layers, C 32, T 32) on `spec`'s corpus, tokenized by `tokenizer`.
-fn task_run(k: &Arc<Kernels>, spec: &str, tokenizer: &str, lr: f32) -> Run {
-    let task = Task::parse(spec).unwrap();
+/// A tiny run (2 layers, C 32, T 32) on `spec`'s corpus, tokenized by `tokenizer`, its loss on
+/// the answers only where `answer_loss`.
+fn task_run(k: &Arc<Kernels>, spec: &str, tokenizer: &str, lr: f32, answer_loss: bool) -> wgpt::Result<Run> {
+    let task = Task::parse(spec)?;
     let text = task.corpus(TASK_EXAMPLES, 7);
-    let tok = Tokenizer::from_spec(tokenizer, &text).unwrap();
+    let tok = Tokenizer::from_spec(tokenizer, &text)?;
     let model = Gpt2Config {
         n_layer: 2,
         n_head: 2,
@@ -39,6 +40,7 @@ fn task_run(k: &Arc<Kernels>, spec: &str, tokenizer: &str, lr: f32) -> Run {
             min_lr: lr,
             warmup_iters: 0,
             lr_decay_iters: 1000,
+            answer_loss,
             ..TrainConfig::default()
         },
         max_iters: 1000,
@@ -49,7 +51,7 @@ fn task_run(k: &Arc<Kernels>, spec: &str, tokenizer: &str, lr: f32) -> Run {
         data: DataSource::Task(task.spec()),
         tokenizer: tokenizer.into(),
     };
-    Run::new(k.clone(), cfg, &Weights::random(model, 3), tok, &text).unwrap()
+    Run::new(k.clone(), cfg, &Weights::random(model, 3), tok, &text)
 }
 
 /// The index of the first wrong answer token (the length where all are right).
@@ -88,7 +90,7 @@ fn accuracy_is_the_fraction_of_exact_matches() {
 #[test]
 fn teacher_forcing_agrees_with_greedy_decoding_and_with_each_example_alone() {
     let Some(k) = common::shared_kernels() else { return };
-    let mut run = task_run(&k, "addition:digits=1", "char", 1e-2);
+    let mut run = task_run(&k, "addition:digits=1", "char", 1e-2, false).unwrap();
     common::step_losses(&mut run, 400);
     let task = run.task.clone().unwrap();
     let score = pollster::block_on(run.task_score(&task, 40)).unwrap();
@@ -116,7 +118,7 @@ fn teacher_forcing_agrees_with_greedy_decoding_and_with_each_example_alone() {
 #[test]
 fn a_bpe_run_is_scored_as_greedy_decoding_scores_it() {
     let Some(k) = common::shared_kernels() else { return };
-    let mut run = task_run(&k, "addition:digits=2", "bpe:300", 3e-3);
+    let mut run = task_run(&k, "addition:digits=2", "bpe:300", 3e-3, false).unwrap();
     common::step_losses(&mut run, 20);
     let task = run.task.clone().unwrap();
     let score = pollster::block_on(run.task_score(&task, 30)).unwrap();
@@ -128,7 +130,7 @@ fn a_bpe_run_is_scored_as_greedy_decoding_scores_it() {
 fn every_task_trains_and_reports_an_accuracy() {
     let Some(k) = common::shared_kernels() else { return };
     for spec in TASKS {
-        let mut run = task_run(&k, spec.name, "char", 1e-3);
+        let mut run = task_run(&k, spec.name, "char", 1e-3, false).unwrap();
         let losses = common::step_losses(&mut run, 3);
         let eval = pollster::block_on(run.evaluate()).unwrap();
         let acc = eval.accuracy.expect("a task run reports an accuracy");
@@ -142,4 +144,23 @@ fn every_task_trains_and_reports_an_accuracy() {
             assert_eq!(e.tokens.len(), e.right.len(), "{}: a mark per answer token", spec.name);
         }
     }
+}
+
+#[test]
+fn an_answer_only_loss_trains_on_the_answers() {
+    let Some(k) = common::shared_kernels() else { return };
+    let mut run = task_run(&k, "addition:digits=1", "char", 1e-2, true).unwrap();
+    let losses = common::step_losses(&mut run, 200);
+    let eval = pollster::block_on(run.evaluate()).unwrap();
+    let (first, last) = (losses[0], losses[losses.len() - 1]);
+    println!("answer-only loss {first:.3} -> {last:.3}, accuracy {:?}", eval.accuracy);
+    assert!(losses.iter().all(|l| l.is_finite()) && last < first * 0.6, "the loss falls: {first} -> {last}");
+    assert!((0.0..=1.0).contains(&eval.accuracy.unwrap()));
+    // a corpus without answers is refused
+    let mut cfg = run.cfg.clone();
+    cfg.data = DataSource::Text("notes".into());
+    let text = "some notes\n".repeat(100);
+    let tok = Tokenizer::char_level(&text).unwrap();
+    let e = Run::new(k.clone(), cfg, &Weights::random(run.cfg.model, 3), tok, &text).err().expect("refused");
+    assert!(e.to_string().contains("answer-only loss needs a task"), "{e}");
 }

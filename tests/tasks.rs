@@ -251,3 +251,35 @@ fn wgpt_train_refuses_a_bad_task() {
         assert!(err.contains(says) && !err.contains("panicked"), "{task}: {err}");
     }
 }
+
+#[test]
+fn answer_only_batches_count_the_answers_and_start_at_lines() {
+    use wgpt::data::{Dataset, Split};
+    use wgpt::kernels::IGNORE;
+    let task = Task::parse("addition").unwrap();
+    let examples = task.train_examples(2000, 3);
+    let text = task.corpus(2000, 3);
+    let tok = wgpt::tokenizer::Tokenizer::char_level(&text).unwrap();
+    let t = 24;
+    let data = Dataset::from_examples(&examples, &tok, t).unwrap();
+    let plain = Dataset::from_text(&text, &tok, t).unwrap();
+    assert_eq!([data.train.clone(), data.val.clone()].concat(), [plain.train, plain.val].concat(), "the same tokens");
+    let mut rng = wgpt::rng::Rng::new(9);
+    for split in [Split::Train, Split::Val] {
+        let (x, y) = data.batch(split, &mut rng, 16, t);
+        for (row_x, row_y) in x.chunks(t).zip(y.chunks(t)) {
+            // read independently from the window's text: the token after position j is an answer
+            // token iff an '=' follows the last newline up to j (the newline ending a line counts)
+            let chars: Vec<char> = tok.decode(row_x).unwrap().chars().collect();
+            assert!(chars[0].is_ascii_digit(), "a window starts at a line: {chars:?}");
+            for j in 0..t {
+                let line = chars[..=j].split(|&c| c == '\n').next_back().unwrap();
+                let answer = line.contains(&'=');
+                assert_eq!(row_y[j] != IGNORE, answer, "target {j} of {chars:?}");
+                if answer && j + 1 < t {
+                    assert_eq!(row_y[j], row_x[j + 1], "a counted target is the next token");
+                }
+            }
+        }
+    }
+}

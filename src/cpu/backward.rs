@@ -167,9 +167,17 @@ pub fn residual_backward(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
 }
 
 /// dlogits (N,V) = (softmax(logits) − onehot(targets)) · dloss, OVERWRITTEN: the fused backward
-/// of crossentropy_forward with dL/dlosses[r] = dloss for every row (1/N for the mean).
+/// of crossentropy_forward with dL/dlosses[r] = dloss for every row (1/N for the mean), scaled
+/// by N/counted where targets are [`crate::kernels::IGNORE`]d (whose rows are 0), so the mean is
+/// over the counted ones.
 pub fn crossentropy_backward(dlogits: &mut [f32], logits: &[f32], targets: &[u32], dloss: f32, v: usize) {
+    let counted = targets.iter().filter(|&&y| y != crate::kernels::IGNORE).count();
+    let dloss = dloss * (targets.len() as f32 / counted as f32);
     for (r, &y) in targets.iter().enumerate() {
+        if y == crate::kernels::IGNORE {
+            dlogits[r * v..(r + 1) * v].fill(0.0);
+            continue;
+        }
         let row = &logits[r * v..(r + 1) * v];
         let maxv = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let sum: f32 = row.iter().map(|&x| (x - maxv).exp()).sum();

@@ -170,13 +170,18 @@ pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
     }
 }
 
-/// losses (N) = logsumexp(logits (N,V)) − logits[targets]; returns their mean.
+/// losses (N) = logsumexp(logits (N,V)) − logits[targets]; returns their mean. A target of
+/// [`crate::kernels::IGNORE`] has loss 0 and is left out of the mean (0 when none counts).
 pub fn crossentropy_forward(losses: &mut [f32], logits: &[f32], targets: &[u32], v: usize) -> f32 {
     for (r, loss) in losses.iter_mut().enumerate() {
         let row = &logits[r * v..(r + 1) * v];
         let maxv = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let sum: f32 = row.iter().map(|&x| (x - maxv).exp()).sum();
-        *loss = sum.ln() + maxv - row[targets[r] as usize];
+        *loss = if targets[r] == crate::kernels::IGNORE { 0.0 } else { sum.ln() + maxv - row[targets[r] as usize] };
     }
-    losses.iter().sum::<f32>() / losses.len() as f32
+    let counted = targets.iter().filter(|&&y| y != crate::kernels::IGNORE).count();
+    if counted == 0 {
+        return 0.0;
+    }
+    losses.iter().sum::<f32>() / counted as f32
 }

@@ -1,5 +1,6 @@
 //! Softmax cross-entropy and its mean (shaders/crossentropy.wgsl), llm.c's
-//! `crossentropy_forward` and the fused `crossentropy_softmax_backward`.
+//! `crossentropy_forward` and the fused `crossentropy_softmax_backward`; a target of [`IGNORE`]
+//! is not counted, as torch's `ignore_index` (answer-only loss on tasks).
 
 use super::{grid, ModuleSpec, Pipe, Program};
 use crate::gpu::{Gpu, Tensor};
@@ -17,6 +18,9 @@ struct Params {
 /// loop iterations per invocation); GPT-2's is 50257.
 pub const MAX_VOCAB: usize = 65535;
 
+/// A target the loss does not count: its loss and gradient are 0 and the mean is over the others.
+pub const IGNORE: u32 = u32::MAX;
+
 fn spec(entry: &'static str) -> ModuleSpec {
     ModuleSpec::new::<Params>(&["crossentropy.wgsl"], entry)
 }
@@ -25,10 +29,11 @@ pub(super) fn modules() -> Vec<ModuleSpec> {
     ["forward", "mean", "backward", "backward_scaled"].map(spec).to_vec()
 }
 
-/// The forward's tensors: loss (1), losses (N) and lse (N), the logsumexp of each row, from
-/// logits (N,V) and targets (N) u32.
+/// The forward's tensors: loss (1), counted (1) (the targets not [`IGNORE`]d, as f32), losses
+/// (N) and lse (N), the logsumexp of each row, from logits (N,V) and targets (N) u32.
 pub struct CrossEntropyFwd<'a> {
     pub loss: &'a Tensor,
+    pub counted: &'a Tensor,
     pub losses: &'a Tensor,
     pub lse: &'a Tensor,
     pub logits: &'a Tensor,
@@ -36,13 +41,14 @@ pub struct CrossEntropyFwd<'a> {
 }
 
 /// The backward's tensors: dlogits (N,V) is overwritten from logits (N,V), the forward's lse (N)
-/// and targets (N) u32; `scale`, if any, holds the loss scale in `scale[0]` (the trainer's scaler
-/// state, shaders/adamw.wgsl's Scaler).
+/// and targets (N) u32 and counted (1); `scale`, if any, holds the loss scale in `scale[0]` (the
+/// trainer's scaler state, shaders/adamw.wgsl's Scaler).
 pub struct CrossEntropyBwd<'a> {
     pub dlogits: &'a Tensor,
     pub logits: &'a Tensor,
     pub lse: &'a Tensor,
     pub targets: &'a Tensor,
+    pub counted: &'a Tensor,
     pub scale: Option<&'a Tensor>,
 }
 
@@ -63,29 +69,30 @@ impl CrossEntropy {
         }
     }
 
-    /// losses and lse of each row, then loss = mean(losses). V is at most [`MAX_VOCAB`].
+    /// losses and lse of each row, then loss = the mean of the counted rows' losses and counted =
+    /// their number. V is at most [`MAX_VOCAB`].
     pub fn forward(&self, prog: &mut Program, t: CrossEntropyFwd) {
         let rows = t.targets.numel();
         let v = t.logits.numel() / rows;
         assert!(v <= MAX_VOCAB, "cross-entropy supports at most {MAX_VOCAB} classes");
         let params = Params { rows: rows as u32, v: v as u32, dloss: 0.0, _pad: 0 };
         prog.push(self.fwd.dispatch(&params, &[t.losses, t.lse, t.logits, t.targets], grid(rows, 64)));
-        prog.push(self.mean.dispatch(&params, &[t.loss, t.losses], [1, 1, 1]));
+        prog.push(self.mean.dispatch(&params, &[t.loss, t.counted, t.losses, t.targets], [1, 1, 1]));
     }
 
     /// dlogits (N,V) = (softmax(logits (N,V)) − onehot(targets (N))) · dloss, OVERWRITTEN (not
     /// accumulated), with the softmax from the forward's lse (N); `dloss` is dL/dlosses[r] for
-    /// every row, 1/N for the mean loss. With `scale`, also times the loss scale in `scale[0]`
+    /// every row, 1/N for the mean loss, scaled by N/counted (0 for an ignored row). With `scale`, also times the loss scale in `scale[0]`
     /// (the trainer's scaler state, shaders/adamw.wgsl's Scaler): dynamic loss scaling.
     pub fn backward(&self, prog: &mut Program, t: CrossEntropyBwd, dloss: f32) {
-        let CrossEntropyBwd { dlogits, logits, lse, targets, scale } = t;
+        let CrossEntropyBwd { dlogits, logits, lse, targets, counted, scale } = t;
         let rows = targets.numel();
         let v = logits.numel() / rows;
         let params = Params { rows: rows as u32, v: v as u32, dloss, _pad: 0 };
         let wg = grid(rows * v, 64);
         prog.push(match scale {
-            Some(scale) => self.bwd_scaled.dispatch(&params, &[dlogits, logits, lse, targets, scale], wg),
-            None => self.bwd.dispatch(&params, &[dlogits, logits, lse, targets], wg),
+            Some(scale) => self.bwd_scaled.dispatch(&params, &[dlogits, logits, lse, targets, counted, scale], wg),
+            None => self.bwd.dispatch(&params, &[dlogits, logits, lse, targets, counted], wg),
         });
     }
 }

@@ -34,6 +34,7 @@ pub struct ActivationTensors {
     pub losses: Tensor,         // (B, T)
     pub lse: Tensor,            // (B, T) logsumexp of each row of logits
     pub loss: Tensor,           // (1)
+    pub counted: Tensor,        // (1) targets the loss counts (not crossentropy's IGNORE)
     /// The attention kernels these activations were made for (what `att` holds).
     pub attention: AttentionImpl,
 }
@@ -76,6 +77,7 @@ impl ActivationTensors {
             TensorSpec::one("losses", stats, vec![b, t]),
             TensorSpec::one("lse", stats, vec![b, t]),
             TensorSpec::one("loss", "loss (1)", vec![1]),
+            TensorSpec::one("counted", "loss (1)", vec![1]),
         ]
     }
 
@@ -107,6 +109,7 @@ impl ActivationTensors {
             losses: a.one("losses"),
             lse: a.one("lse"),
             loss: a.one("loss"),
+            counted: a.one("counted"),
             attention,
         };
         a.done();

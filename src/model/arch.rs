@@ -154,13 +154,13 @@ pub struct Arch {
     #[serde(default, skip_serializing_if = "is_default")]
     pub mlp: Mlp,
     /// The MLP's hidden width [default: see [`Gpt2Config::intermediate_size`]].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediate_size: Option<usize>,
     /// Key/value heads, dividing n_head (fewer: grouped-query attention) [default: n_head].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_kv_head: Option<usize>,
     /// The width of a head [default: n_embd / n_head].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
     /// An RMSNorm over each head's q and k (Qwen3).
     #[serde(default, skip_serializing_if = "is_default")]
@@ -172,7 +172,7 @@ pub struct Arch {
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub tied: bool,
     /// logits = c · tanh(logits / c) (Gemma-2, the speedruns); None: off.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logit_softcap: Option<f32>,
 }
 

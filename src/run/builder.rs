@@ -15,7 +15,7 @@ use crate::run::fits::{allocate, check_fits, Building};
 use crate::run::format::Metrics;
 use crate::run::{CheckpointFiles, Driver, Run, RunConfig};
 use crate::tokenizer::Tokenizer;
-use crate::train::training_bytes;
+use crate::train::{training_bytes_for, OptimizerConfig};
 use crate::tune::CacheFile;
 use crate::Result;
 
@@ -112,15 +112,23 @@ pub struct Plan {
     pub memory_bytes: u64,
 }
 
-/// A run of `model` at (B, T) asking for `precision`, checked against the GPU's limits before
-/// anything is allocated (without a GPU yet: unchecked, with flash attention's memory).
-pub fn plan(kernels: Option<&Kernels>, model: &Gpt2Config, b: usize, t: usize, precision: Precision) -> Result<Plan> {
+/// A run of `model` at (B, T) asking for `precision`, training with `optimizer`, checked against
+/// the GPU's limits before anything is allocated (without a GPU yet: unchecked, with flash
+/// attention's memory).
+pub fn plan(
+    kernels: Option<&Kernels>,
+    model: &Gpt2Config,
+    b: usize,
+    t: usize,
+    precision: Precision,
+    optimizer: &OptimizerConfig,
+) -> Result<Plan> {
     let kind = kernels.map_or(AttentionKind::Flash, |k| attention_kind(k, model, b, t));
     if let Some(k) = kernels {
         check_fits(&k.gpu, model, b, t, kind)?;
     }
     let precision = precision.resolve(Purpose::Training, kernels.is_some_and(|k| k.gpu.shader_f16()));
-    let memory_bytes = training_bytes(model, b, t, kind, precision.f16());
+    let memory_bytes = training_bytes_for(model, optimizer, b, t, kind, precision.f16());
     Ok(Plan { precision, memory_bytes })
 }
 

@@ -120,6 +120,8 @@ pub const FIELDS: &[Field] = &[
     opt("momentum", Bound::Float(0.0, 0.9999)),
     opt("nesterov", Bound::Bool),
     opt("lr_schedule", Bound::Choice(&["cosine", "wsd", "constant"])),
+    // tasks (issue 27)
+    set("answer_loss", Bound::Bool),
 ];
 
 /// A run as a link carries it.
@@ -511,6 +513,7 @@ mod tests {
             momentum: Some(0.8),
             nesterov: Some(false),
             lr_schedule: Some(Schedule::Wsd),
+            answer_loss: true,
         };
         let Value::Object(keys) = serde_json::to_value(&every).unwrap() else { panic!() };
         let base = page();

@@ -155,10 +155,23 @@ impl Run {
                 cfg.model.vocab_size
             )));
         }
-        let data = Dataset::from_text(text, &tokenizer, cfg.train.seq_len)?;
         let task = match &cfg.data {
             DataSource::Task(spec) => Some(Task::parse(spec)?),
             _ => None,
+        };
+        let data = match (&task, cfg.train.answer_loss) {
+            (_, false) => Dataset::from_text(text, &tokenizer, cfg.train.seq_len)?,
+            // the run's text is this corpus: the task's training examples from the run's seed
+            (Some(task), true) => {
+                let examples = task.train_examples(settings::TASK_EXAMPLES, cfg.seed);
+                Dataset::from_examples(&examples, &tokenizer, cfg.train.seq_len)?
+            }
+            (None, true) => {
+                return Err(Error::Input(format!(
+                    "an answer-only loss needs a task (--task), whose lines have answers to count; {} has none",
+                    cfg.data.name()
+                )))
+            }
         };
         let model = Gpt2::new(kernels, weights)?;
         let decoder = Decoder::new(&model)?;

@@ -117,6 +117,10 @@ pub struct RunSettings {
     /// tuning picks, and the run records it].
     #[serde(default)]
     pub attention: Option<AttentionKind>,
+    // issue 27, tasks
+    /// On a task, count only the answers' tokens in the loss (grokking) [default: false].
+    #[serde(default)]
+    pub answer_loss: bool,
 }
 
 fn one() -> usize {
@@ -157,6 +161,7 @@ impl RunSettings {
             nesterov: None,
             lr_schedule: None,
             attention: None,
+            answer_loss: false,
         })
     }
 
@@ -219,6 +224,7 @@ impl RunSettings {
             loss_scaling: None,
             optimizer: self.optimizer_config(),
             lr_schedule: self.lr_schedule.unwrap_or_default(),
+            answer_loss: self.answer_loss,
         };
         train.validate(model.block_size)?;
         Ok(RunConfig {

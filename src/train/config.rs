@@ -55,6 +55,11 @@ pub struct TrainConfig {
     /// The learning rate's schedule after warmup.
     #[serde(default)]
     pub lr_schedule: Schedule,
+    // issue 27, tasks: answer-only loss
+    /// On a task, count only the answers' tokens in the loss (the run's batches mark the others
+    /// with crossentropy's IGNORE, and windows start at a line): what grokking needs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answer_loss: bool,
 }
 
 /// Dynamic loss scaling as torch.cuda.amp.GradScaler: the loss gradient is multiplied by a
@@ -118,6 +123,7 @@ impl Default for TrainConfig {
             loss_scaling: None,
             optimizer: OptimizerConfig::default(),
             lr_schedule: Schedule::Cosine,
+            answer_loss: false,
         }
     }
 }

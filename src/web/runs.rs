@@ -144,7 +144,8 @@ impl Runs {
             }
         };
         let (b, t) = (settings.batch_size.max(1), settings.block_size.clamp(1, model.block_size));
-        let plan = builder::plan(w.session.open().map(|k| &**k), &model, b, t, settings.precision)?;
+        let optimizer = settings.optimizer_config();
+        let plan = builder::plan(w.session.open().map(|k| &**k), &model, b, t, settings.precision, &optimizer)?;
         Dataset::check_len(tokens, t)?;
         let train = tokens * 9 / 10;
         Ok(Event::Plan {

@@ -24,7 +24,7 @@ const carried = (link) => JSON.parse(Buffer.from(link.slice(link.indexOf("#run="
 const link = (json) => `#run=${Buffer.from(json).toString("base64url")}`;
 
 // The form as a person sees it: every field's value.
-const FIELDS = ["preset", "tokenizer", "bpe_vocab", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision"];
+const FIELDS = ["preset", "tokenizer", "bpe_vocab", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision", "optimizer", "momentum", "lr_schedule"];
 const form = (p) => p.evaluate((ids) => Object.fromEntries(ids.map((id) => [id, document.getElementById(id).value])), FIELDS);
 
 // Copy link on `p`: the link shown.
@@ -50,12 +50,16 @@ try {
   await page.selectOption("#tokenizer", "bpe");
   await e2e.set("bpe_vocab", 300);
   await page.selectOption("#train_precision", "f16");
+  await page.selectOption("#optimizer", "sgd");
+  await e2e.set("momentum", 0.8);
+  await page.uncheck("#nesterov");
+  await page.selectOption("#lr_schedule", "wsd");
   const first = await copy(page);
   const sent = carried(first);
   const before = await form(page);
   console.log(`link: ${first.length} characters: ${JSON.stringify(sent)}`);
   if (!first.startsWith(`${url}#run=`)) fail(`the link ${first} is not this page's address with #run=`);
-  if (sent.v !== 1 || sent.tokenizer !== "bpe:300" || sent.lr !== 0.0015 || sent.seed !== 4242 || sent.precision !== "f16" || JSON.stringify(sent.corpus) !== '{"task":{"name":"reverse","params":""}}')
+  if (sent.v !== 1 || sent.tokenizer !== "bpe:300" || sent.lr !== 0.0015 || sent.seed !== 4242 || sent.precision !== "f16" || sent.optimizer !== "sgd" || sent.nesterov !== false || JSON.stringify(sent.corpus) !== '{"task":{"name":"reverse","params":""}}')
     fail(`the link carries ${JSON.stringify(sent)}`);
   const clip = await page.evaluate(() => navigator.clipboard.readText().catch((e) => `clipboard: ${e.message}`));
   if (clip !== first) console.log(`note: the clipboard holds ${JSON.stringify(clip.slice(0, 80))}`);

@@ -18,9 +18,10 @@ import { fillTasks } from "./tasks.js";
 import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches, modelOnlyLabel, offersModelOnly, paramsOf, roomNeeded, watchLifecycle } from "./reliability.js";
 import { initial, reduce, running, mismatch } from "./state.js";
 import { initShare, linkExtras, onLink, openHash } from "./share.js";
+import { OPTIMIZER_INPUTS, initOptimizer, optimizerSettings } from "./optimizer.js";
 
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
-const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision"];
+const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision", ...OPTIMIZER_INPUTS];
 const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 
 let state = initial;
@@ -64,6 +65,7 @@ function settings() {
     seed: num("train_seed"),
     precision: $("train_precision").value,
     ...linkExtras(), // an opened link's settings the form has no field for
+    ...optimizerSettings(),
   };
 }
 
@@ -466,6 +468,7 @@ function wire() {
     schedulePlan();
   });
   for (const id of [...SETTINGS, "bpe_vocab"]) on(id, "change", schedulePlan);
+  initOptimizer();
   on("train-start", "click", () => {
     dispatch({ type: "ui_start" });
     send({ type: "start", settings: settings() });

@@ -5,6 +5,7 @@
 // before replacing anything. Every string from a link is shown as text, never as HTML.
 
 import { $, h } from "./dom.js";
+import { showOptimizer } from "./optimizer.js";
 
 // The settings the form shows, by the element that holds each; the tokenizer has two.
 const FORM = {
@@ -20,6 +21,11 @@ const FORM = {
   eval_iters: "eval_iters",
   seed: "train_seed",
   precision: "train_precision",
+  optimizer: "optimizer",
+  muon_lr: "muon_lr",
+  momentum: "momentum",
+  nesterov: "nesterov",
+  lr_schedule: "lr_schedule",
 };
 
 // The corpus names the page gives its built-in corpora (app.js's loadBuiltin), and back.
@@ -77,7 +83,8 @@ function fill(ev) {
   const s = ev.settings;
   const keys = new Set(ev.set);
   if ([...keys].some((k) => ["n_layer", "n_head", "n_embd", "block_size"].includes(k))) $("preset").value = "custom";
-  for (const [key, id] of Object.entries(FORM)) if (keys.has(key) && s[key] !== null) $(id).value = String(s[key]);
+  for (const [key, id] of Object.entries(FORM)) if (keys.has(key) && s[key] !== null) put($(id), s[key]);
+  showOptimizer();
   if (keys.has("tokenizer")) {
     const bpe = s.tokenizer.startsWith("bpe:");
     $("tokenizer").value = bpe ? "bpe" : "char";
@@ -95,6 +102,12 @@ function fill(ev) {
   note(lines, ev.refused.length > 0);
   page.changed();
   page.say(`Opened a link: ${ev.set.length} settings set${ev.refused.length ? `, ${ev.refused.length} refused` : ""}; see under the model's settings. Nothing trains until you press Start.`);
+}
+
+// Puts a link's value in its input: a checkbox's state, or the text of any other.
+function put(input, value) {
+  if (input.type === "checkbox") input.checked = value === true;
+  else input.value = String(value);
 }
 
 // Chooses the link's corpus where it names one the page has; what to do where it does not.

@@ -3,30 +3,36 @@
 // training lines, shown before training. All text goes in through textContent (h()).
 import { $, h } from "./dom.js";
 
-// The task options go before the downloaded corpora; the task's note under the select.
-export function fillTasks(tasks) {
+let tasks = null; // the manifest's, once `ready` came
+
+// The task options go before the downloaded corpora (filled again at each `ready`).
+export function fillTasks(list) {
   const select = $("builtin");
+  if (!tasks) select.addEventListener("change", showTask);
+  tasks = list;
   for (const el of select.querySelectorAll("option[data-task]")) el.remove();
   const first = select.querySelector('option[value="shakespeare"]');
   for (const t of tasks) {
-    const option = h("option", { value: `task:${t.name}`, "data-task": t.name }, `${t.name}: ${t.describe} (synthetic, offline)`);
+    const option = h("option", { value: `task:${t.name}`, "data-task": t.name }, `Task: ${t.name} (synthetic, offline)`);
     select.insertBefore(option, first);
   }
+  showTask();
+}
+
+// The chosen task's description, parameters and examples under the choice; hidden otherwise.
+function showTask() {
+  const t = tasks.find((t) => `task:${t.name}` === $("builtin").value);
   const about = $("task-about");
-  const show = () => {
-    const t = tasks.find((t) => `task:${t.name}` === select.value);
-    about.hidden = !t;
-    if (!t) return;
-    const params = t.params.map(([name, what, def, min, max]) => `${name}=${def} (${min}..${max}: ${what})`);
-    about.replaceChildren(
-      h("span", {}, t.describe),
-      h("br"),
-      h("span", {}, params.length ? `Parameters (wgpt train --task ${t.name}:k=v): ${params.join(", ")}` : "No parameters"),
-      h("br"),
-      h("span", {}, "Examples: "),
-      ...t.examples.map((e) => h("code", {}, e)).flatMap((c, i) => (i ? [" ", c] : [c])),
-    );
-  };
-  select.addEventListener("change", show);
-  show();
+  about.hidden = !t;
+  if (!t) return;
+  const params = t.params.map(([name, what, def, min, max]) => `${name}=${def} (${min}..${max}: ${what})`);
+  const examples = t.examples.flatMap((e, i) => (i ? [" ", h("code", {}, e)] : [h("code", {}, e)]));
+  about.replaceChildren(
+    h("span", {}, t.describe),
+    h("br"),
+    h("span", {}, params.length ? `Parameters (wgpt train --task ${t.name}:k=v): ${params.join(", ")}` : "No parameters"),
+    h("br"),
+    h("span", {}, "Examples: "),
+    ...examples,
+  );
 }

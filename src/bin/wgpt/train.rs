@@ -19,6 +19,7 @@ use wgpt::run::driver::diverged_message;
 use wgpt::run::format::{checkpoint_files, dir, RunFiles, CORPUS_FILE};
 use wgpt::run::{archive, DataSource, Driver, Eval, RunEvent, Status};
 use wgpt::tokenizer::Tokenizer;
+use wgpt::train::Optimizer;
 use wgpt::{hf, read_file, Error, Result};
 
 use super::chart;
@@ -176,9 +177,14 @@ fn resume(
     let run = &driver.run;
     eprintln!("resuming {} at step {}", from.display(), run.step());
     if run.fresh_moments {
+        let fresh = match run.cfg.train.optimizer.kind {
+            Optimizer::AdamW => "AdamW's moments start",
+            Optimizer::Sgd => "SGD's momentum buffers start",
+            Optimizer::Muon => "Muon's momentum buffers and AdamW's moments start",
+        };
         eprintln!(
-            "its checkpoint was saved without the optimizer state (--no-optimizer-state): AdamW's moments start \
-             fresh, from zero, at step {} (the loss may wobble for a few steps)",
+            "its checkpoint was saved without the optimizer state (--no-optimizer-state): {fresh} fresh, from zero, at \
+             step {} (the loss may wobble for a few steps)",
             run.step()
         );
     }

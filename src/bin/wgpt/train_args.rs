@@ -134,6 +134,11 @@ pub struct TrainArgs {
     // architecture (issue 25)
     #[command(flatten)]
     pub arch: ArchArgs,
+    // issue 27, tasks
+    /// On a task, count only the answers' tokens in the loss (the grokking setup); windows
+    /// start at a line.
+    #[arg(long)]
+    pub answer_loss: bool,
 }
 
 impl TrainArgs {
@@ -190,6 +195,7 @@ pub fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Res
     s.log_interval = a.log_interval;
     s.seed = a.seed;
     s.tokenizer = tokenizer;
+    s.answer_loss = a.answer_loss;
     let flag = |name: &'static str| move |e: Error| Error::Input(format!("{name}: {e}"));
     s.optimizer = a.optimizer.as_deref().map(Optimizer::parse).transpose().map_err(flag("--optimizer"))?;
     s.muon_lr = a.muon_lr;
