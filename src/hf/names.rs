@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use crate::model::{Gpt2Config, HfClass, Norm, Positions};
 use crate::{Error, Result};
 
+/// A tensor by name: (name, shape, values).
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Where an HF tensor goes in its internal tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -202,8 +205,8 @@ pub fn to_internal(
     what: &str,
     cfg: &Gpt2Config,
     mut get: impl FnMut(&str) -> Result<Option<(Vec<usize>, Vec<f32>)>>,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
-    let mut out: Vec<(String, Vec<usize>, Vec<f32>)> =
+) -> Result<Vec<NamedTensor>> {
+    let mut out: Vec<NamedTensor> =
         internal_specs(cfg).into_iter().map(|(n, s)| (n, s.clone(), vec![0.0; s.iter().product()])).collect();
     let index: HashMap<String, usize> = out.iter().enumerate().map(|(k, (n, _, _))| (n.clone(), k)).collect();
     for t in table(cfg) {
@@ -225,10 +228,7 @@ pub fn to_internal(
 /// The HF tensors (name, shape, values) of `cfg`'s class, from internal tensors that
 /// `get(internal name)` returns; an internal tensor the mapping needs and `get` lacks is an
 /// error naming it.
-pub fn from_internal<'a>(
-    cfg: &Gpt2Config,
-    get: impl Fn(&str) -> Option<&'a [f32]>,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub fn from_internal<'a>(cfg: &Gpt2Config, get: impl Fn(&str) -> Option<&'a [f32]>) -> Result<Vec<NamedTensor>> {
     let shapes: HashMap<String, Vec<usize>> = internal_specs(cfg).into_iter().collect();
     table(cfg)
         .into_iter()

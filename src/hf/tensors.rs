@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
-use super::names;
+use super::names::{self, NamedTensor};
 use crate::model::{Gpt2Config, HfClass, Weights};
 use crate::{Error, Result};
 
@@ -38,11 +38,7 @@ fn is_buffer(key: &str) -> bool {
 /// `files` (one file or a checkpoint's shards), named as `config`'s class names them, with or
 /// without `transformer.`. Missing tensors, wrong shapes, leftovers and (when tied) an
 /// `lm_head.weight` other than the embedding are errors naming the tensor.
-pub fn read_internal(
-    what: &str,
-    files: &[SafeTensors],
-    config: &Gpt2Config,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub fn read_internal(what: &str, files: &[SafeTensors], config: &Gpt2Config) -> Result<Vec<NamedTensor>> {
     let class = HfClass::of(config);
     let prefix = names::prefix(class);
     let mut by_name: HashMap<String, TensorView> = HashMap::new();
@@ -127,7 +123,7 @@ pub fn load_weights(what: &str, bytes: &[u8], config: Gpt2Config) -> Result<Weig
 }
 
 /// Safetensors bytes of named tensors, f32, metadata format "pt".
-pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
+pub fn serialize(tensors: &[NamedTensor]) -> Result<Vec<u8>> {
     let views: Vec<(&str, TensorView)> = tensors
         .iter()
         .map(|(name, shape, data)| {
