@@ -6,7 +6,8 @@ struct Params {
     n: u32,            // elements of this tensor (sumsq, update, update_stats), partial sums
                        // (norm_finish), tensors (stats_finish) or the loss scale's growth
                        // interval (scaler_update)
-    slot: u32,         // sumsq, update_stats: index of this tensor's first partial sum
+    slot: u32,         // sumsq, update_stats, muon's stats: index of this tensor's first partial
+                       // sum; muon's apply: the matrix's number in MuonStep (shaders/muon.wgsl)
     weight_decay: f32, // update, update_stats, sgd: this tensor's decay (0 for rank < 2 tensors)
     momentum: f32,     // sgd (shaders/optim.wgsl): the momentum factor
     nesterov: u32,     // sgd: 1 for Nesterov momentum

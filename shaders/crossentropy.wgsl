@@ -9,7 +9,7 @@ struct Params {
     rows: u32,
     V: u32,
     dloss: f32, // backward only: dL/dlosses[r], 1/rows for the mean loss
-    _pad: u32,
+    cap: f32,   // backward only: the logit softcap the logits went through (0: none)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -135,5 +135,11 @@ fn dlogit(i: u32) -> f32 {
         return 0.0;
     }
     let onehot = select(0.0, 1.0, v == min(targets[r], p.V - 1u));
-    return (exp(logits[i] - lse[r]) - onehot) * (p.dloss * (f32(p.rows) / counted[0]));
+    let g = (exp(logits[i] - lse[r]) - onehot) * (p.dloss * (f32(p.rows) / counted[0]));
+    if p.cap != 0.0 {
+        // through y = cap·tanh(x/cap): dy/dx = 1 − tanh² = 1 − (y/cap)², y the logits here
+        let y = logits[i] / p.cap;
+        return g * (1.0 - y * y);
+    }
+    return g;
 }

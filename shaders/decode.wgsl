@@ -18,9 +18,9 @@ struct Params {
     V: u32,  // vocabulary (embed, argmax)
     v0: u32, // embed: the bound wte holds rows v0 .. v0 + rows (one chunk of a table bigger than
     rows: u32, // one storage binding)
+    has_wpe: u32, // embed: 0 without learned positions (wpe bound to wte, never read)
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -50,7 +50,11 @@ fn embed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         return; // another chunk's token
     }
     let row = min(pos[0] + t, p.S - 1u);
-    out[i] = wte[(id - p.v0) * p.C + c] + wpe[row * p.C + c];
+    if p.has_wpe != 0u {
+        out[i] = wte[(id - p.v0) * p.C + c] + wpe[row * p.C + c];
+    } else {
+        out[i] = wte[(id - p.v0) * p.C + c];
+    }
 }
 
 //#entry kv_write

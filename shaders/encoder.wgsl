@@ -1,4 +1,5 @@
-// Token + position embedding: out[b, t, :] = wte[ids[b, t], :] + wpe[t, :].
+// Token + position embedding: out[b, t, :] = wte[ids[b, t], :] + wpe[t, :] (without learned
+// positions, has_wpe = 0: wte alone).
 
 struct Params {
     BT: u32,
@@ -7,7 +8,7 @@ struct Params {
     V: u32,
     v0: u32,   // the bound wte (forward) or dwte (backward_wte) holds rows v0 .. v0 + rows of
     rows: u32, // the full (V, C) table (one bigger than a storage binding is bound in row chunks)
-    _pad0: u32,
+    has_wpe: u32, // 0: no wpe (bound to wte, never read)
     _pad1: u32,
 }
 
@@ -35,7 +36,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     if id < p.v0 || id >= p.v0 + p.rows {
         return; // another chunk's token
     }
-    out[i] = wte[(id - p.v0) * p.C + c] + wpe[t * p.C + c];
+    if p.has_wpe != 0u {
+        out[i] = wte[(id - p.v0) * p.C + c] + wpe[t * p.C + c];
+    } else {
+        out[i] = wte[(id - p.v0) * p.C + c];
+    }
 }
 
 //#entry backward_wte

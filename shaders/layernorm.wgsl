@@ -1,13 +1,18 @@
 // LayerNorm over the last dimension (eps from the config, 1e-5 for GPT-2), keeping each row's
 // mean and reciprocal standard deviation for the backward pass. Variance is biased, as torch's.
 // Backward as llm.c's layernorm_backward: dinp per row, dweight and dbias as column sums.
+// With RMS (Llama's RMSNorm) the mean is taken as 0, so rstd = 1/sqrt(mean(x^2) + eps) and
+// the backward drops the mean's term; without BIAS there is no bias to add or to sum.
 
 struct Params {
     rows: u32,
     C: u32,
     eps: f32,
-    _pad: u32,
+    flags: u32, // RMS | BIAS
 }
+
+const RMS: u32 = 1u;
+const BIAS: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -30,7 +35,7 @@ fn at(x: $T, j: u32) -> f32 {
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
 @group(0) @binding(4) var<storage, read> inp: array<$T>;
 @group(0) @binding(5) var<storage, read> weight: array<$T>;
-@group(0) @binding(6) var<storage, read> bias: array<$T>;
+@group(0) @binding(6) var<storage, read> bias: array<$T>; // weight again without BIAS (unread)
 
 // One invocation per row; a 2D grid of 64-wide workgroups.
 @compute @workgroup_size(64)
@@ -42,14 +47,17 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     let n = p.C / ${W}u;
     let base = row * n;
-    var sum = 0.0;
-    for (var c = 0u; c < n; c++) {
-        let x = inp[base + c];
+    var m = 0.0;
+    if (p.flags & RMS) == 0u {
+        var sum = 0.0;
+        for (var c = 0u; c < n; c++) {
+            let x = inp[base + c];
 //#for j in 0..W
-        sum += at(x, ${j}u);
+            sum += at(x, ${j}u);
 //#end
+        }
+        m = sum / f32(p.C);
     }
-    let m = sum / f32(p.C);
     var var_sum = 0.0;
     for (var c = 0u; c < n; c++) {
         let d = inp[base + c] - m;
@@ -58,8 +66,14 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 //#end
     }
     let s = inverseSqrt(var_sum / f32(p.C) + p.eps);
-    for (var c = 0u; c < n; c++) {
-        out[base + c] = (inp[base + c] - m) * s * weight[c] + bias[c];
+    if (p.flags & BIAS) != 0u {
+        for (var c = 0u; c < n; c++) {
+            out[base + c] = (inp[base + c] - m) * s * weight[c] + bias[c];
+        }
+    } else {
+        for (var c = 0u; c < n; c++) {
+            out[base + c] = (inp[base + c] - m) * s * weight[c];
+        }
     }
     mean[row] = m;
     rstd[row] = s;
@@ -97,7 +111,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         dnorm_norm_mean += at(dnorm, ${j}u) * at(norm, ${j}u);
 //#end
     }
-    dnorm_mean /= f32(p.C);
+    dnorm_mean = select(dnorm_mean / f32(p.C), 0.0, (p.flags & RMS) != 0u);
     dnorm_norm_mean /= f32(p.C);
     for (var c = 0u; c < n; c++) {
         let norm = (inp[base + c] - m) * s;
@@ -153,5 +167,46 @@ fn backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     if l.y == 0u && col < p.C {
         dweight[col] += red_w[l.x];
         dbias[col] += red_b[l.x];
+    }
+}
+
+//#entry backward_weight
+@group(0) @binding(1) var<storage, read_write> dweight: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> inp: array<f32>;
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> rstd: array<f32>;
+
+const COLS: u32 = 16u;
+const LANES: u32 = 16u;
+var<workgroup> red_w: array<f32, 256>; // COLS * LANES
+
+// backward_params without a bias (RMSNorm, or a LayerNorm without one): the same 16x16
+// workgroups, lanes and fixed-order tree reduction, for dweight alone.
+@compute @workgroup_size(16, 16)
+fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_id) l: vec3<u32>) {
+    let c0 = flat_index(wid, nwg, 0u, COLS);
+    if c0 >= p.C {
+        return; // the whole workgroup: c0 is uniform, so the barriers below stay uniform
+    }
+    let col = c0 + l.x;
+    var sw = 0.0;
+    if col < p.C {
+        for (var r = l.y; r < p.rows; r += LANES) {
+            sw += (inp[r * p.C + col] - mean[r]) * rstd[r] * dout[r * p.C + col];
+        }
+    }
+    let k = l.y * COLS + l.x;
+    red_w[k] = sw;
+    workgroupBarrier();
+    for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
+        if l.y < stride {
+            red_w[k] += red_w[k + stride * COLS];
+        }
+        workgroupBarrier();
+    }
+    if l.y == 0u && col < p.C {
+        dweight[col] += red_w[l.x];
     }
 }

@@ -7,7 +7,7 @@ use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{
     AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, Site,
 };
-use crate::model::{ActivationTensors, Allocated, Gpt2, Gpt2Config, ParameterTensors, TensorSpec};
+use crate::model::{layer, ActivationTensors, Allocated, Gpt2, Gpt2Config, Mlp, ParameterTensors, TensorSpec};
 use crate::weights16::MatmulWeights;
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
@@ -122,7 +122,8 @@ impl Gpt2 {
         let k = &*self.kernels;
         let mut prog = Program::default();
         let (logits, lse, counted) = (&a.logits, &a.lse, &a.counted);
-        let t = CrossEntropyBwd { dlogits: &d.dlogits, logits, lse, targets, counted, scale: scaler };
+        let softcap = self.config.arch.logit_softcap;
+        let t = CrossEntropyBwd { dlogits: &d.dlogits, logits, lse, targets, counted, scale: scaler, softcap };
         k.crossentropy.backward(&mut prog, t, dloss);
         prog
     }
@@ -160,53 +161,58 @@ impl Gpt2 {
     fn record_head_backward(&self, prog: &mut Program, bw: &BlockBackward) {
         let (k, p, nl) = (&*self.kernels, &self.params, self.config.n_layer);
         let BlockBackward { a, d, dp, w, .. } = *bw;
-        // tied lm_head: logits = lnf · wteᵀ, so dlnf += dlogits · wte and dwte += dlogitsᵀ · lnf
-        let wte16 = Some(&w.wte).filter(|t| t.half);
-        let (dx, dwte, dlogits, x, wte) = (&d.dlnf, &dp.wte, &d.dlogits, &a.lnf, &p.wte);
+        // lm_head: logits = lnf · headᵀ, so dlnf += dlogits · head and dhead += dlogitsᵀ · lnf
+        // (head: wte where tied, so dwte gets the head's gradient too)
+        let wte16 = Some(&w.head).filter(|t| t.half);
+        let (dx, dwte, dlogits, x, wte) = (&d.dlnf, dp.head(), &d.dlogits, &a.lnf, p.head());
         k.matmul.lm_head_backward(prog, LmHeadBwd { dx, dwte, dlogits, x, wte, wte16 });
-        let (last, dlast) = (&a.residual3[nl - 1], &d.dresidual3[nl - 1]);
+        let (last, dlast, kind) = (&a.residual3[nl - 1], &d.dresidual3[nl - 1], self.config.norm().0);
         let (mean, rstd) = (&a.lnf_mean, &a.lnf_rstd);
-        let (dweight, dbias, weight) = (&dp.ln_f_w, &dp.ln_f_b, &p.ln_f_w);
+        let (dweight, dbias, weight, dout) = (&dp.ln_f_w, dp.ln_f_b.as_ref(), &p.ln_f_w, &d.dlnf);
         k.layernorm
-            .backward(prog, LayerNormBwd { dinp: dlast, dweight, dbias, dout: &d.dlnf, inp: last, weight, mean, rstd });
+            .backward(prog, LayerNormBwd { dinp: dlast, dweight, dbias, dout, inp: last, weight, mean, rstd, kind });
     }
 
     /// Block `l`'s backward: the forward's block ([`Gpt2::record_block`]) reversed, from
     /// dresidual3 to the gradient of its residual stream in.
     fn record_block_backward(&self, prog: &mut Program, bw: &BlockBackward, l: usize) {
-        let (k, p, dims) = (&*self.kernels, &self.params, self.config.attn_dims());
+        let (k, p, dims, kind) = (&*self.kernels, &self.params, self.config.attn_dims(), self.config.norm().0);
         let BlockBackward { a, d, dp, w, dropout } = *bw;
         let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
         let dresidual = if l == 0 { &d.dencoded } else { &d.dresidual3[l - 1] };
         // residual3 = residual2 + fcproj
         k.residual.backward(prog, &d.dresidual2[l], &d.dfcproj[l], &d.dresidual3[l]);
         k.dropout.at(prog, &d.dfcproj[l], dropout, Site::MlpResidual(l));
-        let (dinp, dweight, dbias) = (&d.dfch_gelu[l], &dp.mlp_proj_w[l], Some(&dp.mlp_proj_b[l]));
+        let (dinp, dweight, dbias) = (&d.dfch_gelu[l], &dp.mlp_proj_w[l], layer(&dp.mlp_proj_b, l));
         let (dout, inp, weight) = (&d.dfcproj[l], &a.fch_gelu[l], &w.mlp_proj_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
-        k.gelu.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]);
-        let (dinp, dweight, dbias) = (&d.dln2[l], &dp.c_fc_w[l], Some(&dp.c_fc_b[l]));
+        match self.config.arch.mlp {
+            Mlp::Gelu => k.gelu.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]),
+            Mlp::Relu2 => k.relu2.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]),
+            Mlp::SwiGlu => unreachable!("Gpt2Config::validate refuses swiglu until its kernels land"),
+        }
+        let (dinp, dweight, dbias) = (&d.dln2[l], &dp.c_fc_w[l], layer(&dp.c_fc_b, l));
         let (dout, inp, weight) = (&d.dfch[l], &a.ln2[l], &w.c_fc_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
-        let (dinp, dweight, dbias, dout) = (&d.dresidual2[l], &dp.ln_2_w[l], &dp.ln_2_b[l], &d.dln2[l]);
+        let (dinp, dweight, dbias, dout) = (&d.dresidual2[l], &dp.ln_2_w[l], layer(&dp.ln_2_b, l), &d.dln2[l]);
         let (inp, weight, mean, rstd) = (&a.residual2[l], &p.ln_2_w[l], &a.ln2_mean[l], &a.ln2_rstd[l]);
-        k.layernorm.backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd });
+        k.layernorm.backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd, kind });
         // residual2 = residual + attproj
         k.residual.backward(prog, dresidual, &d.dattproj[l], &d.dresidual2[l]);
         k.dropout.at(prog, &d.dattproj[l], dropout, Site::AttnResidual(l));
-        let (dinp, dweight, dbias) = (&d.datty[l], &dp.c_proj_w[l], Some(&dp.c_proj_b[l]));
+        let (dinp, dweight, dbias) = (&d.datty[l], &dp.c_proj_w[l], layer(&dp.c_proj_b, l));
         let (dout, inp, weight) = (&d.dattproj[l], &a.atty[l], &w.c_proj_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
         let attn_drop = dropout.map(|r| (r.p, r.seed, Site::AttnProbs(l).id(r.n_layer)));
         let (dqkv, scratch, dout, qkv, out, saved) =
             (&d.dqkv[l], &d.dpreatt, &d.datty[l], &a.qkv[l], &a.atty[l], &a.att[l]);
         k.attention.backward(prog, a.attention, AttnBwd { dqkv, scratch, dout, qkv, out, saved }, dims, attn_drop);
-        let (dinp, dweight, dbias) = (&d.dln1[l], &dp.c_attn_w[l], Some(&dp.c_attn_b[l]));
+        let (dinp, dweight, dbias) = (&d.dln1[l], &dp.c_attn_w[l], layer(&dp.c_attn_b, l));
         let (dout, inp, weight) = (&d.dqkv[l], &a.ln1[l], &w.c_attn_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
-        let (dinp, dweight, dbias, dout) = (dresidual, &dp.ln_1_w[l], &dp.ln_1_b[l], &d.dln1[l]);
+        let (dinp, dweight, dbias, dout) = (dresidual, &dp.ln_1_w[l], layer(&dp.ln_1_b, l), &d.dln1[l]);
         let (inp, weight, mean, rstd) = (residual, &p.ln_1_w[l], &a.ln1_mean[l], &a.ln1_rstd[l]);
-        k.layernorm.backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd });
+        k.layernorm.backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd, kind });
     }
 
     /// dwte and dwpe from dencoded, deterministic through the batch's token buckets.
@@ -218,7 +224,7 @@ impl Gpt2 {
     ) -> Program {
         let k = &*self.kernels;
         let mut prog = Program::default();
-        k.encoder.backward(&mut prog, &dp.wte, &dp.wpe, &d.dencoded, buckets);
+        k.encoder.backward(&mut prog, &dp.wte, dp.wpe.as_ref(), &d.dencoded, buckets);
         prog
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::Tensor;
-use crate::kernels::{Program, UpdateStats, SUMS};
+use crate::kernels::{NsConsts, Program, UpdateStats, SUMS};
 use crate::params::PREFIX;
 use crate::train::slots::sgd_consts;
 use crate::train::{Rule, Trainer};
@@ -125,6 +125,14 @@ impl DynamicsPlan {
         let mut slot = 0;
         for s in &tr.slots {
             ranges.push(slot as u32);
+            if let Some((muon, t)) = s.muon(&tr.shared) {
+                // a Muon matrix is one chunk
+                let stats = (&partials, slot);
+                k.muon.update_stats(&mut update, &k.matmul, muon, t.scratch(&s.shape), NsConsts::default(), stats);
+                slot += UpdateStats::chunks(s.chunks[0].param.numel());
+                ranges.push(slot as u32);
+                continue;
+            }
             for chunk in &s.chunks {
                 match (s.rule, chunk.adamw(&tr.shared), chunk.sgd(&tr.shared)) {
                     (Rule::AdamW { decay }, Some(a), _) => {
@@ -133,7 +141,7 @@ impl DynamicsPlan {
                     (Rule::Sgd { decay }, _, Some(a)) => {
                         k.update_stats.update_sgd(&mut update, &a, &partials, slot, sgd_consts(&tr.cfg, decay))
                     }
-                    // TrainConfig::validate lets no Muon run through until its kernels land
+                    // Muon's matrices were recorded above
                     (rule, ..) => unreachable!("{}: no statistics update for {rule:?}", s.name),
                 }
                 slot += UpdateStats::chunks(chunk.param.numel());
@@ -182,7 +190,7 @@ impl Trainer {
                 let n = count as f64;
                 let (g2, w2, d2) = (s[0] as f64, s[1] as f64, s[2] as f64);
                 TensorDynamics {
-                    name: format!("{PREFIX}{}", slot.name),
+                    name: crate::model::hf_name(&slot.name),
                     count,
                     grad_norm: g2.sqrt() as f32,
                     grad_rms: ratio(g2, n),

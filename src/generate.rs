@@ -288,9 +288,13 @@ impl Decoder {
             false => (MatmulWeights::f32(p), None),
         };
         let mut head = Program::default();
-        let ln = LayerNormFwd { out: &lnf, mean: &mean, rstd: &rstd, inp: &last, weight: &p.ln_f_w, bias: &p.ln_f_b };
+        let ((kind, eps), bias) = (model.config.norm(), p.ln_f_b.as_ref());
+        let ln = LayerNormFwd { out: &lnf, mean: &mean, rstd: &rstd, inp: &last, weight: &p.ln_f_w, bias, kind, eps };
         k.layernorm.forward(&mut head, ln);
-        k.matmul.lm_head(&mut head, &logits, &lnf, &weights.wte);
+        k.matmul.lm_head(&mut head, &logits, &lnf, &weights.head);
+        if let Some(cap) = model.config.arch.logit_softcap {
+            k.softcap.forward(&mut head, &logits, cap);
+        }
         k.decode.argmax(&mut head, &argmax, &part, &logits);
         Ok(Decoder {
             dims,
@@ -363,7 +367,11 @@ impl Decoder {
         let scores = g.tensor("decode.scores", &[t, d.nh, d.s]);
         let mut pieces = Vec::with_capacity(model.config.n_layer + 1);
         let mut program = Program::default();
-        k.decode.embed(&mut program, d, DecodeEmbed { x: &x, ids: &ids, wte: &p.wte, wpe: &p.wpe, pos: &self.pos });
+        k.decode.embed(
+            &mut program,
+            d,
+            DecodeEmbed { x: &x, ids: &ids, wte: &p.wte, wpe: p.wpe.as_ref(), pos: &self.pos },
+        );
         let acts = BlockActs {
             inp: &x,
             ln1: &ln,

@@ -172,9 +172,13 @@ impl Plan {
             let mut prog = Program::default();
             if l < c.n_layer {
                 let h = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
-                let (out, mean, rstd, weight, bias) = (&a.lnf, &a.lnf_mean, &a.lnf_rstd, &p.ln_f_w, &p.ln_f_b);
-                k.layernorm.forward(&mut prog, LayerNormFwd { out, mean, rstd, inp: h, weight, bias });
-                k.matmul.lm_head(&mut prog, &a.logits, &a.lnf, &p.wte);
+                let (out, mean, rstd, weight, bias) = (&a.lnf, &a.lnf_mean, &a.lnf_rstd, &p.ln_f_w, p.ln_f_b.as_ref());
+                let (kind, eps) = c.norm();
+                k.layernorm.forward(&mut prog, LayerNormFwd { out, mean, rstd, inp: h, weight, bias, kind, eps });
+                k.matmul.lm_head(&mut prog, &a.logits, &a.lnf, p.head());
+                if let Some(cap) = c.arch.logit_softcap {
+                    k.softcap.forward(&mut prog, &a.logits, cap);
+                }
             }
             k.row_top1.forward(&mut prog, &top_id, &top_p, &a.logits, l * t);
             layers.push((l, prog));

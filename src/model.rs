@@ -24,7 +24,7 @@ pub(crate) use block::{Block, BlockActs, BlockAttn};
 pub use config::{Gpt2Config, PRESETS};
 pub(crate) use specs::Allocated;
 pub use specs::{total_bytes, TensorSpec};
-pub use weights::{ParameterTensors, Weights, BLOCK_PARAMS};
+pub use weights::{hf_name, layer, ParameterTensors, Weights, BLOCK_PARAMS, LM_HEAD};
 
 /// A GPT-2 model on the GPU.
 pub struct Gpt2 {
@@ -88,7 +88,7 @@ impl Gpt2 {
         config.check_params(gpu)?;
         let tensors =
             specs.iter().zip(&weights.tensors).map(|((name, shape), data)| gpu.upload(name, shape, data)).collect();
-        let params = ParameterTensors::from_ordered(config.n_layer, tensors);
+        let params = ParameterTensors::from_ordered(&config, tensors);
         Ok(Gpt2 { config, kernels, params, submit_budget_ms: DEFAULT_BUDGET_MS })
     }
 
@@ -137,7 +137,7 @@ impl Gpt2 {
     pub(crate) fn record_embed(&self, a: &ActivationTensors, ids: &Tensor) -> Program {
         let (k, p) = (&*self.kernels, &self.params);
         let mut prog = Program::default();
-        k.encoder.forward(&mut prog, &a.encoded, ids, &p.wte, &p.wpe);
+        k.encoder.forward(&mut prog, &a.encoded, ids, &p.wte, p.wpe.as_ref());
         prog
     }
 
@@ -173,9 +173,13 @@ impl Gpt2 {
         let prog = &mut program;
         let last = &a.residual3[self.config.n_layer - 1]; // n_layer >= 1 (Gpt2Config::validate)
         let (out, mean, rstd) = (&a.lnf, &a.lnf_mean, &a.lnf_rstd);
-        k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: last, weight: &p.ln_f_w, bias: &p.ln_f_b });
-        // tied lm_head: logits (B,T,V) = lnf (B,T,C) · wteᵀ
-        k.matmul.lm_head(prog, &a.logits, &a.lnf, &w.wte);
+        let ((kind, eps), bias) = (self.config.norm(), p.ln_f_b.as_ref());
+        k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: last, weight: &p.ln_f_w, bias, kind, eps });
+        // lm_head: logits (B,T,V) = lnf (B,T,C) · headᵀ (head: wte where tied)
+        k.matmul.lm_head(prog, &a.logits, &a.lnf, &w.head);
+        if let Some(cap) = self.config.arch.logit_softcap {
+            k.softcap.forward(prog, &a.logits, cap);
+        }
         pieces.push(program);
         pieces
     }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Gpt2Config;
+use crate::model::{hf_name, Gpt2Config};
 
 /// The prefix of every parameter of the transformer in GPT2LMHeadModel's state dict.
 pub const PREFIX: &str = "transformer.";
@@ -35,20 +35,27 @@ impl ParamRow {
     }
 }
 
-/// Every parameter of GPT2LMHeadModel for `cfg` in state-dict order, then `lm_head.weight`.
+/// Every parameter of GPT2LMHeadModel for `cfg` in state-dict order, then `lm_head.weight`
+/// (tied: a row counted 0; untied: its own tensor, last in the specs).
 pub fn param_table(cfg: &Gpt2Config) -> Vec<ParamRow> {
     let wte = format!("{PREFIX}wte.weight");
     let mut rows: Vec<ParamRow> = cfg
         .param_specs()
         .into_iter()
         .map(|(name, shape)| ParamRow {
-            about: about(&name).to_string(),
-            name: format!("{PREFIX}{name}"),
+            about: match (name.as_str(), cfg.arch.tied) {
+                ("wte.weight", false) => "token embeddings: one row per vocabulary token".to_string(),
+                _ => about(&name).to_string(),
+            },
+            name: hf_name(&name),
             count: shape.iter().product(),
             shape,
             tied_to: None,
         })
         .collect();
+    if !cfg.arch.tied {
+        return rows;
+    }
     rows.push(ParamRow {
         name: LM_HEAD.to_string(),
         shape: vec![cfg.vocab_size, cfg.n_embd],
@@ -105,6 +112,7 @@ fn about(name: &str) -> &'static str {
     match local {
         "wte.weight" => "token embeddings: one row per vocabulary token (also the output layer, lm_head)",
         "wpe.weight" => "position embeddings: one row per position of the context",
+        LM_HEAD => "output layer: next-token logits = ln_f output · lm_headᵀ, a matrix of its own (untied)",
         "ln_1.weight" => "layer norm before attention: per-channel scale",
         "ln_1.bias" => "layer norm before attention: per-channel shift",
         "attn.c_attn.weight" => "query, key and value projections of all heads together (n_embd -> 3 n_embd)",

@@ -1,8 +1,9 @@
 //! Parity files: a model, a batch and what Hugging Face's GPT2LMHeadModel computed for it
 //! (logits, loss, and for training the gradients, the parameters after one optimizer step and N
-//! losses, by torch.optim's AdamW or SGD). The format is in tests/fixtures/README.md; `wgpt
+//! losses, by torch.optim's AdamW, SGD or Muon with AdamW). The format is in tests/fixtures/README.md; `wgpt
 //! parity FILE` and the tests run it.
 
+mod muon;
 mod optimizer;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::model::{Gpt2, Gpt2Config, Weights};
 use crate::train::{TrainConfig, Trainer};
 use crate::{Error, Result};
 
+pub use muon::{AdjustLr, MuonConfig};
 pub use optimizer::{OptimizerMeta, SgdConfig};
 
 /// AdamW settings of a parity file (constant lr, no clipping, decay on rank >= 2 only).

@@ -4,6 +4,7 @@
 //! allocated once per (B, T, grad_accum); the step allocates nothing on the GPU.
 
 mod config;
+mod muon;
 mod optim;
 mod schedule;
 pub(crate) mod slots;
@@ -21,6 +22,7 @@ use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
 pub use config::{LossScale, LossScaling, TrainConfig};
+use muon::MuonTensors;
 pub use optim::{rules, Optimizer, OptimizerConfig, Rule, MUON_LR};
 pub use schedule::{wsd_cooldown_start, Schedule};
 use slots::{param_slots, record_update, Slot, StepTensors};
@@ -69,11 +71,11 @@ pub fn training_bytes_for(
 
 /// The bytes of the weights, their gradients ([`ParameterTensors::zeros`]) and the state of
 /// `train`'s optimizer ([`OptimizerState::specs`]: AdamW two tensors of every parameter's shape,
-/// SGD one, Muon one per matrix and two per other tensor), the part of [`training_bytes`] that
-/// does not depend on (B, T).
+/// SGD one, Muon one per matrix and two per other tensor) with Muon's Newton-Schulz scratch
+/// ([`MuonTensors::specs`]), the part of [`training_bytes`] that does not depend on (B, T).
 pub fn optimizer_bytes(cfg: &Gpt2Config, train: &TrainConfig) -> u64 {
     let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
-    2 * params + OptimizerState::bytes(cfg, train)
+    2 * params + OptimizerState::bytes(cfg, train) + MuonTensors::bytes(cfg, train)
 }
 
 /// A step's programs, recorded once, and the buffers only they use.
@@ -269,8 +271,9 @@ impl Trainer {
             None => ScalerHead::off(),
         }
         .tensor(&gpu);
+        let muon = MuonTensors::new(&gpu, &model.config, &cfg);
         let shared =
-            StepTensors { params: gpu.tensor("step_params", &[8]), norm: gpu.tensor("grad_norm", &[1]), scaler };
+            StepTensors { params: gpu.tensor("step_params", &[8]), norm: gpu.tensor("grad_norm", &[1]), scaler, muon };
         let programs = StepPrograms::record(&model, &cfg, &fwd, &grads, &slots, &shared)?;
         let plan = SubmitPlan::new(model.submit_budget_ms);
         Ok(Trainer {
@@ -369,6 +372,9 @@ impl Trainer {
         let lr = c.lr_at(self.step as usize);
         let sp = StepParams::new(self.step + 1 - self.moments_since, lr, c.beta1, c.beta2, c.eps, c.grad_clip);
         gpu.write(&self.shared.params, bytemuck::bytes_of(&sp));
+        if let Some(muon) = &self.shared.muon {
+            muon.write(gpu, c, self.step as usize);
+        }
         if c.loss_scaling.is_some() {
             // the bias corrections of step − k, for the update to pick where k steps were skipped
             let bias: Vec<f32> = (0..BIAS_WINDOW as u64)

@@ -7,8 +7,8 @@ use crate::kernels::{Kernels, Program};
 use crate::model::{Gpt2Config, ParameterTensors};
 use crate::Result;
 
-/// The weights the matrix products read (the Conv1D weights of every block and the tied
-/// lm_head's wte): the model's own f32 tensors, or f16 copies of them. The copies come beside
+/// The weights the matrix products read (the Conv1D weights of every block and the head's
+/// matrix: wte where tied, lm_head where not): the model's own f32 tensors, or f16 copies of them. The copies come beside
 /// the f32 weights, which stay the model's (AdamW's master weights, the weight gradients'
 /// products, checkpoints, the lens and the embedding gather read them): 2 bytes more per
 /// matmul weight, 247 MB for GPT-2 124M's 123.5 M, so that a decode step reads 247 MB of
@@ -18,7 +18,7 @@ pub struct MatmulWeights {
     pub c_proj_w: Vec<Tensor>,   // (L) x (C, C)
     pub c_fc_w: Vec<Tensor>,     // (L) x (C, 4C)
     pub mlp_proj_w: Vec<Tensor>, // (L) x (4C, C)
-    pub wte: Tensor,             // (V, C)
+    pub head: Tensor,            // (V, C)
 }
 
 impl MatmulWeights {
@@ -29,17 +29,19 @@ impl MatmulWeights {
             c_proj_w: p.c_proj_w.clone(),
             c_fc_w: p.c_fc_w.clone(),
             mlp_proj_w: p.mlp_proj_w.clone(),
-            wte: p.wte.clone(),
+            head: p.head().clone(),
         }
     }
 
     /// The bytes of the f16 copies [`MatmulWeights::f16`] makes for `cfg`: 2 per element of
-    /// every Conv1D weight and wte (each buffer rounded up to 4 bytes, as [`crate::Gpu::buffer`]
+    /// every Conv1D weight and the head's matrix (each buffer rounded up to 4 bytes, as [`crate::Gpu::buffer`]
     /// rounds it), 247 MB for GPT-2 124M.
     pub fn f16_bytes(cfg: &Gpt2Config) -> u64 {
         let specs = cfg.param_specs();
-        // the matrices of the products: every 2-D parameter but wpe (which only the gather reads)
-        let products = specs.iter().filter(|(name, shape)| shape.len() == 2 && name != "wpe.weight");
+        // the matrices of the products: every 2-D parameter but wpe and, where untied, wte (which
+        // only the gathers read)
+        let gathered = |name: &str| name == "wpe.weight" || (name == "wte.weight" && !cfg.arch.tied);
+        let products = specs.iter().filter(|(name, shape)| shape.len() == 2 && !gathered(name));
         products.map(|(_, shape)| (2 * shape.iter().product::<usize>() as u64).div_ceil(4) * 4).sum()
     }
 
@@ -61,8 +63,8 @@ impl MatmulWeights {
         let c_proj_w = layers(&p.c_proj_w, "attn.c_proj.weight")?;
         let c_fc_w = layers(&p.c_fc_w, "mlp.c_fc.weight")?;
         let mlp_proj_w = layers(&p.mlp_proj_w, "mlp.c_proj.weight")?;
-        let wte = copy(&p.wte, "wte")?;
-        Ok((MatmulWeights { c_attn_w, c_proj_w, c_fc_w, mlp_proj_w, wte }, refresh))
+        let head = copy(p.head(), if p.lm_head.is_some() { "lm_head" } else { "wte" })?;
+        Ok((MatmulWeights { c_attn_w, c_proj_w, c_fc_w, mlp_proj_w, head }, refresh))
     }
 }
 

@@ -95,6 +95,59 @@ fn layernorm() {
 }
 
 #[test]
+fn relu2() {
+    let mut rng = Rng::new(14);
+    // away from 0, where relu² is not differentiable twice and finite differences straddle it
+    let x: Vec<f32> = rng.vec(9, -2.0, 2.0).into_iter().map(|v| if v.abs() < 0.1 { v + 0.3 } else { v }).collect();
+    let w = rng.vec(9, -1.0, 1.0);
+    let forward = |x: &[f32]| {
+        let mut y = vec![0.0; x.len()];
+        cpu::relu2_forward(&mut y, x);
+        dot(&y, &w)
+    };
+    let mut dx = vec![0.0; 9];
+    cpu::relu2_backward(&mut dx, &x, &w);
+    assert_grad("relu2 dx", &dx, &numeric_grad(&x, forward));
+}
+
+#[test]
+fn softcap() {
+    let cap = 1.5;
+    let mut rng = Rng::new(13);
+    let x = rng.vec(7, -4.0, 4.0);
+    let w = rng.vec(7, -1.0, 1.0);
+    let forward = |x: &[f32]| {
+        let mut y = x.to_vec();
+        cpu::softcap_forward(&mut y, cap);
+        y
+    };
+    let mut dx = vec![0.0; 7];
+    cpu::softcap_backward(&mut dx, &forward(&x), &w, cap);
+    assert_grad("softcap dx", &dx, &numeric_grad(&x, |x| dot(&forward(x), &w)));
+}
+
+#[test]
+fn rmsnorm() {
+    let (n, c, eps) = (3, 5, 1e-6);
+    let mut rng = Rng::new(12);
+    let inp = rng.vec(n * c, -1.0, 1.0);
+    let weight = rng.vec(c, 0.5, 1.5);
+    let w = rng.vec(n * c, -1.0, 1.0);
+    let forward = |inp: &[f32], weight: &[f32]| {
+        let (mut out, mut rstd) = (vec![0.0; n * c], vec![0.0; n]);
+        cpu::rmsnorm_forward(cpu::RmsNormFwd { out: &mut out, rstd: &mut rstd, inp, weight }, n, c, eps);
+        (dot(&out, &w), rstd)
+    };
+    let (_, rstd) = forward(&inp, &weight);
+    let (mut dinp, mut dweight) = (vec![0.0; n * c], vec![0.0; c]);
+    let io =
+        cpu::RmsNormBwd { dinp: &mut dinp, dweight: &mut dweight, dout: &w, inp: &inp, weight: &weight, rstd: &rstd };
+    cpu::rmsnorm_backward(io, n, c);
+    assert_grad("rmsnorm dinp", &dinp, &numeric_grad(&inp, |x| forward(x, &weight).0));
+    assert_grad("rmsnorm dweight", &dweight, &numeric_grad(&weight, |x| forward(&inp, x).0));
+}
+
+#[test]
 fn matmul() {
     let (m, k, n) = (4, 3, 5);
     let mut rng = Rng::new(3);

@@ -10,7 +10,7 @@ use common::Rng;
 use wgpt::cpu;
 use wgpt::kernels::{
     AttentionImpl, AttnBwd, AttnDims, AttnFwd, CrossEntropyBwd, CrossEntropyFwd, EncoderBuckets, Kernels, LayerNormBwd,
-    LayerNormFwd, LinearBwd, Matmul, MatmulVariant, Operand, Program, Selection,
+    LayerNormFwd, LinearBwd, Matmul, MatmulVariant, NormKind, Operand, Program, Selection,
 };
 use wgpt::Tensor;
 
@@ -41,7 +41,7 @@ async fn encoder(k: Arc<Kernels>) {
         let mut prog = Program::default();
         let (ids_t, wte_t, wpe_t) =
             (g.upload("ids", &[b, t], &ids), g.upload("wte", &[v, c], &wte), g.upload("wpe", &[t, c], &wpe));
-        k.encoder.forward(&mut prog, &out, &ids_t, &wte_t, &wpe_t);
+        k.encoder.forward(&mut prog, &out, &ids_t, &wte_t, Some(&wpe_t));
         let got = run_read(&k, &prog, &out).await;
         let mut want = vec![0.0; b * t * c];
         cpu::encoder_forward(&mut want, &ids, &wte, &wpe, b * t, t, c);
@@ -60,7 +60,17 @@ async fn layernorm(k: Arc<Kernels>) {
         let (out, mean, rstd) = (g.tensor("out", &[n, c]), g.tensor("mean", &[n]), g.tensor("rstd", &[n]));
         let mut prog = Program::default();
         let (inp_t, w_t, b_t) = (g.upload("inp", &[n, c], &inp), g.upload("w", &[c], &w), g.upload("b", &[c], &bias));
-        let t = LayerNormFwd { out: &out, mean: &mean, rstd: &rstd, inp: &inp_t, weight: &w_t, bias: &b_t };
+        let (kind, eps) = (NormKind::Layer, 1e-5);
+        let t = LayerNormFwd {
+            out: &out,
+            mean: &mean,
+            rstd: &rstd,
+            inp: &inp_t,
+            weight: &w_t,
+            bias: Some(&b_t),
+            kind,
+            eps,
+        };
         k.layernorm.forward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&out, &mean, &rstd]).await.unwrap();
@@ -324,7 +334,7 @@ async fn encoder_bwd(k: Arc<Kernels>) {
         buckets.write(g, &(0..(b * t) as u32).map(|x| x % 2).collect::<Vec<_>>());
         buckets.write(g, &ids);
         let mut prog = Program::default();
-        k.encoder.backward(&mut prog, &dwte, &dwpe, &g.upload("dout", &[b, t, c], &dout), &buckets);
+        k.encoder.backward(&mut prog, &dwte, Some(&dwpe), &g.upload("dout", &[b, t, c], &dout), &buckets);
         k.gpu.run(|pass| prog.encode(pass));
         let got = g.read_many(&[&dwte, &dwpe]).await.unwrap();
         let (mut want_wte, mut want_wpe) = (dwte0, dwpe0);
@@ -364,12 +374,13 @@ async fn layernorm_bwd(k: Arc<Kernels>) {
         let t = LayerNormBwd {
             dinp: &dinp,
             dweight: &dweight,
-            dbias: &dbias,
+            dbias: Some(&dbias),
             dout: &dout_t,
             inp: &inp_t,
             weight: &w_t,
             mean: &mean_t,
             rstd: &rstd_t,
+            kind: NormKind::Layer,
         };
         k.layernorm.backward(&mut prog, t);
         k.gpu.run(|pass| prog.encode(pass));
@@ -777,6 +788,7 @@ async fn crossentropy_bwd(k: Arc<Kernels>) {
             targets: &targets_t,
             counted: &counted,
             scale: None,
+            softcap: None,
         };
         k.crossentropy.backward(&mut prog, t, dloss);
         let got = run_read(&k, &prog, &dlogits).await;
@@ -825,6 +837,7 @@ async fn crossentropy_ignore(k: Arc<Kernels>) {
             targets: targets_r,
             counted: counted_t,
             scale: None,
+            softcap: None,
         };
         k.crossentropy.backward(&mut prog, bwd, dloss);
         k.gpu.run(|pass| prog.encode(pass));

@@ -65,6 +65,63 @@ fn parity_sgd_nesterov() {
     run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sgd-nesterov.safetensors"));
 }
 
+/// Muon (torch.optim.Muon, Newton-Schulz patched to f32) on the hidden matrices and AdamW on
+/// the rest, with Nesterov: 2 layers, n_embd 16, vocab 29, B 2, T 11; mlp.c_proj (64, 16) is
+/// tall, so Newton-Schulz runs on its transpose and its lr is doubled.
+#[test]
+fn parity_muon() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon.safetensors"));
+}
+
+/// Muon without Nesterov: 1 layer, 3 heads of 4, n_embd 12.
+#[test]
+fn parity_muon_nonesterov() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon-nonesterov.safetensors"));
+}
+
+/// `muon.safetensors` with its `optimizer` metadata edited by `edit`: the same expected values
+/// under other settings.
+fn muon_file_edited(edit: impl Fn(&mut serde_json::Value)) -> wgpt::Result<ParityFile> {
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = &mut header["__metadata__"]["optimizer"];
+    let mut optimizer: serde_json::Value = serde_json::from_str(meta.as_str().unwrap()).unwrap();
+    edit(&mut optimizer);
+    *meta = optimizer.to_string().into();
+    let mut text = serde_json::to_vec(&header).unwrap();
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let edited = [&(text.len() as u64).to_le_bytes()[..], &text, &bytes[8 + n..]].concat();
+    ParityFile::parse("muon.safetensors edited", &edited)
+}
+
+/// The Muon checks can fail: run without weight decay the parameters after one step are off by
+/// lr·wd·|w| (~1.5e-3 > 1e-4); without Nesterov the first step is the same (both normalise a
+/// multiple of g) but the ten losses part by ~0.1 (> 1e-3); Newton-Schulz settings wgpt does not
+/// run are refused.
+#[test]
+fn muon_parity_sees_decay_and_nesterov() {
+    let Some(k) = common::shared_kernels() else { return };
+    let budget = common::options().submit_budget_ms;
+    let failed = |p: &ParityFile| -> Vec<String> {
+        let checks = pollster::block_on(check_training(k.clone(), p, budget)).unwrap();
+        checks.iter().filter(|c| !c.passed()).map(|c| c.name.clone()).collect()
+    };
+    let no_decay = muon_file_edited(|o| {
+        o["weight_decay"] = 0.0.into();
+        o["adamw"]["weight_decay"] = 0.0.into();
+    })
+    .unwrap();
+    assert!(failed(&no_decay).iter().any(|n| n.starts_with("params after 1")), "no decay passed");
+    let plain = muon_file_edited(|o| o["nesterov"] = false.into()).unwrap();
+    assert_eq!(failed(&plain), ["losses of 10 steps"], "plain momentum");
+    let four_steps = muon_file_edited(|o| o["ns_steps"] = 4.into()).err().expect("4 Newton-Schulz steps accepted");
+    assert!(four_steps.to_string().contains("4 steps"), "{four_steps}");
+    let other =
+        muon_file_edited(|o| o["adjust_lr"] = "match_rms_adamw".into()).err().expect("match_rms_adamw accepted");
+    assert!(other.to_string().contains("match_rms_adamw"), "{other}");
+}
+
 /// The official file layout (no `transformer.` prefix, attn.bias buffers) and GPT-2's tokenizer:
 /// our ids equal HF's and our logits equal HF's.
 #[test]

@@ -58,6 +58,45 @@ pub fn layernorm_backward(io: LayerNormBwd, n: usize, c: usize) {
     }
 }
 
+/// dinp = dout · (1 − (y/cap)²): the softcap's backward from its output y = cap·tanh(x/cap).
+pub fn softcap_backward(dinp: &mut [f32], y: &[f32], dout: &[f32], cap: f32) {
+    for ((d, &yi), &g) in dinp.iter_mut().zip(y).zip(dout) {
+        *d = g * (1.0 - (yi / cap) * (yi / cap));
+    }
+}
+
+/// dinp += 2·relu(inp)·dout: ReLU²'s backward.
+pub fn relu2_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
+        *d += 2.0 * x.max(0.0) * g;
+    }
+}
+
+/// The RMSNorm backward's slices: dinp (N,C) and dweight (C) accumulate; dout (N,C) and the
+/// forward's inp (N,C), weight (C) and rstd (N) are read.
+pub struct RmsNormBwd<'a> {
+    pub dinp: &'a mut [f32],
+    pub dweight: &'a mut [f32],
+    pub dout: &'a [f32],
+    pub inp: &'a [f32],
+    pub weight: &'a [f32],
+    pub rstd: &'a [f32],
+}
+
+/// dinp (N,C), dweight (C) += the gradients of y = x·s·w, s = 1/sqrt(mean(x²) + eps):
+/// dx_j = s·(w_j·dy_j − x_j·s²·mean_k(w_k·dy_k·x_k)), dw_j = Σ_rows x_j·s·dy_j.
+pub fn rmsnorm_backward(io: RmsNormBwd, n: usize, c: usize) {
+    let RmsNormBwd { dinp, dweight, dout, inp, weight, rstd } = io;
+    for r in 0..n {
+        let (x, dy, s) = (&inp[r * c..(r + 1) * c], &dout[r * c..(r + 1) * c], rstd[r]);
+        let dot = (0..c).map(|j| weight[j] * dy[j] * x[j]).sum::<f32>() / c as f32;
+        for j in 0..c {
+            dweight[j] += x[j] * s * dy[j];
+            dinp[r * c + j] += s * (weight[j] * dy[j] - x[j] * s * s * dot);
+        }
+    }
+}
+
 /// The matmul backward's slices: dinp (M,K), dweight (K,N) and dbias (N), if any, accumulate;
 /// dout (M,N) and the forward's inp (M,K) and weight (K,N) are read.
 pub struct MatmulBwd<'a> {

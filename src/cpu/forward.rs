@@ -38,6 +38,29 @@ pub fn layernorm_forward(io: LayerNormFwd, n: usize, c: usize) {
     }
 }
 
+/// The RMSNorm forward's slices: out (N,C) and rstd (N) written from inp (N,C), weight (C).
+pub struct RmsNormFwd<'a> {
+    pub out: &'a mut [f32],
+    pub rstd: &'a mut [f32],
+    pub inp: &'a [f32],
+    pub weight: &'a [f32],
+}
+
+/// out (N,C) = inp / sqrt(mean(inp²) + eps) · weight, rstd (N) = 1 / sqrt(mean(inp²) + eps):
+/// Llama's RMSNorm (transformers' LlamaRMSNorm, in f32).
+pub fn rmsnorm_forward(io: RmsNormFwd, n: usize, c: usize, eps: f32) {
+    let RmsNormFwd { out, rstd, inp, weight } = io;
+    for r in 0..n {
+        let x = &inp[r * c..(r + 1) * c];
+        let ms = x.iter().map(|&xi| xi * xi).sum::<f32>() / c as f32;
+        let s = 1.0 / (ms + eps).sqrt();
+        for j in 0..c {
+            out[r * c + j] = x[j] * s * weight[j];
+        }
+        rstd[r] = s;
+    }
+}
+
 /// out (M,N) = inp (M,K) · weight (K,N) + bias (N): HF Conv1D.
 pub fn matmul_forward(
     out: &mut [f32],
@@ -152,6 +175,20 @@ pub fn attention_forward(io: AttnFwd, b: usize, t: usize, nh: usize, kv: usize, 
                 }
             }
         }
+    }
+}
+
+/// x = cap·tanh(x / cap) in place: the logit softcap.
+pub fn softcap_forward(x: &mut [f32], cap: f32) {
+    for v in x.iter_mut() {
+        *v = cap * (*v / cap).tanh();
+    }
+}
+
+/// out = relu(inp)².
+pub fn relu2_forward(out: &mut [f32], inp: &[f32]) {
+    for (o, &x) in out.iter_mut().zip(inp) {
+        *o = x.max(0.0) * x.max(0.0);
     }
 }
 

@@ -4,10 +4,12 @@
 
 mod backward;
 mod forward;
+mod muon;
 mod optim;
 
 pub use backward::*;
 pub use forward::*;
+pub use muon::*;
 pub use optim::*;
 
 /// `|got − want| ≤ atol + rtol·|want|` over two slices; on failure the message names the worst

@@ -121,15 +121,9 @@ fn gpt2(obj: &Obj) -> Result<Gpt2Config> {
         Some(Value::String(s)) if s == "gelu_new" => {}
         Some(x) => return bad(format!("\"activation_function\" is {x}; wgpt supports \"gelu_new\" only")),
     }
-    let eps = float(obj, "layer_norm_epsilon", 1e-5)?;
-    if (eps - 1e-5).abs() > 1e-9 {
-        return bad(format!("layer_norm_epsilon is {eps}; wgpt supports 1e-5 only"));
-    }
-    if let Some(n_inner) = opt_int(obj, "n_inner")? {
-        if n_inner != 4 * n_embd {
-            return bad(format!("n_inner is {n_inner}; wgpt supports 4 * n_embd only"));
-        }
-    }
+    let mut config = config;
+    config.arch.norm_eps = float(obj, "layer_norm_epsilon", 1e-5)? as f32;
+    config.arch.intermediate_size = opt_int(obj, "n_inner")?.filter(|&i| i != 4 * n_embd);
     for (name, want) in [("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false)] {
         if boolean(obj, name, want)? != want {
             return bad(format!("\"{name}\" is {}; wgpt supports {want} only", !want));
@@ -222,10 +216,18 @@ fn llama(obj: &Obj, class: HfClass) -> Result<Gpt2Config> {
     })
 }
 
-/// wgpt's own config: the sizes and the switches under their setting keys.
+/// wgpt's own config: GPT-2's size keys and the switches under their setting keys.
 fn wgpt(obj: &Obj) -> Result<Gpt2Config> {
-    serde_json::from_value(Value::Object(obj.clone()))
-        .map_err(|e| Error::Format(format!("config.json (model_type wgpt): {e}")))
+    let arch = serde_json::from_value(Value::Object(obj.clone()))
+        .map_err(|e| Error::Format(format!("config.json: the architecture switches: {e}")))?;
+    Ok(Gpt2Config {
+        n_layer: int(obj, &["n_layer"])?,
+        n_head: int(obj, &["n_head"])?,
+        n_embd: int(obj, &["n_embd"])?,
+        block_size: int(obj, &["n_positions", "n_ctx", "block_size"])?,
+        vocab_size: int(obj, &["vocab_size"])?,
+        arch,
+    })
 }
 
 /// The config.json transformers writes for `c`'s class ([`HfClass::of`]).
@@ -249,11 +251,11 @@ fn gpt2_json(c: &Gpt2Config) -> Value {
         "bos_token_id": c.vocab_size - 1,
         "eos_token_id": c.vocab_size - 1,
         "initializer_range": 0.02,
-        "layer_norm_epsilon": 1e-5,
+        "layer_norm_epsilon": short(c.arch.norm_eps),
         "n_ctx": c.block_size,
         "n_embd": c.n_embd,
         "n_head": c.n_head,
-        "n_inner": null,
+        "n_inner": c.arch.intermediate_size.filter(|&i| i != 4 * c.n_embd),
         "n_layer": c.n_layer,
         "n_positions": c.block_size,
         "reorder_and_upcast_attn": false,
@@ -320,10 +322,12 @@ fn wgpt_json(c: &Gpt2Config) -> Value {
             "AutoConfig": "configuration_wgpt.WgptConfig",
             "AutoModelForCausalLM": "modeling_wgpt.WgptForCausalLM",
         },
+        "bos_token_id": c.vocab_size - 1,
+        "eos_token_id": c.vocab_size - 1,
         "n_layer": c.n_layer,
         "n_head": c.n_head,
         "n_embd": c.n_embd,
-        "block_size": c.block_size,
+        "n_positions": c.block_size,
         "vocab_size": c.vocab_size,
         "positions": a.positions,
         "rope_theta": short(a.rope_theta),

@@ -11,7 +11,8 @@ struct Params {
     rows: u32,
     v: u32,
     dloss: f32,
-    _pad: u32,
+    /// The softcap the logits went through (0: none).
+    cap: f32,
 }
 
 /// The largest vocabulary the forward's one-pass row loop handles (lavapipe runs at most 65535
@@ -50,6 +51,9 @@ pub struct CrossEntropyBwd<'a> {
     pub targets: &'a Tensor,
     pub counted: &'a Tensor,
     pub scale: Option<&'a Tensor>,
+    /// The logit softcap the logits went through ([`super::Softcap`]), if any: dlogits are then
+    /// the gradients of the logits before it.
+    pub softcap: Option<f32>,
 }
 
 pub struct CrossEntropy {
@@ -75,7 +79,7 @@ impl CrossEntropy {
         let rows = t.targets.numel();
         let v = t.logits.numel() / rows;
         assert!(v <= MAX_VOCAB, "cross-entropy supports at most {MAX_VOCAB} classes");
-        let params = Params { rows: rows as u32, v: v as u32, dloss: 0.0, _pad: 0 };
+        let params = Params { rows: rows as u32, v: v as u32, dloss: 0.0, cap: 0.0 };
         prog.push(self.fwd.dispatch(&params, &[t.losses, t.lse, t.logits, t.targets], grid(rows, 64)));
         prog.push(self.mean.dispatch(&params, &[t.loss, t.counted, t.losses, t.targets], [1, 1, 1]));
     }
@@ -85,10 +89,10 @@ impl CrossEntropy {
     /// every row, 1/N for the mean loss, scaled by N/counted (0 for an ignored row). With `scale`, also times the loss scale in `scale[0]`
     /// (the trainer's scaler state, shaders/adamw.wgsl's Scaler): dynamic loss scaling.
     pub fn backward(&self, prog: &mut Program, t: CrossEntropyBwd, dloss: f32) {
-        let CrossEntropyBwd { dlogits, logits, lse, targets, counted, scale } = t;
+        let CrossEntropyBwd { dlogits, logits, lse, targets, counted, scale, softcap } = t;
         let rows = targets.numel();
         let v = logits.numel() / rows;
-        let params = Params { rows: rows as u32, v: v as u32, dloss, _pad: 0 };
+        let params = Params { rows: rows as u32, v: v as u32, dloss, cap: softcap.unwrap_or(0.0) };
         let wg = grid(rows * v, 64);
         prog.push(match scale {
             Some(scale) => self.bwd_scaled.dispatch(&params, &[dlogits, logits, lse, targets, counted, scale], wg),

@@ -17,7 +17,8 @@ struct Params {
     v: u32,
     v0: u32,
     rows: u32,
-    _pad: [u32; 3],
+    has_wpe: u32,
+    _pad: [u32; 2],
 }
 
 /// Logits per argmax_part invocation (CHUNK in the shader).
@@ -53,7 +54,8 @@ impl DecodeDims {
             v: self.v as u32,
             v0: 0,
             rows: self.v as u32,
-            _pad: [0; 3],
+            has_wpe: 1,
+            _pad: [0; 2],
         }
     }
 }
@@ -74,7 +76,8 @@ pub struct DecodeEmbed<'a> {
     pub x: &'a Tensor,
     pub ids: &'a Tensor,
     pub wte: &'a Tensor,
-    pub wpe: &'a Tensor,
+    /// None without learned positions.
+    pub wpe: Option<&'a Tensor>,
     pub pos: &'a Tensor,
 }
 
@@ -112,8 +115,10 @@ impl Decode {
     /// x (T,C) = wte[ids] + wpe[pos0 + t]; wte in row chunks where it exceeds one binding.
     pub fn embed(&self, prog: &mut Program, d: DecodeDims, t: DecodeEmbed) {
         for (v0, chunk) in self.gpu.row_chunks(t.wte) {
-            let params = Params { v0: v0 as u32, rows: chunk.shape[0] as u32, ..d.params() };
-            prog.push(self.embed.dispatch(&params, &[t.x, t.ids, &chunk, t.wpe, t.pos], grid(d.t * d.c, 64)));
+            let (v0, rows, has_wpe) = (v0 as u32, chunk.shape[0] as u32, t.wpe.is_some() as u32);
+            let params = Params { v0, rows, has_wpe, ..d.params() };
+            let wpe = t.wpe.unwrap_or(&chunk);
+            prog.push(self.embed.dispatch(&params, &[t.x, t.ids, &chunk, wpe, t.pos], grid(d.t * d.c, 64)));
         }
     }
 

@@ -13,12 +13,13 @@ struct Params {
     v: u32,
     v0: u32,
     rows: u32,
-    _pad: [u32; 2],
+    has_wpe: u32,
+    _pad: u32,
 }
 
 impl Params {
     fn new(bt: usize, t: usize, c: usize, v: usize) -> Params {
-        Params { bt: bt as u32, t: t as u32, c: c as u32, v: v as u32, v0: 0, rows: v as u32, _pad: [0; 2] }
+        Params { bt: bt as u32, t: t as u32, c: c as u32, v: v as u32, v0: 0, rows: v as u32, has_wpe: 1, _pad: 0 }
     }
 }
 
@@ -97,22 +98,31 @@ impl Encoder {
         }
     }
 
-    /// out (B,T,C) = wte[ids] + wpe[t]; ids (B,T) u32, wte (V,C), wpe (maxT,C). A wte bigger
-    /// than one storage binding is read in row chunks ([`Gpu::row_chunks`]), one dispatch each.
-    pub fn forward(&self, prog: &mut Program, out: &Tensor, ids: &Tensor, wte: &Tensor, wpe: &Tensor) {
+    /// out (B,T,C) = wte[ids] + wpe[t]; ids (B,T) u32, wte (V,C), wpe (maxT,C) (None: no
+    /// learned positions, wte alone). A wte bigger than one storage binding is read in row
+    /// chunks ([`Gpu::row_chunks`]), one dispatch each.
+    pub fn forward(&self, prog: &mut Program, out: &Tensor, ids: &Tensor, wte: &Tensor, wpe: Option<&Tensor>) {
         let gpu = &self.gpu;
         let (bt, c) = (ids.numel(), wte.shape[1]);
         let t = ids.shape[ids.shape.len() - 1];
         for (v0, chunk) in gpu.row_chunks(wte) {
-            let params = Params { v0: v0 as u32, rows: chunk.shape[0] as u32, ..Params::new(bt, t, c, wte.shape[0]) };
-            prog.push(self.fwd.dispatch(&params, &[out, ids, &chunk, wpe], grid(bt * c, 64)));
+            let (v0, rows, has_wpe) = (v0 as u32, chunk.shape[0] as u32, wpe.is_some() as u32);
+            let params = Params { v0, rows, has_wpe, ..Params::new(bt, t, c, wte.shape[0]) };
+            prog.push(self.fwd.dispatch(&params, &[out, ids, &chunk, wpe.unwrap_or(&chunk)], grid(bt * c, 64)));
         }
     }
 
-    /// dwte (V,C) += dout summed per token, dwpe (maxT,C) += dout summed over the batch; dout
+    /// dwte (V,C) += dout summed per token, dwpe (maxT,C), if any, += dout summed over the batch; dout
     /// (B,T,C); `buckets` hold the ids of this step (written before the submit). A dwte bigger
     /// than one storage binding is written in row chunks ([`Gpu::row_chunks`]), one dispatch each.
-    pub fn backward(&self, prog: &mut Program, dwte: &Tensor, dwpe: &Tensor, dout: &Tensor, buckets: &EncoderBuckets) {
+    pub fn backward(
+        &self,
+        prog: &mut Program,
+        dwte: &Tensor,
+        dwpe: Option<&Tensor>,
+        dout: &Tensor,
+        buckets: &EncoderBuckets,
+    ) {
         let gpu = &self.gpu;
         let (t, c, v) = (dout.shape[1], dwte.shape[1], dwte.shape[0]);
         let bt = dout.numel() / c;
@@ -127,6 +137,8 @@ impl Encoder {
                 grid(bt.min(v) * c, 64),
             ));
         }
-        prog.push(self.bwd_wpe.dispatch(&params, &[dwpe, dout], grid(t * c, 64)));
+        if let Some(dwpe) = dwpe {
+            prog.push(self.bwd_wpe.dispatch(&params, &[dwpe, dout], grid(t * c, 64)));
+        }
     }
 }

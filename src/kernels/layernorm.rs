@@ -9,7 +9,18 @@ struct Params {
     rows: u32,
     c: u32,
     eps: f32,
-    _pad: u32,
+    /// RMS | BIAS, as shaders/layernorm.wgsl.
+    flags: u32,
+}
+
+const RMS: u32 = 1;
+const BIAS: u32 = 2;
+
+/// Which normalisation: LayerNorm (GPT-2's) or RMSNorm (no mean, Llama's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    Layer,
+    Rms,
 }
 
 /// GPT-2's layer_norm_epsilon.
@@ -20,7 +31,7 @@ fn spec(entry: &'static str) -> ModuleSpec {
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    let mut all = vec![spec("backward_params")];
+    let mut all = vec![spec("backward_params"), spec("backward_weight")];
     all.extend(["forward", "backward"].into_iter().flat_map(|e| Widths::specs(spec(e))));
     all
 }
@@ -32,7 +43,10 @@ pub struct LayerNormFwd<'a> {
     pub rstd: &'a Tensor,
     pub inp: &'a Tensor,
     pub weight: &'a Tensor,
-    pub bias: &'a Tensor,
+    /// None: no bias (RMSNorm, or a LayerNorm without one).
+    pub bias: Option<&'a Tensor>,
+    pub kind: NormKind,
+    pub eps: f32,
 }
 
 /// The backward's tensors: dinp (N,C), dweight (C), dbias (C) accumulate; dout (N,C) and the
@@ -40,18 +54,21 @@ pub struct LayerNormFwd<'a> {
 pub struct LayerNormBwd<'a> {
     pub dinp: &'a Tensor,
     pub dweight: &'a Tensor,
-    pub dbias: &'a Tensor,
+    /// None where the forward had no bias.
+    pub dbias: Option<&'a Tensor>,
     pub dout: &'a Tensor,
     pub inp: &'a Tensor,
     pub weight: &'a Tensor,
     pub mean: &'a Tensor,
     pub rstd: &'a Tensor,
+    pub kind: NormKind,
 }
 
 pub struct LayerNorm {
     fwd: Widths,
     bwd: Widths,
     bwd_params: Pipe,
+    bwd_weight: Pipe,
 }
 
 impl LayerNorm {
@@ -60,28 +77,39 @@ impl LayerNorm {
             fwd: Widths::new(gpu, || spec("forward")),
             bwd: Widths::new(gpu, || spec("backward")),
             bwd_params: Pipe::new(gpu, spec("backward_params")),
+            bwd_weight: Pipe::new(gpu, spec("backward_weight")),
         }
     }
 
-    fn params(weight: &Tensor, inp: &Tensor) -> (Params, usize, usize) {
+    fn params(weight: &Tensor, inp: &Tensor, kind: NormKind, bias: bool, eps: f32) -> (Params, usize, usize) {
         let c = weight.numel();
         let rows = inp.numel() / c;
-        (Params { rows: rows as u32, c: c as u32, eps: EPS, _pad: 0 }, rows, c)
+        let flags = if kind == NormKind::Rms { RMS } else { 0 } | if bias { BIAS } else { 0 };
+        (Params { rows: rows as u32, c: c as u32, eps, flags }, rows, c)
     }
 
     pub fn forward(&self, prog: &mut Program, t: LayerNormFwd) {
-        let (params, rows, _) = Self::params(t.weight, t.inp);
-        let tensors = [t.out, t.mean, t.rstd, t.inp, t.weight, t.bias];
+        let (params, rows, _) = Self::params(t.weight, t.inp, t.kind, t.bias.is_some(), t.eps);
+        // without a bias the weight fills its binding (read-only, never read)
+        let tensors = [t.out, t.mean, t.rstd, t.inp, t.weight, t.bias.unwrap_or(t.weight)];
         prog.push(self.fwd.pick(params.c as usize).0.dispatch(&params, &tensors, grid(rows, 64)));
     }
 
-    /// dinp, dweight, dbias += the gradients of the forward given dout.
     pub fn backward(&self, prog: &mut Program, t: LayerNormBwd) {
-        let (params, rows, c) = Self::params(t.weight, t.inp);
+        // eps is the forward's business: the backward reads its rstd
+        let (params, rows, c) = Self::params(t.weight, t.inp, t.kind, t.dbias.is_some(), EPS);
         let bwd = self.bwd.pick(c).0;
         prog.push(bwd.dispatch(&params, &[t.dinp, t.dout, t.inp, t.weight, t.mean, t.rstd], grid(rows, 64)));
-        // one workgroup per 16 columns
-        let tensors = [t.dweight, t.dbias, t.dout, t.inp, t.mean, t.rstd];
-        prog.push(self.bwd_params.dispatch(&params, &tensors, grid(c.div_ceil(16), 1)));
+        let groups = grid(c.div_ceil(16), 1);
+        match t.dbias {
+            Some(dbias) => {
+                let tensors = [t.dweight, dbias, t.dout, t.inp, t.mean, t.rstd];
+                prog.push(self.bwd_params.dispatch(&params, &tensors, groups));
+            }
+            None => {
+                let tensors = [t.dweight, t.dout, t.inp, t.mean, t.rstd];
+                prog.push(self.bwd_weight.dispatch(&params, &tensors, groups));
+            }
+        }
     }
 }

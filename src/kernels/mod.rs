@@ -16,6 +16,7 @@ mod encoder;
 pub mod layernorm;
 mod lens;
 pub mod matmul;
+mod muon;
 mod optim;
 mod selection;
 pub mod template;
@@ -29,11 +30,12 @@ pub use crossentropy::{CrossEntropy, CrossEntropyBwd, CrossEntropyFwd, IGNORE};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
 pub use dropout::{Dropout, Site};
 pub use dynamics::{UpdateStats, SUMS};
-pub use elementwise::{Gelu, Residual};
+pub use elementwise::{Gelu, Relu2, Residual, Softcap};
 pub use encoder::{Encoder, EncoderBuckets};
-pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd};
+pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd, NormKind};
 pub use lens::RowTop1;
 pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
+pub use muon::{Muon, MuonStep, MuonUpdate, NsConsts, NsScratch};
 pub use optim::{Sgd, SgdConsts, SgdUpdate};
 pub use selection::{software, AttnShape, Choices, Family, Selection, Source, BUILT_IN};
 
@@ -59,9 +61,12 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
+    ("muon.wgsl", include_str!("../../shaders/muon.wgsl")),
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("prelude.wgsl", PRELUDE),
+    ("relu2.wgsl", include_str!("../../shaders/relu2.wgsl")),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
+    ("softcap.wgsl", include_str!("../../shaders/softcap.wgsl")),
 ];
 
 fn shader(file: &str) -> &'static str {
@@ -148,6 +153,7 @@ pub fn all_modules() -> Vec<ModuleSpec> {
     all.extend(layernorm::modules());
     all.extend(lens::modules());
     all.extend(matmul::modules());
+    all.extend(muon::modules());
     all.extend(optim::modules());
     all
 }
@@ -162,9 +168,12 @@ pub struct Kernels {
     pub matmul: Matmul,
     pub attention: Attention,
     pub gelu: Gelu,
+    pub relu2: Relu2,
     pub residual: Residual,
+    pub softcap: Softcap,
     pub crossentropy: CrossEntropy,
     pub adamw: AdamW,
+    pub muon: Muon,
     pub dropout: Dropout,
     pub decode: Decode,
     pub update_stats: UpdateStats,
@@ -189,9 +198,12 @@ impl Kernels {
             matmul: Matmul::new(gpu, selection),
             attention: Attention::new(gpu),
             gelu: Gelu::new(gpu),
+            relu2: Relu2::new(gpu),
             residual: Residual::new(gpu),
+            softcap: Softcap::new(gpu),
             crossentropy: CrossEntropy::new(gpu),
             adamw: AdamW::new(gpu),
+            muon: Muon::new(gpu),
             dropout: Dropout::new(gpu),
             decode: Decode::new(gpu),
             update_stats: UpdateStats::new(gpu),

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::NormKind;
 use crate::{Error, Result};
 
 use super::Gpt2Config;
@@ -328,6 +329,15 @@ impl Gpt2Config {
         })
     }
 
+    /// The norm kernels' kind and eps.
+    pub fn norm(&self) -> (NormKind, f32) {
+        let kind = match self.arch.norm {
+            Norm::LayerNorm => NormKind::Layer,
+            Norm::RmsNorm => NormKind::Rms,
+        };
+        (kind, self.arch.norm_eps)
+    }
+
     /// The width of the MLP's first product: I, or gate|up (2·I) for swiglu.
     pub fn mlp_width(&self) -> usize {
         match self.arch.mlp {
@@ -392,26 +402,11 @@ impl Arch {
         if self.qk_norm {
             not_yet.push("qk_norm".into());
         }
-        if self.norm == Norm::RmsNorm {
-            not_yet.push("norm = rmsnorm".into());
-        }
-        if self.positions == Positions::Off {
-            not_yet.push("positions = none".into());
-        }
-        if self.mlp != Mlp::Gelu {
+        if self.mlp == Mlp::SwiGlu {
             not_yet.push(format!("mlp = {}", self.mlp.name()));
         }
         if self.intermediate_size.is_some_and(|i| i != 4 * cfg.n_embd) {
             not_yet.push("an intermediate_size other than 4 x n_embd".into());
-        }
-        if !self.bias {
-            not_yet.push("bias = false".into());
-        }
-        if !self.tied {
-            not_yet.push("an untied head".into());
-        }
-        if self.logit_softcap.is_some() {
-            not_yet.push("logit_softcap".into());
         }
         match not_yet.is_empty() {
             true => Ok(()),

@@ -8,7 +8,7 @@ use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{AttentionImpl, AttnFwd, DecodeAttn, DecodeDims, LayerNormFwd, Program, Site};
 use crate::weights16::MatmulWeights;
 
-use super::{ActivationTensors, Gpt2};
+use super::{layer, ActivationTensors, Gpt2, Mlp};
 
 /// The tensors one block reads and writes, each (B,T,·) (the decoder's (T,·)); the decoder
 /// reuses its scratch across layers, so several may be one tensor.
@@ -82,11 +82,12 @@ impl Gpt2 {
     /// Records transformer block `b.l`: residual stream `x.inp` to `x.out`.
     pub(crate) fn record_block(&self, prog: &mut Program, b: Block) {
         let (k, p, dims) = (&*self.kernels, &self.params, self.config.attn_dims());
+        let (kind, eps) = self.config.norm();
         let Block { l, x, attn, w, dropout } = b;
         // x = x + attn(ln_1(x))
-        let (out, mean, rstd, weight, bias) = (x.ln1, x.ln1_mean, x.ln1_rstd, &p.ln_1_w[l], &p.ln_1_b[l]);
-        k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: x.inp, weight, bias });
-        k.matmul.forward(prog, x.qkv, x.ln1, &w.c_attn_w[l], Some(&p.c_attn_b[l]));
+        let (out, mean, rstd, weight, bias) = (x.ln1, x.ln1_mean, x.ln1_rstd, &p.ln_1_w[l], layer(&p.ln_1_b, l));
+        k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: x.inp, weight, bias, kind, eps });
+        k.matmul.forward(prog, x.qkv, x.ln1, &w.c_attn_w[l], layer(&p.c_attn_b, l));
         match attn {
             BlockAttn::Causal { imp, saved } => {
                 let attn_drop = dropout.map(|d| (d.p, d.seed, Site::AttnProbs(l).id(d.n_layer)));
@@ -97,15 +98,19 @@ impl Gpt2 {
                 k.decode.attention(prog, dims, cached);
             }
         }
-        k.matmul.forward(prog, x.attproj, x.atty, &w.c_proj_w[l], Some(&p.c_proj_b[l]));
+        k.matmul.forward(prog, x.attproj, x.atty, &w.c_proj_w[l], layer(&p.c_proj_b, l));
         k.dropout.at(prog, x.attproj, dropout, Site::AttnResidual(l));
         k.residual.forward(prog, x.residual2, x.inp, x.attproj);
         // x = x + mlp(ln_2(x))
-        let (out, mean, rstd, weight, bias) = (x.ln2, x.ln2_mean, x.ln2_rstd, &p.ln_2_w[l], &p.ln_2_b[l]);
-        k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: x.residual2, weight, bias });
-        k.matmul.forward(prog, x.fch, x.ln2, &w.c_fc_w[l], Some(&p.c_fc_b[l]));
-        k.gelu.forward(prog, x.fch_gelu, x.fch);
-        k.matmul.forward(prog, x.fcproj, x.fch_gelu, &w.mlp_proj_w[l], Some(&p.mlp_proj_b[l]));
+        let (out, mean, rstd, weight, bias) = (x.ln2, x.ln2_mean, x.ln2_rstd, &p.ln_2_w[l], layer(&p.ln_2_b, l));
+        k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: x.residual2, weight, bias, kind, eps });
+        k.matmul.forward(prog, x.fch, x.ln2, &w.c_fc_w[l], layer(&p.c_fc_b, l));
+        match self.config.arch.mlp {
+            Mlp::Gelu => k.gelu.forward(prog, x.fch_gelu, x.fch),
+            Mlp::Relu2 => k.relu2.forward(prog, x.fch_gelu, x.fch),
+            Mlp::SwiGlu => unreachable!("Gpt2Config::validate refuses swiglu until its kernels land"),
+        }
+        k.matmul.forward(prog, x.fcproj, x.fch_gelu, &w.mlp_proj_w[l], layer(&p.mlp_proj_b, l));
         k.dropout.at(prog, x.fcproj, dropout, Site::MlpResidual(l));
         k.residual.forward(prog, x.out, x.residual2, x.fcproj);
     }

@@ -81,7 +81,7 @@ impl Gpt2Config {
     pub fn check_params(&self, gpu: &Gpu) -> Result<()> {
         for (name, shape) in self.param_specs() {
             let bytes = 4 * shape.iter().product::<usize>() as u64;
-            if name == "wte.weight" {
+            if name == "wte.weight" || name == super::LM_HEAD {
                 gpu.check_buffer(&name, bytes)?;
             } else {
                 gpu.check_binding(&name, bytes)?;

@@ -1,13 +1,14 @@
 //! A parity file's `optimizer` metadata: the torch.optim optimizer that made its expected steps
 //! and its settings, `{"name": "adamw", "lr", "beta1", "beta2", "eps", "weight_decay"}` or
-//! `{"name": "sgd", "lr", "momentum", "nesterov", "weight_decay"}`. A file with only the older
+//! `{"name": "sgd", "lr", "momentum", "nesterov", "weight_decay"}` or Muon's ([`MuonConfig`]). A
+//! file with only the older
 //! `adamw` key trained with AdamW.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::AdamWConfig;
+use super::{AdamWConfig, MuonConfig};
 use crate::train::{Optimizer, OptimizerConfig, TrainConfig};
 use crate::{Error, Result};
 
@@ -28,6 +29,8 @@ pub enum OptimizerMeta {
     AdamW(AdamWConfig),
     #[serde(rename = "sgd")]
     Sgd(SgdConfig),
+    #[serde(rename = "muon")]
+    Muon(MuonConfig),
 }
 
 impl OptimizerMeta {
@@ -37,7 +40,11 @@ impl OptimizerMeta {
         let malformed =
             |key: &str, e: serde_json::Error| Error::Format(format!("{what}: metadata \"{key}\" is malformed: {e}"));
         if let Some(text) = meta.get("optimizer") {
-            return serde_json::from_str(text).map(Some).map_err(|e| malformed("optimizer", e));
+            let parsed: OptimizerMeta = serde_json::from_str(text).map_err(|e| malformed("optimizer", e))?;
+            if let OptimizerMeta::Muon(m) = &parsed {
+                m.check(what)?;
+            }
+            return Ok(Some(parsed));
         }
         match meta.get("adamw") {
             Some(text) => {
@@ -56,6 +63,7 @@ impl OptimizerMeta {
         match self {
             OptimizerMeta::AdamW(_) => "AdamW",
             OptimizerMeta::Sgd(_) => "SGD",
+            OptimizerMeta::Muon(_) => "Muon",
         }
     }
 
@@ -63,13 +71,14 @@ impl OptimizerMeta {
         match self {
             OptimizerMeta::AdamW(_) => Optimizer::AdamW,
             OptimizerMeta::Sgd(_) => Optimizer::Sgd,
+            OptimizerMeta::Muon(_) => Optimizer::Muon,
         }
     }
 
     /// The AdamW settings the file's AdamW tensors train with, where it has any.
     pub fn adamw(&self) -> Option<AdamWConfig> {
         match *self {
-            OptimizerMeta::AdamW(a) => Some(a),
+            OptimizerMeta::AdamW(a) | OptimizerMeta::Muon(MuonConfig { adamw: a, .. }) => Some(a),
             OptimizerMeta::Sgd(_) => None,
         }
     }
@@ -94,6 +103,7 @@ impl OptimizerMeta {
                 optimizer: OptimizerConfig { momentum: s.momentum, nesterov: s.nesterov, ..optimizer },
                 ..cfg
             },
+            OptimizerMeta::Muon(m) => m.apply(cfg),
         }
     }
 }

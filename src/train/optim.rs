@@ -91,9 +91,6 @@ impl OptimizerConfig {
         if self.kind == Optimizer::Sgd && self.nesterov && self.momentum == 0.0 {
             return bad("SGD's Nesterov momentum needs a momentum above 0: set one, or turn Nesterov off".into());
         }
-        if self.kind == Optimizer::Muon {
-            return bad("optimizer muon is not available in this build yet: use adamw or sgd".into());
-        }
         Ok(())
     }
 }
@@ -202,7 +199,7 @@ mod tests {
         assert_eq!(Optimizer::parse("sgd").unwrap(), Optimizer::Sgd);
         assert!(Optimizer::parse("adam").unwrap_err().to_string().contains("adamw, muon or sgd"));
         assert!(OptimizerConfig::of(Optimizer::Sgd).validate().is_ok());
-        assert!(OptimizerConfig::of(Optimizer::Muon).validate().unwrap_err().to_string().contains("not available"));
+        assert!(OptimizerConfig::of(Optimizer::Muon).validate().is_ok());
         let bad = OptimizerConfig { momentum: 1.0, ..OptimizerConfig::of(Optimizer::Sgd) };
         assert!(bad.validate().unwrap_err().to_string().contains("momentum"));
         let bad = OptimizerConfig { momentum: 0.0, ..OptimizerConfig::of(Optimizer::Sgd) };

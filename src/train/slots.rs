@@ -4,10 +4,11 @@
 //! programs from this one list; [`record_update`] is where an optimizer is one more arm.
 
 use crate::gpu::{Gpu, Tensor};
-use crate::kernels::{AdamWUpdate, Kernels, Program, SgdConsts, SgdUpdate};
+use crate::kernels::{AdamWUpdate, Kernels, MuonUpdate, NsConsts, Program, SgdConsts, SgdUpdate};
 use crate::model::{Gpt2, ParameterTensors};
 use crate::{Error, Result};
 
+use super::muon::MuonTensors;
 use super::{rules, OptimizerState, Rule, TrainConfig};
 
 /// One parameter and the tensors of its shape an optimizer updates it with.
@@ -48,6 +49,8 @@ pub(crate) struct StepTensors {
     /// The loss scaler's state ([`crate::kernels::ScalerHead`], then the bias corrections of
     /// skipped steps).
     pub scaler: Tensor,
+    /// Muon's step table and Newton-Schulz scratch, where some parameter takes Muon.
+    pub muon: Option<MuonTensors>,
 }
 
 impl Chunk {
@@ -68,6 +71,18 @@ impl Chunk {
     }
 }
 
+impl Slot {
+    /// Muon's update of this matrix and its scratch, where its rule is Muon (a matrix is never
+    /// bound in row chunks: only wte can exceed a binding, and wte takes AdamW).
+    pub(crate) fn muon<'a>(&'a self, s: &'a StepTensors) -> Option<(MuonUpdate<'a>, &'a MuonTensors)> {
+        let (Rule::Muon { .. }, [chunk], Some(muon)) = (self.rule, &self.chunks[..], &s.muon) else { return None };
+        let State::Momentum { buf } = &chunk.state else { return None };
+        let (param, grad, step, norm, scaler) = (&chunk.param, &chunk.grad, &s.params, &s.norm, &s.scaler);
+        let slot = muon.slot(&self.name)?;
+        Some((MuonUpdate { param, buf, grad, step, muon: &muon.step, norm, scaler, slot }, muon))
+    }
+}
+
 /// An SGD rule's constants under `cfg`.
 pub(crate) fn sgd_consts(cfg: &TrainConfig, decay: f32) -> SgdConsts {
     SgdConsts { weight_decay: decay, momentum: cfg.optimizer.momentum, nesterov: cfg.optimizer.nesterov }
@@ -81,6 +96,10 @@ pub(crate) fn record_update(
     shared: &StepTensors,
     cfg: &TrainConfig,
 ) -> Result<()> {
+    if let Some((update, muon)) = slot.muon(shared) {
+        k.muon.update(prog, &k.matmul, update, muon.scratch(&slot.shape), NsConsts::default());
+        return Ok(());
+    }
     for chunk in &slot.chunks {
         match (slot.rule, chunk.adamw(shared), chunk.sgd(shared)) {
             (Rule::AdamW { decay }, Some(update), _) => k.adamw.update(prog, update, decay),
