@@ -64,6 +64,8 @@ pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
     })?;
     let block = weights.config.block_size;
     let eot = tokenizer.end_of_text();
+    // generation_config.json's eos tokens end the text too (not shown, as transformers)
+    let stops = hf::dir::stop_tokens(&args.model)?;
     let ids = tokenizer.prompt_ids(&prompt)?;
     if !prompt.is_empty() && tokenizer.decode(&ids)? != prompt {
         eprintln!("note: characters of the prompt that are not in the vocabulary were dropped");
@@ -88,6 +90,9 @@ pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
     let mut error = None;
     let out = pollster::block_on(decoder.generate(&model, &ids, &cfg, eot, |id| {
         first.get_or_insert_with(|| start.elapsed());
+        if stops.contains(&id) {
+            return false;
+        }
         match stream.push(&tokenizer, id) {
             Ok(text) => {
                 show(text);
