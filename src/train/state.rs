@@ -44,10 +44,22 @@ impl OptimizerState {
         self.tensors.iter().find(|(k, _)| k == key).map(|(_, t)| t)
     }
 
-    /// Reads every state tensor back (for checkpoints).
+    /// Reads every state tensor back (for checkpoints), one kind of state (`adam_m.`, `adam_v.`,
+    /// `momentum_buffer.`) at a time, so the staging buffer is never larger than one copy of the
+    /// parameters (the memory plan allows for that much).
     pub async fn read(&self, gpu: &Gpu) -> Result<OptimizerTensors> {
-        let data = gpu.read_many(&self.tensors.iter().map(|(_, t)| t).collect::<Vec<_>>()).await?;
-        Ok(self.tensors.iter().map(|(k, _)| k.clone()).zip(data).collect())
+        let kind = |key: &str| key.split_once('.').map_or(String::new(), |(k, _)| k.to_string());
+        let groups: std::collections::BTreeSet<String> = self.tensors.iter().map(|(k, _)| kind(k)).collect();
+        let mut out: OptimizerTensors = Vec::with_capacity(self.tensors.len());
+        for group in groups {
+            let of: Vec<&(String, Tensor)> = self.tensors.iter().filter(|(k, _)| kind(k) == group).collect();
+            let data = gpu.read_many(&of.iter().map(|(_, t)| t).collect::<Vec<_>>()).await?;
+            out.extend(of.iter().map(|(k, _)| k.clone()).zip(data));
+        }
+        // back in parameter order
+        let order = |key: &str| self.tensors.iter().position(|(k, _)| k == key);
+        out.sort_by_key(|(k, _)| order(k));
+        Ok(out)
     }
 
     /// Writes a checkpoint's state: every tensor the rules keep must be there with its size, and
