@@ -49,15 +49,7 @@ pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
         seed: args.seed,
     };
     cfg.validate()?;
-    let prompt = if args.prompt == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| Error::Input(format!("cannot read the prompt from stdin (it must be UTF-8 text): {e}")))?;
-        s
-    } else {
-        args.prompt
-    };
+    let prompt = read_prompt(args.prompt)?;
     let (weights, tokenizer) = hf::dir::load(&args.model)?;
     let tokenizer = tokenizer.ok_or_else(|| {
         Error::Input(format!("{} has no tokenizer.json; sampling text needs one", args.model.display()))
@@ -109,19 +101,35 @@ pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
     }
     show(stream.finish(&tokenizer)?);
     println!();
+    report(out.len(), start, first, ids.len().min(block));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The prompt: the flag's text, or stdin's where it is "-".
+fn read_prompt(arg: String) -> Result<String> {
+    if arg != "-" {
+        return Ok(arg);
+    }
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| Error::Input(format!("cannot read the prompt from stdin (it must be UTF-8 text): {e}")))?;
+    Ok(s)
+}
+
+/// Prints how fast `n` tokens came after `start`, the first after `first`, from a prompt of
+/// `prompt` tokens.
+fn report(n: usize, start: Instant, first: Option<std::time::Duration>, prompt: usize) {
     let total = start.elapsed().as_secs_f64();
     let first = first.map_or(total, |d| d.as_secs_f64());
-    let n = out.len();
     let rest = if n > 1 {
         format!(", then {:.1} tokens/s", (n - 1) as f64 / (total - first).max(1e-9))
     } else {
         String::new()
     };
     eprintln!(
-        "{n} tokens in {total:.2} s ({:.1} tokens/s): first token after {:.0} ms (prompt of {} tokens){rest}",
+        "{n} tokens in {total:.2} s ({:.1} tokens/s): first token after {:.0} ms (prompt of {prompt} tokens){rest}",
         n as f64 / total.max(1e-9),
         first * 1e3,
-        ids.len().min(block)
     );
-    Ok(ExitCode::SUCCESS)
 }
