@@ -24,6 +24,7 @@ fn reduce(lid: u32) {
 //#use @scaled_grad
 //#use @adamw_step
 //#use @put_sums
+//#use @stats_chunk
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
@@ -33,42 +34,25 @@ fn reduce(lid: u32) {
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>; // (chunks, 3): Σg², Σw², Σ(Δw)²
 @group(0) @binding(8) var<storage, read> scaler: Scaler;
 
-// One workgroup of 256 per 65536-element chunk of one tensor (p.n elements), each invocation a
-// strided 256 of them; partials[p.slot + chunk] gets the chunk's three sums (of the unscaled
-// gradient; a step that loss scaling skips leaves the weights, so Δw = 0).
+// AdamW's step of element i with gradient g (clipped, unscaled); returns the new weight.
+fn step_one(i: u32, g: f32) -> f32 {
+    let t = adamw_step(param[i], m[i], v[i], g);
+    m[i] = t.m;
+    v[i] = t.v;
+    return t.w;
+}
+
 @compute @workgroup_size(256)
 fn update_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let chunk = flat_index(wid, nwg, 0u, 1u);
-    let start = chunk * CHUNK;
-    if start >= p.n {
-        return; // whole workgroup
-    }
-    let end = min(start + CHUNK, p.n);
-    let scale = clip_scale();
-    let skip = skip_step();
-    var s = vec3<f32>(0.0);
-    for (var i = start + lid; i < end; i += WG) {
-        let raw = unscale(grad[i]);
-        let old = param[i];
-        var w = old;
-        if !skip {
-            let t = adamw_step(old, m[i], v[i], raw * scale);
-            m[i] = t.m;
-            v[i] = t.v;
-            param[i] = t.w;
-            w = t.w;
-        }
-        let d = w - old;
-        s += vec3<f32>(raw * raw, w * w, d * d);
-    }
-    put_sums(lid, chunk, s);
+    stats_chunk(flat_index(wid, nwg, 0u, 1u), lid);
 }
 
 //#entry update_stats_sgd
 //#use @scaled_grad
 //#use @sgd_step
 //#use @put_sums
+//#use @stats_chunk
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read_write> buf: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
@@ -77,11 +61,25 @@ fn update_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>; // (chunks, 3): Σg², Σw², Σ(Δw)²
 @group(0) @binding(7) var<storage, read> scaler: Scaler;
 
-// As update_stats, through SGD's step (shaders/optim.wgsl's sgd_step).
+// SGD's step of element i with gradient g (clipped, unscaled); returns the new weight.
+fn step_one(i: u32, g: f32) -> f32 {
+    let t = sgd_step(param[i], buf[i], g);
+    buf[i] = t.buf;
+    return t.w;
+}
+
 @compute @workgroup_size(256)
 fn update_stats_sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let chunk = flat_index(wid, nwg, 0u, 1u);
+    stats_chunk(flat_index(wid, nwg, 0u, 1u), lid);
+}
+
+//#entry @stats_chunk
+// One workgroup of 256 per 65536-element chunk of one tensor (p.n elements), each invocation a
+// strided 256 of them: every element takes the entry's optimizer step (its step_one), and
+// partials[p.slot + chunk] gets the chunk's three sums (of the unscaled gradient; a step that
+// loss scaling skips leaves the weights, so Δw = 0).
+fn stats_chunk(chunk: u32, lid: u32) {
     let start = chunk * CHUNK;
     if start >= p.n {
         return; // whole workgroup
@@ -95,10 +93,8 @@ fn update_stats_sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         let old = param[i];
         var w = old;
         if !skip {
-            let t = sgd_step(old, buf[i], raw * scale);
-            buf[i] = t.buf;
-            param[i] = t.w;
-            w = t.w;
+            w = step_one(i, raw * scale);
+            param[i] = w;
         }
         let d = w - old;
         s += vec3<f32>(raw * raw, w * w, d * d);

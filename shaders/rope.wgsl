@@ -41,17 +41,8 @@ fn unrotate(d0: f32, d1: f32, i: u32, tab: u32) -> vec2<f32> {
     return vec2<f32>(d0 * c + d1 * s, d1 * c - d0 * s);
 }
 
-//#entry forward
-//#use @common
-@group(0) @binding(1) var<storage, read_write> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;
-@group(0) @binding(3) var<storage, read> qkv_raw: array<f32>;
-@group(0) @binding(4) var<storage, read> q_norm: array<f32>;
-@group(0) @binding(5) var<storage, read> k_norm: array<f32>;
-@group(0) @binding(6) var<storage, read> table: array<f32>;
-@group(0) @binding(7) var<storage, read> pos: array<u32>;
-
-// The head's weight j (1 without the norm).
+//#entry @weight
+// The head's weight j of q_norm (q heads) or k_norm (k heads); 1 without the norm.
 fn weight(h: u32, j: u32) -> f32 {
     if p.norm == 0u {
         return 1.0;
@@ -61,6 +52,17 @@ fn weight(h: u32, j: u32) -> f32 {
     }
     return k_norm[j];
 }
+
+//#entry forward
+//#use @common
+//#use @weight
+@group(0) @binding(1) var<storage, read_write> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(3) var<storage, read> qkv_raw: array<f32>;
+@group(0) @binding(4) var<storage, read> q_norm: array<f32>;
+@group(0) @binding(5) var<storage, read> k_norm: array<f32>;
+@group(0) @binding(6) var<storage, read> table: array<f32>;
+@group(0) @binding(7) var<storage, read> pos: array<u32>;
 
 // One invocation per (row, head) of all NH + 2·KV heads (v heads are copied); a 2D grid of
 // 64-wide workgroups.
@@ -109,6 +111,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 
 //#entry backward
 //#use @common
+//#use @weight
 @group(0) @binding(1) var<storage, read_write> dqkv_raw: array<f32>;
 @group(0) @binding(2) var<storage, read> dqkv: array<f32>;
 @group(0) @binding(3) var<storage, read> qkv_raw: array<f32>;
@@ -117,16 +120,6 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @group(0) @binding(6) var<storage, read> k_norm: array<f32>;
 @group(0) @binding(7) var<storage, read> table: array<f32>;
 @group(0) @binding(8) var<storage, read> pos: array<u32>;
-
-fn weight(h: u32, j: u32) -> f32 {
-    if p.norm == 0u {
-        return 1.0;
-    }
-    if h < p.NH {
-        return q_norm[j];
-    }
-    return k_norm[j];
-}
 
 // The gradient of the norm's output at element j of the head at b: the rotation's input's.
 fn dnormed(b: u32, j: u32, tab: u32) -> f32 {

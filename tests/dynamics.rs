@@ -12,7 +12,7 @@ use wgpt::dynamics::Dynamics;
 use wgpt::kernels::Kernels;
 use wgpt::model::{Gpt2, Weights};
 use wgpt::parity::ParityFile;
-use wgpt::train::{TrainConfig, Trainer};
+use wgpt::train::{Optimizer, OptimizerConfig, TrainConfig, Trainer};
 
 /// ‖x‖₂ in f64.
 fn norm(x: &[f32]) -> f64 {
@@ -149,6 +149,16 @@ fn update_ratios_equal_the_host() {
     check_against_host(k, &weights, train_cfg(), "wte whole");
 }
 
+/// The same through SGD's step (dynamics.wgsl's update_stats_sgd).
+#[test]
+fn update_ratios_equal_the_host_with_sgd() {
+    let Some(d) = common::shared_data() else { return };
+    let Some(k) = common::shared_kernels() else { return };
+    let (weights, _) = wgpt::hf::dir::load(&d.join("hf-tiny-gpt2")).unwrap();
+    let cfg = TrainConfig { optimizer: OptimizerConfig::of(Optimizer::Sgd), lr: 0.05, ..train_cfg() };
+    check_against_host(k, &weights, cfg, "sgd");
+}
+
 /// The same with bindings capped at 2 MiB: wte (6.4 MB) and its gradient and moments are updated
 /// in row chunks, each tensor's sums gathered over them.
 #[test]
@@ -166,26 +176,33 @@ fn update_ratios_with_wte_in_row_chunks() {
     check_against_host(k, &weights, train_cfg(), &format!("wte in {chunks} row chunks"));
 }
 
-/// Tracking changes no number of the training itself: parameters and moments after 3 steps are
-/// bit-identical with dynamics read every step and with none.
+/// Tracking changes no number of the training itself: parameters (and AdamW's moments) after 3
+/// steps are bit-identical with dynamics read every step and with none, for each optimizer.
 #[test]
 fn tracked_steps_update_as_untracked() {
     let Some(k) = common::shared_kernels() else { return };
     let cfg = wgpt::model::Gpt2Config::preset("baby").unwrap();
     let weights = Weights::random(cfg, 9);
-    let train = TrainConfig { batch_size: 4, seq_len: 16, warmup_iters: 1, ..TrainConfig::default() };
-    let run = |every: usize| {
-        let mut trainer = Trainer::new(Gpt2::new(k.clone(), &weights).unwrap(), train).unwrap();
-        trainer.track_dynamics(every);
-        let mut rng = common::Rng::new(1);
-        for _ in 0..3 {
-            trainer.step(&[(rng.ids(64, cfg.vocab_size), rng.ids(64, cfg.vocab_size))]).unwrap();
-        }
-        let (m, v) = pollster::block_on(trainer.moments()).unwrap();
-        [pollster::block_on(trainer.model.weights()).unwrap().tensors, m, v].concat().concat()
-    };
-    let (plain, tracked) = (run(0), run(1));
-    let differ = plain.iter().zip(&tracked).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-    assert_eq!(differ, 0, "{differ} of {} parameter and moment values differ with tracking", plain.len());
-    println!("{} parameter and moment values bit-identical after 3 tracked and 3 plain steps", plain.len());
+    for kind in [Optimizer::AdamW, Optimizer::Sgd, Optimizer::Muon] {
+        let optimizer = OptimizerConfig::of(kind);
+        let train = TrainConfig { batch_size: 4, seq_len: 16, warmup_iters: 1, optimizer, ..TrainConfig::default() };
+        let run = |every: usize| {
+            let mut trainer = Trainer::new(Gpt2::new(k.clone(), &weights).unwrap(), train).unwrap();
+            trainer.track_dynamics(every);
+            let mut rng = common::Rng::new(1);
+            for _ in 0..3 {
+                trainer.step(&[(rng.ids(64, cfg.vocab_size), rng.ids(64, cfg.vocab_size))]).unwrap();
+            }
+            let mut values = pollster::block_on(trainer.model.weights()).unwrap().tensors;
+            if kind == Optimizer::AdamW {
+                let (m, v) = pollster::block_on(trainer.moments()).unwrap();
+                values.extend(m.into_iter().chain(v));
+            }
+            values.concat()
+        };
+        let (plain, tracked) = (run(0), run(1));
+        let differ = plain.iter().zip(&tracked).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "{kind:?}: {differ} of {} values differ with tracking", plain.len());
+        println!("{kind:?}: {} values bit-identical after 3 tracked and 3 plain steps", plain.len());
+    }
 }
