@@ -6,59 +6,27 @@
 
 mod common;
 
+use common::runs;
+
 use wgpt::model::{Gpt2, Gpt2Config, Weights};
-use wgpt::run::{DataSource, Run, RunConfig};
-use wgpt::tokenizer::Tokenizer;
+use wgpt::run::{Run, RunConfig};
 use wgpt::train::{training_bytes, training_bytes_for, Optimizer, OptimizerConfig, TrainConfig, Trainer};
 
 /// The tests of this binary run one at a time, so that one can count the device's allocations.
 static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn pangrams() -> String {
-    "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!\n".repeat(40)
-}
-
 /// Muon with today's AdamW settings for the rest; tall (4C, C) and wide matrices, clipping,
 /// accumulation, warmup and decay all active.
 fn muon_train() -> TrainConfig {
-    TrainConfig {
-        batch_size: 4,
-        seq_len: 16,
-        grad_accum: 2,
-        lr: 3e-3,
-        min_lr: 3e-4,
-        warmup_iters: 3,
-        lr_decay_iters: 20,
-        optimizer: OptimizerConfig::of(Optimizer::Muon),
-        ..TrainConfig::default()
-    }
+    TrainConfig { optimizer: OptimizerConfig::of(Optimizer::Muon), ..runs::tiny_train() }
 }
 
 fn run_config() -> RunConfig {
-    RunConfig {
-        model: Gpt2Config {
-            n_layer: 2,
-            n_head: 2,
-            n_embd: 32,
-            block_size: 16,
-            vocab_size: 30,
-            arch: wgpt::model::Arch::GPT2,
-        },
-        train: muon_train(),
-        max_iters: 20,
-        eval_interval: 10,
-        eval_iters: 2,
-        log_interval: 1,
-        seed: 7,
-        data: DataSource::Text("pangrams".into()),
-        tokenizer: "char".into(),
-    }
+    runs::tiny_run_config(muon_train())
 }
 
 fn new_run(k: &std::sync::Arc<wgpt::kernels::Kernels>, weights: &Weights) -> Run {
-    let text = pangrams();
-    let tok = Tokenizer::char_level(&text).unwrap();
-    Run::new(k.clone(), run_config(), weights, tok, &text).unwrap()
+    runs::pangram_run(k, run_config(), weights)
 }
 
 /// 20 steps straight equal 10 steps + checkpoint (with the momentum buffers) + a fresh run
@@ -176,7 +144,7 @@ fn cli_muon_recovers_from_device_loss() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let corpus = root.join("corpus.txt");
-    std::fs::write(&corpus, pangrams()).unwrap();
+    std::fs::write(&corpus, runs::pangrams()).unwrap();
     let train = |out: &str, lose_at: Option<&str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"));
         cmd.args(["train", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16"])

@@ -5,58 +5,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::runs::{self, scratch_with_corpus};
 
-use wgpt::model::{Gpt2Config, Weights};
-use wgpt::run::{DataSource, Run, RunConfig};
-use wgpt::tokenizer::Tokenizer;
+use std::path::Path;
+
+use wgpt::model::Weights;
+use wgpt::run::RunConfig;
 use wgpt::train::{Optimizer, OptimizerConfig, Schedule, TrainConfig};
-
-fn pangrams() -> String {
-    "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!\n".repeat(40)
-}
 
 /// A tiny run under `optimizer` on `schedule`, with accumulation, warmup and clipping.
 fn run_config(optimizer: OptimizerConfig, lr_schedule: Schedule) -> RunConfig {
-    RunConfig {
-        model: Gpt2Config {
-            n_layer: 2,
-            n_head: 2,
-            n_embd: 32,
-            block_size: 16,
-            vocab_size: 30,
-            arch: wgpt::model::Arch::GPT2,
-        },
-        train: TrainConfig {
-            batch_size: 4,
-            seq_len: 16,
-            grad_accum: 2,
-            lr: 0.1,
-            min_lr: 0.01,
-            warmup_iters: 3,
-            lr_decay_iters: 20,
-            optimizer,
-            lr_schedule,
-            ..TrainConfig::default()
-        },
-        max_iters: 20,
-        eval_interval: 10,
-        eval_iters: 2,
-        log_interval: 1,
-        seed: 7,
-        data: DataSource::Text("pangrams".into()),
-        tokenizer: "char".into(),
-    }
+    runs::tiny_run_config(TrainConfig { lr: 0.1, min_lr: 0.01, optimizer, lr_schedule, ..runs::tiny_train() })
 }
 
 fn sgd() -> OptimizerConfig {
     OptimizerConfig::of(Optimizer::Sgd)
-}
-
-fn new_run(k: &std::sync::Arc<wgpt::kernels::Kernels>, cfg: RunConfig, weights: &Weights) -> Run {
-    let text = pangrams();
-    let tok = Tokenizer::char_level(&text).unwrap();
-    Run::new(k.clone(), cfg, weights, tok, &text).unwrap()
 }
 
 /// 20 SGD steps (Nesterov, WSD schedule) straight equal 10 + checkpoint + a fresh run restored
@@ -67,9 +30,9 @@ fn sgd_resumes_exactly() {
     let cfg = run_config(sgd(), Schedule::Wsd);
     let weights = Weights::random(cfg.model, 1);
     let losses = common::step_losses;
-    let want = losses(&mut new_run(&k, cfg.clone(), &weights), 20);
+    let want = losses(&mut runs::pangram_run(&k, cfg.clone(), &weights), 20);
 
-    let mut first = new_run(&k, cfg.clone(), &weights);
+    let mut first = runs::pangram_run(&k, cfg.clone(), &weights);
     let mut got = losses(&mut first, 10);
     let ckpt = pollster::block_on(first.checkpoint(true)).unwrap();
     drop(first);
@@ -80,7 +43,7 @@ fn sgd_resumes_exactly() {
     assert_eq!(meta["run"]["train"]["optimizer"]["kind"], "sgd");
     assert_eq!(meta["run"]["train"]["lr_schedule"], "wsd");
     let saved = wgpt::hf::load_weights("checkpoint", &ckpt.model, cfg.model).unwrap();
-    let mut resumed = new_run(&k, cfg.clone(), &saved);
+    let mut resumed = runs::pangram_run(&k, cfg.clone(), &saved);
     resumed.restore(&ckpt.state).unwrap();
     assert_eq!(resumed.step(), 10);
     got.extend(losses(&mut resumed, 10));
@@ -96,10 +59,10 @@ fn another_optimizers_state_is_refused() {
     let (adamw, sgd) = (run_config(OptimizerConfig::default(), Schedule::Cosine), run_config(sgd(), Schedule::Cosine));
     let weights = Weights::random(adamw.model, 1);
     for (from, into, foreign) in [(&adamw, &sgd, "adam_m."), (&sgd, &adamw, "momentum_buffer.")] {
-        let mut run = new_run(&k, from.clone(), &weights);
+        let mut run = runs::pangram_run(&k, from.clone(), &weights);
         common::step_losses(&mut run, 1);
         let ckpt = pollster::block_on(run.checkpoint(true)).unwrap();
-        let err = new_run(&k, into.clone(), &weights).restore(&ckpt.state).unwrap_err().to_string();
+        let err = runs::pangram_run(&k, into.clone(), &weights).restore(&ckpt.state).unwrap_err().to_string();
         println!("{err}");
         assert!(err.contains(foreign) && err.contains("another optimizer"), "{err}");
     }
@@ -111,13 +74,13 @@ fn another_optimizers_state_is_refused() {
 fn a_model_only_sgd_checkpoint_resumes_with_fresh_buffers() {
     let Some(k) = common::shared_kernels() else { return };
     let cfg = run_config(sgd(), Schedule::Cosine);
-    let mut run = new_run(&k, cfg.clone(), &Weights::random(cfg.model, 1));
+    let mut run = runs::pangram_run(&k, cfg.clone(), &Weights::random(cfg.model, 1));
     common::step_losses(&mut run, 3);
     let kept = pollster::block_on(run.trainer.optimizer_state()).unwrap();
     assert!(kept.iter().any(|(_, v)| v.iter().any(|&x| x != 0.0)), "three steps fill the buffers");
     let ckpt = pollster::block_on(run.checkpoint(false)).unwrap();
     let saved = wgpt::hf::load_weights("checkpoint", &ckpt.model, cfg.model).unwrap();
-    let mut resumed = new_run(&k, cfg, &saved);
+    let mut resumed = runs::pangram_run(&k, cfg, &saved);
     resumed.restore(&ckpt.state).unwrap();
     assert!(resumed.fresh_moments && resumed.step() == 3);
     let fresh = pollster::block_on(resumed.trainer.optimizer_state()).unwrap();
@@ -125,16 +88,6 @@ fn a_model_only_sgd_checkpoint_resumes_with_fresh_buffers() {
     assert!(fresh.iter().all(|(_, v)| v.iter().all(|&x| x == 0.0)), "the buffers start from zero");
     let losses = common::step_losses(&mut resumed, 2);
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
-}
-
-/// A fresh folder wgpt-{name}-test-{pid} in the temp dir and the pangram corpus in it.
-fn scratch_with_corpus(name: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("wgpt-{name}-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let corpus = dir.join("corpus.txt");
-    std::fs::write(&corpus, pangrams()).unwrap();
-    (dir, corpus)
 }
 
 /// `wgpt train` on a tiny model with `extra` flags, into `out`: exit code and output.

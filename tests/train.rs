@@ -4,9 +4,11 @@
 
 mod common;
 
+use common::runs::{self, pangrams, scratch_with_corpus};
+
 use std::cell::RefCell;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -15,65 +17,18 @@ use wgpt::model::{Gpt2Config, Weights};
 use wgpt::precision::Precision;
 use wgpt::run::driver::Clock;
 use wgpt::run::format::{Metrics, Record};
-use wgpt::run::{DataSource, Run, RunConfig};
+use wgpt::run::{Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
-use wgpt::train::TrainConfig;
 use wgpt::web::protocol::{Event, Scope, TrainState};
 use wgpt::web::Host;
 use wgpt::weights16::MatmulWeights;
 
-/// A corpus a tiny model learns within a few dozen steps.
-fn pangrams() -> String {
-    "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!\n".repeat(40)
-}
-
-/// A fresh folder wgpt-{name}-test-{pid} in the temp dir and the path of the pangram corpus
-/// written into it.
-fn scratch_with_corpus(name: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("wgpt-{name}-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let corpus = dir.join("corpus.txt");
-    std::fs::write(&corpus, pangrams()).unwrap();
-    (dir, corpus)
-}
-
 fn tiny_run_config() -> RunConfig {
-    RunConfig {
-        model: Gpt2Config {
-            n_layer: 2,
-            n_head: 2,
-            n_embd: 32,
-            block_size: 16,
-            vocab_size: 30,
-            arch: wgpt::model::Arch::GPT2,
-        },
-        train: TrainConfig {
-            batch_size: 4,
-            seq_len: 16,
-            grad_accum: 2,
-            lr: 3e-3,
-            min_lr: 3e-4,
-            warmup_iters: 3,
-            lr_decay_iters: 20,
-            ..TrainConfig::default()
-        },
-        max_iters: 20,
-        eval_interval: 10,
-        eval_iters: 2,
-        log_interval: 1,
-        seed: 7,
-        data: DataSource::Text("pangrams".into()),
-        tokenizer: "char".into(),
-    }
+    runs::tiny_run_config(runs::tiny_train())
 }
 
 fn new_run(k: &std::sync::Arc<wgpt::kernels::Kernels>, weights: &Weights) -> Run {
-    let cfg = tiny_run_config();
-    let text = pangrams();
-    let tok = Tokenizer::char_level(&text).unwrap();
-    assert_eq!(tok.vocab_size(), cfg.model.vocab_size);
-    Run::new(k.clone(), cfg, weights, tok, &text).unwrap()
+    runs::pangram_run(k, tiny_run_config(), weights)
 }
 
 /// 20 steps straight equal 10 steps + checkpoint + a fresh run restored from it + 10 steps,

@@ -2,6 +2,8 @@
 //! shared data folder, and the crate's seeded RNG.
 #![allow(dead_code)]
 
+pub mod runs;
+
 use std::sync::Arc;
 
 use wgpt::kernels::Kernels;
