@@ -1,7 +1,8 @@
 //! The architecture switches' kernel paths against their CPU references at ragged shapes:
 //! RMSNorm forward and backward, a LayerNorm without a bias, the embedding without learned
-//! positions, the logit softcap with the cross-entropy backward through it, and ReLU². Outputs the backward accumulates into start from random values (a `+=` that
-//! overwrote would fail); the forward's outputs start as NaN (a row left unwritten would fail).
+//! positions, the logit softcap with the cross-entropy backward through it, and ReLU². Outputs the
+//! backward accumulates into start from random values (a `+=` that overwrote would fail); the
+//! forward's outputs start as NaN (a row left unwritten would fail).
 
 mod common;
 
@@ -26,42 +27,51 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
 /// (rows, C): one row, odd widths (the scalar kernels), multiples of 4 (the vec4 ones), many rows.
 const NORM_SHAPES: [(usize, usize); 8] = [(1, 8), (7, 13), (193, 36), (7, 128), (1, 7), (193, 13), (65, 8), (65536, 5)];
 
-async fn rmsnorm(k: Arc<Kernels>) {
-    let g = &k.gpu;
-    for (i, &(n, c)) in NORM_SHAPES.iter().enumerate() {
-        let mut rng = Rng::new(900 + i as u64);
+/// Random inputs of a norm at (n, c): input, weight, output gradient, and the values the
+/// backward accumulates into.
+struct NormCase {
+    inp: Vec<f32>,
+    w: Vec<f32>,
+    dout: Vec<f32>,
+    dinp0: Vec<f32>,
+    dw0: Vec<f32>,
+}
+
+impl NormCase {
+    fn new(seed: u64, n: usize, c: usize) -> NormCase {
+        let mut rng = Rng::new(seed);
         let (inp, w, dout) = (rng.vec(n * c, -3.0, 3.0), rng.vec(c, 0.5, 1.5), rng.vec(n * c, -1.0, 1.0));
-        let (dinp0, dw0) = (rng.vec(n * c, -1.0, 1.0), rng.vec(c, -1.0, 1.0));
-        let eps = 1e-6;
+        NormCase { inp, w, dout, dinp0: rng.vec(n * c, -1.0, 1.0), dw0: rng.vec(c, -1.0, 1.0) }
+    }
+
+    /// The kernels' forward and backward without a bias: [out, mean, rstd, dinp, dweight].
+    async fn gpu(&self, k: &Kernels, n: usize, c: usize, kind: NormKind, eps: f32) -> Vec<Vec<f32>> {
+        let g = &k.gpu;
         let out = g.upload("out", &[n, c], &vec![f32::NAN; n * c]);
         let (mean, rstd) = (g.upload("mean", &[n], &vec![f32::NAN; n]), g.upload("rstd", &[n], &vec![f32::NAN; n]));
-        let (inp_t, w_t, dout_t) =
-            (g.upload("inp", &[n, c], &inp), g.upload("w", &[c], &w), g.upload("dout", &[n, c], &dout));
-        let (dinp, dweight) = (g.upload("dinp", &[n, c], &dinp0), g.upload("dw", &[c], &dw0));
+        let (inp, weight) = (&g.upload("inp", &[n, c], &self.inp), &g.upload("w", &[c], &self.w));
+        let dout = &g.upload("dout", &[n, c], &self.dout);
+        let (dinp, dweight) = (g.upload("dinp", &[n, c], &self.dinp0), g.upload("dw", &[c], &self.dw0));
         let mut prog = Program::default();
-        let kind = NormKind::Rms;
-        let fwd =
-            LayerNormFwd { out: &out, mean: &mean, rstd: &rstd, inp: &inp_t, weight: &w_t, bias: None, kind, eps };
-        k.layernorm.forward(&mut prog, fwd);
-        let (inp_g, weight, mean, rstd) = (&inp_t, &w_t, &mean, &rstd);
-        let bwd = LayerNormBwd {
-            dinp: &dinp,
-            dweight: &dweight,
-            dbias: None,
-            dout: &dout_t,
-            inp: inp_g,
-            weight,
-            mean,
-            rstd,
-            kind,
-        };
+        let (mean, rstd) = (&mean, &rstd);
+        k.layernorm.forward(&mut prog, LayerNormFwd { out: &out, mean, rstd, inp, weight, bias: None, kind, eps });
+        let bwd = LayerNormBwd { dinp: &dinp, dweight: &dweight, dbias: None, dout, inp, weight, mean, rstd, kind };
         k.layernorm.backward(&mut prog, bwd);
         k.gpu.run(|pass| prog.encode(pass));
-        let got = g.read_many(&[&out, mean, rstd, &dinp, &dweight]).await.unwrap();
+        g.read_many(&[&out, mean, rstd, &dinp, &dweight]).await.unwrap()
+    }
+}
+
+async fn rmsnorm(k: Arc<Kernels>) {
+    for (i, &(n, c)) in NORM_SHAPES.iter().enumerate() {
+        let case = NormCase::new(900 + i as u64, n, c);
+        let eps = 1e-6;
+        let got = case.gpu(&k, n, c, NormKind::Rms, eps).await;
+        let (inp, w) = (&case.inp, &case.w);
         let (mut wo, mut wr) = (vec![0.0; n * c], vec![0.0; n]);
-        cpu::rmsnorm_forward(cpu::RmsNormFwd { out: &mut wo, rstd: &mut wr, inp: &inp, weight: &w }, n, c, eps);
-        let (mut wi, mut ww) = (dinp0, dw0);
-        let io = cpu::RmsNormBwd { dinp: &mut wi, dweight: &mut ww, dout: &dout, inp: &inp, weight: &w, rstd: &wr };
+        cpu::rmsnorm_forward(cpu::RmsNormFwd { out: &mut wo, rstd: &mut wr, inp, weight: w }, n, c, eps);
+        let (mut wi, mut ww) = (case.dinp0.clone(), case.dw0.clone());
+        let io = cpu::RmsNormBwd { dinp: &mut wi, dweight: &mut ww, dout: &case.dout, inp, weight: w, rstd: &wr };
         cpu::rmsnorm_backward(io, n, c);
         let sum_tol = 1e-5 * (n as f32).sqrt();
         assert_close(&format!("rmsnorm out N{n} C{c}"), &got[0], &wo, 1e-5, 1e-4);
@@ -76,56 +86,22 @@ gpu_test!(rmsnorm_forward_backward, rmsnorm);
 /// A LayerNorm without a bias is the CPU's LayerNorm with a zero bias, and its backward leaves
 /// out dbias.
 async fn layernorm_no_bias(k: Arc<Kernels>) {
-    let g = &k.gpu;
     for (i, &(n, c)) in NORM_SHAPES.iter().enumerate() {
-        let mut rng = Rng::new(950 + i as u64);
-        let (inp, w, dout) = (rng.vec(n * c, -3.0, 3.0), rng.vec(c, 0.5, 1.5), rng.vec(n * c, -1.0, 1.0));
-        let (dinp0, dw0) = (rng.vec(n * c, -1.0, 1.0), rng.vec(c, -1.0, 1.0));
-        let out = g.upload("out", &[n, c], &vec![f32::NAN; n * c]);
-        let (mean, rstd) = (g.upload("mean", &[n], &vec![f32::NAN; n]), g.upload("rstd", &[n], &vec![f32::NAN; n]));
-        let (inp_t, w_t, dout_t) =
-            (g.upload("inp", &[n, c], &inp), g.upload("w", &[c], &w), g.upload("dout", &[n, c], &dout));
-        let (dinp, dweight) = (g.upload("dinp", &[n, c], &dinp0), g.upload("dw", &[c], &dw0));
-        let mut prog = Program::default();
-        let (kind, eps) = (NormKind::Layer, 1e-5);
-        let fwd =
-            LayerNormFwd { out: &out, mean: &mean, rstd: &rstd, inp: &inp_t, weight: &w_t, bias: None, kind, eps };
-        k.layernorm.forward(&mut prog, fwd);
-        let (inp_g, weight, mean, rstd) = (&inp_t, &w_t, &mean, &rstd);
-        let bwd = LayerNormBwd {
-            dinp: &dinp,
-            dweight: &dweight,
-            dbias: None,
-            dout: &dout_t,
-            inp: inp_g,
-            weight,
-            mean,
-            rstd,
-            kind,
-        };
-        k.layernorm.backward(&mut prog, bwd);
-        k.gpu.run(|pass| prog.encode(pass));
-        let got = g.read_many(&[&out, &dinp, &dweight]).await.unwrap();
+        let case = NormCase::new(950 + i as u64, n, c);
+        let got = case.gpu(&k, n, c, NormKind::Layer, 1e-5).await;
+        let (inp, w) = (&case.inp, &case.w);
         let zero = vec![0.0; c];
         let (mut wo, mut wm, mut wr) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
-        let io = cpu::LayerNormFwd { out: &mut wo, mean: &mut wm, rstd: &mut wr, inp: &inp, weight: &w, bias: &zero };
+        let io = cpu::LayerNormFwd { out: &mut wo, mean: &mut wm, rstd: &mut wr, inp, weight: w, bias: &zero };
         cpu::layernorm_forward(io, n, c);
-        let (mut wi, mut ww, mut wb) = (dinp0, dw0, zero.clone());
-        let io = cpu::LayerNormBwd {
-            dinp: &mut wi,
-            dweight: &mut ww,
-            dbias: &mut wb,
-            dout: &dout,
-            inp: &inp,
-            weight: &w,
-            mean: &wm,
-            rstd: &wr,
-        };
+        let (mut wi, mut ww, mut wb) = (case.dinp0.clone(), case.dw0.clone(), zero.clone());
+        let (dinp, dweight, dbias, dout) = (&mut wi, &mut ww, &mut wb, &case.dout);
+        let io = cpu::LayerNormBwd { dinp, dweight, dbias, dout, inp, weight: w, mean: &wm, rstd: &wr };
         cpu::layernorm_backward(io, n, c);
         let sum_tol = 1e-5 * (n as f32).sqrt();
         assert_close(&format!("layernorm (no bias) out N{n} C{c}"), &got[0], &wo, 1e-5, 1e-4);
-        assert_close(&format!("layernorm (no bias) dinp N{n} C{c}"), &got[1], &wi, 1e-5, 1e-4);
-        assert_close(&format!("layernorm (no bias) dweight N{n} C{c}"), &got[2], &ww, sum_tol, 1e-4);
+        assert_close(&format!("layernorm (no bias) dinp N{n} C{c}"), &got[3], &wi, 1e-5, 1e-4);
+        assert_close(&format!("layernorm (no bias) dweight N{n} C{c}"), &got[4], &ww, sum_tol, 1e-4);
     }
 }
 gpu_test!(layernorm_without_bias, layernorm_no_bias);
