@@ -128,6 +128,7 @@ fn the_manifest_carries_every_entry_with_its_links_and_estimate() {
         for r in &i.runs {
             assert!(r.link.starts_with("#run="), "{} {}", i.name, r.label);
             assert!(r.flops_per_token > 1e4 && r.tokens_per_step > 0, "{} {}: {r:?}", i.name, r.label);
+            assert!(r.settings.eval_iters.is_some(), "{} {}: the page shortens eval_iters", i.name, r.label);
         }
     }
     let induction = infos.iter().find(|i| i.name == "induction-head").unwrap();

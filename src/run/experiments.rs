@@ -255,6 +255,7 @@ pub struct ExperimentInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
     pub label: String,
+    /// The run's settings, `eval_iters` spelled out.
     pub settings: RunSettings,
     /// The run's own link (`#run=...`): it opens in the form without the rest of the entry.
     pub link: String,
@@ -278,7 +279,9 @@ impl ExperimentInfo {
         let seed = runs.first().map_or(crate::run::settings::DEFAULT_SEED, |r| r.settings.seed);
         let runs = runs
             .into_iter()
-            .map(|r| {
+            .map(|mut r| {
+                // spelled out, so the page shortens a run as [`ExperimentRun::shortened`] does
+                r.settings.eval_iters.get_or_insert(EVAL_ITERS);
                 let s = &r.settings;
                 // the head's size guessed, the rest exact; where the kernels refuse the
                 // architecture yet the estimate is that of GPT-2's blocks
