@@ -19,7 +19,7 @@ pub const LINK_VERSION: u64 = 1;
 pub const MAX_LINK_CHARS: usize = 8192;
 
 /// The built-in corpora a link may name (the page downloads them).
-pub const BUILTIN_CORPORA: &[&str] = &["shakespeare"];
+pub const BUILTIN_CORPORA: &[&str] = &["shakespeare", "tinystories"];
 
 /// What a link's fragment starts with.
 const PREFIX: &str = "#run=";

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod builder;
 pub mod driver;
+pub mod experiments;
 pub mod fits;
 pub mod format;
 pub mod link;

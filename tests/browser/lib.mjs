@@ -143,10 +143,11 @@ export function browserPid() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The end-to-end scripts' session (e2e.mjs, e2e-views.mjs, e2e-playground.mjs): the page built
-// in `root` served on localhost (with the hub mock of `hubDir`), one Chromium page with its
-// console kept, the native CLI (`wgptBin`) and a scratch folder.
-export async function openE2e({ root, hubDir, wgptBin, cutFirst = false, viewport = { width: 1280, height: 1000 } }) {
+// The end-to-end scripts' session (e2e.mjs, e2e-views.mjs, e2e-playground.mjs,
+// e2e-experiments.mjs): the page built in `root` served on localhost (with the hub mock of
+// `hubDir`, and of the `datasets` files), one Chromium page with its console kept, the native
+// CLI (`wgptBin`) and a scratch folder.
+export async function openE2e({ root, hubDir, wgptBin, cutFirst = false, datasets = {}, viewport = { width: 1280, height: 1000 } }) {
   const { spawnSync } = await import("node:child_process");
   const os = await import("node:os");
   const path = await import("node:path");
@@ -155,7 +156,7 @@ export async function openE2e({ root, hubDir, wgptBin, cutFirst = false, viewpor
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "wgpt-e2e-"));
   const haveCli = fs.existsSync(wgptBin);
   if (!haveCli && process.env.CI) throw new Error(`${wgptBin} is missing: the run-moving tests need the CLI (cargo build)`);
-  const { server, hubLog } = await serve(root, hubDir, { cutFirst });
+  const { server, hubLog } = await serve(root, hubDir, { cutFirst, datasets });
   const url = `http://127.0.0.1:${server.address().port}/`;
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS.slice(0, 4) });
   const page = await browser.newPage({ viewport });
@@ -169,6 +170,7 @@ export async function openE2e({ root, hubDir, wgptBin, cutFirst = false, viewpor
   return {
     ...kit,
     page,
+    context: page.context(),
     browser,
     server,
     hubLog,

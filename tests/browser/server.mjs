@@ -1,8 +1,9 @@
 // A static server for the built page (dist/) that also plays the Hugging Face hub: under
 // /hubmock/{owner}/{repo}/resolve/main/{file} it redirects, as the hub does, to /hubcdn/{file},
 // served from `hubDir` with Range support. With `cutFirst`, the first full download of
-// model.safetensors is cut off half way (a dropped connection). Used by e2e.mjs and
-// bench_gpt2.mjs.
+// model.safetensors is cut off half way (a dropped connection). Datasets' files
+// (/hubmock/datasets/{owner}/{repo}/resolve/main/{file}) come from `datasets`, {file: bytes}. Used
+// by the e2e scripts and bench_gpt2.mjs.
 
 import http from "node:http";
 import fs from "node:fs";
@@ -10,11 +11,25 @@ import path from "node:path";
 
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".png": "image/png" };
 
-export function serve(root, hubDir, { cutFirst = false } = {}) {
+export function serve(root, hubDir, { cutFirst = false, datasets = {} } = {}) {
   // what the hub saw: requests per file, ranges asked for, connections it cut
   const hubLog = { requests: {}, ranges: [], cut: 0 };
 
   function hub(req, res, pathname) {
+    // a dataset's file (TinyStories): redirected, as the hub does, to bytes from `datasets`
+    const d = pathname.match(/^\/hubmock\/datasets\/[\w.-]+\/[\w.-]+\/resolve\/main\/([\w.-]+)$/);
+    if (d) {
+      res.writeHead(302, { location: `/hubcdn-datasets/${d[1]}` }).end();
+      return true;
+    }
+    const ds = pathname.match(/^\/hubcdn-datasets\/([\w.-]+)$/);
+    if (ds) {
+      const body = datasets[ds[1]];
+      hubLog.requests[`datasets/${ds[1]}`] = (hubLog.requests[`datasets/${ds[1]}`] ?? 0) + 1;
+      if (!body) res.writeHead(404).end("not found");
+      else res.writeHead(200, { "content-length": body.length, "content-type": "text/plain" }).end(body);
+      return true;
+    }
     const m = pathname.match(/^\/hubmock\/[\w.-]+\/[\w.-]+\/resolve\/main\/([\w.-]+)$/);
     if (m) {
       res.writeHead(302, { location: `/hubcdn/${m[1]}` }).end();

@@ -19,6 +19,8 @@ import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches
 import { initial, reduce, running, mismatch } from "./state.js";
 import { initShare, linkExtras, onLink, openHash } from "./share.js";
 import { OPTIMIZER_INPUTS, initOptimizer, optimizerSettings } from "./optimizer.js";
+import { experimentEvent, fillExperiments, initExperiments } from "./experiments.js";
+import { loadTinyStories } from "./corpora.js";
 
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
 const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision", ...OPTIMIZER_INPUTS];
@@ -265,6 +267,7 @@ function effects(ev, files) {
       if (off.length) showError(`This page and its engine disagree about the messages ${off.join(", ")}: reload the page (a cached old copy?).`);
       fillPresets(ev.protocol.presets);
       fillTasks(ev.protocol.tasks);
+      fillExperiments(ev.protocol.experiments);
       openHash(); // a link in the address fills the form over the presets
       schedulePlan();
       send({ type: "runs" });
@@ -389,13 +392,15 @@ async function loadHub() {
   }
 }
 
+// Resolves true once the corpus went to the engine, false where it did not (and says why).
 async function loadBuiltin(value) {
-  if (!value) return;
+  if (!value) return false;
   if (value.startsWith("task:")) {
     const task = value.slice(5);
     send({ type: "corpus", name: `${task} task`, task });
-    return;
+    return true;
   }
+  if (value === "tinystories") return loadTinyStories({ send, say, showError });
   say("Downloading Tiny Shakespeare…");
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), 30000);
@@ -403,9 +408,11 @@ async function loadBuiltin(value) {
     const res = await fetch(SHAKESPEARE_URL, { signal: ctl.signal });
     if (!res.ok) throw new Error(`the server answered ${res.status} ${res.statusText}`);
     send({ type: "corpus", name: "Tiny Shakespeare", text: await res.text() });
+    return true;
   } catch (e) {
     const why = e.name === "AbortError" ? "no answer within 30 s" : e.message;
     showError(`Downloading Tiny Shakespeare from ${SHAKESPEARE_URL} failed (${why}). Check your connection, or save that file and drop it here.`, "Download failed; the current corpus is unchanged.");
+    return false;
   } finally {
     clearTimeout(timer);
   }
@@ -534,6 +541,7 @@ function startEngine() {
     schedulePlan();
   };
   initShare({ send, settings, corpus: () => state.corpus, running: () => running(state), changed, say });
+  initExperiments({ send, dispatch, say, state: () => state, choose, loadBuiltin, running: () => running(state) });
   render();
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   // the last events, for tests and for anyone curious in the console
@@ -545,6 +553,7 @@ function startEngine() {
     if (window.wgptEvents.length > 100) window.wgptEvents.shift();
     dispatch(event);
     effects(event, files);
+    experimentEvent(event);
   };
   worker.onerror = (e) =>
     showError(`The engine failed to start: ${e.message || "the worker could not load"}. Reload the page; if it persists, your browser may not support module workers.`, "Engine failed.");

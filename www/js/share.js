@@ -30,6 +30,7 @@ const FORM = {
 
 // The corpus names the page gives its built-in corpora (app.js's loadBuiltin), and back.
 const SHAKESPEARE = "Tiny Shakespeare";
+const TINYSTORIES = "TinyStories"; // corpora.js's
 
 let page = null; // {send, settings, running, changed, say}
 let extras = {}; // the last link's settings the form has no field for (its optimizer's betas, ...)
@@ -41,6 +42,7 @@ export const linkExtras = () => extras;
 function corpusChoice(corpus) {
   if (!corpus) return null;
   if (corpus.name === SHAKESPEARE) return { builtin: "shakespeare" };
+  if (corpus.name === TINYSTORIES) return { builtin: "tinystories" };
   if (corpus.name.endsWith(" task")) return { task: { name: corpus.name.slice(0, -5), params: "" } };
   return "own";
 }

@@ -19,7 +19,7 @@ const FONTS: &[&str] = &[
     "C:\\Windows\\Fonts\\arial.ttf",
 ];
 
-fn font_loaded() -> bool {
+pub(super) fn font_loaded() -> bool {
     static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *LOADED.get_or_init(|| {
         FONTS.iter().any(|path| {

@@ -1,9 +1,11 @@
-//! The native `wgpt` command line: `train`, `tasks`, `export-run`, `sample`, `inspect`, `parity`,
-//! `forward` and `bench`, all on the same library the page uses (the `cli` feature).
+//! The native `wgpt` command line: `train`, `tasks`, `experiments`, `export-run`, `sample`,
+//! `inspect`, `parity`, `forward` and `bench`, all on the same library the page uses (the `cli`
+//! feature).
 
 mod arch;
 mod bench;
 mod chart;
+mod experiment;
 mod inspect;
 mod sample;
 mod train;
@@ -92,6 +94,9 @@ enum Command {
     /// List the built-in tasks (`wgpt train --task NAME[:k=v,...]`): a line each, its name first,
     /// then what a model must learn, its parameters with defaults and bounds, and an example.
     Tasks,
+    /// List the experiments (`wgpt train --experiment NAME`): a line each, its name first, then
+    /// what it compares, its runs and its corpus.
+    Experiments,
     /// Zip a run directory (checkpoint, metrics.jsonl, corpus.txt) into one file: the page's
     /// Import run takes it, and `wgpt train --resume run.zip` goes on with it on another machine.
     ExportRun {
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => crate::train::train(*args, &opts),
         Command::Tasks => tasks(),
+        Command::Experiments => crate::experiment::list(),
         Command::ExportRun { dir, zip } => crate::train::export_run(&dir, &zip),
         Command::Parity { file } => parity(file, &opts),
         Command::Forward { model, text, ids, top, out } => forward(&opts, model, text, ids, top, out),

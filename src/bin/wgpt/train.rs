@@ -27,7 +27,7 @@ use super::train_args::settings;
 pub use super::train_args::TrainArgs;
 
 /// Reads a corpus file, refusing a huge one before reading it.
-fn read_corpus(path: &str) -> Result<String> {
+pub(super) fn read_corpus(path: &str) -> Result<String> {
     if let Ok(meta) = std::fs::metadata(path) {
         check_corpus_size(path, meta.len())?;
     }
@@ -49,7 +49,7 @@ fn source_text(source: &DataSource, seed: u64) -> Result<String> {
 }
 
 /// `char`, `bpe:N`, or a directory holding a tokenizer.json.
-fn tokenizer_for(spec: &str, text: &str) -> Result<Tokenizer> {
+pub(super) fn tokenizer_for(spec: &str, text: &str) -> Result<Tokenizer> {
     if spec == "char" || spec.starts_with("bpe:") {
         Tokenizer::from_spec(spec, text)
     } else {
@@ -88,11 +88,15 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(
     let mut cfg = spec.run_config(weights.config, data, spec.tokenizer.clone())?;
     cfg.train.precision = precision;
     let new = NewRun { cfg, weights, tokenizer, optimizer_state: a.optimizer_state || !a.no_optimizer_state };
+    Ok((launch(kernels, new, &text)?, text))
+}
+
+/// Builds `new` on `kernels` (its kernels tuned, or read from the cache), saying how they were
+/// chosen.
+pub(super) fn launch(kernels: Arc<Kernels>, new: NewRun, text: &str) -> Result<Driver> {
     let say =
         |tuned: &Tuned| eprintln!("kernels: {}, {} problems timed in {:.0} ms", tuned.source, tuned.timed, tuned.ms);
-    let driver =
-        pollster::block_on(builder::start(kernels, new, &text, TuneCache::File(super::cache_path()), wall_clock, say))?;
-    Ok((driver, text))
+    pollster::block_on(builder::start(kernels, new, text, TuneCache::File(super::cache_path()), wall_clock, say))
 }
 
 fn wall_clock() -> f64 {
@@ -192,6 +196,9 @@ fn resume(
 }
 
 pub fn train(a: TrainArgs, opts: &Options) -> Result<ExitCode> {
+    if let Some(name) = &a.experiment {
+        return super::experiment::run(&a, name, opts);
+    }
     if a.resume.is_some() && a.arch.given() {
         return Err(Error::Input(
             "the architecture flags (--arch, --positions, ...) do not go with --resume: a run keeps its architecture"
@@ -236,7 +243,12 @@ pub fn train(a: TrainArgs, opts: &Options) -> Result<ExitCode> {
 /// Drives the run to its end, drawing its events and writing its checkpoints into `out` (with
 /// `corpus` in the first one); destroys the device after the step `opts` says, if any, to
 /// exercise the recovery.
-fn train_loop(mut driver: Driver, out: &Path, mut corpus: Option<String>, opts: &Options) -> Result<ExitCode> {
+pub(super) fn train_loop(
+    mut driver: Driver,
+    out: &Path,
+    mut corpus: Option<String>,
+    opts: &Options,
+) -> Result<ExitCode> {
     let cfg = driver.run.cfg.clone();
     let tokens_per_step = (cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum) as f64;
     let bar = ProgressBar::new(cfg.max_iters as u64).with_position(driver.run.step());

@@ -139,7 +139,41 @@ pub struct TrainArgs {
     /// start at a line.
     #[arg(long)]
     pub answer_loss: bool,
+    // issue 27, experiments
+    /// Run a gallery entry (`wgpt experiments`): its runs one after the other into --out/RUN, and
+    /// their losses overlaid in --out/loss.png. The entry's settings are its own: only --out,
+    /// --steps, --data (the Tiny Shakespeare entries' corpus) and the global flags apply.
+    #[arg(long, value_name = "NAME", conflicts_with_all = EXPERIMENT_CONFLICTS)]
+    pub experiment: Option<String>,
+    /// With --experiment: cut each run to this many steps (a quick look; evaluated at the start
+    /// and the end).
+    #[arg(long, value_name = "N", requires = "experiment")]
+    pub steps: Option<usize>,
 }
+
+/// The flags that do not go with --experiment (the entry sets what they would).
+const EXPERIMENT_CONFLICTS: [&str; 20] = [
+    "resume",
+    "init",
+    "task",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "batch_size",
+    "max_iters",
+    "lr",
+    "min_lr",
+    "warmup_iters",
+    "eval_interval",
+    "tokenizer",
+    "optimizer",
+    "muon_lr",
+    "momentum",
+    "lr_schedule",
+    "answer_loss",
+    "no_nesterov",
+];
 
 impl TrainArgs {
     /// The flags a resumed run cannot take: its optimizer and schedule are its own.

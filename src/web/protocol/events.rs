@@ -9,6 +9,7 @@ use crate::data::{Task, MAX_CORPUS_BYTES, TASKS};
 use crate::dynamics::{Dynamics, LayerDynamics, TensorDynamics};
 use crate::params::ParamRow;
 use crate::precision::Precision;
+use crate::run::experiments::ExperimentInfo;
 use crate::run::format::History;
 use crate::run::link::Opened;
 use crate::run::settings::DEFAULT_SEED;
@@ -303,6 +304,9 @@ pub struct Manifest {
     /// Every built-in task, in `wgpt tasks`' order.
     #[serde(default)]
     pub tasks: Vec<TaskInfo>,
+    // issue 27, experiments: the gallery of one-click comparisons (src/run/experiments.rs)
+    #[serde(default)]
+    pub experiments: Vec<ExperimentInfo>,
 }
 
 /// A built-in task as the page shows it: what it teaches, its parameters, a few examples.
@@ -344,6 +348,7 @@ impl Manifest {
             presets: RunSettings::presets(),
             max_corpus_bytes: MAX_CORPUS_BYTES,
             tasks: TaskInfo::all(),
+            experiments: ExperimentInfo::all(),
         }
     }
 }
