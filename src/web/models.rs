@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::generate::{Decoder, SampleConfig, TextStream};
-use crate::model::Gpt2;
+use crate::model::{Gpt2, Gpt2Config, Weights};
 use crate::options::Options;
 use crate::parity::{self, ParityFile};
 use crate::precision::Precision;
@@ -29,10 +29,11 @@ impl Models {
         Models { inbox }
     }
 
-    pub async fn handle(&self, request: Request, file: Option<Vec<u8>>, w: With<'_>) -> Result<()> {
+    pub async fn handle(&self, request: Request, files: Vec<Vec<u8>>, w: With<'_>) -> Result<()> {
         match request {
-            Request::Import { name, config, tokenizer } => {
-                import(w, name, &config, &tokenizer, file).await?;
+            Request::Import { name, config, tokenizer, names, generation_config } => {
+                let dir = ModelFiles { config, tokenizer, generation_config, names, files };
+                import(w, name, dir).await?;
             }
             Request::Export => export(w.held, w.host).await?,
             Request::Generate { prompt, sampling, max_tokens, seed, precision } => {
@@ -41,7 +42,7 @@ impl Models {
                 self.generate(w.held, w.host, &prompt, &cfg, precision).await?;
             }
             Request::Parity { name } => {
-                let event = parity(w.session, name, file).await?;
+                let event = parity(w.session, name, files.into_iter().next()).await?;
                 w.host.post(&event, &[]);
             }
             other => unreachable!("the models part does not handle {other:?}"),
@@ -86,15 +87,53 @@ impl Models {
     }
 }
 
-/// Loads a Hugging Face GPT-2 directory's files (`name`: what the page calls it); on error the
+/// A Hugging Face model directory's files as the page sends them.
+struct ModelFiles {
+    config: String,
+    tokenizer: String,
+    generation_config: Option<String>,
+    /// The safetensors files' names (empty: one, model.safetensors) ...
+    names: Vec<String>,
+    /// ... and their bytes.
+    files: Vec<Vec<u8>>,
+}
+
+impl ModelFiles {
+    /// The weights for `cfg`, from model.safetensors or the checkpoint's shards.
+    fn weights(&self, cfg: Gpt2Config) -> Result<Weights> {
+        let names = match self.names.is_empty() {
+            true => vec!["model.safetensors".to_string()],
+            false => self.names.clone(),
+        };
+        if names.len() != self.files.len() {
+            let missing = names.get(self.files.len()).map_or(String::new(), |n| format!(" ({n} is missing)"));
+            return Err(Error::Input(format!("{} safetensors files named for {}{missing}", names.len(), self.files.len())));
+        }
+        let parsed =
+            names.iter().zip(&self.files).map(|(n, b)| hf::parse_safetensors(n, b)).collect::<Result<Vec<_>>>()?;
+        let what = match names.len() {
+            1 => names[0].clone(),
+            n => format!("model.safetensors.index.json ({n} shards)"),
+        };
+        hf::load_files(&what, &parsed, cfg)
+    }
+
+    /// The tokens that end generated text: generation_config.json's eos tokens, none without it.
+    fn stops(&self) -> Result<Vec<u32>> {
+        let Some(text) = &self.generation_config else { return Ok(vec![]) };
+        hf::eos_tokens(text).map_err(|e| Error::Format(format!("generation_config.json: {e}")))
+    }
+}
+
+/// Loads a Hugging Face model directory's files (`name`: what the page calls it); on error the
 /// current model stays.
-async fn import(w: With<'_>, name: String, config: &str, tokenizer: &str, bytes: Option<Vec<u8>>) -> Result<()> {
+async fn import(w: With<'_>, name: String, dir: ModelFiles) -> Result<()> {
     let kernels = w.session.kernels()?;
-    let bytes = bytes.ok_or_else(|| Error::Input("model.safetensors is missing".into()))?;
-    let cfg = hf::parse_config(config)?;
-    let weights = hf::load_weights("model.safetensors", &bytes, cfg)?;
-    drop(bytes);
-    let tokenizer = Tokenizer::from_bytes("tokenizer.json", tokenizer.as_bytes())?;
+    let cfg = hf::parse_config(&dir.config)?;
+    let stops = dir.stops()?;
+    let weights = dir.weights(cfg)?;
+    let tokenizer = Tokenizer::from_bytes("tokenizer.json", dir.tokenizer.as_bytes())?;
+    drop(dir);
     if tokenizer.vocab_size() > cfg.vocab_size {
         return Err(Error::Format(format!(
             "tokenizer.json has {} tokens but the model's vocab_size is {}",
@@ -109,7 +148,7 @@ async fn import(w: With<'_>, name: String, config: &str, tokenizer: &str, bytes:
     };
     let (decoder, model) = allocate(&gpu, Building::Model(&cfg), build).await?;
     w.host.post(&params_event(&cfg, cfg.block_size, &model.kernels.gpu.describe()), &[]);
-    w.held.load(Loaded { model, decoder, tokenizer });
+    w.held.load(Loaded { model, decoder, tokenizer, stops });
     let imported = Event::Imported {
         name,
         n_layer: cfg.n_layer,

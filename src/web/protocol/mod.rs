@@ -9,7 +9,7 @@ mod events;
 mod requests;
 mod store;
 
-pub use events::{Bar, DynamicsPoint, Event, Guess, LensRow, Manifest, ParityCheck, SamplingView, TaskInfo};
+pub use events::{ArchPresetInfo, Bar, DynamicsPoint, Event, Guess, LensRow, Manifest, ParityCheck, SamplingView, TaskInfo};
 pub use requests::{Request, Sampler, Scope, TrainState};
 pub use store::{RunCurves, SavedRun, StoreEvent, StoreRequest};
 
@@ -56,7 +56,13 @@ mod tests {
             Request::Cancel,
             Request::Export,
             Request::ExportRun,
-            Request::Import { name: "gpt2".into(), config: "{}".into(), tokenizer: "{}".into() },
+            Request::Import {
+                name: "gpt2".into(),
+                config: "{}".into(),
+                tokenizer: "{}".into(),
+                names: vec!["model-00001-of-00002.safetensors".into(), "model-00002-of-00002.safetensors".into()],
+                generation_config: Some(r#"{"eos_token_id":[2,3]}"#.into()),
+            },
             Request::Restore { id: "run-1".into(), names: vec!["config.json".into()], lr: Some(1e-4) },
             Request::ImportRun { name: "run.zip".into(), max_iters: Some(100) },
             Request::Inspect { prompt: "x".into(), layer: 1, sampling },
@@ -135,6 +141,8 @@ mod tests {
                 memory_bytes: 1 << 20,
                 precision: Precision::F32,
                 precision_note: Some("f16 asked, but ...".into()),
+                export_class: "GPT2LMHeadModel".into(),
+                model_type: "gpt2".into(),
             },
             Event::State { state: TrainState::Paused, step: 4 },
             Event::Progress(progress),
@@ -161,6 +169,8 @@ mod tests {
                 rows: params,
                 flops_per_token: 6e5,
                 peak_flops: None,
+                arch: crate::model::ArchChoice::of(&crate::model::Arch::GPT2),
+                export_class: "GPT2LMHeadModel".into(),
             },
             Event::Inspect {
                 step: 30,
@@ -173,6 +183,7 @@ mod tests {
                 layer: 0,
                 n_layer: 2,
                 n_head: 2,
+                n_kv_head: 1,
             },
             Event::Sampling { step: 30, prompt: "the".into(), sampling },
             Event::Parity {
