@@ -52,7 +52,8 @@ function changed(p = chosen()) {
 export function archSettings() {
   const p = chosen();
   const out = {};
-  if (p && p.name !== "gpt2") out.arch = p.name;
+  if (!p) return out; // before the engine's presets: GPT-2's, as before the switches
+  if (p.name !== "gpt2") out.arch = p.name;
   for (const key of changed(p)) out[key] = key === "logit_softcap" && read(key) === null ? 0 : read(key);
   return out;
 }
@@ -92,7 +93,8 @@ export function showModelArch(arch) {
 export function fillArchLink(settings, set) {
   const name = set.has("arch") && settings.arch ? settings.arch : "gpt2";
   applyArchPreset(presets.some((p) => p.name === name) ? name : "gpt2");
-  for (const key of ARCH_KEYS) if (set.has(key)) put(key, settings[key]);
+  // a null switch is the preset's
+  for (const key of ARCH_KEYS) if (set.has(key) && settings[key] !== null && settings[key] !== undefined) put(key, settings[key]);
   showArch();
 }
 
