@@ -158,7 +158,9 @@ fn about(cfg: &Gpt2Config, internal: &str, part: Option<&str>) -> String {
         return part_about(part, cfg, rotated, normed);
     }
     match local {
-        "wte.weight" if a.tied => "token embeddings: one row per vocabulary token (also the output layer, lm_head)".into(),
+        "wte.weight" if a.tied => {
+            "token embeddings: one row per vocabulary token (also the output layer, lm_head)".into()
+        }
         "wte.weight" if a.positions == Positions::Off => {
             "token embeddings: one row per vocabulary token (no position embeddings: the causal mask alone tells \
              positions apart)"
@@ -166,8 +168,9 @@ fn about(cfg: &Gpt2Config, internal: &str, part: Option<&str>) -> String {
         }
         "wte.weight" => "token embeddings: one row per vocabulary token".into(),
         "wpe.weight" => "position embeddings: one row per position of the context".into(),
-        LM_HEAD => "output layer: next-token logits = the final norm's output · lm_headᵀ, a matrix of its own (untied)"
-            .into(),
+        LM_HEAD => {
+            "output layer: next-token logits = the final norm's output · lm_headᵀ, a matrix of its own (untied)".into()
+        }
         "ln_1.weight" => format!("{norm} before attention: per-channel scale"),
         "ln_1.bias" => format!("{norm} before attention: per-channel shift"),
         "attn.c_attn.weight" if gqa => format!(
@@ -285,7 +288,10 @@ mod tests {
         assert_eq!(qkv.shape, [3 * cfg.n_embd, cfg.n_embd], "wgpt stores nn.Linear [out, in]");
         assert_eq!((qkv.live.as_ref(), qkv.about.contains("rotated")), (None, true));
         let head = rows.last().unwrap();
-        assert_eq!((head.name.as_str(), head.tied_to.as_ref(), head.count), (LM_HEAD, None, cfg.vocab_size * cfg.n_embd));
+        assert_eq!(
+            (head.name.as_str(), head.tied_to.as_ref(), head.count),
+            (LM_HEAD, None, cfg.vocab_size * cfg.n_embd)
+        );
         assert!(head.about.contains("untied"), "{}", head.about);
         assert!(rows[0].about.ends_with("one row per vocabulary token"), "untied: wte is not the head");
         assert!(rows.iter().all(|r| !r.about.is_empty()), "a row without an explanation: {rows:#?}");

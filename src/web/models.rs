@@ -107,7 +107,11 @@ impl ModelFiles {
         };
         if names.len() != self.files.len() {
             let missing = names.get(self.files.len()).map_or(String::new(), |n| format!(" ({n} is missing)"));
-            return Err(Error::Input(format!("{} safetensors files named for {}{missing}", names.len(), self.files.len())));
+            return Err(Error::Input(format!(
+                "{} safetensors files named for {}{missing}",
+                names.len(),
+                self.files.len()
+            )));
         }
         let parsed =
             names.iter().zip(&self.files).map(|(n, b)| hf::parse_safetensors(n, b)).collect::<Result<Vec<_>>>()?;
@@ -121,7 +125,7 @@ impl ModelFiles {
     /// The tokens that end generated text: generation_config.json's eos tokens, none without it.
     fn stops(&self) -> Result<Vec<u32>> {
         let Some(text) = &self.generation_config else { return Ok(vec![]) };
-        hf::eos_tokens(text).map_err(|e| Error::Format(format!("generation_config.json: {e}")))
+        hf::eos_tokens(text)
     }
 }
 
@@ -218,5 +222,57 @@ async fn set_precision(held: &mut Held, precision: Precision) -> Option<String> 
             precision.name(),
             decoder.precision().runs.name()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hf::tensors::serialize;
+    use crate::model::ArchPreset;
+
+    fn files(names: &[&str], files: Vec<Vec<u8>>, generation_config: Option<&str>) -> ModelFiles {
+        ModelFiles {
+            config: String::new(),
+            tokenizer: String::new(),
+            generation_config: generation_config.map(String::from),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            files,
+        }
+    }
+
+    #[test]
+    fn a_sharded_checkpoint_reads_as_its_one_file() {
+        let mut cfg = Gpt2Config::preset("tiny").unwrap();
+        ArchPreset::Speedrun.apply(&mut cfg.arch, cfg.n_head);
+        cfg.vocab_size = 29;
+        let weights = Weights::random(cfg, 7);
+        let one = hf::save_weights(&weights).unwrap();
+        let st = hf::parse_safetensors("model.safetensors", &one).unwrap();
+        let mut all: Vec<_> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n.clone(), v.shape().to_vec(), hf::to_f32(&n, &v).unwrap()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let second = all.split_off(all.len() / 2);
+        let shards = vec![serialize(&all).unwrap(), serialize(&second).unwrap()];
+        let names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"];
+        let read = files(&names, shards.clone(), None).weights(cfg).unwrap();
+        assert_eq!(read.tensors, weights.tensors, "the shards hold the model bit for bit");
+        assert_eq!(files(&[], vec![one], None).weights(cfg).unwrap().tensors, weights.tensors);
+        let err = files(&names, shards[..1].to_vec(), None).weights(cfg).unwrap_err().to_string();
+        assert!(err.contains("model-00002-of-00002.safetensors is missing"), "{err}");
+        let err = files(&names[..1], shards[..1].to_vec(), None).weights(cfg).unwrap_err().to_string();
+        assert!(err.contains("missing tensor"), "a shard left out is a missing tensor by name: {err}");
+    }
+
+    #[test]
+    fn generation_configs_eos_tokens_stop_and_none_without_one() {
+        assert_eq!(files(&[], vec![], Some(r#"{"eos_token_id":[2,3]}"#)).stops().unwrap(), [2, 3]);
+        assert_eq!(files(&[], vec![], Some(r#"{"eos_token_id":5}"#)).stops().unwrap(), [5]);
+        assert!(files(&[], vec![], None).stops().unwrap().is_empty());
+        let err = files(&[], vec![], Some("{eos")).stops().unwrap_err().to_string();
+        assert!(err.contains("generation_config.json"), "{err}");
     }
 }

@@ -9,7 +9,9 @@ mod events;
 mod requests;
 mod store;
 
-pub use events::{ArchPresetInfo, Bar, DynamicsPoint, Event, Guess, LensRow, Manifest, ParityCheck, SamplingView, TaskInfo};
+pub use events::{
+    ArchPresetInfo, Bar, DynamicsPoint, Event, Guess, LensRow, Manifest, ParityCheck, SamplingView, TaskInfo,
+};
 pub use requests::{Request, Sampler, Scope, TrainState};
 pub use store::{RunCurves, SavedRun, StoreEvent, StoreRequest};
 
@@ -295,5 +297,35 @@ mod tests {
         // no name is both the engine's and the store's: the worker tells them apart by it
         assert!(m.requests.iter().all(|r| !m.store_requests.contains(r)), "{:?}", m.store_requests);
         assert!(m.events.iter().all(|e| !m.store_events.contains(e)), "{:?}", m.store_events);
+    }
+
+    #[test]
+    fn the_arch_presets_are_the_engines() {
+        use crate::model::{Arch, ArchPreset, Named};
+        let presets = Manifest::new().arch_presets;
+        let labels: Vec<&str> = presets.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(labels, ["GPT-2 (2019)", "Llama (2023)", "Qwen3 (2025)", "speedrun (modded-nanoGPT)"]);
+        for p in &presets {
+            assert!(!p.about.is_empty() && !p.about.contains(": "), "{}: {}", p.name, p.about);
+            // what the page shows of a preset, over any head count, is the engine's preset
+            for n_head in [1, 2, 3, 12] {
+                let mut want = Arch::default();
+                ArchPreset::parse(&p.name).unwrap().apply(&mut want, n_head);
+                let mut shown = p.switches.clone();
+                shown.arch = None;
+                shown.n_kv_head = match (p.kv_half, n_head % 2) {
+                    (true, 0) => Some(n_head / 2),
+                    (true, _) => Some(n_head),
+                    (false, _) => None,
+                };
+                assert_eq!(shown.arch(n_head).unwrap(), want, "{} at {n_head} heads", p.name);
+            }
+        }
+        let speedrun = &presets[3].switches;
+        assert_eq!(
+            (speedrun.logit_softcap, speedrun.tied, speedrun.arch.as_deref()),
+            (Some(15.0), Some(false), Some("speedrun"))
+        );
+        assert_eq!(presets[0].switches.logit_softcap, Some(0.0), "off, as the page's empty softcap");
     }
 }
