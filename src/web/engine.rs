@@ -127,7 +127,7 @@ impl Engine {
             | Request::Checkpoints { .. }
             | Request::TrainOn { .. } => self.runs.handle(request, files, w).await,
             Request::Import { .. } | Request::Export | Request::Generate { .. } | Request::Parity { .. } => {
-                self.models.handle(request, files.into_iter().next(), w).await
+                self.models.handle(request, files, w).await
             }
             Request::Inspect { .. } | Request::Sampling(_) => self.views.handle(request, w.held, w.host).await,
             Request::ShareLink { .. } | Request::OpenLink { .. } => links::handle(request, w.host),

@@ -33,6 +33,8 @@ pub(crate) struct Loaded {
     pub model: Gpt2,
     pub decoder: Decoder,
     pub tokenizer: Tokenizer,
+    /// generation_config.json's eos tokens: they end generated text (unshown, as transformers).
+    pub stops: Vec<u32>,
 }
 
 /// A run and what the page knows it by.
@@ -141,7 +143,7 @@ impl Held {
         &mut self,
         ids: &[u32],
         cfg: &SampleConfig,
-        on_token: impl FnMut(u32) -> bool,
+        mut on_token: impl FnMut(u32) -> bool,
     ) -> Result<(Vec<u32>, Resolved)> {
         match &mut self.now {
             Holding::Training(tr) => {
@@ -149,6 +151,8 @@ impl Held {
                 Ok((out, tr.driver.run.precision().clone()))
             }
             Holding::Loaded(l) => {
+                let stops = &l.stops;
+                let on_token = |id| !stops.contains(&id) && on_token(id);
                 let out = l.decoder.generate(&l.model, ids, cfg, l.tokenizer.end_of_text(), on_token).await?;
                 Ok((out, l.decoder.precision().clone()))
             }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::generate::{Decoder, SampleConfig, TextStream};
-use crate::model::Gpt2;
+use crate::model::{Gpt2, Gpt2Config, Weights};
 use crate::options::Options;
 use crate::parity::{self, ParityFile};
 use crate::precision::Precision;
@@ -29,10 +29,11 @@ impl Models {
         Models { inbox }
     }
 
-    pub async fn handle(&self, request: Request, file: Option<Vec<u8>>, w: With<'_>) -> Result<()> {
+    pub async fn handle(&self, request: Request, files: Vec<Vec<u8>>, w: With<'_>) -> Result<()> {
         match request {
-            Request::Import { name, config, tokenizer } => {
-                import(w, name, &config, &tokenizer, file).await?;
+            Request::Import { name, config, tokenizer, names, generation_config } => {
+                let dir = ModelFiles { config, tokenizer, generation_config, names, files };
+                import(w, name, dir).await?;
             }
             Request::Export => export(w.held, w.host).await?,
             Request::Generate { prompt, sampling, max_tokens, seed, precision } => {
@@ -41,7 +42,7 @@ impl Models {
                 self.generate(w.held, w.host, &prompt, &cfg, precision).await?;
             }
             Request::Parity { name } => {
-                let event = parity(w.session, name, file).await?;
+                let event = parity(w.session, name, files.into_iter().next()).await?;
                 w.host.post(&event, &[]);
             }
             other => unreachable!("the models part does not handle {other:?}"),
@@ -86,15 +87,57 @@ impl Models {
     }
 }
 
-/// Loads a Hugging Face GPT-2 directory's files (`name`: what the page calls it); on error the
+/// A Hugging Face model directory's files as the page sends them.
+struct ModelFiles {
+    config: String,
+    tokenizer: String,
+    generation_config: Option<String>,
+    /// The safetensors files' names (empty: one, model.safetensors) ...
+    names: Vec<String>,
+    /// ... and their bytes.
+    files: Vec<Vec<u8>>,
+}
+
+impl ModelFiles {
+    /// The weights for `cfg`, from model.safetensors or the checkpoint's shards.
+    fn weights(&self, cfg: Gpt2Config) -> Result<Weights> {
+        let names = match self.names.is_empty() {
+            true => vec!["model.safetensors".to_string()],
+            false => self.names.clone(),
+        };
+        if names.len() != self.files.len() {
+            let missing = names.get(self.files.len()).map_or(String::new(), |n| format!(" ({n} is missing)"));
+            return Err(Error::Input(format!(
+                "{} safetensors files named for {}{missing}",
+                names.len(),
+                self.files.len()
+            )));
+        }
+        let parsed =
+            names.iter().zip(&self.files).map(|(n, b)| hf::parse_safetensors(n, b)).collect::<Result<Vec<_>>>()?;
+        let what = match names.len() {
+            1 => names[0].clone(),
+            n => format!("model.safetensors.index.json ({n} shards)"),
+        };
+        hf::load_files(&what, &parsed, cfg)
+    }
+
+    /// The tokens that end generated text: generation_config.json's eos tokens, none without it.
+    fn stops(&self) -> Result<Vec<u32>> {
+        let Some(text) = &self.generation_config else { return Ok(vec![]) };
+        hf::eos_tokens(text)
+    }
+}
+
+/// Loads a Hugging Face model directory's files (`name`: what the page calls it); on error the
 /// current model stays.
-async fn import(w: With<'_>, name: String, config: &str, tokenizer: &str, bytes: Option<Vec<u8>>) -> Result<()> {
+async fn import(w: With<'_>, name: String, dir: ModelFiles) -> Result<()> {
     let kernels = w.session.kernels()?;
-    let bytes = bytes.ok_or_else(|| Error::Input("model.safetensors is missing".into()))?;
-    let cfg = hf::parse_config(config)?;
-    let weights = hf::load_weights("model.safetensors", &bytes, cfg)?;
-    drop(bytes);
-    let tokenizer = Tokenizer::from_bytes("tokenizer.json", tokenizer.as_bytes())?;
+    let cfg = hf::parse_config(&dir.config)?;
+    let stops = dir.stops()?;
+    let weights = dir.weights(cfg)?;
+    let tokenizer = Tokenizer::from_bytes("tokenizer.json", dir.tokenizer.as_bytes())?;
+    drop(dir);
     if tokenizer.vocab_size() > cfg.vocab_size {
         return Err(Error::Format(format!(
             "tokenizer.json has {} tokens but the model's vocab_size is {}",
@@ -109,7 +152,7 @@ async fn import(w: With<'_>, name: String, config: &str, tokenizer: &str, bytes:
     };
     let (decoder, model) = allocate(&gpu, Building::Model(&cfg), build).await?;
     w.host.post(&params_event(&cfg, cfg.block_size, &model.kernels.gpu.describe()), &[]);
-    w.held.load(Loaded { model, decoder, tokenizer });
+    w.held.load(Loaded { model, decoder, tokenizer, stops });
     let imported = Event::Imported {
         name,
         n_layer: cfg.n_layer,
@@ -179,5 +222,57 @@ async fn set_precision(held: &mut Held, precision: Precision) -> Option<String> 
             precision.name(),
             decoder.precision().runs.name()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hf::tensors::serialize;
+    use crate::model::ArchPreset;
+
+    fn files(names: &[&str], files: Vec<Vec<u8>>, generation_config: Option<&str>) -> ModelFiles {
+        ModelFiles {
+            config: String::new(),
+            tokenizer: String::new(),
+            generation_config: generation_config.map(String::from),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            files,
+        }
+    }
+
+    #[test]
+    fn a_sharded_checkpoint_reads_as_its_one_file() {
+        let mut cfg = Gpt2Config::preset("tiny").unwrap();
+        ArchPreset::Speedrun.apply(&mut cfg.arch, cfg.n_head);
+        cfg.vocab_size = 29;
+        let weights = Weights::random(cfg, 7);
+        let one = hf::save_weights(&weights).unwrap();
+        let st = hf::parse_safetensors("model.safetensors", &one).unwrap();
+        let mut all: Vec<_> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n.clone(), v.shape().to_vec(), hf::to_f32(&n, &v).unwrap()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let second = all.split_off(all.len() / 2);
+        let shards = vec![serialize(&all).unwrap(), serialize(&second).unwrap()];
+        let names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"];
+        let read = files(&names, shards.clone(), None).weights(cfg).unwrap();
+        assert_eq!(read.tensors, weights.tensors, "the shards hold the model bit for bit");
+        assert_eq!(files(&[], vec![one], None).weights(cfg).unwrap().tensors, weights.tensors);
+        let err = files(&names, shards[..1].to_vec(), None).weights(cfg).unwrap_err().to_string();
+        assert!(err.contains("model-00002-of-00002.safetensors is missing"), "{err}");
+        let err = files(&names[..1], shards[..1].to_vec(), None).weights(cfg).unwrap_err().to_string();
+        assert!(err.contains("missing tensor"), "a shard left out is a missing tensor by name: {err}");
+    }
+
+    #[test]
+    fn generation_configs_eos_tokens_stop_and_none_without_one() {
+        assert_eq!(files(&[], vec![], Some(r#"{"eos_token_id":[2,3]}"#)).stops().unwrap(), [2, 3]);
+        assert_eq!(files(&[], vec![], Some(r#"{"eos_token_id":5}"#)).stops().unwrap(), [5]);
+        assert!(files(&[], vec![], None).stops().unwrap().is_empty());
+        let err = files(&[], vec![], Some("{eos")).stops().unwrap_err().to_string();
+        assert!(err.contains("generation_config.json"), "{err}");
     }
 }

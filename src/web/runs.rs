@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use crate::data::{corpus_text, Dataset, Task};
-use crate::model::Weights;
+use crate::model::{HfClass, Weights};
 use crate::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use crate::run::format::{checkpoint_files, RunFiles, CORPUS_FILE};
 use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
@@ -157,6 +157,8 @@ impl Runs {
             memory_bytes: plan.memory_bytes,
             precision: plan.precision.runs,
             precision_note: plan.precision.note,
+            export_class: HfClass::of(&model).class_name().into(),
+            model_type: HfClass::of(&model).model_type().into(),
         })
     }
 

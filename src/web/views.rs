@@ -10,7 +10,7 @@ use crate::dynamics::Dynamics;
 use crate::flops::{flops_per_token, peak_flops};
 use crate::generate::sampling_distribution;
 use crate::lens::{top_k, Lens};
-use crate::model::Gpt2Config;
+use crate::model::{ArchChoice, Gpt2Config, HfClass};
 use crate::params::{param_table, total};
 use crate::run::format::{Metrics, Record};
 use crate::tokenizer::Tokenizer;
@@ -50,6 +50,8 @@ pub(crate) fn params_event(cfg: &Gpt2Config, t: usize, adapter: &str) -> Event {
         rows,
         flops_per_token: flops_per_token(cfg, t),
         peak_flops: peak_flops(adapter),
+        arch: ArchChoice::of(&cfg.arch),
+        export_class: HfClass::of(cfg).class_name().into(),
     }
 }
 
@@ -199,6 +201,7 @@ impl Views {
             layer,
             n_layer: c.n_layer,
             n_head: c.n_head,
+            n_kv_head: c.n_kv_head(),
         };
         look.seen = Some(Seen { step, prompt: prompt.to_string(), logits: lens.logits });
         host.post(&event, &[bytemuck::cast_slice(&attention)]);

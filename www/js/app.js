@@ -21,6 +21,7 @@ import { initShare, linkExtras, onLink, openHash } from "./share.js";
 import { OPTIMIZER_INPUTS, initOptimizer, optimizerSettings } from "./optimizer.js";
 import { experimentEvent, fillExperiments, initExperiments } from "./experiments.js";
 import { loadTinyStories } from "./corpora.js";
+import { ARCH_INPUTS, archSettings, initArch, showExportClass, showModelArch } from "./arch.js";
 
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
 const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision", ...OPTIMIZER_INPUTS];
@@ -38,11 +39,13 @@ function dispatch(ev) {
 const say = (text) => dispatch({ type: "ui_status", text });
 const showError = (message, status) => dispatch({ type: "ui_error", message, status });
 
+// `bytes`: a file's bytes, or several files' (in the order the request names them).
 function send(request, bytes) {
   // the engine's requests, and those of the store of saved runs (answered in worker.js)
   const known = state.protocol && [...state.protocol.requests, ...state.protocol.store_requests];
   if (known && !known.includes(request.type)) throw new Error(`the engine has no request "${request.type}"`);
-  if (bytes) worker.postMessage({ request, files: [bytes] }, [bytes.buffer]);
+  const files = Array.isArray(bytes) ? bytes : bytes ? [bytes] : null;
+  if (files) worker.postMessage({ request, files }, files.map((f) => f.buffer));
   else worker.postMessage({ request });
 }
 
@@ -68,6 +71,7 @@ function settings() {
     precision: $("train_precision").value,
     ...linkExtras(), // an opened link's settings the form has no field for
     ...optimizerSettings(),
+    ...archSettings(),
   };
 }
 
@@ -206,6 +210,8 @@ function renderButtons() {
   for (const id of SETTINGS.filter((id) => !DIMS.includes(id)).concat(["preset", "tokenizer", "bpe_vocab"]))
     $(id).disabled = busy || (id === "bpe_vocab" && $("tokenizer").value !== "bpe");
   for (const id of DIMS) $(id).disabled = busy || $("preset").value !== "custom";
+  // an imported model keeps its own architecture
+  for (const id of ARCH_INPUTS) $(id).disabled = busy || t === "loaded";
 }
 
 function render() {
@@ -225,6 +231,7 @@ function render() {
   const k = s.kernels;
   if (k) text("m-kernels", k.timed ? `tuned in ${Math.round(k.ms)} ms` : k.source.replace(/ \(.*/, ""));
   text("plan-note", s.planNote);
+  showExportClass(p);
   text("step", String(s.step));
   text("max-step", s.maxIters === null ? "—" : String(s.maxIters));
   const g = s.progress;
@@ -268,6 +275,10 @@ function effects(ev, files) {
       fillPresets(ev.protocol.presets);
       fillTasks(ev.protocol.tasks);
       fillExperiments(ev.protocol.experiments);
+      initArch(ev.protocol.arch_presets, () => {
+        renderButtons();
+        schedulePlan();
+      });
       openHash(); // a link in the address fills the form over the presets
       schedulePlan();
       send({ type: "runs" });
@@ -287,13 +298,17 @@ function effects(ev, files) {
       if (state.compare.ids.includes(ev.id)) send({ type: "run_histories", ids: [ev.id] });
       break;
     case "eval":
+      scheduleInspect();
+      break;
     case "restored":
+      showModelArch(state.model?.arch); // the run's own switches
       scheduleInspect();
       break;
     case "state":
       if (ev.state !== "training") scheduleInspect();
       break;
     case "imported":
+      showModelArch(state.model?.arch); // the model's own switches
       $("eval_iters").value = evalBatches(ev.params);
       scheduleInspect();
       schedulePlan();
@@ -340,17 +355,23 @@ async function loadFile(file) {
   send({ type: "corpus", name: file.name }, new Uint8Array(await file.arrayBuffer()));
 }
 
+// A model directory's files: config.json, tokenizer.json, model.safetensors or a sharded
+// checkpoint's model-0000N-of-0000M.safetensors, and generation_config.json where there is one.
 async function importModel(files) {
   const byName = Object.fromEntries([...files].map((f) => [f.name, f]));
-  const missing = ["config.json", "model.safetensors", "tokenizer.json"].filter((n) => !byName[n]);
+  const shards = Object.keys(byName).filter((n) => /^model-\d+-of-\d+\.safetensors$/.test(n)).sort();
+  const weights = byName["model.safetensors"] ? ["model.safetensors"] : shards;
+  const missing = ["config.json", "tokenizer.json"].filter((n) => !byName[n]).concat(weights.length ? [] : ["model.safetensors (or a sharded checkpoint's model-*-of-*.safetensors)"]);
   if (missing.length) {
     showError(`To import a model choose its config.json, model.safetensors and tokenizer.json together; missing: ${missing.join(", ")}.`);
     return;
   }
   say("Reading the model files…");
-  const [config, tokenizer, model] = await Promise.all([byName["config.json"].text(), byName["tokenizer.json"].text(), byName["model.safetensors"].arrayBuffer()]);
+  const gen = byName["generation_config.json"];
+  const [config, tokenizer, generation_config] = await Promise.all([byName["config.json"].text(), byName["tokenizer.json"].text(), gen ? gen.text() : null]);
+  const bytes = await Promise.all(weights.map(async (n) => new Uint8Array(await byName[n].arrayBuffer())));
   say("Loading the model onto the GPU…");
-  send({ type: "import", name: "the imported model", config, tokenizer }, new Uint8Array(model));
+  send({ type: "import", name: "the imported model", config, tokenizer, names: weights, generation_config }, bytes);
 }
 
 // A run zip (Export run's, or `wgpt export-run`'s): it comes back paused at its step (done where
@@ -383,10 +404,11 @@ async function loadHub() {
   $("load-gpt2").disabled = true;
   dispatch({ type: "ui_clear_error" });
   try {
-    const { files, load } = await loadFromHub(hub, repo, say);
+    const { files, weights, generation, load } = await loadFromHub(hub, repo, say);
     dispatch({ type: "ui_hub_loaded", load });
     const text = (b) => new TextDecoder().decode(b);
-    send({ type: "import", name: repo, config: text(files["config.json"]), tokenizer: text(files["tokenizer.json"]) }, files["model.safetensors"]);
+    const request = { type: "import", name: repo, config: text(files["config.json"]), tokenizer: text(files["tokenizer.json"]), names: weights, generation_config: generation && text(generation) };
+    send(request, weights.map((name) => files[name]));
   } catch (e) {
     showError(e.message, "The model did not load; the current one is unchanged.");
   }

@@ -3,12 +3,22 @@
 // rows are the attending token (the query), columns the tokens it looks at (the keys), darker is
 // more. Hovering the large one says the query token, the key token and the weight. All heads come
 // with each `inspect` event as bytes, f32 (n_head, T, T), so choosing a head needs no request.
+// Under grouped-query attention (n_kv_head < n_head) each query head says which key/value head it
+// shares: head h reads KV head h / (n_head / n_kv_head), as the kernels (shaders/attention.wgsl)
+// and transformers' repeat_kv do.
 
 import { $, h } from "./dom.js";
 import { visible } from "./tokens.js";
 
-let seen = null; // {tokens, layer, n_head, t, att: Float32Array}
+let seen = null; // {tokens, layer, n_head, n_kv_head, t, att: Float32Array}
 let geometry = null; // the large canvas' {margin, cell}
+
+// "head h" with its KV head where heads share them.
+function headName(h) {
+  const { n_head, n_kv_head } = seen;
+  if (!n_kv_head || n_kv_head >= n_head) return `head ${h}`;
+  return `head ${h} (KV head ${Math.floor(h / (n_head / n_kv_head))})`;
+}
 
 const shade = (a) => `rgba(37, 99, 235, ${Math.min(1, Math.max(0.03, a)).toFixed(3)})`;
 
@@ -51,18 +61,20 @@ function drawChosen() {
   const head = Number($("attention-head").value);
   geometry = drawHead($("attention-canvas"), head, seen.t <= 40);
   for (const fig of $("attention-heads").children) fig.classList.toggle("chosen", Number(fig.dataset.head) === head);
-  $("attention-hover").textContent = `Layer ${seen.layer}, head ${head}: hover a cell for its query token, key token and weight.`;
+  const { n_head, n_kv_head } = seen;
+  const shares = n_kv_head && n_kv_head < n_head ? ` It shares its keys and values with the other ${n_head / n_kv_head - 1} query heads of its group (grouped-query attention: ${n_head} query heads over ${n_kv_head} KV heads); each still attends its own way, by its own queries.` : "";
+  $("attention-hover").textContent = `Layer ${seen.layer}, ${headName(head)}: hover a cell for its query token, key token and weight.${shares}`;
 }
 
 // Shows an `inspect` event's attention (`bytes`: every head of ev.layer).
 export function showAttention(ev, bytes) {
   const t = ev.tokens.length;
   const att = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-  seen = { tokens: ev.tokens, layer: ev.layer, n_head: ev.n_head, t, att };
+  seen = { tokens: ev.tokens, layer: ev.layer, n_head: ev.n_head, n_kv_head: ev.n_kv_head ?? ev.n_head, t, att };
   const figures = Array.from({ length: ev.n_head }, (_, head) => {
-    const canvas = h("canvas", { width: "96", height: "96", role: "img", "aria-label": `layer ${ev.layer}, head ${head}` });
+    const canvas = h("canvas", { width: "96", height: "96", role: "img", "aria-label": `layer ${ev.layer}, ${headName(head)}` });
     drawHead(canvas, head, false);
-    const fig = h("button", { type: "button", class: "head", "data-head": String(head), title: `head ${head}: show it large` }, canvas, h("span", { class: "small" }, `head ${head}`));
+    const fig = h("button", { type: "button", class: "head", "data-head": String(head), title: `${headName(head)}: show it large`, "data-kv": String(Math.floor(head / (seen.n_head / seen.n_kv_head))) }, canvas, h("span", { class: "small" }, headName(head)));
     fig.onclick = () => {
       $("attention-head").value = String(head);
       drawChosen();
@@ -89,5 +101,5 @@ export function hover(e) {
   const head = Number($("attention-head").value);
   const w = seen.att[head * seen.t * seen.t + i * seen.t + j];
   const tok = (k) => `“${visible(seen.tokens[k])}” (position ${k})`;
-  $("attention-hover").textContent = `Layer ${seen.layer}, head ${head}: query ${tok(i)} attends to key ${tok(j)} with weight ${w.toFixed(3)}.`;
+  $("attention-hover").textContent = `Layer ${seen.layer}, ${headName(head)}: query ${tok(i)} attends to key ${tok(j)} with weight ${w.toFixed(3)}.`;
 }

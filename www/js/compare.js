@@ -2,10 +2,14 @@
 // train loss thin, a colour per run), each run's settings in the legend (`compare-legend`) with
 // the settings that differ between the runs highlighted and listed first. The settings come with
 // the list of saved runs (runs.js); the curves are read from each run's metrics.jsonl by the worker
-// (run-history.js) when it is ticked, and again when it saves a checkpoint.
+// (run-history.js) when it is ticked, and again when it saves a checkpoint. A run's config leaves
+// the architecture switches out at GPT-2's choices (src/model/arch.rs): they are filled in from
+// GPT-2's preset of the manifest, so a GPT-2 run and a Llama run differ by name on each switch,
+// and the switches that differ lead the legend and are named under the chart.
 
 import { $, h, fmt } from "./dom.js";
 import { clear, note, plot } from "./chart.js";
+import { ARCH_KEYS } from "./arch.js";
 
 const COLORS = ["#2563eb", "#dc2626", "#2b8a3e", "#9c36b5", "#e67700", "#0b7285", "#5c940d", "#862e9c"];
 
@@ -15,15 +19,25 @@ function flatten(value, key = "") {
   return Object.entries(value).flatMap(([k, v]) => flatten(v, key ? `${key}.${k}` : k));
 }
 
-// The settings of `runs` as rows {key, values, differs}, those that differ first.
-function settingsRows(runs) {
-  const maps = runs.map((r) => new Map(flatten(r.settings ?? {})));
+// GPT-2's switches as a run's config keys them (`model.positions`, ...): the manifest's GPT-2
+// preset, a softcap off as null (the config's "none").
+function archDefaults(protocol) {
+  const gpt2 = protocol?.arch_presets?.find((p) => p.name === "gpt2");
+  if (!gpt2) return [];
+  return ARCH_KEYS.map((k) => [`model.${k}`, JSON.stringify(k === "logit_softcap" ? null : gpt2.switches[k])]);
+}
+
+// The settings of `runs` as rows {key, values, differs, arch}, the switches that differ first,
+// then the other settings that differ.
+function settingsRows(runs, protocol) {
+  const defaults = archDefaults(protocol);
+  const maps = runs.map((r) => new Map([...defaults, ...flatten(r.settings ?? {})]));
   const keys = [...new Set(maps.flatMap((m) => [...m.keys()]))];
   const rows = keys.map((key) => {
     const values = maps.map((m) => m.get(key) ?? "—");
-    return { key, values, differs: new Set(values).size > 1 };
+    return { key, values, differs: new Set(values).size > 1, arch: defaults.some(([k]) => k === key) };
   });
-  return [...rows.filter((r) => r.differs), ...rows.filter((r) => !r.differs)];
+  return [...rows.filter((r) => r.differs && r.arch), ...rows.filter((r) => r.differs && !r.arch), ...rows.filter((r) => !r.differs)];
 }
 
 function list(state, act) {
@@ -38,11 +52,10 @@ function list(state, act) {
   });
 }
 
-function legend(chosen) {
+function legend(chosen, rows) {
   if (!chosen.length) return [];
-  const rows = settingsRows(chosen);
   const head = h("tr", {}, h("th", {}, "setting"), chosen.map((r, i) => h("th", {}, h("span", { class: "swatch", style: `background: ${COLORS[i % COLORS.length]}` }), ` ${r.name} (step ${fmt.int(r.step)})`)));
-  const body = rows.map((r) => h("tr", { class: r.differs ? "differs" : "", "data-key": r.key, "data-differs": String(r.differs) }, h("th", {}, r.key), r.values.map((v) => h("td", {}, v))));
+  const body = rows.map((r) => h("tr", { class: r.differs ? "differs" : "", "data-key": r.key, "data-differs": String(r.differs), "data-arch": String(r.arch) }, h("th", {}, r.key), r.values.map((v) => h("td", {}, v))));
   return [h("thead", {}, head), h("tbody", {}, body)];
 }
 
@@ -64,11 +77,13 @@ export function showCompare(state, act) {
   const drawn = plot(ctx, box, series, { yLabel: "loss (val thick, train thin)" });
   if (!drawn) note(ctx, box, chosen.length ? "Reading the chosen runs' metrics…" : "Tick saved runs above to overlay their loss curves.");
   canvas.dataset.runs = String(series.length / 2);
-  $("compare-legend").replaceChildren(...legend(chosen));
+  const rows = settingsRows(chosen, state.protocol);
+  $("compare-legend").replaceChildren(...legend(chosen, rows));
+  const switches = rows.filter((r) => r.differs && r.arch).map((r) => r.key.slice("model.".length));
   $("compare-note").textContent = failed.length
     ? `Could not read ${failed.join("; ")}.`
     : chosen.length > 1
-      ? "Highlighted: the settings that differ between the chosen runs."
+      ? `Highlighted: the settings that differ between the chosen runs.${switches.length ? ` Architecture switches that differ: ${switches.join(", ")}.` : " Same architecture."}`
       : chosen.length
         ? "Tick another run to see what its settings change."
         : "";

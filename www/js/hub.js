@@ -4,13 +4,21 @@
 // bodies of a few hundred MB, and GPT-2's model.safetensors is 548 MB. A download that breaks
 // off is retried from where it stopped (an HTTP Range request), three times, with a message each
 // time. Tabs share the cache: writes to it take the Web Lock "wgpt-hub" one at a time, and a
-// file counts as cached only once its marker says it is whole.
+// file counts as cached only once its marker says it is whole. A model is config.json,
+// tokenizer.json, generation_config.json where it has one (its eos tokens end generated text) and
+// its weights: model.safetensors, or where that is not there the shards that
+// model.safetensors.index.json names (Llama's and Qwen3's bigger checkpoints); the engine reads
+// f32, f16 and bf16 (src/hf/tensors.rs). A file the hub does not have (404) is not retried.
 
 import { $, bytes } from "./dom.js";
 
 const HUB_CACHE = "wgpt-hub";
-const HUB_FILES = ["config.json", "tokenizer.json", "model.safetensors"];
 const RETRIES = 3;
+// A shard's name as an index may give it: a file beside the index, nothing else.
+const SHARD = /^[\w.-]+\.safetensors$/;
+
+// The hub has no such file (a 404): not retried, and optional files are then left out.
+class Missing extends Error {}
 
 function progress(done, total, started, what) {
   const bar = $("dl-bar");
@@ -67,6 +75,7 @@ async function hubFile(url, file, counted, say) {
   for (let attempt = 1; ; attempt++) {
     try {
       const res = await fetch(url, got ? { headers: { Range: `bytes=${got}-` } } : {});
+      if (res.status === 404) throw new Missing(`${url} is not there (404)`);
       if (!res.ok) throw new Error(`the server answered ${res.status} ${res.statusText}`);
       if (got && res.status !== 206) {
         // the server ignored the range: start over
@@ -87,6 +96,7 @@ async function hubFile(url, file, counted, say) {
       if (total && got < total) throw new Error(`the connection closed after ${bytes(got)} of ${bytes(total)}`);
       break;
     } catch (e) {
+      if (e instanceof Missing) throw e;
       if (attempt > RETRIES) throw new Error(`downloading ${url} failed after ${RETRIES} retries (${e.message}). Check the connection and the hub URL, then press Load again; what was cached so far is kept`);
       const wait = 2 ** (attempt - 1);
       say(`Downloading ${file} failed (${e.message}); retrying in ${wait} s from ${bytes(got)} (retry ${attempt} of ${RETRIES})…`);
@@ -107,8 +117,37 @@ async function hubFile(url, file, counted, say) {
   return { bytes: out, cached: false };
 }
 
-// A model's three files from `hub`'s `repo`, with progress in the download bar and messages
-// through `say`: {files: {name: bytes}, load: {repo, seconds, cached, bytes, cacheError}}.
+// The weights' files: model.safetensors, or the shards its index names (sorted, each once). The
+// index is looked for in the cache first, so a cached sharded model needs no network.
+async function weightFiles(base, get) {
+  const indexUrl = `${base}/model.safetensors.index.json`;
+  if (!(await hubCache.get(indexUrl))) {
+    try {
+      return { "model.safetensors": await get("model.safetensors") };
+    } catch (e) {
+      if (!(e instanceof Missing)) throw e;
+    }
+  }
+  let index;
+  try {
+    index = JSON.parse(new TextDecoder().decode(await get("model.safetensors.index.json")));
+  } catch (e) {
+    if (e instanceof Missing) throw new Error(`${base} has neither model.safetensors nor model.safetensors.index.json: is the repo name right?`);
+    throw new Error(`model.safetensors.index.json is not valid JSON (${e.message})`);
+  }
+  const map = index?.weight_map;
+  if (!map || typeof map !== "object") throw new Error('model.safetensors.index.json has no "weight_map" object (tensor name -> shard file)');
+  const shards = [...new Set(Object.values(map))].sort();
+  const bad = shards.find((s) => typeof s !== "string" || !SHARD.test(s));
+  if (bad !== undefined) throw new Error(`model.safetensors.index.json names ${JSON.stringify(bad)}, not a .safetensors file beside it`);
+  const files = {};
+  for (const shard of shards) files[shard] = await get(shard);
+  return files;
+}
+
+// A model's files from `hub`'s `repo`, with progress in the download bar and messages through
+// `say`: {files: {name: bytes}, weights: [the safetensors files' names], generation: bytes or
+// null, load: {repo, seconds, cached, bytes, cacheError}}.
 export async function loadFromHub(hub, repo, say) {
   if (!/^https?:\/\//.test(hub) || !/^[\w.-]+(\/[\w.-]+)?$/.test(repo))
     throw new Error(`The hub must be an http(s) URL and the repo a name like openai-community/gpt2; got ${JSON.stringify(hub)} and ${JSON.stringify(repo)}.`);
@@ -116,17 +155,26 @@ export async function loadFromHub(hub, repo, say) {
   $("download-progress").hidden = false;
   const counted = { done: 0, report: (file, total) => progress(counted.done, Math.max(total, counted.done), started, file) };
   const files = {};
-  let cached = 0;
+  let [count, cached] = [0, 0];
   let cacheError = null;
-  for (const file of HUB_FILES) {
+  const base = `${hub}/${repo}/resolve/main`;
+  const get = async (file) => {
     say(`Loading ${repo}: ${file}…`);
-    const r = await hubFile(`${hub}/${repo}/resolve/main/${file}`, file, counted, say);
-    files[file] = r.bytes;
+    const r = await hubFile(`${base}/${file}`, file, counted, say);
+    count++;
     cached += r.cached ? 1 : 0;
     cacheError = cacheError || r.cacheError;
-  }
+    return (files[file] = r.bytes);
+  };
+  await get("config.json");
+  await get("tokenizer.json");
+  const generation = await get("generation_config.json").catch((e) => {
+    if (e instanceof Missing) return null; // optional
+    throw e;
+  });
+  const weights = Object.keys(await weightFiles(base, get));
   const seconds = (performance.now() - started) / 1e3;
-  const all = HUB_FILES.reduce((n, f) => n + files[f].length, 0);
-  progress(all, all, started, cached === HUB_FILES.length ? "from the cache" : "downloaded");
-  return { files, load: { repo, seconds, cached: cached === HUB_FILES.length, bytes: all, cacheError } };
+  const all = Object.values(files).reduce((n, f) => n + f.length, 0);
+  progress(all, all, started, cached === count ? "from the cache" : "downloaded");
+  return { files, weights, generation, load: { repo, seconds, cached: cached === count, bytes: all, cacheError } };
 }

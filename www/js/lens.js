@@ -1,5 +1,7 @@
 // The logit lens (`logit-lens`, src/lens.rs): had the model stopped after each layer (the
-// embeddings, each block through ln_f and the lm_head, the output), what it would predict next: a
+// embeddings, each block, through the family's own final norm (LayerNorm or RMSNorm), its head
+// (tied to the embeddings or an lm_head of its own) and its logit softcap; the output), what it
+// would predict next: a
 // layer x position grid of each position's most likely next token, shaded by its probability, and
 // at the last position each layer's top 5 with their probabilities. The output layer is on top.
 

@@ -1,17 +1,21 @@
-// The parameter table (`param-table`): every tensor of the model under its Hugging Face name, from
-// the engine's `params` event (src/params.rs), with its shape, element count and what it is for;
-// each block folds (folded from three blocks up); lm_head.weight shows as tied to the token
-// embeddings and counted once, so the total is transformers' num_parameters(). While training, the
-// live columns (weight RMS, gradient RMS and the update-to-weight ratio of the last tracked step)
-// come from each `dynamics` event.
+// The parameter table (`param-table`): every tensor of the model under the names of the
+// transformers class it exports as (GPT2LMHeadModel's, LlamaForCausalLM's, Qwen3ForCausalLM's or
+// wgpt's own), from the engine's `params` event (src/params.rs), with its shape as that class
+// stores it, element count and what it is for; a rope model's row without parameters says where
+// its positions went; each block folds (folded from three blocks up); a tied lm_head.weight shows
+// as tied to the token embeddings and counted once, so the total is transformers'
+// num_parameters(). While training, the live columns (weight RMS, gradient RMS and the
+// update-to-weight ratio of the last tracked step) come from each `dynamics` event, whose tensors
+// are the model's own: a row split from a fused one (q_proj, k_proj and v_proj of one q|k|v
+// matrix; gate_proj and up_proj) shows the fused tensor's (its `live` name).
 
 import { $, h, fmt } from "./dom.js";
 
-const BLOCK = /^transformer\.h\.(\d+)\./;
+const BLOCK = /^(?:transformer\.h|model\.layers)\.(\d+)\./;
 const sci = (x) => (Number.isFinite(x) ? x.toExponential(2) : "—");
 
 let built = null; // the model the table was built for
-let live = new Map(); // tensor name -> its live cells
+let live = new Map(); // the dynamics' tensor name -> the live cells of each row showing it
 let blockRatio = new Map(); // "h.N" -> its block row's ratio cell
 
 function foldable(name, count, open) {
@@ -24,11 +28,18 @@ function foldable(name, count, open) {
 
 function tensorRow(r, hidden) {
   const cells = [h("td", { class: "num" }), h("td", { class: "num" }), h("td", { class: "num" })];
+  const none = !r.shape.length; // rope's row: no parameters
   const count = r.tied_to ? `0 (tied to ${r.tied_to})` : fmt.int(r.count);
-  const tr = h("tr", { "data-name": r.name }, h("td", {}, h("code", {}, r.name)), h("td", { class: "num" }, `[${r.shape.join(", ")}]`), h("td", { class: "num" }, count), h("td", {}, r.about), ...cells);
+  const shape = none ? "—" : `[${r.shape.join(", ")}]`;
+  const tr = h("tr", { "data-name": r.name }, h("td", {}, h("code", {}, r.name)), h("td", { class: "num" }, shape), h("td", { class: "num" }, count), h("td", {}, r.about), ...cells);
   tr.hidden = hidden;
   if (r.tied_to) cells.forEach((c) => (c.textContent = "tied"));
-  else live.set(r.name, cells);
+  else if (none) cells.forEach((c) => (c.textContent = ""));
+  else {
+    if (r.live) cells.forEach((c) => (c.title = `the statistics of ${r.live}, the fused tensor this is a part of`));
+    const key = r.live ?? r.name;
+    live.set(key, [...(live.get(key) ?? []), cells]);
+  }
   return tr;
 }
 
@@ -84,17 +95,20 @@ export function showParams(model, tensors, training) {
   }
   if (built !== model) build(model);
   const byName = new Map((tensors?.tensors ?? []).map((t) => [t.name, t]));
-  for (const [name, [w, g, u]] of live) {
+  for (const [name, rows] of live) {
     const t = byName.get(name);
-    w.textContent = t ? sci(t.weight_rms) : "—";
-    g.textContent = t ? sci(t.grad_rms) : "—";
-    u.textContent = t ? sci(t.update_ratio) : "—";
+    for (const [w, g, u] of rows) {
+      w.textContent = t ? sci(t.weight_rms) : "—";
+      g.textContent = t ? sci(t.grad_rms) : "—";
+      u.textContent = t ? sci(t.update_ratio) : "—";
+    }
   }
   for (const [name, cell] of blockRatio) {
     const group = tensors?.layers?.find((l) => l.name === name);
     cell.textContent = group ? sci(group.update_ratio) : "";
   }
-  const n = model.rows.length;
+  const n = model.rows.filter((r) => r.shape.length).length;
+  const names = model.export_class ? ` under ${model.export_class}'s names` : "";
   const when = tensors ? `live columns at step ${fmt.int(tensors.step)}` : training ? "live columns from the first tracked step (every 10 steps)" : "live columns while training";
-  $("params-caption").textContent = `${n} tensors, ${fmt.int(model.total)} parameters; ${when}.`;
+  $("params-caption").textContent = `${n} tensors${names}, ${fmt.int(model.total)} parameters; ${when}.`;
 }

@@ -6,6 +6,7 @@
 
 import { $, h } from "./dom.js";
 import { showOptimizer } from "./optimizer.js";
+import { ARCH_KEYS, fillArchLink } from "./arch.js";
 
 // The settings the form shows, by the element that holds each; the tokenizer has two.
 const FORM = {
@@ -87,6 +88,7 @@ function fill(ev) {
   if ([...keys].some((k) => ["n_layer", "n_head", "n_embd", "block_size"].includes(k))) $("preset").value = "custom";
   for (const [key, id] of Object.entries(FORM)) if (keys.has(key) && s[key] !== null) put($(id), s[key]);
   showOptimizer();
+  fillArchLink(s, keys);
   if (keys.has("tokenizer")) {
     const bpe = s.tokenizer.startsWith("bpe:");
     $("tokenizer").value = bpe ? "bpe" : "char";
@@ -94,7 +96,8 @@ function fill(ev) {
   }
   // what the form cannot show: settings it has no field for, and optional ones left to the
   // defaults (null), which the link's run leaves so too
-  extras = Object.fromEntries(ev.set.filter((k) => k !== "tokenizer" && (!(k in FORM) || s[k] === null)).map((k) => [k, s[k]]));
+  const shown = (k) => k === "tokenizer" || k === "arch" || ARCH_KEYS.includes(k) || (k in FORM && s[k] !== null);
+  extras = Object.fromEntries(ev.set.filter((k) => !shown(k)).map((k) => [k, s[k]]));
   const lines = [`Opened a link: set ${ev.set.length ? ev.set.join(", ") : "nothing"}. Nothing trains until you press Start.`];
   const beyond = Object.entries(extras).map(([k, v]) => `${k} ${v === null ? "default" : v}`);
   if (beyond.length) lines.push(`Beyond the form, for the next run: ${beyond.join(", ")}.`);

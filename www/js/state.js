@@ -60,7 +60,7 @@ function trainingStatus(ev) {
 // The line under the plan: that the run fits, and the precision it will train in (f16 asked
 // without shader-f16 trains in f32, and the note says so).
 const planNote = (ev) =>
-  `Fits this GPU's limits. Trains in ${ev.precision === "f16" ? "f16 (mixed precision)" : "f32"}.${ev.precision_note ? ` Note: ${ev.precision_note}.` : ""}`;
+  `Fits this GPU's limits. Trains in ${ev.precision === "f16" ? "f16 (mixed precision)" : "f32"}.${ev.precision_note ? ` Note: ${ev.precision_note}.` : ""} Exports as ${ev.export_class}.`;
 
 const shelf = ({ step, progress, valLoss, sample, history }) => ({ step, progress, valLoss, sample, history });
 
@@ -138,7 +138,7 @@ export const on = {
       status: `Imported ${ev.name}${how}. Generate from it, or press Start to fine-tune it on the corpus.`,
     };
   },
-  export: (s, ev) => ({ ...s, status: `Exported the model at step ${ev.step}: ${ev.files.join(", ")} (a Hugging Face GPT-2 directory).` }),
+  export: (s, ev) => ({ ...s, status: `Exported the model at step ${ev.step}: ${ev.files.join(", ")} (a Hugging Face ${s.plan?.export_class ?? "model"} directory).` }),
   export_run: (s, ev) => ({ ...s, status: `Exported the run at step ${ev.step} as ${ev.name}: go on with it by Import run, or \`wgpt train --resume ${ev.name}\`.` }),
   checkpoint: (s, ev) => ({ ...s, checkpointNote: `saving step ${ev.step}…` }),
   error(s, ev) {

@@ -7,6 +7,7 @@ use strum::{IntoEnumIterator, VariantNames};
 
 use crate::data::{Task, MAX_CORPUS_BYTES, TASKS};
 use crate::dynamics::{Dynamics, LayerDynamics, TensorDynamics};
+use crate::model::{Arch, ArchChoice, ArchPreset, Named};
 use crate::params::ParamRow;
 use crate::precision::Precision;
 use crate::run::experiments::ExperimentInfo;
@@ -131,6 +132,12 @@ pub enum Event {
         precision: Precision,
         /// Why that is not the one asked for (f16 without shader-f16), if so.
         precision_note: Option<String>,
+        // architecture (issue 25)
+        /// The transformers class Export writes the model as (config.json's `architectures`):
+        /// GPT2LMHeadModel, LlamaForCausalLM, Qwen3ForCausalLM or WgptForCausalLM.
+        export_class: String,
+        /// Its config.json `model_type` (`wgpt`: wgpt's own, loaded with trust_remote_code).
+        model_type: String,
     },
     State {
         state: TrainState,
@@ -223,6 +230,11 @@ pub enum Event {
         total: usize,
         flops_per_token: f64,
         peak_flops: Option<f64>,
+        // architecture (issue 25)
+        /// The model's switches, every one explicit (the page shows a held model's).
+        arch: ArchChoice,
+        /// The transformers class whose names the rows are (as `plan`'s).
+        export_class: String,
     },
     /// Look inside, at training step `step`, for `prompt` (`notes` say what became of it: an
     /// empty prompt's start, characters the vocabulary lacks, a window): the tokens looked at
@@ -240,6 +252,8 @@ pub enum Event {
         layer: usize,
         n_layer: usize,
         n_head: usize,
+        /// Key/value heads: query head h shares KV head h / (n_head / n_kv_head) (GQA).
+        n_kv_head: usize,
     },
     /// The last look inside's next-token distribution under new sampling settings.
     Sampling {
@@ -307,6 +321,42 @@ pub struct Manifest {
     // issue 27, experiments: the gallery of one-click comparisons (src/run/experiments.rs)
     #[serde(default)]
     pub experiments: Vec<ExperimentInfo>,
+    // architecture (issue 25): the page's Architecture group
+    /// The architecture presets, GPT-2's first.
+    #[serde(default)]
+    pub arch_presets: Vec<ArchPresetInfo>,
+}
+
+/// An architecture preset as the page offers it: its name (the settings' `arch`), its label,
+/// the line on what changed and why, and the switches it sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchPresetInfo {
+    pub name: String,
+    /// "GPT-2 (2019)", "Llama (2023)", ...
+    pub label: String,
+    pub about: String,
+    /// Every switch but n_kv_head explicit (head_dim and intermediate_size follow the size).
+    pub switches: ArchChoice,
+    /// Whether its n_kv_head is half of n_head (n_head where that is odd), else n_head.
+    pub kv_half: bool,
+}
+
+impl ArchPresetInfo {
+    /// Every preset of [`ArchPreset`].
+    pub fn all() -> Vec<ArchPresetInfo> {
+        ArchPreset::ALL
+            .iter()
+            .map(|&(preset, name)| {
+                let mut arch = Arch::default();
+                preset.apply(&mut arch, 12);
+                let kv_half = arch.n_kv_head == Some(6);
+                arch.n_kv_head = None;
+                let (label, about) = preset.about().split_once(": ").unwrap_or((name, preset.about()));
+                let switches = ArchChoice { arch: Some(name.to_string()), ..ArchChoice::of(&arch) };
+                ArchPresetInfo { name: name.into(), label: label.into(), about: about.into(), switches, kv_half }
+            })
+            .collect()
+    }
 }
 
 /// A built-in task as the page shows it: what it teaches, its parameters, a few examples.
@@ -349,6 +399,7 @@ impl Manifest {
             max_corpus_bytes: MAX_CORPUS_BYTES,
             tasks: TaskInfo::all(),
             experiments: ExperimentInfo::all(),
+            arch_presets: ArchPresetInfo::all(),
         }
     }
 }

@@ -9,7 +9,9 @@ mod events;
 mod requests;
 mod store;
 
-pub use events::{Bar, DynamicsPoint, Event, Guess, LensRow, Manifest, ParityCheck, SamplingView, TaskInfo};
+pub use events::{
+    ArchPresetInfo, Bar, DynamicsPoint, Event, Guess, LensRow, Manifest, ParityCheck, SamplingView, TaskInfo,
+};
 pub use requests::{Request, Sampler, Scope, TrainState};
 pub use store::{RunCurves, SavedRun, StoreEvent, StoreRequest};
 
@@ -56,7 +58,13 @@ mod tests {
             Request::Cancel,
             Request::Export,
             Request::ExportRun,
-            Request::Import { name: "gpt2".into(), config: "{}".into(), tokenizer: "{}".into() },
+            Request::Import {
+                name: "gpt2".into(),
+                config: "{}".into(),
+                tokenizer: "{}".into(),
+                names: vec!["model-00001-of-00002.safetensors".into(), "model-00002-of-00002.safetensors".into()],
+                generation_config: Some(r#"{"eos_token_id":[2,3]}"#.into()),
+            },
             Request::Restore { id: "run-1".into(), names: vec!["config.json".into()], lr: Some(1e-4) },
             Request::ImportRun { name: "run.zip".into(), max_iters: Some(100) },
             Request::Inspect { prompt: "x".into(), layer: 1, sampling },
@@ -135,6 +143,8 @@ mod tests {
                 memory_bytes: 1 << 20,
                 precision: Precision::F32,
                 precision_note: Some("f16 asked, but ...".into()),
+                export_class: "GPT2LMHeadModel".into(),
+                model_type: "gpt2".into(),
             },
             Event::State { state: TrainState::Paused, step: 4 },
             Event::Progress(progress),
@@ -161,6 +171,8 @@ mod tests {
                 rows: params,
                 flops_per_token: 6e5,
                 peak_flops: None,
+                arch: crate::model::ArchChoice::of(&crate::model::Arch::GPT2),
+                export_class: "GPT2LMHeadModel".into(),
             },
             Event::Inspect {
                 step: 30,
@@ -173,6 +185,7 @@ mod tests {
                 layer: 0,
                 n_layer: 2,
                 n_head: 2,
+                n_kv_head: 1,
             },
             Event::Sampling { step: 30, prompt: "the".into(), sampling },
             Event::Parity {
@@ -284,5 +297,35 @@ mod tests {
         // no name is both the engine's and the store's: the worker tells them apart by it
         assert!(m.requests.iter().all(|r| !m.store_requests.contains(r)), "{:?}", m.store_requests);
         assert!(m.events.iter().all(|e| !m.store_events.contains(e)), "{:?}", m.store_events);
+    }
+
+    #[test]
+    fn the_arch_presets_are_the_engines() {
+        use crate::model::{Arch, ArchPreset, Named};
+        let presets = Manifest::new().arch_presets;
+        let labels: Vec<&str> = presets.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(labels, ["GPT-2 (2019)", "Llama (2023)", "Qwen3 (2025)", "speedrun (modded-nanoGPT)"]);
+        for p in &presets {
+            assert!(!p.about.is_empty() && !p.about.contains(": "), "{}: {}", p.name, p.about);
+            // what the page shows of a preset, over any head count, is the engine's preset
+            for n_head in [1, 2, 3, 12] {
+                let mut want = Arch::default();
+                ArchPreset::parse(&p.name).unwrap().apply(&mut want, n_head);
+                let mut shown = p.switches.clone();
+                shown.arch = None;
+                shown.n_kv_head = match (p.kv_half, n_head % 2) {
+                    (true, 0) => Some(n_head / 2),
+                    (true, _) => Some(n_head),
+                    (false, _) => None,
+                };
+                assert_eq!(shown.arch(n_head).unwrap(), want, "{} at {n_head} heads", p.name);
+            }
+        }
+        let speedrun = &presets[3].switches;
+        assert_eq!(
+            (speedrun.logit_softcap, speedrun.tied, speedrun.arch.as_deref()),
+            (Some(15.0), Some(false), Some("speedrun"))
+        );
+        assert_eq!(presets[0].switches.logit_softcap, Some(0.0), "off, as the page's empty softcap");
     }
 }

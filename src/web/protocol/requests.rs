@@ -62,12 +62,21 @@ pub enum Request {
     Export,
     /// The current run as a run zip (an `export_run` event with its bytes).
     ExportRun,
-    /// A GPT-2-family Hugging Face model: config.json and tokenizer.json as text, the bytes sent
-    /// alongside are model.safetensors. Replaces the current model; Start then fine-tunes it.
+    /// A Hugging Face model (GPT-2, Llama, Qwen3 or wgpt's own): config.json and tokenizer.json as
+    /// text, the bytes sent alongside are model.safetensors or the shards `names` names (f32,
+    /// f16 or bf16). Replaces the current model; Start then fine-tunes it.
     Import {
         name: String,
         config: String,
         tokenizer: String,
+        // architecture (issue 25): sharded checkpoints and generation_config.json from the hub
+        /// The safetensors files alongside, in order: a checkpoint's shards (those
+        /// model.safetensors.index.json names); empty: one file, model.safetensors.
+        #[serde(default)]
+        names: Vec<String>,
+        /// generation_config.json, where the model has one: its eos tokens end generated text.
+        #[serde(default)]
+        generation_config: Option<String>,
     },
     /// Go on with a saved run `id` (www/js/runs.js keeps them in the browser's origin-private
     /// file system): its files alongside, named by `names`. `lr` replaces the learning rate
