@@ -92,7 +92,10 @@ fn config_round_trips_byte_for_byte() {
 #[test]
 fn new_config_has_peft_keys() {
     let targets = vec!["c_attn".to_string(), "c_fc".to_string()];
-    let c = PeftConfig::lora("some/base", 8, 16.0, targets, 0.1, true);
+    let gpt2 = base_config("gpt2_base");
+    let c = PeftConfig::lora("some/base", &gpt2, 8, 16.0, targets, 0.1);
+    assert!(c.fan_in_fan_out);
+    assert!(!PeftConfig::lora("b", &base_config("llama_base"), 8, 16.0, vec!["q_proj".into()], 0.0).fan_in_fan_out);
     let text = c.to_json();
     assert_eq!(PeftConfig::parse(&text).unwrap(), c);
     let ours: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -220,7 +223,8 @@ fn run_directory_loads_onto_its_base() {
     let base = fixture("gpt2_base");
     let (base_weights, tok) = hf::dir::load(&base).unwrap();
     let read = peft_dir::read(&fixture("gpt2_adapter"), &base_weights.config).unwrap();
-    let config = PeftConfig::lora(GPT2_BASE, 4, 8.0, vec!["c_attn".into(), "c_proj".into(), "c_fc".into()], 0.05, true);
+    let targets = vec!["c_attn".into(), "c_proj".into(), "c_fc".into()];
+    let config = PeftConfig::lora(GPT2_BASE, &base_weights.config, 4, 8.0, targets, 0.05);
     let mut layers = read.layers.iter();
     let adapter = Adapter::new(config, &base_weights.config, |site| {
         let l = layers.next().unwrap();
@@ -247,6 +251,10 @@ fn run_directory_loads_onto_its_base() {
     let bad = Adapter::new(adapter.config.clone(), &base_weights.config, |_| (vec![0.0; 3], vec![0.0; 3]));
     let e = bad.unwrap_err().to_string();
     assert!(e.contains("transformer.h.0.attn.c_attn: lora_A has 3 values"), "{e}");
+    let mut big = adapter.config.clone();
+    big.r = 257;
+    let e = Adapter::new(big, &base_weights.config, |_| unreachable!()).unwrap_err().to_string();
+    assert!(e.contains("LoRA rank 257: the rank must be from 1 to 256"), "{e}");
     std::fs::remove_dir_all(&run).unwrap();
 }
 

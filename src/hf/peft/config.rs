@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::model::{Gpt2Config, HfClass};
 use crate::{Error, Result};
 
 /// The largest rank wgpt trains or loads.
@@ -110,23 +111,23 @@ fn json_number(x: f64) -> Value {
 }
 
 impl PeftConfig {
-    /// A new LoRA config as peft would save it for a causal LM: `base` names the base model,
-    /// `fan_in_fan_out` is true for GPT-2 (Conv1D weights).
+    /// A new LoRA config as peft would save it for a causal LM on a base of config `base`, named
+    /// `base_name` (base_model_name_or_path); fan_in_fan_out is true for GPT-2 (Conv1D weights).
     pub fn lora(
-        base: &str,
+        base_name: &str,
+        base: &Gpt2Config,
         r: usize,
         lora_alpha: f64,
         target_modules: Vec<String>,
         lora_dropout: f64,
-        fan_in_fan_out: bool,
     ) -> PeftConfig {
         PeftConfig {
             r,
             lora_alpha,
             lora_dropout,
             target_modules,
-            base_model_name_or_path: Some(base.to_string()),
-            fan_in_fan_out,
+            base_model_name_or_path: Some(base_name.to_string()),
+            fan_in_fan_out: HfClass::of(base) == HfClass::Gpt2,
             rest: defaults(),
         }
     }
@@ -169,9 +170,11 @@ impl PeftConfig {
                 .or_else(|_| {
                     bad(format!("target_modules must be a list of module names, got {}", obj["target_modules"]))
                 })?,
-            Some(Value::String(s)) => return bad(format!(
+            Some(Value::String(s)) => {
+                return bad(format!(
                 "target_modules is the pattern {s:?}; wgpt takes a list of module names (e.g. [\"c_attn\", \"c_fc\"])"
-            )),
+            ))
+            }
             other => return bad(format!("target_modules must be a non-empty list of module names, got {other:?}")),
         };
         let base_model_name_or_path = match obj.get("base_model_name_or_path") {

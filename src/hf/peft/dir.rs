@@ -64,11 +64,13 @@ pub struct Source {
 
 impl Source {
     /// `dir` as a model: an adapter directory's base is `base` when given, else its
-    /// base_model_name_or_path when that is a local directory; a missing base is an error naming
-    /// it. `base` with a plain model directory is an error.
+    /// base_model_name_or_path when that is a local directory (a relative path from the current
+    /// directory, as peft takes it); a missing base is an error naming it. `base` with a plain
+    /// model directory is an error.
     pub fn resolve(dir: &Path, base: Option<&Path>) -> Result<Source> {
         if !is_adapter(dir) {
-            if base.is_some() {
+            // a directory that is not there is named by the load that follows
+            if base.is_some() && dir.is_dir() {
                 return Err(Error::Input(format!(
                     "--base is for adapter directories, and {} has no {CONFIG_FILE}",
                     dir.display()

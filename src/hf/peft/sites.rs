@@ -3,7 +3,7 @@
 //! whole, Llama's and Qwen3's q/k/v_proj column ranges of the fused c_attn and gate/up_proj of
 //! the fused c_fc), and the choice of them by `target_modules`.
 
-use super::config::PeftConfig;
+use super::config::{PeftConfig, MAX_RANK};
 use crate::hf::names::{self, Part};
 use crate::model::{Gpt2Config, HfClass};
 use crate::{Error, Result};
@@ -61,13 +61,16 @@ pub fn all_sites(cfg: &Gpt2Config) -> Result<Vec<Site>> {
 }
 
 /// The layers `config`'s target_modules name on a base of `cfg`; a target that names no linear
-/// layer of the base, or a rank over a layer's min(in, out), is an error naming it.
+/// layer of the base, or a rank outside 1..=256 or over a layer's min(in, out), is an error
+/// naming it.
 pub fn select(cfg: &Gpt2Config, config: &PeftConfig) -> Result<Vec<Site>> {
+    if !(1..=MAX_RANK).contains(&config.r) {
+        return Err(Error::Input(format!("LoRA rank {}: the rank must be from 1 to {MAX_RANK}", config.r)));
+    }
     let all = all_sites(cfg)?;
     for target in &config.target_modules {
         if !all.iter().any(|s| s.matches(target)) {
             let mut known: Vec<&str> = all.iter().filter_map(|s| s.module.rsplit('.').next()).collect();
-            known.dedup();
             known.sort_unstable();
             known.dedup();
             return Err(Error::Format(format!(
