@@ -346,3 +346,55 @@ fn cli_forward_and_merge_lora() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// Malformed and unsupported adapter_config.json values, each refused naming the field.
+#[test]
+fn malformed_configs_are_refused() {
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("gpt2_adapter/adapter_config.json")).unwrap()).unwrap();
+    let with = |key: &str, v: serde_json::Value| {
+        let mut c = good.clone();
+        c[key] = v;
+        c.to_string()
+    };
+    let without = |key: &str| {
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove(key);
+        c.to_string()
+    };
+    let cases = [
+        ("{not json".to_string(), "not valid JSON"),
+        ("[]".to_string(), "not a JSON object"),
+        (without("peft_type"), "missing the field peft_type"),
+        (without("r"), "missing the field r"),
+        (with("r", "4".into()), "r must be a number, got \"4\""),
+        (with("r", 2.5.into()), "r = 2.5: the rank must be a whole number"),
+        (with("r", 0.into()), "r = 0: the rank must be a whole number from 1 to 256"),
+        (with("lora_alpha", serde_json::Value::Null), "lora_alpha must be a number"),
+        (with("target_modules", ".*c_attn".into()), "target_modules is the pattern \".*c_attn\""),
+        (with("target_modules", serde_json::json!([])), "target_modules must be a non-empty list"),
+        (with("target_modules", serde_json::json!([1])), "target_modules must be a list of module names"),
+        (with("task_type", "SEQ_CLS".into()), "task_type is \"SEQ_CLS\""),
+        (with("init_lora_weights", "pissa".into()), "init_lora_weights is \"pissa\", an init that rewrites"),
+        (with("layers_to_transform", serde_json::json!([0])), "layers_to_transform is [0]"),
+        (with("base_model_name_or_path", 3.into()), "base_model_name_or_path must be a string"),
+    ];
+    for (text, reason) in cases {
+        let e = PeftConfig::parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("adapter_config.json: ") && e.contains(reason), "{reason}: {e}");
+    }
+    for init in [serde_json::json!(false), "gaussian".into(), "eva".into(), "orthogonal".into()] {
+        PeftConfig::parse(&with("init_lora_weights", init)).unwrap();
+    }
+    let cfg = base_config("gpt2_base");
+    let attn = PeftConfig::parse(&with("target_modules", serde_json::json!(["attn.c_proj"]))).unwrap();
+    let mut own = cfg;
+    own.arch.mlp = wgpt::model::Mlp::Relu2;
+    let e = peft::sites::select(&own, &attn).unwrap_err().to_string();
+    assert!(e.contains("wgpt's own model type"), "{e}");
+    let sites = peft::sites::select(&cfg, &attn).unwrap();
+    assert_eq!(
+        sites.iter().map(|s| s.module.as_str()).collect::<Vec<_>>(),
+        ["transformer.h.0.attn.c_proj", "transformer.h.1.attn.c_proj"]
+    );
+}
