@@ -1,10 +1,12 @@
 //! Hugging Face model directories, both ways: config.json ([`config`]), the state dict's names
 //! per class ([`names`]) and safetensors ([`tensors`]) as transformers writes them for
 //! GPT2LMHeadModel, LlamaForCausalLM, Qwen3ForCausalLM and wgpt's own model type, read into
-//! [`Weights`] and written back so that `from_pretrained` loads them as-is.
+//! [`Weights`] and written back so that `from_pretrained` loads them as-is; peft's LoRA adapters
+//! on them ([`peft`]).
 
 pub mod config;
 pub mod names;
+pub mod peft;
 pub mod tensors;
 
 pub use config::{config_json, eos_tokens, parse_config, read_config};

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
+use wgpt::hf::peft::dir::Source;
 use wgpt::lens::{check_prompt, Lens, LogitLens};
 use wgpt::model::Gpt2Config;
 use wgpt::options::Options;
@@ -16,9 +17,13 @@ use wgpt::{hf, Error, Result};
 #[derive(clap::Args)]
 pub struct InspectArgs {
     /// HF model directory: config.json (the table needs only this), model.safetensors and
-    /// tokenizer.json (for --prompt).
+    /// tokenizer.json (for --prompt); or a peft LoRA adapter directory, run on its base.
     #[arg(long)]
     model: PathBuf,
+    /// The base model directory of an adapter --model (default: the adapter's
+    /// base_model_name_or_path, when that is a local directory).
+    #[arg(long)]
+    base: Option<PathBuf>,
     /// Look through the model at this text: its tokens and, per layer, the most likely next
     /// tokens (the logit lens). At most the model's context (block_size tokens); empty means
     /// <|endoftext|> where the tokenizer has it.
@@ -43,10 +48,11 @@ struct Looked {
 }
 
 pub fn inspect(args: InspectArgs, opts: &Options) -> Result<ExitCode> {
-    let cfg = hf::dir::load_config(&args.model)?;
+    let source = hf::peft::dir::Source::resolve(&args.model, args.base.as_deref())?;
+    let cfg = source.config()?;
     let rows = param_table(&cfg);
     let looked = match &args.prompt {
-        Some(prompt) => Some(look(&args, opts, &cfg, prompt)?),
+        Some(prompt) => Some(look(&args, &source, opts, &cfg, prompt)?),
         None => None,
     };
     if args.json {
@@ -61,21 +67,20 @@ pub fn inspect(args: InspectArgs, opts: &Options) -> Result<ExitCode> {
 }
 
 /// Tokenizes the prompt, checks it fits, and runs the lens on the GPU.
-fn look(args: &InspectArgs, opts: &Options, cfg: &Gpt2Config, prompt: &str) -> Result<Looked> {
-    let tok_path = args.model.join("tokenizer.json");
-    if !tok_path.exists() {
+fn look(args: &InspectArgs, source: &Source, opts: &Options, cfg: &Gpt2Config, prompt: &str) -> Result<Looked> {
+    let Some(tok_path) = source.file("tokenizer.json") else {
         return Err(Error::Input(format!(
             "{} has no tokenizer.json, which --prompt needs to turn the text into tokens",
             args.model.display()
         )));
-    }
+    };
     let tokenizer = Tokenizer::from_file(&tok_path)?;
     let ids = tokenizer.prompt_ids(prompt)?;
     if !prompt.is_empty() && tokenizer.decode(&ids)? != prompt {
         eprintln!("note: characters of the prompt that are not in the vocabulary were dropped");
     }
     check_prompt(cfg, &ids)?;
-    let (weights, _) = hf::dir::load(&args.model)?;
+    let (weights, _) = source.load()?;
     let model = super::model(opts, &weights)?;
     let lens = pollster::block_on(Lens::default().run(&model, &ids, args.top as usize))?;
     let mut text = std::collections::HashMap::new();

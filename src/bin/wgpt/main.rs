@@ -1,6 +1,6 @@
 //! The native `wgpt` command line: `train`, `tasks`, `experiments`, `export-run`, `sample`,
-//! `inspect`, `parity`, `forward` and `bench`, all on the same library the page uses (the `cli`
-//! feature).
+//! `inspect`, `parity`, `forward`, `merge-lora` and `bench`, all on the same library the page uses
+//! (the `cli` feature).
 
 mod arch;
 mod bench;
@@ -11,7 +11,7 @@ mod sample;
 mod train;
 mod train_args;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -119,9 +119,14 @@ enum Command {
     },
     /// Run a model directory on a prompt and print the most likely next tokens.
     Forward {
-        /// HF model directory: config.json, model.safetensors, tokenizer.json (for --text).
+        /// HF model directory: config.json, model.safetensors, tokenizer.json (for --text); or a
+        /// peft LoRA adapter directory, run on its base.
         #[arg(long)]
         model: PathBuf,
+        /// The base model directory of an adapter --model (default: the adapter's
+        /// base_model_name_or_path, when that is a local directory).
+        #[arg(long)]
+        base: Option<PathBuf>,
         /// Prompt text, tokenized with the directory's tokenizer.json.
         #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
         text: Option<String>,
@@ -134,6 +139,19 @@ enum Command {
         /// Write the logits of every position, [T, V] f32, to this safetensors file.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Merge a peft LoRA adapter directory into its base (W + (alpha/r)·B·A) and write the
+    /// result as a plain HF model directory (config.json, model.safetensors, tokenizer.json,
+    /// generation_config.json) that transformers loads without peft.
+    MergeLora {
+        /// The adapter directory (adapter_config.json, adapter_model.safetensors).
+        dir: PathBuf,
+        /// The new directory to write.
+        out: PathBuf,
+        /// The base model directory (default: the adapter's base_model_name_or_path, when that
+        /// is a local directory).
+        #[arg(long)]
+        base: Option<PathBuf>,
     },
     /// Time a workload on random weights of a preset's shapes (wall clock; prints a table).
     Bench(crate::bench::BenchArgs),
@@ -159,7 +177,10 @@ fn main() -> ExitCode {
         Command::Experiments => crate::experiment::list(),
         Command::ExportRun { dir, zip } => crate::train::export_run(&dir, &zip),
         Command::Parity { file } => parity(file, &opts),
-        Command::Forward { model, text, ids, top, out } => forward(&opts, model, text, ids, top, out),
+        Command::Forward { model, base, text, ids, top, out } => {
+            hf::peft::dir::Source::resolve(&model, base.as_deref()).and_then(|m| forward(&opts, m, text, ids, top, out))
+        }
+        Command::MergeLora { dir, out, base } => merge_lora(&dir, &out, base.as_deref()),
         Command::Sample(args) => crate::sample::sample(args, &opts),
         Command::Inspect(args) => crate::inspect::inspect(args, &opts),
         Command::Bench(args) => crate::bench::bench(args, &opts),
@@ -236,20 +257,28 @@ fn parity(file: PathBuf, opts: &Options) -> Result<ExitCode> {
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+fn merge_lora(dir: &Path, out: &Path, base: Option<&Path>) -> Result<ExitCode> {
+    let source = hf::peft::dir::Source::resolve(dir, base)?;
+    source.merge_into(out)?;
+    let base = source.base.as_deref().unwrap_or(dir);
+    println!("{} merged into {} and written to {}", dir.display(), base.display(), out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn forward(
     opts: &Options,
-    dir: PathBuf,
+    source: hf::peft::dir::Source,
     text: Option<String>,
     ids: Option<Vec<u32>>,
     top: usize,
     out: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let (weights, tokenizer) = hf::dir::load(&dir)?;
+    let (weights, tokenizer) = source.load()?;
     let ids = match (text, ids) {
         (_, Some(ids)) => ids,
         (Some(text), None) => {
             let tok = tokenizer.as_ref().ok_or_else(|| {
-                Error::Input(format!("{} has no tokenizer.json; pass --ids instead of --text", dir.display()))
+                Error::Input(format!("{} has no tokenizer.json; pass --ids instead of --text", source.dir.display()))
             })?;
             tok.encode(&text)?
         }

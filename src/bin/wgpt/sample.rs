@@ -13,9 +13,14 @@ use wgpt::{hf, Error, Result};
 #[derive(clap::Args)]
 pub struct SampleArgs {
     /// HF model directory: config.json, model.safetensors and tokenizer.json (a `wgpt train`
-    /// checkpoint, or openai-community/gpt2 as downloaded from the Hugging Face hub).
+    /// checkpoint, or openai-community/gpt2 as downloaded from the Hugging Face hub); or a peft
+    /// LoRA adapter directory, run on its base.
     #[arg(long)]
     model: PathBuf,
+    /// The base model directory of an adapter --model (default: the adapter's
+    /// base_model_name_or_path, when that is a local directory).
+    #[arg(long)]
+    base: Option<PathBuf>,
     /// The prompt; `-` reads it from stdin. Empty: generation starts from <|endoftext|> when the
     /// tokenizer has it (unconditional samples), else it is an error. Longer than the model's
     /// context (block_size tokens): only its last block_size tokens are used (said on stderr).
@@ -50,14 +55,15 @@ pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
     };
     cfg.validate()?;
     let prompt = read_prompt(args.prompt)?;
-    let (weights, tokenizer) = hf::dir::load(&args.model)?;
+    let source = hf::peft::dir::Source::resolve(&args.model, args.base.as_deref())?;
+    let (weights, tokenizer) = source.load()?;
     let tokenizer = tokenizer.ok_or_else(|| {
         Error::Input(format!("{} has no tokenizer.json; sampling text needs one", args.model.display()))
     })?;
     let block = weights.config.block_size;
     let eot = tokenizer.end_of_text();
     // generation_config.json's eos tokens end the text too (not shown, as transformers)
-    let stops = hf::dir::stop_tokens(&args.model)?;
+    let stops = source.stop_tokens()?;
     let ids = tokenizer.prompt_ids(&prompt)?;
     if !prompt.is_empty() && tokenizer.decode(&ids)? != prompt {
         eprintln!("note: characters of the prompt that are not in the vocabulary were dropped");
