@@ -9,21 +9,20 @@
 # mlp gelu | relu2 | swiglu, n_kv_head (grouped-query attention), head_dim, qk_norm, bias,
 # tied, logit_softcap.
 #
-# The state dict is nanoGPT's (model.safetensors holds exactly these names):
-#   transformer.wte.weight                 (V, C)
-#   transformer.wpe.weight                 (T, C)                learned positions only
-#   transformer.h.N.ln_1.weight, .bias     (C,)                  bias: LayerNorm with bias only
-#   transformer.h.N.attn.c_attn.weight     ((NH + 2KV) hs, C)    q | k | v rows, nn.Linear [out, in]
-#   transformer.h.N.attn.c_attn.bias       ((NH + 2KV) hs,)
-#   transformer.h.N.attn.q_norm.weight     (hs,)                 qk_norm only
-#   transformer.h.N.attn.k_norm.weight     (hs,)                 qk_norm only
-#   transformer.h.N.attn.c_proj.weight     (C, NH hs), bias (C,)
-#   transformer.h.N.ln_2.weight, .bias     (C,)
-#   transformer.h.N.mlp.c_fc.weight        (I, C); swiglu: (2I, C), gate rows then up rows
-#   transformer.h.N.mlp.c_fc.bias          (I,) or (2I,)
-#   transformer.h.N.mlp.c_proj.weight      (C, I), bias (C,)
-#   transformer.ln_f.weight, .bias         (C,)
-#   lm_head.weight                         (V, C)                untied only
+# The state dict is nanoGPT's (model.safetensors holds exactly these names; a bias only with
+# `bias`, LayerNorm's too; linear weights as nn.Linear stores them, [out, in]):
+#   transformer.wte.weight                     (V, C)
+#   transformer.wpe.weight                     (T, C)                       learned positions only
+#   transformer.h.N.ln_1.weight, .bias         (C,), (C,)
+#   transformer.h.N.attn.c_attn.weight, .bias  ((NH + 2KV) hs, C), ((NH + 2KV) hs,)   q | k | v rows
+#   transformer.h.N.attn.q_norm.weight         (hs,)                        qk_norm only
+#   transformer.h.N.attn.k_norm.weight         (hs,)                        qk_norm only
+#   transformer.h.N.attn.c_proj.weight, .bias  (C, NH hs), (C,)
+#   transformer.h.N.ln_2.weight, .bias         (C,), (C,)
+#   transformer.h.N.mlp.c_fc.weight, .bias     (I, C), (I,)                 swiglu: 2I, gate rows then up rows
+#   transformer.h.N.mlp.c_proj.weight, .bias   (C, I), (C,)
+#   transformer.ln_f.weight, .bias             (C,), (C,)
+#   lm_head.weight                             (V, C)                       untied only
 # Llama's q_proj, k_proj, v_proj are the row blocks of c_attn; gate_proj and up_proj those of
 # c_fc; o_proj is attn.c_proj and down_proj mlp.c_proj. GPT-2's Conv1D weights are these
 # transposed.

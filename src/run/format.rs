@@ -118,11 +118,6 @@ pub fn code_files(c: &CheckpointFiles) -> Vec<(&'static str, &'static [u8])> {
     code.iter().map(|(name, text)| (*name, text.as_bytes())).collect()
 }
 
-/// Whether `name` is one of a run's files: [`RUN_FILES`] or a code file.
-fn is_run_file(name: &str) -> bool {
-    RUN_FILES.contains(&name) || hf::CODE_FILES.iter().any(|(n, _)| *n == name)
-}
-
 /// One line of metrics.jsonl: a progress report or an evaluation, each with its step (`iter`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -243,7 +238,7 @@ pub mod dir {
     use std::path::Path;
     use std::time::Duration;
 
-    use super::{is_run_file, RunFiles, CORPUS_FILE, RUN_FILES};
+    use super::{RunFiles, CORPUS_FILE, RUN_FILES};
     use crate::hf::CODE_FILES;
     use crate::{Error, Result};
 
@@ -251,6 +246,11 @@ pub mod dir {
 
     fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
         Error::Io(format!("cannot {what} {}: {e}", path.display()))
+    }
+
+    /// Whether `name` is one of a run's files: [`RUN_FILES`] or a code file.
+    fn is_run_file(name: &str) -> bool {
+        RUN_FILES.contains(&name) || CODE_FILES.iter().any(|(n, _)| *n == name)
     }
 
     fn tmp(name: &str) -> String {
