@@ -7,7 +7,7 @@
 //! training_state.safetensors                         AdamW's moments, step, data RNG, settings
 //! metrics.jsonl                                      every progress and evaluation record so far
 //! corpus.txt                                         the text the run trains on
-//! configuration_wgpt.py, modeling_wgpt.py             wgpt's own model type only: its code
+//! configuration_wgpt.py, modeling_wgpt.py            wgpt's own model type only: its code
 //! ```
 //!
 //! A checkpoint replaces the first five together in one commit ([`dir::commit`]; www/js/runs.js
