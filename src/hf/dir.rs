@@ -1,12 +1,13 @@
 //! An HF model directory on disk: config.json, model.safetensors or a sharded checkpoint
 //! (model.safetensors.index.json and its shards), an optional tokenizer.json and an optional
-//! generation_config.json.
+//! generation_config.json; a model of wgpt's own type is written with its code
+//! (configuration_wgpt.py, modeling_wgpt.py) beside the weights.
 
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::{config_json, eos_tokens, load_files, parse_config, parse_safetensors, save_weights};
+use super::{code_files, config_json, eos_tokens, load_files, parse_config, parse_safetensors, save_weights};
 use crate::model::{Gpt2Config, Weights};
 use crate::read_file;
 use crate::tokenizer::Tokenizer;
@@ -96,7 +97,8 @@ pub fn stop_tokens(dir: &Path) -> Result<Vec<u32>> {
     eos_tokens(&read_text(&p)?).map_err(|e| Error::Format(format!("{}: {e}", p.display())))
 }
 
-/// Writes config.json, model.safetensors and (if given) tokenizer.json into `dir`.
+/// Writes config.json, model.safetensors, (if given) tokenizer.json and (for wgpt's own model
+/// type) its code files into `dir`.
 pub fn save(dir: &Path, weights: &Weights, tokenizer: Option<&Tokenizer>) -> Result<()> {
     let io = |p: &Path, e: std::io::Error| Error::Io(format!("cannot write {}: {e}", p.display()));
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
@@ -107,6 +109,10 @@ pub fn save(dir: &Path, weights: &Weights, tokenizer: Option<&Tokenizer>) -> Res
     if let Some(t) = tokenizer {
         let p = dir.join("tokenizer.json");
         std::fs::write(&p, t.to_json()?).map_err(|e| io(&p, e))?;
+    }
+    for (name, text) in code_files(&weights.config) {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| io(&p, e))?;
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! makes them, each once), its method (stored or deflate), its declared sizes (under a cap per
 //! file and in all, consistent with the method) and the number of entries are checked; while
 //! decompressing, no entry may produce more than it declared, and its CRC must match. Each
-//! refusal says what is wrong and what to do.
+//! refusal says what is wrong and what to do. A run of wgpt's own model type carries its code
+//! (configuration_wgpt.py, modeling_wgpt.py, deflated) for transformers; reading leaves those
+//! entries alone, as config.json says what they are.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Write};
@@ -18,8 +20,9 @@ use crate::data::MAX_CORPUS_BYTES;
 use crate::run::format::{RunFiles, CORPUS_FILE, METRICS_FILE, MODEL_FILE, RUN_FILES};
 use crate::{Error, Result};
 
-/// The most entries a run zip may have: its six files with room for a few extras (a loss chart,
-/// folders, an archiver's metadata), far below what a zip bomb of many entries needs.
+/// The most entries a run zip may have: its six files (eight with wgpt's code files) with room
+/// for a few extras (a loss chart, folders, an archiver's metadata), far below what a zip bomb of
+/// many entries needs.
 pub const MAX_ENTRIES: usize = 64;
 
 /// The most a run zip may unpack to in all: what the page's wasm (4 GiB) can hold with the zip.

@@ -7,12 +7,16 @@
 //! training_state.safetensors                         AdamW's moments, step, data RNG, settings
 //! metrics.jsonl                                      every progress and evaluation record so far
 //! corpus.txt                                         the text the run trains on
+//! configuration_wgpt.py, modeling_wgpt.py            wgpt's own model type only: its code
 //! ```
 //!
 //! A checkpoint replaces the first five together in one commit ([`dir::commit`]; www/js/runs.js
 //! does the same in the browser); corpus.txt is written once, when the run starts. A run saved
 //! before corpus.txt existed resolves its corpus from the reference in its settings (the file's
-//! path, or the built-in task it regenerates).
+//! path, or the built-in task it regenerates). A model of wgpt's own type (no transformers class)
+//! has its code beside the weights in run directories and zips ([`code_files`]), written with
+//! each checkpoint and never read back: config.json says what it is. The page's saved runs keep
+//! the six files; its Export run adds the code.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::STATE_FILE;
 use crate::dynamics::Dynamics;
+use crate::hf;
 use crate::run::{CheckpointFiles, Eval, Progress};
 use crate::{Error, Result};
 
@@ -82,12 +87,14 @@ impl RunFiles {
         Ok(RunFiles { checkpoint, metrics, corpus })
     }
 
-    /// Each file's name and bytes, in [`RUN_FILES`] order (corpus.txt only where there is one).
+    /// Each file's name and bytes, in [`RUN_FILES`] order (corpus.txt only where there is one),
+    /// then the [`code_files`].
     pub fn named(&self) -> Vec<(&'static str, &[u8])> {
         let mut files = checkpoint_files(&self.checkpoint, &self.metrics);
         if let Some(corpus) = &self.corpus {
             files.push((CORPUS_FILE, corpus.as_bytes()));
         }
+        files.extend(code_files(&self.checkpoint));
         files
     }
 }
@@ -102,6 +109,13 @@ pub fn checkpoint_files<'a>(c: &'a CheckpointFiles, metrics: &'a Metrics) -> Vec
         (STATE_FILE, &c.state),
         (METRICS_FILE, metrics.text().as_bytes()),
     ]
+}
+
+/// The code files beside a checkpoint's weights where its config.json is wgpt's own model type
+/// ([`hf::code_files`]); none for a transformers class.
+pub fn code_files(c: &CheckpointFiles) -> Vec<(&'static str, &'static [u8])> {
+    let code = hf::read_config(&c.config_json).map_or(&[][..], |config| hf::code_files(&config));
+    code.iter().map(|(name, text)| (*name, text.as_bytes())).collect()
 }
 
 /// One line of metrics.jsonl: a progress report or an evaluation, each with its step (`iter`).
@@ -225,12 +239,18 @@ pub mod dir {
     use std::time::Duration;
 
     use super::{RunFiles, CORPUS_FILE, RUN_FILES};
+    use crate::hf::CODE_FILES;
     use crate::{Error, Result};
 
     const COMMIT: &str = ".commit";
 
     fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
         Error::Io(format!("cannot {what} {}: {e}", path.display()))
+    }
+
+    /// Whether `name` is one of a run's files: [`RUN_FILES`] or a code file.
+    fn is_run_file(name: &str) -> bool {
+        RUN_FILES.contains(&name) || CODE_FILES.iter().any(|(n, _)| *n == name)
     }
 
     fn tmp(name: &str) -> String {
@@ -289,7 +309,7 @@ pub mod dir {
             Ok(list) => {
                 let names: Vec<String> = serde_json::from_slice(&list)
                     .map_err(|e| Error::Format(format!("{} is not a list of file names: {e}", marker.display())))?;
-                for name in names.iter().filter(|n| RUN_FILES.contains(&n.as_str())) {
+                for name in names.iter().filter(|n| is_run_file(n)) {
                     let from = dir.join(tmp(name));
                     if from.exists() {
                         std::fs::rename(&from, dir.join(name)).map_err(|e| io("write", &dir.join(name), e))?;
@@ -300,7 +320,8 @@ pub mod dir {
                 std::fs::remove_file(&marker).map_err(|e| io("remove", &marker, e))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                for name in RUN_FILES.iter().map(|n| tmp(n)).chain([tmp(COMMIT)]) {
+                let code = CODE_FILES.iter().map(|(n, _)| *n);
+                for name in RUN_FILES.into_iter().chain(code).map(tmp).chain([tmp(COMMIT)]) {
                     let _ = std::fs::remove_file(dir.join(name));
                 }
             }

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use crate::data::{corpus_text, Dataset, Task};
 use crate::model::{HfClass, Weights};
 use crate::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
-use crate::run::format::{checkpoint_files, RunFiles, CORPUS_FILE};
+use crate::run::format::{checkpoint_files, code_files, RunFiles, CORPUS_FILE};
 use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
 use crate::run::{archive, DataSource, RunSettings};
 use crate::tokenizer::Tokenizer;
@@ -327,6 +327,7 @@ async fn export_run(w: &mut With<'_>) -> Result<()> {
     let checkpoint = tr.driver.current_checkpoint().ok_or_else(|| Error::Input("the run is not saved".into()))?;
     let mut files = checkpoint_files(checkpoint, tr.driver.metrics());
     files.push((CORPUS_FILE, tr.corpus.text.as_bytes()));
+    files.extend(code_files(checkpoint));
     let zip = archive::write(&files)?;
     let step = tr.driver.run.step();
     let stem: String = tr

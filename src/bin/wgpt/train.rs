@@ -16,7 +16,7 @@ use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
 use wgpt::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use wgpt::run::driver::diverged_message;
-use wgpt::run::format::{checkpoint_files, dir, RunFiles, CORPUS_FILE};
+use wgpt::run::format::{checkpoint_files, code_files, dir, RunFiles, CORPUS_FILE};
 use wgpt::run::{archive, DataSource, Driver, Eval, RunEvent, Status};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::Optimizer;
@@ -337,6 +337,7 @@ fn show(
             if let Some(text) = &text {
                 files.push((CORPUS_FILE, text.as_bytes()));
             }
+            files.extend(code_files(checkpoint));
             dir::commit(out, &files, pause)?;
             chart::draw(metrics, &out.join("loss.png"));
         }
