@@ -11,13 +11,14 @@
 // (arrow keys, Home/End, Enter and Space) showing a hook of its panel and hiding the others. The
 // task's parameter (max=6) and the answer-only loss travel in the link; the task run's first
 // evaluation shows in `task-view` as its `task_eval` says, every answer token marked.
-// `--shots DIR` saves the layout at 1440x900 while training (layout.png) and the task view
-// (tasks.png) there, for docs/.
+// `--shots DIR` then trains a small character-level reverse run in the fresh page and saves the
+// layout at 1440x900 (layout.png) and the task view (tasks.png) there, for docs/.
 //
 //   node tests/browser/e2e-playground.mjs [--dist dist] [--screenshot target/browser/links.png] [--shots DIR]
 
+import fs from "node:fs";
 import path from "node:path";
-import { cliArgs, fail, openE2e, showTab } from "./lib.mjs";
+import { cliArgs, fail, openE2e, pageKit, posterised, showTab } from "./lib.mjs";
 
 const args = cliArgs();
 const root = path.resolve(args.dist ?? "dist");
@@ -115,6 +116,30 @@ async function copy(p) {
   return p.locator('[data-testid="share-link"]').textContent();
 }
 
+// docs/'s pictures: a character-level reverse run (max=6, answer-only loss) of 200 steps on `p`,
+// then the page at 1440x900 (layout.png) and the task view (tasks.png) in `dir`.
+async function docsShots(p, dir) {
+  const kit = pageKit(p);
+  await p.setViewportSize({ width: 1440, height: 900 });
+  await p.selectOption("#tokenizer", "char");
+  await p.selectOption("#optimizer", "adamw");
+  await p.selectOption("#lr_schedule", "cosine");
+  for (const [id, v] of Object.entries({ n_embd: 48, batch_size: 16, grad_accum: 1, max_iters: 200, lr: 0.01, eval_interval: 50, eval_iters: 1 })) await kit.set(id, v);
+  await p.evaluate(() => (window.wgptEvents = []));
+  await kit.byId("train-start").click();
+  await kit.event("task_eval", { step: 200 }, 600_000);
+  await showTab(p, "generate");
+  await p.evaluate(() => {
+    window.scrollTo(0, 0);
+    document.querySelector(".controls").scrollTop = 0;
+  });
+  await p.waitForTimeout(500);
+  fs.writeFileSync(path.join(dir, "layout.png"), await posterised(p, await p.screenshot()));
+  await showTab(p, "task-view");
+  fs.writeFileSync(path.join(dir, "tasks.png"), await posterised(p, await p.locator("#view-tasks").screenshot()));
+  console.log(`docs pictures in ${dir}: ${await kit.text("status")}`);
+}
+
 // What the engine said about training on `p`: its state events.
 const states = (p) => p.evaluate(() => (window.wgptEvents || []).filter((e) => e.type === "state"));
 
@@ -203,15 +228,7 @@ try {
     const got = view.items[i];
     if (got.exact !== x.exact || JSON.stringify(got.marks) !== JSON.stringify(x.right) || !got.marks.length) fail(`task-view example ${i}: ${JSON.stringify(got)}, the engine's ${JSON.stringify(x)}`);
   });
-  if (args.shots) await page.locator("#view-tasks").screenshot({ path: path.join(args.shots, "tasks.png") });
   await e2e.stepAtLeast(1, 300_000);
-  if (args.shots) {
-    await e2e.stepAtLeast(12, 300_000);
-    await showTab(page, "generate");
-    await page.setViewportSize({ width: 1440, height: 900 });
-    await page.waitForTimeout(500);
-    await page.screenshot({ path: path.join(args.shots, "layout.png") });
-  }
   const asked = [];
   page.once("dialog", (d) => {
     asked.push(d.message());
@@ -224,6 +241,7 @@ try {
   await byId("train-stop").click();
   await e2e.status("Stopped");
   await page.screenshot({ path: shot, fullPage: true });
+  if (args.shots) await docsShots(fresh, path.resolve(args.shots));
   console.log("PASS");
 } catch (e) {
   await e2e.failed(e, shot);

@@ -305,3 +305,22 @@ export async function checkLook(page, ev, what) {
   if (!look.caption.includes(`step ${ev.step.toLocaleString("en-US")}`)) fail(`${what}: the caption says ${JSON.stringify(look.caption)}`);
   console.log(`${what}: ${look.caption} ${t} tokens; next token ${JSON.stringify(look.bars.slice(0, 3))}; lens top-1 per layer ${JSON.stringify(look.lens.map((r) => r.top1))}; ${look.heads} heads, attention ${(ink * 100).toFixed(1)}% inked`);
 }
+
+// A PNG (a Buffer) posterised in the page to 16 levels a channel, so that it compresses well: the
+// pictures docs/ keeps.
+export async function posterised(page, png) {
+  const out = await page.evaluate(async (b64) => {
+    const image = await createImageBitmap(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: "image/png" }));
+    const canvas = new OffscreenCanvas(image.width, image.height);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(image, 0, 0);
+    const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    for (let k = 0; k < img.data.length; k++) if (k % 4 !== 3) img.data[k] = Math.min(255, Math.round(img.data[k] / 17) * 17);
+    ctx.putImageData(img, 0, 0);
+    const bytes = new Uint8Array(await (await canvas.convertToBlob({ type: "image/png" })).arrayBuffer());
+    let s = "";
+    for (const b of bytes) s += String.fromCharCode(b);
+    return btoa(s);
+  }, png.toString("base64"));
+  return Buffer.from(out, "base64");
+}
