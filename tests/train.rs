@@ -774,3 +774,45 @@ fn a_model_only_run_moves_between_the_page_and_the_cli() {
     assert_eq!(evals, &cli_evals[2..]);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A task run in the page's engine sends its evaluations to the task view: after each `eval`, a
+/// `task_eval` of the same step with the same accuracy over the 200 held-out examples, carrying
+/// the first 24 of them, the very examples the generator holds out for the run's seed, each
+/// answer token marked right exactly where the model's token is the answer's.
+#[test]
+fn a_task_run_marks_its_held_out_answers_token_by_token() {
+    let Some(_) = common::shared_kernels() else { return };
+    let mut page = Page::bare();
+    page.send(json!({"type": "init"}), vec![]);
+    page.send(json!({"type": "corpus", "name": "reverse:max=6 task", "task": "reverse:max=6"}), vec![]);
+    page.until(|e| matches!(e, Event::Corpus { .. }));
+    let mut settings = page_settings(4);
+    settings["eval_iters"] = json!(1);
+    page.send(json!({"type": "start", "settings": settings}), vec![]);
+    page.until(|e| matches!(e, Event::State { state: TrainState::Done, step: 4 }));
+    let task = wgpt::data::Task::parse("reverse:max=6").unwrap();
+    let held = task.held_out(wgpt::data::tasks::HELD_OUT_EXAMPLES, 5);
+    let events = page.events.borrow();
+    let evals: Vec<(u64, Option<f32>)> = events
+        .iter()
+        .filter_map(|(e, _)| match e {
+            Event::Eval { step, accuracy, .. } => Some((*step, *accuracy)),
+            _ => None,
+        })
+        .collect();
+    let marked: Vec<&Event> = events.iter().map(|(e, _)| e).filter(|e| matches!(e, Event::TaskEval { .. })).collect();
+    assert_eq!(evals.len(), 2, "evaluations at steps 0 and 4: {evals:?}");
+    assert_eq!(marked.len(), evals.len(), "a task_eval per evaluation");
+    for ((step, accuracy), e) in evals.iter().zip(marked) {
+        let Event::TaskEval { step: at, task: spec, accuracy: acc, total, examples } = e else { unreachable!() };
+        assert_eq!((at, Some(*acc), spec.as_str(), *total), (step, *accuracy, "reverse:max=6", held.len()), "{e:?}");
+        assert_eq!(examples.len(), 24, "the first 24 held-out examples");
+        for (x, (prompt, answer)) in examples.iter().zip(&held) {
+            assert_eq!((&x.prompt, &x.answer), (prompt, answer), "the generator's held-out example");
+            assert_eq!(x.tokens.concat(), format!("{answer}\n"), "the answer's tokens spell it and its newline");
+            let right: Vec<bool> = (0..x.tokens.len()).map(|i| x.predicted.get(i) == Some(&x.tokens[i])).collect();
+            assert_eq!(x.right, right, "marks of {x:?}");
+            assert_eq!(x.exact, right.iter().all(|&r| r) && x.predicted.len() == x.tokens.len(), "{x:?}");
+        }
+    }
+}

@@ -1,11 +1,12 @@
 //! The page's run going on, one unit at a time through the shared [`crate::run::Driver`]: a unit
 //! of training, or a save on pause and stop; what the driver does posted as the page's events;
 //! and what a failure does ([`fail`]: an error, or after a lost device a new one, with the run
-//! rebuilt on it from its last checkpoint).
+//! rebuilt on it from its last checkpoint). A task run's evaluation goes to the page's task view
+//! as a `task_eval` ([`task_eval`]).
 
 use crate::run::driver::diverged_message;
 use crate::run::format::{checkpoint_files, CORPUS_FILE};
-use crate::run::{RunEvent, Status};
+use crate::run::{Run, RunEvent, Status};
 use crate::web::held::{Corpus, Training, With};
 use crate::web::host::Host;
 use crate::web::protocol::{Event, Scope, TrainState};
@@ -59,6 +60,21 @@ fn post_run_event(host: &dyn Host, id: &str, corpus: &Corpus, corpus_sent: &mut 
     Ok(())
 }
 
+/// The held-out examples a `task_eval` carries: the first of the evaluation's, the same ones at
+/// every evaluation, so the page shows them turning right.
+pub const TASK_VIEW_EXAMPLES: usize = 24;
+
+/// The run's last evaluation of its task as the page's `task_eval`, once: the score is taken from
+/// the run. None where the run has no task or no evaluation since the last call.
+fn task_eval(run: &mut Run) -> Option<Event> {
+    let score = run.task_score.take()?;
+    let task = run.task.as_ref()?.spec();
+    let (accuracy, total) = (score.accuracy(), score.examples.len());
+    let mut examples = score.examples;
+    examples.truncate(TASK_VIEW_EXAMPLES);
+    Some(Event::TaskEval { step: run.step(), task, accuracy, total, examples })
+}
+
 /// Saves the run where it is, unless it is saved there already.
 pub(crate) async fn save(tr: &mut Training, host: &dyn Host) -> Result<()> {
     let Training { driver, id, corpus, corpus_sent, .. } = tr;
@@ -83,6 +99,9 @@ pub(crate) async fn tick((paused, stop): (bool, bool), w: With<'_>) -> bool {
     if state == TrainState::Training && tr.state == TrainState::Training {
         let Training { driver, id, corpus, corpus_sent, .. } = &mut *tr;
         let status = driver.advance(&mut |ev| post_run_event(w.host, id, corpus, corpus_sent, ev)).await;
+        if let Some(event) = task_eval(&mut driver.run) {
+            w.host.post(&event, &[]);
+        }
         match status {
             Ok(Status::Running) => {}
             Ok(Status::Done) => tr.state = TrainState::Done,

@@ -59,8 +59,8 @@ try {
   const at = (n) => page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n, n, { timeout: 600_000 });
   const views = (shown) =>
     page.evaluate((shown) => {
-      for (const sel of ["#look-h", "#params-h", "#compare-h"]) document.querySelector(sel).closest("section").style.display = shown ? "" : "none";
-      document.getElementById("dynamics-chart").closest("details").style.display = shown ? "" : "none";
+      // the views' tab panels all shown at once, whatever tab is chosen, or none (Generate's stays)
+      for (const id of ["view-inspect", "view-params", "view-dynamics", "view-compare"]) document.getElementById(id).style.display = shown ? "block" : "none";
     }, shown);
   await at(10); // past the first steps' pipeline compiles
   const perStep = { closed: [], open: [] };

@@ -18,7 +18,7 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { checkLook, cliArgs, corpus, fail, inked, openE2e, resumeHeld } from "./lib.mjs";
+import { checkLook, cliArgs, corpus, fail, inked, openE2e, resumeHeld, showTab } from "./lib.mjs";
 
 const args = cliArgs();
 const root = path.resolve(args.dist ?? "dist");
@@ -62,6 +62,7 @@ try {
     await checkLook(page, hubLook, "look inside the hub model");
     const lensTop1 = await page.getAttribute(`[data-testid="logit-lens"] tr[data-layer="${hubLook.n_layer}"]`, "data-top1");
     if (!meta.greedy_text.startsWith(lensTop1)) fail(`the logit lens' last layer's top-1 ${JSON.stringify(lensTop1)} is not greedy's first token`);
+    await showTab(page, "attention-layer");
     await page.selectOption('[data-testid="attention-layer"]', "1");
     await page.waitForFunction(() => (window.wgptEvents || []).some((e) => e.type === "inspect" && e.layer === 1), null, { timeout: 60_000 });
     await page.selectOption('[data-testid="attention-head"]', "1");

@@ -25,7 +25,7 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { checkLook, cliArgs, corpus, fail, inked, openE2e, resumeHeld } from "./lib.mjs";
+import { checkLook, cliArgs, corpus, fail, inked, openE2e, resumeHeld, showTab } from "./lib.mjs";
 
 const args = cliArgs();
 const root = path.resolve(args.dist ?? "dist");
@@ -385,6 +385,7 @@ try {
   const listed = await page.$$eval('[data-testid="saved-runs"] li[data-run]', (lis) => lis.map((li) => li.textContent));
   console.log(`after a reload, saved runs:\n  ${listed.join("\n  ")}`);
   // compare runs: two saved runs' curves on one chart, the settings that differ highlighted
+  await showTab(page, "compare-list");
   const ticks = byId("compare-list").locator("input[type=checkbox]");
   await ticks.nth(0).check();
   await ticks.nth(1).check();

@@ -1,6 +1,7 @@
 // Helpers for the page tests: the browser's flags, the command line, a small corpus, the page's
 // controls, the memory figures (wgptDebug.memory() with the worker's JS heap read over CDP), the
-// end-to-end scripts' session, look inside's check, and a restored run's Resume.
+// end-to-end scripts' session, look inside's check, a restored run's Resume, and the views' tabs
+// (a hook in a closed tab is shown before a test acts on it: showTab).
 
 import { execSync } from "node:child_process";
 import fs from "node:fs";
@@ -38,9 +39,37 @@ export function corpus(lines = 600) {
   return Array.from({ length: lines }, () => `${pick(who)} ${pick(did)} ${pick(what)}.`).join("\n") + "\n";
 }
 
+// The views' tab that holds the hook `id` (a data-testid, or else an element id): chosen with a
+// click where its panel is hidden (an element shown with several tabs, data-tabs, opens the
+// first). Nothing where the hook is in no tab or its tab is open.
+export async function showTab(page, id) {
+  const tab = await page.evaluate((id) => {
+    const el = document.querySelector(`[data-testid="${id}"]`) ?? document.getElementById(id);
+    const panel = el?.closest('[role="tabpanel"], [data-tabs]');
+    if (!panel || !panel.hidden) return null;
+    return panel.getAttribute("role") === "tabpanel" ? panel.getAttribute("aria-labelledby") : `tab-${panel.dataset.tabs.split(" ")[0]}`;
+  }, id);
+  if (tab) await page.click(`#${tab}`);
+}
+
+// What a test does to a hook that needs it shown: kit.byId's locators open its tab first.
+const SHOWN_FOR = new Set(["click", "dblclick", "fill", "pressSequentially", "press", "type", "selectOption", "check", "uncheck", "setChecked", "hover", "focus", "boundingBox", "screenshot"]);
+
 // The page's controls and the engine's events, for a playwright page.
 export function pageKit(page) {
-  const byId = (id) => page.locator(`[data-testid="${id}"]`);
+  // a hook's locator; acting on it (SHOWN_FOR) first opens the tab that holds it
+  const byId = (id) =>
+    new Proxy(page.locator(`[data-testid="${id}"]`), {
+      get(loc, prop) {
+        const v = loc[prop];
+        if (typeof v !== "function") return v;
+        if (!SHOWN_FOR.has(prop)) return v.bind(loc);
+        return async (...args) => {
+          await showTab(page, id);
+          return v.apply(loc, args);
+        };
+      },
+    });
   const kit = {
     byId,
     text: async (id) => (await byId(id).textContent()) ?? "",
@@ -62,6 +91,7 @@ export function pageKit(page) {
     stepAtLeast: (n, timeout = 300_000) => page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n, n, { timeout }),
     // a setting's input, as a person types it
     set: async (id, value) => {
+      await showTab(page, id);
       await page.fill(`#${id}`, String(value));
       await page.dispatchEvent(`#${id}`, "change");
     },
@@ -276,4 +306,23 @@ export async function checkLook(page, ev, what) {
   if (!(ink > 0.01)) fail(`${what}: the attention canvas is (nearly) blank: ${ink}`);
   if (!look.caption.includes(`step ${ev.step.toLocaleString("en-US")}`)) fail(`${what}: the caption says ${JSON.stringify(look.caption)}`);
   console.log(`${what}: ${look.caption} ${t} tokens; next token ${JSON.stringify(look.bars.slice(0, 3))}; lens top-1 per layer ${JSON.stringify(look.lens.map((r) => r.top1))}; ${look.heads} heads, attention ${(ink * 100).toFixed(1)}% inked`);
+}
+
+// A PNG (a Buffer) posterised in the page to 16 levels a channel, so that it compresses well: the
+// pictures docs/ keeps.
+export async function posterised(page, png) {
+  const out = await page.evaluate(async (b64) => {
+    const image = await createImageBitmap(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: "image/png" }));
+    const canvas = new OffscreenCanvas(image.width, image.height);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(image, 0, 0);
+    const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    for (let k = 0; k < img.data.length; k++) if (k % 4 !== 3) img.data[k] = Math.min(255, Math.round(img.data[k] / 17) * 17);
+    ctx.putImageData(img, 0, 0);
+    const bytes = new Uint8Array(await (await canvas.convertToBlob({ type: "image/png" })).arrayBuffer());
+    let s = "";
+    for (const b of bytes) s += String.fromCharCode(b);
+    return btoa(s);
+  }, png.toString("base64"));
+  return Buffer.from(out, "base64");
 }

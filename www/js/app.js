@@ -11,10 +11,11 @@ import { drawLossChart } from "./chart.js";
 import { loadFromHub } from "./hub.js";
 import { showInspection, showResampled } from "./inspect.js";
 import { headChosen, hover } from "./attention.js";
-import { initViews, renderViews } from "./views.js";
+import { initViews, redrawViews, renderViews } from "./views.js";
 import { showParity } from "./parity.js";
 import { showRuns } from "./saved-runs.js";
-import { fillTasks } from "./tasks.js";
+import { answerLoss, fillTasks, showTaskEval, taskSpec } from "./tasks.js";
+import { initTabs } from "./tabs.js";
 import { askPersistence, backgroundNote, checkpointPlan, debugHooks, evalBatches, modelOnlyLabel, offersModelOnly, paramsOf, roomNeeded, watchLifecycle } from "./reliability.js";
 import { initial, reduce, running, mismatch } from "./state.js";
 import { initShare, linkExtras, onLink, openHash } from "./share.js";
@@ -69,6 +70,7 @@ function settings() {
     log_interval: 1, // every step: the chart moves with each one
     seed: num("train_seed"),
     precision: $("train_precision").value,
+    answer_loss: answerLoss(),
     ...linkExtras(), // an opened link's settings the form has no field for
     ...optimizerSettings(),
     ...archSettings(),
@@ -212,6 +214,7 @@ function renderButtons() {
   for (const id of DIMS) $(id).disabled = busy || $("preset").value !== "custom";
   // an imported model keeps its own architecture
   for (const id of ARCH_INPUTS) $(id).disabled = busy || t === "loaded";
+  $("answer_loss").disabled = busy;
 }
 
 function render() {
@@ -262,7 +265,7 @@ function render() {
     });
   renderButtons();
   if (chartDrawn !== s.history) scheduleChart();
-  renderViews(s, { choose }, () => state);
+  renderViews(s, { choose, taskEval: showTaskEval }, () => state);
   shown = { error: s.error, runs: s.runs, training: s.training, ready: s.ready };
 }
 
@@ -418,7 +421,7 @@ async function loadHub() {
 async function loadBuiltin(value) {
   if (!value) return false;
   if (value.startsWith("task:")) {
-    const task = value.slice(5);
+    const task = taskSpec(); // the task with its parameters' inputs
     send({ type: "corpus", name: `${task} task`, task });
     return true;
   }
@@ -496,7 +499,7 @@ function wire() {
     renderButtons();
     schedulePlan();
   });
-  for (const id of [...SETTINGS, "bpe_vocab"]) on(id, "change", schedulePlan);
+  for (const id of [...SETTINGS, "bpe_vocab", "answer_loss"]) on(id, "change", schedulePlan);
   initOptimizer();
   on("train-start", "click", () => {
     dispatch({ type: "ui_start" });
@@ -558,6 +561,12 @@ function startEngine() {
   $("status-bar").hidden = false;
   wire();
   initViews(() => state);
+  // a view chosen: redraw what was drawn while it was hidden, at its width
+  initTabs(() => {
+    redrawViews();
+    render();
+    window.dispatchEvent(new Event("resize"));
+  });
   const changed = () => {
     renderButtons();
     schedulePlan();

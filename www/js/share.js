@@ -7,6 +7,7 @@
 import { $, h } from "./dom.js";
 import { showOptimizer } from "./optimizer.js";
 import { ARCH_KEYS, fillArchLink } from "./arch.js";
+import { setTaskParams } from "./tasks.js";
 
 // The settings the form shows, by the element that holds each; the tokenizer has two.
 const FORM = {
@@ -27,6 +28,7 @@ const FORM = {
   momentum: "momentum",
   nesterov: "nesterov",
   lr_schedule: "lr_schedule",
+  answer_loss: "answer_loss",
 };
 
 // The corpus names the page gives its built-in corpora (app.js's loadBuiltin), and back.
@@ -44,7 +46,11 @@ function corpusChoice(corpus) {
   if (!corpus) return null;
   if (corpus.name === SHAKESPEARE) return { builtin: "shakespeare" };
   if (corpus.name === TINYSTORIES) return { builtin: "tinystories" };
-  if (corpus.name.endsWith(" task")) return { task: { name: corpus.name.slice(0, -5), params: "" } };
+  if (corpus.name.endsWith(" task")) {
+    // app.js names a task's corpus by its spec: "reverse:max=6 task"
+    const [name, params = ""] = corpus.name.slice(0, -5).split(":");
+    return { task: { name, params } };
+  }
   return "own";
 }
 
@@ -123,6 +129,7 @@ function corpusNote(corpus) {
   const select = $("builtin");
   if (![...select.options].some((o) => o.value === value)) return [`This page has no corpus ${value}: choose one yourself.`];
   select.value = value;
+  if (corpus.task) setTaskParams(corpus.task.name, corpus.task.params);
   select.dispatchEvent(new Event("change"));
   return [`Corpus: ${select.selectedOptions[0].textContent}${corpus.task?.params ? ` (parameters ${corpus.task.params})` : ""}.`];
 }

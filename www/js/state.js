@@ -38,6 +38,7 @@ export const initial = {
   modelOnly: false, // checkpoints are saved without the optimizer state (the plan's offer, or a restored run's kind)
   shelved: null, // the run before's step and history while a Start builds the next (ui_start)
   held: false, // a restored or imported run is back and waits (paused, or done) until asked
+  taskEval: null, // the last task_eval: a task run's held-out examples as the model answered them (tasks.js)
 };
 
 export const running = (s) => ["training", "pausing", "paused"].includes(s.training);
@@ -92,12 +93,14 @@ export const on = {
   progress: (s, ev) => ({ ...s, step: ev.step, maxIters: ev.max_iters, progress: ev, history: { ...s.history, train: [...s.history.train, [ev.step, ev.loss]] } }),
   dynamics: (s, ev) => ({ ...s, dynamics: [...s.dynamics, ev.point], tensors: { step: ev.point.step, tensors: ev.tensors, layers: ev.point.layers } }),
   // a new model (imported, or a run started or resumed): its table; its dynamics start afresh
-  params: (s, ev) => ({ ...s, model: ev, tensors: null, dynamics: [] }),
+  params: (s, ev) => ({ ...s, model: ev, tensors: null, dynamics: [], taskEval: null }),
   eval(s, ev) {
     const acc = ev.accuracy ?? null;
     const status = acc === null ? s.status : `Step ${ev.step}: val loss ${fmt.loss(ev.val_loss)}, exact-match accuracy ${(acc * 100).toFixed(0)}%.`;
     return { ...s, valLoss: ev.val_loss, sample: ev.sample, status, history: { ...s.history, val: [...s.history.val, [ev.step, ev.val_loss]] } };
   },
+  // the task view's examples, marked token by token (tasks.js draws them)
+  task_eval: (s, ev) => ({ ...s, taskEval: ev }),
   recovered: (s, ev) => ({
     ...s,
     step: ev.step,

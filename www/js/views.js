@@ -1,7 +1,8 @@
 // The views that draw from the state (app.js calls renderViews after each event): the parameter
 // table (params.js), the training dynamics chart (dynamics.js), throughput in model FLOP/s and MFU,
 // what look inside is doing (waiting for a step, or why it could not look) and Compare runs
-// (compare.js). Each redraws only when its part of the state changed.
+// (compare.js), and the task view (tasks.js, through `act.taskEval`). Each redraws only when its
+// part of the state changed, or when its tab is chosen (redrawViews).
 
 import { $, h } from "./dom.js";
 import { note } from "./chart.js";
@@ -66,13 +67,20 @@ export function initViews(state) {
   window.addEventListener("resize", () => scheduleDynamics(state));
 }
 
-// Redraws what changed of `s`; `act.choose(id, on)` ticks a run to compare; `state()` is the
-// current state (for drawing on the next frame).
+// Forgets what was drawn, so the next renderViews draws every view again (a tab just chosen:
+// what was drawn while hidden had no width).
+export function redrawViews() {
+  shown = {};
+}
+
+// Redraws what changed of `s`; `act.choose(id, on)` ticks a run to compare, `act.taskEval(ev)`
+// draws the task view; `state()` is the current state (for drawing on the next frame).
 export function renderViews(s, act, state) {
   if (shown.model !== s.model || shown.tensors !== s.tensors || shown.training !== s.training) showParams(s.model, s.tensors, running(s));
   if (shown.dynamics !== s.dynamics) scheduleDynamics(state);
   if (shown.progress !== s.progress || shown.model !== s.model) throughput(s);
   if (shown.look !== s.look || shown.training !== s.training || shown.step !== s.step) lookCaption(s);
   if (shown.runs !== s.runs || shown.compare !== s.compare) showCompare(s, act);
-  shown = { model: s.model, tensors: s.tensors, training: s.training, dynamics: s.dynamics, progress: s.progress, look: s.look, step: s.step, runs: s.runs, compare: s.compare };
+  if (!("taskEval" in shown) || shown.taskEval !== s.taskEval) act.taskEval(s.taskEval);
+  shown = { model: s.model, tensors: s.tensors, training: s.training, dynamics: s.dynamics, progress: s.progress, look: s.look, step: s.step, runs: s.runs, compare: s.compare, taskEval: s.taskEval };
 }

@@ -13,6 +13,7 @@ use crate::precision::Precision;
 use crate::run::experiments::ExperimentInfo;
 use crate::run::format::History;
 use crate::run::link::Opened;
+use crate::run::score::Scored;
 use crate::run::settings::DEFAULT_SEED;
 use crate::run::{Progress, RunSettings};
 use crate::web::protocol::requests::{Request, Sampler, Scope, TrainState};
@@ -297,6 +298,17 @@ pub enum Event {
     /// A link opened: the settings to fill the form with, the corpus to choose, and what it set,
     /// ignored and refused (every string of it to be shown as text, never as HTML).
     LinkOpened(Opened),
+    // issue 27 (tasks): the task view
+    /// A task run's evaluation at `step`: the exact-match accuracy over `total` held-out examples
+    /// of `task` (its spec, `reverse:max=12`) and the first of them as the model answered, token
+    /// by token (every string to be shown as text, never as HTML).
+    TaskEval {
+        step: u64,
+        task: String,
+        accuracy: f32,
+        total: usize,
+        examples: Vec<Scored>,
+    },
 }
 
 /// What the page takes from the engine instead of keeping a copy: the protocol's names (the

@@ -220,6 +220,20 @@ mod tests {
                 ignored: vec!["future_knob".into()],
                 refused: vec![crate::run::link::Refusal { field: "lr".into(), why: "must be a number".into() }],
             }),
+            Event::TaskEval {
+                step: 30,
+                task: "reverse:max=12".into(),
+                accuracy: 0.5,
+                total: 200,
+                examples: vec![crate::run::score::Scored {
+                    prompt: "abc=".into(),
+                    answer: "cba".into(),
+                    tokens: vec!["c".into(), "b".into(), "a".into(), "\n".into()],
+                    predicted: vec!["c".into(), "a".into(), "a".into(), "\n".into()],
+                    right: vec![true, false, true, true],
+                    exact: false,
+                }],
+            },
         ];
         let tags: Vec<String> = events.iter().map(|e| tag(&round_trip(e), &m.events)).collect();
         assert_eq!(tags, m.events, "one sample per event, in declaration order");
