@@ -209,3 +209,17 @@ fn a_shortened_experiment_runs_end_to_end() {
     assert_eq!((w, h), (900, 540), "the overlaid chart");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_link_carries_tinystories_as_a_built_in_corpus() {
+    let tiny = RunSettings::preset("tiny").unwrap();
+    let corpus = LinkCorpus::Builtin("tinystories".into());
+    let opened = Link::decode(&Link::share(tiny.clone(), Some(corpus.clone())).unwrap(), &tiny).unwrap();
+    assert_eq!(opened.corpus, Some(corpus));
+    let bad = Link::decode(
+        &Link { settings: tiny.clone(), corpus: Some(LinkCorpus::Builtin("tinystory".into())) }.encode(),
+        &tiny,
+    );
+    let refused = bad.unwrap().refused;
+    assert!(refused.iter().any(|r| r.field == "corpus" && r.why.contains("tinystories")), "{refused:?}");
+}

@@ -66,7 +66,7 @@ try {
   // an experiment's link shows its entry and trains nothing
   await page.goto("about:blank");
   await page.goto(`${url}#experiment=positions`);
-  await e2e.ready();
+  await e2e.event("ready", {}, 180_000);
   await page.waitForFunction(() => !document.querySelector('[data-testid="experiment-about"]').hidden, null, { timeout: 30_000 });
   const title = await page.textContent("#experiment-title");
   const buttons = await page.$$eval('[data-testid="experiment-gallery"] button', (bs) => bs.map((b) => b.dataset.testid));

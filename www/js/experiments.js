@@ -135,7 +135,7 @@ function progressLine(ev) {
 }
 
 // Look inside's attention for the entry's prompt, kept at a run's first look (after its first
-// evaluation, a step or two in) and at its end.
+// evaluation, a step or two in) and at its last step.
 function captured(ev) {
   const { e, at, runs } = going;
   if (!e.prompt || ev.prompt !== e.prompt) return;
@@ -195,8 +195,12 @@ async function run() {
     going.at = i;
     status(`Run ${i + 1} of ${runs.length} (${e.runs[i].label}): building the model…`);
     going.ids.push(await trainOne(runs[i]));
-    // the last look of a run with a prompt comes after its end: wait for it (a few seconds)
-    if (e.prompt) await Promise.race([until((ev) => ev.type === "inspect" && ev.step === runs[i].max_iters), new Promise((r) => setTimeout(r, 15000))]);
+    // a run with a prompt gets a last look at its end (as typing in the prompt asks for one)
+    if (e.prompt) {
+      const look = until((ev) => ev.type === "inspect" && ev.prompt === e.prompt && ev.step === runs[i].max_iters);
+      $("prompt").dispatchEvent(new Event("input"));
+      await Promise.race([look, new Promise((r) => setTimeout(r, 30000))]);
+    }
   }
   // Compare runs shows this experiment's runs, and only them
   const s = page.state();
