@@ -167,6 +167,8 @@ fn bad_experiment_input_is_refused_with_a_message() {
         (&["--experiment", "positions", "--steps", "0"], "--steps must be at least 1"),
         (&["--experiment", "positions", "--positions", "rope"], "do not go with --experiment"),
         (&["--experiment", "positions", "--lr", "0.1"], "cannot be used with"),
+        (&["--experiment", "positions", "--seed", "3"], "cannot be used with"),
+        (&["--experiment", "positions", "--preset", "tiny"], "cannot be used with"),
         (&["--steps", "3"], "--experiment"),
     ];
     for (args, says) in cases {
