@@ -143,7 +143,7 @@ function captured(ev) {
   if (!key || going.seen.has(`${at}-${key}`)) return;
   going.seen.add(`${at}-${key}`);
   const img = h("img", { src: $("attention-canvas").toDataURL(), alt: `attention of ${e.runs[at].label} at step ${ev.step}`, width: "160", height: "160" });
-  const fig = h("figure", { "data-run": e.runs[at].label, "data-at": key }, img, h("figcaption", { class: "small" }, `${e.runs[at].label}, step ${ev.step}`));
+  const fig = h("figure", { "data-run": e.runs[at].label, "data-at": key, style: "margin: 0" }, img, h("figcaption", { class: "small" }, `${e.runs[at].label}, step ${ev.step}`));
   $("experiment-attention").append(fig);
 }
 
