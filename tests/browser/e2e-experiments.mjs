@@ -81,7 +81,7 @@ try {
 
   // one experiment, shortened: its runs train one after the other and are overlaid
   await byId("experiment-induction-head").click();
-  await page.fill('[data-testid="experiment-steps"]', "2");
+  await byId("experiment-steps").fill("2");
   await page.dispatchEvent('[data-testid="experiment-steps"]', "input");
   log(`estimate: ${await text("experiment-estimate")}`);
   if (!(await text("experiment-estimate")).includes("4 steps in all")) fail(`the estimate says ${await text("experiment-estimate")}`);

@@ -45,6 +45,7 @@ export function openExperimentHash() {
   const e = entries.find((x) => x.name === name);
   if (!e) return void page.say(`This page has no experiment ${JSON.stringify(name.slice(0, 40))}; the gallery lists those it has.`);
   show(e);
+  document.getElementById("tab-experiments")?.click(); // where the views are tabs, its tab
   $("experiments-panel").scrollIntoView({ block: "start" });
   page.say(`Opened the experiment ${e.title}. Nothing trains until you press Run the experiment.`);
 }
