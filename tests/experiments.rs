@@ -167,6 +167,8 @@ fn bad_experiment_input_is_refused_with_a_message() {
         (&["--experiment", "positions", "--steps", "0"], "--steps must be at least 1"),
         (&["--experiment", "positions", "--positions", "rope"], "do not go with --experiment"),
         (&["--experiment", "positions", "--lr", "0.1"], "cannot be used with"),
+        (&["--experiment", "positions", "--seed", "3"], "cannot be used with"),
+        (&["--experiment", "positions", "--preset", "tiny"], "cannot be used with"),
         (&["--steps", "3"], "--experiment"),
     ];
     for (args, says) in cases {
@@ -208,4 +210,18 @@ fn a_shortened_experiment_runs_end_to_end() {
         (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
     assert_eq!((w, h), (900, 540), "the overlaid chart");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_link_carries_tinystories_as_a_built_in_corpus() {
+    let tiny = RunSettings::preset("tiny").unwrap();
+    let corpus = LinkCorpus::Builtin("tinystories".into());
+    let opened = Link::decode(&Link::share(tiny.clone(), Some(corpus.clone())).unwrap(), &tiny).unwrap();
+    assert_eq!(opened.corpus, Some(corpus));
+    let bad = Link::decode(
+        &Link { settings: tiny.clone(), corpus: Some(LinkCorpus::Builtin("tinystory".into())) }.encode(),
+        &tiny,
+    );
+    let refused = bad.unwrap().refused;
+    assert!(refused.iter().any(|r| r.field == "corpus" && r.why.contains("tinystories")), "{refused:?}");
 }

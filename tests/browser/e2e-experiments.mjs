@@ -66,7 +66,7 @@ try {
   // an experiment's link shows its entry and trains nothing
   await page.goto("about:blank");
   await page.goto(`${url}#experiment=positions`);
-  await e2e.ready();
+  await e2e.event("ready", {}, 180_000);
   await page.waitForFunction(() => !document.querySelector('[data-testid="experiment-about"]').hidden, null, { timeout: 30_000 });
   const title = await page.textContent("#experiment-title");
   const buttons = await page.$$eval('[data-testid="experiment-gallery"] button', (bs) => bs.map((b) => b.dataset.testid));
@@ -81,7 +81,7 @@ try {
 
   // one experiment, shortened: its runs train one after the other and are overlaid
   await byId("experiment-induction-head").click();
-  await page.fill('[data-testid="experiment-steps"]', "2");
+  await byId("experiment-steps").fill("2");
   await page.dispatchEvent('[data-testid="experiment-steps"]', "input");
   log(`estimate: ${await text("experiment-estimate")}`);
   if (!(await text("experiment-estimate")).includes("4 steps in all")) fail(`the estimate says ${await text("experiment-estimate")}`);

@@ -45,6 +45,7 @@ export function openExperimentHash() {
   const e = entries.find((x) => x.name === name);
   if (!e) return void page.say(`This page has no experiment ${JSON.stringify(name.slice(0, 40))}; the gallery lists those it has.`);
   show(e);
+  document.getElementById("tab-experiments")?.click(); // where the views are tabs, its tab
   $("experiments-panel").scrollIntoView({ block: "start" });
   page.say(`Opened the experiment ${e.title}. Nothing trains until you press Run the experiment.`);
 }
@@ -135,7 +136,7 @@ function progressLine(ev) {
 }
 
 // Look inside's attention for the entry's prompt, kept at a run's first look (after its first
-// evaluation, a step or two in) and at its end.
+// evaluation, a step or two in) and at its last step.
 function captured(ev) {
   const { e, at, runs } = going;
   if (!e.prompt || ev.prompt !== e.prompt) return;
@@ -143,7 +144,7 @@ function captured(ev) {
   if (!key || going.seen.has(`${at}-${key}`)) return;
   going.seen.add(`${at}-${key}`);
   const img = h("img", { src: $("attention-canvas").toDataURL(), alt: `attention of ${e.runs[at].label} at step ${ev.step}`, width: "160", height: "160" });
-  const fig = h("figure", { "data-run": e.runs[at].label, "data-at": key }, img, h("figcaption", { class: "small" }, `${e.runs[at].label}, step ${ev.step}`));
+  const fig = h("figure", { "data-run": e.runs[at].label, "data-at": key, style: "margin: 0" }, img, h("figcaption", { class: "small" }, `${e.runs[at].label}, step ${ev.step}`));
   $("experiment-attention").append(fig);
 }
 
@@ -195,8 +196,12 @@ async function run() {
     going.at = i;
     status(`Run ${i + 1} of ${runs.length} (${e.runs[i].label}): building the model…`);
     going.ids.push(await trainOne(runs[i]));
-    // the last look of a run with a prompt comes after its end: wait for it (a few seconds)
-    if (e.prompt) await Promise.race([until((ev) => ev.type === "inspect" && ev.step === runs[i].max_iters), new Promise((r) => setTimeout(r, 15000))]);
+    // a run with a prompt gets a last look at its end (as typing in the prompt asks for one)
+    if (e.prompt) {
+      const look = until((ev) => ev.type === "inspect" && ev.prompt === e.prompt && ev.step === runs[i].max_iters);
+      $("prompt").dispatchEvent(new Event("input"));
+      await Promise.race([look, new Promise((r) => setTimeout(r, 30000))]);
+    }
   }
   // Compare runs shows this experiment's runs, and only them
   const s = page.state();

@@ -59,7 +59,8 @@ pub fn run(a: &TrainArgs, name: &str, opts: &Options) -> Result<ExitCode> {
         runs = runs.into_iter().map(|r| r.shortened(steps)).collect();
     }
     let (data, text) = corpus(e, a.data.as_deref(), &runs)?;
-    let planned = runs.iter().map(|r| plan(e, r, &data, &text)).collect::<Result<Vec<_>>>()?;
+    let full = a.optimizer_state || !a.no_optimizer_state;
+    let planned = runs.iter().map(|r| plan(e, r, (&data, &text), full)).collect::<Result<Vec<_>>>()?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out"));
     let kernels = super::kernels(opts)?;
     let precision = super::precision(opts, &kernels, Purpose::Training);
@@ -118,15 +119,16 @@ fn corpus(e: &Experiment, data: Option<&Path>, runs: &[ExperimentRun]) -> Result
     }
 }
 
-/// One run's tokenizer, model and settings, checked; an error names the run.
-fn plan(e: &Experiment, r: &ExperimentRun, data: &DataSource, text: &str) -> Result<Planned> {
+/// One run's tokenizer, model and settings on `data` (its text), checked, its checkpoints with
+/// the optimizer state where `full`; an error names the run.
+fn plan(e: &Experiment, r: &ExperimentRun, (data, text): (&DataSource, &str), full: bool) -> Result<Planned> {
     let named = |err: Error| Error::Input(format!("experiment {}, run {}: {err}", e.name, r.label));
     let s = &r.settings;
     let tokenizer = tokenizer_for(&s.tokenizer, text).map_err(named)?;
     let model = s.model(tokenizer.vocab_size()).map_err(named)?;
     let cfg: RunConfig = s.run_config(model, data.clone(), s.tokenizer.clone()).map_err(named)?;
     let weights = Weights::random(model, s.seed);
-    Ok(Planned { label: r.label, new: NewRun { cfg, weights, tokenizer, optimizer_state: true } })
+    Ok(Planned { label: r.label, new: NewRun { cfg, weights, tokenizer, optimizer_state: full } })
 }
 
 /// `label: val loss X at step N (accuracy Y%)`, from a run's last evaluation.

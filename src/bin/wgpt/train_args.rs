@@ -142,7 +142,8 @@ pub struct TrainArgs {
     // issue 27, experiments
     /// Run a gallery entry (`wgpt experiments`): its runs one after the other into --out/RUN, and
     /// their losses overlaid in --out/loss.png. The entry's settings are its own: only --out,
-    /// --steps, --data (the Tiny Shakespeare entries' corpus) and the global flags apply.
+    /// --steps, --data (the Tiny Shakespeare entries' corpus), --no-optimizer-state and the
+    /// global flags apply.
     #[arg(long, value_name = "NAME", conflicts_with_all = EXPERIMENT_CONFLICTS)]
     pub experiment: Option<String>,
     /// With --experiment: cut each run to this many steps (a quick look; evaluated at the start
@@ -152,10 +153,20 @@ pub struct TrainArgs {
 }
 
 /// The flags that do not go with --experiment (the entry sets what they would).
-const EXPERIMENT_CONFLICTS: [&str; 20] = [
+const EXPERIMENT_CONFLICTS: [&str; 31] = [
     "resume",
     "init",
     "task",
+    "preset",
+    "grad_accum",
+    "weight_decay",
+    "beta1",
+    "beta2",
+    "grad_clip",
+    "dropout",
+    "eval_iters",
+    "log_interval",
+    "seed",
     "n_layer",
     "n_head",
     "n_embd",
@@ -173,6 +184,7 @@ const EXPERIMENT_CONFLICTS: [&str; 20] = [
     "lr_schedule",
     "answer_loss",
     "no_nesterov",
+    "nesterov",
 ];
 
 impl TrainArgs {
