@@ -106,12 +106,14 @@ impl ModelFiles {
             false => self.names.clone(),
         };
         if names.len() != self.files.len() {
-            let missing = names.get(self.files.len()).map_or(String::new(), |n| format!(" ({n} is missing)"));
-            return Err(Error::Input(format!(
-                "{} safetensors files named for {}{missing}",
-                names.len(),
-                self.files.len()
-            )));
+            return Err(Error::Input(match names.get(self.files.len()) {
+                Some(n) => format!(
+                    "{n} is missing ({} of the model's {} safetensors files came)",
+                    self.files.len(),
+                    names.len()
+                ),
+                None => format!("{} safetensors files came for {} names", self.files.len(), names.len()),
+            }));
         }
         let parsed =
             names.iter().zip(&self.files).map(|(n, b)| hf::parse_safetensors(n, b)).collect::<Result<Vec<_>>>()?;

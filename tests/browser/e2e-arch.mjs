@@ -170,7 +170,7 @@ try {
   if (!(await text("arch-about")).includes("Changed here: norm")) fail(`the preset line after a change: ${await text("arch-about")}`);
   let sent = carried(await copy(page));
   // the switches a link sets (null: the preset's)
-  const archKeys = (s) => Object.fromEntries(Object.entries(s).filter(([k, v]) => (k === "arch" || SWITCHES.includes(k)) && v !== null));
+  const archKeys = (s) => Object.fromEntries(Object.entries(s).filter(([k, v]) => (k === "arch" || SWITCHES.includes(k)) && v !== null).sort());
   if (JSON.stringify(archKeys(sent)) !== '{"arch":"speedrun","norm":"layernorm"}') fail(`the link carries ${JSON.stringify(archKeys(sent))}`);
   await planAfter(() => page.selectOption("#norm", "rmsnorm"));
 
@@ -179,7 +179,7 @@ try {
   await planAfter(() => e2e.set("logit_softcap", 30));
   const link = await copy(page);
   sent = carried(link);
-  if (JSON.stringify(archKeys(sent)) !== '{"arch":"speedrun","n_kv_head":1,"logit_softcap":30}') fail(`the link carries ${JSON.stringify(archKeys(sent))}`);
+  if (JSON.stringify(archKeys(sent)) !== '{"arch":"speedrun","logit_softcap":30,"n_kv_head":1}') fail(`the link carries ${JSON.stringify(archKeys(sent))}`);
   const mine = await controls(page);
   const fresh = await page.context().browser().newPage();
   await fresh.goto(link);
@@ -231,7 +231,9 @@ try {
   await byId("train-start").click();
   await waitEvent("state", { state: "done" }, 300_000);
   await page.waitForFunction(() => document.querySelectorAll("#compare-list input[type=checkbox]").length >= 2, null, { timeout: 60_000 });
-  for (const b of (await page.$$("#compare-list input[type=checkbox]")).slice(0, 2)) await b.check();
+  // the list is drawn anew as runs save: ticked by id, each looked up when clicked
+  const ids = await page.$$eval("#compare-list input[type=checkbox]", (bs) => bs.map((b) => b.dataset.run));
+  for (const id of ids.slice(0, 2)) await page.locator(`#compare-list input[data-run="${id}"]`).check();
   await page.waitForFunction(() => document.getElementById("compare-note").textContent.includes("Architecture switches that differ"), null, { timeout: 60_000 });
   const note = await page.textContent("#compare-note");
   log(`compare: ${note}`);

@@ -62,7 +62,12 @@ function drawChosen() {
   geometry = drawHead($("attention-canvas"), head, seen.t <= 40);
   for (const fig of $("attention-heads").children) fig.classList.toggle("chosen", Number(fig.dataset.head) === head);
   const { n_head, n_kv_head } = seen;
-  const shares = n_kv_head && n_kv_head < n_head ? ` It shares its keys and values with the other ${n_head / n_kv_head - 1} query heads of its group (grouped-query attention: ${n_head} query heads over ${n_kv_head} KV heads); each still attends its own way, by its own queries.` : "";
+  const others = n_head / n_kv_head - 1;
+  const heads = (n, what) => `${n} ${what}${n === 1 ? "" : "s"}`;
+  const shares =
+    n_kv_head && n_kv_head < n_head
+      ? ` It shares its keys and values with ${others === 1 ? "the other query head" : `the other ${others} query heads`} of its group (grouped-query attention: ${heads(n_head, "query head")} over ${heads(n_kv_head, "KV head")}); each still attends its own way, by its own queries.`
+      : "";
   $("attention-hover").textContent = `Layer ${seen.layer}, ${headName(head)}: hover a cell for its query token, key token and weight.${shares}`;
 }
 

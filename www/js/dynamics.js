@@ -2,9 +2,14 @@
 // reads back at each tracked step (src/dynamics.rs, every 10 steps at the page's log interval of
 // one): each layer's gradient norm (the embeddings, each block, ln_f; log scale), each layer's
 // update-to-weight ratio (log scale; 1e-3, the usual healthy order, dashed), the global gradient
-// norm before clipping (the clipping threshold dashed) and the learning rate.
+// norm before clipping (the clipping threshold dashed) and the learning rate. The groups are named
+// as the model's class names them (Llama's and Qwen3's layers.N and norm for h.N and ln_f).
 
 import { clear, note, plot } from "./chart.js";
+
+// A group's name under `cls`, the class the model exports as.
+const LLAMA = ["LlamaForCausalLM", "Qwen3ForCausalLM"];
+const groupName = (name, cls) => (LLAMA.includes(cls) ? name.replace(/^h\./, "layers.").replace(/^ln_f$/, "norm") : name);
 
 // A colour per layer, from the input side (blue) to the output side (red).
 const layerColor = (i, n) => `hsl(${220 - (220 * i) / Math.max(1, n - 1)}, 70%, 42%)`;
@@ -15,8 +20,8 @@ const LEGEND = 22;
 const level = (points, y, color) => ({ color, dash: [5, 4], width: 1, points: [[points[0].step, y], [points.at(-1).step, y]] });
 
 // Draws `points` (the state's dynamics: {step, lr, grad_norm, grad_clip, layers: [{name,
-// grad_norm, update_ratio}]}, oldest first) into `canvas`.
-export function drawDynamics(canvas, points) {
+// grad_norm, update_ratio}]}, oldest first) into `canvas`, the groups named as class `cls` does.
+export function drawDynamics(canvas, points, cls) {
   const ctx = clear(canvas);
   const [w, h] = [canvas.width, canvas.height];
   canvas.dataset.points = String(points.length);
@@ -32,8 +37,9 @@ export function drawDynamics(canvas, points) {
   names.forEach((name, i) => {
     ctx.fillStyle = layerColor(i, names.length);
     ctx.fillRect(x, LEGEND / 2 - 2, 14, 4);
-    ctx.fillText(name, x + 18, LEGEND / 2);
-    x += 26 + ctx.measureText(name).width;
+    const shown = groupName(name, cls);
+    ctx.fillText(shown, x + 18, LEGEND / 2);
+    x += 26 + ctx.measureText(shown).width;
   });
   const ph = (h - LEGEND) / 2;
   const [b0, b1, b2, b3] = [

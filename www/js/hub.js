@@ -168,13 +168,16 @@ export async function loadFromHub(hub, repo, say) {
   };
   await get("config.json");
   await get("tokenizer.json");
-  const generation = await get("generation_config.json").catch((e) => {
-    if (e instanceof Missing) return null; // optional
-    throw e;
+  // optional: a repo without one is remembered as an empty file (no JSON is empty), so the next
+  // load asks the hub nothing
+  const generation = await get("generation_config.json").catch(async (e) => {
+    if (!(e instanceof Missing)) throw e;
+    await hubCache.put(`${base}/generation_config.json`, new Uint8Array(0)).catch(() => {});
+    return null;
   });
   const weights = Object.keys(await weightFiles(base, get));
   const seconds = (performance.now() - started) / 1e3;
   const all = Object.values(files).reduce((n, f) => n + f.length, 0);
   progress(all, all, started, cached === count ? "from the cache" : "downloaded");
-  return { files, weights, generation, load: { repo, seconds, cached: cached === count, bytes: all, cacheError } };
+  return { files, weights, generation: generation?.length ? generation : null, load: { repo, seconds, cached: cached === count, bytes: all, cacheError } };
 }

@@ -25,7 +25,7 @@ function scheduleDynamics(state) {
   dynamicsPending = true;
   requestAnimationFrame(() => {
     dynamicsPending = false;
-    drawDynamics($("dynamics-chart"), state().dynamics);
+    drawDynamics($("dynamics-chart"), state().dynamics, state().model?.export_class);
   });
 }
 
