@@ -1,25 +1,40 @@
-//! The whole forward pass against Hugging Face: the shared parity files, our own odd-shaped
-//! fixtures and SGD's (tests/fixtures/make_parity.py) and the official-layout tiny GPT-2
-//! directory with the real GPT-2 tokenizer.
+//! The whole forward pass and training against Hugging Face and torch: the shared parity
+//! files, our own odd-shaped fixtures, SGD's and Muon's, nanoGPT's N-step loop
+//! (tests/fixtures/make_parity.py, parity_muon.py), the negative fixtures each check must
+//! reject, and the official-layout tiny GPT-2 directory with the real GPT-2 tokenizer.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use wgpt::parity::{check_forward, check_training, ParityFile};
+use wgpt::parity::{check_forward, check_training, Check, Measure, ParityFile};
 
-fn run_parity_file(path: &Path) {
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Every check of a parity file (forward and training), printed with each tensor's update-norm
+/// ratio; None without a GPU.
+fn parity_checks(path: &Path) -> Option<Vec<Check>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let p = ParityFile::parse(&path.display().to_string(), &bytes).unwrap();
-    let Some(k) = common::shared_kernels() else {
-        return;
-    };
+    let k = common::shared_kernels()?;
     let budget = common::options().submit_budget_ms;
     let mut checks = pollster::block_on(check_forward(k.clone(), &p, budget)).unwrap();
     checks.extend(pollster::block_on(check_training(k, &p, budget)).unwrap());
+    let file = path.file_name().unwrap().to_string_lossy();
     for c in &checks {
-        println!("{}: {c}", path.display());
+        println!("{file}: {c}");
+        if let Measure::UpdateNorm { tensors } = &c.measure {
+            let each: Vec<String> = tensors.iter().map(|u| format!("{} {:.1e}", u.tensor, u.ratio)).collect();
+            println!("{file}:   per tensor: {}", each.join(", "));
+        }
     }
+    Some(checks)
+}
+
+fn run_parity_file(path: &Path) {
+    let Some(checks) = parity_checks(path) else { return };
     let failed: Vec<String> = checks.iter().filter(|c| !c.passed()).map(|c| c.to_string()).collect();
     assert!(failed.is_empty(), "{}: {failed:#?}", path.display());
 }
@@ -41,13 +56,13 @@ fn parity_baby() {
 /// 3 layers, 3 heads of size 12, vocab 53, B 3, T 19 < block_size 23: nothing divides anything.
 #[test]
 fn parity_odd_shapes() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/odd.safetensors"));
+    run_parity_file(&fixture("odd.safetensors"));
 }
 
 /// 1 layer, 1 head, T = block_size = 9, vocab 11.
 #[test]
 fn parity_one_head() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/odd1.safetensors"));
+    run_parity_file(&fixture("odd1.safetensors"));
 }
 
 /// torch.optim.SGD, momentum 0.9 (two groups: decay 0.1 on rank >= 2 tensors, none on 1-D
@@ -56,13 +71,13 @@ fn parity_one_head() {
 /// fails.
 #[test]
 fn parity_sgd() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sgd.safetensors"));
+    run_parity_file(&fixture("sgd.safetensors"));
 }
 
 /// As parity_sgd with Nesterov momentum (the tenth loss 0.075 from plain momentum's).
 #[test]
 fn parity_sgd_nesterov() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sgd-nesterov.safetensors"));
+    run_parity_file(&fixture("sgd-nesterov.safetensors"));
 }
 
 /// Muon (torch.optim.Muon, Newton-Schulz patched to f32) on the hidden matrices and AdamW on
@@ -70,13 +85,50 @@ fn parity_sgd_nesterov() {
 /// tall, so Newton-Schulz runs on its transpose and its lr is doubled.
 #[test]
 fn parity_muon() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon.safetensors"));
+    run_parity_file(&fixture("muon.safetensors"));
 }
 
 /// Muon without Nesterov: 1 layer, 3 heads of 4, n_embd 12.
 #[test]
 fn parity_muon_nonesterov() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon-nonesterov.safetensors"));
+    run_parity_file(&fixture("muon-nonesterov.safetensors"));
+}
+
+/// AdamW through nanoGPT's loop (tests/fixtures/train.safetensors): after the usual step and
+/// ten losses at constant lr, 8 steps from the same start with warmup 2, cosine to min_lr at
+/// step 6, clipping at 1.0 (active on the first five steps, whose gradient norms fall from 1.6
+/// to 0.9) and 2 micro-batches of 2 rows, through the trainer the CLI uses. Weights of std 0.2
+/// and perturbed biases and gains make every part visible in the update norms: the negative
+/// fixtures below leave one out each.
+#[test]
+fn parity_train_n_steps() {
+    run_parity_file(&fixture("train.safetensors"));
+}
+
+/// Each negative fixture (tests/fixtures/parity_negative/: train.safetensors's model, batch and
+/// metadata, with the expected values of a wrong training) fails `wgpt parity`, caught by the
+/// update-norm check of the stage it changes, while its forward passes. The ratios torch
+/// measured between each wrong training and the right one (worst tensor): no decay 2.2e-2, decay
+/// on the 1-D tensors 0.1, no clipping 7e-2, lr·it/warmup for warmup 0.15; the bound is 1e-3.
+#[test]
+fn negative_fixtures_fail_the_check_that_sees_them() {
+    let one = "update norms of 1 AdamW step";
+    let n = "update norms of 8 steps (warmup 2, clip 1, accum 2)";
+    for (file, caught_by) in
+        [("no-wd", [one, n].as_slice()), ("wd-1d", &[one, n]), ("no-clip", &[n]), ("other-schedule", &[n])]
+    {
+        let Some(checks) = parity_checks(&fixture(&format!("parity_negative/{file}.safetensors"))) else { return };
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| !c.passed() && c.name.starts_with("update norms"))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(failed, caught_by, "{file}: the update-norm checks that failed");
+        for c in checks.iter().filter(|c| ["logits", "loss", "grads (all)"].contains(&c.name.as_str())) {
+            assert!(c.passed(), "{file}: {c}");
+        }
+        println!("{file}.safetensors: FAILS, caught by {caught_by:?}");
+    }
 }
 
 /// `muon.safetensors` with its `optimizer` metadata edited by `edit`: the same expected values
