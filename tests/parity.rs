@@ -66,15 +66,15 @@ fn parity_one_head() {
 }
 
 /// torch.optim.SGD, momentum 0.9 (two groups: decay 0.1 on rank >= 2 tensors, none on 1-D
-/// ones), lr 0.05: 2 layers, head size 8, vocab 37, B 2, T 13. The decay moves a weight by up to
-/// 3.4e-4 in the first step (over STEP1_TOL) and the tenth loss by 0.069, so a run without it
-/// fails.
+/// ones), lr 0.05: 2 layers, head size 8, vocab 37, B 2, T 13, biases and gains perturbed. The
+/// decay moves a weight by up to 3.4e-4 in the first step (over STEP1_TOL) and the tenth loss by
+/// 0.025, so a run without it fails.
 #[test]
 fn parity_sgd() {
     run_parity_file(&fixture("sgd.safetensors"));
 }
 
-/// As parity_sgd with Nesterov momentum (the tenth loss 0.075 from plain momentum's).
+/// As parity_sgd with Nesterov momentum (the tenth loss 0.125 from plain momentum's).
 #[test]
 fn parity_sgd_nesterov() {
     run_parity_file(&fixture("sgd-nesterov.safetensors"));
@@ -107,9 +107,10 @@ fn parity_train_n_steps() {
 
 /// Each negative fixture (tests/fixtures/parity_negative/: train.safetensors's model, batch and
 /// metadata, with the expected values of a wrong training) fails `wgpt parity`, caught by the
-/// update-norm check of the stage it changes, while its forward passes. The ratios torch
-/// measured between each wrong training and the right one (worst tensor): no decay 2.2e-2, decay
-/// on the 1-D tensors 0.1, no clipping 7e-2, lr·it/warmup for warmup 0.15; the bound is 1e-3.
+/// update-norm check of the stage it changes, while its forward and gradients pass. The worst
+/// tensor's ratio wgpt measures against each (the bound is 1e-3, the right file's worst 1.2e-5):
+/// no decay 2.2e-2 after one step and 2.7e-2 after eight, decay on the 1-D tensors 9.9e-2 and
+/// 0.15, no clipping 6.8e-2, nanoGPT's old warmup (lr·it/warmup) 0.29.
 #[test]
 fn negative_fixtures_fail_the_check_that_sees_them() {
     let one = "update norms of 1 AdamW step";
@@ -134,17 +135,52 @@ fn negative_fixtures_fail_the_check_that_sees_them() {
 /// `muon.safetensors` with its `optimizer` metadata edited by `edit`: the same expected values
 /// under other settings.
 fn muon_file_edited(edit: impl Fn(&mut serde_json::Value)) -> wgpt::Result<ParityFile> {
-    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon.safetensors")).unwrap();
+    file_edited("muon.safetensors", "optimizer", edit)
+}
+
+/// A fixture with its JSON metadata `key` edited by `edit`.
+fn file_edited(name: &str, key: &str, edit: impl Fn(&mut serde_json::Value)) -> wgpt::Result<ParityFile> {
+    let bytes = std::fs::read(fixture(name)).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let meta = &mut header["__metadata__"]["optimizer"];
-    let mut optimizer: serde_json::Value = serde_json::from_str(meta.as_str().unwrap()).unwrap();
+    let meta = &mut header["__metadata__"][key];
+    let mut optimizer: serde_json::Value =
+        meta.as_str().map_or(serde_json::Value::Null, |t| serde_json::from_str(t).unwrap());
     edit(&mut optimizer);
     *meta = optimizer.to_string().into();
     let mut text = serde_json::to_vec(&header).unwrap();
     text.resize(text.len().next_multiple_of(8), b' ');
     let edited = [&(text.len() as u64).to_le_bytes()[..], &text, &bytes[8 + n..]].concat();
-    ParityFile::parse("muon.safetensors edited", &edited)
+    ParityFile::parse(&format!("{name} edited"), &edited)
+}
+
+/// A `train` field without expected.stepN.* tensors, and one whose micro-batches do not split
+/// the batch, are refused by name (no GPU).
+#[test]
+fn train_metadata_is_refused_by_name() {
+    let train = serde_json::json!({"steps": 2, "warmup_iters": 0, "lr_decay_iters": 2, "lr": 1e-3, "min_lr": 1e-4,
+                                   "grad_clip": 1.0, "grad_accum": 1});
+    let err = file_edited("odd.safetensors", "train", |t| *t = train.clone()).err().expect("train without stepN");
+    assert!(err.to_string().contains("come together; this file has only the metadata"), "{err}");
+    let err = file_edited("train.safetensors", "train", |t| t["grad_accum"] = 3.into()).err().expect("accum 3 of 4");
+    assert!(err.to_string().contains("grad_accum 3, which does not split the batch's 4 rows"), "{err}");
+    assert!(file_edited("train.safetensors", "train", |_| {}).is_ok());
+}
+
+/// What the element-wise bound cannot see at HF's init and the update norm can: odd.safetensors
+/// (weights of std 0.02, lr 1e-3) run without its weight decay stays within 1e-4 of torch after
+/// one step (the decay moves a weight by lr·wd·|w| ≈ 6e-6 at most), but each decayed tensor's
+/// update is off by wd·rms(w) ≈ 2e-3 of its norm, over the bound 1e-3.
+#[test]
+fn update_norm_sees_a_missing_decay_the_element_bound_does_not() {
+    let Some(k) = common::shared_kernels() else { return };
+    let p = file_edited("odd.safetensors", "adamw", |o| o["weight_decay"] = 0.0.into()).unwrap();
+    let checks = pollster::block_on(check_training(k, &p, common::options().submit_budget_ms)).unwrap();
+    let get = |name: &str| checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name}"));
+    let (elements, norm) = (get("params after 1 AdamW step"), get("update norms of 1 AdamW step"));
+    println!("odd.safetensors without decay: {elements}\n{norm}");
+    assert!(elements.passed(), "the element-wise bound now sees the decay: {elements}");
+    assert!(!norm.passed(), "the update norm misses a run without decay: {norm}");
 }
 
 /// The Muon checks can fail: run without weight decay the parameters after one step are off by

@@ -67,7 +67,7 @@ impl Check {
             }
             let (diff, norm) = (diff.sqrt(), norm.sqrt());
             let ratio = match (diff, norm) {
-                (d, _) if d.is_nan() => f64::INFINITY,
+                (d, n) if d.is_nan() || n.is_nan() => f64::INFINITY,
                 (d, n) if d == 0.0 && n == 0.0 => 0.0,
                 (d, n) => d / n,
             } as f32;
@@ -85,7 +85,7 @@ impl Check {
         let Measure::UpdateNorm { tensors } = &self.measure else { return vec![] };
         tensors
             .iter()
-            .filter(|u| !(u.ratio <= self.rtol))
+            .filter(|u| u.ratio > self.rtol)
             .map(|u| Check {
                 name: format!("{what} {}", u.tensor),
                 closeness: Closeness { max_abs: u.diff, max_rel: u.ratio, worst: 0, excess: u.ratio - self.rtol },
@@ -133,5 +133,30 @@ impl std::fmt::Display for Check {
                 tensors.len()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The update norm per part: a part off by 1% of its update fails a bound of 1e-3 and is
+    /// named; a part that should not move and does, or a NaN, fails; nothing moving passes.
+    #[test]
+    fn update_norm_names_the_worst_part() {
+        let before = vec![vec![1.0f32, 2.0, 3.0, 4.0], vec![0.5, 0.5]];
+        let want = vec![vec![1.1f32, 2.1, 3.1, 4.1], vec![0.5, 0.5]];
+        let part = |name: &str, tensor, range| Part { name: name.into(), tensor, range };
+        let parts = [part("a[0..2]", 0, 0..2), part("a[2..4]", 0, 2..4), part("b", 1, 0..2)];
+        let run = |got: &[Vec<f32>]| {
+            Check::update_norm("u", Updates { parts: &parts, before: &before, got, want: &want }, 1e-3)
+        };
+        assert!(run(&want).passed());
+        let off = run(&[vec![1.1, 2.1, 3.101, 4.1], vec![0.5, 0.5]]);
+        assert!(!off.passed() && off.closeness.worst == 1, "{off}");
+        assert!((off.closeness.max_rel - 1e-3 / 0.1f32.hypot(0.1)).abs() < 1e-4, "{off}");
+        assert_eq!(off.failed_tensors("x").iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["x a[2..4]"]);
+        assert!(!run(&[want[0].clone(), vec![0.5, 0.5001]]).passed(), "b should not move");
+        assert!(!run(&[vec![f32::NAN, 2.1, 3.1, 4.1], vec![0.5, 0.5]]).passed(), "NaN");
     }
 }

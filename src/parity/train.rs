@@ -34,7 +34,7 @@ impl TrainMeta {
         if t.steps == 0 {
             return Err(bad("has steps 0; it needs at least one step".into()));
         }
-        if t.grad_accum == 0 || b % t.grad_accum != 0 {
+        if t.grad_accum == 0 || !b.is_multiple_of(t.grad_accum) {
             return Err(bad(format!("has grad_accum {}, which does not split the batch's {b} rows", t.grad_accum)));
         }
         if t.lr_decay_iters <= t.warmup_iters {
