@@ -1,25 +1,40 @@
-//! The whole forward pass against Hugging Face: the shared parity files, our own odd-shaped
-//! fixtures and SGD's (tests/fixtures/make_parity.py) and the official-layout tiny GPT-2
-//! directory with the real GPT-2 tokenizer.
+//! The whole forward pass and training against Hugging Face and torch: the shared parity
+//! files, our own odd-shaped fixtures, SGD's and Muon's, nanoGPT's N-step loop
+//! (tests/fixtures/make_parity.py, parity_muon.py), the negative fixtures each check must
+//! reject, and the official-layout tiny GPT-2 directory with the real GPT-2 tokenizer.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use wgpt::parity::{check_forward, check_training, ParityFile};
+use wgpt::parity::{check_forward, check_training, Check, Measure, ParityFile};
 
-fn run_parity_file(path: &Path) {
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Every check of a parity file (forward and training), printed with each tensor's update-norm
+/// ratio; None without a GPU.
+fn parity_checks(path: &Path) -> Option<Vec<Check>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let p = ParityFile::parse(&path.display().to_string(), &bytes).unwrap();
-    let Some(k) = common::shared_kernels() else {
-        return;
-    };
+    let k = common::shared_kernels()?;
     let budget = common::options().submit_budget_ms;
     let mut checks = pollster::block_on(check_forward(k.clone(), &p, budget)).unwrap();
     checks.extend(pollster::block_on(check_training(k, &p, budget)).unwrap());
+    let file = path.file_name().unwrap().to_string_lossy();
     for c in &checks {
-        println!("{}: {c}", path.display());
+        println!("{file}: {c}");
+        if let Measure::UpdateNorm { tensors } = &c.measure {
+            let each: Vec<String> = tensors.iter().map(|u| format!("{} {:.1e}", u.tensor, u.ratio)).collect();
+            println!("{file}:   per tensor: {}", each.join(", "));
+        }
     }
+    Some(checks)
+}
+
+fn run_parity_file(path: &Path) {
+    let Some(checks) = parity_checks(path) else { return };
     let failed: Vec<String> = checks.iter().filter(|c| !c.passed()).map(|c| c.to_string()).collect();
     assert!(failed.is_empty(), "{}: {failed:#?}", path.display());
 }
@@ -41,28 +56,28 @@ fn parity_baby() {
 /// 3 layers, 3 heads of size 12, vocab 53, B 3, T 19 < block_size 23: nothing divides anything.
 #[test]
 fn parity_odd_shapes() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/odd.safetensors"));
+    run_parity_file(&fixture("odd.safetensors"));
 }
 
 /// 1 layer, 1 head, T = block_size = 9, vocab 11.
 #[test]
 fn parity_one_head() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/odd1.safetensors"));
+    run_parity_file(&fixture("odd1.safetensors"));
 }
 
 /// torch.optim.SGD, momentum 0.9 (two groups: decay 0.1 on rank >= 2 tensors, none on 1-D
-/// ones), lr 0.05: 2 layers, head size 8, vocab 37, B 2, T 13. The decay moves a weight by up to
-/// 3.4e-4 in the first step (over STEP1_TOL) and the tenth loss by 0.069, so a run without it
-/// fails.
+/// ones), lr 0.05: 2 layers, head size 8, vocab 37, B 2, T 13, biases and gains perturbed. The
+/// decay moves a weight by up to 3.4e-4 in the first step (over STEP1_TOL) and the tenth loss by
+/// 0.025, so a run without it fails.
 #[test]
 fn parity_sgd() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sgd.safetensors"));
+    run_parity_file(&fixture("sgd.safetensors"));
 }
 
-/// As parity_sgd with Nesterov momentum (the tenth loss 0.075 from plain momentum's).
+/// As parity_sgd with Nesterov momentum (the tenth loss 0.125 from plain momentum's).
 #[test]
 fn parity_sgd_nesterov() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sgd-nesterov.safetensors"));
+    run_parity_file(&fixture("sgd-nesterov.safetensors"));
 }
 
 /// Muon (torch.optim.Muon, Newton-Schulz patched to f32) on the hidden matrices and AdamW on
@@ -70,29 +85,102 @@ fn parity_sgd_nesterov() {
 /// tall, so Newton-Schulz runs on its transpose and its lr is doubled.
 #[test]
 fn parity_muon() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon.safetensors"));
+    run_parity_file(&fixture("muon.safetensors"));
 }
 
 /// Muon without Nesterov: 1 layer, 3 heads of 4, n_embd 12.
 #[test]
 fn parity_muon_nonesterov() {
-    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon-nonesterov.safetensors"));
+    run_parity_file(&fixture("muon-nonesterov.safetensors"));
+}
+
+/// AdamW through nanoGPT's loop (tests/fixtures/train.safetensors): after the usual step and
+/// ten losses at constant lr, 8 steps from the same start with warmup 2, cosine to min_lr at
+/// step 6, clipping at 1.0 (active on the first five steps, whose gradient norms fall from 1.6
+/// to 0.9) and 2 micro-batches of 2 rows, through the trainer the CLI uses. Weights of std 0.2
+/// and perturbed biases and gains make every part visible in the update norms: the negative
+/// fixtures below leave one out each.
+#[test]
+fn parity_train_n_steps() {
+    run_parity_file(&fixture("train.safetensors"));
+}
+
+/// Each negative fixture (tests/fixtures/parity_negative/: train.safetensors's model, batch and
+/// metadata, with the expected values of a wrong training) fails `wgpt parity`, caught by the
+/// update-norm check of the stage it changes, while its forward and gradients pass. The worst
+/// tensor's ratio wgpt measures against each (the bound is 1e-3, the right file's worst 1.2e-5):
+/// no decay 2.2e-2 after one step and 2.7e-2 after eight, decay on the 1-D tensors 9.9e-2 and
+/// 0.15, no clipping 6.8e-2, nanoGPT's old warmup (lr·it/warmup) 0.29.
+#[test]
+fn negative_fixtures_fail_the_check_that_sees_them() {
+    let one = "update norms of 1 AdamW step";
+    let n = "update norms of 8 steps (warmup 2, clip 1, accum 2)";
+    for (file, caught_by) in
+        [("no-wd", [one, n].as_slice()), ("wd-1d", &[one, n]), ("no-clip", &[n]), ("other-schedule", &[n])]
+    {
+        let Some(checks) = parity_checks(&fixture(&format!("parity_negative/{file}.safetensors"))) else { return };
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| !c.passed() && c.name.starts_with("update norms"))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(failed, caught_by, "{file}: the update-norm checks that failed");
+        for c in checks.iter().filter(|c| ["logits", "loss", "grads (all)"].contains(&c.name.as_str())) {
+            assert!(c.passed(), "{file}: {c}");
+        }
+        println!("{file}.safetensors: FAILS, caught by {caught_by:?}");
+    }
 }
 
 /// `muon.safetensors` with its `optimizer` metadata edited by `edit`: the same expected values
 /// under other settings.
 fn muon_file_edited(edit: impl Fn(&mut serde_json::Value)) -> wgpt::Result<ParityFile> {
-    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon.safetensors")).unwrap();
+    file_edited("muon.safetensors", "optimizer", edit)
+}
+
+/// A fixture with its JSON metadata `key` edited by `edit`.
+fn file_edited(name: &str, key: &str, edit: impl Fn(&mut serde_json::Value)) -> wgpt::Result<ParityFile> {
+    let bytes = std::fs::read(fixture(name)).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let meta = &mut header["__metadata__"]["optimizer"];
-    let mut optimizer: serde_json::Value = serde_json::from_str(meta.as_str().unwrap()).unwrap();
+    let meta = &mut header["__metadata__"][key];
+    let mut optimizer: serde_json::Value =
+        meta.as_str().map_or(serde_json::Value::Null, |t| serde_json::from_str(t).unwrap());
     edit(&mut optimizer);
     *meta = optimizer.to_string().into();
     let mut text = serde_json::to_vec(&header).unwrap();
     text.resize(text.len().next_multiple_of(8), b' ');
     let edited = [&(text.len() as u64).to_le_bytes()[..], &text, &bytes[8 + n..]].concat();
-    ParityFile::parse("muon.safetensors edited", &edited)
+    ParityFile::parse(&format!("{name} edited"), &edited)
+}
+
+/// A `train` field without expected.stepN.* tensors, and one whose micro-batches do not split
+/// the batch, are refused by name (no GPU).
+#[test]
+fn train_metadata_is_refused_by_name() {
+    let train = serde_json::json!({"steps": 2, "warmup_iters": 0, "lr_decay_iters": 2, "lr": 1e-3, "min_lr": 1e-4,
+                                   "grad_clip": 1.0, "grad_accum": 1});
+    let err = file_edited("odd.safetensors", "train", |t| *t = train.clone()).err().expect("train without stepN");
+    assert!(err.to_string().contains("come together; this file has only the metadata"), "{err}");
+    let err = file_edited("train.safetensors", "train", |t| t["grad_accum"] = 3.into()).err().expect("accum 3 of 4");
+    assert!(err.to_string().contains("grad_accum 3, which does not split the batch's 4 rows"), "{err}");
+    assert!(file_edited("train.safetensors", "train", |_| {}).is_ok());
+}
+
+/// What the element-wise bound cannot see at HF's init and the update norm can: odd.safetensors
+/// (weights of std 0.02, lr 1e-3) run without its weight decay stays within 1e-4 of torch after
+/// one step (the decay moves a weight by lr·wd·|w| ≈ 6e-6 at most), but each decayed tensor's
+/// update is off by wd·rms(w) ≈ 2e-3 of its norm, over the bound 1e-3.
+#[test]
+fn update_norm_sees_a_missing_decay_the_element_bound_does_not() {
+    let Some(k) = common::shared_kernels() else { return };
+    let p = file_edited("odd.safetensors", "adamw", |o| o["weight_decay"] = 0.0.into()).unwrap();
+    let checks = pollster::block_on(check_training(k, &p, common::options().submit_budget_ms)).unwrap();
+    let get = |name: &str| checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name}"));
+    let (elements, norm) = (get("params after 1 AdamW step"), get("update norms of 1 AdamW step"));
+    println!("odd.safetensors without decay: {elements}\n{norm}");
+    assert!(elements.passed(), "the element-wise bound now sees the decay: {elements}");
+    assert!(!norm.passed(), "the update norm misses a run without decay: {norm}");
 }
 
 /// The Muon checks can fail: run without weight decay the parameters after one step are off by

@@ -8,9 +8,19 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{AdamWConfig, MuonConfig};
+use super::MuonConfig;
 use crate::train::{Optimizer, OptimizerConfig, TrainConfig};
 use crate::{Error, Result};
+
+/// AdamW settings of a parity file (constant lr, no clipping, decay on rank >= 2 only).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct AdamWConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
 
 /// torch.optim.SGD's settings of a parity file (dampening 0; weight decay on rank >= 2 only).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
