@@ -103,4 +103,20 @@ mod tests {
             assert_eq!(MatmulWeights::f16_bytes(&cfg), want, "{name}");
         }
     }
+
+    /// SwiGLU at I = 64 copies its (C, 2I) and (I, C) matrices; at an odd I they have no f16
+    /// kernels and stay f32: only attention's and the head's copies are made.
+    #[test]
+    fn only_weights_with_f16_kernels_are_copied() {
+        let arch = crate::model::Arch::GPT2;
+        let mut cfg = Gpt2Config { n_layer: 2, n_head: 3, n_embd: 24, block_size: 9, vocab_size: 37, arch };
+        cfg.arch.mlp = crate::model::Mlp::SwiGlu;
+        let (l, c, v) = (2, 24, 37);
+        let attention = l * (c * 3 * c + c * c);
+        assert_eq!(MatmulWeights::f16_bytes(&cfg), 2 * (attention + l * 3 * c * 64 + (v * c)) as u64);
+        cfg.arch.intermediate_size = Some(13);
+        assert_eq!(MatmulWeights::f16_bytes(&cfg), 2 * (attention + v * c) as u64);
+        assert!(halves(&[24, 128], false) && !halves(&[24, 26], false) && !halves(&[13, 24], false));
+        assert!(halves(&[37, 24], true) && !halves(&[37, 22], true));
+    }
 }
