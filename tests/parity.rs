@@ -1,6 +1,6 @@
 //! The whole forward pass against Hugging Face: the shared parity files, our own odd-shaped
-//! fixtures and SGD's (tests/fixtures/make_parity.py) and the official-layout tiny GPT-2
-//! directory with the real GPT-2 tokenizer.
+//! fixtures, SGD's, Muon's, Llama's and Qwen3's (tests/fixtures/make_parity.py) and the
+//! official-layout tiny GPT-2 directory with the real GPT-2 tokenizer.
 
 mod common;
 
@@ -77,6 +77,21 @@ fn parity_muon() {
 #[test]
 fn parity_muon_nonesterov() {
     run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/muon-nonesterov.safetensors"));
+}
+
+/// LlamaForCausalLM (the file's `config` its config.json, tensors under its names): 2 layers, 4
+/// heads of 8 over 2 KV heads (4 x 8 != n_embd 16), SwiGLU at an odd intermediate size 21,
+/// attention and MLP biases, untied; AdamW, B 3, T 19.
+#[test]
+fn parity_llama() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama.safetensors"));
+}
+
+/// Qwen3ForCausalLM: 2 layers, 4 heads of 8 over 1 KV head (MQA) at n_embd 24, qk-norm, rms eps
+/// 1e-6, SwiGLU at 20, tied; AdamW, B 2, T 13.
+#[test]
+fn parity_qwen3() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3.safetensors"));
 }
 
 /// `muon.safetensors` with its `optimizer` metadata edited by `edit`: the same expected values
