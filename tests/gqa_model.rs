@@ -12,7 +12,7 @@ use wgpt::kernels::Kernels;
 use wgpt::model::{Arch, ArchPreset, Gpt2, Gpt2Config, HfClass, Mlp, Norm, Positions, Weights};
 use wgpt::run::{DataSource, Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
-use wgpt::train::TrainConfig;
+use wgpt::train::{TrainConfig, Trainer};
 
 /// 6 heads of 12 over 2 KV heads at a width of 20 (head_dim ≠ n_embd / n_head), MQA: 4 heads
 /// of 8 over 1 at a width of 32, and the first with rotary positions (theta 100, so that the
@@ -161,4 +161,43 @@ fn qk_norm_trains_and_resumes_exactly() {
 fn the_llama_preset_trains_and_resumes_exactly() {
     let Some(k) = common::shared_kernels() else { return };
     trains_and_resumes_exactly(&k, configs()[5]);
+}
+
+/// The llama preset at an odd intermediate size in split submits: with a budget every dispatch
+/// exceeds, a training step runs a submit per dispatch, then cuts its products over B·T = 256
+/// rows (N x C x 2I and N x I x C among them) into slices of rows, and still equals one submit
+/// bit for bit (the losses, then every parameter).
+#[test]
+fn a_split_llama_step_equals_one_submit() {
+    let Some(k) = common::shared_kernels() else { return };
+    let mut cfg = Gpt2Config { n_layer: 2, n_head: 4, n_embd: 32, block_size: 64, vocab_size: 61, arch: Arch::GPT2 };
+    ArchPreset::Llama.apply(&mut cfg.arch, 4);
+    cfg.arch.intermediate_size = Some(19);
+    let weights = Weights::random(cfg, 5);
+    let train =
+        TrainConfig { batch_size: 4, seq_len: 64, warmup_iters: 1, lr_decay_iters: 10, ..TrainConfig::default() };
+    let trainer = |budget| {
+        let mut t = Trainer::new(Gpt2::new(k.clone(), &weights).unwrap(), train.clone()).unwrap();
+        t.set_submit_budget(budget);
+        t
+    };
+    let (mut one, mut split) = (trainer(0.0), trainer(1e-9));
+    let mut rng = Rng::new(8);
+    let mut submits = vec![];
+    for step in 0..3 {
+        let batch = vec![(rng.ids(4 * 64, 61), rng.ids(4 * 64, 61))];
+        one.step(&batch).unwrap();
+        split.step(&batch).unwrap();
+        submits.push(split.submits().submits);
+        let loss = |t: &Trainer| pollster::block_on(t.last_loss()).unwrap().to_bits();
+        assert_eq!(loss(&one), loss(&split), "step {step}: the split loss differs");
+    }
+    assert!(submits[2] > submits[0], "no product was cut into rows: {submits:?} submits");
+    let (w1, w2) =
+        (pollster::block_on(one.model.weights()).unwrap(), pollster::block_on(split.model.weights()).unwrap());
+    for ((name, _), (a, b)) in cfg.param_specs().iter().zip(w1.tensors.iter().zip(&w2.tensors)) {
+        let differ = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        assert_eq!(differ, 0, "{name}: {differ} of {} elements differ from one submit", a.len());
+    }
+    println!("llama preset, I 19: 3 split steps ({submits:?} submits) equal one submit each, bit for bit");
 }
