@@ -177,7 +177,7 @@ fn a_split_llama_step_equals_one_submit() {
     let train =
         TrainConfig { batch_size: 4, seq_len: 64, warmup_iters: 1, lr_decay_iters: 10, ..TrainConfig::default() };
     let trainer = |budget| {
-        let mut t = Trainer::new(Gpt2::new(k.clone(), &weights).unwrap(), train.clone()).unwrap();
+        let mut t = Trainer::new(Gpt2::new(k.clone(), &weights).unwrap(), train).unwrap();
         t.set_submit_budget(budget);
         t
     };
