@@ -7,7 +7,7 @@ use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{
     AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, RopeBwd, Site,
 };
-use crate::model::{layer, ActivationTensors, Allocated, Gpt2, Gpt2Config, Mlp, ParameterTensors, TensorSpec};
+use crate::model::{layer, ActivationTensors, Allocated, Gpt2, Gpt2Config, ParameterTensors, TensorSpec};
 use crate::weights16::MatmulWeights;
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
@@ -18,8 +18,8 @@ pub struct GradActs {
     pub dresidual3: Vec<Tensor>, // (L) x (B, T, C)
     pub dresidual2: Vec<Tensor>, // (L) x (B, T, C)
     pub dfcproj: Vec<Tensor>,    // (L) x (B, T, C)
-    pub dfch_gelu: Vec<Tensor>,  // (L) x (B, T, 4C)
-    pub dfch: Vec<Tensor>,       // (L) x (B, T, 4C)
+    pub dfch_act: Vec<Tensor>,   // (L) x (B, T, I)
+    pub dfch: Vec<Tensor>,       // (L) x (B, T, I), swiglu (B, T, 2I): dgate | dup
     pub dln2: Vec<Tensor>,       // (L) x (B, T, C)
     pub dattproj: Vec<Tensor>,   // (L) x (B, T, C)
     pub datty: Vec<Tensor>,      // (L) x (B, T, NH·hs)
@@ -36,7 +36,8 @@ impl GradActs {
     pub fn specs(cfg: &Gpt2Config, b: usize, t: usize, kind: AttentionKind) -> Vec<TensorSpec> {
         let (c, nh, v, l) = (cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer);
         let (qkv, q) = (cfg.attn_dims().qkv_width(), cfg.attn_dims().out_width());
-        let (act, mlp) = ("activation gradient (B,T,C)", "MLP activation gradient (B,T,4C)");
+        let act = "activation gradient (B,T,C)";
+        let (i, fc) = (cfg.intermediate_size(), cfg.mlp_width());
         let layer = |name, what, shape| TensorSpec::per_layer(l, name, what, shape);
         let mut specs = vec![
             TensorSpec::one("dlogits", "logits gradient (B,T,V)", vec![b, t, v]),
@@ -45,8 +46,8 @@ impl GradActs {
             layer("dresidual3", act, vec![b, t, c]),
             layer("dresidual2", act, vec![b, t, c]),
             layer("dfcproj", act, vec![b, t, c]),
-            layer("dfch_gelu", mlp, vec![b, t, 4 * c]),
-            layer("dfch", mlp, vec![b, t, 4 * c]),
+            layer("dfch_act", "MLP activation gradient (B,T,I)", vec![b, t, i]),
+            layer("dfch", "MLP product gradient (B,T,I; swiglu 2I)", vec![b, t, fc]),
             layer("dln2", act, vec![b, t, c]),
             layer("dattproj", act, vec![b, t, c]),
             layer("datty", "attention output gradient (B,T,NH·hs)", vec![b, t, q]),
@@ -69,7 +70,7 @@ impl GradActs {
             dresidual3: a.layers("dresidual3"),
             dresidual2: a.layers("dresidual2"),
             dfcproj: a.layers("dfcproj"),
-            dfch_gelu: a.layers("dfch_gelu"),
+            dfch_act: a.layers("dfch_act"),
             dfch: a.layers("dfch"),
             dln2: a.layers("dln2"),
             dattproj: a.layers("dattproj"),
@@ -90,7 +91,7 @@ impl GradActs {
             &self.dresidual3,
             &self.dresidual2,
             &self.dfcproj,
-            &self.dfch_gelu,
+            &self.dfch_act,
             &self.dfch,
             &self.dln2,
             &self.dattproj,
@@ -192,14 +193,10 @@ impl Gpt2 {
         // residual3 = residual2 + fcproj
         k.residual.backward(prog, &d.dresidual2[l], &d.dfcproj[l], &d.dresidual3[l]);
         k.dropout.at(prog, &d.dfcproj[l], dropout, Site::MlpResidual(l));
-        let (dinp, dweight, dbias) = (&d.dfch_gelu[l], &dp.mlp_proj_w[l], layer(&dp.mlp_proj_b, l));
-        let (dout, inp, weight) = (&d.dfcproj[l], &a.fch_gelu[l], &w.mlp_proj_w[l]);
+        let (dinp, dweight, dbias) = (&d.dfch_act[l], &dp.mlp_proj_w[l], layer(&dp.mlp_proj_b, l));
+        let (dout, inp, weight) = (&d.dfcproj[l], &a.fch_act[l], &w.mlp_proj_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
-        match self.config.arch.mlp {
-            Mlp::Gelu => k.gelu.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]),
-            Mlp::Relu2 => k.relu2.backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_gelu[l]),
-            Mlp::SwiGlu => unreachable!("Gpt2Config::validate refuses swiglu until its kernels land"),
-        }
+        k.activation(self.config.act()).backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_act[l]);
         let (dinp, dweight, dbias) = (&d.dln2[l], &dp.c_fc_w[l], layer(&dp.c_fc_b, l));
         let (dout, inp, weight) = (&d.dfch[l], &a.ln2[l], &w.c_fc_w[l]);
         k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });

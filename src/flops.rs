@@ -1,8 +1,10 @@
 //! Training throughput in model FLOPs, as nanoGPT's `estimate_mfu` counts them (after the PaLM
 //! paper's appendix B): per token 6·N for the forward and backward through the weights (N without
-//! the position embeddings, which are a lookup) plus 12·L·H·Q·T for attention (Q the head size, T
-//! the sequence trained on); achieved FLOP/s from tokens/s, and the fraction of the adapter's
-//! peak (MFU) where its fp32 peak is known.
+//! the lookups: the position embeddings, and the token embeddings where the head is a matrix of
+//! its own) plus 12·L·H·Q·T for attention (H the query heads, Q the head size, T the sequence
+//! trained on); achieved FLOP/s from tokens/s, and the fraction of the adapter's peak (MFU) where
+//! its fp32 peak is known. The MLP's products count through their weights whatever their widths
+//! (SwiGLU's gate | up is one (C, 2I) matrix); its nonlinearity, as every elementwise op, not.
 
 use serde::Serialize;
 
@@ -10,7 +12,10 @@ use crate::model::Gpt2Config;
 
 /// Model FLOPs of one token's forward and backward when training on sequences of `t` tokens.
 pub fn flops_per_token(cfg: &Gpt2Config, t: usize) -> f64 {
-    let n = (cfg.num_params() - cfg.block_size * cfg.n_embd) as f64;
+    let lookup = |name: &str| name == "wpe.weight" || (name == "wte.weight" && !cfg.arch.tied);
+    let specs = cfg.param_specs();
+    let products = specs.iter().filter(|(name, _)| !lookup(name));
+    let n = products.map(|(_, shape)| shape.iter().product::<usize>()).sum::<usize>() as f64;
     let (l, h, q) = (cfg.n_layer as f64, cfg.n_head as f64, cfg.head_dim() as f64);
     6.0 * n + 12.0 * l * h * q * t as f64
 }
@@ -86,5 +91,22 @@ mod tests {
         assert_eq!(cpu.to_string(), "10 tok/s | 8.55 GFLOP/s");
         assert_eq!(peak_flops("NVIDIA H100 PCIe"), Some(51e12));
         assert_eq!(peak_flops("NVIDIA H100 80GB HBM3"), Some(67e12));
+    }
+
+    /// A Llama-preset baby (rope: no wpe; swiglu at I = 4·⌊(2·128 + 1)/3⌋ = 340; 2 KV heads of
+    /// 32; no biases; tied), by hand per layer: qkv 128·(4 + 2·2)·32 = 32,768, o 128·128 = 16,384,
+    /// gate|up 128·680 = 87,040, down 340·128 = 43,520, two norms 256: 179,968; times 4 layers
+    /// 719,872, + wte 65·128 = 8,320 + ln_f 128 = 728,320. Untied, the head's 8,320 replaces
+    /// wte's, which is a lookup: the same N.
+    #[test]
+    fn llama_by_hand() {
+        let mut cfg = Gpt2Config::preset("baby").unwrap();
+        crate::model::ArchPreset::Llama.apply(&mut cfg.arch, cfg.n_head);
+        assert_eq!(cfg.intermediate_size(), 340);
+        let attention = 12.0 * 4.0 * 4.0 * 32.0 * 64.0;
+        assert_eq!(flops_per_token(&cfg, 64), 6.0 * 728_320.0 + attention);
+        cfg.arch.tied = false;
+        assert_eq!(cfg.num_params(), 728_320 + 8_320);
+        assert_eq!(flops_per_token(&cfg, 64), 6.0 * 728_320.0 + attention);
     }
 }

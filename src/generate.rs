@@ -355,7 +355,8 @@ impl Decoder {
             &format!("the attention scores of {t} tokens (T x n_head x block_size)"),
             4 * (t * d.nh * d.s) as u64,
         )?;
-        g.check_binding(&format!("the MLP activation of {t} tokens (T x 4 n_embd)"), 4 * (t * 4 * c) as u64)?;
+        let (fc, i) = (model.config.mlp_width(), model.config.intermediate_size());
+        g.check_binding(&format!("the MLP product of {t} tokens (T x {fc})"), 4 * (t * fc) as u64)?;
         let ids = g.tensor("decode.ids", &[t]);
         let x = g.tensor("decode.x", &[t, c]);
         let x2 = g.tensor("decode.x2", &[t, c]);
@@ -367,8 +368,8 @@ impl Decoder {
         let proj = g.tensor("decode.proj", &[t, c]);
         let qkv_raw = g.tensor("decode.qkv_raw", &[t, a.qkv_width()]);
         let qk_rstd = g.tensor("decode.qk_rstd", &[t, a.nh + a.kv]);
-        let fch = g.tensor("decode.fch", &[t, 4 * c]);
-        let fch_gelu = g.tensor("decode.fch_gelu", &[t, 4 * c]);
+        let fch = g.tensor("decode.fch", &[t, fc]);
+        let fch_act = g.tensor("decode.fch_act", &[t, i]);
         let scores = g.tensor("decode.scores", &[t, d.nh, d.s]);
         let mut pieces = Vec::with_capacity(model.config.n_layer + 1);
         let mut program = Program::default();
@@ -390,7 +391,7 @@ impl Decoder {
             ln2_mean: &mean,
             ln2_rstd: &rstd,
             fch: &fch,
-            fch_gelu: &fch_gelu,
+            fch_act: &fch_act,
             fcproj: &proj,
             out: &x,
             rope: model.config.rope_dims(t).map(|_| BlockRope {
@@ -419,7 +420,7 @@ impl Decoder {
             ids,
             prog: pieces,
             plan,
-            _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, scores, qkv_raw, qk_rstd],
+            _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_act, scores, qkv_raw, qk_rstd],
         })
     }
 

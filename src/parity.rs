@@ -1,9 +1,10 @@
-//! Parity files: a model, a batch and what Hugging Face's GPT2LMHeadModel computed for it
-//! (logits, loss, and for training the gradients, the parameters after one optimizer step and N
-//! losses, by torch.optim's AdamW, SGD or Muon with AdamW, and the parameters after N steps of
-//! nanoGPT's loop: schedule, clipping, accumulation). The format is in
-//! tests/fixtures/README.md; `wgpt parity FILE` and the tests run it. Parameters are compared
-//! element by element and, per tensor, by the update's norm (check.rs).
+//! Parity files: a model, a batch and what Hugging Face's GPT2LMHeadModel (or, where the
+//! file's `config` is a config.json with a `model_type`, that class: LlamaForCausalLM,
+//! Qwen3ForCausalLM) computed for it (logits, loss, and for training the gradients, the
+//! parameters after one optimizer step and N losses, by torch.optim's AdamW, SGD or Muon with
+//! AdamW, and the parameters after N steps of nanoGPT's loop: schedule, clipping, accumulation).
+//! The format is in tests/fixtures/README.md; `wgpt parity FILE` and the tests run it. Parameters
+//! are compared element by element and, per tensor, by the update's norm (check.rs).
 
 mod check;
 mod file;

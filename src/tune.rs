@@ -117,8 +117,8 @@ impl CacheFile {
     }
 }
 
-/// The sizes of a training run that decide its problems: the model's width, heads and
-/// vocabulary, and the batch (B, T).
+/// The sizes of a training run that decide its problems: the model's width, heads,
+/// vocabulary and MLP widths, and the batch (B, T).
 #[derive(Clone, Copy, Debug)]
 pub struct RunShape {
     pub n_embd: usize,
@@ -126,6 +126,8 @@ pub struct RunShape {
     pub vocab: usize,
     pub b: usize,
     pub t: usize,
+    /// The MLP's first product's width (I; swiglu's gate | up 2I) and its second's input (I).
+    pub mlp: (usize, usize),
 }
 
 /// The problems whose kernels are chosen: matrix products and attention shapes.
@@ -138,8 +140,8 @@ pub struct Problems {
 /// The matmul products and attention problems of a training run of shape `s` on `k`'s device.
 pub fn run_problems(k: &Kernels, s: RunShape) -> Problems {
     let (bt, c) = (s.b * s.t, s.n_embd);
-    let (qkv, atty) = (s.attn.qkv_width(), s.attn.out_width());
-    let mut products: Vec<Product> = [(c, qkv), (atty, c), (c, 4 * c), (4 * c, c)]
+    let (qkv, atty, (fc, i)) = (s.attn.qkv_width(), s.attn.out_width(), s.mlp);
+    let mut products: Vec<Product> = [(c, qkv), (atty, c), (c, fc), (i, c)]
         .into_iter()
         .flat_map(|(i, o)| Product::linear(bt, i, o))
         .chain(k.matmul.lm_head_products(bt, c, s.vocab))

@@ -1,7 +1,8 @@
 //! Models with the architecture switches the kernels run (RMSNorm, no biases, an untied head,
-//! no learned positions, the logit softcap, ReLU²; alone and mixed): the GPU forward against a plain CPU model built from
-//! src/cpu's references, the KV-cache decoder against full forwards, training that resumes bit
-//! for bit, and their Hugging Face files read back as the same model.
+//! no learned positions, the logit softcap, ReLU², SwiGLU, an intermediate_size of any width;
+//! alone and mixed): the GPU forward against a plain CPU model built from src/cpu's references,
+//! the KV-cache decoder against full forwards, training that resumes bit for bit, and their
+//! Hugging Face files read back as the same model.
 
 mod common;
 
@@ -16,9 +17,19 @@ fn cfg(arch: Arch) -> Gpt2Config {
     Gpt2Config { n_layer: 2, n_head: 3, n_embd: 24, block_size: 9, vocab_size: 37, arch }
 }
 
-/// Each switch alone, then all of them together.
+/// Each switch alone, then all of them together: twice, with ReLU² and with SwiGLU at an odd
+/// intermediate_size (the last two are the mixed models).
 fn arches() -> Vec<(&'static str, Arch)> {
     let g = Arch::GPT2;
+    let mixed = Arch {
+        norm: Norm::RmsNorm,
+        bias: false,
+        tied: false,
+        positions: Positions::Off,
+        logit_softcap: Some(15.0),
+        mlp: Mlp::Relu2,
+        ..g
+    };
     vec![
         ("rmsnorm", Arch { norm: Norm::RmsNorm, norm_eps: 1e-6, ..g }),
         ("no bias", Arch { bias: false, ..g }),
@@ -26,19 +37,18 @@ fn arches() -> Vec<(&'static str, Arch)> {
         ("no positions", Arch { positions: Positions::Off, ..g }),
         ("softcap", Arch { logit_softcap: Some(2.0), ..g }),
         ("relu2", Arch { mlp: Mlp::Relu2, ..g }),
-        (
-            "mixed",
-            Arch {
-                norm: Norm::RmsNorm,
-                bias: false,
-                tied: false,
-                positions: Positions::Off,
-                logit_softcap: Some(15.0),
-                mlp: Mlp::Relu2,
-                ..g
-            },
-        ),
+        ("swiglu", Arch { mlp: Mlp::SwiGlu, ..g }),
+        ("gelu, I 29", Arch { intermediate_size: Some(29), ..g }),
+        ("relu2, I 50", Arch { mlp: Mlp::Relu2, intermediate_size: Some(50), ..g }),
+        ("swiglu, I 13", Arch { mlp: Mlp::SwiGlu, intermediate_size: Some(13), ..g }),
+        ("mixed", mixed),
+        ("mixed swiglu, I 13", Arch { mlp: Mlp::SwiGlu, intermediate_size: Some(13), ..mixed }),
     ]
+}
+
+/// The two mixed models: ReLU² and SwiGLU at an odd intermediate_size.
+fn mixed() -> Vec<(&'static str, Arch)> {
+    arches().split_off(arches().len() - 2)
 }
 
 /// The model's logits (B·T, V) on the CPU: llm.c's forward, layer by layer, from the weights
@@ -46,6 +56,7 @@ fn arches() -> Vec<(&'static str, Arch)> {
 fn cpu_logits(w: &Weights, ids: &[u32], b: usize, t: usize) -> Vec<f32> {
     let c = &w.config;
     let (ch, nh, v, n) = (c.n_embd, c.n_head, c.vocab_size, b * t);
+    let (i, fc_width) = (c.intermediate_size(), c.mlp_width());
     let specs = c.param_specs();
     let get = |name: &str| specs.iter().position(|(s, _)| s == name).map(|i| w.tensors[i].as_slice());
     let norm = |x: &[f32], prefix: &str| -> Vec<f32> {
@@ -88,13 +99,14 @@ fn cpu_logits(w: &Weights, ids: &[u32], b: usize, t: usize) -> Vec<f32> {
         );
         let mut x2 = vec![0.0; n * ch];
         cpu::residual_forward(&mut x2, &x, &linear(&att_out, &h("attn.c_proj"), ch, ch));
-        let fc = linear(&norm(&x2, &h("ln_2")), &h("mlp.c_fc"), ch, 4 * ch);
-        let mut act = vec![0.0; fc.len()];
+        let fc = linear(&norm(&x2, &h("ln_2")), &h("mlp.c_fc"), ch, fc_width);
+        let mut act = vec![0.0; n * i];
         match c.arch.mlp {
+            Mlp::Gelu => cpu::gelu_forward(&mut act, &fc),
             Mlp::Relu2 => cpu::relu2_forward(&mut act, &fc),
-            _ => cpu::gelu_forward(&mut act, &fc),
+            Mlp::SwiGlu => cpu::swiglu_forward(&mut act, &fc, i),
         }
-        cpu::residual_forward(&mut x, &x2, &linear(&act, &h("mlp.c_proj"), 4 * ch, ch));
+        cpu::residual_forward(&mut x, &x2, &linear(&act, &h("mlp.c_proj"), i, ch));
     }
     let head = get("lm_head.weight").or(get("wte.weight")).unwrap();
     let mut logits = vec![0.0; n * v];
@@ -137,26 +149,27 @@ fn each_switch_forwards_as_the_cpu_model() {
 #[test]
 fn the_decoder_of_a_mixed_model_equals_full_forwards() {
     let Some(k) = common::shared_kernels() else { return };
-    let (_, arch) = arches().pop().unwrap();
-    let model = Gpt2::new(k.clone(), &Weights::random(cfg(arch), 3)).unwrap();
-    let mut dec = Decoder::new(&model).unwrap();
-    let tokens = common::Rng::new(4).ids(12, 37);
-    dec.prefill(&model, &tokens[..3]).unwrap();
-    let mut worst = 0.0f32;
-    for n in 3..=tokens.len() {
-        if n > 3 {
-            dec.push(&model, tokens[n - 1]).unwrap();
+    for (what, arch) in mixed() {
+        let model = Gpt2::new(k.clone(), &Weights::random(cfg(arch), 3)).unwrap();
+        let mut dec = Decoder::new(&model).unwrap();
+        let tokens = common::Rng::new(4).ids(12, 37);
+        dec.prefill(&model, &tokens[..3]).unwrap();
+        let mut worst = 0.0f32;
+        for n in 3..=tokens.len() {
+            if n > 3 {
+                dec.push(&model, tokens[n - 1]).unwrap();
+            }
+            let window = &tokens[n.saturating_sub(9)..n];
+            let got = pollster::block_on(dec.logits(&model)).unwrap();
+            let f = model.forward_plan(1, window.len()).unwrap();
+            model.forward(&f, window, None).unwrap();
+            let want = pollster::block_on(k.gpu.read_range(&f.acts.logits, (window.len() - 1) * 37, 37)).unwrap();
+            let c = cpu::check_close(&format!("{what}: decoder after {n} tokens"), &got, &want, 1e-4, 1e-4)
+                .unwrap_or_else(|m| panic!("{m}"));
+            worst = worst.max(c.max_abs);
         }
-        let window = &tokens[n.saturating_sub(9)..n];
-        let got = pollster::block_on(dec.logits(&model)).unwrap();
-        let f = model.forward_plan(1, window.len()).unwrap();
-        model.forward(&f, window, None).unwrap();
-        let want = pollster::block_on(k.gpu.read_range(&f.acts.logits, (window.len() - 1) * 37, 37)).unwrap();
-        let c = cpu::check_close(&format!("decoder after {n} tokens"), &got, &want, 1e-4, 1e-4)
-            .unwrap_or_else(|m| panic!("{m}"));
-        worst = worst.max(c.max_abs);
+        println!("{what}, KV cache vs full forward through the window slide: max abs err {worst:.2e}");
     }
-    println!("mixed model, KV cache vs full forward through the window slide: max abs err {worst:.2e}");
 }
 
 fn text() -> String {
@@ -189,30 +202,31 @@ fn run_config(model: Gpt2Config) -> RunConfig {
 }
 
 /// 16 steps straight equal 8 + a checkpoint + a fresh run restored from it + 8, bit for bit, for
-/// the mixed model (RMSNorm, no biases, untied, no positions, softcap 15, ReLU²); the checkpoint's config.json is
-/// wgpt's model type and reads back as the same config.
+/// each mixed model (RMSNorm, no biases, untied, no positions, softcap 15, ReLU² or SwiGLU at
+/// I = 13); the checkpoint's config.json is wgpt's model type and reads back as the same config.
 #[test]
 fn a_mixed_run_resumes_exactly() {
     let Some(k) = common::shared_kernels() else { return };
-    let (_, arch) = arches().pop().unwrap();
-    let tok = Tokenizer::char_level(&text()).unwrap();
-    let model = Gpt2Config { vocab_size: tok.vocab_size(), ..cfg(arch) };
-    let weights = Weights::random(model, 5);
-    let new_run = |w: &Weights| Run::new(k.clone(), run_config(model), w, tok.clone(), &text()).unwrap();
-    let want = common::step_losses(&mut new_run(&weights), 16);
-    let mut first = new_run(&weights);
-    let mut got = common::step_losses(&mut first, 8);
-    let ckpt = pollster::block_on(first.checkpoint(true)).unwrap();
-    drop(first);
-    assert!(ckpt.config_json.contains(r#""model_type": "wgpt""#), "{}", ckpt.config_json);
-    assert_eq!(wgpt::hf::parse_config(&ckpt.config_json).unwrap(), model, "config.json reads back as the model");
-    let saved = wgpt::hf::load_weights("checkpoint", &ckpt.model, model).unwrap();
-    let mut resumed = new_run(&saved);
-    resumed.restore(&ckpt.state).unwrap();
-    got.extend(common::step_losses(&mut resumed, 8));
-    println!("straight: {want:?}\nresumed:  {got:?}");
-    assert_eq!(got, want, "resumed losses differ from an uninterrupted run");
-    assert!(want[15] < want[0], "the loss should fall: {} -> {}", want[0], want[15]);
+    for (what, arch) in mixed() {
+        let tok = Tokenizer::char_level(&text()).unwrap();
+        let model = Gpt2Config { vocab_size: tok.vocab_size(), ..cfg(arch) };
+        let weights = Weights::random(model, 5);
+        let new_run = |w: &Weights| Run::new(k.clone(), run_config(model), w, tok.clone(), &text()).unwrap();
+        let want = common::step_losses(&mut new_run(&weights), 16);
+        let mut first = new_run(&weights);
+        let mut got = common::step_losses(&mut first, 8);
+        let ckpt = pollster::block_on(first.checkpoint(true)).unwrap();
+        drop(first);
+        assert!(ckpt.config_json.contains(r#""model_type": "wgpt""#), "{}", ckpt.config_json);
+        assert_eq!(wgpt::hf::parse_config(&ckpt.config_json).unwrap(), model, "{what}: config.json reads back");
+        let saved = wgpt::hf::load_weights("checkpoint", &ckpt.model, model).unwrap();
+        let mut resumed = new_run(&saved);
+        resumed.restore(&ckpt.state).unwrap();
+        got.extend(common::step_losses(&mut resumed, 8));
+        println!("{what}\nstraight: {want:?}\nresumed:  {got:?}");
+        assert_eq!(got, want, "{what}: resumed losses differ from an uninterrupted run");
+        assert!(want[15] < want[0], "{what}: the loss should fall: {} -> {}", want[0], want[15]);
+    }
 }
 
 /// An untied GPT-2 saves as GPT2LMHeadModel with tie_word_embeddings false and lm_head.weight
@@ -243,25 +257,30 @@ fn untied_and_mixed_models_round_trip_through_hf_files() {
     );
 }
 
-/// The untied head's f16 copy: an f16 decoder of the mixed model (products on f16 copies, the
-/// head's being lm_head's) gives the f32 decoder's logits within f16's tolerance.
+/// The untied head's f16 copy and SwiGLU's fused gate|up one: an f16 decoder of the mixed
+/// models (products on f16 copies, the head's being lm_head's; an odd I's MLP weights, which
+/// have no f16 kernels, stay f32) and of SwiGLU at I = 64 gives the f32 decoder's logits within
+/// f16's tolerance.
 #[test]
 fn an_untied_model_decodes_in_f16() {
     let Some(k) = common::shared_kernels() else { return };
     if !k.gpu.shader_f16() {
         return;
     }
-    let (_, arch) = arches().pop().unwrap();
-    let model = Gpt2::new(k.clone(), &Weights::random(cfg(arch), 11)).unwrap();
-    let tokens = common::Rng::new(12).ids(6, 37);
-    let logits = |precision| {
-        let mut dec = Decoder::with_precision(&model, precision).unwrap();
-        assert_eq!(dec.precision().f16(), precision == wgpt::precision::Precision::F16);
-        dec.prefill(&model, &tokens).unwrap();
-        pollster::block_on(dec.logits(&model)).unwrap()
-    };
-    let (f32s, f16s) = (logits(wgpt::precision::Precision::F32), logits(wgpt::precision::Precision::F16));
-    let c = cpu::check_close("f16 vs f32 decoder logits", &f16s, &f32s, 2e-2, 2e-2).unwrap_or_else(|m| panic!("{m}"));
-    assert!(c.max_abs > 0.0, "the f16 decoder ran on f16 copies");
-    println!("mixed model, f16 vs f32 decoder logits: max abs err {:.2e}", c.max_abs);
+    let models = arches().into_iter().filter(|(what, _)| what.starts_with("mixed") || *what == "swiglu");
+    for (what, arch) in models {
+        let model = Gpt2::new(k.clone(), &Weights::random(cfg(arch), 11)).unwrap();
+        let tokens = common::Rng::new(12).ids(6, 37);
+        let logits = |precision| {
+            let mut dec = Decoder::with_precision(&model, precision).unwrap();
+            assert_eq!(dec.precision().f16(), precision == wgpt::precision::Precision::F16);
+            dec.prefill(&model, &tokens).unwrap();
+            pollster::block_on(dec.logits(&model)).unwrap()
+        };
+        let (f32s, f16s) = (logits(wgpt::precision::Precision::F32), logits(wgpt::precision::Precision::F16));
+        let c = cpu::check_close(&format!("{what}: f16 vs f32 decoder logits"), &f16s, &f32s, 2e-2, 2e-2)
+            .unwrap_or_else(|m| panic!("{m}"));
+        assert!(c.max_abs > 0.0, "{what}: the f16 decoder ran on f16 copies");
+        println!("{what}, f16 vs f32 decoder logits: max abs err {:.2e}", c.max_abs);
+    }
 }

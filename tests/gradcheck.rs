@@ -221,6 +221,22 @@ fn gelu() {
 }
 
 #[test]
+fn swiglu() {
+    let (n, i) = (3, 7);
+    let mut rng = Rng::new(7);
+    let inp = rng.vec(n * 2 * i, -4.0, 4.0);
+    let w = rng.vec(n * i, -1.0, 1.0);
+    let mut dinp = vec![0.0; n * 2 * i];
+    cpu::swiglu_backward(&mut dinp, &inp, &w, i);
+    let numeric = numeric_grad(&inp, |x| {
+        let mut out = vec![0.0; n * i];
+        cpu::swiglu_forward(&mut out, x, i);
+        dot(&out, &w)
+    });
+    assert_grad("swiglu dgate | dup", &dinp, &numeric);
+}
+
+#[test]
 fn residual() {
     let n = 7;
     let mut rng = Rng::new(6);

@@ -1001,3 +1001,104 @@ async fn sgd(k: Arc<Kernels>) {
     }
 }
 gpu_test!(sgd_update, sgd);
+
+/// SwiGLU (shaders/mlp.wgsl's gated entries) against the CPU at ragged (rows, I): one row, I
+/// odd (the scalar instance) and multiples of 4 (the vec4 one), inputs past the sigmoid's clamp.
+/// The output starts as NaN (an element left unwritten fails); the gradient from random values
+/// (a `+=` that overwrote fails).
+async fn swiglu(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    for (s, &(n, i)) in [(1, 1), (1, 20), (7, 13), (65, 4), (3, 340), (193, 7), (2, 1021)].iter().enumerate() {
+        let mut rng = Rng::new(1100 + s as u64);
+        let (inp, dout, dinp0) =
+            (rng.vec(n * 2 * i, -12.0, 12.0), rng.vec(n * i, -1.0, 1.0), rng.vec(n * 2 * i, -1.0, 1.0));
+        let out = g.upload("out", &[n, i], &vec![f32::NAN; n * i]);
+        let (inp_t, dout_t) = (g.upload("inp", &[n, 2 * i], &inp), g.upload("dout", &[n, i], &dout));
+        let dinp = g.upload("dinp", &[n, 2 * i], &dinp0);
+        let mut prog = Program::default();
+        k.swiglu.forward(&mut prog, &out, &inp_t);
+        k.swiglu.backward(&mut prog, &dinp, &inp_t, &dout_t);
+        k.gpu.run(|pass| prog.encode(pass));
+        let got = g.read_many(&[&out, &dinp]).await.unwrap();
+        let mut want = vec![0.0; n * i];
+        cpu::swiglu_forward(&mut want, &inp, i);
+        let mut wd = dinp0;
+        cpu::swiglu_backward(&mut wd, &inp, &dout, i);
+        assert_close(&format!("swiglu N{n} I{i}"), &got[0], &want, 1e-6, 1e-5);
+        assert_close(&format!("swiglu dinp N{n} I{i}"), &got[1], &wd, 1e-6, 1e-5);
+    }
+}
+gpu_test!(swiglu_forward_backward, swiglu);
+
+/// A SwiGLU MLP at ragged shapes on every matmul variant the adapter runs: fc = x·W_fc + b_fc
+/// (N x C x 2I), h = silu(gate)·up, y = h·W_proj + b_proj (N x I x C), and its backward (dx,
+/// both weights' and biases' gradients), against the CPU. N and I odd put the products on the
+/// unaligned kernels (NN1, TN1, the generic one); I a multiple of 4 on each variant's own.
+async fn swiglu_mlp(k: Arc<Kernels>) {
+    let g = &k.gpu;
+    let shapes = [(7, 12, 13), (33, 20, 5), (65, 16, 24), (130, 8, 6)];
+    for mm in matmuls(&k) {
+        let square = g.tensor("square", &[4, 4]);
+        let product = wgpt::kernels::matmul::Product::of(op(&square, false), op(&square, false)).unwrap();
+        let variant = mm.choice(&product).name();
+        for (s, &(n, c, i)) in shapes.iter().enumerate() {
+            let mut rng = Rng::new(1200 + s as u64);
+            let (x, wfc, bfc) = (rng.vec(n * c, -1.0, 1.0), rng.vec(c * 2 * i, -0.5, 0.5), rng.vec(2 * i, -0.5, 0.5));
+            let (wp, bp, dy) = (rng.vec(i * c, -0.5, 0.5), rng.vec(c, -0.5, 0.5), rng.vec(n * c, -1.0, 1.0));
+            let up = |name, shape: &[usize], v: &[f32]| g.upload(name, shape, v);
+            let (x_t, wfc_t, bfc_t) = (up("x", &[n, c], &x), up("wfc", &[c, 2 * i], &wfc), up("bfc", &[2 * i], &bfc));
+            let (wp_t, bp_t, dy_t) = (up("wp", &[i, c], &wp), up("bp", &[c], &bp), up("dy", &[n, c], &dy));
+            let (fc, h, y) = (g.tensor("fc", &[n, 2 * i]), g.tensor("h", &[n, i]), g.tensor("y", &[n, c]));
+            let (dx, dfc, dh) = (g.tensor("dx", &[n, c]), g.tensor("dfc", &[n, 2 * i]), g.tensor("dh", &[n, i]));
+            let (dwfc, dbfc) = (g.tensor("dwfc", &[c, 2 * i]), g.tensor("dbfc", &[2 * i]));
+            let (dwp, dbp) = (g.tensor("dwp", &[i, c]), g.tensor("dbp", &[c]));
+            let mut prog = Program::default();
+            mm.forward(&mut prog, &fc, &x_t, &wfc_t, Some(&bfc_t));
+            k.swiglu.forward(&mut prog, &h, &fc);
+            mm.forward(&mut prog, &y, &h, &wp_t, Some(&bp_t));
+            let bwd = LinearBwd { dinp: &dh, dweight: &dwp, dbias: Some(&dbp), dout: &dy_t, inp: &h, weight: &wp_t };
+            mm.backward(&mut prog, bwd);
+            k.swiglu.backward(&mut prog, &dfc, &fc, &dh);
+            let bwd =
+                LinearBwd { dinp: &dx, dweight: &dwfc, dbias: Some(&dbfc), dout: &dfc, inp: &x_t, weight: &wfc_t };
+            mm.backward(&mut prog, bwd);
+            k.gpu.run(|pass| prog.encode(pass));
+            let got = g.read_many(&[&y, &dx, &dwfc, &dbfc, &dwp, &dbp]).await.unwrap();
+            let (mut wfch, mut wh, mut wy) = (vec![0.0; n * 2 * i], vec![0.0; n * i], vec![0.0; n * c]);
+            cpu::matmul_forward(&mut wfch, &x, &wfc, Some(&bfc), n, c, 2 * i);
+            cpu::swiglu_forward(&mut wh, &wfch, i);
+            cpu::matmul_forward(&mut wy, &wh, &wp, Some(&bp), n, i, c);
+            let (mut wdh, mut wdwp, mut wdbp) = (vec![0.0; n * i], vec![0.0; i * c], vec![0.0; c]);
+            let io = cpu::MatmulBwd {
+                dinp: &mut wdh,
+                dweight: &mut wdwp,
+                dbias: Some(&mut wdbp),
+                dout: &dy,
+                inp: &wh,
+                weight: &wp,
+            };
+            cpu::matmul_backward(io, n, i, c);
+            let mut wdfc = vec![0.0; n * 2 * i];
+            cpu::swiglu_backward(&mut wdfc, &wfch, &wdh, i);
+            let (mut wdx, mut wdwfc, mut wdbfc) = (vec![0.0; n * c], vec![0.0; c * 2 * i], vec![0.0; 2 * i]);
+            let io = cpu::MatmulBwd {
+                dinp: &mut wdx,
+                dweight: &mut wdwfc,
+                dbias: Some(&mut wdbfc),
+                dout: &wdfc,
+                inp: &x,
+                weight: &wfc,
+            };
+            cpu::matmul_backward(io, n, c, 2 * i);
+            let what = |t: &str| format!("swiglu mlp {t} N{n} C{c} I{i} on {variant}");
+            let sum_tol = 1e-5 * (n as f32).sqrt();
+            assert_close(&what("y"), &got[0], &wy, 1e-5, 1e-4);
+            assert_close(&what("dx"), &got[1], &wdx, 1e-5, 1e-4);
+            assert_close(&what("dW_fc"), &got[2], &wdwfc, sum_tol, 1e-4);
+            assert_close(&what("db_fc"), &got[3], &wdbfc, sum_tol, 1e-4);
+            assert_close(&what("dW_proj"), &got[4], &wdwp, sum_tol, 1e-4);
+            assert_close(&what("db_proj"), &got[5], &wdbp, sum_tol, 1e-4);
+        }
+    }
+}
+gpu_test!(swiglu_mlp_every_variant, swiglu_mlp);

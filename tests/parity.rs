@@ -1,5 +1,5 @@
 //! The whole forward pass and training against Hugging Face and torch: the shared parity
-//! files, our own odd-shaped fixtures, SGD's and Muon's, nanoGPT's N-step loop
+//! files, our own odd-shaped fixtures, SGD's, Muon's, Llama's and Qwen3's, nanoGPT's N-step loop
 //! (tests/fixtures/make_parity.py, parity_muon.py), the negative fixtures each check must
 //! reject, and the official-layout tiny GPT-2 directory with the real GPT-2 tokenizer.
 
@@ -130,6 +130,21 @@ fn negative_fixtures_fail_the_check_that_sees_them() {
         }
         println!("{file}.safetensors: FAILS, caught by {caught_by:?}");
     }
+}
+
+/// LlamaForCausalLM (the file's `config` its config.json, tensors under its names): 2 layers, 4
+/// heads of 8 over 2 KV heads (4 x 8 != n_embd 16), SwiGLU at an odd intermediate size 21,
+/// attention and MLP biases, untied; AdamW, B 3, T 19.
+#[test]
+fn parity_llama() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama.safetensors"));
+}
+
+/// Qwen3ForCausalLM: 2 layers, 4 heads of 8 over 1 KV head (MQA) at n_embd 24, qk-norm, rms eps
+/// 1e-6, SwiGLU at 20, tied; AdamW, B 2, T 13.
+#[test]
+fn parity_qwen3() {
+    run_parity_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3.safetensors"));
 }
 
 /// `muon.safetensors` with its `optimizer` metadata edited by `edit`: the same expected values

@@ -72,6 +72,21 @@ pub fn relu2_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
     }
 }
 
+/// SwiGLU's backward: each row of dinp (N,2I) gets [dgate | dup] += [silu'(gate)·up·dout |
+/// silu(gate)·dout], given the forward's inp (N,2I) = [gate | up] and dout (N,I), where
+/// silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
+pub fn swiglu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32], i: usize) {
+    for ((d, row), dy) in dinp.chunks_exact_mut(2 * i).zip(inp.chunks_exact(2 * i)).zip(dout.chunks_exact(i)) {
+        let (dgate, dup) = d.split_at_mut(i);
+        for j in 0..i {
+            let (g, u) = (row[j], row[i + j]);
+            let s = 1.0 / (1.0 + (-g).exp());
+            dgate[j] += s * (1.0 + g * (1.0 - s)) * u * dy[j];
+            dup[j] += super::silu(g) * dy[j];
+        }
+    }
+}
+
 /// The RMSNorm backward's slices: dinp (N,C) and dweight (C) accumulate; dout (N,C) and the
 /// forward's inp (N,C), weight (C) and rstd (N) are read.
 pub struct RmsNormBwd<'a> {

@@ -192,6 +192,22 @@ pub fn relu2_forward(out: &mut [f32], inp: &[f32]) {
     }
 }
 
+/// silu(x) = x·sigmoid(x) (torch's F.silu).
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// SwiGLU: out (N,I) = silu(gate)·up, where each row of inp (N,2I) is [gate | up] (the fused
+/// gate_proj | up_proj product).
+pub fn swiglu_forward(out: &mut [f32], inp: &[f32], i: usize) {
+    for (o, row) in out.chunks_exact_mut(i).zip(inp.chunks_exact(2 * i)) {
+        let (gate, up) = row.split_at(i);
+        for ((o, &g), &u) in o.iter_mut().zip(gate).zip(up) {
+            *o = silu(g) * u;
+        }
+    }
+}
+
 /// out = gelu_new(inp).
 pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
     let s = (2.0f32 / std::f32::consts::PI).sqrt();

@@ -1,33 +1,29 @@
-//! Elementwise kernels: tanh-GELU (shaders/gelu.wgsl), ReLU² (shaders/relu2.wgsl) and the
-//! residual add (shaders/residual.wgsl),
-//! forward and backward, on vec4s where the length is a multiple of 4 (a quarter of the loads;
-//! the same operations per element, so the same results) and on scalars elsewhere; and the logit
-//! softcap (shaders/softcap.wgsl), in place, whose backward is the cross-entropy's.
+//! Elementwise kernels: the MLP's nonlinearity (shaders/mlp.wgsl, one template instantiated
+//! per activation: tanh-GELU, ReLU² and SwiGLU over the fused gate|up product) and the residual
+//! add (shaders/residual.wgsl), forward and backward, on vec4s where the length (SwiGLU: its
+//! width I) is a multiple of 4 (a quarter of the loads; the same operations per element, so the
+//! same results) and on scalars elsewhere; and the logit softcap (shaders/softcap.wgsl), in
+//! place, whose backward is the cross-entropy's.
 
 use super::{grid, Dims4, ModuleSpec, Pipe, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
-const GELU: &[&str] = &["gelu.wgsl"];
+const MLP: &[&str] = &["mlp.wgsl"];
 const RESIDUAL: &[&str] = &["residual.wgsl"];
-const RELU2: &[&str] = &["relu2.wgsl"];
 
 fn spec(files: &'static [&'static str], entry: &'static str) -> ModuleSpec {
     ModuleSpec::new::<Dims4>(files, entry)
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    [
-        (GELU, "forward"),
-        (GELU, "backward"),
-        (RELU2, "forward"),
-        (RELU2, "backward"),
-        (RESIDUAL, "forward"),
-        (RESIDUAL, "backward"),
-    ]
-    .into_iter()
-    .flat_map(|(f, e)| Widths::specs(spec(f, e)))
-    .chain([softcap_spec()])
-    .collect()
+    let acts = Act::ALL.into_iter().flat_map(|a| [a.spec(true), a.spec(false)]);
+    [(RESIDUAL, "forward"), (RESIDUAL, "backward")]
+        .into_iter()
+        .map(|(f, e)| spec(f, e))
+        .chain(acts)
+        .flat_map(Widths::specs)
+        .chain([softcap_spec()])
+        .collect()
 }
 
 #[repr(C)]
@@ -64,45 +60,82 @@ fn dispatch(pipes: &Widths, prog: &mut Program, n: usize, tensors: &[&Tensor]) {
     prog.push(pipe.dispatch(&Dims4::new(n, 0, 0, 0), tensors, grid(n, 64)));
 }
 
-pub struct Gelu {
+/// The MLP's nonlinearity: which instance of shaders/mlp.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// tanh-approximated GELU (HF's `gelu_new`, GPT-2's).
+    Gelu,
+    /// relu(x)² (the speedrun's).
+    Relu2,
+    /// silu(gate)·up over an input of rows [gate | up], twice the output's width (Llama, Qwen3).
+    SwiGlu,
+}
+
+impl Act {
+    pub const ALL: [Act; 3] = [Act::Gelu, Act::Relu2, Act::SwiGlu];
+
+    /// Whether the input is the fused [gate | up] product, its rows twice the output's width.
+    pub fn gated(self) -> bool {
+        self == Act::SwiGlu
+    }
+
+    /// The template's instance: ACT, the activation the entry point applies, and the entry.
+    fn spec(self, forward: bool) -> ModuleSpec {
+        let act = match self {
+            Act::Gelu => "gelu",
+            Act::Relu2 => "relu2",
+            Act::SwiGlu => "silu",
+        };
+        let entry = match (self.gated(), forward) {
+            (false, true) => "forward",
+            (false, false) => "backward",
+            (true, true) => "gated_forward",
+            (true, false) => "gated_backward",
+        };
+        spec(MLP, entry).var("ACT", act)
+    }
+}
+
+/// One activation's forward and backward, in their scalar and vec4 instances.
+pub struct Activation {
+    act: Act,
     fwd: Widths,
     bwd: Widths,
 }
 
-impl Gelu {
-    pub fn new(gpu: &Gpu) -> Gelu {
-        Gelu { fwd: Widths::new(gpu, || spec(GELU, "forward")), bwd: Widths::new(gpu, || spec(GELU, "backward")) }
+impl Activation {
+    pub fn new(gpu: &Gpu, act: Act) -> Activation {
+        Activation { act, fwd: Widths::new(gpu, || act.spec(true)), bwd: Widths::new(gpu, || act.spec(false)) }
     }
 
-    /// out = gelu_new(inp), any shape.
+    /// out = act(inp), any shape; gated (SwiGLU): out (N,I) = silu(gate)·up of inp (N,2I), each
+    /// row [gate | up].
     pub fn forward(&self, prog: &mut Program, out: &Tensor, inp: &Tensor) {
-        dispatch(&self.fwd, prog, inp.numel(), &[out, inp]);
+        self.launch(&self.fwd, prog, &[out, inp], out, &[inp]);
     }
 
-    /// dinp += gelu_new'(inp) · dout, any shape.
+    /// dinp += act'(inp)·dout, any shape; gated: dinp (N,2I) gets dgate += silu'(gate)·up·dout in
+    /// each row's first half and dup += silu(gate)·dout in its second, given dout (N,I).
     pub fn backward(&self, prog: &mut Program, dinp: &Tensor, inp: &Tensor, dout: &Tensor) {
-        dispatch(&self.bwd, prog, inp.numel(), &[dinp, inp, dout]);
-    }
-}
-
-pub struct Relu2 {
-    fwd: Widths,
-    bwd: Widths,
-}
-
-impl Relu2 {
-    pub fn new(gpu: &Gpu) -> Relu2 {
-        Relu2 { fwd: Widths::new(gpu, || spec(RELU2, "forward")), bwd: Widths::new(gpu, || spec(RELU2, "backward")) }
+        self.launch(&self.bwd, prog, &[dinp, inp, dout], dout, &[dinp, inp]);
     }
 
-    /// out = relu(inp)², any shape.
-    pub fn forward(&self, prog: &mut Program, out: &Tensor, inp: &Tensor) {
-        dispatch(&self.fwd, prog, inp.numel(), &[out, inp]);
-    }
-
-    /// dinp += 2·relu(inp)·dout, any shape.
-    pub fn backward(&self, prog: &mut Program, dinp: &Tensor, inp: &Tensor, dout: &Tensor) {
-        dispatch(&self.bwd, prog, inp.numel(), &[dinp, inp, dout]);
+    /// A dispatch of `pipes` over the elements of `out` (the forward's output, the backward's
+    /// dout) with `tensors` bound, after checking that the `wide` ones are as long (twice as
+    /// long where gated); on vec4s where the whole length (gated: the width I) allows it.
+    fn launch(&self, pipes: &Widths, prog: &mut Program, tensors: &[&Tensor], out: &Tensor, wide: &[&Tensor]) {
+        let (n, gated) = (out.numel(), self.act.gated());
+        let ratio = if gated { 2 } else { 1 };
+        for t in wide {
+            assert_eq!(t.numel(), ratio * n, "{:?}: {:?} against an output of {:?}", self.act, t.shape, out.shape);
+        }
+        if !gated {
+            return dispatch(pipes, prog, n, tensors);
+        }
+        let i = *out.shape.last().expect("a gated activation's output has a width");
+        let (pipe, width) = pipes.pick(i);
+        let units = n / (i / width);
+        prog.push(pipe.dispatch(&Dims4::new(units, width, 0, 0), tensors, grid(units, 64)));
     }
 }
 

@@ -31,7 +31,7 @@ pub use crossentropy::{CrossEntropy, CrossEntropyBwd, CrossEntropyFwd, IGNORE};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
 pub use dropout::{Dropout, Site};
 pub use dynamics::{UpdateStats, SUMS};
-pub use elementwise::{Gelu, Relu2, Residual, Softcap};
+pub use elementwise::{Act, Activation, Residual, Softcap};
 pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd, NormKind};
 pub use lens::RowTop1;
@@ -57,16 +57,15 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("dynamics.wgsl", include_str!("../../shaders/dynamics.wgsl")),
     ("encoder.wgsl", include_str!("../../shaders/encoder.wgsl")),
     ("flash_attention.wgsl", include_str!("../../shaders/flash_attention.wgsl")),
-    ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
     ("layernorm.wgsl", include_str!("../../shaders/layernorm.wgsl")),
     ("lens.wgsl", include_str!("../../shaders/lens.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matmul_tiled.wgsl", include_str!("../../shaders/matmul_tiled.wgsl")),
+    ("mlp.wgsl", include_str!("../../shaders/mlp.wgsl")),
     ("muon.wgsl", include_str!("../../shaders/muon.wgsl")),
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("prelude.wgsl", PRELUDE),
-    ("relu2.wgsl", include_str!("../../shaders/relu2.wgsl")),
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
     ("rope.wgsl", include_str!("../../shaders/rope.wgsl")),
     ("softcap.wgsl", include_str!("../../shaders/softcap.wgsl")),
@@ -171,8 +170,9 @@ pub struct Kernels {
     pub layernorm: LayerNorm,
     pub matmul: Matmul,
     pub attention: Attention,
-    pub gelu: Gelu,
-    pub relu2: Relu2,
+    pub gelu: Activation,
+    pub relu2: Activation,
+    pub swiglu: Activation,
     pub residual: Residual,
     pub softcap: Softcap,
     pub crossentropy: CrossEntropy,
@@ -202,8 +202,9 @@ impl Kernels {
             layernorm: LayerNorm::new(gpu),
             matmul: Matmul::new(gpu, selection),
             attention: Attention::new(gpu),
-            gelu: Gelu::new(gpu),
-            relu2: Relu2::new(gpu),
+            gelu: Activation::new(gpu, Act::Gelu),
+            relu2: Activation::new(gpu, Act::Relu2),
+            swiglu: Activation::new(gpu, Act::SwiGlu),
             residual: Residual::new(gpu),
             softcap: Softcap::new(gpu),
             crossentropy: CrossEntropy::new(gpu),
@@ -230,6 +231,15 @@ impl Kernels {
 
     pub fn family(&self) -> Family {
         self.matmul.selection().family
+    }
+
+    /// The MLP's nonlinearity `act`.
+    pub fn activation(&self, act: Act) -> &Activation {
+        match act {
+            Act::Gelu => &self.gelu,
+            Act::Relu2 => &self.relu2,
+            Act::SwiGlu => &self.swiglu,
+        }
     }
 }
 

@@ -23,8 +23,8 @@ pub struct ActivationTensors {
     pub ln2: Vec<Tensor>,       // (L) x (B, T, C)
     pub ln2_mean: Vec<Tensor>,  // (L) x (B, T)
     pub ln2_rstd: Vec<Tensor>,  // (L) x (B, T)
-    pub fch: Vec<Tensor>,       // (L) x (B, T, 4C)
-    pub fch_gelu: Vec<Tensor>,  // (L) x (B, T, 4C)
+    pub fch: Vec<Tensor>,       // (L) x (B, T, I), swiglu (B, T, 2I): gate | up
+    pub fch_act: Vec<Tensor>,   // (L) x (B, T, I)
     pub fcproj: Vec<Tensor>,    // (L) x (B, T, C)
     pub residual3: Vec<Tensor>, // (L) x (B, T, C)
     pub lnf: Tensor,            // (B, T, C)
@@ -78,8 +78,8 @@ impl ActivationTensors {
             layer("ln2", act, vec![b, t, c]),
             layer("ln2_mean", stats, vec![b, t]),
             layer("ln2_rstd", stats, vec![b, t]),
-            layer("fch", "MLP activation (B,T,4C)", vec![b, t, 4 * c]),
-            layer("fch_gelu", "MLP activation (B,T,4C)", vec![b, t, 4 * c]),
+            layer("fch", "MLP product (B,T,I; swiglu 2I)", vec![b, t, cfg.mlp_width()]),
+            layer("fch_act", "MLP activation (B,T,I)", vec![b, t, cfg.intermediate_size()]),
             layer("fcproj", act, vec![b, t, c]),
             layer("residual3", act, vec![b, t, c]),
             TensorSpec::one("lnf", act, vec![b, t, c]),
@@ -122,7 +122,7 @@ impl ActivationTensors {
             ln2_mean: a.layers("ln2_mean"),
             ln2_rstd: a.layers("ln2_rstd"),
             fch: a.layers("fch"),
-            fch_gelu: a.layers("fch_gelu"),
+            fch_act: a.layers("fch_act"),
             fcproj: a.layers("fcproj"),
             residual3: a.layers("residual3"),
             lnf: a.one("lnf"),

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::NormKind;
+use crate::kernels::{Act, NormKind};
 use crate::{Error, Result};
 
 use super::Gpt2Config;
@@ -338,6 +338,15 @@ impl Gpt2Config {
         (kind, self.arch.norm_eps)
     }
 
+    /// The MLP's nonlinearity, as the kernels name it.
+    pub fn act(&self) -> Act {
+        match self.arch.mlp {
+            Mlp::Gelu => Act::Gelu,
+            Mlp::Relu2 => Act::Relu2,
+            Mlp::SwiGlu => Act::SwiGlu,
+        }
+    }
+
     /// The width of the MLP's first product: I, or gate|up (2·I) for swiglu.
     pub fn mlp_width(&self) -> usize {
         match self.arch.mlp {
@@ -349,7 +358,7 @@ impl Gpt2Config {
 
 impl Arch {
     /// Checks the switches of `cfg` (whose sizes are already checked): one error per bad key,
-    /// naming it; switches the kernels cannot run yet are refused by name.
+    /// naming it.
     pub(super) fn validate(&self, cfg: &Gpt2Config) -> Result<()> {
         let bad = |msg: String| Err(Error::Format(format!("config: {msg}")));
         if !(self.norm_eps > 0.0 && self.norm_eps.is_finite()) {
@@ -384,25 +393,7 @@ impl Arch {
                 ));
             }
         }
-        self.supported(cfg)
-    }
-
-    /// Refuses, by name, the switches the kernels do not run yet.
-    fn supported(&self, cfg: &Gpt2Config) -> Result<()> {
-        let mut not_yet = vec![];
-        if self.mlp == Mlp::SwiGlu {
-            not_yet.push(format!("mlp = {}", self.mlp.name()));
-        }
-        if self.intermediate_size.is_some_and(|i| i != 4 * cfg.n_embd) {
-            not_yet.push("an intermediate_size other than 4 x n_embd".into());
-        }
-        match not_yet.is_empty() {
-            true => Ok(()),
-            false => Err(Error::Format(format!(
-                "config: not yet supported by the kernels: {}; use GPT-2's choices (--arch gpt2) for now",
-                not_yet.join(", ")
-            ))),
-        }
+        Ok(())
     }
 }
 

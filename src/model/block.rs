@@ -8,7 +8,7 @@ use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{AttentionImpl, AttnFwd, DecodeAttn, DecodeDims, LayerNormFwd, Program, RopeFwd, Site};
 use crate::weights16::MatmulWeights;
 
-use super::{layer, ActivationTensors, Gpt2, Mlp};
+use super::{layer, ActivationTensors, Gpt2};
 
 /// The tensors one block reads and writes, each (B,T,·) (the decoder's (T,·)); the decoder
 /// reuses its scratch across layers, so several may be one tensor.
@@ -27,8 +27,8 @@ pub(crate) struct BlockActs<'a> {
     pub ln2: &'a Tensor,      // (B,T,C)
     pub ln2_mean: &'a Tensor, // (B,T)
     pub ln2_rstd: &'a Tensor, // (B,T)
-    pub fch: &'a Tensor,      // (B,T,4C)
-    pub fch_gelu: &'a Tensor, // (B,T,4C)
+    pub fch: &'a Tensor,      // (B,T,I), swiglu (B,T,2I): gate | up
+    pub fch_act: &'a Tensor,  // (B,T,I)
     pub fcproj: &'a Tensor,   // (B,T,C)
     /// The residual stream out (B,T,C).
     pub out: &'a Tensor,
@@ -62,7 +62,7 @@ impl<'a> BlockActs<'a> {
             ln2_mean: &a.ln2_mean[l],
             ln2_rstd: &a.ln2_rstd[l],
             fch: &a.fch[l],
-            fch_gelu: &a.fch_gelu[l],
+            fch_act: &a.fch_act[l],
             fcproj: &a.fcproj[l],
             out: &a.residual3[l],
             rope: a.rope.as_ref().map(|r| BlockRope {
@@ -129,13 +129,10 @@ impl Gpt2 {
         // x = x + mlp(ln_2(x))
         let (out, mean, rstd, weight, bias) = (x.ln2, x.ln2_mean, x.ln2_rstd, &p.ln_2_w[l], layer(&p.ln_2_b, l));
         k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: x.residual2, weight, bias, kind, eps });
+        // fch = ln2 · c_fc (B,T,I), for swiglu gate | up in one product (B,T,2I); fch_act (B,T,I)
         k.matmul.forward(prog, x.fch, x.ln2, &w.c_fc_w[l], layer(&p.c_fc_b, l));
-        match self.config.arch.mlp {
-            Mlp::Gelu => k.gelu.forward(prog, x.fch_gelu, x.fch),
-            Mlp::Relu2 => k.relu2.forward(prog, x.fch_gelu, x.fch),
-            Mlp::SwiGlu => unreachable!("Gpt2Config::validate refuses swiglu until its kernels land"),
-        }
-        k.matmul.forward(prog, x.fcproj, x.fch_gelu, &w.mlp_proj_w[l], layer(&p.mlp_proj_b, l));
+        k.activation(self.config.act()).forward(prog, x.fch_act, x.fch);
+        k.matmul.forward(prog, x.fcproj, x.fch_act, &w.mlp_proj_w[l], layer(&p.mlp_proj_b, l));
         k.dropout.at(prog, x.fcproj, dropout, Site::MlpResidual(l));
         k.residual.forward(prog, x.out, x.residual2, x.fcproj);
     }

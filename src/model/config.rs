@@ -130,6 +130,7 @@ impl Gpt2Config {
 
     /// The sizes the tuner chooses a training run's kernels by.
     pub fn run_shape(&self, b: usize, t: usize) -> RunShape {
-        RunShape { n_embd: self.n_embd, attn: self.attn_dims(), vocab: self.vocab_size, b, t }
+        let mlp = (self.mlp_width(), self.intermediate_size());
+        RunShape { n_embd: self.n_embd, attn: self.attn_dims(), vocab: self.vocab_size, b, t, mlp }
     }
 }

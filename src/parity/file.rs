@@ -1,11 +1,13 @@
 //! A parity file read: its model, batch, optimizer and training metadata, and what the
 //! reference computed (the format is in tests/fixtures/README.md).
 
-use safetensors::Dtype;
+use std::collections::HashMap;
+
+use safetensors::{Dtype, SafeTensors};
 
 use super::{AdamWConfig, OptimizerMeta, TrainMeta};
-use crate::hf::{load_weights, parse_safetensors, to_f32};
-use crate::model::{Gpt2Config, Weights};
+use crate::hf::{load_weights, names, parse_safetensors, read_config, to_f32};
+use crate::model::{Gpt2Config, HfClass, Weights};
 use crate::train::TrainConfig;
 use crate::{Error, Result};
 
@@ -41,13 +43,17 @@ impl ParityFile {
         let config_text = meta
             .get("config")
             .ok_or_else(|| Error::Format(format!("{what}: metadata has no \"config\"; is this a parity file?")))?;
-        let config: Gpt2Config = serde_json::from_str(config_text)
-            .map_err(|e| Error::Format(format!("{what}: metadata \"config\" is not a GPT-2 config: {e}")))?;
-        config.validate()?;
+        let (config, hf_form) = parse_config(what, config_text)?;
         let optimizer = OptimizerMeta::parse(what, &meta)?;
         let adamw = optimizer.and_then(|o| o.adamw());
-        let weights = load_weights(what, bytes, config)?;
         let st = parse_safetensors(what, bytes)?;
+        let weights = match hf_form {
+            true => {
+                let tensors = hf_params(what, &st, &config, "")?;
+                Weights { config, tensors: tensors.ok_or_else(|| Error::Format(format!("{what} has no parameters")))? }
+            }
+            false => load_weights(what, bytes, config)?,
+        };
         let get = |name: &str| st.tensor(name).map_err(|_| Error::Format(format!("{what}: missing tensor {name}")));
         let ids = |name: &str| -> Result<(Vec<usize>, Vec<u32>)> {
             let v = get(name)?;
@@ -87,6 +93,9 @@ impl ParityFile {
             Err(_) => vec![],
         };
         let per_param = |prefix: &str| -> Result<Option<Vec<Vec<f32>>>> {
+            if hf_form {
+                return hf_params(what, &st, &config, prefix);
+            }
             let specs = config.param_specs();
             if st.tensor(&format!("{prefix}transformer.{}", specs[0].0)).is_err() {
                 return Ok(None);
@@ -147,4 +156,44 @@ impl ParityFile {
         let rows = self.b / grad_accum * self.t;
         self.x.chunks(rows).zip(self.y.chunks(rows)).map(|(x, y)| (x.to_vec(), y.to_vec())).collect()
     }
+}
+
+/// The file's `config` metadata: an HF config.json where it has a `model_type` (true: the
+/// tensors are under that class's state-dict names), else wgpt's GPT-2 form (sizes; tensors
+/// under `transformer.`).
+fn parse_config(what: &str, text: &str) -> Result<(Gpt2Config, bool)> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::Format(format!("{what}: metadata \"config\" is not JSON: {e}")))?;
+    let hf_form = value.get("model_type").is_some();
+    let config = match hf_form {
+        true => read_config(text).map_err(|e| Error::Format(format!("{what}: metadata \"config\": {e}")))?,
+        false => serde_json::from_value(value)
+            .map_err(|e| Error::Format(format!("{what}: metadata \"config\" is not a GPT-2 config: {e}")))?,
+    };
+    config.validate()?;
+    Ok((config, hf_form))
+}
+
+/// The model's tensors in `param_specs` order from the file's tensors named `prefix` + the
+/// class's state-dict name (`prefix` "" for the parameters, `expected.grad.` for their
+/// gradients...), mapped into the internal layout as a checkpoint's are; None where the file has
+/// none of them.
+fn hf_params(what: &str, st: &SafeTensors, config: &Gpt2Config, prefix: &str) -> Result<Option<Vec<Vec<f32>>>> {
+    names::check_specs(config)?;
+    let class = names::prefix(HfClass::of(config));
+    let full = |name: &str| match name {
+        "lm_head.weight" => format!("{prefix}{name}"),
+        _ => format!("{prefix}{class}{name}"),
+    };
+    let table = names::table(config);
+    if table.first().is_none_or(|t| st.tensor(&full(&t.name)).is_err()) {
+        return Ok(None);
+    }
+    let internal = names::to_internal(what, config, |name| match st.tensor(&full(name)) {
+        Ok(v) => Ok(Some((v.shape().to_vec(), to_f32(&full(name), &v)?))),
+        Err(_) => Ok(None),
+    })?;
+    let mut by_name: HashMap<String, Vec<f32>> = internal.into_iter().map(|(n, _, v)| (n, v)).collect();
+    let specs = config.param_specs();
+    Ok(Some(specs.iter().map(|(n, _)| by_name.remove(n).expect("check_specs matched the tables")).collect()))
 }
