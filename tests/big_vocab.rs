@@ -202,6 +202,10 @@ fn hub_configs_read_as_their_shapes() {
     assert!(qwen.arch.tied && qwen.arch.qk_norm && !qwen.arch.bias);
     assert_eq!((qwen.arch.rope_theta, qwen.arch.norm_eps), (1_000_000.0, 1e-6));
     assert_eq!(qwen.num_params(), 596_049_920);
+    // the training plan's fixed part: weights, gradients and AdamW's two moments, 16 bytes a parameter
+    let adamw = wgpt::train::TrainConfig::default();
+    assert_eq!(wgpt::train::optimizer_bytes(&smol, &adamw), 16 * 134_515_008);
+    assert_eq!(wgpt::train::optimizer_bytes(&qwen, &adamw), 16 * 596_049_920);
     for name in ["smollm2-135m", "qwen3-0.6b"] {
         if runs_here(name) {
             println!("{name}: this build runs it");
