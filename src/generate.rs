@@ -6,6 +6,9 @@
 //! whose attention reads the cache, so the prompt is never recomputed. Only the last position's
 //! final layer norm and lm_head run, and greedy decoding reduces the logits to one id on the GPU.
 //!
+//! **The context** is the cache's rows: block_size, at most [`DEFAULT_CONTEXT`] unless asked
+//! ([`Decoder::with_context`]); block_size below stands for it.
+//!
 //! **The window.** GPT-2's positions are absolute, so when the context already holds block_size
 //! tokens the next token cannot simply be appended: the decoder slides the window by one, drops
 //! the oldest token and prefills the last block_size tokens again at positions 0 .. block_size−1.
@@ -28,6 +31,9 @@ use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::tokenizer::Tokenizer;
 use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
+
+mod context;
+pub use context::{check_decoder_memory, decode_context, DecoderBytes, DEFAULT_CONTEXT};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -255,7 +261,8 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Allocates the caches (2 · n_layer · block_size · n_kv_head · head size floats) after checking them
+    /// Allocates the caches (2 · n_layer · context · n_kv_head · head size floats, the context
+    /// [`decode_context`]'s default: block_size, at most [`DEFAULT_CONTEXT`]) after checking them
     /// against the device; f32 throughout.
     pub fn new(model: &Gpt2) -> Result<Decoder> {
         Decoder::with_precision(model, Precision::F32)
@@ -265,15 +272,24 @@ impl Decoder {
     /// weights where the adapter has shader-f16, and f32 elsewhere, saying so in
     /// [`Decoder::precision`]'s note.
     pub fn with_precision(model: &Gpt2, precision: Precision) -> Result<Decoder> {
+        Decoder::with_context(model, precision, None)
+    }
+
+    /// [`Decoder::with_precision`] with a context of `context` tokens (None: the default), checked
+    /// by [`decode_context`] before anything is allocated (a front end checks the memory with
+    /// [`check_decoder_memory`] before it loads the model).
+    pub fn with_context(model: &Gpt2, precision: Precision, context: Option<usize>) -> Result<Decoder> {
         let cfg = &model.config;
         let (k, gpu) = (&*model.kernels, &model.kernels.gpu);
         let a = cfg.attn_dims();
-        let (s, v) = (cfg.block_size, cfg.vocab_size);
+        let (s, v) = (decode_context(cfg, context)?, cfg.vocab_size);
         let dims = DecodeDims { t: 1, c: cfg.n_embd, nh: a.nh, kv: a.kv, hd: a.hs, s, v };
         gpu.check_binding(
-            "the KV cache of one layer (block_size x n_kv_head x head size)",
+            &format!("the KV cache of one layer ({s} positions x n_kv_head x head size)"),
             4 * (s * a.kv_width()) as u64,
         )?;
+        let asked = precision;
+        let precision = precision.resolve(Purpose::Inference, gpu.shader_f16());
         let per_layer =
             |name: &str| (0..cfg.n_layer).map(|l| gpu.tensor(&format!("{name}.{l}"), &[s, a.kv_width()])).collect();
         let last = gpu.tensor("decode.last", &[1, dims.c]);
@@ -283,8 +299,6 @@ impl Decoder {
         let argmax = gpu.tensor("decode.argmax", &[1]);
         let part = Decode::argmax_scratch(gpu, dims.v);
         let p = &model.params;
-        let asked = precision;
-        let precision = precision.resolve(Purpose::Inference, gpu.shader_f16());
         let (weights, refresh) = match precision.f16() {
             true => MatmulWeights::f16(k, p).map(|(w, r)| (w, Some(r)))?,
             false => (MatmulWeights::f32(p), None),
@@ -340,9 +354,14 @@ impl Decoder {
         self.stale = true;
     }
 
-    /// The tokens whose keys and values are cached, oldest first (at most block_size).
+    /// The tokens whose keys and values are cached, oldest first (at most [`Decoder::context_size`]).
     pub fn context(&self) -> &[u32] {
         &self.context
+    }
+
+    /// The most tokens the cache holds (the context asked for, or the default).
+    pub fn context_size(&self) -> usize {
+        self.dims.s
     }
 
     /// Records the pass for `t` new tokens: embedding at pos0.., the blocks with the cache, and
@@ -479,7 +498,7 @@ impl Decoder {
         }
         if tokens.len() > s {
             return Err(Error::Input(format!(
-                "{} tokens do not fit the model's context (block_size {s}); keep at most the last {s}",
+                "{} tokens do not fit the decoder's context ({s} tokens); keep at most the last {s}",
                 tokens.len()
             )));
         }

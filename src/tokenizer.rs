@@ -105,18 +105,22 @@ impl Tokenizer {
         Tokenizer::from_bytes(&path.display().to_string(), &crate::read_file(path)?)
     }
 
-    /// Token ids of `text` (no special tokens added).
+    /// Token ids of `text` (no special tokens added: corpora and task answers).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, false).map_err(|e| Error::Input(format!("cannot tokenize the text: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Token ids of a prompt: an empty prompt starts from `<|endoftext|>` (unconditional
-    /// generation) where the vocabulary has it; a prompt none of whose characters are in the
-    /// vocabulary (a character-level tokenizer drops unknown ones) is an error, as is an empty
-    /// prompt without `<|endoftext|>`.
+    /// Token ids of a prompt as transformers' `tokenizer(prompt)` gives them: the tokenizer's
+    /// post-processor adds its special tokens (a Llama-family BOS; GPT-2's and Qwen3's add none).
+    /// An empty prompt without them starts from `<|endoftext|>` (unconditional generation) where
+    /// the vocabulary has it; a prompt none of whose characters are in the vocabulary (a
+    /// character-level tokenizer drops unknown ones) is an error, as is an empty prompt without
+    /// `<|endoftext|>`.
     pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
-        let ids = self.encode(prompt)?;
+        let enc =
+            self.inner.encode(prompt, true).map_err(|e| Error::Input(format!("cannot tokenize the prompt: {e}")))?;
+        let ids = enc.get_ids().to_vec();
         if !ids.is_empty() {
             return Ok(ids);
         }

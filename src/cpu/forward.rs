@@ -238,3 +238,14 @@ pub fn crossentropy_forward(losses: &mut [f32], logits: &[f32], targets: &[u32],
     }
     losses.iter().sum::<f32>() / counted as f32
 }
+
+/// The logit lens' reduction: for each row of logits (N,V), the index of its first maximum and
+/// that token's softmax probability (summed in f64).
+pub fn row_top1(logits: &[f32], v: usize) -> Vec<(u32, f32)> {
+    let top = |row: &[f32]| {
+        let best = row.iter().enumerate().fold(0, |b, (i, &x)| if x > row[b] { i } else { b });
+        let sum: f64 = row.iter().map(|&x| ((x - row[best]) as f64).exp()).sum();
+        (best as u32, (1.0 / sum) as f32)
+    };
+    logits.chunks(v).map(top).collect()
+}

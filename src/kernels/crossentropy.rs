@@ -16,8 +16,15 @@ struct Params {
 }
 
 /// The largest vocabulary the forward's one-pass row loop handles (lavapipe runs at most 65535
-/// loop iterations per invocation); GPT-2's is 50257.
+/// loop iterations per invocation); GPT-2's is 50257. Past it a row is one workgroup of
+/// [`WIDE`] (`forward_wide`, and the lens' `row_top1_wide`).
 pub const MAX_VOCAB: usize = 65535;
+
+/// The invocations that share one row past [`MAX_VOCAB`] (WIDE in the shaders).
+pub const WIDE: usize = 256;
+
+/// The largest vocabulary at all: [`WIDE`] invocations of at most 65535 steps each.
+pub const MAX_WIDE_VOCAB: usize = WIDE * 65535;
 
 /// A target the loss does not count: its loss and gradient are 0 and the mean is over the others.
 pub const IGNORE: u32 = u32::MAX;
@@ -27,7 +34,7 @@ fn spec(entry: &'static str) -> ModuleSpec {
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    ["forward", "mean", "backward", "backward_scaled"].map(spec).to_vec()
+    ["forward", "forward_wide", "mean", "backward", "backward_scaled"].map(spec).to_vec()
 }
 
 /// The forward's tensors: loss (1), counted (1) (the targets not [`IGNORE`]d, as f32), losses
@@ -58,6 +65,7 @@ pub struct CrossEntropyBwd<'a> {
 
 pub struct CrossEntropy {
     fwd: Pipe,
+    fwd_wide: Pipe,
     mean: Pipe,
     bwd: Pipe,
     bwd_scaled: Pipe,
@@ -67,6 +75,7 @@ impl CrossEntropy {
     pub fn new(gpu: &Gpu) -> CrossEntropy {
         CrossEntropy {
             fwd: Pipe::new(gpu, spec("forward")),
+            fwd_wide: Pipe::new(gpu, spec("forward_wide")),
             mean: Pipe::new(gpu, spec("mean")),
             bwd: Pipe::new(gpu, spec("backward")),
             bwd_scaled: Pipe::new(gpu, spec("backward_scaled")),
@@ -74,13 +83,18 @@ impl CrossEntropy {
     }
 
     /// losses and lse of each row, then loss = the mean of the counted rows' losses and counted =
-    /// their number. V is at most [`MAX_VOCAB`].
+    /// their number. Rows of more than [`MAX_VOCAB`] classes take a workgroup each (up to
+    /// [`MAX_WIDE_VOCAB`]).
     pub fn forward(&self, prog: &mut Program, t: CrossEntropyFwd) {
         let rows = t.targets.numel();
         let v = t.logits.numel() / rows;
-        assert!(v <= MAX_VOCAB, "cross-entropy supports at most {MAX_VOCAB} classes");
+        assert!(v <= MAX_WIDE_VOCAB, "cross-entropy supports at most {MAX_WIDE_VOCAB} classes");
         let params = Params { rows: rows as u32, v: v as u32, dloss: 0.0, cap: 0.0 };
-        prog.push(self.fwd.dispatch(&params, &[t.losses, t.lse, t.logits, t.targets], grid(rows, 64)));
+        let io = [t.losses, t.lse, t.logits, t.targets];
+        prog.push(match v > MAX_VOCAB {
+            true => self.fwd_wide.dispatch(&params, &io, grid(rows * WIDE, WIDE)),
+            false => self.fwd.dispatch(&params, &io, grid(rows, 64)),
+        });
         prog.push(self.mean.dispatch(&params, &[t.loss, t.counted, t.losses, t.targets], [1, 1, 1]));
     }
 
@@ -92,6 +106,7 @@ impl CrossEntropy {
         let CrossEntropyBwd { dlogits, logits, lse, targets, counted, scale, softcap } = t;
         let rows = targets.numel();
         let v = logits.numel() / rows;
+        assert!(rows * v <= u32::MAX as usize, "cross-entropy backward: {rows} rows of {v} classes pass u32 indices");
         let params = Params { rows: rows as u32, v: v as u32, dloss, cap: softcap.unwrap_or(0.0) };
         let wg = grid(rows * v, 64);
         prog.push(match scale {

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub use adamw::{AdamW, AdamWUpdate, ScalerHead, StepParams, BIAS_WINDOW};
 pub use attention::{Attention, AttentionImpl, AttentionKind, AttnBwd, AttnDims, AttnFwd};
-pub use crossentropy::{CrossEntropy, CrossEntropyBwd, CrossEntropyFwd, IGNORE};
+pub use crossentropy::{CrossEntropy, CrossEntropyBwd, CrossEntropyFwd, IGNORE, MAX_VOCAB, MAX_WIDE_VOCAB};
 pub use decode::{Decode, DecodeAttn, DecodeDims, DecodeEmbed};
 pub use dropout::{Dropout, Site};
 pub use dynamics::{UpdateStats, SUMS};

@@ -60,6 +60,13 @@ impl Gpt2Config {
                 return Err(Error::Format(format!("config: {name} = {v} is implausibly large")));
             }
         }
+        if self.vocab_size > crate::kernels::MAX_WIDE_VOCAB {
+            return Err(Error::Format(format!(
+                "config: vocab_size = {} is past the {} classes the cross-entropy and lens kernels take",
+                self.vocab_size,
+                crate::kernels::MAX_WIDE_VOCAB
+            )));
+        }
         if self.arch.head_dim.is_none() && !self.n_embd.is_multiple_of(self.n_head) {
             return Err(Error::Format(format!(
                 "config: n_embd ({}) must be a multiple of n_head ({})",

@@ -153,7 +153,8 @@ async fn import(w: With<'_>, name: String, dir: ModelFiles) -> Result<()> {
         Gpt2::new(kernels, &weights).and_then(|model| Ok((Decoder::with_precision(&model, Precision::Auto)?, model)))
     };
     let (decoder, model) = allocate(&gpu, Building::Model(&cfg), build).await?;
-    w.host.post(&params_event(&cfg, cfg.block_size, &model.kernels.gpu.describe()), &[]);
+    // the FLOPs per token at the context the decoder holds (at most 2048), not max_position_embeddings
+    w.host.post(&params_event(&cfg, decoder.context_size(), &model.kernels.gpu.describe()), &[]);
     w.held.load(Loaded { model, decoder, tokenizer, stops });
     let imported = Event::Imported {
         name,

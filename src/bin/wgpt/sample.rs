@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wgpt::generate::{Decoder, SampleConfig, TextStream};
+use wgpt::generate::{check_decoder_memory, decode_context, Decoder, SampleConfig, TextStream};
 use wgpt::options::Options;
 use wgpt::precision::Purpose;
 use wgpt::{hf, Error, Result};
@@ -22,12 +22,13 @@ pub struct SampleArgs {
     #[arg(long)]
     base: Option<PathBuf>,
     /// The prompt; `-` reads it from stdin. Empty: generation starts from <|endoftext|> when the
-    /// tokenizer has it (unconditional samples), else it is an error. Longer than the model's
-    /// context (block_size tokens): only its last block_size tokens are used (said on stderr).
+    /// tokenizer has it (unconditional samples), else it is an error. Tokenized as transformers'
+    /// `tokenizer(prompt)` (a Llama-family tokenizer adds its BOS). Longer than the context
+    /// (--context tokens): only its last tokens are used (said on stderr).
     #[arg(long, default_value = "")]
     prompt: String,
     /// Tokens to generate (fewer if the model emits <|endoftext|>). Past the context the window
-    /// slides: the model always sees the last block_size tokens.
+    /// slides: the model always sees the last --context tokens.
     #[arg(long, default_value_t = 200)]
     max_new_tokens: usize,
     /// Softmax temperature; 0 or less means greedy (always the most likely token).
@@ -43,6 +44,10 @@ pub struct SampleArgs {
     /// Seed of the sampling RNG: the same seed, prompt and settings give the same text.
     #[arg(long, default_value_t = 1337)]
     seed: u64,
+    /// The tokens the KV cache holds (the context the model sees): at most the model's
+    /// block_size (max_position_embeddings); default block_size, at most 2048.
+    #[arg(long)]
+    context: Option<usize>,
 }
 
 pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
@@ -56,27 +61,30 @@ pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
     cfg.validate()?;
     let prompt = read_prompt(args.prompt)?;
     let source = hf::peft::dir::Source::resolve(&args.model, args.base.as_deref())?;
+    // the context and the memory it needs are checked before the weights are read
+    let config = source.config()?;
+    let block = decode_context(&config, args.context)?;
+    check_decoder_memory(&config, block, false, opts.device.memory)?;
     let (weights, tokenizer) = source.load()?;
     let tokenizer = tokenizer.ok_or_else(|| {
         Error::Input(format!("{} has no tokenizer.json; sampling text needs one", args.model.display()))
     })?;
-    let block = weights.config.block_size;
     let eot = tokenizer.end_of_text();
     // generation_config.json's eos tokens end the text too (not shown, as transformers)
     let stops = source.stop_tokens()?;
     let ids = tokenizer.prompt_ids(&prompt)?;
-    if !prompt.is_empty() && tokenizer.decode(&ids)? != prompt {
+    if !prompt.is_empty() && tokenizer.decode(&tokenizer.encode(&prompt)?)? != prompt {
         eprintln!("note: characters of the prompt that are not in the vocabulary were dropped");
     }
     if ids.len() > block {
         eprintln!(
-            "note: the prompt has {} tokens but the model's context is {block}; using its last {block} tokens",
+            "note: the prompt has {} tokens but the context is {block} (--context); using its last {block} tokens",
             ids.len()
         );
     }
     let model = super::model(opts, &weights)?;
     let precision = super::precision(opts, &model.kernels, Purpose::Inference);
-    let mut decoder = Decoder::with_precision(&model, precision)?;
+    let mut decoder = Decoder::with_context(&model, precision, Some(block))?;
     print!("{prompt}");
     let mut stream = TextStream::new(&tokenizer, &ids)?;
     let show = |text: String| {
