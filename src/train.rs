@@ -4,6 +4,7 @@
 //! allocated once per (B, T, grad_accum); the step allocates nothing on the GPU.
 
 mod config;
+mod lora;
 mod muon;
 mod optim;
 mod schedule;
@@ -15,13 +16,15 @@ use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
-use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, ParameterTensors};
+use crate::model::lora::Grads;
+use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, LoraTensors, ParameterTensors};
 use crate::precision::{Precision, Purpose, Resolved};
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
 pub use config::{LossScale, LossScaling, TrainConfig};
+use lora::attach_lora;
 use muon::MuonTensors;
 pub use optim::{rules, Optimizer, OptimizerConfig, Rule, MUON_LR};
 pub use schedule::{wsd_cooldown_start, Schedule};
@@ -104,7 +107,8 @@ pub struct Trainer {
     pub cfg: TrainConfig,
     /// Activations for (B, T); eval batches run through it too.
     pub fwd: Forward,
-    pub grads: ParameterTensors,
+    /// Every parameter's gradient, or in a LoRA run only the adapters'.
+    pub grads: Grads,
     /// What the optimizer keeps per parameter (AdamW's moments, momentum buffers).
     pub state: OptimizerState,
     /// Every parameter with its gradient, rule and state, as the updates bind them.
@@ -132,7 +136,7 @@ impl StepPrograms {
         model: &Gpt2,
         cfg: &TrainConfig,
         fwd: &Forward,
-        grads: &ParameterTensors,
+        grads: &Grads,
         slots: &[Slot],
         shared: &StepTensors,
     ) -> Result<StepPrograms> {
@@ -150,7 +154,10 @@ impl StepPrograms {
                     embed: model.record_embed(&fwd.acts, &ids),
                     loss: model.record_loss(&fwd.acts, &targets),
                     loss_backward: model.record_loss_backward(&fwd.acts, &gacts, &targets, dloss, scaled),
-                    embed_backward: model.record_embed_backward(&gacts, grads, &buckets),
+                    // a frozen base (LoRA): no embedding gradients
+                    embed_backward: grads
+                        .full()
+                        .map_or_else(Program::default, |g| model.record_embed_backward(&gacts, g, &buckets)),
                     ids,
                     targets,
                     buckets,
@@ -215,7 +222,7 @@ impl StepPrograms {
     /// (after clearing its gradients, and `grads` before the first), each block forward, the
     /// head, the loss and its gradient, each block backward, the embeddings' backward; then the
     /// clip, `update` (AdamW's, or the one with statistics) and (in f16) the weights' f16 copies.
-    fn pieces<'a>(&'a self, grads: &'a ParameterTensors, update: &'a Program) -> Vec<Piece<'a>> {
+    fn pieces<'a>(&'a self, grads: &'a Grads, update: &'a Program) -> Vec<Piece<'a>> {
         let mut pieces: Vec<Piece> = Vec::new();
         for (i, mi) in self.micro.iter().enumerate() {
             let mut progs = self.micro_programs(mi).into_iter();
@@ -249,8 +256,9 @@ impl Trainer {
     /// Allocates gradients, optimizer state and activations, and records every program. Where
     /// `cfg.attention` is None, the device's tuning picks it, and the trainer's cfg records it;
     /// likewise cfg.precision records what runs, and f16 turns loss scaling on.
-    pub fn new(model: Gpt2, mut cfg: TrainConfig) -> Result<Trainer> {
+    pub fn new(mut model: Gpt2, mut cfg: TrainConfig) -> Result<Trainer> {
         cfg.validate(model.config.block_size)?;
+        attach_lora(&mut model, &cfg)?;
         let precision = cfg.precision.resolve(Purpose::Training, model.kernels.gpu.shader_f16());
         cfg.precision = precision.runs;
         if precision.f16() && cfg.loss_scaling.is_none() {
@@ -263,7 +271,10 @@ impl Trainer {
         let (b, t) = (cfg.batch_size, cfg.seq_len);
         let fwd = model.forward_plan_with(b, t, cfg.attention)?;
         cfg.attention = Some(fwd.acts.attention.kind());
-        let grads = ParameterTensors::zeros(&gpu, &model.config, "grad.");
+        let grads = match &model.lora {
+            Some(lora) => Grads::Lora(LoraTensors::zeros(&gpu, &model.config, lora.config, "grad.")),
+            None => Grads::Full(ParameterTensors::zeros(&gpu, &model.config, "grad.")),
+        };
         let state = OptimizerState::zeros(&gpu, &model.config, &cfg);
         let slots = param_slots(&gpu, &model, &grads, &state, &cfg);
         let scaler = match cfg.loss_scaling {

@@ -91,6 +91,14 @@ impl Dropout {
         prog.push(pipe.dispatch(&params, &[x, seed], grid(n, 64)));
     }
 
+    /// x *= s, in place: the same kernel keeping every element (p = 0), for LoRA's alpha/r;
+    /// `seed` is bound but decides nothing.
+    pub fn scale(&self, prog: &mut Program, x: &Tensor, seed: &Tensor, s: f32) {
+        let (pipe, n) = self.apply.pick(x.numel());
+        let params = Params { n: n as u32, site: 0, p: 0.0, scale: s };
+        prog.push(pipe.dispatch(&params, &[x, seed], grid(n, 64)));
+    }
+
     /// [`Dropout::apply`] at a model's `site` under `rate`, or nothing without one.
     pub fn at(&self, prog: &mut Program, x: &Tensor, rate: Option<DropoutRate>, site: Site) {
         if let Some(r) = rate {

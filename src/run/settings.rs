@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::generate::SampleConfig;
 use crate::kernels::AttentionKind;
-use crate::model::{ArchChoice, Gpt2Config};
+use crate::model::lora::Targets;
+use crate::model::{ArchChoice, Gpt2Config, LoraConfig};
 use crate::precision::Precision;
 use crate::run::{DataSource, RunConfig};
 use crate::train::{Optimizer, OptimizerConfig, Schedule, TrainConfig};
@@ -121,6 +122,19 @@ pub struct RunSettings {
     /// On a task, count only the answers' tokens in the loss (grokking) [default: false].
     #[serde(default)]
     pub answer_loss: bool,
+    // issue 26, LoRA: a fine-tune of adapters only (the keys are left out where unset)
+    /// Train rank-r LoRA adapters and freeze the base [default: off, every parameter trains].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_rank: Option<usize>,
+    /// LoRA's alpha: the adapters' product is scaled by alpha/r [default: 2r].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_alpha: Option<f32>,
+    /// The products that carry adapters [default: c_attn, c_proj (both), c_fc].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_targets: Option<Targets>,
+    /// Dropout on the adapters' input [default: 0].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_dropout: Option<f32>,
 }
 
 fn one() -> usize {
@@ -162,6 +176,10 @@ impl RunSettings {
             lr_schedule: None,
             attention: None,
             answer_loss: false,
+            lora_rank: None,
+            lora_alpha: None,
+            lora_targets: None,
+            lora_dropout: None,
         })
     }
 
@@ -198,6 +216,29 @@ impl RunSettings {
         }
     }
 
+    /// The LoRA adapters these settings ask for on `model`, their unset settings at peft's
+    /// defaults, checked (None: a full run; the other lora keys need a rank).
+    pub fn lora_config(&self, model: &Gpt2Config) -> Result<Option<LoraConfig>> {
+        let Some(rank) = self.lora_rank else {
+            let set = self.lora_alpha.is_some() || self.lora_targets.is_some() || self.lora_dropout.is_some();
+            if set {
+                return Err(Error::Input(
+                    "lora_alpha, lora_targets and lora_dropout need lora_rank (--lora R) to be set".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let d = LoraConfig::new(rank, self.seed);
+        let lc = LoraConfig {
+            alpha: self.lora_alpha.unwrap_or(d.alpha),
+            targets: self.lora_targets.unwrap_or(d.targets),
+            dropout: self.lora_dropout.unwrap_or(d.dropout),
+            ..d
+        };
+        lc.validate(model)?;
+        Ok(Some(lc))
+    }
+
     /// Everything a run needs: these settings on `model` (a new one of their shape, or a
     /// pretrained one to fine-tune), with the defaults filled in, checked.
     pub fn run_config(&self, model: Gpt2Config, data: DataSource, tokenizer: String) -> Result<RunConfig> {
@@ -225,6 +266,7 @@ impl RunSettings {
             optimizer: self.optimizer_config(),
             lr_schedule: self.lr_schedule.unwrap_or_default(),
             answer_loss: self.answer_loss,
+            lora: self.lora_config(&model)?,
         };
         train.validate(model.block_size)?;
         Ok(RunConfig {
