@@ -120,6 +120,7 @@ struct BlockBackward<'a> {
     dl: Option<&'a LoraTensors>,
     w: &'a MatmulWeights,
     dropout: Option<DropoutRate<'a>>,
+    lora_dropout: Option<DropoutRate<'a>>,
 }
 
 /// A weight's gradient and its bias's, where the weight trains.
@@ -153,15 +154,16 @@ impl Gpt2 {
     /// block from the last (the first block's with the embedding's dropout): the cut points of
     /// split submits. The products of dinp = dout · weightᵀ read `w` (the forward's weights, or
     /// f16 copies of them); the weight gradients' products read only f32 activations.
+    /// `lora_dropout` must be the forward's too.
     pub(crate) fn record_backward(
         &self,
         a: &ActivationTensors,
         d: &GradActs,
         dp: &Grads,
         w: &MatmulWeights,
-        dropout: Option<DropoutRate>,
+        (dropout, lora_dropout): (Option<DropoutRate>, Option<DropoutRate>),
     ) -> Vec<Program> {
-        let bw = BlockBackward { a, d, dp: dp.full(), dl: dp.lora(), w, dropout };
+        let bw = BlockBackward { a, d, dp: dp.full(), dl: dp.lora(), w, dropout, lora_dropout };
         let nl = self.config.n_layer;
         let mut pieces = Vec::with_capacity(nl + 1);
         let mut program = Program::default();
@@ -222,8 +224,8 @@ impl Gpt2 {
     /// has them) add their gradients beside each product's.
     fn record_block_backward(&self, prog: &mut Program, bw: &BlockBackward, l: usize) {
         let (k, p, dims, kind) = (&*self.kernels, &self.params, self.config.attn_dims(), self.config.norm().0);
-        let BlockBackward { a, d, dp, dl, w, dropout } = *bw;
-        let lora = self.lora_block(a, l, dl);
+        let BlockBackward { a, d, dp, dl, w, dropout, lora_dropout } = *bw;
+        let lora = self.lora_block(a, l, dl, lora_dropout);
         let lora = lora.as_ref();
         let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
         let dresidual = if l == 0 { &d.dencoded } else { &d.dresidual3[l - 1] };

@@ -132,7 +132,7 @@ impl Gpt2 {
         let mut acts = ActivationTensors::new(gpu, cfg, b, t, attention);
         acts.lora = self.lora.as_ref().map(|lt| lora::LoraActs::new(gpu, cfg, &lt.config, b, t));
         let embed = self.record_embed(&acts, &acts.ids);
-        let body = self.record_body(&acts, &MatmulWeights::f32(&self.params), None);
+        let body = self.record_body(&acts, &MatmulWeights::f32(&self.params), None, None);
         let loss = self.record_loss(&acts, &acts.targets);
         let plan = Mutex::new(SubmitPlan::new(self.submit_budget_ms));
         Ok(Forward { b, t, acts, embed, body, loss, plan })
@@ -159,12 +159,14 @@ impl Gpt2 {
     /// every block and on the attention probabilities ([`Site`]), as GPT-2's embd_pdrop,
     /// resid_pdrop and attn_pdrop. One program per block (the first with the embedding's
     /// dropout), then one for ln_f and the lm_head: the cut points of split submits. The
-    /// matrix products read `w` (the model's weights, or f16 copies of them).
+    /// matrix products read `w` (the model's weights, or f16 copies of them). `lora_dropout`:
+    /// a training LoRA run's dropout on its adapters' input.
     pub(crate) fn record_body(
         &self,
         a: &ActivationTensors,
         w: &MatmulWeights,
         dropout: Option<DropoutRate>,
+        lora_dropout: Option<DropoutRate>,
     ) -> Vec<Program> {
         let (k, p) = (&*self.kernels, &self.params);
         let mut pieces = Vec::with_capacity(self.config.n_layer + 1);
@@ -172,7 +174,7 @@ impl Gpt2 {
         k.dropout.at(&mut program, &a.encoded, dropout, Site::Embedding);
         for l in 0..self.config.n_layer {
             let (x, attn) = (BlockActs::layer(a, l), BlockAttn::Causal { imp: a.attention, saved: &a.att[l] });
-            let lora = self.lora_block(a, l, None);
+            let lora = self.lora_block(a, l, None, lora_dropout);
             self.record_block(&mut program, Block { l, x, attn, w, dropout, lora });
             pieces.push(std::mem::take(&mut program));
         }

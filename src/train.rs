@@ -16,7 +16,7 @@ use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
-use crate::model::lora::Grads;
+use crate::model::lora::{Grads, LoraActs};
 use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, LoraTensors, ParameterTensors};
 use crate::precision::{Precision, Purpose, Resolved};
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
@@ -65,20 +65,38 @@ pub fn training_bytes_for(
     kind: AttentionKind,
     f16: bool,
 ) -> u64 {
+    let train = TrainConfig { optimizer: *optimizer, ..TrainConfig::default() };
+    training_bytes_of(cfg, &train, b, t, kind, f16)
+}
+
+/// [`training_bytes_for`] a run of `train`'s optimizer and, where it has them, LoRA adapters:
+/// those hold the adapters, their gradients, their state and what their forward keeps
+/// ([`LoraActs::specs`]), and no gradients or state for the frozen base.
+pub fn training_bytes_of(
+    cfg: &Gpt2Config,
+    train: &TrainConfig,
+    b: usize,
+    t: usize,
+    kind: AttentionKind,
+    f16: bool,
+) -> u64 {
     let acts = total_bytes(&ActivationTensors::specs(cfg, b, t, kind));
     let grad_acts = total_bytes(&GradActs::specs(cfg, b, t, kind));
     let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
-    let train = TrainConfig { optimizer: *optimizer, ..TrainConfig::default() };
-    optimizer_bytes(cfg, &train) + acts + grad_acts + copies
+    let lora_acts = train.lora.map_or(0, |lc| total_bytes(&LoraActs::specs(cfg, &lc, b, t)));
+    optimizer_bytes(cfg, train) + acts + grad_acts + copies + lora_acts
 }
 
 /// The bytes of the weights, their gradients ([`ParameterTensors::zeros`]) and the state of
 /// `train`'s optimizer ([`OptimizerState::specs`]: AdamW two tensors of every parameter's shape,
 /// SGD one, Muon one per matrix and two per other tensor) with Muon's Newton-Schulz scratch
-/// ([`MuonTensors::specs`]), the part of [`training_bytes`] that does not depend on (B, T).
+/// ([`MuonTensors::specs`]), the part of [`training_bytes`] that does not depend on (B, T). A
+/// LoRA run has the adapters and their gradients in place of the base's gradients, and state
+/// for the adapters only.
 pub fn optimizer_bytes(cfg: &Gpt2Config, train: &TrainConfig) -> u64 {
     let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
-    2 * params + OptimizerState::bytes(cfg, train) + MuonTensors::bytes(cfg, train)
+    let trained = train.lora.map_or(params, |lc| 2 * lc.bytes(cfg));
+    params + trained + OptimizerState::bytes(cfg, train) + MuonTensors::bytes(cfg, train)
 }
 
 /// A step's programs, recorded once, and the buffers only they use.
@@ -174,8 +192,10 @@ impl StepPrograms {
         };
         let f32_weights = MatmulWeights::f32(&model.params);
         let weights = refresh.as_ref().map_or(&f32_weights, |(w, _)| w);
-        let body = model.record_body(&fwd.acts, weights, dropout);
-        let backward = model.record_backward(&fwd.acts, &gacts, grads, weights, dropout);
+        let lora_dropout = cfg.lora.filter(|lc| lc.dropout > 0.0);
+        let lora_dropout = lora_dropout.map(|lc| DropoutRate { p: lc.dropout, seed: &dropout_seed, n_layer });
+        let body = model.record_body(&fwd.acts, weights, dropout, lora_dropout);
+        let backward = model.record_backward(&fwd.acts, &gacts, grads, weights, (dropout, lora_dropout));
         let refresh = refresh.map(|(w, prog)| {
             gpu.run(|pass| prog.encode(pass));
             (prog, w)

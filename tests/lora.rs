@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use common::Rng;
 use wgpt::cpu::{self, LoraDims};
@@ -15,6 +15,9 @@ use wgpt::model::lora::{lora_backward, lora_forward, LoraBwd, LoraFwd, Target, T
 use wgpt::model::{Gpt2, Gpt2Config, LoraConfig, LoraTensors, Weights};
 use wgpt::run::{DataSource, RunSettings};
 use wgpt::train::{TrainConfig, Trainer};
+
+/// Held by every GPU test here, so that the memory test counts only its own buffers.
+static GPU: Mutex<()> = Mutex::new(());
 
 fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     match cpu::check_close(what, got, want, atol, rtol) {
@@ -81,6 +84,7 @@ fn cpu_backward_matches_finite_differences() {
 /// r): out, dx, dA and dB start from random values (they accumulate), hs and dh from NaN (they
 /// are written whole).
 async fn kernels_at_ragged_shapes(k: Arc<Kernels>) {
+    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let g = &k.gpu;
     for (i, &(n, inp, out, r)) in [(13, 11, 7, 3), (5, 48, 80, 1), (17, 33, 65, 5), (64, 64, 192, 8)].iter().enumerate()
     {
@@ -120,6 +124,7 @@ async fn kernels_at_ragged_shapes(k: Arc<Kernels>) {
             hs: hs_r,
             seed: seed_r,
             scale: d.scale,
+            accumulate_dx: true,
         };
         lora_backward(&k, &mut prog, bwd);
         g.run(|pass| prog.encode(pass));
@@ -140,6 +145,80 @@ async fn kernels_at_ragged_shapes(k: Arc<Kernels>) {
     }
 }
 gpu_test!(lora_kernels_at_ragged_shapes, kernels_at_ragged_shapes);
+
+/// The masked copy and masked add of LoRA's dropout against the CPU's mask rule
+/// (`kernels::dropout::keep`) at a ragged length: y = x·mask/(1 − p), and y += that.
+async fn masked_dropout(k: Arc<Kernels>) {
+    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
+    let g = &k.gpu;
+    let (n, p, site, seed) = (1001, 0.3f32, 17, 12345u32);
+    let mut rng = Rng::new(50);
+    let (x, y0) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+    let (x_t, copy, add) =
+        (g.upload("x", &[n], &x), g.upload("copy", &[n], &vec![f32::NAN; n]), g.upload("add", &[n], &y0));
+    let seed_t = g.upload("seed", &[1], &[seed]);
+    let mut prog = Program::default();
+    k.dropout.masked(&mut prog, [&copy, &x_t, &seed_t], site, p, false);
+    k.dropout.masked(&mut prog, [&add, &x_t, &seed_t], site, p, true);
+    g.run(|pass| prog.encode(pass));
+    let got = g.read_many(&[&copy, &add]).await.unwrap();
+    let masked: Vec<f32> = (0..n)
+        .map(|i| if wgpt::kernels::dropout::keep(seed, site, i as u32, p) { x[i] * (1.0 / (1.0 - p)) } else { 0.0 })
+        .collect();
+    let added: Vec<f32> = y0.iter().zip(&masked).map(|(a, b)| a + b).collect();
+    assert_bits("masked copy", &got[0], &masked);
+    assert_bits("masked add", &got[1], &added);
+    let kept = masked.iter().filter(|&&v| v != 0.0).count();
+    println!("masked dropout p {p}: {kept} of {n} kept, copy and add equal the CPU's bit for bit");
+}
+gpu_test!(lora_masked_dropout_matches_the_cpu, masked_dropout);
+
+/// LoRA's dropout in a model: at p = 1e-6 (nothing dropped, the scale 1 + 1e-6) the adapters'
+/// gradients equal p = 0's to rounding, so the masked input feeds A's gradient and the masked
+/// gradient reaches dx; at p = 0.3 they differ, the base stays frozen, and a resumed run goes on
+/// bit for bit (the masks are a function of the step).
+async fn dropout_in_a_model(k: Arc<Kernels>) {
+    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = tiny();
+    let weights = Weights::random(cfg, 61);
+    let lc = LoraConfig { alpha: 5.0, ..LoraConfig::new(3, 62) };
+    let specs = lc.specs(&cfg);
+    let mut rng = Rng::new(63);
+    let adapters: Vec<Vec<f32>> = specs.iter().map(|(_, s)| rng.vec(s[0] * s[1], -0.3, 0.3)).collect();
+    let mut all = vec![];
+    for p in [0.0, 1e-6, 0.3] {
+        let lc = LoraConfig { dropout: p, ..lc };
+        let mut model = Gpt2::new(k.clone(), &weights).unwrap();
+        model.lora = Some(LoraTensors::upload(&k.gpu, &cfg, lc, &adapters).unwrap());
+        let mut t = Trainer::new(model, train_cfg(Some(lc))).unwrap();
+        t.step(&batch(64, &cfg)).unwrap();
+        all.push(k.gpu.read_many(&t.grads.ordered()).await.unwrap());
+    }
+    let (g0, g_tiny, g_drop) = (&all[0], &all[1], &all[2]);
+    for (i, (name, _)) in specs.iter().enumerate() {
+        let scale = g0[i].iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert_close(&format!("{name} at p 1e-6"), &g_tiny[i], &g0[i], 1e-4 * scale, 1e-3);
+    }
+    assert!(g_drop.iter().zip(g0).all(|(a, b)| a != b), "dropout 0.3 changes every adapter's gradient");
+    let lc = LoraConfig { dropout: 0.3, ..lc };
+    let mut a = Trainer::new(Gpt2::new(k.clone(), &weights).unwrap(), train_cfg(Some(lc))).unwrap();
+    for s in 0..3 {
+        a.step(&batch(70 + s, &cfg)).unwrap();
+    }
+    let mut b = Trainer::new(Gpt2::new(k.clone(), &weights).unwrap(), train_cfg(Some(lc))).unwrap();
+    b.restore(&a.optimizer_state().await.unwrap(), 3).unwrap();
+    for s in 3..5 {
+        a.step(&batch(70 + s, &cfg)).unwrap();
+        b.step(&batch(70 + s, &cfg)).unwrap();
+    }
+    let (sa, sb) = (a.optimizer_state().await.unwrap(), b.optimizer_state().await.unwrap());
+    for ((name, x), (_, y)) in sa.iter().zip(&sb) {
+        assert_bits(&format!("resumed with dropout {name}"), y, x);
+    }
+    assert_eq!(a.model.weights().await.unwrap().tensors, weights.tensors, "the base is frozen");
+    println!("LoRA dropout: p 1e-6 equals p 0, p 0.3 differs, resumed bit for bit");
+}
+gpu_test!(lora_dropout_in_a_model, dropout_in_a_model);
 
 fn tiny() -> Gpt2Config {
     Gpt2Config {
@@ -163,6 +242,7 @@ fn batch(seed: u64, cfg: &Gpt2Config) -> Vec<(Vec<u32>, Vec<u32>)> {
 
 /// A model with adapters whose B is zero (peft's start) gives exactly its base's logits.
 async fn b_zero_is_the_base(k: Arc<Kernels>) {
+    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = tiny();
     let mut model = Gpt2::new(k.clone(), &Weights::random(cfg, 3)).unwrap();
     let ids = Rng::new(4).ids(18, cfg.vocab_size);
@@ -184,6 +264,7 @@ gpu_test!(lora_with_b_zero_gives_the_base_logits, b_zero_is_the_base);
 /// the same loss, and the adapters' gradients equal the merged weights' gradient G mapped onto
 /// them (dA = s·Bᵀ·Gᵀ, dB = s·Gᵀ·Aᵀ).
 async fn gradients_match_the_merged_model(k: Arc<Kernels>) {
+    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = tiny();
     let weights = Weights::random(cfg, 11);
     let lc = LoraConfig { alpha: 5.0, targets: Targets::ALL, ..LoraConfig::new(3, 12) };
@@ -251,6 +332,7 @@ gpu_test!(lora_gradients_match_the_merged_model, gradients_match_the_merged_mode
 /// Three steps move the adapters and leave every base weight bit for bit; the checkpoint state
 /// (adapters beside their moments) read back into a fresh trainer goes on bit for bit.
 async fn trains_only_the_adapters_and_resumes(k: Arc<Kernels>) {
+    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = tiny();
     let weights = Weights::random(cfg, 21);
     let lc = LoraConfig { targets: Targets::parse("c_attn,c_fc").unwrap(), ..LoraConfig::new(2, 22) };
@@ -287,6 +369,35 @@ async fn trains_only_the_adapters_and_resumes(k: Arc<Kernels>) {
 }
 gpu_test!(lora_trains_only_the_adapters_and_resumes_bit_exact, trains_only_the_adapters_and_resumes);
 
+/// The memory estimate follows what a LoRA trainer allocates (the adapters, their gradients,
+/// moments and kept products; no gradients or moments for the base), and the base's gradients
+/// and moments are what it saves against a full run.
+async fn memory_follows_the_allocations(k: Arc<Kernels>) {
+    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65, ..tiny() };
+    let kind = wgpt::kernels::AttentionKind::Flash;
+    let lc = LoraConfig::new(4, 1);
+    let mut got = vec![];
+    for lora in [None, Some(lc)] {
+        let (_, before) = k.gpu.buffer_stats();
+        let model = Gpt2::new(k.clone(), &Weights::random(cfg, 1)).unwrap();
+        let train = TrainConfig { attention: Some(kind), seq_len: 32, batch_size: 4, ..train_cfg(lora) };
+        let trainer = Trainer::new(model, train).unwrap();
+        let actual = k.gpu.buffer_stats().1 - before;
+        let estimate = wgpt::train::training_bytes_of(&cfg, &train, 4, 32, kind, false);
+        let ratio = estimate as f64 / actual as f64;
+        println!("LoRA {:?}: estimate {estimate} bytes, allocated {actual} ({ratio:.3})", lora.map(|l| l.rank));
+        assert!((0.98..=1.0).contains(&ratio), "estimate {estimate} vs allocated {actual}: ratio {ratio:.3}");
+        got.push(estimate);
+        drop(trainer);
+    }
+    let (params, adapters) = (4 * cfg.num_params() as u64, lc.bytes(&cfg));
+    let acts: u64 = wgpt::model::total_bytes(&wgpt::model::lora::LoraActs::specs(&cfg, &lc, 4, 32));
+    // full: gradients + m + v of the base; LoRA: the adapters, their gradients, m, v and kept products
+    assert_eq!(got[0] + 4 * adapters + acts, got[1] + 3 * params);
+}
+gpu_test!(lora_memory_estimate_follows_the_allocations, memory_follows_the_allocations);
+
 /// The settings keys: a rank turns LoRA on with alpha 2r on every product; the other keys need
 /// a rank; old settings (no keys) are full runs; the JSON round trips.
 #[test]
@@ -313,7 +424,174 @@ fn settings_keys() {
     assert!(e.contains("smaller side"), "{e}");
     s.lora_rank = Some(2);
     s.lora_dropout = Some(1.5);
-    assert!(run(&s).unwrap_err().to_string().contains("dropout"));
+    assert!(run(&s).unwrap_err().to_string().contains("[0, 1)"));
+    s.lora_dropout = Some(0.1);
+    assert_eq!(run(&s).unwrap().train.lora.unwrap().dropout, 0.1);
     let bad: Result<RunSettings, _> = serde_json::from_str(&json.replace("attn.c_proj", "q_proj"));
     assert!(bad.unwrap_err().to_string().contains("q_proj"));
 }
+
+/// The adapters of a run directory's training state, by name.
+fn saved_adapters(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(dir.join(wgpt::checkpoint::STATE_FILE)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().filter(|n| n.starts_with("lora.")).map(String::from).collect();
+    names.sort();
+    let read = |n: &str| {
+        let data = st.tensor(n).unwrap().data().to_vec();
+        data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<f32>>()
+    };
+    names.into_iter().map(|n| (n.clone(), read(&n))).collect()
+}
+
+/// `wgpt train --init DIR --lora 4` fine-tunes a model the CLI trained: its checkpoints keep the
+/// base weights as they were and the adapters in the training state; a run that loses its device
+/// at step 9 recovers from the checkpoint of step 6 and ends with exactly the adapters of a run
+/// that did not. `--lora` without `--init`, or with `--resume`, is refused.
+#[test]
+fn cli_fine_tunes_with_lora_and_recovers_from_device_loss() {
+    let Some(_) = common::shared_kernels() else { return };
+    let root = std::env::temp_dir().join(format!("wgpt-lora-cli-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let corpus = root.join("corpus.txt");
+    std::fs::write(&corpus, "the quick brown fox jumps over the lazy dog.\n".repeat(40)).unwrap();
+    let wgpt = |args: &[&str], lose_at: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"));
+        cmd.args(args).args(["--data", corpus.to_str().unwrap(), "--eval-iters", "1", "--log-interval", "1"]);
+        if let Some(step) = lose_at {
+            cmd.env("WGPT_LOSE_DEVICE_AT", step);
+        }
+        let o = cmd.output().expect("run wgpt");
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout))
+    };
+    let base = root.join("base");
+    let shape = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4"];
+    let mut args = vec!["train", "--max-iters", "2", "--eval-interval", "2", "--out", base.to_str().unwrap()];
+    args.extend(shape);
+    let (code, log) = wgpt(&args, None);
+    assert_eq!(code, Some(0), "{log}");
+    let fine_tune = |out: &str, lose_at| {
+        let out = root.join(out);
+        let args = ["train", "--init", base.to_str().unwrap(), "--lora", "4", "--lora-targets", "c_attn,c_fc"];
+        let more = ["--batch-size", "4", "--max-iters", "12", "--eval-interval", "6", "--warmup-iters", "2", "--out"];
+        let (code, log) = wgpt(&[&args[..], &more[..], &[out.to_str().unwrap()]].concat(), lose_at);
+        assert_eq!(code, Some(0), "{log}");
+        (out, log)
+    };
+    let (lost, log) = fine_tune("lost", Some("9"));
+    let line = log.lines().find(|l| l.contains("device was lost")).unwrap_or_else(|| panic!("no message: {log}"));
+    println!("{line}");
+    assert!(line.contains("checkpoint of step 6"), "{line}");
+    let (clean, _) = fine_tune("clean", None);
+    let (base_w, _) = wgpt::hf::dir::load(&base).unwrap();
+    for dir in [&lost, &clean] {
+        assert_eq!(wgpt::hf::dir::load(dir).unwrap().0.tensors, base_w.tensors, "the base stays as it was");
+    }
+    let (a, b) = (saved_adapters(&lost), saved_adapters(&clean));
+    assert_eq!(a.len(), 4, "A and B of c_attn and c_fc: {:?}", a.iter().map(|x| &x.0).collect::<Vec<_>>());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert_bits(&format!("recovered {name}"), x, y);
+        assert!(!name.ends_with("lora_B") || x.iter().any(|&v| v != 0.0), "{name} trained");
+    }
+    println!("recovered vs uninterrupted LoRA run after 12 steps: {} adapter tensors equal bit for bit", a.len());
+    let (code, log) = wgpt(&["train", "--lora", "4", "--max-iters", "2"], None);
+    assert_ne!(code, Some(0));
+    assert!(log.contains("--lora fine-tunes a pretrained model: give it --init DIR"), "{log}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["train", "--resume", lost.to_str().unwrap(), "--lora", "4"])
+        .output()
+        .expect("run wgpt");
+    let (code, log) = (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string());
+    assert_ne!(code, Some(0));
+    assert!(log.contains("--lora") && log.contains("--resume"), "{log}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The committed peft fixture (tests/fixtures/make_lora_parity.py: peft 0.21's LoRA r 4, alpha 8
+/// on c_attn, c_proj and c_fc of a tiny GPT-2, random A and B, torch.optim.AdamW with decay and
+/// clipping): the first step's loss, adapter gradients and adapters after it, and ten losses.
+async fn peft_parity(k: Arc<Kernels>) {
+    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta =
+        |key: &str| -> serde_json::Value { serde_json::from_str(&header.metadata().as_ref().unwrap()[key]).unwrap() };
+    let (shape, peft, hyper) = (meta("config"), meta("lora"), meta("adamw"));
+    let size = |key: &str| shape[key].as_u64().unwrap() as usize;
+    let cfg = Gpt2Config {
+        n_layer: size("n_layer"),
+        n_head: size("n_head"),
+        n_embd: size("n_embd"),
+        block_size: size("block_size"),
+        vocab_size: size("vocab_size"),
+        arch: wgpt::model::Arch::GPT2,
+    };
+    let weights = wgpt::hf::load_weights("lora.safetensors", &bytes, cfg).unwrap();
+    let targets: Vec<&str> = peft["target_modules"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let (rank, alpha) = (peft["r"].as_u64().unwrap() as usize, peft["lora_alpha"].as_f64().unwrap() as f32);
+    let lc = LoraConfig { alpha, targets: Targets::parse(&targets.join(",")).unwrap(), ..LoraConfig::new(rank, 0) };
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let f32s = |name: &str| -> Vec<f32> {
+        let view = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    };
+    let ids = |name: &str| -> (Vec<u32>, Vec<usize>) {
+        let view = st.tensor(name).unwrap();
+        (
+            view.data().chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32).collect(),
+            view.shape().to_vec(),
+        )
+    };
+    // peft's saved names for ours: lora.h.0.attn.c_attn.lora_A -> base_model.model.transformer.h.0.attn.c_attn.lora_A.weight
+    let peft_name = |ours: &str| format!("base_model.model.transformer.{}.weight", ours.strip_prefix("lora.").unwrap());
+    let specs = lc.specs(&cfg);
+    let adapters: Vec<Vec<f32>> = specs.iter().map(|(n, _)| f32s(&peft_name(n))).collect();
+    let mut model = Gpt2::new(k.clone(), &weights).unwrap();
+    model.lora = Some(LoraTensors::upload(&k.gpu, &cfg, lc, &adapters).unwrap());
+    let ((x, xs), (y, _)) = (ids("x"), ids("y"));
+    let h = |key: &str| hyper[key].as_f64().unwrap() as f32;
+    let train = TrainConfig {
+        batch_size: xs[0],
+        seq_len: xs[1],
+        lr: h("lr"),
+        min_lr: h("lr"),
+        warmup_iters: 0,
+        lr_schedule: wgpt::train::Schedule::Constant,
+        weight_decay: h("weight_decay"),
+        beta1: h("beta1"),
+        beta2: h("beta2"),
+        eps: h("eps"),
+        grad_clip: h("grad_clip"),
+        lora: Some(lc),
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(model, train).unwrap();
+    let want_losses = f32s("expected.losses");
+    let batch = vec![(x, y)];
+    let mut losses = vec![];
+    for step in 0..want_losses.len() {
+        trainer.step(&batch).unwrap();
+        losses.push(trainer.last_loss().await.unwrap());
+        if step > 0 {
+            continue;
+        }
+        let grads = k.gpu.read_many(&trainer.grads.ordered()).await.unwrap();
+        let after = trainer.adapters().await.unwrap();
+        for (i, (name, _)) in specs.iter().enumerate() {
+            let want = f32s(&format!("expected.grad.{}", peft_name(name)));
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert_close(&format!("peft grad {name}"), &grads[i], &want, 1e-4 * scale, 1e-3);
+            assert_close(
+                &format!("peft step1 {name}"),
+                &after[i].1,
+                &f32s(&format!("expected.step1.{}", peft_name(name))),
+                1e-6,
+                1e-5,
+            );
+        }
+    }
+    assert_close("peft losses", &losses, &want_losses, 1e-5, 1e-5);
+    println!("peft parity: 10 losses {:.6} -> {:.6}", losses[0], losses[9]);
+}
+gpu_test!(lora_matches_peft, peft_parity);
