@@ -293,7 +293,7 @@ impl Trainer {
         cfg.attention = Some(fwd.acts.attention.kind());
         let grads = match &model.lora {
             Some(lora) => Grads::Lora(LoraTensors::zeros(&gpu, &model.config, lora.config, "grad.")),
-            None => Grads::Full(ParameterTensors::zeros(&gpu, &model.config, "grad.")),
+            None => Grads::Full(Box::new(ParameterTensors::zeros(&gpu, &model.config, "grad."))),
         };
         let state = OptimizerState::zeros(&gpu, &model.config, &cfg);
         let slots = param_slots(&gpu, &model, &grads, &state, &cfg);

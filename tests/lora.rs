@@ -19,6 +19,20 @@ use wgpt::train::{TrainConfig, Trainer};
 /// Held by every GPU test here, so that the memory test counts only its own buffers.
 static GPU: Mutex<()> = Mutex::new(());
 
+/// A native GPU test running `$body` (an async fn taking the shared kernels) while holding
+/// [`GPU`].
+macro_rules! locked_gpu_test {
+    ($name:ident, $body:path) => {
+        #[test]
+        fn $name() {
+            if let Some(k) = common::shared_kernels() {
+                let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
+                pollster::block_on($body(k));
+            }
+        }
+    };
+}
+
 fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     match cpu::check_close(what, got, want, atol, rtol) {
         Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
@@ -84,7 +98,6 @@ fn cpu_backward_matches_finite_differences() {
 /// r): out, dx, dA and dB start from random values (they accumulate), hs and dh from NaN (they
 /// are written whole).
 async fn kernels_at_ragged_shapes(k: Arc<Kernels>) {
-    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let g = &k.gpu;
     for (i, &(n, inp, out, r)) in [(13, 11, 7, 3), (5, 48, 80, 1), (17, 33, 65, 5), (64, 64, 192, 8)].iter().enumerate()
     {
@@ -144,12 +157,11 @@ async fn kernels_at_ragged_shapes(k: Arc<Kernels>) {
         assert_close(&format!("lora dB {what}"), &got[4], &wdb, tol(inp * n), 1e-4);
     }
 }
-gpu_test!(lora_kernels_at_ragged_shapes, kernels_at_ragged_shapes);
+locked_gpu_test!(lora_kernels_at_ragged_shapes, kernels_at_ragged_shapes);
 
 /// The masked copy and masked add of LoRA's dropout against the CPU's mask rule
 /// (`kernels::dropout::keep`) at a ragged length: y = x·mask/(1 − p), and y += that.
 async fn masked_dropout(k: Arc<Kernels>) {
-    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let g = &k.gpu;
     let (n, p, site, seed) = (1001, 0.3f32, 17, 12345u32);
     let mut rng = Rng::new(50);
@@ -171,14 +183,13 @@ async fn masked_dropout(k: Arc<Kernels>) {
     let kept = masked.iter().filter(|&&v| v != 0.0).count();
     println!("masked dropout p {p}: {kept} of {n} kept, copy and add equal the CPU's bit for bit");
 }
-gpu_test!(lora_masked_dropout_matches_the_cpu, masked_dropout);
+locked_gpu_test!(lora_masked_dropout_matches_the_cpu, masked_dropout);
 
 /// LoRA's dropout in a model: at p = 1e-6 (nothing dropped, the scale 1 + 1e-6) the adapters'
 /// gradients equal p = 0's to rounding, so the masked input feeds A's gradient and the masked
 /// gradient reaches dx; at p = 0.3 they differ, the base stays frozen, and a resumed run goes on
 /// bit for bit (the masks are a function of the step).
 async fn dropout_in_a_model(k: Arc<Kernels>) {
-    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = tiny();
     let weights = Weights::random(cfg, 61);
     let lc = LoraConfig { alpha: 5.0, ..LoraConfig::new(3, 62) };
@@ -218,7 +229,7 @@ async fn dropout_in_a_model(k: Arc<Kernels>) {
     assert_eq!(a.model.weights().await.unwrap().tensors, weights.tensors, "the base is frozen");
     println!("LoRA dropout: p 1e-6 equals p 0, p 0.3 differs, resumed bit for bit");
 }
-gpu_test!(lora_dropout_in_a_model, dropout_in_a_model);
+locked_gpu_test!(lora_dropout_in_a_model, dropout_in_a_model);
 
 fn tiny() -> Gpt2Config {
     Gpt2Config {
@@ -242,7 +253,6 @@ fn batch(seed: u64, cfg: &Gpt2Config) -> Vec<(Vec<u32>, Vec<u32>)> {
 
 /// A model with adapters whose B is zero (peft's start) gives exactly its base's logits.
 async fn b_zero_is_the_base(k: Arc<Kernels>) {
-    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = tiny();
     let mut model = Gpt2::new(k.clone(), &Weights::random(cfg, 3)).unwrap();
     let ids = Rng::new(4).ids(18, cfg.vocab_size);
@@ -258,13 +268,12 @@ async fn b_zero_is_the_base(k: Arc<Kernels>) {
     assert_bits("logits with B = 0", &k.gpu.read(&adapted.acts.logits).await.unwrap(), &want);
     println!("B = 0: {} logits equal the base's bit for bit", want.len());
 }
-gpu_test!(lora_with_b_zero_gives_the_base_logits, b_zero_is_the_base);
+locked_gpu_test!(lora_with_b_zero_gives_the_base_logits, b_zero_is_the_base);
 
 /// A LoRA model with random A and B against the merged model W' = W + s·Aᵀ·Bᵀ trained in full:
 /// the same loss, and the adapters' gradients equal the merged weights' gradient G mapped onto
 /// them (dA = s·Bᵀ·Gᵀ, dB = s·Gᵀ·Aᵀ).
 async fn gradients_match_the_merged_model(k: Arc<Kernels>) {
-    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = tiny();
     let weights = Weights::random(cfg, 11);
     let lc = LoraConfig { alpha: 5.0, targets: Targets::ALL, ..LoraConfig::new(3, 12) };
@@ -327,12 +336,11 @@ async fn gradients_match_the_merged_model(k: Arc<Kernels>) {
         }
     }
 }
-gpu_test!(lora_gradients_match_the_merged_model, gradients_match_the_merged_model);
+locked_gpu_test!(lora_gradients_match_the_merged_model, gradients_match_the_merged_model);
 
 /// Three steps move the adapters and leave every base weight bit for bit; the checkpoint state
 /// (adapters beside their moments) read back into a fresh trainer goes on bit for bit.
 async fn trains_only_the_adapters_and_resumes(k: Arc<Kernels>) {
-    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = tiny();
     let weights = Weights::random(cfg, 21);
     let lc = LoraConfig { targets: Targets::parse("c_attn,c_fc").unwrap(), ..LoraConfig::new(2, 22) };
@@ -367,13 +375,12 @@ async fn trains_only_the_adapters_and_resumes(k: Arc<Kernels>) {
     let e = full.restore(&sa, 5).unwrap_err().to_string();
     assert!(e.contains("lora.h.0.attn.c_attn.lora_A"), "{e}");
 }
-gpu_test!(lora_trains_only_the_adapters_and_resumes_bit_exact, trains_only_the_adapters_and_resumes);
+locked_gpu_test!(lora_trains_only_the_adapters_and_resumes_bit_exact, trains_only_the_adapters_and_resumes);
 
 /// The memory estimate follows what a LoRA trainer allocates (the adapters, their gradients,
 /// moments and kept products; no gradients or moments for the base), and the base's gradients
 /// and moments are what it saves against a full run.
 async fn memory_follows_the_allocations(k: Arc<Kernels>) {
-    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = Gpt2Config { n_layer: 2, n_head: 2, n_embd: 64, block_size: 32, vocab_size: 65, ..tiny() };
     let kind = wgpt::kernels::AttentionKind::Flash;
     let lc = LoraConfig::new(4, 1);
@@ -396,7 +403,7 @@ async fn memory_follows_the_allocations(k: Arc<Kernels>) {
     // full: gradients + m + v of the base; LoRA: the adapters, their gradients, m, v and kept products
     assert_eq!(got[0] + 4 * adapters + acts, got[1] + 3 * params);
 }
-gpu_test!(lora_memory_estimate_follows_the_allocations, memory_follows_the_allocations);
+locked_gpu_test!(lora_memory_estimate_follows_the_allocations, memory_follows_the_allocations);
 
 /// The settings keys: a rank turns LoRA on with alpha 2r on every product; the other keys need
 /// a rank; old settings (no keys) are full runs; the JSON round trips.
@@ -512,7 +519,6 @@ fn cli_fine_tunes_with_lora_and_recovers_from_device_loss() {
 /// on c_attn, c_proj and c_fc of a tiny GPT-2, random A and B, torch.optim.AdamW with decay and
 /// clipping): the first step's loss, adapter gradients and adapters after it, and ten losses.
 async fn peft_parity(k: Arc<Kernels>) {
-    let _gpu = GPU.lock().unwrap_or_else(|e| e.into_inner());
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora.safetensors")).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta =
@@ -594,4 +600,4 @@ async fn peft_parity(k: Arc<Kernels>) {
     assert_close("peft losses", &losses, &want_losses, 1e-5, 1e-5);
     println!("peft parity: 10 losses {:.6} -> {:.6}", losses[0], losses[9]);
 }
-gpu_test!(lora_matches_peft, peft_parity);
+locked_gpu_test!(lora_matches_peft, peft_parity);

@@ -87,7 +87,7 @@ impl LoraTensors {
 /// A model's trainable gradients: every parameter's (a full run), or only the adapters' (a LoRA
 /// run, whose base is frozen: no weight gradients are made for it).
 pub enum Grads {
-    Full(ParameterTensors),
+    Full(Box<ParameterTensors>),
     Lora(LoraTensors),
 }
 
