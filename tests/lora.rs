@@ -14,7 +14,7 @@ use wgpt::kernels::{Kernels, Program};
 use wgpt::model::lora::{lora_backward, lora_forward, LoraBwd, LoraFwd, Target, Targets};
 use wgpt::model::{Gpt2, Gpt2Config, LoraConfig, LoraTensors, Weights};
 use wgpt::run::{DataSource, RunSettings};
-use wgpt::train::{TrainConfig, Trainer};
+use wgpt::train::{Optimizer, OptimizerConfig, TrainConfig, Trainer};
 
 /// Held by every GPU test here, so that the memory test counts only its own buffers.
 static GPU: Mutex<()> = Mutex::new(());
@@ -376,6 +376,30 @@ async fn trains_only_the_adapters_and_resumes(k: Arc<Kernels>) {
     assert!(e.contains("lora.h.0.attn.c_attn.lora_A"), "{e}");
 }
 locked_gpu_test!(lora_trains_only_the_adapters_and_resumes_bit_exact, trains_only_the_adapters_and_resumes);
+
+/// SGD and Muon train the adapters too (Muon's Newton-Schulz on each A and B): two steps move
+/// every adapter, keep the base, and the state is the adapters' momentum buffers.
+async fn other_optimizers(k: Arc<Kernels>) {
+    let cfg = tiny();
+    let weights = Weights::random(cfg, 81);
+    for kind in [Optimizer::Sgd, Optimizer::Muon] {
+        let lc = LoraConfig::new(2, 82);
+        let train = TrainConfig { optimizer: OptimizerConfig::of(kind), ..train_cfg(Some(lc)) };
+        let mut t = Trainer::new(Gpt2::new(k.clone(), &weights).unwrap(), train).unwrap();
+        let before = t.adapters().await.unwrap();
+        for s in 0..2 {
+            t.step(&batch(90 + s, &cfg)).unwrap();
+        }
+        assert_eq!(t.model.weights().await.unwrap().tensors, weights.tensors, "{kind:?}: the base is frozen");
+        let after = t.adapters().await.unwrap();
+        assert!(before.iter().zip(&after).all(|(a, b)| a.1 != b.1 && b.1.iter().all(|v| v.is_finite())), "{kind:?}");
+        let state = t.optimizer_state().await.unwrap();
+        let buffers = state.iter().filter(|(k, _)| k.starts_with("momentum_buffer.lora.")).count();
+        assert_eq!(buffers, after.len(), "{kind:?}: one momentum buffer per adapter tensor");
+        println!("{}: {} adapter tensors moved, base unchanged", kind.name(), after.len());
+    }
+}
+locked_gpu_test!(lora_trains_with_sgd_and_muon, other_optimizers);
 
 /// The memory estimate follows what a LoRA trainer allocates (the adapters, their gradients,
 /// moments and kept products; no gradients or moments for the base), and the base's gradients
