@@ -515,10 +515,7 @@ mod tests {
             lr_schedule: Some(Schedule::Wsd),
             answer_loss: true,
             // LoRA fine-tunes a model a link does not carry
-            lora_rank: None,
-            lora_alpha: None,
-            lora_targets: None,
-            lora_dropout: None,
+            lora: Default::default(),
         };
         let Value::Object(keys) = serde_json::to_value(&every).unwrap() else { panic!() };
         let base = page();

@@ -122,19 +122,27 @@ pub struct RunSettings {
     /// On a task, count only the answers' tokens in the loss (grokking) [default: false].
     #[serde(default)]
     pub answer_loss: bool,
-    // issue 26, LoRA: a fine-tune of adapters only (the keys are left out where unset)
+    // issue 26, LoRA (boxed: the page's events carry settings, and clippy weighs their size)
+    /// A fine-tune of LoRA adapters only: the `lora_*` keys.
+    #[serde(flatten)]
+    pub lora: Box<LoraSettings>,
+}
+
+/// The LoRA keys of [`RunSettings`], each left out where unset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoraSettings {
     /// Train rank-r LoRA adapters and freeze the base [default: off, every parameter trains].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lora_rank: Option<usize>,
+    #[serde(rename = "lora_rank", default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
     /// LoRA's alpha: the adapters' product is scaled by alpha/r [default: 2r].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lora_alpha: Option<f32>,
+    #[serde(rename = "lora_alpha", default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f32>,
     /// The products that carry adapters [default: c_attn, c_proj (both), c_fc].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lora_targets: Option<Targets>,
+    #[serde(rename = "lora_targets", default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
     /// Dropout on the adapters' input [default: 0].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lora_dropout: Option<f32>,
+    #[serde(rename = "lora_dropout", default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f32>,
 }
 
 fn one() -> usize {
@@ -176,10 +184,7 @@ impl RunSettings {
             lr_schedule: None,
             attention: None,
             answer_loss: false,
-            lora_rank: None,
-            lora_alpha: None,
-            lora_targets: None,
-            lora_dropout: None,
+            lora: Box::default(),
         })
     }
 
@@ -219,8 +224,9 @@ impl RunSettings {
     /// The LoRA adapters these settings ask for on `model`, their unset settings at peft's
     /// defaults, checked (None: a full run; the other lora keys need a rank).
     pub fn lora_config(&self, model: &Gpt2Config) -> Result<Option<LoraConfig>> {
-        let Some(rank) = self.lora_rank else {
-            let set = self.lora_alpha.is_some() || self.lora_targets.is_some() || self.lora_dropout.is_some();
+        let s = &self.lora;
+        let Some(rank) = s.rank else {
+            let set = s.alpha.is_some() || s.targets.is_some() || s.dropout.is_some();
             if set {
                 return Err(Error::Input(
                     "lora_alpha, lora_targets and lora_dropout need lora_rank (--lora R) to be set".into(),
@@ -230,9 +236,9 @@ impl RunSettings {
         };
         let d = LoraConfig::new(rank, self.seed);
         let lc = LoraConfig {
-            alpha: self.lora_alpha.unwrap_or(d.alpha),
-            targets: self.lora_targets.unwrap_or(d.targets),
-            dropout: self.lora_dropout.unwrap_or(d.dropout),
+            alpha: s.alpha.unwrap_or(d.alpha),
+            targets: s.targets.unwrap_or(d.targets),
+            dropout: s.dropout.unwrap_or(d.dropout),
             ..d
         };
         lc.validate(model)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use wgpt::model::lora::Targets;
 use wgpt::model::{ArchChoice, Weights};
-use wgpt::run::settings::{DEFAULT_SEED, EVAL_ITERS};
+use wgpt::run::settings::{LoraSettings, DEFAULT_SEED, EVAL_ITERS};
 use wgpt::run::RunSettings;
 use wgpt::train::{Optimizer, Schedule, TrainConfig};
 use wgpt::{Error, Result};
@@ -226,9 +226,7 @@ pub fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Res
                 .into(),
         ));
     }
-    s.lora_rank = a.lora;
-    s.lora_alpha = a.lora_alpha;
-    s.lora_targets = a.lora_targets.as_deref().map(Targets::parse).transpose().map_err(flag("--lora-targets"))?;
-    s.lora_dropout = a.lora_dropout;
+    let targets = a.lora_targets.as_deref().map(Targets::parse).transpose().map_err(flag("--lora-targets"))?;
+    *s.lora = LoraSettings { rank: a.lora, alpha: a.lora_alpha, targets, dropout: a.lora_dropout };
     Ok(s)
 }
