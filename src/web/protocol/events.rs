@@ -280,8 +280,9 @@ pub enum Event {
         fragment: String,
     },
     /// A link opened: the settings to fill the form with, the corpus to choose, and what it set,
-    /// ignored and refused (every string of it to be shown as text, never as HTML).
-    LinkOpened(Opened),
+    /// ignored and refused (every string of it to be shown as text, never as HTML). Boxed: the
+    /// largest event by far.
+    LinkOpened(Box<Opened>),
 }
 
 /// What the page takes from the engine instead of keeping a copy: the protocol's names (the
