@@ -37,3 +37,37 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     x[i] = select(0.0, x[i] * p.scale, drop_keep(seed[0], p.site, i, p.p));
 //#end
 }
+
+//#entry masked_copy
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> seed: array<u32>; // [1], set per micro-batch
+
+// One invocation per element: y = x masked and scaled as `apply` would, into another tensor
+// (LoRA's dropout on its adapters' input, which the base product reads unmasked).
+@compute @workgroup_size(64)
+fn masked_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid, 64u);
+    if i >= p.n {
+        return;
+    }
+    y[i] = select(0.0, x[i] * p.scale, drop_keep(seed[0], p.site, i, p.p));
+}
+
+//#entry masked_add
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> seed: array<u32>; // [1], set per micro-batch
+
+// One invocation per element: y += x masked and scaled as `apply` would (the gradient of a masked
+// copy onto its source's).
+@compute @workgroup_size(64)
+fn masked_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid, 64u);
+    if i >= p.n {
+        return;
+    }
+    y[i] += select(0.0, x[i] * p.scale, drop_keep(seed[0], p.site, i, p.p));
+}

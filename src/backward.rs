@@ -5,9 +5,11 @@
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{
-    AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, Program, RopeBwd, Site,
+    AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, NormKind, Program,
+    RopeBwd, Site,
 };
-use crate::model::{layer, ActivationTensors, Allocated, Gpt2, Gpt2Config, ParameterTensors, TensorSpec};
+use crate::model::lora::{Grads, LoraBlock, Target};
+use crate::model::{layer, ActivationTensors, Allocated, Gpt2, Gpt2Config, LoraTensors, ParameterTensors, TensorSpec};
 use crate::weights16::MatmulWeights;
 
 /// Gradients of the activations for one (B, T); every one is zeroed before each backward.
@@ -107,16 +109,21 @@ impl GradActs {
 }
 
 /// What the backward of every block reads and writes: the forward's activations, their
-/// gradients, the parameter gradients, the weights the dinp products read and the forward's
-/// dropout.
+/// gradients, the parameter gradients (None where the base is frozen: a LoRA run), the adapters'
+/// gradients (a LoRA run's), the weights the dinp products read and the forward's dropout.
 #[derive(Clone, Copy)]
 struct BlockBackward<'a> {
     a: &'a ActivationTensors,
     d: &'a GradActs,
-    dp: &'a ParameterTensors,
+    dp: Option<&'a ParameterTensors>,
+    dl: Option<&'a LoraTensors>,
     w: &'a MatmulWeights,
     dropout: Option<DropoutRate<'a>>,
+    lora_dropout: Option<DropoutRate<'a>>,
 }
+
+/// A weight's gradient and its bias's, where the weight trains.
+type Dw<'a> = Option<(&'a Tensor, Option<&'a Tensor>)>;
 
 impl Gpt2 {
     /// dlogits (B,T,V) = (softmax(logits) − onehot(targets))·dloss: the loss's backward; times
@@ -139,21 +146,23 @@ impl Gpt2 {
     }
 
     /// From dlogits back to dencoded, accumulating parameter gradients into `dp` (all but the
-    /// embeddings' share from the encoder, see [`Gpt2::record_embed_backward`]).
+    /// embeddings' share from the encoder, see [`Gpt2::record_embed_backward`]; in a LoRA run
+    /// only the adapters' gradients, the base's products giving only their inputs' gradients).
     /// `dropout` must be what the forward used ([`Gpt2::record_body`]): the same masks are
     /// applied to the gradients. One program for the head (lm_head and ln_f), then one per
     /// block from the last (the first block's with the embedding's dropout): the cut points of
     /// split submits. The products of dinp = dout · weightᵀ read `w` (the forward's weights, or
     /// f16 copies of them); the weight gradients' products read only f32 activations.
+    /// `lora_dropout` must be the forward's too.
     pub(crate) fn record_backward(
         &self,
         a: &ActivationTensors,
         d: &GradActs,
-        dp: &ParameterTensors,
+        dp: &Grads,
         w: &MatmulWeights,
-        dropout: Option<DropoutRate>,
+        (dropout, lora_dropout): (Option<DropoutRate>, Option<DropoutRate>),
     ) -> Vec<Program> {
-        let bw = BlockBackward { a, d, dp, w, dropout };
+        let bw = BlockBackward { a, d, dp: dp.full(), dl: dp.lora(), w, dropout, lora_dropout };
         let nl = self.config.n_layer;
         let mut pieces = Vec::with_capacity(nl + 1);
         let mut program = Program::default();
@@ -174,52 +183,85 @@ impl Gpt2 {
         // lm_head: logits = lnf · headᵀ, so dlnf += dlogits · head and dhead += dlogitsᵀ · lnf
         // (head: wte where tied, so dwte gets the head's gradient too)
         let wte16 = Some(&w.head).filter(|t| t.half);
-        let (dx, dwte, dlogits, x, wte) = (&d.dlnf, dp.head(), &d.dlogits, &a.lnf, p.head());
-        k.matmul.lm_head_backward(prog, LmHeadBwd { dx, dwte, dlogits, x, wte, wte16 });
+        let (dx, dlogits, x, wte) = (&d.dlnf, &d.dlogits, &a.lnf, p.head());
+        match dp {
+            Some(dp) => k.matmul.lm_head_backward(prog, LmHeadBwd { dx, dwte: dp.head(), dlogits, x, wte, wte16 }),
+            None => k.matmul.lm_head_backward_dx(prog, dx, dlogits, wte, wte16),
+        }
         let (last, dlast, kind) = (&a.residual3[nl - 1], &d.dresidual3[nl - 1], self.config.norm().0);
-        let (mean, rstd) = (&a.lnf_mean, &a.lnf_rstd);
-        let (dweight, dbias, weight, dout) = (&dp.ln_f_w, dp.ln_f_b.as_ref(), &p.ln_f_w, &d.dlnf);
-        k.layernorm
-            .backward(prog, LayerNormBwd { dinp: dlast, dweight, dbias, dout, inp: last, weight, mean, rstd, kind });
+        let dw = dp.map(|g| (&g.ln_f_w, g.ln_f_b.as_ref()));
+        self.norm_backward(prog, kind, dw, [dlast, &d.dlnf, last, &p.ln_f_w, &a.lnf_mean, &a.lnf_rstd]);
+    }
+
+    /// A Conv1D's backward, `io` = [dinp, dout, inp, weight]: its weight's and bias's gradients
+    /// into `dw` where it trains, else only dinp's product.
+    fn linear_backward(&self, prog: &mut Program, dw: Dw, io: [&Tensor; 4]) {
+        let [dinp, dout, inp, weight] = io;
+        match dw {
+            Some((dweight, dbias)) => {
+                self.kernels.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight })
+            }
+            None => self.kernels.matmul.backward_dinp(prog, dinp, dout, weight),
+        }
+    }
+
+    /// A norm's backward, `io` = [dinp, dout, inp, weight, mean, rstd]: its gains' (and biases')
+    /// gradients into `dw` where they train, else only dinp.
+    fn norm_backward(&self, prog: &mut Program, kind: NormKind, dw: Dw, io: [&Tensor; 6]) {
+        let [dinp, dout, inp, weight, mean, rstd] = io;
+        match dw {
+            Some((dweight, dbias)) => self
+                .kernels
+                .layernorm
+                .backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd, kind }),
+            None => self.kernels.layernorm.backward_dinp(prog, kind, io),
+        }
     }
 
     /// Block `l`'s backward: the forward's block ([`Gpt2::record_block`]) reversed, from
-    /// dresidual3 to the gradient of its residual stream in.
+    /// dresidual3 to the gradient of its residual stream in. LoRA's adapters (where the model
+    /// has them) add their gradients beside each product's.
     fn record_block_backward(&self, prog: &mut Program, bw: &BlockBackward, l: usize) {
         let (k, p, dims, kind) = (&*self.kernels, &self.params, self.config.attn_dims(), self.config.norm().0);
-        let BlockBackward { a, d, dp, w, dropout } = *bw;
+        let BlockBackward { a, d, dp, dl, w, dropout, lora_dropout } = *bw;
+        let lora = self.lora_block(a, l, dl, lora_dropout);
+        let lora = lora.as_ref();
         let residual = if l == 0 { &a.encoded } else { &a.residual3[l - 1] };
         let dresidual = if l == 0 { &d.dencoded } else { &d.dresidual3[l - 1] };
         // residual3 = residual2 + fcproj
         k.residual.backward(prog, &d.dresidual2[l], &d.dfcproj[l], &d.dresidual3[l]);
         k.dropout.at(prog, &d.dfcproj[l], dropout, Site::MlpResidual(l));
-        let (dinp, dweight, dbias) = (&d.dfch_act[l], &dp.mlp_proj_w[l], layer(&dp.mlp_proj_b, l));
-        let (dout, inp, weight) = (&d.dfcproj[l], &a.fch_act[l], &w.mlp_proj_w[l]);
-        k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
+        let (dinp, dout, inp) = (&d.dfch_act[l], &d.dfcproj[l], &a.fch_act[l]);
+        let dw = dp.map(|g| (&g.mlp_proj_w[l], layer(&g.mlp_proj_b, l)));
+        self.linear_backward(prog, dw, [dinp, dout, inp, &w.mlp_proj_w[l]]);
+        LoraBlock::backward(lora, k, prog, Target::MlpProj, [dinp, dout, inp]);
         k.activation(self.config.act()).backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_act[l]);
-        let (dinp, dweight, dbias) = (&d.dln2[l], &dp.c_fc_w[l], layer(&dp.c_fc_b, l));
-        let (dout, inp, weight) = (&d.dfch[l], &a.ln2[l], &w.c_fc_w[l]);
-        k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
-        let (dinp, dweight, dbias, dout) = (&d.dresidual2[l], &dp.ln_2_w[l], layer(&dp.ln_2_b, l), &d.dln2[l]);
-        let (inp, weight, mean, rstd) = (&a.residual2[l], &p.ln_2_w[l], &a.ln2_mean[l], &a.ln2_rstd[l]);
-        k.layernorm.backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd, kind });
+        let (dinp, dout, inp) = (&d.dln2[l], &d.dfch[l], &a.ln2[l]);
+        let dw = dp.map(|g| (&g.c_fc_w[l], layer(&g.c_fc_b, l)));
+        self.linear_backward(prog, dw, [dinp, dout, inp, &w.c_fc_w[l]]);
+        LoraBlock::backward(lora, k, prog, Target::CFc, [dinp, dout, inp]);
+        let dw = dp.map(|g| (&g.ln_2_w[l], layer(&g.ln_2_b, l)));
+        let io = [&d.dresidual2[l], &d.dln2[l], &a.residual2[l], &p.ln_2_w[l], &a.ln2_mean[l], &a.ln2_rstd[l]];
+        self.norm_backward(prog, kind, dw, io);
         // residual2 = residual + attproj
         k.residual.backward(prog, dresidual, &d.dattproj[l], &d.dresidual2[l]);
         k.dropout.at(prog, &d.dattproj[l], dropout, Site::AttnResidual(l));
-        let (dinp, dweight, dbias) = (&d.datty[l], &dp.c_proj_w[l], layer(&dp.c_proj_b, l));
-        let (dout, inp, weight) = (&d.dattproj[l], &a.atty[l], &w.c_proj_w[l]);
-        k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
+        let (dinp, dout, inp) = (&d.datty[l], &d.dattproj[l], &a.atty[l]);
+        let dw = dp.map(|g| (&g.c_proj_w[l], layer(&g.c_proj_b, l)));
+        self.linear_backward(prog, dw, [dinp, dout, inp, &w.c_proj_w[l]]);
+        LoraBlock::backward(lora, k, prog, Target::AttnProj, [dinp, dout, inp]);
         let attn_drop = dropout.map(|r| (r.p, r.seed, Site::AttnProbs(l).id(r.n_layer)));
         let (dqkv, scratch, dout, qkv, out, saved) =
             (&d.dqkv[l], &d.dpreatt, &d.datty[l], &a.qkv[l], &a.atty[l], &a.att[l]);
         k.attention.backward(prog, a.attention, AttnBwd { dqkv, scratch, dout, qkv, out, saved }, dims, attn_drop);
         let dout = self.record_rope_backward(prog, bw, l).unwrap_or(&d.dqkv[l]);
-        let (dinp, dweight, dbias) = (&d.dln1[l], &dp.c_attn_w[l], layer(&dp.c_attn_b, l));
-        let (inp, weight) = (&a.ln1[l], &w.c_attn_w[l]);
-        k.matmul.backward(prog, LinearBwd { dinp, dweight, dbias, dout, inp, weight });
-        let (dinp, dweight, dbias, dout) = (dresidual, &dp.ln_1_w[l], layer(&dp.ln_1_b, l), &d.dln1[l]);
-        let (inp, weight, mean, rstd) = (residual, &p.ln_1_w[l], &a.ln1_mean[l], &a.ln1_rstd[l]);
-        k.layernorm.backward(prog, LayerNormBwd { dinp, dweight, dbias, dout, inp, weight, mean, rstd, kind });
+        let (dinp, inp) = (&d.dln1[l], &a.ln1[l]);
+        let dw = dp.map(|g| (&g.c_attn_w[l], layer(&g.c_attn_b, l)));
+        self.linear_backward(prog, dw, [dinp, dout, inp, &w.c_attn_w[l]]);
+        LoraBlock::backward(lora, k, prog, Target::CAttn, [dinp, dout, inp]);
+        let dw = dp.map(|g| (&g.ln_1_w[l], layer(&g.ln_1_b, l)));
+        let io = [dresidual, &d.dln1[l], residual, &p.ln_1_w[l], &a.ln1_mean[l], &a.ln1_rstd[l]];
+        self.norm_backward(prog, kind, dw, io);
     }
 
     /// With rope or qk-norm, block `l`'s pass backward: dqkv_raw from dqkv, the gradient the
@@ -230,7 +272,7 @@ impl Gpt2 {
         let dims = self.config.rope_dims(r.t).expect("rope activations only where the model rotates");
         let (dqkv_raw, dqkv, qkv_raw, rstd) = (&draw[l], &d.dqkv[l], &r.qkv_raw[l], &r.qk_rstd[l]);
         let (table, pos) = (r.table.as_ref(), &r.pos);
-        let (dnorm, norm) = (bw.dp.qk_norm(l), self.params.qk_norm(l));
+        let (dnorm, norm) = (bw.dp.and_then(|g| g.qk_norm(l)), self.params.qk_norm(l));
         let bwd = RopeBwd { dqkv_raw, dnorm, dqkv, qkv_raw, rstd, norm, table, pos };
         self.kernels.rope.backward(prog, dims, bwd);
         Some(dqkv_raw)

@@ -13,6 +13,7 @@ use safetensors::Dtype;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::hf::{parse_safetensors, to_f32};
+use crate::model::lora::adapter_shape;
 use crate::model::Gpt2Config;
 use crate::{Error, Result};
 
@@ -27,12 +28,20 @@ pub type Moments = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 /// [`Gpt2Config::param_specs`].
 pub type OptimizerTensors = Vec<(String, Vec<f32>)>;
 
-/// The prefixes of the optimizer's state tensors in training_state.safetensors.
-pub const STATE_PREFIXES: [&str; 3] = ["adam_m.", "adam_v.", "momentum_buffer."];
+/// The prefixes of the optimizer's state tensors in training_state.safetensors, and of a LoRA
+/// run's adapters (`lora.h.{l}.{module}.lora_A|B`), kept beside their state.
+pub const STATE_PREFIXES: [&str; 4] = ["adam_m.", "adam_v.", "momentum_buffer.", "lora."];
 
-/// The shape of the parameter an optimizer state key belongs to, where it is one.
-fn state_shape(config: &Gpt2Config, key: &str) -> Option<Vec<usize>> {
+/// The shape of the parameter (or adapter) an optimizer state key of `len` values belongs to,
+/// where it is one; an adapter's rank is the run's, so `len` gives it.
+fn state_shape(config: &Gpt2Config, key: &str, len: usize) -> Option<Vec<usize>> {
+    if key.starts_with("lora.") {
+        return adapter_shape(config, key, len);
+    }
     let name = STATE_PREFIXES.iter().find_map(|p| key.strip_prefix(p))?;
+    if name.starts_with("lora.") {
+        return adapter_shape(config, name, len);
+    }
     config.param_specs().into_iter().find(|(n, _)| n == name).map(|(_, shape)| shape)
 }
 
@@ -41,7 +50,7 @@ fn state_shape(config: &Gpt2Config, key: &str) -> Option<Vec<usize>> {
 pub fn state_bytes<M: Serialize>(config: &Gpt2Config, state: Option<&OptimizerTensors>, meta: &M) -> Result<Vec<u8>> {
     let mut views = vec![];
     for (key, data) in state.map_or(&[][..], |s| &s[..]) {
-        let shape = state_shape(config, key)
+        let shape = state_shape(config, key, data.len())
             .ok_or_else(|| Error::Format(format!("cannot serialize {key}: not an optimizer state of this model")))?;
         let view = TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(data))
             .map_err(|e| Error::Format(format!("cannot serialize {key}: {e}")))?;
@@ -83,9 +92,10 @@ pub fn parse_state<M: DeserializeOwned>(
     let state = keys
         .into_iter()
         .map(|key| {
-            let shape = state_shape(config, &key)
-                .ok_or_else(|| Error::Format(format!("{what}: {key} names no parameter of this model")))?;
             let view = st.tensor(&key).map_err(|_| Error::Format(format!("{what}: missing tensor {key}")))?;
+            let len = view.shape().iter().product();
+            let shape = state_shape(config, &key, len)
+                .ok_or_else(|| Error::Format(format!("{what}: {key} names no parameter of this model")))?;
             if view.shape() != shape.as_slice() {
                 return Err(Error::Format(format!("{what}: {key} has shape {:?}, expected {shape:?}", view.shape())));
             }

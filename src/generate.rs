@@ -428,7 +428,7 @@ impl Decoder {
             // x = x + attn(ln_1(x)), with this layer's cache, then x = x + mlp(ln_2(x))
             let (k_cache, v_cache, pos) = (&self.k_cache[l], &self.v_cache[l], &self.pos);
             let attn = BlockAttn::Cached { dims: d, scores: &scores, k_cache, v_cache, pos };
-            model.record_block(&mut program, Block { l, x: acts, attn, w, dropout: None });
+            model.record_block(&mut program, Block { l, x: acts, attn, w, dropout: None, lora: None });
         }
         pieces.push(std::mem::take(&mut program));
         k.decode.last_row(&mut program, d, &self.last, &x);

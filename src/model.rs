@@ -15,6 +15,7 @@ mod acts;
 mod arch;
 mod block;
 mod config;
+pub mod lora;
 mod specs;
 mod weights;
 
@@ -22,6 +23,7 @@ pub use acts::{ActivationTensors, RopeActs};
 pub use arch::{Arch, ArchChoice, ArchPreset, HfClass, Mlp, Named, Norm, Positions};
 pub(crate) use block::{Block, BlockActs, BlockAttn, BlockRope};
 pub use config::{Gpt2Config, PRESETS};
+pub use lora::{LoraConfig, LoraTensors};
 pub(crate) use specs::Allocated;
 pub use specs::{total_bytes, TensorSpec};
 pub use weights::{hf_name, layer, ParameterTensors, Weights, BLOCK_PARAMS, LM_HEAD};
@@ -34,6 +36,8 @@ pub struct Gpt2 {
     /// The submit budget in milliseconds of the plans made for this model from now on (its
     /// forwards, trainer and decoder; those made already keep theirs).
     pub submit_budget_ms: f64,
+    /// LoRA's adapters, where the model has them ([`Gpt2::attach_lora`]): its plans run them.
+    pub lora: Option<LoraTensors>,
 }
 
 /// Activations and recorded programs for one (B, T).
@@ -89,7 +93,7 @@ impl Gpt2 {
         let tensors =
             specs.iter().zip(&weights.tensors).map(|((name, shape), data)| gpu.upload(name, shape, data)).collect();
         let params = ParameterTensors::from_ordered(&config, tensors);
-        Ok(Gpt2 { config, kernels, params, submit_budget_ms: DEFAULT_BUDGET_MS })
+        Ok(Gpt2 { config, kernels, params, submit_budget_ms: DEFAULT_BUDGET_MS, lora: None })
     }
 
     /// The model with plans that split submits at `ms` milliseconds (0: one submit each).
@@ -125,9 +129,10 @@ impl Gpt2 {
         let gpu = &self.kernels.gpu;
         let attention = self.kernels.selection().attention(kind, cfg.attn_shape(b, t));
         cfg.check_activations(gpu, b, t, attention.kind())?;
-        let acts = ActivationTensors::new(gpu, cfg, b, t, attention);
+        let mut acts = ActivationTensors::new(gpu, cfg, b, t, attention);
+        acts.lora = self.lora.as_ref().map(|lt| lora::LoraActs::new(gpu, cfg, &lt.config, b, t));
         let embed = self.record_embed(&acts, &acts.ids);
-        let body = self.record_body(&acts, &MatmulWeights::f32(&self.params), None);
+        let body = self.record_body(&acts, &MatmulWeights::f32(&self.params), None, None);
         let loss = self.record_loss(&acts, &acts.targets);
         let plan = Mutex::new(SubmitPlan::new(self.submit_budget_ms));
         Ok(Forward { b, t, acts, embed, body, loss, plan })
@@ -154,12 +159,14 @@ impl Gpt2 {
     /// every block and on the attention probabilities ([`Site`]), as GPT-2's embd_pdrop,
     /// resid_pdrop and attn_pdrop. One program per block (the first with the embedding's
     /// dropout), then one for ln_f and the lm_head: the cut points of split submits. The
-    /// matrix products read `w` (the model's weights, or f16 copies of them).
+    /// matrix products read `w` (the model's weights, or f16 copies of them). `lora_dropout`:
+    /// a training LoRA run's dropout on its adapters' input.
     pub(crate) fn record_body(
         &self,
         a: &ActivationTensors,
         w: &MatmulWeights,
         dropout: Option<DropoutRate>,
+        lora_dropout: Option<DropoutRate>,
     ) -> Vec<Program> {
         let (k, p) = (&*self.kernels, &self.params);
         let mut pieces = Vec::with_capacity(self.config.n_layer + 1);
@@ -167,7 +174,8 @@ impl Gpt2 {
         k.dropout.at(&mut program, &a.encoded, dropout, Site::Embedding);
         for l in 0..self.config.n_layer {
             let (x, attn) = (BlockActs::layer(a, l), BlockAttn::Causal { imp: a.attention, saved: &a.att[l] });
-            self.record_block(&mut program, Block { l, x, attn, w, dropout });
+            let lora = self.lora_block(a, l, None, lora_dropout);
+            self.record_block(&mut program, Block { l, x, attn, w, dropout, lora });
             pieces.push(std::mem::take(&mut program));
         }
         let prog = &mut program;

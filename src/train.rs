@@ -4,6 +4,7 @@
 //! allocated once per (B, T, grad_accum); the step allocates nothing on the GPU.
 
 mod config;
+mod lora;
 mod muon;
 mod optim;
 mod schedule;
@@ -15,13 +16,15 @@ use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
-use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, ParameterTensors};
+use crate::model::lora::{Grads, LoraActs};
+use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, LoraTensors, ParameterTensors};
 use crate::precision::{Precision, Purpose, Resolved};
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::weights16::MatmulWeights;
 use crate::{Error, Result};
 
 pub use config::{LossScale, LossScaling, TrainConfig};
+use lora::attach_lora;
 use muon::MuonTensors;
 pub use optim::{rules, Optimizer, OptimizerConfig, Rule, MUON_LR};
 pub use schedule::{wsd_cooldown_start, Schedule};
@@ -62,20 +65,38 @@ pub fn training_bytes_for(
     kind: AttentionKind,
     f16: bool,
 ) -> u64 {
+    let train = TrainConfig { optimizer: *optimizer, ..TrainConfig::default() };
+    training_bytes_of(cfg, &train, b, t, kind, f16)
+}
+
+/// [`training_bytes_for`] a run of `train`'s optimizer and, where it has them, LoRA adapters:
+/// those hold the adapters, their gradients, their state and what their forward keeps
+/// ([`LoraActs::specs`]), and no gradients or state for the frozen base.
+pub fn training_bytes_of(
+    cfg: &Gpt2Config,
+    train: &TrainConfig,
+    b: usize,
+    t: usize,
+    kind: AttentionKind,
+    f16: bool,
+) -> u64 {
     let acts = total_bytes(&ActivationTensors::specs(cfg, b, t, kind));
     let grad_acts = total_bytes(&GradActs::specs(cfg, b, t, kind));
     let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
-    let train = TrainConfig { optimizer: *optimizer, ..TrainConfig::default() };
-    optimizer_bytes(cfg, &train) + acts + grad_acts + copies
+    let lora_acts = train.lora.map_or(0, |lc| total_bytes(&LoraActs::specs(cfg, &lc, b, t)));
+    optimizer_bytes(cfg, train) + acts + grad_acts + copies + lora_acts
 }
 
 /// The bytes of the weights, their gradients ([`ParameterTensors::zeros`]) and the state of
 /// `train`'s optimizer ([`OptimizerState::specs`]: AdamW two tensors of every parameter's shape,
 /// SGD one, Muon one per matrix and two per other tensor) with Muon's Newton-Schulz scratch
-/// ([`MuonTensors::specs`]), the part of [`training_bytes`] that does not depend on (B, T).
+/// ([`MuonTensors::specs`]), the part of [`training_bytes`] that does not depend on (B, T). A
+/// LoRA run has the adapters and their gradients in place of the base's gradients, and state
+/// for the adapters only.
 pub fn optimizer_bytes(cfg: &Gpt2Config, train: &TrainConfig) -> u64 {
     let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
-    2 * params + OptimizerState::bytes(cfg, train) + MuonTensors::bytes(cfg, train)
+    let trained = train.lora.map_or(params, |lc| 2 * lc.bytes(cfg));
+    params + trained + OptimizerState::bytes(cfg, train) + MuonTensors::bytes(cfg, train)
 }
 
 /// A step's programs, recorded once, and the buffers only they use.
@@ -104,7 +125,8 @@ pub struct Trainer {
     pub cfg: TrainConfig,
     /// Activations for (B, T); eval batches run through it too.
     pub fwd: Forward,
-    pub grads: ParameterTensors,
+    /// Every parameter's gradient, or in a LoRA run only the adapters'.
+    pub grads: Grads,
     /// What the optimizer keeps per parameter (AdamW's moments, momentum buffers).
     pub state: OptimizerState,
     /// Every parameter with its gradient, rule and state, as the updates bind them.
@@ -132,7 +154,7 @@ impl StepPrograms {
         model: &Gpt2,
         cfg: &TrainConfig,
         fwd: &Forward,
-        grads: &ParameterTensors,
+        grads: &Grads,
         slots: &[Slot],
         shared: &StepTensors,
     ) -> Result<StepPrograms> {
@@ -150,7 +172,10 @@ impl StepPrograms {
                     embed: model.record_embed(&fwd.acts, &ids),
                     loss: model.record_loss(&fwd.acts, &targets),
                     loss_backward: model.record_loss_backward(&fwd.acts, &gacts, &targets, dloss, scaled),
-                    embed_backward: model.record_embed_backward(&gacts, grads, &buckets),
+                    // a frozen base (LoRA): no embedding gradients
+                    embed_backward: grads
+                        .full()
+                        .map_or_else(Program::default, |g| model.record_embed_backward(&gacts, g, &buckets)),
                     ids,
                     targets,
                     buckets,
@@ -167,8 +192,10 @@ impl StepPrograms {
         };
         let f32_weights = MatmulWeights::f32(&model.params);
         let weights = refresh.as_ref().map_or(&f32_weights, |(w, _)| w);
-        let body = model.record_body(&fwd.acts, weights, dropout);
-        let backward = model.record_backward(&fwd.acts, &gacts, grads, weights, dropout);
+        let lora_dropout = cfg.lora.filter(|lc| lc.dropout > 0.0);
+        let lora_dropout = lora_dropout.map(|lc| DropoutRate { p: lc.dropout, seed: &dropout_seed, n_layer });
+        let body = model.record_body(&fwd.acts, weights, dropout, lora_dropout);
+        let backward = model.record_backward(&fwd.acts, &gacts, grads, weights, (dropout, lora_dropout));
         let refresh = refresh.map(|(w, prog)| {
             gpu.run(|pass| prog.encode(pass));
             (prog, w)
@@ -215,7 +242,7 @@ impl StepPrograms {
     /// (after clearing its gradients, and `grads` before the first), each block forward, the
     /// head, the loss and its gradient, each block backward, the embeddings' backward; then the
     /// clip, `update` (AdamW's, or the one with statistics) and (in f16) the weights' f16 copies.
-    fn pieces<'a>(&'a self, grads: &'a ParameterTensors, update: &'a Program) -> Vec<Piece<'a>> {
+    fn pieces<'a>(&'a self, grads: &'a Grads, update: &'a Program) -> Vec<Piece<'a>> {
         let mut pieces: Vec<Piece> = Vec::new();
         for (i, mi) in self.micro.iter().enumerate() {
             let mut progs = self.micro_programs(mi).into_iter();
@@ -249,8 +276,9 @@ impl Trainer {
     /// Allocates gradients, optimizer state and activations, and records every program. Where
     /// `cfg.attention` is None, the device's tuning picks it, and the trainer's cfg records it;
     /// likewise cfg.precision records what runs, and f16 turns loss scaling on.
-    pub fn new(model: Gpt2, mut cfg: TrainConfig) -> Result<Trainer> {
+    pub fn new(mut model: Gpt2, mut cfg: TrainConfig) -> Result<Trainer> {
         cfg.validate(model.config.block_size)?;
+        attach_lora(&mut model, &cfg)?;
         let precision = cfg.precision.resolve(Purpose::Training, model.kernels.gpu.shader_f16());
         cfg.precision = precision.runs;
         if precision.f16() && cfg.loss_scaling.is_none() {
@@ -263,7 +291,10 @@ impl Trainer {
         let (b, t) = (cfg.batch_size, cfg.seq_len);
         let fwd = model.forward_plan_with(b, t, cfg.attention)?;
         cfg.attention = Some(fwd.acts.attention.kind());
-        let grads = ParameterTensors::zeros(&gpu, &model.config, "grad.");
+        let grads = match &model.lora {
+            Some(lora) => Grads::Lora(LoraTensors::zeros(&gpu, &model.config, lora.config, "grad.")),
+            None => Grads::Full(Box::new(ParameterTensors::zeros(&gpu, &model.config, "grad."))),
+        };
         let state = OptimizerState::zeros(&gpu, &model.config, &cfg);
         let slots = param_slots(&gpu, &model, &grads, &state, &cfg);
         let scaler = match cfg.loss_scaling {

@@ -4,12 +4,14 @@
 
 mod backward;
 mod forward;
+mod lora;
 mod muon;
 mod optim;
 mod rope;
 
 pub use backward::*;
 pub use forward::*;
+pub use lora::{lora_backward, lora_forward, lora_merge, LoraBwd, LoraDims, LoraFwd};
 pub use muon::*;
 pub use optim::*;
 pub use rope::{rope_backward, rope_forward, RopeBwd, RopeFwd, RopeShape};

@@ -2,7 +2,7 @@
 //! activation in the forward and its gradient in the backward, at a [`Site`] that names which
 //! dropout of the model it is.
 
-use super::{grid, ModuleSpec, Program, Widths};
+use super::{grid, ModuleSpec, Pipe, Program, Widths};
 use crate::gpu::{Gpu, Tensor};
 
 #[repr(C)]
@@ -18,8 +18,14 @@ fn spec() -> ModuleSpec {
     ModuleSpec::new::<Params>(&["dropout.wgsl"], "apply")
 }
 
+fn masked_spec(entry: &'static str) -> ModuleSpec {
+    ModuleSpec::new::<Params>(&["dropout.wgsl"], entry)
+}
+
 pub(super) fn modules() -> Vec<ModuleSpec> {
-    Widths::specs(spec()).to_vec()
+    let mut all = Widths::specs(spec()).to_vec();
+    all.extend(["masked_copy", "masked_add"].map(masked_spec));
+    all
 }
 
 /// Which dropout of the model a mask belongs to: each has a mask of its own, and the forward and
@@ -61,6 +67,8 @@ pub struct DropoutRate<'a> {
 
 pub struct Dropout {
     apply: Widths,
+    masked_copy: Pipe,
+    masked_add: Pipe,
 }
 
 /// The shader's hash, for the CPU reference.
@@ -78,7 +86,11 @@ pub fn keep(seed: u32, site: u32, i: u32, p: f32) -> bool {
 
 impl Dropout {
     pub fn new(gpu: &Gpu) -> Dropout {
-        Dropout { apply: Widths::new(gpu, spec) }
+        Dropout {
+            apply: Widths::new(gpu, spec),
+            masked_copy: Pipe::new(gpu, masked_spec("masked_copy")),
+            masked_add: Pipe::new(gpu, masked_spec("masked_add")),
+        }
     }
 
     /// x *= mask(seed[0], site) / (1 − p), in place; records nothing when p = 0.
@@ -89,6 +101,25 @@ impl Dropout {
         let (pipe, n) = self.apply.pick(x.numel());
         let params = Params { n: n as u32, site, p, scale: 1.0 / (1.0 - p) };
         prog.push(pipe.dispatch(&params, &[x, seed], grid(n, 64)));
+    }
+
+    /// x *= s, in place: the same kernel keeping every element (p = 0), for LoRA's alpha/r;
+    /// `seed` is bound but decides nothing.
+    pub fn scale(&self, prog: &mut Program, x: &Tensor, seed: &Tensor, s: f32) {
+        let (pipe, n) = self.apply.pick(x.numel());
+        let params = Params { n: n as u32, site: 0, p: 0.0, scale: s };
+        prog.push(pipe.dispatch(&params, &[x, seed], grid(n, 64)));
+    }
+
+    /// `io` = [y, x, seed]: y = x masked as [`Dropout::apply`] masks it at `site` (`add`: y +=
+    /// that), x untouched: LoRA's dropout on its adapters' input, and the way back of its
+    /// gradient.
+    pub fn masked(&self, prog: &mut Program, io: [&Tensor; 3], site: u32, p: f32, add: bool) {
+        let [y, x, _] = io;
+        assert_eq!(y.numel(), x.numel(), "masked dropout: y and x differ in size");
+        let params = Params { n: x.numel() as u32, site, p, scale: 1.0 / (1.0 - p) };
+        let pipe = if add { &self.masked_add } else { &self.masked_copy };
+        prog.push(pipe.dispatch(&params, &io, grid(x.numel(), 64)));
     }
 
     /// [`Dropout::apply`] at a model's `site` under `rate`, or nothing without one.

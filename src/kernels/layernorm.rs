@@ -97,9 +97,8 @@ impl LayerNorm {
 
     pub fn backward(&self, prog: &mut Program, t: LayerNormBwd) {
         // eps is the forward's business: the backward reads its rstd
-        let (params, rows, c) = Self::params(t.weight, t.inp, t.kind, t.dbias.is_some(), EPS);
-        let bwd = self.bwd.pick(c).0;
-        prog.push(bwd.dispatch(&params, &[t.dinp, t.dout, t.inp, t.weight, t.mean, t.rstd], grid(rows, 64)));
+        let (params, _, c) = Self::params(t.weight, t.inp, t.kind, t.dbias.is_some(), EPS);
+        self.dinp(prog, &params, [t.dinp, t.dout, t.inp, t.weight, t.mean, t.rstd]);
         let groups = grid(c.div_ceil(16), 1);
         match t.dbias {
             Some(dbias) => {
@@ -111,5 +110,17 @@ impl LayerNorm {
                 prog.push(self.bwd_weight.dispatch(&params, &tensors, groups));
             }
         }
+    }
+
+    /// The input's half of the backward, for a frozen norm (LoRA): `io` = [dinp, dout, inp,
+    /// weight, mean, rstd], dinp (N,C) += the gradient through the norm; no weight gradients.
+    pub fn backward_dinp(&self, prog: &mut Program, kind: NormKind, io: [&Tensor; 6]) {
+        let (params, _, _) = Self::params(io[3], io[2], kind, false, EPS);
+        self.dinp(prog, &params, io);
+    }
+
+    fn dinp(&self, prog: &mut Program, params: &Params, io: [&Tensor; 6]) {
+        let (rows, c) = (params.rows as usize, params.c as usize);
+        prog.push(self.bwd.pick(c).0.dispatch(params, &io, grid(rows, 64)));
     }
 }

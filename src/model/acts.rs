@@ -4,6 +4,7 @@
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{AttentionImpl, AttentionKind};
 
+use super::lora::LoraActs;
 use super::{Allocated, Gpt2Config, TensorSpec};
 
 /// Activations for one (B, T), llm.c's `ActivationTensors`: what forward writes and backward
@@ -39,6 +40,8 @@ pub struct ActivationTensors {
     pub attention: AttentionImpl,
     /// With rope or qk-norm: what that pass reads and keeps (None for GPT-2).
     pub rope: Option<RopeActs>,
+    /// With LoRA adapters: what their forward keeps (set by the plan, after the rest).
+    pub lora: Option<LoraActs>,
 }
 
 /// The rope + qk-norm pass's tensors for one (B, T): qkv is written from `qkv_raw`.
@@ -135,6 +138,7 @@ impl ActivationTensors {
             counted: a.one("counted"),
             attention,
             rope: None,
+            lora: None,
         };
         let qkv_raw = a.layers_if(cfg.rope_dims(t).is_some(), "qkv_raw");
         if let Some(qkv_raw) = qkv_raw {

@@ -152,8 +152,9 @@ pub async fn start(
     let kind = cfg.train.attention.unwrap_or_else(|| attention_kind(&kernels, &model, b, t));
     let gpu = kernels.gpu.clone();
     let f16 = cfg.train.precision.resolve(Purpose::Training, gpu.shader_f16()).f16();
+    let lora = cfg.train.lora;
     let build = || Run::new(kernels, cfg, &weights, tokenizer, text);
-    let run = allocate(&gpu, Building::Run { model: &model, b, t, kind, f16 }, build).await?;
+    let run = allocate(&gpu, Building::Run { model: &model, b, t, kind, f16, lora }, build).await?;
     let mut driver = Driver::new(run, clock);
     driver.set_optimizer_state(optimizer_state);
     Ok(driver)
@@ -175,7 +176,8 @@ pub async fn resume(
     // a saved run goes on in its precision unless told otherwise
     let precision = over.precision.unwrap_or(saved.train.precision);
     let f16 = precision.resolve(Purpose::Training, kernels.gpu.shader_f16()).f16();
-    let (gpu, building) = (kernels.gpu.clone(), Building::Run { model: &saved.model, b, t, kind, f16 });
+    let lora = saved.train.lora;
+    let (gpu, building) = (kernels.gpu.clone(), Building::Run { model: &saved.model, b, t, kind, f16, lora });
     let (mut changed, mut notes) = (over.save, Vec::new());
     let build = || {
         Run::from_checkpoint(kernels, &checkpoint, text, |cfg| {

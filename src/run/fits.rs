@@ -7,7 +7,8 @@
 use crate::gpu::OutOfMemory;
 use crate::kernels::AttentionKind;
 use crate::model::Gpt2Config;
-use crate::train::{optimizer_bytes, training_bytes, TrainConfig};
+use crate::model::LoraConfig;
+use crate::train::{optimizer_bytes, training_bytes_of, TrainConfig};
 use crate::weights16::MatmulWeights;
 use crate::{Error, Gpu, Result};
 
@@ -17,8 +18,9 @@ pub enum Building<'a> {
     /// A model to generate from (an import).
     Model(&'a Gpt2Config),
     /// A training run of `model` at batch `b` and context `t` with attention of `kind`; `f16`:
-    /// its precision resolves to f16 here, so it holds f16 copies of the products' weights too.
-    Run { model: &'a Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool },
+    /// its precision resolves to f16 here, so it holds f16 copies of the products' weights too;
+    /// `lora`: it trains these adapters only (the base frozen).
+    Run { model: &'a Gpt2Config, b: usize, t: usize, kind: AttentionKind, f16: bool, lora: Option<LoraConfig> },
 }
 
 /// Runs `build` (which makes a model or a run on `gpu`) inside an allocation scope. Where the
@@ -57,19 +59,24 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
     let room = oom.budget.map(|b| b.saturating_sub(oom.in_use));
     let (thing, offers) = match what {
         Building::Model(_) => ("this model".to_string(), vec![]),
-        Building::Run { model, b, t, kind, f16 } => {
+        Building::Run { model, b, t, kind, f16, lora } => {
+            let train = TrainConfig { lora, ..TrainConfig::default() };
             // a checkpoint reads AdamW's moments back through a staging buffer of their size
-            let readback = 2 * 4 * model.num_params() as u64;
-            let need = |b, t| training_bytes(model, b, t, kind, f16) + readback;
-            let fixed = optimizer_bytes(model, &TrainConfig::default()); // weights, gradients, AdamW's m and v
+            let readback = readback_bytes(model, lora);
+            let need = |b, t| training_bytes_of(model, &train, b, t, kind, f16) + readback;
+            let fixed = optimizer_bytes(model, &train); // weights, gradients, AdamW's m and v
             let copies = if f16 {
                 format!(", {} for the f16 weight copies of mixed precision", mib(MatmulWeights::f16_bytes(model)))
             } else {
                 String::new()
             };
+            let kept = match lora {
+                Some(_) => "the frozen weights, the adapters, their gradients",
+                None => "the weights, gradients",
+            };
             let thing = format!(
-                "this run (about {}: {} for the weights, gradients and AdamW moments{copies}, {} to read a \
-                 checkpoint back, the rest activations at batch {b}, context {t})",
+                "this run (about {}: {} for {kept} and AdamW moments{copies}, {} to read a checkpoint back, the \
+                 rest activations at batch {b}, context {t})",
                 mib(need(b, t)),
                 mib(fixed),
                 mib(readback)
@@ -77,7 +84,7 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
             let offers = match room {
                 Some(room) => {
                     let mut offers = vec![];
-                    let in_f32 = training_bytes(model, b, t, kind, false) + readback;
+                    let in_f32 = training_bytes_of(model, &train, b, t, kind, false) + readback;
                     if f16 && in_f32 <= room {
                         offers.push(format!(
                             "precision f32 at batch {b}, context {t} (about {}, without the f16 copies)",
@@ -96,6 +103,7 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
                         offers
                             .push(format!("a context (block size) of {t2} at batch {b} (about {})", mib(need(b, t2))));
                     }
+                    offers.extend(lora_offer(what, room));
                     offers
                 }
                 None if b > 1 || t > 1 => vec![format!(
@@ -116,6 +124,31 @@ fn out_of_memory(what: Building<'_>, oom: &OutOfMemory) -> Error {
         "the GPU ran out of memory for {thing}: it asked for {}{held}, and {known}. What fits: {what_fits}",
         mib(oom.requested)
     ))
+}
+
+/// The staging buffer a checkpoint reads the optimizer's moments back through: two of the
+/// parameters' size, or of the adapters' in a LoRA run.
+fn readback_bytes(model: &Gpt2Config, lora: Option<LoraConfig>) -> u64 {
+    2 * lora.map_or(4 * model.num_params() as u64, |lc| lc.bytes(model))
+}
+
+/// Where a full run does not fit `room` but LoRA at rank 8 (or the model's smaller side) would,
+/// the offer of it (fine-tuning a pretrained model only, and its base frozen).
+fn lora_offer(run: Building, room: u64) -> Option<String> {
+    let Building::Run { model, b, t, kind, f16, lora: None } = run else { return None };
+    let lc = LoraConfig::new(8.min(model.n_embd), 0);
+    lc.validate(model).ok()?;
+    let train = TrainConfig { lora: Some(lc), ..TrainConfig::default() };
+    let need = training_bytes_of(model, &train, b, t, kind, f16) + readback_bytes(model, Some(lc));
+    (need <= room).then(|| {
+        format!(
+            "when fine-tuning a pretrained model (--init), LoRA adapters of rank {} with the base frozen (--lora {}: \
+             about {})",
+            lc.rank,
+            lc.rank,
+            mib(need)
+        )
+    })
 }
 
 /// Checks training `model` at batch `b` and context `t` with attention of `kind` against `gpu`'s
@@ -176,12 +209,12 @@ mod tests {
         let model = Gpt2Config::preset("baby").unwrap();
         let (b, t, kind) = (12, 64, AttentionKind::Flash);
         let readback = 8 * model.num_params() as u64;
-        let need = |b, f16| training_bytes(&model, b, t, kind, f16) + readback;
+        let need = |b, f16| crate::train::training_bytes(&model, b, t, kind, f16) + readback;
         let copies = MatmulWeights::f16_bytes(&model);
         assert_eq!(need(b, true) - need(b, false), copies);
         let budget = need(b, false) + copies / 2;
         let oom = OutOfMemory { in_use: 0, requested: need(b, true), budget: Some(budget) };
-        let run = |f16| out_of_memory(Building::Run { model: &model, b, t, kind, f16 }, &oom).to_string();
+        let run = |f16| out_of_memory(Building::Run { model: &model, b, t, kind, f16, lora: None }, &oom).to_string();
         let message = run(true);
         println!("{message}");
         assert!(message.contains(&format!("{} for the f16 weight copies", mib(copies))), "{message}");
@@ -193,6 +226,30 @@ mod tests {
         assert!(need(b, false) <= budget);
         let message = run(false);
         assert!(!message.contains("f16") && !message.contains("precision f32"), "{message}");
+    }
+
+    /// A full fine-tune of GPT-2 124M at batch 1 that the device cannot hold, where LoRA at rank 8
+    /// fits: the message offers it, with its memory; a LoRA run's message counts its adapters'
+    /// state, not the base's.
+    #[test]
+    fn a_full_fine_tune_that_does_not_fit_is_offered_lora() {
+        let model = Gpt2Config::preset("gpt2").unwrap();
+        let (b, t, kind) = (1, 128, AttentionKind::Flash);
+        let lc = LoraConfig::new(8, 0);
+        let lora_train = TrainConfig { lora: Some(lc), ..TrainConfig::default() };
+        let lora_need = training_bytes_of(&model, &lora_train, b, t, kind, false) + readback_bytes(&model, Some(lc));
+        let full_need =
+            training_bytes_of(&model, &TrainConfig::default(), b, t, kind, false) + readback_bytes(&model, None);
+        println!("GPT-2 124M at B 1, T 128: full fine-tune {}, LoRA r 8 {}", mib(full_need), mib(lora_need));
+        assert!(2 * lora_need < full_need, "LoRA holds under half a full fine-tune's memory");
+        let oom = OutOfMemory { in_use: 0, requested: full_need, budget: Some(lora_need + (1 << 20)) };
+        let full = Building::Run { model: &model, b, t, kind, f16: false, lora: None };
+        let message = out_of_memory(full, &oom).to_string();
+        println!("{message}");
+        assert!(message.contains(&format!("(--lora 8: about {})", mib(lora_need))), "{message}");
+        let lora = Building::Run { model: &model, b, t, kind, f16: false, lora: Some(lc) };
+        let message = out_of_memory(lora, &oom).to_string();
+        assert!(!message.contains("--lora") && message.contains("the adapters, their gradients"), "{message}");
     }
 
     #[test]

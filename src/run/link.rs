@@ -514,6 +514,8 @@ mod tests {
             nesterov: Some(false),
             lr_schedule: Some(Schedule::Wsd),
             answer_loss: true,
+            // LoRA fine-tunes a model a link does not carry
+            lora: Default::default(),
         };
         let Value::Object(keys) = serde_json::to_value(&every).unwrap() else { panic!() };
         let base = page();

@@ -362,6 +362,8 @@ impl Run {
     /// checkpoint (the training state without AdamW's moments).
     pub async fn checkpoint(&self, moments: bool) -> Result<CheckpointFiles> {
         let weights = self.trainer.model.weights().await?;
+        // a LoRA run's state is its adapters and their small moments: always saved whole
+        let moments = moments || self.trainer.model.lora.is_some();
         let moments = if moments { Some(self.trainer.optimizer_state().await?) } else { None };
         let loss_scale = self.trainer.loss_scale().await?;
         let state = RunState {

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::generate::SampleConfig;
 use crate::kernels::AttentionKind;
-use crate::model::{ArchChoice, Gpt2Config};
+use crate::model::lora::Targets;
+use crate::model::{ArchChoice, Gpt2Config, LoraConfig};
 use crate::precision::Precision;
 use crate::run::{DataSource, RunConfig};
 use crate::train::{Optimizer, OptimizerConfig, Schedule, TrainConfig};
@@ -121,6 +122,27 @@ pub struct RunSettings {
     /// On a task, count only the answers' tokens in the loss (grokking) [default: false].
     #[serde(default)]
     pub answer_loss: bool,
+    // issue 26, LoRA (boxed: the page's events carry settings, and clippy weighs their size)
+    /// A fine-tune of LoRA adapters only: the `lora_*` keys.
+    #[serde(flatten)]
+    pub lora: Box<LoraSettings>,
+}
+
+/// The LoRA keys of [`RunSettings`], each left out where unset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoraSettings {
+    /// Train rank-r LoRA adapters and freeze the base [default: off, every parameter trains].
+    #[serde(rename = "lora_rank", default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
+    /// LoRA's alpha: the adapters' product is scaled by alpha/r [default: 2r].
+    #[serde(rename = "lora_alpha", default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f32>,
+    /// The products that carry adapters [default: c_attn, c_proj (both), c_fc].
+    #[serde(rename = "lora_targets", default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
+    /// Dropout on the adapters' input [default: 0].
+    #[serde(rename = "lora_dropout", default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f32>,
 }
 
 fn one() -> usize {
@@ -162,6 +184,7 @@ impl RunSettings {
             lr_schedule: None,
             attention: None,
             answer_loss: false,
+            lora: Box::default(),
         })
     }
 
@@ -198,6 +221,30 @@ impl RunSettings {
         }
     }
 
+    /// The LoRA adapters these settings ask for on `model`, their unset settings at peft's
+    /// defaults, checked (None: a full run; the other lora keys need a rank).
+    pub fn lora_config(&self, model: &Gpt2Config) -> Result<Option<LoraConfig>> {
+        let s = &self.lora;
+        let Some(rank) = s.rank else {
+            let set = s.alpha.is_some() || s.targets.is_some() || s.dropout.is_some();
+            if set {
+                return Err(Error::Input(
+                    "lora_alpha, lora_targets and lora_dropout need lora_rank (--lora R) to be set".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let d = LoraConfig::new(rank, self.seed);
+        let lc = LoraConfig {
+            alpha: s.alpha.unwrap_or(d.alpha),
+            targets: s.targets.unwrap_or(d.targets),
+            dropout: s.dropout.unwrap_or(d.dropout),
+            ..d
+        };
+        lc.validate(model)?;
+        Ok(Some(lc))
+    }
+
     /// Everything a run needs: these settings on `model` (a new one of their shape, or a
     /// pretrained one to fine-tune), with the defaults filled in, checked.
     pub fn run_config(&self, model: Gpt2Config, data: DataSource, tokenizer: String) -> Result<RunConfig> {
@@ -225,6 +272,7 @@ impl RunSettings {
             optimizer: self.optimizer_config(),
             lr_schedule: self.lr_schedule.unwrap_or_default(),
             answer_loss: self.answer_loss,
+            lora: self.lora_config(&model)?,
         };
         train.validate(model.block_size)?;
         Ok(RunConfig {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::AttentionKind;
+use crate::model::LoraConfig;
 use crate::precision::Precision;
 use crate::{Error, Result};
 
@@ -60,6 +61,11 @@ pub struct TrainConfig {
     /// with crossentropy's IGNORE, and windows start at a line): what grokking needs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub answer_loss: bool,
+    // issue 26, LoRA
+    /// LoRA fine-tuning: only these adapters train, the base is frozen (None: every parameter
+    /// trains, as runs from before LoRA did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 /// Dynamic loss scaling as torch.cuda.amp.GradScaler: the loss gradient is multiplied by a
@@ -124,6 +130,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerConfig::default(),
             lr_schedule: Schedule::Cosine,
             answer_loss: false,
+            lora: None,
         }
     }
 }

@@ -159,10 +159,11 @@ impl Rule {
 }
 
 /// Every parameter of `model` (name, shape) with its rule under `cfg`, in
-/// [`Gpt2Config::param_specs`] order.
+/// [`Gpt2Config::param_specs`] order; in a LoRA run the adapters instead, in
+/// [`crate::model::LoraConfig::specs`] order (matrices: decayed, and Muon's in a Muon run).
 pub fn rules(model: &Gpt2Config, cfg: &TrainConfig) -> Vec<(String, Vec<usize>, Rule)> {
-    model
-        .param_specs()
+    let specs = cfg.lora.map_or_else(|| model.param_specs(), |lc| lc.specs(model));
+    specs
         .into_iter()
         .map(|(name, shape)| {
             let rule = Rule::of(&cfg.optimizer, cfg.weight_decay_of(&shape), role(&name, &shape), &shape);

@@ -5,7 +5,8 @@
 
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{AdamWUpdate, Kernels, MuonUpdate, NsConsts, Program, SgdConsts, SgdUpdate};
-use crate::model::{Gpt2, ParameterTensors};
+use crate::model::lora::Grads;
+use crate::model::Gpt2;
 use crate::{Error, Result};
 
 use super::muon::MuonTensors;
@@ -110,17 +111,18 @@ pub(crate) fn record_update(
     Ok(())
 }
 
-/// Every parameter of `model` with its gradient (`grads`), rule under `cfg` and state (`state`,
-/// allocated for the same rules), in [`crate::Gpt2Config::param_specs`] order.
+/// Every parameter of `model` that trains (the adapters of a LoRA run) with its gradient
+/// (`grads`), rule under `cfg` and state (`state`, allocated for the same rules), in [`rules`]'
+/// order.
 pub(crate) fn param_slots(
     gpu: &Gpu,
     model: &Gpt2,
-    grads: &ParameterTensors,
+    grads: &Grads,
     state: &OptimizerState,
     cfg: &TrainConfig,
 ) -> Vec<Slot> {
     let rows = |t: &Tensor| gpu.row_chunks(t).into_iter().map(|(_, view)| view);
-    let tensors = model.params.ordered().into_iter().zip(grads.ordered());
+    let tensors = model.trainable().into_iter().zip(grads.ordered());
     tensors
         .zip(rules(&model.config, cfg))
         .map(|((p, g), (name, shape, rule))| {

@@ -115,14 +115,18 @@ impl Trainer {
         Ok((m, v))
     }
 
-    /// The optimizer's whole state (for checkpoints).
+    /// The optimizer's whole state (for checkpoints), and a LoRA run's adapters after it.
     pub async fn optimizer_state(&self) -> Result<OptimizerTensors> {
-        self.state.read(&self.model.kernels.gpu).await
+        let mut state = self.state.read(&self.model.kernels.gpu).await?;
+        state.extend(self.adapters().await?);
+        Ok(state)
     }
 
-    /// Restores the optimizer from a checkpoint: its state and the step count.
+    /// Restores the optimizer from a checkpoint: its state, the step count and a LoRA run's
+    /// adapters.
     pub fn restore(&mut self, state: &OptimizerTensors, step: u64) -> Result<()> {
-        self.state.write(&self.model.kernels.gpu, state)?;
+        let state = self.restore_adapters(state)?;
+        self.state.write(&self.model.kernels.gpu, &state)?;
         self.step = step;
         Ok(())
     }

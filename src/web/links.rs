@@ -11,7 +11,7 @@ use crate::Result;
 pub(crate) fn handle(request: Request, host: &dyn Host) -> Result<()> {
     let event = match request {
         Request::ShareLink { settings, corpus } => Event::Link { fragment: Link::share(settings, corpus)? },
-        Request::OpenLink { fragment, settings } => Event::LinkOpened(Link::decode(&fragment, &settings)?),
+        Request::OpenLink { fragment, settings } => Event::LinkOpened(Box::new(Link::decode(&fragment, &settings)?)),
         other => unreachable!("the links part does not handle {other:?}"),
     };
     host.post(&event, &[]);

@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
+use wgpt::model::lora::Targets;
 use wgpt::model::{ArchChoice, Weights};
-use wgpt::run::settings::{DEFAULT_SEED, EVAL_ITERS};
+use wgpt::run::settings::{LoraSettings, DEFAULT_SEED, EVAL_ITERS};
 use wgpt::run::RunSettings;
 use wgpt::train::{Optimizer, Schedule, TrainConfig};
 use wgpt::{Error, Result};
@@ -150,6 +151,23 @@ pub struct TrainArgs {
     /// and the end).
     #[arg(long, value_name = "N", requires = "experiment")]
     pub steps: Option<usize>,
+    // issue 26, LoRA
+    /// Fine-tune rank-R LoRA adapters (peft's LoRA) on the --init model, whose weights stay
+    /// frozen: no gradients or optimizer state for them. A resumed LoRA run keeps its adapters
+    /// and these settings.
+    #[arg(long, value_name = "R", conflicts_with = "resume")]
+    pub lora: Option<usize>,
+    /// LoRA's alpha: the adapters' product is scaled by alpha/R [default: 2R].
+    #[arg(long, requires = "lora")]
+    pub lora_alpha: Option<f32>,
+    /// The products that carry adapters, comma-separated: c_attn, c_proj (attention's and the
+    /// MLP's, as peft matches the name), c_fc, or a module path such as attn.c_proj [default:
+    /// c_attn,c_proj,c_fc].
+    #[arg(long, requires = "lora")]
+    pub lora_targets: Option<String>,
+    /// Dropout on the adapters' input [default: 0].
+    #[arg(long, requires = "lora")]
+    pub lora_dropout: Option<f32>,
 }
 
 /// The flags that do not go with --experiment (the entry sets what they would).
@@ -248,5 +266,13 @@ pub fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Res
     s.momentum = a.momentum;
     s.nesterov = Some(a.nesterov || !a.no_nesterov);
     s.lr_schedule = a.lr_schedule.as_deref().map(Schedule::parse).transpose().map_err(flag("--lr-schedule"))?;
+    if a.lora.is_some() && init.is_none() {
+        return Err(Error::Input(
+            "--lora fine-tunes a pretrained model: give it --init DIR (a resumed LoRA run keeps its own adapters)"
+                .into(),
+        ));
+    }
+    let targets = a.lora_targets.as_deref().map(Targets::parse).transpose().map_err(flag("--lora-targets"))?;
+    *s.lora = LoraSettings { rank: a.lora, alpha: a.lora_alpha, targets, dropout: a.lora_dropout };
     Ok(s)
 }

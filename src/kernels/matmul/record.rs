@@ -87,7 +87,7 @@ impl Matmul {
 
     /// Backward of HF Conv1D (see [`LinearBwd`]).
     pub fn backward(&self, prog: &mut Program, t: LinearBwd) {
-        self.gemm(prog, t.dinp, Operand::n(t.dout), Operand::t(t.weight), None, true);
+        self.backward_dinp(prog, t.dinp, t.dout, t.weight);
         self.gemm(prog, t.dweight, Operand::t(t.inp), Operand::n(t.dout), None, true);
         if let Some(dbias) = t.dbias {
             let (rows, oc) = Operand::n(t.dout).dims();
@@ -96,6 +96,12 @@ impl Matmul {
             // one workgroup per 16 columns
             prog.push(self.shared.bias_bwd.dispatch(&params, &[dbias, t.dout], grid(oc.div_ceil(16), 1)));
         }
+    }
+
+    /// The input's half of a Conv1D backward, for a frozen weight (LoRA): dinp (N,C) += dout
+    /// (N,OC) · weight (C,OC)ᵀ; no weight or bias gradient.
+    pub fn backward_dinp(&self, prog: &mut Program, dinp: &Tensor, dout: &Tensor, weight: &Tensor) {
+        self.gemm(prog, dinp, Operand::n(dout), Operand::t(weight), None, true);
     }
 
     /// The tied lm_head: logits (M,V) = x (M,C) · wte (V,C)ᵀ. A wte bigger than one storage
@@ -121,15 +127,29 @@ impl Matmul {
         let (v, c) = (wte.shape[0], wte.shape[1]);
         assert_eq!(dwte.shape, wte.shape, "lm_head backward: dwte and wte differ in shape");
         assert_eq!(dlogits.numel(), x.numel() / c * v, "lm_head backward: dlogits have the wrong size");
+        self.lm_head_backward_dx(prog, dx, dlogits, wte, wte16);
+        for (v0, chunk) in self.gpu.row_chunks(dwte) {
+            let (a, b) = (Window::cols(Operand::t(dlogits), v0, chunk.shape[0]), Window::whole(Operand::n(x)));
+            self.record(prog, Job { out: &chunk, cols: (0, c), a, b, bias: None, accumulate: true, variant: None });
+        }
+    }
+
+    /// The input's half of [`Matmul::lm_head_backward`], for a frozen head (LoRA): dx (M,C) +=
+    /// dlogits (M,V) · wte (V,C), reading `wte16` as that describes.
+    pub fn lm_head_backward_dx(
+        &self,
+        prog: &mut Program,
+        dx: &Tensor,
+        dlogits: &Tensor,
+        wte: &Tensor,
+        wte16: Option<&Tensor>,
+    ) {
+        let (v, c) = (wte.shape[0], wte.shape[1]);
         let nn = |w: &Tensor| v.is_multiple_of(4) && self.gpu.row_chunks(w).iter().all(|(v0, _)| v0.is_multiple_of(4));
         let read = wte16.filter(|w| nn(w)).unwrap_or(wte);
         for (v0, chunk) in self.gpu.row_chunks(read) {
             let (a, b) = (Window::cols(Operand::n(dlogits), v0, chunk.shape[0]), Window::whole(Operand::n(&chunk)));
             self.record(prog, Job { out: dx, cols: (0, c), a, b, bias: None, accumulate: true, variant: None });
-        }
-        for (v0, chunk) in self.gpu.row_chunks(dwte) {
-            let (a, b) = (Window::cols(Operand::t(dlogits), v0, chunk.shape[0]), Window::whole(Operand::n(x)));
-            self.record(prog, Job { out: &chunk, cols: (0, c), a, b, bias: None, accumulate: true, variant: None });
         }
     }
 

@@ -296,8 +296,9 @@ pub enum Event {
         fragment: String,
     },
     /// A link opened: the settings to fill the form with, the corpus to choose, and what it set,
-    /// ignored and refused (every string of it to be shown as text, never as HTML).
-    LinkOpened(Opened),
+    /// ignored and refused (every string of it to be shown as text, never as HTML). Boxed: the
+    /// largest event by far.
+    LinkOpened(Box<Opened>),
     // issue 27 (tasks): the task view
     /// A task run's evaluation at `step`: the exact-match accuracy over `total` held-out examples
     /// of `task` (its spec, `reverse:max=12`) and the first of them as the model answered, token

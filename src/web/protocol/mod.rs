@@ -213,13 +213,13 @@ mod tests {
             Event::Error { scope: Scope::Checkpoint, message: "full".into() },
             Event::Memory { wasm_bytes: Some(1 << 24), gpu_buffers: 300, gpu_bytes: 1 << 22 },
             Event::Link { fragment: "#run=e30".into() },
-            Event::LinkOpened(crate::run::link::Opened {
+            Event::LinkOpened(Box::new(crate::run::link::Opened {
                 settings: RunSettings::preset("tiny").unwrap(),
                 corpus: Some(crate::run::link::LinkCorpus::Own),
                 set: vec!["n_layer".into()],
                 ignored: vec!["future_knob".into()],
                 refused: vec![crate::run::link::Refusal { field: "lr".into(), why: "must be a number".into() }],
-            }),
+            })),
             Event::TaskEval {
                 step: 30,
                 task: "reverse:max=12".into(),
