@@ -55,25 +55,8 @@ impl ParityFile {
             false => load_weights(what, bytes, config)?,
         };
         let get = |name: &str| st.tensor(name).map_err(|_| Error::Format(format!("{what}: missing tensor {name}")));
-        let ids = |name: &str| -> Result<(Vec<usize>, Vec<u32>)> {
-            let v = get(name)?;
-            if v.dtype() != Dtype::I32 || v.shape().len() != 2 {
-                return Err(Error::Format(format!(
-                    "{what}: {name} must be int32 [B, T], found {:?} {:?}",
-                    v.dtype(),
-                    v.shape()
-                )));
-            }
-            let data: Vec<u32> = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
-                .collect();
-            Ok((v.shape().to_vec(), data))
-        };
-        let (shape, x) = ids("x")?;
-        let (yshape, y) = ids("y")?;
+        let (shape, x) = ids(what, &st, "x")?;
+        let (yshape, y) = ids(what, &st, "y")?;
         if yshape != shape {
             return Err(Error::Format(format!("{what}: y has shape {yshape:?} but x has {shape:?}")));
         }
@@ -196,4 +179,24 @@ fn hf_params(what: &str, st: &SafeTensors, config: &Gpt2Config, prefix: &str) ->
     let mut by_name: HashMap<String, Vec<f32>> = internal.into_iter().map(|(n, _, v)| (n, v)).collect();
     let specs = config.param_specs();
     Ok(Some(specs.iter().map(|(n, _)| by_name.remove(n).expect("check_specs matched the tables")).collect()))
+}
+
+/// The file's int32 [B, T] token ids `name`: shape and ids (a negative id becomes u32::MAX, which
+/// the model's checks refuse).
+fn ids(what: &str, st: &SafeTensors, name: &str) -> Result<(Vec<usize>, Vec<u32>)> {
+    let v = st.tensor(name).map_err(|_| Error::Format(format!("{what}: missing tensor {name}")))?;
+    if v.dtype() != Dtype::I32 || v.shape().len() != 2 {
+        return Err(Error::Format(format!(
+            "{what}: {name} must be int32 [B, T], found {:?} {:?}",
+            v.dtype(),
+            v.shape()
+        )));
+    }
+    let data: Vec<u32> = v
+        .data()
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+        .collect();
+    Ok((v.shape().to_vec(), data))
 }
