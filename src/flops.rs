@@ -6,11 +6,13 @@
 
 use serde::Serialize;
 
-use crate::model::Gpt2Config;
+use crate::model::{Gpt2Config, Positions};
 
 /// Model FLOPs of one token's forward and backward when training on sequences of `t` tokens.
 pub fn flops_per_token(cfg: &Gpt2Config, t: usize) -> f64 {
-    let n = (cfg.num_params() - cfg.block_size * cfg.n_embd) as f64;
+    // the learned position embeddings are a lookup (rope models have none to take away)
+    let wpe = if cfg.arch.positions == Positions::Learned { cfg.block_size * cfg.n_embd } else { 0 };
+    let n = (cfg.num_params() - wpe) as f64;
     let (l, h, q) = (cfg.n_layer as f64, cfg.n_head as f64, cfg.head_dim() as f64);
     6.0 * n + 12.0 * l * h * q * t as f64
 }

@@ -23,7 +23,7 @@ pub use arch::{Arch, ArchChoice, ArchPreset, HfClass, Mlp, Named, Norm, Position
 pub(crate) use block::{Block, BlockActs, BlockAttn, BlockRope};
 pub use config::{Gpt2Config, PRESETS};
 pub(crate) use specs::Allocated;
-pub use specs::{total_bytes, TensorSpec};
+pub use specs::{shape_bytes, total_bytes, TensorSpec};
 pub use weights::{hf_name, layer, ParameterTensors, Weights, BLOCK_PARAMS, LM_HEAD};
 
 /// A GPT-2 model on the GPU.

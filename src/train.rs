@@ -15,7 +15,7 @@ use crate::dynamics::DynamicsPlan;
 use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
-use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, ParameterTensors};
+use crate::model::{shape_bytes, total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, ParameterTensors};
 use crate::precision::{Precision, Purpose, Resolved};
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::weights16::MatmulWeights;
@@ -66,7 +66,7 @@ pub fn training_bytes_for(
     let grad_acts = total_bytes(&GradActs::specs(cfg, b, t, kind));
     let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
     let train = TrainConfig { optimizer: *optimizer, ..TrainConfig::default() };
-    optimizer_bytes(cfg, &train) + acts + grad_acts + copies
+    [optimizer_bytes(cfg, &train), acts, grad_acts, copies].into_iter().fold(0, u64::saturating_add)
 }
 
 /// The bytes of the weights, their gradients ([`ParameterTensors::zeros`]) and the state of
@@ -74,8 +74,11 @@ pub fn training_bytes_for(
 /// SGD one, Muon one per matrix and two per other tensor) with Muon's Newton-Schulz scratch
 /// ([`MuonTensors::specs`]), the part of [`training_bytes`] that does not depend on (B, T).
 pub fn optimizer_bytes(cfg: &Gpt2Config, train: &TrainConfig) -> u64 {
-    let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
-    2 * params + OptimizerState::bytes(cfg, train) + MuonTensors::bytes(cfg, train)
+    // saturating, as the specs' bytes ([`crate::model::shape_bytes`]): a hostile size is refused, never wrapped
+    let params = cfg.param_specs().iter().map(|(_, shape)| shape_bytes(shape)).fold(0, u64::saturating_add);
+    [params, params, OptimizerState::bytes(cfg, train), MuonTensors::bytes(cfg, train)]
+        .into_iter()
+        .fold(0, u64::saturating_add)
 }
 
 /// A step's programs, recorded once, and the buffers only they use.
@@ -139,7 +142,8 @@ impl StepPrograms {
         let (k, gpu) = (&*model.kernels, &model.kernels.gpu);
         let (b, t) = (fwd.b, fwd.t);
         let gacts = GradActs::new(gpu, &model.config, b, t, fwd.acts.attention.kind());
-        let dloss = 1.0 / (b * t * cfg.grad_accum) as f32;
+        // multiplied in f64 (exact below 2^53), so a large grad_accum cannot wrap a 32-bit usize
+        let dloss = 1.0 / (b as f64 * t as f64 * cfg.grad_accum as f64) as f32;
         let scaled = cfg.loss_scaling.map(|_| &shared.scaler);
         let micro = (0..cfg.grad_accum)
             .map(|i| {
