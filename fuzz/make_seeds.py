@@ -135,3 +135,13 @@ write("link", "every", link(every))
 write("link", "old", link(dict(v=1, n_layer=3, corpus="own")))
 write("link", "bad_fields", link(dict(v=1, n_layer=-1, lr="x", corpus={"builtin": "nope"}, knob=1)))
 write("link", "newer", link(dict(v=2)))
+
+# peft_config: adapter_config.json as peft writes it (the committed LoRA fixtures), and near misses
+LORA = os.path.join(os.path.dirname(OUT), "..", "tests", "fixtures", "lora")
+for name in ("gpt2_adapter", "llama_adapter"):
+    with open(os.path.join(LORA, name, "adapter_config.json"), "rb") as f:
+        good = f.read()
+    write("peft_config", name, good)
+    write("peft_config", name + "_truncated", good[: len(good) // 2])
+write("peft_config", "rank_zero", json.dumps({"peft_type": "LORA", "r": 0, "lora_alpha": 8,
+                                               "target_modules": ["c_attn"]}).encode())

@@ -25,7 +25,7 @@ pub(crate) use block::{Block, BlockActs, BlockAttn, BlockRope};
 pub use config::{Gpt2Config, PRESETS};
 pub use lora::{LoraConfig, LoraTensors};
 pub(crate) use specs::Allocated;
-pub use specs::{total_bytes, TensorSpec};
+pub use specs::{shape_bytes, total_bytes, TensorSpec};
 pub use weights::{hf_name, layer, ParameterTensors, Weights, BLOCK_PARAMS, LM_HEAD};
 
 /// A GPT-2 model on the GPU.

@@ -17,7 +17,9 @@ use crate::gpu::Tensor;
 use crate::kernels::dropout::{pcg, DropoutRate};
 use crate::kernels::{AdamW, AttentionKind, EncoderBuckets, Program, ScalerHead, StepParams, BIAS_WINDOW};
 use crate::model::lora::{Grads, LoraActs};
-use crate::model::{total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, LoraTensors, ParameterTensors};
+use crate::model::{
+    shape_bytes, total_bytes, ActivationTensors, Forward, Gpt2, Gpt2Config, LoraTensors, ParameterTensors,
+};
 use crate::precision::{Precision, Purpose, Resolved};
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
 use crate::weights16::MatmulWeights;
@@ -84,7 +86,7 @@ pub fn training_bytes_of(
     let grad_acts = total_bytes(&GradActs::specs(cfg, b, t, kind));
     let copies = if f16 { MatmulWeights::f16_bytes(cfg) } else { 0 };
     let lora_acts = train.lora.map_or(0, |lc| total_bytes(&LoraActs::specs(cfg, &lc, b, t)));
-    optimizer_bytes(cfg, train) + acts + grad_acts + copies + lora_acts
+    [optimizer_bytes(cfg, train), acts, grad_acts, copies, lora_acts].into_iter().fold(0, u64::saturating_add)
 }
 
 /// The bytes of the weights, their gradients ([`ParameterTensors::zeros`]) and the state of
@@ -94,9 +96,13 @@ pub fn training_bytes_of(
 /// LoRA run has the adapters and their gradients in place of the base's gradients, and state
 /// for the adapters only.
 pub fn optimizer_bytes(cfg: &Gpt2Config, train: &TrainConfig) -> u64 {
-    let params: u64 = cfg.param_specs().iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum();
-    let trained = train.lora.map_or(params, |lc| 2 * lc.bytes(cfg));
-    params + trained + OptimizerState::bytes(cfg, train) + MuonTensors::bytes(cfg, train)
+    // saturating, as the specs' bytes ([`crate::model::shape_bytes`]): a hostile size is refused, never wrapped
+    let params = cfg.param_specs().iter().map(|(_, shape)| shape_bytes(shape)).fold(0, u64::saturating_add);
+    // the trained tensors' gradients: every parameter's, or only the adapters'
+    let trained = train.lora.map_or(params, |lc| lc.bytes(cfg).saturating_mul(2));
+    [params, trained, OptimizerState::bytes(cfg, train), MuonTensors::bytes(cfg, train)]
+        .into_iter()
+        .fold(0, u64::saturating_add)
 }
 
 /// A step's programs, recorded once, and the buffers only they use.
@@ -161,7 +167,8 @@ impl StepPrograms {
         let (k, gpu) = (&*model.kernels, &model.kernels.gpu);
         let (b, t) = (fwd.b, fwd.t);
         let gacts = GradActs::new(gpu, &model.config, b, t, fwd.acts.attention.kind());
-        let dloss = 1.0 / (b * t * cfg.grad_accum) as f32;
+        // multiplied in f64 (exact below 2^53), so a large grad_accum cannot wrap a 32-bit usize
+        let dloss = 1.0 / (b as f64 * t as f64 * cfg.grad_accum as f64) as f32;
         let scaled = cfg.loss_scaling.map(|_| &shared.scaler);
         let micro = (0..cfg.grad_accum)
             .map(|i| {

@@ -4,7 +4,7 @@
 
 use crate::gpu::Tensor;
 use crate::kernels::{Kernels, Program};
-use crate::model::{Gpt2Config, ParameterTensors, LM_HEAD};
+use crate::model::{shape_bytes, Gpt2Config, ParameterTensors, LM_HEAD};
 use crate::Result;
 
 /// The weights the matrix products read (the Conv1D weights of every block and the head's
@@ -56,7 +56,7 @@ impl MatmulWeights {
         let head = |name: &str| name == "wte.weight" || name == LM_HEAD;
         let products =
             specs.iter().filter(|(name, shape)| shape.len() == 2 && !gathered(name) && halves(shape, head(name)));
-        products.map(|(_, shape)| (2 * shape.iter().product::<usize>() as u64).div_ceil(4) * 4).sum()
+        products.map(|(_, shape)| (shape_bytes(shape) / 2).div_ceil(4).saturating_mul(4)).fold(0, u64::saturating_add)
     }
 
     /// f16 copies of `p`'s weights and the program that fills them from the f32 ones (run it

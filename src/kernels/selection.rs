@@ -133,7 +133,9 @@ impl AttnShape {
 
     /// FLOPs of the causal half, forward (q·k and att·v over T(T+1)/2 pairs); twice that backward.
     pub fn flop(&self) -> f64 {
-        2.0 * (self.b * self.nh * self.t * (self.t + 1) * self.hs) as f64
+        // in f64: the product passes u32 (wasm32's usize) at real sizes (B 8, NH 12, T 1024, hs 64)
+        let [b, nh, t, hs] = [self.b, self.nh, self.t, self.hs].map(|n| n as f64);
+        2.0 * b * nh * t * (t + 1.0) * hs
     }
 
     /// Loop iterations of the busiest classic invocation: a forward row runs T keys of hs/4 vec4
@@ -141,7 +143,9 @@ impl AttnShape {
     /// backward's score row is lighter; its dk and dv elements run G·T).
     pub fn classic_iterations(&self) -> usize {
         let group = self.nh / self.kv.max(1);
-        (2 * self.t * self.hs / 4 + 3 * self.t).max(group * self.t)
+        // saturating: a hostile T or head size is past the cap, never wrapped below it
+        let (t, hs) = (self.t, self.hs);
+        (t.saturating_mul(hs) / 2).saturating_add(t.saturating_mul(3)).max(group.saturating_mul(t))
     }
 
     /// Whether the classic kernels run this shape within [`CLASSIC_LOOP_CAP`].

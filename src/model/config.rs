@@ -8,7 +8,12 @@ use crate::kernels::{rope_table, AttentionKind, AttnDims, AttnShape, RopeDims, S
 use crate::tune::RunShape;
 use crate::{Error, Result};
 
-use super::{ActivationTensors, Arch, Positions};
+use super::{shape_bytes, ActivationTensors, Arch, Positions};
+
+/// The most parameters a model may have: their f32 bytes fit one allocation (isize::MAX bytes)
+/// on this target, so element counts multiplied out in usize never wrap: 2^29 parameters on
+/// wasm32 (the page), 2^61 on 64-bit targets.
+pub const MAX_PARAMS: u64 = isize::MAX as u64 / 4;
 
 /// The shape of a model and its architecture switches ([`Arch`]; GPT-2's unless set).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -79,7 +84,41 @@ impl Gpt2Config {
                 self.n_embd / self.n_head
             )));
         }
-        self.arch.validate(self)
+        self.arch.validate(self)?;
+        self.check_size(MAX_PARAMS)
+    }
+
+    /// Checks that the per-token widths and the parameter count of a config whose fields are
+    /// each within bounds stay within bounds too, multiplied in u64: a hostile config (10^6
+    /// layers of n_embd 16384) is refused by name instead of wrapping in usize (32 bits on
+    /// wasm32). After it, every width fits 2^26 and every tensor's element count, and so
+    /// [`Gpt2Config::num_params`], fits `max_params` (usize on every target).
+    fn check_size(&self, max_params: u64) -> Result<()> {
+        let (nh, kv, hs) = (self.n_head as u64, self.n_kv_head() as u64, self.head_dim() as u64);
+        let widths = [
+            ("the attention's width (n_head + 2 x n_kv_head) x head_dim", (nh + 2 * kv).saturating_mul(hs)),
+            ("the attention's output width n_head x head_dim", nh.saturating_mul(hs)),
+            ("the MLP's width", self.mlp_width() as u64),
+        ];
+        for (name, v) in widths {
+            if v > 1 << 26 {
+                return Err(Error::Format(format!("config: {name} = {v} is implausibly large")));
+            }
+        }
+        // the blocks are alike: count the tensors outside them and one block's, not n_layer's
+        let count = |n_layer| {
+            let specs = Gpt2Config { n_layer, ..*self }.param_specs();
+            specs.iter().map(|(_, shape)| shape_bytes(shape) / 4).fold(0, u64::saturating_add)
+        };
+        let (outside, block) = (count(0), count(1) - count(0));
+        let params = block.saturating_mul(self.n_layer as u64).saturating_add(outside);
+        if params > max_params {
+            return Err(Error::Format(format!(
+                "config: {params} parameters is too large a model for this build (at most {max_params}: their f32 \
+                 weights must fit its memory); lower n_layer, n_embd or vocab_size"
+            )));
+        }
+        Ok(())
     }
 
     /// Checks that every parameter fits `gpu` before anything is allocated: wte in one buffer
@@ -139,5 +178,42 @@ impl Gpt2Config {
     pub fn run_shape(&self, b: usize, t: usize) -> RunShape {
         let mlp = (self.mlp_width(), self.intermediate_size());
         RunShape { n_embd: self.n_embd, attn: self.attn_dims(), vocab: self.vocab_size, b, t, mlp }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// wasm32's bound (isize::MAX bytes there, so 2^29 parameters), checked natively: the same
+    /// u64 arithmetic runs on both targets and only the bound differs.
+    const WASM32_MAX_PARAMS: u64 = i32::MAX as u64 / 4;
+
+    /// Sizes whose products pass u32 and u64 are refused by name, on 64 and 32 bits, and GPT-2
+    /// 124M (and a model just past wasm32's bound, natively) passes.
+    #[test]
+    fn hostile_sizes_are_refused_not_wrapped() {
+        let gpt2 = Gpt2Config::preset("gpt2").unwrap();
+        gpt2.validate().unwrap();
+        gpt2.check_size(WASM32_MAX_PARAMS).unwrap();
+        let refused = |cfg: Gpt2Config, max: u64, want: &str| {
+            let e = cfg.validate().and_then(|_| cfg.check_size(max)).unwrap_err().to_string();
+            println!("{e}");
+            assert!(e.contains(want), "{e}");
+        };
+        let at = |n_layer, n_embd, vocab_size| Gpt2Config { n_layer, n_embd, vocab_size, n_head: 16, ..gpt2 };
+        // 16384 x 10^6 = 1.6e10 in wte alone: past u32, refused on wasm32, fine natively
+        let wide = at(12, 16384, 1_000_000);
+        refused(wide, WASM32_MAX_PARAMS, "too large a model");
+        wide.validate().unwrap();
+        // 2^24 layers of n_embd 2^24: about 2^76 parameters, past u64 in bytes; the
+        // count saturates and is refused on both targets
+        let huge = at(1 << 24, 1 << 24, 1 << 24);
+        refused(huge, MAX_PARAMS, "too large a model");
+        refused(huge, WASM32_MAX_PARAMS, "too large a model");
+        // a head_dim of 2^16 over 2^24 heads: widths past 2^26
+        let heads = Gpt2Config { n_head: 1 << 24, arch: Arch { head_dim: Some(1 << 16), ..gpt2.arch }, ..gpt2 };
+        refused(heads, MAX_PARAMS, "the attention's width");
+        refused(Gpt2Config { n_layer: (1 << 24) + 1, ..gpt2 }, MAX_PARAMS, "n_layer = 16777217 is implausibly large");
     }
 }

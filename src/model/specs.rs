@@ -27,18 +27,25 @@ impl TensorSpec {
 
     /// The bytes of one of the tensors.
     pub fn tensor_bytes(&self) -> u64 {
-        4 * self.shape.iter().product::<usize>() as u64
+        shape_bytes(&self.shape)
     }
 
     /// The bytes of all of them.
     pub fn bytes(&self) -> u64 {
-        self.layers.unwrap_or(1) as u64 * self.tensor_bytes()
+        (self.layers.unwrap_or(1) as u64).saturating_mul(self.tensor_bytes())
     }
 }
 
-/// The bytes of every tensor in `specs`.
+/// The bytes of an f32 tensor of `shape`, multiplied out in u64 and saturating: shapes built
+/// from a hostile setting (a batch of 10^7 at a 10^6 vocab) come to u64::MAX, which every limit
+/// check refuses, instead of wrapping (in usize, 32 bits on wasm32) to a size that passes.
+pub fn shape_bytes(shape: &[usize]) -> u64 {
+    shape.iter().fold(4u64, |bytes, &d| bytes.saturating_mul(d as u64))
+}
+
+/// The bytes of every tensor in `specs` (saturating, as [`shape_bytes`]).
 pub fn total_bytes(specs: &[TensorSpec]) -> u64 {
-    specs.iter().map(TensorSpec::bytes).sum()
+    specs.iter().map(TensorSpec::bytes).fold(0, u64::saturating_add)
 }
 
 /// Tensors allocated from a spec list, in its order, and handed out by name in that order (the

@@ -279,7 +279,7 @@ impl Driver {
         let (t0, s0) = self.last;
         let ms_per_step = (now - t0) / step.saturating_sub(s0).max(1) as f64;
         self.last = (now, step);
-        let tokens = (cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum) as f64;
+        let tokens = cfg.train.batch_size as f64 * cfg.train.seq_len as f64 * cfg.train.grad_accum as f64;
         Progress {
             step,
             max_iters: cfg.max_iters,

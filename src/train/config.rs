@@ -162,6 +162,13 @@ impl TrainConfig {
         if self.batch_size == 0 || self.grad_accum == 0 || self.seq_len == 0 {
             return bad("batch_size, grad_accum and the sequence length must be at least 1".into());
         }
+        // each factor of the tokens per step within 2^24, as the model's sizes: their products,
+        // multiplied out in u64 or f64, can then never wrap (usize is 32 bits on wasm32)
+        for (name, v) in [("batch_size", self.batch_size), ("grad_accum", self.grad_accum)] {
+            if v > 1 << 24 {
+                return bad(format!("{name} = {v} is too large (at most 16777216)"));
+            }
+        }
         if self.seq_len > block_size {
             return bad(format!("sequence length {} is longer than the model's block_size {block_size}", self.seq_len));
         }

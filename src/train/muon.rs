@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::{MuonStep, NsScratch};
-use crate::model::Gpt2Config;
+use crate::model::{shape_bytes, Gpt2Config};
 
 use super::{rules, Rule, TrainConfig};
 
@@ -70,7 +70,7 @@ impl MuonTensors {
 
     /// The bytes [`MuonTensors::new`] allocates.
     pub fn bytes(model: &Gpt2Config, cfg: &TrainConfig) -> u64 {
-        MuonTensors::specs(model, cfg).iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum()
+        MuonTensors::specs(model, cfg).iter().map(|(_, shape)| shape_bytes(shape)).fold(0, u64::saturating_add)
     }
 
     /// The tensors of a trainer of `model` under `cfg`; None where no parameter takes Muon.

@@ -5,7 +5,7 @@
 
 use crate::checkpoint::{Moments, OptimizerTensors};
 use crate::gpu::{Gpu, Tensor};
-use crate::model::Gpt2Config;
+use crate::model::{shape_bytes, Gpt2Config};
 use crate::{Error, Result};
 
 use super::{rules, TrainConfig, Trainer};
@@ -27,7 +27,7 @@ impl OptimizerState {
 
     /// The bytes [`OptimizerState::zeros`] allocates.
     pub fn bytes(model: &Gpt2Config, cfg: &TrainConfig) -> u64 {
-        OptimizerState::specs(model, cfg).iter().map(|(_, shape)| 4 * shape.iter().product::<usize>() as u64).sum()
+        OptimizerState::specs(model, cfg).iter().map(|(_, shape)| shape_bytes(shape)).fold(0, u64::saturating_add)
     }
 
     /// Zero-filled state: the optimizer before its first step.

@@ -250,7 +250,7 @@ pub(super) fn train_loop(
     opts: &Options,
 ) -> Result<ExitCode> {
     let cfg = driver.run.cfg.clone();
-    let tokens_per_step = (cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum) as f64;
+    let tokens_per_step = cfg.train.batch_size as f64 * cfg.train.seq_len as f64 * cfg.train.grad_accum as f64;
     let bar = ProgressBar::new(cfg.max_iters as u64).with_position(driver.run.step());
     bar.set_style(
         ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")
