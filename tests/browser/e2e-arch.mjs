@@ -22,7 +22,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { cliArgs, corpus, fail, log, openE2e, smallRun } from "./lib.mjs";
+import { cliArgs, corpus, fail, log, openE2e, showTab, smallRun } from "./lib.mjs";
 
 const args = cliArgs();
 const root = path.resolve(args.dist ?? "dist");
@@ -233,6 +233,7 @@ try {
   await page.waitForFunction(() => document.querySelectorAll("#compare-list input[type=checkbox]").length >= 2, null, { timeout: 60_000 });
   // the list is drawn anew as runs save: ticked by id, each looked up when clicked
   const ids = await page.$$eval("#compare-list input[type=checkbox]", (bs) => bs.map((b) => b.dataset.run));
+  await showTab(page, "compare-list"); // Compare runs is a tab: a closed one is chosen first
   for (const id of ids.slice(0, 2)) await page.locator(`#compare-list input[data-run="${id}"]`).check();
   await page.waitForFunction(() => document.getElementById("compare-note").textContent.includes("Architecture switches that differ"), null, { timeout: 60_000 });
   const note = await page.textContent("#compare-note");

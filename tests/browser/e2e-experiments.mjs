@@ -8,10 +8,14 @@
 // are ticked in Compare runs (2 curves, n_layer highlighted), and look inside's attention is kept
 // at each run's start and end.
 //
-//   node tests/browser/e2e-experiments.mjs [--dist dist] [--screenshot target/browser/experiments.png]
+// `--shots DIR` then saves the page at 1440x900 with the experiments tab open on that entry
+// (experiment.png, posterised), for docs/.
+//
+//   node tests/browser/e2e-experiments.mjs [--dist dist] [--screenshot target/browser/experiments.png] [--shots DIR]
 
+import fs from "node:fs";
 import path from "node:path";
-import { cliArgs, fail, log, openE2e } from "./lib.mjs";
+import { cliArgs, fail, log, openE2e, posterised, showTab } from "./lib.mjs";
 
 const args = cliArgs();
 const root = path.resolve(args.dist ?? "dist");
@@ -102,6 +106,13 @@ try {
   log(`attention kept: ${figures.join(", ")}`);
   if (!figures.includes("1-layer:start") || !figures.includes("2-layers:start") || !figures.some((f) => f.endsWith(":end"))) fail(`attention kept: ${figures}`);
   await byId("experiments").screenshot({ path: shot });
+  if (args.shots) {
+    await page.setViewportSize({ width: 1440, height: 900 });
+    await showTab(page, "experiments");
+    await page.evaluate(() => document.getElementById("view-tabs").scrollIntoView({ block: "start" }));
+    await page.waitForTimeout(500);
+    fs.writeFileSync(path.join(path.resolve(args.shots), "experiment.png"), await posterised(page, await page.screenshot()));
+  }
   log(`PASS (screenshot ${shot})`);
 } catch (e) {
   await e2e.failed(e, shot);
