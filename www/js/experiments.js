@@ -212,4 +212,5 @@ async function run() {
   status(`Done: ${labels} are overlaid in Compare runs (val loss thick, train thin; the settings that differ highlighted).`);
   page.say(`Experiment ${e.title}: done; see Compare runs.`);
   render();
+  estimate(e); // the runs timed this GPU: the estimate says so now
 }
