@@ -1,7 +1,8 @@
 //! A LoRA run's directory holds its adapter as peft saves it: `wgpt train --init BASE --lora R`
 //! writes adapter_config.json (naming BASE) and adapter_model.safetensors beside the checkpoint;
 //! read back with peft's reader, the adapters equal the training state's bit for bit, and the
-//! base with the adapter merged gives the LoRA model's own logits.
+//! base with the adapter merged gives the LoRA model's own logits; resumed, the run keeps naming
+//! its base.
 
 mod common;
 
@@ -46,10 +47,12 @@ fn a_lora_run_directory_is_a_peft_adapter() {
     std::fs::create_dir_all(&root).unwrap();
     let corpus = root.join("corpus.txt");
     std::fs::write(&corpus, "the quick brown fox jumps over the lazy dog.\n".repeat(40)).unwrap();
+    // a new run gets the corpus and short evaluations; a resumed one keeps its own
     let wgpt = |args: &[&str]| {
+        let new = ["--data", corpus.to_str().unwrap(), "--eval-iters", "1", "--log-interval", "1"];
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
             .args(args)
-            .args(["--data", corpus.to_str().unwrap(), "--eval-iters", "1", "--log-interval", "1"])
+            .args(if args.contains(&"--resume") { &[][..] } else { &new[..] })
             .output()
             .expect("run wgpt");
         let log = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
@@ -99,5 +102,17 @@ fn a_lora_run_directory_is_a_peft_adapter() {
     println!("(the adapter's effect: base vs LoRA model, worst |Δlogit| {:.3e})", worst(&plain, &own));
     assert!(worst(&got, &own) <= 1e-5, "merged logits differ by {}", worst(&got, &own));
     assert!(worst(&plain, &own) > 1e-3, "the adapter changes the logits");
+
+    // resumed (no --init), the run keeps naming its base, and the adapter follows the state
+    wgpt(&["train", "--resume", run.to_str().unwrap(), "--max-iters", "8"]);
+    let config = peft::dir::read_config(&run).unwrap();
+    assert_eq!(config.base_model_name_or_path.as_deref(), Some(base.to_str().unwrap()));
+    let adapter = peft::dir::read(&run, &weights.config).unwrap();
+    let (saved, before) = (saved_adapters(&run), saved);
+    assert_ne!(saved, before, "the resumed steps trained the adapters");
+    for l in &adapter.layers {
+        let stem = format!("lora.{}", l.site.internal.trim_end_matches(".weight"));
+        assert_eq!(l.b, saved.iter().find(|(n, _)| *n == format!("{stem}.lora_B")).unwrap().1, "{stem} resumed");
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
