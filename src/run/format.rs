@@ -15,17 +15,20 @@
 //! before corpus.txt existed resolves its corpus from the reference in its settings (the file's
 //! path, or the built-in task it regenerates). A model of wgpt's own type (no transformers class)
 //! has its code beside the weights in run directories and zips ([`code_files`]), written with
-//! each checkpoint and never read back: config.json says what it is. The page's saved runs keep
+//! each checkpoint and never read back: config.json says what it is. A LoRA run's adapter is
+//! written the same way in peft's two files ([`adapter_files`]). The page's saved runs keep
 //! the six files; its Export run adds the code.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::STATE_FILE;
+use crate::checkpoint::{self, STATE_FILE};
 use crate::dynamics::Dynamics;
 use crate::hf;
-use crate::run::{CheckpointFiles, Eval, Progress};
+use crate::hf::peft::{self, Adapter, PeftConfig};
+use crate::model::HfClass;
+use crate::run::{CheckpointFiles, Eval, Progress, RunState};
 use crate::{Error, Result};
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -36,6 +39,9 @@ pub const CORPUS_FILE: &str = "corpus.txt";
 
 /// The files one checkpoint commits, in the order they are written.
 pub const CHECKPOINT_FILES: [&str; 5] = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, STATE_FILE, METRICS_FILE];
+
+/// A LoRA run's adapter in peft's files, written with each checkpoint ([`adapter_files`]).
+pub const ADAPTER_FILES: [&str; 2] = [peft::CONFIG_FILE, peft::TENSORS_FILE];
 
 /// Every file of a run, in the order a run zip holds them.
 pub const RUN_FILES: [&str; 6] = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, STATE_FILE, METRICS_FILE, CORPUS_FILE];
@@ -116,6 +122,34 @@ pub fn checkpoint_files<'a>(c: &'a CheckpointFiles, metrics: &'a Metrics) -> Vec
 pub fn code_files(c: &CheckpointFiles) -> Vec<(&'static str, &'static [u8])> {
     let code = hf::read_config(&c.config_json).map_or(&[][..], |config| hf::code_files(&config));
     code.iter().map(|(name, text)| (*name, text.as_bytes())).collect()
+}
+
+/// A LoRA run's adapter as peft saves it, beside the checkpoint (which keeps the adapters in its
+/// training state for resuming): adapter_config.json, naming `base` as base_model_name_or_path,
+/// and adapter_model.safetensors under peft's names, so that `PeftModel.from_pretrained(base,
+/// run_dir)` and `wgpt forward --model RUN_DIR --base BASE` load the run. None for a full run,
+/// or for a base of wgpt's own model type (peft has no class for it).
+pub fn adapter_files(c: &CheckpointFiles, base: &str) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let cfg = hf::parse_config(&c.config_json)?;
+    let (tensors, state): (_, RunState) = checkpoint::parse_state(STATE_FILE, &c.state, &cfg)?;
+    let Some(lc) = state.run.train.lora else { return Ok(vec![]) };
+    if HfClass::of(&cfg) == HfClass::Wgpt {
+        return Ok(vec![]);
+    }
+    let tensors = tensors.unwrap_or_default();
+    let take = |name: String| tensors.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    // through the shortest decimal, so that an f32 of 0.05 stays 0.05 in the JSON
+    let exact = |x: f32| x.to_string().parse::<f64>().unwrap_or(f64::from(x));
+    let targets = lc.targets.list().into_iter().map(|t| t.module().to_string()).collect();
+    let config = PeftConfig::lora(base, &cfg, lc.rank, exact(lc.alpha), targets, exact(lc.dropout));
+    let adapter = Adapter::new(config, &cfg, |site| {
+        let stem = format!("lora.{}", site.internal.trim_end_matches(".weight"));
+        (take(format!("{stem}.lora_A")), take(format!("{stem}.lora_B")))
+    })?;
+    Ok(vec![
+        (peft::CONFIG_FILE, adapter.config.to_json().into_bytes()),
+        (peft::TENSORS_FILE, adapter.to_safetensors()?),
+    ])
 }
 
 /// One line of metrics.jsonl: a progress report or an evaluation, each with its step (`iter`).
@@ -238,7 +272,7 @@ pub mod dir {
     use std::path::Path;
     use std::time::Duration;
 
-    use super::{RunFiles, CORPUS_FILE, RUN_FILES};
+    use super::{RunFiles, ADAPTER_FILES, CORPUS_FILE, RUN_FILES};
     use crate::hf::CODE_FILES;
     use crate::{Error, Result};
 
@@ -250,7 +284,7 @@ pub mod dir {
 
     /// Whether `name` is one of a run's files: [`RUN_FILES`] or a code file.
     fn is_run_file(name: &str) -> bool {
-        RUN_FILES.contains(&name) || CODE_FILES.iter().any(|(n, _)| *n == name)
+        RUN_FILES.contains(&name) || CODE_FILES.iter().any(|(n, _)| *n == name) || ADAPTER_FILES.contains(&name)
     }
 
     fn tmp(name: &str) -> String {
@@ -321,7 +355,7 @@ pub mod dir {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let code = CODE_FILES.iter().map(|(n, _)| *n);
-                for name in RUN_FILES.into_iter().chain(code).map(tmp).chain([tmp(COMMIT)]) {
+                for name in RUN_FILES.into_iter().chain(code).chain(ADAPTER_FILES).map(tmp).chain([tmp(COMMIT)]) {
                     let _ = std::fs::remove_file(dir.join(name));
                 }
             }

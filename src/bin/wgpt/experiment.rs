@@ -71,7 +71,7 @@ pub fn run(a: &TrainArgs, name: &str, opts: &Options) -> Result<ExitCode> {
         let mut driver = launch(kernels.clone(), new, &text)?;
         driver.run.set_submit_budget(opts.submit_budget_ms);
         let dir = out.join(label);
-        train_loop(driver, &dir, Some(text.clone()), opts)?;
+        train_loop(driver, &dir, None, Some(text.clone()), opts)?;
         dirs.push((label, dir));
     }
     let mut curves = vec![];

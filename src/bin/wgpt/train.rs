@@ -16,7 +16,7 @@ use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
 use wgpt::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use wgpt::run::driver::diverged_message;
-use wgpt::run::format::{checkpoint_files, code_files, dir, RunFiles, CORPUS_FILE};
+use wgpt::run::format::{adapter_files, checkpoint_files, code_files, dir, RunFiles, CORPUS_FILE};
 use wgpt::run::{archive, DataSource, Driver, Eval, RunEvent, Status};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::Optimizer;
@@ -237,18 +237,28 @@ pub fn train(a: TrainArgs, opts: &Options) -> Result<ExitCode> {
         run.data.train.len(),
         run.data.val.len()
     );
-    train_loop(driver, &out, corpus, opts)
+    train_loop(driver, &out, a.init.as_deref(), corpus, opts)
 }
 
 /// Drives the run to its end, drawing its events and writing its checkpoints into `out` (with
 /// `corpus` in the first one); destroys the device after the step `opts` says, if any, to
-/// exercise the recovery.
+/// exercise the recovery. A LoRA run's adapter_config.json names `base` (the --init directory
+/// as given); resumed, the name it had, or else the run's own directory (whose
+/// model.safetensors holds the base's weights, frozen).
 pub(super) fn train_loop(
     mut driver: Driver,
     out: &Path,
+    base: Option<&Path>,
     mut corpus: Option<String>,
     opts: &Options,
 ) -> Result<ExitCode> {
+    let base = match base {
+        Some(dir) => dir.display().to_string(),
+        None => hf::peft::dir::read_config(out)
+            .ok()
+            .and_then(|c| c.base_model_name_or_path)
+            .unwrap_or_else(|| out.display().to_string()),
+    };
     let cfg = driver.run.cfg.clone();
     let tokens_per_step = cfg.train.batch_size as f64 * cfg.train.seq_len as f64 * cfg.train.grad_accum as f64;
     let bar = ProgressBar::new(cfg.max_iters as u64).with_position(driver.run.step());
@@ -257,12 +267,13 @@ pub(super) fn train_loop(
             .expect("a valid progress template"),
     );
     let (started, first_step) = (Instant::now(), driver.run.step());
-    let (mut lose_device_at, pause) = (opts.lose_device_at, opts.commit_pause);
+    let mut lose_device_at = opts.lose_device_at;
+    let dest = Dest { dir: out, pause: opts.commit_pause, base };
     let mut diverged = None;
     let adapter = driver.run.gpu().info.name.clone();
     let throughput = |tokens_per_sec| Throughput::new(&cfg.model, cfg.train.seq_len, tokens_per_sec, &adapter);
     loop {
-        let mut sink = |ev: RunEvent<'_>| show(&bar, out, pause, &mut corpus, &mut diverged, &throughput, ev);
+        let mut sink = |ev: RunEvent<'_>| show(&bar, &dest, &mut corpus, &mut diverged, &throughput, ev);
         let status = match pollster::block_on(driver.advance(&mut sink)) {
             Ok(status) => status,
             Err(e) => {
@@ -301,12 +312,19 @@ pub(super) fn train_loop(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Draws one event of the run, and writes its checkpoints into `out` (each commit pausing as
-/// long as the test hook says).
+/// Where a run's checkpoints go: the directory, the test hook's pause in each commit, and the
+/// base a LoRA run's adapter_config.json names.
+struct Dest<'a> {
+    dir: &'a Path,
+    pause: Duration,
+    base: String,
+}
+
+/// Draws one event of the run, and writes its checkpoints into `dest` (with a LoRA run's
+/// adapter in peft's files beside them).
 fn show(
     bar: &ProgressBar,
-    out: &Path,
-    pause: Duration,
+    dest: &Dest,
     corpus: &mut Option<String>,
     diverged: &mut Option<Error>,
     throughput: &dyn Fn(f64) -> Throughput,
@@ -338,8 +356,10 @@ fn show(
                 files.push((CORPUS_FILE, text.as_bytes()));
             }
             files.extend(code_files(checkpoint));
-            dir::commit(out, &files, pause)?;
-            chart::draw(metrics, &out.join("loss.png"));
+            let adapter = adapter_files(checkpoint, &dest.base)?;
+            files.extend(adapter.iter().map(|(name, bytes)| (*name, bytes.as_slice())));
+            dir::commit(dest.dir, &files, dest.pause)?;
+            chart::draw(metrics, &dest.dir.join("loss.png"));
         }
         RunEvent::Recovered { lost_at, step, reason } => say(
             bar,
@@ -353,7 +373,7 @@ fn show(
                 Some(s) => format!(
                     "the checkpoint from step {s} in {dir} is intact; continue it with a lower learning rate: \
                      `wgpt train --resume {dir} --lr <lower>` (e.g. a tenth of it)",
-                    dir = out.display()
+                    dir = dest.dir.display()
                 ),
                 None => "no checkpoint was saved yet; restart with a lower --lr".into(),
             };
