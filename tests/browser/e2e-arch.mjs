@@ -268,10 +268,13 @@ try {
       if (!/not yet supported/.test(ev.message) || !/swiglu/.test(ev.message)) fail(`${dir} failed to load: ${ev.message}`);
       continue;
     }
-    const plan = await waitEvent("plan", {}, 60_000);
+    // the imported model's own class (the plan describes the form's model, not the held one)
+    const params = await waitEvent("params", {}, 60_000);
     const out = await greedy("the ", 8);
-    log(`${dir}: imported as ${plan.export_class}; greedy ${JSON.stringify(out)}`);
-    if (plan.export_class !== cls) fail(`${dir} exports as ${plan.export_class}`);
+    const shownClass = await text("export-class");
+    log(`${dir}: imported as ${params.export_class} (shown: ${shownClass}); greedy ${JSON.stringify(out)}`);
+    if (params.export_class !== cls) fail(`${dir} exports as ${params.export_class}`);
+    if (shownClass !== cls) fail(`${dir}: the page says it exports as ${shownClass}`);
     if (!(await page.$(`[data-testid="param-table"] tr[data-name="model.layers.0.self_attn.k_proj.weight"]`))) fail(`${dir}'s table lacks Llama names`);
   }
 

@@ -234,7 +234,9 @@ function render() {
   const k = s.kernels;
   if (k) text("m-kernels", k.timed ? `tuned in ${Math.round(k.ms)} ms` : k.source.replace(/ \(.*/, ""));
   text("plan-note", s.planNote);
-  showExportClass(p);
+  // an imported model exports as its own class, whatever the form would build
+  const held = s.training === "loaded" && s.model?.export_class;
+  showExportClass(held ? { export_class: held, model_type: held === "WgptForCausalLM" ? "wgpt" : null } : p);
   text("step", String(s.step));
   text("max-step", s.maxIters === null ? "—" : String(s.maxIters));
   const g = s.progress;
