@@ -206,9 +206,9 @@ mod tests {
         let wide = at(12, 16384, 1_000_000);
         refused(wide, WASM32_MAX_PARAMS, "too large a model");
         wide.validate().unwrap();
-        // 2^24 layers of n_embd 2^24: about 2^76 parameters, past u64 in bytes; the
-        // count saturates and is refused on both targets
-        let huge = at(1 << 24, 1 << 24, 1 << 24);
+        // 2^24 layers of n_embd 2^24 (a vocabulary of 2^23, within the kernels' bound): about 2^76
+        // parameters, past u64 in bytes; the count saturates and is refused on both targets
+        let huge = at(1 << 24, 1 << 24, 1 << 23);
         refused(huge, MAX_PARAMS, "too large a model");
         refused(huge, WASM32_MAX_PARAMS, "too large a model");
         // a head_dim of 2^16 over 2^24 heads: widths past 2^26
