@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::Rng;
+use common::{runs, Rng};
 use wgpt::cpu::{self, LoraDims};
 use wgpt::kernels::{Kernels, Program};
 use wgpt::model::lora::{lora_backward, lora_forward, LoraBwd, LoraFwd, Target, Targets};
@@ -462,19 +462,6 @@ fn settings_keys() {
     assert!(bad.unwrap_err().to_string().contains("q_proj"));
 }
 
-/// The adapters of a run directory's training state, by name.
-fn saved_adapters(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
-    let bytes = std::fs::read(dir.join(wgpt::checkpoint::STATE_FILE)).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names: Vec<String> = st.names().into_iter().filter(|n| n.starts_with("lora.")).map(String::from).collect();
-    names.sort();
-    let read = |n: &str| {
-        let data = st.tensor(n).unwrap().data().to_vec();
-        data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<f32>>()
-    };
-    names.into_iter().map(|n| (n.clone(), read(&n))).collect()
-}
-
 /// `wgpt train --init DIR --lora 4` fine-tunes a model the CLI trained: its checkpoints keep the
 /// base weights as they were and the adapters in the training state; a run that loses its device
 /// at step 9 recovers from the checkpoint of step 6 and ends with exactly the adapters of a run
@@ -519,7 +506,7 @@ fn cli_fine_tunes_with_lora_and_recovers_from_device_loss() {
     for dir in [&lost, &clean] {
         assert_eq!(wgpt::hf::dir::load(dir).unwrap().0.tensors, base_w.tensors, "the base stays as it was");
     }
-    let (a, b) = (saved_adapters(&lost), saved_adapters(&clean));
+    let (a, b) = (runs::saved_adapters(&lost), runs::saved_adapters(&clean));
     assert_eq!(a.len(), 4, "A and B of c_attn and c_fc: {:?}", a.iter().map(|x| &x.0).collect::<Vec<_>>());
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         assert_bits(&format!("recovered {name}"), x, y);

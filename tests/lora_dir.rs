@@ -6,24 +6,11 @@
 
 mod common;
 
-use std::path::Path;
+use common::runs;
 
 use wgpt::hf::peft;
 use wgpt::model::{Gpt2, LoraTensors, Weights};
 use wgpt::run::format::dir;
-
-/// The adapters of a run directory's training state, by name.
-fn saved_adapters(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let bytes = std::fs::read(dir.join(wgpt::checkpoint::STATE_FILE)).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names: Vec<String> = st.names().into_iter().filter(|n| n.starts_with("lora.")).map(String::from).collect();
-    names.sort();
-    let read = |n: &str| {
-        let data = st.tensor(n).unwrap().data().to_vec();
-        data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<f32>>()
-    };
-    names.into_iter().map(|n| (n.clone(), read(&n))).collect()
-}
 
 /// Logits of `weights` (with `lora`'s adapters where given) on `ids`.
 fn logits(
@@ -74,7 +61,7 @@ fn a_lora_run_directory_is_a_peft_adapter() {
     assert!(text.contains("\"lora_dropout\": 0.05"), "0.05 stays 0.05: {text}");
     let (weights, _) = wgpt::hf::dir::load(&run).unwrap();
     let adapter = peft::dir::read(&run, &weights.config).unwrap();
-    let saved = saved_adapters(&run);
+    let saved = runs::saved_adapters(&run);
     assert_eq!(saved.len(), 8, "A and B of c_attn and mlp.c_proj in 2 layers");
     assert_eq!(adapter.layers.len(), 4);
     for l in &adapter.layers {
@@ -108,7 +95,7 @@ fn a_lora_run_directory_is_a_peft_adapter() {
     let config = peft::dir::read_config(&run).unwrap();
     assert_eq!(config.base_model_name_or_path.as_deref(), Some(base.to_str().unwrap()));
     let adapter = peft::dir::read(&run, &weights.config).unwrap();
-    let (saved, before) = (saved_adapters(&run), saved);
+    let (saved, before) = (runs::saved_adapters(&run), saved);
     assert_ne!(saved, before, "the resumed steps trained the adapters");
     for l in &adapter.layers {
         let stem = format!("lora.{}", l.site.internal.trim_end_matches(".weight"));

@@ -70,3 +70,16 @@ pub fn pangram_run(k: &Arc<Kernels>, cfg: RunConfig, weights: &Weights) -> Run {
     assert_eq!(tok.vocab_size(), cfg.model.vocab_size);
     Run::new(k.clone(), cfg, weights, tok, &text).unwrap()
 }
+
+/// The adapters of a run directory's training state, by name.
+pub fn saved_adapters(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(dir.join(wgpt::checkpoint::STATE_FILE)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().filter(|n| n.starts_with("lora.")).map(String::from).collect();
+    names.sort();
+    let read = |n: &str| {
+        let data = st.tensor(n).unwrap().data().to_vec();
+        data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<f32>>()
+    };
+    names.into_iter().map(|n| (n.clone(), read(&n))).collect()
+}
