@@ -4,7 +4,8 @@
 // from a prompt, loses the GPU device mid-run (training goes on from the last auto-checkpoint),
 // exports the model as Hugging Face files and imports them back (the same text for the same prompt
 // and seed), loads a non-UTF-8 file and checks the error while the page keeps working, reloads the
-// page and resumes the saved run at its step (paused until Resume: nothing trains unasked), and
+// page and resumes the saved run at its step (paused until Resume: nothing trains unasked) with
+// every tensor's bytes as the page held them when it saved (Export before and after), and
 // fills the storage quota (the failed checkpoint is reported, the previous one kept).
 // Moves runs between the page and the CLI (`--wgpt`, the native binary): the page's Export run
 // goes on in `wgpt train --resume run.zip` (step, lr and loss go on, the metrics keep the page's
@@ -43,6 +44,34 @@ const metricsOf = (dir) =>
     .split("\n")
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l));
+
+// a safetensors file's tensors: {name: {dtype, shape, bytes}}
+const tensorsOf = (st) => {
+  const headerLen = Number(st.readBigUInt64LE(0));
+  const header = JSON.parse(st.subarray(8, 8 + headerLen).toString("utf8"));
+  const data = st.subarray(8 + headerLen);
+  return Object.fromEntries(
+    Object.entries(header)
+      .filter(([k]) => k !== "__metadata__")
+      .map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape.join("x"), bytes: data.subarray(...t.data_offsets) }]),
+  );
+};
+
+// every tensor of `got` has `want`'s dtype, shape and bytes; fails naming the first tensor and
+// element that differ
+const sameTensors = (what, want, got) => {
+  const names = [...new Set([...Object.keys(want), ...Object.keys(got)])].sort();
+  for (const name of names) {
+    const [w, g] = [want[name], got[name]];
+    if (!w || !g) fail(`${what}: ${name} is ${w ? "missing after" : "new after"} the reload`);
+    if (w.dtype !== g.dtype || w.shape !== g.shape) fail(`${what}: ${name} was ${w.dtype} ${w.shape}, is ${g.dtype} ${g.shape}`);
+    if (w.bytes.equals(g.bytes)) continue;
+    let i = 0;
+    while (w.bytes.readUInt32LE(4 * i) === g.bytes.readUInt32LE(4 * i)) i++;
+    fail(`${what}: ${name}[${i}] of ${w.bytes.length / 4} differs: saved ${w.bytes.readFloatLE(4 * i)}, reloaded ${g.bytes.readFloatLE(4 * i)}`);
+  }
+  return names.length;
+};
 
 try {
   const t0 = Date.now();
@@ -376,9 +405,21 @@ try {
     await page.click("#paste-use");
   }, ["at least 330"]);
 
+  // the model the page holds, through Export: model.safetensors' tensors
+  const exportedWeights = async () => {
+    downloads.length = 0;
+    await byId("export").click();
+    const until = Date.now() + 60_000;
+    while (downloads.length < 3 && Date.now() < until) await page.waitForTimeout(200);
+    const model = downloads.find((d) => d.suggestedFilename() === "model.safetensors");
+    if (!model) fail(`Export gave ${downloads.map((d) => d.suggestedFilename())}, no model.safetensors`);
+    return tensorsOf(fs.readFileSync(await model.path()));
+  };
+
   // reload: the saved runs are listed, and the newest (the fine-tune, saved on Stop) comes back
-  // paused at its step and goes on at Resume
+  // paused at its step, with the weights it was saved with bit for bit, and goes on at Resume
   const stoppedAt = Number(await text("step"));
+  const savedWeights = await exportedWeights();
   await page.reload();
   await page.waitForFunction(() => document.querySelector('[data-testid="status"]').textContent.startsWith("Ready on"), null, { timeout: 120_000 });
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="saved-runs"] li[data-run]').length >= 2, null, { timeout: 60_000 });
@@ -400,6 +441,11 @@ try {
   await byId("resume").click();
   const restored = await waitEvent("restored", {}, 120_000);
   if (restored.step !== stoppedAt) fail(`resumed at step ${restored.step}, saved at ${stoppedAt}`);
+  await page.waitForFunction(() => /^(Resume|Train on)/.test(document.querySelector('[data-testid="train-pause"]').textContent), null, { timeout: 120_000 });
+  const reloadedWeights = await exportedWeights();
+  const same = sameTensors("the run reloaded from the browser's storage", savedWeights, reloadedWeights);
+  const bytes = Object.values(savedWeights).reduce((n, t) => n + t.bytes.length, 0);
+  console.log(`reloaded from storage: the saved run's ${same} tensors (${bytes} bytes) equal the weights the page held at Stop, bit for bit`);
   await resumeHeld(page);
   await page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n, stoppedAt + 2, { timeout: 120_000 });
   console.log(`resumed ${restored.name} at step ${restored.step}; now at step ${await text("step")}, loss ${await text("train-loss")}`);
