@@ -1,7 +1,8 @@
 //! The fused rope + qk-norm kernel (shaders/rope.wgsl) against the CPU reference at ragged
 //! shapes: head sizes 4, 12, 64 and 128, rope only, norm only and both, positions from 0 and
 //! from pos0 > 0; the backward's input gradient and the norm weights' gradients accumulate
-//! (+=) onto what was there. Also the host cos/sin table against the formula in f64.
+//! (+=) onto what was there. Also the host cos/sin table against the formula in f64. Runs
+//! natively and, compiled to wasm32, in headless Chromium (wasm-bindgen-test).
 
 mod common;
 
@@ -27,7 +28,8 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
 
 /// The table's cos and sin against f64's at the same f32 frequencies' exact formula: within
 /// the f32 angle's rounding (|angle| · 2⁻²³ plus the value's).
-#[test]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 fn the_host_table_follows_the_formula() {
     for (theta, hd, n) in [(10000.0f32, 12usize, 40usize), (1e6, 128, 2048), (500.0, 4, 9)] {
         let table = rope_table(theta, hd, n);
@@ -48,8 +50,8 @@ fn the_host_table_follows_the_formula() {
 }
 
 /// One shape, one mode: forward and backward on the GPU against the CPU.
-fn check(
-    k: &Arc<Kernels>,
+async fn check(
+    k: &Kernels,
     (b, t, nh, kv, hd, pos0): (usize, usize, usize, usize, usize, usize),
     rope: bool,
     norm: bool,
@@ -90,7 +92,7 @@ fn check(
     let bwd = RopeBwd { dqkv_raw, dnorm, dqkv, qkv_raw, rstd: rstd_r, norm: qnorm, table, pos: &pos };
     k.rope.backward(&mut prog, d, bwd);
     g.run(|pass| prog.encode(pass));
-    let got = pollster::block_on(g.read_many(&[&qkv, &rstd, &dinp, &dq, &dk])).unwrap();
+    let got = g.read_many(&[&qkv, &rstd, &dinp, &dq, &dk]).await.unwrap();
     assert_close(&format!("{name}: qkv"), &got[0], &want, 1e-5, 1e-4);
     if norm {
         assert_close(&format!("{name}: rstd"), &got[1], &want_rstd, 1e-5, 1e-4);
@@ -100,12 +102,11 @@ fn check(
     assert_close(&format!("{name}: dqkv_raw"), &got[2], &want_d, 1e-5, 1e-4);
 }
 
-#[test]
-fn rope_and_qk_norm_match_the_cpu() {
-    let Some(k) = common::shared_kernels() else { return };
+async fn rope_and_qk_norm(k: Arc<Kernels>) {
     for shape in SHAPES {
         for (rope, norm) in [(true, false), (false, true), (true, true)] {
-            check(&k, shape, rope, norm);
+            check(&k, shape, rope, norm).await;
         }
     }
 }
+gpu_test!(rope_and_qk_norm_match_the_cpu, rope_and_qk_norm);
