@@ -25,8 +25,9 @@ pub struct LoraTensors {
     pub config: LoraConfig,
     /// (L) x target: each block's adapters.
     pub layers: Vec<Adapters>,
-    /// Per target, its columns of its product's output: (first, count).
-    pub cols: [(usize, usize); TARGETS],
+    /// Per target in [`Target::EVERY`] order, its columns of its product's output: (first,
+    /// count).
+    pub cols: Vec<(usize, usize)>,
 }
 
 impl LoraTensors {
@@ -80,7 +81,7 @@ impl LoraTensors {
                 })
             })
             .collect();
-        LoraTensors { config: lc, layers, cols: Target::EVERY.map(|t| t.cols(cfg)) }
+        LoraTensors { config: lc, layers, cols: Target::EVERY.map(|t| t.cols(cfg)).to_vec() }
     }
 
     /// Every tensor in [`LoraConfig::specs`] order.
@@ -309,7 +310,7 @@ pub struct LoraBlock<'a> {
     pub l: usize,
     pub scale: f32,
     /// Each target's columns of its product ([`LoraTensors::cols`]).
-    pub cols: &'a [(usize, usize); TARGETS],
+    pub cols: &'a [(usize, usize)],
 }
 
 /// The dropout site of layer `l`'s adapter on `t`: after the model's own (kernels::Site, 1 + 3L),
