@@ -8,7 +8,7 @@ use crate::kernels::{
     AttentionKind, AttnBwd, CrossEntropyBwd, EncoderBuckets, LayerNormBwd, LinearBwd, LmHeadBwd, NormKind, Program,
     RopeBwd, Site,
 };
-use crate::model::lora::{Grads, LoraBlock, Target};
+use crate::model::lora::{Grads, Linear, LoraBlock};
 use crate::model::{layer, ActivationTensors, Allocated, Gpt2, Gpt2Config, LoraTensors, ParameterTensors, TensorSpec};
 use crate::weights16::MatmulWeights;
 
@@ -234,12 +234,12 @@ impl Gpt2 {
         let (dinp, dout, inp) = (&d.dfch_act[l], &d.dfcproj[l], &a.fch_act[l]);
         let dw = dp.map(|g| (&g.mlp_proj_w[l], layer(&g.mlp_proj_b, l)));
         self.linear_backward(prog, dw, [dinp, dout, inp, &w.mlp_proj_w[l]]);
-        LoraBlock::backward(lora, k, prog, Target::MlpProj, [dinp, dout, inp]);
+        LoraBlock::backward(lora, k, prog, Linear::MlpProj, [dinp, dout, inp]);
         k.activation(self.config.act()).backward(prog, &d.dfch[l], &a.fch[l], &d.dfch_act[l]);
         let (dinp, dout, inp) = (&d.dln2[l], &d.dfch[l], &a.ln2[l]);
         let dw = dp.map(|g| (&g.c_fc_w[l], layer(&g.c_fc_b, l)));
         self.linear_backward(prog, dw, [dinp, dout, inp, &w.c_fc_w[l]]);
-        LoraBlock::backward(lora, k, prog, Target::CFc, [dinp, dout, inp]);
+        LoraBlock::backward(lora, k, prog, Linear::CFc, [dinp, dout, inp]);
         let dw = dp.map(|g| (&g.ln_2_w[l], layer(&g.ln_2_b, l)));
         let io = [&d.dresidual2[l], &d.dln2[l], &a.residual2[l], &p.ln_2_w[l], &a.ln2_mean[l], &a.ln2_rstd[l]];
         self.norm_backward(prog, kind, dw, io);
@@ -249,7 +249,7 @@ impl Gpt2 {
         let (dinp, dout, inp) = (&d.datty[l], &d.dattproj[l], &a.atty[l]);
         let dw = dp.map(|g| (&g.c_proj_w[l], layer(&g.c_proj_b, l)));
         self.linear_backward(prog, dw, [dinp, dout, inp, &w.c_proj_w[l]]);
-        LoraBlock::backward(lora, k, prog, Target::AttnProj, [dinp, dout, inp]);
+        LoraBlock::backward(lora, k, prog, Linear::AttnProj, [dinp, dout, inp]);
         let attn_drop = dropout.map(|r| (r.p, r.seed, Site::AttnProbs(l).id(r.n_layer)));
         let (dqkv, scratch, dout, qkv, out, saved) =
             (&d.dqkv[l], &d.dpreatt, &d.datty[l], &a.qkv[l], &a.atty[l], &a.att[l]);
@@ -258,7 +258,7 @@ impl Gpt2 {
         let (dinp, inp) = (&d.dln1[l], &a.ln1[l]);
         let dw = dp.map(|g| (&g.c_attn_w[l], layer(&g.c_attn_b, l)));
         self.linear_backward(prog, dw, [dinp, dout, inp, &w.c_attn_w[l]]);
-        LoraBlock::backward(lora, k, prog, Target::CAttn, [dinp, dout, inp]);
+        LoraBlock::backward(lora, k, prog, Linear::CAttn, [dinp, dout, inp]);
         let dw = dp.map(|g| (&g.ln_1_w[l], layer(&g.ln_1_b, l)));
         let io = [dresidual, &d.dln1[l], residual, &p.ln_1_w[l], &a.ln1_mean[l], &a.ln1_rstd[l]];
         self.norm_backward(prog, kind, dw, io);

@@ -1,6 +1,8 @@
 //! LoRA on the CPU, the reference for the GPU's adapters (peft's LoRA on a Conv1D product):
 //! y = x·W + b + scale·x·Aᵀ·Bᵀ with A (r, in), B (out, r) and scale = alpha/r; its backward, and
-//! the merge W += scale·Aᵀ·Bᵀ that gives the same product with no adapter.
+//! the merge W += scale·Aᵀ·Bᵀ that gives the same product with no adapter. An adapter on a
+//! column range of a fused product (Llama's q/k/v_proj of q|k|v, gate/up_proj of gate|up) reads
+//! and writes its columns c0 .. c0 + out of rows `width` wide ([`LoraCols`]).
 
 /// The sizes of one adapter: N rows of x, its product's in and out, the rank r and alpha/r.
 #[derive(Clone, Copy, Debug)]
@@ -21,7 +23,26 @@ pub struct LoraFwd<'a> {
     pub b: &'a [f32],
 }
 
+/// Where an adapter's outputs sit in its product's: columns c0 .. c0 + out of rows `width` wide.
+#[derive(Clone, Copy, Debug)]
+pub struct LoraCols {
+    pub c0: usize,
+    pub width: usize,
+}
+
+impl LoraCols {
+    /// The whole product.
+    pub fn whole(d: LoraDims) -> LoraCols {
+        LoraCols { c0: 0, width: d.out }
+    }
+}
+
 pub fn lora_forward(io: LoraFwd, d: LoraDims) {
+    lora_forward_cols(io, d, LoraCols::whole(d));
+}
+
+/// [`lora_forward`] onto columns `c` of an out (N, width).
+pub fn lora_forward_cols(io: LoraFwd, d: LoraDims, c: LoraCols) {
     let LoraFwd { out, hs, x, a, b } = io;
     for i in 0..d.n {
         for j in 0..d.r {
@@ -29,7 +50,7 @@ pub fn lora_forward(io: LoraFwd, d: LoraDims) {
             hs[i * d.r + j] = d.scale * dot;
         }
         for o in 0..d.out {
-            out[i * d.out + o] += (0..d.r).map(|j| hs[i * d.r + j] * b[o * d.r + j]).sum::<f32>();
+            out[i * c.width + c.c0 + o] += (0..d.r).map(|j| hs[i * d.r + j] * b[o * d.r + j]).sum::<f32>();
         }
     }
 }
@@ -48,18 +69,24 @@ pub struct LoraBwd<'a> {
 }
 
 pub fn lora_backward(io: LoraBwd, d: LoraDims) {
+    lora_backward_cols(io, d, LoraCols::whole(d));
+}
+
+/// [`lora_backward`] from columns `c` of a dout (N, width).
+pub fn lora_backward_cols(io: LoraBwd, d: LoraDims, c: LoraCols) {
     let LoraBwd { dx, da, db, dout, x, a, b, hs } = io;
+    let dout = |i: usize, o: usize| dout[i * c.width + c.c0 + o];
     // dh (N, r) = scale · dout · B
     let mut dh = vec![0.0f32; d.n * d.r];
     for i in 0..d.n {
         for j in 0..d.r {
-            let dot: f32 = (0..d.out).map(|o| dout[i * d.out + o] * b[o * d.r + j]).sum();
+            let dot: f32 = (0..d.out).map(|o| dout(i, o) * b[o * d.r + j]).sum();
             dh[i * d.r + j] = d.scale * dot;
         }
     }
     for o in 0..d.out {
         for j in 0..d.r {
-            db[o * d.r + j] += (0..d.n).map(|i| dout[i * d.out + o] * hs[i * d.r + j]).sum::<f32>();
+            db[o * d.r + j] += (0..d.n).map(|i| dout(i, o) * hs[i * d.r + j]).sum::<f32>();
         }
     }
     for j in 0..d.r {
@@ -76,9 +103,14 @@ pub fn lora_backward(io: LoraBwd, d: LoraDims) {
 
 /// W (in, out) += scale · Aᵀ · Bᵀ: the Conv1D weight whose product equals the adapted one.
 pub fn lora_merge(w: &mut [f32], a: &[f32], b: &[f32], d: LoraDims) {
+    lora_merge_cols(w, a, b, d, LoraCols::whole(d));
+}
+
+/// [`lora_merge`] into columns `c` of a W (in, width).
+pub fn lora_merge_cols(w: &mut [f32], a: &[f32], b: &[f32], d: LoraDims, c: LoraCols) {
     for k in 0..d.inp {
         for o in 0..d.out {
-            w[k * d.out + o] += d.scale * (0..d.r).map(|j| a[j * d.inp + k] * b[o * d.r + j]).sum::<f32>();
+            w[k * c.width + c.c0 + o] += d.scale * (0..d.r).map(|j| a[j * d.inp + k] * b[o * d.r + j]).sum::<f32>();
         }
     }
 }

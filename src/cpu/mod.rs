@@ -11,7 +11,10 @@ mod rope;
 
 pub use backward::*;
 pub use forward::*;
-pub use lora::{lora_backward, lora_forward, lora_merge, LoraBwd, LoraDims, LoraFwd};
+pub use lora::{
+    lora_backward, lora_backward_cols, lora_forward, lora_forward_cols, lora_merge, lora_merge_cols, LoraBwd, LoraCols,
+    LoraDims, LoraFwd,
+};
 pub use muon::*;
 pub use optim::*;
 pub use rope::{rope_backward, rope_forward, RopeBwd, RopeFwd, RopeShape};

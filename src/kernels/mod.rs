@@ -35,7 +35,7 @@ pub use elementwise::{Act, Activation, Residual, Softcap};
 pub use encoder::{Encoder, EncoderBuckets};
 pub use layernorm::{LayerNorm, LayerNormBwd, LayerNormFwd, NormKind};
 pub use lens::RowTop1;
-pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand};
+pub use matmul::{LinearBwd, LmHeadBwd, Matmul, MatmulVariant, Operand, Window};
 pub use muon::{Muon, MuonStep, MuonUpdate, NsConsts, NsScratch};
 pub use optim::{Sgd, SgdConsts, SgdUpdate};
 pub use rope::{rope_table, QkNorm, Rope, RopeBwd, RopeDims, RopeFwd};

@@ -8,7 +8,7 @@ use crate::kernels::dropout::DropoutRate;
 use crate::kernels::{AttentionImpl, AttnFwd, DecodeAttn, DecodeDims, LayerNormFwd, Program, RopeFwd, Site};
 use crate::weights16::MatmulWeights;
 
-use super::lora::{LoraBlock, Target};
+use super::lora::{Linear, LoraBlock};
 use super::{layer, ActivationTensors, Gpt2};
 
 /// The tensors one block reads and writes, each (B,T,·) (the decoder's (T,·)); the decoder
@@ -113,7 +113,7 @@ impl Gpt2 {
         // with rope or qk-norm: qkv = rope(qk_norm(qkv_raw)) (B,T,(NH+2KV)hs)
         let qkv = x.rope.map_or(x.qkv, |r| r.qkv_raw);
         k.matmul.forward(prog, qkv, x.ln1, &w.c_attn_w[l], layer(&p.c_attn_b, l));
-        LoraBlock::forward(lora, k, prog, Target::CAttn, x.ln1, qkv);
+        LoraBlock::forward(lora, k, prog, Linear::CAttn, x.ln1, qkv);
         if let Some(r) = x.rope {
             let d = self.config.rope_dims(r.t).expect("rope activations only where the model rotates");
             let (qkv, rstd, qkv_raw, table, pos) = (x.qkv, r.rstd, r.qkv_raw, r.table, r.pos);
@@ -130,7 +130,7 @@ impl Gpt2 {
             }
         }
         k.matmul.forward(prog, x.attproj, x.atty, &w.c_proj_w[l], layer(&p.c_proj_b, l));
-        LoraBlock::forward(lora, k, prog, Target::AttnProj, x.atty, x.attproj);
+        LoraBlock::forward(lora, k, prog, Linear::AttnProj, x.atty, x.attproj);
         k.dropout.at(prog, x.attproj, dropout, Site::AttnResidual(l));
         k.residual.forward(prog, x.residual2, x.inp, x.attproj);
         // x = x + mlp(ln_2(x))
@@ -138,10 +138,10 @@ impl Gpt2 {
         k.layernorm.forward(prog, LayerNormFwd { out, mean, rstd, inp: x.residual2, weight, bias, kind, eps });
         // fch = ln2 · c_fc (B,T,I), for swiglu gate | up in one product (B,T,2I); fch_act (B,T,I)
         k.matmul.forward(prog, x.fch, x.ln2, &w.c_fc_w[l], layer(&p.c_fc_b, l));
-        LoraBlock::forward(lora, k, prog, Target::CFc, x.ln2, x.fch);
+        LoraBlock::forward(lora, k, prog, Linear::CFc, x.ln2, x.fch);
         k.activation(self.config.act()).forward(prog, x.fch_act, x.fch);
         k.matmul.forward(prog, x.fcproj, x.fch_act, &w.mlp_proj_w[l], layer(&p.mlp_proj_b, l));
-        LoraBlock::forward(lora, k, prog, Target::MlpProj, x.fch_act, x.fcproj);
+        LoraBlock::forward(lora, k, prog, Linear::MlpProj, x.fch_act, x.fcproj);
         k.dropout.at(prog, x.fcproj, dropout, Site::MlpResidual(l));
         k.residual.forward(prog, x.out, x.residual2, x.fcproj);
     }

@@ -4,124 +4,22 @@
 //! B [out, r] (peft keeps nn.Linear's layout for the adapters), and the product becomes
 //! y = x·W + b + (alpha/r)·dropout(x)·Aᵀ·Bᵀ. The tensors and their recorders are in lora/.
 
+mod targets;
 mod tensors;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Gpt2Config, Mlp};
+use super::Gpt2Config;
 use crate::{Error, Result};
 
-pub use tensors::{lora_backward, lora_forward, Adapter, Grads, LoraActs, LoraBlock, LoraBwd, LoraFwd, LoraTensors};
+pub use targets::{Family, Linear, Target, Targets, TARGETS};
+pub use tensors::{
+    lora_backward, lora_backward_at, lora_forward, lora_forward_at, Adapter, Adapters, Grads, LoraActs, LoraBlock,
+    LoraBwd, LoraFwd, LoraTensors,
+};
 
 /// The largest rank a run takes (the issue's limit; peft has none).
 pub const MAX_RANK: usize = 256;
-
-/// A matrix product of a block that can carry an adapter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// attn.c_attn: ln_1's output to q|k|v.
-    CAttn,
-    /// attn.c_proj: attention's output projection.
-    AttnProj,
-    /// mlp.c_fc: ln_2's output to the MLP's hidden layer.
-    CFc,
-    /// mlp.c_proj: the MLP's output projection.
-    MlpProj,
-}
-
-impl Target {
-    /// In the block's order.
-    pub const ALL: [Target; 4] = [Target::CAttn, Target::AttnProj, Target::CFc, Target::MlpProj];
-
-    /// Its module path inside a block (HF GPT-2's).
-    pub fn module(self) -> &'static str {
-        match self {
-            Target::CAttn => "attn.c_attn",
-            Target::AttnProj => "attn.c_proj",
-            Target::CFc => "mlp.c_fc",
-            Target::MlpProj => "mlp.c_proj",
-        }
-    }
-
-    fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-
-    /// Its weight's (in, out) in `cfg` (the stored [in, out] shape).
-    pub fn dims(self, cfg: &Gpt2Config) -> (usize, usize) {
-        let name = format!("h.0.{}.weight", self.module());
-        let (_, shape) = cfg.param_specs().into_iter().find(|(n, _)| *n == name).expect("every block has its products");
-        (shape[0], shape[1])
-    }
-}
-
-/// The target names a user may give, as peft matches them (a module whose path ends in the
-/// name): `c_proj` is both attention's and the MLP's.
-const NAMES: [(&str, &[Target]); 7] = [
-    ("c_attn", &[Target::CAttn]),
-    ("c_proj", &[Target::AttnProj, Target::MlpProj]),
-    ("c_fc", &[Target::CFc]),
-    ("attn.c_attn", &[Target::CAttn]),
-    ("attn.c_proj", &[Target::AttnProj]),
-    ("mlp.c_fc", &[Target::CFc]),
-    ("mlp.c_proj", &[Target::MlpProj]),
-];
-
-/// Which of a block's products carry adapters (a set of [`Target`]s), written in settings as
-/// the list of their module paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "Vec<String>", try_from = "Vec<String>")]
-pub struct Targets(u8);
-
-impl Targets {
-    /// GPT-2's default: every product (c_attn, c_proj (both) and c_fc).
-    pub const ALL: Targets = Targets(0b1111);
-
-    pub fn contains(self, t: Target) -> bool {
-        self.0 & t.bit() != 0
-    }
-
-    /// The targets in the block's order.
-    pub fn list(self) -> Vec<Target> {
-        Target::ALL.into_iter().filter(|&t| self.contains(t)).collect()
-    }
-
-    /// Comma-separated names (`c_attn,c_proj,c_fc`, or module paths such as `attn.c_proj`).
-    pub fn parse(names: &str) -> Result<Targets> {
-        Targets::from_names(names.split(',').map(str::trim).filter(|n| !n.is_empty()))
-    }
-
-    fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Targets> {
-        let mut bits = 0;
-        for name in names {
-            let Some((_, ts)) = NAMES.iter().find(|(n, _)| *n == name) else {
-                let valid: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
-                return Err(Error::Input(format!(
-                    "unknown LoRA target {name:?}: GPT-2's are {} (c_proj is both attention's and the MLP's)",
-                    valid.join(", ")
-                )));
-            };
-            bits |= ts.iter().fold(0, |b, t| b | t.bit());
-        }
-        if bits == 0 {
-            return Err(Error::Input("LoRA needs at least one target module (c_attn, c_proj, c_fc)".into()));
-        }
-        Ok(Targets(bits))
-    }
-}
-
-impl From<Targets> for Vec<String> {
-    fn from(t: Targets) -> Vec<String> {
-        t.list().into_iter().map(|t| t.module().to_string()).collect()
-    }
-}
-
-impl TryFrom<Vec<String>> for Targets {
-    type Error = Error;
-    fn try_from(names: Vec<String>) -> Result<Targets> {
-        Targets::from_names(names.iter().map(String::as_str))
-    }
-}
 
 /// A LoRA run's adapters: rank r, alpha (the update is scaled by alpha/r), the products that
 /// carry them, the dropout on their input and the seed their A matrices are drawn from.
@@ -135,9 +33,17 @@ pub struct LoraConfig {
 }
 
 impl LoraConfig {
-    /// Rank `rank` with peft's usual alpha 2r on every product, no dropout.
+    /// Rank `rank` with peft's usual alpha 2r on every product of GPT-2, no dropout.
     pub fn new(rank: usize, seed: u64) -> LoraConfig {
         LoraConfig { rank, alpha: 2.0 * rank as f32, targets: Targets::ALL, dropout: 0.0, seed }
+    }
+
+    /// [`LoraConfig::new`] on every module of `cfg`'s family (GPT-2's four products, or
+    /// Llama's and Qwen3's seven layers; GPT-2's where the model has no family, which
+    /// [`LoraConfig::validate`] then refuses).
+    pub fn for_model(cfg: &Gpt2Config, rank: usize, seed: u64) -> LoraConfig {
+        let targets = Family::of(cfg).map_or(Targets::ALL, Targets::every);
+        LoraConfig { targets, ..LoraConfig::new(rank, seed) }
     }
 
     /// alpha / r, the factor on the adapters' product (peft's `scaling`).
@@ -146,7 +52,8 @@ impl LoraConfig {
     }
 
     /// Checks the settings against `cfg`: a rank in 1..=256 and at most min(in, out) of every
-    /// target, a positive alpha, a dropout in [0, 1), and a model whose products are GPT-2's.
+    /// target, a positive alpha, a dropout in [0, 1), and targets named as `cfg`'s family names
+    /// its modules.
     pub fn validate(&self, cfg: &Gpt2Config) -> Result<()> {
         let bad = |m: String| Err(Error::Input(m));
         if !(1..=MAX_RANK).contains(&self.rank) {
@@ -158,9 +65,7 @@ impl LoraConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("LoRA dropout must be in [0, 1), got {}", self.dropout));
         }
-        if cfg.arch.mlp == Mlp::SwiGlu {
-            return bad("LoRA covers GPT-2's products (c_attn, c_proj, c_fc) so far, not a gated MLP's".into());
-        }
+        self.targets.check(cfg)?;
         for t in self.targets.list() {
             let (i, o) = t.dims(cfg);
             if self.rank > i.min(o) {
@@ -205,7 +110,10 @@ pub fn adapter_shape(cfg: &Gpt2Config, name: &str, len: usize) -> Option<Vec<usi
     let (l, rest) = rest.split_once('.')?;
     let l: usize = l.parse().ok()?;
     let (module, ab) = rest.rsplit_once('.')?;
-    let t = Target::ALL.into_iter().find(|t| t.module() == module)?;
+    let t = Target::EVERY.into_iter().find(|t| t.module() == module)?;
+    if Family::of(cfg).ok()? != t.family() {
+        return None;
+    }
     let (i, o) = t.dims(cfg);
     let side = if ab == "lora_A" {
         i
@@ -229,8 +137,10 @@ mod tests {
         let proj = Targets::parse("c_proj").unwrap();
         assert_eq!(proj.list(), vec![Target::AttnProj, Target::MlpProj]);
         assert_eq!(Targets::parse("attn.c_proj").unwrap().list(), vec![Target::AttnProj]);
-        let e = Targets::parse("q_proj").unwrap_err().to_string();
-        assert!(e.contains("q_proj") && e.contains("c_attn, c_proj, c_fc"), "{e}");
+        let e = Targets::parse("qproj").unwrap_err().to_string();
+        assert!(e.contains("qproj") && e.contains("c_attn, c_proj, c_fc") && e.contains("q_proj, k_proj"), "{e}");
+        assert_eq!(Targets::parse("q_proj,self_attn.v_proj").unwrap().list(), vec![Target::QProj, Target::VProj]);
+        assert!(Targets::parse("q_proj,c_attn").unwrap_err().to_string().contains("different"));
         assert!(Targets::parse(" , ").unwrap_err().to_string().contains("at least one"));
         let json = serde_json::to_string(&proj).unwrap();
         assert_eq!(json, r#"["attn.c_proj","mlp.c_proj"]"#);

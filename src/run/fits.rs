@@ -136,7 +136,7 @@ fn readback_bytes(model: &Gpt2Config, lora: Option<LoraConfig>) -> u64 {
 /// the offer of it (fine-tuning a pretrained model only, and its base frozen).
 fn lora_offer(run: Building, room: u64) -> Option<String> {
     let Building::Run { model, b, t, kind, f16, lora: None } = run else { return None };
-    let lc = LoraConfig::new(8.min(model.n_embd), 0);
+    let lc = LoraConfig::for_model(model, 8.min(model.n_embd), 0);
     lc.validate(model).ok()?;
     let train = TrainConfig { lora: Some(lc), ..TrainConfig::default() };
     let need = training_bytes_of(model, &train, b, t, kind, f16) + readback_bytes(model, Some(lc));

@@ -143,7 +143,11 @@ pub fn adapter_files(c: &CheckpointFiles, base: &str) -> Result<Vec<(&'static st
     let targets = lc.targets.list().into_iter().map(|t| t.module().to_string()).collect();
     let config = PeftConfig::lora(base, &cfg, lc.rank, exact(lc.alpha), targets, exact(lc.dropout));
     let adapter = Adapter::new(config, &cfg, |site| {
-        let stem = format!("lora.{}", site.internal.trim_end_matches(".weight"));
+        // lora.h.{l}.<module in the block> (attn.c_attn, self_attn.q_proj: the path's last two parts)
+        let layer = site.internal.split('.').nth(1).unwrap_or_default();
+        let mut parts = site.module.rsplit('.');
+        let (name, parent) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        let stem = format!("lora.h.{layer}.{parent}.{name}");
         (take(format!("{stem}.lora_A")), take(format!("{stem}.lora_B")))
     })?;
     Ok(vec![

@@ -234,7 +234,7 @@ impl RunSettings {
             }
             return Ok(None);
         };
-        let d = LoraConfig::new(rank, self.seed);
+        let d = LoraConfig::for_model(model, rank, self.seed);
         let lc = LoraConfig {
             alpha: s.alpha.unwrap_or(d.alpha),
             targets: s.targets.unwrap_or(d.targets),

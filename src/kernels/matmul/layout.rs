@@ -157,9 +157,9 @@ impl<'a> Operand<'a> {
 /// What one dispatch reads of an operand: a window of stored columns c0 .. c0 + n of its tensor
 /// (all of them for a whole operand), a (rows, n) matrix starting at element c0 with the
 /// tensor's row stride. lm_head's backward reads dlogits (B·T, V) one window of vocabulary
-/// columns at a time.
+/// columns at a time; LoRA's backward an adapter's columns of a fused product's gradient.
 #[derive(Clone, Copy)]
-pub(super) struct Window<'a> {
+pub struct Window<'a> {
     pub op: Operand<'a>,
     pub c0: usize,
     pub n: usize,
@@ -178,7 +178,7 @@ impl<'a> Window<'a> {
     }
 
     /// (rows, cols) as used.
-    pub fn dims(&self) -> (usize, usize) {
+    pub(super) fn dims(&self) -> (usize, usize) {
         let (rows, cols) = self.op.dims();
         if self.op.transposed {
             (self.n, cols)
@@ -189,7 +189,7 @@ impl<'a> Window<'a> {
 
     /// Whether the stored rows can be read as vec4s: the row stride and the first column are
     /// multiples of 4.
-    pub fn vec4(&self) -> bool {
+    pub(super) fn vec4(&self) -> bool {
         self.op.stored_cols().is_multiple_of(4) && self.c0.is_multiple_of(4)
     }
 }

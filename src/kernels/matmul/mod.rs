@@ -18,7 +18,7 @@ mod variants;
 
 use std::sync::{Arc, Mutex};
 
-pub use layout::{Layout, Operand, Product};
+pub use layout::{Layout, Operand, Product, Window};
 pub use record::{LinearBwd, LmHeadBwd};
 pub use variants::{MatmulVariant, Tile, PORTABLE_ROWS, TILES};
 

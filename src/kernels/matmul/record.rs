@@ -40,7 +40,7 @@ pub struct LmHeadBwd<'a> {
 
 /// One product to record: out (M, cols.1) gets a · b (+ bias) (+ out with `accumulate`) in its
 /// columns cols.0 .. cols.0 + N (the whole output when cols = (0, N); a column window only for
-/// NT products), on `variant` or, when None, the one the selection chooses for the product.
+/// NT, VMT and generic products), on `variant` or, when None, the one the selection chooses for the product.
 struct Job<'a> {
     out: &'a Tensor,
     cols: (usize, usize),
@@ -71,6 +71,16 @@ impl Matmul {
         assert_eq!(out.numel(), m * n, "matmul output has the wrong size");
         let (a, b) = (Window::whole(a), Window::whole(b));
         self.record(prog, Job { out, cols: (0, n), a, b, bias, accumulate, variant: None });
+    }
+
+    /// out[:, c0 .. c0 + N] (+)= a · b (M,N), of windows of a's and b's columns, into an out of
+    /// (M, W) rows (W ≥ c0 + N; the whole of it when c0 = 0 and N = W): LoRA's adapters on a
+    /// column range of a fused product. A window of out runs on the NT, VMT or generic kernels
+    /// (which store through `put1`); of the reads, on any.
+    pub fn gemm_window(&self, prog: &mut Program, out: &Tensor, c0: usize, a: Window, b: Window, accumulate: bool) {
+        let width = *out.shape.last().expect("matmul output has a shape");
+        let job = Job { out, cols: (c0, width), a, b, bias: None, accumulate, variant: None };
+        self.record(prog, job);
     }
 
     /// out += a · b on `variant` whatever the selection says (the tuner and the bench time each).
@@ -181,8 +191,8 @@ impl Matmul {
         let bias_t = bias.unwrap_or(&self.no_bias);
         let layout = Layout::pick(a.op.transposed, b.op.transposed, a.vec4(), b.vec4(), m, k, n);
         assert!(
-            cols == (0, n) || matches!(layout, Some(Layout::Nt | Layout::Vmt)),
-            "matmul: a column window of the output needs the NT layout with K % 4 == 0"
+            cols == (0, n) || matches!(layout, Some(Layout::Nt | Layout::Vmt) | None),
+            "matmul: a column window of the output needs the NT, VMT or generic kernel"
         );
         // f16 weights: B only, on the layouts inference's products take
         let half = b.op.t.half;

@@ -4,12 +4,12 @@
 
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::dropout::DropoutRate;
-use crate::kernels::{Kernels, Operand, Program};
+use crate::kernels::{Kernels, Operand, Program, Window};
 use crate::model::{ActivationTensors, Allocated, Gpt2, Gpt2Config, ParameterTensors, TensorSpec};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
-use super::{LoraConfig, Target};
+use super::{Family, Linear, LoraConfig, Target, TARGETS};
 
 /// One product's adapter: A (r, in) and B (out, r), nn.Linear's layout as peft's.
 pub struct Adapter {
@@ -17,11 +17,17 @@ pub struct Adapter {
     pub b: Tensor,
 }
 
+/// One block's adapters, by target in [`Target::EVERY`] order: one where the target carries one.
+pub type Adapters = [Option<Adapter>; TARGETS];
+
 /// Every adapter of a model (or their gradients), by layer and target.
 pub struct LoraTensors {
     pub config: LoraConfig,
-    /// (L) x the targets in [`Target::ALL`] order: an adapter where the target carries one.
-    pub layers: Vec<[Option<Adapter>; 4]>,
+    /// (L) x target: each block's adapters.
+    pub layers: Vec<Adapters>,
+    /// Per target in [`Target::EVERY`] order, its columns of its product's output: (first,
+    /// count).
+    pub cols: Vec<(usize, usize)>,
 }
 
 impl LoraTensors {
@@ -67,7 +73,7 @@ impl LoraTensors {
     fn from_made(cfg: &Gpt2Config, lc: LoraConfig, made: &mut impl Iterator<Item = Tensor>) -> LoraTensors {
         let layers = (0..cfg.n_layer)
             .map(|_| {
-                Target::ALL.map(|t| {
+                Target::EVERY.map(|t| {
                     lc.targets.contains(t).then(|| {
                         let a = made.next().expect("a spec per tensor");
                         Adapter { a, b: made.next().expect("a spec per tensor") }
@@ -75,7 +81,7 @@ impl LoraTensors {
                 })
             })
             .collect();
-        LoraTensors { config: lc, layers }
+        LoraTensors { config: lc, layers, cols: Target::EVERY.map(|t| t.cols(cfg)).to_vec() }
     }
 
     /// Every tensor in [`LoraConfig::specs`] order.
@@ -117,17 +123,56 @@ impl Grads {
     }
 }
 
-/// The buffer labels of the kept products, one per target; with dropout, of the masked inputs
-/// and of their gradients' scratch.
-const HS: [&str; 4] = ["lora_hs.attn.c_attn", "lora_hs.attn.c_proj", "lora_hs.mlp.c_fc", "lora_hs.mlp.c_proj"];
-const XD: [&str; 4] = ["lora_xd.attn.c_attn", "lora_xd.attn.c_proj", "lora_xd.mlp.c_fc", "lora_xd.mlp.c_proj"];
-const DXD: [&str; 4] = ["lora_dxd.attn.c_attn", "lora_dxd.attn.c_proj", "lora_dxd.mlp.c_fc", "lora_dxd.mlp.c_proj"];
+/// The buffer labels of the kept products, one per target in [`Target::EVERY`] order; with
+/// dropout, of the masked inputs and of their gradients' scratch.
+const HS: [&str; TARGETS] = [
+    "lora_hs.attn.c_attn",
+    "lora_hs.attn.c_proj",
+    "lora_hs.mlp.c_fc",
+    "lora_hs.mlp.c_proj",
+    "lora_hs.self_attn.q_proj",
+    "lora_hs.self_attn.k_proj",
+    "lora_hs.self_attn.v_proj",
+    "lora_hs.self_attn.o_proj",
+    "lora_hs.mlp.gate_proj",
+    "lora_hs.mlp.up_proj",
+    "lora_hs.mlp.down_proj",
+];
+const XD: [&str; TARGETS] = [
+    "lora_xd.attn.c_attn",
+    "lora_xd.attn.c_proj",
+    "lora_xd.mlp.c_fc",
+    "lora_xd.mlp.c_proj",
+    "lora_xd.self_attn.q_proj",
+    "lora_xd.self_attn.k_proj",
+    "lora_xd.self_attn.v_proj",
+    "lora_xd.self_attn.o_proj",
+    "lora_xd.mlp.gate_proj",
+    "lora_xd.mlp.up_proj",
+    "lora_xd.mlp.down_proj",
+];
+const DXD: [&str; TARGETS] = [
+    "lora_dxd.attn.c_attn",
+    "lora_dxd.attn.c_proj",
+    "lora_dxd.mlp.c_fc",
+    "lora_dxd.mlp.c_proj",
+    "lora_dxd.self_attn.q_proj",
+    "lora_dxd.self_attn.k_proj",
+    "lora_dxd.self_attn.v_proj",
+    "lora_dxd.self_attn.o_proj",
+    "lora_dxd.mlp.gate_proj",
+    "lora_dxd.mlp.up_proj",
+    "lora_dxd.mlp.down_proj",
+];
+
+/// One tensor per target where it has an adapter, in [`Target::EVERY`] order.
+type ByTarget = [Option<Tensor>; TARGETS];
 
 /// Per layer, one tensor per target where it has an adapter, from per-target lists of layers.
-type PerTarget = Vec<[Option<Tensor>; 4]>;
+type PerTarget = Vec<ByTarget>;
 
 fn by_layer(n_layer: usize, per_target: Vec<(usize, Vec<Tensor>)>) -> PerTarget {
-    let mut out: PerTarget = (0..n_layer).map(|_| [None, None, None, None]).collect();
+    let mut out: PerTarget = (0..n_layer).map(|_| std::array::from_fn(|_| None)).collect();
     for (ti, tensors) in per_target {
         for (l, t) in tensors.into_iter().enumerate() {
             out[l][ti] = Some(t);
@@ -143,7 +188,7 @@ pub struct LoraActs {
     /// With dropout: (L) x target: (B, T, in) the adapter's input as masked (A's gradient reads it).
     pub xd: Option<PerTarget>,
     /// With dropout: per target (B, T, in) the masked input's gradient, scratch the layers share.
-    pub dxd: Option<[Option<Tensor>; 4]>,
+    pub dxd: Option<ByTarget>,
     /// (B, T, r) the backward's dout·B, shared by every adapter in turn.
     pub dh: Tensor,
     /// (1) u32 the scale kernel binds (it keeps every element).
@@ -178,7 +223,7 @@ impl LoraActs {
         let (mut xd, mut dxd) = (None, None);
         if lc.dropout > 0.0 {
             xd = Some(by_layer(cfg.n_layer, targets.iter().map(|&ti| (ti, a.layers(XD[ti]))).collect()));
-            let mut scratch = [None, None, None, None];
+            let mut scratch: ByTarget = std::array::from_fn(|_| None);
             for &ti in &targets {
                 scratch[ti] = Some(a.one(DXD[ti]));
             }
@@ -222,17 +267,32 @@ pub struct LoraBwd<'a> {
 
 /// Records [`LoraFwd`]: three dispatches after the base product has written `out`.
 pub fn lora_forward(k: &Kernels, prog: &mut Program, f: LoraFwd) {
+    lora_forward_at(k, prog, f, 0);
+}
+
+/// [`lora_forward`] onto columns c0 .. c0 + out of a wider `out` (N, W): an adapter on q/k/v_proj
+/// or gate/up_proj adds to its range of the fused product (B's rows are its width).
+pub fn lora_forward_at(k: &Kernels, prog: &mut Program, f: LoraFwd, c0: usize) {
     let mm = &k.matmul;
     mm.gemm(prog, f.hs, Operand::n(f.x), Operand::t(f.a), None, false); // (N,r) = x · Aᵀ
     k.dropout.scale(prog, f.hs, f.seed, f.scale);
-    mm.gemm(prog, f.out, Operand::n(f.hs), Operand::t(f.b), None, true); // (N,out) += hs · Bᵀ
+    let (hs, b) = (Window::whole(Operand::n(f.hs)), Window::whole(Operand::t(f.b)));
+    mm.gemm_window(prog, f.out, c0, hs, b, true); // (N,c0..c0+out) += hs · Bᵀ
 }
 
 /// Records [`LoraBwd`].
 pub fn lora_backward(k: &Kernels, prog: &mut Program, g: LoraBwd) {
+    lora_backward_at(k, prog, g, 0);
+}
+
+/// [`lora_backward`] given the columns c0 .. c0 + out of a wider `dout` (N, W) (the adapter's
+/// range of the fused product's gradient).
+pub fn lora_backward_at(k: &Kernels, prog: &mut Program, g: LoraBwd, c0: usize) {
     let mm = &k.matmul;
-    mm.gemm(prog, g.db, Operand::t(g.dout), Operand::n(g.hs), None, true); // (out,r) += doutᵀ · hs
-    mm.gemm(prog, g.dh, Operand::n(g.dout), Operand::n(g.b), None, false); // (N,r) = dout · B
+    let n = g.b.shape[0];
+    let (dout_t, dout) = (Window::cols(Operand::t(g.dout), c0, n), Window::cols(Operand::n(g.dout), c0, n));
+    mm.gemm_window(prog, g.db, 0, dout_t, Window::whole(Operand::n(g.hs)), true); // (out,r) += doutᵀ · hs
+    mm.gemm_window(prog, g.dh, 0, dout, Window::whole(Operand::n(g.b)), false); // (N,r) = dout · B
     k.dropout.scale(prog, g.dh, g.seed, g.scale);
     mm.gemm(prog, g.da, Operand::t(g.dh), Operand::n(g.x), None, true); // (r,in) += dhᵀ · x
     mm.gemm(prog, g.dx, Operand::n(g.dh), Operand::n(g.a), None, g.accumulate_dx);
@@ -243,64 +303,80 @@ pub fn lora_backward(k: &Kernels, prog: &mut Program, g: LoraBwd) {
 /// (in the backward) the adapters' gradients, and (in training) the dropout on their input.
 #[derive(Clone, Copy)]
 pub struct LoraBlock<'a> {
-    pub adapters: &'a [Option<Adapter>; 4],
+    pub adapters: &'a Adapters,
     pub acts: &'a LoraActs,
-    pub grads: Option<&'a [Option<Adapter>; 4]>,
+    pub grads: Option<&'a Adapters>,
     pub dropout: Option<DropoutRate<'a>>,
     pub l: usize,
     pub scale: f32,
+    /// Each target's columns of its product ([`LoraTensors::cols`]).
+    pub cols: &'a [(usize, usize)],
 }
 
-/// The dropout site of layer `l`'s adapter on `t`: after the model's own (kernels::Site, 1 + 3L).
+/// The dropout site of layer `l`'s adapter on `t`: after the model's own (kernels::Site, 1 + 3L),
+/// then one per target of the model's family by layer.
 fn site(n_layer: usize, l: usize, t: Target) -> u32 {
-    (1 + 3 * n_layer + 4 * l + t as usize) as u32
+    let (per_layer, i) = match t.family() {
+        Family::Gpt2 => (Target::ALL.len(), t as usize),
+        Family::Llama => (Target::LLAMA.len(), t as usize - Target::ALL.len()),
+    };
+    (1 + 3 * n_layer + per_layer * l + i) as u32
 }
 
 impl LoraBlock<'_> {
     /// The masked input of target `t`'s adapter and its dropout, where it trains with one.
-    fn masked(&self, ti: usize) -> Option<(&Tensor, DropoutRate<'_>, u32)> {
-        let (d, xd) = (self.dropout?, self.acts.xd.as_ref()?[self.l][ti].as_ref()?);
-        Some((xd, d, site(d.n_layer, self.l, Target::ALL[ti])))
+    fn masked(&self, t: Target) -> Option<(&Tensor, DropoutRate<'_>, u32)> {
+        let (d, xd) = (self.dropout?, self.acts.xd.as_ref()?[self.l][t as usize].as_ref()?);
+        Some((xd, d, site(d.n_layer, self.l, t)))
     }
 
-    /// After target `t`'s base product out = x·W + b: its adapter's share, where the block has
-    /// adapters and `t` one of them (on x masked, with dropout).
-    pub fn forward(this: Option<&Self>, k: &Kernels, prog: &mut Program, t: Target, x: &Tensor, out: &Tensor) {
+    /// After product `p`'s base out = x·W + b: the share of each adapter on it, where the block
+    /// has adapters (on x masked, with dropout), each onto its columns of `out`.
+    pub fn forward(this: Option<&Self>, k: &Kernels, prog: &mut Program, p: Linear, x: &Tensor, out: &Tensor) {
         let Some(lo) = this else { return };
-        let (Some(ad), Some(hs)) = (&lo.adapters[t as usize], &lo.acts.hs[lo.l][t as usize]) else { return };
-        let x = match lo.masked(t as usize) {
-            Some((xd, d, site)) => {
-                k.dropout.masked(prog, [xd, x, d.seed], site, d.p, false);
-                xd
-            }
-            None => x,
-        };
-        let (a, b, seed, scale) = (&ad.a, &ad.b, &lo.acts.seed, lo.scale);
-        lora_forward(k, prog, LoraFwd { out, hs, x, a, b, seed, scale });
+        for t in Target::EVERY.into_iter().filter(|t| t.linear() == p) {
+            let ti = t as usize;
+            let (Some(ad), Some(hs)) = (&lo.adapters[ti], &lo.acts.hs[lo.l][ti]) else { continue };
+            let x = match lo.masked(t) {
+                Some((xd, d, site)) => {
+                    k.dropout.masked(prog, [xd, x, d.seed], site, d.p, false);
+                    xd
+                }
+                None => x,
+            };
+            let (a, b, seed, scale) = (&ad.a, &ad.b, &lo.acts.seed, lo.scale);
+            lora_forward_at(k, prog, LoraFwd { out, hs, x, a, b, seed, scale }, lo.cols[ti].0);
+        }
     }
 
-    /// Beside target `t`'s base backward (dx += dout·Wᵀ) given `io` = [dx, dout, x]: its
-    /// adapter's gradients and its share of dx, where it has one (through the mask, with
+    /// Beside product `p`'s base backward (dx += dout·Wᵀ) given `io` = [dx, dout, x]: each of
+    /// its adapters' gradients and share of dx, where it has them (through the mask, with
     /// dropout).
-    pub fn backward(this: Option<&Self>, k: &Kernels, prog: &mut Program, t: Target, io: [&Tensor; 3]) {
-        let ([dx, dout, x], ti) = (io, t as usize);
+    pub fn backward(this: Option<&Self>, k: &Kernels, prog: &mut Program, p: Linear, io: [&Tensor; 3]) {
         let Some(lo) = this else { return };
+        for t in Target::EVERY.into_iter().filter(|t| t.linear() == p) {
+            lo.backward_one(k, prog, t, io);
+        }
+    }
+
+    fn backward_one(&self, k: &Kernels, prog: &mut Program, t: Target, io: [&Tensor; 3]) {
+        let ([dx, dout, x], ti, lo) = (io, t as usize, self);
         let (Some(ad), Some(Some(g)), Some(hs)) = (&lo.adapters[ti], lo.grads.map(|g| &g[ti]), &lo.acts.hs[lo.l][ti])
         else {
             return;
         };
-        let (da, db, dh, seed, scale) = (&g.a, &g.b, &lo.acts.dh, &lo.acts.seed, lo.scale);
+        let (da, db, dh, seed, scale, c0) = (&g.a, &g.b, &lo.acts.dh, &lo.acts.seed, lo.scale, lo.cols[ti].0);
         let (a, b) = (&ad.a, &ad.b);
         let dxd = lo.acts.dxd.as_ref().and_then(|s| s[ti].as_ref());
-        match (lo.masked(ti), dxd) {
+        match (lo.masked(t), dxd) {
             (Some((xd, d, site)), Some(dxd)) => {
                 let bwd = LoraBwd { dx: dxd, da, db, dh, dout, x: xd, a, b, hs, seed, scale, accumulate_dx: false };
-                lora_backward(k, prog, bwd);
+                lora_backward_at(k, prog, bwd, c0);
                 k.dropout.masked(prog, [dx, dxd, d.seed], site, d.p, true);
             }
             _ => {
                 let bwd = LoraBwd { dx, da, db, dh, dout, x, a, b, hs, seed, scale, accumulate_dx: true };
-                lora_backward(k, prog, bwd);
+                lora_backward_at(k, prog, bwd, c0);
             }
         }
     }
@@ -333,6 +409,6 @@ impl Gpt2 {
     ) -> Option<LoraBlock<'a>> {
         let (lora, acts) = (self.lora.as_ref()?, a.lora.as_ref()?);
         let (adapters, grads, scale) = (&lora.layers[l], grads.map(|g| &g.layers[l]), lora.config.scale());
-        Some(LoraBlock { adapters, acts, grads, dropout, l, scale })
+        Some(LoraBlock { adapters, acts, grads, dropout, l, scale, cols: &lora.cols })
     }
 }
