@@ -164,6 +164,8 @@ fn model(k: &Arc<Kernels>, preset: &str, arch: &ArchArgs, budget_ms: f64) -> Res
         Error::Input(format!("unknown preset {preset:?}; choose one of {}", names.join(", ")))
     })?;
     config.arch = arch.choice().arch(config.n_head)?;
+    // refused past the device's limits before the weights are drawn
+    config.check_params(&k.gpu)?;
     Ok(Gpt2::new(k.clone(), &Weights::random(config, 0))?.with_submit_budget(budget_ms))
 }
 
