@@ -18,13 +18,14 @@ struct Params {
 const IGNORE: u32 = 0xffffffffu;
 
 //#entry forward
+//#use @row_stats
 @group(0) @binding(1) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
 @group(0) @binding(4) var<storage, read> targets: array<u32>;
 
-// One invocation per row, one pass with an online max and sum (V ≤ 65535 steps: within
-// lavapipe's cap of 65535 loop iterations per invocation; the host takes forward_wide past it).
+// One invocation per row, one online pass (softmax_row.wgsl's row_stats; V ≤ 65535, the host
+// takes forward_wide past it).
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -33,70 +34,33 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         return;
     }
     let base = r * p.V;
-    var m = logits[base];
-    var s = 1.0;
-    for (var v = 1u; v < p.V; v++) {
-        let x = logits[base + v];
-        if x > m {
-            s = s * exp(m - x) + 1.0;
-            m = x;
-        } else {
-            s += exp(x - m);
-        }
-    }
-    let l = log(s) + m;
+    let row = row_stats(base, 0u, 1u);
+    let l = log(row.s) + row.m;
     lse[r] = l;
     losses[r] = select(l - logits[base + min(targets[r], p.V - 1u)], 0.0, targets[r] == IGNORE);
 }
 
 //#entry forward_wide
+//#use @row_stats
+//#use @row_stats_wide
 @group(0) @binding(1) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
 @group(0) @binding(4) var<storage, read> targets: array<u32>;
 
-const WIDE: u32 = 256u;
-var<workgroup> wide_m: array<f32, WIDE>;
-var<workgroup> wide_s: array<f32, WIDE>;
-
-// For V past 65535 (Qwen3's 151,936), where one invocation's loop would pass lavapipe's cap: one
-// workgroup of 256 per row, each invocation an online max and sum over the columns lid,
-// lid + 256, ... (V / 256 steps), then a tree reduction of the (max, sum) pairs in a fixed order.
-// GPT-2's rows keep `forward`, so their results do not change.
+// For V past 65535: one workgroup of 256 per row (softmax_row.wgsl's row_stats_wide). GPT-2's
+// rows keep `forward`, so their results do not change.
 @compute @workgroup_size(256)
 fn forward_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let r = wid.y * nwg.x + wid.x;
     if r >= p.rows {
-        return; // the whole workgroup leaves together, so the barriers below stay uniform
+        return; // the whole workgroup leaves together, so the barriers in row_stats_wide stay uniform
     }
     let base = r * p.V;
-    var m = logits[base + lid]; // V > 256: every invocation has a first column
-    var s = 1.0;
-    for (var v = lid + WIDE; v < p.V; v += WIDE) {
-        let x = logits[base + v];
-        if x > m {
-            s = s * exp(m - x) + 1.0;
-            m = x;
-        } else {
-            s += exp(x - m);
-        }
-    }
-    wide_m[lid] = m;
-    wide_s[lid] = s;
-    workgroupBarrier();
-    for (var stride = WIDE / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            let m1 = wide_m[lid];
-            let m2 = wide_m[lid + stride];
-            let mx = max(m1, m2);
-            wide_s[lid] = wide_s[lid] * exp(m1 - mx) + wide_s[lid + stride] * exp(m2 - mx);
-            wide_m[lid] = mx;
-        }
-        workgroupBarrier();
-    }
+    let row = row_stats_wide(base, lid);
     if lid == 0u {
-        let l = log(wide_s[0]) + wide_m[0];
+        let l = log(row.s) + row.m;
         lse[r] = l;
         losses[r] = select(l - logits[base + min(targets[r], p.V - 1u)], 0.0, targets[r] == IGNORE);
     }

@@ -13,6 +13,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 //#entry apply
+//#use @dropped
 @group(0) @binding(1) var<storage, read_write> x: array<$T>;
 @group(0) @binding(2) var<storage, read> seed: array<u32>; // [1], set per micro-batch
 
@@ -30,44 +31,40 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let s0 = seed[0];
     var y = x[i];
 //#for j in 0..4
-    y[$j] = select(0.0, y[$j] * p.scale, drop_keep(s0, p.site, 4u * i + ${j}u, p.p));
+    y[$j] = dropped(y[$j], s0, 4u * i + ${j}u);
 //#end
     x[i] = y;
 //#else
-    x[i] = select(0.0, x[i] * p.scale, drop_keep(seed[0], p.site, i, p.p));
+    x[i] = dropped(x[i], seed[0], i);
 //#end
 }
 
-//#entry masked_copy
+//#entry masked
+//#use @dropped
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> seed: array<u32>; // [1], set per micro-batch
 
-// One invocation per element: y = x masked and scaled as `apply` would, into another tensor
-// (LoRA's dropout on its adapters' input, which the base product reads unmasked).
+// One invocation per element, x masked and scaled as `apply` would into another tensor: y = that
+// (ADD = 0: LoRA's dropout on its adapters' input, which the base product reads unmasked) or
+// y += that (ADD = 1: the gradient of a masked copy onto its source's).
 @compute @workgroup_size(64)
-fn masked_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
+fn masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid, 64u);
     if i >= p.n {
         return;
     }
-    y[i] = select(0.0, x[i] * p.scale, drop_keep(seed[0], p.site, i, p.p));
+//#if ADD
+    y[i] += dropped(x[i], seed[0], i);
+//#else
+    y[i] = dropped(x[i], seed[0], i);
+//#end
 }
 
-//#entry masked_add
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> seed: array<u32>; // [1], set per micro-batch
-
-// One invocation per element: y += x masked and scaled as `apply` would (the gradient of a masked
-// copy onto its source's).
-@compute @workgroup_size(64)
-fn masked_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, lid, 64u);
-    if i >= p.n {
-        return;
-    }
-    y[i] += select(0.0, x[i] * p.scale, drop_keep(seed[0], p.site, i, p.p));
+//#entry @dropped
+// Element i's value v after dropout under the seed word s0: 0 where it is dropped, else
+// v / (1 − p) (p.scale).
+fn dropped(v: f32, s0: u32, i: u32) -> f32 {
+    return select(0.0, v * p.scale, drop_keep(s0, p.site, i, p.p));
 }

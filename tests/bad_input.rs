@@ -246,7 +246,32 @@ fn limits_and_prompt_rows() {
         ],
         &["device limits", "bytes", "use a smaller model, batch or context"],
     );
+    // a model past the device's limits (a 4 GiB c_fc in each of 200 layers: 644 billion
+    // parameters) is refused from its shape at once, before its weights are drawn on the host
+    // (which took minutes and ran the machine out of memory)
+    let out = dir.join("huge-run");
+    let huge = ["--n-layer", "200", "--n-embd", "16384", "--n-head", "128", "--block-size", "8"];
+    let corpus = corpus.to_str().unwrap();
+    let start = std::time::Instant::now();
+    let args =
+        [&["train", "--data", corpus, "--tokenizer", "char", "--out", out.to_str().unwrap()], &huge[..]].concat();
+    refused("a model past the device's limits", &args, &["device limits", "h.0.attn.c_attn.weight needs a"]);
+    let seconds = start.elapsed().as_secs_f64();
+    println!("refused in {seconds:.2} s");
+    assert!(seconds < 5.0, "the refusal took {seconds:.1} s: the weights were drawn before the check");
+    assert!(!out.exists(), "nothing written for a run that never was");
     model_dir(&dir);
+    // the same shape in a model directory's config.json: refused before its weights are read
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    (json["n_layer"], json["n_embd"], json["n_head"]) = (200.into(), 16384.into(), 128.into());
+    let big = with_file("bigcfg", "config.json", json.to_string().as_bytes());
+    for command in ["sample", "forward"] {
+        let args = [command, "--model", big.to_str().unwrap(), "--ids", "1"];
+        let args = if command == "sample" { [&args[..3], &["--prompt", "a"]].concat() } else { args.to_vec() };
+        refused(&format!("{command} on a config past the device's limits"), &args, &["device limits"]);
+    }
+    let _ = std::fs::remove_dir_all(&big);
     // a prompt longer than the context (block 8) keeps its last 8 tokens, with a note
     let (code, stdout, stderr) = wgpt(&[
         "sample",

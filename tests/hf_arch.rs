@@ -271,16 +271,6 @@ fn load_follows_the_parameter_table() {
     }
 }
 
-/// The fixture's expected.safetensors.
-fn expected(dir: &Path) -> Vec<u8> {
-    std::fs::read(dir.join("expected.safetensors")).unwrap()
-}
-
-/// An I64 tensor of ids as u32s.
-fn ids(st: &safetensors::SafeTensors, name: &str) -> Vec<u32> {
-    st.tensor(name).unwrap().data().chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as u32).collect()
-}
-
 /// wgpt's forward against transformers' f32 logits (expected.safetensors), within 1e-4.
 #[test]
 fn forward_matches_transformers() {
@@ -288,13 +278,10 @@ fn forward_matches_transformers() {
         return;
     };
     for (name, _, _) in CASES {
-        let dir = fixture(name);
-        let bytes = expected(&dir);
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let fx = common::Fixture::load(&kernels, &fixture(name));
+        let (st, model) = (fx.expected(), &fx.model);
         let want = hf::to_f32("logits", &st.tensor("logits").unwrap()).unwrap();
-        let ids = ids(&st, "input_ids");
-        let (weights, _) = hf::dir::load(&dir).unwrap();
-        let model = wgpt::Gpt2::new(kernels.clone(), &weights).unwrap();
+        let ids = common::i64_tensor(&st, "input_ids");
         let f = model.forward_plan(1, ids.len()).unwrap();
         model.forward(&f, &ids, None).unwrap();
         let logits = pollster::block_on(model.kernels.gpu.read(&f.acts.logits)).unwrap();
@@ -315,16 +302,13 @@ fn greedy_generation_matches_transformers() {
         return;
     };
     for (name, _, _) in CASES {
-        let dir = fixture(name);
-        let bytes = expected(&dir);
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let (prompt, want) = (ids(&st, "prompt_ids"), ids(&st, "generated"));
-        let (weights, _) = hf::dir::load(&dir).unwrap();
-        let stops = hf::dir::stop_tokens(&dir).unwrap();
-        let model = wgpt::Gpt2::new(kernels.clone(), &weights).unwrap();
-        let mut dec = wgpt::generate::Decoder::new(&model).unwrap();
+        let fx = common::Fixture::load(&kernels, &fixture(name));
+        let (st, model) = (fx.expected(), &fx.model);
+        let (prompt, want) = (common::i64_tensor(&st, "prompt_ids"), common::i64_tensor(&st, "generated"));
+        let stops = hf::dir::stop_tokens(&fixture(name)).unwrap();
+        let mut dec = wgpt::generate::Decoder::new(model).unwrap();
         let cfg = wgpt::generate::SampleConfig::greedy(20);
-        let got = pollster::block_on(dec.generate(&model, &prompt, &cfg, None, |id| !stops.contains(&id))).unwrap();
+        let got = pollster::block_on(dec.generate(model, &prompt, &cfg, None, |id| !stops.contains(&id))).unwrap();
         println!("{name}: prompt {prompt:?} -> {got:?}");
         assert_eq!(got, want, "{name}: greedy ids differ from transformers'");
     }

@@ -236,6 +236,32 @@ fn the_page_keeps_its_run_when_the_next_one_runs_out_of_memory() {
     assert!(matches!(ev.last(), Some(Event::Generated { tokens: 5, .. })), "the run is gone after the import: {ev:?}");
 }
 
+/// The page's Start of a model past the device's limits (a 3 GiB c_attn in each of 200 layers) is
+/// refused from its shape at once, before its weights are drawn: on wasm32 that is up to 2^29
+/// parameters filled one by one, natively hundreds of GB.
+#[test]
+fn the_page_refuses_a_model_past_the_limits_before_drawing_its_weights() {
+    if common::shared_kernels().is_none() {
+        return;
+    }
+    let events: Posted = Rc::default();
+    let mut engine = Engine::new(Box::new(Recorder(events.clone())));
+    ask(&mut engine, &events, json!({"type": "init"}), |e| matches!(e, Event::Ready { .. }));
+    ask(&mut engine, &events, json!({"type": "corpus", "name": "c.txt", "text": corpus()}), |e| {
+        matches!(e, Event::Corpus { .. })
+    });
+    let mut huge = settings(2);
+    (huge["n_layer"], huge["n_embd"], huge["n_head"]) = (200.into(), 16384.into(), 128.into());
+    let start = std::time::Instant::now();
+    let ev =
+        ask(&mut engine, &events, json!({"type": "start", "settings": huge}), |e| matches!(e, Event::Error { .. }));
+    let seconds = start.elapsed().as_secs_f64();
+    let Some(Event::Error { scope: Scope::Train, message }) = ev.last() else { panic!("{ev:?}") };
+    println!("refused in {seconds:.3} s: {message}");
+    assert!(message.contains("h.0.attn.c_attn.weight needs a"), "{message}");
+    assert!(seconds < 1.0, "the refusal took {seconds:.1} s: the weights were drawn before the check");
+}
+
 fn prompt() -> serde_json::Value {
     let sampling = json!({"temperature": 0.0, "top_k": 0, "top_p": 1.0});
     json!({"type": "generate", "prompt": "the", "sampling": sampling, "max_tokens": 5, "seed": 1})

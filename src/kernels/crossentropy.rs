@@ -30,7 +30,7 @@ pub const MAX_WIDE_VOCAB: usize = WIDE * 65535;
 pub const IGNORE: u32 = u32::MAX;
 
 fn spec(entry: &'static str) -> ModuleSpec {
-    ModuleSpec::new::<Params>(&["crossentropy.wgsl"], entry)
+    ModuleSpec::new::<Params>(&["softmax_row.wgsl", "crossentropy.wgsl"], entry)
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {

@@ -18,13 +18,14 @@ fn spec() -> ModuleSpec {
     ModuleSpec::new::<Params>(&["dropout.wgsl"], "apply")
 }
 
-fn masked_spec(entry: &'static str) -> ModuleSpec {
-    ModuleSpec::new::<Params>(&["dropout.wgsl"], entry)
+/// The masked copy (`add`: the masked add) of [`Dropout::masked`].
+fn masked_spec(add: bool) -> ModuleSpec {
+    ModuleSpec::new::<Params>(&["dropout.wgsl"], "masked").var("ADD", u32::from(add))
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {
     let mut all = Widths::specs(spec()).to_vec();
-    all.extend(["masked_copy", "masked_add"].map(masked_spec));
+    all.extend([false, true].map(masked_spec));
     all
 }
 
@@ -88,8 +89,8 @@ impl Dropout {
     pub fn new(gpu: &Gpu) -> Dropout {
         Dropout {
             apply: Widths::new(gpu, spec),
-            masked_copy: Pipe::new(gpu, masked_spec("masked_copy")),
-            masked_add: Pipe::new(gpu, masked_spec("masked_add")),
+            masked_copy: Pipe::new(gpu, masked_spec(false)),
+            masked_add: Pipe::new(gpu, masked_spec(true)),
         }
     }
 

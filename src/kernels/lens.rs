@@ -15,7 +15,7 @@ struct Params {
 }
 
 fn spec(entry: &'static str) -> ModuleSpec {
-    ModuleSpec::new::<Params>(&["lens.wgsl"], entry)
+    ModuleSpec::new::<Params>(&["softmax_row.wgsl", "lens.wgsl"], entry)
 }
 
 pub(super) fn modules() -> Vec<ModuleSpec> {

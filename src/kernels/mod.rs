@@ -69,6 +69,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("residual.wgsl", include_str!("../../shaders/residual.wgsl")),
     ("rope.wgsl", include_str!("../../shaders/rope.wgsl")),
     ("softcap.wgsl", include_str!("../../shaders/softcap.wgsl")),
+    ("softmax_row.wgsl", include_str!("../../shaders/softmax_row.wgsl")),
 ];
 
 fn shader(file: &str) -> &'static str {

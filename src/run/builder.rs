@@ -1,6 +1,6 @@
 //! Starting and resuming a training run, one way for `wgpt train` and the page: a new run
 //! ([`start`]: random weights, or fine-tuning a pretrained model) is checked against the device
-//! before anything is allocated (the page's plan checks the same, [`plan`]) and its kernels are
+//! before anything is allocated (random weights included) (the page's plan checks the same, [`plan`]) and its kernels are
 //! chosen for its shapes; a saved run
 //! ([`resume`]) goes on with the overrides asked for. Either is built inside an allocation scope
 //! (past the device's memory, the error says what fits) and handed to a [`Driver`].
@@ -44,11 +44,20 @@ pub struct Tuned {
     pub cache: Option<String>,
 }
 
-/// A new run: its settings, the weights it starts from (random, or a pretrained model's) and its
-/// tokenizer.
+/// The weights a new run starts from.
+pub enum Init {
+    /// GPT-2's initialisation of the run's model ([`Weights::random`]) from this seed, drawn only
+    /// once the run is known to fit the device: a model past its limits is refused at once,
+    /// before its parameters are filled on the host.
+    Random(u64),
+    /// A pretrained model's (fine-tuning); its config is the run's model.
+    Pretrained(Weights),
+}
+
+/// A new run: its settings, the weights it starts from and its tokenizer.
 pub struct NewRun {
     pub cfg: RunConfig,
-    pub weights: Weights,
+    pub weights: Init,
     pub tokenizer: Tokenizer,
     /// Whether its checkpoints hold AdamW's moments (else model-only).
     pub optimizer_state: bool,
@@ -147,6 +156,10 @@ pub async fn start(
     let (model, b, t) = (cfg.model, cfg.train.batch_size, cfg.train.seq_len);
     // the kind before tuning; Trainer::new checks the activations again with the tuned one
     check_fits(&kernels.gpu, &model, b, t, attention_kind(&kernels, &model, b, t))?;
+    let weights = match weights {
+        Init::Random(seed) => Weights::random(model, seed),
+        Init::Pretrained(weights) => weights,
+    };
     on_tuned(&tune(&kernels, &model, b, t, cache).await?);
     // the settings' numerics where they name one (a link's), else the tuned choice
     let kind = cfg.train.attention.unwrap_or_else(|| attention_kind(&kernels, &model, b, t));

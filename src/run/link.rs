@@ -8,9 +8,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::data::{Task, TASKS};
 use crate::run::RunSettings;
 use crate::{Error, Result};
+
+mod base64;
+mod check;
+
+pub use base64::{base64url, unbase64url};
+use check::{check, kind, link_corpus, shorten, shown};
 
 /// The version of the links this code writes; it opens links up to this one.
 pub const LINK_VERSION: u64 = 1;
@@ -274,151 +279,6 @@ fn named(unknown: Vec<String>) -> Vec<String> {
     names
 }
 
-/// Checks one value against its field's bound; the reason it is refused otherwise.
-fn check(field: &Field, v: &Value) -> std::result::Result<(), String> {
-    if v.is_null() {
-        return if field.optional { Ok(()) } else { Err("must be set (it is null)".into()) };
-    }
-    match field.bound {
-        Bound::Int(min, max) => match v.as_u64() {
-            Some(n) if (min..=max).contains(&n) => Ok(()),
-            _ => Err(format!("must be a whole number from {min} to {max}, not {}", shown(v))),
-        },
-        Bound::Float(min, max) => match v.as_f64() {
-            Some(x) if x.is_finite() && (min..=max).contains(&x) => Ok(()),
-            _ => Err(format!("must be a number from {min} to {max}, not {}", shown(v))),
-        },
-        Bound::Bool => match v.as_bool() {
-            Some(_) => Ok(()),
-            None => Err(format!("must be true or false, not {}", shown(v))),
-        },
-        Bound::Choice(names) => match v.as_str() {
-            Some(s) if names.contains(&s) => Ok(()),
-            _ => Err(format!("must be one of {}, not {}", names.join(", "), shown(v))),
-        },
-        Bound::Tokenizer(min, max) => {
-            let ok = match v.as_str() {
-                Some("char") => true,
-                Some(s) => s.strip_prefix("bpe:").is_some_and(|n| {
-                    n.len() <= 6
-                        && n.bytes().all(|b| b.is_ascii_digit())
-                        && n.parse().is_ok_and(|n| (min..=max).contains(&n))
-                }),
-                None => false,
-            };
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("must be char or bpe:N with N from {min} to {max}, not {}", shown(v)))
-            }
-        }
-    }
-}
-
-/// A link's corpus choice, checked: a known built-in corpus, or a known task with parameters of
-/// the form `k=v,...` (short names, numbers).
-fn link_corpus(v: &Value) -> std::result::Result<LinkCorpus, String> {
-    let c: LinkCorpus = serde_json::from_value(v.clone()).map_err(|_| {
-        format!("must be \"own\", {{\"builtin\": NAME}} or {{\"task\": {{\"name\": NAME, \"params\": \"k=v,...\"}}}}, not {}", shown(v))
-    })?;
-    match &c {
-        LinkCorpus::Builtin(name) if !BUILTIN_CORPORA.contains(&name.as_str()) => {
-            Err(format!("names no built-in corpus: {}; the page has {}", shown(v), BUILTIN_CORPORA.join(", ")))
-        }
-        LinkCorpus::Task { name, params } => {
-            if !task_params(params) {
-                return Err(format!(
-                    "has task parameters {} that are not k=v,... (short names, numbers)",
-                    shorten(params)
-                ));
-            }
-            if !TASKS.iter().any(|t| t.name == name) {
-                return Err(format!("names an unknown task {}", shorten(name)));
-            }
-            let spec = if params.is_empty() { name.clone() } else { format!("{name}:{params}") };
-            Task::parse(&spec).map(|_| c.clone()).map_err(|e| format!("names a task this page cannot make: {e}"))
-        }
-        _ => Ok(c),
-    }
-}
-
-/// Whether `params` is empty or `k=v,...` with k of at most 16 of [a-z_-] and v a number of at
-/// most 12 characters, 64 in all.
-fn task_params(params: &str) -> bool {
-    params.is_empty()
-        || params.len() <= 64
-            && params.split(',').all(|kv| {
-                kv.split_once('=').is_some_and(|(k, v)| {
-                    (1..=16).contains(&k.len())
-                        && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-')
-                        && (1..=12).contains(&v.len())
-                        && v.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-                })
-            })
-}
-
-/// What kind of JSON value `v` is, for a message.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a true/false",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A value for a message: its JSON, at most 40 characters.
-fn shown(v: &Value) -> String {
-    match v {
-        Value::Array(_) | Value::Object(_) => kind(v).to_string(),
-        _ => shorten(&v.to_string()),
-    }
-}
-
-/// `s` cut to 40 characters (on a character boundary), marked where cut.
-fn shorten(s: &str) -> String {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// base64url without padding (RFC 4648 §5).
-pub fn base64url(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// The bytes of base64url text without padding; an error names the first bad character.
-pub fn unbase64url(text: &str) -> std::result::Result<Vec<u8>, String> {
-    if text.len() % 4 == 1 {
-        return Err(format!("its text has {} characters, which no base64url text has", text.len()));
-    }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
-    for chunk in text.as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            let Some(d) = ALPHABET.iter().position(|&a| a == c) else {
-                let bad = text[..].chars().find(|ch| !ch.is_ascii() || !ALPHABET.contains(&(*ch as u8))).unwrap_or('?');
-                return Err(format!("{bad:?} is not a base64url character"));
-            };
-            n |= (d as u32) << (18 - 6 * i);
-        }
-        out.extend((0..chunk.len() - 1).map(|i| (n >> (16 - 8 * i)) as u8));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,26 +294,6 @@ mod tests {
     /// A link of `json` (written as a page would not: any JSON at all).
     fn link_of(json: &str) -> String {
         format!("{PREFIX}{}", base64url(json.as_bytes()))
-    }
-
-    #[test]
-    fn base64url_matches_rfc_4648_and_round_trips() {
-        // RFC 4648 §10's vectors, without padding
-        for (plain, coded) in
-            [("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE")]
-        {
-            assert_eq!(base64url(plain.as_bytes()), coded);
-            assert_eq!(unbase64url(coded).unwrap(), plain.as_bytes());
-        }
-        // the URL-safe letters for 62 and 63
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
-        let bytes: Vec<u8> = (0..=255u8).rev().collect();
-        for n in 0..bytes.len() {
-            assert_eq!(unbase64url(&base64url(&bytes[..n])).unwrap(), &bytes[..n], "{n} bytes");
-        }
-        assert!(unbase64url("Zm9vY").unwrap_err().contains("5 characters"));
-        assert!(unbase64url("Zm9=").unwrap_err().contains("'='"));
-        assert!(unbase64url("Zm+v").unwrap_err().contains("'+'"));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use crate::data::{corpus_text, Dataset, Task};
-use crate::model::{HfClass, Weights};
-use crate::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
+use crate::model::HfClass;
+use crate::run::builder::{self, Init, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use crate::run::format::{checkpoint_files, code_files, RunFiles, CORPUS_FILE};
 use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
 use crate::run::{archive, DataSource, RunSettings};
@@ -168,19 +168,21 @@ impl Runs {
     async fn start(&mut self, settings: &RunSettings, w: &mut With<'_>) -> Result<()> {
         let kernels = w.session.kernels()?;
         let corpus = self.current_corpus()?;
-        let (weights, tokenizer, spec) = match w.held.loaded() {
-            Some(l) => (l.model.weights().await?, l.tokenizer.clone(), "dir".to_string()),
+        let (weights, model, tokenizer, spec) = match w.held.loaded() {
+            Some(l) => {
+                (Init::Pretrained(l.model.weights().await?), l.model.config, l.tokenizer.clone(), "dir".to_string())
+            }
             None => {
                 let tok = self.tokenizer(&settings.tokenizer, w.held)?.0.clone();
                 let model = settings.model(tok.vocab_size())?;
-                (Weights::random(model, settings.seed), tok, settings.tokenizer.clone())
+                (Init::Random(settings.seed), model, tok, settings.tokenizer.clone())
             }
         };
         let data = match &corpus.task {
             Some(task) => DataSource::Task(task.clone()),
             None => DataSource::Text(corpus.name.clone()),
         };
-        let cfg = settings.run_config(weights.config, data, spec)?;
+        let cfg = settings.run_config(model, data, spec)?;
         // a task's examples come from the run's own seed, as when `wgpt train` regenerates them
         let corpus = match cfg.data.task_text(cfg.seed) {
             Some(text) => Rc::new(Corpus { name: corpus.name.clone(), text: text?, task: corpus.task.clone() }),

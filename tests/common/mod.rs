@@ -77,12 +77,47 @@ pub fn shared_data() -> Option<std::path::PathBuf> {
 
 /// An int32 tensor of a safetensors file (token ids in HF's expected-output files) as u32s.
 pub fn i32_tensor(st: &safetensors::SafeTensors, name: &str) -> Vec<u32> {
+    int_tensor(st, name, 4)
+}
+
+/// An int64 tensor of a safetensors file (token ids as torch saves them) as u32s.
+pub fn i64_tensor(st: &safetensors::SafeTensors, name: &str) -> Vec<u32> {
+    int_tensor(st, name, 8)
+}
+
+/// The low 32 bits of each little-endian integer of `width` bytes of a tensor (an id's `as u32`).
+fn int_tensor(st: &safetensors::SafeTensors, name: &str, width: usize) -> Vec<u32> {
     st.tensor(name)
         .unwrap_or_else(|e| panic!("no tensor {name}: {e}"))
         .data()
-        .chunks_exact(4)
-        .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
+        .chunks_exact(width)
+        .map(|b| u32::from_le_bytes(b[..4].try_into().unwrap()))
         .collect()
+}
+
+/// A model directory with what transformers made of it beside it (expected.safetensors: its
+/// logits, prompt and generated ids): the model on the test's kernels and the file's bytes.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct Fixture {
+    pub model: wgpt::Gpt2,
+    bytes: Vec<u8>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Fixture {
+    /// Loads the model of `dir` onto `k` and reads its expected.safetensors.
+    pub fn load(k: &Arc<Kernels>, dir: &std::path::Path) -> Fixture {
+        let (weights, _) = wgpt::hf::dir::load(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let model = wgpt::Gpt2::new(k.clone(), &weights).unwrap();
+        let path = dir.join("expected.safetensors");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Fixture { model, bytes }
+    }
+
+    /// transformers' outputs.
+    pub fn expected(&self) -> safetensors::SafeTensors<'_> {
+        safetensors::SafeTensors::deserialize(&self.bytes).unwrap()
+    }
 }
 
 /// The crate's seeded RNG: test data (`vec`, `ids`) from the same generator the library uses.

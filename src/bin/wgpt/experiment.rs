@@ -7,10 +7,9 @@ use std::process::ExitCode;
 
 use plotters::prelude::*;
 use wgpt::data::Task;
-use wgpt::model::Weights;
 use wgpt::options::Options;
 use wgpt::precision::Purpose;
-use wgpt::run::builder::NewRun;
+use wgpt::run::builder::{Init, NewRun};
 use wgpt::run::experiments::{Corpus, Experiment, ExperimentRun, EXPERIMENTS};
 use wgpt::run::format::{History, Metrics, Record, METRICS_FILE};
 use wgpt::run::settings::TASK_EXAMPLES;
@@ -127,7 +126,7 @@ fn plan(e: &Experiment, r: &ExperimentRun, (data, text): (&DataSource, &str), fu
     let tokenizer = tokenizer_for(&s.tokenizer, text).map_err(named)?;
     let model = s.model(tokenizer.vocab_size()).map_err(named)?;
     let cfg: RunConfig = s.run_config(model, data.clone(), s.tokenizer.clone()).map_err(named)?;
-    let weights = Weights::random(model, s.seed);
+    let weights = Init::Random(s.seed);
     Ok(Planned { label: r.label, new: NewRun { cfg, weights, tokenizer, optimizer_state: full } })
 }
 

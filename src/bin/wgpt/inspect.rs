@@ -80,8 +80,7 @@ fn look(args: &InspectArgs, source: &Source, opts: &Options, cfg: &Gpt2Config, p
         eprintln!("note: characters of the prompt that are not in the vocabulary were dropped");
     }
     check_prompt(cfg, &ids)?;
-    let (weights, _) = source.load()?;
-    let model = super::model(opts, &weights)?;
+    let (model, _) = super::model(opts, source)?;
     let lens = pollster::block_on(Lens::default().run(&model, &ids, args.top as usize))?;
     let mut text = std::collections::HashMap::new();
     let shown = lens.layers.iter().flat_map(|l| l.top.iter().map(|t| t.0).chain(l.cells.iter().map(|c| c.0)));

@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use wgpt::kernels::{Family, Kernels};
-use wgpt::model::{Gpt2, Weights};
+use wgpt::model::Gpt2;
 use wgpt::options::{vars, Options};
 use wgpt::parity::{check, ParityFile};
 use wgpt::precision::{Precision, Purpose};
+use wgpt::tokenizer::Tokenizer;
 use wgpt::{hf, read_file, Error, Gpu, Result};
 
 #[derive(Parser)]
@@ -201,9 +202,14 @@ pub fn kernels(opts: &Options) -> Result<Arc<Kernels>> {
     Ok(Arc::new(Kernels::with_family(&gpu, opts.family)?))
 }
 
-/// A model of `weights` on [`kernels`], its submits split at `opts`' budget.
-pub fn model(opts: &Options, weights: &Weights) -> Result<Gpt2> {
-    Ok(Gpt2::new(kernels(opts)?, weights)?.with_submit_budget(opts.submit_budget_ms))
+/// The model of `source` on [`kernels`], its submits split at `opts`' budget, and its tokenizer
+/// if it has one. A model past the device's limits is refused from its config.json, before its
+/// weights are read.
+pub fn model(opts: &Options, source: &hf::peft::dir::Source) -> Result<(Gpt2, Option<Tokenizer>)> {
+    let kernels = kernels(opts)?;
+    source.config()?.check_params(&kernels.gpu)?;
+    let (weights, tokenizer) = source.load()?;
+    Ok((Gpt2::new(kernels, &weights)?.with_submit_budget(opts.submit_budget_ms), tokenizer))
 }
 
 /// The kernel tuning cache file (crate::tune): `WGPT_TUNE_CACHE` if set, else wgpt/tune.json in
@@ -273,7 +279,7 @@ fn forward(
     top: usize,
     out: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let (weights, tokenizer) = source.load()?;
+    let (model, tokenizer) = model(opts, &source)?;
     let ids = match (text, ids) {
         (_, Some(ids)) => ids,
         (Some(text), None) => {
@@ -287,7 +293,6 @@ fn forward(
     if ids.is_empty() {
         return Err(Error::Input("the prompt is empty; give at least one token".into()));
     }
-    let model = model(opts, &weights)?;
     let t = ids.len();
     let f = model.forward_plan(1, t)?;
     model.forward(&f, &ids, None)?;

@@ -65,7 +65,7 @@ pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
     let config = source.config()?;
     let block = decode_context(&config, args.context)?;
     check_decoder_memory(&config, block, false, opts.device.memory)?;
-    let (weights, tokenizer) = source.load()?;
+    let (model, tokenizer) = super::model(opts, &source)?;
     let tokenizer = tokenizer.ok_or_else(|| {
         Error::Input(format!("{} has no tokenizer.json; sampling text needs one", args.model.display()))
     })?;
@@ -82,7 +82,6 @@ pub fn sample(args: SampleArgs, opts: &Options) -> Result<ExitCode> {
             ids.len()
         );
     }
-    let model = super::model(opts, &weights)?;
     let precision = super::precision(opts, &model.kernels, Purpose::Inference);
     let mut decoder = Decoder::with_context(&model, precision, Some(block))?;
     print!("{prompt}");

@@ -11,10 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wgpt::data::{check_corpus_size, corpus_text, Task};
 use wgpt::flops::Throughput;
 use wgpt::kernels::Kernels;
-use wgpt::model::Weights;
 use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
-use wgpt::run::builder::{self, NewRun, Overrides, Resumed, TuneCache, Tuned};
+use wgpt::run::builder::{self, Init, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use wgpt::run::driver::diverged_message;
 use wgpt::run::format::{adapter_files, checkpoint_files, code_files, dir, RunFiles, CORPUS_FILE};
 use wgpt::run::{archive, DataSource, Driver, Eval, RunEvent, Status};
@@ -65,8 +64,10 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(
         (None, None) => DataSource::Task("addition".into()),
     };
     let text = source_text(&data, a.seed)?;
-    let (weights, tokenizer, spec) = match &a.init {
+    let (weights, model, tokenizer, spec) = match &a.init {
         Some(dir) => {
+            // a model past the device's limits is refused before its weights are read
+            hf::dir::load_config(dir)?.check_params(&kernels.gpu)?;
             let (weights, own) = hf::dir::load(dir)?;
             let (tok, spec) = match (&a.tokenizer, own) {
                 (Some(spec), _) => (tokenizer_for(spec, &text)?, spec.clone()),
@@ -76,16 +77,17 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(
                 }
             };
             let s = settings(a, spec.clone(), Some(&weights))?;
-            (weights, tok, s)
+            let model = weights.config;
+            (Init::Pretrained(weights), model, tok, s)
         }
         None => {
             let spec = a.tokenizer.clone().unwrap_or_else(|| "char".into());
             let tok = tokenizer_for(&spec, &text)?;
             let s = settings(a, spec, None)?;
-            (Weights::random(s.model(tok.vocab_size())?, a.seed), tok, s)
+            (Init::Random(a.seed), s.model(tok.vocab_size())?, tok, s)
         }
     };
-    let mut cfg = spec.run_config(weights.config, data, spec.tokenizer.clone())?;
+    let mut cfg = spec.run_config(model, data, spec.tokenizer.clone())?;
     cfg.train.precision = precision;
     let new = NewRun { cfg, weights, tokenizer, optimizer_state: a.optimizer_state || !a.no_optimizer_state };
     Ok((launch(kernels, new, &text)?, text))
