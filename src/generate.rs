@@ -21,6 +21,10 @@
 //! accumulation stay f32), made from the model's f32 weights before the first pass and again
 //! after [`Decoder::weights_changed`] (converting GPT-2's weights costs about as much as a prefill
 //! on lavapipe, so not at every prefill).
+//!
+//! **LoRA.** A model with adapters ([`Gpt2::lora`]: a LoRA run's, or an adapter imported onto a
+//! model) runs them after their products as the forward does, so a fine-tune generates as the
+//! model it trained.
 
 use crate::gpu::{Buffer, Tensor};
 use crate::kernels::{Decode, DecodeDims, DecodeEmbed, LayerNormFwd, Program};

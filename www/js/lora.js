@@ -74,7 +74,7 @@ export function initLora({ send, say, showError, state, worker }) {
   $("lora_rank").addEventListener("input", render);
   worker.addEventListener("message", ({ data: { event, files } }) => {
     if (event.type === "export_adapter" || event.type === "export_merged") download(event.name, files[0]);
-    render();
+    setTimeout(render, 0); // after app.js's handler has reduced the event into the state
   });
   render();
 }
