@@ -252,6 +252,22 @@ fn the_page_fine_tunes_with_lora_exports_and_imports_the_adapter() {
     let (_, files) = page.expect(json!({"type": "export_run"}), vec![], |e| matches!(e, Event::ExportRun { .. }));
     let entries = unzip(&files[0], &["adapter_config.json", "adapter_model.safetensors"]);
     assert_eq!(entries.len(), 2, "the run zip holds the adapter's files");
+    // and moves to the CLI, whose run goes on naming the base
+    let dir = std::env::temp_dir().join(format!("lora-page-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let zip = dir.join("run.zip");
+    std::fs::write(&zip, &files[0]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["train", "--resume", zip.to_str().unwrap(), "--max-iters", "13"])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "wgpt train --resume run.zip: {}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(dir.join("run").join("adapter_config.json")).unwrap();
+    let resumed = PeftConfig::parse(&text).unwrap();
+    assert_eq!(resumed.base_model_name_or_path.as_deref(), Some("tiny-base"), "the CLI's run names the page's base");
+    let _ = std::fs::remove_dir_all(&dir);
 
     // Export merged: the base with the adapter merged in on the CPU
     let (_, files) = page.expect(json!({"type": "export_merged"}), vec![], |e| matches!(e, Event::ExportMerged { .. }));
