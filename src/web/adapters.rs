@@ -17,7 +17,7 @@ use crate::run::format::{adapter_files, ADAPTER_FILES};
 use crate::web::held::{Training, With};
 use crate::web::protocol::{Event, Request};
 use crate::web::run_loop;
-use crate::web::runs::run_base;
+use crate::web::runs::{run_base, run_stem};
 use crate::{hf, Error, Result};
 
 /// Handles `export_adapter`, `export_merged` and `import_adapter`.
@@ -28,7 +28,7 @@ pub(crate) async fn handle(request: Request, files: Vec<Vec<u8>>, w: With<'_>) -
             let (tr, files) = run_adapter(w).await?;
             let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
             let zip = archive::write(&named)?;
-            let (name, step, base) = (format!("{}-adapter.zip", stem(tr)), tr.driver.run.step(), run_base(tr));
+            let (name, step, base) = (format!("{}-adapter.zip", run_stem(tr)), tr.driver.run.step(), run_base(tr));
             host.post(&Event::ExportAdapter { name, step, base }, &[&zip]);
         }
         Request::ExportMerged => {
@@ -42,7 +42,7 @@ pub(crate) async fn handle(request: Request, files: Vec<Vec<u8>>, w: With<'_>) -
             let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
             let zip = archive::write(&named)?;
             host.post(
-                &Event::ExportMerged { name: format!("{}-merged.zip", stem(tr)), step: tr.driver.run.step() },
+                &Event::ExportMerged { name: format!("{}-merged.zip", run_stem(tr)), step: tr.driver.run.step() },
                 &[&zip],
             );
         }
@@ -78,14 +78,6 @@ async fn run_adapter(w: With<'_>) -> Result<(&Training, Vec<(&'static str, Vec<u
         ));
     }
     Ok((tr, files))
-}
-
-/// The run's name for its downloads: its corpus's, as Export run's.
-fn stem(tr: &Training) -> String {
-    let name = tr.corpus.name.trim_end_matches(".txt");
-    let safe: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
-    format!("{safe}-step{}", tr.driver.run.step())
 }
 
 fn files_by_name(files: Vec<(&'static str, Vec<u8>)>) -> BTreeMap<String, Vec<u8>> {

@@ -364,16 +364,16 @@ async fn export_run(w: &mut With<'_>) -> Result<()> {
     let adapter = adapter_files(checkpoint, &run_base(tr))?;
     files.extend(adapter.iter().map(|(name, bytes)| (*name, bytes.as_slice())));
     let zip = archive::write(&files)?;
-    let step = tr.driver.run.step();
-    let stem: String = tr
-        .corpus
-        .name
-        .trim_end_matches(".txt")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
-        .collect();
-    host.post(&Event::ExportRun { name: format!("{stem}-step{step}.zip"), step }, &[&zip]);
+    host.post(&Event::ExportRun { name: format!("{}.zip", run_stem(tr)), step: tr.driver.run.step() }, &[&zip]);
     Ok(())
+}
+
+/// The name of a run's downloads: its corpus's, file-name safe, and its step.
+pub(crate) fn run_stem(tr: &Training) -> String {
+    let name = tr.corpus.name.trim_end_matches(".txt");
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    format!("{safe}-step{}", tr.driver.run.step())
 }
 
 /// The base a LoRA run's adapter names: the model it fine-tuned, else "." (the run's own
