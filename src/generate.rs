@@ -21,10 +21,15 @@
 //! accumulation stay f32), made from the model's f32 weights before the first pass and again
 //! after [`Decoder::weights_changed`] (converting GPT-2's weights costs about as much as a prefill
 //! on lavapipe, so not at every prefill).
+//!
+//! **LoRA.** A model with adapters ([`Gpt2::lora`]: a LoRA run's, or an adapter imported onto a
+//! model) runs them after their products as the forward does, so a fine-tune generates as the
+//! model it trained.
 
 use crate::gpu::{Buffer, Tensor};
 use crate::kernels::{Decode, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
-use crate::model::{Block, BlockActs, BlockAttn, BlockRope, Gpt2};
+use crate::model::lora::LoraActs;
+use crate::model::{Block, BlockActs, BlockAttn, BlockRope, Gpt2, LoraConfig};
 use crate::precision::{Precision, Purpose, Resolved};
 use crate::rng::Rng;
 use crate::submit::{Piece, SubmitPlan, SubmitStats};
@@ -219,6 +224,8 @@ struct Step {
     plan: SubmitPlan,
     /// The activations the program writes (shared by all layers: inference keeps nothing).
     _scratch: Vec<Tensor>,
+    /// A LoRA model's adapter products (per layer, as the recorder takes them).
+    _lora: Option<LoraActs>,
 }
 
 /// KV-cache decoding for one model (see the module docs for the window). Made for one [`Gpt2`]
@@ -421,6 +428,11 @@ impl Decoder {
                 pos: &self.pos,
             }),
         };
+        // a LoRA model's adapters run after their products here as in training (no dropout)
+        let lora_acts = model.lora.as_ref().map(|lt| {
+            let lc = LoraConfig { dropout: 0.0, ..lt.config };
+            LoraActs::new(g, &model.config, &lc, 1, t)
+        });
         for l in 0..model.config.n_layer {
             if l > 0 {
                 pieces.push(std::mem::take(&mut program));
@@ -428,7 +440,8 @@ impl Decoder {
             // x = x + attn(ln_1(x)), with this layer's cache, then x = x + mlp(ln_2(x))
             let (k_cache, v_cache, pos) = (&self.k_cache[l], &self.v_cache[l], &self.pos);
             let attn = BlockAttn::Cached { dims: d, scores: &scores, k_cache, v_cache, pos };
-            model.record_block(&mut program, Block { l, x: acts, attn, w, dropout: None, lora: None });
+            let lora = lora_acts.as_ref().and_then(|la| model.lora_over(la, l, None, None));
+            model.record_block(&mut program, Block { l, x: acts, attn, w, dropout: None, lora });
         }
         pieces.push(std::mem::take(&mut program));
         k.decode.last_row(&mut program, d, &self.last, &x);
@@ -440,6 +453,7 @@ impl Decoder {
             prog: pieces,
             plan,
             _scratch: vec![x, x2, ln, mean, rstd, qkv, atty, proj, fch, fch_act, scores, qkv_raw, qk_rstd],
+            _lora: lora_acts,
         })
     }
 

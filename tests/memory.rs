@@ -123,8 +123,9 @@ fn the_estimate_follows_the_optimizers_state() {
     let one_set = 4 * cfg.num_params() as u64;
     assert_eq!(allocated[0].0 - allocated[1].0, one_set, "SGD allocates one parameter set less than AdamW");
     assert_eq!(allocated[0].1 - allocated[1].1, one_set);
-    let plan =
-        |o: &OptimizerConfig| wgpt::run::builder::plan(None, &cfg, b, 32, Precision::F32, o).unwrap().memory_bytes;
+    let plan = |o: &OptimizerConfig| {
+        wgpt::run::builder::plan(None, &cfg, (b, 32), Precision::F32, o, None).unwrap().memory_bytes
+    };
     assert_eq!(plan(&OptimizerConfig::default()) - plan(&OptimizerConfig::of(Optimizer::Sgd)), one_set);
 }
 

@@ -17,6 +17,7 @@ use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 use crate::checkpoint::STATE_FILE;
 use crate::data::MAX_CORPUS_BYTES;
+use crate::hf::peft;
 use crate::run::format::{RunFiles, CORPUS_FILE, METRICS_FILE, MODEL_FILE, RUN_FILES};
 use crate::{Error, Result};
 
@@ -35,7 +36,8 @@ const MAX_DEFLATE_RATIO: u64 = 1032;
 fn max_bytes(name: &str) -> u64 {
     match name {
         // GPT-2 124M's weights are 0.5 GB, its two AdamW moments 1 GB
-        MODEL_FILE | STATE_FILE => 2 << 30,
+        // a LoRA adapter of rank 256 on every product of GPT-2 124M is 151 MB
+        MODEL_FILE | STATE_FILE | peft::TENSORS_FILE => 2 << 30,
         CORPUS_FILE => MAX_CORPUS_BYTES,
         METRICS_FILE => 256 << 20,
         _ => 64 << 20, // config.json, tokenizer.json (GPT-2's is 1.4 MB)
@@ -91,8 +93,15 @@ fn split_name(what: &str, name: &str) -> Result<(String, String)> {
 
 /// Reads a run zip (`what` names it in errors), checking it as the module docs say.
 pub fn read(what: &str, bytes: &[u8]) -> Result<RunFiles> {
+    RunFiles::from_named(what, read_entries(what, bytes, &RUN_FILES)?)
+}
+
+/// The entries of a zip named `names` (at the top or in one folder), by name, checked as a run
+/// zip's are (the module docs); the others are left alone. A LoRA run's zip also holds its
+/// adapter's files, and an adapter zip only those.
+pub fn read_entries(what: &str, bytes: &[u8], names: &[&str]) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| zip_error(what, e))?;
-    let wanted = run_entries(what, &mut zip)?;
+    let wanted = run_entries(what, &mut zip, names)?;
     let mut files = BTreeMap::new();
     for (name, (i, size)) in wanted {
         let entry = zip.by_index(i).map_err(|e| zip_error(what, e))?;
@@ -109,12 +118,16 @@ pub fn read(what: &str, bytes: &[u8]) -> Result<RunFiles> {
         }
         files.insert(name, out);
     }
-    RunFiles::from_named(what, files)
+    Ok(files)
 }
 
-/// The run's files among the zip's entries, by name: (index, declared size), every one checked
-/// before anything is decompressed; everything else is left alone.
-fn run_entries(what: &str, zip: &mut ZipArchive<Cursor<&[u8]>>) -> Result<BTreeMap<String, (usize, u64)>> {
+/// The entries named `names` among the zip's, by name: (index, declared size), every one
+/// checked before anything is decompressed; everything else is left alone.
+fn run_entries(
+    what: &str,
+    zip: &mut ZipArchive<Cursor<&[u8]>>,
+    names: &[&str],
+) -> Result<BTreeMap<String, (usize, u64)>> {
     if zip.len() > MAX_ENTRIES {
         return Err(Error::Format(format!(
             "{what} has {} entries; a run zip has its 6 files (at most {MAX_ENTRIES} entries are read). Nothing was \
@@ -129,7 +142,7 @@ fn run_entries(what: &str, zip: &mut ZipArchive<Cursor<&[u8]>>) -> Result<BTreeM
         let entry = zip.by_index_raw(i).map_err(|e| zip_error(what, e))?;
         let name = entry.name().map_err(|e| zip_error(what, e))?.into_owned();
         let (dir, file) = split_name(what, &name)?;
-        if entry.is_dir() || dir == "__MACOSX" || !RUN_FILES.contains(&file.as_str()) {
+        if entry.is_dir() || dir == "__MACOSX" || !names.contains(&file.as_str()) {
             continue;
         }
         if folder.get_or_insert_with(|| dir.clone()) != &dir {

@@ -8,14 +8,14 @@
 use std::sync::Arc;
 
 use crate::kernels::{AttentionKind, Kernels};
-use crate::model::{Gpt2Config, Weights};
+use crate::model::{Gpt2Config, LoraConfig, Weights};
 use crate::precision::{Precision, Purpose, Resolved};
 use crate::run::driver::Clock;
 use crate::run::fits::{allocate, check_fits, Building};
 use crate::run::format::Metrics;
 use crate::run::{CheckpointFiles, Driver, Run, RunConfig};
 use crate::tokenizer::Tokenizer;
-use crate::train::{training_bytes_for, OptimizerConfig};
+use crate::train::{training_bytes_of, OptimizerConfig, TrainConfig};
 use crate::tune::CacheFile;
 use crate::Result;
 
@@ -121,23 +121,24 @@ pub struct Plan {
     pub memory_bytes: u64,
 }
 
-/// A run of `model` at (B, T) asking for `precision`, training with `optimizer`, checked against
-/// the GPU's limits before anything is allocated (without a GPU yet: unchecked, with flash
-/// attention's memory).
+/// A run of `model` at (B, T) asking for `precision`, training with `optimizer` (the LoRA
+/// adapters `lora` only, where given), checked against the GPU's limits before anything is
+/// allocated (without a GPU yet: unchecked, with flash attention's memory).
 pub fn plan(
     kernels: Option<&Kernels>,
     model: &Gpt2Config,
-    b: usize,
-    t: usize,
+    (b, t): (usize, usize),
     precision: Precision,
     optimizer: &OptimizerConfig,
+    lora: Option<LoraConfig>,
 ) -> Result<Plan> {
     let kind = kernels.map_or(AttentionKind::Flash, |k| attention_kind(k, model, b, t));
     if let Some(k) = kernels {
         check_fits(&k.gpu, model, b, t, kind)?;
     }
     let precision = precision.resolve(Purpose::Training, kernels.is_some_and(|k| k.gpu.shader_f16()));
-    let memory_bytes = training_bytes_for(model, optimizer, b, t, kind, precision.f16());
+    let train = TrainConfig { optimizer: *optimizer, lora, ..TrainConfig::default() };
+    let memory_bytes = training_bytes_of(model, &train, b, t, kind, precision.f16());
     Ok(Plan { precision, memory_bytes })
 }
 

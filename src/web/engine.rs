@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use crate::web::adapters;
 use crate::web::held::{Held, With};
 use crate::web::host::{Host, Inbox, Message};
 use crate::web::links;
@@ -46,6 +47,8 @@ fn scope(request: &Request) -> Scope {
         Request::Parity { .. } => Scope::Parity,
         Request::Pause | Request::Resume | Request::Stop | Request::Cancel => Scope::Train,
         Request::ShareLink { .. } | Request::OpenLink { .. } => Scope::Link,
+        Request::ExportAdapter | Request::ExportMerged => Scope::Export,
+        Request::ImportAdapter { .. } => Scope::Import,
     }
 }
 
@@ -131,6 +134,9 @@ impl Engine {
             }
             Request::Inspect { .. } | Request::Sampling(_) => self.views.handle(request, w.held, w.host).await,
             Request::ShareLink { .. } | Request::OpenLink { .. } => links::handle(request, w.host),
+            Request::ExportAdapter | Request::ExportMerged | Request::ImportAdapter { .. } => {
+                adapters::handle(request, files, w).await
+            }
             // flags, flipped by Inbox::handle as they arrive
             Request::Pause | Request::Resume | Request::Stop | Request::Cancel => Ok(()),
         }

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use crate::generate::{Decoder, SampleConfig};
+use crate::hf::peft::Adapter;
 use crate::model::Gpt2;
 use crate::precision::Resolved;
 use crate::run::Driver;
@@ -35,6 +36,13 @@ pub(crate) struct Loaded {
     pub tokenizer: Tokenizer,
     /// generation_config.json's eos tokens: they end generated text (unshown, as transformers).
     pub stops: Vec<u32>,
+    // issue 26, LoRA in the page
+    /// What the page calls it (a hub repo, or "the imported model"): a LoRA fine-tune's adapter
+    /// names it as its base.
+    pub name: String,
+    /// A peft adapter imported onto it, running beside its weights (the model's LoRA
+    /// adapters): a fine-tune starts from the two merged.
+    pub adapter: Option<Adapter>,
 }
 
 /// A run and what the page knows it by.
@@ -47,6 +55,10 @@ pub(crate) struct Training {
     /// Whether a checkpoint event has handed out corpus.txt yet.
     pub corpus_sent: bool,
     pub state: TrainState,
+    // issue 26, LoRA in the page
+    /// The base a LoRA run's adapter names (base_model_name_or_path): the model it fine-tunes,
+    /// or what a run zip's adapter_config.json named; None where neither is known.
+    pub base: Option<String>,
 }
 
 enum Holding {
@@ -106,6 +118,13 @@ impl Held {
 
     pub fn loaded(&self) -> Option<&Loaded> {
         match &self.now {
+            Holding::Loaded(l) => Some(l),
+            Holding::Training(_) | Holding::None => None,
+        }
+    }
+
+    pub fn loaded_mut(&mut self) -> Option<&mut Loaded> {
+        match &mut self.now {
             Holding::Loaded(l) => Some(l),
             Holding::Training(_) | Holding::None => None,
         }

@@ -8,6 +8,7 @@
 // wgpu's web types are not Send: the worker is single-threaded, an Arc is only shared ownership
 #![allow(clippy::arc_with_non_send_sync)]
 
+mod adapters;
 pub mod engine;
 mod held;
 mod host;

@@ -155,7 +155,7 @@ async fn import(w: With<'_>, name: String, dir: ModelFiles) -> Result<()> {
     let (decoder, model) = allocate(&gpu, Building::Model(&cfg), build).await?;
     // the FLOPs per token at the context the decoder holds (at most 2048), not max_position_embeddings
     w.host.post(&params_event(&cfg, decoder.context_size(), &model.kernels.gpu.describe()), &[]);
-    w.held.load(Loaded { model, decoder, tokenizer, stops });
+    w.held.load(Loaded { model, decoder, tokenizer, stops, name: name.clone(), adapter: None });
     let imported = Event::Imported {
         name,
         n_layer: cfg.n_layer,

@@ -9,15 +9,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use crate::data::{corpus_text, Dataset, Task};
-use crate::model::HfClass;
+use crate::hf::peft::{self, PeftConfig};
+use crate::model::{HfClass, Weights};
 use crate::run::builder::{self, Init, NewRun, Overrides, Resumed, TuneCache, Tuned};
-use crate::run::format::{checkpoint_files, code_files, RunFiles, CORPUS_FILE};
+use crate::run::format::{adapter_files, checkpoint_files, code_files, RunFiles, CORPUS_FILE, RUN_FILES};
 use crate::run::settings::{DEFAULT_SEED, TASK_EXAMPLES};
 use crate::run::{archive, DataSource, RunSettings};
 use crate::tokenizer::Tokenizer;
-use crate::web::held::{Corpus, Held, Training, With};
+use crate::web::held::{Corpus, Held, Loaded, Training, With};
 use crate::web::host::Inbox;
-use crate::web::protocol::{Event, Request, TrainState};
+use crate::web::protocol::{Event, LoraPlan, Request, TrainState};
 use crate::web::run_loop;
 use crate::web::views::{dynamics_history, params_event};
 use crate::{Error, Result};
@@ -145,7 +146,17 @@ impl Runs {
         };
         let (b, t) = (settings.batch_size.max(1), settings.block_size.clamp(1, model.block_size));
         let optimizer = settings.optimizer_config();
-        let plan = builder::plan(w.session.open().map(|k| &**k), &model, b, t, settings.precision, &optimizer)?;
+        let kernels = w.session.open().map(|k| &**k);
+        let lora = settings.lora_config(&model)?;
+        let plan = builder::plan(kernels, &model, (b, t), settings.precision, &optimizer, lora)?;
+        // what LoRA saves: the adapters' size against a full fine-tune's memory
+        let lora = match lora {
+            Some(lc) => {
+                let full = builder::plan(kernels, &model, (b, t), settings.precision, &optimizer, None)?;
+                Some(LoraPlan { params: lc.bytes(&model) as usize / 4, full_memory_bytes: full.memory_bytes })
+            }
+            None => None,
+        };
         Dataset::check_len(tokens, t)?;
         let train = tokens * 9 / 10;
         Ok(Event::Plan {
@@ -159,6 +170,7 @@ impl Runs {
             precision_note: plan.precision.note,
             export_class: HfClass::of(&model).class_name().into(),
             model_type: HfClass::of(&model).model_type().into(),
+            lora,
         })
     }
 
@@ -168,9 +180,19 @@ impl Runs {
     async fn start(&mut self, settings: &RunSettings, w: &mut With<'_>) -> Result<()> {
         let kernels = w.session.kernels()?;
         let corpus = self.current_corpus()?;
+        if settings.lora.rank.is_some() && w.held.loaded().is_none() {
+            return Err(Error::Input(
+                "LoRA fine-tunes a pretrained model: load one first (Load GPT-2, or Import a model), then Fine-tune"
+                    .into(),
+            ));
+        }
+        let base = w.held.loaded().map(|l| l.name.clone());
         let (weights, model, tokenizer, spec) = match w.held.loaded() {
+            // an imported adapter is merged in: the fine-tune starts from the model as it generates
             Some(l) => {
-                (Init::Pretrained(l.model.weights().await?), l.model.config, l.tokenizer.clone(), "dir".to_string())
+                let weights = merged_weights(l).await?;
+                let model = weights.config;
+                (Init::Pretrained(weights), model, l.tokenizer.clone(), "dir".to_string())
             }
             None => {
                 let tok = self.tokenizer(&settings.tokenizer, w.held)?.0.clone();
@@ -198,7 +220,8 @@ impl Runs {
         };
         let driver = builder::start(kernels, new, &corpus.text, TuneCache::Returned, host.clock(), tuned).await?;
         let id = host.new_run_id();
-        self.begin(Training { driver, id, corpus, corpus_sent: false, state: TrainState::Training }, w);
+        let tr = Training { driver, id, corpus, corpus_sent: false, state: TrainState::Training, base };
+        self.begin(tr, w);
         Ok(())
     }
 
@@ -233,7 +256,7 @@ impl Runs {
             return Err(Error::Input(format!("{} file names for {} files", names.len(), files.len())));
         }
         let files = RunFiles::from_named("the saved run", names.into_iter().zip(files).collect::<BTreeMap<_, _>>())?;
-        self.resume(id, files, Overrides { lr, ..Overrides::default() }, true, w).await
+        self.resume(id, (files, None), Overrides { lr, ..Overrides::default() }, true, w).await
     }
 
     /// Goes on with a run zip (Export run's, or `wgpt export-run`'s); on error the page keeps
@@ -246,10 +269,21 @@ impl Runs {
         w: &mut With<'_>,
     ) -> Result<()> {
         let zip = zip.ok_or_else(|| Error::Input("no run zip given".into()))?;
-        let files = archive::read(name, &zip)?;
+        // a LoRA run's zip names its base in adapter_config.json
+        let names: Vec<&str> = RUN_FILES.into_iter().chain([peft::CONFIG_FILE]).collect();
+        let mut entries = archive::read_entries(name, &zip, &names)?;
         drop(zip);
+        let base = match entries.remove(peft::CONFIG_FILE) {
+            Some(bytes) => {
+                PeftConfig::parse(&String::from_utf8_lossy(&bytes))
+                    .map_err(|e| Error::Format(format!("{name}: {e}")))?
+                    .base_model_name_or_path
+            }
+            None => None,
+        };
+        let files = RunFiles::from_named(name, entries)?;
         let id = w.host.new_run_id();
-        self.resume(id, files, Overrides { max_iters, ..Overrides::default() }, false, w).await
+        self.resume(id, (files, base), Overrides { max_iters, ..Overrides::default() }, false, w).await
     }
 
     /// Rebuilds a run from its files and makes it the current one, paused at its step (done where
@@ -259,7 +293,7 @@ impl Runs {
     async fn resume(
         &mut self,
         id: String,
-        files: RunFiles,
+        (files, base): (RunFiles, Option<String>),
         over: Overrides,
         stored: bool,
         w: &mut With<'_>,
@@ -291,7 +325,7 @@ impl Runs {
         let corpus = Rc::new(Corpus { name: name.clone(), text, task });
         w.host.post(&corpus_event(&corpus), &[]);
         let state = if step as usize >= max_iters { TrainState::Done } else { TrainState::Paused };
-        let tr = Training { driver, id: id.clone(), corpus, corpus_sent: stored, state };
+        let tr = Training { driver, id: id.clone(), corpus, corpus_sent: stored, state, base };
         self.begin(tr, w);
         w.host.post(&Event::Restored { id, name, step, max_iters, history, dynamics, fresh_moments }, &[]);
         w.host.post(&Event::State { state, step }, &[]);
@@ -330,17 +364,35 @@ async fn export_run(w: &mut With<'_>) -> Result<()> {
     let mut files = checkpoint_files(checkpoint, tr.driver.metrics());
     files.push((CORPUS_FILE, tr.corpus.text.as_bytes()));
     files.extend(code_files(checkpoint));
+    // a LoRA run's adapter as peft saves it, naming its base (as `wgpt train`'s run directory)
+    let adapter = adapter_files(checkpoint, &run_base(tr))?;
+    files.extend(adapter.iter().map(|(name, bytes)| (*name, bytes.as_slice())));
     let zip = archive::write(&files)?;
-    let step = tr.driver.run.step();
-    let stem: String = tr
-        .corpus
-        .name
-        .trim_end_matches(".txt")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
-        .collect();
-    host.post(&Event::ExportRun { name: format!("{stem}-step{step}.zip"), step }, &[&zip]);
+    host.post(&Event::ExportRun { name: format!("{}.zip", run_stem(tr)), step: tr.driver.run.step() }, &[&zip]);
     Ok(())
+}
+
+/// The name of a run's downloads: its corpus's, file-name safe, and its step.
+pub(crate) fn run_stem(tr: &Training) -> String {
+    let name = tr.corpus.name.trim_end_matches(".txt");
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    format!("{safe}-step{}", tr.driver.run.step())
+}
+
+/// The base a LoRA run's adapter names: the model it fine-tuned, else "." (the run's own
+/// directory, whose model.safetensors holds the frozen base, as `wgpt train` names it).
+pub(crate) fn run_base(tr: &Training) -> String {
+    tr.base.clone().unwrap_or_else(|| ".".into())
+}
+
+/// An imported model's weights, with the adapter imported onto it (if any) merged in.
+async fn merged_weights(l: &Loaded) -> Result<Weights> {
+    let mut weights = l.model.weights().await?;
+    if let Some(adapter) = &l.adapter {
+        peft::merge(&mut weights, adapter)?;
+    }
+    Ok(weights)
 }
 
 fn corpus_event(c: &Corpus) -> Event {

@@ -23,9 +23,10 @@ import { OPTIMIZER_INPUTS, initOptimizer, optimizerSettings } from "./optimizer.
 import { experimentEvent, fillExperiments, initExperiments } from "./experiments.js";
 import { loadTinyStories } from "./corpora.js";
 import { ARCH_INPUTS, archSettings, initArch, showExportClass, showModelArch } from "./arch.js";
+import { LORA_INPUTS, initLora, loraSettings } from "./lora.js";
 
 const DIMS = ["n_layer", "n_head", "n_embd", "block_size"];
-const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision", ...OPTIMIZER_INPUTS];
+const SETTINGS = [...DIMS, "batch_size", "grad_accum", "max_iters", "lr", "eval_interval", "eval_iters", "train_seed", "train_precision", ...OPTIMIZER_INPUTS, ...LORA_INPUTS];
 const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 
 let state = initial;
@@ -74,6 +75,7 @@ function settings() {
     ...linkExtras(), // an opened link's settings the form has no field for
     ...optimizerSettings(),
     ...archSettings(),
+    ...loraSettings(state.training),
   };
 }
 
@@ -209,12 +211,11 @@ function renderButtons() {
   $("import-input").disabled = busy;
   $("import-run-input").disabled = busy || !s.ready;
   $("load-gpt2").disabled = busy || !s.ready;
-  for (const id of SETTINGS.filter((id) => !DIMS.includes(id)).concat(["preset", "tokenizer", "bpe_vocab"]))
+  for (const id of SETTINGS.filter((id) => !DIMS.includes(id)).concat(["preset", "tokenizer", "bpe_vocab", "answer_loss"]))
     $(id).disabled = busy || (id === "bpe_vocab" && $("tokenizer").value !== "bpe");
   for (const id of DIMS) $(id).disabled = busy || $("preset").value !== "custom";
   // an imported model keeps its own architecture
   for (const id of ARCH_INPUTS) $(id).disabled = busy || t === "loaded";
-  $("answer_loss").disabled = busy;
 }
 
 function render() {
@@ -577,6 +578,7 @@ function startEngine() {
   initExperiments({ send, dispatch, say, state: () => state, choose, loadBuiltin, running: () => running(state) });
   render();
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  initLora({ send, say, showError, state: () => state, worker });
   // the last events, for tests and for anyone curious in the console
   window.wgptEvents = [];
   // for tests and for trying the recovery by hand: a lost GPU device, as after a driver reset

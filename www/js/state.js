@@ -143,6 +143,10 @@ export const on = {
   },
   export: (s, ev) => ({ ...s, status: `Exported the model at step ${ev.step}: ${ev.files.join(", ")} (a Hugging Face ${s.plan?.export_class ?? "model"} directory).` }),
   export_run: (s, ev) => ({ ...s, status: `Exported the run at step ${ev.step} as ${ev.name}: go on with it by Import run, or \`wgpt train --resume ${ev.name}\`.` }),
+  // LoRA (lora.js downloads the zips)
+  export_adapter: (s, ev) => ({ ...s, status: `Exported the adapter at step ${ev.step} as ${ev.name} (adapter_config.json naming the base ${ev.base}, adapter_model.safetensors): PeftModel.from_pretrained, or \`wgpt sample --model DIR --base BASE\`.` }),
+  export_merged: (s, ev) => ({ ...s, status: `Exported the model at step ${ev.step} with its adapter merged in as ${ev.name}: a Hugging Face model directory.` }),
+  adapter_imported: (s, ev) => ({ ...s, error: null, status: `Imported ${ev.name}: LoRA rank ${ev.rank}, alpha ${ev.alpha} on ${ev.targets.join(", ")}${ev.base ? ` (made for ${ev.base})` : ""}, ${ev.merged ? "merged into the weights" : "running beside the weights"}. Generate from it, or press Fine-tune to train on from the two merged.` }),
   checkpoint: (s, ev) => ({ ...s, checkpointNote: `saving step ${ev.step}…` }),
   error(s, ev) {
     // look inside says it in its own box: a prompt being typed is not a problem of the page

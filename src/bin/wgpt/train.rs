@@ -15,7 +15,9 @@ use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
 use wgpt::run::builder::{self, Init, NewRun, Overrides, Resumed, TuneCache, Tuned};
 use wgpt::run::driver::diverged_message;
-use wgpt::run::format::{adapter_files, checkpoint_files, code_files, dir, RunFiles, CORPUS_FILE};
+use wgpt::run::format::{
+    adapter_files, checkpoint_files, code_files, dir, RunFiles, ADAPTER_FILES, CORPUS_FILE, RUN_FILES,
+};
 use wgpt::run::{archive, DataSource, Driver, Eval, RunEvent, Status};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::train::Optimizer;
@@ -107,7 +109,13 @@ fn wall_clock() -> f64 {
 
 /// Unpacks a run zip into `out`, everything checked before anything is written.
 fn unpack(zip: &Path, out: &Path, pause: Duration) -> Result<()> {
-    let files = archive::read(&zip.display().to_string(), &read_file(zip)?)?;
+    let what = zip.display().to_string();
+    let names: Vec<&str> = RUN_FILES.into_iter().chain(ADAPTER_FILES).collect();
+    let mut entries = archive::read_entries(&what, &read_file(zip)?, &names)?;
+    // a LoRA run's adapter comes along: its adapter_config.json names the base the run goes on naming
+    let adapter: Vec<(&str, Vec<u8>)> =
+        ADAPTER_FILES.into_iter().filter_map(|n| Some((n, entries.remove(n)?))).collect();
+    let files = RunFiles::from_named(&what, entries)?;
     files.checkpoint.state()?;
     if dir::holds_a_run(out) {
         return Err(Error::Input(format!(
@@ -117,7 +125,9 @@ fn unpack(zip: &Path, out: &Path, pause: Duration) -> Result<()> {
             out.display()
         )));
     }
-    dir::commit(out, &files.named(), pause)?;
+    let mut named = files.named();
+    named.extend(adapter.iter().map(|(name, bytes)| (*name, bytes.as_slice())));
+    dir::commit(out, &named, pause)?;
     eprintln!("unpacked {} into {}", zip.display(), out.display());
     Ok(())
 }
@@ -395,7 +405,12 @@ pub fn export_run(from: &Path, zip: &Path) -> Result<ExitCode> {
     if files.corpus.is_none() {
         files.corpus = Some(source_text(&state.run.data, state.run.seed)?);
     }
-    let bytes = archive::write(&files.named())?;
+    // a LoRA run's adapter as peft saves it, naming its base (the page reads the name back)
+    let adapter: Vec<(&str, Vec<u8>)> =
+        ADAPTER_FILES.into_iter().filter_map(|n| Some((n, std::fs::read(from.join(n)).ok()?))).collect();
+    let mut named = files.named();
+    named.extend(adapter.iter().map(|(name, bytes)| (*name, bytes.as_slice())));
+    let bytes = archive::write(&named)?;
     let tmp = zip.with_extension("zip.tmp");
     std::fs::write(&tmp, &bytes).map_err(|e| Error::Io(format!("cannot write {}: {e}", tmp.display())))?;
     std::fs::rename(&tmp, zip).map_err(|e| Error::Io(format!("cannot write {}: {e}", zip.display())))?;

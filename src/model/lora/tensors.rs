@@ -407,7 +407,19 @@ impl Gpt2 {
         grads: Option<&'a LoraTensors>,
         dropout: Option<DropoutRate<'a>>,
     ) -> Option<LoraBlock<'a>> {
-        let (lora, acts) = (self.lora.as_ref()?, a.lora.as_ref()?);
+        self.lora_over(a.lora.as_ref()?, l, grads, dropout)
+    }
+
+    /// [`Gpt2::lora_block`] over the adapters' own activations `acts` (the KV-cache decoder's,
+    /// which has no [`ActivationTensors`]); None where the model has no adapters.
+    pub(crate) fn lora_over<'a>(
+        &'a self,
+        acts: &'a LoraActs,
+        l: usize,
+        grads: Option<&'a LoraTensors>,
+        dropout: Option<DropoutRate<'a>>,
+    ) -> Option<LoraBlock<'a>> {
+        let lora = self.lora.as_ref()?;
         let (adapters, grads, scale) = (&lora.layers[l], grads.map(|g| &g.layers[l]), lora.config.scale());
         Some(LoraBlock { adapters, acts, grads, dropout, l, scale, cols: &lora.cols })
     }

@@ -139,6 +139,11 @@ pub enum Event {
         export_class: String,
         /// Its config.json `model_type` (`wgpt`: wgpt's own, loaded with trust_remote_code).
         model_type: String,
+        // issue 26, LoRA in the page
+        /// Where the settings ask for LoRA: the adapters' size and what a full fine-tune would
+        /// hold instead (memory_bytes is then the LoRA run's).
+        #[serde(default)]
+        lora: Option<LoraPlan>,
     },
     State {
         state: TrainState,
@@ -310,6 +315,39 @@ pub enum Event {
         total: usize,
         examples: Vec<Scored>,
     },
+    // issue 26, LoRA in the page
+    /// A LoRA run's adapter as a zip (alongside) to download as `name`: adapter_config.json
+    /// naming its base and adapter_model.safetensors, the files `wgpt train` writes.
+    ExportAdapter {
+        name: String,
+        step: u64,
+        base: String,
+    },
+    /// A LoRA run's model with its adapter merged in, as a zip (alongside) of a Hugging Face
+    /// model directory, to download as `name`.
+    ExportMerged {
+        name: String,
+        step: u64,
+    },
+    /// A peft LoRA adapter runs on the imported model: its rank, alpha, the modules it targets,
+    /// the base it names, and whether it was merged into the weights (adapters on parts of
+    /// fused products) rather than run beside them.
+    AdapterImported {
+        name: String,
+        rank: usize,
+        alpha: f64,
+        targets: Vec<String>,
+        base: Option<String>,
+        merged: bool,
+    },
+}
+
+/// What LoRA saves, in a plan: the adapters' parameters (all that trains) and the memory a full
+/// fine-tune of the same model and batch would hold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoraPlan {
+    pub params: usize,
+    pub full_memory_bytes: u64,
 }
 
 /// What the page takes from the engine instead of keeping a copy: the protocol's names (the

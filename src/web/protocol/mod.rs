@@ -10,7 +10,7 @@ mod requests;
 mod store;
 
 pub use events::{
-    ArchPresetInfo, Bar, DynamicsPoint, Event, Guess, LensRow, Manifest, ParityCheck, SamplingView, TaskInfo,
+    ArchPresetInfo, Bar, DynamicsPoint, Event, Guess, LensRow, LoraPlan, Manifest, ParityCheck, SamplingView, TaskInfo,
 };
 pub use requests::{Request, Sampler, Scope, TrainState};
 pub use store::{RunCurves, SavedRun, StoreEvent, StoreRequest};
@@ -80,6 +80,9 @@ mod tests {
                 corpus: Some(crate::run::link::LinkCorpus::Builtin("shakespeare".into())),
             },
             Request::OpenLink { fragment: "#run=e30".into(), settings: RunSettings::preset("tiny").unwrap() },
+            Request::ExportAdapter,
+            Request::ExportMerged,
+            Request::ImportAdapter { name: "adapter.zip".into(), names: vec![] },
         ];
         let tags: Vec<String> = requests.iter().map(|r| tag(&round_trip(r), &m.requests)).collect();
         assert_eq!(tags, m.requests, "one sample per request, in declaration order");
@@ -145,6 +148,7 @@ mod tests {
                 precision_note: Some("f16 asked, but ...".into()),
                 export_class: "GPT2LMHeadModel".into(),
                 model_type: "gpt2".into(),
+                lora: Some(LoraPlan { params: 4096, full_memory_bytes: 1 << 22 }),
             },
             Event::State { state: TrainState::Paused, step: 4 },
             Event::Progress(progress),
@@ -233,6 +237,16 @@ mod tests {
                     right: vec![true, false, true, true],
                     exact: false,
                 }],
+            },
+            Event::ExportAdapter { name: "lines-step20-adapter.zip".into(), step: 20, base: "gpt2".into() },
+            Event::ExportMerged { name: "lines-step20-merged.zip".into(), step: 20 },
+            Event::AdapterImported {
+                name: "adapter.zip".into(),
+                rank: 4,
+                alpha: 8.0,
+                targets: vec!["c_attn".into()],
+                base: Some("gpt2".into()),
+                merged: false,
             },
         ];
         let tags: Vec<String> = events.iter().map(|e| tag(&round_trip(e), &m.events)).collect();

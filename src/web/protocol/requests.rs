@@ -147,6 +147,20 @@ pub enum Request {
         fragment: String,
         settings: RunSettings,
     },
+    // issue 26, LoRA in the page
+    /// The held LoRA run's adapter as a zip (an `export_adapter` event with its bytes).
+    ExportAdapter,
+    /// The held LoRA run's model with the adapter merged in, as a zip of HF files (an
+    /// `export_merged` event with its bytes).
+    ExportMerged,
+    /// A peft LoRA adapter onto the imported model: the bytes alongside are one zip holding
+    /// adapter_config.json and adapter_model.safetensors (`names` empty), or those two files
+    /// named by `names`.
+    ImportAdapter {
+        name: String,
+        #[serde(default)]
+        names: Vec<String>,
+    },
 }
 
 /// Where a run is.
