@@ -191,7 +191,8 @@ fn hub_model(k: &Arc<Kernels>, path: &std::path::Path, arch: &ArchArgs, budget_m
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Input(format!("--config {}: cannot read it: {e}", path.display())))?;
-    let config = wgpt::hf::parse_config(&text).map_err(|e| Error::Input(format!("--config {}: {e}", path.display())))?;
+    let config =
+        wgpt::hf::parse_config(&text).map_err(|e| Error::Input(format!("--config {}: {e}", path.display())))?;
     Ok(Gpt2::new(k.clone(), &Weights::random(config, 0))?.with_submit_budget(budget_ms))
 }
 
@@ -512,4 +513,3 @@ fn submit_line(what: &str, runs: &[SubmitStats], budget: f64) {
         None => println!("  {what}: one submit per run (budget 0), not measured"),
     }
 }
-
