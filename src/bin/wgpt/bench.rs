@@ -3,18 +3,19 @@
 //! Kernels are timed by GPU timestamp queries where the device has them ([`wgpt::Gpu::timestamps`]),
 //! by the wall clock elsewhere; training steps and decoding by the wall clock up to a readback.
 
+mod decode;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wgpt::generate::{sample, Decoder, SampleConfig};
 use wgpt::kernels::Kernels;
-use wgpt::model::{Gpt2, Gpt2Config, Weights, PRESETS};
+use wgpt::model::{Gpt2, Gpt2Config, LoraConfig, Weights, PRESETS};
 use wgpt::options::Options;
 use wgpt::precision::{Precision, Purpose};
-use wgpt::rng::Rng;
 use wgpt::submit::SubmitStats;
-use wgpt::train::{TrainConfig, Trainer};
+use wgpt::train::{training_bytes_of, TrainConfig, Trainer};
 use wgpt::tune;
 use wgpt::{Error, Result};
 
@@ -94,6 +95,15 @@ pub struct BenchArgs {
     // architecture (issue 25): the preset's shapes with these switches
     #[command(flatten)]
     arch: ArchArgs,
+    // issues 25 and 26: hub shapes and LoRA
+    /// An HF config.json whose shapes and architecture replace --preset's, with random weights
+    /// (forward, decode, finetune; e.g. tests/fixtures/hub_configs/smollm2-135m.json).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Finetune: train rank-R LoRA adapters on every product (peft's alpha 2R) over the frozen
+    /// weights, instead of every weight.
+    #[arg(long, value_name = "R")]
+    lora: Option<usize>,
 }
 
 /// What a row's rate counts.
@@ -136,15 +146,21 @@ pub fn bench(args: BenchArgs, opts: &Options) -> Result<ExitCode> {
     };
     println!("timing: kernels: {kernels}; steps and tokens: wall clock up to a readback");
     println!("{:<8}  {:<32}  {:<24}  {:>12}  {:>12}", "unit", "workload", "shape", "ms", "rate");
-    let preset = &args.preset;
+    let preset = &match &args.config {
+        Some(path) => path.file_stem().map_or("config".into(), |s| s.to_string_lossy().into_owned()),
+        None => args.preset.clone(),
+    };
     // f16 rows beside the f32 ones where inference runs f16 (f16 or auto with shader-f16), and
     // train rows where training does (f16 with shader-f16)
     let f16 = super::precision(opts, &k, Purpose::Inference) == Precision::F16;
     let f16_train = opts.precision.resolve(Purpose::Training, k.gpu.shader_f16()).f16();
-    let model_of = |preset: &str| model(&k, preset, &args.arch, opts.submit_budget_ms);
+    let model_of = |preset: &str| match &args.config {
+        Some(path) => hub_model(&k, path, &args.arch, opts.submit_budget_ms),
+        None => model(&k, preset, &args.arch, opts.submit_budget_ms),
+    };
     match args.workload {
         Workload::Forward => forward(&model_of(preset)?, preset, args.batch_size, args.seq, args.iters)?,
-        Workload::Decode => decode(&model_of(preset)?, preset, &args, f16)?,
+        Workload::Decode => decode::decode(&model_of(preset)?, preset, &args, f16)?,
         Workload::Finetune => finetune(model_of(preset)?, preset, args.batch_size, args.seq, &args, f16_train)?,
         Workload::Matmul => matmul(&k, args.iters, f16)?,
         Workload::Attention => attention(&k, args.iters)?,
@@ -153,7 +169,7 @@ pub fn bench(args: BenchArgs, opts: &Options) -> Result<ExitCode> {
             matmul(&k, args.iters, f16)?;
             attention(&k, args.iters)?;
             train(&k, &args, f16_train, opts.submit_budget_ms)?;
-            decode(&model_of("gpt2")?, "gpt2", &args, f16)?;
+            decode::decode(&model_of("gpt2")?, "gpt2", &args, f16)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -167,6 +183,20 @@ fn model(k: &Arc<Kernels>, preset: &str, arch: &ArchArgs, budget_ms: f64) -> Res
         Error::Input(format!("unknown preset {preset:?}; choose one of {}", names.join(", ")))
     })?;
     config.arch = arch.choice().arch(config.n_head)?;
+    // refused past the device's limits before the weights are drawn
+    config.check_params(&k.gpu)?;
+    Ok(Gpt2::new(k.clone(), &Weights::random(config, 0))?.with_submit_budget(budget_ms))
+}
+
+/// A model of the shapes and architecture `path` (an HF config.json) gives, random weights.
+fn hub_model(k: &Arc<Kernels>, path: &std::path::Path, arch: &ArchArgs, budget_ms: f64) -> Result<Gpt2> {
+    if arch.given() {
+        return Err(Error::Input("--config sets the architecture: drop the architecture flags (--arch ...)".into()));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Input(format!("--config {}: cannot read it: {e}", path.display())))?;
+    let config =
+        wgpt::hf::parse_config(&text).map_err(|e| Error::Input(format!("--config {}: {e}", path.display())))?;
     // refused past the device's limits before the weights are drawn
     config.check_params(&k.gpu)?;
     Ok(Gpt2::new(k.clone(), &Weights::random(config, 0))?.with_submit_budget(budget_ms))
@@ -215,7 +245,13 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16
     let report = tune::prepare(&model.kernels, model.config.run_shape(b, t), super::cache_path().as_deref())?;
     let (how, n, ms) = (report.describe(), report.timed, report.ms);
     eprintln!("kernels for {preset} B={b} T={t}: {how}, {n} problems timed in {ms:.0} ms");
-    let cfg = TrainConfig { batch_size: b, seq_len: t, ..TrainConfig::default() };
+    let lora = args.lora.map(|r| LoraConfig::new(r, 0));
+    let preset = &match lora {
+        Some(lc) => format!("{preset} lora r{}", lc.rank),
+        None => preset.to_string(),
+    };
+    let cfg = TrainConfig { batch_size: b, seq_len: t, lora, ..TrainConfig::default() };
+    memory_line(&model, &cfg, preset);
     let twin = match f16 {
         true => Some(
             Gpt2::new(model.kernels.clone(), &pollster::block_on(model.weights())?)?
@@ -286,6 +322,20 @@ fn finetune(model: Gpt2, preset: &str, b: usize, t: usize, args: &BenchArgs, f16
     Ok(())
 }
 
+/// The memory plan of training `model` with `cfg` in f32 (what a run checks before allocating):
+/// its total, the parameters and how many of them are trained.
+fn memory_line(model: &Gpt2, cfg: &TrainConfig, preset: &str) {
+    let (m, b, t) = (&model.config, cfg.batch_size, cfg.seq_len);
+    let kind = m.attention_kind(&model.kernels.selection(), b, t);
+    let bytes = training_bytes_of(m, cfg, b, t, kind, false);
+    let trained = cfg.lora.map_or(m.num_params() as u64, |lc| lc.bytes(m) / 4);
+    println!(
+        "  memory plan of training {preset} B={b} T={t} (f32): {:.1} MiB; {} parameters, {trained} trained",
+        bytes as f64 / (1u64 << 20) as f64,
+        m.num_params()
+    );
+}
+
 /// The GPU time of each kernel in one step of `trainer`, largest first.
 fn print_profile(trainer: &Trainer, precision: &str) -> Result<()> {
     let mut by_kernel = pollster::block_on(trainer.profile())?;
@@ -309,129 +359,4 @@ fn submit_line(what: &str, runs: &[SubmitStats], budget: f64) {
         ),
         None => println!("  {what}: one submit per run (budget 0), not measured"),
     }
-}
-
-/// Milliseconds per call of `f` over `n` calls.
-fn time_ms(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let start = Instant::now();
-    for _ in 0..n {
-        f()?;
-    }
-    Ok(start.elapsed().as_secs_f64() * 1e3 / n.max(1) as f64)
-}
-
-/// Milliseconds of a prefill of `prompt`, up to its argmax.
-fn prefill_ms(dec: &mut Decoder, model: &Gpt2, prompt: &[u32]) -> Result<f64> {
-    time_ms(1, || {
-        dec.prefill(model, prompt)?;
-        pollster::block_on(dec.argmax(model)).map(|_| ())
-    })
-}
-
-/// Milliseconds per greedy token after `prompt`: push the token, then pick the next from its
-/// logits (GPU argmax, 4-byte readback), so each timed step ends with its own result.
-fn greedy_ms(dec: &mut Decoder, model: &Gpt2, prompt: &[u32], n: usize) -> Result<f64> {
-    dec.prefill(model, prompt)?;
-    let mut next = pollster::block_on(dec.argmax(model))?; // the prefill is not part of the timing
-    time_ms(n, || {
-        dec.push(model, next)?;
-        next = pollster::block_on(dec.argmax(model))?;
-        Ok(())
-    })
-}
-
-/// The prefill and greedy decode rows in f16 beside f32's, the two alternating (f32, f16, f32,
-/// f16: a busy machine slows both alike; each row the faster of its two runs), and the ratio.
-fn decode_f16(model: &Gpt2, preset: &str, args: &BenchArgs, ids: &[u32], dec: &mut Decoder) -> Result<()> {
-    let (p, short, n) = (args.prompt_len, args.short_prompt, args.iters.max(1));
-    let mut dec16 = Decoder::with_precision(model, Precision::F16)?;
-    greedy_ms(&mut dec16, model, &ids[..short], 1)?; // warm-up: the f16 pipelines
-    let (mut pre, mut step) = ([f64::INFINITY; 2], [f64::INFINITY; 2]);
-    for _ in 0..2 {
-        for (i, d) in [&mut *dec, &mut dec16].into_iter().enumerate() {
-            pre[i] = pre[i].min(prefill_ms(d, model, &ids[..p])?);
-            step[i] = step[i].min(greedy_ms(d, model, &ids[..short], n)?);
-        }
-    }
-    let shape = format!("prompt {short}, {n} new");
-    for (i, tag) in ["f32", "f16"].into_iter().enumerate() {
-        tokens_row(&format!("prefill {preset} {tag}"), &format!("prompt {p} tokens"), pre[i], p as f64 / pre[i] * 1e3);
-        tokens_row(&format!("decode {preset} {tag} (KV cache)"), &shape, step[i], 1e3 / step[i]);
-    }
-    println!(
-        "  f16 weights: decode {:.2}x and prefill {:.2}x f32's speed (alternating runs, best of 2 each)",
-        step[0] / step[1],
-        pre[0] / pre[1]
-    );
-    Ok(())
-}
-
-fn decode(model: &Gpt2, preset: &str, args: &BenchArgs, f16: bool) -> Result<()> {
-    let (v, block) = (model.config.vocab_size, model.config.block_size);
-    let n = args.iters.max(1);
-    for (what, len) in
-        [("--prompt-len", args.prompt_len), ("--short-prompt", args.short_prompt), ("--context", args.context)]
-    {
-        if len == 0 || len + n > block {
-            return Err(Error::Input(format!(
-                "{what} {len} plus {n} decode steps must fit the context of {block} tokens (and be at least 1)"
-            )));
-        }
-    }
-    let ids: Vec<u32> = (0..block).map(|i| ((i * 7919 + 13) % v) as u32).collect();
-    let mut dec = Decoder::new(model)?;
-    let sync = |dec: &mut Decoder| pollster::block_on(dec.argmax(model)).map(|_| ());
-
-    // warm-up (first use of each pipeline and the one-token step)
-    dec.prefill(model, &ids[..args.short_prompt])?;
-    dec.push(model, ids[args.short_prompt])?;
-    sync(&mut dec)?;
-
-    let p = args.prompt_len;
-    let ms = prefill_ms(&mut dec, model, &ids[..p])?;
-    tokens_row(&format!("prefill {preset}"), &format!("prompt {p} tokens"), ms, p as f64 / ms * 1e3);
-    // the timed prefill was this length's first, measured one; the next follows its plan
-    dec.prefill(model, &ids[..p])?;
-    sync(&mut dec)?;
-    submit_line(&format!("prefill {preset}"), &[dec.submits()], model.submit_budget_ms);
-
-    // greedy generation after a short prompt
-    let ms = greedy_ms(&mut dec, model, &ids[..args.short_prompt], n)?;
-    let shape = format!("prompt {}, {n} new", args.short_prompt);
-    tokens_row(&format!("decode {preset} (KV cache)"), &shape, ms, 1e3 / ms);
-    if f16 {
-        decode_f16(model, preset, args, &ids, &mut dec)?;
-    }
-
-    // the same, sampling (temperature 1, top-k 40) on the CPU from the V logits read back
-    dec.prefill(model, &ids[..args.short_prompt])?;
-    let cfg = SampleConfig { max_new_tokens: n, temperature: 1.0, top_k: 40, top_p: 1.0, seed: 1 };
-    let mut rng = Rng::new(1);
-    let mut next = sample(&pollster::block_on(dec.logits(model))?, &cfg, &mut rng);
-    let ms = time_ms(n, || {
-        dec.push(model, next)?;
-        next = sample(&pollster::block_on(dec.logits(model))?, &cfg, &mut rng);
-        Ok(())
-    })?;
-    tokens_row(&format!("decode {preset} (KV, top-k 40)"), &shape, ms, 1e3 / ms);
-
-    // one more token at a context of `c`: with the cache, vs a full forward over c + 1 tokens
-    let c = args.context;
-    dec.prefill(model, &ids[..c])?;
-    sync(&mut dec)?;
-    let mut at = c;
-    let cached = time_ms(n, || {
-        dec.push(model, ids[at])?;
-        at += 1;
-        sync(&mut dec)
-    })?;
-    tokens_row(&format!("decode {preset} (KV cache)"), &format!("context {c}"), cached, 1e3 / cached);
-    let f = model.forward_plan(1, c + 1)?;
-    let gpu = &model.kernels.gpu;
-    let uncached = time_ms(1, || {
-        model.forward(&f, &ids[..c + 1], None)?;
-        pollster::block_on(gpu.read_range(&f.acts.logits, c * v, v)).map(|_| ())
-    })?;
-    tokens_row(&format!("decode {preset} (no cache)"), &format!("context {c}"), uncached, 1e3 / uncached);
-    Ok(())
 }
