@@ -26,7 +26,7 @@
 //! model) runs them after their products as the forward does, so a fine-tune generates as the
 //! model it trained.
 
-use crate::gpu::{Buffer, Tensor};
+use crate::gpu::{Buffer, Gpu, Tensor};
 use crate::kernels::{Decode, DecodeDims, DecodeEmbed, LayerNormFwd, Program};
 use crate::model::lora::LoraActs;
 use crate::model::{Block, BlockActs, BlockAttn, BlockRope, Gpt2, LoraConfig};
@@ -377,12 +377,8 @@ impl Decoder {
         let (k, g, p, w) = (&*model.kernels, &model.kernels.gpu, &model.params, &self.weights);
         let d = DecodeDims { t, ..self.dims };
         let c = d.c;
-        g.check_binding(
-            &format!("the attention scores of {t} tokens (T x n_head x block_size)"),
-            4 * (t * d.nh * d.s) as u64,
-        )?;
         let (fc, i) = (model.config.mlp_width(), model.config.intermediate_size());
-        g.check_binding(&format!("the MLP product of {t} tokens (T x {fc})"), 4 * (t * fc) as u64)?;
+        check_step_bindings(g, d, fc)?;
         let ids = g.tensor("decode.ids", &[t]);
         let x = g.tensor("decode.x", &[t, c]);
         let x2 = g.tensor("decode.x2", &[t, c]);
@@ -586,4 +582,15 @@ impl Decoder {
             self.push(model, next)?;
         }
     }
+}
+
+/// A decode step of `d.t` tokens fits the device's bindings: its attention scores (T x n_head x
+/// block_size) and its MLP product (T x `fc`).
+fn check_step_bindings(g: &Gpu, d: DecodeDims, fc: usize) -> Result<()> {
+    let t = d.t;
+    g.check_binding(
+        &format!("the attention scores of {t} tokens (T x n_head x block_size)"),
+        4 * (t * d.nh * d.s) as u64,
+    )?;
+    g.check_binding(&format!("the MLP product of {t} tokens (T x {fc})"), 4 * (t * fc) as u64)
 }
