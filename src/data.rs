@@ -4,7 +4,7 @@
 
 pub mod tasks;
 
-pub use tasks::{Task, TASKS};
+pub use tasks::{Task, TaskSpec, TASKS};
 
 use crate::kernels::IGNORE;
 use crate::rng::Rng;

@@ -283,3 +283,29 @@ fn answer_only_batches_count_the_answers_and_start_at_lines() {
         }
     }
 }
+
+#[test]
+fn every_recipe_makes_a_run_whose_window_holds_its_lines_and_a_link() {
+    use wgpt::run::link::Link;
+    use wgpt::run::RunSettings;
+    let manifest = wgpt::web::protocol::Manifest::new();
+    let mut with = 0;
+    for (spec, info) in TASKS.iter().zip(&manifest.tasks) {
+        assert_eq!(spec.recipe.is_some(), info.recipe.is_some(), "{}: the page offers its recipe", spec.name);
+        let Some(recipe) = &spec.recipe else { continue };
+        with += 1;
+        let s = RunSettings::recipe(spec).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        assert!(s.answer_loss && s.max_iters > recipe.reached, "{}: {s:?}", spec.name);
+        let task = Task::parse(spec.name).unwrap();
+        // a training window (block_size + 1 tokens from a line's start) holds every line whole
+        let longest = task.train_examples(2000, 1).iter().map(|(p, a)| p.len() + a.len() + 1).max().unwrap();
+        assert!(longest <= s.block_size + 1, "{}: lines of {longest} tokens, block {}", spec.name, s.block_size);
+        let model = s.model(40).unwrap();
+        s.run_config(model, wgpt::run::DataSource::Task(spec.name.into()), "char".into()).unwrap();
+        let link = &info.recipe.as_ref().unwrap().link;
+        let opened = Link::decode(link, &RunSettings::preset("gpt2").unwrap()).unwrap();
+        assert!(opened.refused.is_empty() && opened.ignored.is_empty(), "{}: {opened:?}", spec.name);
+        assert_eq!(opened.settings, s, "{}: the link opens the recipe", spec.name);
+    }
+    assert!(with >= 9, "{with} tasks have a recipe (9 of 14 measured so far)");
+}

@@ -45,9 +45,40 @@ pub struct TaskSpec {
     pub describe: &'static str,
     pub params: &'static [Param],
     pub draw: Draw,
+    /// Settings that train the task at its defaults to 95% exact match (None: none found yet).
+    pub recipe: Option<Recipe>,
+}
+
+/// A task's recipe: a preset and run-settings keys over it (a JSON object, as an experiment's),
+/// and the first evaluated step whose exact match on the held-out examples reached 95% when
+/// `bash tests/fixtures/task_presets.sh` trained it on lavapipe from the default seed
+/// (BENCHMARKS.md, "Tasks"). `wgpt train --task NAME --recipe` and the page's task panel use it.
+#[derive(Debug)]
+pub struct Recipe {
+    pub preset: &'static str,
+    pub settings: &'static str,
+    pub reached: usize,
 }
 
 const LEN: [Param; 2] = [int("min", "shortest string", 3, 1, 24), int("max", "longest string", 8, 1, 24)];
+
+impl Recipe {
+    /// The recipe's keys as `wgpt train` flags, by name (`--answer-loss --n-head 4`).
+    pub fn flags(&self) -> Result<String> {
+        let keys: serde_json::Map<String, serde_json::Value> = serde_json::from_str(self.settings)
+            .map_err(|e| Error::Input(format!("a recipe is not a JSON object ({e})")))?;
+        let flag = |(k, v): (&String, &serde_json::Value)| match v {
+            serde_json::Value::Bool(true) => format!("--{}", k.replace('_', "-")),
+            serde_json::Value::String(s) => format!("--{} {s}", k.replace('_', "-")),
+            v => format!("--{} {v}", k.replace('_', "-")),
+        };
+        Ok(keys.iter().map(flag).collect::<Vec<_>>().join(" "))
+    }
+}
+
+const fn recipe(preset: &'static str, settings: &'static str, reached: usize) -> Option<Recipe> {
+    Some(Recipe { preset, settings, reached })
+}
 
 /// Every task, in the order `wgpt tasks` and the page list them.
 pub const TASKS: &[TaskSpec] = &[
@@ -56,48 +87,80 @@ pub const TASKS: &[TaskSpec] = &[
         describe: "add two numbers digit by digit, carrying (123+4567=4690)",
         params: &[int("digits", "digits per number", 4, 1, 9)],
         draw: Draw::Each(gen::addition),
+        recipe: None,
     },
     TaskSpec {
         name: "reverse",
         describe: "write a string backwards: attend to the mirrored position (hello|olleh)",
         params: &LEN,
         draw: Draw::Each(gen::reverse),
+        recipe: recipe(
+            "tiny",
+            r#"{"n_head": 4, "block_size": 20, "batch_size": 64, "lr": 0.005,
+                "max_iters": 1500, "eval_interval": 50, "answer_loss": true}"#,
+            400,
+        ),
     },
     TaskSpec {
         name: "sort",
         describe: "sort the letters of a string (dbca|abcd)",
         params: &LEN,
         draw: Draw::Each(gen::sort),
+        recipe: recipe(
+            "tiny",
+            r#"{"block_size": 20, "batch_size": 64, "lr": 0.01,
+                "max_iters": 4000, "eval_interval": 50, "answer_loss": true}"#,
+            3200,
+        ),
     },
     TaskSpec {
         name: "copy",
         describe: "copy a string: attend to the same position one string back (hello|hello)",
         params: &LEN,
         draw: Draw::Each(gen::copy),
+        recipe: recipe(
+            "tiny",
+            r#"{"block_size": 20, "batch_size": 64, "lr": 0.01,
+                "max_iters": 2500, "eval_interval": 50, "answer_loss": true}"#,
+            1650,
+        ),
     },
     TaskSpec {
         name: "repeat",
         describe: "write a string k times: count repetitions (abc*3=abcabcabc)",
         params: &[int("max", "longest string", 4, 1, 12), int("times", "most repetitions", 3, 2, 9)],
         draw: Draw::Each(gen::repeat),
+        recipe: recipe(
+            "tiny",
+            r#"{"n_head": 4, "block_size": 22, "batch_size": 64, "lr": 0.005,
+                "max_iters": 1000, "eval_interval": 50, "answer_loss": true}"#,
+            350,
+        ),
     },
     TaskSpec {
         name: "parity",
         describe: "say whether a bit string has an odd number of ones: a global XOR (10110=1)",
         params: &[int("min", "shortest string", 4, 1, 24), int("max", "longest string", 10, 1, 24)],
         draw: Draw::Each(gen::parity),
+        recipe: None,
     },
     TaskSpec {
         name: "dyck",
         describe: "say whether round and square brackets are balanced: keep a stack (([])=y)",
         params: &[int("pairs", "most bracket pairs", 4, 1, 12)],
         draw: Draw::Each(gen::dyck),
+        recipe: recipe(
+            "baby",
+            r#"{"block_size": 13, "batch_size": 64, "max_iters": 1000, "eval_interval": 50, "answer_loss": true}"#,
+            200,
+        ),
     },
     TaskSpec {
         name: "two-sum",
         describe: "find the positions of the two numbers that add up to the target (12,45,7,30:37=2,3)",
         params: &[int("n", "numbers in the list", 4, 2, 8), int("max", "numbers are below this", 50, 20, 999)],
         draw: Draw::Each(gen::two_sum),
+        recipe: None,
     },
     TaskSpec {
         name: "modular-addition",
@@ -115,12 +178,20 @@ pub const TASKS: &[TaskSpec] = &[
             },
         ],
         draw: Draw::Pairs,
+        recipe: recipe(
+            "tiny",
+            r#"{"n_head": 4, "n_embd": 128, "block_size": 16, "batch_size": 64, "max_iters": 6000, "lr": 0.001,
+                "lr_schedule": "constant", "warmup_iters": 50, "beta2": 0.98, "weight_decay": 1.0, "eval_interval": 250,
+                "answer_loss": true}"#,
+            4500,
+        ),
     },
     TaskSpec {
         name: "associative-recall",
         describe: "look up a key's value in the pairs before it: what induction heads do (a1b5c3:b=5)",
         params: &[int("pairs", "key-value pairs", 4, 1, 10)],
         draw: Draw::Each(gen::associative_recall),
+        recipe: None,
     },
     TaskSpec {
         name: "counting",
@@ -131,24 +202,41 @@ pub const TASKS: &[TaskSpec] = &[
             int("alphabet", "letters used", 3, 2, 26),
         ],
         draw: Draw::Each(gen::counting),
+        recipe: recipe(
+            "baby",
+            r#"{"block_size": 20, "batch_size": 64, "max_iters": 3000, "eval_interval": 50, "answer_loss": true}"#,
+            700,
+        ),
     },
     TaskSpec {
         name: "multiplication",
         describe: "multiply two numbers: long multiplication in one pass (47*83=3901)",
         params: &[int("digits", "digits per number", 2, 1, 4)],
         draw: Draw::Each(gen::multiplication),
+        recipe: None,
     },
     TaskSpec {
         name: "marked-addition",
         describe: "add only the digits marked with * (37*25*1=12)",
         params: &[int("n", "digits in the list", 5, 1, 12)],
         draw: Draw::Each(gen::marked_addition),
+        recipe: recipe(
+            "baby",
+            r#"{"block_size": 16, "batch_size": 64, "max_iters": 3000, "eval_interval": 50, "answer_loss": true}"#,
+            1700,
+        ),
     },
     TaskSpec {
         name: "temporal-order",
         describe: "say which of X and Y appear, in order, among noise letters: ignore the noise (abXcdYe=XY)",
         params: &[int("len", "letters in the string", 8, 3, 24)],
         draw: Draw::Each(gen::temporal_order),
+        recipe: recipe(
+            "tiny",
+            r#"{"block_size": 14, "batch_size": 64, "lr": 0.01,
+                "max_iters": 2500, "eval_interval": 50, "answer_loss": true}"#,
+            250,
+        ),
     },
 ];
 

@@ -452,6 +452,25 @@ impl ArchChoice {
         }
     }
 
+    /// These keys over `base`'s: each key set here wins, the others are `base`'s.
+    pub fn over(&self, base: &ArchChoice) -> ArchChoice {
+        ArchChoice {
+            arch: self.arch.clone().or_else(|| base.arch.clone()),
+            positions: self.positions.or(base.positions),
+            rope_theta: self.rope_theta.or(base.rope_theta),
+            norm: self.norm.or(base.norm),
+            norm_eps: self.norm_eps.or(base.norm_eps),
+            mlp: self.mlp.or(base.mlp),
+            intermediate_size: self.intermediate_size.or(base.intermediate_size),
+            n_kv_head: self.n_kv_head.or(base.n_kv_head),
+            head_dim: self.head_dim.or(base.head_dim),
+            qk_norm: self.qk_norm.or(base.qk_norm),
+            bias: self.bias.or(base.bias),
+            tied: self.tied.or(base.tied),
+            logit_softcap: self.logit_softcap.or(base.logit_softcap),
+        }
+    }
+
     /// Whether any key is set.
     pub fn is_set(&self) -> bool {
         *self != ArchChoice::default()

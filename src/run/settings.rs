@@ -4,12 +4,15 @@
 //! batches and the sample shown at each evaluation.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::data::TaskSpec;
 use crate::generate::SampleConfig;
 use crate::kernels::AttentionKind;
 use crate::model::lora::Targets;
 use crate::model::{ArchChoice, Gpt2Config, LoraConfig};
 use crate::precision::Precision;
+use crate::run::link::FIELDS;
 use crate::run::{DataSource, RunConfig};
 use crate::train::{Optimizer, OptimizerConfig, Schedule, TrainConfig};
 use crate::{Error, Result};
@@ -186,6 +189,41 @@ impl RunSettings {
             answer_loss: false,
             lora: Box::default(),
         })
+    }
+
+    /// These settings with the run-settings keys of the JSON object `over` put over them (an
+    /// experiment's runs, a task's recipe); each key must be one a link carries. `what` names
+    /// `over` in the error.
+    pub fn with_keys(&self, over: &str, what: &str) -> Result<RunSettings> {
+        let over: Value = serde_json::from_str(over).map_err(|e| Error::Input(format!("{what}: not JSON ({e})")))?;
+        let Value::Object(over) = over else {
+            return Err(Error::Input(format!("{what}: not a JSON object of run settings")));
+        };
+        let Value::Object(mut map) = serde_json::to_value(self).expect("RunSettings serialises") else {
+            unreachable!("RunSettings serialises as an object")
+        };
+        for (key, value) in over {
+            if !FIELDS.iter().any(|f| f.key == key) {
+                return Err(Error::Input(format!("{what}: {key} is not a run setting")));
+            }
+            map.insert(key, value);
+        }
+        serde_json::from_value(Value::Object(map)).map_err(|e| Error::Input(format!("{what}: not run settings ({e})")))
+    }
+
+    /// The settings of `task`'s recipe: its preset's with the recipe's keys over them.
+    pub fn recipe(task: &TaskSpec) -> Result<RunSettings> {
+        let what = format!("task {}'s recipe", task.name);
+        let recipe = task.recipe.as_ref().ok_or_else(|| {
+            Error::Input(format!(
+                "task {} has no recipe yet (no settings measured to reach 95% exact match): choose a preset and \
+                 flags yourself",
+                task.name
+            ))
+        })?;
+        let preset = RunSettings::preset(recipe.preset)
+            .ok_or_else(|| Error::Input(format!("{what}: no preset {:?}", recipe.preset)))?;
+        preset.with_keys(recipe.settings, &what)
     }
 
     /// Every preset by name, smallest first (the page's preset menu).

@@ -10,7 +10,8 @@
 // without scrolling, the controls beside the chart; every view's tab opens from the keyboard
 // (arrow keys, Home/End, Enter and Space) showing a hook of its panel and hiding the others. The
 // task's parameter (max=6) and the answer-only loss travel in the link; the task run's first
-// evaluation shows in `task-view` as its `task_eval` says, every answer token marked.
+// evaluation shows in `task-view` as its `task_eval` says, every answer token marked; the task's
+// recipe (`task-recipe`) fills the form as its link says, starting nothing.
 // `--shots DIR` then trains a small character-level reverse run in the fresh page and saves the
 // layout at 1440x900 (layout.png) and the task view (tasks.png) there, for docs/.
 //
@@ -240,6 +241,18 @@ try {
   if (asked.length !== 1 || (await page.inputValue("#n_layer")) !== String(values.n_layer)) fail("a link replaced the settings of a training page without asking");
   await byId("train-stop").click();
   await e2e.status("Stopped");
+  // the task's recipe (under the task's description) fills the form as its link says; nothing starts
+  const recipe = carried(await byId("task-recipe").getAttribute("href"));
+  await page.evaluate(() => (window.wgptEvents = []));
+  await byId("task-recipe").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="share-note"]').textContent.startsWith("Opened a link"), null, { timeout: 60_000 });
+  await page.waitForFunction(() => document.getElementById("c-name").textContent === "reverse task", null, { timeout: 60_000 });
+  const filled = await form(page);
+  console.log(`the recipe's link: ${JSON.stringify(recipe)}; ${await text("share-note")}`);
+  if (JSON.stringify(recipe.corpus) !== '{"task":{"name":"reverse","params":""}}' || recipe.answer_loss !== true) fail(`the recipe's link carries ${JSON.stringify(recipe)}`);
+  for (const k of ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_iters", "lr", "eval_interval", "answer_loss"])
+    if (filled[k] !== String(recipe[k])) fail(`after the recipe the form's ${k} is ${filled[k]}, its link's ${recipe[k]}`);
+  if ((await states(page)).length) fail("opening the recipe started something");
   await page.screenshot({ path: shot, fullPage: true });
   if (args.shots) await docsShots(fresh, path.resolve(args.shots));
   console.log("PASS");

@@ -75,7 +75,23 @@ function showTask() {
     h("br"),
     h("span", {}, "Examples: "),
     ...examples,
+    ...recipe(t),
   );
+}
+
+// The task's recipe, where it has one: a link that fills the form with the settings measured to
+// reach 95% exact match (opened as any #run= link: nothing trains until Start).
+function recipe(t) {
+  if (!t.recipe) return [h("br"), h("span", { class: "muted" }, "No recipe yet: no settings were measured to reach 95% on this task.")];
+  const { link, reached, flags } = t.recipe;
+  const a = h("a", { href: link, "data-testid": "task-recipe", title: `wgpt train --task ${t.name} --recipe (${flags})` }, "use its recipe");
+  // the same link twice changes no hash: open it again by hand
+  a.addEventListener("click", (e) => {
+    if (location.hash !== link) return;
+    e.preventDefault();
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
+  });
+  return [h("br"), h("span", {}, "Recipe: "), a, h("span", {}, ` (${flags}): 95% exact match at step ${reached.toLocaleString("en-US")} on a software GPU.`)];
 }
 
 // A token as it reads in the view: the newline as ⏎, a space as ␣.

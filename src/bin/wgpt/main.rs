@@ -233,7 +233,11 @@ pub fn cache_path() -> Option<PathBuf> {
 fn tasks() -> Result<ExitCode> {
     for spec in wgpt::data::TASKS {
         let example = wgpt::data::Task::parse(spec.name)?.examples(1, 1).concat();
-        println!("{:<19} {}; params: {}; e.g. {example}", spec.name, spec.describe, spec.params_line());
+        let recipe = match &spec.recipe {
+            Some(r) => format!("recipe (--recipe): --preset {} {}: 95% at step {}", r.preset, r.flags()?, r.reached),
+            None => "no recipe yet".to_string(),
+        };
+        println!("{:<19} {}; params: {}; e.g. {example}; {recipe}", spec.name, spec.describe, spec.params_line());
     }
     Ok(ExitCode::SUCCESS)
 }

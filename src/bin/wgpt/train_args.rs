@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
+use wgpt::data::Task;
 use wgpt::model::lora::Targets;
 use wgpt::model::{ArchChoice, Weights};
-use wgpt::run::settings::{LoraSettings, DEFAULT_SEED, EVAL_ITERS};
+use wgpt::run::settings::{LoraSettings, DEFAULT_SEED};
 use wgpt::run::RunSettings;
-use wgpt::train::{Optimizer, Schedule, TrainConfig};
+use wgpt::train::{Optimizer, Schedule};
 use wgpt::{Error, Result};
 
 use super::arch::ArchArgs;
@@ -50,27 +51,29 @@ pub struct TrainArgs {
     #[arg(long)]
     pub warmup_iters: Option<usize>,
     /// Weight decay on every tensor of rank >= 2 (never on 1-D ones): decoupled for AdamW and
-    /// Muon, added to the gradient for SGD (as torch.optim.SGD).
-    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
-    pub weight_decay: f32,
-    #[arg(long, default_value_t = TrainConfig::default().beta1)]
-    pub beta1: f32,
-    #[arg(long, default_value_t = TrainConfig::default().beta2)]
-    pub beta2: f32,
-    /// Clip the global gradient norm to this (0 = off).
-    #[arg(long, default_value_t = TrainConfig::default().grad_clip)]
-    pub grad_clip: f32,
+    /// Muon, added to the gradient for SGD (as torch.optim.SGD) [default: 0.1].
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// AdamW's beta1 [default: 0.9].
+    #[arg(long)]
+    pub beta1: Option<f32>,
+    /// AdamW's beta2 [default: 0.99].
+    #[arg(long)]
+    pub beta2: Option<f32>,
+    /// Clip the global gradient norm to this (0 = off) [default: 1].
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
     /// Dropout on the embeddings, residual branches and attention probabilities (GPT-2's
-    /// embd_pdrop, resid_pdrop and attn_pdrop); 0 turns it off exactly.
-    #[arg(long, default_value_t = TrainConfig::default().dropout)]
-    pub dropout: f32,
+    /// embd_pdrop, resid_pdrop and attn_pdrop); 0 turns it off exactly [default: 0].
+    #[arg(long)]
+    pub dropout: Option<f32>,
     /// Evaluate, print a sample and save a checkpoint every this many steps (and at step 0 and
     /// the end) [default: the preset's].
     #[arg(long)]
     pub eval_interval: Option<usize>,
-    /// Batches per split in each evaluation.
-    #[arg(long, default_value_t = EVAL_ITERS)]
-    pub eval_iters: usize,
+    /// Batches per split in each evaluation [default: 20].
+    #[arg(long)]
+    pub eval_iters: Option<usize>,
     /// Read the loss back (and log it) every this many steps (and at step 1 and the end).
     #[arg(long, default_value_t = 10)]
     pub log_interval: usize,
@@ -140,6 +143,10 @@ pub struct TrainArgs {
     /// start at a line.
     #[arg(long)]
     pub answer_loss: bool,
+    /// Start from the --task's recipe (`wgpt tasks` shows it: settings measured to reach 95%
+    /// exact match) instead of --preset; the other flags still override it.
+    #[arg(long, requires = "task")]
+    pub recipe: bool,
     // issue 27, experiments
     /// Run a gallery entry (`wgpt experiments`): its runs one after the other into --out/RUN, and
     /// their losses overlaid in --out/loss.png. The entry's settings are its own: only --out,
@@ -222,8 +229,12 @@ impl TrainArgs {
 /// The preset's settings with the flags over them.
 pub fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Result<RunSettings> {
     let names: Vec<String> = RunSettings::presets().into_iter().map(|(n, _)| n).collect();
-    let mut s = RunSettings::preset(&a.preset)
-        .ok_or_else(|| Error::Input(format!("unknown preset {:?}; choose one of {}", a.preset, names.join(", "))))?;
+    let mut s = match (a.recipe, a.task.as_deref()) {
+        (true, Some(task)) => RunSettings::recipe(Task::parse(task)?.spec)?,
+        _ => RunSettings::preset(&a.preset).ok_or_else(|| {
+            Error::Input(format!("unknown preset {:?}; choose one of {}", a.preset, names.join(", ")))
+        })?,
+    };
     if let Some(w) = init {
         if a.arch.given() {
             return Err(Error::Input(
@@ -237,7 +248,7 @@ pub fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Res
         s.architecture = ArchChoice::of(&w.config.arch);
     }
     if init.is_none() {
-        s.architecture = a.arch.choice();
+        s.architecture = a.arch.choice().over(&s.architecture);
     }
     s.n_layer = a.n_layer.unwrap_or(s.n_layer);
     s.n_head = a.n_head.unwrap_or(s.n_head);
@@ -247,25 +258,27 @@ pub fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Res
     s.max_iters = a.max_iters.unwrap_or(s.max_iters);
     s.eval_interval = a.eval_interval.unwrap_or(s.eval_interval);
     s.lr = a.lr.unwrap_or(s.lr);
-    s.min_lr = a.min_lr;
-    s.warmup_iters = a.warmup_iters;
+    s.min_lr = a.min_lr.or(s.min_lr);
+    s.warmup_iters = a.warmup_iters.or(s.warmup_iters);
     s.grad_accum = a.grad_accum;
-    s.weight_decay = Some(a.weight_decay);
-    s.beta1 = Some(a.beta1);
-    s.beta2 = Some(a.beta2);
-    s.grad_clip = Some(a.grad_clip);
-    s.dropout = Some(a.dropout);
-    s.eval_iters = Some(a.eval_iters);
+    s.weight_decay = a.weight_decay.or(s.weight_decay);
+    s.beta1 = a.beta1.or(s.beta1);
+    s.beta2 = a.beta2.or(s.beta2);
+    s.grad_clip = a.grad_clip.or(s.grad_clip);
+    s.dropout = a.dropout.or(s.dropout);
+    s.eval_iters = a.eval_iters.or(s.eval_iters);
     s.log_interval = a.log_interval;
     s.seed = a.seed;
     s.tokenizer = tokenizer;
-    s.answer_loss = a.answer_loss;
+    s.answer_loss = a.answer_loss || s.answer_loss;
     let flag = |name: &'static str| move |e: Error| Error::Input(format!("{name}: {e}"));
-    s.optimizer = a.optimizer.as_deref().map(Optimizer::parse).transpose().map_err(flag("--optimizer"))?;
-    s.muon_lr = a.muon_lr;
-    s.momentum = a.momentum;
-    s.nesterov = Some(a.nesterov || !a.no_nesterov);
-    s.lr_schedule = a.lr_schedule.as_deref().map(Schedule::parse).transpose().map_err(flag("--lr-schedule"))?;
+    let optimizer = a.optimizer.as_deref().map(Optimizer::parse).transpose().map_err(flag("--optimizer"))?;
+    s.optimizer = optimizer.or(s.optimizer);
+    s.muon_lr = a.muon_lr.or(s.muon_lr);
+    s.momentum = a.momentum.or(s.momentum);
+    s.nesterov = (a.nesterov || a.no_nesterov).then_some(a.nesterov).or(s.nesterov);
+    let schedule = a.lr_schedule.as_deref().map(Schedule::parse).transpose().map_err(flag("--lr-schedule"))?;
+    s.lr_schedule = schedule.or(s.lr_schedule);
     if a.lora.is_some() && init.is_none() {
         return Err(Error::Input(
             "--lora fine-tunes a pretrained model: give it --init DIR (a resumed LoRA run keeps its own adapters)"
@@ -275,4 +288,39 @@ pub fn settings(a: &TrainArgs, tokenizer: String, init: Option<&Weights>) -> Res
     let targets = a.lora_targets.as_deref().map(Targets::parse).transpose().map_err(flag("--lora-targets"))?;
     *s.lora = LoraSettings { rank: a.lora, alpha: a.lora_alpha, targets, dropout: a.lora_dropout };
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    fn parse(args: &[&str]) -> RunSettings {
+        let cli = Cli::try_parse_from(std::iter::once("wgpt").chain(args.iter().copied())).unwrap();
+        settings(&cli.train, "char".into(), None).unwrap()
+    }
+
+    #[test]
+    fn a_recipe_is_its_flags_and_flags_go_over_it() {
+        for spec in wgpt::data::TASKS {
+            let Some(recipe) = &spec.recipe else { continue };
+            let flags = recipe.flags().unwrap();
+            let mut spelled = vec!["--task", spec.name, "--preset", recipe.preset];
+            spelled.extend(flags.split_whitespace());
+            assert_eq!(parse(&["--task", spec.name, "--recipe"]), parse(&spelled), "{}: {flags}", spec.name);
+            assert_eq!(parse(&spelled), RunSettings::recipe(spec).unwrap(), "{}: the CLI's defaults", spec.name);
+        }
+        let over =
+            parse(&["--task", "reverse", "--recipe", "--lr", "0.5", "--weight-decay", "0", "--positions", "rope"]);
+        let recipe = RunSettings::recipe(wgpt::data::Task::parse("reverse").unwrap().spec).unwrap();
+        assert_eq!((over.lr, over.weight_decay, over.block_size), (0.5, Some(0.0), recipe.block_size));
+        assert_eq!(over.architecture.positions, Some(wgpt::model::Positions::Rope));
+        assert!(Cli::try_parse_from(["wgpt", "--recipe"]).is_err(), "--recipe needs a --task");
+    }
 }

@@ -5,14 +5,14 @@
 use serde::{Deserialize, Serialize};
 use strum::{IntoEnumIterator, VariantNames};
 
-use crate::data::{Task, MAX_CORPUS_BYTES, TASKS};
+use crate::data::{Task, TaskSpec, MAX_CORPUS_BYTES, TASKS};
 use crate::dynamics::{Dynamics, LayerDynamics, TensorDynamics};
 use crate::model::{Arch, ArchChoice, ArchPreset, Named};
 use crate::params::ParamRow;
 use crate::precision::Precision;
 use crate::run::experiments::ExperimentInfo;
 use crate::run::format::History;
-use crate::run::link::Opened;
+use crate::run::link::{Link, LinkCorpus, Opened};
 use crate::run::score::Scored;
 use crate::run::settings::DEFAULT_SEED;
 use crate::run::{Progress, RunSettings};
@@ -419,6 +419,18 @@ pub struct TaskInfo {
     pub params: Vec<(String, String, f64, f64, f64)>,
     /// Training lines of the task at its defaults, from the default seed.
     pub examples: Vec<String>,
+    /// The task's recipe: a link (`#run=...`) that fills the form with it, and the step where
+    /// it reached 95% exact match.
+    pub recipe: Option<RecipeInfo>,
+}
+
+/// A task's recipe as the page offers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipeInfo {
+    pub link: String,
+    pub reached: usize,
+    /// The settings it sets, as `wgpt train`'s flags.
+    pub flags: String,
 }
 
 impl TaskInfo {
@@ -431,8 +443,20 @@ impl TaskInfo {
                 describe: t.describe.to_string(),
                 params: t.params.iter().map(|p| (p.name.into(), p.what.into(), p.default, p.min, p.max)).collect(),
                 examples: Task::parse(t.name).map(|task| task.examples(3, DEFAULT_SEED)).unwrap_or_default(),
+                recipe: RecipeInfo::of(t),
             })
             .collect()
+    }
+}
+
+impl RecipeInfo {
+    /// `task`'s recipe for the page (None where it has none; a recipe that does not make a link
+    /// is caught by tests/tasks.rs).
+    fn of(task: &TaskSpec) -> Option<RecipeInfo> {
+        let recipe = task.recipe.as_ref()?;
+        let corpus = LinkCorpus::Task { name: task.name.into(), params: String::new() };
+        let link = Link::share(RunSettings::recipe(task).ok()?, Some(corpus)).ok()?;
+        Some(RecipeInfo { link, reached: recipe.reached, flags: recipe.flags().ok()? })
     }
 }
 
