@@ -42,7 +42,7 @@ const SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/mas
 // of its own (the page caches by URL)
 const hubDir = fs.mkdtempSync(path.join(os.tmpdir(), "wgpt-hub-arch-"));
 const e2e = await openE2e({ root, hubDir, wgptBin: path.resolve("target/debug/wgpt") });
-const { page, byId, text, url, waitEvent } = e2e;
+const { page, byId, text, url, greedy, waitEvent } = e2e;
 
 const SWITCHES = ["positions", "rope_theta", "norm", "norm_eps", "mlp", "intermediate_size", "n_kv_head", "head_dim", "qk_norm", "bias", "tied", "logit_softcap"];
 // The Architecture group as a person sees it.
@@ -121,17 +121,6 @@ async function hubLoad(repo) {
   await byId("load-gpt2").click();
   const ev = await page.waitForFunction(() => (window.wgptEvents || []).find((e) => e.type === "imported" || (e.type === "error" && e.scope === "import")), null, { timeout: 120_000 });
   return ev.jsonValue();
-}
-
-// Greedy text for `prompt`, `n` tokens.
-async function greedy(prompt, n) {
-  await byId("prompt").fill(prompt);
-  await byId("temperature").fill("0");
-  await byId("max-tokens").fill(String(n));
-  await page.evaluate(() => (document.getElementById("gen-speed").textContent = ""));
-  await byId("generate").click();
-  await page.waitForFunction(() => document.getElementById("gen-speed").textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
-  return text("output");
 }
 
 // A safetensors file's header ({name: {dtype, shape, data_offsets}}) and its data.

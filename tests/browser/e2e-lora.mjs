@@ -26,7 +26,7 @@ const shot = path.resolve(args.screenshot ?? "target/browser/lora.png");
 const hubDir = path.resolve(args["hub-dir"] ?? "../shared/data/hf-tiny-gpt2");
 const REPO = "tiny/gpt2-lora";
 const e2e = await openE2e({ root, hubDir, wgptBin: path.resolve("target/debug/wgpt") });
-const { page, byId, text, url, waitEvent, scratch, wgpt, haveCli } = e2e;
+const { page, byId, text, url, greedy, waitEvent, scratch, wgpt, haveCli } = e2e;
 
 // A zip's files, {name: Buffer} (stored or deflated entries, as the engine writes them).
 function unzip(buf) {
@@ -56,17 +56,6 @@ async function hubLoad() {
   await page.fill("#hub-repo", REPO);
   await byId("load-gpt2").click();
   return waitEvent("imported", {}, 180_000);
-}
-
-// Greedy text for `prompt`, `n` tokens.
-async function greedy(prompt, n) {
-  await byId("prompt").fill(prompt);
-  await byId("temperature").fill("0");
-  await byId("max-tokens").fill(String(n));
-  await page.evaluate(() => (document.getElementById("gen-speed").textContent = ""));
-  await byId("generate").click();
-  await page.waitForFunction(() => document.getElementById("gen-speed").textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
-  return text("output");
 }
 
 // The download a click on `id` starts: its name and bytes.

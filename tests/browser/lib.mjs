@@ -89,6 +89,16 @@ export function pageKit(page) {
     status: (prefix, timeout = 120_000) =>
       page.waitForFunction((p) => document.querySelector('[data-testid="status"]').textContent.startsWith(p), prefix, { timeout }),
     stepAtLeast: (n, timeout = 300_000) => page.waitForFunction((n) => Number(document.querySelector('[data-testid="step"]').textContent) >= n, n, { timeout }),
+    // the generate view's greedy text for `prompt`: `n` tokens at temperature 0
+    greedy: async (prompt, n) => {
+      await byId("prompt").fill(prompt);
+      await byId("temperature").fill("0");
+      await byId("max-tokens").fill(String(n));
+      await page.evaluate(() => (document.getElementById("gen-speed").textContent = ""));
+      await byId("generate").click();
+      await page.waitForFunction(() => document.getElementById("gen-speed").textContent !== "" && !document.querySelector('[data-testid="generate"]').disabled, null, { timeout: 120_000 });
+      return kit.text("output");
+    },
     // a setting's input, as a person types it
     set: async (id, value) => {
       await showTab(page, id);
