@@ -50,9 +50,10 @@ pub struct TaskSpec {
 }
 
 /// A task's recipe: a preset and run-settings keys over it (a JSON object, as an experiment's),
-/// and the first evaluated step whose exact match on the held-out examples reached 95% when
-/// `bash tests/fixtures/task_presets.sh` trained it on lavapipe from the default seed
-/// (BENCHMARKS.md, "Tasks"). `wgpt train --task NAME --recipe` and the page's task panel use it.
+/// and the first evaluated step whose exact match on the held-out examples reached 95% when it
+/// was trained on lavapipe from the default seed (BENCHMARKS.md, "Tasks";
+/// `bash tests/fixtures/task_presets.sh` retrains it). `wgpt train --task NAME --recipe` and the
+/// page's task panel use it.
 #[derive(Debug)]
 pub struct Recipe {
     pub preset: &'static str,
