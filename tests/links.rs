@@ -3,18 +3,17 @@
 //! message naming what is wrong; none panics, none sets a refused field, none starts anything.
 //! And the page's engine answers link requests before its GPU is open, without training.
 
-use std::cell::RefCell;
-use std::future::Future;
+mod common;
+
+use common::page::{Posted, Recorder};
 use std::path::Path;
-use std::pin::Pin;
 use std::rc::Rc;
 
 use serde_json::json;
-use wgpt::run::driver::Clock;
 use wgpt::run::link::{Link, LinkCorpus, MAX_LINK_CHARS};
 use wgpt::run::RunSettings;
 use wgpt::web::protocol::{Event, Scope};
-use wgpt::web::{Engine, Host};
+use wgpt::web::Engine;
 
 /// How a hostile link is refused: whole (the error says this), or these fields (each message
 /// says this) with every other field left alone.
@@ -94,25 +93,6 @@ fn hostile_links_are_refused() {
     assert!(e.contains(&format!("more than a link of wgpt's ({MAX_LINK_CHARS})")), "{e}");
 }
 
-/// Every event the engine posted.
-type Posted = Rc<RefCell<Vec<Event>>>;
-
-struct Recorder(Posted);
-
-impl Host for Recorder {
-    fn post(&self, event: &Event, _files: &[&[u8]]) {
-        self.0.borrow_mut().push(event.clone());
-    }
-
-    fn clock(&self) -> Clock {
-        || 0.0
-    }
-
-    fn settle(&self) -> Pin<Box<dyn Future<Output = ()>>> {
-        Box::pin(async {})
-    }
-}
-
 /// The page's engine before `init`: no GPU at all. A link is made and opened at once (nothing
 /// waits for the GPU), a hostile one is an error of the link's scope, and nothing trains.
 #[test]
@@ -126,7 +106,7 @@ fn the_engine_answers_links_without_the_gpu() {
     let ask = |engine: &mut Engine, request: serde_json::Value| {
         engine.handle(&request.to_string(), vec![]).unwrap();
         while pollster::block_on(engine.tick()) {}
-        events.borrow_mut().drain(..).collect::<Vec<Event>>()
+        events.borrow_mut().drain(..).map(|(e, _)| e).collect::<Vec<Event>>()
     };
     let got = ask(&mut engine, json!({"type": "share_link", "settings": settings, "corpus": corpus}));
     let [Event::Link { fragment }] = got.as_slice() else { panic!("{got:?}") };

@@ -530,11 +530,10 @@ fn cli_fine_tunes_with_lora_and_recovers_from_device_loss() {
 /// on c_attn, c_proj and c_fc of a tiny GPT-2, random A and B, torch.optim.AdamW with decay and
 /// clipping): the first step's loss, adapter gradients and adapters after it, and ten losses.
 async fn peft_parity(k: Arc<Kernels>) {
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lora.safetensors")).unwrap();
+    let file = "lora.safetensors";
+    let bytes = std::fs::read(format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let meta =
-        |key: &str| -> serde_json::Value { serde_json::from_str(&header.metadata().as_ref().unwrap()[key]).unwrap() };
-    let (shape, peft, hyper) = (meta("config"), meta("lora"), meta("adamw"));
+    let shape: serde_json::Value = serde_json::from_str(&header.metadata().as_ref().unwrap()["config"]).unwrap();
     let size = |key: &str| shape[key].as_u64().unwrap() as usize;
     let cfg = Gpt2Config {
         n_layer: size("n_layer"),
@@ -544,71 +543,9 @@ async fn peft_parity(k: Arc<Kernels>) {
         vocab_size: size("vocab_size"),
         arch: wgpt::model::Arch::GPT2,
     };
-    let weights = wgpt::hf::load_weights("lora.safetensors", &bytes, cfg).unwrap();
-    let targets: Vec<&str> = peft["target_modules"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let (rank, alpha) = (peft["r"].as_u64().unwrap() as usize, peft["lora_alpha"].as_f64().unwrap() as f32);
-    let lc = LoraConfig { alpha, targets: Targets::parse(&targets.join(",")).unwrap(), ..LoraConfig::new(rank, 0) };
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |name: &str| -> Vec<f32> {
-        let view = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-    };
-    let ids = |name: &str| -> (Vec<u32>, Vec<usize>) {
-        let view = st.tensor(name).unwrap();
-        (
-            view.data().chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32).collect(),
-            view.shape().to_vec(),
-        )
-    };
+    let weights = wgpt::hf::load_weights(file, &bytes, cfg).unwrap();
     // peft's saved names for ours: lora.h.0.attn.c_attn.lora_A -> base_model.model.transformer.h.0.attn.c_attn.lora_A.weight
     let peft_name = |ours: &str| format!("base_model.model.transformer.{}.weight", ours.strip_prefix("lora.").unwrap());
-    let specs = lc.specs(&cfg);
-    let adapters: Vec<Vec<f32>> = specs.iter().map(|(n, _)| f32s(&peft_name(n))).collect();
-    let mut model = Gpt2::new(k.clone(), &weights).unwrap();
-    model.lora = Some(LoraTensors::upload(&k.gpu, &cfg, lc, &adapters).unwrap());
-    let ((x, xs), (y, _)) = (ids("x"), ids("y"));
-    let h = |key: &str| hyper[key].as_f64().unwrap() as f32;
-    let train = TrainConfig {
-        batch_size: xs[0],
-        seq_len: xs[1],
-        lr: h("lr"),
-        min_lr: h("lr"),
-        warmup_iters: 0,
-        lr_schedule: wgpt::train::Schedule::Constant,
-        weight_decay: h("weight_decay"),
-        beta1: h("beta1"),
-        beta2: h("beta2"),
-        eps: h("eps"),
-        grad_clip: h("grad_clip"),
-        lora: Some(lc),
-        ..TrainConfig::default()
-    };
-    let mut trainer = Trainer::new(model, train).unwrap();
-    let want_losses = f32s("expected.losses");
-    let batch = vec![(x, y)];
-    let mut losses = vec![];
-    for step in 0..want_losses.len() {
-        trainer.step(&batch).unwrap();
-        losses.push(trainer.last_loss().await.unwrap());
-        if step > 0 {
-            continue;
-        }
-        let grads = k.gpu.read_many(&trainer.grads.ordered()).await.unwrap();
-        let after = trainer.adapters().await.unwrap();
-        for (i, (name, _)) in specs.iter().enumerate() {
-            let want = f32s(&format!("expected.grad.{}", peft_name(name)));
-            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-            assert_close(&format!("peft grad {name}"), &grads[i], &want, 1e-4 * scale, 1e-3);
-            assert_close(
-                &format!("peft step1 {name}"),
-                &after[i].1,
-                &f32s(&format!("expected.step1.{}", peft_name(name))),
-                1e-6,
-                1e-5,
-            );
-        }
-    }
-    assert_close("peft losses", &losses, &want_losses, 1e-5, 1e-5);
-    println!("peft parity: 10 losses {:.6} -> {:.6}", losses[0], losses[9]);
+    common::peft_steps::check(&k, file, &bytes, (&weights, cfg), peft_name).await;
 }
 locked_gpu_test!(lora_matches_peft, peft_parity);

@@ -13,8 +13,7 @@ use common::Rng;
 use wgpt::cpu::{self, LoraCols, LoraDims};
 use wgpt::kernels::{Kernels, Program};
 use wgpt::model::lora::{lora_backward_at, lora_forward_at, LoraBwd, LoraFwd, Target, Targets};
-use wgpt::model::{Gpt2, Gpt2Config, LoraConfig, LoraTensors};
-use wgpt::train::{TrainConfig, Trainer};
+use wgpt::model::{Gpt2Config, LoraConfig};
 
 /// Held by every GPU test here.
 static GPU: Mutex<()> = Mutex::new(());
@@ -199,76 +198,17 @@ fn targets_follow_the_family() {
 }
 
 /// One committed peft fixture of the family: the first step's loss, gradients and adapters, and
-/// ten losses, under the GPT-2 fixture's tolerances (tests/lora.rs).
+/// ten losses (tests/common/peft_steps.rs, as the GPT-2 fixture in tests/lora.rs).
 async fn peft_parity(k: &Arc<Kernels>, file: &str) {
     let (bytes, cfg) = config_of(file);
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let meta =
-        |key: &str| -> serde_json::Value { serde_json::from_str(&header.metadata().as_ref().unwrap()[key]).unwrap() };
-    let (peft, hyper) = (meta("lora"), meta("adamw"));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     // the base alone (the class's names), as a model directory holds it
     let base = st.tensors().into_iter().filter(|(n, _)| n.starts_with("model.") || n.starts_with("lm_head."));
     let weights = wgpt::hf::load_weights(file, &safetensors::serialize(base, None).unwrap(), cfg).unwrap();
-    let targets: Vec<&str> = peft["target_modules"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let (rank, alpha) = (peft["r"].as_u64().unwrap() as usize, peft["lora_alpha"].as_f64().unwrap() as f32);
-    let lc = LoraConfig { alpha, targets: Targets::parse(&targets.join(",")).unwrap(), ..LoraConfig::new(rank, 0) };
-    lc.validate(&cfg).unwrap();
-    let f32s = |name: &str| -> Vec<f32> {
-        let view = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-    };
-    let ids = |name: &str| -> (Vec<u32>, Vec<usize>) {
-        let view = st.tensor(name).unwrap();
-        let data = view.data().chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32).collect();
-        (data, view.shape().to_vec())
-    };
     // ours lora.h.0.self_attn.q_proj.lora_A -> base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight
     let peft_name =
         |ours: &str| format!("base_model.model.model.layers.{}.weight", ours.strip_prefix("lora.h.").unwrap());
-    let specs = lc.specs(&cfg);
-    let adapters: Vec<Vec<f32>> = specs.iter().map(|(n, _)| f32s(&peft_name(n))).collect();
-    let mut model = Gpt2::new(k.clone(), &weights).unwrap();
-    model.lora = Some(LoraTensors::upload(&k.gpu, &cfg, lc, &adapters).unwrap());
-    let ((x, xs), (y, _)) = (ids("x"), ids("y"));
-    let h = |key: &str| hyper[key].as_f64().unwrap() as f32;
-    let train = TrainConfig {
-        batch_size: xs[0],
-        seq_len: xs[1],
-        lr: h("lr"),
-        min_lr: h("lr"),
-        warmup_iters: 0,
-        lr_schedule: wgpt::train::Schedule::Constant,
-        weight_decay: h("weight_decay"),
-        beta1: h("beta1"),
-        beta2: h("beta2"),
-        eps: h("eps"),
-        grad_clip: h("grad_clip"),
-        lora: Some(lc),
-        ..TrainConfig::default()
-    };
-    let mut trainer = Trainer::new(model, train).unwrap();
-    let want_losses = f32s("expected.losses");
-    let batch = vec![(x, y)];
-    let mut losses = vec![];
-    for step in 0..want_losses.len() {
-        trainer.step(&batch).unwrap();
-        losses.push(trainer.last_loss().await.unwrap());
-        if step > 0 {
-            continue;
-        }
-        let grads = k.gpu.read_many(&trainer.grads.ordered()).await.unwrap();
-        let after = trainer.adapters().await.unwrap();
-        for (i, (name, _)) in specs.iter().enumerate() {
-            let want = f32s(&format!("expected.grad.{}", peft_name(name)));
-            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-            assert_close(&format!("{file} grad {name}"), &grads[i], &want, 1e-4 * scale, 1e-3);
-            let want = f32s(&format!("expected.step1.{}", peft_name(name)));
-            assert_close(&format!("{file} step1 {name}"), &after[i].1, &want, 1e-6, 1e-5);
-        }
-    }
-    assert_close(&format!("{file} losses"), &losses, &want_losses, 1e-5, 1e-5);
-    println!("{file}: 10 losses {:.6} -> {:.6}", losses[0], losses[9]);
+    common::peft_steps::check(k, file, &bytes, (&weights, cfg), peft_name).await;
 }
 
 async fn llama_parity(k: Arc<Kernels>) {

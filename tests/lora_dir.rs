@@ -27,6 +27,34 @@ fn logits(
     pollster::block_on(k.gpu.read(&plan.acts.logits)).unwrap()
 }
 
+/// The LoRA model as `run` has it (the base `weights` and the adapters `saved` in its checkpoint)
+/// against the base with `adapter` (peft's reading of the run) merged: the same logits, and not
+/// the base's.
+fn merged_gives_the_lora_logits(
+    k: &std::sync::Arc<wgpt::kernels::Kernels>,
+    run: &std::path::Path,
+    weights: &Weights,
+    adapter: &peft::Adapter,
+    saved: &[(String, Vec<f32>)],
+    family: &str,
+) {
+    let lc = dir::read(run).unwrap().checkpoint.state().unwrap().run.train.lora.unwrap();
+    let specs = lc.specs(&weights.config);
+    let tensors: Vec<Vec<f32>> =
+        specs.iter().map(|(name, _)| saved.iter().find(|(n, _)| n == name).unwrap().1.clone()).collect();
+    let ids: Vec<u32> = (0..13).map(|i| (i * 7 + 3) % weights.config.vocab_size as u32).collect();
+    let own = logits(k, weights, Some(LoraTensors::upload(&k.gpu, &weights.config, lc, &tensors).unwrap()), &ids);
+    let mut merged = weights.clone();
+    peft::merge(&mut merged, adapter).unwrap();
+    let got = logits(k, &merged, None, &ids);
+    let plain = logits(k, weights, None, &ids);
+    let worst = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    println!("{family}: base + merged adapter vs the LoRA model: worst |Δlogit| {:.3e}", worst(&got, &own));
+    println!("(the adapter's effect: base vs LoRA model, worst |Δlogit| {:.3e})", worst(&plain, &own));
+    assert!(worst(&got, &own) <= 1e-5, "{family}: merged logits differ by {}", worst(&got, &own));
+    assert!(worst(&plain, &own) > 1e-3, "{family}: the adapter changes the logits");
+}
+
 #[test]
 fn a_lora_run_directory_is_a_peft_adapter() {
     let Some(k) = common::shared_kernels() else { return };
@@ -74,22 +102,7 @@ fn a_lora_run_directory_is_a_peft_adapter() {
     }
     println!("{} adapter tensors in adapter_model.safetensors equal the training state's bit for bit", 2 * 4);
 
-    // the LoRA model as the run has it, against the base with the adapter merged
-    let lc = dir::read(&run).unwrap().checkpoint.state().unwrap().run.train.lora.unwrap();
-    let specs = lc.specs(&weights.config);
-    let tensors: Vec<Vec<f32>> =
-        specs.iter().map(|(name, _)| saved.iter().find(|(n, _)| n == name).unwrap().1.clone()).collect();
-    let ids: Vec<u32> = (0..13).map(|i| (i * 7 + 3) % weights.config.vocab_size as u32).collect();
-    let own = logits(&k, &weights, Some(LoraTensors::upload(&k.gpu, &weights.config, lc, &tensors).unwrap()), &ids);
-    let mut merged = weights.clone();
-    peft::merge(&mut merged, &adapter).unwrap();
-    let got = logits(&k, &merged, None, &ids);
-    let plain = logits(&k, &weights, None, &ids);
-    let worst = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    println!("base + merged adapter vs the LoRA model: worst |Δlogit| {:.3e}", worst(&got, &own));
-    println!("(the adapter's effect: base vs LoRA model, worst |Δlogit| {:.3e})", worst(&plain, &own));
-    assert!(worst(&got, &own) <= 1e-5, "merged logits differ by {}", worst(&got, &own));
-    assert!(worst(&plain, &own) > 1e-3, "the adapter changes the logits");
+    merged_gives_the_lora_logits(&k, &run, &weights, &adapter, &saved, "GPT-2");
 
     // resumed (no --init), the run keeps naming its base, and the adapter follows the state
     wgpt(&["train", "--resume", run.to_str().unwrap(), "--max-iters", "8"]);
@@ -160,20 +173,6 @@ fn a_llama_lora_run_directory_is_a_peft_adapter() {
         assert_eq!(l.b, *find("lora_B"), "{} lora_B", l.site.module);
         assert!(l.b.iter().any(|&v| v != 0.0), "{} trained", l.site.module);
     }
-    let lc = dir::read(&run).unwrap().checkpoint.state().unwrap().run.train.lora.unwrap();
-    let specs = lc.specs(&weights.config);
-    let tensors: Vec<Vec<f32>> =
-        specs.iter().map(|(name, _)| saved.iter().find(|(n, _)| n == name).unwrap().1.clone()).collect();
-    let ids: Vec<u32> = (0..13).map(|i| (i * 7 + 3) % weights.config.vocab_size as u32).collect();
-    let own = logits(&k, &weights, Some(LoraTensors::upload(&k.gpu, &weights.config, lc, &tensors).unwrap()), &ids);
-    let mut merged = weights.clone();
-    peft::merge(&mut merged, &adapter).unwrap();
-    let got = logits(&k, &merged, None, &ids);
-    let plain = logits(&k, &weights, None, &ids);
-    let worst = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    println!("Llama: base + merged adapter vs the LoRA model: worst |Δlogit| {:.3e}", worst(&got, &own));
-    println!("(the adapter's effect: base vs LoRA model, worst |Δlogit| {:.3e})", worst(&plain, &own));
-    assert!(worst(&got, &own) <= 1e-5, "merged logits differ by {}", worst(&got, &own));
-    assert!(worst(&plain, &own) > 1e-3, "the adapter changes the logits");
+    merged_gives_the_lora_logits(&k, &run, &weights, &adapter, &saved, "Llama");
     let _ = std::fs::remove_dir_all(&root);
 }

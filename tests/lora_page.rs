@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
+use common::page::{Posted, Recorder};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -21,10 +19,9 @@ use wgpt::generate::Decoder;
 use wgpt::hf::peft::{Adapter, PeftConfig};
 use wgpt::kernels::Kernels;
 use wgpt::model::{Gpt2, Gpt2Config, LoraConfig, LoraTensors, Weights};
-use wgpt::run::driver::Clock;
 use wgpt::tokenizer::Tokenizer;
 use wgpt::web::protocol::{Event, Scope, TrainState};
-use wgpt::web::{Engine, Host};
+use wgpt::web::Engine;
 
 fn corpus() -> String {
     "the cat sat on the mat. a dog ran to the door. my friend sang for the moon.\n".repeat(30)
@@ -77,25 +74,6 @@ async fn decoder_runs_the_adapters(k: Arc<Kernels>) {
 fn the_decoder_runs_a_models_adapters() {
     if let Some(k) = common::shared_kernels() {
         pollster::block_on(decoder_runs_the_adapters(k));
-    }
-}
-
-type Posted = Rc<RefCell<Vec<(Event, Vec<Vec<u8>>)>>>;
-
-/// The page's engine, natively, recording what it posts with the files alongside.
-struct Recorder(Posted);
-
-impl Host for Recorder {
-    fn post(&self, event: &Event, files: &[&[u8]]) {
-        self.0.borrow_mut().push((event.clone(), files.iter().map(|f| f.to_vec()).collect()));
-    }
-
-    fn clock(&self) -> Clock {
-        || 0.0
-    }
-
-    fn settle(&self) -> Pin<Box<dyn Future<Output = ()>>> {
-        Box::pin(async {})
     }
 }
 

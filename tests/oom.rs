@@ -7,19 +7,16 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::future::Future;
+use common::page::{Posted, Recorder};
 use std::path::Path;
-use std::pin::Pin;
 use std::rc::Rc;
 
 use serde_json::json;
 use wgpt::kernels::Kernels;
 use wgpt::model::Gpt2Config;
-use wgpt::run::driver::Clock;
 use wgpt::train::training_bytes;
 use wgpt::web::protocol::{Event, Scope, TrainState};
-use wgpt::web::{Engine, Host};
+use wgpt::web::Engine;
 use wgpt::weights16::MatmulWeights;
 
 fn corpus() -> String {
@@ -134,32 +131,13 @@ fn the_f16_weight_copies_count_against_the_memory() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-type Posted = Rc<RefCell<Vec<Event>>>;
-
-/// The page's engine, natively, recording what it posts.
-struct Recorder(Posted);
-
-impl Host for Recorder {
-    fn post(&self, event: &Event, _: &[&[u8]]) {
-        self.0.borrow_mut().push(event.clone());
-    }
-
-    fn clock(&self) -> Clock {
-        || 0.0
-    }
-
-    fn settle(&self) -> Pin<Box<dyn Future<Output = ()>>> {
-        Box::pin(async {})
-    }
-}
-
 /// Sends `request`, then works until an event matching `done` (returned with the events since).
 fn ask(engine: &mut Engine, events: &Posted, request: serde_json::Value, done: impl Fn(&Event) -> bool) -> Vec<Event> {
     let seen = events.borrow().len();
     engine.handle(&request.to_string(), vec![]).unwrap();
     loop {
         let busy = pollster::block_on(engine.tick());
-        let since = events.borrow()[seen..].to_vec();
+        let since: Vec<Event> = events.borrow()[seen..].iter().map(|(e, _)| e.clone()).collect();
         if since.iter().any(&done) {
             return since;
         }
@@ -226,10 +204,12 @@ fn the_page_keeps_its_run_when_the_next_one_runs_out_of_memory() {
         json!({"type": "import", "name": "big", "config": file("config.json"), "tokenizer": file("tokenizer.json")});
     let seen = events.borrow().len();
     engine.handle(&request.to_string(), vec![model]).unwrap();
-    while !events.borrow()[seen..].iter().any(|e| failed(e) || matches!(e, Event::Imported { .. })) {
+    while !events.borrow()[seen..].iter().any(|(e, _)| failed(e) || matches!(e, Event::Imported { .. })) {
         assert!(pollster::block_on(engine.tick()), "the import neither failed nor finished");
     }
-    let Some(Event::Error { scope: Scope::Import, message }) = events.borrow().last().cloned() else { panic!() };
+    let Some(Event::Error { scope: Scope::Import, message }) = events.borrow().last().map(|(e, _)| e.clone()) else {
+        panic!()
+    };
     println!("{message}");
     assert!(message.contains("ran out of memory for this model") && message.contains("a smaller model"), "{message}");
     let ev = ask(&mut engine, &events, prompt(), token);

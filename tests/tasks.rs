@@ -31,7 +31,15 @@ fn check(task: &Task, prompt: &str) -> String {
             let (s, k) = body.split_once('*').expect("string*k");
             s.repeat(num(k))
         }
-        "parity" => (body.matches('1').count() % 2).to_string(),
+        "parity" => {
+            let prefixes = (1..=body.len()).map(|n| (body[..n].matches('1').count() % 2).to_string());
+            let all: String = prefixes.collect();
+            if task.int("scratch") == 1 {
+                all
+            } else {
+                all[all.len() - 1..].to_string()
+            }
+        }
         "dyck" => {
             // remove innermost pairs until none is left: balanced iff nothing remains
             let mut s = body.to_string();
@@ -84,6 +92,7 @@ fn variants() -> Vec<Task> {
             "reverse:min=1,max=20",
             "repeat:max=12,times=9",
             "parity:min=1,max=24",
+            "parity:max=12,scratch=0",
             "dyck:pairs=12",
             "two-sum:n=8,max=20",
             "modular-addition:p=23,frac=0.6",

@@ -4,23 +4,19 @@
 
 mod common;
 
+use common::page::{Posted, PostedEvent, Recorder};
 use common::runs::{self, pangrams, scratch_with_corpus};
 
-use std::cell::RefCell;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::rc::Rc;
 
 use serde_json::json;
 use wgpt::model::{Gpt2Config, Weights};
 use wgpt::precision::Precision;
-use wgpt::run::driver::Clock;
 use wgpt::run::format::{Metrics, Record};
 use wgpt::run::{Run, RunConfig};
 use wgpt::tokenizer::Tokenizer;
 use wgpt::web::protocol::{Event, Scope, TrainState};
-use wgpt::web::Host;
 use wgpt::weights16::MatmulWeights;
 
 fn tiny_run_config() -> RunConfig {
@@ -236,12 +232,6 @@ fn dropout_trains_reproducibly() {
     assert_ne!(dropped, plain, "dropout 0.2 must change the losses");
 }
 
-/// An event the engine posted, with the files it handed out.
-type PostedEvent = (Event, Vec<Vec<u8>>);
-
-/// Every event the engine posted, with the files it handed out.
-type Posted = Rc<RefCell<Vec<PostedEvent>>>;
-
 /// A run's losses: (step, loss) of each progress report, (step, train, val) of each evaluation.
 type Losses = (Vec<(u64, f32)>, Vec<(u64, f32, f32)>);
 
@@ -249,22 +239,6 @@ type Losses = (Vec<(u64, f32)>, Vec<(u64, f32, f32)>);
 struct Page {
     engine: wgpt::web::Engine,
     events: Posted,
-}
-
-struct Recorder(Posted);
-
-impl Host for Recorder {
-    fn post(&self, event: &Event, files: &[&[u8]]) {
-        self.0.borrow_mut().push((event.clone(), files.iter().map(|f| f.to_vec()).collect()));
-    }
-
-    fn clock(&self) -> Clock {
-        || 0.0
-    }
-
-    fn settle(&self) -> Pin<Box<dyn Future<Output = ()>>> {
-        Box::pin(async {})
-    }
 }
 
 impl Page {

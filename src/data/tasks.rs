@@ -140,8 +140,13 @@ pub const TASKS: &[TaskSpec] = &[
     },
     TaskSpec {
         name: "parity",
-        describe: "say whether a bit string has an odd number of ones: a global XOR (10110=1)",
-        params: &[int("min", "shortest string", 4, 1, 24), int("max", "longest string", 10, 1, 24)],
+        describe: "say whether a bit string has an odd number of ones, writing the running parity as it goes: \
+                   a global XOR one step at a time (10110=11011: the last digit answers)",
+        params: &[
+            int("min", "shortest string", 4, 1, 24),
+            int("max", "longest string", 10, 1, 24),
+            int("scratch", "1: write every prefix's parity (a scratchpad); 0: only the answer", 1, 0, 1),
+        ],
         draw: Draw::Each(gen::parity),
         recipe: None,
     },

@@ -160,7 +160,7 @@ impl Link {
     /// The fragment: `#run=` + base64url (no padding) of the settings' JSON with `v` and the
     /// corpus.
     pub fn encode(&self) -> String {
-        let mut map = settings_map(&self.settings);
+        let mut map = self.settings.to_map();
         map.insert("v".into(), LINK_VERSION.into());
         if let Some(c) = &self.corpus {
             map.insert("corpus".into(), serde_json::to_value(c).expect("a corpus choice serialises"));
@@ -171,7 +171,7 @@ impl Link {
     /// The link of the page's settings, checked as opening it will check them: a setting the
     /// link could not carry (outside [`FIELDS`]' bounds) is an error naming it.
     pub fn share(settings: RunSettings, corpus: Option<LinkCorpus>) -> Result<String> {
-        let map = settings_map(&settings);
+        let map = settings.to_map();
         for field in FIELDS {
             if let Err(why) = check(field, map.get(field.key).unwrap_or(&Value::Null)) {
                 return Err(Error::Input(format!("a link cannot carry this {}: it {why}", field.key)));
@@ -215,19 +215,9 @@ impl Link {
     }
 }
 
-/// `settings` as a JSON object, each f32 written as its shortest decimal ("0.0015", not the
-/// f64 "0.001500000013038516" that `serde_json::to_value` makes of it), as the page sends them.
-fn settings_map(settings: &RunSettings) -> Map<String, Value> {
-    let json = serde_json::to_string(settings).expect("RunSettings serialises");
-    match serde_json::from_str(&json) {
-        Ok(Value::Object(map)) => map,
-        _ => unreachable!("RunSettings serialises as an object"),
-    }
-}
-
 /// Takes `fields` over `settings` one by one.
 fn open_fields(fields: Map<String, Value>, settings: &RunSettings) -> Opened {
-    let mut merged = settings_map(settings);
+    let mut merged = settings.to_map();
     let mut opened = Opened { settings: settings.clone(), corpus: None, set: vec![], ignored: vec![], refused: vec![] };
     let mut refuse = |field: &str, why: String| opened.refused.push(Refusal { field: field.into(), why });
     let mut corpus = None;

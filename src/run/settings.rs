@@ -191,6 +191,16 @@ impl RunSettings {
         })
     }
 
+    /// The settings as a JSON object, each f32 written as its shortest decimal ("0.0015", not the
+    /// f64 "0.001500000013038516" that `serde_json::to_value` makes of it), as the page sends them.
+    pub fn to_map(&self) -> serde_json::Map<String, Value> {
+        let json = serde_json::to_string(self).expect("RunSettings serialises");
+        match serde_json::from_str(&json) {
+            Ok(Value::Object(map)) => map,
+            _ => unreachable!("RunSettings serialises as an object"),
+        }
+    }
+
     /// These settings with the run-settings keys of the JSON object `over` put over them (an
     /// experiment's runs, a task's recipe); each key must be one a link carries. `what` names
     /// `over` in the error.
@@ -199,9 +209,7 @@ impl RunSettings {
         let Value::Object(over) = over else {
             return Err(Error::Input(format!("{what}: not a JSON object of run settings")));
         };
-        let Value::Object(mut map) = serde_json::to_value(self).expect("RunSettings serialises") else {
-            unreachable!("RunSettings serialises as an object")
-        };
+        let mut map = self.to_map();
         for (key, value) in over {
             if !FIELDS.iter().any(|f| f.key == key) {
                 return Err(Error::Input(format!("{what}: {key} is not a run setting")));

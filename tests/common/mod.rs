@@ -2,6 +2,8 @@
 //! shared data folder, and the crate's seeded RNG.
 #![allow(dead_code)]
 
+pub mod page;
+pub mod peft_steps;
 pub mod runs;
 
 use std::sync::Arc;

@@ -68,12 +68,20 @@ pub fn repeat(t: &Task, rng: &mut Rng) -> Example {
     (format!("{s}*{k}="), s.repeat(k))
 }
 
-/// "10110=" → "1": whether the count of ones is odd.
+/// "10110=" → "11011": the parity of every prefix, the last digit the answer (whether the count
+/// of ones is odd); with `scratch=0` only that digit ("1").
 pub fn parity(t: &Task, rng: &mut Rng) -> Example {
     let len = length(t, rng);
-    let bits: String = (0..len).map(|_| if rng.below(2) == 1 { '1' } else { '0' }).collect();
-    let ones = bits.chars().filter(|&c| c == '1').count();
-    (format!("{bits}="), format!("{}", ones % 2))
+    let bits: Vec<usize> = (0..len).map(|_| rng.below(2)).collect();
+    let running: String = bits
+        .iter()
+        .scan(0, |odd, b| {
+            *odd ^= b;
+            Some(char::from(b'0' + *odd as u8))
+        })
+        .collect();
+    let answer = if t.int("scratch") == 1 { running } else { running[len - 1..].to_string() };
+    (format!("{}=", bits.iter().map(|b| b.to_string()).collect::<String>()), answer)
 }
 
 /// "([])(=" → "n": whether round and square brackets are balanced. Half the examples are

@@ -118,19 +118,17 @@ impl Target {
         Target::DownProj,
     ];
     /// Every target of both families: GPT-2's, then Llama's.
-    pub const EVERY: [Target; TARGETS] = [
-        Target::CAttn,
-        Target::AttnProj,
-        Target::CFc,
-        Target::MlpProj,
-        Target::QProj,
-        Target::KProj,
-        Target::VProj,
-        Target::OProj,
-        Target::GateProj,
-        Target::UpProj,
-        Target::DownProj,
-    ];
+    pub const EVERY: [Target; TARGETS] = {
+        let (gpt2, llama) = (Target::ALL, Target::LLAMA);
+        assert!(gpt2.len() + llama.len() == TARGETS);
+        let mut every = [Target::CAttn; TARGETS];
+        let mut i = 0;
+        while i < TARGETS {
+            every[i] = if i < gpt2.len() { gpt2[i] } else { llama[i - gpt2.len()] };
+            i += 1;
+        }
+        every
+    };
 
     /// Its module path inside a block (HF's: GPT-2's `attn.c_attn`, Llama's `self_attn.q_proj`).
     pub fn module(self) -> &'static str {
