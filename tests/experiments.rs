@@ -133,7 +133,8 @@ fn the_manifest_carries_every_entry_with_its_links_and_estimate() {
     }
     let induction = infos.iter().find(|i| i.name == "induction-head").unwrap();
     let prompt = induction.prompt.as_deref().unwrap();
-    assert!(prompt.ends_with('=') && prompt.contains(':'), "a held-out prompt without its answer: {prompt}");
+    let (asked, answer) = prompt.split_once(':').and_then(|(_, q)| q.split_once('=')).expect("pairs:keys=answer");
+    assert_eq!(answer.len(), 2 * asked.len(), "a held-out example with its answer: {prompt}");
     assert!(infos.iter().filter(|i| i.name != "induction-head").all(|i| i.prompt.is_none()));
 }
 

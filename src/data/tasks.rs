@@ -148,7 +148,12 @@ pub const TASKS: &[TaskSpec] = &[
             int("scratch", "1: write every prefix's parity (a scratchpad); 0: only the answer", 1, 0, 1),
         ],
         draw: Draw::Each(gen::parity),
-        recipe: None,
+        recipe: recipe(
+            "tiny",
+            r#"{"n_head": 4, "block_size": 21, "batch_size": 64, "lr": 0.003,
+                "max_iters": 6000, "eval_interval": 50, "answer_loss": true}"#,
+            4200,
+        ),
     },
     TaskSpec {
         name: "dyck",
@@ -194,10 +199,16 @@ pub const TASKS: &[TaskSpec] = &[
     },
     TaskSpec {
         name: "associative-recall",
-        describe: "look up a key's value in the pairs before it: what induction heads do (a1b5c3:b=5)",
-        params: &[int("pairs", "key-value pairs", 4, 1, 10)],
+        describe: "look up keys in the pairs before them, writing each key then its value: having written a key, \
+                   find its earlier copy and read the token after it, what induction heads do (a1b5c3:cb=c3b5)",
+        params: &[int("pairs", "key-value pairs", 4, 1, 10), int("queries", "keys asked", 4, 1, 10)],
         draw: Draw::Each(gen::associative_recall),
-        recipe: None,
+        recipe: recipe(
+            "tiny",
+            r#"{"n_head": 4, "block_size": 22, "batch_size": 64, "lr": 0.003,
+                "max_iters": 1500, "eval_interval": 50, "answer_loss": true}"#,
+            800,
+        ),
     },
     TaskSpec {
         name: "counting",

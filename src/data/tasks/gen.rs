@@ -154,14 +154,18 @@ pub fn modular(p: usize, pair: usize) -> Example {
     (format!("{a}+{b}="), format!("{}", (a + b) % p))
 }
 
-/// "a1b5c3:b=" → "5": `pairs` distinct letter keys with digit values, then one of the keys.
+/// "a1b5c3:cb=" → "c3b5": `pairs` distinct letter keys with digit values, then `queries` of the
+/// keys (drawn with replacement); the answer writes each asked key, then its value. Having just
+/// written a key, the model finds its earlier copy and reads the token after it: an induction head.
 pub fn associative_recall(t: &Task, rng: &mut Rng) -> Example {
     let pairs = t.int("pairs");
     let keys: Vec<char> = shuffled(26, rng).into_iter().take(pairs).map(|i| (b'a' + i as u8) as char).collect();
     let values: Vec<usize> = (0..pairs).map(|_| rng.below(10)).collect();
-    let q = rng.below(pairs);
+    let asked: Vec<usize> = (0..t.int("queries")).map(|_| rng.below(pairs)).collect();
     let listed: String = keys.iter().zip(&values).map(|(k, v)| format!("{k}{v}")).collect();
-    (format!("{listed}:{}=", keys[q]), values[q].to_string())
+    let queries: String = asked.iter().map(|&q| keys[q]).collect();
+    let answer: String = asked.iter().map(|&q| format!("{}{}", keys[q], values[q])).collect();
+    (format!("{listed}:{queries}="), answer)
 }
 
 /// "abcab:a=" → "2": how often a letter occurs in a string over the first `alphabet` letters.
