@@ -125,7 +125,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
                   value (a1b5c3:cb=c3b5). Having written a key, the model must find the key's earlier copy and \
                   read the token after it: an induction head, which takes two layers (a head of the first marks \
                   each token with the one before it, a head of the second looks for the match). Look inside \
-                  shows the attention of a held-out prompt at the start and at the end: in the two-layer model a \
+                  shows the attention of a held-out example at the start and at the end: in the two-layer model a \
                   head of the last layer comes to look from each written key to the value after its earlier \
                   copy, and the accuracy jumps when it does; one layer cannot. Measured (lavapipe, this seed): \
                   one layer stays at 4-8% for all 1500 steps; two layers sit at 5-7% to step 700 (the asked keys \
