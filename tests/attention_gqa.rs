@@ -6,6 +6,7 @@
 //! of the tiles, head sizes 8 to 128, 9 heads over 3 (SmolLM2), 16 over 8 at 128 (Qwen3-0.6B).
 
 mod common;
+use common::{assert_bits, assert_close};
 
 use std::sync::Arc;
 
@@ -30,19 +31,6 @@ const SHAPES: [(usize, usize, usize, usize, usize); 7] = [
     (1, 130, 6, 3, 20),
     (2, 5, 3, 3, 20),
 ];
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    match cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
-        Err(msg) => panic!("{msg}"),
-    }
-}
-
-/// Asserts two runs' outputs are the same bits, naming the first element that differs.
-fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
-    let diff = got.iter().zip(want).position(|(x, y)| x.to_bits() != y.to_bits());
-    assert!(diff.is_none(), "{what}: differs at {diff:?}");
-}
 
 /// The attention dropout's multipliers (0 or 1/(1−p)) by the GPU's rule, or None for p = 0.
 fn drop_mask(seed: u32, site: u32, p: f32, n: usize) -> Option<Vec<f32>> {

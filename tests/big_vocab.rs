@@ -4,6 +4,7 @@
 //! lavapipe stays quick.
 
 mod common;
+use common::assert_close;
 
 use std::sync::Arc;
 
@@ -13,13 +14,6 @@ use wgpt::kernels::{CrossEntropyBwd, CrossEntropyFwd, Decode, Kernels, Program, 
 
 /// The vocabularies past the one-pass row loop: ragged, and Qwen3's.
 const VOCABS: [usize; 2] = [70001, 151936];
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    match cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
-        Err(msg) => panic!("{msg}"),
-    }
-}
 
 /// log Σ exp of each row, in f64.
 fn logsumexp(logits: &[f32], v: usize) -> Vec<f32> {

@@ -3,6 +3,7 @@
 //! Runs natively and, compiled to wasm32, in headless Chromium (wasm-bindgen-test).
 
 mod common;
+use common::{assert_bits, assert_close};
 
 use std::sync::Arc;
 
@@ -21,13 +22,6 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 async fn run_read(k: &Kernels, prog: &Program, t: &Tensor) -> Vec<f32> {
     k.gpu.run(|pass| prog.encode(pass));
     k.gpu.read(t).await.expect("readback")
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    match cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
-        Err(msg) => panic!("{msg}"),
-    }
 }
 
 async fn encoder(k: Arc<Kernels>) {
@@ -614,12 +608,6 @@ fn attention_lse(qkv: &[f32], b: usize, t: usize, c: usize, nh: usize) -> Vec<f3
         }
     }
     lse
-}
-
-/// Asserts two runs' outputs are the same bits.
-fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
-    let diff = got.iter().zip(want).position(|(x, y)| x.to_bits() != y.to_bits());
-    assert!(diff.is_none(), "{what}: differs at {diff:?}");
 }
 
 /// Flash attention's forward by rows, tiled and (with 8-wide subgroups) by subgroups: out against the CPU reference (the classic

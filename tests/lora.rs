@@ -5,6 +5,7 @@
 //! adapters; and a LoRA run's checkpoint state resumes bit for bit.
 
 mod common;
+use common::{assert_bits, assert_close};
 
 use std::sync::{Arc, Mutex};
 
@@ -31,21 +32,6 @@ macro_rules! locked_gpu_test {
             }
         }
     };
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    match cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
-        Err(msg) => panic!("{msg}"),
-    }
-}
-
-/// Asserts two tensors are the same bits, naming the first element that differs.
-fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
-    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
-        panic!("{what}: element {i} differs: {} vs {}", got[i], want[i]);
-    }
 }
 
 /// Σ out·w in f64.

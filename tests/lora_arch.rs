@@ -6,6 +6,7 @@
 //! the first step's loss, adapter gradients and adapters after it, and ten losses.
 
 mod common;
+use common::assert_close;
 
 use std::sync::{Arc, Mutex};
 
@@ -28,13 +29,6 @@ macro_rules! locked_gpu_test {
             }
         }
     };
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    match cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
-        Err(msg) => panic!("{msg}"),
-    }
 }
 
 /// The column-range CPU backward against central differences of its forward (L = Σ out·w over

@@ -4,6 +4,7 @@
 //! clipping, loss scaling and a skipped step.
 
 mod common;
+use common::assert_close;
 
 use std::sync::Arc;
 
@@ -24,13 +25,6 @@ const SHAPES: [(usize, usize); 5] = [(7, 5), (5, 7), (33, 97), (64, 192), (192, 
 /// O's near-zero entries make relative errors meaningless.
 const NS_ATOL: f32 = 4e-6;
 const NS_RTOL: f32 = 1e-5;
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    match cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}, worst [{}]", c.max_abs, c.max_rel, c.worst),
-        Err(msg) => panic!("{msg}"),
-    }
-}
 
 /// Newton-Schulz alone on random matrices.
 async fn newton_schulz(k: Arc<Kernels>) {

@@ -5,6 +5,7 @@
 //! forward's outputs start as NaN (a row left unwritten would fail).
 
 mod common;
+use common::assert_close;
 
 use std::sync::Arc;
 
@@ -16,13 +17,6 @@ use wgpt::kernels::{
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    match cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
-        Err(msg) => panic!("{msg}"),
-    }
-}
 
 /// (rows, C): one row, odd widths (the scalar kernels), multiples of 4 (the vec4 ones), many rows.
 const NORM_SHAPES: [(usize, usize); 8] = [(1, 8), (7, 13), (193, 36), (7, 128), (1, 7), (193, 13), (65, 8), (65536, 5)];

@@ -5,6 +5,7 @@
 //! natively and, compiled to wasm32, in headless Chromium (wasm-bindgen-test).
 
 mod common;
+use common::assert_close;
 
 use std::sync::Arc;
 
@@ -18,13 +19,6 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 /// (B, T, NH, KV, hd, pos0)
 const SHAPES: [(usize, usize, usize, usize, usize, usize); 5] =
     [(1, 1, 2, 1, 4, 0), (2, 7, 3, 1, 12, 5), (1, 13, 4, 2, 64, 0), (2, 5, 2, 2, 128, 37), (1, 3, 9, 3, 12, 1)];
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    match cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
-        Err(msg) => panic!("{msg}"),
-    }
-}
 
 /// The table's cos and sin against f64's at the same f32 frequencies' exact formula: within
 /// the f32 angle's rounding (|angle| · 2⁻²³ plus the value's).

@@ -90,7 +90,7 @@ fn accuracy_is_the_fraction_of_exact_matches() {
 #[test]
 fn teacher_forcing_agrees_with_greedy_decoding_and_with_each_example_alone() {
     let Some(k) = common::shared_kernels() else { return };
-    let mut run = task_run(&k, "addition:digits=1", "char", 1e-2, false).unwrap();
+    let mut run = task_run(&k, "addition:digits=1,pad=0", "char", 1e-2, false).unwrap();
     common::step_losses(&mut run, 400);
     let task = run.task.clone().unwrap();
     let score = pollster::block_on(run.task_score(&task, 40)).unwrap();
@@ -118,7 +118,7 @@ fn teacher_forcing_agrees_with_greedy_decoding_and_with_each_example_alone() {
 #[test]
 fn a_bpe_run_is_scored_as_greedy_decoding_scores_it() {
     let Some(k) = common::shared_kernels() else { return };
-    let mut run = task_run(&k, "addition:digits=2", "bpe:300", 3e-3, false).unwrap();
+    let mut run = task_run(&k, "addition:digits=2,pad=0", "bpe:300", 3e-3, false).unwrap();
     common::step_losses(&mut run, 20);
     let task = run.task.clone().unwrap();
     let score = pollster::block_on(run.task_score(&task, 30)).unwrap();
@@ -149,7 +149,7 @@ fn every_task_trains_and_reports_an_accuracy() {
 #[test]
 fn an_answer_only_loss_trains_on_the_answers() {
     let Some(k) = common::shared_kernels() else { return };
-    let mut run = task_run(&k, "addition:digits=1", "char", 1e-2, true).unwrap();
+    let mut run = task_run(&k, "addition:digits=1,pad=0", "char", 1e-2, true).unwrap();
     let losses = common::step_losses(&mut run, 200);
     let eval = pollster::block_on(run.evaluate()).unwrap();
     let (first, last) = (losses[0], losses[losses.len() - 1]);

@@ -13,13 +13,7 @@ fn check(task: &Task, prompt: &str) -> String {
     let body = prompt.strip_suffix('=').or_else(|| prompt.strip_suffix('|')).expect("a prompt ends in = or |");
     let num = |s: &str| s.parse::<usize>().expect("a number");
     match task.spec.name {
-        "addition" | "multiplication" | "modular-addition" => {
-            let (op, f): (char, fn(usize, usize) -> usize) =
-                if task.spec.name == "multiplication" { ('*', |a, b| a * b) } else { ('+', |a, b| a + b) };
-            let (a, b) = body.split_once(op).expect("two operands");
-            let r = f(num(a), num(b));
-            if task.spec.name == "modular-addition" { r % task.int("p") } else { r }.to_string()
-        }
+        "addition" | "multiplication" | "modular-addition" => arithmetic(task, prompt, body),
         "reverse" => body.chars().rev().collect(),
         "sort" => {
             let mut c: Vec<char> = body.chars().collect();
@@ -84,12 +78,41 @@ fn check(task: &Task, prompt: &str) -> String {
     }
 }
 
+/// The answer to an addition, multiplication or modular addition prompt (`body`: the prompt
+/// without its `=`), read from its text.
+fn arithmetic(task: &Task, prompt: &str, body: &str) -> String {
+    let num = |s: &str| s.parse::<usize>().expect("a number");
+    let (op, f): (char, fn(usize, usize) -> usize) =
+        if task.spec.name == "multiplication" { ('*', |a, b| a * b) } else { ('+', |a, b| a + b) };
+    let (a, b) = body.split_once(op).expect("two operands");
+    let r = f(num(a), num(b));
+    if task.spec.name == "modular-addition" {
+        (r % task.int("p")).to_string()
+    } else if task.spec.name == "multiplication" && task.int("scratch") == 1 {
+        // a times each digit of b, last digit first, shifted: the long multiplication's rows
+        let w = 2 * task.int("digits");
+        assert!(a.len() * 2 == w && b.len() * 2 == w, "{prompt}: operands padded to {} digits", w / 2);
+        let rows: Vec<String> = (b.chars().rev().enumerate())
+            .map(|(i, d)| format!("{:0w$}", num(a) * num(&d.to_string()) * 10usize.pow(i as u32)))
+            .collect();
+        format!("{}={r:0w$}", rows.join("+"))
+    } else if task.spec.name == "addition" && task.int("pad") == 1 {
+        // both operands written at the full width, the sum one digit wider
+        let w = task.int("digits");
+        assert!(a.len() == w && b.len() == w, "{prompt}: operands padded to {w} digits");
+        format!("{r:0width$}", width = w + 1)
+    } else {
+        r.to_string()
+    }
+}
+
 /// Every task at its defaults and at a few parameter settings.
 fn variants() -> Vec<Task> {
     let mut specs: Vec<String> = TASKS.iter().map(|t| t.name.to_string()).collect();
     specs.extend(
         [
             "addition:digits=1",
+            "addition:digits=9,pad=0",
             "reverse:min=1,max=20",
             "repeat:max=12,times=9",
             "parity:min=1,max=24",
@@ -101,6 +124,8 @@ fn variants() -> Vec<Task> {
             "associative-recall:pairs=1,queries=3",
             "counting:min=1,max=24,alphabet=26",
             "multiplication:digits=4",
+            "multiplication:digits=1",
+            "multiplication:digits=3,scratch=0",
             "marked-addition:n=1",
             "temporal-order:len=3",
         ]
@@ -167,9 +192,9 @@ fn fnv(s: &str) -> u64 {
 #[test]
 fn todays_tasks_give_todays_data() {
     // hashes of the corpus (seed 1337, 1000 lines) and held-out examples (seed 7, 50) made by the
-    // generators before the registry (commit 1152d4d)
+    // generators before the registry (commit 1152d4d); addition's old format is `pad=0` now
     let want = [
-        ("addition", "5812+2640=8452", 0x8392_214f_b3b8_f671u64, 0xb0b9_d83c_d52a_b9c3u64),
+        ("addition:pad=0", "5812+2640=8452", 0x8392_214f_b3b8_f671u64, 0xb0b9_d83c_d52a_b9c3u64),
         ("reverse", "yxg|gxy", 0x591b_a958_2ca8_30d5, 0xc744_946a_28dd_5195),
         ("sort", "yxg|gxy", 0x786e_bb63_cd92_73c7, 0xca9c_0e6c_2db1_19d7),
     ];
@@ -181,6 +206,23 @@ fn todays_tasks_give_todays_data() {
         let h: String = t.held_out(50, 7).into_iter().map(|(p, a)| format!("{p}{a}\n")).collect();
         assert_eq!(fnv(&h), held, "{name}: held-out examples changed");
     }
+}
+
+#[test]
+fn a_recorded_task_keeps_the_defaults_it_was_made_with() {
+    // addition pads by default now; a run records it so (spec() names a changed default), and a
+    // run recorded before, with the bare name, reads as the unpadded addition it trained on
+    let padded = Task::parse("addition").unwrap();
+    assert_eq!(padded.spec(), "addition:pad=1");
+    assert_eq!(Task::recorded(&padded.spec()).unwrap(), padded);
+    assert_eq!(Task::recorded("addition").unwrap(), Task::parse("addition:pad=0").unwrap());
+    assert_eq!(Task::recorded("addition:digits=3").unwrap(), Task::parse("addition:digits=3,pad=0").unwrap());
+    assert_eq!(Task::recorded("reverse:max=9").unwrap(), Task::parse("reverse:max=9").unwrap());
+    assert_eq!(Task::recorded("addition").unwrap().corpus(5, 1337).lines().next(), Some("5812+2640=8452"));
+    assert_eq!(padded.corpus(5, 1337).lines().next(), Some("5812+2640=08452"));
+    // multiplication writes its rows by default now
+    assert_eq!(Task::parse("multiplication").unwrap().spec(), "multiplication:scratch=1");
+    assert_eq!(Task::recorded("multiplication").unwrap(), Task::parse("multiplication:scratch=0").unwrap());
 }
 
 #[test]
@@ -318,5 +360,5 @@ fn every_recipe_makes_a_run_whose_window_holds_its_lines_and_a_link() {
         assert!(opened.refused.is_empty() && opened.ignored.is_empty(), "{}: {opened:?}", spec.name);
         assert_eq!(opened.settings, s, "{}: the link opens the recipe", spec.name);
     }
-    assert!(with >= 11, "{with} tasks have a recipe (11 of 14 measured so far)");
+    assert!(with >= 13, "{with} tasks have a recipe (13 of 14 measured so far)");
 }

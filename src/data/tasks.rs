@@ -85,10 +85,19 @@ const fn recipe(preset: &'static str, settings: &'static str, reached: usize) ->
 pub const TASKS: &[TaskSpec] = &[
     TaskSpec {
         name: "addition",
-        describe: "add two numbers digit by digit, carrying (123+4567=4690)",
-        params: &[int("digits", "digits per number", 4, 1, 9)],
+        describe: "add two numbers digit by digit, carrying; zero-padded, so a digit's place is its position \
+                   (0123+4567=04690)",
+        params: &[
+            int("digits", "digits per number", 4, 1, 9),
+            int("pad", "1: zero-pad the numbers and the sum to fixed widths; 0: write them as they are", 1, 0, 1),
+        ],
         draw: Draw::Each(gen::addition),
-        recipe: None,
+        recipe: recipe(
+            "baby",
+            r#"{"block_size": 15, "batch_size": 64, "lr": 0.003,
+                "max_iters": 4000, "eval_interval": 50, "answer_loss": true}"#,
+            1950,
+        ),
     },
     TaskSpec {
         name: "reverse",
@@ -227,10 +236,25 @@ pub const TASKS: &[TaskSpec] = &[
     },
     TaskSpec {
         name: "multiplication",
-        describe: "multiply two numbers: long multiplication in one pass (47*83=3901)",
-        params: &[int("digits", "digits per number", 2, 1, 4)],
+        describe: "multiply two numbers, writing the long multiplication's rows, then their sum \
+                   (47*83=0141+3760=3901)",
+        params: &[
+            int("digits", "digits per number", 2, 1, 4),
+            int(
+                "scratch",
+                "1: write the zero-padded partial products, then their sum (a scratchpad); 0: only the product",
+                1,
+                0,
+                1,
+            ),
+        ],
         draw: Draw::Each(gen::multiplication),
-        recipe: None,
+        recipe: recipe(
+            "baby",
+            r#"{"block_size": 20, "batch_size": 64, "lr": 0.003,
+                "max_iters": 6000, "eval_interval": 100, "answer_loss": true}"#,
+            2200,
+        ),
     },
     TaskSpec {
         name: "marked-addition",
@@ -256,6 +280,38 @@ pub const TASKS: &[TaskSpec] = &[
         ),
     },
 ];
+
+/// A task parameter whose default changed after runs and links had used the old one.
+#[derive(Debug)]
+pub struct ChangedDefault {
+    /// The first link version (`run::link::LINK_VERSION`) written with the new default.
+    pub link_version: u64,
+    pub task: &'static str,
+    pub param: &'static str,
+    /// The default before.
+    pub old: &'static str,
+}
+
+/// Every changed default: [`Task::spec`] always names these parameters, so a recorded task that
+/// does not name one was recorded before, at the old default ([`Task::recorded`]); a link of an
+/// older version opens with it.
+pub const CHANGED_DEFAULTS: &[ChangedDefault] = &[
+    ChangedDefault { link_version: 2, task: "addition", param: "pad", old: "0" },
+    ChangedDefault { link_version: 2, task: "multiplication", param: "scratch", old: "0" },
+];
+
+/// `params` (`k=v,...`, of task `name`) with each changed default that `applies` and `params`
+/// does not name added at its old value.
+pub fn old_defaults(name: &str, params: &str, applies: impl Fn(&ChangedDefault) -> bool) -> String {
+    let mut out = params.to_string();
+    for c in CHANGED_DEFAULTS.iter().filter(|c| c.task == name && applies(c)) {
+        if !params.split(',').any(|kv| kv.split_once('=').is_some_and(|(k, _)| k.trim() == c.param)) {
+            let sep = if out.is_empty() { "" } else { "," };
+            out = format!("{out}{sep}{}={}", c.param, c.old);
+        }
+    }
+    out
+}
 
 /// A task with its parameters' values (in the order of its spec's params).
 #[derive(Debug, Clone)]
@@ -368,11 +424,20 @@ impl Task {
         self.param(name) as usize
     }
 
+    /// A task as a run recorded it ([`Task::spec`]): as [`Task::parse`] reads it, except that a
+    /// parameter whose default changed ([`CHANGED_DEFAULTS`]) and that it does not name has the
+    /// old default, which the run was made with.
+    pub fn recorded(text: &str) -> Result<Task> {
+        let (name, params) = text.trim().split_once(':').unwrap_or((text.trim(), ""));
+        Task::parse(&format!("{name}:{}", old_defaults(name, params, |_| true)))
+    }
+
     /// The task as [`Task::parse`] reads it: its name, then the parameters that differ from
-    /// their defaults (`reverse:max=12`).
+    /// their defaults and those whose default changed (`reverse:max=12`, `addition:pad=1`).
     pub fn spec(&self) -> String {
+        let changed = |p: &Param| CHANGED_DEFAULTS.iter().any(|c| c.task == self.spec.name && c.param == p.name);
         let set: Vec<String> = (self.spec.params.iter().zip(&self.values))
-            .filter(|(p, v)| p.default != **v)
+            .filter(|(p, v)| p.default != **v || changed(p))
             .map(|(p, v)| format!("{}={v}", p.name))
             .collect();
         if set.is_empty() {

@@ -17,8 +17,11 @@ mod check;
 pub use base64::{base64url, unbase64url};
 use check::{check, kind, link_corpus, shorten, shown};
 
-/// The version of the links this code writes; it opens links up to this one.
-pub const LINK_VERSION: u64 = 1;
+/// The version of the links this code writes; it opens links up to this one. Version 2: the
+/// `addition` task pads its numbers and `multiplication` writes its rows by default. A link of
+/// an older version that does not name a task parameter whose default changed since meant the
+/// old default, and opens with it, so it makes the data it made (`data::tasks::CHANGED_DEFAULTS`).
+pub const LINK_VERSION: u64 = 2;
 
 /// The longest link fragment opened, in characters (a link of every setting is under 1,500).
 pub const MAX_LINK_CHARS: usize = 8192;
@@ -200,9 +203,9 @@ impl Link {
         let Value::Object(fields) = json else {
             return bad(format!("the link holds {}, not settings", kind(&json)));
         };
-        match fields.get("v").map(|v| (v.as_u64(), v)) {
+        let version = match fields.get("v").map(|v| (v.as_u64(), v)) {
             None => return bad("the link has no version (v): it is not a wgpt link".into()),
-            Some((Some(v), _)) if (1..=LINK_VERSION).contains(&v) => {}
+            Some((Some(v), _)) if (1..=LINK_VERSION).contains(&v) => v,
             Some((Some(v), _)) if v > LINK_VERSION => {
                 return bad(format!(
                     "the link is of version {v}, and this page opens links up to version {LINK_VERSION}: open it \
@@ -210,13 +213,13 @@ impl Link {
                 ))
             }
             Some((_, v)) => return bad(format!("the link's version (v) is {}, not a version", shown(v))),
-        }
-        Ok(open_fields(fields, settings))
+        };
+        Ok(open_fields(fields, version, settings))
     }
 }
 
-/// Takes `fields` over `settings` one by one.
-fn open_fields(fields: Map<String, Value>, settings: &RunSettings) -> Opened {
+/// Takes `fields` (of a link of `version`) over `settings` one by one.
+fn open_fields(fields: Map<String, Value>, version: u64, settings: &RunSettings) -> Opened {
     let mut merged = settings.to_map();
     let mut opened = Opened { settings: settings.clone(), corpus: None, set: vec![], ignored: vec![], refused: vec![] };
     let mut refuse = |field: &str, why: String| opened.refused.push(Refusal { field: field.into(), why });
@@ -227,7 +230,7 @@ fn open_fields(fields: Map<String, Value>, settings: &RunSettings) -> Opened {
             continue;
         }
         if key == "corpus" {
-            match link_corpus(&value) {
+            match link_corpus(&value, version) {
                 Ok(c) => corpus = Some(c),
                 Err(why) => refuse("corpus", why),
             }
@@ -403,13 +406,31 @@ mod tests {
     }
 
     #[test]
+    fn an_older_link_keeps_the_task_defaults_it_was_made_with() {
+        let task = |v: u64, name: &str, params: &str| {
+            let json = format!(r#"{{"v":{v},"corpus":{{"task":{{"name":"{name}","params":"{params}"}}}}}}"#);
+            match Link::decode(&link_of(&json), &page()).unwrap().corpus {
+                Some(LinkCorpus::Task { params, .. }) => params,
+                c => panic!("{json}: {c:?}"),
+            }
+        };
+        // version 1 wrote addition unpadded: its links open at pad=0, what they named kept
+        assert_eq!(task(1, "addition", ""), "pad=0");
+        assert_eq!(task(1, "addition", "digits=3"), "digits=3,pad=0");
+        assert_eq!(task(1, "addition", "pad=1"), "pad=1");
+        assert_eq!(task(1, "reverse", "max=9"), "max=9");
+        assert_eq!(task(1, "multiplication", ""), "scratch=0");
+        assert_eq!(task(LINK_VERSION, "addition", ""), "");
+    }
+
+    #[test]
     fn whole_links_that_are_not_links_are_refused() {
         let base = page();
         let err = |fragment: &str| Link::decode(fragment, &base).unwrap_err().to_string();
         assert!(err("#other=1").contains("not a wgpt link"));
         assert!(err(&link_of("[1,2]")).contains("an array, not settings"));
         assert!(err(&link_of(r#"{"n_layer":2}"#)).contains("no version"));
-        assert!(err(&link_of(r#"{"v":2}"#)).contains("version 2"));
+        assert!(err(&link_of(r#"{"v":3}"#)).contains("version 3"));
         assert!(err(&link_of(r#"{"v":"1"}"#)).contains("not a version"));
         assert!(err(&"A".repeat(MAX_LINK_CHARS + 1)).contains("more than"));
         // the page's hash or the bare form both open

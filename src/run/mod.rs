@@ -34,8 +34,8 @@ pub use settings::RunSettings;
 pub enum DataSource {
     /// A UTF-8 text file (its path, as given).
     File(String),
-    /// A built-in synthetic task: its name and parameters (`reverse:max=12`, see
-    /// [`Task::parse`]).
+    /// A built-in synthetic task: its name and parameters as [`Task::spec`] writes them
+    /// (`reverse:max=12`; read by [`Task::recorded`]).
     Task(String),
     /// Text handed over directly (the page's corpus), with a name for display.
     Text(String),
@@ -57,7 +57,7 @@ impl DataSource {
     /// the page's text, which the run keeps as corpus.txt.
     pub fn task_text(&self, seed: u64) -> Option<Result<String>> {
         match self {
-            DataSource::Task(spec) => Some(Task::parse(spec).map(|t| t.corpus(settings::TASK_EXAMPLES, seed))),
+            DataSource::Task(spec) => Some(Task::recorded(spec).map(|t| t.corpus(settings::TASK_EXAMPLES, seed))),
             _ => None,
         }
     }
@@ -157,7 +157,7 @@ impl Run {
             )));
         }
         let task = match &cfg.data {
-            DataSource::Task(spec) => Some(Task::parse(spec)?),
+            DataSource::Task(spec) => Some(Task::recorded(spec)?),
             _ => None,
         };
         let data = match (&task, cfg.train.answer_loss) {

@@ -316,10 +316,8 @@ impl Runs {
         let run = &driver.run;
         let (step, max_iters, name, fresh_moments) =
             (run.step(), run.cfg.max_iters, run.cfg.data.name(), run.fresh_moments);
-        let task = match &run.cfg.data {
-            DataSource::Task(task) => Some(task.clone()),
-            _ => None,
-        };
+        // as the run reads its recorded task (an old run's changed defaults at their old values)
+        let task = run.task.as_ref().map(|t| t.spec());
         self.optimizer_state = driver.optimizer_state();
         let (history, dynamics) = (driver.metrics().history(), dynamics_history(driver.metrics()));
         let corpus = Rc::new(Corpus { name: name.clone(), text, task });

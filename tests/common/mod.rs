@@ -12,6 +12,23 @@ use wgpt::kernels::Kernels;
 use wgpt::options::Options;
 use wgpt::Gpu;
 
+/// Asserts `|got − want| ≤ atol + rtol·|want|` elementwise (failing with the worst element, its
+/// index and both values) and prints the largest errors and where the worst one is.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    match wgpt::cpu::check_close(what, got, want, atol, rtol) {
+        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}, worst [{}]", c.max_abs, c.max_rel, c.worst),
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+/// Asserts two tensors are the same bits, naming the first element that differs.
+pub fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        panic!("{what}: element {i} differs: {} vs {}", got[i], want[i]);
+    }
+}
+
 /// True when running in CI: missing GPUs and data are failures there, not skips.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")

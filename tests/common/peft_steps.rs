@@ -8,12 +8,7 @@ use wgpt::model::lora::Targets;
 use wgpt::model::{Gpt2, Gpt2Config, LoraConfig, LoraTensors, Weights};
 use wgpt::train::{TrainConfig, Trainer};
 
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    match wgpt::cpu::check_close(what, got, want, atol, rtol) {
-        Ok(c) => println!("{what}: max abs err {:.2e}, max rel err {:.2e}", c.max_abs, c.max_rel),
-        Err(msg) => panic!("{msg}"),
-    }
-}
+use super::{assert_close, i32_tensor};
 
 /// Trains the fixture `file` (its bytes, its base `weights` of shape `cfg`) from its adapters
 /// under its `lora` and `adamw` metadata for as many steps as it has losses, and checks every
@@ -38,16 +33,11 @@ pub async fn check(
         let view = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
     };
-    let ids = |name: &str| -> (Vec<u32>, Vec<usize>) {
-        let view = st.tensor(name).unwrap();
-        let data = view.data().chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32).collect();
-        (data, view.shape().to_vec())
-    };
     let specs = lc.specs(&cfg);
     let adapters: Vec<Vec<f32>> = specs.iter().map(|(n, _)| f32s(&peft_name(n))).collect();
     let mut model = Gpt2::new(k.clone(), weights).unwrap();
     model.lora = Some(LoraTensors::upload(&k.gpu, &cfg, lc, &adapters).unwrap());
-    let ((x, xs), (y, _)) = (ids("x"), ids("y"));
+    let (x, y, xs) = (i32_tensor(&st, "x"), i32_tensor(&st, "y"), st.tensor("x").unwrap().shape().to_vec());
     let h = |key: &str| hyper[key].as_f64().unwrap() as f32;
     let train = TrainConfig {
         batch_size: xs[0],

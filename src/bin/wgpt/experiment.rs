@@ -101,7 +101,8 @@ fn corpus(e: &Experiment, data: Option<&Path>, runs: &[ExperimentRun]) -> Result
     match (e.corpus, data) {
         (Corpus::Task(spec), None) => {
             let seed = runs.first().map_or(0, |r| r.settings.seed);
-            Ok((DataSource::Task(spec.into()), Task::parse(spec)?.corpus(TASK_EXAMPLES, seed)))
+            let task = Task::parse(spec)?;
+            Ok((DataSource::Task(task.spec()), task.corpus(TASK_EXAMPLES, seed)))
         }
         (Corpus::Task(spec), Some(_)) => Err(Error::Input(format!(
             "{} trains on the {spec} task, which it generates itself: leave --data out",

@@ -63,7 +63,7 @@ fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(
     let data = match (&a.data, &a.task) {
         (Some(path), _) => DataSource::File(path.display().to_string()),
         (None, Some(task)) => DataSource::Task(Task::parse(task)?.spec()),
-        (None, None) => DataSource::Task("addition".into()),
+        (None, None) => DataSource::Task(Task::parse("addition")?.spec()),
     };
     let text = source_text(&data, a.seed)?;
     let (weights, model, tokenizer, spec) = match &a.init {

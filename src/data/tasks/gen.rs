@@ -30,11 +30,18 @@ pub fn shuffled(n: usize, rng: &mut Rng) -> Vec<usize> {
     v
 }
 
-/// "123+4567=" → "4690": two numbers of up to `digits` digits.
+/// "0123+4567=" → "04690": two numbers of up to `digits` digits, zero-padded to `digits` and the
+/// sum to `digits + 1`, so a digit's place is its position; with `pad=0` as they are
+/// ("123+4567=" → "4690").
 pub fn addition(t: &Task, rng: &mut Rng) -> Example {
-    let n = 10usize.pow(t.int("digits") as u32);
+    let digits = t.int("digits");
+    let n = 10usize.pow(digits as u32);
     let (a, b) = (rng.below(n), rng.below(n));
-    (format!("{a}+{b}="), format!("{}", a + b))
+    if t.int("pad") == 1 {
+        (format!("{a:0digits$}+{b:0digits$}="), format!("{:0w$}", a + b, w = digits + 1))
+    } else {
+        (format!("{a}+{b}="), format!("{}", a + b))
+    }
 }
 
 /// "hello|" → "olleh".
@@ -177,11 +184,25 @@ pub fn counting(t: &Task, rng: &mut Rng) -> Example {
     (format!("{s}:{q}="), s.chars().filter(|&c| c == q).count().to_string())
 }
 
-/// "47*83=" → "3901": two numbers of up to `digits` digits.
+/// "47*83=" → "3901": two numbers of up to `digits` digits; with `scratch=1` zero-padded, and the
+/// partial products written first ("47*83=" → "0141+3760=3901"; "07*83=" → "0021+0560=0581").
 pub fn multiplication(t: &Task, rng: &mut Rng) -> Example {
-    let n = 10usize.pow(t.int("digits") as u32);
+    let digits = t.int("digits");
+    let n = 10usize.pow(digits as u32);
     let (a, b) = (rng.below(n), rng.below(n));
-    (format!("{a}*{b}="), format!("{}", a * b))
+    if t.int("scratch") == 0 {
+        return (format!("{a}*{b}="), format!("{}", a * b));
+    }
+    // a times each digit of b from the last, shifted to its place, then their sum: every number
+    // zero-padded to the product's width
+    let w = 2 * digits;
+    let parts: Vec<String> = (0..digits)
+        .map(|i| {
+            let place = 10usize.pow(i as u32);
+            format!("{:0w$}", a * (b / place % 10) * place)
+        })
+        .collect();
+    (format!("{a:0digits$}*{b:0digits$}="), format!("{}={:0w$}", parts.join("+"), a * b))
 }
 
 /// "37*25*1=" → "12": `n` digits, a `*` after each marked one (at least one is); the sum of the

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::{Bound, Field, LinkCorpus, BUILTIN_CORPORA};
+use crate::data::tasks::old_defaults;
 use crate::data::{Task, TASKS};
 
 /// Checks one value against its field's bound; the reason it is refused otherwise.
@@ -48,9 +49,10 @@ pub(super) fn check(field: &Field, v: &Value) -> std::result::Result<(), String>
 }
 
 /// A link's corpus choice, checked: a known built-in corpus, or a known task with parameters of
-/// the form `k=v,...` (short names, numbers).
-pub(super) fn link_corpus(v: &Value) -> std::result::Result<LinkCorpus, String> {
-    let c: LinkCorpus = serde_json::from_value(v.clone()).map_err(|_| {
+/// the form `k=v,...` (short names, numbers); a default that changed after the link's `version`
+/// is named at its old value (`data::tasks::CHANGED_DEFAULTS`).
+pub(super) fn link_corpus(v: &Value, version: u64) -> std::result::Result<LinkCorpus, String> {
+    let mut c: LinkCorpus = serde_json::from_value(v.clone()).map_err(|_| {
         format!("must be \"own\", {{\"builtin\": NAME}} or {{\"task\": {{\"name\": NAME, \"params\": \"k=v,...\"}}}}, not {}", shown(v))
     })?;
     match &c {
@@ -68,7 +70,11 @@ pub(super) fn link_corpus(v: &Value) -> std::result::Result<LinkCorpus, String> 
                 return Err(format!("names an unknown task {}", shorten(name)));
             }
             let spec = if params.is_empty() { name.clone() } else { format!("{name}:{params}") };
-            Task::parse(&spec).map(|_| c.clone()).map_err(|e| format!("names a task this page cannot make: {e}"))
+            Task::parse(&spec).map_err(|e| format!("names a task this page cannot make: {e}"))?;
+            if let LinkCorpus::Task { name, params } = &mut c {
+                *params = old_defaults(name, params, |changed| version < changed.link_version);
+            }
+            Ok(c)
         }
         _ => Ok(c),
     }
