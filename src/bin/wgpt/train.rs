@@ -62,8 +62,8 @@ pub(super) fn tokenizer_for(spec: &str, text: &str) -> Result<Tokenizer> {
 fn start(a: &TrainArgs, kernels: Arc<Kernels>, precision: Precision) -> Result<(Driver, String)> {
     let data = match (&a.data, &a.task) {
         (Some(path), _) => DataSource::File(path.display().to_string()),
-        (None, Some(task)) => DataSource::Task(Task::parse(task)?.spec()),
-        (None, None) => DataSource::Task(Task::parse("addition")?.spec()),
+        // without --data or --task: the addition task
+        (None, task) => DataSource::Task(Task::parse(task.as_deref().unwrap_or("addition"))?.spec()),
     };
     let text = source_text(&data, a.seed)?;
     let (weights, model, tokenizer, spec) = match &a.init {
