@@ -42,17 +42,7 @@ fn check(task: &Task, prompt: &str) -> String {
             }
             if s.is_empty() { "y" } else { "n" }.to_string()
         }
-        "two-sum" => {
-            let (list, target) = body.split_once(':').expect("list:target");
-            let xs: Vec<usize> = list.split(',').map(num).collect();
-            let pairs: Vec<String> = (0..xs.len())
-                .flat_map(|i| (i + 1..xs.len()).map(move |j| (i, j)))
-                .filter(|&(i, j)| xs[i] + xs[j] == num(target))
-                .map(|(i, j)| format!("{i},{j}"))
-                .collect();
-            assert_eq!(pairs.len(), 1, "{prompt}: exactly one pair must sum to the target");
-            pairs[0].clone()
-        }
+        "two-sum" => two_sum(task, prompt, body),
         "associative-recall" => {
             let (pairs, asked) = body.split_once(':').expect("pairs:keys");
             let c: Vec<char> = pairs.chars().collect();
@@ -106,6 +96,39 @@ fn arithmetic(task: &Task, prompt: &str, body: &str) -> String {
     }
 }
 
+/// The positions of the pair adding to a two-sum prompt's target, after (`scratch=1`) each
+/// number's complement marked y where it is listed, read from its text.
+fn two_sum(task: &Task, prompt: &str, body: &str) -> String {
+    let num = |s: &str| s.parse::<usize>().expect("a number");
+    let (list, target) = body.split_once(':').expect("list:target");
+    let xs: Vec<usize> = list.split(',').map(num).collect();
+    let pairs: Vec<String> = (0..xs.len())
+        .flat_map(|i| (i + 1..xs.len()).map(move |j| (i, j)))
+        .filter(|&(i, j)| xs[i] + xs[j] == num(target))
+        .map(|(i, j)| format!("{i},{j}"))
+        .collect();
+    assert_eq!(pairs.len(), 1, "{prompt}: exactly one pair must sum to the target");
+    if task.int("scratch") == 0 {
+        return pairs[0].clone();
+    }
+    // every field as wide as the largest target; each number's complement, marked
+    let w = (2 * (task.int("max") - 1)).to_string().len();
+    assert!(list.split(',').chain([target]).all(|f| f.len() == w), "{prompt}: fields padded to {w}");
+    let t = num(target) as i64;
+    assert!(xs.iter().all(|&x| 2 * x as i64 != t), "{prompt}: no number is half the target");
+    let marked: Vec<String> = (xs.iter().map(|&x| t - x as i64))
+        .map(|c| {
+            let listed = if xs.iter().any(|&x| x as i64 == c) { "y" } else { "n" };
+            if c < 0 {
+                format!("{}{listed}", "-".repeat(w))
+            } else {
+                format!("{c:0w$}{listed}")
+            }
+        })
+        .collect();
+    format!("{}={}", marked.join(","), pairs[0])
+}
+
 /// Every task at its defaults and at a few parameter settings.
 fn variants() -> Vec<Task> {
     let mut specs: Vec<String> = TASKS.iter().map(|t| t.name.to_string()).collect();
@@ -119,6 +142,8 @@ fn variants() -> Vec<Task> {
             "parity:max=12,scratch=0",
             "dyck:pairs=12",
             "two-sum:n=8,max=20",
+            "two-sum:n=2,max=999",
+            "two-sum:n=6,scratch=0",
             "modular-addition:p=23,frac=0.6",
             "associative-recall:pairs=10",
             "associative-recall:pairs=1,queries=3",
@@ -197,6 +222,8 @@ fn todays_tasks_give_todays_data() {
         ("addition:pad=0", "5812+2640=8452", 0x8392_214f_b3b8_f671u64, 0xb0b9_d83c_d52a_b9c3u64),
         ("reverse", "yxg|gxy", 0x591b_a958_2ca8_30d5, 0xc744_946a_28dd_5195),
         ("sort", "yxg|gxy", 0x786e_bb63_cd92_73c7, 0xca9c_0e6c_2db1_19d7),
+        // two-sum as it was before its scratchpad (commit ae4c25e)
+        ("two-sum:scratch=0", "12,40,1,14:13=0,2", 0xcef4_0b8a_66a9_07c8, 0x21a5_b501_aa87_e31d),
     ];
     for (name, first, corpus, held) in want {
         let t = Task::parse(name).unwrap();
@@ -223,6 +250,9 @@ fn a_recorded_task_keeps_the_defaults_it_was_made_with() {
     // multiplication writes its rows by default now
     assert_eq!(Task::parse("multiplication").unwrap().spec(), "multiplication:scratch=1");
     assert_eq!(Task::recorded("multiplication").unwrap(), Task::parse("multiplication:scratch=0").unwrap());
+    // and two-sum its complements
+    assert_eq!(Task::parse("two-sum").unwrap().spec(), "two-sum:scratch=1");
+    assert_eq!(Task::recorded("two-sum:n=5").unwrap(), Task::parse("two-sum:n=5,scratch=0").unwrap());
 }
 
 #[test]

@@ -177,8 +177,13 @@ pub const TASKS: &[TaskSpec] = &[
     },
     TaskSpec {
         name: "two-sum",
-        describe: "find the positions of the two numbers that add up to the target (12,45,7,30:37=2,3)",
-        params: &[int("n", "numbers in the list", 4, 2, 8), int("max", "numbers are below this", 50, 20, 999)],
+        describe: "find the positions of the two numbers that add up to the target, writing each number's \
+                   complement first, marked y where it is in the list (12,45,07,30:37=25n,--n,30y,07y=2,3)",
+        params: &[
+            int("n", "numbers in the list", 4, 2, 8),
+            int("max", "numbers are below this", 50, 20, 999),
+            int("scratch", "1: zero-pad; write each complement, marked if listed; 0: the positions alone", 1, 0, 1),
+        ],
         draw: Draw::Each(gen::two_sum),
         recipe: None,
     },
@@ -298,6 +303,7 @@ pub struct ChangedDefault {
 pub const CHANGED_DEFAULTS: &[ChangedDefault] = &[
     ChangedDefault { link_version: 2, task: "addition", param: "pad", old: "0" },
     ChangedDefault { link_version: 2, task: "multiplication", param: "scratch", old: "0" },
+    ChangedDefault { link_version: 3, task: "two-sum", param: "scratch", old: "0" },
 ];
 
 /// `params` (`k=v,...`, of task `name`) with each changed default that `applies` and `params`

@@ -18,10 +18,11 @@ pub use base64::{base64url, unbase64url};
 use check::{check, kind, link_corpus, shorten, shown};
 
 /// The version of the links this code writes; it opens links up to this one. Version 2: the
-/// `addition` task pads its numbers and `multiplication` writes its rows by default. A link of
+/// `addition` task pads its numbers and `multiplication` writes its rows by default; version 3:
+/// `two-sum` writes each number's complement by default. A link of
 /// an older version that does not name a task parameter whose default changed since meant the
 /// old default, and opens with it, so it makes the data it made (`data::tasks::CHANGED_DEFAULTS`).
-pub const LINK_VERSION: u64 = 2;
+pub const LINK_VERSION: u64 = 3;
 
 /// The longest link fragment opened, in characters (a link of every setting is under 1,500).
 pub const MAX_LINK_CHARS: usize = 8192;
@@ -420,7 +421,12 @@ mod tests {
         assert_eq!(task(1, "addition", "pad=1"), "pad=1");
         assert_eq!(task(1, "reverse", "max=9"), "max=9");
         assert_eq!(task(1, "multiplication", ""), "scratch=0");
+        // version 2 had padded addition, but two-sum without its scratchpad
+        assert_eq!(task(2, "addition", ""), "");
+        assert_eq!(task(1, "two-sum", "n=5"), "n=5,scratch=0");
+        assert_eq!(task(2, "two-sum", ""), "scratch=0");
         assert_eq!(task(LINK_VERSION, "addition", ""), "");
+        assert_eq!(task(LINK_VERSION, "two-sum", ""), "");
     }
 
     #[test]
@@ -430,7 +436,7 @@ mod tests {
         assert!(err("#other=1").contains("not a wgpt link"));
         assert!(err(&link_of("[1,2]")).contains("an array, not settings"));
         assert!(err(&link_of(r#"{"n_layer":2}"#)).contains("no version"));
-        assert!(err(&link_of(r#"{"v":3}"#)).contains("version 3"));
+        assert!(err(&link_of(r#"{"v":4}"#)).contains("version 4"));
         assert!(err(&link_of(r#"{"v":"1"}"#)).contains("not a version"));
         assert!(err(&"A".repeat(MAX_LINK_CHARS + 1)).contains("more than"));
         // the page's hash or the bare form both open

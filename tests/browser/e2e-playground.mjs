@@ -171,7 +171,7 @@ try {
   const before = await form(page);
   console.log(`link: ${first.length} characters: ${JSON.stringify(sent)}`);
   if (!first.startsWith(`${url}#run=`)) fail(`the link ${first} is not this page's address with #run=`);
-  if (sent.v !== 2 || sent.tokenizer !== "bpe:300" || sent.lr !== 0.0015 || sent.seed !== 4242 || sent.precision !== "f16" || sent.optimizer !== "sgd" || sent.nesterov !== false || sent.answer_loss !== true || JSON.stringify(sent.corpus) !== '{"task":{"name":"reverse","params":"max=6"}}')
+  if (sent.v !== 3 || sent.tokenizer !== "bpe:300" || sent.lr !== 0.0015 || sent.seed !== 4242 || sent.precision !== "f16" || sent.optimizer !== "sgd" || sent.nesterov !== false || sent.answer_loss !== true || JSON.stringify(sent.corpus) !== '{"task":{"name":"reverse","params":"max=6"}}')
     fail(`the link carries ${JSON.stringify(sent)}`);
   const clip = await page.evaluate(() => navigator.clipboard.readText().catch((e) => `clipboard: ${e.message}`));
   if (clip !== first) console.log(`note: the clipboard holds ${JSON.stringify(clip.slice(0, 80))}`);

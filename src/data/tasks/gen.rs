@@ -131,10 +131,15 @@ fn balanced(s: &str) -> bool {
     stack.is_empty()
 }
 
-/// "12,45,7,30:37=" → "2,3": the positions of the only two numbers that add up to the target.
-/// `n` distinct numbers below `max`, drawn again until exactly one pair sums to the target.
+/// "12,45,07,30:37=" → "25n,--n,30y,07y=2,3": the positions of the only two numbers that add up
+/// to the target. `n` distinct numbers below `max`, drawn again until exactly one pair sums to the
+/// target. The answer first writes each number's complement (target minus it; dashes where that is
+/// negative) marked y where another number of the list is that complement, so the positions are
+/// those of the two y marks. Every number is zero-padded to the width of the largest target, and
+/// no number is half the target (a number cannot pair with itself). With `scratch=0` the numbers
+/// are written as they are and the answer is the positions alone ("12,45,7,30:37=" → "2,3").
 pub fn two_sum(t: &Task, rng: &mut Rng) -> Example {
-    let (n, max) = (t.int("n"), t.int("max"));
+    let (n, max, scratch) = (t.int("n"), t.int("max"), t.int("scratch") == 1);
     loop {
         let mut xs: Vec<usize> = Vec::with_capacity(n);
         while xs.len() < n {
@@ -148,10 +153,21 @@ pub fn two_sum(t: &Task, rng: &mut Rng) -> Example {
         let (i, j) = (i.min(j), i.max(j));
         let target = xs[i] + xs[j];
         let matches = (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).filter(|&(a, b)| xs[a] + xs[b] == target);
-        if matches.count() == 1 {
+        if matches.count() != 1 || (scratch && xs.iter().any(|&x| 2 * x == target)) {
+            continue;
+        }
+        if !scratch {
             let list: Vec<String> = xs.iter().map(|x| x.to_string()).collect();
             return (format!("{}:{target}=", list.join(",")), format!("{i},{j}"));
         }
+        let w = (2 * (max - 1)).to_string().len();
+        let list: Vec<String> = xs.iter().map(|x| format!("{x:0w$}")).collect();
+        let complement = |x: usize| match target.checked_sub(x) {
+            Some(c) => format!("{c:0w$}{}", if xs.contains(&c) { 'y' } else { 'n' }),
+            None => format!("{}n", "-".repeat(w)),
+        };
+        let marked: Vec<String> = xs.iter().map(|&x| complement(x)).collect();
+        return (format!("{}:{target:0w$}=", list.join(",")), format!("{}={i},{j}", marked.join(",")));
     }
 }
 
