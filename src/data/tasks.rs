@@ -185,7 +185,12 @@ pub const TASKS: &[TaskSpec] = &[
             int("scratch", "1: zero-pad; write each complement, marked if listed; 0: the positions alone", 1, 0, 1),
         ],
         draw: Draw::Each(gen::two_sum),
-        recipe: None,
+        recipe: recipe(
+            "baby",
+            r#"{"n_head": 8, "block_size": 34, "batch_size": 64, "lr": 0.003,
+                "max_iters": 6000, "eval_interval": 100, "answer_loss": true}"#,
+            3300,
+        ),
     },
     TaskSpec {
         name: "modular-addition",
